@@ -1,0 +1,40 @@
+# The two commands of the README: `make run` and `make test`. Both set up first.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.9
+# The per-user default DVC remote: outside the work tree, so a second clone on this machine can pull.
+REMOTE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/emoneurons/dvc-remote
+# Use a local wheel folder when the machine has one (CPU torch on the dev machines).
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
+
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export DVC_NO_ANALYTICS := 1
+export GX_ANALYTICS_ENABLED := False
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup run test remote clean-venv
+
+setup: $(VENV)/.installed remote
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -r requirements.lock $(FIND_LINKS)
+	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
+	touch $@
+
+# A default remote only where none is set: `dvc remote default` fails when there is none.
+remote: $(VENV)/.installed
+	@dvc remote default >/dev/null 2>&1 || { mkdir -p "$(REMOTE)" && dvc remote add --local -d local "$(REMOTE)" && echo "DVC remote 'local' -> $(REMOTE)"; }
+
+run: setup
+	dvc repro --pull
+	dvc push
+
+test: setup
+	$(PY) -m pytest
+
+clean-venv:
+	rm -rf $(VENV)

