@@ -1,0 +1,81 @@
+"""The paper's prompts as token ids around the dialogue, in the model's own chat format.
+
+A prompt is split into a `prefix` (everything before the dialogue: system prompt, in-context
+examples, the user prompt's opening) and a `suffix` (the rest of the user turn and the
+assistant's header). The prefix is the same for every dialogue, so it is computed once and
+reused as a KV cache; the dialogue's own tokens are known exactly, which `count.text: prompt`
+needs to count only them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from transformers import PreTrainedTokenizerBase
+
+from emoneurons.emotions import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT, EMOTIONS, label_prompt
+
+_SLOT = "\u0000DIALOGUE\u0000"
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    prefix: tuple[int, ...]
+    suffix: tuple[int, ...]
+
+    def ids(self, dialogue_ids: Sequence[int]) -> list[int]:
+        return [*self.prefix, *dialogue_ids, *self.suffix]
+
+
+def dialogue_ids(tokenizer: PreTrainedTokenizerBase, dialogue: str) -> list[int]:
+    """A dialogue's tokens as they stand inside a prompt (no special tokens added)."""
+    return tokenizer.encode(dialogue, add_special_tokens=False)
+
+
+def _chat_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> ChatPrompt:
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if text.count(_SLOT) != 1:
+        raise ValueError("the chat template must render the dialogue slot exactly once")
+    before, after = text.split(_SLOT)
+    # The rendered template already holds its special tokens (BOS, headers) as text.
+    encode = lambda part: tuple(tokenizer.encode(part, add_special_tokens=False))  # noqa: E731
+    return ChatPrompt(prefix=encode(before), suffix=encode(after))
+
+
+def _with_system(tokenizer: PreTrainedTokenizerBase, system: str) -> list[dict[str, str]]:
+    # Some templates (Gemma) reject a system role: fold it into the first user turn there.
+    try:
+        tokenizer.apply_chat_template([{"role": "system", "content": "x"}, {"role": "user", "content": "y"}], tokenize=False)
+        return [{"role": "system", "content": system}]
+    except Exception:
+        return []
+
+
+def classification_prompt(
+    tokenizer: PreTrainedTokenizerBase, shots: Sequence[tuple[str, str]] = ()
+) -> ChatPrompt:
+    """Figure 5 (system + user prompt); `shots` are (dialogue, emotion) examples given first as
+    user/assistant turns, the in-context setup that small models need (DESIGN.md)."""
+    messages = _with_system(tokenizer, CLASSIFY_SYSTEM_PROMPT)
+    system_folded = not messages
+    for i, (dialogue, emotion) in enumerate(shots):
+        user = CLASSIFY_USER_PROMPT.format(prompt=dialogue)
+        if system_folded and i == 0:
+            user = CLASSIFY_SYSTEM_PROMPT + "\n\n" + user
+        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": emotion}]
+    user = CLASSIFY_USER_PROMPT.format(prompt=_SLOT)
+    if system_folded and not shots:
+        user = CLASSIFY_SYSTEM_PROMPT + "\n\n" + user
+    messages.append({"role": "user", "content": user})
+    return _chat_prompt(tokenizer, messages)
+
+
+def labelling_prompt(tokenizer: PreTrainedTokenizerBase, retry: bool = False) -> ChatPrompt:
+    """Figure 7's labelling prompt (or its stricter retry) as one user turn."""
+    return _chat_prompt(tokenizer, [{"role": "user", "content": label_prompt(_SLOT, retry=retry)}])
+
+
+def label_ids(tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
+    """Each emotion's tokens as the first words of the assistant's answer, in EMOTIONS order."""
+    return [tokenizer.encode(emotion, add_special_tokens=False) for emotion in EMOTIONS]

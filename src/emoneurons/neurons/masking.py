@@ -1,0 +1,90 @@
+"""FFN neurons of gated (SwiGLU) decoders: finding them, naming layer ranges, masking them.
+
+Neuron u = (layer l, index i) is the i-th input of layer l's `mlp.down_proj`, i.e. the i-th
+entry of act_fn(gate_proj(x)) * up_proj(x). Masking sets that entry to zero on every token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+LAYER_RANGES = ("bottom", "middle", "top", "all")
+
+
+class UnsupportedModelError(ValueError):
+    """The model has no gated FFN (mlp.gate_proj / up_proj / down_proj) to count or mask."""
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The decoder blocks of a transformers causal LM (model.model.layers)."""
+    inner = getattr(model, "model", None)
+    layers = getattr(inner, "layers", None)
+    if layers is None:
+        raise UnsupportedModelError(
+            f"{type(model).__name__}: no decoder layers at model.model.layers; supported: Llama, "
+            "Mistral, Qwen2, SmolLM, Gemma (gated FFN with mlp.gate_proj/up_proj/down_proj)"
+        )
+    return layers
+
+
+def ffn_modules(model: nn.Module) -> list[nn.Module]:
+    """Each layer's gated FFN; a clear error for models without gate_proj/down_proj."""
+    mlps = [getattr(layer, "mlp", None) for layer in decoder_layers(model)]
+    for mlp in mlps:
+        if mlp is None or not all(hasattr(mlp, n) for n in ("gate_proj", "up_proj", "down_proj", "act_fn")):
+            raise UnsupportedModelError(
+                f"{type(model).__name__}: layers have no gated FFN (mlp.gate_proj/up_proj/down_proj); "
+                "emotion neurons are defined on gated FFNs (Llama, Mistral, Qwen2, SmolLM, Gemma)"
+            )
+    return mlps
+
+
+def layer_span(n_layers: int, name: str) -> range:
+    """bottom / middle / top third of the layers, or all of them."""
+    first, second = n_layers // 3, (2 * n_layers) // 3
+    spans = {"bottom": range(0, first), "middle": range(first, second), "top": range(second, n_layers), "all": range(n_layers)}
+    if name not in spans:
+        raise ValueError(f"layer range {name!r}: allowed: {', '.join(LAYER_RANGES)}")
+    return spans[name]
+
+
+def neurons_by_layer(pairs: Iterable[Sequence[int]], device: torch.device | str = "cpu") -> dict[int, torch.Tensor]:
+    """[[layer, index], ...] -> {layer: sorted LongTensor of indices}."""
+    grouped: dict[int, list[int]] = {}
+    for layer, index in pairs:
+        grouped.setdefault(int(layer), []).append(int(index))
+    return {layer: torch.tensor(sorted(idx), dtype=torch.long, device=device) for layer, idx in sorted(grouped.items())}
+
+
+def restrict_layers(neurons: Mapping[int, torch.Tensor], layers: range) -> dict[int, torch.Tensor]:
+    """Only the neurons of layers in `layers` (masking a set in one layer range)."""
+    return {layer: idx for layer, idx in neurons.items() if layer in layers and idx.numel()}
+
+
+@contextmanager
+def mask_neurons(model: nn.Module, neurons: Mapping[int, torch.Tensor]) -> Iterator[None]:
+    """Zero the given down_proj inputs on every token while the context is open."""
+    mlps = ffn_modules(model)
+    handles = []
+    for layer, index in neurons.items():
+        if not 0 <= layer < len(mlps):
+            raise ValueError(f"layer {layer} is outside the model (0..{len(mlps) - 1})")
+        if index.numel() == 0:
+            continue
+        down = mlps[layer].down_proj
+        index = index.to(down.weight.device)
+
+        def zero_inputs(module: nn.Module, args: tuple, index: torch.Tensor = index) -> None:
+            # In place: the input is a fresh product tensor consumed only by down_proj.
+            args[0].index_fill_(-1, index, 0.0)
+
+        handles.append(down.register_forward_pre_hook(zero_inputs))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

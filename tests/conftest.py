@@ -1,0 +1,76 @@
+"""Shared fixtures: offline env, and a tiny randomly initialised Llama with its own tokenizer."""
+
+from __future__ import annotations
+
+import os
+
+# Set before anything imports transformers/dvc/great_expectations.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["DVC_NO_ANALYTICS"] = "1"
+os.environ["GX_ANALYTICS_ENABLED"] = "False"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+import pytest
+import torch
+
+from emoneurons.emotions import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT, EMOTIONS, LABEL_PROMPT
+
+CHATML_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] "
+    "+ '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def build_tokenizer(vocab_size: int = 600):
+    """A byte-level BPE tokenizer trained in-process on the prompts (no download), ChatML template."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = [CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT, LABEL_PROMPT, " ".join(EMOTIONS)] * 4 + [
+        "A: I can't believe this happened! B: Oh no, that is terrible. A: What a wonderful day.",
+        "A: That smell is revolting. B: I'm scared of the dark. A: I miss her so much.",
+    ]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|im_end|>", pad_token="<|pad|>",
+        unk_token="<|endoftext|>",
+    )
+    fast.chat_template = CHATML_TEMPLATE
+    return fast
+
+
+def build_tiny_llama(vocab_size: int, seed: int = 0, layers: int = 4, hidden: int = 32, intermediate: int = 64):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    config = LlamaConfig(
+        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=intermediate,
+        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+        max_position_embeddings=4096, tie_word_embeddings=True,
+    )
+    model = LlamaForCausalLM(config).eval()
+    model.requires_grad_(False)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer():
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def tiny_llama(tiny_tokenizer):
+    """A LoadedModel: 4-layer random Llama (hidden 32, FFN 64) with an in-process tokenizer."""
+    from emoneurons.neurons.model import LoadedModel
+
+    model = build_tiny_llama(len(tiny_tokenizer))
+    model.config.pad_token_id = tiny_tokenizer.pad_token_id
+    return LoadedModel(model=model, tokenizer=tiny_tokenizer, name="tiny-random-llama")
