@@ -1,0 +1,31 @@
+"""Parquet tables in and out: one-line errors on read, atomic writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from emoneurons.atomic import atomic_path
+
+
+class DataError(Exception):
+    """A data problem, said in one line that names the file."""
+
+
+def read_table(path: str | Path) -> pl.DataFrame:
+    """Read a parquet table; raise DataError naming the file when it is missing or unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        return pl.read_parquet(path)
+    except Exception as error:  # polars raises several kinds for a bad file; all mean "unreadable"
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"{path}: not a readable parquet table ({first_line})") from None
+
+
+def write_table(df: pl.DataFrame, path: str | Path) -> None:
+    """Write a parquet table atomically: the file appears whole or not at all."""
+    with atomic_path(path) as tmp:
+        df.write_parquet(tmp)

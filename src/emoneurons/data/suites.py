@@ -1,0 +1,304 @@
+"""Data checks at the stage boundaries: great-expectations 1.x suites over the polars tables.
+
+Each check returns None when the data is good and otherwise raises DataCheckError, one line
+naming the file, the column, the failed expectation and up to three offending rows.
+great_expectations is imported inside the functions because importing it takes seconds.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+
+from emoneurons.data.io import DataError
+from emoneurons.emotions import EMOTIONS
+
+if TYPE_CHECKING:
+    import torch
+
+TOPICS = "data/topics.parquet"
+DIALOGUES = "data/dialogues.parquet"
+FILTERED = "data/filtered.parquet"
+TRAIN = "data/split/train.parquet"
+TEST = "data/split/test.parquet"
+COUNTS = "data/counts/counts.safetensors"
+
+DIALOGUE_COLUMNS = ("id", "topic", "theme", "dialogue", "backend", "model")
+# One speaker turn: "A: text" or "B: text"; a narration line or an empty line fails it.
+TURN_REGEX = r"^(?:A|B): \S"
+INTEGER_DTYPES = [
+    f"{prefix}{bits}" for prefix in ("int", "Int", "uint", "UInt") for bits in (8, 16, 32, 64)
+]
+EXAMPLES = 3
+SHOWN_CHARS = 60
+
+
+class DataCheckError(DataError):
+    """A data check failed: the file, the column, the expectation and a few offending rows."""
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)  # repr keeps newlines escaped, so the message stays one line
+    return text if len(text) <= SHOWN_CHARS else text[: SHOWN_CHARS - 3] + "..."
+
+
+def _failure(column: str | None, expectation: str, detail: str, kind: str = "column") -> str:
+    where = f"{kind} {column!r}: " if column else ""
+    return f"{where}{expectation} failed{': ' if detail else ''}{detail}"
+
+
+def _raise(source: str, failures: Sequence[str]) -> None:
+    if failures:
+        raise DataCheckError(f"{source}: " + "; ".join(failures))
+
+
+def _row_label(df: pl.DataFrame) -> Callable[[int], str]:
+    """How a message points at row i of df: part, row number, id and line, when the table has them."""
+
+    def label(i: int) -> str:
+        part = f"{df['part'][i]} " if "part" in df.columns else ""
+        row = df["row"][i] if "row" in df.columns else i
+        row_id = f" (id {df['id'][i]!r})" if "id" in df.columns else ""
+        line = f" line {df['line'][i]}" if "line" in df.columns else ""
+        return f"{part}row {row}{row_id}{line}"
+
+    return label
+
+
+def _row_examples(label: Callable[[int], str], rows: Sequence[int], values: Sequence[Any]) -> str:
+    return ", ".join(f"{label(int(row))}: {_shown(value)}" for row, value in list(zip(rows, values))[:EXAMPLES])
+
+
+def _describe(result: Any, df: pl.DataFrame) -> str:
+    """One failed GX expectation result as 'column ...: expectation failed: what was seen'."""
+    config = result.expectation_config
+    kwargs = config.kwargs
+    column = kwargs.get("column") or (
+        f"{kwargs['column_A']}/{kwargs['column_B']}" if "column_A" in kwargs else None
+    )
+    info = result.exception_info or {}
+    raised = [v for v in info.values() if isinstance(v, dict) and v.get("raised_exception")]
+    if info.get("raised_exception") or raised:
+        message = info.get("exception_message") or raised[0].get("exception_message")
+        return _failure(column, config.type, f"raised {str(message).splitlines()[0]}")
+    found = result.result or {}
+    if "unexpected_count" in found:
+        values = found.get("partial_unexpected_list") or []
+        rows = found.get("partial_unexpected_index_list") or []
+        examples = _row_examples(_row_label(df), rows, values) if rows else ", ".join(
+            _shown(v) for v in values[:EXAMPLES]
+        )
+        unit = "lines" if "line" in df.columns else "rows"
+        detail = f"{found['unexpected_count']} of {found.get('element_count', df.height)} {unit}, e.g. {examples}"
+    elif "partial_missing_list" in found:
+        detail = "missing " + ", ".join(_shown(v) for v in found["partial_missing_list"][:EXAMPLES])
+    else:
+        detail = f"observed {_shown(found.get('observed_value'))}"
+    return _failure(column, config.type, detail)
+
+
+def _gx() -> Any:
+    """great_expectations, imported on first use (it takes seconds) with usage reporting off."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")  # the pipeline runs offline
+    import great_expectations
+
+    return great_expectations
+
+
+def _key(kind: str, kwargs: dict[str, Any]) -> tuple[str, str]:
+    return kind, repr(sorted((k, v) for k, v in kwargs.items() if k != "batch_id"))
+
+
+def _failures(df: pl.DataFrame, source: str, expectations: Sequence[Any]) -> list[str]:
+    """Validate one table against a list of GX expectations; describe each failure in a phrase."""
+    gx = _gx()
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    batch = (
+        context.data_sources.add_pandas("polars")
+        .add_dataframe_asset("table")
+        .add_batch_definition_whole_dataframe("whole")
+        .get_batch(batch_parameters={"dataframe": df.to_pandas()})
+    )
+    suite = gx.ExpectationSuite(name=source, expectations=list(expectations))
+    results = batch.validate(suite, result_format="SUMMARY").results
+    # GX may return results in any order; report failures in the order the suite lists them.
+    order = {_key(e.configuration.type, e.configuration.kwargs): i for i, e in enumerate(expectations)}
+
+    def position(result: Any) -> int:
+        return order.get(_key(result.expectation_config.type, result.expectation_config.kwargs), len(order))
+
+    failed = sorted((r for r in results if not r.success), key=position)
+    return [_describe(r, df) for r in failed]
+
+
+def _require_columns(df: pl.DataFrame, source: str, columns: Sequence[str]) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        detail = f"missing {', '.join(map(repr, missing))} (has {', '.join(df.columns) or 'none'})"
+        _raise(source, [_failure(None, "expect_table_columns_to_match_set", detail)])
+
+
+def _turn_lines(df: pl.DataFrame) -> pl.DataFrame:
+    """One row per dialogue line (row, id, line number, text), so a bad line is shown as itself."""
+    # The text column keeps the name `dialogue` so a failure names the table's column.
+    return (
+        df.select("id", pl.col("dialogue").str.split("\n"))
+        .with_row_index("row")
+        .explode("dialogue")
+        .filter(pl.col("dialogue").is_not_null())
+        .with_columns(line=pl.col("row").cum_count().over("row"))
+    )
+
+
+def check_topics(df: pl.DataFrame, source: str = TOPICS) -> None:
+    """topic/round/parent: topic non-empty and unique case- and whitespace-insensitively."""
+    expect = _gx().expectations
+    _require_columns(df, source, ("topic", "round", "parent"))
+    failures = _failures(
+        df,
+        source,
+        [
+            expect.ExpectTableRowCountToBeBetween(min_value=1),
+            expect.ExpectColumnValuesToNotBeNull(column="topic"),
+            expect.ExpectColumnValuesToMatchRegex(column="topic", regex=r"\S"),
+            expect.ExpectColumnValuesToNotBeNull(column="round"),
+            expect.ExpectColumnValuesToBeInTypeList(column="round", type_list=INTEGER_DTYPES),
+            expect.ExpectColumnValuesToBeBetween(column="round", min_value=0),
+        ],
+    )
+    key = pl.col("topic").str.strip_chars().str.replace_all(r"\s+", " ").str.to_lowercase()
+    repeated = df.with_row_index("row").filter(key.is_duplicated()).sort(key, "row")
+    if repeated.height:
+        examples = _row_examples(lambda i: f"row {i}", repeated["row"].to_list(), repeated["topic"].to_list())
+        detail = f"{repeated.height} rows share a topic, e.g. {examples}"
+        failures.append(_failure("topic", "unique (case- and whitespace-insensitive)", detail))
+    _raise(source, failures)
+
+
+def _dialogue_expectations(gx: Any) -> list[Any]:
+    expect = gx.expectations
+    return [
+        expect.ExpectTableRowCountToBeBetween(min_value=1),
+        *(expect.ExpectColumnValuesToNotBeNull(column=c) for c in DIALOGUE_COLUMNS),
+        expect.ExpectColumnValuesToBeUnique(column="id"),
+        expect.ExpectColumnValuesToBeInSet(column="theme", value_set=list(EMOTIONS)),
+        # Two speakers: an A turn and a B turn somewhere in the dialogue.
+        expect.ExpectColumnValuesToMatchRegexList(
+            column="dialogue", regex_list=[r"(?m)^A: \S", r"(?m)^B: \S"], match_on="all"
+        ),
+    ]
+
+
+def _turn_failures(df: pl.DataFrame, source: str) -> list[str]:
+    turn = _gx().expectations.ExpectColumnValuesToMatchRegex(column="dialogue", regex=TURN_REGEX)
+    return _failures(_turn_lines(df), source, [turn])
+
+
+def check_dialogues(df: pl.DataFrame, source: str = DIALOGUES) -> None:
+    """id/topic/theme/dialogue/backend/model: unique ids, six emotions, every line 'A: ' or 'B: '."""
+    gx = _gx()
+    _require_columns(df, source, DIALOGUE_COLUMNS)
+    _raise(source, _failures(df, source, _dialogue_expectations(gx)) + _turn_failures(df, source))
+
+
+def check_filtered(df: pl.DataFrame, judges: Sequence[str], source: str = FILTERED) -> None:
+    """The dialogue checks plus judge_<name> labels, n_agree and label == theme."""
+    gx = _gx()
+    expect = gx.expectations
+    judge_columns = [f"judge_{name}" for name in judges]
+    _require_columns(df, source, (*DIALOGUE_COLUMNS, *judge_columns, "n_agree", "label"))
+    failures = _failures(
+        df,
+        source,
+        [
+            *_dialogue_expectations(gx),
+            # A judge with no valid answer is null; GX set checks skip nulls, as intended.
+            *(expect.ExpectColumnValuesToBeInSet(column=c, value_set=list(EMOTIONS)) for c in judge_columns),
+            expect.ExpectColumnValuesToNotBeNull(column="n_agree"),
+            expect.ExpectColumnValuesToBeInTypeList(column="n_agree", type_list=INTEGER_DTYPES),
+            expect.ExpectColumnValuesToBeBetween(column="n_agree", min_value=0, max_value=1 + len(judges)),
+            expect.ExpectColumnPairValuesToBeEqual(column_A="label", column_B="theme"),
+        ],
+    )
+    _raise(source, failures + _turn_failures(df, source))
+
+
+def _test_share_failures(train: pl.DataFrame, test: pl.DataFrame, test_fraction: float) -> list[str]:
+    """Per emotion, the test count may differ from round(n * test_fraction) by at most one."""
+    sizes = (
+        pl.concat([train.select("theme", test=pl.lit(0)), test.select("theme", test=pl.lit(1))])
+        .group_by("theme")
+        .agg(n=pl.len(), n_test=pl.col("test").sum())
+        .sort("theme")
+    )
+    off = [
+        f"{theme!r} has {n_test} of {n} in test, expected {round(n * test_fraction)} ± 1"
+        for theme, n, n_test in sizes.iter_rows()
+        if abs(n_test - round(n * test_fraction)) > 1
+    ]
+    if not off:
+        return []
+    return [_failure("theme", f"test share {test_fraction} per emotion", ", ".join(off[:EXAMPLES]))]
+
+
+def check_split(
+    train: pl.DataFrame,
+    test: pl.DataFrame,
+    test_fraction: float,
+    emotions: Sequence[str] = EMOTIONS,
+    sources: tuple[str, str] = (TRAIN, TEST),
+) -> None:
+    """Both parts non-empty, disjoint by id, every emotion in each, test share per emotion as asked."""
+    expect = _gx().expectations
+    for part, source in zip((train, test), sources):
+        _require_columns(part, source, ("id", "theme"))
+        present = [
+            expect.ExpectTableRowCountToBeBetween(min_value=1),
+            expect.ExpectColumnValuesToNotBeNull(column="id"),
+            expect.ExpectColumnDistinctValuesToContainSet(column="theme", value_set=list(emotions)),
+        ]
+        _raise(source, _failures(part, source, present))
+    both = pl.concat(
+        [train.select("id", part=pl.lit("train")).with_row_index("row"),
+         test.select("id", part=pl.lit("test")).with_row_index("row")]
+    )
+    # Unique over train + test means no id is in both parts (nor twice in one).
+    disjoint = _failures(both, f"{sources[0]} + {sources[1]}", [expect.ExpectColumnValuesToBeUnique(column="id")])
+    _raise(f"{sources[0]} + {sources[1]}", disjoint)
+    _raise(sources[1], _test_share_failures(train, test, test_fraction))
+
+
+def check_counts(f: torch.Tensor, T: torch.Tensor, source: str = COUNTS) -> None:
+    """f [layers, neurons, 6] and T [6]: integer, non-negative, f <= T for every emotion."""
+    import torch
+
+    n = len(EMOTIONS)
+    failures = []
+    if f.dim() != 3 or f.shape[-1] != n:
+        failures.append(_failure("f", "shape [layers, neurons, 6]", f"got {list(f.shape)}", "tensor"))
+    if T.shape != (n,):
+        failures.append(_failure("T", "shape [6]", f"got {list(T.shape)}", "tensor"))
+    for name, tensor in (("f", f), ("T", T)):
+        if tensor.dtype.is_floating_point or tensor.dtype.is_complex or tensor.dtype == torch.bool:
+            failures.append(_failure(name, "integer dtype", f"got {tensor.dtype}", "tensor"))
+    _raise(source, failures)  # the value checks below need the right shapes
+
+    for name, tensor in (("f", f), ("T", T)):
+        negative = torch.nonzero(tensor < 0)
+        if len(negative):
+            shown = ", ".join(f"{tuple(i.tolist())}: {tensor[tuple(i)].item()}" for i in negative[:EXAMPLES])
+            failures.append(_failure(name, "non-negative", f"{len(negative)} entries, e.g. {shown}", "tensor"))
+    over = torch.nonzero(f > T)
+    if len(over):
+        shown = ", ".join(
+            f"(layer {l}, neuron {u}, {EMOTIONS[e]}): {f[l, u, e].item()} > {T[e].item()}"
+            for l, u, e in over[:EXAMPLES].tolist()
+        )
+        failures.append(_failure("f", "f <= T per emotion", f"{len(over)} entries, e.g. {shown}", "tensor"))
+    _raise(source, failures)

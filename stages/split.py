@@ -1,0 +1,49 @@
+"""split: stratified, seeded train/test split of data/filtered.parquet into data/split/."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import polars as pl
+import typer
+
+from emoneurons.atomic import atomic_dir
+from emoneurons.data.io import DataError, read_table, write_table
+from emoneurons.data.split import stratified_split
+from emoneurons.data.suites import check_split
+from emoneurons.emotions import EMOTIONS
+from emoneurons.params import ParamsError, load_params
+
+
+def _summary(train: pl.DataFrame, test: pl.DataFrame) -> str:
+    def sizes(part: pl.DataFrame) -> dict[str, int]:
+        return dict(part.group_by("theme").len().iter_rows())
+
+    n_train, n_test = sizes(train), sizes(test)
+    per_emotion = ", ".join(f"{e} {n_train.get(e, 0)}/{n_test.get(e, 0)}" for e in EMOTIONS)
+    return f"split: train {train.height}, test {test.height} (train/test per emotion: {per_emotion})"
+
+
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="params file (section `split`)"),
+    filtered: Path = typer.Option(Path("data/filtered.parquet"), help="filtered dialogues"),
+    out: Path = typer.Option(Path("data/split"), help="folder for train.parquet and test.parquet"),
+) -> None:
+    try:
+        settings = load_params(params).split
+        df = read_table(filtered)
+        train, test = stratified_split(df, settings.test_fraction, settings.seed)
+        check_split(train, test, settings.test_fraction, sources=(str(out / "train.parquet"), str(out / "test.parquet")))
+        # One folder, renamed into place whole: an interrupted run leaves no half split.
+        with atomic_dir(out) as tmp:
+            write_table(train, tmp / "train.parquet")
+            write_table(test, tmp / "test.parquet")
+    except (ParamsError, DataError) as error:
+        print(error, file=sys.stderr)
+        raise typer.Exit(1) from None
+    print(_summary(train, test))
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,234 @@
+"""The great-expectations suites: pass on good tables, fail with one line naming what is wrong."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+import torch
+
+from emoneurons.data.io import DataError
+from emoneurons.data.suites import (
+    DataCheckError,
+    check_counts,
+    check_dialogues,
+    check_filtered,
+    check_split,
+    check_topics,
+)
+from emoneurons.emotions import EMOTIONS
+
+JUDGES = ("lexicon", "smollm")
+
+
+def _dialogues(per_emotion: int = 2) -> pl.DataFrame:
+    rows = [
+        {
+            "id": f"{emotion[:3]}{k}",
+            "topic": f"topic {k}",
+            "theme": emotion,
+            "dialogue": f"A: I feel {emotion} about topic {k}.\nB: Really?\nA: Yes.",
+            "backend": "template",
+            "model": "none",
+        }
+        for emotion in EMOTIONS
+        for k in range(per_emotion)
+    ]
+    return pl.DataFrame(rows)
+
+
+def _filtered(per_emotion: int = 2) -> pl.DataFrame:
+    df = _dialogues(per_emotion)
+    return df.with_columns(
+        judge_lexicon=pl.col("theme"),
+        judge_smollm=pl.lit(None, dtype=pl.String),
+        n_agree=pl.lit(2, dtype=pl.Int64),
+        label=pl.col("theme"),
+    )
+
+
+def _set(df: pl.DataFrame, row: int, column: str, value) -> pl.DataFrame:
+    values = df[column].to_list()
+    values[row] = value
+    return df.with_columns(pl.Series(column, values, dtype=df.schema[column]))
+
+
+def _failure(check, *args) -> str:
+    with pytest.raises(DataCheckError) as error:
+        check(*args)
+    message = str(error.value)
+    assert "\n" not in message, message
+    assert isinstance(error.value, DataError)
+    return message
+
+
+# topics
+
+
+def _topics() -> pl.DataFrame:
+    return pl.DataFrame(
+        {"topic": ["Piano", "New York", "Violin"], "round": [0, 0, 1], "parent": [None, None, "Piano"]}
+    )
+
+
+def test_topics_pass():
+    assert check_topics(_topics()) is None
+
+
+def test_topics_duplicate_up_to_case_and_whitespace_fails():
+    bad = _set(_topics(), 2, "topic", "  new   york ")
+    message = _failure(check_topics, bad)
+    assert message.startswith("data/topics.parquet: column 'topic': unique")
+    assert "'New York'" in message and "'  new   york '" in message
+
+
+def test_topics_blank_topic_fails():
+    message = _failure(check_topics, _set(_topics(), 1, "topic", "   "))
+    assert "column 'topic': expect_column_values_to_match_regex failed: 1 of 3 rows" in message
+    assert "row 1" in message
+
+
+def test_topics_missing_column_and_negative_round_fail():
+    message = _failure(check_topics, _topics().drop("parent"))
+    assert "expect_table_columns_to_match_set" in message and "'parent'" in message
+    message = _failure(check_topics, _set(_topics(), 0, "round", -1))
+    assert "column 'round': expect_column_values_to_be_between" in message
+
+
+# dialogues
+
+
+def test_dialogues_pass():
+    assert check_dialogues(_dialogues()) is None
+
+
+def test_dialogues_unknown_emotion_fails():
+    message = _failure(check_dialogues, _set(_dialogues(), 3, "theme", "joy"))
+    assert message.startswith("data/dialogues.parquet: column 'theme': expect_column_values_to_be_in_set")
+    assert "row 3 (id 'dis1'): 'joy'" in message
+
+
+def test_dialogues_duplicate_id_fails():
+    message = _failure(check_dialogues, _set(_dialogues(), 5, "id", "ang0"))
+    assert "column 'id': expect_column_values_to_be_unique failed: 2 of 12 rows" in message
+    assert "'ang0'" in message
+
+
+def test_dialogues_narration_line_fails_naming_the_line():
+    text = "A: Hello.\n(She sighs deeply.)\nB: Hi."
+    message = _failure(check_dialogues, _set(_dialogues(), 7, "dialogue", text))
+    assert "column 'dialogue': expect_column_values_to_match_regex failed: 1 of 36 lines" in message
+    assert "row 7 (id 'hap1') line 2: '(She sighs deeply.)'" in message
+
+
+def test_dialogues_other_forms_fail():
+    one_speaker = _set(_dialogues(), 0, "dialogue", "A: Hello.\nA: Anyone?")
+    assert "expect_column_values_to_match_regex_list" in _failure(check_dialogues, one_speaker)
+    assert "row 0 (id 'ang0') line 1: ''" in _failure(
+        check_dialogues, _set(_dialogues(), 0, "dialogue", "")
+    )
+    assert "column 'dialogue': expect_column_values_to_not_be_null" in _failure(
+        check_dialogues, _set(_dialogues(), 0, "dialogue", None)
+    )
+    assert "'C: Me too.'" in _failure(
+        check_dialogues, _set(_dialogues(), 0, "dialogue", "A: Hi.\nB: Hi.\nC: Me too.")
+    )
+
+
+def test_dialogues_lists_every_failure_in_suite_order():
+    bad = _set(_set(_dialogues(), 1, "theme", "love"), 2, "id", "ang0")
+    message = _failure(check_dialogues, bad)
+    assert message.index("column 'id'") < message.index("column 'theme'")
+
+
+# filtered
+
+
+def test_filtered_pass():
+    assert check_filtered(_filtered(), JUDGES) is None
+
+
+def test_filtered_judge_outside_the_six_fails():
+    message = _failure(check_filtered, _set(_filtered(), 4, "judge_lexicon", "neutral"), JUDGES)
+    assert "column 'judge_lexicon': expect_column_values_to_be_in_set" in message
+    assert "'neutral'" in message
+
+
+def test_filtered_n_agree_and_label_fail():
+    message = _failure(check_filtered, _set(_filtered(), 0, "n_agree", 4), JUDGES)
+    assert "column 'n_agree': expect_column_values_to_be_between" in message
+    message = _failure(check_filtered, _set(_filtered(), 0, "label", "fear"), JUDGES)
+    assert "column 'label/theme': expect_column_pair_values_to_be_equal" in message
+    floats = _filtered().with_columns(pl.col("n_agree").cast(pl.Float64))
+    assert "column 'n_agree': expect_column_values_to_be_in_type_list" in _failure(check_filtered, floats, JUDGES)
+
+
+def test_filtered_missing_judge_column_fails():
+    message = _failure(check_filtered, _filtered(), (*JUDGES, "gpt"))
+    assert "expect_table_columns_to_match_set" in message and "'judge_gpt'" in message
+
+
+# split
+
+
+def _parts() -> tuple[pl.DataFrame, pl.DataFrame]:
+    df = _filtered(per_emotion=5)
+    test = df.filter(pl.col("id").str.ends_with("0"))
+    return df.filter(~pl.col("id").str.ends_with("0")), test
+
+
+def test_split_pass():
+    assert check_split(*_parts(), 0.2) is None
+
+
+def test_split_id_in_both_fails():
+    train, test = _parts()
+    train = pl.concat([train, test.head(1)])
+    message = _failure(check_split, train, test, 0.2)
+    assert "column 'id': expect_column_values_to_be_unique" in message
+    assert "'ang0'" in message
+
+
+def test_split_emotion_missing_from_test_fails_naming_it():
+    train, test = _parts()
+    message = _failure(check_split, train, test.filter(pl.col("theme") != "surprise"), 0.2)
+    assert message.startswith("data/split/test.parquet: column 'theme': expect_column_distinct_values_to_contain_set")
+    assert "missing 'surprise'" in message
+
+
+def test_split_wrong_share_and_empty_part_fail():
+    train, test = _parts()
+    message = _failure(check_split, train, test, 0.6)  # 1 of 5 per emotion, asked for 3
+    assert "test share 0.6 per emotion failed" in message and "'anger' has 1 of 5 in test, expected 3" in message
+    message = _failure(check_split, train, test.head(0), 0.2)
+    assert "expect_table_row_count_to_be_between" in message
+
+
+# counts
+
+
+def _counts() -> tuple[torch.Tensor, torch.Tensor]:
+    T = torch.tensor([10, 20, 30, 40, 50, 60])
+    f = torch.zeros(2, 3, 6, dtype=torch.int64)
+    f[1, 2] = T
+    return f, T
+
+
+def test_counts_pass():
+    assert check_counts(*_counts()) is None
+
+
+def test_counts_over_total_fails_naming_the_neuron():
+    f, T = _counts()
+    f[0, 1, 3] = 41
+    message = _failure(check_counts, f, T)
+    assert "tensor 'f': f <= T per emotion failed: 1 entries, e.g. (layer 0, neuron 1, happiness): 41 > 40" in message
+
+
+def test_counts_shape_dtype_and_sign_fail():
+    f, T = _counts()
+    assert "shape [layers, neurons, 6]" in _failure(check_counts, f[..., :5], T)
+    assert "shape [6]" in _failure(check_counts, f, T[:5])
+    assert "integer dtype" in _failure(check_counts, f.float(), T)
+    T = T.clone()
+    T[2] = -1
+    assert "tensor 'T': non-negative failed" in _failure(check_counts, f.clamp(max=0), T)
