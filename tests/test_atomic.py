@@ -26,3 +26,17 @@ def test_atomic_dir_never_leaves_a_partial_folder(tmp_path):
     with atomic_dir(target) as tmp:
         (tmp / "meta.json").write_text("{}")
     assert [p.name for p in target.iterdir()] == ["meta.json"]
+
+
+def test_outputs_get_the_users_normal_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "m.json", {})
+        with atomic_dir(tmp_path / "d"):
+            pass
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

@@ -1,0 +1,89 @@
+"""plot: the paper's figures and tables, report.md, dvc plots data and an offline HTML page."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from emoneurons.atomic import atomic_dir, atomic_path
+from emoneurons.params import ParamsError, load_params
+
+app = typer.Typer(add_completion=False)
+
+
+class InputError(ValueError):
+    """An input file that is missing or not JSON."""
+
+
+def read_json(path: Path) -> Any:
+    """Parsed JSON, or an InputError naming the file."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InputError(f"{path}: file not found (run the upstream stages first)") from None
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
+
+
+@app.command()
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="params.yaml (model name, digest)"),
+    filter_json: Path = typer.Option(Path("reports/filter.json")),
+    meta: Path = typer.Option(Path("data/counts/meta.json")),
+    neurons: Path = typer.Option(Path("data/neurons/neurons.json")),
+    eval_json: Path = typer.Option(Path("reports/metrics/eval.json")),
+    neuron_metrics: Path = typer.Option(Path("reports/metrics/neurons.json")),
+    figures: Path = typer.Option(Path("reports/figures")),
+    plots: Path = typer.Option(Path("reports/plots")),
+    report: Path = typer.Option(Path("reports/report.md")),
+    html: Path = typer.Option(Path("reports/index.html")),
+) -> None:
+    try:
+        raw = {"filter": read_json(filter_json), "meta": read_json(meta),
+               "neurons": read_json(neurons), "eval": read_json(eval_json),
+               "neuron_metrics": read_json(neuron_metrics)}
+        validated = load_params(params)
+    except (ParamsError, InputError) as error:
+        typer.echo(f"plot: {error}", err=True)
+        raise typer.Exit(1) from None
+    # Imported only once the inputs are there: torch and matplotlib take seconds to load.
+    from emoneurons.report.figures import (
+        ReportDataError,
+        build_figures,
+        plots_data,
+        save_figure,
+        write_plots_data,
+    )
+    from emoneurons.report.html import render_html
+    from emoneurons.report.markdown import RunMetrics, build_report, model_name, render_markdown
+
+    try:
+        run = RunMetrics(**raw, params=validated)
+        # Every output is built in temporary siblings and only renamed into place once all four
+        # are complete, so a failure leaves the previous outputs (or none), never a mix.
+        with (
+            atomic_dir(figures) as figures_tmp, atomic_dir(plots) as plots_tmp,
+            atomic_path(report) as report_tmp, atomic_path(html) as html_tmp,
+        ):
+            for name, figure in build_figures(
+                run.filter, run.neurons, run.eval, model_name(run)
+            ).items():
+                save_figure(figure, figures_tmp, name)
+            write_plots_data(plots_tmp, plots_data(run.neurons, run.eval))
+            blocks = build_report(run)
+            report_tmp.write_text(render_markdown(blocks))
+            html_tmp.write_text(render_html(blocks, figures_tmp, f"emoneurons: {model_name(run)}"))
+    except ReportDataError as error:
+        typer.echo(f"plot: {error}", err=True)
+        raise typer.Exit(1) from None
+    except KeyError as error:
+        typer.echo(f"plot: a metrics file lacks the key {error} (see docs/CONTRACTS.md)", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"plot: wrote {figures}/, {plots}/, {report}, {html}", err=True)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,381 @@
+"""Figures of the plot stage: the pure tensor functions on hand-built inputs, the metric views, and
+every figure rendered from synthetic metrics shaped as docs/CONTRACTS.md says.
+
+`synthetic_run` / `write_run` build one consistent fake run; test_report.py and test_compare.py
+import them from here."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from emoneurons.emotions import EMOTIONS
+from emoneurons.report.figures import (
+    FIGURE_NAMES,
+    ReportDataError,
+    accuracy_changes,
+    build_figures,
+    failure_counts,
+    failure_distribution,
+    layer_sweep,
+    layer_sweep_ratio,
+    masked_confusions,
+    neuron_membership,
+    overlap_ratio,
+    plots_data,
+    ratio_sweep,
+    rq2_view,
+    save_figure,
+    write_plots_data,
+)
+from emoneurons.report.style import DPI, EMOTION_COLORS
+
+RATIOS = (0.01, 0.02, 0.03, 0.04, 0.05)
+RANGES = ("bottom", "middle", "top", "all")
+
+
+# ------------------------------------------------------------------------------------------
+# The synthetic run (one builder for every report test)
+
+
+def _confusion(gen: torch.Generator, n: int, correct: list[int]) -> list[list[int]]:
+    """Rows = true emotion: `correct[i]` on the diagonal, the rest spread at random."""
+    size = len(EMOTIONS)
+    matrix = [[0] * size for _ in range(size)]
+    for i in range(size):
+        matrix[i][i] = correct[i]
+        for _ in range(n - correct[i]):
+            j = int(torch.randint(size - 1, (1,), generator=gen))
+            matrix[i][j if j < i else j + 1] += 1
+    return matrix
+
+
+def _condition(cid: str, kind: str, masked: str | None, ratio: float | None, layers: str | None,
+               draw: int | None, n_neurons: int, matrix: list[list[int]], n: int) -> dict:
+    accuracy = {e: matrix[i][i] / n for i, e in enumerate(EMOTIONS)}
+    accuracy["overall"] = sum(matrix[i][i] for i in range(len(EMOTIONS))) / (n * len(EMOTIONS))
+    ci95 = {k: [max(0.0, a - 0.2), min(1.0, a + 0.2)] for k, a in accuracy.items()}
+    ci95["overall"] = [max(0.0, accuracy["overall"] - 0.08), min(1.0, accuracy["overall"] + 0.08)]
+    return {
+        "id": cid, "kind": kind, "masked": masked, "ratio": ratio, "layers": layers,
+        "control": kind == "control", "draw": draw, "n_neurons": n_neurons,
+        "accuracy": accuracy, "ci95": ci95, "confusion": matrix,
+        "unparseable": {e: 0 for e in EMOTIONS},
+    }
+
+
+def synthetic_run(
+    seed: int = 0, layers: int = 8, neurons_per_layer: int = 500, n: int = 6,
+    top_rate: float = 0.01, ratios: tuple[float, ...] = RATIOS, ranges: tuple[str, ...] = RANGES,
+    control_draws: int = 2, baseline_correct: int = 5, model: str = "synthetic/tiny-llama",
+    backend: str = "template",
+) -> dict[str, Any]:
+    """A consistent fake run: filter.json, counts meta, neurons.json, eval.json, the neurons
+    metrics and params (as a dict), shaped as docs/CONTRACTS.md says."""
+    gen = torch.Generator().manual_seed(seed)
+    total = layers * neurons_per_layer
+    selections = {}
+    for ratio in sorted({top_rate, *ratios}):
+        picked = torch.randperm(total, generator=gen)[: max(6, round(ratio * total))]
+        neurons: dict[str, list[list[int]]] = {e: [] for e in EMOTIONS}
+        for k, flat in enumerate(picked.tolist()):
+            pair = [flat // neurons_per_layer, flat % neurons_per_layer]
+            first = EMOTIONS[k % len(EMOTIONS)]
+            neurons[first].append(pair)
+            if first == "anger" and k % 2 == 0:  # anger and disgust share neurons, as in the paper
+                neurons["disgust"].append(pair)
+        neurons = {e: sorted(v) for e, v in neurons.items()}
+        selections[f"{ratio:g}"] = {
+            "entropy_threshold": 0.5, "selected": len(picked), "neurons": neurons,
+            "per_emotion": {e: len(v) for e, v in neurons.items()},
+            "per_layer": {e: [sum(1 for p in v if p[0] == layer) for layer in range(layers)]
+                          for e, v in neurons.items()},
+        }
+    neurons_json = {"top_rate": top_rate, "assign": "lape", "layers": layers,
+                    "neurons_per_layer": neurons_per_layer, "ratios": selections}
+    size = len(EMOTIONS)
+    base = [min(n, baseline_correct + (i % 2)) for i in range(size)]
+    conditions = [_condition("unmodified", "unmodified", None, None, None, None, 0,
+                             _confusion(gen, n, base), n)]
+    eval_ratios = sorted({top_rate, *ratios})
+    for m, masked in enumerate(EMOTIONS):
+        for ratio in eval_ratios:
+            for layers_ in ranges if ratio == top_rate else ("all",):
+                n_neurons = selections[f"{ratio:g}"]["per_emotion"][masked]
+                drop = 1 + int(100 * ratio) // 2 if layers_ == "all" else 1
+                # the target loses `drop` correct answers; the others move by -1, 0 or +1
+                correct = [max(0, c - drop) if i == m else
+                           min(n, max(0, c + int(torch.randint(-1, 2, (1,), generator=gen))))
+                           for i, c in enumerate(base)]
+                tag = f"r{ratio:g}-{layers_}"
+                conditions.append(_condition(f"mask-{masked}-{tag}", "mask", masked, ratio, layers_,
+                                             None, n_neurons, _confusion(gen, n, correct), n))
+                for draw in range(control_draws):
+                    wobble = [max(0, c - int(torch.randint(2, (1,), generator=gen))) for c in base]
+                    conditions.append(_condition(
+                        f"control-{masked}-{tag}-d{draw}", "control", masked, ratio, layers_, draw,
+                        n_neurons, _confusion(gen, n, wobble), n))
+    overall = conditions[0]["accuracy"]["overall"]
+    eval_json = {
+        "model": model, "method": "score", "shots": 1, "n_test": n * size, "chance": 1 / 6,
+        "n_per_emotion": {e: n for e in EMOTIONS},
+        "baseline_above_chance": conditions[0]["ci95"]["overall"][0] > 1 / 6,
+        "tokens": {"computed": 12345, "naive": 34567}, "conditions": conditions,
+    }
+    kept = {e: 10 + 2 * i for i, e in enumerate(EMOTIONS)}
+    dropped = {e: i % 3 for i, e in enumerate(EMOTIONS)}
+    kept_total = sum(kept.values())
+    table1 = {e: {"count": c, "percent": round(100 * c / kept_total, 2)} for e, c in kept.items()}
+    table1["total"] = {"count": kept_total, "percent": 100.0}
+    filter_json = {
+        "generated": kept_total + sum(dropped.values()), "kept": kept_total,
+        "dropped": sum(dropped.values()), "min_agree": 2, "judges": ["lexicon", "smollm"],
+        "table1": table1, "dropped_per_emotion": dropped,
+        "judge_agreement": {"lexicon": 0.83, "smollm": 0.2},
+        "judge_invalid": {"lexicon": 0, "smollm": 1},
+    }
+    meta = {"model": model, "activation": "gate", "positions": "all", "text": "dialogue",
+            "dialogues": {e: 4 * c // 5 for e, c in kept.items()},
+            "tokens": {e: 1000 + i for i, e in enumerate(EMOTIONS)},
+            "layers": layers, "neurons": neurons_per_layer}
+    top = selections[f"{top_rate:g}"]
+    neuron_metrics = {**{f"neurons_{e}": top["per_emotion"][e] for e in EMOTIONS},
+                      "selected": top["selected"]}
+    params = {"model": {"id": model}, "generate": {"backend": backend},
+              "select": {"top_rate": top_rate},
+              "eval": {"ratios": list(ratios), "layer_ranges": list(ranges),
+                       "control_draws": control_draws}}
+    assert overall == eval_json["conditions"][0]["accuracy"]["overall"]
+    return {"filter": filter_json, "meta": meta, "neurons": neurons_json, "eval": eval_json,
+            "neuron_metrics": neuron_metrics, "params": params}
+
+
+RUN_PATHS = {
+    "filter": "reports/filter.json", "meta": "data/counts/meta.json",
+    "neurons": "data/neurons/neurons.json", "eval": "reports/metrics/eval.json",
+    "neuron_metrics": "reports/metrics/neurons.json",
+}
+
+
+def write_run(root: Path, run: dict[str, Any]) -> None:
+    """Lay a synthetic run out in a workspace at the paths the plot stage reads."""
+    for key, rel in RUN_PATHS.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(run[key], indent=1))
+    (root / "params.yaml").write_text(yaml.safe_dump(run["params"]))
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk; fails on anything that is not a PNG."""
+    data = path.read_bytes()[:24]
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+@pytest.fixture(scope="module")
+def run() -> dict[str, Any]:
+    return synthetic_run()
+
+
+# ------------------------------------------------------------------------------------------
+# Pure functions on hand-built inputs
+
+
+def test_overlap_ratio_hand_built_sets():
+    sets = torch.zeros(4, 10, dtype=torch.bool)
+    sets[0, [0, 1, 2, 3]] = True  # A
+    sets[1, [2, 3, 4]] = True  # B: A∩B = {2,3}, A∪B = {0..4}
+    sets[2, [9]] = True  # C: disjoint from A and B
+    # sets[3] empty
+    ratio = overlap_ratio(sets)
+    assert ratio.shape == (4, 4)
+    assert ratio[0, 1].item() == pytest.approx(2 / 5)
+    assert ratio[1, 0].item() == pytest.approx(2 / 5)
+    assert ratio[0, 2].item() == 0.0
+    assert ratio[0, 0].item() == 1.0 and ratio[2, 2].item() == 1.0
+    assert ratio[3, 3].item() == 0.0 and ratio[3, 0].item() == 0.0  # empty sets share nothing
+    assert torch.equal(ratio, ratio.T)
+
+
+def test_overlap_ratio_accepts_layer_shaped_membership():
+    sets = torch.zeros(2, 3, 4, dtype=torch.bool)
+    sets[0, 0, 0] = sets[0, 1, 1] = sets[0, 2, 2] = True
+    sets[1, 2, 2] = sets[1, 2, 3] = True
+    assert overlap_ratio(sets)[0, 1].item() == pytest.approx(1 / 4)
+
+
+def test_neuron_membership_from_lists_and_rejects_out_of_range():
+    membership = neuron_membership({"anger": [[0, 1], [2, 3]], "fear": [[2, 3]]}, 3, 4)
+    assert membership.shape == (6, 12)
+    assert membership[0].nonzero().flatten().tolist() == [1, 11]
+    assert membership[2].nonzero().flatten().tolist() == [11]
+    assert not membership[1].any()
+    assert overlap_ratio(membership)[0, 2].item() == pytest.approx(1 / 2)
+    with pytest.raises(ReportDataError, match="anger"):
+        neuron_membership({"anger": [[3, 0]]}, 3, 4)
+
+
+def test_failure_distribution_hand_built():
+    confusions = torch.zeros(6, 6, 6, dtype=torch.long)
+    confusions[0, 0] = torch.tensor([3, 2, 0, 0, 1, 1])  # anger masked: 4 failures
+    confusions[0, 1] = torch.tensor([5, 5, 5, 5, 5, 5])  # other rows of that matrix: ignored
+    confusions[1, 1] = torch.tensor([6, 0, 0, 0, 0, 0])  # disgust masked: all to anger
+    confusions[3, 3] = torch.tensor([0, 0, 0, 4, 0, 0])  # happiness masked: no failures
+    confusions[5, 5] = torch.tensor([0, 0, 0, 3, 0, 1])  # surprise masked: 3 of 4 to happiness
+    distribution = failure_distribution(confusions)
+    assert distribution.shape == (6, 6)
+    assert distribution[0].tolist() == pytest.approx([0, 0.5, 0, 0, 0.25, 0.25])
+    assert distribution[1].tolist() == pytest.approx([1, 0, 0, 0, 0, 0])
+    assert distribution[5].tolist() == pytest.approx([0, 0, 0, 1, 0, 0])
+    assert torch.isnan(distribution[3]).all()  # no failures: marked, not zero
+    assert torch.isnan(distribution[2]).all()
+    for row in (0, 1, 5):
+        assert distribution[row].sum().item() == pytest.approx(1.0)
+        assert distribution[row, row].item() == 0.0
+    assert failure_counts(confusions).tolist() == [4, 6, 0, 0, 0, 3]
+
+
+# ------------------------------------------------------------------------------------------
+# Views of the metrics
+
+
+def test_rq2_view_matches_conditions(run):
+    view = rq2_view(run["eval"], 0.01)
+    base = run["eval"]["conditions"][0]
+    assert view["unmodified"]["accuracy"]["anger"] == base["accuracy"]["anger"]
+    masked = next(c for c in run["eval"]["conditions"] if c["id"] == "mask-fear-r0.01-all")
+    assert view["masked"]["fear"]["accuracy"]["sadness"] == masked["accuracy"]["sadness"]
+    draws = [c for c in run["eval"]["conditions"] if c["id"].startswith("control-fear-r0.01-all-")]
+    assert len(draws) == 2 and view["control_draws"]["fear"] == 2
+    expected = sum(d["accuracy"]["fear"] for d in draws) / 2
+    assert view["control"]["fear"]["fear"] == pytest.approx(expected)
+
+
+def test_accuracy_changes_in_percentage_points(run):
+    changes = accuracy_changes(run["eval"])
+    base = run["eval"]["conditions"][0]["accuracy"]
+    masked = next(c for c in run["eval"]["conditions"] if c["id"] == "mask-surprise-r0.03-all")
+    row = next(r for r in changes if r["masked"] == "surprise" and r["emotion"] == "surprise"
+               and r["ratio"] == 0.03 and r["layers"] == "all" and r["condition"] == "mask")
+    assert row["accuracy_change"] == pytest.approx(100 * (masked["accuracy"]["surprise"]
+                                                          - base["surprise"]))
+    assert row["accuracy_change"] < 0  # the builder drops the target's correct answers
+    assert {r["ratio"] for r in ratio_sweep(changes)} == set(RATIOS)
+    sweep = layer_sweep(changes, layer_sweep_ratio(changes, 0.01))
+    assert {r["layers"] for r in sweep} == set(RANGES)
+    # one mask and one (averaged) control row per masked emotion, range and evaluated emotion
+    assert len(sweep) == 6 * 4 * 6 * 2
+
+
+def test_masked_confusions_marks_missing_conditions(run):
+    ev = dict(run["eval"])
+    ev["conditions"] = [c for c in ev["conditions"] if c.get("masked") != "fear"]
+    confusions, evaluated = masked_confusions(ev, 0.01)
+    assert evaluated == [True, True, False, True, True, True]
+    assert confusions[2].sum().item() == 0
+    anger = next(c for c in ev["conditions"] if c["id"] == "mask-anger-r0.01-all")
+    assert confusions[0].tolist() == anger["confusion"]
+
+
+def test_plots_data_rows(run, tmp_path):
+    files = plots_data(run["neurons"], run["eval"])
+    per_layer = run["neurons"]["ratios"]["0.01"]["per_layer"]
+    long = files["per_layer.csv"]
+    assert len(long) == 8 * 6
+    assert next(r["neurons"] for r in long if r["layer"] == 3 and r["emotion"] == "sadness") \
+        == per_layer["sadness"][3]
+    assert [r["anger"] for r in files["per_layer_wide.csv"]] == per_layer["anger"]
+    unmodified = run["eval"]["conditions"][0]["confusion"]
+    rows = files["confusion/unmodified.json"]
+    assert len(rows) == sum(map(sum, unmodified))
+    assert sum(1 for r in rows if r == {"actual": "fear", "predicted": "fear"}) == unmodified[2][2]
+    assert {f"confusion/mask-{e}.json" for e in EMOTIONS} <= set(files)
+    target = files["ratio_sweep_target.csv"]
+    assert [r["ratio_percent"] for r in target] == [1, 2, 3, 4, 5]
+    write_plots_data(tmp_path, files)
+    header = (tmp_path / "layer_sweep_target.csv").read_text().splitlines()[0]
+    assert header == "label,masked,layers,accuracy_change,control_change"
+    assert json.loads((tmp_path / "confusion/mask-anger.json").read_text())[0].keys() == {
+        "actual", "predicted"}
+
+
+# ------------------------------------------------------------------------------------------
+# Rendering
+
+
+def _check_saved(directory: Path, name: str, figure) -> None:
+    width, height = figure.get_size_inches()
+    assert png_size(directory / f"{name}.png") == (round(width * DPI), round(height * DPI))
+    root = ET.parse(directory / f"{name}.svg").getroot()
+    assert root.tag.endswith("svg")
+
+
+@pytest.fixture(scope="module")
+def rendered(run, tmp_path_factory) -> tuple[dict, Path]:
+    """Every figure of the synthetic run, built and saved once for the module."""
+    directory = tmp_path_factory.mktemp("figures")
+    figures = build_figures(run["filter"], run["neurons"], run["eval"], "synthetic/tiny-llama")
+    for name, figure in figures.items():
+        save_figure(figure, directory, name)
+    return figures, directory
+
+
+def test_every_figure_renders_png_and_svg(rendered):
+    figures, directory = rendered
+    assert tuple(figures) == FIGURE_NAMES
+    for name, figure in figures.items():
+        assert (directory / f"{name}.png").stat().st_size > 10_000
+        assert (directory / f"{name}.svg").stat().st_size > 10_000
+        _check_saved(directory, name, figure)
+        assert figure._suptitle is not None or any(ax.get_title() for ax in figure.axes)
+        assert figure.legends or any(ax.get_legend() for ax in figure.axes) or name in (
+            "figure14", "figure15")  # heatmaps carry a colour bar instead
+    assert not list(directory.glob(".*"))  # the atomic saver leaves no temporaries
+
+
+def test_figures_use_one_colour_per_emotion(rendered):
+    figures, _ = rendered
+    lines = {line.get_label(): line.get_color() for line in figures["figure1"].axes[0].get_lines()}
+    for emotion in EMOTIONS:
+        label = next(k for k in lines if k.startswith(emotion + " "))
+        assert lines[label].lower() == EMOTION_COLORS[emotion].lower()
+    legend = figures["figure4"].legends[0]
+    assert [t.get_text() for t in legend.get_texts()][:6] == list(EMOTIONS)
+    # Figure 3: the masked emotion's own line is the thick one, in its colour
+    anger_panel = figures["figure3"].axes[0]
+    thick = max(anger_panel.get_lines(), key=lambda line: line.get_linewidth())
+    assert thick.get_color().lower() == EMOTION_COLORS["anger"].lower()
+
+
+def test_figures_without_controls_or_layer_ranges(tmp_path):
+    sparse = synthetic_run(seed=3, control_draws=0, ranges=("all",), ratios=(0.01, 0.02))
+    figures = build_figures(sparse["filter"], sparse["neurons"], sparse["eval"])
+    for name in ("figure2", "figure3", "figure4"):  # the ones that draw controls / ranges
+        figures[name].savefig(tmp_path / f"{name}.png", dpi=DPI)
+        width, height = figures[name].get_size_inches()
+        assert png_size(tmp_path / f"{name}.png") == (round(width * DPI), round(height * DPI))
+
+
+def test_views_name_the_missing_key(run):
+    with pytest.raises(ReportDataError, match="ratios has no '0.07'"):
+        build_figures(run["filter"], {**run["neurons"], "top_rate": 0.07}, run["eval"])
+    with pytest.raises(ReportDataError, match="unmodified"):
+        rq2_view({"conditions": run["eval"]["conditions"][1:]}, 0.01)
+
+
+def test_synthetic_run_is_self_consistent(run):
+    for condition in run["eval"]["conditions"]:
+        matrix = condition["confusion"]
+        for i, e in enumerate(EMOTIONS):
+            assert sum(matrix[i]) == 6
+            assert math.isclose(condition["accuracy"][e], matrix[i][i] / 6)
