@@ -1,0 +1,131 @@
+"""The chat-completion interface shared by the openai and hf backends (augment, generate, judges)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from emoneurons.params import HFGenerationParams, ModelParams, OpenAIParams
+
+Role = Literal["system", "user", "assistant"]
+
+
+class ChatBackendError(RuntimeError):
+    """A hard backend failure (bad key, bad request, unknown model): retrying cannot help.
+    Its message is one line that carries the server's own message."""
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    messages: tuple[tuple[str, str], ...]  # (role, content) pairs
+    sample: int = 0  # the k-th independent sample of the same prompt (part of the cache key)
+
+
+@dataclass
+class Usage:
+    """Accumulated over a backend's lifetime; goes into the stage's metrics file.
+
+    requests: asked for (cached ones included); cached: answered from the cache without a call;
+    failed: no answer after all retries; retried: retry attempts made. Tokens and cost cover every
+    answer returned, cached ones included (their usage is stored with them), so the metrics
+    describe the data set and do not change when a rerun is served from the cache; the calls paid
+    for in this run are `fetched` = requests - cached - failed. cost_usd is None without prices.
+    """
+
+    requests: int = 0
+    cached: int = 0
+    failed: int = 0
+    retried: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float | None = None
+
+    @property
+    def fetched(self) -> int:
+        return self.requests - self.cached - self.failed
+
+    def add_tokens(self, prompt_tokens: int, completion_tokens: int, cost_usd: float | None) -> None:
+        self.prompt_tokens += prompt_tokens
+        self.completion_tokens += completion_tokens
+        if cost_usd is not None:
+            self.cost_usd = (self.cost_usd or 0.0) + cost_usd
+
+    def as_metrics(self) -> dict:
+        """A flat JSON-ready dict (the dataclass fields plus `fetched`)."""
+        metrics = asdict(self)
+        metrics["fetched"] = self.fetched
+        if metrics["cost_usd"] is not None:
+            metrics["cost_usd"] = round(metrics["cost_usd"], 6)
+        return metrics
+
+
+class ChatBackend(Protocol):
+    name: str  # "openai" | "hf"
+    model: str
+    usage: Usage
+
+    def complete(self, requests: Sequence[ChatRequest], desc: str = "") -> list[str | None]:
+        """Answers in the order of `requests`; None = failed after retries (the caller drops it)."""
+        ...
+
+
+def token_cost(prompt_tokens: int, completion_tokens: int, price_in: float | None, price_out: float | None) -> float | None:
+    """USD for one answer at per-1k-token prices; None when neither price is given."""
+    if price_in is None and price_out is None:
+        return None
+    return prompt_tokens / 1000 * (price_in or 0.0) + completion_tokens / 1000 * (price_out or 0.0)
+
+
+class ChatProgress:
+    """A tqdm bar on stderr whose postfix shows cached / failed / retried of this call."""
+
+    def __init__(self, total: int, desc: str, usage: Usage, enabled: bool = True) -> None:
+        self._usage = usage
+        self._start = (usage.cached, usage.failed, usage.retried)
+        self._bar = tqdm(total=total, desc=desc or "chat", file=sys.stderr, unit="req", disable=not enabled, dynamic_ncols=True)
+
+    def refresh(self, done: int = 0) -> None:
+        """Advance by `done` finished requests and update the counters shown."""
+        cached, failed, retried = (now - then for now, then in zip((self._usage.cached, self._usage.failed, self._usage.retried), self._start))
+        self._bar.set_postfix_str(f"cached={cached} failed={failed} retried={retried}", refresh=False)
+        if done:
+            self._bar.update(done)
+
+    def close(self) -> None:
+        self.refresh()
+        self._bar.refresh()
+        self._bar.close()
+
+
+def make_chat_backend(
+    kind: Literal["openai", "hf"],
+    *,
+    openai: OpenAIParams | None = None,
+    hf: HFGenerationParams | None = None,
+    model: ModelParams | None = None,
+    cache_dir: Path,
+    seed: int = 0,
+) -> ChatBackend:
+    """The backend of `kind`: openai needs `openai`; hf needs `hf` and `model` (loaded here).
+    `seed` seeds hf sampling (request k samples with seed + k); openai sends no seed, since many
+    compatible servers ignore or reject it, so its answers differ per `sample` index only."""
+    if kind == "openai":
+        if openai is None:
+            raise ValueError("make_chat_backend('openai') needs openai=OpenAIParams")
+        from emoneurons.backends.openai_backend import OpenAIChatBackend
+
+        return OpenAIChatBackend(openai, Path(cache_dir))
+    if kind == "hf":
+        if hf is None or model is None:
+            raise ValueError("make_chat_backend('hf') needs hf=HFGenerationParams and model=ModelParams")
+        from emoneurons.backends.hf_generate import HFChatBackend
+        from emoneurons.neurons.model import load_model
+
+        return HFChatBackend(load_model(model), hf, Path(cache_dir), seed=seed, batch_size=model.batch_size)
+    raise ValueError(f"unknown chat backend {kind!r}; allowed: openai, hf")

@@ -1,0 +1,188 @@
+"""Chat completions from a local transformers causal LM: chat template, left-padded batches, and
+sampling seeded per request (seed + sample index), so an answer does not depend on which other
+requests shared its batch, or on which were already cached."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, PreTrainedTokenizerBase
+
+from emoneurons.backends.cache import ResponseCache, cache_key, request_fields
+from emoneurons.backends.chat import ChatProgress, ChatRequest, Usage
+from emoneurons.neurons.model import LoadedModel
+from emoneurons.params import HFGenerationParams
+
+_SORT_WINDOW = 8  # batches' worth of requests sorted by length together, to cut padding
+
+
+def render_chat(tokenizer: PreTrainedTokenizerBase, messages: tuple[tuple[str, str], ...]) -> str:
+    """The prompt text: the tokenizer's chat template with the assistant turn opened; a tokenizer
+    without a template (a base model) gets plain `role: content` lines ending in `assistant:`."""
+    if getattr(tokenizer, "chat_template", None):
+        turns = [{"role": role, "content": content} for role, content in messages]
+        return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+    return "".join(f"{role}: {content}\n" for role, content in messages) + "assistant:"
+
+
+def sampling_fields(params: HFGenerationParams, seed: int, dtype: torch.dtype) -> dict[str, Any]:
+    """What decides an answer besides model and prompt (cache key). Greedy ignores top_p and seed,
+    so those are left out of a greedy key and changing them reuses greedy answers."""
+    fields: dict[str, Any] = {"temperature": params.temperature, "max_new_tokens": params.max_new_tokens, "dtype": str(dtype).removeprefix("torch.")}
+    if params.temperature > 0:
+        fields.update(top_p=params.top_p, seed=seed)
+    return fields
+
+
+def eos_token_ids(loaded: LoadedModel) -> list[int]:
+    """End-of-turn ids: the model's generation config (chat models often list several), else the tokenizer's."""
+    configured = loaded.model.generation_config.eos_token_id
+    if configured is None:
+        configured = loaded.tokenizer.eos_token_id
+    ids = configured if isinstance(configured, list) else [configured]
+    return [int(i) for i in ids if i is not None]
+
+
+class SeededSampler(LogitsProcessor):
+    """Temperature + top-p sampling with one torch.Generator per row; it returns scores that are
+    -inf except at the drawn token, so greedy decoding then emits exactly the draw."""
+
+    def __init__(self, temperature: float, top_p: float, seeds: Sequence[int]) -> None:
+        self.temperature = temperature
+        self.top_p = top_p
+        self.seeds = list(seeds)
+        self._generators: list[torch.Generator] | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._generators is None:  # created on the logits' device, which is known only now
+            self._generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
+        probs = top_p_filter(torch.softmax(scores.float() / self.temperature, dim=-1), self.top_p)
+        drawn = torch.cat([torch.multinomial(probs[row], 1, generator=g) for row, g in enumerate(self._generators)])
+        chosen = torch.full_like(scores, float("-inf"))
+        return chosen.scatter_(1, drawn.unsqueeze(1), 0.0)
+
+
+def top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Keep the smallest set of most likely tokens whose mass reaches top_p (at least one), renormalised."""
+    if top_p >= 1.0:
+        return probs
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    mass_before = sorted_probs.cumsum(dim=-1) - sorted_probs
+    sorted_probs = sorted_probs.masked_fill(mass_before >= top_p, 0.0)
+    kept = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+    return kept / kept.sum(dim=-1, keepdim=True)
+
+
+@contextmanager
+def left_padding(tokenizer: PreTrainedTokenizerBase) -> Iterator[PreTrainedTokenizerBase]:
+    previous = tokenizer.padding_side
+    tokenizer.padding_side = "left"  # decoder-only generation continues from the right edge
+    try:
+        yield tokenizer
+    finally:
+        tokenizer.padding_side = previous
+
+
+def answer_length(tokens: list[int], eos_ids: set[int]) -> int:
+    """Generated tokens up to and including the first end-of-turn token (the rest is padding)."""
+    for position, token in enumerate(tokens):
+        if token in eos_ids:
+            return position + 1
+    return len(tokens)
+
+
+class HFChatBackend:
+    name = "hf"
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        params: HFGenerationParams,
+        cache_dir: str | Path,
+        *,
+        seed: int = 0,
+        batch_size: int = 16,
+        progress: bool = True,
+    ) -> None:
+        self.loaded = loaded
+        self.params = params
+        self.model = loaded.name
+        self.usage = Usage()
+        self.cache = ResponseCache(cache_dir)
+        self.seed = seed
+        self.batch_size = batch_size
+        self._sampling = sampling_fields(params, seed, loaded.model.dtype)
+        self._eos_ids = eos_token_ids(loaded)
+        self._progress = progress
+
+    def request_fields(self, request: ChatRequest) -> dict[str, Any]:
+        return request_fields(
+            backend=self.name, model=self.model, base_url=None, messages=request.messages, sampling=self._sampling, sample=request.sample
+        )
+
+    def complete(self, requests: Sequence[ChatRequest], desc: str = "") -> list[str | None]:
+        results: list[str | None] = [None] * len(requests)
+        self.usage.requests += len(requests)
+        progress = ChatProgress(len(requests), desc, self.usage, enabled=self._progress)
+        try:
+            misses = []
+            for index, request in enumerate(requests):
+                hit = self.cache.get(cache_key(self.request_fields(request)))
+                if hit is None:
+                    misses.append(index)
+                    continue
+                results[index] = hit.text
+                self.usage.cached += 1
+                self.usage.add_tokens(hit.prompt_tokens, hit.completion_tokens, None)
+                progress.refresh(1)
+            window = self.batch_size * _SORT_WINDOW
+            for start in range(0, len(misses), window):
+                prompts = {i: render_chat(self.loaded.tokenizer, requests[i].messages) for i in misses[start : start + window]}
+                by_length = sorted(prompts, key=lambda i: len(prompts[i]))
+                for first in range(0, len(by_length), self.batch_size):
+                    batch = by_length[first : first + self.batch_size]
+                    answers = self.generate([prompts[i] for i in batch], [self.seed + requests[i].sample for i in batch])
+                    for index, (text, prompt_tokens, completion_tokens) in zip(batch, answers):
+                        fields = self.request_fields(requests[index])
+                        self.cache.put(cache_key(fields), fields, text, prompt_tokens, completion_tokens)
+                        self.usage.add_tokens(prompt_tokens, completion_tokens, None)
+                        results[index] = text
+                    progress.refresh(len(batch))
+        finally:
+            progress.close()
+        return results
+
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, int, int]]:
+        """(answer, prompt tokens, answer tokens) per rendered prompt, in one left-padded batch."""
+        tokenizer = self.loaded.tokenizer
+        with left_padding(tokenizer):
+            # A chat template writes its own BOS; plain text needs the tokenizer's.
+            inputs = tokenizer(
+                list(prompts), return_tensors="pt", padding=True, add_special_tokens=not getattr(tokenizer, "chat_template", None)
+            ).to(self.loaded.device)
+        config = GenerationConfig(
+            max_new_tokens=self.params.max_new_tokens,
+            do_sample=False,  # sampling, when asked for, is SeededSampler's job
+            num_beams=1,
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=self._eos_ids,
+        )
+        processors = LogitsProcessorList()
+        if self.params.temperature > 0:
+            processors.append(SeededSampler(self.params.temperature, self.params.top_p, seeds))
+        output = self.loaded.model.generate(**inputs, generation_config=config, logits_processor=processors)
+        prompt_width = inputs["input_ids"].shape[1]
+        eos = set(self._eos_ids)
+        answers = []
+        for row, generated in enumerate(output[:, prompt_width:].tolist()):
+            length = answer_length(generated, eos)
+            text = tokenizer.decode(generated[:length], skip_special_tokens=True).strip()
+            answers.append((text, int(inputs["attention_mask"][row].sum()), length))
+        return answers
