@@ -54,7 +54,7 @@ def env(tmp_path_factory) -> dict:
     env.update(
         GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="test",
         GIT_COMMITTER_EMAIL="t@example.com", DVC_NO_ANALYTICS="1", GX_ANALYTICS_ENABLED="False",
-        HF_HUB_OFFLINE="1", EMONEURONS_CACHE=str(tmp_path_factory.mktemp("cache")),
+        HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", EMONEURONS_CACHE=str(tmp_path_factory.mktemp("cache")),
     )
     return env
 

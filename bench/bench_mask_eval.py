@@ -1,0 +1,120 @@
+"""Benchmark of mask-eval's engine: tokens computed vs a naive run, and wall time per condition.
+
+    .venv/bin/python bench/bench_mask_eval.py            # embedded SmolLM2 + tiny random Llama
+    .venv/bin/python bench/bench_mask_eval.py --tiny-only
+
+Synthetic short dialogues (12 test, shots drawn from a synthetic train split), the default eval
+params, and a synthetic neurons.json (random neurons per emotion). It runs the unmodified
+condition and one sample condition per kind of start layer, times them, and reports for the whole
+default plan the exact token counts (a run's cost is proportional to the layers it computes) and
+the extrapolated wall time.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import polars as pl  # noqa: E402
+import torch  # noqa: E402
+import typer  # noqa: E402
+
+from emoneurons.emotions import EMOTIONS  # noqa: E402
+from emoneurons.evaluate.classify import MaskedClassifier  # noqa: E402
+from emoneurons.evaluate.conditions import first_masked_layers, plan_conditions, unique_masks  # noqa: E402
+from emoneurons.evaluate.masking_eval import draw_shots  # noqa: E402
+from emoneurons.evaluate.prompts import classification_prompt  # noqa: E402
+from emoneurons.neurons.masking import decoder_layers  # noqa: E402
+from emoneurons.params import EvalParams, ModelParams, SelectParams  # noqa: E402
+
+LINES = {
+    "anger": ["A: You broke my bike again and lied about it!", "B: Stop yelling at me.", "A: I'm furious, this is outrageous!"],
+    "disgust": ["A: There's mould all over the fridge.", "B: Ugh, that smell is revolting.", "A: I think I'm going to be sick."],
+    "fear": ["A: Did you hear that noise downstairs?", "B: I'm terrified, someone is in the house.", "A: Lock the door, please."],
+    "happiness": ["A: We won the championship!", "B: This is the best day of my life!", "A: I'm so happy for all of us."],
+    "sadness": ["A: My grandmother passed away last night.", "B: I'm so sorry, I know how close you were.", "A: I miss her so much."],
+    "surprise": ["A: You bought me a car?", "B: Surprise! Happy birthday!", "A: Wow, I never expected this at all!"],
+}
+
+
+def synthetic_split(per_emotion: int, offset: int) -> pl.DataFrame:
+    rows = []
+    for emotion, lines in LINES.items():
+        for k in range(per_emotion):
+            text = "\n".join(lines[: 2 + (k + offset) % 2])
+            rows.append({"id": f"{emotion}-{offset}-{k}", "label": emotion, "dialogue": text})
+    return pl.DataFrame(rows)
+
+
+def synthetic_neurons(n_layers: int, per_layer: int, ratios: list[float], seed: int = 0) -> dict:
+    generator = torch.Generator().manual_seed(seed)
+    out = {"layers": n_layers, "neurons_per_layer": per_layer, "ratios": {}}
+    for ratio in ratios:
+        total = round(ratio * n_layers * per_layer)
+        neurons = {}
+        for emotion in EMOTIONS:
+            flat = torch.randperm(n_layers * per_layer, generator=generator)[: total // 3]
+            neurons[emotion] = sorted([int(i) // per_layer, int(i) % per_layer] for i in flat)
+        out["ratios"][f"{ratio:g}"] = {"neurons": neurons}
+    return out
+
+
+def bench(lm, label: str, batch_size: int) -> None:
+    params, top_rate = EvalParams(), SelectParams().top_rate
+    n_layers = len(decoder_layers(lm.model))
+    per_layer = lm.model.config.intermediate_size
+    neurons = synthetic_neurons(n_layers, per_layer, sorted({top_rate, *params.ratios}))
+    plan = plan_conditions(neurons, params, top_rate, n_layers)
+    groups = unique_masks(plan)
+    test = synthetic_split(2, offset=1)
+    prompt = classification_prompt(lm.tokenizer, draw_shots(synthetic_split(3, offset=0), params.shots, params.seed))
+    engine = MaskedClassifier(lm, prompt, test["dialogue"].to_list(), params.method, batch_size=batch_size,
+                              boundaries=first_masked_layers(plan))
+    lengths = [int(b.lengths.sum()) for b in engine.batches]
+    print(f"[{label}] {n_layers} layers; prefix {len(prompt.prefix)} tokens, {len(test)} test dialogues "
+          f"({sum(lengths)} dialogue+suffix tokens); plan: {len(plan)} conditions, {len(groups)} distinct masks")
+    start = time.perf_counter()
+    full = engine.classify()
+    base_time = time.perf_counter() - start
+    print(f"  unmodified: {base_time:6.2f} s, {full.tokens_computed} tokens (naive {full.tokens_naive}); "
+          f"{full.tokens_computed / base_time:.0f} tokens/s; predicted {sum(p == t for p, t in zip(full.predicted, test['label']))}/{len(test)} right")
+    # One sample per start layer; the cost of a run is (layers computed / all layers) of a full one.
+    starts: dict[int, list] = {}
+    for key, members in list(groups.items())[1:]:
+        starts.setdefault(engine._start_layer(members[0].neurons), []).append(members[0])
+    seconds = {0: base_time}
+    for k, members in sorted(starts.items()):
+        t = time.perf_counter()
+        result = engine.classify(members[0].neurons)
+        seconds[k] = time.perf_counter() - t
+        print(f"  start layer {k:2d}: {len(members):3d} masks, e.g. {members[0].id}: {seconds[k]:6.2f} s, {result.tokens_computed} tokens")
+    computed = full.tokens_computed + sum(len(m) * round(full.tokens_computed * (n_layers - k) / n_layers) for k, m in starts.items())
+    naive = len(plan) * full.tokens_naive
+    total = base_time + sum(len(m) * seconds[k] for k, m in starts.items())
+    print(f"  whole default plan: tokens computed {computed} vs naive {naive} = {computed / naive:.3f}; "
+          f"estimated wall {total:.0f} s ({total / len(groups):.1f} s per distinct mask)")
+
+
+def main(tiny_only: bool = typer.Option(False, help="only the tiny random Llama"), batch_size: int = 16) -> None:
+    import conftest  # tests/conftest.py: the tiny model builders
+
+    from emoneurons.neurons.model import LoadedModel, load_model
+
+    tokenizer = conftest.build_tokenizer()
+    tiny = LoadedModel(conftest.build_tiny_llama(len(tokenizer), layers=6), tokenizer, "tiny")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    bench(tiny, "tiny random Llama", batch_size)
+    torch.set_num_threads(threads)
+    if not tiny_only:
+        bench(load_model(ModelParams()), "SmolLM2-135M (embedded)", batch_size)
+
+
+if __name__ == "__main__":
+    typer.run(main)

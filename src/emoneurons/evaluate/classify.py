@@ -1,0 +1,348 @@
+"""Classifying dialogues with a chat prompt, unmodified or with FFN neurons masked, computing as
+few tokens as possible.
+
+The cost of mask-eval is the number of tokens pushed through the decoder, so:
+- the prompt's shared prefix (system prompt, in-context examples, user prompt opening) is run once
+  per mask and its keys/values are reused by every dialogue batch;
+- dialogue batches are length-bucketed and right-padded (a real token never attends to a pad that
+  follows it, so a plain causal mask is exact and only the last real position is read);
+- only the last real position's logits are formed; multi-token labels are scored by one small
+  continuation pass over the cached keys/values;
+- layer reuse: a mask that touches no layer below k leaves layers < k unchanged, so the unmodified
+  run keeps the hidden states entering layer k (prefix, dialogue batches, label continuations)
+  and a masked run computes layers k..L-1 only.
+
+The decoder layers are called directly (model.model.layers) with a small key/value store standing in
+for a transformers Cache (attention only calls `cache.update`), rotary embeddings from
+model.model.rotary_emb and an explicit additive 4D mask, which eager and sdpa attention both take.
+Gated-FFN decoders whose embeddings are the plain embed_tokens output (Llama, Mistral, Qwen2,
+SmolLM) are supported; the equality tests in tests/test_classify.py pin this against the model's
+own forward.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from emoneurons.emotions import EMOTIONS, parse_emotion
+from emoneurons.evaluate.prompts import ChatPrompt, dialogue_ids, label_ids
+from emoneurons.neurons.masking import decoder_layers, mask_neurons
+from emoneurons.neurons.model import LoadedModel
+
+Method = Literal["score", "generate"]
+
+
+@dataclass(frozen=True)
+class Classification:
+    predicted: list[str | None]
+    scores: Tensor | None  # [n, 6] label log-likelihoods (score), None for generate
+    tokens_computed: int  # full-model token equivalents (token x layer units / layers)
+    tokens_naive: int = 0  # the same dialogues from scratch: full prompt each, all layers
+    answers: list[str] | None = None  # generate: the decoded answers
+
+
+class _KVStore:
+    """Stands in for a transformers Cache inside attention: each layer sees `past` keys/values
+    (batch 1 is broadcast) before its own; its own are kept in `new` (and appended when decoding)."""
+
+    def __init__(self, past: Mapping[int, tuple[Tensor, Tensor]], append: bool = False) -> None:
+        self.past = dict(past)
+        self.append = append
+        self.new: dict[int, tuple[Tensor, Tensor]] = {}
+
+    def update(self, key: Tensor, value: Tensor, layer_idx: int, *args, **kwargs) -> tuple[Tensor, Tensor]:
+        self.new[layer_idx] = (key, value)
+        if layer_idx in self.past:
+            past_key, past_value = self.past[layer_idx]
+            batch = key.shape[0]
+            key = torch.cat([past_key.expand(batch, -1, -1, -1), key], dim=2)
+            value = torch.cat([past_value.expand(batch, -1, -1, -1), value], dim=2)
+        if self.append:
+            self.past[layer_idx] = (key, value)
+        return key, value
+
+    # Attention code of some models asks these of a cache; the store never slides or compiles.
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.past[layer_idx][0].shape[2] if layer_idx in self.past else 0
+
+
+def additive_mask(allowed: Tensor, dtype: torch.dtype) -> Tensor:
+    """[B, q, k] booleans (True = may attend) -> [B, 1, q, k] additive mask (0 or dtype min)."""
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask.unsqueeze(1)
+
+
+def run_layers(
+    lm: LoadedModel,
+    hidden: Tensor,
+    positions: Tensor,
+    mask: Tensor,
+    layers: range,
+    past: Mapping[int, tuple[Tensor, Tensor]] | None = None,
+    keep: Iterable[int] = (),
+    append: bool = False,
+) -> tuple[Tensor, _KVStore, dict[int, Tensor]]:
+    """Run decoder layers `layers` on `hidden` [B, T, H] at `positions` [B|1, T] with `mask`
+    [B|1, 1, T, past+T]; return the output, the key/value store, and the hidden states entering
+    each layer in `keep`."""
+    blocks = decoder_layers(lm.model)
+    store = _KVStore(past or {}, append=append)
+    rotary = lm.model.model.rotary_emb(hidden, positions)
+    kept: dict[int, Tensor] = {}
+    keep = set(keep)
+    for index in layers:
+        if index in keep:
+            kept[index] = hidden
+        hidden = blocks[index](hidden, attention_mask=mask, position_ids=positions, cache=store, position_embeddings=rotary)
+        if isinstance(hidden, tuple):  # older layer APIs return (hidden, ...)
+            hidden = hidden[0]
+    if len(layers) and layers.stop in keep:
+        kept[layers.stop] = hidden
+    return hidden, store, kept
+
+
+def last_logprobs(lm: LoadedModel, hidden: Tensor) -> Tensor:
+    """Final norm and lm_head on [B, H] (or [B, T, H]) hidden states -> float32 log-probabilities."""
+    logits = lm.model.get_output_embeddings()(lm.model.model.norm(hidden))
+    return torch.log_softmax(logits.float(), dim=-1)
+
+
+def length_buckets(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (sorted, stable), so padding stays small."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+@dataclass
+class _Batch:
+    rows: list[int]
+    ids: Tensor  # [B, T] right-padded dialogue + suffix
+    lengths: Tensor  # [B]
+    boundary: dict[int, Tensor] = field(default_factory=dict)  # unmodified hidden entering layer k
+    continuation_boundary: dict[int, Tensor] = field(default_factory=dict)
+
+
+class MaskedClassifier:
+    """One prompt and one set of dialogues, classified under any number of masks.
+
+    Call `classify()` (unmodified) first: it keeps the hidden states entering the layers in
+    `boundaries`, which later masked calls start from when their mask touches no layer below."""
+
+    def __init__(
+        self,
+        lm: LoadedModel,
+        prompt: ChatPrompt,
+        dialogues: Sequence[str],
+        method: Method,
+        *,
+        batch_size: int,
+        max_new_tokens: int = 8,
+        boundaries: Iterable[int] = (),
+    ) -> None:
+        if method not in ("score", "generate"):
+            raise ValueError(f"method {method!r}: allowed: score, generate")
+        self.lm, self.prompt, self.method = lm, prompt, method
+        self.max_new_tokens = max_new_tokens
+        self.n_layers = len(decoder_layers(lm.model))
+        device = lm.device
+        tokenizer = lm.tokenizer
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.eos_ids = {i for i in (tokenizer.eos_token_id, getattr(lm.model.generation_config, "eos_token_id", None)) if isinstance(i, int)}
+        rows = [[*dialogue_ids(tokenizer, d), *prompt.suffix] for d in dialogues]
+        self.n = len(rows)
+        self.prefix_ids = torch.tensor([prompt.prefix], dtype=torch.long, device=device)
+        self.labels = label_ids(tokenizer)
+        # Label continuations: tokens l_1..l_{m-1} of every multi-token label, one segment each.
+        self.multi = [j for j, ids in enumerate(self.labels) if len(ids) > 1]
+        self.continuation = [tok for j in self.multi for tok in self.labels[j][:-1]]
+        self.segment = torch.tensor([s for s, j in enumerate(self.multi) for _ in self.labels[j][:-1]], dtype=torch.long, device=device)
+        self.batches: list[_Batch] = []
+        for members in length_buckets([len(r) for r in rows], batch_size):
+            width = max(len(rows[i]) for i in members)
+            ids = torch.full((len(members), width), self.pad_id, dtype=torch.long, device=device)
+            for b, i in enumerate(members):
+                ids[b, : len(rows[i])] = torch.tensor(rows[i], dtype=torch.long, device=device)
+            lengths = torch.tensor([len(rows[i]) for i in members], dtype=torch.long, device=device)
+            self.batches.append(_Batch(members, ids, lengths))
+        # Boundary 0 is the embeddings, recomputed for free; generate decodes new tokens through
+        # every layer, which needs all layers' keys/values, so it always runs from layer 0.
+        self.boundaries = sorted({int(k) for k in boundaries if 0 < int(k) < self.n_layers}) if method == "score" else []
+        self.prefix_boundary: dict[int, Tensor] = {}
+        self.prepared = False
+        self.layer_tokens = 0
+        extra = len(self.continuation) if method == "score" else max_new_tokens - 1
+        self.naive_per_run = self.n_layers * sum(len(prompt.prefix) + len(r) + extra for r in rows)
+
+    # -- pieces -------------------------------------------------------------------------------
+
+    def _embed(self, ids: Tensor) -> Tensor:
+        return self.lm.model.model.embed_tokens(ids)
+
+    def _prefix(self, start: int, keep: Iterable[int] = ()) -> tuple[dict[int, tuple[Tensor, Tensor]], dict[int, Tensor]]:
+        p = self.prefix_ids.shape[1]
+        hidden = self._embed(self.prefix_ids) if start == 0 else self.prefix_boundary[start]
+        positions = torch.arange(p, device=hidden.device).unsqueeze(0)
+        allowed = torch.ones(p, p, dtype=torch.bool, device=hidden.device).tril().unsqueeze(0)
+        _, store, kept = run_layers(self.lm, hidden, positions, additive_mask(allowed, hidden.dtype), range(start, self.n_layers), keep=keep)
+        self.layer_tokens += p * (self.n_layers - start)
+        return store.new, kept
+
+    def _dialogue(self, batch: _Batch, start: int, prefix_kv, keep: Iterable[int] = ()):
+        """Dialogue+suffix tokens over the prefix: (last-position hidden [B, H], dialogue kv, kept)."""
+        p = self.prefix_ids.shape[1]
+        b, t = batch.ids.shape
+        hidden = self._embed(batch.ids) if start == 0 else batch.boundary[start]
+        device = hidden.device
+        positions = (p + torch.arange(t, device=device)).unsqueeze(0)
+        causal = torch.ones(t, t, dtype=torch.bool, device=device).tril()
+        allowed = torch.cat([torch.ones(t, p, dtype=torch.bool, device=device), causal], dim=1).unsqueeze(0)
+        out, store, kept = run_layers(self.lm, hidden, positions, additive_mask(allowed, hidden.dtype), range(start, self.n_layers), past=prefix_kv, keep=keep)
+        self.layer_tokens += b * t * (self.n_layers - start)
+        last = out[torch.arange(b, device=device), batch.lengths - 1]
+        return last, store.new, kept
+
+    def _past(self, prefix_kv, dialogue_kv, start: int, batch_size: int) -> dict[int, tuple[Tensor, Tensor]]:
+        past = {}
+        for layer in range(start, self.n_layers):
+            (pk, pv), (dk, dv) = prefix_kv[layer], dialogue_kv[layer]
+            past[layer] = (torch.cat([pk.expand(batch_size, -1, -1, -1), dk], 2), torch.cat([pv.expand(batch_size, -1, -1, -1), dv], 2))
+        return past
+
+    def _key_validity(self, batch: _Batch) -> Tensor:
+        """[B, P + T]: prefix keys always, dialogue keys up to each row's length."""
+        p = self.prefix_ids.shape[1]
+        t = batch.ids.shape[1]
+        device = batch.ids.device
+        dialogue = torch.arange(t, device=device).unsqueeze(0) < batch.lengths.unsqueeze(1)
+        return torch.cat([torch.ones(len(batch.rows), p, dtype=torch.bool, device=device), dialogue], dim=1)
+
+    def _continuation(self, batch: _Batch, start: int, prefix_kv, dialogue_kv, keep: Iterable[int] = ()):
+        """Log-probs of every multi-token label's tokens after the first: [B, n_multi] sums."""
+        b = len(batch.rows)
+        c = len(self.continuation)
+        device = batch.ids.device
+        ids = torch.tensor(self.continuation, dtype=torch.long, device=device).expand(b, c)
+        hidden = self._embed(ids) if start == 0 else batch.continuation_boundary[start]
+        # Each label's segment starts right after the row's last real token.
+        offsets = torch.cat([torch.arange(len(self.labels[j]) - 1, device=device) for j in self.multi])
+        positions = self.prefix_ids.shape[1] + batch.lengths.unsqueeze(1) + offsets.unsqueeze(0)
+        same = self.segment.unsqueeze(1) == self.segment.unsqueeze(0)
+        causal = torch.ones(c, c, dtype=torch.bool, device=device).tril() & same
+        allowed = torch.cat([self._key_validity(batch).unsqueeze(1).expand(b, c, -1), causal.unsqueeze(0).expand(b, c, c)], dim=2)
+        past = self._past(prefix_kv, dialogue_kv, start, b)
+        out, _, kept = run_layers(self.lm, hidden, positions, additive_mask(allowed, hidden.dtype), range(start, self.n_layers), past=past, keep=keep)
+        self.layer_tokens += b * c * (self.n_layers - start)
+        logprobs = last_logprobs(self.lm, out)  # [B, c, V]
+        targets = torch.tensor([tok for j in self.multi for tok in self.labels[j][1:]], dtype=torch.long, device=device)
+        picked = logprobs.gather(2, targets.expand(b, c).unsqueeze(2)).squeeze(2)  # [B, c]
+        sums = torch.zeros(b, len(self.multi), dtype=picked.dtype, device=device)
+        sums.index_add_(1, self.segment, picked)
+        return sums, kept
+
+    def _generate(self, batch: _Batch, first: Tensor, prefix_kv, dialogue_kv) -> list[str]:
+        """Greedy decoding from the first answer token; stops at EOS or max_new_tokens."""
+        b = len(batch.rows)
+        device = batch.ids.device
+        past = self._past(prefix_kv, dialogue_kv, 0, b)
+        validity = self._key_validity(batch)
+        tokens = [first]
+        done = torch.tensor([int(t) in self.eos_ids for t in first], device=device)
+        for step in range(1, self.max_new_tokens):
+            if bool(done.all()):
+                break
+            hidden = self._embed(tokens[-1].unsqueeze(1))
+            positions = (self.prefix_ids.shape[1] + batch.lengths + step - 1).unsqueeze(1)
+            allowed = torch.cat([validity, torch.ones(b, step, dtype=torch.bool, device=device)], dim=1).unsqueeze(1)
+            out, store, _ = run_layers(self.lm, hidden, positions, additive_mask(allowed, hidden.dtype), range(self.n_layers), past=past, append=True)
+            past = store.past
+            self.layer_tokens += b * self.n_layers
+            nxt = last_logprobs(self.lm, out[:, -1]).argmax(-1)
+            nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
+            tokens.append(nxt)
+            done = done | torch.tensor([int(t) in self.eos_ids for t in nxt], device=device)
+        generated = torch.stack(tokens, dim=1).tolist()
+        answers = []
+        for row in generated:
+            cut = next((i for i, t in enumerate(row) if t in self.eos_ids), len(row))
+            answers.append(self.lm.tokenizer.decode(row[:cut], skip_special_tokens=True))
+        return answers
+
+    # -- runs ---------------------------------------------------------------------------------
+
+    def _start_layer(self, neurons: Mapping[int, Tensor]) -> int:
+        """The deepest kept boundary at or below the first masked layer (0 before the unmodified run)."""
+        layers = [int(layer) for layer, idx in neurons.items() if idx.numel()]
+        if not layers or not self.prepared:
+            return 0
+        first = min(layers)
+        return max([k for k in self.boundaries if k <= first], default=0)
+
+    @torch.inference_mode()
+    def classify(self, neurons: Mapping[int, Tensor] | None = None, progress=None) -> Classification:
+        """All dialogues under `neurons` masked (None or empty: unmodified)."""
+        neurons = {int(k): v for k, v in (neurons or {}).items() if v.numel()}
+        unmodified = not neurons
+        keep = self.boundaries if unmodified and not self.prepared else []
+        start = self._start_layer(neurons)
+        before = self.layer_tokens
+        scores = torch.full((self.n, len(EMOTIONS)), float("nan"))
+        answers: list[str] = [""] * self.n
+        with mask_neurons(self.lm.model, neurons):
+            prefix_kv, kept = self._prefix(start, keep=keep)
+            if keep:
+                self.prefix_boundary = kept
+            for batch in self.batches:
+                last, dialogue_kv, kept = self._dialogue(batch, start, prefix_kv, keep=keep)
+                first = last_logprobs(self.lm, last)  # [B, V]
+                if keep:
+                    batch.boundary = kept
+                if self.method == "score":
+                    label_scores = torch.stack([first[:, ids[0]] for ids in self.labels], dim=1)
+                    if self.multi:
+                        sums, kept = self._continuation(batch, start, prefix_kv, dialogue_kv, keep=keep)
+                        if keep:
+                            batch.continuation_boundary = kept
+                        label_scores[:, self.multi] += sums
+                    scores[batch.rows] = label_scores.cpu()
+                else:
+                    for row, answer in zip(batch.rows, self._generate(batch, first.argmax(-1), prefix_kv, dialogue_kv)):
+                        answers[row] = answer
+                if progress is not None:
+                    progress.update(1)
+        if keep:
+            self.prepared = True
+        computed = round((self.layer_tokens - before) / self.n_layers)
+        naive = round(self.naive_per_run / self.n_layers)
+        if self.method == "score":
+            predicted: list[str | None] = [EMOTIONS[int(i)] for i in scores.argmax(dim=1)]
+            return Classification(predicted, scores, computed, naive)
+        return Classification([parse_emotion(a) for a in answers], None, computed, naive, answers)
+
+
+def classify(
+    lm: LoadedModel,
+    prompt: ChatPrompt,
+    dialogues: Sequence[str],
+    method: Method,
+    *,
+    batch_size: int,
+    max_new_tokens: int = 8,
+    neurons: Mapping[int, Tensor] | None = None,
+    desc: str = "",
+) -> Classification:
+    """Classify `dialogues` with `prompt` (score: highest label log-likelihood; generate: first
+    emotion word of the greedy answer, None when there is none), optionally with `neurons` masked."""
+    engine = MaskedClassifier(lm, prompt, dialogues, method, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    if not desc:
+        return engine.classify(neurons)
+    from tqdm import tqdm
+
+    with tqdm(total=len(engine.batches), desc=desc, unit="batch", file=sys.stderr) as bar:
+        return engine.classify(neurons, progress=bar)

@@ -1,0 +1,145 @@
+"""mask-eval's body: in-context shots from train, every condition through one classifier, and the
+eval.json / headline.json dictionaries of docs/CONTRACTS.md."""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Mapping
+
+import polars as pl
+import torch
+
+from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
+from emoneurons.evaluate.classify import MaskedClassifier
+from emoneurons.evaluate.conditions import first_masked_layers, mask_id, plan_conditions, unique_masks
+from emoneurons.evaluate.metrics import (
+    CHANCE, UNPARSEABLE, accuracy_per_emotion, bootstrap_ci, clearly_above_chance, confusion_matrix,
+    overall_accuracy, unparseable_counts,
+)
+from emoneurons.evaluate.prompts import classification_prompt
+from emoneurons.neurons.masking import decoder_layers
+from emoneurons.neurons.model import LoadedModel
+from emoneurons.params import EvalParams
+
+
+class EvalDataError(ValueError):
+    """The split cannot be evaluated (empty, an emotion missing, too few shots), in one line."""
+
+
+def _labels(df: pl.DataFrame, name: str) -> list[str]:
+    column = "label" if "label" in df.columns else "theme"
+    if column not in df.columns or "dialogue" not in df.columns:
+        raise EvalDataError(f"{name}: needs columns `dialogue` and `label` (has: {', '.join(df.columns)})")
+    return df[column].to_list()
+
+
+def draw_shots(train: pl.DataFrame, shots: int, seed: int) -> list[tuple[str, str]]:
+    """`shots` (dialogue, emotion) examples per emotion from the train split, seeded, in a seeded
+    shuffled order (so the last example, nearest the question, is not always the same emotion)."""
+    if shots == 0:
+        return []
+    labels = _labels(train, "data/split/train.parquet")
+    dialogues = train["dialogue"].to_list()
+    rng = random.Random(seed)
+    chosen = []
+    for emotion in EMOTIONS:
+        pool = [i for i, label in enumerate(labels) if label == emotion]
+        if len(pool) < shots:
+            raise EvalDataError(f"data/split/train.parquet: {len(pool)} {emotion} dialogues, eval.shots needs {shots}; "
+                                "lower eval.shots or generate more dialogues")
+        chosen += [(dialogues[i], emotion) for i in rng.sample(pool, shots)]
+    rng.shuffle(chosen)
+    return chosen
+
+
+def _condition_metrics(true_idx: torch.Tensor, predicted: list[str | None], eval_params: EvalParams) -> dict:
+    pred_idx = torch.tensor([EMOTION_INDEX[p] if p is not None else UNPARSEABLE for p in predicted], dtype=torch.long)
+    n_per = torch.bincount(true_idx, minlength=len(EMOTIONS))
+    confusion = confusion_matrix(true_idx, pred_idx)
+    accuracy = accuracy_per_emotion(confusion, n_per)
+    ci = bootstrap_ci(pred_idx == true_idx, true_idx, eval_params.bootstrap, eval_params.seed)
+    unparseable = unparseable_counts(true_idx, pred_idx)
+    return {
+        "accuracy": {**{e: round(float(accuracy[i]), 4) for i, e in enumerate(EMOTIONS)},
+                     "overall": round(overall_accuracy(confusion, n_per), 4)},
+        "ci95": {k: [round(lo, 4), round(hi, 4)] for k, (lo, hi) in ci.items()},
+        "confusion": confusion.tolist(),
+        "unparseable": {e: int(unparseable[i]) for i, e in enumerate(EMOTIONS)},
+    }
+
+
+def headline(conditions: Mapping[str, dict], top_rate: float, control_draws: int) -> dict[str, float]:
+    """The few numbers `dvc exp show` compares (docs/CONTRACTS.md)."""
+    base = conditions["unmodified"]["accuracy"]
+    out = {"accuracy_unmodified": base["overall"]}
+    out |= {f"accuracy_unmodified_{e}": base[e] for e in EMOTIONS}
+    for e in EMOTIONS:
+        cid = mask_id(e, top_rate, "all")
+        masked = conditions[cid]["accuracy"][e]
+        out[f"accuracy_masked_{e}"] = masked
+        out[f"drop_{e}"] = round(base[e] - masked, 4)
+        if control_draws:
+            drops = [base[e] - conditions[f"control{cid.removeprefix('mask')}-d{d}"]["accuracy"][e] for d in range(control_draws)]
+            out[f"control_drop_{e}"] = round(sum(drops) / len(drops), 4)
+    return out
+
+
+def evaluate_masking(
+    lm: LoadedModel,
+    train_df: pl.DataFrame,
+    test_df: pl.DataFrame,
+    neurons_json: Mapping,
+    eval_params: EvalParams,
+    top_rate: float,
+    *,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> tuple[dict, dict]:
+    """Run every planned condition (each distinct mask once) and return (eval, headline) dicts."""
+    if test_df.height == 0:
+        raise EvalDataError("data/split/test.parquet: no dialogues to evaluate")
+    labels = _labels(test_df, "data/split/test.parquet")
+    missing = [e for e in EMOTIONS if e not in labels]
+    if missing:
+        raise EvalDataError(f"data/split/test.parquet: no {', '.join(missing)} dialogues; every emotion needs at least one")
+    unknown = sorted({label for label in labels if label not in EMOTION_INDEX})
+    if unknown:
+        raise EvalDataError(f"data/split/test.parquet: unknown label {unknown[0]!r}; allowed: {', '.join(EMOTIONS)}")
+    n_layers = len(decoder_layers(lm.model))
+    plan = plan_conditions(neurons_json, eval_params, top_rate, n_layers)
+    shots = draw_shots(train_df, eval_params.shots, eval_params.seed)
+    prompt = classification_prompt(lm.tokenizer, shots)
+    groups = unique_masks(plan)
+    engine = MaskedClassifier(
+        lm, prompt, test_df["dialogue"].to_list(), eval_params.method, batch_size=batch_size,
+        max_new_tokens=eval_params.max_new_tokens, boundaries=first_masked_layers(plan),
+    )
+    true_idx = torch.tensor([EMOTION_INDEX[label] for label in labels], dtype=torch.long)
+    results: dict[str, dict] = {}
+    computed = 0
+    from tqdm import tqdm
+
+    # The unmodified mask (empty key) is first in the plan, so it runs first and keeps the states
+    # that later masks start from.
+    with tqdm(total=len(groups), desc="mask-eval conditions", unit="cond", file=sys.stderr, disable=not progress) as bar:
+        for key, members in groups.items():
+            bar.set_postfix_str(members[0].id)
+            result = engine.classify(members[0].neurons)
+            computed += result.tokens_computed
+            metrics = _condition_metrics(true_idx, result.predicted, eval_params)
+            for condition in members:
+                results[condition.id] = metrics
+            bar.update(1)
+    naive = len(plan) * engine.naive_per_run // n_layers  # every condition by id, each from scratch
+    base = results["unmodified"]
+    n_per = torch.bincount(true_idx, minlength=len(EMOTIONS))
+    above = clearly_above_chance(base["accuracy"]["overall"], tuple(base["ci95"]["overall"]))
+    evaluation = {
+        "model": lm.name, "method": eval_params.method, "shots": eval_params.shots, "n_test": len(labels),
+        "chance": round(CHANCE, 4), "n_per_emotion": {e: int(n_per[i]) for i, e in enumerate(EMOTIONS)},
+        "baseline_above_chance": above, "tokens": {"computed": int(computed), "naive": int(naive)},
+        "conditions": [condition.record() | results[condition.id] for condition in plan],
+    }
+    return evaluation, headline(results, top_rate, eval_params.control_draws)
+

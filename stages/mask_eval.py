@@ -1,0 +1,62 @@
+"""mask-eval: classify the test dialogues unmodified and with emotion / random neurons masked
+(RQ2, RQ3, controls); write reports/metrics/eval.json and headline.json."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from emoneurons.atomic import write_json
+from emoneurons.data.io import DataError, read_table
+from emoneurons.evaluate.conditions import PlanError
+from emoneurons.evaluate.masking_eval import EvalDataError, evaluate_masking
+from emoneurons.evaluate.metrics import CHANCE
+from emoneurons.params import ParamsError, load_params
+
+
+def _read_neurons(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found (run the select stage)") from None
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
+
+
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="params file (sections model, select, eval)"),
+    split: Path = typer.Option(Path("data/split"), help="folder with train.parquet and test.parquet"),
+    neurons: Path = typer.Option(Path("data/neurons/neurons.json"), help="selected neurons"),
+    out: Path = typer.Option(Path("reports/metrics"), help="folder for eval.json and headline.json"),
+) -> None:
+    try:
+        settings = load_params(params)
+        train, test = read_table(split / "train.parquet"), read_table(split / "test.parquet")
+        selection = _read_neurons(neurons)
+        from emoneurons.neurons.model import load_model  # imports torch/transformers: after the cheap checks
+
+        lm = load_model(settings.model)
+        evaluation, headline = evaluate_masking(
+            lm, train, test, selection, settings.eval, settings.select.top_rate, batch_size=settings.model.batch_size
+        )
+    except (ParamsError, DataError, PlanError, EvalDataError) as error:
+        print(error, file=sys.stderr)
+        raise typer.Exit(1) from None
+    write_json(out / "eval.json", evaluation)
+    write_json(out / "headline.json", headline)
+    base = next(c for c in evaluation["conditions"] if c["id"] == "unmodified")
+    lo, hi = base["ci95"]["overall"]
+    tokens = evaluation["tokens"]
+    print(f"mask-eval: unmodified accuracy {base['accuracy']['overall']:.3f} [95% CI {lo:.3f}, {hi:.3f}] "
+          f"vs chance {CHANCE:.3f}; {len(evaluation['conditions'])} conditions; tokens computed "
+          f"{tokens['computed']} of naive {tokens['naive']} ({tokens['computed'] / max(tokens['naive'], 1):.2f})")
+    if not evaluation["baseline_above_chance"]:
+        print(f"warning: the unmodified model is not clearly above chance (CI lower bound {lo:.3f} <= {CHANCE:.3f}); "
+              "masking effects are not interpretable; try eval.shots or a larger model", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    typer.run(main)

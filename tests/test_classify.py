@@ -1,0 +1,160 @@
+"""The classification engine against brute-force full forwards of the model itself."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from emoneurons.emotions import EMOTIONS
+from emoneurons.evaluate.classify import MaskedClassifier, additive_mask, classify, run_layers
+from emoneurons.evaluate.prompts import classification_prompt, dialogue_ids, label_ids
+from emoneurons.neurons.masking import mask_neurons
+
+DIALOGUES = [
+    "A: I can't believe this happened!\nB: Oh no, that is terrible.",
+    "A: What a wonderful day.",
+    "A: That smell is revolting.\nB: I'm scared of the dark.\nA: I miss her so much.\nB: Oh no.",
+    "A: I miss her so much.\nB: What a wonderful day.\nA: That is terrible.",
+    "A: Oh no!",
+]
+SHOTS = [("A: What a wonderful day.\nB: I can't believe it.", "happiness"), ("A: That smell is revolting.", "disgust")]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matrices: one thread avoids OpenMP spin-waiting on a busy 2-core machine (5x faster)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def prompt(tiny_llama):
+    return classification_prompt(tiny_llama.tokenizer, SHOTS)
+
+
+def brute_force_scores(lm, prompt, dialogues) -> torch.Tensor:
+    """Each label's summed log-likelihood from one uncached full forward per (dialogue, label)."""
+    rows = []
+    for dialogue in dialogues:
+        context = prompt.ids(dialogue_ids(lm.tokenizer, dialogue))
+        row = []
+        for label in label_ids(lm.tokenizer):
+            ids = torch.tensor([context + label])
+            logprobs = torch.log_softmax(lm.model(ids).logits[0].float(), -1)
+            row.append(sum(float(logprobs[len(context) - 1 + t, tok]) for t, tok in enumerate(label)))
+        rows.append(row)
+    return torch.tensor(rows)
+
+
+def test_labels_of_tiny_tokenizer_include_multi_token_ones(tiny_llama):
+    lengths = [len(ids) for ids in label_ids(tiny_llama.tokenizer)]
+    assert min(lengths) == 1 and max(lengths) > 2  # both paths of the scorer are exercised
+
+
+def test_score_equals_brute_force_per_label_forwards(tiny_llama, prompt):
+    result = classify(tiny_llama, prompt, DIALOGUES, "score", batch_size=2)
+    expected = brute_force_scores(tiny_llama, prompt, DIALOGUES)
+    torch.testing.assert_close(result.scores, expected, atol=1e-4, rtol=1e-4)
+    assert result.predicted == [EMOTIONS[int(i)] for i in expected.argmax(1)]
+    assert 0 < result.tokens_computed < result.tokens_naive
+
+
+def test_prefix_cached_last_logits_equal_full_forward(tiny_llama, prompt):
+    engine = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=3)
+    prefix_kv, _ = engine._prefix(0)
+    for batch in engine.batches:
+        last, _, _ = engine._dialogue(batch, 0, prefix_kv)
+        for b, row in enumerate(batch.rows):
+            ids = torch.tensor([prompt.ids(dialogue_ids(tiny_llama.tokenizer, DIALOGUES[row]))])
+            full = tiny_llama.model.model(ids).last_hidden_state[0, -1]
+            torch.testing.assert_close(tiny_llama.model.model.norm(last[b]), full, atol=1e-5, rtol=1e-5)
+
+
+def test_layer_subranges_compose_to_the_full_forward(tiny_llama, prompt):
+    ids = torch.tensor([prompt.ids(dialogue_ids(tiny_llama.tokenizer, DIALOGUES[2]))])
+    t = ids.shape[1]
+    positions = torch.arange(t).unsqueeze(0)
+    mask = additive_mask(torch.ones(t, t, dtype=torch.bool).tril().unsqueeze(0), torch.float32)
+    hidden = tiny_llama.model.model.embed_tokens(ids)
+    middle, _, kept = run_layers(tiny_llama, hidden, positions, mask, range(0, 2), keep=[1, 2])
+    out, _, _ = run_layers(tiny_llama, middle, positions, mask, range(2, 4))
+    full = tiny_llama.model.model(ids, output_hidden_states=True)
+    torch.testing.assert_close(tiny_llama.model.model.norm(out), full.last_hidden_state, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(kept[1], full.hidden_states[1], atol=1e-5, rtol=1e-5)
+    assert torch.equal(kept[2], middle)
+
+
+def test_masking_hook_equals_zeroed_down_proj_columns(tiny_llama, prompt):
+    neurons = {1: torch.tensor([0, 5, 9]), 3: torch.tensor([2, 63])}
+    ids = torch.tensor([prompt.ids(dialogue_ids(tiny_llama.tokenizer, DIALOGUES[0]))])
+    with mask_neurons(tiny_llama.model, neurons):
+        hooked = tiny_llama.model(ids).logits
+    zeroed = copy.deepcopy(tiny_llama.model)
+    for layer, index in neurons.items():
+        zeroed.model.layers[layer].mlp.down_proj.weight[:, index] = 0.0
+    torch.testing.assert_close(hooked, zeroed(ids).logits, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(hooked, tiny_llama.model(ids).logits, atol=1e-3)
+
+
+def test_layer_reuse_equals_full_masked_forward_and_computes_less(tiny_llama, prompt):
+    top = {2: torch.tensor([1, 7, 30]), 3: torch.tensor([4, 11])}
+    engine = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=2, boundaries=[2])
+    unmodified = engine.classify()
+    reused = engine.classify(top)
+    fresh = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=2).classify(top)
+    with mask_neurons(tiny_llama.model, top):
+        expected = brute_force_scores(tiny_llama, prompt, DIALOGUES)
+    torch.testing.assert_close(reused.scores, expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(fresh.scores, expected, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(reused.scores, unmodified.scores, atol=1e-3)
+    assert reused.tokens_computed == pytest.approx(unmodified.tokens_computed / 2, abs=1)
+    # A mask reaching below the kept boundary runs every layer.
+    low = {1: torch.tensor([3]), 3: torch.tensor([4])}
+    assert engine.classify(low).tokens_computed == unmodified.tokens_computed
+
+
+def _biased_copy(lm, token_id: int):
+    """The model with its output layer pushed towards one token (untied), to steer greedy decoding."""
+    from emoneurons.neurons.model import LoadedModel
+
+    model = copy.deepcopy(lm.model)
+    head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=True)
+    head.weight.data = model.lm_head.weight.data.clone()
+    head.bias.data.zero_()
+    head.bias.data[token_id] = 50.0
+    model.lm_head = head
+    return LoadedModel(model=model, tokenizer=lm.tokenizer, name="biased")
+
+
+def test_generate_parses_first_emotion_word_and_counts_unparseable(tiny_llama, prompt):
+    tokenizer = tiny_llama.tokenizer
+    anger = label_ids(tokenizer)[0]
+    assert len(anger) == 1
+    # Steered to say "anger" first: one new token is exactly the label.
+    angry = classify(_biased_copy(tiny_llama, anger[0]), prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=1)
+    assert angry.answers == ["anger"] * len(DIALOGUES)
+    assert angry.predicted == ["anger"] * len(DIALOGUES)
+    # Steered to a token that spells no emotion: every answer is unparseable (None).
+    other = tokenizer.encode("B", add_special_tokens=False)[0]
+    lost = classify(_biased_copy(tiny_llama, other), prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=3)
+    assert lost.answers == [tokenizer.decode([other] * 3)] * len(DIALOGUES)
+    assert lost.predicted == [None] * len(DIALOGUES)
+    assert lost.scores is None
+
+
+def test_generate_equals_transformers_greedy_decoding(tiny_llama, prompt):
+    result = classify(tiny_llama, prompt, DIALOGUES, "generate", batch_size=3, max_new_tokens=4)
+    for dialogue, answer in zip(DIALOGUES, result.answers):
+        ids = torch.tensor([prompt.ids(dialogue_ids(tiny_llama.tokenizer, dialogue))])
+        out = tiny_llama.model.generate(
+            ids, attention_mask=torch.ones_like(ids), max_new_tokens=4, do_sample=False,
+            eos_token_id=tiny_llama.tokenizer.eos_token_id, pad_token_id=tiny_llama.tokenizer.pad_token_id,
+        )
+        new = out[0, ids.shape[1]:].tolist()
+        eos = tiny_llama.tokenizer.eos_token_id
+        new = new[: new.index(eos)] if eos in new else new
+        assert answer == tiny_llama.tokenizer.decode(new, skip_special_tokens=True)
