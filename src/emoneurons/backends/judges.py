@@ -1,0 +1,118 @@
+"""The filter's judges: each labels dialogues with one of the six emotions (None = no valid label).
+
+- lexicon: the model-free cue lexicon (backends/lexicon.py);
+- hf: a local causal LM classifying with the paper's labelling prompt (evaluate/classify.py);
+  in generate mode an answer outside the six is asked once more with the stricter retry prompt;
+- openai: a chat endpoint asked the paper's labelling prompt, then the retry prompt for answers
+  outside the six (paper, Figure 7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from emoneurons.backends.lexicon import lexicon_labels
+from emoneurons.emotions import label_prompt, parse_emotion
+
+if TYPE_CHECKING:
+    from emoneurons.backends.chat import ChatBackend
+    from emoneurons.neurons.model import LoadedModel
+    from emoneurons.params import FilterParams, ModelParams
+
+
+class Judge(Protocol):
+    name: str
+
+    def label(self, dialogues: Sequence[str]) -> list[str | None]: ...
+
+
+class LexiconJudge:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def label(self, dialogues: Sequence[str]) -> list[str | None]:
+        return lexicon_labels(dialogues)
+
+
+def relabel_invalid(
+    labels: list[str | None], dialogues: Sequence[str], ask_again: Callable[[Sequence[str]], list[str | None]]
+) -> tuple[list[str | None], int]:
+    """Labels with the None ones asked once more (`ask_again(dialogues) -> labels`), and how many
+    were asked again."""
+    missing = [i for i, label in enumerate(labels) if label is None]
+    if not missing:
+        return labels, 0
+    again = ask_again([dialogues[i] for i in missing])
+    labels = list(labels)
+    for i, label in zip(missing, again):
+        labels[i] = label
+    return labels, len(missing)
+
+
+class HFJudge:
+    """Classifies with a loaded model (shared between hf judges) and the labelling prompt."""
+
+    def __init__(self, name: str, lm: LoadedModel, method: Literal["score", "generate"], batch_size: int) -> None:
+        self.name, self.lm, self.method, self.batch_size = name, lm, method, batch_size
+        self.reasked = 0
+
+    def _classify(self, dialogues: Sequence[str], retry: bool) -> list[str | None]:
+        from emoneurons.evaluate.classify import classify
+        from emoneurons.evaluate.prompts import labelling_prompt
+
+        prompt = labelling_prompt(self.lm.tokenizer, retry=retry)
+        desc = f"judge {self.name}" + (" (retry prompt)" if retry else "")
+        return classify(self.lm, prompt, dialogues, self.method, batch_size=self.batch_size, desc=desc).predicted
+
+    def label(self, dialogues: Sequence[str]) -> list[str | None]:
+        labels = self._classify(dialogues, retry=False)
+        if self.method == "generate":
+            labels, self.reasked = relabel_invalid(labels, dialogues, lambda d: self._classify(d, retry=True))
+        return labels
+
+
+class ChatJudge:
+    """Asks a chat backend the paper's labelling prompt; the stricter prompt for invalid answers."""
+
+    def __init__(self, name: str, backend: ChatBackend) -> None:
+        self.name, self.backend = name, backend
+        self.reasked = 0
+
+    def _ask(self, dialogues: Sequence[str], retry: bool) -> list[str | None]:
+        from emoneurons.backends.chat import ChatRequest
+
+        requests = [ChatRequest(messages=(("user", label_prompt(d, retry=retry)),)) for d in dialogues]
+        desc = f"judge {self.name}" + (" (retry prompt)" if retry else "")
+        answers = self.backend.complete(requests, desc=desc)
+        return [parse_emotion(answer) if answer is not None else None for answer in answers]
+
+    def label(self, dialogues: Sequence[str]) -> list[str | None]:
+        labels, self.reasked = relabel_invalid(
+            self._ask(dialogues, retry=False), dialogues, lambda d: self._ask(d, retry=True)
+        )
+        return labels
+
+
+def make_judges(filter_params: FilterParams, model_params: ModelParams, cache_dir: Path) -> list[Judge]:
+    """The judges named in params, in order; hf judges share one loaded model."""
+    judges: list[Judge] = []
+    lm = None
+    for spec in filter_params.judges:
+        if spec.backend == "lexicon":
+            judges.append(LexiconJudge(spec.name))
+        elif spec.backend == "hf":
+            if lm is None:
+                from emoneurons.neurons.model import load_model
+
+                lm = load_model(model_params)
+            judges.append(HFJudge(spec.name, lm, spec.method, model_params.batch_size))
+        elif spec.backend == "openai":
+            from emoneurons.backends.chat import make_chat_backend
+
+            backend = make_chat_backend("openai", openai=spec.openai, cache_dir=Path(cache_dir))
+            judges.append(ChatJudge(spec.name, backend))
+        else:  # params validation makes this unreachable; kept so a new backend fails loudly
+            raise ValueError(f"unknown judge backend {spec.backend!r}; allowed: lexicon, hf, openai")
+    return judges

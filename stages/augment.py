@@ -1,0 +1,67 @@
+"""augment: grow data/seeds/topics.txt into data/topics.parquet by rounds of alternatives."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from emoneurons.atomic import write_json
+from emoneurons.backends.chat import ChatBackendError
+from emoneurons.backends.template import TEMPLATE
+from emoneurons.data.io import DataError, write_table
+from emoneurons.data.suites import check_topics
+from emoneurons.params import ParamsError, load_params
+from emoneurons.topics import augment_topics, llm_proposer, read_seeds, template_proposer
+
+
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="params file (sections `augment`, `model`)"),
+    seeds: Path = typer.Option(Path("data/seeds/topics.txt"), help="seed topics, one a line"),
+    out: Path = typer.Option(Path("data/topics.parquet"), help="augmented topics"),
+    report: Path = typer.Option(Path("reports/augment.json"), help="augment metrics"),
+    cache: Path = typer.Option(Path("data/cache/llm"), help="chat request cache (openai / hf backends)"),
+) -> None:
+    start = time.perf_counter()
+    try:
+        settings = load_params(params)
+        augment = settings.augment
+        topics = read_seeds(seeds)
+        if augment.backend == TEMPLATE:
+            propose, backend = template_proposer(augment.seed), None
+        else:
+            from emoneurons.backends.chat import make_chat_backend
+
+            backend = make_chat_backend(
+                augment.backend, openai=augment.openai, hf=augment.hf, model=settings.model,
+                cache_dir=cache, seed=augment.seed,
+            )
+            propose = llm_proposer(backend, augment.seed)
+        table, stats = augment_topics(topics, augment.n_seed, augment.rounds, propose, augment.max_retries, source=str(seeds))
+        check_topics(table, source=str(out))
+        metrics = {
+            "backend": augment.backend,
+            "model": TEMPLATE if backend is None else backend.model,
+            "seeds_read": len(topics),
+            "n_seed": augment.n_seed,
+            "rounds": augment.rounds,
+            "topics": table.height,
+            **stats.as_metrics(),
+            **({"usage": backend.usage.as_metrics()} if backend is not None else {}),
+        }
+        write_table(table, out)
+        write_json(report, metrics)
+    except (ParamsError, DataError, ChatBackendError) as error:
+        print(error, file=sys.stderr)
+        raise typer.Exit(1) from None
+    print(
+        f"augment: {augment.n_seed} seeds -> {table.height} topics in {augment.rounds} round{'s' if augment.rounds != 1 else ''} "
+        f"({stats.duplicates_reasked} duplicates re-asked, {stats.dropped} dropped) "
+        f"[{augment.backend}, {time.perf_counter() - start:.1f}s]"
+    )
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,65 @@
+"""filter: label data/dialogues.parquet with each judge and keep the dialogues enough labels
+agree on; writes data/filtered.parquet and reports/filter.json (Table 1)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from emoneurons.atomic import write_json
+from emoneurons.backends.chat import ChatBackendError
+from emoneurons.backends.judges import make_judges
+from emoneurons.data.io import DataError, read_table, write_table
+from emoneurons.data.suites import check_filtered
+from emoneurons.filtering import agreement_filter
+from emoneurons.params import ParamsError, load_params
+
+
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="params file (sections `filter`, `model`)"),
+    dialogues: Path = typer.Option(Path("data/dialogues.parquet"), help="generated dialogues"),
+    out: Path = typer.Option(Path("data/filtered.parquet"), help="kept dialogues with judge labels"),
+    report: Path = typer.Option(Path("reports/filter.json"), help="filter metrics (Table 1)"),
+    cache: Path = typer.Option(Path("data/cache/llm"), help="chat request cache (openai judges)"),
+) -> None:
+    start = time.perf_counter()
+    try:
+        settings = load_params(params)
+        options = settings.filter
+        df = read_table(dialogues)
+        for column in ("dialogue", "theme"):
+            if column not in df.columns:
+                raise DataError(f"{dialogues}: no column {column!r} (has {', '.join(df.columns) or 'none'})")
+        judges = make_judges(options, settings.model, cache)
+        texts = df["dialogue"].to_list()
+        seconds = {}
+        labels = {}
+        for judge in judges:
+            began = time.perf_counter()
+            labels[judge.name] = judge.label(texts)
+            seconds[judge.name] = round(time.perf_counter() - began, 2)
+        kept, metrics = agreement_filter(df, labels, options.min_agree)
+        check_filtered(kept, [j.name for j in judges], source=str(out))
+        usage = {j.name: j.backend.usage.as_metrics() for j in judges if hasattr(j, "backend")}
+        if usage:
+            metrics["judge_usage"] = usage
+        write_table(kept, out)
+        write_json(report, metrics)
+    except (ParamsError, DataError, ChatBackendError) as error:
+        print(error, file=sys.stderr)
+        raise typer.Exit(1) from None
+    # Timings go to the console, not the metrics file, so a rerun does not change the metrics.
+    agreement = ", ".join(
+        f"{name} {value} ({seconds[name]}s)" for name, value in metrics["judge_agreement"].items()
+    )
+    print(
+        f"filter: kept {metrics['kept']} of {metrics['generated']} dialogues (min_agree {options.min_agree}; "
+        f"agreement with the intended emotion: {agreement}) [{time.perf_counter() - start:.1f}s]"
+    )
+
+
+if __name__ == "__main__":
+    typer.run(main)

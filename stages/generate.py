@@ -1,0 +1,78 @@
+"""generate: one dialogue per (topic, emotion, k) from data/topics.parquet into data/dialogues.parquet."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from emoneurons.atomic import write_json
+from emoneurons.backends.chat import ChatBackendError
+from emoneurons.backends.template import TEMPLATE
+from emoneurons.data.io import DataError, read_table, write_table
+from emoneurons.data.suites import check_dialogues
+from emoneurons.dialogues import llm_dialogues, template_dialogues
+from emoneurons.params import ParamsError, load_params
+
+
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="params file (sections `generate`, `model`)"),
+    topics: Path = typer.Option(Path("data/topics.parquet"), help="augmented topics"),
+    out: Path = typer.Option(Path("data/dialogues.parquet"), help="generated dialogues"),
+    report: Path = typer.Option(Path("reports/generate.json"), help="generate metrics"),
+    cache: Path = typer.Option(Path("data/cache/llm"), help="chat request cache (openai / hf backends)"),
+) -> None:
+    start = time.perf_counter()
+    try:
+        settings = load_params(params)
+        generate = settings.generate
+        table = read_table(topics)
+        if "topic" not in table.columns:
+            raise DataError(f"{topics}: no column 'topic' (has {', '.join(table.columns) or 'none'})")
+        names = table["topic"].drop_nulls().to_list()
+        if not names:
+            raise DataError(f"{topics}: 0 topics (need at least 1)")
+        if generate.backend == TEMPLATE:
+            df, stats = template_dialogues(names, generate.emotions, generate.per_pair, generate.seed)
+            backend = None
+        else:
+            from emoneurons.backends.chat import make_chat_backend
+
+            backend = make_chat_backend(
+                generate.backend, openai=generate.openai, hf=generate.hf, model=settings.model,
+                cache_dir=cache, seed=generate.seed,
+            )
+            df, stats = llm_dialogues(names, generate.emotions, generate.per_pair, backend, generate.max_retries)
+            if df.height == 0:
+                raise DataError(
+                    f"generate: 0 of {stats.planned} dialogues usable after {generate.max_retries} re-asks "
+                    f"(rejected: {stats.rejected})"
+                )
+        check_dialogues(df, source=str(out))
+        per_emotion = dict(df.group_by("theme").len().iter_rows())
+        metrics = {
+            "backend": generate.backend,
+            "model": df["model"][0],
+            "topics": len(names),
+            "emotions": list(generate.emotions),
+            "per_pair": generate.per_pair,
+            **stats.as_metrics(),
+            "per_emotion": {e: per_emotion.get(e, 0) for e in generate.emotions},
+            **({"usage": backend.usage.as_metrics()} if backend is not None else {}),
+        }
+        write_table(df, out)
+        write_json(report, metrics)
+    except (ParamsError, DataError, ChatBackendError) as error:
+        print(error, file=sys.stderr)
+        raise typer.Exit(1) from None
+    print(
+        f"generate: {stats.generated} of {stats.planned} dialogues ({len(names)} topics x "
+        f"{len(generate.emotions)} emotions x {generate.per_pair}; {stats.reasked} re-asked, "
+        f"{stats.dropped} dropped) [{generate.backend}, {time.perf_counter() - start:.1f}s]"
+    )
+
+
+if __name__ == "__main__":
+    typer.run(main)
