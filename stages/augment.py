@@ -22,11 +22,12 @@ def main(
     seeds: Path = typer.Option(Path("data/seeds/topics.txt"), help="seed topics, one a line"),
     out: Path = typer.Option(Path("data/topics.parquet"), help="augmented topics"),
     report: Path = typer.Option(Path("reports/augment.json"), help="augment metrics"),
-    cache: Path = typer.Option(Path("data/cache/llm"), help="chat request cache (openai / hf backends)"),
+    cache: Path = typer.Option(Path("data/cache/llm/augment"), help="chat request cache (openai / hf backends)"),
 ) -> None:
     start = time.perf_counter()
     try:
         settings = load_params(params)
+        cache.mkdir(parents=True, exist_ok=True)  # a persist: true DVC output, even when unused
         augment = settings.augment
         topics = read_seeds(seeds)
         if augment.backend == TEMPLATE:

@@ -23,11 +23,12 @@ def main(
     dialogues: Path = typer.Option(Path("data/dialogues.parquet"), help="generated dialogues"),
     out: Path = typer.Option(Path("data/filtered.parquet"), help="kept dialogues with judge labels"),
     report: Path = typer.Option(Path("reports/filter.json"), help="filter metrics (Table 1)"),
-    cache: Path = typer.Option(Path("data/cache/llm"), help="chat request cache (openai judges)"),
+    cache: Path = typer.Option(Path("data/cache/llm/filter"), help="chat request cache (openai judges)"),
 ) -> None:
     start = time.perf_counter()
     try:
         settings = load_params(params)
+        cache.mkdir(parents=True, exist_ok=True)  # a persist: true DVC output, even when unused
         options = settings.filter
         df = read_table(dialogues)
         for column in ("dialogue", "theme"):

@@ -22,11 +22,12 @@ def main(
     topics: Path = typer.Option(Path("data/topics.parquet"), help="augmented topics"),
     out: Path = typer.Option(Path("data/dialogues.parquet"), help="generated dialogues"),
     report: Path = typer.Option(Path("reports/generate.json"), help="generate metrics"),
-    cache: Path = typer.Option(Path("data/cache/llm"), help="chat request cache (openai / hf backends)"),
+    cache: Path = typer.Option(Path("data/cache/llm/generate"), help="chat request cache (openai / hf backends)"),
 ) -> None:
     start = time.perf_counter()
     try:
         settings = load_params(params)
+        cache.mkdir(parents=True, exist_ok=True)  # a persist: true DVC output, even when unused
         generate = settings.generate
         table = read_table(topics)
         if "topic" not in table.columns:

@@ -1,0 +1,80 @@
+"""count: per-emotion activation counts f [layers, neurons, 6] and T [6] on the train split."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from emoneurons.atomic import atomic_dir
+from emoneurons.data.io import DataError, read_table
+from emoneurons.emotions import EMOTIONS
+from emoneurons.neurons.counting import activation_counts
+from emoneurons.neurons.masking import UnsupportedModelError
+from emoneurons.neurons.model import load_model
+from emoneurons.params import ParamsError, load_params
+
+
+def train_dialogues(path: Path) -> tuple[list[str], list[str]]:
+    """(dialogues, emotions) from the train split; DataError on a missing column or unknown theme."""
+    df = read_table(path)
+    missing = [c for c in ("theme", "dialogue") if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
+    themes = df["theme"].to_list()
+    unknown = sorted({t for t in themes if t not in EMOTIONS}, key=str)
+    if unknown:
+        raise DataError(f"{path}: column 'theme': unknown emotion {unknown[0]!r}; allowed: {', '.join(EMOTIONS)}")
+    absent = [e for e in EMOTIONS if e not in themes]
+    if absent:
+        raise DataError(f"{path}: no dialogues for emotion(s) {', '.join(absent)}: every emotion needs tokens")
+    return df["dialogue"].to_list(), themes
+
+
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="params file (sections `model`, `count`)"),
+    train: Path = typer.Option(Path("data/split/train.parquet"), help="train split"),
+    out: Path = typer.Option(Path("data/counts"), help="folder for counts.safetensors and meta.json"),
+) -> None:
+    from safetensors.torch import save_file
+
+    try:
+        settings = load_params(params)
+        model_params, count = settings.model, settings.count
+        dialogues, emotions = train_dialogues(train)
+        lm = load_model(model_params)
+        f, T = activation_counts(
+            lm, dialogues, emotions, positions=count.positions, text=count.text, activation=count.activation,
+            batch_size=model_params.batch_size, max_length=model_params.max_length, desc="count",
+        )
+        try:
+            from emoneurons.data.suites import check_counts
+        except ImportError:  # TODO(lead): drop once emoneurons.data.suites.check_counts is in place
+            check_counts = None
+        if check_counts is not None:
+            check_counts(f, T)
+    except (ParamsError, DataError, UnsupportedModelError) as error:
+        print(error, file=sys.stderr)
+        raise typer.Exit(1) from None
+    meta = {
+        "model": lm.name,
+        "activation": count.activation,
+        "positions": count.positions,
+        "text": count.text,
+        "dialogues": {e: emotions.count(e) for e in EMOTIONS},
+        "tokens": dict(zip(EMOTIONS, T.tolist())),
+        "layers": f.shape[0],
+        "neurons": f.shape[1],
+    }
+    # One folder renamed into place whole: the counts and their meta never disagree.
+    with atomic_dir(out) as tmp:
+        save_file({"f": f, "T": T}, tmp / "counts.safetensors")
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    tokens = ", ".join(f"{e} {t}" for e, t in zip(EMOTIONS, T.tolist()))
+    print(f"count: {len(dialogues)} dialogues, {int(T.sum())} counted tokens ({tokens}); f {list(f.shape)}")
+
+
+if __name__ == "__main__":
+    typer.run(main)

@@ -1,0 +1,80 @@
+"""select: LAPE identify on data/counts, one neuron set per masking ratio, into data/neurons/.
+
+Named select_neurons.py: a stages/select.py would shadow the standard library's `select` module
+for every `python stages/<name>.py` (Python puts the script's folder first on sys.path).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from emoneurons.atomic import atomic_dir, write_json
+from emoneurons.emotions import EMOTIONS
+from emoneurons.neurons.selection import select_emotion_neurons
+from emoneurons.params import ParamsError, load_params
+
+
+class CountsError(ValueError):
+    """data/counts is missing or not the shape count writes."""
+
+
+def read_counts(folder: Path):
+    """f [layers, neurons, 6] and T [6] from counts.safetensors."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = folder / "counts.safetensors"
+    if not path.is_file():
+        raise CountsError(f"{path}: file not found (run the count stage)")
+    try:
+        tensors = load_file(path)
+    except (SafetensorError, OSError) as error:
+        raise CountsError(f"{path}: not a readable safetensors file ({error})") from None
+    if set(tensors) != {"f", "T"}:
+        raise CountsError(f"{path}: expected tensors f and T, found {sorted(tensors)}")
+    return tensors["f"], tensors["T"]
+
+
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="params file (sections `select`, `eval.ratios`)"),
+    counts: Path = typer.Option(Path("data/counts"), help="folder with counts.safetensors"),
+    out: Path = typer.Option(Path("data/neurons"), help="folder for neurons.json"),
+    metrics: Path = typer.Option(Path("reports/metrics/neurons.json"), help="per-emotion neuron counts"),
+) -> None:
+    try:
+        settings = load_params(params)
+        select, ratios = settings.select, sorted({settings.select.top_rate, *settings.eval.ratios})
+        f, T = read_counts(counts)
+        selections = {
+            f"{ratio:g}": select_emotion_neurons(
+                f, T, top_rate=ratio, filter_rate=select.filter_rate,
+                activation_bar_ratio=select.activation_bar_ratio, assign=select.assign,
+            )
+            for ratio in ratios
+        }
+    except (ParamsError, CountsError) as error:
+        print(error, file=sys.stderr)
+        raise typer.Exit(1) from None
+    except ValueError as error:  # counts that select cannot use (an emotion without tokens, a bad shape)
+        print(f"{counts / 'counts.safetensors'}: {error}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    record = {
+        "top_rate": select.top_rate,
+        "assign": select.assign,
+        "layers": f.shape[0],
+        "neurons_per_layer": f.shape[1],
+        "ratios": {key: selection.record() for key, selection in selections.items()},
+    }
+    with atomic_dir(out) as tmp:
+        write_json(tmp / "neurons.json", record)
+    main_selection = selections[f"{select.top_rate:g}"]
+    write_json(metrics, {**{f"neurons_{e}": main_selection.per_emotion[e] for e in EMOTIONS}, "selected": main_selection.selected})
+    per_emotion = ", ".join(f"{e} {main_selection.per_emotion[e]}" for e in EMOTIONS)
+    print(f"select: {main_selection.selected} neurons at top_rate {select.top_rate:g} ({per_emotion}); ratios {', '.join(selections)}")
+
+
+if __name__ == "__main__":
+    typer.run(main)
