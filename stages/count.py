@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from emoneurons.atomic import atomic_dir
+from emoneurons.data.suites import check_counts
 from emoneurons.data.io import DataError, read_table
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.counting import activation_counts
@@ -49,12 +50,7 @@ def main(
             lm, dialogues, emotions, positions=count.positions, text=count.text, activation=count.activation,
             batch_size=model_params.batch_size, max_length=model_params.max_length, desc="count",
         )
-        try:
-            from emoneurons.data.suites import check_counts
-        except ImportError:  # TODO(lead): drop once emoneurons.data.suites.check_counts is in place
-            check_counts = None
-        if check_counts is not None:
-            check_counts(f, T)
+        check_counts(f, T)
     except (ParamsError, DataError, UnsupportedModelError) as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None

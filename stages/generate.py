@@ -36,7 +36,7 @@ def main(
         if not names:
             raise DataError(f"{topics}: 0 topics (need at least 1)")
         if generate.backend == TEMPLATE:
-            df, stats = template_dialogues(names, generate.emotions, generate.per_pair, generate.seed)
+            df, stats = template_dialogues(names, generate.emotions, generate.per_pair, generate.seed, generate.max_turns)
             backend = None
         else:
             from emoneurons.backends.chat import make_chat_backend

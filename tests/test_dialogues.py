@@ -61,6 +61,17 @@ def test_template_dialogues_have_the_form_length_and_topic():
         assert text == text.strip() and "  " not in text
 
 
+def test_max_turns_bounds_template_dialogues_and_keeps_their_form():
+    lengths = []
+    for topic, emotion, k in dialogue_plan(TOPICS, EMOTIONS, 4):
+        text, _ = template_dialogue(topic, emotion, k, 0, max_turns=6)
+        lines = text.split("\n")
+        lengths.append(len(lines))
+        assert all(TURN.match(line) for line in lines), text
+        assert sum(topic in line for line in lines) >= 2, text
+    assert min(lengths) >= 4 and max(lengths) == 6
+
+
 def test_template_dialogues_never_name_an_emotion():
     for *_, text, _ in _all_template():
         words = set(re.findall(r"[a-z]+", text.lower()))

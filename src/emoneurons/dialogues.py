@@ -70,13 +70,13 @@ class GenerateStats:
 
 
 def template_dialogues(
-    topics: Sequence[str], emotions: Sequence[str], per_pair: int, seed: int
+    topics: Sequence[str], emotions: Sequence[str], per_pair: int, seed: int, max_turns: int = 12
 ) -> tuple[pl.DataFrame, GenerateStats]:
     plan = dialogue_plan(topics, emotions, per_pair)
     stats = GenerateStats(planned=len(plan))
     rows = []
     for topic, emotion, k in tqdm(plan, desc="generate (template)", unit="dialogue", file=sys.stderr, mininterval=1):
-        text, mixed = template_dialogue(topic, emotion, k, seed)
+        text, mixed = template_dialogue(topic, emotion, k, seed, max_turns)
         stats.mixed_cues += mixed is not None
         rows.append((topic, emotion, k, text))
     stats.generated = len(rows)

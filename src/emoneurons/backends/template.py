@@ -551,9 +551,11 @@ def _fill(line: str, topic: str, ctx: str, person: str) -> str:
     return text[:1].upper() + text[1:]
 
 
-def template_dialogue(topic: str, emotion: str, k: int, seed: int) -> tuple[str, str | None]:
-    """The k-th template dialogue about `topic` conveying `emotion`, and the second emotion whose
-    cues were mixed in (None for most dialogues; about MIXED_SHARE of them, seeded)."""
+def template_dialogue(
+    topic: str, emotion: str, k: int, seed: int, max_turns: int = MAX_TURNS
+) -> tuple[str, str | None]:
+    """The k-th template dialogue about `topic` conveying `emotion` in MIN_TURNS..max_turns turns,
+    and the second emotion whose cues were mixed in (None for most; about MIXED_SHARE, seeded)."""
     if emotion not in BANKS:
         raise ValueError(f"unknown emotion {emotion!r}; allowed: {', '.join(EMOTIONS)}")
     rng = seeded_rng("generate", seed, topic, emotion, k)
@@ -570,15 +572,17 @@ def template_dialogue(topic: str, emotion: str, k: int, seed: int) -> tuple[str,
         head.append(rng.choice(("Go on.", "What happened?", "Tell me everything.", "I'm all ears.")))
     head.append(rng.choice(bank["event"]))
     # The middle alternates a listener reaction and a teller detail; a closing ends it.
-    room = MAX_TURNS - len(head) - 1
-    middle = rng.randint(2 if mixed else max(0, MIN_TURNS - len(head) - 1), room)
+    room = max_turns - len(head) - 1
+    middle = rng.randint(min(2, room) if mixed else max(0, MIN_TURNS - len(head) - 1), room)
     reactions = rng.sample(bank["reaction"], len(bank["reaction"]))
     details = rng.sample(bank["detail"], len(bank["detail"]))
     roles = ["reaction" if i % 2 == 0 else "detail" for i in range(middle)]
     body = [(reactions if role == "reaction" else details)[i // 2] for i, role in enumerate(roles)]
+    if mixed and not middle:
+        mixed = None  # a short dialogue with no middle has no room for a second emotion
     if mixed:
-        # The last two middle lines carry the other emotion, in the same roles.
-        for i in range(middle - 2, middle):
+        # The last (up to) two middle lines carry the other emotion, in the same roles.
+        for i in range(max(0, middle - 2), middle):
             body[i] = rng.choice(BANKS[mixed][roles[i]])
     lines = [*head, *body, rng.choice(bank["closing"])]
     text = [_fill(line, topic, ctx, person) for line in lines]
