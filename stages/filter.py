@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from emoneurons.backends.cache import prepare_cache_dir
+
 from emoneurons.atomic import write_json
 from emoneurons.backends.chat import ChatBackendError
 from emoneurons.backends.judges import make_judges
@@ -28,7 +30,7 @@ def main(
     start = time.perf_counter()
     try:
         settings = load_params(params)
-        cache.mkdir(parents=True, exist_ok=True)  # a persist: true DVC output, even when unused
+        prepare_cache_dir(cache)
         options = settings.filter
         df = read_table(dialogues)
         for column in ("dialogue", "theme"):

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import typer
 
+from emoneurons.backends.cache import prepare_cache_dir
+
 from emoneurons.atomic import write_json
 from emoneurons.backends.chat import ChatBackendError
 from emoneurons.backends.template import TEMPLATE
@@ -27,7 +29,7 @@ def main(
     start = time.perf_counter()
     try:
         settings = load_params(params)
-        cache.mkdir(parents=True, exist_ok=True)  # a persist: true DVC output, even when unused
+        prepare_cache_dir(cache)
         generate = settings.generate
         table = read_table(topics)
         if "topic" not in table.columns:

@@ -48,6 +48,20 @@ class CachedResponse:
     completion_tokens: int
 
 
+def prepare_cache_dir(root: str | Path) -> Path:
+    """Create a stage's cache folder (a persist: true DVC output must exist even when no request
+    was made) with a README, so DVC does not warn about an empty output."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    readme = root / "README.txt"
+    if not readme.exists():
+        readme.write_text(
+            "LLM request cache of this stage: one JSON file per request under ab/<sha256>.json,\n"
+            "keyed by backend, model, base_url, messages, sampling params and sample index.\n"
+        )
+    return root
+
+
 class ResponseCache:
     """Entries live at root/ab/abcdef....json; each holds the request fields, the text and usage."""
 
