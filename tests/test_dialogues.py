@@ -8,13 +8,13 @@ import re
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from emoneurons.backends.chat import ChatRequest, Usage
+from emoneurons.backends.chat import ChatRequest
+from fakes import FakeChat
 from emoneurons.backends.template import FORBIDDEN_WORDS, MIXED_SHARE, template_dialogue
 from emoneurons.dialogues import (
     check_reply,
@@ -29,22 +29,6 @@ from emoneurons.emotions import EMOTIONS, GENERATE_PROMPT
 REPO = Path(__file__).resolve().parents[1]
 TOPICS = ["Dogs", "U.S. Senate", "potty training", "The Outlander Series", "Paris, France", "sushi", "I would like to discuss about financial independency"]
 TURN = re.compile(r"^(A|B): \S")
-
-
-class FakeChat:
-    """A ChatBackend answering with `reply(request)`; records every request it was asked."""
-
-    name = "fake"
-    model = "fake-model"
-
-    def __init__(self, reply: Callable[[ChatRequest], str | None]) -> None:
-        self.reply = reply
-        self.requests: list[ChatRequest] = []
-        self.usage = Usage()
-
-    def complete(self, requests: Sequence[ChatRequest], desc: str = "") -> list[str | None]:
-        self.requests += requests
-        return [self.reply(r) for r in requests]
 
 
 def _all_template(seed: int = 0, per_pair: int = 4) -> list[tuple[str, str, int, str, str | None]]:

@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
 import pytest
 
-from emoneurons.backends.chat import ChatRequest, Usage
+from emoneurons.backends.chat import ChatRequest
+from fakes import FakeChat
 from emoneurons.backends.judges import ChatJudge, HFJudge, LexiconJudge, make_judges, relabel_invalid
 from emoneurons.data.io import DataError
 from emoneurons.emotions import EMOTIONS, LABEL_PROMPT, label_prompt
@@ -20,20 +21,6 @@ from emoneurons.filtering import agreement_filter, cohen_kappa, fleiss_kappa, fl
 from emoneurons.params import FilterParams, JudgeParams, ModelParams
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-class FakeChat:
-    name = "fake"
-    model = "fake-model"
-
-    def __init__(self, reply: Callable[[ChatRequest], str | None]) -> None:
-        self.reply = reply
-        self.requests: list[ChatRequest] = []
-        self.usage = Usage()
-
-    def complete(self, requests: Sequence[ChatRequest], desc: str = "") -> list[str | None]:
-        self.requests += requests
-        return [self.reply(r) for r in requests]
 
 
 def _dialogues(themes: Sequence[str]) -> pl.DataFrame:

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from emoneurons.backends.chat import ChatRequest, Usage
+from emoneurons.backends.chat import ChatRequest
+from fakes import FakeChat
 from emoneurons.backends.template import TOPIC_BANK, alternative_candidates, template_alternative, topic_category
 from emoneurons.data.io import DataError
 from emoneurons.emotions import AUGMENT_PROMPT
@@ -30,23 +31,6 @@ from emoneurons.topics import (
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO / "data" / "seeds" / "topics.txt"
-
-
-class FakeChat:
-    """A ChatBackend answering with `reply(request)`; records every request it was asked."""
-
-    name = "fake"
-    model = "fake-model"
-
-    def __init__(self, reply: Callable[[ChatRequest], str | None]) -> None:
-        self.reply = reply
-        self.requests: list[ChatRequest] = []
-        self.usage = Usage()
-
-    def complete(self, requests: Sequence[ChatRequest], desc: str = "") -> list[str | None]:
-        self.requests += requests
-        self.usage.requests += len(requests)
-        return [self.reply(r) for r in requests]
 
 
 def test_topic_key_folds_case_whitespace_and_punctuation():
