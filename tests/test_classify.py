@@ -158,3 +158,53 @@ def test_generate_equals_transformers_greedy_decoding(tiny_llama, prompt):
         eos = tiny_llama.tokenizer.eos_token_id
         new = new[: new.index(eos)] if eos in new else new
         assert answer == tiny_llama.tokenizer.decode(new, skip_special_tokens=True)
+
+
+def test_space_labels_score_equals_brute_force(tiny_llama, prompt):
+    labels = label_ids(tiny_llama.tokenizer, "space")
+    assert labels == [tiny_llama.tokenizer.encode(" " + e, add_special_tokens=False) for e in EMOTIONS]
+    assert labels != label_ids(tiny_llama.tokenizer, "bare")
+    result = classify(tiny_llama, prompt, DIALOGUES, "score", batch_size=2, label_format="space")
+    rows = []
+    for dialogue in DIALOGUES:
+        context = prompt.ids(dialogue_ids(tiny_llama.tokenizer, dialogue))
+        row = []
+        for label in labels:
+            logprobs = torch.log_softmax(tiny_llama.model(torch.tensor([context + label])).logits[0].float(), -1)
+            row.append(sum(float(logprobs[len(context) - 1 + t, tok]) for t, tok in enumerate(label)))
+        rows.append(row)
+    torch.testing.assert_close(result.scores, torch.tensor(rows), atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="allowed: bare, space"):
+        label_ids(tiny_llama.tokenizer, "bracket")
+
+
+def test_calibration_divides_by_the_reference_rows_under_every_mask(tiny_llama, prompt):
+    from emoneurons.evaluate.prompts import CONTENT_FREE_DIALOGUE
+
+    reference = [CONTENT_FREE_DIALOGUE, DIALOGUES[1]]
+    layer = len(tiny_llama.model.model.layers) - 1
+    neurons = {layer: torch.arange(0, tiny_llama.model.config.intermediate_size, 2)}
+    plain = MaskedClassifier(tiny_llama, prompt, [*DIALOGUES, *reference], "score", batch_size=3, boundaries=[layer])
+    calibrated = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=3, boundaries=[layer], reference=reference)
+    for mask in (None, neurons):
+        raw = plain.classify(mask).scores
+        own, ref = raw[: len(DIALOGUES)], raw[len(DIALOGUES) :]
+        result = calibrated.classify(mask)
+        prior = torch.softmax(ref, 1).mean(0)
+        expected = torch.log_softmax(own, 1) - torch.log(prior)
+        torch.testing.assert_close(result.scores, expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(result.reference_scores, ref, atol=1e-5, rtol=1e-5)
+        assert result.predicted == [EMOTIONS[int(i)] for i in expected.argmax(1)]
+        assert len(result.predicted) == len(DIALOGUES)
+    # Masking moves the reference rows too: the masked prior is not the unmodified one.
+    assert not torch.allclose(calibrated.classify(neurons).reference_scores, calibrated.classify().reference_scores)
+    # One content-free row: exactly its own (renormalised) label scores are subtracted.
+    single = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=3, reference=[CONTENT_FREE_DIALOGUE]).classify()
+    own = plain.classify().scores
+    torch.testing.assert_close(
+        single.scores, torch.log_softmax(own[: len(DIALOGUES)], 1) - torch.log_softmax(own[len(DIALOGUES) : len(DIALOGUES) + 1], 1),
+        atol=1e-5, rtol=1e-5)
+    bare = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=3).classify()
+    assert single.tokens_computed > bare.tokens_computed  # the reference row's tokens are counted
+    with pytest.raises(ValueError, match="need method score"):
+        MaskedClassifier(tiny_llama, prompt, DIALOGUES, "generate", batch_size=3, reference=reference)

@@ -8,8 +8,9 @@ import torch
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.conditions import PlanError, first_masked_layers, plan_conditions, unique_masks
-from emoneurons.evaluate.masking_eval import EvalDataError, draw_shots, evaluate_masking
-from emoneurons.params import EvalParams
+from emoneurons.evaluate.masking_eval import EvalDataError, calibration_dialogues, draw_shots, evaluate_masking
+from emoneurons.evaluate.prompts import CONTENT_FREE_DIALOGUE
+from emoneurons.params import EvalParams, ParamsError, parse_params
 
 LAYERS, PER_LAYER = 6, 64
 
@@ -133,7 +134,7 @@ def test_evaluate_masking_end_to_end_on_tiny_model(tiny_llama, one_thread):
     neurons = synthetic_neurons(ratios=(0.02, 0.04), layers=n_layers, per_layer=per_layer)
     params = EvalParams(ratios=(0.02, 0.04), layer_ranges=("top", "all"), control_draws=1, bootstrap=200)
     evaluation, headline = evaluate_masking(
-        tiny_llama, _split(2), _split(2, offset=10), neurons, params, 0.02, batch_size=4, progress=False
+        tiny_llama, _split(3), _split(2, offset=10), neurons, params, 0.02, batch_size=4, progress=False
     )
     conditions = {c["id"]: c for c in evaluation["conditions"]}
     assert evaluation["n_test"] == 12 and evaluation["n_per_emotion"] == {e: 2 for e in EMOTIONS}
@@ -153,9 +154,55 @@ def test_evaluate_masking_end_to_end_on_tiny_model(tiny_llama, one_thread):
         assert headline[f"drop_{e}"] == pytest.approx(base[e] - masked, abs=1e-4)
         assert f"control_drop_{e}" in headline
     assert isinstance(evaluation["baseline_above_chance"], bool)
+    assert (evaluation["calibrate"], evaluation["shot_selection"], evaluation["label_format"]) == ("train_prior", "random", "space")
 
 
 def test_evaluate_masking_rejects_a_split_missing_an_emotion(tiny_llama):
     test = _split(1).filter(pl.col("label") != "fear")
     with pytest.raises(EvalDataError, match="no fear dialogues"):
         evaluate_masking(tiny_llama, _split(2), test, synthetic_neurons(), EvalParams(), 0.01, progress=False)
+
+
+def test_shortest_selection_picks_the_shortest_train_dialogue_per_emotion():
+    train, test = _split(4), _split(4, offset=10)
+    shots = draw_shots(train, 1, seed=3, selection="shortest")
+    labels, dialogues = train["label"].to_list(), train["dialogue"].to_list()
+    for dialogue, emotion in shots:
+        assert len(dialogue) == min(len(d) for d, l in zip(dialogues, labels) if l == emotion)
+        assert dialogue in dialogues
+    assert sorted(e for _, e in shots) == sorted(EMOTIONS)
+    # Test dialogues never become shots, even when shorter than every train dialogue.
+    shorter_test = test.with_columns(pl.col("dialogue").str.slice(0, 5) + pl.col("id"))
+    assert not {d for d, _ in draw_shots(train, 2, 0, "shortest")} & set(shorter_test["dialogue"].to_list())
+    assert draw_shots(train, 2, seed=0, selection="shortest") != draw_shots(train, 2, seed=0)
+    with pytest.raises(ValueError, match="allowed: random, shortest"):
+        draw_shots(train, 1, 0, selection="longest")
+
+
+def test_calibration_dialogues_come_from_train_never_shots():
+    train = _split(6)
+    shots = draw_shots(train, 1, seed=0)
+    assert calibration_dialogues(train, EvalParams(calibrate="none"), shots) == []
+    assert calibration_dialogues(train, EvalParams(calibrate="content_free"), shots) == [CONTENT_FREE_DIALOGUE]
+    params = EvalParams(calibrate="train_prior", calibration_per_emotion=3)
+    reference = calibration_dialogues(train, params, shots)
+    assert reference == calibration_dialogues(train, params, shots)  # seeded
+    label_of = dict(zip(train["dialogue"].to_list(), train["label"].to_list()))
+    assert len(reference) == 18 and all(label_of[d] for d in reference)
+    assert sorted(label_of[d] for d in reference) == sorted(EMOTIONS * 3)
+    assert not set(reference) & {d for d, _ in shots}
+    # 6 per emotion, every text twice: the shot's text is excluded in both copies, 4 are left.
+    with pytest.raises(EvalDataError, match="calibration_per_emotion needs 5"):
+        calibration_dialogues(train, EvalParams(calibration_per_emotion=5), shots)
+
+
+def test_paper_zero_shot_setting_stays_available(tiny_llama, one_thread):
+    with pytest.raises(ParamsError, match="eval: calibrate: .train_prior. needs method score"):
+        parse_params({"eval": {"method": "generate", "calibrate": "train_prior"}})
+    paper = EvalParams(method="generate", shots=0, calibrate="none", label_format="bare", ratios=(0.02,),
+                       layer_ranges=("all",), control_draws=0, bootstrap=50, max_new_tokens=2)
+    neurons = synthetic_neurons(ratios=(0.02,), layers=len(tiny_llama.model.model.layers),
+                                per_layer=tiny_llama.model.config.intermediate_size)
+    evaluation, _ = evaluate_masking(tiny_llama, _split(1), _split(1, offset=5), neurons, paper, 0.02, batch_size=4, progress=False)
+    assert (evaluation["shots"], evaluation["calibrate"], evaluation["method"]) == (0, "none", "generate")
+    assert len(evaluation["conditions"]) == 1 + 6

@@ -133,7 +133,8 @@ def test_exp_run_generate_seed_reruns_generate_and_everything_after(project, env
 
 
 def test_clone_that_pulled_is_clean_without_recomputing(project, env, tmp_path):
-    dvc(project, env, "push")
+    # The clone checks out the committed run; experiments since then changed only the workspace.
+    dvc(project, env, "push", "--all-commits")
     clone = tmp_path / "clone"
     run(["git", "clone", "-q", str(project), str(clone)], tmp_path, env)
     remote = run([sys.executable, "-m", "dvc", "remote", "list", "--local"], project, env).stdout.split()[1]

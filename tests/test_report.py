@@ -201,14 +201,16 @@ def test_plot_stage_fails_in_one_line_and_writes_nothing(tmp_path, run):
 
 
 def test_dvc_plots_definitions_render(tmp_path, run):
-    """docs/dvc-plots.yaml pasted into a dvc.yaml: `dvc plots show --json` renders every plot."""
+    """The repo's dvc.yaml `plots:` definitions, over plot data written by the plot code: `dvc plots
+    show --json` renders every plot."""
     from emoneurons.report.figures import plots_data, write_plots_data
 
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     dvc = [sys.executable, "-m", "dvc"]
     subprocess.run([*dvc, "init", "-q"], cwd=tmp_path, check=True, env=env)
-    (tmp_path / "dvc.yaml").write_text((ROOT / "docs" / "dvc-plots.yaml").read_text())
+    plots_section = {"plots": yaml.safe_load((ROOT / "dvc.yaml").read_text())["plots"]}
+    (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(plots_section))
     write_plots_data(tmp_path / "reports" / "plots", plots_data(run["neurons"], run["eval"]))
     shown = subprocess.run([*dvc, "plots", "show", "--json"], cwd=tmp_path, capture_output=True,
                            text=True, env=env, timeout=120)
