@@ -13,7 +13,6 @@ from emoneurons.atomic import write_json
 from emoneurons.data.io import DataError, read_table
 from emoneurons.evaluate.conditions import PlanError
 from emoneurons.evaluate.masking_eval import EvalDataError, evaluate_masking
-from emoneurons.evaluate.metrics import CHANCE
 from emoneurons.params import ParamsError, load_params
 
 
@@ -51,10 +50,10 @@ def main(
     lo, hi = base["ci95"]["overall"]
     tokens = evaluation["tokens"]
     print(f"mask-eval: unmodified accuracy {base['accuracy']['overall']:.3f} [95% CI {lo:.3f}, {hi:.3f}] "
-          f"vs chance {CHANCE:.3f}; {len(evaluation['conditions'])} conditions; tokens computed "
+          f"vs chance {evaluation['chance']:.3f}; {len(evaluation['conditions'])} conditions; tokens computed "
           f"{tokens['computed']} of naive {tokens['naive']} ({tokens['computed'] / max(tokens['naive'], 1):.2f})")
     if not evaluation["baseline_above_chance"]:
-        print(f"warning: the unmodified model is not clearly above chance (CI lower bound {lo:.3f} <= {CHANCE:.3f}); "
+        print(f"warning: the unmodified model is not clearly above chance (CI lower bound {lo:.3f} <= {evaluation['chance']:.3f}); "
               "masking effects are not interpretable; try eval.shots or a larger model", file=sys.stderr)
 
 

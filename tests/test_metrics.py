@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from emoneurons.evaluate.metrics import (
-    CHANCE, accuracy_per_emotion, bootstrap_ci, clearly_above_chance, confusion_matrix, failure_distribution,
+    CHANCE, accuracy_per_emotion, bootstrap_ci, chance_level, clearly_above_chance, confusion_matrix, failure_distribution,
     overall_accuracy, unparseable_counts,
 )
 
@@ -71,6 +72,23 @@ def test_all_correct_gives_a_degenerate_interval_at_one():
 
 
 def test_clearly_above_chance_uses_the_lower_bound():
-    assert clearly_above_chance(0.5, (0.2, 0.8))
-    assert not clearly_above_chance(0.5, (CHANCE, 0.8))
-    assert not clearly_above_chance(0.3, (0.1, 0.5))
+    assert clearly_above_chance((0.2, 0.8))
+    assert not clearly_above_chance((CHANCE, 0.8))
+    assert not clearly_above_chance((0.1, 0.5))
+    assert not clearly_above_chance((0.25, 0.6), chance=0.3)
+
+
+def test_chance_level_is_the_majority_share_when_that_beats_guessing():
+    assert chance_level(torch.tensor([6, 5, 4, 4, 3, 5])) == pytest.approx(6 / 27)
+    assert chance_level(torch.tensor([5, 5, 5, 5, 5, 5])) == pytest.approx(1 / 6)
+
+
+def test_a_constant_answer_is_not_clearly_above_chance():
+    """The small model's failure mode: one label for everything. Per-emotion resampling gives a
+    zero-width interval at the majority share, which must not count as above chance."""
+    n_per = torch.tensor([6, 5, 4, 4, 3, 5])
+    true_idx = torch.repeat_interleave(torch.arange(6), n_per)
+    correct = true_idx == 0
+    ci = bootstrap_ci(correct, true_idx, n_resamples=200, seed=0)
+    overall = ci["overall"]
+    assert not clearly_above_chance(tuple(overall), chance_level(n_per))

@@ -143,12 +143,27 @@ class SelectParams(_Strict):
 class EvalParams(_Strict):
     method: Literal["score", "generate"] = "score"
     shots: Count = 1
+    # random: seeded draw per emotion; shortest: the `shots` shortest train dialogues per emotion
+    shot_selection: Literal["random", "shortest"] = "random"
+    # score: how a label is scored after the assistant header. bare: "anger" (the answer's text);
+    # space: " anger", a whole word that is one token per emotion in SmolLM2's vocabulary
+    label_format: Literal["bare", "space"] = "space"
+    # score: none (paper); content_free: divide the label probabilities by those of "A: N/A\nB: N/A";
+    # train_prior: by their mean over `calibration_per_emotion` train dialogues per emotion (not shots)
+    calibrate: Literal["none", "content_free", "train_prior"] = "train_prior"
+    calibration_per_emotion: Positive = 2
     seed: int = 0
     ratios: tuple[Ratio, ...] = (0.01, 0.02, 0.03, 0.04, 0.05)
     layer_ranges: tuple[LayerRange, ...] = ("bottom", "middle", "top", "all")
     control_draws: Count = 1
     bootstrap: Count = 1000
     max_new_tokens: Positive = 8
+
+    @model_validator(mode="after")
+    def _calibration_needs_scores(self) -> EvalParams:
+        if self.method == "generate" and self.calibrate != "none":
+            raise ValueError(f"calibrate: {self.calibrate!r} needs method score; allowed with generate: none")
+        return self
 
 
 class Params(_Strict):

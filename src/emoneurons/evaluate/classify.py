@@ -41,10 +41,18 @@ Method = Literal["score", "generate"]
 @dataclass(frozen=True)
 class Classification:
     predicted: list[str | None]
-    scores: Tensor | None  # [n, 6] label log-likelihoods (score), None for generate
+    scores: Tensor | None  # [n, 6] label log-likelihoods (score; calibrated when asked), None for generate
     tokens_computed: int  # full-model token equivalents (token x layer units / layers)
     tokens_naive: int = 0  # the same dialogues from scratch: full prompt each, all layers
     answers: list[str] | None = None  # generate: the decoded answers
+    reference_scores: Tensor | None = None  # [m, 6] the calibration dialogues' raw label log-likelihoods
+
+
+def calibrate_scores(scores: Tensor, reference: Tensor) -> Tensor:
+    """Label log-likelihoods [n, 6] -> log p(label | dialogue) / mean p(label | reference), the label
+    probabilities renormalised over the six labels; one reference row is contextual calibration."""
+    prior = torch.softmax(reference, dim=1).mean(dim=0)
+    return torch.log_softmax(scores, dim=1) - torch.log(prior)
 
 
 class _KVStore:
@@ -145,9 +153,15 @@ class MaskedClassifier:
         batch_size: int,
         max_new_tokens: int = 8,
         boundaries: Iterable[int] = (),
+        label_format: str = "bare",
+        reference: Sequence[str] = (),
     ) -> None:
+        """`reference`: dialogues (a content-free one, or train dialogues) classified beside
+        `dialogues` under every mask; their mean label probabilities divide the dialogues' own."""
         if method not in ("score", "generate"):
             raise ValueError(f"method {method!r}: allowed: score, generate")
+        if reference and method != "score":
+            raise ValueError("calibration reference dialogues need method score")
         self.lm, self.prompt, self.method = lm, prompt, method
         self.max_new_tokens = max_new_tokens
         self.n_layers = len(decoder_layers(lm.model))
@@ -155,10 +169,12 @@ class MaskedClassifier:
         tokenizer = lm.tokenizer
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.eos_ids = {i for i in (tokenizer.eos_token_id, getattr(lm.model.generation_config, "eos_token_id", None)) if isinstance(i, int)}
-        rows = [[*dialogue_ids(tokenizer, d), *prompt.suffix] for d in dialogues]
-        self.n = len(rows)
+        # Reference rows ride in the same batches, so they are recomputed under every mask.
+        rows = [[*dialogue_ids(tokenizer, d), *prompt.suffix] for d in [*dialogues, *reference]]
+        self.n = len(dialogues)
+        self.n_rows = len(rows)
         self.prefix_ids = torch.tensor([prompt.prefix], dtype=torch.long, device=device)
-        self.labels = label_ids(tokenizer)
+        self.labels = label_ids(tokenizer, label_format)
         # Label continuations: tokens l_1..l_{m-1} of every multi-token label, one segment each.
         self.multi = [j for j, ids in enumerate(self.labels) if len(ids) > 1]
         self.continuation = [tok for j in self.multi for tok in self.labels[j][:-1]]
@@ -292,8 +308,8 @@ class MaskedClassifier:
         keep = self.boundaries if unmodified and not self.prepared else []
         start = self._start_layer(neurons)
         before = self.layer_tokens
-        scores = torch.full((self.n, len(EMOTIONS)), float("nan"))
-        answers: list[str] = [""] * self.n
+        scores = torch.full((self.n_rows, len(EMOTIONS)), float("nan"))
+        answers: list[str] = [""] * self.n_rows
         with mask_neurons(self.lm.model, neurons):
             prefix_kv, kept = self._prefix(start, keep=keep)
             if keep:
@@ -321,8 +337,11 @@ class MaskedClassifier:
         computed = round((self.layer_tokens - before) / self.n_layers)
         naive = round(self.naive_per_run / self.n_layers)
         if self.method == "score":
-            predicted: list[str | None] = [EMOTIONS[int(i)] for i in scores.argmax(dim=1)]
-            return Classification(predicted, scores, computed, naive)
+            own, reference = scores[: self.n], scores[self.n :]
+            if len(reference):
+                own = calibrate_scores(own, reference)
+            predicted: list[str | None] = [EMOTIONS[int(i)] for i in own.argmax(dim=1)]
+            return Classification(predicted, own, computed, naive, reference_scores=reference if len(reference) else None)
         return Classification([parse_emotion(a) for a in answers], None, computed, naive, answers)
 
 
@@ -336,10 +355,13 @@ def classify(
     max_new_tokens: int = 8,
     neurons: Mapping[int, Tensor] | None = None,
     desc: str = "",
+    label_format: str = "bare",
+    reference: Sequence[str] = (),
 ) -> Classification:
     """Classify `dialogues` with `prompt` (score: highest label log-likelihood; generate: first
     emotion word of the greedy answer, None when there is none), optionally with `neurons` masked."""
-    engine = MaskedClassifier(lm, prompt, dialogues, method, batch_size=batch_size, max_new_tokens=max_new_tokens)
+    engine = MaskedClassifier(lm, prompt, dialogues, method, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                              label_format=label_format, reference=reference)
     if not desc:
         return engine.classify(neurons)
     from tqdm import tqdm

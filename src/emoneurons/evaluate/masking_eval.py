@@ -14,10 +14,10 @@ from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.evaluate.conditions import first_masked_layers, mask_id, plan_conditions, unique_masks
 from emoneurons.evaluate.metrics import (
-    CHANCE, UNPARSEABLE, accuracy_per_emotion, bootstrap_ci, clearly_above_chance, confusion_matrix,
+    UNPARSEABLE, accuracy_per_emotion, bootstrap_ci, chance_level, clearly_above_chance, confusion_matrix,
     overall_accuracy, unparseable_counts,
 )
-from emoneurons.evaluate.prompts import classification_prompt
+from emoneurons.evaluate.prompts import CONTENT_FREE_DIALOGUE, classification_prompt
 from emoneurons.neurons.masking import decoder_layers
 from emoneurons.neurons.model import LoadedModel
 from emoneurons.params import EvalParams
@@ -34,9 +34,12 @@ def _labels(df: pl.DataFrame, name: str) -> list[str]:
     return df[column].to_list()
 
 
-def draw_shots(train: pl.DataFrame, shots: int, seed: int) -> list[tuple[str, str]]:
-    """`shots` (dialogue, emotion) examples per emotion from the train split, seeded, in a seeded
-    shuffled order (so the last example, nearest the question, is not always the same emotion)."""
+def draw_shots(train: pl.DataFrame, shots: int, seed: int, selection: str = "random") -> list[tuple[str, str]]:
+    """`shots` (dialogue, emotion) examples per emotion from the train split (random: a seeded
+    draw; shortest: the shortest by characters, ties by row order), in a seeded shuffled order (so
+    the last example, nearest the question, is not always the same emotion)."""
+    if selection not in ("random", "shortest"):
+        raise ValueError(f"shot_selection {selection!r}: allowed: random, shortest")
     if shots == 0:
         return []
     labels = _labels(train, "data/split/train.parquet")
@@ -48,8 +51,31 @@ def draw_shots(train: pl.DataFrame, shots: int, seed: int) -> list[tuple[str, st
         if len(pool) < shots:
             raise EvalDataError(f"data/split/train.parquet: {len(pool)} {emotion} dialogues, eval.shots needs {shots}; "
                                 "lower eval.shots or generate more dialogues")
-        chosen += [(dialogues[i], emotion) for i in rng.sample(pool, shots)]
+        picked = sorted(pool, key=lambda i: (len(dialogues[i]), i))[:shots] if selection == "shortest" else rng.sample(pool, shots)
+        chosen += [(dialogues[i], emotion) for i in picked]
     rng.shuffle(chosen)
+    return chosen
+
+
+def calibration_dialogues(train: pl.DataFrame, eval_params: EvalParams, shots: list[tuple[str, str]]) -> list[str]:
+    """The reference dialogues `eval.calibrate` divides by: none; the content-free dialogue; or
+    `calibration_per_emotion` train dialogues per emotion, seeded, never an in-context example."""
+    if eval_params.calibrate == "none":
+        return []
+    if eval_params.calibrate == "content_free":
+        return [CONTENT_FREE_DIALOGUE]
+    labels = _labels(train, "data/split/train.parquet")
+    dialogues = train["dialogue"].to_list()
+    used = {dialogue for dialogue, _ in shots}
+    rng = random.Random(f"calibrate-{eval_params.seed}")
+    chosen = []
+    for emotion in EMOTIONS:
+        pool = [d for d, label in zip(dialogues, labels) if label == emotion and d not in used]
+        if len(pool) < eval_params.calibration_per_emotion:
+            raise EvalDataError(f"data/split/train.parquet: {len(pool)} {emotion} dialogues besides the shots, "
+                                f"eval.calibration_per_emotion needs {eval_params.calibration_per_emotion}; "
+                                "lower it, use eval.calibrate: content_free, or generate more dialogues")
+        chosen += rng.sample(pool, eval_params.calibration_per_emotion)
     return chosen
 
 
@@ -108,12 +134,15 @@ def evaluate_masking(
         raise EvalDataError(f"data/split/test.parquet: unknown label {unknown[0]!r}; allowed: {', '.join(EMOTIONS)}")
     n_layers = len(decoder_layers(lm.model))
     plan = plan_conditions(neurons_json, eval_params, top_rate, n_layers)
-    shots = draw_shots(train_df, eval_params.shots, eval_params.seed)
+    shots = draw_shots(train_df, eval_params.shots, eval_params.seed, eval_params.shot_selection)
     prompt = classification_prompt(lm.tokenizer, shots)
     groups = unique_masks(plan)
+    # The calibration rows run under every mask (masking moves the label prior too) and their
+    # tokens count in tokens computed.
     engine = MaskedClassifier(
         lm, prompt, test_df["dialogue"].to_list(), eval_params.method, batch_size=batch_size,
         max_new_tokens=eval_params.max_new_tokens, boundaries=first_masked_layers(plan),
+        label_format=eval_params.label_format, reference=calibration_dialogues(train_df, eval_params, shots),
     )
     true_idx = torch.tensor([EMOTION_INDEX[label] for label in labels], dtype=torch.long)
     results: dict[str, dict] = {}
@@ -134,10 +163,13 @@ def evaluate_masking(
     naive = len(plan) * engine.naive_per_run // n_layers  # every condition by id, each from scratch
     base = results["unmodified"]
     n_per = torch.bincount(true_idx, minlength=len(EMOTIONS))
-    above = clearly_above_chance(base["accuracy"]["overall"], tuple(base["ci95"]["overall"]))
+    chance = chance_level(n_per)
+    above = clearly_above_chance(tuple(base["ci95"]["overall"]), chance)
     evaluation = {
-        "model": lm.name, "method": eval_params.method, "shots": eval_params.shots, "n_test": len(labels),
-        "chance": round(CHANCE, 4), "n_per_emotion": {e: int(n_per[i]) for i, e in enumerate(EMOTIONS)},
+        "model": lm.name, "method": eval_params.method, "shots": eval_params.shots,
+        "shot_selection": eval_params.shot_selection, "label_format": eval_params.label_format,
+        "calibrate": eval_params.calibrate, "n_test": len(labels),
+        "chance": round(chance, 4), "n_per_emotion": {e: int(n_per[i]) for i, e in enumerate(EMOTIONS)},
         "baseline_above_chance": above, "tokens": {"computed": int(computed), "naive": int(naive)},
         "conditions": [condition.record() | results[condition.id] for condition in plan],
     }

@@ -76,6 +76,14 @@ def labelling_prompt(tokenizer: PreTrainedTokenizerBase, retry: bool = False) ->
     return _chat_prompt(tokenizer, [{"role": "user", "content": label_prompt(_SLOT, retry=retry)}])
 
 
-def label_ids(tokenizer: PreTrainedTokenizerBase) -> list[list[int]]:
-    """Each emotion's tokens as the first words of the assistant's answer, in EMOTIONS order."""
-    return [tokenizer.encode(emotion, add_special_tokens=False) for emotion in EMOTIONS]
+# Contextual calibration's content-free input (Zhao et al. 2021), in the dialogues' own format.
+CONTENT_FREE_DIALOGUE = "A: N/A\nB: N/A"
+
+
+def label_ids(tokenizer: PreTrainedTokenizerBase, label_format: str = "bare") -> list[list[int]]:
+    """Each emotion's tokens as the first words of the assistant's answer, in EMOTIONS order;
+    `space` scores the word with a leading space (whole-word tokens instead of "f"+"ear")."""
+    if label_format not in ("bare", "space"):
+        raise ValueError(f"label_format {label_format!r}: allowed: bare, space")
+    lead = " " if label_format == "space" else ""
+    return [tokenizer.encode(lead + emotion, add_special_tokens=False) for emotion in EMOTIONS]

@@ -275,6 +275,11 @@ def _baseline_section(run: RunMetrics) -> list[Block]:
            if ev.get("method") == "score" else "(greedy decoding, first emotion word)")
         + (f", after {shots} in-context example(s) per emotion drawn from the train split"
            if shots else ", zero-shot as in the paper")
+        + (f" ({ev.get('shot_selection')} selection)" if shots and ev.get("shot_selection") else "")
+        + (f"; labels scored as `{ev.get('label_format')}` words" if ev.get("method") == "score" and ev.get("label_format") else "")
+        + ({"content_free": "; label probabilities calibrated by those of a content-free dialogue",
+            "train_prior": "; label probabilities divided by their mean over a few train dialogues "
+                           "(recomputed under every mask), never test dialogues"}.get(str(ev.get("calibrate")), ""))
         + f". Overall accuracy **{pct(accuracy)}%** (95% CI {ci(*intervals['overall'])}) against "
         f"chance {pct(chance)}% (1/6)."
     )
