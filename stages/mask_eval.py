@@ -3,26 +3,16 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 import typer
 
 from emoneurons.atomic import write_json
-from emoneurons.data.io import DataError, read_table
+from emoneurons.data.io import DataError, read_json, read_table
 from emoneurons.evaluate.conditions import PlanError
 from emoneurons.evaluate.masking_eval import EvalDataError, evaluate_masking
 from emoneurons.params import ParamsError, load_params
-
-
-def _read_neurons(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found (run the select stage)") from None
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
 
 
 def main(
@@ -34,7 +24,7 @@ def main(
     try:
         settings = load_params(params)
         train, test = read_table(split / "train.parquet"), read_table(split / "test.parquet")
-        selection = _read_neurons(neurons)
+        selection = read_json(neurons)
         from emoneurons.neurons.model import load_model  # imports torch/transformers: after the cheap checks
 
         lm = load_model(settings.model)

@@ -2,30 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from emoneurons.atomic import atomic_dir, atomic_path
+from emoneurons.data.io import DataError, read_json
 from emoneurons.params import ParamsError, load_params
 
 app = typer.Typer(add_completion=False)
-
-
-class InputError(ValueError):
-    """An input file that is missing or not JSON."""
-
-
-def read_json(path: Path) -> Any:
-    """Parsed JSON, or an InputError naming the file."""
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found (run the upstream stages first)") from None
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
 
 
 @app.command()
@@ -46,7 +32,7 @@ def main(
                "neurons": read_json(neurons), "eval": read_json(eval_json),
                "neuron_metrics": read_json(neuron_metrics)}
         validated = load_params(params)
-    except (ParamsError, InputError) as error:
+    except (ParamsError, DataError) as error:
         typer.echo(f"plot: {error}", err=True)
         raise typer.Exit(1) from None
     # Imported only once the inputs are there: torch and matplotlib take seconds to load.

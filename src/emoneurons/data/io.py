@@ -1,8 +1,10 @@
-"""Parquet tables in and out: one-line errors on read, atomic writes."""
+"""Stage artifacts in and out: parquet tables and JSON, one-line errors on read, atomic writes."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -23,6 +25,17 @@ def read_table(path: str | Path) -> pl.DataFrame:
     except Exception as error:  # polars raises several kinds for a bad file; all mean "unreadable"
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DataError(f"{path}: not a readable parquet table ({first_line})") from None
+
+
+def read_json(path: str | Path) -> Any:
+    """A JSON artifact of an upstream stage, or a DataError naming the file."""
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found (run the upstream stages first)") from None
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
 
 
 def write_table(df: pl.DataFrame, path: str | Path) -> None:
