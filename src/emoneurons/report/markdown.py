@@ -281,7 +281,8 @@ def _baseline_section(run: RunMetrics) -> list[Block]:
             "train_prior": "; label probabilities divided by their mean over a few train dialogues "
                            "(recomputed under every mask), never test dialogues"}.get(str(ev.get("calibrate")), ""))
         + f". Overall accuracy **{pct(accuracy)}%** (95% CI {ci(*intervals['overall'])}) against "
-        f"chance {pct(chance)}% (1/6)."
+        f"chance {pct(chance)}% (the larger of 1/6 and always answering the test split's most "
+        f"frequent emotion)."
     )
     blocks: list[Block] = [Heading("Baseline"), Paragraph(how)]
     if not clear:
