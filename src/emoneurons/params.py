@@ -98,7 +98,7 @@ class JudgeParams(_Strict):
     name: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]
     backend: Literal["lexicon", "hf", "openai"]
     method: Literal["score", "generate"] = "score"  # hf only
-    openai: OpenAIParams = OpenAIParams()
+    openai: OpenAIParams = OpenAIParams(temperature=0.0, max_tokens=8)  # a label, deterministically
 
 
 class FilterParams(_Strict):
