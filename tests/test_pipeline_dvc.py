@@ -132,6 +132,17 @@ def test_exp_run_generate_seed_reruns_generate_and_everything_after(project, env
     assert stages_run(result.stdout) == ALL_STAGES[1:], result.stdout
 
 
+def test_compare_overlays_a_committed_run_and_an_experiment(project, env, tmp_path):
+    """`emoneurons compare` reads DVC-tracked files (data/neurons) at a git revision from the cache."""
+    experiments = json.loads(dvc(project, env, "exp", "show", "--json").stdout)
+    assert experiments, "no experiments to compare"
+    out = tmp_path / "compare"
+    run([sys.executable, "-m", "emoneurons.cli", "compare", "HEAD", "workspace", "--out", str(out)], project, env)
+    assert "HEAD" in (out / "compare.md").read_text()
+    for figure in ("figure1", "figure2", "figure3"):
+        assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
+
+
 def test_clone_that_pulled_is_clean_without_recomputing(project, env, tmp_path):
     # The clone checks out the committed run; experiments since then changed only the workspace.
     dvc(project, env, "push", "--all-commits")
