@@ -34,7 +34,7 @@ run: setup
 	dvc push
 
 test: setup
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 clean-venv:
 	rm -rf $(VENV)
