@@ -26,6 +26,8 @@ from emoneurons.report.figures import (
     as_percent,
     draw_heatmap,
     failure_distribution,
+    format_target_panel,
+    label_panel_grid,
     layer_sweep,
     layer_sweep_ratio,
     masked_confusions,
@@ -185,14 +187,8 @@ def compare_figure2(views: Mapping[str, Mapping[str, Any]]) -> Figure:
                 if label in view["control"]:
                     ax.plot(slot + offset, as_percent(view["control"][label][target]), marker="D",
                             markersize=4, color=CONTROL_COLOR, markeredgecolor="black", zorder=3)
-        ax.set_title(f"target: {target}", color=EMOTION_COLORS[target], fontweight="bold")
-        ax.set_xticks(range(len(EMOTIONS) + 1), ["unmodified", *EMOTIONS], rotation=35, ha="right")
-        ax.set_ylim(0, 108)
-        ax.grid(axis="y", alpha=0.3)
-    for ax in axes[:: PANEL_GRID[1]]:
-        ax.set_ylabel("accuracy on the target (%)")
-    for ax in axes[-PANEL_GRID[1]:]:
-        ax.set_xlabel("neurons masked")
+        format_target_panel(ax, target)
+    label_panel_grid(axes)
     handles = [Patch(facecolor="#BBBBBB", hatch=run_hatch(i), edgecolor="white", label=name)
                for i, name in enumerate(names)]
     handles.append(Line2D([], [], marker="D", color=CONTROL_COLOR, markeredgecolor="black",

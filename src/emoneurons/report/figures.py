@@ -411,6 +411,22 @@ def figure1_per_layer(per_layer: Mapping[str, Sequence[int]], subtitle: str = ""
     return figure
 
 
+def format_target_panel(ax: Any, target: str, suffix: str = "") -> None:
+    """One Figure 2 panel: the target's title, the unmodified + six masked slots, 0-100% axis."""
+    ax.set_title(f"target: {target}{suffix}", color=EMOTION_COLORS[target], fontweight="bold")
+    ax.set_xticks(range(len(EMOTIONS) + 1), ["unmodified", *EMOTIONS], rotation=35, ha="right")
+    ax.set_ylim(0, 108)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def label_panel_grid(axes: Any) -> None:
+    """Axis labels on the outer panels of Figure 2's grid only."""
+    for ax in axes[:: PANEL_GRID[1]]:
+        ax.set_ylabel("accuracy on the target (%)")
+    for ax in axes[-PANEL_GRID[1]:]:
+        ax.set_xlabel("neurons masked")
+
+
 def figure2_masking(view: Mapping[str, Any], subtitle: str = "") -> Figure:
     """Figure 2: per target emotion, accuracy unmodified vs with each emotion's neurons masked
     (95% bootstrap CI), the random-neuron control beside each masked bar."""
@@ -437,17 +453,10 @@ def figure2_masking(view: Mapping[str, Any], subtitle: str = "") -> Figure:
                        color=CONTROL_COLOR, hatch=CONTROL_HATCH, edgecolor=EMOTION_COLORS[emotion])
         ax.axhline(chance, color=CHANCE_COLOR, linestyle=":", linewidth=1)
         n = (view.get("n_per_emotion") or {}).get(target)
-        ax.set_title(f"target: {target}" + (f" (n = {n} test dialogues)" if n is not None else ""),
-                     color=EMOTION_COLORS[target], fontweight="bold")
-        ax.set_xticks(range(len(EMOTIONS) + 1), ["unmodified", *EMOTIONS], rotation=35, ha="right")
+        format_target_panel(ax, target, f" (n = {n} test dialogues)" if n is not None else "")
         for label, emotion in zip(ax.get_xticklabels()[1:], EMOTIONS):
             label.set_color(EMOTION_COLORS[emotion])
-        ax.set_ylim(0, 108)
-        ax.grid(axis="y", alpha=0.3)
-    for ax in axes[:: PANEL_GRID[1]]:
-        ax.set_ylabel("accuracy on the target (%)")
-    for ax in axes[-PANEL_GRID[1]:]:
-        ax.set_xlabel("neurons masked")
+    label_panel_grid(axes)
     draws = sorted(set((view.get("control_draws") or {}).values()))
     draw_text = f"mean of {draws[0]} draw{'s' if draws[0] != 1 else ''}" if len(draws) == 1 else "mean of draws"
     handles = [
