@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from array import array
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from tqdm.auto import tqdm
+
+from emoneurons.backends.cache import ResponseCache, cache_key
 
 if TYPE_CHECKING:
     from emoneurons.params import HFGenerationParams, ModelParams, OpenAIParams
@@ -101,6 +104,30 @@ class ChatProgress:
         self.refresh()
         self._bar.refresh()
         self._bar.close()
+
+
+def fill_from_cache(
+    requests: Sequence[ChatRequest],
+    results: list[str | None],
+    cache: ResponseCache,
+    fields_of: Callable[[ChatRequest], dict],
+    usage: Usage,
+    progress: ChatProgress,
+    cost: Callable[[int, int], float | None] = lambda prompt, completion: None,
+) -> array:
+    """Put every cached answer into `results` (counted as cached, with its stored usage); return
+    the indices still to fetch (8 bytes each, so huge runs stay small)."""
+    misses = array("q")
+    for index, request in enumerate(requests):
+        hit = cache.get(cache_key(fields_of(request)))
+        if hit is None:
+            misses.append(index)
+            continue
+        results[index] = hit.text
+        usage.cached += 1
+        usage.add_tokens(hit.prompt_tokens, hit.completion_tokens, cost(hit.prompt_tokens, hit.completion_tokens))
+        progress.refresh(1)
+    return misses
 
 
 def make_chat_backend(

@@ -13,7 +13,7 @@ import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, PreTrainedTokenizerBase
 
 from emoneurons.backends.cache import ResponseCache, cache_key, request_fields
-from emoneurons.backends.chat import ChatProgress, ChatRequest, Usage
+from emoneurons.backends.chat import ChatProgress, ChatRequest, Usage, fill_from_cache
 from emoneurons.neurons.model import LoadedModel
 from emoneurons.params import HFGenerationParams
 
@@ -129,16 +129,7 @@ class HFChatBackend:
         self.usage.requests += len(requests)
         progress = ChatProgress(len(requests), desc, self.usage, enabled=self._progress)
         try:
-            misses = []
-            for index, request in enumerate(requests):
-                hit = self.cache.get(cache_key(self.request_fields(request)))
-                if hit is None:
-                    misses.append(index)
-                    continue
-                results[index] = hit.text
-                self.usage.cached += 1
-                self.usage.add_tokens(hit.prompt_tokens, hit.completion_tokens, None)
-                progress.refresh(1)
+            misses = fill_from_cache(requests, results, self.cache, self.request_fields, self.usage, progress)
             window = self.batch_size * _SORT_WINDOW
             for start in range(0, len(misses), window):
                 prompts = {i: render_chat(self.loaded.tokenizer, requests[i].messages) for i in misses[start : start + window]}

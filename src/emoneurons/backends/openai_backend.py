@@ -21,7 +21,9 @@ import openai
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from emoneurons.backends.cache import ResponseCache, cache_key, request_fields
-from emoneurons.backends.chat import ChatBackendError, ChatProgress, ChatRequest, Usage, token_cost
+from emoneurons.backends.chat import (
+    ChatBackendError, ChatProgress, ChatRequest, Usage, fill_from_cache, token_cost,
+)
 from emoneurons.params import OpenAIParams
 
 RETRY_AFTER_CAP_S = 300.0  # a server asking for longer (e.g. a daily quota) will not recover within a run
@@ -167,26 +169,14 @@ class OpenAIChatBackend:
         self.usage.requests += len(requests)
         progress = ChatProgress(len(requests), desc, self.usage, enabled=self._progress)
         try:
-            misses = self._fill_from_cache(requests, results, progress)
+            misses = fill_from_cache(
+                requests, results, self.cache, self.request_fields, self.usage, progress, self._cost
+            )
             if misses:
                 run_coroutine(self._fetch_all(requests, misses, results, progress))
         finally:
             progress.close()
         return results
-
-    def _fill_from_cache(self, requests: Sequence[ChatRequest], results: list[str | None], progress: ChatProgress) -> array:
-        """Put cached answers into `results`; return the indices still to fetch (8 bytes each)."""
-        misses = array("q")
-        for index, request in enumerate(requests):
-            hit = self.cache.get(cache_key(self.request_fields(request)))
-            if hit is None:
-                misses.append(index)
-                continue
-            results[index] = hit.text
-            self.usage.cached += 1
-            self.usage.add_tokens(hit.prompt_tokens, hit.completion_tokens, self._cost(hit.prompt_tokens, hit.completion_tokens))
-            progress.refresh(1)
-        return misses
 
     async def _fetch_all(self, requests: Sequence[ChatRequest], misses: array, results: list[str | None], progress: ChatProgress) -> None:
         client = openai.AsyncOpenAI(
