@@ -63,6 +63,11 @@ def mask_id(emotion: str, ratio: float, layers: str) -> str:
     return f"mask-{emotion}-r{ratio_key(ratio)}-{layers}"
 
 
+def control_id(mask: str, draw: int) -> str:
+    """The id of random-neuron control `draw` of the masked condition `mask`."""
+    return f"control{mask.removeprefix('mask')}-d{draw}"
+
+
 def control_seed(seed: int, condition_id: str) -> int:
     """A stable 63-bit seed from eval.seed and a condition id (not Python's salted hash)."""
     return int.from_bytes(hashlib.sha256(f"{seed}:{condition_id}".encode()).digest()[:8], "big") >> 1
@@ -118,7 +123,7 @@ def plan_conditions(neurons_json: Mapping, eval_params: EvalParams, top_rate: fl
             neurons = restrict_layers(sets[ratio_key(ratio)].get(emotion, {}), layer_span(n_layers, layers))
             masked.append(Condition(cid, "mask", emotion, ratio, layers, None, neurons))
     controls = [
-        Condition(f"control{c.id.removeprefix('mask')}-d{draw}", "control", c.masked, c.ratio, c.layers, draw,
+        Condition(control_id(c.id, draw), "control", c.masked, c.ratio, c.layers, draw,
                   random_like(c.neurons, per_layer, control_seed(eval_params.seed, f"{c.id}-d{draw}")))
         for c in masked for draw in range(eval_params.control_draws)
     ]

@@ -12,7 +12,7 @@ import torch
 
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.evaluate.classify import MaskedClassifier
-from emoneurons.evaluate.conditions import first_masked_layers, mask_id, plan_conditions, unique_masks
+from emoneurons.evaluate.conditions import control_id, first_masked_layers, mask_id, plan_conditions, unique_masks
 from emoneurons.evaluate.metrics import (
     UNPARSEABLE, accuracy_per_emotion, bootstrap_ci, chance_level, clearly_above_chance, confusion_matrix,
     overall_accuracy, unparseable_counts,
@@ -106,7 +106,7 @@ def headline(conditions: Mapping[str, dict], top_rate: float, control_draws: int
         out[f"accuracy_masked_{e}"] = masked
         out[f"drop_{e}"] = round(base[e] - masked, 4)
         if control_draws:
-            drops = [base[e] - conditions[f"control{cid.removeprefix('mask')}-d{d}"]["accuracy"][e] for d in range(control_draws)]
+            drops = [base[e] - conditions[control_id(cid, d)]["accuracy"][e] for d in range(control_draws)]
             out[f"control_drop_{e}"] = round(sum(drops) / len(drops), 4)
     return out
 
