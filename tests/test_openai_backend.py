@@ -191,15 +191,16 @@ def test_server_errors_timeouts_and_dropped_connections_are_retried(tmp_path):
         assert [server.by_content[f"q{i}"] for i in range(6)] == [3, 2, 2, 4, 1, 1]
 
 
-def test_exhausted_retries_give_none_and_nothing_is_cached(server, tmp_path):
+def test_exhausted_retries_fail_the_call_and_a_rerun_resumes(server, tmp_path):
     server.script["q1"] = ["500"] * 3
-    backend = _backend(server, tmp_path, max_retries=2)
-    answers = backend.complete(_requests(3))
-    assert answers == [_reply("q0"), None, _reply("q2")]
+    backend = _backend(server, tmp_path, max_retries=2, concurrency=1)
+    with pytest.raises(ChatBackendError, match=r"no answer after 2 retries \(last error: HTTP 500: The server had an error.*run the stage again to resume"):
+        backend.complete(_requests(20))
     assert (backend.usage.failed, backend.usage.retried, server.by_content["q1"]) == (1, 2, 3)
-    assert "HTTP 500" in backend.last_error and "The server had an error" in backend.last_error
-    assert backend.complete(_requests(3)) == [_reply(f"q{i}") for i in range(3)]  # the failure was refetched
-    assert server.by_content["q1"] == 4
+    assert server.requests == 4  # q0, q1 three times; nothing new was started after q1 gave up
+    rerun = _backend(server, tmp_path, max_retries=2, concurrency=1)
+    assert rerun.complete(_requests(20)) == [_reply(f"q{i}") for i in range(20)]
+    assert rerun.usage.cached == 1 and server.by_content["q0"] == 1 and server.by_content["q1"] == 4
 
 
 @pytest.mark.parametrize(("status", "message"), [("401", "Incorrect API key provided"), ("404", "The model `fake-model` does not exist")])

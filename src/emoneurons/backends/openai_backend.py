@@ -31,6 +31,10 @@ _TRANSIENT_STATUS = {408, 409, 429}
 _T = TypeVar("_T")
 
 
+class _RetriesExhausted(Exception):
+    """A transient error outlasted every retry."""
+
+
 def is_loopback(base_url: str) -> bool:
     host = urlsplit(base_url).hostname or ""
     if host == "localhost":
@@ -184,11 +188,18 @@ class OpenAIChatBackend:
         )
         limiter = RequestRateLimiter(self.params.requests_per_minute) if self.params.requests_per_minute else None
         pending: Iterator[int] = iter(misses)
+        unanswered = 0
 
         # A fixed pool of workers rather than one task per request keeps memory flat on huge runs.
         async def worker() -> None:
+            nonlocal unanswered
             for index in pending:
-                results[index] = await self._fetch_one(client, limiter, requests[index], progress)
+                if unanswered:  # the server is gone or overloaded: start nothing new, let the others finish
+                    return
+                try:
+                    results[index] = await self._fetch_one(client, limiter, requests[index], progress)
+                except _RetriesExhausted:
+                    unanswered += 1
                 progress.refresh(1)
 
         try:
@@ -202,6 +213,14 @@ class OpenAIChatBackend:
             raise errors.exceptions[0]
         finally:
             await client.close()
+        if unanswered:
+            # Failing the stage (rather than dropping the requests) is what makes a rerun resume:
+            # every answer received is cached, and nothing half-done is written as the stage's output.
+            raise ChatBackendError(
+                f"openai: {self._base_url} (model {self.model!r}) gave no answer after "
+                f"{self.params.max_retries} retries (last error: {self.last_error}); the answers received "
+                f"are cached in {self.cache.root}: run the stage again to resume"
+            )
 
     async def _fetch_one(
         self, client: openai.AsyncOpenAI, limiter: RequestRateLimiter | None, request: ChatRequest, progress: ChatProgress
@@ -238,7 +257,7 @@ class OpenAIChatBackend:
                 ) from None
             self.last_error = describe_error(error)
             self.usage.failed += 1
-            return None
+            raise _RetriesExhausted from None
 
         text = response.choices[0].message.content if response.choices else None
         if text is None:  # e.g. a content filter: nothing to keep, the caller drops it
