@@ -2,6 +2,8 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
+# llama.cpp's OpenAI-compatible server, for tests/test_llama_server.py only (its Python deps are in the lock).
+LLAMA_CPP_VERSION := 0.3.36
 # The per-user default DVC remote: outside the work tree, so a second clone on this machine can pull.
 REMOTE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/emoneurons/dvc-remote
 # Use a local wheel folder when the machine has one (CPU torch on the dev machines).
@@ -14,7 +16,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test remote clean-venv
+.PHONY: setup server run test remote clean-venv
 
 setup: $(VENV)/.installed remote
 
@@ -25,6 +27,13 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
 	touch $@
 
+# No binary wheel exists: pip builds it from source once (~7-12 min on 2 cores) and keeps the
+# built wheel in its cache, so later venvs on the machine install it in seconds.
+server: $(VENV)/.server
+$(VENV)/.server: $(VENV)/.installed
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps llama-cpp-python==$(LLAMA_CPP_VERSION)
+	touch $@
+
 # A default remote only where none is set: `dvc remote default` fails when there is none.
 remote: $(VENV)/.installed
 	@dvc remote default >/dev/null 2>&1 || { mkdir -p "$(REMOTE)" && dvc remote add --local -d local "$(REMOTE)" && echo "DVC remote 'local' -> $(REMOTE)"; }
@@ -33,7 +42,7 @@ run: setup
 	dvc repro --pull
 	dvc push
 
-test: setup
+test: setup server
 	$(PY) -m pytest -n 2 --dist loadfile
 
 clean-venv:
