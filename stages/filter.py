@@ -1,5 +1,6 @@
 """filter: label data/dialogues.parquet with each judge and keep the dialogues enough labels
-agree on; writes data/filtered.parquet and reports/filter.json (Table 1)."""
+agree on; writes data/filtered.parquet and reports/filter.json (Table 1). With
+`filter.source: emoprism` the dialogues and judge labels come from the paper's released data set."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from emoneurons.backends.cache import prepare_cache_dir
 from emoneurons.atomic import write_json
 from emoneurons.backends.chat import ChatBackendError
 from emoneurons.backends.judges import make_judges
+from emoneurons.data.emoprism import read_emoprism
 from emoneurons.data.io import DataError, read_table, write_table
-from emoneurons.data.suites import check_filtered
+from emoneurons.data.suites import check_dialogues, check_filtered
 from emoneurons.filtering import agreement_filter
 from emoneurons.params import ParamsError, load_params
 
@@ -32,20 +34,34 @@ def main(
         settings = load_params(params)
         prepare_cache_dir(cache)
         options = settings.filter
-        df = read_table(dialogues)
-        for column in ("dialogue", "theme"):
-            if column not in df.columns:
-                raise DataError(f"{dialogues}: no column {column!r} (has {', '.join(df.columns) or 'none'})")
-        judges = make_judges(options, settings.model, cache)
-        texts = df["dialogue"].to_list()
-        seconds = {}
-        labels = {}
-        for judge in judges:
-            began = time.perf_counter()
-            labels[judge.name] = judge.label(texts)
-            seconds[judge.name] = round(time.perf_counter() - began, 2)
+        emoprism = None
+        if options.source == "emoprism":
+            emoprism = read_emoprism(options.emoprism.path, options.emoprism.judge_columns)
+            df, labels, judges = emoprism.dialogues, emoprism.judges, []
+            check_dialogues(df, source=options.emoprism.path)
+            if not 1 <= options.min_agree <= 1 + len(labels):
+                raise ParamsError(
+                    f"filter.min_agree: must be between 1 and {1 + len(labels)} (the intended emotion plus "
+                    f"the {len(labels)} judge columns of {options.emoprism.path}), got {options.min_agree}"
+                )
+            seconds = dict.fromkeys(labels, 0.0)
+        else:
+            df = read_table(dialogues)
+            for column in ("dialogue", "theme"):
+                if column not in df.columns:
+                    raise DataError(f"{dialogues}: no column {column!r} (has {', '.join(df.columns) or 'none'})")
+            judges = make_judges(options, settings.model, cache)
+            texts = df["dialogue"].to_list()
+            seconds = {}
+            labels = {}
+            for judge in judges:
+                began = time.perf_counter()
+                labels[judge.name] = judge.label(texts)
+                seconds[judge.name] = round(time.perf_counter() - began, 2)
         kept, metrics = agreement_filter(df, labels, options.min_agree)
-        check_filtered(kept, [j.name for j in judges], source=str(out))
+        check_filtered(kept, list(labels), source=str(out))
+        if emoprism is not None:
+            metrics["source"] = {"emoprism": options.emoprism.path, "label_not_theme": emoprism.label_not_theme}
         usage = {j.name: j.backend.usage.as_metrics() for j in judges if hasattr(j, "backend")}
         if usage:
             metrics["judge_usage"] = usage

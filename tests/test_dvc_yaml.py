@@ -58,3 +58,12 @@ def test_every_stage_depends_on_exactly_the_code_it_runs():
         assert not missing, f"stage {name}: dvc.yaml deps miss {missing}"
         extra = sorted(d for d in code_deps if not any(covered(n, [d]) for n in needed))
         assert not extra, f"stage {name}: dvc.yaml deps list unused code {extra}"
+
+
+def test_filter_depends_on_the_folder_imported_data_sets_must_live_in():
+    from emoneurons.params import EXTERNAL_DATA, EmoPrismParams
+
+    filter_deps = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["filter"]["deps"]
+    assert EXTERNAL_DATA in filter_deps
+    assert covered(EmoPrismParams().path, [EXTERNAL_DATA])
+    assert (REPO / EXTERNAL_DATA).is_dir()  # a missing dep folder would stop `dvc repro`

@@ -101,17 +101,41 @@ class JudgeParams(_Strict):
     openai: OpenAIParams = OpenAIParams(temperature=0.0, max_tokens=8)  # a label, deterministically
 
 
+EXTERNAL_DATA = "data/external"  # the folder the filter stage depends on for imported data sets
+
+
+class EmoPrismParams(_Strict):
+    """The paper's released data set, read by filter when `source: emoprism`."""
+
+    path: str = f"{EXTERNAL_DATA}/emoprism.json"
+    judge_columns: tuple[str, ...] | None = None  # None: every key but topic/dialogue/theme/label/id
+
+    @field_validator("path")
+    @classmethod
+    def _under_external(cls, value: str) -> str:
+        parts = Path(value).parts
+        if Path(value).is_absolute() or ".." in parts or parts[:2] != tuple(EXTERNAL_DATA.split("/")) or len(parts) < 3:
+            raise ValueError(
+                f"must be a file under {EXTERNAL_DATA}/ (the folder the filter stage depends on in "
+                f"dvc.yaml, so DVC sees when it changes), got {value!r}"
+            )
+        return value
+
+
 class FilterParams(_Strict):
+    source: Literal["judges", "emoprism"] = "judges"  # judges: label data/dialogues.parquet
     min_agree: Positive = 2
     judges: tuple[JudgeParams, ...] = (
         JudgeParams(name="lexicon", backend="lexicon"),
         JudgeParams(name="smollm", backend="hf"),
     )
+    emoprism: EmoPrismParams = EmoPrismParams()
 
     @model_validator(mode="after")
     def _agree_within_labels(self) -> FilterParams:
         labels = 1 + len(self.judges)
-        if not 1 <= self.min_agree <= labels:
+        # With EmoPrism the judges are the file's columns: the stage checks min_agree once read.
+        if self.source == "judges" and not 1 <= self.min_agree <= labels:
             raise ValueError(
                 f"min_agree: must be between 1 and {labels} (the intended emotion plus "
                 f"{len(self.judges)} judges), got {self.min_agree}"
