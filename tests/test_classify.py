@@ -246,3 +246,19 @@ def test_shared_prefix_attention_path_equals_concatenating_path(tiny_llama, prom
         torch.testing.assert_close(fast.scores, slow.scores, atol=1e-5, rtol=1e-5)
         assert fast.tokens_computed == slow.tokens_computed
     assert tiny_llama.model.config._attn_implementation != "emoneurons_shared_prefix"  # switched back after each pass
+
+
+def test_ffn_on_real_tokens_only_leaves_real_positions_unchanged(tiny_llama, prompt):
+    rows = [dialogue_ids(tiny_llama.tokenizer, d) for d in DIALOGUES[:3]]
+    width = max(map(len, rows))
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    for b, row in enumerate(rows):
+        ids[b, : len(row)] = torch.tensor(row)
+    valid = torch.arange(width).unsqueeze(0) < torch.tensor([len(r) for r in rows]).unsqueeze(1)
+    assert not bool(valid.all())
+    hidden = tiny_llama.model.model.embed_tokens(ids)
+    positions = torch.arange(width).unsqueeze(0)
+    packed, _, _ = run_layers(tiny_llama, hidden, positions, None, range(4), valid=valid)
+    padded, _, _ = run_layers(tiny_llama, hidden, positions, None, range(4))
+    torch.testing.assert_close(packed[valid], padded[valid], atol=1e-5, rtol=1e-5)
+    assert all(not block.mlp._forward_hooks and not block.mlp._forward_pre_hooks for block in tiny_llama.model.model.layers)

@@ -152,6 +152,35 @@ def _attention(lm: LoadedModel, name: str | None) -> Iterator[None]:
             config._attn_implementation = before
 
 
+@contextmanager
+def _real_tokens_only(lm: LoadedModel, valid: Tensor | None) -> Iterator[None]:
+    """Each layer's FFN on the real tokens only (`valid` [B, T], False at padding) while the context
+    is open; padding positions get a zero FFN output (they are never attended to or read)."""
+    if valid is None or bool(valid.all()):
+        yield
+        return
+    flat = valid.flatten().nonzero().squeeze(1)
+    shapes: list[torch.Size] = []
+
+    def pack(module: torch.nn.Module, args: tuple) -> tuple:
+        shapes.append(args[0].shape)
+        return (args[0].reshape(-1, args[0].shape[-1]).index_select(0, flat),)
+
+    def unpack(module: torch.nn.Module, args: tuple, out: Tensor) -> Tensor:
+        shape = shapes.pop()
+        full = out.new_zeros(shape[:-1].numel(), out.shape[-1])
+        return full.index_copy_(0, flat, out).view(*shape[:-1], out.shape[-1])
+
+    handles = []
+    for block in decoder_layers(lm.model):
+        handles += [block.mlp.register_forward_pre_hook(pack), block.mlp.register_forward_hook(unpack)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def additive_mask(allowed: Tensor, dtype: torch.dtype) -> Tensor:
     """[B, q, k] booleans (True = may attend) -> [B, 1, q, k] additive mask (0 or dtype min)."""
     mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
@@ -169,18 +198,20 @@ def run_layers(
     keep: Iterable[int] = (),
     append: bool = False,
     shared: Mapping[int, tuple[Tensor, Tensor]] | None = None,
+    valid: Tensor | None = None,
 ) -> tuple[Tensor, _KVStore, dict[int, Tensor]]:
     """Run decoder layers `layers` on `hidden` [B, T, H] at `positions` [B|1, T] with `mask`
     [B|1, 1, T, past+T]; return the output, the key/value store, and the hidden states entering
     each layer in `keep`. `mask` None (with no `past`): `shared_prefix_attention`, each row
-    attending all of `shared`'s keys/values (batch 1; none: no prefix) and its own tokens causally."""
+    attending all of `shared`'s keys/values (batch 1; none: no prefix) and its own tokens causally.
+    `valid` [B, T]: the real tokens of right-padded rows; the FFNs skip the rest."""
     blocks = decoder_layers(lm.model)
     store = _KVStore(past or {}, append=append)
     rotary = lm.model.model.rotary_emb(hidden, positions)
     kept: dict[int, Tensor] = {}
     keep = set(keep)
     extra = {"shared_prefix": shared or {}} if mask is None else {}
-    with _attention(lm, SHARED_PREFIX_ATTENTION if mask is None else None):
+    with _attention(lm, SHARED_PREFIX_ATTENTION if mask is None else None), _real_tokens_only(lm, valid):
         for index in layers:
             if index in keep:
                 kept[index] = hidden
@@ -209,6 +240,7 @@ class _Batch:
     rows: list[int]
     ids: Tensor  # [B, T] right-padded dialogue + suffix
     lengths: Tensor  # [B]
+    valid: Tensor  # [B, T]: real tokens (not padding)
     boundary: dict[int, Tensor] = field(default_factory=dict)  # unmodified hidden entering layer k
     continuation_boundary: dict[int, Tensor] = field(default_factory=dict)
 
@@ -269,7 +301,8 @@ class MaskedClassifier:
             for b, i in enumerate(members):
                 ids[b, : len(rows[i])] = torch.tensor(rows[i], dtype=torch.long, device=device)
             lengths = torch.tensor([len(rows[i]) for i in members], dtype=torch.long, device=device)
-            self.batches.append(_Batch(members, ids, lengths))
+            valid = torch.arange(width, device=device).unsqueeze(0) < lengths.unsqueeze(1)
+            self.batches.append(_Batch(members, ids, lengths, valid))
         # Boundary 0 is the embeddings, recomputed for free; generate decodes new tokens through
         # every layer, which needs all layers' keys/values, so it always runs from layer 0.
         self.boundaries = sorted({int(k) for k in boundaries if 0 < int(k) < self.n_layers}) if method == "score" else []
@@ -305,11 +338,12 @@ class MaskedClassifier:
         positions = (p + torch.arange(t, device=device)).unsqueeze(0)
         layers = range(start, self.n_layers)
         if self.shared_attention:
-            out, store, kept = run_layers(self.lm, hidden, positions, None, layers, keep=keep, shared=prefix_kv)
+            out, store, kept = run_layers(self.lm, hidden, positions, None, layers, keep=keep, shared=prefix_kv, valid=batch.valid)
         else:
             causal = torch.ones(t, t, dtype=torch.bool, device=device).tril()
             allowed = torch.cat([torch.ones(t, p, dtype=torch.bool, device=device), causal], dim=1).unsqueeze(0)
-            out, store, kept = run_layers(self.lm, hidden, positions, additive_mask(allowed, hidden.dtype), layers, past=prefix_kv, keep=keep)
+            out, store, kept = run_layers(self.lm, hidden, positions, additive_mask(allowed, hidden.dtype), layers, past=prefix_kv,
+                                          keep=keep, valid=batch.valid)
         self.layer_tokens += b * t * (self.n_layers - start)
         last = out[torch.arange(b, device=device), batch.lengths - 1]
         return last, store.new, kept
