@@ -7,7 +7,9 @@ Synthetic short dialogues (12 test, shots drawn from a synthetic train split), t
 params, and a synthetic neurons.json (random neurons per emotion). It runs the unmodified
 condition and one sample condition per kind of start layer, times them, and reports for the whole
 default plan the exact token counts (a run's cost is proportional to the layers it computes) and
-the extrapolated wall time.
+the extrapolated wall time in this process (the stage splits the masks over `mask_workers`
+single-threaded processes; `--threads 1` times what one of them does). Next to the unmodified run:
+a plain decoder forward over the same tokens, in the same process.
 """
 
 from __future__ import annotations
@@ -65,6 +67,17 @@ def synthetic_neurons(n_layers: int, per_layer: int, ratios: list[float], seed: 
     return out
 
 
+@torch.inference_mode()
+def plain_forward_seconds(lm, engine: MaskedClassifier) -> float:
+    """A plain forward of the decoder (model.model) over the tokens the engine's unmodified run
+    computes: the prefix once, each padded dialogue batch without it (so less attention)."""
+    start = time.perf_counter()
+    lm.model.model(engine.prefix_ids)
+    for batch in engine.batches:
+        lm.model.model(batch.ids)
+    return time.perf_counter() - start
+
+
 def bench(lm, label: str, batch_size: int) -> None:
     params, top_rate = EvalParams(), SelectParams().top_rate
     n_layers = len(decoder_layers(lm.model))
@@ -84,6 +97,9 @@ def bench(lm, label: str, batch_size: int) -> None:
     base_time = time.perf_counter() - start
     print(f"  unmodified: {base_time:6.2f} s, {full.tokens_computed} tokens (naive {full.tokens_naive}); "
           f"{full.tokens_computed / base_time:.0f} tokens/s; predicted {sum(p == t for p, t in zip(full.predicted, test['label']))}/{len(test)} right")
+    plain = plain_forward_seconds(lm, engine)
+    print(f"  plain decoder forward over the same tokens (prefix and each padded batch as separate sequences): "
+          f"{plain:6.2f} s, {full.tokens_computed / plain:.0f} tokens/s; engine / plain time {base_time / plain:.2f}")
     # One sample per start layer; the cost of a run is (layers computed / all layers) of a full one.
     starts: dict[int, list] = {}
     for key, members in list(groups.items())[1:]:
@@ -101,19 +117,20 @@ def bench(lm, label: str, batch_size: int) -> None:
           f"estimated wall {total:.0f} s ({total / len(groups):.1f} s per distinct mask)")
 
 
-def main(tiny_only: bool = typer.Option(False, help="only the tiny random Llama"), batch_size: int = 16) -> None:
-    import conftest  # tests/conftest.py: the tiny model builders
+def main(tiny_only: bool = typer.Option(False, help="only the tiny random Llama"), batch_size: int = 16,
+         threads: int = typer.Option(0, help="torch threads for SmolLM2 (0: torch's default)")) -> None:
+    default_threads = torch.get_num_threads()
+    import conftest  # tests/conftest.py: the tiny model builders (importing it sets 1 thread)
 
     from emoneurons.neurons.model import LoadedModel, load_model
 
     tokenizer = conftest.build_tokenizer()
     tiny = LoadedModel(conftest.build_tiny_llama(len(tokenizer), layers=6), tokenizer, "tiny")
-    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     bench(tiny, "tiny random Llama", batch_size)
-    torch.set_num_threads(threads)
     if not tiny_only:
-        bench(load_model(ModelParams()), "SmolLM2-135M (embedded)", batch_size)
+        torch.set_num_threads(threads or default_threads)
+        bench(load_model(ModelParams()), f"SmolLM2-135M (embedded), {torch.get_num_threads()} thread(s)", batch_size)
 
 
 if __name__ == "__main__":

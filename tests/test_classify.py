@@ -208,3 +208,57 @@ def test_calibration_divides_by_the_reference_rows_under_every_mask(tiny_llama, 
     assert single.tokens_computed > bare.tokens_computed  # the reference row's tokens are counted
     with pytest.raises(ValueError, match="need method score"):
         MaskedClassifier(tiny_llama, prompt, DIALOGUES, "generate", batch_size=3, reference=reference)
+
+
+def test_shared_prefix_attention_equals_softmax_over_prefix_and_causal_own_keys():
+    from types import SimpleNamespace
+
+    from emoneurons.evaluate.classify import shared_prefix_attention
+
+    torch.manual_seed(0)
+    b, heads, kv_heads, t, p, d = 3, 6, 2, 5, 7, 8
+    query = torch.randn(b, heads, t, d)
+    key, value = torch.randn(b, kv_heads, t, d), torch.randn(b, kv_heads, t, d)
+    prefix = (torch.randn(1, kv_heads, p, d), torch.randn(1, kv_heads, p, d))
+    module = SimpleNamespace(layer_idx=4)
+    out, _ = shared_prefix_attention(module, query, key, value, None, scaling=0.3, shared_prefix={4: prefix})
+    keys = torch.cat([prefix[0].expand(b, -1, -1, -1), key], 2).repeat_interleave(heads // kv_heads, 1)
+    values = torch.cat([prefix[1].expand(b, -1, -1, -1), value], 2).repeat_interleave(heads // kv_heads, 1)
+    allowed = torch.cat([torch.ones(t, p, dtype=torch.bool), torch.ones(t, t, dtype=torch.bool).tril()], 1)
+    scores = (query @ keys.transpose(-1, -2) * 0.3).masked_fill(~allowed, float("-inf"))
+    expected = (torch.softmax(scores, -1) @ values).transpose(1, 2)
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+    # No prefix for this layer: causal over the own tokens only.
+    alone, _ = shared_prefix_attention(SimpleNamespace(layer_idx=0), query, key, value, None, scaling=0.3, shared_prefix={4: prefix})
+    own = (query @ keys[:, :, p:].transpose(-1, -2) * 0.3).masked_fill(~allowed[:, p:], float("-inf"))
+    torch.testing.assert_close(alone, (torch.softmax(own, -1) @ values[:, :, p:]).transpose(1, 2), atol=1e-5, rtol=1e-5)
+
+
+def test_shared_prefix_attention_path_equals_concatenating_path(tiny_llama, prompt):
+    top = {2: torch.tensor([1, 7, 30]), 3: torch.tensor([4, 11])}
+    low = {0: torch.tensor([5, 6]), 3: torch.tensor([9])}
+    runs = {}
+    for shared in (True, False):
+        engine = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=2, boundaries=[2], shared_attention=shared,
+                                  reference=DIALOGUES[:2])
+        runs[shared] = [engine.classify(), engine.classify(top), engine.classify(low)]
+    for fast, slow in zip(runs[True], runs[False]):
+        torch.testing.assert_close(fast.scores, slow.scores, atol=1e-5, rtol=1e-5)
+        assert fast.tokens_computed == slow.tokens_computed
+    assert tiny_llama.model.config._attn_implementation != "emoneurons_shared_prefix"  # switched back after each pass
+
+
+def test_ffn_on_real_tokens_only_leaves_real_positions_unchanged(tiny_llama, prompt):
+    rows = [dialogue_ids(tiny_llama.tokenizer, d) for d in DIALOGUES[:3]]
+    width = max(map(len, rows))
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    for b, row in enumerate(rows):
+        ids[b, : len(row)] = torch.tensor(row)
+    valid = torch.arange(width).unsqueeze(0) < torch.tensor([len(r) for r in rows]).unsqueeze(1)
+    assert not bool(valid.all())
+    hidden = tiny_llama.model.model.embed_tokens(ids)
+    positions = torch.arange(width).unsqueeze(0)
+    packed, _, _ = run_layers(tiny_llama, hidden, positions, None, range(4), valid=valid)
+    padded, _, _ = run_layers(tiny_llama, hidden, positions, None, range(4))
+    torch.testing.assert_close(packed[valid], padded[valid], atol=1e-5, rtol=1e-5)
+    assert all(not block.mlp._forward_hooks and not block.mlp._forward_pre_hooks for block in tiny_llama.model.model.layers)

@@ -8,7 +8,7 @@ import torch
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.conditions import PlanError, first_masked_layers, plan_conditions, unique_masks
-from emoneurons.evaluate.masking_eval import EvalDataError, calibration_dialogues, draw_shots, evaluate_masking
+from emoneurons.evaluate.masking_eval import EvalDataError, calibration_dialogues, draw_shots, evaluate_masking, mask_workers
 from emoneurons.evaluate.prompts import CONTENT_FREE_DIALOGUE
 from emoneurons.params import EvalParams, ParamsError, parse_params
 
@@ -206,3 +206,13 @@ def test_paper_zero_shot_setting_stays_available(tiny_llama, one_thread):
     evaluation, _ = evaluate_masking(tiny_llama, _split(1), _split(1, offset=5), neurons, paper, 0.02, batch_size=4, progress=False)
     assert (evaluation["shots"], evaluation["calibrate"], evaluation["method"]) == (0, "none", "generate")
     assert len(evaluation["conditions"]) == 1 + 6
+
+
+def test_forked_workers_give_the_same_evaluation_as_one_process(tiny_llama, one_thread):
+    n_layers = len(tiny_llama.model.model.layers)
+    neurons = synthetic_neurons(ratios=(0.02, 0.04), layers=n_layers, per_layer=tiny_llama.model.config.intermediate_size)
+    params = EvalParams(ratios=(0.02, 0.04), layer_ranges=("bottom", "top", "all"), control_draws=1, bootstrap=100)
+    runs = [evaluate_masking(tiny_llama, _split(3), _split(2, offset=10), neurons, params, 0.02, batch_size=4,
+                             progress=False, workers=workers) for workers in (1, 2)]
+    assert runs[0] == runs[1]
+    assert mask_workers(tiny_llama, 40) == 1  # one thread (the fixture): nothing to split

@@ -15,6 +15,11 @@ The cost of mask-eval is the number of tokens pushed through the decoder, so:
 The decoder layers are called directly (model.model.layers) with a small key/value store standing in
 for a transformers Cache (attention only calls `cache.update`), rotary embeddings from
 model.model.rotary_emb and an explicit additive 4D mask, which eager and sdpa attention both take.
+On a CPU the prefix and dialogue passes take a faster attention instead (`shared_prefix_attention`,
+registered with transformers' AttentionInterface and switched on only while they run): the prefix's
+keys/values are attended once for all rows of a batch and all query heads of a key/value head, as
+one flash-attention call, the rows' own tokens causally in a second, and the two are merged by
+their log-sum-exps; no mask, no per-row copy of the prefix's keys/values, no GQA repeat.
 Gated-FFN decoders whose embeddings are the plain embed_tokens output (Llama, Mistral, Qwen2,
 SmolLM) are supported; the equality tests in tests/test_classify.py pin this against the model's
 own forward.
@@ -23,7 +28,8 @@ own forward.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -80,6 +86,101 @@ class _KVStore:
         return self.past[layer_idx][0].shape[2] if layer_idx in self.past else 0
 
 
+SHARED_PREFIX_ATTENTION = "emoneurons_shared_prefix"
+
+
+def _flash_cpu():
+    """torch's CPU flash attention that also returns the log-sum-exp (None where torch lacks it)."""
+    return getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+
+
+def shared_prefix_attention(module, query: Tensor, key: Tensor, value: Tensor, attention_mask, scaling: float | None = None,
+                            dropout: float = 0.0, shared_prefix: Mapping[int, tuple[Tensor, Tensor]] | None = None, **kwargs):
+    """Attention of `query` [B, H, T, D] over all keys of the layer's shared prefix ([1, Hkv, P, D],
+    seen by every row; none when absent) and then causally over the rows' own `key`/`value`
+    [B, Hkv, T, D]; `attention_mask` is ignored (right padding needs none: a real token never
+    attends to a later pad). Returns [B, T, H, D] like transformers' attention functions."""
+    flash = _flash_cpu()
+    b, h, t, d = query.shape
+    kv_heads = key.shape[1]
+    group = h // kv_heads
+    scale = d**-0.5 if scaling is None else scaling
+    if group > 1:  # the own part is small: repeat its keys/values per query head
+        key = key[:, :, None].expand(b, kv_heads, group, t, d).reshape(b, h, t, d)
+        value = value[:, :, None].expand(b, kv_heads, group, t, d).reshape(b, h, t, d)
+    out, lse = flash(query, key, value, 0.0, True, scale=scale)[:2]
+    prefix = (shared_prefix or {}).get(module.layer_idx)
+    if prefix is not None:
+        # Every row and every query head of a key/value head sees the same prefix keys: one long query.
+        folded = query.view(b, kv_heads, group, t, d).transpose(0, 1).reshape(1, kv_heads, b * group * t, d)
+        out_p, lse_p = flash(folded, prefix[0], prefix[1], 0.0, False, scale=scale)[:2]
+        out_p = out_p.view(kv_heads, b, group, t, d).transpose(0, 1).reshape(b, h, t, d)
+        lse_p = lse_p.view(kv_heads, b, group, t).transpose(0, 1).reshape(b, h, t)
+        total = torch.logaddexp(lse, lse_p)
+        out = out * torch.exp(lse - total).unsqueeze(-1).to(out.dtype) + out_p * torch.exp(lse_p - total).unsqueeze(-1).to(out.dtype)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _register_attention() -> bool:
+    try:
+        from transformers import AttentionInterface
+    except ImportError:  # older transformers: the concatenating path only
+        return False
+    AttentionInterface.register(SHARED_PREFIX_ATTENTION, shared_prefix_attention)
+    return True
+
+
+_REGISTERED = _register_attention()
+
+
+def shared_prefix_available(lm: LoadedModel) -> bool:
+    """Whether `shared_prefix_attention` can run for this model (a CPU model; torch and transformers new enough)."""
+    return _REGISTERED and _flash_cpu() is not None and lm.device.type == "cpu"
+
+
+@contextmanager
+def _attention(lm: LoadedModel, name: str | None) -> Iterator[None]:
+    """The model's attention implementation switched to `name` while the context is open (None: unchanged)."""
+    config = lm.model.config
+    before = config._attn_implementation
+    if name is not None:
+        config._attn_implementation = name
+    try:
+        yield
+    finally:
+        if name is not None:
+            config._attn_implementation = before
+
+
+@contextmanager
+def _real_tokens_only(lm: LoadedModel, valid: Tensor | None) -> Iterator[None]:
+    """Each layer's FFN on the real tokens only (`valid` [B, T], False at padding) while the context
+    is open; padding positions get a zero FFN output (they are never attended to or read)."""
+    if valid is None or bool(valid.all()):
+        yield
+        return
+    flat = valid.flatten().nonzero().squeeze(1)
+    shapes: list[torch.Size] = []
+
+    def pack(module: torch.nn.Module, args: tuple) -> tuple:
+        shapes.append(args[0].shape)
+        return (args[0].reshape(-1, args[0].shape[-1]).index_select(0, flat),)
+
+    def unpack(module: torch.nn.Module, args: tuple, out: Tensor) -> Tensor:
+        shape = shapes.pop()
+        full = out.new_zeros(shape[:-1].numel(), out.shape[-1])
+        return full.index_copy_(0, flat, out).view(*shape[:-1], out.shape[-1])
+
+    handles = []
+    for block in decoder_layers(lm.model):
+        handles += [block.mlp.register_forward_pre_hook(pack), block.mlp.register_forward_hook(unpack)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def additive_mask(allowed: Tensor, dtype: torch.dtype) -> Tensor:
     """[B, q, k] booleans (True = may attend) -> [B, 1, q, k] additive mask (0 or dtype min)."""
     mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
@@ -91,26 +192,32 @@ def run_layers(
     lm: LoadedModel,
     hidden: Tensor,
     positions: Tensor,
-    mask: Tensor,
+    mask: Tensor | None,
     layers: range,
     past: Mapping[int, tuple[Tensor, Tensor]] | None = None,
     keep: Iterable[int] = (),
     append: bool = False,
+    shared: Mapping[int, tuple[Tensor, Tensor]] | None = None,
+    valid: Tensor | None = None,
 ) -> tuple[Tensor, _KVStore, dict[int, Tensor]]:
     """Run decoder layers `layers` on `hidden` [B, T, H] at `positions` [B|1, T] with `mask`
     [B|1, 1, T, past+T]; return the output, the key/value store, and the hidden states entering
-    each layer in `keep`."""
+    each layer in `keep`. `mask` None (with no `past`): `shared_prefix_attention`, each row
+    attending all of `shared`'s keys/values (batch 1; none: no prefix) and its own tokens causally.
+    `valid` [B, T]: the real tokens of right-padded rows; the FFNs skip the rest."""
     blocks = decoder_layers(lm.model)
     store = _KVStore(past or {}, append=append)
     rotary = lm.model.model.rotary_emb(hidden, positions)
     kept: dict[int, Tensor] = {}
     keep = set(keep)
-    for index in layers:
-        if index in keep:
-            kept[index] = hidden
-        hidden = blocks[index](hidden, attention_mask=mask, position_ids=positions, cache=store, position_embeddings=rotary)
-        if isinstance(hidden, tuple):  # older layer APIs return (hidden, ...)
-            hidden = hidden[0]
+    extra = {"shared_prefix": shared or {}} if mask is None else {}
+    with _attention(lm, SHARED_PREFIX_ATTENTION if mask is None else None), _real_tokens_only(lm, valid):
+        for index in layers:
+            if index in keep:
+                kept[index] = hidden
+            hidden = blocks[index](hidden, attention_mask=mask, position_ids=positions, cache=store, position_embeddings=rotary, **extra)
+            if isinstance(hidden, tuple):  # older layer APIs return (hidden, ...)
+                hidden = hidden[0]
     if len(layers) and layers.stop in keep:
         kept[layers.stop] = hidden
     return hidden, store, kept
@@ -133,6 +240,7 @@ class _Batch:
     rows: list[int]
     ids: Tensor  # [B, T] right-padded dialogue + suffix
     lengths: Tensor  # [B]
+    valid: Tensor  # [B, T]: real tokens (not padding)
     boundary: dict[int, Tensor] = field(default_factory=dict)  # unmodified hidden entering layer k
     continuation_boundary: dict[int, Tensor] = field(default_factory=dict)
 
@@ -155,14 +263,21 @@ class MaskedClassifier:
         boundaries: Iterable[int] = (),
         label_format: str = "bare",
         reference: Sequence[str] = (),
+        shared_attention: bool | None = None,
     ) -> None:
         """`reference`: dialogues (a content-free one, or train dialogues) classified beside
-        `dialogues` under every mask; their mean label probabilities divide the dialogues' own."""
+        `dialogues` under every mask; their mean label probabilities divide the dialogues' own.
+        `shared_attention`: the prefix and dialogue passes through `shared_prefix_attention` (None:
+        where available, i.e. on a CPU); False: concatenated keys/values and an explicit mask."""
         if method not in ("score", "generate"):
             raise ValueError(f"method {method!r}: allowed: score, generate")
         if reference and method != "score":
             raise ValueError("calibration reference dialogues need method score")
         self.lm, self.prompt, self.method = lm, prompt, method
+        available = shared_prefix_available(lm)
+        if shared_attention and not available:
+            raise ValueError("shared_attention needs a CPU model and torch's CPU flash attention")
+        self.shared_attention = available if shared_attention is None else shared_attention
         self.max_new_tokens = max_new_tokens
         self.n_layers = len(decoder_layers(lm.model))
         device = lm.device
@@ -186,7 +301,8 @@ class MaskedClassifier:
             for b, i in enumerate(members):
                 ids[b, : len(rows[i])] = torch.tensor(rows[i], dtype=torch.long, device=device)
             lengths = torch.tensor([len(rows[i]) for i in members], dtype=torch.long, device=device)
-            self.batches.append(_Batch(members, ids, lengths))
+            valid = torch.arange(width, device=device).unsqueeze(0) < lengths.unsqueeze(1)
+            self.batches.append(_Batch(members, ids, lengths, valid))
         # Boundary 0 is the embeddings, recomputed for free; generate decodes new tokens through
         # every layer, which needs all layers' keys/values, so it always runs from layer 0.
         self.boundaries = sorted({int(k) for k in boundaries if 0 < int(k) < self.n_layers}) if method == "score" else []
@@ -205,8 +321,11 @@ class MaskedClassifier:
         p = self.prefix_ids.shape[1]
         hidden = self._embed(self.prefix_ids) if start == 0 else self.prefix_boundary[start]
         positions = torch.arange(p, device=hidden.device).unsqueeze(0)
-        allowed = torch.ones(p, p, dtype=torch.bool, device=hidden.device).tril().unsqueeze(0)
-        _, store, kept = run_layers(self.lm, hidden, positions, additive_mask(allowed, hidden.dtype), range(start, self.n_layers), keep=keep)
+        if self.shared_attention:
+            mask = None  # causal
+        else:
+            mask = additive_mask(torch.ones(p, p, dtype=torch.bool, device=hidden.device).tril().unsqueeze(0), hidden.dtype)
+        _, store, kept = run_layers(self.lm, hidden, positions, mask, range(start, self.n_layers), keep=keep)
         self.layer_tokens += p * (self.n_layers - start)
         return store.new, kept
 
@@ -217,9 +336,14 @@ class MaskedClassifier:
         hidden = self._embed(batch.ids) if start == 0 else batch.boundary[start]
         device = hidden.device
         positions = (p + torch.arange(t, device=device)).unsqueeze(0)
-        causal = torch.ones(t, t, dtype=torch.bool, device=device).tril()
-        allowed = torch.cat([torch.ones(t, p, dtype=torch.bool, device=device), causal], dim=1).unsqueeze(0)
-        out, store, kept = run_layers(self.lm, hidden, positions, additive_mask(allowed, hidden.dtype), range(start, self.n_layers), past=prefix_kv, keep=keep)
+        layers = range(start, self.n_layers)
+        if self.shared_attention:
+            out, store, kept = run_layers(self.lm, hidden, positions, None, layers, keep=keep, shared=prefix_kv, valid=batch.valid)
+        else:
+            causal = torch.ones(t, t, dtype=torch.bool, device=device).tril()
+            allowed = torch.cat([torch.ones(t, p, dtype=torch.bool, device=device), causal], dim=1).unsqueeze(0)
+            out, store, kept = run_layers(self.lm, hidden, positions, additive_mask(allowed, hidden.dtype), layers, past=prefix_kv,
+                                          keep=keep, valid=batch.valid)
         self.layer_tokens += b * t * (self.n_layers - start)
         last = out[torch.arange(b, device=device), batch.lengths - 1]
         return last, store.new, kept

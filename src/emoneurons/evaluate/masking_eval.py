@@ -3,6 +3,7 @@ eval.json / headline.json dictionaries of docs/CONTRACTS.md."""
 
 from __future__ import annotations
 
+import multiprocessing
 import random
 import sys
 from collections.abc import Mapping
@@ -111,6 +112,52 @@ def headline(conditions: Mapping[str, dict], top_rate: float, control_draws: int
     return out
 
 
+# The forked workers' view of the parent's engine and masks (set just before the fork, read-only there).
+_SHARED: dict = {}
+
+
+def mask_workers(lm: LoadedModel, n_masks: int) -> int:
+    """How many processes run the masked conditions: on a Linux CPU one per intra-op thread (at most
+    8), each single-threaded; else 1 (in process). Single-threaded workers beat one process with
+    OpenMP threads: the many small element-wise ops of a forward pass pay a barrier per op, which
+    costs milliseconds whenever another process holds a core (2x slower on a shared 2-core machine)."""
+    if lm.device.type != "cpu" or not sys.platform.startswith("linux"):
+        return 1
+    return max(1, min(torch.get_num_threads(), 8, n_masks))
+
+
+def _worker_start(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _worker_classify(index: int) -> tuple[int, list[str | None], int]:
+    result = _SHARED["engine"].classify(_SHARED["masks"][index])
+    return index, result.predicted, result.tokens_computed
+
+
+def _classify_masks(engine: MaskedClassifier, masks: list[dict], workers: int, bar) -> list[tuple[list[str | None], int]]:
+    """(predicted, tokens computed) of each mask, after the unmodified run (whose kept states the
+    forked workers inherit); the costliest masks (lowest start layer) go first."""
+    out: list = [None] * len(masks)
+    if workers <= 1:
+        for index, mask in enumerate(masks):
+            result = engine.classify(mask)
+            out[index] = (result.predicted, result.tokens_computed)
+            bar.update(1)
+        return out
+    order = sorted(range(len(masks)), key=lambda i: engine._start_layer(masks[i]))
+    threads = max(1, torch.get_num_threads() // workers)
+    _SHARED.update(engine=engine, masks=masks)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_start, initargs=(threads,)) as pool:
+            for index, predicted, tokens in pool.imap_unordered(_worker_classify, order):
+                out[index] = (predicted, tokens)
+                bar.update(1)
+    finally:
+        _SHARED.clear()
+    return out
+
+
 def evaluate_masking(
     lm: LoadedModel,
     train_df: pl.DataFrame,
@@ -121,8 +168,10 @@ def evaluate_masking(
     *,
     batch_size: int = 16,
     progress: bool = True,
+    workers: int | None = None,
 ) -> tuple[dict, dict]:
-    """Run every planned condition (each distinct mask once) and return (eval, headline) dicts."""
+    """Run every planned condition (each distinct mask once) and return (eval, headline) dicts.
+    `workers`: processes for the masked conditions (None: `mask_workers`); results do not depend on it."""
     if test_df.height == 0:
         raise EvalDataError("data/split/test.parquet: no dialogues to evaluate")
     labels = _labels(test_df, "data/split/test.parquet")
@@ -146,20 +195,23 @@ def evaluate_masking(
     )
     true_idx = torch.tensor([EMOTION_INDEX[label] for label in labels], dtype=torch.long)
     results: dict[str, dict] = {}
-    computed = 0
     from tqdm import tqdm
 
-    # The unmodified mask (empty key) is first in the plan, so it runs first and keeps the states
-    # that later masks start from.
-    with tqdm(total=len(groups), desc="mask-eval conditions", unit="cond", file=sys.stderr, disable=not progress) as bar:
-        for key, members in groups.items():
-            bar.set_postfix_str(members[0].id)
-            result = engine.classify(members[0].neurons)
-            computed += result.tokens_computed
-            metrics = _condition_metrics(true_idx, result.predicted, eval_params)
-            for condition in members:
-                results[condition.id] = metrics
-            bar.update(1)
+    # The unmodified mask (empty key) is first in the plan: it runs first, in process, and keeps
+    # the states that later masks start from.
+    unmodified, *masked = groups.values()
+    workers = mask_workers(lm, len(masked)) if workers is None else workers
+    with tqdm(total=len(groups), desc=f"mask-eval conditions ({workers} worker{'s' * (workers > 1)})", unit="cond",
+              file=sys.stderr, disable=not progress) as bar:
+        result = engine.classify()
+        bar.update(1)
+        runs = [(result.predicted, result.tokens_computed)]
+        runs += _classify_masks(engine, [members[0].neurons for members in masked], workers, bar)
+    computed = sum(tokens for _, tokens in runs)
+    for (predicted, _), members in zip(runs, [unmodified, *masked]):
+        metrics = _condition_metrics(true_idx, predicted, eval_params)
+        for condition in members:
+            results[condition.id] = metrics
     naive = len(plan) * engine.naive_per_run // n_layers  # every condition by id, each from scratch
     base = results["unmodified"]
     n_per = torch.bincount(true_idx, minlength=len(EMOTIONS))
