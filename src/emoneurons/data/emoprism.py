@@ -21,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from emoneurons.data.io import DataError
+from emoneurons.data.suites import EXAMPLES
 from emoneurons.dialogues import dialogue_table, parse_dialogue
 from emoneurons.emotions import EMOTIONS, parse_emotion
 
@@ -28,7 +29,6 @@ BACKEND = "emoprism"
 MODEL = "EmoPrism (Lee et al. 2025)"
 REQUIRED = ("topic", "dialogue", "theme")
 NOT_JUDGES = frozenset((*REQUIRED, "label", "id", "index"))
-EXAMPLES = 3
 
 
 def _records(path: Path) -> list[dict[str, Any]]:
@@ -57,14 +57,22 @@ def _records(path: Path) -> list[dict[str, Any]]:
     return data
 
 
-def _rows(bad: Sequence[int]) -> str:
-    shown = ", ".join(str(i) for i in bad[:EXAMPLES])
-    return f"record{'s' if len(bad) > 1 else ''} {shown}{' ...' if len(bad) > EXAMPLES else ''} ({len(bad)} in all)"
+def _each_valid(path: Path, column: str, values: list[Any], allowed: str) -> None:
+    """DataError naming the first records whose value is None (invalid), if any."""
+    bad = [i for i, value in enumerate(values) if value is None]
+    if bad:
+        shown = ", ".join(str(i) for i in bad[:EXAMPLES])
+        records = f"record{'s' if len(bad) > 1 else ''} {shown}{' ...' if len(bad) > EXAMPLES else ''} ({len(bad)} in all)"
+        raise DataError(f"{path}: {column!r} must be {allowed}; not so in {records}")
 
 
 def _theme(value: Any) -> str | None:
-    text = str(value).strip().lower() if isinstance(value, str) else ""
+    text = value.strip().lower() if isinstance(value, str) else ""
     return text if text in EMOTIONS else None
+
+
+def _topic(value: Any) -> str | None:
+    return (value.strip() or None) if isinstance(value, str) else None
 
 
 def _label(value: Any) -> str | None:
@@ -98,23 +106,17 @@ def read_emoprism(path: str | Path, judge_columns: Sequence[str] | None = None) 
         raise DataError(f"{path}: judge columns {judges} collide as judge names {names}")
 
     themes = [_theme(r.get("theme")) for r in records]
-    bad = [i for i, t in enumerate(themes) if t is None]
-    if bad:
-        raise DataError(f"{path}: 'theme' must be one of {', '.join(EMOTIONS)}; not so in {_rows(bad)}")
-    topics = [r.get("topic") for r in records]
-    bad = [i for i, t in enumerate(topics) if not isinstance(t, str) or not t.strip()]
-    if bad:
-        raise DataError(f"{path}: 'topic' must be a non-empty string; not so in {_rows(bad)}")
+    _each_valid(path, "theme", themes, f"one of {', '.join(EMOTIONS)}")
+    topics = [_topic(r.get("topic")) for r in records]
+    _each_valid(path, "topic", topics, "a non-empty string")
     dialogues = [parse_dialogue(r["dialogue"]) if isinstance(r.get("dialogue"), str) else None for r in records]
-    bad = [i for i, d in enumerate(dialogues) if d is None]
-    if bad:
-        raise DataError(f"{path}: 'dialogue' must be an A:/B: dialogue; not so in {_rows(bad)}")
+    _each_valid(path, "dialogue", dialogues, "an A:/B: dialogue")
 
     # ids hash (topic, theme, k); k numbers the repeats of a pair in file order.
     seen: Counter[tuple[str, str]] = Counter()
     rows = []
     for topic, theme, dialogue in zip(topics, themes, dialogues):
-        pair = (topic.strip(), theme)
+        pair = (topic, theme)
         rows.append((*pair, seen[pair], dialogue))
         seen[pair] += 1
     labels = {name: [_label(r.get(column)) for r in records] for name, column in zip(names, judges)}
