@@ -103,7 +103,7 @@ def bench(lm, label: str, batch_size: int) -> None:
     # One sample per start layer; the cost of a run is (layers computed / all layers) of a full one.
     starts: dict[int, list] = {}
     for key, members in list(groups.items())[1:]:
-        starts.setdefault(engine._start_layer(members[0].neurons), []).append(members[0])
+        starts.setdefault(engine.start_layer(members[0].neurons), []).append(members[0])
     seconds = {0: base_time}
     for k, members in sorted(starts.items()):
         t = time.perf_counter()

@@ -416,7 +416,7 @@ class MaskedClassifier:
 
     # -- runs ---------------------------------------------------------------------------------
 
-    def _start_layer(self, neurons: Mapping[int, Tensor]) -> int:
+    def start_layer(self, neurons: Mapping[int, Tensor]) -> int:
         """The deepest kept boundary at or below the first masked layer (0 before the unmodified run)."""
         layers = [int(layer) for layer, idx in neurons.items() if idx.numel()]
         if not layers or not self.prepared:
@@ -430,7 +430,7 @@ class MaskedClassifier:
         neurons = {int(k): v for k, v in (neurons or {}).items() if v.numel()}
         unmodified = not neurons
         keep = self.boundaries if unmodified and not self.prepared else []
-        start = self._start_layer(neurons)
+        start = self.start_layer(neurons)
         before = self.layer_tokens
         scores = torch.full((self.n_rows, len(EMOTIONS)), float("nan"))
         answers: list[str] = [""] * self.n_rows

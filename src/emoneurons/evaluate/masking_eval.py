@@ -145,7 +145,7 @@ def _classify_masks(engine: MaskedClassifier, masks: list[dict], workers: int, b
             out[index] = (result.predicted, result.tokens_computed)
             bar.update(1)
         return out
-    order = sorted(range(len(masks)), key=lambda i: engine._start_layer(masks[i]))
+    order = sorted(range(len(masks)), key=lambda i: engine.start_layer(masks[i]))
     threads = max(1, torch.get_num_threads() // workers)
     _SHARED.update(engine=engine, masks=masks)
     try:
