@@ -178,17 +178,22 @@ def test_space_labels_score_equals_brute_force(tiny_llama, prompt):
         label_ids(tiny_llama.tokenizer, "bracket")
 
 
-def test_calibration_divides_by_the_reference_rows_under_every_mask(tiny_llama, prompt):
+@pytest.mark.parametrize("recalibrate", [False, True])
+def test_calibration_divides_by_the_reference_rows(tiny_llama, prompt, recalibrate):
     from emoneurons.evaluate.prompts import CONTENT_FREE_DIALOGUE
 
     reference = [CONTENT_FREE_DIALOGUE, DIALOGUES[1]]
     layer = len(tiny_llama.model.model.layers) - 1
     neurons = {layer: torch.arange(0, tiny_llama.model.config.intermediate_size, 2)}
     plain = MaskedClassifier(tiny_llama, prompt, [*DIALOGUES, *reference], "score", batch_size=3, boundaries=[layer])
-    calibrated = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=3, boundaries=[layer], reference=reference)
-    for mask in (None, neurons):
+    calibrated = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=3, boundaries=[layer], reference=reference,
+                                  recalibrate=recalibrate)
+    # A masked run first: with a fixed prior it runs the unmodified one itself to get that prior.
+    for mask in (neurons, None, neurons):
         raw = plain.classify(mask).scores
         own, ref = raw[: len(DIALOGUES)], raw[len(DIALOGUES) :]
+        if not recalibrate:
+            ref = plain.classify().scores[len(DIALOGUES) :]
         result = calibrated.classify(mask)
         prior = torch.softmax(ref, 1).mean(0)
         expected = torch.log_softmax(own, 1) - torch.log(prior)
@@ -196,8 +201,17 @@ def test_calibration_divides_by_the_reference_rows_under_every_mask(tiny_llama, 
         torch.testing.assert_close(result.reference_scores, ref, atol=1e-5, rtol=1e-5)
         assert result.predicted == [EMOTIONS[int(i)] for i in expected.argmax(1)]
         assert len(result.predicted) == len(DIALOGUES)
-    # Masking moves the reference rows too: the masked prior is not the unmodified one.
-    assert not torch.allclose(calibrated.classify(neurons).reference_scores, calibrated.classify().reference_scores)
+    # Masking moves the reference rows' own scores: recomputing the prior differs from fixing it.
+    unmodified_prior = plain.classify().scores[len(DIALOGUES) :]
+    assert not torch.allclose(plain.classify(neurons).scores[len(DIALOGUES) :], unmodified_prior)
+    masked = calibrated.classify(neurons)
+    assert torch.allclose(masked.reference_scores, unmodified_prior, atol=1e-5) != recalibrate
+    # A fixed prior: a masked run computes the dialogues only, not the reference rows again.
+    bare_engine = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=3, boundaries=[layer])
+    bare_engine.classify()
+    bare_masked = bare_engine.classify(neurons)
+    assert (masked.tokens_computed == bare_masked.tokens_computed) != recalibrate
+    assert (masked.tokens_naive == bare_masked.tokens_naive) != recalibrate
     # One content-free row: exactly its own (renormalised) label scores are subtracted.
     single = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=3, reference=[CONTENT_FREE_DIALOGUE]).classify()
     own = plain.classify().scores

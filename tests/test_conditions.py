@@ -155,6 +155,7 @@ def test_evaluate_masking_end_to_end_on_tiny_model(tiny_llama, one_thread):
         assert f"control_drop_{e}" in headline
     assert isinstance(evaluation["baseline_above_chance"], bool)
     assert (evaluation["calibrate"], evaluation["shot_selection"], evaluation["label_format"]) == ("train_prior", "random", "space")
+    assert evaluation["recalibrate"] is False  # one fixed prior, from the unmodified run
 
 
 def test_evaluate_masking_rejects_a_split_missing_an_emotion(tiny_llama):

@@ -176,6 +176,9 @@ class EvalParams(_Strict):
     # train_prior: by their mean over `calibration_per_emotion` train dialogues per emotion (not shots)
     calibrate: Literal["none", "content_free", "train_prior"] = "train_prior"
     calibration_per_emotion: Positive = 2
+    # false: the unmodified model's prior divides every condition's scores (a fixed decision rule,
+    # so a mask's shift of the label prior shows); true: the prior is recomputed under every mask
+    recalibrate: bool = False
     seed: int = 0
     ratios: tuple[Ratio, ...] = (0.01, 0.02, 0.03, 0.04, 0.05)
     layer_ranges: tuple[LayerRange, ...] = ("bottom", "middle", "top", "all")

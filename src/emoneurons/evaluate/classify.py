@@ -241,6 +241,7 @@ class _Batch:
     ids: Tensor  # [B, T] right-padded dialogue + suffix
     lengths: Tensor  # [B]
     valid: Tensor  # [B, T]: real tokens (not padding)
+    reference: bool = False  # calibration rows (see `MaskedClassifier.recalibrate`)
     boundary: dict[int, Tensor] = field(default_factory=dict)  # unmodified hidden entering layer k
     continuation_boundary: dict[int, Tensor] = field(default_factory=dict)
 
@@ -263,10 +264,13 @@ class MaskedClassifier:
         boundaries: Iterable[int] = (),
         label_format: str = "bare",
         reference: Sequence[str] = (),
+        recalibrate: bool = False,
         shared_attention: bool | None = None,
     ) -> None:
-        """`reference`: dialogues (a content-free one, or train dialogues) classified beside
-        `dialogues` under every mask; their mean label probabilities divide the dialogues' own.
+        """`reference`: dialogues (a content-free one, or train dialogues) whose mean label
+        probabilities divide the dialogues' own. `recalibrate` False: the unmodified run's
+        reference scores divide every run's, so the decision rule stays fixed and a masked run
+        computes only `dialogues`; True: the reference rows are recomputed under every mask.
         `shared_attention`: the prefix and dialogue passes through `shared_prefix_attention` (None:
         where available, i.e. on a CPU); False: concatenated keys/values and an explicit mask."""
         if method not in ("score", "generate"):
@@ -284,25 +288,29 @@ class MaskedClassifier:
         tokenizer = lm.tokenizer
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.eos_ids = {i for i in (tokenizer.eos_token_id, getattr(lm.model.generation_config, "eos_token_id", None)) if isinstance(i, int)}
-        # Reference rows ride in the same batches, so they are recomputed under every mask.
         rows = [[*dialogue_ids(tokenizer, d), *prompt.suffix] for d in [*dialogues, *reference]]
         self.n = len(dialogues)
         self.n_rows = len(rows)
+        self.recalibrate = recalibrate
+        self.fixed_reference: Tensor | None = None  # the unmodified run's reference scores
         self.prefix_ids = torch.tensor([prompt.prefix], dtype=torch.long, device=device)
         self.labels = label_ids(tokenizer, label_format)
         # Label continuations: tokens l_1..l_{m-1} of every multi-token label, one segment each.
         self.multi = [j for j, ids in enumerate(self.labels) if len(ids) > 1]
         self.continuation = [tok for j in self.multi for tok in self.labels[j][:-1]]
         self.segment = torch.tensor([s for s, j in enumerate(self.multi) for _ in self.labels[j][:-1]], dtype=torch.long, device=device)
+        # Reference rows get batches of their own, so a masked run with a fixed prior skips them.
         self.batches: list[_Batch] = []
-        for members in length_buckets([len(r) for r in rows], batch_size):
-            width = max(len(rows[i]) for i in members)
-            ids = torch.full((len(members), width), self.pad_id, dtype=torch.long, device=device)
-            for b, i in enumerate(members):
-                ids[b, : len(rows[i])] = torch.tensor(rows[i], dtype=torch.long, device=device)
-            lengths = torch.tensor([len(rows[i]) for i in members], dtype=torch.long, device=device)
-            valid = torch.arange(width, device=device).unsqueeze(0) < lengths.unsqueeze(1)
-            self.batches.append(_Batch(members, ids, lengths, valid))
+        for first, stop in ((0, self.n), (self.n, self.n_rows)):
+            for bucket in length_buckets([len(r) for r in rows[first:stop]], batch_size):
+                members = [first + i for i in bucket]
+                width = max(len(rows[i]) for i in members)
+                ids = torch.full((len(members), width), self.pad_id, dtype=torch.long, device=device)
+                for b, i in enumerate(members):
+                    ids[b, : len(rows[i])] = torch.tensor(rows[i], dtype=torch.long, device=device)
+                lengths = torch.tensor([len(rows[i]) for i in members], dtype=torch.long, device=device)
+                valid = torch.arange(width, device=device).unsqueeze(0) < lengths.unsqueeze(1)
+                self.batches.append(_Batch(members, ids, lengths, valid, reference=first > 0))
         # Boundary 0 is the embeddings, recomputed for free; generate decodes new tokens through
         # every layer, which needs all layers' keys/values, so it always runs from layer 0.
         self.boundaries = sorted({int(k) for k in boundaries if 0 < int(k) < self.n_layers}) if method == "score" else []
@@ -310,7 +318,14 @@ class MaskedClassifier:
         self.prepared = False
         self.layer_tokens = 0
         extra = len(self.continuation) if method == "score" else max_new_tokens - 1
-        self.naive_per_run = self.n_layers * sum(len(prompt.prefix) + len(r) + extra for r in rows)
+        naive = [self.n_layers * (len(prompt.prefix) + len(r) + extra) for r in rows]
+        # A naive run from scratch: the full prompt of every row it needs, through all layers.
+        self.naive_unmodified = sum(naive)
+        self.naive_masked = sum(naive) if recalibrate else sum(naive[: self.n])
+
+    def naive_tokens(self, masked_runs: int) -> int:
+        """Full-model tokens of the unmodified run and `masked_runs` masked runs, each from scratch."""
+        return round((self.naive_unmodified + masked_runs * self.naive_masked) / self.n_layers)
 
     # -- pieces -------------------------------------------------------------------------------
 
@@ -429,6 +444,10 @@ class MaskedClassifier:
         """All dialogues under `neurons` masked (None or empty: unmodified)."""
         neurons = {int(k): v for k, v in (neurons or {}).items() if v.numel()}
         unmodified = not neurons
+        fixed = self.n_rows > self.n and not self.recalibrate and not unmodified
+        if fixed and self.fixed_reference is None:
+            self.classify()  # the fixed prior comes from the unmodified run
+        batches = [batch for batch in self.batches if not (fixed and batch.reference)]
         keep = self.boundaries if unmodified and not self.prepared else []
         start = self.start_layer(neurons)
         before = self.layer_tokens
@@ -438,7 +457,7 @@ class MaskedClassifier:
             prefix_kv, kept = self._prefix(start, keep=keep)
             if keep:
                 self.prefix_boundary = kept
-            for batch in self.batches:
+            for batch in batches:
                 last, dialogue_kv, kept = self._dialogue(batch, start, prefix_kv, keep=keep)
                 first = last_logprobs(self.lm, last)  # [B, V]
                 if keep:
@@ -459,9 +478,13 @@ class MaskedClassifier:
         if keep:
             self.prepared = True
         computed = round((self.layer_tokens - before) / self.n_layers)
-        naive = round(self.naive_per_run / self.n_layers)
+        naive = round((self.naive_unmodified if unmodified else self.naive_masked) / self.n_layers)
         if self.method == "score":
             own, reference = scores[: self.n], scores[self.n :]
+            if unmodified:
+                self.fixed_reference = reference
+            elif fixed:
+                reference = self.fixed_reference
             if len(reference):
                 own = calibrate_scores(own, reference)
             predicted: list[str | None] = [EMOTIONS[int(i)] for i in own.argmax(dim=1)]

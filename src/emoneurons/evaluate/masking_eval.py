@@ -186,12 +186,11 @@ def evaluate_masking(
     shots = draw_shots(train_df, eval_params.shots, eval_params.seed, eval_params.shot_selection)
     prompt = classification_prompt(lm.tokenizer, shots)
     groups = unique_masks(plan)
-    # The calibration rows run under every mask (masking moves the label prior too) and their
-    # tokens count in tokens computed.
     engine = MaskedClassifier(
         lm, prompt, test_df["dialogue"].to_list(), eval_params.method, batch_size=batch_size,
         max_new_tokens=eval_params.max_new_tokens, boundaries=first_masked_layers(plan),
         label_format=eval_params.label_format, reference=calibration_dialogues(train_df, eval_params, shots),
+        recalibrate=eval_params.recalibrate,
     )
     true_idx = torch.tensor([EMOTION_INDEX[label] for label in labels], dtype=torch.long)
     results: dict[str, dict] = {}
@@ -212,7 +211,7 @@ def evaluate_masking(
         metrics = _condition_metrics(true_idx, predicted, eval_params)
         for condition in members:
             results[condition.id] = metrics
-    naive = len(plan) * engine.naive_per_run // n_layers  # every condition by id, each from scratch
+    naive = engine.naive_tokens(len(plan) - 1)  # every condition by id, each from scratch
     base = results["unmodified"]
     n_per = torch.bincount(true_idx, minlength=len(EMOTIONS))
     chance = chance_level(n_per)
@@ -220,7 +219,7 @@ def evaluate_masking(
     evaluation = {
         "model": lm.name, "method": eval_params.method, "shots": eval_params.shots,
         "shot_selection": eval_params.shot_selection, "label_format": eval_params.label_format,
-        "calibrate": eval_params.calibrate, "n_test": len(labels),
+        "calibrate": eval_params.calibrate, "recalibrate": eval_params.recalibrate, "n_test": len(labels),
         "chance": round(chance, 4), "n_per_emotion": {e: int(n_per[i]) for i, e in enumerate(EMOTIONS)},
         "baseline_above_chance": above, "tokens": {"computed": int(computed), "naive": int(naive)},
         "conditions": [condition.record() | results[condition.id] for condition in plan],

@@ -278,8 +278,11 @@ def _baseline_section(run: RunMetrics) -> list[Block]:
         + (f" ({ev.get('shot_selection')} selection)" if shots and ev.get("shot_selection") else "")
         + (f"; labels scored as `{ev.get('label_format')}` words" if ev.get("method") == "score" and ev.get("label_format") else "")
         + ({"content_free": "; label probabilities calibrated by those of a content-free dialogue",
-            "train_prior": "; label probabilities divided by their mean over a few train dialogues "
-                           "(recomputed under every mask), never test dialogues"}.get(str(ev.get("calibrate")), ""))
+            "train_prior": "; label probabilities divided by their mean over a few train dialogues, "
+                           "never test dialogues"}.get(str(ev.get("calibrate")), ""))
+        + ((" (that prior recomputed under every mask)" if ev.get("recalibrate")
+            else " (the unmodified model's prior, kept fixed under every mask, so a mask's shift of the label prior shows)")
+           if ev.get("calibrate") in ("content_free", "train_prior") else "")
         + f". Overall accuracy **{pct(accuracy)}%** (95% CI {ci(*intervals['overall'])}) against "
         f"chance {pct(chance)}% (the larger of 1/6 and always answering the test split's most "
         f"frequent emotion)."
