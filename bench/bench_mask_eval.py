@@ -86,7 +86,8 @@ def bench(lm, label: str, batch_size: int) -> None:
     plan = plan_conditions(neurons, params, top_rate, n_layers)
     groups = unique_masks(plan)
     test = synthetic_split(2, offset=1)
-    prompt = classification_prompt(lm.tokenizer, draw_shots(synthetic_split(3, offset=0), params.shots, params.seed))
+    prompt = classification_prompt(lm.tokenizer, draw_shots(synthetic_split(3, offset=0), params.shots, params.seed, params.shot_selection),
+                                   params.shot_instruction)
     engine = MaskedClassifier(lm, prompt, test["dialogue"].to_list(), params.method, batch_size=batch_size,
                               boundaries=first_masked_layers(plan))
     lengths = [int(b.lengths.sum()) for b in engine.batches]

@@ -77,3 +77,22 @@ def tiny_llama(tiny_tokenizer):
     model = build_tiny_llama(len(tiny_tokenizer))
     model.config.pad_token_id = tiny_tokenizer.pad_token_id
     return LoadedModel(model=model, tokenizer=tiny_tokenizer, name="tiny-random-llama")
+
+
+@pytest.fixture
+def tensor_reads(monkeypatch):
+    """Counts calls that bring a tensor's values to the host (.cpu(), .tolist(), .item(), .numpy()):
+    on a GPU each is a copy and a sync. A CPU run cannot see a sync, so tests compare the counts
+    of runs that differ only in their number of batches."""
+    from collections import Counter
+
+    calls: Counter = Counter()
+    for name in ("cpu", "tolist", "item", "numpy"):
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _name=name, _original=original, **kwargs):
+            calls[_name] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return calls

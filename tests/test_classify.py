@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.evaluate.classify import MaskedClassifier, additive_mask, classify, run_layers
+from emoneurons.evaluate.classify import MaskedClassifier, additive_mask, classify, real_token_index, run_layers
 from emoneurons.evaluate.prompts import classification_prompt, dialogue_ids, label_ids
 from emoneurons.neurons.masking import mask_neurons
 
@@ -272,7 +272,40 @@ def test_ffn_on_real_tokens_only_leaves_real_positions_unchanged(tiny_llama, pro
     assert not bool(valid.all())
     hidden = tiny_llama.model.model.embed_tokens(ids)
     positions = torch.arange(width).unsqueeze(0)
-    packed, _, _ = run_layers(tiny_llama, hidden, positions, None, range(4), valid=valid)
+    packed, _, _ = run_layers(tiny_llama, hidden, positions, None, range(4), real=real_token_index(valid))
     padded, _, _ = run_layers(tiny_llama, hidden, positions, None, range(4))
     torch.testing.assert_close(packed[valid], padded[valid], atol=1e-5, rtol=1e-5)
     assert all(not block.mlp._forward_hooks and not block.mlp._forward_pre_hooks for block in tiny_llama.model.model.layers)
+
+
+def test_label_scores_stay_on_the_device_inside_the_loop(tiny_llama, prompt, tensor_reads):
+    """Host reads of a masked run do not grow with its number of batches (one copy at the end)."""
+    neurons = {1: torch.tensor([3, 9])}
+    reads, scores = [], []
+    for batch_size in (1, len(DIALOGUES)):
+        engine = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=batch_size, reference=DIALOGUES[:2])
+        engine.classify()
+        tensor_reads.clear()
+        scores.append(engine.classify(neurons).scores)
+        reads.append(dict(tensor_reads))
+        assert len(engine.batches) == (len(DIALOGUES) + 2 if batch_size == 1 else 2)
+    assert reads[0] == reads[1] == {"cpu": 1}
+    torch.testing.assert_close(scores[0], scores[1], atol=1e-5, rtol=1e-5)
+
+
+def test_shot_instruction_first_wraps_only_the_first_example(tiny_llama):
+    from emoneurons.emotions import CLASSIFY_USER_PROMPT
+
+    opening = CLASSIFY_USER_PROMPT.split("{prompt}")[0].strip()
+    tokenizer = tiny_llama.tokenizer
+    every = classification_prompt(tokenizer, SHOTS, "every")
+    first = classification_prompt(tokenizer, SHOTS, "first")
+    assert every == classification_prompt(tokenizer, SHOTS)  # the default keeps the paper's prompt on every example
+    decoded = {name: tokenizer.decode(p.prefix) for name, p in (("every", every), ("first", first))}
+    # The prefix ends with the question's opening; the examples' turns come before it.
+    assert decoded["every"].count(opening) == len(SHOTS) + 1
+    assert decoded["first"].count(opening) == 2
+    assert all(dialogue in decoded["first"] for dialogue, _ in SHOTS)
+    assert first.suffix == every.suffix and len(first.prefix) < len(every.prefix)
+    with pytest.raises(ValueError, match="allowed: every, first"):
+        classification_prompt(tokenizer, SHOTS, "none")

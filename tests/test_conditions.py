@@ -154,7 +154,8 @@ def test_evaluate_masking_end_to_end_on_tiny_model(tiny_llama, one_thread):
         assert headline[f"drop_{e}"] == pytest.approx(base[e] - masked, abs=1e-4)
         assert f"control_drop_{e}" in headline
     assert isinstance(evaluation["baseline_above_chance"], bool)
-    assert (evaluation["calibrate"], evaluation["shot_selection"], evaluation["label_format"]) == ("train_prior", "random", "space")
+    assert (evaluation["calibrate"], evaluation["shot_selection"], evaluation["label_format"]) == ("train_prior", "shortest", "space")
+    assert evaluation["shot_instruction"] == "first"
     assert evaluation["recalibrate"] is False  # one fixed prior, from the unmodified run
 
 

@@ -175,3 +175,15 @@ def test_model_without_gated_ffn_fails_before_any_work():
     lm = LoadedModel(model=model, tokenizer=None, name="tiny-gpt2")  # never reached: no tokenizer needed
     with pytest.raises(UnsupportedModelError, match="GPT2LMHeadModel.*gate_proj"):
         activation_counts(lm, ["A: hi"], ["anger"])
+
+
+def test_counts_stay_on_the_device_inside_the_loop(tiny_llama, tensor_reads):
+    """Host reads do not grow with the number of batches: the counts are read once, at the end."""
+    reads = []
+    results = []
+    for batch_size, max_padding in ((1, 0.1), (len(DIALOGUES), 1.0)):
+        tensor_reads.clear()
+        results.append(activation_counts(tiny_llama, DIALOGUES, LABELS, batch_size=batch_size, max_padding=max_padding))
+        reads.append(dict(tensor_reads))
+    assert reads[0] == reads[1] and reads[0].get("cpu", 0) <= 2
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])

@@ -168,7 +168,9 @@ class EvalParams(_Strict):
     method: Literal["score", "generate"] = "score"
     shots: Count = 1
     # random: seeded draw per emotion; shortest: the `shots` shortest train dialogues per emotion
-    shot_selection: Literal["random", "shortest"] = "random"
+    shot_selection: Literal["random", "shortest"] = "shortest"
+    # every: each example's user turn is the paper's whole user prompt; first: only the first's
+    shot_instruction: Literal["every", "first"] = "first"
     # score: how a label is scored after the assistant header. bare: "anger" (the answer's text);
     # space: " anger", a whole word that is one token per emotion in SmolLM2's vocabulary
     label_format: Literal["bare", "space"] = "space"

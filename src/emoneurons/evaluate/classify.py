@@ -152,24 +152,29 @@ def _attention(lm: LoadedModel, name: str | None) -> Iterator[None]:
             config._attn_implementation = before
 
 
+def real_token_index(valid: Tensor) -> Tensor | None:
+    """The flat positions of the real tokens of `valid` [B, T] (False at padding); None without
+    padding. Computed once per batch when the batch is built: nonzero() waits for the device."""
+    return None if bool(valid.all()) else valid.flatten().nonzero().squeeze(1)
+
+
 @contextmanager
-def _real_tokens_only(lm: LoadedModel, valid: Tensor | None) -> Iterator[None]:
-    """Each layer's FFN on the real tokens only (`valid` [B, T], False at padding) while the context
-    is open; padding positions get a zero FFN output (they are never attended to or read)."""
-    if valid is None or bool(valid.all()):
+def _real_tokens_only(lm: LoadedModel, real: Tensor | None) -> Iterator[None]:
+    """Each layer's FFN on the real tokens only (`real`: see `real_token_index`) while the
+    context is open; padding positions get a zero FFN output (they are never attended to or read)."""
+    if real is None:
         yield
         return
-    flat = valid.flatten().nonzero().squeeze(1)
     shapes: list[torch.Size] = []
 
     def pack(module: torch.nn.Module, args: tuple) -> tuple:
         shapes.append(args[0].shape)
-        return (args[0].reshape(-1, args[0].shape[-1]).index_select(0, flat),)
+        return (args[0].reshape(-1, args[0].shape[-1]).index_select(0, real),)
 
     def unpack(module: torch.nn.Module, args: tuple, out: Tensor) -> Tensor:
         shape = shapes.pop()
         full = out.new_zeros(shape[:-1].numel(), out.shape[-1])
-        return full.index_copy_(0, flat, out).view(*shape[:-1], out.shape[-1])
+        return full.index_copy_(0, real, out).view(*shape[:-1], out.shape[-1])
 
     handles = []
     for block in decoder_layers(lm.model):
@@ -198,20 +203,21 @@ def run_layers(
     keep: Iterable[int] = (),
     append: bool = False,
     shared: Mapping[int, tuple[Tensor, Tensor]] | None = None,
-    valid: Tensor | None = None,
+    real: Tensor | None = None,
 ) -> tuple[Tensor, _KVStore, dict[int, Tensor]]:
     """Run decoder layers `layers` on `hidden` [B, T, H] at `positions` [B|1, T] with `mask`
     [B|1, 1, T, past+T]; return the output, the key/value store, and the hidden states entering
     each layer in `keep`. `mask` None (with no `past`): `shared_prefix_attention`, each row
     attending all of `shared`'s keys/values (batch 1; none: no prefix) and its own tokens causally.
-    `valid` [B, T]: the real tokens of right-padded rows; the FFNs skip the rest."""
+    `real`: the flat positions of the real tokens of right-padded rows (`real_token_index`); the
+    FFNs skip the rest."""
     blocks = decoder_layers(lm.model)
     store = _KVStore(past or {}, append=append)
     rotary = lm.model.model.rotary_emb(hidden, positions)
     kept: dict[int, Tensor] = {}
     keep = set(keep)
     extra = {"shared_prefix": shared or {}} if mask is None else {}
-    with _attention(lm, SHARED_PREFIX_ATTENTION if mask is None else None), _real_tokens_only(lm, valid):
+    with _attention(lm, SHARED_PREFIX_ATTENTION if mask is None else None), _real_tokens_only(lm, real):
         for index in layers:
             if index in keep:
                 kept[index] = hidden
@@ -240,7 +246,7 @@ class _Batch:
     rows: list[int]
     ids: Tensor  # [B, T] right-padded dialogue + suffix
     lengths: Tensor  # [B]
-    valid: Tensor  # [B, T]: real tokens (not padding)
+    real: Tensor | None  # flat positions of the real tokens (None: no padding)
     reference: bool = False  # calibration rows (see `MaskedClassifier.recalibrate`)
     boundary: dict[int, Tensor] = field(default_factory=dict)  # unmodified hidden entering layer k
     continuation_boundary: dict[int, Tensor] = field(default_factory=dict)
@@ -310,7 +316,7 @@ class MaskedClassifier:
                     ids[b, : len(rows[i])] = torch.tensor(rows[i], dtype=torch.long, device=device)
                 lengths = torch.tensor([len(rows[i]) for i in members], dtype=torch.long, device=device)
                 valid = torch.arange(width, device=device).unsqueeze(0) < lengths.unsqueeze(1)
-                self.batches.append(_Batch(members, ids, lengths, valid, reference=first > 0))
+                self.batches.append(_Batch(members, ids, lengths, real_token_index(valid), reference=first > 0))
         # Boundary 0 is the embeddings, recomputed for free; generate decodes new tokens through
         # every layer, which needs all layers' keys/values, so it always runs from layer 0.
         self.boundaries = sorted({int(k) for k in boundaries if 0 < int(k) < self.n_layers}) if method == "score" else []
@@ -353,12 +359,12 @@ class MaskedClassifier:
         positions = (p + torch.arange(t, device=device)).unsqueeze(0)
         layers = range(start, self.n_layers)
         if self.shared_attention:
-            out, store, kept = run_layers(self.lm, hidden, positions, None, layers, keep=keep, shared=prefix_kv, valid=batch.valid)
+            out, store, kept = run_layers(self.lm, hidden, positions, None, layers, keep=keep, shared=prefix_kv, real=batch.real)
         else:
             causal = torch.ones(t, t, dtype=torch.bool, device=device).tril()
             allowed = torch.cat([torch.ones(t, p, dtype=torch.bool, device=device), causal], dim=1).unsqueeze(0)
             out, store, kept = run_layers(self.lm, hidden, positions, additive_mask(allowed, hidden.dtype), layers, past=prefix_kv,
-                                          keep=keep, valid=batch.valid)
+                                          keep=keep, real=batch.real)
         self.layer_tokens += b * t * (self.n_layers - start)
         last = out[torch.arange(b, device=device), batch.lengths - 1]
         return last, store.new, kept
@@ -408,7 +414,8 @@ class MaskedClassifier:
         past = self._past(prefix_kv, dialogue_kv, 0, b)
         validity = self._key_validity(batch)
         tokens = [first]
-        done = torch.tensor([int(t) in self.eos_ids for t in first], device=device)
+        eos = torch.tensor(sorted(self.eos_ids), dtype=torch.long, device=device)
+        done = torch.isin(first, eos)
         for step in range(1, self.max_new_tokens):
             if bool(done.all()):
                 break
@@ -421,7 +428,7 @@ class MaskedClassifier:
             nxt = last_logprobs(self.lm, out[:, -1]).argmax(-1)
             nxt = torch.where(done, torch.full_like(nxt, self.pad_id), nxt)
             tokens.append(nxt)
-            done = done | torch.tensor([int(t) in self.eos_ids for t in nxt], device=device)
+            done = done | torch.isin(nxt, eos)
         generated = torch.stack(tokens, dim=1).tolist()
         answers = []
         for row in generated:
@@ -451,7 +458,8 @@ class MaskedClassifier:
         keep = self.boundaries if unmodified and not self.prepared else []
         start = self.start_layer(neurons)
         before = self.layer_tokens
-        scores = torch.full((self.n_rows, len(EMOTIONS)), float("nan"))
+        # Label scores stay on the model's device until the run ends: no copy (and no sync) per batch.
+        on_device: list[tuple[list[int], Tensor]] = []
         answers: list[str] = [""] * self.n_rows
         with mask_neurons(self.lm.model, neurons):
             prefix_kv, kept = self._prefix(start, keep=keep)
@@ -469,7 +477,7 @@ class MaskedClassifier:
                         if keep:
                             batch.continuation_boundary = kept
                         label_scores[:, self.multi] += sums
-                    scores[batch.rows] = label_scores.cpu()
+                    on_device.append((batch.rows, label_scores))
                 else:
                     for row, answer in zip(batch.rows, self._generate(batch, first.argmax(-1), prefix_kv, dialogue_kv)):
                         answers[row] = answer
@@ -480,6 +488,9 @@ class MaskedClassifier:
         computed = round((self.layer_tokens - before) / self.n_layers)
         naive = round((self.naive_unmodified if unmodified else self.naive_masked) / self.n_layers)
         if self.method == "score":
+            scores = torch.full((self.n_rows, len(EMOTIONS)), float("nan"))
+            if on_device:
+                scores[[row for rows, _ in on_device for row in rows]] = torch.cat([part for _, part in on_device]).cpu()
             own, reference = scores[: self.n], scores[self.n :]
             if unmodified:
                 self.fixed_reference = reference

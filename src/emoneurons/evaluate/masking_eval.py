@@ -184,7 +184,7 @@ def evaluate_masking(
     n_layers = len(decoder_layers(lm.model))
     plan = plan_conditions(neurons_json, eval_params, top_rate, n_layers)
     shots = draw_shots(train_df, eval_params.shots, eval_params.seed, eval_params.shot_selection)
-    prompt = classification_prompt(lm.tokenizer, shots)
+    prompt = classification_prompt(lm.tokenizer, shots, eval_params.shot_instruction)
     groups = unique_masks(plan)
     engine = MaskedClassifier(
         lm, prompt, test_df["dialogue"].to_list(), eval_params.method, batch_size=batch_size,
@@ -218,7 +218,7 @@ def evaluate_masking(
     above = clearly_above_chance(tuple(base["ci95"]["overall"]), chance)
     evaluation = {
         "model": lm.name, "method": eval_params.method, "shots": eval_params.shots,
-        "shot_selection": eval_params.shot_selection, "label_format": eval_params.label_format,
+        "shot_selection": eval_params.shot_selection, "shot_instruction": eval_params.shot_instruction, "label_format": eval_params.label_format,
         "calibrate": eval_params.calibrate, "recalibrate": eval_params.recalibrate, "n_test": len(labels),
         "chance": round(chance, 4), "n_per_emotion": {e: int(n_per[i]) for i, e in enumerate(EMOTIONS)},
         "baseline_above_chance": above, "tokens": {"computed": int(computed), "naive": int(naive)},

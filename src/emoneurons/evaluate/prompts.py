@@ -53,14 +53,18 @@ def _with_system(tokenizer: PreTrainedTokenizerBase, system: str) -> list[dict[s
 
 
 def classification_prompt(
-    tokenizer: PreTrainedTokenizerBase, shots: Sequence[tuple[str, str]] = ()
+    tokenizer: PreTrainedTokenizerBase, shots: Sequence[tuple[str, str]] = (), instruction: str = "every"
 ) -> ChatPrompt:
     """Figure 5 (system + user prompt); `shots` are (dialogue, emotion) examples given first as
-    user/assistant turns, the in-context setup that small models need (DESIGN.md)."""
+    user/assistant turns, the in-context setup that small models need (DESIGN.md). `instruction`:
+    `every` example's user turn is Figure 5's user prompt around its dialogue, or only the `first`
+    one's (the later examples are the bare dialogue; the question always has the whole prompt)."""
+    if instruction not in ("every", "first"):
+        raise ValueError(f"shot_instruction {instruction!r}: allowed: every, first")
     messages = _with_system(tokenizer, CLASSIFY_SYSTEM_PROMPT)
     system_folded = not messages
     for i, (dialogue, emotion) in enumerate(shots):
-        user = CLASSIFY_USER_PROMPT.format(prompt=dialogue)
+        user = CLASSIFY_USER_PROMPT.format(prompt=dialogue) if instruction == "every" or i == 0 else dialogue
         if system_folded and i == 0:
             user = CLASSIFY_SYSTEM_PROMPT + "\n\n" + user
         messages += [{"role": "user", "content": user}, {"role": "assistant", "content": emotion}]

@@ -160,7 +160,7 @@ def padded_batch(items: Sequence[CountedText], pad_id: int, padding_side: str) -
         position_ids=position_ids,
         rows=torch.tensor(rows, dtype=torch.long) if gather else None,
         weights=weights,
-        counted=torch.bincount(emotion_index, minlength=len(EMOTIONS)).tolist(),
+        counted=[emotion_of_row.count(e) for e in range(len(EMOTIONS))],
     )
 
 
@@ -278,7 +278,7 @@ def activation_counts(
                     use_cache=False,
                 )
                 T += torch.tensor(batch.counted, dtype=torch.int64)
-                progress.update(int(batch.attention_mask.sum()))
+                progress.update(sum(len(items[i].ids) for i in indices))
     finally:
         progress.close()
         for handle in handles:

@@ -276,6 +276,8 @@ def _baseline_section(run: RunMetrics) -> list[Block]:
         + (f", after {shots} in-context example(s) per emotion drawn from the train split"
            if shots else ", zero-shot as in the paper")
         + (f" ({ev.get('shot_selection')} selection)" if shots and ev.get("shot_selection") else "")
+        + (" as user/assistant turns, the first with the paper's user prompt around its dialogue and the rest as bare dialogues"
+           if shots and ev.get("shot_instruction") == "first" else "")
         + (f"; labels scored as `{ev.get('label_format')}` words" if ev.get("method") == "score" and ev.get("label_format") else "")
         + ({"content_free": "; label probabilities calibrated by those of a content-free dialogue",
             "train_prior": "; label probabilities divided by their mean over a few train dialogues, "
