@@ -3,8 +3,8 @@
     .venv/bin/python bench/bench_mask_eval.py            # embedded SmolLM2 + tiny random Llama
     .venv/bin/python bench/bench_mask_eval.py --tiny-only
 
-Synthetic short dialogues (12 test, shots drawn from a synthetic train split), the default eval
-params, and a synthetic neurons.json (random neurons per emotion). It runs the unmodified
+Synthetic short dialogues (12 test; shots and calibration rows drawn from a synthetic train
+split), the default eval params, and a synthetic neurons.json (random neurons per emotion). It runs the unmodified
 condition and one sample condition per kind of start layer, times them, and reports for the whole
 default plan the exact token counts (a run's cost is proportional to the layers it computes) and
 the extrapolated wall time in this process (the stage splits the masks over `mask_workers`
@@ -30,7 +30,7 @@ import typer  # noqa: E402
 from emoneurons.emotions import EMOTIONS  # noqa: E402
 from emoneurons.evaluate.classify import MaskedClassifier  # noqa: E402
 from emoneurons.evaluate.conditions import first_masked_layers, plan_conditions, unique_masks  # noqa: E402
-from emoneurons.evaluate.masking_eval import draw_shots  # noqa: E402
+from emoneurons.evaluate.masking_eval import calibration_dialogues, draw_shots  # noqa: E402
 from emoneurons.evaluate.prompts import classification_prompt  # noqa: E402
 from emoneurons.neurons.masking import decoder_layers  # noqa: E402
 from emoneurons.params import EvalParams, ModelParams, SelectParams  # noqa: E402
@@ -85,11 +85,12 @@ def bench(lm, label: str, batch_size: int) -> None:
     neurons = synthetic_neurons(n_layers, per_layer, sorted({top_rate, *params.ratios}))
     plan = plan_conditions(neurons, params, top_rate, n_layers)
     groups = unique_masks(plan)
-    test = synthetic_split(2, offset=1)
-    prompt = classification_prompt(lm.tokenizer, draw_shots(synthetic_split(3, offset=0), params.shots, params.seed, params.shot_selection),
-                                   params.shot_instruction)
+    test, train = synthetic_split(2, offset=1), synthetic_split(3, offset=0)
+    shots = draw_shots(train, params.shots, params.seed, params.shot_selection)
+    prompt = classification_prompt(lm.tokenizer, shots, params.shot_instruction)
     engine = MaskedClassifier(lm, prompt, test["dialogue"].to_list(), params.method, batch_size=batch_size,
-                              boundaries=first_masked_layers(plan))
+                              boundaries=first_masked_layers(plan), label_format=params.label_format,
+                              reference=calibration_dialogues(train, params, shots), recalibrate=params.recalibrate)
     lengths = [int(b.lengths.sum()) for b in engine.batches]
     print(f"[{label}] {n_layers} layers; prefix {len(prompt.prefix)} tokens, {len(test)} test dialogues "
           f"({sum(lengths)} dialogue+suffix tokens); plan: {len(plan)} conditions, {len(groups)} distinct masks")
@@ -105,14 +106,15 @@ def bench(lm, label: str, batch_size: int) -> None:
     starts: dict[int, list] = {}
     for key, members in list(groups.items())[1:]:
         starts.setdefault(engine.start_layer(members[0].neurons), []).append(members[0])
-    seconds = {0: base_time}
+    seconds, tokens, naive_masked = {}, {}, 0
     for k, members in sorted(starts.items()):
         t = time.perf_counter()
         result = engine.classify(members[0].neurons)
-        seconds[k] = time.perf_counter() - t
+        seconds[k], tokens[k], naive_masked = time.perf_counter() - t, result.tokens_computed, result.tokens_naive
         print(f"  start layer {k:2d}: {len(members):3d} masks, e.g. {members[0].id}: {seconds[k]:6.2f} s, {result.tokens_computed} tokens")
-    computed = full.tokens_computed + sum(len(m) * round(full.tokens_computed * (n_layers - k) / n_layers) for k, m in starts.items())
-    naive = len(plan) * full.tokens_naive
+    # Every masked run of one start layer computes the same tokens (the same rows through the same layers).
+    computed = full.tokens_computed + sum(len(m) * tokens[k] for k, m in starts.items())
+    naive = full.tokens_naive + (len(plan) - 1) * naive_masked
     total = base_time + sum(len(m) * seconds[k] for k, m in starts.items())
     print(f"  whole default plan: tokens computed {computed} vs naive {naive} = {computed / naive:.3f}; "
           f"estimated wall {total:.0f} s ({total / len(groups):.1f} s per distinct mask)")

@@ -272,9 +272,22 @@ def test_ffn_on_real_tokens_only_leaves_real_positions_unchanged(tiny_llama, pro
     assert not bool(valid.all())
     hidden = tiny_llama.model.model.embed_tokens(ids)
     positions = torch.arange(width).unsqueeze(0)
-    packed, _, _ = run_layers(tiny_llama, hidden, positions, None, range(4), real=real_token_index(valid))
+    packed, packed_store, _ = run_layers(tiny_llama, hidden, positions, None, range(4), real=real_token_index(valid))
     padded, _, _ = run_layers(tiny_llama, hidden, positions, None, range(4))
     torch.testing.assert_close(packed[valid], padded[valid], atol=1e-5, rtol=1e-5)
+    # The last layer's FFN on the read positions only: those outputs and every key/value unchanged.
+    lengths = valid.sum(1)
+    read = torch.arange(len(rows)) * width + lengths - 1
+    last, last_store, _ = run_layers(tiny_llama, hidden, positions, None, range(4), real=real_token_index(valid), read=read)
+    rows_idx = torch.arange(len(rows))
+    torch.testing.assert_close(last[rows_idx, lengths - 1], padded[rows_idx, lengths - 1], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(last[valid], padded[valid], atol=1e-3)  # the other positions were skipped
+    for layer in range(4):
+        for got, want in zip(last_store.new[layer], packed_store.new[layer]):
+            torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    # `read` acts on the model's last layer only: a run that stops earlier computes every position.
+    early, _, _ = run_layers(tiny_llama, hidden, positions, None, range(3), real=real_token_index(valid), read=read)
+    torch.testing.assert_close(early[valid], run_layers(tiny_llama, hidden, positions, None, range(3))[0][valid], atol=1e-5, rtol=1e-5)
     assert all(not block.mlp._forward_hooks and not block.mlp._forward_pre_hooks for block in tiny_llama.model.model.layers)
 
 

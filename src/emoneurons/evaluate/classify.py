@@ -159,26 +159,29 @@ def real_token_index(valid: Tensor) -> Tensor | None:
 
 
 @contextmanager
-def _real_tokens_only(lm: LoadedModel, real: Tensor | None) -> Iterator[None]:
-    """Each layer's FFN on the real tokens only (`real`: see `real_token_index`) while the
-    context is open; padding positions get a zero FFN output (they are never attended to or read)."""
-    if real is None:
-        yield
-        return
+def _ffn_rows(lm: LoadedModel, rows: Mapping[int, Tensor]) -> Iterator[None]:
+    """While open, layer l's FFN runs on the flat positions `rows[l]` only (layers not in `rows`:
+    on all); the other positions get a zero FFN output, for positions nothing reads: padding, and
+    after the last layer everything but the positions whose logits are formed."""
     shapes: list[torch.Size] = []
 
-    def pack(module: torch.nn.Module, args: tuple) -> tuple:
-        shapes.append(args[0].shape)
-        return (args[0].reshape(-1, args[0].shape[-1]).index_select(0, real),)
+    def hooks(index: Tensor):
+        def pack(module: torch.nn.Module, args: tuple) -> tuple:
+            shapes.append(args[0].shape)
+            return (args[0].reshape(-1, args[0].shape[-1]).index_select(0, index),)
 
-    def unpack(module: torch.nn.Module, args: tuple, out: Tensor) -> Tensor:
-        shape = shapes.pop()
-        full = out.new_zeros(shape[:-1].numel(), out.shape[-1])
-        return full.index_copy_(0, real, out).view(*shape[:-1], out.shape[-1])
+        def unpack(module: torch.nn.Module, args: tuple, out: Tensor) -> Tensor:
+            shape = shapes.pop()
+            full = out.new_zeros(shape[:-1].numel(), out.shape[-1])
+            return full.index_copy_(0, index, out).view(*shape[:-1], out.shape[-1])
+
+        return pack, unpack
 
     handles = []
-    for block in decoder_layers(lm.model):
-        handles += [block.mlp.register_forward_pre_hook(pack), block.mlp.register_forward_hook(unpack)]
+    blocks = decoder_layers(lm.model)
+    for layer, index in rows.items():
+        pack, unpack = hooks(index)
+        handles += [blocks[layer].mlp.register_forward_pre_hook(pack), blocks[layer].mlp.register_forward_hook(unpack)]
     try:
         yield
     finally:
@@ -204,20 +207,26 @@ def run_layers(
     append: bool = False,
     shared: Mapping[int, tuple[Tensor, Tensor]] | None = None,
     real: Tensor | None = None,
+    read: Tensor | None = None,
 ) -> tuple[Tensor, _KVStore, dict[int, Tensor]]:
     """Run decoder layers `layers` on `hidden` [B, T, H] at `positions` [B|1, T] with `mask`
     [B|1, 1, T, past+T]; return the output, the key/value store, and the hidden states entering
     each layer in `keep`. `mask` None (with no `past`): `shared_prefix_attention`, each row
     attending all of `shared`'s keys/values (batch 1; none: no prefix) and its own tokens causally.
     `real`: the flat positions of the real tokens of right-padded rows (`real_token_index`); the
-    FFNs skip the rest."""
+    FFNs skip the rest. `read`: the flat positions whose output is read after the model's last
+    layer (empty: none, only keys/values are wanted); that layer's FFN skips the rest, which
+    changes no key or value (a layer's keys/values come from its input)."""
     blocks = decoder_layers(lm.model)
     store = _KVStore(past or {}, append=append)
     rotary = lm.model.model.rotary_emb(hidden, positions)
     kept: dict[int, Tensor] = {}
     keep = set(keep)
     extra = {"shared_prefix": shared or {}} if mask is None else {}
-    with _attention(lm, SHARED_PREFIX_ATTENTION if mask is None else None), _real_tokens_only(lm, real):
+    rows = {layer: real for layer in layers} if real is not None else {}
+    if read is not None and len(layers) and layers.stop == len(blocks):
+        rows[layers.stop - 1] = read
+    with _attention(lm, SHARED_PREFIX_ATTENTION if mask is None else None), _ffn_rows(lm, rows):
         for index in layers:
             if index in keep:
                 kept[index] = hidden
@@ -247,6 +256,7 @@ class _Batch:
     ids: Tensor  # [B, T] right-padded dialogue + suffix
     lengths: Tensor  # [B]
     real: Tensor | None  # flat positions of the real tokens (None: no padding)
+    last: Tensor  # flat positions of each row's last real token (the only ones read at the end)
     reference: bool = False  # calibration rows (see `MaskedClassifier.recalibrate`)
     boundary: dict[int, Tensor] = field(default_factory=dict)  # unmodified hidden entering layer k
     continuation_boundary: dict[int, Tensor] = field(default_factory=dict)
@@ -316,7 +326,8 @@ class MaskedClassifier:
                     ids[b, : len(rows[i])] = torch.tensor(rows[i], dtype=torch.long, device=device)
                 lengths = torch.tensor([len(rows[i]) for i in members], dtype=torch.long, device=device)
                 valid = torch.arange(width, device=device).unsqueeze(0) < lengths.unsqueeze(1)
-                self.batches.append(_Batch(members, ids, lengths, real_token_index(valid), reference=first > 0))
+                self.batches.append(_Batch(members, ids, lengths, real_token_index(valid),
+                                             torch.arange(len(members), device=device) * width + lengths - 1, reference=first > 0))
         # Boundary 0 is the embeddings, recomputed for free; generate decodes new tokens through
         # every layer, which needs all layers' keys/values, so it always runs from layer 0.
         self.boundaries = sorted({int(k) for k in boundaries if 0 < int(k) < self.n_layers}) if method == "score" else []
@@ -346,7 +357,8 @@ class MaskedClassifier:
             mask = None  # causal
         else:
             mask = additive_mask(torch.ones(p, p, dtype=torch.bool, device=hidden.device).tril().unsqueeze(0), hidden.dtype)
-        _, store, kept = run_layers(self.lm, hidden, positions, mask, range(start, self.n_layers), keep=keep)
+        _, store, kept = run_layers(self.lm, hidden, positions, mask, range(start, self.n_layers), keep=keep,
+                                    read=positions.new_zeros(0))
         self.layer_tokens += p * (self.n_layers - start)
         return store.new, kept
 
@@ -359,12 +371,13 @@ class MaskedClassifier:
         positions = (p + torch.arange(t, device=device)).unsqueeze(0)
         layers = range(start, self.n_layers)
         if self.shared_attention:
-            out, store, kept = run_layers(self.lm, hidden, positions, None, layers, keep=keep, shared=prefix_kv, real=batch.real)
+            out, store, kept = run_layers(self.lm, hidden, positions, None, layers, keep=keep, shared=prefix_kv, real=batch.real,
+                                          read=batch.last)
         else:
             causal = torch.ones(t, t, dtype=torch.bool, device=device).tril()
             allowed = torch.cat([torch.ones(t, p, dtype=torch.bool, device=device), causal], dim=1).unsqueeze(0)
             out, store, kept = run_layers(self.lm, hidden, positions, additive_mask(allowed, hidden.dtype), layers, past=prefix_kv,
-                                          keep=keep, real=batch.real)
+                                          keep=keep, real=batch.real, read=batch.last)
         self.layer_tokens += b * t * (self.n_layers - start)
         last = out[torch.arange(b, device=device), batch.lengths - 1]
         return last, store.new, kept
