@@ -85,7 +85,7 @@ def bench(lm, label: str, batch_size: int) -> None:
     neurons = synthetic_neurons(n_layers, per_layer, sorted({top_rate, *params.ratios}))
     plan = plan_conditions(neurons, params, top_rate, n_layers)
     groups = unique_masks(plan)
-    test, train = synthetic_split(2, offset=1), synthetic_split(3, offset=0)
+    test, train = synthetic_split(2, offset=1), synthetic_split(5, offset=0)
     shots = draw_shots(train, params.shots, params.seed, params.shot_selection)
     prompt = classification_prompt(lm.tokenizer, shots, params.shot_instruction)
     engine = MaskedClassifier(lm, prompt, test["dialogue"].to_list(), params.method, batch_size=batch_size,
