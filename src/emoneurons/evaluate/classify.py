@@ -335,14 +335,14 @@ class MaskedClassifier:
         self.prepared = False
         self.layer_tokens = 0
         extra = len(self.continuation) if method == "score" else max_new_tokens - 1
-        naive = [self.n_layers * (len(prompt.prefix) + len(r) + extra) for r in rows]
         # A naive run from scratch: the full prompt of every row it needs, through all layers.
+        naive = [len(prompt.prefix) + len(r) + extra for r in rows]
         self.naive_unmodified = sum(naive)
         self.naive_masked = sum(naive) if recalibrate else sum(naive[: self.n])
 
     def naive_tokens(self, masked_runs: int) -> int:
         """Full-model tokens of the unmodified run and `masked_runs` masked runs, each from scratch."""
-        return round((self.naive_unmodified + masked_runs * self.naive_masked) / self.n_layers)
+        return self.naive_unmodified + masked_runs * self.naive_masked
 
     # -- pieces -------------------------------------------------------------------------------
 
@@ -499,7 +499,7 @@ class MaskedClassifier:
         if keep:
             self.prepared = True
         computed = round((self.layer_tokens - before) / self.n_layers)
-        naive = round((self.naive_unmodified if unmodified else self.naive_masked) / self.n_layers)
+        naive = self.naive_unmodified if unmodified else self.naive_masked
         if self.method == "score":
             scores = torch.full((self.n_rows, len(EMOTIONS)), float("nan"))
             if on_device:

@@ -218,8 +218,9 @@ def evaluate_masking(
     above = clearly_above_chance(tuple(base["ci95"]["overall"]), chance)
     evaluation = {
         "model": lm.name, "method": eval_params.method, "shots": eval_params.shots,
-        "shot_selection": eval_params.shot_selection, "shot_instruction": eval_params.shot_instruction, "label_format": eval_params.label_format,
-        "calibrate": eval_params.calibrate, "recalibrate": eval_params.recalibrate, "n_test": len(labels),
+        "shot_selection": eval_params.shot_selection, "shot_instruction": eval_params.shot_instruction,
+        "label_format": eval_params.label_format, "calibrate": eval_params.calibrate,
+        "recalibrate": eval_params.recalibrate, "n_test": len(labels),
         "chance": round(chance, 4), "n_per_emotion": {e: int(n_per[i]) for i, e in enumerate(EMOTIONS)},
         "baseline_above_chance": above, "tokens": {"computed": int(computed), "naive": int(naive)},
         "conditions": [condition.record() | results[condition.id] for condition in plan],
