@@ -2,7 +2,8 @@
 
 A neuron u = (layer, index) is active on a token when gate_proj(x) > 0 (`gate`, LAPE's
 act_fn(gate) > 0: SiLU and GELU are positive exactly where their input is) or when
-act_fn(gate_proj(x)) * up_proj(x) > 0 (`product`, the input of down_proj).
+act_fn(gate_proj(x)) * up_proj(x) > 0 (`product`, the input of down_proj). Phi-3 computes gate
+and up as one fused gate_up_proj, the gate its first half (neurons/architecture.py).
 
 Which tokens count: each dialogue is fed as prefix + dialogue tokens, and only the dialogue's
 own tokens are counted (T_e counts exactly the same tokens):
@@ -30,6 +31,7 @@ from transformers import PreTrainedTokenizerBase
 
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.evaluate.prompts import classification_prompt
+from emoneurons.neurons.architecture import GatedFFN
 from emoneurons.neurons.masking import ffn_modules
 from emoneurons.neurons.model import LoadedModel
 
@@ -205,14 +207,15 @@ def _accumulate(counts: torch.Tensor, values: torch.Tensor, current: _BatchOnDev
     counts += torch.mm(weights, active).to(torch.int64)
 
 
-def _hook_layers(mlps: Sequence[nn.Module], counts: Sequence[torch.Tensor], activation: Activation, current: _BatchOnDevices) -> list:
+def _hook_layers(mlps: Sequence[GatedFFN], counts: Sequence[torch.Tensor], activation: Activation, current: _BatchOnDevices) -> list:
     handles = []
     for mlp, layer_counts in zip(mlps, counts):
         if activation == "gate":
-            def on_gate(module: nn.Module, args: tuple, output: torch.Tensor, layer_counts: torch.Tensor = layer_counts) -> None:
-                _accumulate(layer_counts, output, current)
+            def on_gate(module: nn.Module, args: tuple, output: torch.Tensor, layer_counts: torch.Tensor = layer_counts,
+                        mlp: GatedFFN = mlp) -> None:
+                _accumulate(layer_counts, mlp.gate_of(output), current)
 
-            handles.append(mlp.gate_proj.register_forward_hook(on_gate))
+            handles.append(mlp.gate_source.register_forward_hook(on_gate))
         else:
             # down_proj's input is act_fn(gate_proj(x)) * up_proj(x): the product, already computed.
             def on_product(module: nn.Module, args: tuple, layer_counts: torch.Tensor = layer_counts) -> None:
@@ -222,11 +225,11 @@ def _hook_layers(mlps: Sequence[nn.Module], counts: Sequence[torch.Tensor], acti
     return handles
 
 
-def _layer_counters(mlps: Sequence[nn.Module]) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+def _layer_counters(mlps: Sequence[GatedFFN]) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
     """One [L, 6, N] int64 tensor on the model's device (or one [6, N] per layer when layers
     are spread over devices), and its per-layer views."""
-    devices = [mlp.gate_proj.weight.device for mlp in mlps]
-    n = mlps[0].gate_proj.out_features
+    devices = [mlp.down_proj.weight.device for mlp in mlps]
+    n = mlps[0].n_neurons
     if len(set(devices)) == 1:
         whole = torch.zeros((len(mlps), len(EMOTIONS), n), dtype=torch.int64, device=devices[0])
         return whole, list(whole.unbind(0))

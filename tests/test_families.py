@@ -1,0 +1,156 @@
+"""Every family the README names, through count, masking and the mask-eval engine, each against a
+naive reference built from the model's own forward: tiny random models built in-process (no
+download), the in-process tokenizer of conftest.py."""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+import torch
+
+from emoneurons.emotions import EMOTIONS
+from emoneurons.evaluate.classify import MaskedClassifier
+from emoneurons.evaluate.prompts import classification_prompt, dialogue_ids, label_ids
+from emoneurons.neurons.architecture import FAMILIES, UnsupportedModelError, gated_ffns
+from emoneurons.neurons.counting import activation_counts
+from emoneurons.neurons.masking import mask_neurons
+from emoneurons.neurons.model import LoadedModel
+
+DIALOGUES = [
+    "A: I can't believe this happened!\nB: Oh no, that is terrible.",
+    "A: What a wonderful day.",
+    "A: That smell is revolting.\nB: I'm scared of the dark.\nA: I miss her so much.",
+]
+LABELS = ["anger", "happiness", "disgust"]
+SHOTS = [("A: What a wonderful day.", "happiness")]
+LAYERS, HIDDEN, FFN = 3, 32, 48
+
+
+def _config(family: str, vocab: int, pad: int, **overrides):
+    import transformers
+
+    common = dict(vocab_size=vocab, hidden_size=HIDDEN, intermediate_size=FFN, num_hidden_layers=LAYERS,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, pad_token_id=pad,
+                  bos_token_id=None, eos_token_id=None, initializer_range=0.2)
+    # Family-specific parts that the engine must honour, set so that getting them wrong shows:
+    # Gemma 2's soft-capping of attention and final logits, Gemma 3's local and global rotary
+    # embeddings (different bases) on alternating sliding and full layers, Phi-3's fused FFN.
+    extra = {
+        "llama": ("LlamaConfig", {}),
+        "mistral": ("MistralConfig", {"sliding_window": 512}),
+        "qwen2": ("Qwen2Config", {}),
+        "qwen3": ("Qwen3Config", {"head_dim": 8}),
+        "gemma2": ("Gemma2Config", {"head_dim": 8, "query_pre_attn_scalar": 8, "attn_logit_softcapping": 1.0,
+                                    "final_logit_softcapping": 1.0, "sliding_window": 512}),
+        "gemma3_text": ("Gemma3TextConfig", {"head_dim": 8, "query_pre_attn_scalar": 8, "sliding_window": 512,
+                                             "layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
+                                             "rope_parameters": {"sliding_attention": {"rope_type": "default", "rope_theta": 10.0},
+                                                                 "full_attention": {"rope_type": "default", "rope_theta": 10000.0}}}),
+        "phi3": ("Phi3Config", {}),
+    }
+    name, options = extra[family]
+    return getattr(transformers, name)(**(common | options | overrides))
+
+
+def build_family(tokenizer, family: str, seed: int = 0, **overrides) -> LoadedModel:
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    config = _config(family, len(tokenizer), tokenizer.pad_token_id, **overrides)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    model.requires_grad_(False)
+    return LoadedModel(model=model, tokenizer=tokenizer, name=f"tiny-random-{family}")
+
+
+@pytest.fixture(scope="module", params=sorted(FAMILIES))
+def family_lm(request, tiny_tokenizer):
+    return build_family(tiny_tokenizer, request.param)
+
+
+def _gate_and_product(mlp, x):
+    """The FFN's gate pre-activation and down_proj input, written out per family here (not the adapter)."""
+    if hasattr(mlp, "gate_up_proj"):  # Phi-3: gate first, then up
+        gate, up = mlp.gate_up_proj(x).chunk(2, dim=-1)
+        return gate, mlp.activation_fn(gate) * up
+    gate = mlp.gate_proj(x)
+    return gate, mlp.act_fn(gate) * mlp.up_proj(x)
+
+
+def naive_counts(lm, prompt, activation):
+    """One dialogue at a time, no padding, prefix of the classification prompt, its tokens counted."""
+    layers = lm.model.model.layers
+    f = torch.zeros(len(layers), FFN, len(EMOTIONS), dtype=torch.int64)
+    T = torch.zeros(len(EMOTIONS), dtype=torch.int64)
+    captured = {}
+    handles = [layer.mlp.register_forward_pre_hook(lambda m, args, i=i: captured.__setitem__(i, args[0])) for i, layer in enumerate(layers)]
+    try:
+        for dialogue, emotion in zip(DIALOGUES, LABELS):
+            own = dialogue_ids(lm.tokenizer, dialogue)
+            lm.model(torch.tensor([prompt.ids(own)]))
+            counted = range(len(prompt.prefix), len(prompt.prefix) + len(own))
+            e = EMOTIONS.index(emotion)
+            for i, layer in enumerate(layers):
+                gate, product = _gate_and_product(layer.mlp, captured[i][0])
+                values = gate if activation == "gate" else product
+                f[i, :, e] += (values[list(counted)] > 0).sum(0)
+            T[e] += len(counted)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return f, T
+
+
+def brute_force_scores(lm, prompt, dialogues):
+    """Each label's summed log-likelihood from one full forward of the model per (dialogue, label)."""
+    rows = []
+    for dialogue in dialogues:
+        context = prompt.ids(dialogue_ids(lm.tokenizer, dialogue))
+        row = []
+        for label in label_ids(lm.tokenizer):
+            logprobs = torch.log_softmax(lm.model(torch.tensor([context + label])).logits[0].float(), -1)
+            row.append(sum(float(logprobs[len(context) - 1 + t, tok]) for t, tok in enumerate(label)))
+        rows.append(row)
+    return torch.tensor(rows)
+
+
+@torch.inference_mode()
+def test_counts_equal_naive_reference(family_lm):
+    prompt = classification_prompt(family_lm.tokenizer)
+    for activation in ("gate", "product"):
+        f, T = activation_counts(family_lm, DIALOGUES, LABELS, text="prompt", activation=activation, batch_size=3, max_padding=1.0)
+        f_ref, T_ref = naive_counts(family_lm, prompt, activation)
+        assert torch.equal(T, T_ref) and torch.equal(f, f_ref), activation
+        assert 0 < int(f.sum()) < int(T.sum()) * LAYERS * FFN
+
+
+@torch.inference_mode()
+def test_masking_equals_zeroed_down_proj_columns(family_lm):
+    neurons = {0: torch.tensor([0, 5, 9]), 2: torch.tensor([2, FFN - 1])}
+    ids = torch.tensor([family_lm.tokenizer.encode(DIALOGUES[0])])
+    with mask_neurons(family_lm.model, neurons):
+        hooked = family_lm.model(ids).logits
+    zeroed = copy.deepcopy(family_lm.model)
+    for layer, index in neurons.items():
+        zeroed.model.layers[layer].mlp.down_proj.weight[:, index] = 0.0
+    torch.testing.assert_close(hooked, zeroed(ids).logits, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(hooked, family_lm.model(ids).logits, atol=1e-4)
+
+
+@torch.inference_mode()
+def test_engine_equals_model_forward_masked_and_unmodified(family_lm):
+    prompt = classification_prompt(family_lm.tokenizer, SHOTS)
+    top = {2: torch.tensor([1, 7, 30])}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # every family here runs the layered engine, no fallback
+        engine = MaskedClassifier(family_lm, prompt, DIALOGUES, "score", batch_size=2, boundaries=[2])
+    assert engine.engine == "layered"
+    unmodified = engine.classify()
+    reused = engine.classify(top)
+    torch.testing.assert_close(unmodified.scores, brute_force_scores(family_lm, prompt, DIALOGUES), atol=1e-4, rtol=1e-4)
+    with mask_neurons(family_lm.model, top):
+        expected = brute_force_scores(family_lm, prompt, DIALOGUES)
+    torch.testing.assert_close(reused.scores, expected, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(reused.scores, unmodified.scores, atol=1e-3)
+    assert reused.tokens_computed < unmodified.tokens_computed  # layers 0-1 reused
