@@ -39,7 +39,7 @@ def main(
 
             backend = make_chat_backend(
                 augment.backend, openai=augment.openai, hf=augment.hf, model=settings.model,
-                cache_dir=cache, seed=augment.seed,
+                cache_dir=cache, seed=augment.seed, prompt_format=settings.eval.prompt_format,
             )
             propose = llm_proposer(backend, augment.seed)
         table, stats = augment_topics(topics, augment.n_seed, augment.rounds, propose, augment.max_retries, source=str(seeds))

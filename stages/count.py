@@ -16,6 +16,7 @@ from emoneurons.neurons.counting import activation_counts
 from emoneurons.neurons.masking import UnsupportedModelError
 from emoneurons.neurons.model import load_model
 from emoneurons.params import ParamsError, load_params
+from emoneurons.prompt_format import resolve_prompt_format
 
 
 def train_dialogues(path: Path) -> tuple[list[str], list[str]]:
@@ -49,16 +50,22 @@ def main(
         f, T = activation_counts(
             lm, dialogues, emotions, positions=count.positions, text=count.text, activation=count.activation,
             batch_size=model_params.batch_size, max_length=model_params.max_length, desc="count",
+            prompt_format=settings.eval.prompt_format,
         )
         check_counts(f, T)
-    except (ParamsError, DataError, UnsupportedModelError) as error:
+    except (ParamsError, DataError) as error:
         print(error, file=sys.stderr)
+        raise typer.Exit(1) from None
+    except UnsupportedModelError as error:
+        print(f"{params}: model.id {settings.model.id!r}: {error}", file=sys.stderr)
         raise typer.Exit(1) from None
     meta = {
         "model": lm.name,
         "activation": count.activation,
         "positions": count.positions,
         "text": count.text,
+        # Which format the counted prompt had (text: prompt only; the bare dialogue has none).
+        **({"prompt_format": resolve_prompt_format(lm.tokenizer, settings.eval.prompt_format)} if count.text == "prompt" else {}),
         "dialogues": {e: emotions.count(e) for e in EMOTIONS},
         "tokens": dict(zip(EMOTIONS, T.tolist())),
         "layers": f.shape[0],

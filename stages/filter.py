@@ -50,7 +50,7 @@ def main(
             for column in ("dialogue", "theme"):
                 if column not in df.columns:
                     raise DataError(f"{dialogues}: no column {column!r} (has {', '.join(df.columns) or 'none'})")
-            judges = make_judges(options, settings.model, cache)
+            judges = make_judges(options, settings.model, cache, settings.eval.prompt_format)
             texts = df["dialogue"].to_list()
             seconds = {}
             labels = {}

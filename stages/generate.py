@@ -45,7 +45,7 @@ def main(
 
             backend = make_chat_backend(
                 generate.backend, openai=generate.openai, hf=generate.hf, model=settings.model,
-                cache_dir=cache, seed=generate.seed,
+                cache_dir=cache, seed=generate.seed, prompt_format=settings.eval.prompt_format,
             )
             df, stats = llm_dialogues(names, generate.emotions, generate.per_pair, backend, generate.max_retries)
             if df.height == 0:

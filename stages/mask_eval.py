@@ -12,6 +12,7 @@ from emoneurons.atomic import write_json
 from emoneurons.data.io import DataError, read_json, read_table
 from emoneurons.evaluate.conditions import PlanError
 from emoneurons.evaluate.masking_eval import EvalDataError, evaluate_masking
+from emoneurons.neurons.architecture import UnsupportedModelError
 from emoneurons.params import ParamsError, load_params
 
 
@@ -33,6 +34,9 @@ def main(
         )
     except (ParamsError, DataError, PlanError, EvalDataError) as error:
         print(error, file=sys.stderr)
+        raise typer.Exit(1) from None
+    except UnsupportedModelError as error:
+        print(f"{params}: model.id {settings.model.id!r}: {error}", file=sys.stderr)
         raise typer.Exit(1) from None
     write_json(out / "eval.json", evaluation)
     write_json(out / "headline.json", headline)

@@ -154,3 +154,86 @@ def test_engine_equals_model_forward_masked_and_unmodified(family_lm):
     torch.testing.assert_close(reused.scores, expected, atol=1e-4, rtol=1e-4)
     assert not torch.allclose(reused.scores, unmodified.scores, atol=1e-3)
     assert reused.tokens_computed < unmodified.tokens_computed  # layers 0-1 reused
+
+
+def _gemma1(tokenizer) -> LoadedModel:
+    """Gemma (1): a gated FFN, but not a family the engine is tested on."""
+    from transformers import GemmaConfig, GemmaForCausalLM
+
+    torch.manual_seed(0)
+    config = GemmaConfig(vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=FFN, num_hidden_layers=LAYERS,
+                         num_attention_heads=4, num_key_value_heads=2, head_dim=8, pad_token_id=tokenizer.pad_token_id,
+                         bos_token_id=None, eos_token_id=None, initializer_range=0.2)
+    model = GemmaForCausalLM(config).eval()
+    model.requires_grad_(False)
+    return LoadedModel(model=model, tokenizer=tokenizer, name="tiny-random-gemma")
+
+
+@pytest.mark.parametrize("case", ["gemma3_window_8", "gemma1"])
+@torch.inference_mode()
+def test_a_model_the_engine_cannot_serve_takes_the_exact_plain_path_and_says_so_once(tiny_tokenizer, case):
+    if case == "gemma1":
+        lm, reason = _gemma1(tiny_tokenizer), "not one of the families"
+    else:  # every prompt is longer than the local layers' window: their attention really slides
+        lm, reason = build_family(tiny_tokenizer, "gemma3_text", sliding_window=8), r"sliding attention window \(8\)"
+    prompt = classification_prompt(lm.tokenizer, SHOTS)
+    top = {2: torch.tensor([1, 7, 30])}
+    with pytest.warns(UserWarning, match=reason) as said:
+        engine = MaskedClassifier(lm, prompt, DIALOGUES, "score", batch_size=2, boundaries=[2])
+        unmodified, masked = engine.classify(), engine.classify(top)
+    assert len(said) == 1 and "exact, slower" in str(said[0].message)
+    assert engine.engine == "plain"
+    torch.testing.assert_close(unmodified.scores, brute_force_scores(lm, prompt, DIALOGUES), atol=1e-4, rtol=1e-4)
+    with mask_neurons(lm.model, top):
+        expected = brute_force_scores(lm, prompt, DIALOGUES)
+    torch.testing.assert_close(masked.scores, expected, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(masked.scores, unmodified.scores, atol=1e-3)
+    assert masked.tokens_computed == unmodified.tokens_computed  # no layer reuse on the plain path
+
+
+def test_gemma3_window_changes_the_scores_so_the_fallback_is_needed(tiny_tokenizer):
+    """The same weights with a window wider than every prompt: the layered engine runs, and its
+    scores differ from the sliding model's, so ignoring the window would have been wrong."""
+    prompt = classification_prompt(tiny_tokenizer, SHOTS)
+    wide, narrow = (build_family(tiny_tokenizer, "gemma3_text", sliding_window=w) for w in (512, 8))
+    assert torch.equal(wide.model.lm_head.weight, narrow.model.lm_head.weight)
+    with torch.inference_mode():
+        layered = MaskedClassifier(wide, prompt, DIALOGUES, "score", batch_size=2)
+        assert layered.engine == "layered"
+        assert not torch.allclose(layered.classify().scores, brute_force_scores(narrow, prompt, DIALOGUES), atol=1e-3)
+
+
+def test_model_without_gated_ffn_is_one_line_naming_what_is_allowed():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=16, n_head=2, vocab_size=50, n_positions=32))
+    with pytest.raises(UnsupportedModelError) as info:
+        gated_ffns(model)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("GPT2LMHeadModel: ")
+    assert "allowed: Llama (SmolLM), Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3, Phi-3" in message
+
+
+def test_count_stage_names_model_id_for_a_model_without_gated_ffn(tmp_path, tiny_tokenizer):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import polars as pl
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=len(tiny_tokenizer), n_positions=64, bos_token_id=None, eos_token_id=None)
+    GPT2LMHeadModel(config).save_pretrained(tmp_path / "gpt2")
+    tiny_tokenizer.save_pretrained(tmp_path / "gpt2")
+    (tmp_path / "data" / "split").mkdir(parents=True)
+    pl.DataFrame({"theme": list(EMOTIONS), "dialogue": [f"A: {e}." for e in EMOTIONS]}).write_parquet(tmp_path / "data/split/train.parquet")
+    (tmp_path / "params.yaml").write_text(f"model:\n  id: {tmp_path / 'gpt2'}\n")
+    script = Path(__file__).resolve().parents[1] / "stages" / "count.py"
+    result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    # transformers' own loading progress may come first; the stage's error is one line, no traceback.
+    last = result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr and result.stderr.count("model.id") == 1, result.stderr
+    assert last.startswith(f"params.yaml: model.id '{tmp_path / 'gpt2'}': GPT2LMHeadModel: ")
+    assert "allowed: Llama (SmolLM)" in last
+    assert not (tmp_path / "data" / "counts").exists()

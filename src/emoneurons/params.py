@@ -187,6 +187,10 @@ class EvalParams(_Strict):
     control_draws: Count = 1
     bootstrap: Count = 1000
     max_new_tokens: Positive = 8
+    # How prompts are rendered, by count (text: prompt), mask-eval, the hf judges and the hf chat
+    # backend: chat (the tokenizer's chat template) | plain (`role: content` lines, for base models
+    # without a template; prompt_format.py) | auto (chat when the tokenizer has a template, else plain)
+    prompt_format: Literal["chat", "plain", "auto"] = "auto"
 
     @model_validator(mode="after")
     def _calibration_needs_scores(self) -> EvalParams:

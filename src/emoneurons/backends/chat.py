@@ -138,8 +138,10 @@ def make_chat_backend(
     model: ModelParams | None = None,
     cache_dir: Path,
     seed: int = 0,
+    prompt_format: str = "auto",
 ) -> ChatBackend:
-    """The backend of `kind`: openai needs `openai`; hf needs `hf` and `model` (loaded here).
+    """The backend of `kind`: openai needs `openai`; hf needs `hf` and `model` (loaded here) and
+    renders prompts in `prompt_format` (eval.prompt_format: chat | plain | auto).
     `seed` seeds hf sampling (request k samples with seed + k); openai sends no seed, since many
     compatible servers ignore or reject it, so its answers differ per `sample` index only."""
     if kind == "openai":
@@ -154,5 +156,5 @@ def make_chat_backend(
         from emoneurons.backends.hf_generate import HFChatBackend
         from emoneurons.neurons.model import load_model
 
-        return HFChatBackend(load_model(model), hf, Path(cache_dir), seed=seed, batch_size=model.batch_size)
+        return HFChatBackend(load_model(model), hf, Path(cache_dir), seed=seed, batch_size=model.batch_size, prompt_format=prompt_format)
     raise ValueError(f"unknown chat backend {kind!r}; allowed: openai, hf")

@@ -16,25 +16,29 @@ from emoneurons.backends.cache import ResponseCache, cache_key, request_fields
 from emoneurons.backends.chat import ChatProgress, ChatRequest, Usage, fill_from_cache
 from emoneurons.neurons.model import LoadedModel
 from emoneurons.params import HFGenerationParams
+from emoneurons.prompt_format import render_plain, resolve_prompt_format
 
 _SORT_WINDOW = 8  # batches' worth of requests sorted by length together, to cut padding
 
 
-def render_chat(tokenizer: PreTrainedTokenizerBase, messages: tuple[tuple[str, str], ...]) -> str:
-    """The prompt text: the tokenizer's chat template with the assistant turn opened; a tokenizer
-    without a template (a base model) gets plain `role: content` lines ending in `assistant:`."""
-    if getattr(tokenizer, "chat_template", None):
+def render_chat(tokenizer: PreTrainedTokenizerBase, messages: tuple[tuple[str, str], ...], prompt_format: str = "auto") -> str:
+    """The prompt text: the tokenizer's chat template with the assistant turn opened, or (plain;
+    auto without a template, a base model) plain `role: content` lines ending in `assistant:`."""
+    if resolve_prompt_format(tokenizer, prompt_format) == "chat":
         turns = [{"role": role, "content": content} for role, content in messages]
         return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
-    return "".join(f"{role}: {content}\n" for role, content in messages) + "assistant:"
+    return render_plain(messages)
 
 
-def sampling_fields(params: HFGenerationParams, seed: int, dtype: torch.dtype) -> dict[str, Any]:
-    """What decides an answer besides model and prompt (cache key). Greedy ignores top_p and seed,
-    so those are left out of a greedy key and changing them reuses greedy answers."""
+def sampling_fields(params: HFGenerationParams, seed: int, dtype: torch.dtype, prompt_format: str = "chat") -> dict[str, Any]:
+    """What decides an answer besides model and messages (cache key). Greedy ignores top_p and seed,
+    so those are left out of a greedy key and changing them reuses greedy answers. The resolved
+    prompt format enters the key only when plain, so chat-template answers keep their old keys."""
     fields: dict[str, Any] = {"temperature": params.temperature, "max_new_tokens": params.max_new_tokens, "dtype": str(dtype).removeprefix("torch.")}
     if params.temperature > 0:
         fields.update(top_p=params.top_p, seed=seed)
+    if prompt_format == "plain":
+        fields["prompt_format"] = "plain"
     return fields
 
 
@@ -107,15 +111,18 @@ class HFChatBackend:
         seed: int = 0,
         batch_size: int = 16,
         progress: bool = True,
+        prompt_format: str = "auto",
     ) -> None:
+        """`prompt_format`: chat | plain | auto (eval.prompt_format, prompt_format.py)."""
         self.loaded = loaded
+        self.prompt_format = resolve_prompt_format(loaded.tokenizer, prompt_format)
         self.params = params
         self.model = loaded.name
         self.usage = Usage()
         self.cache = ResponseCache(cache_dir)
         self.seed = seed
         self.batch_size = batch_size
-        self._sampling = sampling_fields(params, seed, loaded.model.dtype)
+        self._sampling = sampling_fields(params, seed, loaded.model.dtype, self.prompt_format)
         self._eos_ids = eos_token_ids(loaded)
         self._progress = progress
 
@@ -132,7 +139,7 @@ class HFChatBackend:
             misses = fill_from_cache(requests, results, self.cache, self.request_fields, self.usage, progress)
             window = self.batch_size * _SORT_WINDOW
             for start in range(0, len(misses), window):
-                prompts = {i: render_chat(self.loaded.tokenizer, requests[i].messages) for i in misses[start : start + window]}
+                prompts = {i: render_chat(self.loaded.tokenizer, requests[i].messages, self.prompt_format) for i in misses[start : start + window]}
                 by_length = sorted(prompts, key=lambda i: len(prompts[i]))
                 for first in range(0, len(by_length), self.batch_size):
                     batch = by_length[first : first + self.batch_size]
@@ -154,7 +161,7 @@ class HFChatBackend:
         with left_padding(tokenizer):
             # A chat template writes its own BOS; plain text needs the tokenizer's.
             inputs = tokenizer(
-                list(prompts), return_tensors="pt", padding=True, add_special_tokens=not getattr(tokenizer, "chat_template", None)
+                list(prompts), return_tensors="pt", padding=True, add_special_tokens=self.prompt_format == "plain"
             ).to(self.loaded.device)
         config = GenerationConfig(
             max_new_tokens=self.params.max_new_tokens,

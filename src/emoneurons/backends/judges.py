@@ -54,15 +54,17 @@ def relabel_invalid(
 class HFJudge:
     """Classifies with a loaded model (shared between hf judges) and the labelling prompt."""
 
-    def __init__(self, name: str, lm: LoadedModel, method: Literal["score", "generate"], batch_size: int) -> None:
+    def __init__(self, name: str, lm: LoadedModel, method: Literal["score", "generate"], batch_size: int,
+                 prompt_format: str = "auto") -> None:
         self.name, self.lm, self.method, self.batch_size = name, lm, method, batch_size
+        self.prompt_format = prompt_format
         self.reasked = 0
 
     def _classify(self, dialogues: Sequence[str], retry: bool) -> list[str | None]:
         from emoneurons.evaluate.classify import classify
         from emoneurons.evaluate.prompts import labelling_prompt
 
-        prompt = labelling_prompt(self.lm.tokenizer, retry=retry)
+        prompt = labelling_prompt(self.lm.tokenizer, retry=retry, prompt_format=self.prompt_format)
         desc = f"judge {self.name}" + (" (retry prompt)" if retry else "")
         return classify(self.lm, prompt, dialogues, self.method, batch_size=self.batch_size, desc=desc).predicted
 
@@ -95,8 +97,9 @@ class ChatJudge:
         return labels
 
 
-def make_judges(filter_params: FilterParams, model_params: ModelParams, cache_dir: Path) -> list[Judge]:
-    """The judges named in params, in order; hf judges share one loaded model."""
+def make_judges(filter_params: FilterParams, model_params: ModelParams, cache_dir: Path, prompt_format: str = "auto") -> list[Judge]:
+    """The judges named in params, in order; hf judges share one loaded model and prompt in
+    `prompt_format` (eval.prompt_format)."""
     judges: list[Judge] = []
     lm = None
     for spec in filter_params.judges:
@@ -107,7 +110,10 @@ def make_judges(filter_params: FilterParams, model_params: ModelParams, cache_di
                 from emoneurons.neurons.model import load_model
 
                 lm = load_model(model_params)
-            judges.append(HFJudge(spec.name, lm, spec.method, model_params.batch_size))
+                from emoneurons.prompt_format import resolve_prompt_format
+
+                resolve_prompt_format(lm.tokenizer, prompt_format)  # a format the tokenizer lacks: before any judging
+            judges.append(HFJudge(spec.name, lm, spec.method, model_params.batch_size, prompt_format))
         elif spec.backend == "openai":
             from emoneurons.backends.chat import make_chat_backend
 

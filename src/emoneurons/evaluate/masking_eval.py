@@ -22,6 +22,7 @@ from emoneurons.evaluate.prompts import CONTENT_FREE_DIALOGUE, classification_pr
 from emoneurons.neurons.masking import decoder_layers
 from emoneurons.neurons.model import LoadedModel
 from emoneurons.params import EvalParams
+from emoneurons.prompt_format import resolve_prompt_format
 
 
 class EvalDataError(ValueError):
@@ -184,7 +185,8 @@ def evaluate_masking(
     n_layers = len(decoder_layers(lm.model))
     plan = plan_conditions(neurons_json, eval_params, top_rate, n_layers)
     shots = draw_shots(train_df, eval_params.shots, eval_params.seed, eval_params.shot_selection)
-    prompt = classification_prompt(lm.tokenizer, shots, eval_params.shot_instruction)
+    prompt_format = resolve_prompt_format(lm.tokenizer, eval_params.prompt_format)
+    prompt = classification_prompt(lm.tokenizer, shots, eval_params.shot_instruction, prompt_format)
     groups = unique_masks(plan)
     engine = MaskedClassifier(
         lm, prompt, test_df["dialogue"].to_list(), eval_params.method, batch_size=batch_size,
@@ -220,7 +222,7 @@ def evaluate_masking(
         "model": lm.name, "method": eval_params.method, "shots": eval_params.shots,
         "shot_selection": eval_params.shot_selection, "shot_instruction": eval_params.shot_instruction,
         "label_format": eval_params.label_format, "calibrate": eval_params.calibrate,
-        "recalibrate": eval_params.recalibrate, "n_test": len(labels),
+        "recalibrate": eval_params.recalibrate, "prompt_format": prompt_format, "engine": engine.engine, "n_test": len(labels),
         "chance": round(chance, 4), "n_per_emotion": {e: int(n_per[i]) for i, e in enumerate(EMOTIONS)},
         "baseline_above_chance": above, "tokens": {"computed": int(computed), "naive": int(naive)},
         "conditions": [condition.record() | results[condition.id] for condition in plan],

@@ -34,6 +34,7 @@ from emoneurons.evaluate.prompts import classification_prompt
 from emoneurons.neurons.architecture import GatedFFN
 from emoneurons.neurons.masking import ffn_modules
 from emoneurons.neurons.model import LoadedModel
+from emoneurons.prompt_format import added_special_prefix
 
 Positions = Literal["all", "last"]
 Text = Literal["dialogue", "prompt"]
@@ -53,17 +54,6 @@ class CountedText:
     emotion: int
 
 
-def added_special_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """The tokens the tokenizer puts before a text's own tokens (BOS, or nothing)."""
-    probe = "A: hello there"
-    own = tokenizer.encode(probe, add_special_tokens=False)
-    full = tokenizer.encode(probe, add_special_tokens=True)
-    for start in range(len(full) - len(own) + 1):
-        if full[start : start + len(own)] == own:
-            return full[:start]
-    raise ValueError(f"{type(tokenizer).__name__}: special tokens change how text is tokenized; cannot tell the dialogue's own tokens")
-
-
 def counting_inputs(
     tokenizer: PreTrainedTokenizerBase,
     dialogues: Sequence[str],
@@ -72,8 +62,10 @@ def counting_inputs(
     text: Text,
     positions: Positions,
     max_length: int,
+    prompt_format: str = "auto",
 ) -> tuple[list[CountedText], int]:
-    """Each dialogue as CountedText (truncated to max_length tokens in all), and how many were truncated."""
+    """Each dialogue as CountedText (truncated to max_length tokens in all), and how many were truncated.
+    `prompt_format` (text=prompt): the classification prompt's format (prompt_format.py)."""
     if len(dialogues) != len(emotions):
         raise ValueError(f"{len(dialogues)} dialogues but {len(emotions)} emotions")
     unknown = sorted({e for e in emotions if e not in EMOTION_INDEX})
@@ -82,7 +74,10 @@ def counting_inputs(
     if text not in ("dialogue", "prompt") or positions not in ("all", "last"):
         raise ValueError(f"text {text!r} / positions {positions!r}: allowed: dialogue|prompt, all|last")
     # The same prefix for every dialogue: the prompt's, or the tokenizer's BOS (constant).
-    prefix = list(classification_prompt(tokenizer).prefix) if text == "prompt" else added_special_prefix(tokenizer)
+    if text == "prompt":
+        prefix = list(classification_prompt(tokenizer, prompt_format=prompt_format).prefix)
+    else:
+        prefix = added_special_prefix(tokenizer)
     # One batched call, the same tokens as prompts.dialogue_ids gives one dialogue at a time.
     encoded = tokenizer(list(dialogues), add_special_tokens=False)["input_ids"] if len(dialogues) else []
     items, truncated = [], 0
@@ -248,6 +243,7 @@ def activation_counts(
     max_length: int = 1024,
     max_padding: float = 0.1,
     desc: str = "",
+    prompt_format: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """f int64 [layers, neurons, 6] (active counted tokens per emotion) and T int64 [6] (counted tokens)."""
     if activation not in ("gate", "product"):
@@ -255,7 +251,7 @@ def activation_counts(
     mlps = ffn_modules(lm.model)  # UnsupportedModelError before any work
     tokenizer = lm.tokenizer
     items, truncated = counting_inputs(
-        tokenizer, dialogues, emotions, text=text, positions=positions, max_length=max_length
+        tokenizer, dialogues, emotions, text=text, positions=positions, max_length=max_length, prompt_format=prompt_format
     )
     if truncated:
         warnings.warn(f"{truncated} of {len(dialogues)} dialogues truncated to max_length={max_length} tokens", stacklevel=2)

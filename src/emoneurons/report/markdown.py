@@ -279,6 +279,9 @@ def _baseline_section(run: RunMetrics) -> list[Block]:
         + (" as user/assistant turns, the first with the paper's user prompt around its dialogue and the rest as bare dialogues"
            if shots and ev.get("shot_instruction") == "first" else "")
         + (f"; labels scored as `{ev.get('label_format')}` words" if ev.get("method") == "score" and ev.get("label_format") else "")
+        + ({"chat": "; prompts in the model's chat template",
+            "plain": "; prompts in the plain `role: content` format (the tokenizer has no chat template, or `eval.prompt_format: plain`)"}
+           .get(str(ev.get("prompt_format")), ""))
         + ({"content_free": "; label probabilities calibrated by those of a content-free dialogue",
             "train_prior": "; label probabilities divided by their mean over a few train dialogues, "
                            "never test dialogues"}.get(str(ev.get("calibrate")), ""))
