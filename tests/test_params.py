@@ -35,6 +35,7 @@ def test_repo_params_are_valid():
         ({"count": {"positions": "first"}}, "count.positions", "'all' or 'last'"),
         ({"model": {"batch_size": 0}}, "model.batch_size", "greater than 0"),
         ({"selct": {"top_rate": 0.01}}, "selct", "unknown key"),
+        ({"eval": {"prompt_format": "xml"}}, "eval.prompt_format", "'chat', 'plain' or 'auto'"),
     ],
 )
 def test_bad_values_fail_in_one_line_naming_the_key(raw, key, allowed):
