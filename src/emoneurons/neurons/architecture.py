@@ -105,9 +105,9 @@ class DecoderAdapter:
         config = model.config
         self.family = FAMILIES.get(getattr(config, "model_type", ""))
         self.layer_types: list[str] | None = getattr(config, "layer_types", None)
-        rotary = model.model.rotary_emb
+        rotary = getattr(model.model, "rotary_emb", None)
         # Gemma 3: one rotary embedding per layer type (local and global), chosen by name.
-        self._per_type_rotary = "layer_type" in inspect.signature(rotary.forward).parameters
+        self._per_type_rotary = rotary is not None and "layer_type" in inspect.signature(rotary.forward).parameters
         self.attention_softcap = getattr(config, "attn_logit_softcapping", None)
         self.final_softcap = getattr(config, "final_logit_softcapping", None)
 
@@ -126,6 +126,8 @@ class DecoderAdapter:
         if self.family is None:
             return (f"{type(self.model).__name__} (model_type {self.model.config.model_type!r}) is not one of the families "
                     f"the engine is tested on ({', '.join(FAMILIES.values())})")
+        if getattr(self.model.model, "rotary_emb", None) is None:
+            return f"{type(self.model).__name__} has no model.model.rotary_emb"
         if getattr(self.model.config, "use_bidirectional_attention", False):
             return f"{type(self.model).__name__} attends bidirectionally"
         return None
