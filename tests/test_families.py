@@ -237,3 +237,26 @@ def test_count_stage_names_model_id_for_a_model_without_gated_ffn(tmp_path, tiny
     assert last.startswith(f"params.yaml: model.id '{tmp_path / 'gpt2'}': GPT2LMHeadModel: ")
     assert "allowed: Llama (SmolLM)" in last
     assert not (tmp_path / "data" / "counts").exists()
+
+
+@torch.inference_mode()
+def test_plain_path_equals_the_layered_engine_for_score_and_generate(tiny_llama, monkeypatch):
+    """The same model through both paths (the fallback forced, as fault injection): equal scores
+    (masked and unmodified) and equal greedy answers."""
+    # An untied random output head: with tied embeddings a random model only repeats the last token.
+    model = copy.deepcopy(tiny_llama.model)
+    model.lm_head.weight = torch.nn.Parameter(torch.randn(model.lm_head.weight.shape, generator=torch.Generator().manual_seed(1)))
+    lm = LoadedModel(model=model, tokenizer=tiny_llama.tokenizer, name="tiny-random-llama-untied")
+    prompt = classification_prompt(lm.tokenizer, SHOTS)
+    top = {3: torch.tensor([4, 11])}
+    layered = [MaskedClassifier(lm, prompt, DIALOGUES, method, batch_size=2, max_new_tokens=4) for method in ("score", "generate")]
+    monkeypatch.setattr(MaskedClassifier, "_fallback_reason", lambda self, rows: "forced for the test")
+    with pytest.warns(UserWarning, match="forced for the test"):
+        plain = [MaskedClassifier(lm, prompt, DIALOGUES, method, batch_size=2, max_new_tokens=4) for method in ("score", "generate")]
+    assert [e.engine for e in layered] == ["layered"] * 2 and [e.engine for e in plain] == ["plain"] * 2
+    for mask in (None, top):
+        torch.testing.assert_close(plain[0].classify(mask).scores, layered[0].classify(mask).scores, atol=1e-4, rtol=1e-4)
+        answers = plain[1].classify(mask).answers
+        assert answers == layered[1].classify(mask).answers
+        # Several different tokens per answer: each decoding step's argmax is compared, not one repeated token.
+        assert all(len(set(lm.tokenizer.encode(answer, add_special_tokens=False))) > 2 for answer in answers)
