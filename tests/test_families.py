@@ -119,9 +119,13 @@ def brute_force_scores(lm, prompt, dialogues):
 def test_counts_equal_naive_reference(family_lm):
     prompt = classification_prompt(family_lm.tokenizer)
     for activation in ("gate", "product"):
-        f, T = activation_counts(family_lm, DIALOGUES, LABELS, text="prompt", activation=activation, batch_size=3, max_padding=1.0)
         f_ref, T_ref = naive_counts(family_lm, prompt, activation)
-        assert torch.equal(T, T_ref) and torch.equal(f, f_ref), activation
+        for side in ("left", "right"):  # one padded batch of all three dialogues
+            tokenizer = copy.deepcopy(family_lm.tokenizer)
+            tokenizer.padding_side = side
+            lm = LoadedModel(model=family_lm.model, tokenizer=tokenizer, name=family_lm.name)
+            f, T = activation_counts(lm, DIALOGUES, LABELS, text="prompt", activation=activation, batch_size=3, max_padding=1.0)
+            assert torch.equal(T, T_ref) and torch.equal(f, f_ref), (activation, side)
         assert 0 < int(f.sum()) < int(T.sum()) * LAYERS * FFN
 
 
