@@ -13,6 +13,7 @@ import torch
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.evaluate.prompts import classification_prompt, dialogue_ids, label_ids
+from emoneurons.neurons import reference
 from emoneurons.neurons.architecture import FAMILIES, UnsupportedModelError, gated_ffns
 from emoneurons.neurons.counting import activation_counts
 from emoneurons.neurons.masking import mask_neurons
@@ -79,40 +80,26 @@ def _gate_and_product(mlp, x):
 
 
 def naive_counts(lm, prompt, activation):
-    """One dialogue at a time, no padding, prefix of the classification prompt, its tokens counted."""
-    layers = lm.model.model.layers
-    f = torch.zeros(len(layers), FFN, len(EMOTIONS), dtype=torch.int64)
-    T = torch.zeros(len(EMOTIONS), dtype=torch.int64)
-    captured = {}
-    handles = [layer.mlp.register_forward_pre_hook(lambda m, args, i=i: captured.__setitem__(i, args[0])) for i, layer in enumerate(layers)]
-    try:
-        for dialogue, emotion in zip(DIALOGUES, LABELS):
-            own = dialogue_ids(lm.tokenizer, dialogue)
-            lm.model(torch.tensor([prompt.ids(own)]))
-            counted = range(len(prompt.prefix), len(prompt.prefix) + len(own))
-            e = EMOTIONS.index(emotion)
-            for i, layer in enumerate(layers):
-                gate, product = _gate_and_product(layer.mlp, captured[i][0])
-                values = gate if activation == "gate" else product
-                f[i, :, e] += (values[list(counted)] > 0).sum(0)
-            T[e] += len(counted)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return f, T
+    """The library's one-page reference (neurons/reference.py): one dialogue at a time, the classification prompt's prefix first."""
+    own = [dialogue_ids(lm.tokenizer, d) for d in DIALOGUES]
+    return reference.count_activations(lm.model, own, LABELS, prefix=prompt.prefix, activation=activation)
 
 
 def brute_force_scores(lm, prompt, dialogues):
-    """Each label's summed log-likelihood from one full forward of the model per (dialogue, label)."""
-    rows = []
-    for dialogue in dialogues:
-        context = prompt.ids(dialogue_ids(lm.tokenizer, dialogue))
-        row = []
-        for label in label_ids(lm.tokenizer):
-            logprobs = torch.log_softmax(lm.model(torch.tensor([context + label])).logits[0].float(), -1)
-            row.append(sum(float(logprobs[len(context) - 1 + t, tok]) for t, tok in enumerate(label)))
-        rows.append(row)
-    return torch.tensor(rows)
+    """Each label's summed log-likelihood from one full forward of the model per (dialogue, label) (neurons/reference.py)."""
+    contexts = [prompt.ids(dialogue_ids(lm.tokenizer, d)) for d in dialogues]
+    return reference.predict(lm.model, contexts, label_ids(lm.tokenizer))[0]
+
+
+@torch.inference_mode()
+def test_adapter_reads_gate_and_product_as_the_family_writes_them(family_lm):
+    """The reference and the fast counting both read the FFN through the adapter: checked here
+    against each family's own modules, written out above."""
+    x = torch.randn(5, HIDDEN)
+    for layer, ffn in zip(family_lm.model.model.layers, gated_ffns(family_lm.model)):
+        gate, product = _gate_and_product(layer.mlp, x)
+        assert torch.equal(ffn.gate(x), gate) and torch.equal(ffn.product(x), product)
+        torch.testing.assert_close(layer.mlp.down_proj(product), layer.mlp(x))
 
 
 @torch.inference_mode()
