@@ -15,7 +15,7 @@ import pytest
 
 from emoneurons.backends.chat import ChatRequest
 from fakes import FakeChat
-from emoneurons.backends.template import FORBIDDEN_WORDS, MIXED_SHARE, template_dialogue
+from emoneurons.backends.template_dialogues import FORBIDDEN_WORDS, MIXED_SHARE, template_dialogue
 from emoneurons.dialogues import (
     check_reply,
     dialogue_id,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import yaml
@@ -30,8 +31,16 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
+def package_data(path: Path) -> set[Path]:
+    """Package data files a library module names by their path beside it ("template_data/topics.json")."""
+    names = {n.value for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+    relative = {name for name in names if re.fullmatch(r"[\w.-]+(/[\w.-]+)+", name)}
+    return {path.parent / name for name in relative if (path.parent / name).is_file()}
+
+
 def library_files(script: Path) -> set[str]:
-    """Library modules a stage script imports, directly or through other library modules."""
+    """Library modules a stage script imports, directly or through other library modules, and the
+    package data files they read."""
     seen: set[Path] = set()
     todo = [_module_file(n) for n in _imported(script)]
     while todo:
@@ -40,7 +49,8 @@ def library_files(script: Path) -> set[str]:
             continue
         seen.add(path)
         todo += [_module_file(n) for n in _imported(path)]
-    return {str(p.relative_to(REPO)) for p in seen if p.name != "__init__.py" or p.read_text().strip()}
+    data = {d for p in seen if p.is_relative_to(SRC) for d in package_data(p)}
+    return {str(p.relative_to(REPO)) for p in seen | data if p.name != "__init__.py" or p.read_text().strip()}
 
 
 def covered(dep: str, deps: list[str]) -> bool:

@@ -13,7 +13,7 @@ import pytest
 
 from emoneurons.backends.chat import ChatRequest
 from fakes import FakeChat
-from emoneurons.backends.template import TOPIC_BANK, alternative_candidates, template_alternative, topic_category
+from emoneurons.backends.template_topics import TOPIC_BANK, alternative_candidates, template_alternative, topic_category
 from emoneurons.data.io import DataError
 from emoneurons.emotions import AUGMENT_PROMPT
 from emoneurons.topics import (

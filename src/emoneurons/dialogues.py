@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 import polars as pl
 from tqdm.auto import tqdm
 
-from emoneurons.backends.template import TEMPLATE, template_dialogue
+from emoneurons.backends.template import TEMPLATE
+from emoneurons.backends.template_dialogues import template_dialogue
 from emoneurons.emotions import EMOTIONS, GENERATE_PROMPT
 
 if TYPE_CHECKING:

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 import polars as pl
 from tqdm.auto import tqdm
 
-from emoneurons.backends.template import seeded_rng, template_alternative
+from emoneurons.backends.template import seeded_rng
+from emoneurons.backends.template_topics import template_alternative
 from emoneurons.data.io import DataError
 from emoneurons.emotions import AUGMENT_PROMPT
 
