@@ -93,6 +93,7 @@ def _condition_metrics(true_idx: torch.Tensor, predicted: list[str | None], eval
         "ci95": {k: [round(lo, 4), round(hi, 4)] for k, (lo, hi) in ci.items()},
         "confusion": confusion.tolist(),
         "unparseable": {e: int(unparseable[i]) for i, e in enumerate(EMOTIONS)},
+        "predicted": list(predicted),  # per test dialogue, in data/split/test.parquet's row order
     }
 
 
