@@ -15,7 +15,7 @@ from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.evaluate.conditions import control_id, first_masked_layers, mask_id, plan_conditions, unique_masks
 from emoneurons.evaluate.metrics import (
-    UNPARSEABLE, accuracy_per_emotion, bootstrap_ci, chance_level, clearly_above_chance, confusion_matrix,
+    UNPARSEABLE, accuracy_ci, accuracy_per_emotion, chance_level, clearly_above_chance, confusion_matrix,
     overall_accuracy, unparseable_counts,
 )
 from emoneurons.evaluate.prompts import CONTENT_FREE_DIALOGUE, classification_prompt
@@ -85,7 +85,7 @@ def _condition_metrics(true_idx: torch.Tensor, predicted: list[str | None], eval
     n_per = torch.bincount(true_idx, minlength=len(EMOTIONS))
     confusion = confusion_matrix(true_idx, pred_idx)
     accuracy = accuracy_per_emotion(confusion, n_per)
-    ci = bootstrap_ci(pred_idx == true_idx, true_idx, eval_params.bootstrap, eval_params.seed)
+    ci = accuracy_ci(pred_idx == true_idx, true_idx)
     unparseable = unparseable_counts(true_idx, pred_idx)
     return {
         "accuracy": {**{e: round(float(accuracy[i]), 4) for i, e in enumerate(EMOTIONS)},

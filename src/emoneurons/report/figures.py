@@ -429,7 +429,7 @@ def label_panel_grid(axes: Any) -> None:
 
 def figure2_masking(view: Mapping[str, Any], subtitle: str = "") -> Figure:
     """Figure 2: per target emotion, accuracy unmodified vs with each emotion's neurons masked
-    (95% bootstrap CI), the random-neuron control beside each masked bar."""
+    (95% Clopper-Pearson CI), the random-neuron control beside each masked bar."""
     figure = new_figure(15, 8.5)
     axes = panel_axes(figure)
     base, masked, control = view["unmodified"], view["masked"], view["control"]
@@ -465,7 +465,7 @@ def figure2_masking(view: Mapping[str, Any], subtitle: str = "") -> Figure:
         Patch(facecolor=CONTROL_COLOR, hatch=CONTROL_HATCH, edgecolor="black",
               label=f"random neurons masked, same count per layer ({draw_text})"),
         Patch(facecolor="white", edgecolor="black", linewidth=1.5, label="target's own neurons masked"),
-        Line2D([], [], color="black", marker="|", linestyle="none", markersize=10, label="95% bootstrap CI"),
+        Line2D([], [], color="black", marker="|", linestyle="none", markersize=10, label="95% CI (Clopper-Pearson)"),
         Line2D([], [], color=CHANCE_COLOR, linestyle=":", label=f"chance ({chance:.1f}%)"),
     ]
     figure.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=9)

@@ -199,7 +199,7 @@ def data_source(params: Params) -> str:
 
 def baseline_clear(eval_json: Mapping[str, Any]) -> tuple[bool, float, float, float]:
     """(clearly above chance, overall accuracy, lower 95% bound, chance): clear when the lower
-    bound of the bootstrap CI is above chance."""
+    bound of the exact (Clopper-Pearson) CI is above chance."""
     base = unmodified_condition(eval_json)
     accuracy = accuracy_of(base)["overall"]
     low, _ = ci_of(base)["overall"]
@@ -252,7 +252,8 @@ def _run_section(run: RunMetrics, top_rate: float) -> list[Block]:
         f"neurons ({count(run.neuron_metrics.get('selected'))} selected; a neuron may belong to "
         f"several emotions).",
         f"Evaluation: method `{ev.get('method')}`, {ev.get('shots')} shot(s) per emotion, "
-        f"{params.eval.bootstrap} bootstrap resamples for the 95% CIs, "
+        f"exact (Clopper-Pearson) 95% CIs for accuracies, {params.eval.bootstrap} paired bootstrap "
+        f"resamples for the 95% CIs of mean effects, "
         f"{params.eval.control_draws} random-neuron control draw(s) per masked condition.",
         f"Params digest: `{params_digest(params)}`.",
     ]
