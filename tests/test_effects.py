@@ -61,7 +61,7 @@ def test_sign_flip_test_equals_brute_force_enumeration():
     assert sign_flip_test(-torch.ones(6))[0] == pytest.approx(2.0**-6)
 
 
-def test_sign_flip_test_random_flips_above_16_and_seeded():
+def test_sign_flip_test_random_flips_beyond_enumeration_and_seeded():
     d = torch.linspace(-1.0, 0.5, 25, dtype=torch.float64)
     p, floor = sign_flip_test(d, flips=4096, seed=1)
     assert floor == pytest.approx(1 / 4097) and floor <= p < 0.5
