@@ -225,3 +225,27 @@ def test_dvc_plots_definitions_render(tmp_path, run):
         values = rendered[expected].get("data", {}).get("values") or rendered[expected].get(
             "spec", {}).get("data", {}).get("values")
         assert values, expected
+
+
+def test_report_states_specificity_per_emotion_and_ratio_with_the_rule(run, markdown):
+    assert run["eval"]["effects"]["rule"] in markdown
+    grid = table_after(markdown, "Verdict per emotion, ratio and layer range")
+    short = {"specific": "specific", "not distinguishable from random": "not distinguishable", "not enough data": "not enough data"}
+    for c in run["eval"]["conditions"]:
+        if c["kind"] != "mask":
+            continue
+        assert cell(grid, c["masked"], f"{100 * c['ratio']:g}% {c['layers']}") == short[c["vs_control"]["verdict"]]
+    detail = table_after(markdown, "Every masked condition against its random-neuron controls")
+    first = next(c for c in run["eval"]["conditions"] if c["kind"] == "mask")
+    row = detail[1]
+    header = detail[0]
+    assert row[header.index("verdict")] == first["vs_control"]["verdict"]
+    assert float(row[header.index("Holm p")]) == pytest.approx(first["vs_control"]["p_holm"], rel=1e-2)
+    assert "![Figure 2 (effect)" in markdown and "![Figure 3 (effect)" in markdown
+
+
+def test_report_without_effects_says_so():
+    old = synthetic_run(seed=2)
+    old["eval"] = {k: v for k, v in old["eval"].items() if k != "effects"}
+    text = render_markdown(build_report(metrics_of(old)))
+    assert "no paired effects" in text and "Emotion neurons vs random neurons" not in text
