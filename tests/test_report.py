@@ -249,3 +249,14 @@ def test_report_without_effects_says_so():
     old["eval"] = {k: v for k, v in old["eval"].items() if k != "effects"}
     text = render_markdown(build_report(metrics_of(old)))
     assert "no paired effects" in text and "Emotion neurons vs random neurons" not in text
+
+
+def test_report_shows_a_judge_at_chance():
+    flagged = synthetic_run(seed=4)
+    flagged["filter"] |= {"judge_agreement_ci95": {"lexicon": [0.76, 0.89], "smollm": [0.13, 0.27]},
+                          "judge_chance": 0.1667, "judges_at_chance": ["smollm"]}
+    text = render_markdown(build_report(metrics_of(flagged)))
+    judges = table_after(text, "Judges")
+    assert cell(judges, "smollm", "above chance") == "no" and cell(judges, "lexicon", "above chance") == "yes"
+    assert cell(judges, "smollm", "95% CI (%)") == "[13.0, 27.0]"
+    assert "**Warning: judge(s) `smollm` at chance**" in text

@@ -338,11 +338,21 @@ def _table1_section(run: RunMetrics) -> list[Block]:
               "Dialogues kept per intended emotion", (False, True, True, True)),
     ]
     if agreement:
+        intervals = run.filter.get("judge_agreement_ci95") or {}
+        at_chance = run.filter.get("judges_at_chance")
+        chance = run.filter.get("judge_chance")
         blocks.append(Table(
-            ("judge", "agreement with the intended emotion (%)", "invalid answers"),
-            tuple((name, pct(float(agreement[name])), count(invalid.get(name, 0)))
+            ("judge", "agreement with the intended emotion (%)", "95% CI (%)", "above chance", "invalid answers"),
+            tuple((name, pct(float(agreement[name])), ci(*(intervals.get(name) or (None, None))),
+                   "n/a" if at_chance is None else ("no" if name in at_chance else "yes"), count(invalid.get(name, 0)))
                   for name in agreement),
-            "Judges", (False, True, True)))
+            "Judges" + (f" (chance: {pct(float(chance))}%, the larger of 1/6 and the most frequent intended emotion's share)"
+                        if chance is not None else ""), (False, True, False, False, True)))
+        if at_chance:
+            blocks.append(Paragraph(
+                f"**Warning: judge(s) {', '.join(f'`{n}`' for n in at_chance)} at chance**: the 95% CI of their agreement "
+                f"with the intended emotion reaches down to chance ({pct(float(chance))}%). Such a judge does not filter by "
+                f"emotion; the dialogues it keeps or drops are kept or dropped at random."))
     blocks.append(Image("table1", "Table 1: dialogues kept per emotion"))
     return blocks
 
