@@ -33,9 +33,13 @@ def test_effect_summary_means_per_true_emotion():
     summary = effect_summary(values, true, 500, seed=0)
     assert summary["per_dialogue"] == pytest.approx(values.tolist())
     assert summary["mean"] == pytest.approx(float(values.mean()), abs=1e-4)
-    assert summary["per_emotion"]["anger"] == {"n": 2, "mean": -0.75, "ci95": summary["per_emotion"]["anger"]["ci95"]}
+    assert summary["per_emotion"]["anger"] == {"n": 2, "mean": -0.75, "ci95": [None, None]}
     assert summary["per_emotion"]["disgust"]["mean"] == pytest.approx(0.2, abs=1e-4)
     assert summary["per_emotion"]["fear"]["ci95"] == [None, None]  # one dialogue: no interval
+    assert summary["per_emotion"]["anger"]["ci95"] == [None, None]  # two: a bootstrap would only restate them
+    many = effect_summary(torch.arange(12, dtype=torch.float64), torch.tensor([0] * 6 + [1] * 6), 500, seed=0)
+    low, high = many["per_emotion"]["anger"]["ci95"]
+    assert low < 2.5 < high
     low, high = summary["ci95"]
     assert low <= summary["mean"] <= high
 

@@ -16,6 +16,7 @@ across all masked conditions by Holm (family-wise) and Benjamini-Hochberg (false
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -59,14 +60,20 @@ def _round(value: float, digits: int = 4) -> float | None:
     return None if value != value else round(float(value), digits)
 
 
+# Fewer dialogues than this: a mean per true emotion gets no interval. A bootstrap of 2-4 values
+# only restates their range (seen: 2 dialogues, [-0.37, -0.27]), which is no 95% interval.
+MIN_INTERVAL_N = 5
+
+
 def effect_summary(values: Tensor, true_idx: Tensor, n_resamples: int, seed: int) -> dict:
-    """Per-dialogue values, their mean with a paired bootstrap 95% CI, and the same per true emotion."""
+    """Per-dialogue values, their mean with a paired bootstrap 95% CI, and the same per true
+    emotion (its CI null below MIN_INTERVAL_N dialogues)."""
     values = values.to(torch.float64)
     groups = {e: values[true_idx == i] for i, e in enumerate(EMOTIONS)}
     lows_highs = bootstrap_mean_ci(values, n_resamples, seed)
     per_emotion = {}
     for e, members in groups.items():
-        ci = bootstrap_mean_ci(members, n_resamples, seed)
+        ci = bootstrap_mean_ci(members, n_resamples, seed) if members.numel() >= MIN_INTERVAL_N else (math.nan, math.nan)
         per_emotion[e] = {"n": int(members.numel()), "mean": _round(members.mean(), 6) if members.numel() else None,
                           "ci95": [_round(ci[0], 6), _round(ci[1], 6)]}
     return {"per_dialogue": [_round(v, 6) for v in values.tolist()], "mean": _round(values.mean(), 6),

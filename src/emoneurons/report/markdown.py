@@ -425,7 +425,7 @@ def _true_label_table(run: RunMetrics, top_rate: float) -> list[Block]:
         return []
     return [Table(("masked", *EMOTIONS), tuple(rows),
                   "Δ log p(true label) vs unmodified, mean per true emotion (columns) with its 95% bootstrap CI "
-                  "(n/a below 2 dialogues; a few dialogues per emotion: read the sign, not the digits)",
+                  "(n/a below 5 dialogues: a bootstrap of 2-4 values only restates them)",
                   (False,) + (True,) * len(EMOTIONS))]
 
 
