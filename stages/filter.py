@@ -78,6 +78,11 @@ def main(
         f"filter: kept {metrics['kept']} of {metrics['generated']} dialogues (min_agree {options.min_agree}; "
         f"agreement with the intended emotion: {agreement}) [{time.perf_counter() - start:.1f}s]"
     )
+    for name in metrics.get("judges_at_chance", []):
+        low, high = metrics["judge_agreement_ci95"][name]
+        print(f"warning: judge {name!r} agrees with the intended emotion on {metrics['judge_agreement'][name]} "
+              f"(95% CI {low}-{high}), not above chance {metrics['judge_chance']}: it does not filter, it only "
+              "drops dialogues at random; remove it from filter.judges or use a better model", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,12 @@ import torch
 
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.evaluate.classify import MaskedClassifier
-from emoneurons.evaluate.conditions import control_id, first_masked_layers, mask_id, plan_conditions, unique_masks
+from emoneurons.evaluate.conditions import (
+    Condition, control_id, first_masked_layers, mask_id, plan_conditions, unique_masks,
+)
+from emoneurons.evaluate.effects import ALPHA, RULE, SIGN_FLIPS, condition_effect, label_log_probs, specificity
 from emoneurons.evaluate.metrics import (
-    UNPARSEABLE, accuracy_per_emotion, bootstrap_ci, chance_level, clearly_above_chance, confusion_matrix,
+    UNPARSEABLE, accuracy_ci, accuracy_per_emotion, chance_level, clearly_above_chance, confusion_matrix,
     overall_accuracy, unparseable_counts,
 )
 from emoneurons.evaluate.prompts import CONTENT_FREE_DIALOGUE, classification_prompt
@@ -86,7 +89,7 @@ def _condition_metrics(true_idx: torch.Tensor, predicted: list[str | None], eval
     n_per = torch.bincount(true_idx, minlength=len(EMOTIONS))
     confusion = confusion_matrix(true_idx, pred_idx)
     accuracy = accuracy_per_emotion(confusion, n_per)
-    ci = bootstrap_ci(pred_idx == true_idx, true_idx, eval_params.bootstrap, eval_params.seed)
+    ci = accuracy_ci(pred_idx == true_idx, true_idx)
     unparseable = unparseable_counts(true_idx, pred_idx)
     return {
         "accuracy": {**{e: round(float(accuracy[i]), 4) for i, e in enumerate(EMOTIONS)},
@@ -94,6 +97,7 @@ def _condition_metrics(true_idx: torch.Tensor, predicted: list[str | None], eval
         "ci95": {k: [round(lo, 4), round(hi, 4)] for k, (lo, hi) in ci.items()},
         "confusion": confusion.tolist(),
         "unparseable": {e: int(unparseable[i]) for i, e in enumerate(EMOTIONS)},
+        "predicted": list(predicted),  # per test dialogue, in data/split/test.parquet's row order
     }
 
 
@@ -111,6 +115,53 @@ def headline(conditions: Mapping[str, dict], top_rate: float, control_draws: int
             drops = [base[e] - conditions[control_id(cid, d)]["accuracy"][e] for d in range(control_draws)]
             out[f"control_drop_{e}"] = round(sum(drops) / len(drops), 4)
     return out
+
+
+def paired_effects(plan: list[Condition], outputs: Mapping[str, tuple[list[str | None], torch.Tensor | None]],
+                   true_idx: torch.Tensor, eval_params: EvalParams) -> tuple[dict[str, dict], dict]:
+    """Each masked or control condition's `mcnemar` and `effect` against the unmodified run, each
+    masked condition's `vs_control` (its effect against its controls'), and eval.json's `effects`
+    summary (what is measured, the rule). `outputs`: per condition id, (predicted, label scores)."""
+    # Hundreds of small resampling ops: OpenMP threads only add barriers (16 ms a call on 2 busy cores).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _paired_effects(plan, outputs, true_idx, eval_params)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _paired_effects(plan: list[Condition], outputs: Mapping[str, tuple[list[str | None], torch.Tensor | None]],
+                    true_idx: torch.Tensor, eval_params: EvalParams) -> tuple[dict[str, dict], dict]:
+    def as_index(predicted: list[str | None]) -> torch.Tensor:
+        return torch.tensor([EMOTION_INDEX[p] if p is not None else UNPARSEABLE for p in predicted], dtype=torch.long)
+
+    base_pred, base_scores = outputs["unmodified"]
+    base_lp = label_log_probs(base_scores) if base_scores is not None else None
+    records: dict[str, dict] = {}
+    test_effects: dict[str, torch.Tensor] = {}
+    for condition in plan[1:]:
+        predicted, scores = outputs[condition.id]
+        records[condition.id], test_effects[condition.id] = condition_effect(
+            true_idx, EMOTION_INDEX[condition.masked], as_index(base_pred), as_index(predicted), base_lp,
+            label_log_probs(scores) if scores is not None and base_lp is not None else None,
+            eval_params.bootstrap, eval_params.seed)
+    masks = [c for c in plan if c.kind == "mask"]
+    controls = {c.id: [test_effects[control_id(c.id, d)] for d in range(eval_params.control_draws)] for c in masks}
+    tested = specificity({c.id: test_effects[c.id] for c in masks}, controls, {c.id: c.n_neurons for c in masks},
+                         eval_params.bootstrap, eval_params.seed)
+    for cid, record in tested.items():
+        records[cid]["vs_control"] = record
+    m = sum(record["p"] is not None for record in tested.values())
+    summary = {
+        "measure": "log p(label) over the six labels from the decision rule's scores (calibrated when eval.calibrate asks); "
+                   "effect = condition minus unmodified on the same dialogue" if base_lp is not None else
+                   "generate: change in answering the masked emotion (1/0) per dialogue; accuracy with McNemar's exact test",
+        "test_effect": "delta_masked" if base_lp is not None else "masked_answer",
+        "alternative": "less", "alpha": ALPHA, "sign_flips": SIGN_FLIPS, "corrected_over": m,
+        "rule": RULE.format(flips=SIGN_FLIPS, exact=SIGN_FLIPS.bit_length() - 1, m=m, alpha=ALPHA),
+    }
+    return records, summary
 
 
 # The forked workers' view of the parent's engine and masks (set just before the fork, read-only there).
@@ -131,19 +182,19 @@ def _worker_start(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _worker_classify(index: int) -> tuple[int, list[str | None], int]:
+def _worker_classify(index: int) -> tuple[int, list[str | None], torch.Tensor | None, int]:
     result = _SHARED["engine"].classify(_SHARED["masks"][index])
-    return index, result.predicted, result.tokens_computed
+    return index, result.predicted, result.scores, result.tokens_computed
 
 
-def _classify_masks(engine: MaskedClassifier, masks: list[dict], workers: int, bar) -> list[tuple[list[str | None], int]]:
-    """(predicted, tokens computed) of each mask, after the unmodified run (whose kept states the
-    forked workers inherit); the costliest masks (lowest start layer) go first."""
+def _classify_masks(engine: MaskedClassifier, masks: list[dict], workers: int, bar) -> list[tuple[list[str | None], torch.Tensor | None, int]]:
+    """(predicted, label scores, tokens computed) of each mask, after the unmodified run (whose kept
+    states the forked workers inherit); the costliest masks (lowest start layer) go first."""
     out: list = [None] * len(masks)
     if workers <= 1:
         for index, mask in enumerate(masks):
             result = engine.classify(mask)
-            out[index] = (result.predicted, result.tokens_computed)
+            out[index] = (result.predicted, result.scores, result.tokens_computed)
             bar.update(1)
         return out
     order = sorted(range(len(masks)), key=lambda i: engine.start_layer(masks[i]))
@@ -151,8 +202,8 @@ def _classify_masks(engine: MaskedClassifier, masks: list[dict], workers: int, b
     _SHARED.update(engine=engine, masks=masks)
     try:
         with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_start, initargs=(threads,)) as pool:
-            for index, predicted, tokens in pool.imap_unordered(_worker_classify, order):
-                out[index] = (predicted, tokens)
+            for index, predicted, scores, tokens in pool.imap_unordered(_worker_classify, order):
+                out[index] = (predicted, scores, tokens)
                 bar.update(1)
     finally:
         _SHARED.clear()
@@ -206,13 +257,16 @@ def evaluate_masking(
               file=sys.stderr, disable=not progress) as bar:
         result = engine.classify()
         bar.update(1)
-        runs = [(result.predicted, result.tokens_computed)]
+        runs = [(result.predicted, result.scores, result.tokens_computed)]
         runs += _classify_masks(engine, [members[0].neurons for members in masked], workers, bar)
-    computed = sum(tokens for _, tokens in runs)
-    for (predicted, _), members in zip(runs, [unmodified, *masked]):
+    computed = sum(tokens for *_, tokens in runs)
+    outputs: dict[str, tuple[list[str | None], torch.Tensor | None]] = {}
+    for (predicted, scores, _), members in zip(runs, [unmodified, *masked]):
         metrics = _condition_metrics(true_idx, predicted, eval_params)
         for condition in members:
             results[condition.id] = metrics
+            outputs[condition.id] = (predicted, scores)
+    effects, summary = paired_effects(plan, outputs, true_idx, eval_params)
     naive = engine.naive_tokens(len(plan) - 1)  # every condition by id, each from scratch
     base = results["unmodified"]
     n_per = torch.bincount(true_idx, minlength=len(EMOTIONS))
@@ -225,7 +279,8 @@ def evaluate_masking(
         "recalibrate": eval_params.recalibrate, "prompt_format": prompt_format, "engine": engine.engine, "n_test": len(labels),
         "chance": round(chance, 4), "n_per_emotion": {e: int(n_per[i]) for i, e in enumerate(EMOTIONS)},
         "baseline_above_chance": above, "tokens": {"computed": int(computed), "naive": int(naive)},
-        "conditions": [condition.record() | results[condition.id] for condition in plan],
+        "effects": summary,
+        "conditions": [condition.record() | results[condition.id] | effects.get(condition.id, {}) for condition in plan],
     }
     return evaluation, headline(results, top_rate, eval_params.control_draws)
 
