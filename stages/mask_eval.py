@@ -12,7 +12,7 @@ from emoneurons.atomic import write_json
 from emoneurons.data.io import DataError, read_json, read_table
 from emoneurons.evaluate.conditions import PlanError
 from emoneurons.evaluate.masking_eval import EvalDataError, evaluate_masking
-from emoneurons.params import ParamsError, load_params
+from emoneurons.params import ParamsError, load_stage_params
 
 
 def main(
@@ -22,7 +22,7 @@ def main(
     out: Path = typer.Option(Path("reports/metrics"), help="folder for eval.json and headline.json"),
 ) -> None:
     try:
-        settings = load_params(params)
+        settings = load_stage_params(params, ("model", "select.top_rate", "eval"))
         train, test = read_table(split / "train.parquet"), read_table(split / "test.parquet")
         selection = read_json(neurons)
         from emoneurons.neurons.model import load_model  # imports torch/transformers: after the cheap checks
