@@ -172,3 +172,27 @@ def test_the_params_check_catches_an_undeclared_read_and_an_unread_declaration()
     assert params_problems(whole_section, {"select.top_rate"}) == [
         "reads select not declared in dvc.yaml", "declares select.top_rate that it never reads"]
     assert params_problems("s = load_params(p)\nrun(s)\n", {WHOLE_FILE}) == []
+
+
+# Which stages rerun when a prompt is reworded. Two stages depend on a prompt they never send,
+# because they import a module that holds it: filter imports dialogues.py (for EmoPrism's dialogue
+# parsing) and evaluate/prompts.py (the hf judge's scorer shares it with mask-eval).
+PROMPT_STAGES = {
+    "src/emoneurons/paper_prompts/augment.py": {"augment"},
+    "src/emoneurons/paper_prompts/generate.py": {"generate", "filter"},
+    "src/emoneurons/paper_prompts/label.py": {"filter"},
+    "src/emoneurons/paper_prompts/classify.py": {"filter", "count", "mask-eval"},
+}
+
+
+def test_rewording_a_prompt_reruns_only_the_stages_that_use_it():
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    prompts = {str(p.relative_to(REPO)) for p in (SRC / "emoneurons/paper_prompts").glob("*.py") if p.read_text().strip()}
+    assert prompts == set(PROMPT_STAGES)
+    for prompt, expected in PROMPT_STAGES.items():
+        dependent = {name for name, stage in stages.items()
+                     if prompt in library_files(REPO / stage["cmd"].split()[-1])}
+        assert dependent == expected, f"{prompt}: stages {sorted(dependent)}"
+    import emoneurons.emotions
+
+    assert not [name for name in vars(emoneurons.emotions) if "PROMPT" in name.upper()]  # every stage imports it

@@ -17,7 +17,8 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from emoneurons.backends.template import TEMPLATE, template_dialogue
-from emoneurons.emotions import EMOTIONS, GENERATE_PROMPT
+from emoneurons.emotions import EMOTIONS
+from emoneurons.paper_prompts.generate import GENERATE_PROMPT
 
 if TYPE_CHECKING:
     from emoneurons.backends.chat import ChatBackend
