@@ -15,7 +15,7 @@ from emoneurons.backends.chat import ChatBackendError
 from emoneurons.backends.template import TEMPLATE
 from emoneurons.data.io import DataError, write_table
 from emoneurons.data.suites import check_topics
-from emoneurons.params import ParamsError, load_params
+from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.topics import augment_topics, llm_proposer, read_seeds, template_proposer
 
 
@@ -28,7 +28,7 @@ def main(
 ) -> None:
     start = time.perf_counter()
     try:
-        settings = load_params(params)
+        settings = load_stage_params(params, ("augment", "model", "eval.prompt_format"))
         prepare_cache_dir(cache)
         augment = settings.augment
         topics = read_seeds(seeds)

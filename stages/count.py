@@ -15,7 +15,7 @@ from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.counting import activation_counts
 from emoneurons.neurons.masking import UnsupportedModelError
 from emoneurons.neurons.model import load_model
-from emoneurons.params import ParamsError, load_params
+from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.prompt_format import resolve_prompt_format
 
 
@@ -43,7 +43,7 @@ def main(
     from safetensors.torch import save_file
 
     try:
-        settings = load_params(params)
+        settings = load_stage_params(params, ("model", "count", "eval.prompt_format"))
         model_params, count = settings.model, settings.count
         dialogues, emotions = train_dialogues(train)
         lm = load_model(model_params)

@@ -19,7 +19,7 @@ from emoneurons.data.emoprism import read_emoprism
 from emoneurons.data.io import DataError, read_table, write_table
 from emoneurons.data.suites import check_dialogues, check_filtered
 from emoneurons.filtering import agreement_filter
-from emoneurons.params import ParamsError, load_params
+from emoneurons.params import ParamsError, load_stage_params
 
 
 def main(
@@ -31,7 +31,7 @@ def main(
 ) -> None:
     start = time.perf_counter()
     try:
-        settings = load_params(params)
+        settings = load_stage_params(params, ("filter", "model", "eval.prompt_format"))
         prepare_cache_dir(cache)
         options = settings.filter
         emoprism = None

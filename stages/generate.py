@@ -16,7 +16,7 @@ from emoneurons.backends.template import TEMPLATE
 from emoneurons.data.io import DataError, read_table, write_table
 from emoneurons.data.suites import check_dialogues
 from emoneurons.dialogues import llm_dialogues, template_dialogues
-from emoneurons.params import ParamsError, load_params
+from emoneurons.params import ParamsError, load_stage_params
 
 
 def main(
@@ -28,7 +28,7 @@ def main(
 ) -> None:
     start = time.perf_counter()
     try:
-        settings = load_params(params)
+        settings = load_stage_params(params, ("generate", "model", "eval.prompt_format"))
         prepare_cache_dir(cache)
         generate = settings.generate
         table = read_table(topics)

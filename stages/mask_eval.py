@@ -12,18 +12,19 @@ from emoneurons.atomic import write_json
 from emoneurons.data.io import DataError, read_json, read_table
 from emoneurons.evaluate.conditions import PlanError
 from emoneurons.evaluate.masking_eval import EvalDataError, evaluate_masking
+from emoneurons.evaluate.summary import exp_summary
 from emoneurons.neurons.architecture import UnsupportedModelError
-from emoneurons.params import ParamsError, load_params
+from emoneurons.params import ParamsError, load_stage_params
 
 
 def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file (sections model, select, eval)"),
     split: Path = typer.Option(Path("data/split"), help="folder with train.parquet and test.parquet"),
     neurons: Path = typer.Option(Path("data/neurons/neurons.json"), help="selected neurons"),
-    out: Path = typer.Option(Path("reports/metrics"), help="folder for eval.json and headline.json"),
+    out: Path = typer.Option(Path("reports/metrics"), help="folder for eval.json, headline.json and summary.json"),
 ) -> None:
     try:
-        settings = load_params(params)
+        settings = load_stage_params(params, ("model", "select.top_rate", "eval"))
         train, test = read_table(split / "train.parquet"), read_table(split / "test.parquet")
         selection = read_json(neurons)
         from emoneurons.neurons.model import load_model  # imports torch/transformers: after the cheap checks
@@ -40,6 +41,7 @@ def main(
         raise typer.Exit(1) from None
     write_json(out / "eval.json", evaluation)
     write_json(out / "headline.json", headline)
+    write_json(out / "summary.json", exp_summary(headline, selection, settings.select.top_rate))
     base = next(c for c in evaluation["conditions"] if c["id"] == "unmodified")
     lo, hi = base["ci95"]["overall"]
     tokens = evaluation["tokens"]

@@ -13,7 +13,7 @@ from emoneurons.data.io import DataError, read_table, write_table
 from emoneurons.data.split import stratified_split
 from emoneurons.data.suites import check_split
 from emoneurons.emotions import EMOTIONS
-from emoneurons.params import ParamsError, load_params
+from emoneurons.params import ParamsError, load_stage_params
 
 
 def _summary(train: pl.DataFrame, test: pl.DataFrame) -> str:
@@ -31,7 +31,7 @@ def main(
     out: Path = typer.Option(Path("data/split"), help="folder for train.parquet and test.parquet"),
 ) -> None:
     try:
-        settings = load_params(params).split
+        settings = load_stage_params(params, ("split",)).split
         df = read_table(filtered)
         train, test = stratified_split(df, settings.test_fraction, settings.seed)
         check_split(train, test, settings.test_fraction, sources=(str(out / "train.parquet"), str(out / "test.parquet")))

@@ -294,7 +294,7 @@ def test_label_scores_stay_on_the_device_inside_the_loop(tiny_llama, prompt, ten
 
 
 def test_shot_instruction_first_wraps_only_the_first_example(tiny_llama):
-    from emoneurons.emotions import CLASSIFY_USER_PROMPT
+    from emoneurons.paper_prompts.classify import CLASSIFY_USER_PROMPT
 
     opening = CLASSIFY_USER_PROMPT.split("{prompt}")[0].strip()
     tokenizer = tiny_llama.tokenizer

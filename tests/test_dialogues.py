@@ -24,7 +24,8 @@ from emoneurons.dialogues import (
     parse_dialogue,
     template_dialogues,
 )
-from emoneurons.emotions import EMOTIONS, GENERATE_PROMPT
+from emoneurons.emotions import EMOTIONS
+from emoneurons.paper_prompts.generate import GENERATE_PROMPT
 
 REPO = Path(__file__).resolve().parents[1]
 TOPICS = ["Dogs", "U.S. Senate", "potty training", "The Outlander Series", "Paris, France", "sushi", "I would like to discuss about financial independency"]

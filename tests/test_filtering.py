@@ -16,7 +16,8 @@ from emoneurons.backends.chat import ChatRequest
 from fakes import FakeChat
 from emoneurons.backends.judges import ChatJudge, HFJudge, LexiconJudge, make_judges, relabel_invalid
 from emoneurons.data.io import DataError
-from emoneurons.emotions import EMOTIONS, LABEL_PROMPT, label_prompt
+from emoneurons.emotions import EMOTIONS
+from emoneurons.paper_prompts.label import LABEL_PROMPT, label_prompt
 from emoneurons.filtering import agreement_filter, cohen_kappa, fleiss_kappa, fleiss_kappa_of_labels, judge_chance
 from emoneurons.params import FilterParams, JudgeParams, ModelParams
 
@@ -167,7 +168,7 @@ def test_relabel_invalid_leaves_valid_labels_alone():
 
 def test_hf_judge_on_the_tiny_model(tiny_llama):
     from emoneurons.evaluate.classify import classify
-    from emoneurons.evaluate.prompts import labelling_prompt
+    from emoneurons.backends.judges import labelling_prompt
 
     dialogues = ["A: I can't believe this happened!\nB: Oh no, that is terrible.", "A: What a wonderful day.\nB: Yes!"]
     scored = HFJudge("tiny", tiny_llama, "score", batch_size=2).label(dialogues)

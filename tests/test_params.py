@@ -57,3 +57,27 @@ def test_load_params_reports_missing_and_malformed_files(tmp_path):
     bad.write_text(yaml.safe_dump(["a", "list"]))
     with pytest.raises(ParamsError, match="mapping"):
         load_params(bad)
+
+
+def test_a_stage_reads_only_the_keys_it_declares(tmp_path):
+    from emoneurons.params import UndeclaredParamError, load_stage_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"select": {"top_rate": 0.02}, "eval": {"shots": 3}}))
+    settings = load_stage_params(path, ("model", "select.top_rate", "eval"))
+    assert settings.select.top_rate == 0.02
+    assert settings.eval.shots == 3 and settings.model.id == "embedded"
+    with pytest.raises(UndeclaredParamError, match=r"'select.filter_rate' is read but not declared .*dvc.yaml"):
+        settings.select.filter_rate
+    with pytest.raises(UndeclaredParamError, match=r"'augment' is read but not declared"):
+        settings.augment
+    assert isinstance(UndeclaredParamError("x"), ParamsError)  # stages print it in one line
+
+
+def test_a_declared_key_that_params_yaml_lacks_is_refused(tmp_path):
+    from emoneurons.params import load_stage_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text("{}\n")
+    with pytest.raises(ParamsError, match="'select.top_rat' is not a key of params.yaml"):
+        load_stage_params(path, ("select.top_rat",))

@@ -11,13 +11,14 @@ import torch
 
 from emoneurons.backends.hf_generate import HFChatBackend, render_chat, sampling_fields
 from emoneurons.backends.chat import ChatRequest
-from emoneurons.backends.judges import HFJudge
-from emoneurons.emotions import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT, EMOTIONS
+from emoneurons.backends.judges import HFJudge, labelling_prompt
+from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.classify import classify
 from emoneurons.evaluate.masking_eval import evaluate_masking
-from emoneurons.evaluate.prompts import classification_prompt, dialogue_ids, labelling_prompt
+from emoneurons.evaluate.prompts import classification_prompt, dialogue_ids
 from emoneurons.neurons.counting import counting_inputs
 from emoneurons.neurons.model import LoadedModel
+from emoneurons.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
 from emoneurons.params import EvalParams, HFGenerationParams, ParamsError
 from emoneurons.prompt_format import PromptFormatError, render_plain, resolve_prompt_format
 

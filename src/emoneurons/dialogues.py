@@ -18,7 +18,8 @@ from tqdm.auto import tqdm
 
 from emoneurons.backends.template import TEMPLATE
 from emoneurons.backends.template_dialogues import template_dialogue
-from emoneurons.emotions import EMOTIONS, GENERATE_PROMPT
+from emoneurons.emotions import EMOTIONS
+from emoneurons.paper_prompts.generate import GENERATE_PROMPT
 
 if TYPE_CHECKING:
     from emoneurons.backends.chat import ChatBackend

@@ -245,3 +245,51 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if raw is not None and not isinstance(raw, dict):
         raise ParamsError(f"{path}: must be a mapping of sections (model, augment, ...)")
     return parse_params(raw, str(path))
+
+
+class UndeclaredParamError(ParamsError):
+    """A stage read a params key that its `params:` in dvc.yaml does not list."""
+
+
+def _is_key(key: str) -> bool:
+    """Whether a dotted key (`select.top_rate`) names a field of Params."""
+    model: type[BaseModel] | None = Params
+    for part in key.split("."):
+        field = model.model_fields.get(part) if model is not None else None
+        if field is None:
+            return False
+        annotation = field.annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return True
+
+
+class DeclaredParams:
+    """Params as one stage may read them: only the keys it declares (dvc.yaml's `params:` for the
+    stage). Reading any other key raises, so a stage cannot depend on a key DVC does not track,
+    whose change would leave its outputs stale while `dvc status` calls them up to date."""
+
+    __slots__ = ("_value", "_declared", "_prefix")
+
+    def __init__(self, value: BaseModel, declared: frozenset[str], prefix: str = "") -> None:
+        self._value, self._declared, self._prefix = value, declared, prefix
+
+    def __getattr__(self, name: str):
+        key = self._prefix + name
+        if key in self._declared:
+            return getattr(self._value, name)  # a declared key is read whole
+        if any(d.startswith(key + ".") for d in self._declared):
+            return DeclaredParams(getattr(self._value, name), self._declared, key + ".")
+        raise UndeclaredParamError(
+            f"params key {key!r} is read but not declared for this stage (declared: "
+            f"{', '.join(sorted(self._declared))}); list it under the stage's params in dvc.yaml"
+        )
+
+
+def load_stage_params(path: str | Path, keys: tuple[str, ...]) -> Params:
+    """params.yaml validated whole, seen through the `keys` a stage declares in dvc.yaml
+    (tests/test_dvc_yaml.py checks that the two lists are the same)."""
+    unknown = [key for key in keys if not _is_key(key)]
+    if unknown:
+        raise ParamsError(f"declared params key {unknown[0]!r} is not a key of params.yaml")
+    # A view, not a Params: it answers the declared keys exactly as Params would.
+    return DeclaredParams(load_params(path), frozenset(keys))  # type: ignore[return-value]

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 from emoneurons.backends.template import seeded_rng
 from emoneurons.backends.template_topics import template_alternative
 from emoneurons.data.io import DataError
-from emoneurons.emotions import AUGMENT_PROMPT
+from emoneurons.paper_prompts.augment import AUGMENT_PROMPT
 
 if TYPE_CHECKING:
     from emoneurons.backends.chat import ChatBackend

@@ -14,10 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from emoneurons.backends.lexicon import lexicon_labels
-from emoneurons.emotions import label_prompt, parse_emotion
+from emoneurons.emotions import parse_emotion
+from emoneurons.paper_prompts.label import label_prompt
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
     from emoneurons.backends.chat import ChatBackend
+    from emoneurons.evaluate.prompts import ChatPrompt
     from emoneurons.neurons.model import LoadedModel
     from emoneurons.params import FilterParams, ModelParams
 
@@ -51,6 +55,13 @@ def relabel_invalid(
     return labels, len(missing)
 
 
+def labelling_prompt(tokenizer: PreTrainedTokenizerBase, retry: bool = False, prompt_format: str = "auto") -> ChatPrompt:
+    """Figure 7's labelling prompt (or its stricter retry) as one user turn."""
+    from emoneurons.evaluate.prompts import user_turn_prompt
+
+    return user_turn_prompt(tokenizer, lambda dialogue: label_prompt(dialogue, retry=retry), prompt_format)
+
+
 class HFJudge:
     """Classifies with a loaded model (shared between hf judges) and the labelling prompt."""
 
@@ -62,7 +73,6 @@ class HFJudge:
 
     def _classify(self, dialogues: Sequence[str], retry: bool) -> list[str | None]:
         from emoneurons.evaluate.classify import classify
-        from emoneurons.evaluate.prompts import labelling_prompt
 
         prompt = labelling_prompt(self.lm.tokenizer, retry=retry, prompt_format=self.prompt_format)
         desc = f"judge {self.name}" + (" (retry prompt)" if retry else "")

@@ -10,12 +10,13 @@ needs to count only them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
-from emoneurons.emotions import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT, EMOTIONS, label_prompt
+from emoneurons.emotions import EMOTIONS
+from emoneurons.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
 from emoneurons.prompt_format import added_special_prefix, render_plain, resolve_prompt_format
 
 _SLOT = "\u0000DIALOGUE\u0000"
@@ -86,10 +87,13 @@ def classification_prompt(
     return _chat_prompt(tokenizer, messages, prompt_format)
 
 
-def labelling_prompt(tokenizer: PreTrainedTokenizerBase, retry: bool = False, prompt_format: str = "auto") -> ChatPrompt:
-    """Figure 7's labelling prompt (or its stricter retry) as one user turn."""
+def user_turn_prompt(
+    tokenizer: PreTrainedTokenizerBase, user_text: Callable[[str], str], prompt_format: str = "auto"
+) -> ChatPrompt:
+    """One user turn whose text is `user_text(dialogue)` (the judges' labelling prompt): the
+    caller brings the text, so the stages that never send it do not depend on it."""
     prompt_format = resolve_prompt_format(tokenizer, prompt_format)
-    return _chat_prompt(tokenizer, [{"role": "user", "content": label_prompt(_SLOT, retry=retry)}], prompt_format)
+    return _chat_prompt(tokenizer, [{"role": "user", "content": user_text(_SLOT)}], prompt_format)
 
 
 # Contextual calibration's content-free input (Zhao et al. 2021), in the dialogues' own format.
