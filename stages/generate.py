@@ -73,8 +73,14 @@ def main(
     print(
         f"generate: {stats.generated} of {stats.planned} dialogues ({len(names)} topics x "
         f"{len(generate.emotions)} emotions x {generate.per_pair}; {stats.reasked} re-asked, "
-        f"{stats.dropped} dropped) [{generate.backend}, {time.perf_counter() - start:.1f}s]"
+        f"{stats.dropped} dropped{cut_off_note(backend)}) [{generate.backend}, {time.perf_counter() - start:.1f}s]"
     )
+
+
+def cut_off_note(backend) -> str:
+    """'; N replies cut off at the token limit' when the backend saw any (they were re-asked or dropped)."""
+    truncated = backend.usage.truncated if backend is not None else 0
+    return f"; {truncated} replies cut off at the token limit" if truncated else ""
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ class CachedResponse:
     text: str
     prompt_tokens: int
     completion_tokens: int
+    finish_reason: str | None = None  # "length": cut off at the token limit (entries before it: None)
 
 
 def prepare_cache_dir(root: str | Path) -> Path:
@@ -90,18 +91,26 @@ class ResponseCache:
             text, usage = entry["text"], entry["usage"]
             if not isinstance(text, str):
                 return self._discard(path)
-            return CachedResponse(text, int(usage["prompt_tokens"]), int(usage["completion_tokens"]))
+            finish_reason = entry.get("finish_reason")
+            if finish_reason is not None and not isinstance(finish_reason, str):
+                return self._discard(path)
+            return CachedResponse(text, int(usage["prompt_tokens"]), int(usage["completion_tokens"]), finish_reason)
         except (ValueError, KeyError, TypeError):
             return self._discard(path)
 
-    def put(self, key: str, fields: dict[str, Any], text: str, prompt_tokens: int, completion_tokens: int) -> None:
-        """Store one answer atomically (temporary sibling, then os.replace)."""
+    def put(
+        self, key: str, fields: dict[str, Any], text: str, prompt_tokens: int, completion_tokens: int,
+        finish_reason: str | None = None,
+    ) -> None:
+        """Store one answer atomically (temporary sibling, then os.replace). A cut-off answer
+        (finish_reason "length") is stored too: it was paid for, and a rerun must not ask again."""
         path = self.path(key)
         entry = {
             "key": key,
             "request": fields,
             "text": text,
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
+            "finish_reason": finish_reason,
         }
         data = json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         if path.parent not in self._made_dirs:

@@ -22,7 +22,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from emoneurons.backends.cache import ResponseCache, cache_key, request_fields
 from emoneurons.backends.chat import (
-    ChatBackendError, ChatProgress, ChatRequest, Usage, fill_from_cache, token_cost,
+    ChatBackendError, ChatProgress, ChatRequest, Usage, fill_from_cache, is_cut_off, token_cost,
 )
 from emoneurons.params import OpenAIParams
 
@@ -264,10 +264,14 @@ class OpenAIChatBackend:
             self.last_error = "empty answer (no choices or no content)"
             self.usage.failed += 1
             return None
+        finish_reason = response.choices[0].finish_reason
         prompt_tokens = (response.usage.prompt_tokens or 0) if response.usage else 0
         completion_tokens = (response.usage.completion_tokens or 0) if response.usage else 0
-        self.cache.put(cache_key(fields), fields, text, prompt_tokens, completion_tokens)
+        self.cache.put(cache_key(fields), fields, text, prompt_tokens, completion_tokens, finish_reason)
         self.usage.add_tokens(prompt_tokens, completion_tokens, self._cost(prompt_tokens, completion_tokens))
+        if is_cut_off(finish_reason):
+            self.usage.truncated += 1
+            return None
         return text
 
     def _wait(self, state: RetryCallState) -> float:
