@@ -16,6 +16,7 @@ from emoneurons.neurons.counting import activation_counts
 from emoneurons.neurons.masking import UnsupportedModelError
 from emoneurons.neurons.model import load_model
 from emoneurons.params import ParamsError, load_params
+from emoneurons.truncation import Truncation
 
 
 def train_dialogues(path: Path) -> tuple[list[str], list[str]]:
@@ -46,9 +47,10 @@ def main(
         model_params, count = settings.model, settings.count
         dialogues, emotions = train_dialogues(train)
         lm = load_model(model_params)
+        cut: list[Truncation] = []
         f, T = activation_counts(
             lm, dialogues, emotions, positions=count.positions, text=count.text, activation=count.activation,
-            batch_size=model_params.batch_size, max_length=model_params.max_length, desc="count",
+            batch_size=model_params.batch_size, max_length=model_params.max_length, desc="count", truncation=cut,
         )
         check_counts(f, T)
     except (ParamsError, DataError, UnsupportedModelError) as error:
@@ -63,11 +65,14 @@ def main(
         "tokens": dict(zip(EMOTIONS, T.tolist())),
         "layers": f.shape[0],
         "neurons": f.shape[1],
+        "truncated": cut[0].record(),  # dialogues cut to model.max_length (docs/CONTRACTS.md)
     }
     # One folder renamed into place whole: the counts and their meta never disagree.
     with atomic_dir(out) as tmp:
         save_file({"f": f, "T": T}, tmp / "counts.safetensors")
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if cut[0].dialogues:
+        print(cut[0].describe(len(dialogues), "count"), file=sys.stderr)
     tokens = ", ".join(f"{e} {t}" for e, t in zip(EMOTIONS, T.tolist()))
     print(f"count: {len(dialogues)} dialogues, {int(T.sum())} counted tokens ({tokens}); f {list(f.shape)}")
 

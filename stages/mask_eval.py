@@ -13,6 +13,7 @@ from emoneurons.data.io import DataError, read_json, read_table
 from emoneurons.evaluate.conditions import PlanError
 from emoneurons.evaluate.masking_eval import EvalDataError, evaluate_masking
 from emoneurons.params import ParamsError, load_params
+from emoneurons.truncation import Truncation
 
 
 def main(
@@ -29,7 +30,8 @@ def main(
 
         lm = load_model(settings.model)
         evaluation, headline = evaluate_masking(
-            lm, train, test, selection, settings.eval, settings.select.top_rate, batch_size=settings.model.batch_size
+            lm, train, test, selection, settings.eval, settings.select.top_rate, batch_size=settings.model.batch_size,
+            max_length=settings.model.max_length,
         )
     except (ParamsError, DataError, PlanError, EvalDataError) as error:
         print(error, file=sys.stderr)
@@ -42,6 +44,9 @@ def main(
     print(f"mask-eval: unmodified accuracy {base['accuracy']['overall']:.3f} [95% CI {lo:.3f}, {hi:.3f}] "
           f"vs chance {evaluation['chance']:.3f}; {len(evaluation['conditions'])} conditions; tokens computed "
           f"{tokens['computed']} of naive {tokens['naive']} ({tokens['computed'] / max(tokens['naive'], 1):.2f})")
+    cut = Truncation(**evaluation["truncated"])
+    if cut.dialogues:
+        print(cut.describe(evaluation["n_test"], "mask-eval (test and calibration dialogues)"), file=sys.stderr)
     if not evaluation["baseline_above_chance"]:
         print(f"warning: the unmodified model is not clearly above chance (CI lower bound {lo:.3f} <= {evaluation['chance']:.3f}); "
               "masking effects are not interpretable; try eval.shots or a larger model", file=sys.stderr)
