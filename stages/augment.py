@@ -29,9 +29,9 @@ def main(
     start = time.perf_counter()
     try:
         settings = load_params(params)
-        prepare_cache_dir(cache)
         augment = settings.augment
         topics = read_seeds(seeds)
+        prepare_cache_dir(cache)  # after the input checks: a rejected input writes nothing
         if augment.backend == TEMPLATE:
             propose, backend = template_proposer(augment.seed), None
         else:

@@ -29,7 +29,6 @@ def main(
     start = time.perf_counter()
     try:
         settings = load_params(params)
-        prepare_cache_dir(cache)
         generate = settings.generate
         table = read_table(topics)
         if "topic" not in table.columns:
@@ -37,6 +36,7 @@ def main(
         names = table["topic"].drop_nulls().to_list()
         if not names:
             raise DataError(f"{topics}: 0 topics (need at least 1)")
+        prepare_cache_dir(cache)  # after the input checks: a rejected input writes nothing
         if generate.backend == TEMPLATE:
             df, stats = template_dialogues(names, generate.emotions, generate.per_pair, generate.seed, generate.max_turns)
             backend = None

@@ -9,6 +9,7 @@ from array import array
 import ipaddress
 import os
 import random
+import re
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -105,6 +106,17 @@ def describe_error(error: BaseException) -> str:
     if isinstance(error, openai.OpenAIError):
         return f"{type(error).__name__}: {server_message(error)}"
     return f"{type(error).__name__}: {error}"
+
+
+def describe_body(text: str) -> str:
+    """A response body in a few words: empty, an HTML page (with its title) or its first characters."""
+    stripped = " ".join(text.split())
+    if not stripped:
+        return "an empty body"
+    if stripped.startswith("<"):
+        title = re.search(r"<title>(.*?)</title>", stripped, re.IGNORECASE | re.DOTALL)
+        return f"an HTML page ({title.group(1).strip()[:80]!r})" if title else f"an HTML page ({stripped[:80]!r})"
+    return f"a body that is not a chat completion ({stripped[:80]!r})"
 
 
 class RequestRateLimiter:
@@ -244,11 +256,12 @@ class OpenAIChatBackend:
                 with attempt:
                     if limiter is not None:
                         await limiter.wait()
-                    response = await client.chat.completions.create(
+                    raw = await client.chat.completions.with_raw_response.create(
                         model=self.model,
                         messages=[{"role": role, "content": content} for role, content in request.messages],
                         **self._sampling,
                     )
+                    response = self._completion(raw)
         except openai.OpenAIError as error:
             if not is_transient(error):
                 raise ChatBackendError(
@@ -273,6 +286,21 @@ class OpenAIChatBackend:
             self.usage.truncated += 1
             return None
         return text
+
+    def _completion(self, raw: Any) -> Any:
+        """The parsed chat completion; ChatBackendError (not retried: a wrong base_url or a proxy's
+        page does not fix itself) when the body is empty, HTML or JSON that is not a completion."""
+        try:
+            response = raw.parse()
+        except ValueError:  # JSONDecodeError and the like: not JSON at all
+            response = None
+        if not isinstance(getattr(response, "choices", None), list):
+            raise ChatBackendError(
+                f"openai: {self._base_url} (model {self.model!r}) answered HTTP {raw.http_response.status_code} with "
+                f"{describe_body(raw.http_response.text)} instead of a chat completion; check openai.base_url "
+                "(an OpenAI-compatible endpoint, usually ending in /v1)"
+            )
+        return response
 
     def _wait(self, state: RetryCallState) -> float:
         """Retry-After when the server gives one (plus up to 10% jitter), else exponential backoff with jitter."""
