@@ -241,7 +241,7 @@ class OpenAIChatBackend:
 
         def count_retry(state: RetryCallState) -> None:
             self.usage.retried += 1
-            self.last_error = describe_error(state.outcome.exception())
+            self.last_error = self._redact(describe_error(state.outcome.exception()))
             progress.refresh()
 
         retrying = AsyncRetrying(
@@ -265,10 +265,10 @@ class OpenAIChatBackend:
         except openai.OpenAIError as error:
             if not is_transient(error):
                 raise ChatBackendError(
-                    f"openai: {self._base_url} (model {self.model!r}) refused the request: {describe_error(error)}"
+                    f"openai: {self._base_url} (model {self.model!r}) refused the request: {self._redact(describe_error(error))}"
                     + (f" (check the key in ${self.params.api_key_env})" if getattr(error, "status_code", None) in (401, 403) else "")
                 ) from None
-            self.last_error = describe_error(error)
+            self.last_error = self._redact(describe_error(error))
             self.usage.failed += 1
             raise _RetriesExhausted from None
 
@@ -287,6 +287,12 @@ class OpenAIChatBackend:
             return None
         return text
 
+    def _redact(self, message: str) -> str:
+        """A server's message with the key masked: some echo the key they were sent."""
+        if len(self._api_key) >= 8:
+            message = message.replace(self._api_key, "***")
+        return message
+
     def _completion(self, raw: Any) -> Any:
         """The parsed chat completion; ChatBackendError (not retried: a wrong base_url or a proxy's
         page does not fix itself) when the body is empty, HTML or JSON that is not a completion."""
@@ -297,7 +303,7 @@ class OpenAIChatBackend:
         if not isinstance(getattr(response, "choices", None), list):
             raise ChatBackendError(
                 f"openai: {self._base_url} (model {self.model!r}) answered HTTP {raw.http_response.status_code} with "
-                f"{describe_body(raw.http_response.text)} instead of a chat completion; check openai.base_url "
+                f"{describe_body(self._redact(raw.http_response.text))} instead of a chat completion; check openai.base_url "
                 "(an OpenAI-compatible endpoint, usually ending in /v1)"
             )
         return response
