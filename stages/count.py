@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from emoneurons.atomic import atomic_dir
-from emoneurons.data.suites import check_counts
+from emoneurons.data.suites import check_counts, checks_record
 from emoneurons.data.io import DataError, read_table
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.counting import activation_counts
@@ -17,6 +17,7 @@ from emoneurons.neurons.masking import UnsupportedModelError
 from emoneurons.neurons.model import load_model
 from emoneurons.params import ParamsError, load_params
 from emoneurons.truncation import Truncation
+from emoneurons.stage_run import run_stage
 
 
 def train_dialogues(path: Path) -> tuple[list[str], list[str]]:
@@ -52,7 +53,7 @@ def main(
             lm, dialogues, emotions, positions=count.positions, text=count.text, activation=count.activation,
             batch_size=model_params.batch_size, max_length=model_params.max_length, desc="count", truncation=cut,
         )
-        check_counts(f, T)
+        checked = check_counts(f, T)
     except (ParamsError, DataError, UnsupportedModelError) as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
@@ -71,6 +72,7 @@ def main(
     with atomic_dir(out) as tmp:
         save_file({"f": f, "T": T}, tmp / "counts.safetensors")
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (tmp / "checks.json").write_text(json.dumps(checks_record(checked), indent=2) + "\n")
     if cut[0].dialogues:
         print(cut[0].describe(len(dialogues), "count"), file=sys.stderr)
     tokens = ", ".join(f"{e} {t}" for e, t in zip(EMOTIONS, T.tolist()))
@@ -78,4 +80,4 @@ def main(
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run_stage(main, "count")

@@ -14,9 +14,10 @@ from emoneurons.atomic import write_json
 from emoneurons.backends.chat import ChatBackendError
 from emoneurons.backends.template import TEMPLATE
 from emoneurons.data.io import DataError, read_table, write_table
-from emoneurons.data.suites import check_dialogues
+from emoneurons.data.suites import check_dialogues, checks_path, checks_record
 from emoneurons.dialogues import llm_dialogues, template_dialogues
 from emoneurons.params import ParamsError, load_params
+from emoneurons.stage_run import run_stage
 
 
 def main(
@@ -53,7 +54,7 @@ def main(
                     f"generate: 0 of {stats.planned} dialogues usable after {generate.max_retries} re-asks "
                     f"(rejected: {stats.rejected})"
                 )
-        check_dialogues(df, source=str(out))
+        checked = check_dialogues(df, source=str(out))
         per_emotion = dict(df.group_by("theme").len().iter_rows())
         metrics = {
             "backend": generate.backend,
@@ -65,6 +66,7 @@ def main(
             "per_emotion": {e: per_emotion.get(e, 0) for e in generate.emotions},
             **({"usage": backend.usage.as_metrics()} if backend is not None else {}),
         }
+        write_json(checks_path(out), checks_record(checked))
         write_table(df, out)
         write_json(report, metrics)
     except (ParamsError, DataError, ChatBackendError) as error:
@@ -84,4 +86,4 @@ def cut_off_note(backend) -> str:
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run_stage(main, "generate", Path("data/cache/llm/generate"))

@@ -14,6 +14,7 @@ from emoneurons.evaluate.conditions import PlanError
 from emoneurons.evaluate.masking_eval import EvalDataError, evaluate_masking
 from emoneurons.params import ParamsError, load_params
 from emoneurons.truncation import Truncation
+from emoneurons.stage_run import run_stage
 
 
 def main(
@@ -53,4 +54,4 @@ def main(
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run_stage(main, "mask-eval")
