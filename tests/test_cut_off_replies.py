@@ -74,7 +74,7 @@ def test_generate_reasks_a_cut_off_dialogue_then_drops_and_counts_it(tmp_path):
     assert table["topic"].to_list() == ["cats"] and table["dialogue"].to_list() == [WHOLE]
     assert CUT not in table["dialogue"].to_list()
     assert (stats.generated, stats.reasked, stats.dropped, stats.asked) == (1, 3, 1, 5)
-    assert stats.rejected == {"no answer": 4}
+    assert stats.rejected == {"cut off at the token limit": 4}
     assert backend.usage.truncated == 4
 
 

@@ -126,11 +126,11 @@ def test_an_answer_that_runs_out_of_new_tokens_is_cut_off_not_accepted(chat_mode
     cut = _backend(chat_model, tmp_path / "cut", batch_size=2, max_new_tokens=3)
     texts = [text for text, _, _, _ in cut.generate([render_chat(chat_model.tokenizer, r.messages) for r in requests], [0, 0])]
     cut._eos_ids = [chat_model.tokenizer.pad_token_id]  # an id the greedy answers below never reach
-    assert cut.complete(requests) == [None, None]
+    assert cut.complete(requests) == [None, None] and cut.last_cut_off == {0, 1}
     assert (cut.usage.truncated, cut.usage.completion_tokens) == (2, 6)
     again = _backend(chat_model, tmp_path / "cut", batch_size=2, max_new_tokens=3)
     again.generate = lambda prompts, seeds: pytest.fail("a cut-off answer was asked again")
-    assert again.complete(requests) == [None, None]
+    assert again.complete(requests) == [None, None] and again.last_cut_off == {0, 1}
     assert (again.usage.cached, again.usage.truncated) == (2, 2)
     # The first generated token of the first answer made an end-of-turn token: that answer ends there.
     first_token = chat_model.tokenizer(texts[0], add_special_tokens=False)["input_ids"][0]

@@ -29,6 +29,7 @@ DIALOGUE_SCHEMA = {
 # A reply longer than this is not the short dialogue asked for (the paper's run a few hundred
 # characters; 20,000 is ~5,000 tokens, past any default context here), whatever it holds.
 MAX_REPLY_CHARS = 20_000
+CUT_OFF_REASON = "cut off at the token limit"  # finish_reason "length": the reply stops mid-turn
 # Speaker names a reply may use for something that is not a speaker.
 NOT_SPEAKERS = frozenset(("emotion", "topic", "theme", "label", "mood", "setting", "scene", "narrator", "title", "note", "dialogue", "tone"))
 _SPEAKER_LINE = re.compile(r"^(?P<name>[A-Za-z][\w .'-]{0,30}?)\s*:\s*(?P<text>.*)$")
@@ -165,10 +166,14 @@ def llm_dialogues(
             for i in pending
         ]
         answers = backend.complete(requests, desc=f"generate (try {attempt + 1})")
+        cut_off = getattr(backend, "last_cut_off", set())  # answers stopped by the token limit
         stats.asked += len(requests)
         retry = []
-        for i, answer in zip(pending, answers):
-            dialogue, reason = check_reply(answer) if answer is not None else (None, "no answer")
+        for position, (i, answer) in enumerate(zip(pending, answers)):
+            if answer is None:
+                dialogue, reason = None, CUT_OFF_REASON if position in cut_off else "no answer"
+            else:
+                dialogue, reason = check_reply(answer)
             if dialogue is not None:
                 accepted[i] = dialogue
                 stats.repaired += dialogue != answer.strip()  # type: ignore[union-attr]

@@ -126,9 +126,11 @@ def fill_from_cache(
     usage: Usage,
     progress: ChatProgress,
     cost: Callable[[int, int], float | None] = lambda prompt, completion: None,
+    cut_off: set[int] | None = None,
 ) -> array:
-    """Put every cached answer into `results` (counted as cached, with its stored usage); return
-    the indices still to fetch (8 bytes each, so huge runs stay small)."""
+    """Put every cached answer into `results` (counted as cached, with its stored usage; a cut-off
+    one stays None and its index goes into `cut_off`); return the indices still to fetch (8 bytes
+    each, so huge runs stay small)."""
     misses = array("q")
     for index, request in enumerate(requests):
         hit = cache.get(cache_key(fields_of(request)))
@@ -138,6 +140,8 @@ def fill_from_cache(
         usage.cached += 1
         if is_cut_off(hit.finish_reason):
             usage.truncated += 1  # kept None: cut off then, cut off now
+            if cut_off is not None:
+                cut_off.add(index)
         else:
             results[index] = hit.text
         usage.add_tokens(hit.prompt_tokens, hit.completion_tokens, cost(hit.prompt_tokens, hit.completion_tokens))

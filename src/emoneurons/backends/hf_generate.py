@@ -118,6 +118,7 @@ class HFChatBackend:
         self._sampling = sampling_fields(params, seed, loaded.model.dtype)
         self._eos_ids = eos_token_ids(loaded)
         self._progress = progress
+        self.last_cut_off: set[int] = set()  # indices of the latest complete() cut off at max_new_tokens
 
     def request_fields(self, request: ChatRequest) -> dict[str, Any]:
         return request_fields(
@@ -127,9 +128,12 @@ class HFChatBackend:
     def complete(self, requests: Sequence[ChatRequest], desc: str = "") -> list[str | None]:
         results: list[str | None] = [None] * len(requests)
         self.usage.requests += len(requests)
+        self.last_cut_off = set()
         progress = ChatProgress(len(requests), desc, self.usage, enabled=self._progress)
         try:
-            misses = fill_from_cache(requests, results, self.cache, self.request_fields, self.usage, progress)
+            misses = fill_from_cache(
+                requests, results, self.cache, self.request_fields, self.usage, progress, cut_off=self.last_cut_off
+            )
             window = self.batch_size * _SORT_WINDOW
             for start in range(0, len(misses), window):
                 prompts = {i: render_chat(self.loaded.tokenizer, requests[i].messages) for i in misses[start : start + window]}
@@ -143,6 +147,7 @@ class HFChatBackend:
                         self.usage.add_tokens(prompt_tokens, completion_tokens, None)
                         if is_cut_off(finish_reason):
                             self.usage.truncated += 1
+                            self.last_cut_off.add(index)
                         else:
                             results[index] = text
                     progress.refresh(len(batch))

@@ -161,6 +161,7 @@ class OpenAIChatBackend:
         self.usage = Usage()
         self.cache = ResponseCache(cache_dir)
         self.last_error: str | None = None  # of the latest failed attempt, for the stage's log
+        self.last_cut_off: set[int] = set()  # indices of the latest complete() cut off at max_tokens
         self._api_key = resolve_api_key(params)  # fails here, before any request
         self._base_url = params.base_url.rstrip("/")
         self._sampling = {"temperature": params.temperature, "max_tokens": params.max_tokens}
@@ -183,10 +184,11 @@ class OpenAIChatBackend:
     def complete(self, requests: Sequence[ChatRequest], desc: str = "") -> list[str | None]:
         results: list[str | None] = [None] * len(requests)
         self.usage.requests += len(requests)
+        self.last_cut_off = set()
         progress = ChatProgress(len(requests), desc, self.usage, enabled=self._progress)
         try:
             misses = fill_from_cache(
-                requests, results, self.cache, self.request_fields, self.usage, progress, self._cost
+                requests, results, self.cache, self.request_fields, self.usage, progress, self._cost, self.last_cut_off
             )
             if misses:
                 run_coroutine(self._fetch_all(requests, misses, results, progress))
@@ -209,7 +211,7 @@ class OpenAIChatBackend:
                 if unanswered:  # the server is gone or overloaded: start nothing new, let the others finish
                     return
                 try:
-                    results[index] = await self._fetch_one(client, limiter, requests[index], progress)
+                    results[index] = await self._fetch_one(client, limiter, requests[index], progress, index)
                 except _RetriesExhausted:
                     unanswered += 1
                 progress.refresh(1)
@@ -235,7 +237,8 @@ class OpenAIChatBackend:
             )
 
     async def _fetch_one(
-        self, client: openai.AsyncOpenAI, limiter: RequestRateLimiter | None, request: ChatRequest, progress: ChatProgress
+        self, client: openai.AsyncOpenAI, limiter: RequestRateLimiter | None, request: ChatRequest, progress: ChatProgress,
+        index: int = -1,
     ) -> str | None:
         fields = self.request_fields(request)
 
@@ -284,6 +287,7 @@ class OpenAIChatBackend:
         self.usage.add_tokens(prompt_tokens, completion_tokens, self._cost(prompt_tokens, completion_tokens))
         if is_cut_off(finish_reason):
             self.usage.truncated += 1
+            self.last_cut_off.add(index)
             return None
         return text
 
