@@ -18,9 +18,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-import torch
 import yaml
-from safetensors.torch import load_file
 from test_conditions import _split, synthetic_neurons
 from test_secrets import PromptServer
 
