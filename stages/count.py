@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from emoneurons.atomic import atomic_dir
-from emoneurons.data.suites import check_counts
+from emoneurons.data.suites import check_counts, checks_record
 from emoneurons.data.io import DataError, read_table
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.counting import activation_counts
@@ -17,6 +17,8 @@ from emoneurons.neurons.masking import UnsupportedModelError
 from emoneurons.neurons.model import load_model
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.prompt_format import resolve_prompt_format
+from emoneurons.truncation import Truncation
+from emoneurons.stage_run import run_stage
 
 
 def train_dialogues(path: Path) -> tuple[list[str], list[str]]:
@@ -47,12 +49,13 @@ def main(
         model_params, count = settings.model, settings.count
         dialogues, emotions = train_dialogues(train)
         lm = load_model(model_params)
+        cut: list[Truncation] = []
         f, T = activation_counts(
             lm, dialogues, emotions, positions=count.positions, text=count.text, activation=count.activation,
-            batch_size=model_params.batch_size, max_length=model_params.max_length, desc="count",
+            batch_size=model_params.batch_size, max_length=model_params.max_length, desc="count", truncation=cut,
             prompt_format=settings.eval.prompt_format,
         )
-        check_counts(f, T)
+        checked = check_counts(f, T)
     except (ParamsError, DataError) as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
@@ -70,14 +73,18 @@ def main(
         "tokens": dict(zip(EMOTIONS, T.tolist())),
         "layers": f.shape[0],
         "neurons": f.shape[1],
+        "truncated": cut[0].record(),  # dialogues cut to model.max_length (docs/CONTRACTS.md)
     }
     # One folder renamed into place whole: the counts and their meta never disagree.
     with atomic_dir(out) as tmp:
         save_file({"f": f, "T": T}, tmp / "counts.safetensors")
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (tmp / "checks.json").write_text(json.dumps(checks_record(checked), indent=2) + "\n")
+    if cut[0].dialogues:
+        print(cut[0].describe(len(dialogues), "count"), file=sys.stderr)
     tokens = ", ".join(f"{e} {t}" for e, t in zip(EMOTIONS, T.tolist()))
     print(f"count: {len(dialogues)} dialogues, {int(T.sum())} counted tokens ({tokens}); f {list(f.shape)}")
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run_stage(main, "count")

@@ -17,9 +17,10 @@ from emoneurons.backends.chat import ChatBackendError
 from emoneurons.backends.judges import make_judges
 from emoneurons.data.emoprism import read_emoprism
 from emoneurons.data.io import DataError, read_table, write_table
-from emoneurons.data.suites import check_dialogues, check_filtered
+from emoneurons.data.suites import check_dialogues, check_filtered, checks_path, checks_record
 from emoneurons.filtering import agreement_filter
 from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.stage_run import run_stage
 
 
 def main(
@@ -38,7 +39,7 @@ def main(
         if options.source == "emoprism":
             emoprism = read_emoprism(options.emoprism.path, options.emoprism.judge_columns)
             df, labels, judges = emoprism.dialogues, emoprism.judges, []
-            check_dialogues(df, source=options.emoprism.path)
+            checked = check_dialogues(df, source=options.emoprism.path)
             if not 1 <= options.min_agree <= 1 + len(labels):
                 raise ParamsError(
                     f"filter.min_agree: must be between 1 and {1 + len(labels)} (the intended emotion plus "
@@ -46,6 +47,7 @@ def main(
                 )
             seconds = dict.fromkeys(labels, 0.0)
         else:
+            checked = []
             df = read_table(dialogues)
             for column in ("dialogue", "theme"):
                 if column not in df.columns:
@@ -59,12 +61,13 @@ def main(
                 labels[judge.name] = judge.label(texts)
                 seconds[judge.name] = round(time.perf_counter() - began, 2)
         kept, metrics = agreement_filter(df, labels, options.min_agree)
-        check_filtered(kept, list(labels), source=str(out))
+        checked += check_filtered(kept, list(labels), source=str(out))
         if emoprism is not None:
             metrics["source"] = {"emoprism": options.emoprism.path, "label_not_theme": emoprism.label_not_theme}
         usage = {j.name: j.backend.usage.as_metrics() for j in judges if hasattr(j, "backend")}
         if usage:
             metrics["judge_usage"] = usage
+        write_json(checks_path(out), checks_record(checked))
         write_table(kept, out)
         write_json(report, metrics)
     except (ParamsError, DataError, ChatBackendError) as error:
@@ -86,4 +89,4 @@ def main(
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run_stage(main, "filter", Path("data/cache/llm/filter"))

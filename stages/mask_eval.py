@@ -15,6 +15,8 @@ from emoneurons.evaluate.masking_eval import EvalDataError, evaluate_masking
 from emoneurons.evaluate.summary import exp_summary
 from emoneurons.neurons.architecture import UnsupportedModelError
 from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.truncation import Truncation
+from emoneurons.stage_run import run_stage
 
 
 def main(
@@ -31,7 +33,8 @@ def main(
 
         lm = load_model(settings.model)
         evaluation, headline = evaluate_masking(
-            lm, train, test, selection, settings.eval, settings.select.top_rate, batch_size=settings.model.batch_size
+            lm, train, test, selection, settings.eval, settings.select.top_rate, batch_size=settings.model.batch_size,
+            max_length=settings.model.max_length,
         )
     except (ParamsError, DataError, PlanError, EvalDataError) as error:
         print(error, file=sys.stderr)
@@ -48,10 +51,13 @@ def main(
     print(f"mask-eval: unmodified accuracy {base['accuracy']['overall']:.3f} [95% CI {lo:.3f}, {hi:.3f}] "
           f"vs chance {evaluation['chance']:.3f}; {len(evaluation['conditions'])} conditions; tokens computed "
           f"{tokens['computed']} of naive {tokens['naive']} ({tokens['computed'] / max(tokens['naive'], 1):.2f})")
+    cut = Truncation(**evaluation["truncated"])
+    if cut.dialogues:
+        print(cut.describe(evaluation["n_test"], "mask-eval (test and calibration dialogues)"), file=sys.stderr)
     if not evaluation["baseline_above_chance"]:
         print(f"warning: the unmodified model is not clearly above chance (CI lower bound {lo:.3f} <= {evaluation['chance']:.3f}); "
               "masking effects are not interpretable; try eval.shots or a larger model", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run_stage(main, "mask-eval")

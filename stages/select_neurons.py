@@ -15,6 +15,7 @@ from emoneurons.atomic import atomic_dir, write_json
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.selection import select_emotion_neurons
 from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.stage_run import run_stage
 
 
 class CountsError(ValueError):
@@ -77,4 +78,4 @@ def main(
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run_stage(main, "select")

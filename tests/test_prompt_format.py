@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from emoneurons.backends.hf_generate import HFChatBackend, render_chat, sampling_fields
+from emoneurons.backends.cache import cache_key
 from emoneurons.backends.chat import ChatRequest
 from emoneurons.backends.judges import HFJudge, labelling_prompt
 from emoneurons.emotions import EMOTIONS
@@ -141,12 +142,18 @@ def test_hf_backend_renders_plain_with_bos_and_keys_the_format(base_lm, tiny_lla
     generation = HFGenerationParams(temperature=0.0, max_new_tokens=3)
     backend = HFChatBackend(base_lm, generation, tmp_path, progress=False)
     assert backend.prompt_format == "plain"
-    [answer] = backend.complete([ChatRequest(messages=messages)])
+    request = ChatRequest(messages=messages)
+    [answer] = backend.complete([request])
     ids = base_lm.tokenizer(render_plain(messages), return_tensors="pt")["input_ids"]
     assert int(ids[0, 0]) == base_lm.tokenizer.bos_token_id  # plain text gets the tokenizer's BOS
     for _ in range(3):
         ids = torch.cat([ids, base_lm.model(ids).logits[0, -1].argmax().view(1, 1)], dim=1)
-    assert answer == base_lm.tokenizer.decode(ids[0, -3:], skip_special_tokens=True).strip()
+    # The random model never says EOS in 3 tokens: the reply is cut off, so it is cached (paid
+    # for) but not returned as an answer; the cached text is the greedy continuation of the plain prompt.
+    assert answer is None and backend.last_cut_off == {0}
+    cached = backend.cache.get(cache_key(backend.request_fields(request)))
+    assert cached.finish_reason == "length"
+    assert cached.text.strip() == base_lm.tokenizer.decode(ids[0, -3:], skip_special_tokens=True).strip()
     # The cache key: unchanged for chat-template prompts, marked for plain ones.
     chat_fields = sampling_fields(generation, 0, torch.float32, "chat")
     assert "prompt_format" not in chat_fields and sampling_fields(generation, 0, torch.float32, "plain") == chat_fields | {"prompt_format": "plain"}

@@ -14,4 +14,5 @@ _EMOTION_WORD = re.compile(r"\b(" + "|".join(EMOTIONS) + r")\b", re.IGNORECASE)
 def parse_emotion(answer: str) -> str | None:
     """The first of the six emotion words in a model's answer, or None when there is none."""
     match = _EMOTION_WORD.search(answer)
-    return match.group(1).lower() if match else None
+    # casefold, not lower: IGNORECASE also matches "ſadness" (long s), which lower() keeps as is.
+    return match.group(1).casefold() if match else None

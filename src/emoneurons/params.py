@@ -36,6 +36,15 @@ class ModelParams(_Strict):
     batch_size: Positive = 16
     max_length: Positive = 1024
 
+    @field_validator("id")
+    @classmethod
+    def _local_folder_exists(cls, value: str) -> str:
+        """A local path (/…, ./…, ../…, ~…) must exist now, before any stage works; a hub id
+        (owner/name) is resolved when the model loads."""
+        if value.startswith(("/", "./", "../", "~")) and not Path(value).expanduser().exists():
+            raise ValueError(f"{value}: no such folder; allowed: embedded, a hub id (owner/name) or an existing local folder")
+        return value
+
 
 class OpenAIParams(_Strict):
     """An OpenAI-compatible endpoint; the key is read from the environment variable `api_key_env`."""

@@ -13,7 +13,7 @@ import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, PreTrainedTokenizerBase
 
 from emoneurons.backends.cache import ResponseCache, cache_key, request_fields
-from emoneurons.backends.chat import ChatProgress, ChatRequest, Usage, fill_from_cache
+from emoneurons.backends.chat import CUT_OFF, ChatProgress, ChatRequest, Usage, fill_from_cache, is_cut_off
 from emoneurons.neurons.model import LoadedModel
 from emoneurons.params import HFGenerationParams
 from emoneurons.prompt_format import render_plain, resolve_prompt_format
@@ -125,6 +125,7 @@ class HFChatBackend:
         self._sampling = sampling_fields(params, seed, loaded.model.dtype, self.prompt_format)
         self._eos_ids = eos_token_ids(loaded)
         self._progress = progress
+        self.last_cut_off: set[int] = set()  # indices of the latest complete() cut off at max_new_tokens
 
     def request_fields(self, request: ChatRequest) -> dict[str, Any]:
         return request_fields(
@@ -134,9 +135,12 @@ class HFChatBackend:
     def complete(self, requests: Sequence[ChatRequest], desc: str = "") -> list[str | None]:
         results: list[str | None] = [None] * len(requests)
         self.usage.requests += len(requests)
+        self.last_cut_off = set()
         progress = ChatProgress(len(requests), desc, self.usage, enabled=self._progress)
         try:
-            misses = fill_from_cache(requests, results, self.cache, self.request_fields, self.usage, progress)
+            misses = fill_from_cache(
+                requests, results, self.cache, self.request_fields, self.usage, progress, cut_off=self.last_cut_off
+            )
             window = self.batch_size * _SORT_WINDOW
             for start in range(0, len(misses), window):
                 prompts = {i: render_chat(self.loaded.tokenizer, requests[i].messages, self.prompt_format) for i in misses[start : start + window]}
@@ -144,19 +148,25 @@ class HFChatBackend:
                 for first in range(0, len(by_length), self.batch_size):
                     batch = by_length[first : first + self.batch_size]
                     answers = self.generate([prompts[i] for i in batch], [self.seed + requests[i].sample for i in batch])
-                    for index, (text, prompt_tokens, completion_tokens) in zip(batch, answers):
+                    for index, (text, prompt_tokens, completion_tokens, finish_reason) in zip(batch, answers):
                         fields = self.request_fields(requests[index])
-                        self.cache.put(cache_key(fields), fields, text, prompt_tokens, completion_tokens)
+                        self.cache.put(cache_key(fields), fields, text, prompt_tokens, completion_tokens, finish_reason)
                         self.usage.add_tokens(prompt_tokens, completion_tokens, None)
-                        results[index] = text
+                        if is_cut_off(finish_reason):
+                            self.usage.truncated += 1
+                            self.last_cut_off.add(index)
+                        else:
+                            results[index] = text
                     progress.refresh(len(batch))
         finally:
             progress.close()
         return results
 
     @torch.inference_mode()
-    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, int, int]]:
-        """(answer, prompt tokens, answer tokens) per rendered prompt, in one left-padded batch."""
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, int, int, str]]:
+        """(answer, prompt tokens, answer tokens, finish reason) per rendered prompt, in one
+        left-padded batch; the finish reason is "stop" at an end-of-turn token, "length" when
+        max_new_tokens ran out first (the answer is cut off)."""
         tokenizer = self.loaded.tokenizer
         with left_padding(tokenizer):
             # A chat template writes its own BOS; plain text needs the tokenizer's.
@@ -182,5 +192,6 @@ class HFChatBackend:
         for row, generated in enumerate(output[:, prompt_width:].tolist()):
             length = answer_length(generated, eos)
             text = tokenizer.decode(generated[:length], skip_special_tokens=True).strip()
-            answers.append((text, int(inputs["attention_mask"][row].sum()), length))
+            ended = length > 0 and generated[length - 1] in eos
+            answers.append((text, int(inputs["attention_mask"][row].sum()), length, "stop" if ended else CUT_OFF))
         return answers

@@ -21,11 +21,12 @@ from emoneurons.evaluate.metrics import (
     UNPARSEABLE, accuracy_ci, accuracy_per_emotion, chance_level, clearly_above_chance, confusion_matrix,
     overall_accuracy, unparseable_counts,
 )
-from emoneurons.evaluate.prompts import CONTENT_FREE_DIALOGUE, classification_prompt
+from emoneurons.evaluate.prompts import CONTENT_FREE_DIALOGUE, classification_prompt, label_ids
 from emoneurons.neurons.masking import decoder_layers
 from emoneurons.neurons.model import LoadedModel
 from emoneurons.params import EvalParams
 from emoneurons.prompt_format import resolve_prompt_format
+from emoneurons.truncation import Truncation, cut_dialogues
 
 
 class EvalDataError(ValueError):
@@ -210,6 +211,23 @@ def _classify_masks(engine: MaskedClassifier, masks: list[dict], workers: int, b
     return out
 
 
+def dialogue_budget(lm: LoadedModel, prompt, eval_params: EvalParams, max_length: int) -> int:
+    """Dialogue tokens that fit in max_length beside the prompt (prefix with the shots, suffix)
+    and the answer (the longest label, or max_new_tokens when generating)."""
+    answer = (
+        eval_params.max_new_tokens if eval_params.method == "generate"
+        else max(len(ids) for ids in label_ids(lm.tokenizer, eval_params.label_format))
+    )
+    budget = max_length - len(prompt.prefix) - len(prompt.suffix) - answer
+    if budget < 1:
+        raise EvalDataError(
+            f"model.max_length: {max_length} tokens leave no room for a dialogue beside the classification "
+            f"prompt ({len(prompt.prefix) + len(prompt.suffix)} tokens with eval.shots={eval_params.shots}) and "
+            f"the answer ({answer}); raise model.max_length or lower eval.shots"
+        )
+    return budget
+
+
 def evaluate_masking(
     lm: LoadedModel,
     train_df: pl.DataFrame,
@@ -221,9 +239,12 @@ def evaluate_masking(
     batch_size: int = 16,
     progress: bool = True,
     workers: int | None = None,
+    max_length: int | None = None,
 ) -> tuple[dict, dict]:
     """Run every planned condition (each distinct mask once) and return (eval, headline) dicts.
-    `workers`: processes for the masked conditions (None: `mask_workers`); results do not depend on it."""
+    `workers`: processes for the masked conditions (None: `mask_workers`); results do not depend on it.
+    `max_length` (model.max_length): dialogues whose prompt would exceed it are cut by
+    truncation.cut_dialogues, reported in eval.json's `truncated`."""
     if test_df.height == 0:
         raise EvalDataError("data/split/test.parquet: no dialogues to evaluate")
     labels = _labels(test_df, "data/split/test.parquet")
@@ -239,10 +260,16 @@ def evaluate_masking(
     prompt_format = resolve_prompt_format(lm.tokenizer, eval_params.prompt_format)
     prompt = classification_prompt(lm.tokenizer, shots, eval_params.shot_instruction, prompt_format)
     groups = unique_masks(plan)
+    test_dialogues, reference = test_df["dialogue"].to_list(), calibration_dialogues(train_df, eval_params, shots)
+    truncation = None
+    if max_length is not None:
+        truncation = Truncation(max_length, dialogue_budget(lm, prompt, eval_params, max_length))
+        test_dialogues = cut_dialogues(lm.tokenizer, test_dialogues, truncation)
+        reference = cut_dialogues(lm.tokenizer, reference, truncation)
     engine = MaskedClassifier(
-        lm, prompt, test_df["dialogue"].to_list(), eval_params.method, batch_size=batch_size,
+        lm, prompt, test_dialogues, eval_params.method, batch_size=batch_size,
         max_new_tokens=eval_params.max_new_tokens, boundaries=first_masked_layers(plan),
-        label_format=eval_params.label_format, reference=calibration_dialogues(train_df, eval_params, shots),
+        label_format=eval_params.label_format, reference=reference,
         recalibrate=eval_params.recalibrate,
     )
     true_idx = torch.tensor([EMOTION_INDEX[label] for label in labels], dtype=torch.long)
@@ -282,5 +309,7 @@ def evaluate_masking(
         "effects": summary,
         "conditions": [condition.record() | results[condition.id] | effects.get(condition.id, {}) for condition in plan],
     }
+    if truncation is not None:
+        evaluation["truncated"] = truncation.record()
     return evaluation, headline(results, top_rate, eval_params.control_draws)
 

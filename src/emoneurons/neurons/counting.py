@@ -35,6 +35,7 @@ from emoneurons.neurons.architecture import GatedFFN
 from emoneurons.neurons.masking import ffn_modules
 from emoneurons.neurons.model import LoadedModel
 from emoneurons.prompt_format import added_special_prefix
+from emoneurons.truncation import Truncation
 
 Positions = Literal["all", "last"]
 Text = Literal["dialogue", "prompt"]
@@ -63,9 +64,10 @@ def counting_inputs(
     positions: Positions,
     max_length: int,
     prompt_format: str = "auto",
-) -> tuple[list[CountedText], int]:
-    """Each dialogue as CountedText (truncated to max_length tokens in all), and how many were truncated.
-    `prompt_format` (text=prompt): the classification prompt's format (prompt_format.py)."""
+) -> tuple[list[CountedText], Truncation]:
+    """Each dialogue as CountedText (prefix and dialogue cut to max_length tokens in all, from the
+    end), and what the cut took. `prompt_format` (text=prompt): the classification prompt's format
+    (prompt_format.py)."""
     if len(dialogues) != len(emotions):
         raise ValueError(f"{len(dialogues)} dialogues but {len(emotions)} emotions")
     unknown = sorted({e for e in emotions if e not in EMOTION_INDEX})
@@ -80,11 +82,11 @@ def counting_inputs(
         prefix = added_special_prefix(tokenizer)
     # One batched call, the same tokens as prompts.dialogue_ids gives one dialogue at a time.
     encoded = tokenizer(list(dialogues), add_special_tokens=False)["input_ids"] if len(dialogues) else []
-    items, truncated = [], 0
+    items, truncated = [], Truncation(max_length=max_length, budget=max(max_length - len(prefix), 0))
     for own, emotion in zip(encoded, emotions):
         ids = [*prefix, *own]
+        truncated.add(len(ids) - max_length)
         if len(ids) > max_length:
-            truncated += 1
             ids = ids[:max_length]
         end = len(ids)
         start = min(len(prefix), end)
@@ -244,8 +246,10 @@ def activation_counts(
     max_padding: float = 0.1,
     desc: str = "",
     prompt_format: str = "auto",
+    truncation: list[Truncation] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """f int64 [layers, neurons, 6] (active counted tokens per emotion) and T int64 [6] (counted tokens)."""
+    """f int64 [layers, neurons, 6] (active counted tokens per emotion) and T int64 [6] (counted tokens).
+    Dialogues past max_length are cut (warned); `truncation`, when given, receives what was cut."""
     if activation not in ("gate", "product"):
         raise ValueError(f"activation {activation!r}: allowed: gate, product")
     mlps = ffn_modules(lm.model)  # UnsupportedModelError before any work
@@ -253,8 +257,10 @@ def activation_counts(
     items, truncated = counting_inputs(
         tokenizer, dialogues, emotions, text=text, positions=positions, max_length=max_length, prompt_format=prompt_format
     )
-    if truncated:
-        warnings.warn(f"{truncated} of {len(dialogues)} dialogues truncated to max_length={max_length} tokens", stacklevel=2)
+    if truncation is not None:
+        truncation.append(truncated)
+    if truncated.dialogues:
+        warnings.warn(f"{truncated.dialogues} of {len(dialogues)} dialogues truncated to max_length={max_length} tokens", stacklevel=2)
     whole, counts = _layer_counters(mlps)
     T = torch.zeros(len(EMOTIONS), dtype=torch.int64)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

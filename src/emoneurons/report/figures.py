@@ -366,7 +366,9 @@ def save_figure(figure: Figure, directory: str | Path, name: str) -> tuple[Path,
     directory = Path(directory)
     paths = (directory / f"{name}.png", directory / f"{name}.svg")
     for path, fmt in zip(paths, ("png", "svg")):
-        with atomic_path(path) as tmp:
+        # A fixed salt for the SVG's element ids: matplotlib salts them with a random uuid, so
+        # an unchanged figure would differ on every run and DVC would see a change.
+        with atomic_path(path) as tmp, matplotlib.rc_context({"svg.hashsalt": f"emoneurons:{name}"}):
             figure.savefig(tmp, format=fmt, dpi=DPI, metadata=_metadata(fmt))
     return paths
 
