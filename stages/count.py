@@ -9,6 +9,8 @@ from pathlib import Path
 import typer
 
 from emoneurons.atomic import atomic_dir
+from emoneurons.checkpoint import DEFAULT_ROOT
+from emoneurons.distributed import relaunch_if_requested, start
 from emoneurons.data.suites import check_counts
 from emoneurons.data.io import DataError, read_table
 from emoneurons.emotions import EMOTIONS
@@ -16,6 +18,7 @@ from emoneurons.neurons.counting import activation_counts
 from emoneurons.neurons.masking import UnsupportedModelError
 from emoneurons.neurons.model import load_model
 from emoneurons.params import ParamsError, load_params
+from emoneurons.resume import CountSchedule, count_checkpoints
 
 
 def train_dialogues(path: Path) -> tuple[list[str], list[str]]:
@@ -38,6 +41,7 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file (sections `model`, `count`)"),
     train: Path = typer.Option(Path("data/split/train.parquet"), help="train split"),
     out: Path = typer.Option(Path("data/counts"), help="folder for counts.safetensors and meta.json"),
+    checkpoints: Path = typer.Option(DEFAULT_ROOT, help="folder for partial counts kept across a kill (not an out)"),
 ) -> None:
     from safetensors.torch import save_file
 
@@ -45,15 +49,24 @@ def main(
         settings = load_params(params)
         model_params, count = settings.model, settings.count
         dialogues, emotions = train_dialogues(train)
-        lm = load_model(model_params)
+        ranks = start(model_params.device)  # one process, or one of `accelerate launch`'s
+        saved = count_checkpoints(checkpoints, settings, train)
+        if ranks.main:
+            saved.drop_stale()
+        lm = load_model(model_params.model_copy(update={"device": ranks.model_device(model_params.device)}))
         f, T = activation_counts(
             lm, dialogues, emotions, positions=count.positions, text=count.text, activation=count.activation,
             batch_size=model_params.batch_size, max_length=model_params.max_length, desc="count",
+            schedule=CountSchedule(ranks, saved, count.checkpoint_every),
         )
-        check_counts(f, T)
+        if ranks.main:
+            check_counts(f, T)
     except (ParamsError, DataError, UnsupportedModelError) as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
+    if not ranks.main:  # rank 0 alone writes; the others wait for it, then leave
+        ranks.barrier()
+        return
     meta = {
         "model": lm.name,
         "activation": count.activation,
@@ -68,9 +81,12 @@ def main(
     with atomic_dir(out) as tmp:
         save_file({"f": f, "T": T}, tmp / "counts.safetensors")
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    ranks.barrier()  # every rank is past its last save
+    saved.remove()
     tokens = ", ".join(f"{e} {t}" for e, t in zip(EMOTIONS, T.tolist()))
     print(f"count: {len(dialogues)} dialogues, {int(T.sum())} counted tokens ({tokens}); f {list(f.shape)}")
 
 
 if __name__ == "__main__":
+    relaunch_if_requested(__file__, sys.argv[1:])
     typer.run(main)

@@ -155,6 +155,9 @@ class CountParams(_Strict):
     positions: Literal["all", "last"] = "all"
     text: Literal["dialogue", "prompt"] = "dialogue"
     activation: Literal["gate", "product"] = "gate"
+    # batches a process runs between two saves of its partial counts (resume after a kill redoes
+    # at most this many); the counts do not depend on it
+    checkpoint_every: Positive = 100
 
 
 class SelectParams(_Strict):
