@@ -4,7 +4,7 @@ folder (model.id: <path>). Each must write exactly what one uninterrupted proces
 
 from __future__ import annotations
 
-import json
+import importlib.util
 import os
 import random
 import signal
@@ -21,6 +21,7 @@ import yaml
 from emoneurons.emotions import EMOTIONS
 
 REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow  # subprocesses and launchers: ~2.5 min of CPU together
 BIN = Path(sys.executable).parent
 LAUNCH = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no"]
 WORDS = ("sun rain dog car home work friend mother city night letter party storm food music exam "
@@ -39,6 +40,14 @@ def dialogues(n: int, seed: int) -> list[str]:
                      for t in range(rng.randint(2, 6))) for _ in range(n)]
 
 
+def stage_main(name: str):
+    """A stage script's main(), to run in this process (no interpreter start-up to pay)."""
+    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
 def stage(project: Path, env: dict, name: str, *extra: str, launch: list[str] | None = None,
           check: bool = True) -> subprocess.CompletedProcess:
     args = [*(launch or [sys.executable]), str(REPO / "stages" / f"{name}.py"), "--params", str(project / "params.yaml"),
@@ -52,9 +61,6 @@ def stage(project: Path, env: dict, name: str, *extra: str, launch: list[str] | 
 def stage_paths(project: Path, name: str, out: str = "") -> list[str]:
     if name == "count":
         return ["--train", str(project / "split/train.parquet"), "--checkpoints", str(project / "ckpt")]
-    if name == "select_neurons":
-        return ["--counts", str(project / "ref/counts"), "--out", str(project / "neurons"),
-                "--metrics", str(project / "neurons-metrics.json")]
     return ["--split", str(project / "split"), "--neurons", str(project / "neurons/neurons.json"),
             "--checkpoints", str(project / "ckpt")]
 
@@ -91,10 +97,15 @@ def project(tmp_path_factory, env, tiny_tokenizer) -> Path:
     params["eval"].update(ratios=[0.01, 0.05], layer_ranges=["top", "all"], control_draws=1, bootstrap=50,
                           calibration_per_emotion=1)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    stage(root, env, "count", "--out", str(root / "ref/counts"))
-    assert not list((root / "ckpt").glob("count-*")), "checkpoints are removed after success"
-    stage(root, env, "select_neurons")
-    stage(root, env, "mask_eval", "--out", str(root / "ref/metrics"))
+    # The references in this process (the killed runs below are subprocesses of the same stages).
+    ckpt = root / "ckpt"
+    stage_main("count")(params=root / "params.yaml", train=root / "split/train.parquet", out=root / "ref/counts",
+                        checkpoints=ckpt)
+    assert not list(ckpt.glob("count-*")), "checkpoints are removed after success"
+    stage_main("select_neurons")(params=root / "params.yaml", counts=root / "ref/counts", out=root / "neurons",
+                                 metrics=root / "neurons-metrics.json")
+    stage_main("mask_eval")(params=root / "params.yaml", split=root / "split", neurons=root / "neurons/neurons.json",
+                            out=root / "ref/metrics", checkpoints=ckpt)
     return root
 
 
@@ -106,20 +117,42 @@ def same_files(a: Path, b: Path) -> None:
 
 
 def test_two_processes_write_what_one_writes(project, env):
-    # count: started plainly, relaunched by the stage under accelerate (what `dvc repro` would run)
-    launch = " ".join([*LAUNCH, "--num_machines", "1", "--num_processes", "2", "--main_process_port", str(free_port())])
-    result = stage(project, env | {"EMONEURONS_LAUNCH": launch}, "count", "--out", str(project / "dp2/counts"))
-    assert "EMONEURONS_LAUNCH: " in result.stderr and result.stdout.count("count: ") == 1  # rank 0 alone reports
-    same_files(project / "ref/counts", project / "dp2/counts")
-    # mask-eval: launched directly
-    stage(project, env, "mask_eval", "--out", str(project / "dp2/metrics"),
-          launch=[*LAUNCH, "--num_machines", "1", "--num_processes", "2", "--main_process_port", str(free_port())])
-    same_files(project / "ref/metrics", project / "dp2/metrics")
+    for name, out in (("count", "dp2/counts"), ("mask_eval", "dp2/metrics")):
+        launch = [*LAUNCH, "--num_machines", "1", "--num_processes", "2", "--main_process_port", str(free_port())]
+        result = stage(project, env, name, "--out", str(project / out), launch=launch)
+        assert result.stdout.count(f"{name.replace('_', '-')}: ") == 1, result.stdout  # rank 0 alone reports
+        same_files(project / ("ref/counts" if name == "count" else "ref/metrics"), project / out)
     assert not list((project / "ckpt").iterdir())
 
 
-def test_two_machines_on_localhost_with_an_idle_rank(project, env, tiny_tokenizer):
-    """Two launches (--machine_rank 0 and 1) meet at 127.0.0.1; one batch only: rank 1 is idle."""
+def test_launch_variable_reruns_the_stage_under_the_launcher(monkeypatch):
+    """EMONEURONS_LAUNCH (what `dvc repro` passes through) replaces the plain process by the launcher."""
+    from emoneurons import distributed
+
+    calls = []
+    monkeypatch.setattr(distributed.os, "execvp", lambda program, args: calls.append(args))
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setenv("EMONEURONS_LAUNCH", "accelerate launch --multi_gpu --num_processes 8")
+    distributed.relaunch_if_requested("stages/count.py", ["--params", "p.yaml"])
+    assert calls == [["accelerate", "launch", "--multi_gpu", "--num_processes", "8", "stages/count.py", "--params", "p.yaml"]]
+    monkeypatch.setenv("LOCAL_RANK", "0")  # already one of the launcher's processes: no second launch
+    distributed.relaunch_if_requested("stages/count.py", [])
+    assert len(calls) == 1
+
+
+def test_shards_cover_every_item_once_and_leave_extra_ranks_idle():
+    from emoneurons.distributed import shard
+
+    for n, world in ((10, 3), (2, 5), (0, 2)):
+        parts = [shard(n, rank, world) for rank in range(world)]
+        assert sorted(i for part in parts for i in part) == list(range(n))
+    assert shard(2, 4, 5) == []
+
+
+def test_two_machines_on_localhost_with_an_idle_rank(project, env):
+    """Two process groups with the environment a launcher gives each node (MASTER_ADDR 127.0.0.1,
+    RANK 0 and 1 of WORLD_SIZE 2, LOCAL_RANK 0 on each node) meet over TCP; one batch only:
+    rank 1 is idle. (README shows the same with two `accelerate launch --machine_rank` lines.)"""
     from emoneurons.neurons.counting import activation_counts
     from emoneurons.neurons.model import load_model
     from emoneurons.params import load_params
@@ -130,14 +163,14 @@ def test_two_machines_on_localhost_with_an_idle_rank(project, env, tiny_tokenize
     params["model"]["batch_size"] = 4096  # every dialogue in one batch
     (project / "nodes").mkdir()
     (project / "nodes/params.yaml").write_text(yaml.safe_dump(params))
-    port = free_port()
-    args = []
+    port = str(free_port())
+    machines = []
     for machine in (0, 1):
-        launch = [*LAUNCH, "--num_machines", "2", "--num_processes", "2", "--machine_rank", str(machine),
-                  "--main_process_ip", "127.0.0.1", "--main_process_port", str(port)]
-        args.append([*launch, str(REPO / "stages/count.py"), "--params", str(project / "nodes/params.yaml"),
-                     *stage_paths(project, "count"), "--out", str(project / f"nodes/counts{machine}")])
-    machines = [subprocess.Popen(a, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for a in args]
+        node_env = env | dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, WORLD_SIZE="2", RANK=str(machine),
+                              LOCAL_RANK="0", LOCAL_WORLD_SIZE="1", GROUP_RANK=str(machine))
+        args = [sys.executable, str(REPO / "stages/count.py"), "--params", str(project / "nodes/params.yaml"),
+                *stage_paths(project, "count"), "--out", str(project / f"nodes/counts{machine}")]
+        machines.append(subprocess.Popen(args, cwd=project, env=node_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     outputs = [m.communicate(timeout=300) for m in machines]
     for m, (out, err) in zip(machines, outputs):
         assert m.returncode == 0, err[-4000:]
