@@ -79,3 +79,12 @@ def test_count_resumed_from_a_checkpoint_equals_an_uninterrupted_count(tiny_llam
     f, T = activation_counts(tiny_llama, DIALOGUES, EMOTION_OF, schedule=third, batch_size=2, max_length=64)
     assert third.resumed == 0 and torch.equal(f, expected[0]) and torch.equal(T, expected[1])
     assert "does not match this run's batches" in capsys.readouterr().err
+
+
+def test_checkpoint_every_must_be_positive_named_in_one_line():
+    import pytest
+
+    from emoneurons.params import ParamsError
+
+    with pytest.raises(ParamsError, match=r"^params.yaml: count.checkpoint_every: .*greater than 0.*\(got 0\)$"):
+        parse_params({"count": {"checkpoint_every": 0}})
