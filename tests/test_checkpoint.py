@@ -29,7 +29,7 @@ def test_key_changes_with_params_values_and_input_bytes_not_checkpoint_every(tmp
 
 def test_checkpoint_of_other_params_is_dropped_with_a_warning(tmp_path, capsys):
     old = Checkpoints(tmp_path, "count", run_key({"a": 1}, []))
-    old.save_json("x.json", {"v": 1})
+    old.save_object("x.pt", {"v": 1})
     new = Checkpoints(tmp_path, "count", run_key({"a": 2}, []))
     new.drop_stale()
     assert not old.folder.exists()
@@ -43,9 +43,11 @@ def test_truncated_checkpoint_is_a_warning_and_a_fresh_start(tmp_path, capsys):
     data = (store.folder / "r.safetensors").read_bytes()
     (store.folder / "r.safetensors").write_bytes(data[: len(data) // 2])
     assert store.load_tensors("r.safetensors") is None
-    store.save_json("condition-00000.json", {"index": 0})
-    (store.folder / "condition-00000.json").write_text('{"key": "k", "ind')
-    assert store.load_json("condition-00000.json") is None
+    store.save_object("condition-00000.pt", {"index": 0, "run": [["anger"], torch.ones(3), 5]})
+    assert store.load_object("condition-00000.pt")["run"][2] == 5
+    data = (store.folder / "condition-00000.pt").read_bytes()
+    (store.folder / "condition-00000.pt").write_bytes(data[: len(data) // 2])
+    assert store.load_object("condition-00000.pt") is None
     assert ConditionSchedule(Ranks(), store).start(1) == ([0], {})  # condition 0 is redone
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("checkpoint: ") for line in err)

@@ -201,7 +201,7 @@ def _kill_after_first_checkpoint(project: Path, env: dict, name: str, out: Path,
 
 @pytest.mark.parametrize("name, pattern, resumed", [
     ("count", "count-*/rank0-of-1.safetensors", "count: rank 0 resumes after "),
-    ("mask_eval", "mask-eval-*/condition-*.json", "mask-eval: rank 0 resumes "),
+    ("mask_eval", "mask-eval-*/condition-*.pt", "mask-eval: rank 0 resumes "),
 ])
 def test_killed_run_resumes_to_the_same_outputs(project, env, name, pattern, resumed):
     out = project / f"killed/{name}"

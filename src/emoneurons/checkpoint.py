@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-from emoneurons.atomic import atomic_path, write_json
+from emoneurons.atomic import atomic_path
 
 DEFAULT_ROOT = Path(".emoneurons/checkpoints")
 
@@ -92,16 +92,23 @@ class Checkpoints:
             warn(f"{path} unreadable ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); starting afresh")
             return None
 
-    def save_json(self, name: str, data: Mapping[str, Any]) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        write_json(self.folder / name, {"key": self.key, **data})
+    def save_object(self, name: str, data: Mapping[str, Any]) -> None:
+        """Plain data (dicts, lists, tuples, str, int, float, None, tensors), read back with
+        torch.load(weights_only=True): no code is unpickled."""
+        import torch
 
-    def load_json(self, name: str) -> dict[str, Any] | None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(self.folder / name) as tmp:
+            torch.save({"key": self.key, **data}, tmp)
+
+    def load_object(self, name: str) -> dict[str, Any] | None:
         path = self.folder / name
         if not path.exists():
             return None
+        import torch
+
         try:
-            data = json.loads(path.read_text())
+            data = torch.load(path, weights_only=True)
             if not isinstance(data, dict) or data.get("key") != self.key:
                 raise ValueError("saved for other params or data")
             return data

@@ -82,7 +82,8 @@ class CountSchedule:
 class ConditionSchedule:
     """masking_eval.evaluate_masking's schedule of the masked conditions for one rank, with a
     checkpoint per finished condition (any rank count can resume them: a condition's result
-    does not depend on which rank ran it)."""
+    does not depend on which rank ran it). A condition's run (the tuple mask-eval keeps for it:
+    predictions, tokens, and whatever else it carries, tensors included) is saved whole."""
 
     def __init__(self, ranks: Ranks, checkpoints: Checkpoints | None) -> None:
         self.ranks, self.checkpoints = ranks, checkpoints
@@ -91,15 +92,15 @@ class ConditionSchedule:
 
     @staticmethod
     def _name(index: int) -> str:
-        return f"condition-{index:05d}.json"
+        return f"condition-{index:05d}.pt"
 
-    def start(self, n_masks: int) -> tuple[list[int], dict[int, tuple[list[str | None], int]]]:
-        """This rank's masked conditions still to run, and (predicted, tokens) of those already done."""
+    def start(self, n_masks: int) -> tuple[list[int], dict[int, tuple]]:
+        """This rank's masked conditions still to run, and the runs of those already done."""
         todo, saved = [], {}
         for index in self.ranks.shard(n_masks):
-            data = self.checkpoints.load_json(self._name(index)) if self.checkpoints else None
+            data = self.checkpoints.load_object(self._name(index)) if self.checkpoints else None
             if data is not None and data.get("index") == index:
-                saved[index] = (data["predicted"], int(data["tokens"]))
+                saved[index] = tuple(data["run"])
             else:
                 todo.append(index)
         self.resumed = len(saved)
@@ -108,11 +109,11 @@ class ConditionSchedule:
                   f"{self.checkpoints.folder}", file=sys.stderr)
         return todo, saved
 
-    def finished(self, index: int, predicted: list[str | None], tokens: int) -> None:
+    def finished(self, index: int, run: tuple) -> None:
         if self.checkpoints is not None:
-            self.checkpoints.save_json(self._name(index), {"index": index, "predicted": predicted, "tokens": tokens})
+            self.checkpoints.save_object(self._name(index), {"index": index, "run": list(run)})
 
-    def combine(self, runs: dict[int, tuple[list[str | None], int]]) -> dict[int, tuple[list[str | None], int]] | None:
+    def combine(self, runs: dict[int, tuple]) -> dict[int, tuple] | None:
         """Every rank's runs merged on rank 0; None on the others."""
         gathered = self.ranks.gather(runs)
         if gathered is None:

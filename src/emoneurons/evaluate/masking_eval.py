@@ -138,11 +138,11 @@ def _worker_classify(index: int) -> tuple[int, list[str | None], int]:
 
 def _classify_masks(
     engine: MaskedClassifier, masks: list[dict], workers: int, bar, todo: Sequence[int] | None = None,
-    on_result: Callable[[int, list[str | None], int], None] | None = None,
+    on_result: Callable[[int, tuple], None] | None = None,
 ) -> list[tuple[list[str | None], int]]:
     """(predicted, tokens computed) of each mask in `todo` (default: all; None for the others),
     after the unmodified run (whose kept states the forked workers inherit); the costliest masks
-    (lowest start layer) go first. on_result(index, predicted, tokens) as each finishes."""
+    (lowest start layer) go first. on_result(index, that tuple) as each finishes."""
     out: list = [None] * len(masks)
     todo = range(len(masks)) if todo is None else todo
     if workers <= 1:
@@ -150,7 +150,7 @@ def _classify_masks(
             result = engine.classify(masks[index])
             out[index] = (result.predicted, result.tokens_computed)
             if on_result is not None:
-                on_result(index, result.predicted, result.tokens_computed)
+                on_result(index, out[index])
             bar.update(1)
         return out
     order = sorted(todo, key=lambda i: engine.start_layer(masks[i]))
@@ -161,7 +161,7 @@ def _classify_masks(
             for index, predicted, tokens in pool.imap_unordered(_worker_classify, order):
                 out[index] = (predicted, tokens)
                 if on_result is not None:
-                    on_result(index, predicted, tokens)
+                    on_result(index, out[index])
                 bar.update(1)
     finally:
         _SHARED.clear()
@@ -170,15 +170,16 @@ def _classify_masks(
 
 class ConditionSchedule(Protocol):
     """Which masked conditions this process runs, and what it keeps across runs and processes
-    (resume.ConditionSchedule: shards over ranks, a checkpoint per condition, gather on rank 0)."""
+    (resume.ConditionSchedule: shards over ranks, a checkpoint per condition, gather on rank 0).
+    A run is the tuple _classify_masks gives for one mask, kept and passed on whole."""
 
     processes: int
 
-    def start(self, n_masks: int) -> tuple[list[int], dict[int, tuple[list[str | None], int]]]: ...
+    def start(self, n_masks: int) -> tuple[list[int], dict[int, tuple]]: ...
 
-    def finished(self, index: int, predicted: list[str | None], tokens: int) -> None: ...
+    def finished(self, index: int, run: tuple) -> None: ...
 
-    def combine(self, runs: dict[int, tuple[list[str | None], int]]) -> dict[int, tuple[list[str | None], int]] | None: ...
+    def combine(self, runs: dict[int, tuple]) -> dict[int, tuple] | None: ...
 
 
 def evaluate_masking(
