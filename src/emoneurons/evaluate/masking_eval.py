@@ -6,7 +6,8 @@ from __future__ import annotations
 import multiprocessing
 import random
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import polars as pl
 import torch
@@ -188,23 +189,32 @@ def _worker_classify(index: int) -> tuple[int, list[str | None], torch.Tensor | 
     return index, result.predicted, result.scores, result.tokens_computed
 
 
-def _classify_masks(engine: MaskedClassifier, masks: list[dict], workers: int, bar) -> list[tuple[list[str | None], torch.Tensor | None, int]]:
-    """(predicted, label scores, tokens computed) of each mask, after the unmodified run (whose kept
-    states the forked workers inherit); the costliest masks (lowest start layer) go first."""
+def _classify_masks(
+    engine: MaskedClassifier, masks: list[dict], workers: int, bar, todo: Sequence[int] | None = None,
+    on_result: Callable[[int, tuple], None] | None = None,
+) -> list[tuple[list[str | None], torch.Tensor | None, int]]:
+    """(predicted, label scores, tokens computed) of each mask in `todo` (default: all; None for the
+    others), after the unmodified run (whose kept states the forked workers inherit); the costliest
+    masks (lowest start layer) go first. on_result(index, that tuple) as each finishes."""
     out: list = [None] * len(masks)
+    todo = range(len(masks)) if todo is None else todo
     if workers <= 1:
-        for index, mask in enumerate(masks):
-            result = engine.classify(mask)
+        for index in todo:
+            result = engine.classify(masks[index])
             out[index] = (result.predicted, result.scores, result.tokens_computed)
+            if on_result is not None:
+                on_result(index, out[index])
             bar.update(1)
         return out
-    order = sorted(range(len(masks)), key=lambda i: engine.start_layer(masks[i]))
+    order = sorted(todo, key=lambda i: engine.start_layer(masks[i]))
     threads = max(1, torch.get_num_threads() // workers)
     _SHARED.update(engine=engine, masks=masks)
     try:
         with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_start, initargs=(threads,)) as pool:
             for index, predicted, scores, tokens in pool.imap_unordered(_worker_classify, order):
                 out[index] = (predicted, scores, tokens)
+                if on_result is not None:
+                    on_result(index, out[index])
                 bar.update(1)
     finally:
         _SHARED.clear()
@@ -228,6 +238,20 @@ def dialogue_budget(lm: LoadedModel, prompt, eval_params: EvalParams, max_length
     return budget
 
 
+class ConditionSchedule(Protocol):
+    """Which masked conditions this process runs, and what it keeps across runs and processes
+    (resume.ConditionSchedule: shards over ranks, a checkpoint per condition, gather on rank 0).
+    A run is the tuple _classify_masks gives for one mask, kept and passed on whole."""
+
+    processes: int
+
+    def start(self, n_masks: int) -> tuple[list[int], dict[int, tuple]]: ...
+
+    def finished(self, index: int, run: tuple) -> None: ...
+
+    def combine(self, runs: dict[int, tuple]) -> dict[int, tuple] | None: ...
+
+
 def evaluate_masking(
     lm: LoadedModel,
     train_df: pl.DataFrame,
@@ -240,11 +264,14 @@ def evaluate_masking(
     progress: bool = True,
     workers: int | None = None,
     max_length: int | None = None,
-) -> tuple[dict, dict]:
+    schedule: ConditionSchedule | None = None,
+) -> tuple[dict, dict] | None:
     """Run every planned condition (each distinct mask once) and return (eval, headline) dicts.
     `workers`: processes for the masked conditions (None: `mask_workers`); results do not depend on it.
     `max_length` (model.max_length): dialogues whose prompt would exceed it are cut by
-    truncation.cut_dialogues, reported in eval.json's `truncated`."""
+    truncation.cut_dialogues, reported in eval.json's `truncated`.
+    `schedule`: run only some masked conditions here (None returned on all but the process that
+    combines them), resume finished ones."""
     if test_df.height == 0:
         raise EvalDataError("data/split/test.parquet: no dialogues to evaluate")
     labels = _labels(test_df, "data/split/test.parquet")
@@ -279,13 +306,25 @@ def evaluate_masking(
     # The unmodified mask (empty key) is first in the plan: it runs first, in process, and keeps
     # the states that later masks start from.
     unmodified, *masked = groups.values()
-    workers = mask_workers(lm, len(masked)) if workers is None else workers
-    with tqdm(total=len(groups), desc=f"mask-eval conditions ({workers} worker{'s' * (workers > 1)})", unit="cond",
+    todo, saved = list(range(len(masked))), {}
+    if schedule is not None:
+        todo, saved = schedule.start(len(masked))
+    # Under a launcher each rank runs its share in process: no fork beside the process group.
+    if workers is None:
+        workers = mask_workers(lm, len(todo)) if schedule is None or schedule.processes == 1 else 1
+    with tqdm(total=1 + len(todo), desc=f"mask-eval conditions ({workers} worker{'s' * (workers > 1)})", unit="cond",
               file=sys.stderr, disable=not progress) as bar:
         result = engine.classify()
         bar.update(1)
         runs = [(result.predicted, result.scores, result.tokens_computed)]
-        runs += _classify_masks(engine, [members[0].neurons for members in masked], workers, bar)
+        finished = _classify_masks(engine, [members[0].neurons for members in masked], workers, bar, todo,
+                                   None if schedule is None else schedule.finished)
+    if schedule is not None:
+        combined = schedule.combine(saved | {i: finished[i] for i in todo})
+        if combined is None:
+            return None
+        finished = [combined[i] for i in range(len(masked))]
+    runs += finished
     computed = sum(tokens for *_, tokens in runs)
     outputs: dict[str, tuple[list[str | None], torch.Tensor | None]] = {}
     for (predicted, scores, _), members in zip(runs, [unmodified, *masked]):

@@ -20,9 +20,9 @@ positions=last counts only the last dialogue token of each dialogue.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 from torch import nn
@@ -233,6 +233,24 @@ def _layer_counters(mlps: Sequence[GatedFFN]) -> tuple[torch.Tensor | None, list
     return None, [torch.zeros((len(EMOTIONS), n), dtype=torch.int64, device=d) for d in devices]
 
 
+class BatchSchedule(Protocol):
+    """Which of the length-sorted batches this process runs, and what it keeps across runs and
+    processes (resume.CountSchedule: shards over ranks, checkpoints, the sum over ranks)."""
+
+    def start(self, n_batches: int) -> tuple[list[int], tuple[torch.Tensor, torch.Tensor] | None]:
+        """Batch indices still to run, and saved partial (counts [L, 6, N], T [6]) or None."""
+
+    def finished(self, batch_size: int, snapshot: Callable[[], torch.Tensor], T: torch.Tensor) -> None:
+        """After each batch; snapshot() gives the counts so far as [L, 6, N]."""
+
+    def combine(self, counts: torch.Tensor, T: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The final counts of this process combined with the others'."""
+
+
+def _stacked(whole: torch.Tensor | None, counts: Sequence[torch.Tensor]) -> torch.Tensor:
+    return whole if whole is not None else torch.stack([c.cpu() for c in counts])
+
+
 def activation_counts(
     lm: LoadedModel,
     dialogues: Sequence[str],
@@ -247,9 +265,11 @@ def activation_counts(
     desc: str = "",
     prompt_format: str = "auto",
     truncation: list[Truncation] | None = None,
+    schedule: BatchSchedule | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """f int64 [layers, neurons, 6] (active counted tokens per emotion) and T int64 [6] (counted tokens).
-    Dialogues past max_length are cut (warned); `truncation`, when given, receives what was cut."""
+    Dialogues past max_length are cut (warned); `truncation`, when given, receives what was cut.
+    `schedule`: run only some batches, resume from saved counts, combine with other processes."""
     if activation not in ("gate", "product"):
         raise ValueError(f"activation {activation!r}: allowed: gate, product")
     mlps = ffn_modules(lm.model)  # UnsupportedModelError before any work
@@ -270,10 +290,17 @@ def activation_counts(
     current = _BatchOnDevices()
     handles = _hook_layers(mlps, counts, activation, current)
     batches = length_batches([len(item.ids) for item in items], batch_size, max_padding)
-    progress = tqdm(total=sum(len(item.ids) for item in items), desc=desc or "count", unit="tok", leave=False)
+    todo = list(range(len(batches)))
+    if schedule is not None:
+        todo, saved = schedule.start(len(batches))
+        if saved is not None:
+            for layer_counts, saved_layer in zip(counts, saved[0]):
+                layer_counts.copy_(saved_layer)
+            T += saved[1]
+    progress = tqdm(total=sum(len(items[i].ids) for b in todo for i in batches[b]), desc=desc or "count", unit="tok", leave=False)
     try:
         with torch.inference_mode():
-            for indices in batches:
+            for indices in (batches[b] for b in todo):
                 batch = padded_batch([items[i] for i in indices], pad_id, padding_side)
                 current.set(batch)
                 decoder(
@@ -284,9 +311,13 @@ def activation_counts(
                 )
                 T += torch.tensor(batch.counted, dtype=torch.int64)
                 progress.update(sum(len(items[i].ids) for i in indices))
+                if schedule is not None:
+                    schedule.finished(len(indices), lambda: _stacked(whole, counts), T)
     finally:
         progress.close()
         for handle in handles:
             handle.remove()
-    stacked = whole if whole is not None else torch.stack([c.cpu() for c in counts])
+    stacked = _stacked(whole, counts)
+    if schedule is not None:
+        stacked, T = schedule.combine(stacked, T)
     return stacked.permute(0, 2, 1).contiguous().cpu(), T
