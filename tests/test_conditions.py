@@ -30,7 +30,8 @@ def synthetic_neurons(ratios=(0.01, 0.02), layers=LAYERS, per_layer=PER_LAYER, s
                 pairs = sorted([layers - 1 - (l % 2), i] for l, i in pairs)
                 pairs = [list(p) for p in dict.fromkeys(tuple(p) for p in pairs)]
             chosen[emotion] = pairs
-        out["ratios"][f"{ratio:g}"] = {"neurons": chosen}
+        selected = len({tuple(pair) for pairs in chosen.values() for pair in pairs})
+        out["ratios"][f"{ratio:g}"] = {"selected": selected, "neurons": chosen}
     return out
 
 

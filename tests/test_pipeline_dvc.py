@@ -215,6 +215,9 @@ def render_in_terminal(args: list[str], cwd: Path, env: dict, columns: int = 120
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    # The size in the environment too, as a terminal's shell exports it: rich prefers COLUMNS to
+    # the pty's size, and a COLUMNS inherited from the test runner must not decide the width.
+    env = env | {"COLUMNS": str(columns), "LINES": "50"}
     proc = subprocess.Popen(args, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave)
     os.close(slave)
     chunks = []
