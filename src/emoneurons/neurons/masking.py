@@ -88,3 +88,30 @@ def mask_neurons(model: nn.Module, neurons: Mapping[int, torch.Tensor]) -> Itera
     finally:
         for handle in handles:
             handle.remove()
+
+
+@contextmanager
+def scale_neurons(model: nn.Module, neurons: Mapping[int, torch.Tensor], alpha: float) -> Iterator[None]:
+    """Multiply the given down_proj inputs by `alpha` on every token while the context is open
+    (steering: alpha 0 is `mask_neurons`, 1 changes nothing, > 1 amplifies)."""
+    mlps = ffn_modules(model)
+    handles = []
+    for layer, index in neurons.items():
+        if not 0 <= layer < len(mlps):
+            raise ValueError(f"layer {layer} is outside the model (0..{len(mlps) - 1})")
+        if index.numel() == 0:
+            continue
+        down = mlps[layer].down_proj
+        index = index.to(down.weight.device)
+
+        def scale_inputs(module: nn.Module, args: tuple, index: torch.Tensor = index) -> None:
+            # In place, as mask_neurons: the product tensor is consumed only by down_proj.
+            inputs = args[0]
+            inputs.index_copy_(-1, index, inputs.index_select(-1, index) * alpha)
+
+        handles.append(down.register_forward_pre_hook(scale_inputs))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
