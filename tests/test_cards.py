@@ -116,14 +116,15 @@ def _counts(seed: int = 0):
     return P, entropy
 
 
-def test_cards_rank_by_the_emotions_p_then_low_entropy():
+def test_cards_rank_by_the_emotions_share_of_p_then_low_entropy():
     P, entropy = _counts()
-    P[1, 2, 0] = P[3, 4, 0] = 0.99
+    P[1, 2] = P[3, 4] = torch.tensor([0.5, 0.1, 0.1, 0.1, 0.1, 0.1], dtype=torch.float64)  # anger's share 0.5
+    P[0, 1] = torch.full((6,), 0.99, dtype=torch.float64)  # fires on nearly everything: share 1/6
+    P[2, 9] = torch.tensor([0.3, 0.3, 0.1, 0.1, 0.1, 0.1], dtype=torch.float64)  # share 0.3
     entropy[1, 2], entropy[3, 4] = 0.5, 0.1
     chosen = card_neurons([[0, 1], [1, 2], [3, 4], [2, 9]], P, entropy, "anger", 3)
-    assert chosen[:2] == [(3, 4), (1, 2)]
-    rest = max([(0, 1), (2, 9)], key=lambda n: float(P[n[0], n[1], 0]))
-    assert chosen[2] == rest
+    assert chosen == [(3, 4), (1, 2), (2, 9)]
+    assert card_neurons([[0, 1], [1, 2]], P, entropy, "disgust", 1) == [(0, 1)]
 
 
 def test_plan_names_a_missing_selection():

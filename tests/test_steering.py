@@ -16,7 +16,7 @@ from emoneurons.evaluate.conditions import control_seed, random_like
 from emoneurons.evaluate.steering import (
     SteerDataError, as_dialogue, plan_steering, read_prompts, steered_replies, steering_record,
 )
-from emoneurons.neurons.masking import ffn_modules, mask_neurons, neurons_by_layer, scale_neurons
+from emoneurons.neurons.masking import ffn_modules, mask_neurons, neurons_by_layer, scale_neurons, scale_neurons_per_row
 from emoneurons.params import SteerParams
 from emoneurons.report.steer_figure import save_steering_figure, steering_lines
 
@@ -74,12 +74,33 @@ def test_hook_is_removed_when_the_body_raises(tiny_llama, ids):
     assert torch.equal(_logits(tiny_llama, ids), plain)
 
 
-def test_steered_replies_are_greedy_and_follow_alpha(tiny_llama):
+def test_per_row_scaling_equals_scaling_each_row_alone(tiny_llama, tiny_tokenizer):
+    texts = ["A: What a wonderful day.", "B: I'm scared of the dark.", "A: Oh no, that is terrible.", "A: I miss her."]
+    ids = torch.tensor([tiny_tokenizer.encode(t)[:6] for t in texts])
+    other = {1: torch.tensor([2, 3]), 3: torch.tensor([7, 8, 40])}
+    rows = [(NEURONS, 0.0), (NEURONS, 4.0), ({}, 1.0), (other, 8.0)]
+    with scale_neurons_per_row(tiny_llama.model, rows):
+        together = _logits(tiny_llama, ids)
+    for b, (neurons, alpha) in enumerate(rows):
+        with scale_neurons(tiny_llama.model, neurons, alpha):
+            alone = _logits(tiny_llama, ids[b : b + 1])
+        assert torch.allclose(together[b : b + 1], alone, atol=1e-5), b
+    assert torch.allclose(together[2:3], _logits(tiny_llama, ids[2:3]), atol=1e-5)
+    with pytest.raises(ValueError, match="a batch of 2 rows, 4 were given"):
+        with scale_neurons_per_row(tiny_llama.model, rows):
+            _logits(tiny_llama, ids[:2])
+
+
+def test_steered_replies_are_greedy_and_do_not_depend_on_batching(tiny_llama):
     prompts = ["Tell me about your morning.", "What should I cook?", "Describe the weather."]
-    plain = steered_replies(tiny_llama, prompts, {}, 1.0, max_new_tokens=6, batch_size=2)
-    assert plain == steered_replies(tiny_llama, prompts, NEURONS, 1.0, max_new_tokens=6, batch_size=3)
     big = {layer: torch.arange(64) for layer in range(4)}
-    assert steered_replies(tiny_llama, prompts, big, 8.0, max_new_tokens=6, batch_size=3) != plain
+    conditions = [({}, 1.0), (NEURONS, 1.0), (big, 8.0), (big, 0.0)]
+    batched = steered_replies(tiny_llama, prompts, conditions, max_new_tokens=6, batch_size=5)
+    assert len(batched) == 4 and all(len(replies) == 3 for replies in batched)
+    assert batched[0] == batched[1]  # alpha 1 changes nothing
+    assert batched[2] != batched[0]
+    assert batched == steered_replies(tiny_llama, prompts, conditions, max_new_tokens=6, batch_size=12)
+    assert batched[2:3] == steered_replies(tiny_llama, prompts, conditions[2:3], max_new_tokens=6, batch_size=3)
 
 
 def _neurons_json(empty: str = "fear") -> dict:

@@ -212,10 +212,11 @@ class SteerParams(_Strict):
     """Steering: each emotion's neurons scaled by alpha while the model replies to neutral prompts."""
 
     alphas: Annotated[tuple[Alpha, ...], Field(min_length=1)] = (0.0, 2.0, 4.0, 8.0)
-    prompts: Positive = 8  # the first n of data/steer/prompts.txt
-    max_new_tokens: Positive = 24
+    prompts: Positive = 6  # the first n of data/steer/prompts.txt
+    max_new_tokens: Positive = 16
     control_draws: Count = 1  # random-neuron sets per emotion, the same count per layer
     seed: int = 0
+    batch_size: Positive = 64  # generation rows per batch (conditions x prompts share batches)
 
 
 class Params(_Strict):

@@ -115,3 +115,36 @@ def scale_neurons(model: nn.Module, neurons: Mapping[int, torch.Tensor], alpha: 
     finally:
         for handle in handles:
             handle.remove()
+
+
+@contextmanager
+def scale_neurons_per_row(model: nn.Module, rows: Sequence[tuple[Mapping[int, torch.Tensor], float]]) -> Iterator[None]:
+    """`scale_neurons` with one (neurons, alpha) per batch row: row b's down_proj inputs `rows[b][0]`
+    are multiplied by `rows[b][1]`, so several steering conditions share one batch. The batch must
+    keep these rows in this order while the context is open (generation does)."""
+    mlps = ffn_modules(model)
+    multipliers: dict[int, torch.Tensor] = {}
+    for b, (neurons, alpha) in enumerate(rows):
+        for layer, index in neurons.items():
+            if not 0 <= layer < len(mlps):
+                raise ValueError(f"layer {layer} is outside the model (0..{len(mlps) - 1})")
+            if index.numel() == 0 or alpha == 1.0:
+                continue
+            down = mlps[layer].down_proj
+            if layer not in multipliers:
+                multipliers[layer] = torch.ones((len(rows), 1, down.in_features), dtype=down.weight.dtype, device=down.weight.device)
+            multipliers[layer][b, 0, index.to(down.weight.device)] = alpha
+    handles = []
+    for layer, multiplier in multipliers.items():
+        def scale_rows(module: nn.Module, args: tuple, multiplier: torch.Tensor = multiplier) -> None:
+            inputs = args[0]
+            if inputs.shape[0] != multiplier.shape[0]:
+                raise ValueError(f"scale_neurons_per_row: a batch of {inputs.shape[0]} rows, {multiplier.shape[0]} were given")
+            inputs.mul_(multiplier)  # x * 1.0 is x exactly: rows and neurons not steered are unchanged
+
+        handles.append(mlps[layer].down_proj.register_forward_pre_hook(scale_rows))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

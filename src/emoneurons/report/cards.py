@@ -21,10 +21,16 @@ class CardsDataError(ValueError):
 
 
 def card_neurons(selected: Sequence[Sequence[int]], P: Tensor, entropy: Tensor, emotion: str, top: int) -> list[tuple[int, int]]:
-    """The emotion's `top` neurons among `selected` [[layer, index], ...]: highest P for the
-    emotion first, then lowest entropy, then (layer, index)."""
+    """The emotion's `top` neurons among `selected` [[layer, index], ...]: the highest share of
+    the emotion in the neuron's P normalised over emotions first (raw P would rank the neurons that
+    fire on nearly every token first for every emotion), then lowest entropy, then (layer, index)."""
     e = EMOTION_INDEX[emotion]
-    keyed = sorted((-float(P[layer, index, e]), float(entropy[layer, index]), int(layer), int(index)) for layer, index in selected)
+
+    def share(layer: int, index: int) -> float:
+        total = float(P[layer, index].sum())
+        return float(P[layer, index, e]) / total if total > 0 else 0.0
+
+    keyed = sorted((-share(layer, index), float(entropy[layer, index]), int(layer), int(index)) for layer, index in selected)
     return [(layer, index) for _, _, layer, index in keyed[:top]]
 
 

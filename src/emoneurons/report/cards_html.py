@@ -95,8 +95,8 @@ def _section(emotion: str, entry: Mapping[str, Any], top_rate: str) -> str:
     if not cards:
         return head + (f'<p class="empty">No {emotion} neurons were selected at top_rate {_e(top_rate)}, '
                        "so there are no cards for it.</p></section>")
-    shown = (f'<p class="facts">{entry["selected"]} {emotion} neurons selected; the {len(cards)} with the highest '
-             f"P({emotion}), then lowest entropy, are shown.</p>")
+    shown = (f'<p class="facts">{entry["selected"]} {emotion} neurons selected; the {len(cards)} where {emotion} has the '
+             "largest share of P (normalised over emotions), then lowest entropy, are shown.</p>")
     return head + shown + '<div class="cards">' + "".join(_card(c) for c in cards) + "</div></section>"
 
 
