@@ -10,6 +10,7 @@ to the same prompts. Replies are greedy, so a difference is the scaling's doing.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 import polars as pl
 import torch
 from torch import Tensor
+from tqdm import tqdm
 
 from emoneurons.backends.hf_generate import eos_token_ids, generate_batch, render_chat
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
@@ -81,7 +83,7 @@ def plan_steering(neurons_json: Mapping[str, Any], ratio_key: str, params: Steer
 
 
 def steered_replies(lm: LoadedModel, prompts: Sequence[str], conditions: Sequence[tuple[Mapping[int, Tensor], float]], *,
-                    max_new_tokens: int, batch_size: int) -> list[list[str]]:
+                    max_new_tokens: int, batch_size: int, desc: str = "") -> list[list[str]]:
     """Greedy replies to `prompts` (one user turn each) under each (neurons, alpha) of `conditions`;
     rows of several conditions share a batch (`scale_neurons_per_row`): generation on a CPU costs
     about the same per step for 8 rows as for 64."""
@@ -90,10 +92,12 @@ def steered_replies(lm: LoadedModel, prompts: Sequence[str], conditions: Sequenc
     eos = eos_token_ids(lm)
     rows = [(c, p) for c in range(len(conditions)) for p in range(len(prompts))]
     texts: list[str] = []
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        with scale_neurons_per_row(lm.model, [conditions[c] for c, _ in chunk]):
-            texts += [text for text, _, _ in generate_batch(lm, generation, [rendered[p] for _, p in chunk], [0] * len(chunk), eos)]
+    with tqdm(total=len(rows), desc=desc, unit="reply", file=sys.stderr, disable=not desc) as bar:
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            with scale_neurons_per_row(lm.model, [conditions[c] for c, _ in chunk]):
+                texts += [text for text, _, _ in generate_batch(lm, generation, [rendered[p] for _, p in chunk], [0] * len(chunk), eos)]
+            bar.update(len(chunk))
     return [texts[c * len(prompts) : (c + 1) * len(prompts)] for c in range(len(conditions))]
 
 
@@ -111,7 +115,8 @@ def classify_replies(lm: LoadedModel, train: pl.DataFrame, eval_params: EvalPara
     engine = MaskedClassifier(lm, prompt, dialogues, eval_params.method, batch_size=batch_size,
                               max_new_tokens=eval_params.max_new_tokens, label_format=eval_params.label_format,
                               reference=calibration_dialogues(train, eval_params, shots))
-    result = engine.classify()
+    with tqdm(total=len(engine.batches), desc=f"classify {len(dialogues)} replies", unit="batch", file=sys.stderr) as bar:
+        result = engine.classify(progress=bar)
     logp = None if result.scores is None else torch.log_softmax(result.scores.float(), dim=1)
     return result.predicted, logp
 
@@ -157,7 +162,8 @@ def run_steering(lm: LoadedModel, prompts: Sequence[str], plan: Sequence[SteerCo
     """Generate the unmodified replies and each condition's, classify them all in one pass
     (`batch_size`: the classifier's, model.batch_size; generation uses steer.batch_size)."""
     conditions = [({}, 1.0), *((c.neurons, c.alpha) for c in plan)]
-    per_condition = steered_replies(lm, prompts, conditions, max_new_tokens=params.max_new_tokens, batch_size=params.batch_size)
+    per_condition = steered_replies(lm, prompts, conditions, max_new_tokens=params.max_new_tokens, batch_size=params.batch_size,
+                                    desc=f"steer ({len(conditions)} conditions x {len(prompts)} prompts)")
     replies = [reply for condition in per_condition for reply in condition]
     dialogues = [as_dialogue(prompts[i % len(prompts)], reply) for i, reply in enumerate(replies)]
     # Scaling often leaves a reply as it was: each distinct (prompt, reply) is classified once.
