@@ -48,6 +48,9 @@ def main(
     except (ParamsError, DataError, CardsDataError) as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
+    except ValueError as error:  # counts P cannot be formed from (an emotion without tokens), a dialogue without tokens
+        print(f"cards: {error}", file=sys.stderr)
+        raise typer.Exit(1) from None
     record = {"model": lm.name, "top_rate": settings.select.top_rate, "top_neurons": cards.top_neurons,
               "contexts": cards.contexts, "window": cards.window, "min_token_count": cards.min_token_count,
               "split": "train", "dialogues": table.height, "tokens": activity.tokens, "emotions": emotions}
