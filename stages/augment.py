@@ -14,9 +14,10 @@ from emoneurons.atomic import write_json
 from emoneurons.backends.chat import ChatBackendError
 from emoneurons.backends.template import TEMPLATE
 from emoneurons.data.io import DataError, write_table
-from emoneurons.data.suites import check_topics
-from emoneurons.params import ParamsError, load_params
+from emoneurons.data.suites import check_topics, checks_path, checks_record
+from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.topics import augment_topics, llm_proposer, read_seeds, template_proposer
+from emoneurons.stage_run import run_stage
 
 
 def main(
@@ -28,10 +29,10 @@ def main(
 ) -> None:
     start = time.perf_counter()
     try:
-        settings = load_params(params)
-        prepare_cache_dir(cache)
+        settings = load_stage_params(params, ("augment", "model", "eval.prompt_format"))
         augment = settings.augment
         topics = read_seeds(seeds)
+        prepare_cache_dir(cache)  # after the input checks: a rejected input writes nothing
         if augment.backend == TEMPLATE:
             propose, backend = template_proposer(augment.seed), None
         else:
@@ -39,11 +40,11 @@ def main(
 
             backend = make_chat_backend(
                 augment.backend, openai=augment.openai, hf=augment.hf, model=settings.model,
-                cache_dir=cache, seed=augment.seed,
+                cache_dir=cache, seed=augment.seed, prompt_format=settings.eval.prompt_format,
             )
             propose = llm_proposer(backend, augment.seed)
         table, stats = augment_topics(topics, augment.n_seed, augment.rounds, propose, augment.max_retries, source=str(seeds))
-        check_topics(table, source=str(out))
+        checked = check_topics(table, source=str(out))
         metrics = {
             "backend": augment.backend,
             "model": TEMPLATE if backend is None else backend.model,
@@ -54,6 +55,7 @@ def main(
             **stats.as_metrics(),
             **({"usage": backend.usage.as_metrics()} if backend is not None else {}),
         }
+        write_json(checks_path(out), checks_record(checked))
         write_table(table, out)
         write_json(report, metrics)
     except (ParamsError, DataError, ChatBackendError) as error:
@@ -67,4 +69,4 @@ def main(
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run_stage(main, "augment", Path("data/cache/llm/augment"))

@@ -10,7 +10,8 @@ import typer
 
 from emoneurons.atomic import atomic_dir, write_json
 from emoneurons.data.io import DataError, read_json, read_table
-from emoneurons.params import ParamsError, load_params
+from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.stage_run import run_stage
 from emoneurons.report.cards import CardsDataError, build_cards, plan_cards, read_counts
 from emoneurons.report.cards_html import render_cards_html
 
@@ -23,7 +24,7 @@ def main(
     out: Path = typer.Option(Path("reports/cards"), help="folder for index.html and cards.json"),
 ) -> None:
     try:
-        settings = load_params(params)
+        settings = load_stage_params(params, ("model", "select.top_rate", "cards"))
         cards = settings.cards
         table = read_table(train)
         selection = read_json(neurons)
@@ -62,4 +63,4 @@ def main(
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run_stage(main, "cards")

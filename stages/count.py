@@ -9,13 +9,19 @@ from pathlib import Path
 import typer
 
 from emoneurons.atomic import atomic_dir
-from emoneurons.data.suites import check_counts
+from emoneurons.checkpoint import DEFAULT_ROOT
+from emoneurons.distributed import relaunch_if_requested, start
+from emoneurons.data.suites import check_counts, checks_record
 from emoneurons.data.io import DataError, read_table
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.counting import activation_counts
 from emoneurons.neurons.masking import UnsupportedModelError
 from emoneurons.neurons.model import load_model
-from emoneurons.params import ParamsError, load_params
+from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.prompt_format import resolve_prompt_format
+from emoneurons.resume import CountSchedule, count_checkpoints
+from emoneurons.truncation import Truncation
+from emoneurons.stage_run import run_stage
 
 
 def train_dialogues(path: Path) -> tuple[list[str], list[str]]:
@@ -38,39 +44,61 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file (sections `model`, `count`)"),
     train: Path = typer.Option(Path("data/split/train.parquet"), help="train split"),
     out: Path = typer.Option(Path("data/counts"), help="folder for counts.safetensors and meta.json"),
+    checkpoints: Path = typer.Option(DEFAULT_ROOT, help="folder for partial counts kept across a kill (not an out)"),
 ) -> None:
     from safetensors.torch import save_file
 
     try:
-        settings = load_params(params)
+        settings = load_stage_params(params, ("model", "count", "eval.prompt_format"))
         model_params, count = settings.model, settings.count
         dialogues, emotions = train_dialogues(train)
-        lm = load_model(model_params)
+        ranks = start(model_params.device)  # one process, or one of `accelerate launch`'s
+        saved = count_checkpoints(checkpoints, model_params, count, settings.eval.prompt_format, train)
+        if ranks.main:
+            saved.drop_stale()
+        lm = load_model(model_params.model_copy(update={"device": ranks.model_device(model_params.device)}))
+        cut: list[Truncation] = []
         f, T = activation_counts(
             lm, dialogues, emotions, positions=count.positions, text=count.text, activation=count.activation,
-            batch_size=model_params.batch_size, max_length=model_params.max_length, desc="count",
+            batch_size=model_params.batch_size, max_length=model_params.max_length, desc="count", truncation=cut,
+            prompt_format=settings.eval.prompt_format, schedule=CountSchedule(ranks, saved, count.checkpoint_every),
         )
-        check_counts(f, T)
-    except (ParamsError, DataError, UnsupportedModelError) as error:
+        checked = check_counts(f, T) if ranks.main else None
+    except (ParamsError, DataError) as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
+    except UnsupportedModelError as error:
+        print(f"{params}: model.id {settings.model.id!r}: {error}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    if not ranks.main:  # rank 0 alone writes; the others wait for it, then leave
+        ranks.barrier()
+        return
     meta = {
         "model": lm.name,
         "activation": count.activation,
         "positions": count.positions,
         "text": count.text,
+        # Which format the counted prompt had (text: prompt only; the bare dialogue has none).
+        **({"prompt_format": resolve_prompt_format(lm.tokenizer, settings.eval.prompt_format)} if count.text == "prompt" else {}),
         "dialogues": {e: emotions.count(e) for e in EMOTIONS},
         "tokens": dict(zip(EMOTIONS, T.tolist())),
         "layers": f.shape[0],
         "neurons": f.shape[1],
+        "truncated": cut[0].record(),  # dialogues cut to model.max_length (docs/CONTRACTS.md)
     }
     # One folder renamed into place whole: the counts and their meta never disagree.
     with atomic_dir(out) as tmp:
         save_file({"f": f, "T": T}, tmp / "counts.safetensors")
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+        (tmp / "checks.json").write_text(json.dumps(checks_record(checked), indent=2) + "\n")
+    ranks.barrier()  # every rank is past its last save
+    saved.remove()
+    if cut[0].dialogues:
+        print(cut[0].describe(len(dialogues), "count"), file=sys.stderr)
     tokens = ", ".join(f"{e} {t}" for e, t in zip(EMOTIONS, T.tolist()))
     print(f"count: {len(dialogues)} dialogues, {int(T.sum())} counted tokens ({tokens}); f {list(f.shape)}")
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    relaunch_if_requested(__file__, sys.argv[1:])
+    run_stage(main, "count")

@@ -17,9 +17,10 @@ from emoneurons.backends.chat import ChatBackendError
 from emoneurons.backends.judges import make_judges
 from emoneurons.data.emoprism import read_emoprism
 from emoneurons.data.io import DataError, read_table, write_table
-from emoneurons.data.suites import check_dialogues, check_filtered
+from emoneurons.data.suites import check_dialogues, check_filtered, checks_path, checks_record
 from emoneurons.filtering import agreement_filter
-from emoneurons.params import ParamsError, load_params
+from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.stage_run import run_stage
 
 
 def main(
@@ -31,14 +32,14 @@ def main(
 ) -> None:
     start = time.perf_counter()
     try:
-        settings = load_params(params)
+        settings = load_stage_params(params, ("filter", "model", "eval.prompt_format"))
         prepare_cache_dir(cache)
         options = settings.filter
         emoprism = None
         if options.source == "emoprism":
             emoprism = read_emoprism(options.emoprism.path, options.emoprism.judge_columns)
             df, labels, judges = emoprism.dialogues, emoprism.judges, []
-            check_dialogues(df, source=options.emoprism.path)
+            checked = check_dialogues(df, source=options.emoprism.path)
             if not 1 <= options.min_agree <= 1 + len(labels):
                 raise ParamsError(
                     f"filter.min_agree: must be between 1 and {1 + len(labels)} (the intended emotion plus "
@@ -46,11 +47,12 @@ def main(
                 )
             seconds = dict.fromkeys(labels, 0.0)
         else:
+            checked = []
             df = read_table(dialogues)
             for column in ("dialogue", "theme"):
                 if column not in df.columns:
                     raise DataError(f"{dialogues}: no column {column!r} (has {', '.join(df.columns) or 'none'})")
-            judges = make_judges(options, settings.model, cache)
+            judges = make_judges(options, settings.model, cache, settings.eval.prompt_format)
             texts = df["dialogue"].to_list()
             seconds = {}
             labels = {}
@@ -59,12 +61,13 @@ def main(
                 labels[judge.name] = judge.label(texts)
                 seconds[judge.name] = round(time.perf_counter() - began, 2)
         kept, metrics = agreement_filter(df, labels, options.min_agree)
-        check_filtered(kept, list(labels), source=str(out))
+        checked += check_filtered(kept, list(labels), source=str(out))
         if emoprism is not None:
             metrics["source"] = {"emoprism": options.emoprism.path, "label_not_theme": emoprism.label_not_theme}
         usage = {j.name: j.backend.usage.as_metrics() for j in judges if hasattr(j, "backend")}
         if usage:
             metrics["judge_usage"] = usage
+        write_json(checks_path(out), checks_record(checked))
         write_table(kept, out)
         write_json(report, metrics)
     except (ParamsError, DataError, ChatBackendError) as error:
@@ -78,7 +81,12 @@ def main(
         f"filter: kept {metrics['kept']} of {metrics['generated']} dialogues (min_agree {options.min_agree}; "
         f"agreement with the intended emotion: {agreement}) [{time.perf_counter() - start:.1f}s]"
     )
+    for name in metrics.get("judges_at_chance", []):
+        low, high = metrics["judge_agreement_ci95"][name]
+        print(f"warning: judge {name!r} agrees with the intended emotion on {metrics['judge_agreement'][name]} "
+              f"(95% CI {low}-{high}), not above chance {metrics['judge_chance']}: it does not filter, it only "
+              "drops dialogues at random; remove it from filter.judges or use a better model", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run_stage(main, "filter", Path("data/cache/llm/filter"))

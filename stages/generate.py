@@ -14,9 +14,10 @@ from emoneurons.atomic import write_json
 from emoneurons.backends.chat import ChatBackendError
 from emoneurons.backends.template import TEMPLATE
 from emoneurons.data.io import DataError, read_table, write_table
-from emoneurons.data.suites import check_dialogues
+from emoneurons.data.suites import check_dialogues, checks_path, checks_record
 from emoneurons.dialogues import llm_dialogues, template_dialogues
-from emoneurons.params import ParamsError, load_params
+from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.stage_run import run_stage
 
 
 def main(
@@ -28,8 +29,7 @@ def main(
 ) -> None:
     start = time.perf_counter()
     try:
-        settings = load_params(params)
-        prepare_cache_dir(cache)
+        settings = load_stage_params(params, ("generate", "model", "eval.prompt_format"))
         generate = settings.generate
         table = read_table(topics)
         if "topic" not in table.columns:
@@ -37,6 +37,7 @@ def main(
         names = table["topic"].drop_nulls().to_list()
         if not names:
             raise DataError(f"{topics}: 0 topics (need at least 1)")
+        prepare_cache_dir(cache)  # after the input checks: a rejected input writes nothing
         if generate.backend == TEMPLATE:
             df, stats = template_dialogues(names, generate.emotions, generate.per_pair, generate.seed, generate.max_turns)
             backend = None
@@ -45,7 +46,7 @@ def main(
 
             backend = make_chat_backend(
                 generate.backend, openai=generate.openai, hf=generate.hf, model=settings.model,
-                cache_dir=cache, seed=generate.seed,
+                cache_dir=cache, seed=generate.seed, prompt_format=settings.eval.prompt_format,
             )
             df, stats = llm_dialogues(names, generate.emotions, generate.per_pair, backend, generate.max_retries)
             if df.height == 0:
@@ -53,7 +54,7 @@ def main(
                     f"generate: 0 of {stats.planned} dialogues usable after {generate.max_retries} re-asks "
                     f"(rejected: {stats.rejected})"
                 )
-        check_dialogues(df, source=str(out))
+        checked = check_dialogues(df, source=str(out))
         per_emotion = dict(df.group_by("theme").len().iter_rows())
         metrics = {
             "backend": generate.backend,
@@ -65,6 +66,7 @@ def main(
             "per_emotion": {e: per_emotion.get(e, 0) for e in generate.emotions},
             **({"usage": backend.usage.as_metrics()} if backend is not None else {}),
         }
+        write_json(checks_path(out), checks_record(checked))
         write_table(df, out)
         write_json(report, metrics)
     except (ParamsError, DataError, ChatBackendError) as error:
@@ -73,9 +75,15 @@ def main(
     print(
         f"generate: {stats.generated} of {stats.planned} dialogues ({len(names)} topics x "
         f"{len(generate.emotions)} emotions x {generate.per_pair}; {stats.reasked} re-asked, "
-        f"{stats.dropped} dropped) [{generate.backend}, {time.perf_counter() - start:.1f}s]"
+        f"{stats.dropped} dropped{cut_off_note(backend)}) [{generate.backend}, {time.perf_counter() - start:.1f}s]"
     )
 
 
+def cut_off_note(backend) -> str:
+    """'; N replies cut off at the token limit' when the backend saw any (they were re-asked or dropped)."""
+    truncated = backend.usage.truncated if backend is not None else 0
+    return f"; {truncated} replies cut off at the token limit" if truncated else ""
+
+
 if __name__ == "__main__":
-    typer.run(main)
+    run_stage(main, "generate", Path("data/cache/llm/generate"))

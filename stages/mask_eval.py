@@ -9,43 +9,71 @@ from pathlib import Path
 import typer
 
 from emoneurons.atomic import write_json
+from emoneurons.checkpoint import DEFAULT_ROOT
+from emoneurons.distributed import relaunch_if_requested, start
 from emoneurons.data.io import DataError, read_json, read_table
 from emoneurons.evaluate.conditions import PlanError
 from emoneurons.evaluate.masking_eval import EvalDataError, evaluate_masking
-from emoneurons.params import ParamsError, load_params
+from emoneurons.evaluate.summary import exp_summary
+from emoneurons.neurons.architecture import UnsupportedModelError
+from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.resume import ConditionSchedule, mask_eval_checkpoints
+from emoneurons.truncation import Truncation
+from emoneurons.stage_run import run_stage
 
 
 def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file (sections model, select, eval)"),
     split: Path = typer.Option(Path("data/split"), help="folder with train.parquet and test.parquet"),
     neurons: Path = typer.Option(Path("data/neurons/neurons.json"), help="selected neurons"),
-    out: Path = typer.Option(Path("reports/metrics"), help="folder for eval.json and headline.json"),
+    out: Path = typer.Option(Path("reports/metrics"), help="folder for eval.json, headline.json and summary.json"),
+    checkpoints: Path = typer.Option(DEFAULT_ROOT, help="folder for finished conditions kept across a kill (not an out)"),
 ) -> None:
     try:
-        settings = load_params(params)
+        settings = load_stage_params(params, ("model", "select.top_rate", "eval"))
         train, test = read_table(split / "train.parquet"), read_table(split / "test.parquet")
         selection = read_json(neurons)
         from emoneurons.neurons.model import load_model  # imports torch/transformers: after the cheap checks
 
-        lm = load_model(settings.model)
-        evaluation, headline = evaluate_masking(
-            lm, train, test, selection, settings.eval, settings.select.top_rate, batch_size=settings.model.batch_size
+        ranks = start(settings.model.device)  # one process, or one of `accelerate launch`'s
+        inputs = [split / "train.parquet", split / "test.parquet", neurons]
+        saved = mask_eval_checkpoints(checkpoints, settings.model, settings.select.top_rate, settings.eval, inputs)
+        if ranks.main:
+            saved.drop_stale()
+        lm = load_model(settings.model.model_copy(update={"device": ranks.model_device(settings.model.device)}))
+        results = evaluate_masking(
+            lm, train, test, selection, settings.eval, settings.select.top_rate, batch_size=settings.model.batch_size,
+            max_length=settings.model.max_length, schedule=ConditionSchedule(ranks, saved),
         )
     except (ParamsError, DataError, PlanError, EvalDataError) as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
+    except UnsupportedModelError as error:
+        print(f"{params}: model.id {settings.model.id!r}: {error}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    if results is None:  # not rank 0: rank 0 alone writes; wait for it, then leave
+        ranks.barrier()
+        return
+    evaluation, headline = results
     write_json(out / "eval.json", evaluation)
     write_json(out / "headline.json", headline)
+    write_json(out / "summary.json", exp_summary(headline, selection, settings.select.top_rate))
+    ranks.barrier()  # every rank is past its last save
+    saved.remove()
     base = next(c for c in evaluation["conditions"] if c["id"] == "unmodified")
     lo, hi = base["ci95"]["overall"]
     tokens = evaluation["tokens"]
     print(f"mask-eval: unmodified accuracy {base['accuracy']['overall']:.3f} [95% CI {lo:.3f}, {hi:.3f}] "
           f"vs chance {evaluation['chance']:.3f}; {len(evaluation['conditions'])} conditions; tokens computed "
           f"{tokens['computed']} of naive {tokens['naive']} ({tokens['computed'] / max(tokens['naive'], 1):.2f})")
+    cut = Truncation(**evaluation["truncated"])
+    if cut.dialogues:
+        print(cut.describe(evaluation["n_test"], "mask-eval (test and calibration dialogues)"), file=sys.stderr)
     if not evaluation["baseline_above_chance"]:
         print(f"warning: the unmodified model is not clearly above chance (CI lower bound {lo:.3f} <= {evaluation['chance']:.3f}); "
               "masking effects are not interpretable; try eval.shots or a larger model", file=sys.stderr)
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    relaunch_if_requested(__file__, sys.argv[1:])
+    run_stage(main, "mask-eval")

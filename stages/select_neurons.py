@@ -14,7 +14,8 @@ import typer
 from emoneurons.atomic import atomic_dir, write_json
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.selection import select_emotion_neurons
-from emoneurons.params import ParamsError, load_params
+from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.stage_run import run_stage
 
 
 class CountsError(ValueError):
@@ -45,7 +46,7 @@ def main(
     metrics: Path = typer.Option(Path("reports/metrics/neurons.json"), help="per-emotion neuron counts"),
 ) -> None:
     try:
-        settings = load_params(params)
+        settings = load_stage_params(params, ("select", "eval.ratios"))
         select, ratios = settings.select, sorted({settings.select.top_rate, *settings.eval.ratios})
         f, T = read_counts(counts)
         selections = {
@@ -77,4 +78,4 @@ def main(
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run_stage(main, "select")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -11,9 +12,10 @@ import typer
 from emoneurons.atomic import atomic_dir
 from emoneurons.data.io import DataError, read_table, write_table
 from emoneurons.data.split import stratified_split
-from emoneurons.data.suites import check_split
+from emoneurons.data.suites import check_split, checks_record
 from emoneurons.emotions import EMOTIONS
-from emoneurons.params import ParamsError, load_params
+from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.stage_run import run_stage
 
 
 def _summary(train: pl.DataFrame, test: pl.DataFrame) -> str:
@@ -31,14 +33,15 @@ def main(
     out: Path = typer.Option(Path("data/split"), help="folder for train.parquet and test.parquet"),
 ) -> None:
     try:
-        settings = load_params(params).split
+        settings = load_stage_params(params, ("split",)).split
         df = read_table(filtered)
         train, test = stratified_split(df, settings.test_fraction, settings.seed)
-        check_split(train, test, settings.test_fraction, sources=(str(out / "train.parquet"), str(out / "test.parquet")))
+        checked = check_split(train, test, settings.test_fraction, sources=(str(out / "train.parquet"), str(out / "test.parquet")))
         # One folder, renamed into place whole: an interrupted run leaves no half split.
         with atomic_dir(out) as tmp:
             write_table(train, tmp / "train.parquet")
             write_table(test, tmp / "test.parquet")
+            (tmp / "checks.json").write_text(json.dumps(checks_record(checked), indent=2) + "\n")
     except (ParamsError, DataError) as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
@@ -46,4 +49,4 @@ def main(
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run_stage(main, "split")

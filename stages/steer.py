@@ -10,7 +10,8 @@ import typer
 
 from emoneurons.atomic import atomic_dir, write_json
 from emoneurons.data.io import DataError, read_json, read_table
-from emoneurons.params import ParamsError, load_params
+from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.stage_run import run_stage
 
 
 def main(
@@ -21,7 +22,7 @@ def main(
     out: Path = typer.Option(Path("reports/steer"), help="folder for steer.json and the figure"),
 ) -> None:
     try:
-        settings = load_params(params)
+        settings = load_stage_params(params, ("model", "select.top_rate", "steer", "eval"))
     except ParamsError as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
@@ -44,12 +45,14 @@ def main(
     except (DataError, SteerDataError, EvalDataError) as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
+    from emoneurons.prompt_format import resolve_prompt_format
     from emoneurons.report.steer_figure import save_steering_figure
 
     ev = settings.eval
     record = {"model": lm.name, "top_rate": settings.select.top_rate, "alphas": list(steer.alphas),
               "max_new_tokens": steer.max_new_tokens, "control_draws": steer.control_draws, "prompts": texts,
-              "classifier": {"method": ev.method, "shots": ev.shots, "label_format": ev.label_format, "calibrate": ev.calibrate},
+              "classifier": {"method": ev.method, "shots": ev.shots, "label_format": ev.label_format, "calibrate": ev.calibrate,
+                             "prompt_format": resolve_prompt_format(lm.tokenizer, ev.prompt_format)},
               **record}
     with atomic_dir(out) as tmp:
         write_json(tmp / "steer.json", record)
@@ -63,4 +66,4 @@ def main(
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    run_stage(main, "steer")

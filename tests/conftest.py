@@ -17,7 +17,9 @@ import torch
 # Tiny models: one thread is 30-60x faster than two fighting over a loaded 2-core machine.
 torch.set_num_threads(1)
 
-from emoneurons.emotions import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT, EMOTIONS, LABEL_PROMPT
+from emoneurons.emotions import EMOTIONS
+from emoneurons.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
+from emoneurons.paper_prompts.label import LABEL_PROMPT
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] "

@@ -10,7 +10,6 @@ import torch
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.counting import added_special_prefix
-from emoneurons.neurons.masking import ffn_modules
 from emoneurons.neurons.top_activations import empty_top_k, merge_top_k, neuron_activity, token_lift
 from emoneurons.report.cards import CardsDataError, build_cards, card_neurons, context_record, plan_cards
 from emoneurons.report.cards_html import render_cards_html
@@ -30,7 +29,7 @@ NEURONS = [(0, 3), (0, 17), (2, 5), (3, 60), (3, 1)]
 def brute_force(lm, dialogues, neurons):
     """Each dialogue alone (no padding): its own tokens' gate values [tokens, n] for the neurons."""
     prefix = added_special_prefix(lm.tokenizer)
-    mlps = ffn_modules(lm.model)
+    mlps = [layer.mlp for layer in lm.model.model.layers]  # the Llama's own modules, not the adapter's
     out = []
     for dialogue in dialogues:
         ids = prefix + lm.tokenizer.encode(dialogue, add_special_tokens=False)

@@ -10,6 +10,7 @@ import torch
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.classify import MaskedClassifier, additive_mask, classify, real_token_index, run_layers
 from emoneurons.evaluate.prompts import classification_prompt, dialogue_ids, label_ids
+from emoneurons.neurons import reference
 from emoneurons.neurons.masking import mask_neurons
 
 DIALOGUES = [
@@ -37,17 +38,9 @@ def prompt(tiny_llama):
 
 
 def brute_force_scores(lm, prompt, dialogues) -> torch.Tensor:
-    """Each label's summed log-likelihood from one uncached full forward per (dialogue, label)."""
-    rows = []
-    for dialogue in dialogues:
-        context = prompt.ids(dialogue_ids(lm.tokenizer, dialogue))
-        row = []
-        for label in label_ids(lm.tokenizer):
-            ids = torch.tensor([context + label])
-            logprobs = torch.log_softmax(lm.model(ids).logits[0].float(), -1)
-            row.append(sum(float(logprobs[len(context) - 1 + t, tok]) for t, tok in enumerate(label)))
-        rows.append(row)
-    return torch.tensor(rows)
+    """Each label's summed log-likelihood from one uncached full forward per (dialogue, label) (neurons/reference.py)."""
+    contexts = [prompt.ids(dialogue_ids(lm.tokenizer, d)) for d in dialogues]
+    return reference.predict(lm.model, contexts, label_ids(lm.tokenizer))[0]
 
 
 def test_labels_of_tiny_tokenizer_include_multi_token_ones(tiny_llama):
@@ -165,15 +158,9 @@ def test_space_labels_score_equals_brute_force(tiny_llama, prompt):
     assert labels == [tiny_llama.tokenizer.encode(" " + e, add_special_tokens=False) for e in EMOTIONS]
     assert labels != label_ids(tiny_llama.tokenizer, "bare")
     result = classify(tiny_llama, prompt, DIALOGUES, "score", batch_size=2, label_format="space")
-    rows = []
-    for dialogue in DIALOGUES:
-        context = prompt.ids(dialogue_ids(tiny_llama.tokenizer, dialogue))
-        row = []
-        for label in labels:
-            logprobs = torch.log_softmax(tiny_llama.model(torch.tensor([context + label])).logits[0].float(), -1)
-            row.append(sum(float(logprobs[len(context) - 1 + t, tok]) for t, tok in enumerate(label)))
-        rows.append(row)
-    torch.testing.assert_close(result.scores, torch.tensor(rows), atol=1e-4, rtol=1e-4)
+    contexts = [prompt.ids(dialogue_ids(tiny_llama.tokenizer, d)) for d in DIALOGUES]
+    expected = reference.predict(tiny_llama.model, contexts, labels)[0]
+    torch.testing.assert_close(result.scores, expected, atol=1e-4, rtol=1e-4)
     with pytest.raises(ValueError, match="allowed: bare, space"):
         label_ids(tiny_llama.tokenizer, "bracket")
 
@@ -307,7 +294,7 @@ def test_label_scores_stay_on_the_device_inside_the_loop(tiny_llama, prompt, ten
 
 
 def test_shot_instruction_first_wraps_only_the_first_example(tiny_llama):
-    from emoneurons.emotions import CLASSIFY_USER_PROMPT
+    from emoneurons.paper_prompts.classify import CLASSIFY_USER_PROMPT
 
     opening = CLASSIFY_USER_PROMPT.split("{prompt}")[0].strip()
     tokenizer = tiny_llama.tokenizer

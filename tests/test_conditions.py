@@ -157,6 +157,15 @@ def test_evaluate_masking_end_to_end_on_tiny_model(tiny_llama, one_thread):
     assert (evaluation["calibrate"], evaluation["shot_selection"], evaluation["label_format"]) == ("train_prior", "shortest", "space")
     assert evaluation["shot_instruction"] == "first"
     assert evaluation["recalibrate"] is False  # one fixed prior, from the unmodified run
+    assert evaluation["effects"]["test_effect"] == "delta_masked" and evaluation["effects"]["corrected_over"] == 18
+    for c in conditions.values():
+        if c["kind"] == "unmodified":
+            assert "effect" not in c and "vs_control" not in c
+            continue
+        assert len(c["effect"]["delta_true"]["per_dialogue"]) == 12 and len(c["effect"]["delta_masked"]["per_dialogue"]) == 12
+        assert ("vs_control" in c) == (c["kind"] == "mask")
+        if c["kind"] == "mask":
+            assert c["vs_control"]["verdict"] in {"specific", "not distinguishable from random", "not enough data"}
 
 
 def test_evaluate_masking_rejects_a_split_missing_an_emotion(tiny_llama):
@@ -208,6 +217,13 @@ def test_paper_zero_shot_setting_stays_available(tiny_llama, one_thread):
     evaluation, _ = evaluate_masking(tiny_llama, _split(1), _split(1, offset=5), neurons, paper, 0.02, batch_size=4, progress=False)
     assert (evaluation["shots"], evaluation["calibrate"], evaluation["method"]) == (0, "none", "generate")
     assert len(evaluation["conditions"]) == 1 + 6
+    # generate: accuracy with McNemar's exact test; the specificity test runs on the masked answer's change.
+    assert evaluation["effects"]["test_effect"] == "masked_answer"
+    for condition in evaluation["conditions"][1:]:
+        assert set(condition["mcnemar"]) == {"worse", "better", "p"} and 0 <= condition["mcnemar"]["p"] <= 1
+        assert set(condition["effect"]) == {"masked_answer"}
+        assert set(condition["effect"]["masked_answer"]["per_dialogue"]) <= {-1.0, 0.0, 1.0}
+        assert condition["vs_control"]["verdict"] == "not enough data"  # no controls drawn
 
 
 def test_forked_workers_give_the_same_evaluation_as_one_process(tiny_llama, one_thread):

@@ -1,4 +1,4 @@
-"""activation_counts against a naive one-dialogue-at-a-time reference on the tiny Llama."""
+"""activation_counts against the one-dialogue-at-a-time reference (neurons/reference.py) on the tiny Llama."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import pytest
 import torch
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.evaluate.prompts import classification_prompt
+from emoneurons.evaluate.prompts import classification_prompt, dialogue_ids
+from emoneurons.neurons import reference
 from emoneurons.neurons.counting import activation_counts, counting_inputs, length_batches, padded_batch
 from emoneurons.neurons.masking import UnsupportedModelError
 from emoneurons.neurons.model import LoadedModel
+from emoneurons.prompt_format import added_special_prefix
 
 # Different lengths (1 to ~40 tokens), so every batch pads; all six emotions, one twice.
 DIALOGUES = [
@@ -37,44 +39,11 @@ def one_thread():
 
 
 def naive_counts(lm: LoadedModel, dialogues, emotions, *, positions, text, activation):
-    """One dialogue at a time, no padding: capture each mlp's input and recompute the gate."""
-    tok, model = lm.tokenizer, lm.model
-    mlps = [layer.mlp for layer in model.model.layers]
-    n_layers, n = len(mlps), mlps[0].gate_proj.out_features
-    f = torch.zeros(n_layers, n, len(EMOTIONS), dtype=torch.int64)
-    T = torch.zeros(len(EMOTIONS), dtype=torch.int64)
-    captured: dict[int, torch.Tensor] = {}
-    handles = [
-        mlp.register_forward_pre_hook(lambda m, args, layer=layer: captured.__setitem__(layer, args[0]))
-        for layer, mlp in enumerate(mlps)
-    ]
-    prompt = classification_prompt(tok)
-    try:
-        for dialogue, emotion in zip(dialogues, emotions):
-            own = tok.encode(dialogue, add_special_tokens=False)
-            if text == "dialogue":
-                enc = tok(dialogue, add_special_tokens=True, return_special_tokens_mask=True)
-                ids = enc["input_ids"]
-                counted = [i for i, special in enumerate(enc["special_tokens_mask"]) if not special]
-            else:
-                ids = prompt.ids(own)  # the whole prompt, suffix included
-                counted = list(range(len(prompt.prefix), len(prompt.prefix) + len(own)))
-            if positions == "last":
-                counted = counted[-1:]
-            with torch.no_grad():
-                model(torch.tensor([ids]))
-            e = EMOTIONS.index(emotion)
-            for layer, mlp in enumerate(mlps):
-                x = captured[layer][0]
-                gate = mlp.gate_proj(x)
-                values = gate if activation == "gate" else mlp.act_fn(gate) * mlp.up_proj(x)
-                for position in counted:
-                    f[layer, :, e] += (values[position] > 0).long()
-            T[e] += len(counted)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return f, T
+    """The library's one-page reference (neurons/reference.py): one dialogue at a time, no padding."""
+    tok = lm.tokenizer
+    prefix = classification_prompt(tok).prefix if text == "prompt" else added_special_prefix(tok)
+    own = [dialogue_ids(tok, d) for d in dialogues]
+    return reference.count_activations(lm.model, own, emotions, prefix=prefix, positions=positions, activation=activation)
 
 
 def with_padding_side(lm: LoadedModel, side: str) -> LoadedModel:
@@ -139,6 +108,7 @@ def test_bos_is_fed_but_not_counted(tiny_llama):
         single=f"{bos} $A", special_tokens=[(bos, tokenizer.bos_token_id)]
     )
     assert tokenizer.encode("A: hi", add_special_tokens=True)[0] == tokenizer.bos_token_id
+    assert added_special_prefix(tokenizer) == [tokenizer.bos_token_id]  # what the reference feeds first
     lm = LoadedModel(model=tiny_llama.model, tokenizer=tokenizer, name="tiny-bos")
     f, T = activation_counts(lm, DIALOGUES, LABELS, positions="all", text="dialogue", activation="gate", batch_size=4, max_length=512)
     f_ref, T_ref = naive_counts(lm, DIALOGUES, LABELS, positions="all", text="dialogue", activation="gate")

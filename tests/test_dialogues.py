@@ -15,7 +15,7 @@ import pytest
 
 from emoneurons.backends.chat import ChatRequest
 from fakes import FakeChat
-from emoneurons.backends.template import FORBIDDEN_WORDS, MIXED_SHARE, template_dialogue
+from emoneurons.backends.template_dialogues import FORBIDDEN_WORDS, MIXED_SHARE, template_dialogue
 from emoneurons.dialogues import (
     check_reply,
     dialogue_id,
@@ -24,7 +24,8 @@ from emoneurons.dialogues import (
     parse_dialogue,
     template_dialogues,
 )
-from emoneurons.emotions import EMOTIONS, GENERATE_PROMPT
+from emoneurons.emotions import EMOTIONS
+from emoneurons.paper_prompts.generate import GENERATE_PROMPT
 
 REPO = Path(__file__).resolve().parents[1]
 TOPICS = ["Dogs", "U.S. Senate", "potty training", "The Outlander Series", "Paris, France", "sushi", "I would like to discuss about financial independency"]

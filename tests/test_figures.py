@@ -23,6 +23,7 @@ from emoneurons.report.figures import (
     ReportDataError,
     accuracy_changes,
     build_figures,
+    effect_rows,
     failure_counts,
     failure_distribution,
     layer_sweep,
@@ -123,12 +124,36 @@ def synthetic_run(
                     conditions.append(_condition(
                         f"control-{masked}-{tag}-d{draw}", "control", masked, ratio, layers_, draw,
                         n_neurons, _confusion(gen, n, wobble), n))
+    # Paired effects: masks lower the masked label by more than their controls; verdicts cycle.
+    verdicts = ("specific", "not distinguishable from random", "not enough data")
+    for k, c in enumerate(conditions[1:]):
+        mean = -0.3 - 0.05 * k % 0.4 if c["kind"] == "mask" else -0.02 * (k % 3)
+        summary = {"per_dialogue": [mean] * n * size, "mean": round(mean, 6), "ci95": [round(mean - 0.1, 6), round(mean + 0.05, 6)],
+                   "per_emotion": {e: {"n": n, "mean": round(mean + 0.01 * i, 6), "ci95": [mean - 0.2, mean + 0.2]}
+                                   for i, e in enumerate(EMOTIONS)}}
+        c["effect"] = {"delta_true": summary, "delta_masked": summary}
+        c["mcnemar"] = {"worse": 1, "better": 0, "p": 1.0}
+    by_id = {c["id"]: c for c in conditions}
+    for k, c in enumerate(c for c in conditions if c["kind"] == "mask"):
+        draws = [by_id[f"control{c['id'].removeprefix('mask')}-d{d}"]["effect"]["delta_masked"]["mean"] for d in range(control_draws)]
+        control = sum(draws) / len(draws) if draws else None
+        own = c["effect"]["delta_masked"]["mean"]
+        c["vs_control"] = {"mask_mean": own, "control_mean": control,
+                           "difference": None if control is None else round(own - control, 6),
+                           "difference_ci95": [None, None] if control is None else [own - control - 0.1, own - control + 0.1],
+                           "p": None if control is None else 0.001 * (1 + k % 3), "p_floor": 1e-5,
+                           "p_holm": None if control is None else 0.01 * (1 + 4 * (k % 3)),
+                           "p_bh": None if control is None else 0.005 * (1 + 4 * (k % 3)),
+                           "verdict": verdicts[k % 3] if control is not None else "not enough data"}
     overall = conditions[0]["accuracy"]["overall"]
     eval_json = {
         "model": model, "method": "score", "shots": 1, "n_test": n * size, "chance": 1 / 6,
         "n_per_emotion": {e: n for e in EMOTIONS},
         "baseline_above_chance": conditions[0]["ci95"]["overall"][0] > 1 / 6,
         "tokens": {"computed": 12345, "naive": 34567}, "conditions": conditions,
+        "effects": {"measure": "synthetic", "test_effect": "delta_masked", "alternative": "less", "alpha": 0.05,
+                    "sign_flips": 16384, "corrected_over": sum(c.get("vs_control", {}).get("p") is not None for c in conditions),
+                    "rule": "specific: Holm p <= 0.05 (synthetic rule text)"},
     }
     kept = {e: 10 + 2 * i for i, e in enumerate(EMOTIONS)}
     dropped = {e: i % 3 for i, e in enumerate(EMOTIONS)}
@@ -379,3 +404,46 @@ def test_synthetic_run_is_self_consistent(run):
         for i, e in enumerate(EMOTIONS):
             assert sum(matrix[i]) == 6
             assert math.isclose(condition["accuracy"][e], matrix[i][i] / 6)
+
+
+def test_effect_rows_follow_eval_json(run):
+    rows = effect_rows(run["eval"])
+    masks = [c for c in run["eval"]["conditions"] if c["kind"] == "mask"]
+    assert len(rows) == len(masks)
+    for row, c in zip(rows, masks):
+        assert row["effect"] == c["effect"]["delta_masked"]["mean"] and row["verdict"] == c["vs_control"]["verdict"]
+        assert row["control"] == pytest.approx(c["vs_control"]["control_mean"])
+    assert effect_rows({"conditions": run["eval"]["conditions"]}) == []  # eval.json from before the effects
+
+
+def test_figure2_effect_plots_the_effects_controls_and_markers(rendered, run):
+    figures, _ = rendered
+    ax = figures["figure2_effect"].axes[0]
+    rows = {r["masked"]: r for r in effect_rows(run["eval"]) if r["layers"] == "all" and r["ratio"] == 0.01}
+    bars = [p for p in ax.patches if p.get_width() > 0]
+    own = [b for b in bars if not b.get_hatch()]
+    control = [b for b in bars if b.get_hatch()]
+    assert [round(b.get_height(), 6) for b in own] == [rows[e]["effect"] for e in EMOTIONS]
+    assert [b.get_height() for b in control] == pytest.approx([rows[e]["control"] for e in EMOTIONS])
+    assert all(c.get_x() > o.get_x() for o, c in zip(own, control))  # the control beside its mask
+    # Error bars: the paired bootstrap CI of each mask's effect.
+    caps = {round(float(y), 6) for line in ax.get_lines() for y in line.get_ydata() if line.get_marker() == "_"}
+    for e in EMOTIONS:
+        assert {round(rows[e]["effect_ci"][0], 6), round(rows[e]["effect_ci"][1], 6)} <= caps
+    stars = {line.get_gid() for line in ax.get_lines() if line.get_marker() == "*"}
+    assert stars == {f"specific-{e}" for e in EMOTIONS if rows[e]["verdict"] == "specific"} and stars
+
+
+def test_figure3_effect_plots_every_ratio_per_masked_emotion(rendered, run):
+    figures, _ = rendered
+    rows = [r for r in effect_rows(run["eval"]) if r["layers"] == "all"]
+    for ax, masked in zip(figures["figure3_effect"].axes, EMOTIONS):
+        mine = sorted((r for r in rows if r["masked"] == masked), key=lambda r: r["ratio"])
+        lines = {line.get_gid(): line for line in ax.get_lines() if line.get_gid() and line.get_marker() != "_"}  # not the caps
+        assert list(lines["control"].get_ydata()) == pytest.approx([r["control"] for r in mine])
+        assert list(lines["control"].get_xdata()) == pytest.approx([100 * r["ratio"] for r in mine])
+        assert list(lines["effect"].get_ydata()) == pytest.approx([r["effect"] for r in mine])
+        caps = sorted(float(y) for line in ax.get_lines() if line.get_marker() == "_" for y in line.get_ydata())
+        assert caps == pytest.approx(sorted([r["effect_ci"][0] for r in mine] + [r["effect_ci"][1] for r in mine]))
+        specific = [100 * r["ratio"] for r in mine if r["verdict"] == "specific"]
+        assert list(lines["specific"].get_xdata()) == pytest.approx(specific) if specific else "specific" not in lines

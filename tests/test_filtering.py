@@ -16,8 +16,9 @@ from emoneurons.backends.chat import ChatRequest
 from fakes import FakeChat
 from emoneurons.backends.judges import ChatJudge, HFJudge, LexiconJudge, make_judges, relabel_invalid
 from emoneurons.data.io import DataError
-from emoneurons.emotions import EMOTIONS, LABEL_PROMPT, label_prompt
-from emoneurons.filtering import agreement_filter, cohen_kappa, fleiss_kappa, fleiss_kappa_of_labels
+from emoneurons.emotions import EMOTIONS
+from emoneurons.paper_prompts.label import LABEL_PROMPT, label_prompt
+from emoneurons.filtering import agreement_filter, cohen_kappa, fleiss_kappa, fleiss_kappa_of_labels, judge_chance
 from emoneurons.params import FilterParams, JudgeParams, ModelParams
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,6 +64,33 @@ def test_agreement_filter_keeps_exactly_the_rows_with_enough_agreement():
     # j1 and j2 both labelled items 0, 1, 4: they agree on item 0 only.
     assert report["kappa"]["cohen"]["j1-j2"] == pytest.approx(cohen_kappa(["anger", "fear", "surprise"], ["anger", "anger", "fear"]), abs=1e-4)
     json.dumps(report)  # JSON-ready
+
+
+def test_a_judge_answering_one_label_is_flagged_at_chance_and_a_good_one_is_not():
+    themes = [e for e in EMOTIONS for _ in range(10)]
+    df = _dialogues(themes)
+    constant = ["anger"] * len(themes)  # the old default smollm judge's failure mode: 1/6 agreement
+    good = [t if i % 5 else "fear" for i, t in enumerate(themes)]  # ~0.8
+    _, report = agreement_filter(df, {"one_label": constant, "good": good}, min_agree=2)
+    assert report["judge_chance"] == pytest.approx(1 / 6, abs=1e-4)
+    assert report["judges_at_chance"] == ["one_label"]
+    low, high = report["judge_agreement_ci95"]["one_label"]
+    assert low < 1 / 6 < high
+    assert report["judge_agreement_ci95"]["good"][0] > 1 / 6
+    # Chance is the majority share when the intended emotions are unbalanced.
+    assert judge_chance(["anger"] * 3 + ["fear"]) == 0.75
+
+
+def test_filter_stage_warns_about_a_judge_at_chance(tmp_path):
+    # Every dialogue is angry whatever its intended emotion: the lexicon answers anger throughout.
+    themes = [e for e in EMOTIONS for _ in range(4)]
+    df = _dialogues(themes).with_columns(pl.lit("A: I am so furious, this makes me angry!\nB: I am angry too.").alias("dialogue"))
+    _write_dialogues(tmp_path, df, LEXICON_ONLY)
+    result = subprocess.run([sys.executable, str(REPO / "stages" / "filter.py")], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "reports" / "filter.json").read_text())
+    assert report["judges_at_chance"] == ["lexicon"] and report["judge_agreement"]["lexicon"] == pytest.approx(1 / 6, abs=1e-4)
+    assert "warning: judge 'lexicon' agrees with the intended emotion on 0.1667" in result.stderr
 
 
 def test_min_agree_one_keeps_everything_and_nothing_kept_is_an_error():
@@ -140,7 +168,7 @@ def test_relabel_invalid_leaves_valid_labels_alone():
 
 def test_hf_judge_on_the_tiny_model(tiny_llama):
     from emoneurons.evaluate.classify import classify
-    from emoneurons.evaluate.prompts import labelling_prompt
+    from emoneurons.backends.judges import labelling_prompt
 
     dialogues = ["A: I can't believe this happened!\nB: Oh no, that is terrible.", "A: What a wonderful day.\nB: Yes!"]
     scored = HFJudge("tiny", tiny_llama, "score", batch_size=2).label(dialogues)

@@ -43,10 +43,19 @@ def _backend(loaded: LoadedModel, tmp_path, batch_size: int, **params) -> HFChat
     return HFChatBackend(loaded, generation, tmp_path, seed=0, batch_size=batch_size, progress=False)
 
 
+def _texts(backend: HFChatBackend, requests: list[ChatRequest]) -> list[str]:
+    """What the model generated, cut off or not: the random models here rarely reach an
+    end-of-turn token within a few tokens, so complete() returns None for those (cut off)."""
+    answers = backend.complete(requests)
+    texts = [backend.cache.get(cache_key(backend.request_fields(r))).text for r in requests]
+    assert all(a is None or a == t for a, t in zip(answers, texts))
+    return texts
+
+
 def test_left_padded_batch_equals_unbatched_greedy(chat_model, tmp_path):
     padding_side = chat_model.tokenizer.padding_side
-    batched = _backend(chat_model, tmp_path / "a", batch_size=len(PROMPTS)).complete(_requests())
-    single = _backend(chat_model, tmp_path / "b", batch_size=1).complete(_requests())
+    batched = _texts(_backend(chat_model, tmp_path / "a", batch_size=len(PROMPTS)), _requests())
+    single = _texts(_backend(chat_model, tmp_path / "b", batch_size=1), _requests())
     assert batched == single
     assert len(set(batched)) > 1  # the prompts really reach the model
     assert chat_model.tokenizer.padding_side == padding_side  # the shared tokenizer is left as found
@@ -54,7 +63,7 @@ def test_left_padded_batch_equals_unbatched_greedy(chat_model, tmp_path):
 
 def test_greedy_answer_is_the_models_argmax_continuation(chat_model, tmp_path):
     backend = _backend(chat_model, tmp_path, batch_size=4, max_new_tokens=4)
-    [answer] = backend.complete(_requests()[1:2])
+    [answer] = _texts(backend, _requests()[1:2])
     tokenizer, model = chat_model.tokenizer, chat_model.model
     ids = tokenizer(render_chat(tokenizer, _requests()[1].messages), return_tensors="pt", add_special_tokens=False)["input_ids"]
     for _ in range(4):  # plain argmax loop, no cache, no padding
@@ -67,25 +76,25 @@ def test_greedy_answer_is_the_models_argmax_continuation(chat_model, tmp_path):
 
 def test_sampling_is_seeded_per_request_not_per_batch(chat_model, tmp_path):
     params = {"temperature": 1.0, "top_p": 0.95, "max_new_tokens": 8}
-    together = _backend(chat_model, tmp_path / "a", batch_size=5, **params).complete(_requests())
-    alone = _backend(chat_model, tmp_path / "b", batch_size=1, **params).complete(_requests())
+    together = _texts(_backend(chat_model, tmp_path / "a", batch_size=5, **params), _requests())
+    alone = _texts(_backend(chat_model, tmp_path / "b", batch_size=1, **params), _requests())
     assert together == alone
-    other_sample = _backend(chat_model, tmp_path / "c", batch_size=5, **params).complete(_requests(sample=1))
+    other_sample = _texts(_backend(chat_model, tmp_path / "c", batch_size=5, **params), _requests(sample=1))
     assert other_sample != together
-    greedy = _backend(chat_model, tmp_path / "d", batch_size=5).complete(_requests())
+    greedy = _texts(_backend(chat_model, tmp_path / "d", batch_size=5), _requests())
     assert greedy != together
 
 
 def test_answers_are_cached_and_reused(tiny_llama, tmp_path):
     first = _backend(tiny_llama, tmp_path, batch_size=2)
-    answers = first.complete(_requests())
+    answers = _texts(first, _requests())
     assert (first.usage.requests, first.usage.cached) == (5, 0)
     assert first.usage.prompt_tokens > 0 and first.usage.completion_tokens > 0
     assert len(list(tmp_path.rglob("*.json"))) == 5
     second = _backend(tiny_llama, tmp_path, batch_size=2)
     calls = []
     second.generate = lambda prompts, seeds: calls.append(prompts)  # any generation would fail
-    assert second.complete(_requests()) == answers
+    assert _texts(second, _requests()) == answers
     assert calls == [] and second.usage.cached == 5
     assert second.usage.as_metrics()["cost_usd"] is None
     entry = second.cache.get(cache_key(first.request_fields(_requests()[0])))
@@ -108,3 +117,24 @@ def test_seeded_sampler_draws_per_row_generator():
     assert torch.isinf(first).sum() == 2 * 49
     again = SeededSampler(1.0, 1.0, [8, 7])(torch.zeros(2, 1, dtype=torch.long), scores).argmax(dim=-1)
     assert again[1] == drawn[1]
+
+
+def test_an_answer_that_runs_out_of_new_tokens_is_cut_off_not_accepted(chat_model, tmp_path):
+    """No end-of-turn token within max_new_tokens: None (counted truncated), also from the cache;
+    an answer that does end with one is accepted."""
+    requests = _requests()[:2]
+    cut = _backend(chat_model, tmp_path / "cut", batch_size=2, max_new_tokens=3)
+    texts = [text for text, _, _, _ in cut.generate([render_chat(chat_model.tokenizer, r.messages) for r in requests], [0, 0])]
+    cut._eos_ids = [chat_model.tokenizer.pad_token_id]  # an id the greedy answers below never reach
+    assert cut.complete(requests) == [None, None] and cut.last_cut_off == {0, 1}
+    assert (cut.usage.truncated, cut.usage.completion_tokens) == (2, 6)
+    again = _backend(chat_model, tmp_path / "cut", batch_size=2, max_new_tokens=3)
+    again.generate = lambda prompts, seeds: pytest.fail("a cut-off answer was asked again")
+    assert again.complete(requests) == [None, None] and again.last_cut_off == {0, 1}
+    assert (again.usage.cached, again.usage.truncated) == (2, 2)
+    # The first generated token of the first answer made an end-of-turn token: that answer ends there.
+    first_token = chat_model.tokenizer(texts[0], add_special_tokens=False)["input_ids"][0]
+    ending = _backend(chat_model, tmp_path / "ends", batch_size=2, max_new_tokens=3)
+    ending._eos_ids = [first_token]
+    answers = ending.complete(requests[:1])
+    assert answers[0] is not None and ending.usage.truncated == 0

@@ -1,13 +1,17 @@
-"""Accuracy, confusion and bootstrap intervals on hand-made inputs."""
+"""Accuracy, confusion and intervals on hand-made inputs; interval coverage on simulated data."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 
+from emoneurons.emotions import EMOTIONS
+
 from emoneurons.evaluate.metrics import (
-    CHANCE, accuracy_per_emotion, bootstrap_ci, chance_level, clearly_above_chance, confusion_matrix, failure_distribution,
-    overall_accuracy, unparseable_counts,
+    CHANCE, accuracy_ci, accuracy_per_emotion, bootstrap_mean_ci, chance_level, clearly_above_chance, confusion_matrix,
+    degenerate, exact_binomial_ci, failure_distribution, overall_accuracy, unparseable_counts,
 )
 
 TRUE = torch.tensor([0, 0, 0, 1, 1, 2, 3, 4, 5, 5])
@@ -45,30 +49,71 @@ def _sample(n_per: int, rate: float, seed: int = 0):
     return correct, true
 
 
-def test_bootstrap_contains_point_estimate_and_is_deterministic():
+def test_exact_interval_has_the_clopper_pearson_closed_forms():
+    # k = n: [(alpha/2)^(1/n), 1]; k = 0: [0, 1 - (alpha/2)^(1/n)].
+    low, high = exact_binomial_ci(4, 4)
+    assert low == pytest.approx(0.025 ** 0.25, abs=1e-9) and high == 1.0
+    low, high = exact_binomial_ci(0, 4)
+    assert low == 0.0 and high == pytest.approx(1 - 0.025 ** 0.25, abs=1e-9)
+    assert all(map(math.isnan, exact_binomial_ci(0, 0)))
+
+
+def test_accuracy_ci_per_emotion_and_overall():
     correct, true = _sample(12, 0.6)
-    ci = bootstrap_ci(correct, true, 2000, seed=3)
-    assert set(ci) == {"anger", "disgust", "fear", "happiness", "sadness", "surprise", "overall"}
-    for e in range(6):
-        point = float(correct[true == e].float().mean())
-        lo, hi = list(ci.values())[e]
-        assert lo <= point <= hi and lo < hi
-    overall = float(correct.float().mean())
-    assert ci["overall"][0] <= overall <= ci["overall"][1]
-    assert bootstrap_ci(correct, true, 2000, seed=3) == ci
-    assert bootstrap_ci(correct, true, 2000, seed=4) != ci
+    ci = accuracy_ci(correct, true)
+    assert set(ci) == {*EMOTIONS, "overall"}
+    for e, emotion in enumerate(EMOTIONS):
+        members = correct[true == e]
+        assert ci[emotion] == exact_binomial_ci(int(members.sum()), members.numel())
+        assert ci[emotion][0] <= float(members.float().mean()) <= ci[emotion][1]
+    assert ci["overall"] == exact_binomial_ci(int(correct.sum()), correct.numel())
 
 
-def test_bootstrap_narrows_with_more_dialogues():
-    small, large = bootstrap_ci(*_sample(10, 0.6), 2000, seed=0), bootstrap_ci(*_sample(400, 0.6), 2000, seed=0)
-    width = lambda ci: ci["overall"][1] - ci["overall"][0]  # noqa: E731
-    assert width(large) < width(small) / 3
+def test_all_correct_is_not_a_degenerate_interval():
+    """4 of 4 right: the percentile bootstrap said [1, 1]; the exact interval keeps its width."""
+    ci = accuracy_ci(torch.ones(24, dtype=torch.bool), torch.arange(6).repeat(4))
+    assert not degenerate(ci["anger"]) and ci["anger"][0] < 0.4
+    assert degenerate((1.0, 1.0)) and degenerate((float("nan"), float("nan")))
+    assert not clearly_above_chance((1.0, 1.0))  # no verdict from a zero-width interval
 
 
-def test_all_correct_gives_a_degenerate_interval_at_one():
-    true = torch.arange(6).repeat(5)
-    ci = bootstrap_ci(torch.ones(30, dtype=torch.bool), true, 500, seed=0)
-    assert ci["overall"] == (1.0, 1.0)
+def _coverage_of_exact(n: int, p: float, samples: int, seed: int) -> float:
+    generator = torch.Generator().manual_seed(seed)
+    hits = torch.binomial(torch.full((samples,), float(n)), torch.full((samples,), p), generator=generator).long()
+    # One interval per possible count, looked up per simulated sample.
+    table = torch.tensor([exact_binomial_ci(k, n) for k in range(n + 1)], dtype=torch.float64)
+    low, high = table[hits, 0], table[hits, 1]
+    return float(((low <= p) & (p <= high)).double().mean())
+
+
+def test_exact_interval_covers_the_true_accuracy():
+    # Large n: close to the nominal 95%. Clopper-Pearson is conservative at small n: never below.
+    assert 0.93 <= _coverage_of_exact(100, 0.68, 4000, seed=0) <= 0.97
+    assert _coverage_of_exact(19, 0.68, 4000, seed=1) >= 0.94
+    assert _coverage_of_exact(4, 0.5, 4000, seed=2) >= 0.94
+
+
+def test_bootstrap_mean_interval_covers_the_true_mean_at_the_default_size():
+    """2,000 simulated paired effects of the default's 19 dialogues (normal, mean 0.3, sd 0.5):
+    the 95% interval covers 0.3 in 93-97% of them (the plain percentile bootstrap: ~92%)."""
+    generator = torch.Generator().manual_seed(0)
+    covered = 0
+    for chunk in range(4):  # 4 x 500 samples, 1,000 resamples each, vectorised
+        values = torch.randn(500, 19, generator=generator, dtype=torch.float64) * 0.5 + 0.3
+        ci = bootstrap_mean_ci(values, 1000, seed=chunk)
+        covered += int(((ci[:, 0] <= 0.3) & (0.3 <= ci[:, 1])).sum())
+    assert 0.93 <= covered / 2000 <= 0.97
+
+
+def test_bootstrap_mean_interval_is_seeded_batched_and_undefined_below_two():
+    values = torch.tensor([[0.1, -0.4, 0.3, 0.0, 0.2], [1.0, 1.0, 1.0, 1.0, 1.0]])
+    ci = bootstrap_mean_ci(values, 500, seed=3)
+    assert ci.shape == (2, 2)
+    assert ci[0, 0] <= float(values[0].mean()) <= ci[0, 1] and ci[0, 0] < ci[0, 1]
+    assert ci[1].tolist() == [1.0, 1.0]  # identical effects: degenerate, no verdict drawn
+    assert torch.equal(bootstrap_mean_ci(values, 500, seed=3), ci)
+    assert torch.equal(bootstrap_mean_ci(values[0], 500, seed=3), ci[0])
+    assert torch.isnan(bootstrap_mean_ci(torch.tensor([0.5]), 500, seed=0)).all()
 
 
 def test_clearly_above_chance_uses_the_lower_bound():
@@ -84,11 +129,11 @@ def test_chance_level_is_the_majority_share_when_that_beats_guessing():
 
 
 def test_a_constant_answer_is_not_clearly_above_chance():
-    """The small model's failure mode: one label for everything. Per-emotion resampling gives a
-    zero-width interval at the majority share, which must not count as above chance."""
+    """The small model's failure mode: one label for everything scores the majority share, which
+    must not count as above chance."""
     n_per = torch.tensor([6, 5, 4, 4, 3, 5])
     true_idx = torch.repeat_interleave(torch.arange(6), n_per)
     correct = true_idx == 0
-    ci = bootstrap_ci(correct, true_idx, n_resamples=200, seed=0)
+    ci = accuracy_ci(correct, true_idx)
     overall = ci["overall"]
     assert not clearly_above_chance(tuple(overall), chance_level(n_per))

@@ -19,8 +19,9 @@ def test_local_folder_loads_the_same_weights(tmp_path, tiny_llama):
 
 
 def test_missing_model_path_fails_clearly(tmp_path):
-    with pytest.raises(OSError):
-        load_model(ModelParams(id=str(tmp_path / "absent")))
+    # A local path that does not exist is a params error before anything loads.
+    with pytest.raises(ValueError, match="absent: no such folder; allowed: embedded, a hub id"):
+        ModelParams(id=str(tmp_path / "absent"))
 
 
 @pytest.mark.slow
@@ -40,3 +41,36 @@ def test_embedded_gguf_copy_matches_direct_gguf_load(tmp_path, monkeypatch):
     with torch.no_grad():
         assert torch.allclose(direct(ids).logits, loaded.model(ids).logits, atol=1e-5)
     assert loaded.model.config.num_hidden_layers == 30
+
+
+def test_cuda_device_without_a_gpu_is_one_line_naming_the_key():
+    from emoneurons.neurons.model import device_and_dtype
+    from emoneurons.params import ParamsError
+
+    for device in ("cuda", "cuda:1"):
+        with pytest.raises(ParamsError, match=r"^model\.device: 'cuda(:1)?' but torch sees no CUDA GPU") as error:
+            device_and_dtype(device, "auto", cuda_devices=0)
+        assert "\n" not in str(error.value)
+    with pytest.raises(ParamsError, match="model.device: 'cuda:1' but torch sees 1 CUDA GPU;"):
+        device_and_dtype("cuda:1", "auto", cuda_devices=1)
+    with pytest.raises(ParamsError, match="model.device: 'cuda:x' is not a device"):
+        device_and_dtype("cuda:x", "auto", cuda_devices=1)
+
+
+def test_auto_dtype_is_bfloat16_on_cuda_and_float32_on_the_cpu():
+    from emoneurons.neurons.model import device_and_dtype
+
+    assert device_and_dtype("cpu", "auto", cuda_devices=1)[1] == torch.float32
+    assert device_and_dtype("cuda", "auto", cuda_devices=1)[1] == torch.bfloat16
+    assert device_and_dtype("auto", "auto", cuda_devices=2)[1] == torch.bfloat16
+    assert device_and_dtype("auto", "auto", cuda_devices=0)[1] == torch.float32
+    assert device_and_dtype("cuda", "float32", cuda_devices=1)[1] == torch.float32
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error a machine without a GPU gives")
+def test_load_model_with_cuda_and_no_gpu_fails_before_loading():
+    from emoneurons.neurons.model import load_model
+    from emoneurons.params import ModelParams, ParamsError
+
+    with pytest.raises(ParamsError, match="^model.device: 'cuda'"):
+        load_model(ModelParams(id="owner/not-downloaded", device="cuda"))

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_repo_params_are_valid():
     params = load_params(REPO / "params.yaml")
     assert params.model.id == "embedded"
-    assert [j.name for j in params.filter.judges] == ["lexicon", "smollm"]
+    assert [j.name for j in params.filter.judges] == ["lexicon"]  # no embedded LLM judge at chance (README)
     assert 1 <= params.filter.min_agree <= 1 + len(params.filter.judges)
 
 
@@ -39,6 +39,7 @@ def test_repo_params_are_valid():
         ({"steer": {"alphas": [2, 101]}}, "steer.alphas.1", "less than or equal to 100"),
         ({"steer": {"alphas": []}}, "steer.alphas", "at least 1 item"),
         ({"cards": {"top_neurons": 0}}, "cards.top_neurons", "greater than 0"),
+        ({"eval": {"prompt_format": "xml"}}, "eval.prompt_format", "'chat', 'plain' or 'auto'"),
     ],
 )
 def test_bad_values_fail_in_one_line_naming_the_key(raw, key, allowed):
@@ -60,3 +61,27 @@ def test_load_params_reports_missing_and_malformed_files(tmp_path):
     bad.write_text(yaml.safe_dump(["a", "list"]))
     with pytest.raises(ParamsError, match="mapping"):
         load_params(bad)
+
+
+def test_a_stage_reads_only_the_keys_it_declares(tmp_path):
+    from emoneurons.params import UndeclaredParamError, load_stage_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"select": {"top_rate": 0.02}, "eval": {"shots": 3}}))
+    settings = load_stage_params(path, ("model", "select.top_rate", "eval"))
+    assert settings.select.top_rate == 0.02
+    assert settings.eval.shots == 3 and settings.model.id == "embedded"
+    with pytest.raises(UndeclaredParamError, match=r"'select.filter_rate' is read but not declared .*dvc.yaml"):
+        settings.select.filter_rate
+    with pytest.raises(UndeclaredParamError, match=r"'augment' is read but not declared"):
+        settings.augment
+    assert isinstance(UndeclaredParamError("x"), ParamsError)  # stages print it in one line
+
+
+def test_a_declared_key_that_params_yaml_lacks_is_refused(tmp_path):
+    from emoneurons.params import load_stage_params
+
+    path = tmp_path / "params.yaml"
+    path.write_text("{}\n")
+    with pytest.raises(ParamsError, match="'select.top_rat' is not a key of params.yaml"):
+        load_stage_params(path, ("select.top_rat",))

@@ -225,3 +225,38 @@ def test_dvc_plots_definitions_render(tmp_path, run):
         values = rendered[expected].get("data", {}).get("values") or rendered[expected].get(
             "spec", {}).get("data", {}).get("values")
         assert values, expected
+
+
+def test_report_states_specificity_per_emotion_and_ratio_with_the_rule(run, markdown):
+    assert run["eval"]["effects"]["rule"] in markdown
+    grid = table_after(markdown, "Verdict per emotion, ratio and layer range")
+    short = {"specific": "specific", "not distinguishable from random": "not distinguishable", "not enough data": "not enough data"}
+    for c in run["eval"]["conditions"]:
+        if c["kind"] != "mask":
+            continue
+        assert cell(grid, c["masked"], f"{100 * c['ratio']:g}% {c['layers']}") == short[c["vs_control"]["verdict"]]
+    detail = table_after(markdown, "Every masked condition against its random-neuron controls")
+    first = next(c for c in run["eval"]["conditions"] if c["kind"] == "mask")
+    row = detail[1]
+    header = detail[0]
+    assert row[header.index("verdict")] == first["vs_control"]["verdict"]
+    assert float(row[header.index("Holm p")]) == pytest.approx(first["vs_control"]["p_holm"], rel=1e-2)
+    assert "![Figure 2 (effect)" in markdown and "![Figure 3 (effect)" in markdown
+
+
+def test_report_without_effects_says_so():
+    old = synthetic_run(seed=2)
+    old["eval"] = {k: v for k, v in old["eval"].items() if k != "effects"}
+    text = render_markdown(build_report(metrics_of(old)))
+    assert "no paired effects" in text and "Emotion neurons vs random neurons" not in text
+
+
+def test_report_shows_a_judge_at_chance():
+    flagged = synthetic_run(seed=4)
+    flagged["filter"] |= {"judge_agreement_ci95": {"lexicon": [0.76, 0.89], "smollm": [0.13, 0.27]},
+                          "judge_chance": 0.1667, "judges_at_chance": ["smollm"]}
+    text = render_markdown(build_report(metrics_of(flagged)))
+    judges = table_after(text, "Judges")
+    assert cell(judges, "smollm", "above chance") == "no" and cell(judges, "lexicon", "above chance") == "yes"
+    assert cell(judges, "smollm", "95% CI (%)") == "[13.0, 27.0]"
+    assert "**Warning: judge(s) `smollm` at chance**" in text

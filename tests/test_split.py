@@ -123,7 +123,7 @@ def test_stage_writes_both_parts(tmp_path):
     expected_train, expected_test = stratified_split(df, 0.2, seed=3)
     assert train.equals(expected_train) and test.equals(expected_test)
     assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["filtered.parquet", "split"]
-    assert sorted(p.name for p in (tmp_path / "data" / "split").iterdir()) == ["test.parquet", "train.parquet"]
+    assert sorted(p.name for p in (tmp_path / "data" / "split").iterdir()) == ["checks.json", "test.parquet", "train.parquet"]
     summary = result.stdout.strip()
     assert len(summary.splitlines()) == 1
     assert f"train {train.height}, test {test.height}" in summary and "anger 8/2" in summary

@@ -70,8 +70,14 @@ def _topics() -> pl.DataFrame:
     )
 
 
+def assert_all_passed(checked: list[dict]) -> None:
+    """A passing check returns what it ran, every entry passed (the stage saves it)."""
+    assert checked and all(entry["passed"] for entry in checked)
+    assert all(set(entry) == {"file", "expectation", "column", "passed"} for entry in checked)
+
+
 def test_topics_pass():
-    assert check_topics(_topics()) is None
+    assert_all_passed(check_topics(_topics()))
 
 
 def test_topics_duplicate_up_to_case_and_whitespace_fails():
@@ -98,7 +104,7 @@ def test_topics_missing_column_and_negative_round_fail():
 
 
 def test_dialogues_pass():
-    assert check_dialogues(_dialogues()) is None
+    assert_all_passed(check_dialogues(_dialogues()))
 
 
 def test_dialogues_unknown_emotion_fails():
@@ -144,7 +150,7 @@ def test_dialogues_lists_every_failure_in_suite_order():
 
 
 def test_filtered_pass():
-    assert check_filtered(_filtered(), JUDGES) is None
+    assert_all_passed(check_filtered(_filtered(), JUDGES))
 
 
 def test_filtered_judge_outside_the_six_fails():
@@ -177,7 +183,7 @@ def _parts() -> tuple[pl.DataFrame, pl.DataFrame]:
 
 
 def test_split_pass():
-    assert check_split(*_parts(), 0.2) is None
+    assert_all_passed(check_split(*_parts(), 0.2))
 
 
 def test_split_id_in_both_fails():
@@ -214,7 +220,7 @@ def _counts() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def test_counts_pass():
-    assert check_counts(*_counts()) is None
+    assert_all_passed(check_counts(*_counts()))
 
 
 def test_counts_over_total_fails_naming_the_neuron():

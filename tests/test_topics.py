@@ -13,9 +13,9 @@ import pytest
 
 from emoneurons.backends.chat import ChatRequest
 from fakes import FakeChat
-from emoneurons.backends.template import TOPIC_BANK, alternative_candidates, template_alternative, topic_category
+from emoneurons.backends.template_topics import TOPIC_BANK, alternative_candidates, template_alternative, topic_category
 from emoneurons.data.io import DataError
-from emoneurons.emotions import AUGMENT_PROMPT
+from emoneurons.paper_prompts.augment import AUGMENT_PROMPT
 from emoneurons.topics import (
     EXISTING_SAMPLE,
     augment_topics,

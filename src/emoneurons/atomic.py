@@ -24,38 +24,75 @@ def _normal_mode(path: Path) -> None:
     os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~_umask())
 
 
+class OutputError(OSError):
+    """An output could not be written (disk full, read-only folder, file too large), in one line;
+    whatever was at the target before is left as it was."""
+
+
+@contextmanager
+def _output_errors(target: Path) -> Iterator[None]:
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise OutputError(
+            error.errno, f"{target}: cannot write ({reason}); nothing was put in its place, the previous "
+            "version (if any) is as it was; free space or make the folder writable and run the stage again"
+        ) from None
+
+
+def _size_limit_errors() -> None:
+    """A write past RLIMIT_FSIZE sends SIGXFSZ, which kills the process; ignored, the write fails
+    with EFBIG instead and the stage can say so in one line."""
+    import signal
+
+    if hasattr(signal, "SIGXFSZ"):
+        try:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        except ValueError:  # not the main thread: leave the default
+            pass
+
+
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; on success it replaces `target`, on error it goes."""
+    """Yield a temporary path beside `target`; on success it replaces `target`, on error it goes.
+    An OSError while writing becomes an OutputError that names `target` in one line."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        _normal_mode(tmp_path)
-        os.replace(tmp_path, target)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+    _size_limit_errors()
+    with _output_errors(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        try:
+            yield tmp_path
+            _normal_mode(tmp_path)
+            os.replace(tmp_path, target)
+        finally:
+            if tmp_path.exists():
+                tmp_path.unlink()
 
 
 @contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
-    """Yield a temporary folder beside `target`; on success it replaces `target` whole."""
+    """Yield a temporary folder beside `target`; on success it replaces `target` whole.
+    An OSError while writing becomes an OutputError that names `target` in one line."""
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
-        yield tmp
-        _normal_mode(tmp)
-        if target.exists():
-            shutil.rmtree(target) if target.is_dir() else target.unlink()
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    _size_limit_errors()
+    with _output_errors(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        try:
+            yield tmp
+            _normal_mode(tmp)
+            if target.exists():
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
 
 
 def write_text(target: str | Path, text: str) -> None:

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING
 import polars as pl
 from tqdm.auto import tqdm
 
-from emoneurons.backends.template import TEMPLATE, template_dialogue
-from emoneurons.emotions import EMOTIONS, GENERATE_PROMPT
+from emoneurons.backends.template import TEMPLATE
+from emoneurons.backends.template_dialogues import template_dialogue
+from emoneurons.emotions import EMOTIONS
+from emoneurons.paper_prompts.generate import GENERATE_PROMPT
 
 if TYPE_CHECKING:
     from emoneurons.backends.chat import ChatBackend
@@ -26,6 +28,10 @@ DIALOGUE_SCHEMA = {
     "id": pl.String, "topic": pl.String, "theme": pl.String, "dialogue": pl.String,
     "backend": pl.String, "model": pl.String,
 }
+# A reply longer than this is not the short dialogue asked for (the paper's run a few hundred
+# characters; 20,000 is ~5,000 tokens, past any default context here), whatever it holds.
+MAX_REPLY_CHARS = 20_000
+CUT_OFF_REASON = "cut off at the token limit"  # finish_reason "length": the reply stops mid-turn
 # Speaker names a reply may use for something that is not a speaker.
 NOT_SPEAKERS = frozenset(("emotion", "topic", "theme", "label", "mood", "setting", "scene", "narrator", "title", "note", "dialogue", "tone"))
 _SPEAKER_LINE = re.compile(r"^(?P<name>[A-Za-z][\w .'-]{0,30}?)\s*:\s*(?P<text>.*)$")
@@ -94,8 +100,10 @@ def check_reply(text: str) -> tuple[str | None, str]:
     """(dialogue, "ok") for a usable reply, repaired; (None, reason) when it must be re-asked.
     Repairs: whitespace, blank lines, code fences, numbering/bullets, bold markers, turns run
     together on one line, and two named speakers who strictly alternate (renamed A and B).
-    Rejects: an empty reply, narration or other non-turn lines, label lines, one speaker only,
+    Rejects: a reply over MAX_REPLY_CHARS characters, an empty reply, narration or other non-turn lines, label lines, one speaker only,
     more than two speakers, named speakers who do not alternate, an empty turn."""
+    if len(text) > MAX_REPLY_CHARS:
+        return None, "too long"
     lines = [_strip_markup(line) for line in text.replace("\r", "").split("\n")]
     lines = [line for line in lines if line and not line.startswith("```")]
     # The prompt shows the format on one line; split "A: hi B: hello" into turns.
@@ -160,10 +168,14 @@ def llm_dialogues(
             for i in pending
         ]
         answers = backend.complete(requests, desc=f"generate (try {attempt + 1})")
+        cut_off = getattr(backend, "last_cut_off", set())  # answers stopped by the token limit
         stats.asked += len(requests)
         retry = []
-        for i, answer in zip(pending, answers):
-            dialogue, reason = check_reply(answer) if answer is not None else (None, "no answer")
+        for position, (i, answer) in enumerate(zip(pending, answers)):
+            if answer is None:
+                dialogue, reason = None, CUT_OFF_REASON if position in cut_off else "no answer"
+            else:
+                dialogue, reason = check_reply(answer)
             if dialogue is not None:
                 accepted[i] = dialogue
                 stats.repaired += dialogue != answer.strip()  # type: ignore[union-attr]

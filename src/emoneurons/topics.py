@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 import polars as pl
 from tqdm.auto import tqdm
 
-from emoneurons.backends.template import seeded_rng, template_alternative
+from emoneurons.backends.template import seeded_rng
+from emoneurons.backends.template_topics import template_alternative
 from emoneurons.data.io import DataError
-from emoneurons.emotions import AUGMENT_PROMPT
+from emoneurons.paper_prompts.augment import AUGMENT_PROMPT
 
 if TYPE_CHECKING:
     from emoneurons.backends.chat import ChatBackend
@@ -193,9 +194,24 @@ def llm_proposer(backend: ChatBackend, seed: int) -> Propose:
     return propose
 
 
+MAX_SEED_CHARS = 200  # a seed is a topic of a few words; a longer line is not one
+
+
+def check_seed_lines(text: str, source: str) -> None:
+    """DataError naming the first line longer than MAX_SEED_CHARS characters (a topic is a few words)."""
+    for number, line in enumerate(text.splitlines(), 1):
+        if len(line.strip()) > MAX_SEED_CHARS:
+            raise DataError(
+                f"{source}: line {number}: {len(line.strip())} characters, a seed topic has at most "
+                f"{MAX_SEED_CHARS} (one topic of a few words a line)"
+            )
+
+
 def read_seeds(path: Path) -> list[str]:
     try:
-        return parse_seed_topics(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        check_seed_lines(text, str(path))
+        return parse_seed_topics(text)
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except UnicodeDecodeError as error:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from emoneurons.atomic import OutputError
+
 _tmp_names = itertools.count()
 
 
@@ -46,19 +48,26 @@ class CachedResponse:
     text: str
     prompt_tokens: int
     completion_tokens: int
+    finish_reason: str | None = None  # "length": cut off at the token limit (entries before it: None)
 
 
 def prepare_cache_dir(root: str | Path) -> Path:
     """Create a stage's cache folder (a persist: true DVC output must exist even when no request
     was made) with a README, so DVC does not warn about an empty output."""
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
     readme = root / "README.txt"
-    if not readme.exists():
-        readme.write_text(
-            "LLM request cache of this stage: one JSON file per request under ab/<sha256>.json,\n"
-            "keyed by backend, model, base_url, messages, sampling params and sample index.\n"
-        )
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if not readme.exists():
+            readme.write_text(
+                "LLM request cache of this stage: one JSON file per request under ab/<sha256>.json,\n"
+                "keyed by backend, model, base_url, messages, sampling params and sample index.\n"
+            )
+    except OSError as error:
+        raise OutputError(
+            error.errno, f"{root}: cannot create the request cache ({error.strerror or type(error).__name__}); "
+            "free space or make the folder writable and run the stage again"
+        ) from None
     return root
 
 
@@ -90,28 +99,42 @@ class ResponseCache:
             text, usage = entry["text"], entry["usage"]
             if not isinstance(text, str):
                 return self._discard(path)
-            return CachedResponse(text, int(usage["prompt_tokens"]), int(usage["completion_tokens"]))
+            finish_reason = entry.get("finish_reason")
+            if finish_reason is not None and not isinstance(finish_reason, str):
+                return self._discard(path)
+            return CachedResponse(text, int(usage["prompt_tokens"]), int(usage["completion_tokens"]), finish_reason)
         except (ValueError, KeyError, TypeError):
             return self._discard(path)
 
-    def put(self, key: str, fields: dict[str, Any], text: str, prompt_tokens: int, completion_tokens: int) -> None:
-        """Store one answer atomically (temporary sibling, then os.replace)."""
+    def put(
+        self, key: str, fields: dict[str, Any], text: str, prompt_tokens: int, completion_tokens: int,
+        finish_reason: str | None = None,
+    ) -> None:
+        """Store one answer atomically (temporary sibling, then os.replace). A cut-off answer
+        (finish_reason "length") is stored too: it was paid for, and a rerun must not ask again."""
         path = self.path(key)
         entry = {
             "key": key,
             "request": fields,
             "text": text,
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens},
+            "finish_reason": finish_reason,
         }
         data = json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        if path.parent not in self._made_dirs:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._made_dirs.add(path.parent)
         tmp = path.with_name(f".{key}.{os.getpid()}.{next(_tmp_names)}.tmp")
         try:
+            if path.parent not in self._made_dirs:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._made_dirs.add(path.parent)
             with open(tmp, "wb") as handle:
                 handle.write(data)
             os.replace(tmp, path)
+        except OSError as error:
+            tmp.unlink(missing_ok=True)
+            raise OutputError(
+                error.errno, f"{self.root}: cannot store an answer ({error.strerror or type(error).__name__}); "
+                "the answers stored before are kept: free space or make the folder writable and run the stage again"
+            ) from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise

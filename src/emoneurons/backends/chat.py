@@ -35,7 +35,9 @@ class Usage:
     """Accumulated over a backend's lifetime; goes into the stage's metrics file.
 
     requests: asked for (cached ones included); cached: answered from the cache without a call;
-    failed: no answer after all retries; retried: retry attempts made. Tokens and cost cover every
+    failed: no answer after all retries; retried: retry attempts made; truncated: answers cut off
+    at the token limit (finish_reason "length", cached ones included), returned as None so that the
+    caller re-asks or drops them: a reply that stops mid-sentence is never taken as whole. Tokens and cost cover every
     answer returned, cached ones included (their usage is stored with them), so the metrics
     describe the data set and do not change when a rerun is served from the cache; the calls paid
     for in this run are `fetched` = requests - cached - failed. cost_usd is None without prices.
@@ -45,6 +47,7 @@ class Usage:
     cached: int = 0
     failed: int = 0
     retried: int = 0
+    truncated: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float | None = None
@@ -74,8 +77,17 @@ class ChatBackend(Protocol):
     usage: Usage
 
     def complete(self, requests: Sequence[ChatRequest], desc: str = "") -> list[str | None]:
-        """Answers in the order of `requests`; None = failed after retries (the caller drops it)."""
+        """Answers in the order of `requests`; None = failed after retries, or cut off at the token
+        limit (the caller re-asks or drops it)."""
         ...
+
+
+CUT_OFF = "length"  # the OpenAI finish_reason of an answer stopped by max_tokens
+
+
+def is_cut_off(finish_reason: str | None) -> bool:
+    """True for an answer the server stopped at its token limit rather than at its own end."""
+    return finish_reason == CUT_OFF
 
 
 def token_cost(prompt_tokens: int, completion_tokens: int, price_in: float | None, price_out: float | None) -> float | None:
@@ -114,17 +126,24 @@ def fill_from_cache(
     usage: Usage,
     progress: ChatProgress,
     cost: Callable[[int, int], float | None] = lambda prompt, completion: None,
+    cut_off: set[int] | None = None,
 ) -> array:
-    """Put every cached answer into `results` (counted as cached, with its stored usage); return
-    the indices still to fetch (8 bytes each, so huge runs stay small)."""
+    """Put every cached answer into `results` (counted as cached, with its stored usage; a cut-off
+    one stays None and its index goes into `cut_off`); return the indices still to fetch (8 bytes
+    each, so huge runs stay small)."""
     misses = array("q")
     for index, request in enumerate(requests):
         hit = cache.get(cache_key(fields_of(request)))
         if hit is None:
             misses.append(index)
             continue
-        results[index] = hit.text
         usage.cached += 1
+        if is_cut_off(hit.finish_reason):
+            usage.truncated += 1  # kept None: cut off then, cut off now
+            if cut_off is not None:
+                cut_off.add(index)
+        else:
+            results[index] = hit.text
         usage.add_tokens(hit.prompt_tokens, hit.completion_tokens, cost(hit.prompt_tokens, hit.completion_tokens))
         progress.refresh(1)
     return misses
@@ -138,8 +157,10 @@ def make_chat_backend(
     model: ModelParams | None = None,
     cache_dir: Path,
     seed: int = 0,
+    prompt_format: str = "auto",
 ) -> ChatBackend:
-    """The backend of `kind`: openai needs `openai`; hf needs `hf` and `model` (loaded here).
+    """The backend of `kind`: openai needs `openai`; hf needs `hf` and `model` (loaded here) and
+    renders prompts in `prompt_format` (eval.prompt_format: chat | plain | auto).
     `seed` seeds hf sampling (request k samples with seed + k); openai sends no seed, since many
     compatible servers ignore or reject it, so its answers differ per `sample` index only."""
     if kind == "openai":
@@ -154,5 +175,5 @@ def make_chat_backend(
         from emoneurons.backends.hf_generate import HFChatBackend
         from emoneurons.neurons.model import load_model
 
-        return HFChatBackend(load_model(model), hf, Path(cache_dir), seed=seed, batch_size=model.batch_size)
+        return HFChatBackend(load_model(model), hf, Path(cache_dir), seed=seed, batch_size=model.batch_size, prompt_format=prompt_format)
     raise ValueError(f"unknown chat backend {kind!r}; allowed: openai, hf")

@@ -13,28 +13,32 @@ import torch
 from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList, PreTrainedTokenizerBase
 
 from emoneurons.backends.cache import ResponseCache, cache_key, request_fields
-from emoneurons.backends.chat import ChatProgress, ChatRequest, Usage, fill_from_cache
+from emoneurons.backends.chat import CUT_OFF, ChatProgress, ChatRequest, Usage, fill_from_cache, is_cut_off
 from emoneurons.neurons.model import LoadedModel
 from emoneurons.params import HFGenerationParams
+from emoneurons.prompt_format import render_plain, resolve_prompt_format
 
 _SORT_WINDOW = 8  # batches' worth of requests sorted by length together, to cut padding
 
 
-def render_chat(tokenizer: PreTrainedTokenizerBase, messages: tuple[tuple[str, str], ...]) -> str:
-    """The prompt text: the tokenizer's chat template with the assistant turn opened; a tokenizer
-    without a template (a base model) gets plain `role: content` lines ending in `assistant:`."""
-    if getattr(tokenizer, "chat_template", None):
+def render_chat(tokenizer: PreTrainedTokenizerBase, messages: tuple[tuple[str, str], ...], prompt_format: str = "auto") -> str:
+    """The prompt text: the tokenizer's chat template with the assistant turn opened, or (plain;
+    auto without a template, a base model) plain `role: content` lines ending in `assistant:`."""
+    if resolve_prompt_format(tokenizer, prompt_format) == "chat":
         turns = [{"role": role, "content": content} for role, content in messages]
         return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
-    return "".join(f"{role}: {content}\n" for role, content in messages) + "assistant:"
+    return render_plain(messages)
 
 
-def sampling_fields(params: HFGenerationParams, seed: int, dtype: torch.dtype) -> dict[str, Any]:
-    """What decides an answer besides model and prompt (cache key). Greedy ignores top_p and seed,
-    so those are left out of a greedy key and changing them reuses greedy answers."""
+def sampling_fields(params: HFGenerationParams, seed: int, dtype: torch.dtype, prompt_format: str = "chat") -> dict[str, Any]:
+    """What decides an answer besides model and messages (cache key). Greedy ignores top_p and seed,
+    so those are left out of a greedy key and changing them reuses greedy answers. The resolved
+    prompt format enters the key only when plain, so chat-template answers keep their old keys."""
     fields: dict[str, Any] = {"temperature": params.temperature, "max_new_tokens": params.max_new_tokens, "dtype": str(dtype).removeprefix("torch.")}
     if params.temperature > 0:
         fields.update(top_p=params.top_p, seed=seed)
+    if prompt_format == "plain":
+        fields["prompt_format"] = "plain"
     return fields
 
 
@@ -107,17 +111,21 @@ class HFChatBackend:
         seed: int = 0,
         batch_size: int = 16,
         progress: bool = True,
+        prompt_format: str = "auto",
     ) -> None:
+        """`prompt_format`: chat | plain | auto (eval.prompt_format, prompt_format.py)."""
         self.loaded = loaded
+        self.prompt_format = resolve_prompt_format(loaded.tokenizer, prompt_format)
         self.params = params
         self.model = loaded.name
         self.usage = Usage()
         self.cache = ResponseCache(cache_dir)
         self.seed = seed
         self.batch_size = batch_size
-        self._sampling = sampling_fields(params, seed, loaded.model.dtype)
+        self._sampling = sampling_fields(params, seed, loaded.model.dtype, self.prompt_format)
         self._eos_ids = eos_token_ids(loaded)
         self._progress = progress
+        self.last_cut_off: set[int] = set()  # indices of the latest complete() cut off at max_new_tokens
 
     def request_fields(self, request: ChatRequest) -> dict[str, Any]:
         return request_fields(
@@ -127,42 +135,52 @@ class HFChatBackend:
     def complete(self, requests: Sequence[ChatRequest], desc: str = "") -> list[str | None]:
         results: list[str | None] = [None] * len(requests)
         self.usage.requests += len(requests)
+        self.last_cut_off = set()
         progress = ChatProgress(len(requests), desc, self.usage, enabled=self._progress)
         try:
-            misses = fill_from_cache(requests, results, self.cache, self.request_fields, self.usage, progress)
+            misses = fill_from_cache(
+                requests, results, self.cache, self.request_fields, self.usage, progress, cut_off=self.last_cut_off
+            )
             window = self.batch_size * _SORT_WINDOW
             for start in range(0, len(misses), window):
-                prompts = {i: render_chat(self.loaded.tokenizer, requests[i].messages) for i in misses[start : start + window]}
+                prompts = {i: render_chat(self.loaded.tokenizer, requests[i].messages, self.prompt_format) for i in misses[start : start + window]}
                 by_length = sorted(prompts, key=lambda i: len(prompts[i]))
                 for first in range(0, len(by_length), self.batch_size):
                     batch = by_length[first : first + self.batch_size]
                     answers = self.generate([prompts[i] for i in batch], [self.seed + requests[i].sample for i in batch])
-                    for index, (text, prompt_tokens, completion_tokens) in zip(batch, answers):
+                    for index, (text, prompt_tokens, completion_tokens, finish_reason) in zip(batch, answers):
                         fields = self.request_fields(requests[index])
-                        self.cache.put(cache_key(fields), fields, text, prompt_tokens, completion_tokens)
+                        self.cache.put(cache_key(fields), fields, text, prompt_tokens, completion_tokens, finish_reason)
                         self.usage.add_tokens(prompt_tokens, completion_tokens, None)
-                        results[index] = text
+                        if is_cut_off(finish_reason):
+                            self.usage.truncated += 1
+                            self.last_cut_off.add(index)
+                        else:
+                            results[index] = text
                     progress.refresh(len(batch))
         finally:
             progress.close()
         return results
 
-    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, int, int]]:
-        """(answer, prompt tokens, answer tokens) per rendered prompt, in one left-padded batch."""
-        return generate_batch(self.loaded, self.params, prompts, seeds, self._eos_ids)
+    def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, int, int, str]]:
+        """(answer, prompt tokens, answer tokens, finish reason) per rendered prompt, in one left-padded batch."""
+        return generate_batch(self.loaded, self.params, prompts, seeds, self._eos_ids, self.prompt_format)
 
 
 @torch.inference_mode()
 def generate_batch(
-    loaded: LoadedModel, params: HFGenerationParams, prompts: Sequence[str], seeds: Sequence[int], eos_ids: Sequence[int]
-) -> list[tuple[str, int, int]]:
-    """(answer, prompt tokens, answer tokens) per rendered prompt, in one left-padded batch; greedy
-    when params.temperature is 0, else sampled with one seed per row. Hooks on the model apply."""
+    loaded: LoadedModel, params: HFGenerationParams, prompts: Sequence[str], seeds: Sequence[int], eos_ids: Sequence[int],
+    prompt_format: str = "chat",
+) -> list[tuple[str, int, int, str]]:
+    """(answer, prompt tokens, answer tokens, finish reason) per rendered prompt, in one left-padded
+    batch; greedy when params.temperature is 0, else sampled with one seed per row. The finish
+    reason is "stop" at an end-of-turn token, "length" when max_new_tokens ran out first (the
+    answer is cut off). Hooks on the model apply."""
     tokenizer = loaded.tokenizer
     with left_padding(tokenizer):
         # A chat template writes its own BOS; plain text needs the tokenizer's.
         inputs = tokenizer(
-            list(prompts), return_tensors="pt", padding=True, add_special_tokens=not getattr(tokenizer, "chat_template", None)
+            list(prompts), return_tensors="pt", padding=True, add_special_tokens=prompt_format == "plain"
         ).to(loaded.device)
     config = GenerationConfig(
         max_new_tokens=params.max_new_tokens,
@@ -183,5 +201,6 @@ def generate_batch(
     for row, generated in enumerate(output[:, prompt_width:].tolist()):
         length = answer_length(generated, eos)
         text = tokenizer.decode(generated[:length], skip_special_tokens=True).strip()
-        answers.append((text, int(inputs["attention_mask"][row].sum()), length))
+        ended = length > 0 and generated[length - 1] in eos
+        answers.append((text, int(inputs["attention_mask"][row].sum()), length, "stop" if ended else CUT_OFF))
     return answers

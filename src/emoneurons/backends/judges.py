@@ -14,10 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from emoneurons.backends.lexicon import lexicon_labels
-from emoneurons.emotions import label_prompt, parse_emotion
+from emoneurons.emotions import parse_emotion
+from emoneurons.paper_prompts.label import label_prompt
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
     from emoneurons.backends.chat import ChatBackend
+    from emoneurons.evaluate.prompts import ChatPrompt
     from emoneurons.neurons.model import LoadedModel
     from emoneurons.params import FilterParams, ModelParams
 
@@ -51,18 +55,26 @@ def relabel_invalid(
     return labels, len(missing)
 
 
+def labelling_prompt(tokenizer: PreTrainedTokenizerBase, retry: bool = False, prompt_format: str = "auto") -> ChatPrompt:
+    """Figure 7's labelling prompt (or its stricter retry) as one user turn."""
+    from emoneurons.evaluate.prompts import user_turn_prompt
+
+    return user_turn_prompt(tokenizer, lambda dialogue: label_prompt(dialogue, retry=retry), prompt_format)
+
+
 class HFJudge:
     """Classifies with a loaded model (shared between hf judges) and the labelling prompt."""
 
-    def __init__(self, name: str, lm: LoadedModel, method: Literal["score", "generate"], batch_size: int) -> None:
+    def __init__(self, name: str, lm: LoadedModel, method: Literal["score", "generate"], batch_size: int,
+                 prompt_format: str = "auto") -> None:
         self.name, self.lm, self.method, self.batch_size = name, lm, method, batch_size
+        self.prompt_format = prompt_format
         self.reasked = 0
 
     def _classify(self, dialogues: Sequence[str], retry: bool) -> list[str | None]:
         from emoneurons.evaluate.classify import classify
-        from emoneurons.evaluate.prompts import labelling_prompt
 
-        prompt = labelling_prompt(self.lm.tokenizer, retry=retry)
+        prompt = labelling_prompt(self.lm.tokenizer, retry=retry, prompt_format=self.prompt_format)
         desc = f"judge {self.name}" + (" (retry prompt)" if retry else "")
         return classify(self.lm, prompt, dialogues, self.method, batch_size=self.batch_size, desc=desc).predicted
 
@@ -95,8 +107,9 @@ class ChatJudge:
         return labels
 
 
-def make_judges(filter_params: FilterParams, model_params: ModelParams, cache_dir: Path) -> list[Judge]:
-    """The judges named in params, in order; hf judges share one loaded model."""
+def make_judges(filter_params: FilterParams, model_params: ModelParams, cache_dir: Path, prompt_format: str = "auto") -> list[Judge]:
+    """The judges named in params, in order; hf judges share one loaded model and prompt in
+    `prompt_format` (eval.prompt_format)."""
     judges: list[Judge] = []
     lm = None
     for spec in filter_params.judges:
@@ -107,7 +120,10 @@ def make_judges(filter_params: FilterParams, model_params: ModelParams, cache_di
                 from emoneurons.neurons.model import load_model
 
                 lm = load_model(model_params)
-            judges.append(HFJudge(spec.name, lm, spec.method, model_params.batch_size))
+                from emoneurons.prompt_format import resolve_prompt_format
+
+                resolve_prompt_format(lm.tokenizer, prompt_format)  # a format the tokenizer lacks: before any judging
+            judges.append(HFJudge(spec.name, lm, spec.method, model_params.batch_size, prompt_format))
         elif spec.backend == "openai":
             from emoneurons.backends.chat import make_chat_backend
 

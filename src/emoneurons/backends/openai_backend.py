@@ -9,6 +9,7 @@ from array import array
 import ipaddress
 import os
 import random
+import re
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +23,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from emoneurons.backends.cache import ResponseCache, cache_key, request_fields
 from emoneurons.backends.chat import (
-    ChatBackendError, ChatProgress, ChatRequest, Usage, fill_from_cache, token_cost,
+    ChatBackendError, ChatProgress, ChatRequest, Usage, fill_from_cache, is_cut_off, token_cost,
 )
 from emoneurons.params import OpenAIParams
 
@@ -107,6 +108,17 @@ def describe_error(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+def describe_body(text: str) -> str:
+    """A response body in a few words: empty, an HTML page (with its title) or its first characters."""
+    stripped = " ".join(text.split())
+    if not stripped:
+        return "an empty body"
+    if stripped.startswith("<"):
+        title = re.search(r"<title>(.*?)</title>", stripped, re.IGNORECASE | re.DOTALL)
+        return f"an HTML page ({title.group(1).strip()[:80]!r})" if title else f"an HTML page ({stripped[:80]!r})"
+    return f"a body that is not a chat completion ({stripped[:80]!r})"
+
+
 class RequestRateLimiter:
     """Spaces request starts evenly at `per_minute` per minute (no bursts)."""
 
@@ -149,6 +161,7 @@ class OpenAIChatBackend:
         self.usage = Usage()
         self.cache = ResponseCache(cache_dir)
         self.last_error: str | None = None  # of the latest failed attempt, for the stage's log
+        self.last_cut_off: set[int] = set()  # indices of the latest complete() cut off at max_tokens
         self._api_key = resolve_api_key(params)  # fails here, before any request
         self._base_url = params.base_url.rstrip("/")
         self._sampling = {"temperature": params.temperature, "max_tokens": params.max_tokens}
@@ -171,10 +184,11 @@ class OpenAIChatBackend:
     def complete(self, requests: Sequence[ChatRequest], desc: str = "") -> list[str | None]:
         results: list[str | None] = [None] * len(requests)
         self.usage.requests += len(requests)
+        self.last_cut_off = set()
         progress = ChatProgress(len(requests), desc, self.usage, enabled=self._progress)
         try:
             misses = fill_from_cache(
-                requests, results, self.cache, self.request_fields, self.usage, progress, self._cost
+                requests, results, self.cache, self.request_fields, self.usage, progress, self._cost, self.last_cut_off
             )
             if misses:
                 run_coroutine(self._fetch_all(requests, misses, results, progress))
@@ -197,7 +211,7 @@ class OpenAIChatBackend:
                 if unanswered:  # the server is gone or overloaded: start nothing new, let the others finish
                     return
                 try:
-                    results[index] = await self._fetch_one(client, limiter, requests[index], progress)
+                    results[index] = await self._fetch_one(client, limiter, requests[index], progress, index)
                 except _RetriesExhausted:
                     unanswered += 1
                 progress.refresh(1)
@@ -223,13 +237,14 @@ class OpenAIChatBackend:
             )
 
     async def _fetch_one(
-        self, client: openai.AsyncOpenAI, limiter: RequestRateLimiter | None, request: ChatRequest, progress: ChatProgress
+        self, client: openai.AsyncOpenAI, limiter: RequestRateLimiter | None, request: ChatRequest, progress: ChatProgress,
+        index: int = -1,
     ) -> str | None:
         fields = self.request_fields(request)
 
         def count_retry(state: RetryCallState) -> None:
             self.usage.retried += 1
-            self.last_error = describe_error(state.outcome.exception())
+            self.last_error = self._redact(describe_error(state.outcome.exception()))
             progress.refresh()
 
         retrying = AsyncRetrying(
@@ -244,18 +259,19 @@ class OpenAIChatBackend:
                 with attempt:
                     if limiter is not None:
                         await limiter.wait()
-                    response = await client.chat.completions.create(
+                    raw = await client.chat.completions.with_raw_response.create(
                         model=self.model,
                         messages=[{"role": role, "content": content} for role, content in request.messages],
                         **self._sampling,
                     )
+                    response = self._completion(raw)
         except openai.OpenAIError as error:
             if not is_transient(error):
                 raise ChatBackendError(
-                    f"openai: {self._base_url} (model {self.model!r}) refused the request: {describe_error(error)}"
+                    f"openai: {self._base_url} (model {self.model!r}) refused the request: {self._redact(describe_error(error))}"
                     + (f" (check the key in ${self.params.api_key_env})" if getattr(error, "status_code", None) in (401, 403) else "")
                 ) from None
-            self.last_error = describe_error(error)
+            self.last_error = self._redact(describe_error(error))
             self.usage.failed += 1
             raise _RetriesExhausted from None
 
@@ -264,11 +280,37 @@ class OpenAIChatBackend:
             self.last_error = "empty answer (no choices or no content)"
             self.usage.failed += 1
             return None
+        finish_reason = response.choices[0].finish_reason
         prompt_tokens = (response.usage.prompt_tokens or 0) if response.usage else 0
         completion_tokens = (response.usage.completion_tokens or 0) if response.usage else 0
-        self.cache.put(cache_key(fields), fields, text, prompt_tokens, completion_tokens)
+        self.cache.put(cache_key(fields), fields, text, prompt_tokens, completion_tokens, finish_reason)
         self.usage.add_tokens(prompt_tokens, completion_tokens, self._cost(prompt_tokens, completion_tokens))
+        if is_cut_off(finish_reason):
+            self.usage.truncated += 1
+            self.last_cut_off.add(index)
+            return None
         return text
+
+    def _redact(self, message: str) -> str:
+        """A server's message with the key masked: some echo the key they were sent."""
+        if len(self._api_key) >= 8:
+            message = message.replace(self._api_key, "***")
+        return message
+
+    def _completion(self, raw: Any) -> Any:
+        """The parsed chat completion; ChatBackendError (not retried: a wrong base_url or a proxy's
+        page does not fix itself) when the body is empty, HTML or JSON that is not a completion."""
+        try:
+            response = raw.parse()
+        except ValueError:  # JSONDecodeError and the like: not JSON at all
+            response = None
+        if not isinstance(getattr(response, "choices", None), list):
+            raise ChatBackendError(
+                f"openai: {self._base_url} (model {self.model!r}) answered HTTP {raw.http_response.status_code} with "
+                f"{describe_body(self._redact(raw.http_response.text))} instead of a chat completion; check openai.base_url "
+                "(an OpenAI-compatible endpoint, usually ending in /v1)"
+            )
+        return response
 
     def _wait(self, state: RetryCallState) -> float:
         """Retry-After when the server gives one (plus up to 10% jitter), else exponential backoff with jitter."""

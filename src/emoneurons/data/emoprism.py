@@ -31,6 +31,25 @@ REQUIRED = ("topic", "dialogue", "theme")
 NOT_JUDGES = frozenset((*REQUIRED, "label", "id", "index"))
 
 
+def _json_lines(path: Path, text: str, whole: json.JSONDecodeError) -> list[Any]:
+    """The records of a JSON Lines file; when its first line is no JSON on its own the file was
+    meant as one JSON document, and the error names where that document breaks (a truncated file)."""
+    records = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            if not records:
+                raise DataError(
+                    f"{path}: not valid JSON at line {whole.lineno}, column {whole.colno}: {whole.msg} "
+                    "(truncated? expected a JSON array of records or JSON Lines)"
+                ) from None
+            raise DataError(f"{path}: line {number}: not valid JSON ({error.msg}) in a JSON Lines file") from None
+    return records
+
+
 def _records(path: Path) -> list[dict[str, Any]]:
     try:
         text = path.read_text(encoding="utf-8")
@@ -40,11 +59,8 @@ def _records(path: Path) -> list[dict[str, Any]]:
         raise DataError(f"{path}: unreadable ({error})") from None
     try:
         data = json.loads(text)
-    except json.JSONDecodeError:
-        try:  # JSON Lines
-            data = [json.loads(line) for line in text.splitlines() if line.strip()]
-        except json.JSONDecodeError as error:
-            raise DataError(f"{path}: neither JSON nor JSON Lines ({error})") from None
+    except json.JSONDecodeError as whole:
+        data = _json_lines(path, text, whole)
     if isinstance(data, dict):
         arrays = [v for v in data.values() if isinstance(v, list)]
         if len(arrays) != 1:

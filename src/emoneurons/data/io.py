@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,15 @@ def read_json(path: str | Path) -> Any:
 
 
 def write_table(df: pl.DataFrame, path: str | Path) -> None:
-    """Write a parquet table atomically: the file appears whole or not at all."""
+    """Write a parquet table atomically: the file appears whole or not at all (a failed write is
+    an atomic.OutputError naming `path`)."""
     with atomic_path(path) as tmp:
-        df.write_parquet(tmp)
+        try:
+            df.write_parquet(tmp)
+        except pl.exceptions.PolarsError as error:
+            # polars wraps a failed write ("underlying IO error: File too large (os error 27)"):
+            # unwrapped into the OSError it was, so atomic_path reports it in one line.
+            found = re.search(r"IO error: (.+?) \(os error (\d+)\)", str(error))
+            if found is None:
+                raise
+            raise OSError(int(found.group(2)), found.group(1)) from None

@@ -1,7 +1,9 @@
 """Data checks at the stage boundaries: great-expectations 1.x suites over the polars tables.
 
-Each check returns None when the data is good and otherwise raises DataCheckError, one line
-naming the file, the column, the failed expectation and up to three offending rows.
+Each check returns the record of what it checked when the data is good (one entry per
+expectation: the file, the expectation, its column, passed), which the stage saves beside its
+outputs, and otherwise raises DataCheckError, one line naming the file, the column, the failed
+expectation and up to three offending rows (by row number and id).
 great_expectations is imported inside the functions because importing it takes seconds.
 """
 
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -112,8 +115,33 @@ def _key(kind: str, kwargs: dict[str, Any]) -> tuple[str, str]:
     return kind, repr(sorted((k, v) for k, v in kwargs.items() if k != "batch_id"))
 
 
-def _failures(df: pl.DataFrame, source: str, expectations: Sequence[Any]) -> list[str]:
-    """Validate one table against a list of GX expectations; describe each failure in a phrase."""
+Checked = list[dict[str, Any]]  # one {"file", "expectation", "column", "passed"} per expectation run
+
+
+def checks_path(output: str | Path) -> Path:
+    """Where a stage saves the record of its data checks: beside its output, `<stem>.checks.json`
+    for a file, `checks.json` inside an output folder."""
+    output = Path(output)
+    return output / "checks.json" if not output.suffix else output.with_name(f"{output.stem}.checks.json")
+
+
+def checks_record(checked: Checked) -> dict[str, Any]:
+    """The saved form: how many ran and passed, then each expectation in the order it ran."""
+    return {"ran": len(checked), "passed": sum(e["passed"] for e in checked), "expectations": checked}
+
+
+def _ran(checked: Checked | None, source: str, expectation: str, column: str | None, passed: bool) -> None:
+    if checked is not None:
+        checked.append({"file": source, "expectation": expectation, "column": column, "passed": bool(passed)})
+
+
+def _column_of(kwargs: dict[str, Any]) -> str | None:
+    return kwargs.get("column") or (f"{kwargs['column_A']}/{kwargs['column_B']}" if "column_A" in kwargs else None)
+
+
+def _failures(df: pl.DataFrame, source: str, expectations: Sequence[Any], checked: Checked | None = None) -> list[str]:
+    """Validate one table against a list of GX expectations; describe each failure in a phrase;
+    every expectation that ran goes into `checked`, in the suite's order."""
     gx = _gx()
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -133,6 +161,9 @@ def _failures(df: pl.DataFrame, source: str, expectations: Sequence[Any]) -> lis
     def position(result: Any) -> int:
         return order.get(_key(result.expectation_config.type, result.expectation_config.kwargs), len(order))
 
+    for result in sorted(results, key=position):
+        config = result.expectation_config
+        _ran(checked, source, config.type, _column_of(config.kwargs), result.success)
     failed = sorted((r for r in results if not r.success), key=position)
     return [_describe(r, df) for r in failed]
 
@@ -156,9 +187,10 @@ def _turn_lines(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def check_topics(df: pl.DataFrame, source: str = TOPICS) -> None:
+def check_topics(df: pl.DataFrame, source: str = TOPICS) -> Checked:
     """topic/round/parent: topic non-empty and unique case- and whitespace-insensitively."""
     expect = _gx().expectations
+    checked: Checked = []
     _require_columns(df, source, ("topic", "round", "parent"))
     failures = _failures(
         df,
@@ -171,6 +203,7 @@ def check_topics(df: pl.DataFrame, source: str = TOPICS) -> None:
             expect.ExpectColumnValuesToBeInTypeList(column="round", type_list=INTEGER_DTYPES),
             expect.ExpectColumnValuesToBeBetween(column="round", min_value=0),
         ],
+        checked,
     )
     key = pl.col("topic").str.strip_chars().str.replace_all(r"\s+", " ").str.to_lowercase()
     repeated = df.with_row_index("row").filter(key.is_duplicated()).sort(key, "row")
@@ -178,7 +211,9 @@ def check_topics(df: pl.DataFrame, source: str = TOPICS) -> None:
         examples = _row_examples(lambda i: f"row {i}", repeated["row"].to_list(), repeated["topic"].to_list())
         detail = f"{repeated.height} rows share a topic, e.g. {examples}"
         failures.append(_failure("topic", "unique (case- and whitespace-insensitive)", detail))
+    _ran(checked, source, "unique (case- and whitespace-insensitive)", "topic", not repeated.height)
     _raise(source, failures)
+    return checked
 
 
 def _dialogue_expectations(gx: Any) -> list[Any]:
@@ -195,21 +230,24 @@ def _dialogue_expectations(gx: Any) -> list[Any]:
     ]
 
 
-def _turn_failures(df: pl.DataFrame, source: str) -> list[str]:
+def _turn_failures(df: pl.DataFrame, source: str, checked: Checked | None = None) -> list[str]:
     turn = _gx().expectations.ExpectColumnValuesToMatchRegex(column="dialogue", regex=TURN_REGEX)
-    return _failures(_turn_lines(df), source, [turn])
+    return _failures(_turn_lines(df), source, [turn], checked)
 
 
-def check_dialogues(df: pl.DataFrame, source: str = DIALOGUES) -> None:
+def check_dialogues(df: pl.DataFrame, source: str = DIALOGUES) -> Checked:
     """id/topic/theme/dialogue/backend/model: unique ids, six emotions, every line 'A: ' or 'B: '."""
     gx = _gx()
+    checked: Checked = []
     _require_columns(df, source, DIALOGUE_COLUMNS)
-    _raise(source, _failures(df, source, _dialogue_expectations(gx)) + _turn_failures(df, source))
+    _raise(source, _failures(df, source, _dialogue_expectations(gx), checked) + _turn_failures(df, source, checked))
+    return checked
 
 
-def check_filtered(df: pl.DataFrame, judges: Sequence[str], source: str = FILTERED) -> None:
+def check_filtered(df: pl.DataFrame, judges: Sequence[str], source: str = FILTERED) -> Checked:
     """The dialogue checks plus judge_<name> labels, n_agree and label == theme."""
     gx = _gx()
+    checked: Checked = []
     expect = gx.expectations
     judge_columns = [f"judge_{name}" for name in judges]
     _require_columns(df, source, (*DIALOGUE_COLUMNS, *judge_columns, "n_agree", "label"))
@@ -225,11 +263,13 @@ def check_filtered(df: pl.DataFrame, judges: Sequence[str], source: str = FILTER
             expect.ExpectColumnValuesToBeBetween(column="n_agree", min_value=0, max_value=1 + len(judges)),
             expect.ExpectColumnPairValuesToBeEqual(column_A="label", column_B="theme"),
         ],
+        checked,
     )
-    _raise(source, failures + _turn_failures(df, source))
+    _raise(source, failures + _turn_failures(df, source, checked))
+    return checked
 
 
-def _test_share_failures(train: pl.DataFrame, test: pl.DataFrame, test_fraction: float) -> list[str]:
+def _test_share_failures(train: pl.DataFrame, test: pl.DataFrame, test_fraction: float, checked: Checked | None = None, source: str = TEST) -> list[str]:
     """Per emotion, the test count may differ from round(n * test_fraction) by at most one."""
     sizes = (
         pl.concat([train.select("theme", test=pl.lit(0)), test.select("theme", test=pl.lit(1))])
@@ -242,6 +282,7 @@ def _test_share_failures(train: pl.DataFrame, test: pl.DataFrame, test_fraction:
         for theme, n, n_test in sizes.iter_rows()
         if abs(n_test - round(n * test_fraction)) > 1
     ]
+    _ran(checked, source, f"test share {test_fraction} per emotion", "theme", not off)
     if not off:
         return []
     return [_failure("theme", f"test share {test_fraction} per emotion", ", ".join(off[:EXAMPLES]))]
@@ -253,9 +294,10 @@ def check_split(
     test_fraction: float,
     emotions: Sequence[str] = EMOTIONS,
     sources: tuple[str, str] = (TRAIN, TEST),
-) -> None:
+) -> Checked:
     """Both parts non-empty, disjoint by id, every emotion in each, test share per emotion as asked."""
     expect = _gx().expectations
+    checked: Checked = []
     for part, source in zip((train, test), sources):
         _require_columns(part, source, ("id", "theme"))
         present = [
@@ -263,30 +305,36 @@ def check_split(
             expect.ExpectColumnValuesToNotBeNull(column="id"),
             expect.ExpectColumnDistinctValuesToContainSet(column="theme", value_set=list(emotions)),
         ]
-        _raise(source, _failures(part, source, present))
+        _raise(source, _failures(part, source, present, checked))
     both = pl.concat(
         [train.select("id", part=pl.lit("train")).with_row_index("row"),
          test.select("id", part=pl.lit("test")).with_row_index("row")]
     )
     # Unique over train + test means no id is in both parts (nor twice in one).
-    disjoint = _failures(both, f"{sources[0]} + {sources[1]}", [expect.ExpectColumnValuesToBeUnique(column="id")])
+    disjoint = _failures(both, f"{sources[0]} + {sources[1]}", [expect.ExpectColumnValuesToBeUnique(column="id")], checked)
     _raise(f"{sources[0]} + {sources[1]}", disjoint)
-    _raise(sources[1], _test_share_failures(train, test, test_fraction))
+    _raise(sources[1], _test_share_failures(train, test, test_fraction, checked, sources[1]))
+    return checked
 
 
-def check_counts(f: torch.Tensor, T: torch.Tensor, source: str = COUNTS) -> None:
+def check_counts(f: torch.Tensor, T: torch.Tensor, source: str = COUNTS) -> Checked:
     """f [layers, neurons, 6] and T [6]: integer, non-negative, f <= T for every emotion."""
     import torch
 
     n = len(EMOTIONS)
-    failures = []
+    failures: list[str] = []
+    checked: Checked = []
     if f.dim() != 3 or f.shape[-1] != n:
         failures.append(_failure("f", "shape [layers, neurons, 6]", f"got {list(f.shape)}", "tensor"))
+    _ran(checked, source, "shape [layers, neurons, 6]", "f", f.dim() == 3 and f.shape[-1] == n)
     if T.shape != (n,):
         failures.append(_failure("T", "shape [6]", f"got {list(T.shape)}", "tensor"))
+    _ran(checked, source, "shape [6]", "T", T.shape == (n,))
     for name, tensor in (("f", f), ("T", T)):
-        if tensor.dtype.is_floating_point or tensor.dtype.is_complex or tensor.dtype == torch.bool:
+        integer = not (tensor.dtype.is_floating_point or tensor.dtype.is_complex or tensor.dtype == torch.bool)
+        if not integer:
             failures.append(_failure(name, "integer dtype", f"got {tensor.dtype}", "tensor"))
+        _ran(checked, source, "integer dtype", name, integer)
     _raise(source, failures)  # the value checks below need the right shapes
 
     for name, tensor in (("f", f), ("T", T)):
@@ -294,6 +342,7 @@ def check_counts(f: torch.Tensor, T: torch.Tensor, source: str = COUNTS) -> None
         if len(negative):
             shown = ", ".join(f"{tuple(i.tolist())}: {tensor[tuple(i)].item()}" for i in negative[:EXAMPLES])
             failures.append(_failure(name, "non-negative", f"{len(negative)} entries, e.g. {shown}", "tensor"))
+        _ran(checked, source, "non-negative", name, not len(negative))
     over = torch.nonzero(f > T)
     if len(over):
         shown = ", ".join(
@@ -301,4 +350,6 @@ def check_counts(f: torch.Tensor, T: torch.Tensor, source: str = COUNTS) -> None
             for l, u, e in over[:EXAMPLES].tolist()
         )
         failures.append(_failure("f", "f <= T per emotion", f"{len(over)} entries, e.g. {shown}", "tensor"))
+    _ran(checked, source, "f <= T per emotion", "f", not len(over))
     _raise(source, failures)
+    return checked

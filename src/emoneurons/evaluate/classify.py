@@ -13,21 +13,25 @@ The cost of mask-eval is the number of tokens pushed through the decoder, so:
   and a masked run computes layers k..L-1 only.
 
 The decoder layers are called directly (model.model.layers) with a small key/value store standing in
-for a transformers Cache (attention only calls `cache.update`), rotary embeddings from
-model.model.rotary_emb and an explicit additive 4D mask, which eager and sdpa attention both take.
+for a transformers Cache (attention only calls `cache.update`), each layer's rotary embeddings
+(neurons/architecture.py: Gemma 3 has local and global ones) and an explicit additive 4D mask,
+which eager and sdpa attention both take.
 On a CPU the prefix and dialogue passes take a faster attention instead (`shared_prefix_attention`,
 registered with transformers' AttentionInterface and switched on only while they run): the prefix's
 keys/values are attended once for all rows of a batch and all query heads of a key/value head, as
 one flash-attention call, the rows' own tokens causally in a second, and the two are merged by
 their log-sum-exps; no mask, no per-row copy of the prefix's keys/values, no GQA repeat.
-Gated-FFN decoders whose embeddings are the plain embed_tokens output (Llama, Mistral, Qwen2,
-SmolLM) are supported; the equality tests in tests/test_classify.py pin this against the model's
-own forward.
+The families of architecture.FAMILIES run through this engine (tests/test_families.py pins each
+against the model's own forward); Gemma 2's attention soft-capping takes the concatenating path
+(the model's own attention), never the shared-prefix one. A model the engine cannot serve (another
+family, or rows longer than a sliding attention window) is classified by the plain path instead:
+the model's own forward on every full prompt, exact and slower, said once as a warning.
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -38,6 +42,7 @@ from torch import Tensor
 
 from emoneurons.emotions import EMOTIONS, parse_emotion
 from emoneurons.evaluate.prompts import ChatPrompt, dialogue_ids, label_ids
+from emoneurons.neurons.architecture import model_adapter
 from emoneurons.neurons.masking import decoder_layers, mask_neurons
 from emoneurons.neurons.model import LoadedModel
 
@@ -134,8 +139,10 @@ _REGISTERED = _register_attention()
 
 
 def shared_prefix_available(lm: LoadedModel) -> bool:
-    """Whether `shared_prefix_attention` can run for this model (a CPU model; torch and transformers new enough)."""
-    return _REGISTERED and _flash_cpu() is not None and lm.device.type == "cpu"
+    """Whether `shared_prefix_attention` can run for this model (a CPU model; torch and transformers
+    new enough; plain softmax attention: no soft-capping of the attention logits, as Gemma 2 has)."""
+    plain_softmax = model_adapter(lm.model).attention_softcap is None
+    return _REGISTERED and _flash_cpu() is not None and lm.device.type == "cpu" and plain_softmax
 
 
 @contextmanager
@@ -219,7 +226,7 @@ def run_layers(
     changes no key or value (a layer's keys/values come from its input)."""
     blocks = decoder_layers(lm.model)
     store = _KVStore(past or {}, append=append)
-    rotary = lm.model.model.rotary_emb(hidden, positions)
+    rotary = model_adapter(lm.model).position_embeddings(hidden, positions)
     kept: dict[int, Tensor] = {}
     keep = set(keep)
     extra = {"shared_prefix": shared or {}} if mask is None else {}
@@ -230,7 +237,7 @@ def run_layers(
         for index in layers:
             if index in keep:
                 kept[index] = hidden
-            hidden = blocks[index](hidden, attention_mask=mask, position_ids=positions, cache=store, position_embeddings=rotary, **extra)
+            hidden = blocks[index](hidden, attention_mask=mask, position_ids=positions, cache=store, position_embeddings=rotary[index], **extra)
             if isinstance(hidden, tuple):  # older layer APIs return (hidden, ...)
                 hidden = hidden[0]
     if len(layers) and layers.stop in keep:
@@ -239,9 +246,9 @@ def run_layers(
 
 
 def last_logprobs(lm: LoadedModel, hidden: Tensor) -> Tensor:
-    """Final norm and lm_head on [B, H] (or [B, T, H]) hidden states -> float32 log-probabilities."""
-    logits = lm.model.get_output_embeddings()(lm.model.model.norm(hidden))
-    return torch.log_softmax(logits.float(), dim=-1)
+    """Final norm and lm_head (and the family's logit soft-capping) on [B, H] (or [B, T, H]) hidden
+    states -> float32 log-probabilities."""
+    return torch.log_softmax(model_adapter(lm.model).logits(hidden).float(), dim=-1)
 
 
 def length_buckets(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -331,6 +338,13 @@ class MaskedClassifier:
         # Boundary 0 is the embeddings, recomputed for free; generate decodes new tokens through
         # every layer, which needs all layers' keys/values, so it always runs from layer 0.
         self.boundaries = sorted({int(k) for k in boundaries if 0 < int(k) < self.n_layers}) if method == "score" else []
+        self.row_ids = rows
+        self.fallback = self._fallback_reason(rows)
+        if self.fallback is not None:
+            # The plain path: the model's own forward on each full prompt; no layer reuse.
+            self.boundaries, self.shared_attention = [], False
+            warnings.warn(f"mask-eval: {self.fallback}; classifying with the model's own forward on every full prompt "
+                          "(exact, slower)", stacklevel=2)
         self.prefix_boundary: dict[int, Tensor] = {}
         self.prepared = False
         self.layer_tokens = 0
@@ -340,6 +354,24 @@ class MaskedClassifier:
         self.naive_unmodified = sum(naive)
         self.naive_masked = sum(naive) if recalibrate else sum(naive[: self.n])
 
+    @property
+    def engine(self) -> str:
+        """`layered` (the prefix once, layer reuse) or `plain` (the model's own forward per full prompt)."""
+        return "layered" if self.fallback is None else "plain"
+
+    def _fallback_reason(self, rows: Sequence[Sequence[int]]) -> str | None:
+        """Why the layer-by-layer engine cannot serve this model and these rows (None: it can)."""
+        adapter = model_adapter(self.lm.model)
+        problem = adapter.fast_engine_problem()
+        window = adapter.sliding_window
+        if problem is None and window is not None and rows:
+            after = max((len(ids) - 1 for ids in self.labels), default=0) if self.method == "score" else self.max_new_tokens - 1
+            longest = self.prefix_ids.shape[1] + max(len(r) for r in rows) + after
+            # The engine's attention sees every earlier key: exact only while no row outgrows the window.
+            if longest > window:
+                problem = f"prompts of up to {longest} tokens outgrow the model's sliding attention window ({window})"
+        return problem
+
     def naive_tokens(self, masked_runs: int) -> int:
         """Full-model tokens of the unmodified run and `masked_runs` masked runs, each from scratch."""
         return self.naive_unmodified + masked_runs * self.naive_masked
@@ -347,7 +379,7 @@ class MaskedClassifier:
     # -- pieces -------------------------------------------------------------------------------
 
     def _embed(self, ids: Tensor) -> Tensor:
-        return self.lm.model.model.embed_tokens(ids)
+        return model_adapter(self.lm.model).embed(ids)
 
     def _prefix(self, start: int, keep: Iterable[int] = ()) -> tuple[dict[int, tuple[Tensor, Tensor]], dict[int, Tensor]]:
         p = self.prefix_ids.shape[1]
@@ -449,6 +481,50 @@ class MaskedClassifier:
             answers.append(self.lm.tokenizer.decode(row[:cut], skip_special_tokens=True))
         return answers
 
+    # -- the plain path -----------------------------------------------------------------------
+
+    def _plain_scores(self, batch: _Batch) -> Tensor:
+        """[B, 6] label log-likelihoods from the model's own forward: per row, prefix + row (whose
+        last position scores every label's first token) and prefix + row + each multi-token
+        label but its last token; all sequences right-padded into one call."""
+        adapter = model_adapter(self.lm.model)
+        prefix = self.prefix_ids[0].tolist()
+        sequences: list[list[int]] = []
+        picks: list[tuple[int, int, int, int, int]] = []  # (sequence, position, token, row in batch, label)
+        for b, row in enumerate(batch.rows):
+            context = [*prefix, *self.row_ids[row]]
+            sequences.append(context)
+            for j, label in enumerate(self.labels):
+                if len(label) == 1:
+                    picks.append((len(sequences) - 1, len(context) - 1, label[0], b, j))
+            for j in self.multi:
+                sequences.append([*context, *self.labels[j][:-1]])
+                picks += [(len(sequences) - 1, len(context) - 1 + t, tok, b, j) for t, tok in enumerate(self.labels[j])]
+        device = self.prefix_ids.device
+        width = max(map(len, sequences))
+        ids = torch.full((len(sequences), width), self.pad_id, dtype=torch.long, device=device)
+        attention = torch.zeros((len(sequences), width), dtype=torch.long, device=device)
+        for s, seq in enumerate(sequences):
+            ids[s, : len(seq)] = torch.tensor(seq, dtype=torch.long, device=device)
+            attention[s, : len(seq)] = 1
+        hidden = self.lm.model.model(input_ids=ids, attention_mask=attention, use_cache=False).last_hidden_state
+        self.layer_tokens += sum(map(len, sequences)) * self.n_layers
+        seq_index, position, token, row, label = (torch.tensor(column, dtype=torch.long, device=device) for column in zip(*picks))
+        logprobs = torch.log_softmax(adapter.logits(hidden[seq_index, position], normed=True).float(), dim=-1)
+        picked = logprobs.gather(1, token.unsqueeze(1)).squeeze(1)
+        scores = torch.zeros(len(batch.rows), len(EMOTIONS), dtype=picked.dtype, device=device)
+        return scores.index_put_((row, label), picked, accumulate=True)
+
+    def _plain_generate(self, row: int) -> str:
+        """Greedy decoding of one row by the model's own generate (batch 1: no padding)."""
+        ids = torch.tensor([[*self.prefix_ids[0].tolist(), *self.row_ids[row]]], dtype=torch.long, device=self.prefix_ids.device)
+        out = self.lm.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=self.max_new_tokens, do_sample=False,
+                                     eos_token_id=sorted(self.eos_ids) or None, pad_token_id=self.pad_id)
+        new = out[0, ids.shape[1]:].tolist()
+        self.layer_tokens += (ids.shape[1] + max(len(new) - 1, 0)) * self.n_layers
+        cut = next((i for i, t in enumerate(new) if t in self.eos_ids), len(new))
+        return self.lm.tokenizer.decode(new[:cut], skip_special_tokens=True)
+
     # -- runs ---------------------------------------------------------------------------------
 
     def start_layer(self, neurons: Mapping[int, Tensor]) -> int:
@@ -475,27 +551,37 @@ class MaskedClassifier:
         on_device: list[tuple[list[int], Tensor]] = []
         answers: list[str] = [""] * self.n_rows
         with mask_neurons(self.lm.model, neurons):
-            prefix_kv, kept = self._prefix(start, keep=keep)
-            if keep:
-                self.prefix_boundary = kept
-            for batch in batches:
-                last, dialogue_kv, kept = self._dialogue(batch, start, prefix_kv, keep=keep)
-                first = last_logprobs(self.lm, last)  # [B, V]
+            if self.fallback is not None:
+                for batch in batches:
+                    if self.method == "score":
+                        on_device.append((batch.rows, self._plain_scores(batch)))
+                    else:
+                        for row in batch.rows:
+                            answers[row] = self._plain_generate(row)
+                    if progress is not None:
+                        progress.update(1)
+            else:
+                prefix_kv, kept = self._prefix(start, keep=keep)
                 if keep:
-                    batch.boundary = kept
-                if self.method == "score":
-                    label_scores = torch.stack([first[:, ids[0]] for ids in self.labels], dim=1)
-                    if self.multi:
-                        sums, kept = self._continuation(batch, start, prefix_kv, dialogue_kv, keep=keep)
-                        if keep:
-                            batch.continuation_boundary = kept
-                        label_scores[:, self.multi] += sums
-                    on_device.append((batch.rows, label_scores))
-                else:
-                    for row, answer in zip(batch.rows, self._generate(batch, first.argmax(-1), prefix_kv, dialogue_kv)):
-                        answers[row] = answer
-                if progress is not None:
-                    progress.update(1)
+                    self.prefix_boundary = kept
+                for batch in batches:
+                    last, dialogue_kv, kept = self._dialogue(batch, start, prefix_kv, keep=keep)
+                    first = last_logprobs(self.lm, last)  # [B, V]
+                    if keep:
+                        batch.boundary = kept
+                    if self.method == "score":
+                        label_scores = torch.stack([first[:, ids[0]] for ids in self.labels], dim=1)
+                        if self.multi:
+                            sums, kept = self._continuation(batch, start, prefix_kv, dialogue_kv, keep=keep)
+                            if keep:
+                                batch.continuation_boundary = kept
+                            label_scores[:, self.multi] += sums
+                        on_device.append((batch.rows, label_scores))
+                    else:
+                        for row, answer in zip(batch.rows, self._generate(batch, first.argmax(-1), prefix_kv, dialogue_kv)):
+                            answers[row] = answer
+                    if progress is not None:
+                        progress.update(1)
         if keep:
             self.prepared = True
         computed = round((self.layer_tokens - before) / self.n_layers)

@@ -6,22 +6,28 @@ from __future__ import annotations
 import multiprocessing
 import random
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import Protocol
 
 import polars as pl
 import torch
 
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.evaluate.classify import MaskedClassifier
-from emoneurons.evaluate.conditions import control_id, first_masked_layers, mask_id, plan_conditions, unique_masks
+from emoneurons.evaluate.conditions import (
+    Condition, control_id, first_masked_layers, mask_id, plan_conditions, unique_masks,
+)
+from emoneurons.evaluate.effects import ALPHA, RULE, SIGN_FLIPS, condition_effect, label_log_probs, specificity
 from emoneurons.evaluate.metrics import (
-    UNPARSEABLE, accuracy_per_emotion, bootstrap_ci, chance_level, clearly_above_chance, confusion_matrix,
+    UNPARSEABLE, accuracy_ci, accuracy_per_emotion, chance_level, clearly_above_chance, confusion_matrix,
     overall_accuracy, unparseable_counts,
 )
-from emoneurons.evaluate.prompts import CONTENT_FREE_DIALOGUE, classification_prompt
+from emoneurons.evaluate.prompts import CONTENT_FREE_DIALOGUE, classification_prompt, label_ids
 from emoneurons.neurons.masking import decoder_layers
 from emoneurons.neurons.model import LoadedModel
 from emoneurons.params import EvalParams
+from emoneurons.prompt_format import resolve_prompt_format
+from emoneurons.truncation import Truncation, cut_dialogues
 
 
 class EvalDataError(ValueError):
@@ -85,7 +91,7 @@ def _condition_metrics(true_idx: torch.Tensor, predicted: list[str | None], eval
     n_per = torch.bincount(true_idx, minlength=len(EMOTIONS))
     confusion = confusion_matrix(true_idx, pred_idx)
     accuracy = accuracy_per_emotion(confusion, n_per)
-    ci = bootstrap_ci(pred_idx == true_idx, true_idx, eval_params.bootstrap, eval_params.seed)
+    ci = accuracy_ci(pred_idx == true_idx, true_idx)
     unparseable = unparseable_counts(true_idx, pred_idx)
     return {
         "accuracy": {**{e: round(float(accuracy[i]), 4) for i, e in enumerate(EMOTIONS)},
@@ -93,6 +99,7 @@ def _condition_metrics(true_idx: torch.Tensor, predicted: list[str | None], eval
         "ci95": {k: [round(lo, 4), round(hi, 4)] for k, (lo, hi) in ci.items()},
         "confusion": confusion.tolist(),
         "unparseable": {e: int(unparseable[i]) for i, e in enumerate(EMOTIONS)},
+        "predicted": list(predicted),  # per test dialogue, in data/split/test.parquet's row order
     }
 
 
@@ -110,6 +117,53 @@ def headline(conditions: Mapping[str, dict], top_rate: float, control_draws: int
             drops = [base[e] - conditions[control_id(cid, d)]["accuracy"][e] for d in range(control_draws)]
             out[f"control_drop_{e}"] = round(sum(drops) / len(drops), 4)
     return out
+
+
+def paired_effects(plan: list[Condition], outputs: Mapping[str, tuple[list[str | None], torch.Tensor | None]],
+                   true_idx: torch.Tensor, eval_params: EvalParams) -> tuple[dict[str, dict], dict]:
+    """Each masked or control condition's `mcnemar` and `effect` against the unmodified run, each
+    masked condition's `vs_control` (its effect against its controls'), and eval.json's `effects`
+    summary (what is measured, the rule). `outputs`: per condition id, (predicted, label scores)."""
+    # Hundreds of small resampling ops: OpenMP threads only add barriers (16 ms a call on 2 busy cores).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _paired_effects(plan, outputs, true_idx, eval_params)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _paired_effects(plan: list[Condition], outputs: Mapping[str, tuple[list[str | None], torch.Tensor | None]],
+                    true_idx: torch.Tensor, eval_params: EvalParams) -> tuple[dict[str, dict], dict]:
+    def as_index(predicted: list[str | None]) -> torch.Tensor:
+        return torch.tensor([EMOTION_INDEX[p] if p is not None else UNPARSEABLE for p in predicted], dtype=torch.long)
+
+    base_pred, base_scores = outputs["unmodified"]
+    base_lp = label_log_probs(base_scores) if base_scores is not None else None
+    records: dict[str, dict] = {}
+    test_effects: dict[str, torch.Tensor] = {}
+    for condition in plan[1:]:
+        predicted, scores = outputs[condition.id]
+        records[condition.id], test_effects[condition.id] = condition_effect(
+            true_idx, EMOTION_INDEX[condition.masked], as_index(base_pred), as_index(predicted), base_lp,
+            label_log_probs(scores) if scores is not None and base_lp is not None else None,
+            eval_params.bootstrap, eval_params.seed)
+    masks = [c for c in plan if c.kind == "mask"]
+    controls = {c.id: [test_effects[control_id(c.id, d)] for d in range(eval_params.control_draws)] for c in masks}
+    tested = specificity({c.id: test_effects[c.id] for c in masks}, controls, {c.id: c.n_neurons for c in masks},
+                         eval_params.bootstrap, eval_params.seed)
+    for cid, record in tested.items():
+        records[cid]["vs_control"] = record
+    m = sum(record["p"] is not None for record in tested.values())
+    summary = {
+        "measure": "log p(label) over the six labels from the decision rule's scores (calibrated when eval.calibrate asks); "
+                   "effect = condition minus unmodified on the same dialogue" if base_lp is not None else
+                   "generate: change in answering the masked emotion (1/0) per dialogue; accuracy with McNemar's exact test",
+        "test_effect": "delta_masked" if base_lp is not None else "masked_answer",
+        "alternative": "less", "alpha": ALPHA, "sign_flips": SIGN_FLIPS, "corrected_over": m,
+        "rule": RULE.format(flips=SIGN_FLIPS, exact=SIGN_FLIPS.bit_length() - 1, m=m, alpha=ALPHA),
+    }
+    return records, summary
 
 
 # The forked workers' view of the parent's engine and masks (set just before the fork, read-only there).
@@ -130,32 +184,72 @@ def _worker_start(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _worker_classify(index: int) -> tuple[int, list[str | None], int]:
+def _worker_classify(index: int) -> tuple[int, list[str | None], torch.Tensor | None, int]:
     result = _SHARED["engine"].classify(_SHARED["masks"][index])
-    return index, result.predicted, result.tokens_computed
+    return index, result.predicted, result.scores, result.tokens_computed
 
 
-def _classify_masks(engine: MaskedClassifier, masks: list[dict], workers: int, bar) -> list[tuple[list[str | None], int]]:
-    """(predicted, tokens computed) of each mask, after the unmodified run (whose kept states the
-    forked workers inherit); the costliest masks (lowest start layer) go first."""
+def _classify_masks(
+    engine: MaskedClassifier, masks: list[dict], workers: int, bar, todo: Sequence[int] | None = None,
+    on_result: Callable[[int, tuple], None] | None = None,
+) -> list[tuple[list[str | None], torch.Tensor | None, int]]:
+    """(predicted, label scores, tokens computed) of each mask in `todo` (default: all; None for the
+    others), after the unmodified run (whose kept states the forked workers inherit); the costliest
+    masks (lowest start layer) go first. on_result(index, that tuple) as each finishes."""
     out: list = [None] * len(masks)
+    todo = range(len(masks)) if todo is None else todo
     if workers <= 1:
-        for index, mask in enumerate(masks):
-            result = engine.classify(mask)
-            out[index] = (result.predicted, result.tokens_computed)
+        for index in todo:
+            result = engine.classify(masks[index])
+            out[index] = (result.predicted, result.scores, result.tokens_computed)
+            if on_result is not None:
+                on_result(index, out[index])
             bar.update(1)
         return out
-    order = sorted(range(len(masks)), key=lambda i: engine.start_layer(masks[i]))
+    order = sorted(todo, key=lambda i: engine.start_layer(masks[i]))
     threads = max(1, torch.get_num_threads() // workers)
     _SHARED.update(engine=engine, masks=masks)
     try:
         with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_start, initargs=(threads,)) as pool:
-            for index, predicted, tokens in pool.imap_unordered(_worker_classify, order):
-                out[index] = (predicted, tokens)
+            for index, predicted, scores, tokens in pool.imap_unordered(_worker_classify, order):
+                out[index] = (predicted, scores, tokens)
+                if on_result is not None:
+                    on_result(index, out[index])
                 bar.update(1)
     finally:
         _SHARED.clear()
     return out
+
+
+def dialogue_budget(lm: LoadedModel, prompt, eval_params: EvalParams, max_length: int) -> int:
+    """Dialogue tokens that fit in max_length beside the prompt (prefix with the shots, suffix)
+    and the answer (the longest label, or max_new_tokens when generating)."""
+    answer = (
+        eval_params.max_new_tokens if eval_params.method == "generate"
+        else max(len(ids) for ids in label_ids(lm.tokenizer, eval_params.label_format))
+    )
+    budget = max_length - len(prompt.prefix) - len(prompt.suffix) - answer
+    if budget < 1:
+        raise EvalDataError(
+            f"model.max_length: {max_length} tokens leave no room for a dialogue beside the classification "
+            f"prompt ({len(prompt.prefix) + len(prompt.suffix)} tokens with eval.shots={eval_params.shots}) and "
+            f"the answer ({answer}); raise model.max_length or lower eval.shots"
+        )
+    return budget
+
+
+class ConditionSchedule(Protocol):
+    """Which masked conditions this process runs, and what it keeps across runs and processes
+    (resume.ConditionSchedule: shards over ranks, a checkpoint per condition, gather on rank 0).
+    A run is the tuple _classify_masks gives for one mask, kept and passed on whole."""
+
+    processes: int
+
+    def start(self, n_masks: int) -> tuple[list[int], dict[int, tuple]]: ...
+
+    def finished(self, index: int, run: tuple) -> None: ...
+
+    def combine(self, runs: dict[int, tuple]) -> dict[int, tuple] | None: ...
 
 
 def evaluate_masking(
@@ -169,9 +263,15 @@ def evaluate_masking(
     batch_size: int = 16,
     progress: bool = True,
     workers: int | None = None,
-) -> tuple[dict, dict]:
+    max_length: int | None = None,
+    schedule: ConditionSchedule | None = None,
+) -> tuple[dict, dict] | None:
     """Run every planned condition (each distinct mask once) and return (eval, headline) dicts.
-    `workers`: processes for the masked conditions (None: `mask_workers`); results do not depend on it."""
+    `workers`: processes for the masked conditions (None: `mask_workers`); results do not depend on it.
+    `max_length` (model.max_length): dialogues whose prompt would exceed it are cut by
+    truncation.cut_dialogues, reported in eval.json's `truncated`.
+    `schedule`: run only some masked conditions here (None returned on all but the process that
+    combines them), resume finished ones."""
     if test_df.height == 0:
         raise EvalDataError("data/split/test.parquet: no dialogues to evaluate")
     labels = _labels(test_df, "data/split/test.parquet")
@@ -184,12 +284,19 @@ def evaluate_masking(
     n_layers = len(decoder_layers(lm.model))
     plan = plan_conditions(neurons_json, eval_params, top_rate, n_layers)
     shots = draw_shots(train_df, eval_params.shots, eval_params.seed, eval_params.shot_selection)
-    prompt = classification_prompt(lm.tokenizer, shots, eval_params.shot_instruction)
+    prompt_format = resolve_prompt_format(lm.tokenizer, eval_params.prompt_format)
+    prompt = classification_prompt(lm.tokenizer, shots, eval_params.shot_instruction, prompt_format)
     groups = unique_masks(plan)
+    test_dialogues, reference = test_df["dialogue"].to_list(), calibration_dialogues(train_df, eval_params, shots)
+    truncation = None
+    if max_length is not None:
+        truncation = Truncation(max_length, dialogue_budget(lm, prompt, eval_params, max_length))
+        test_dialogues = cut_dialogues(lm.tokenizer, test_dialogues, truncation)
+        reference = cut_dialogues(lm.tokenizer, reference, truncation)
     engine = MaskedClassifier(
-        lm, prompt, test_df["dialogue"].to_list(), eval_params.method, batch_size=batch_size,
+        lm, prompt, test_dialogues, eval_params.method, batch_size=batch_size,
         max_new_tokens=eval_params.max_new_tokens, boundaries=first_masked_layers(plan),
-        label_format=eval_params.label_format, reference=calibration_dialogues(train_df, eval_params, shots),
+        label_format=eval_params.label_format, reference=reference,
         recalibrate=eval_params.recalibrate,
     )
     true_idx = torch.tensor([EMOTION_INDEX[label] for label in labels], dtype=torch.long)
@@ -199,18 +306,33 @@ def evaluate_masking(
     # The unmodified mask (empty key) is first in the plan: it runs first, in process, and keeps
     # the states that later masks start from.
     unmodified, *masked = groups.values()
-    workers = mask_workers(lm, len(masked)) if workers is None else workers
-    with tqdm(total=len(groups), desc=f"mask-eval conditions ({workers} worker{'s' * (workers > 1)})", unit="cond",
+    todo, saved = list(range(len(masked))), {}
+    if schedule is not None:
+        todo, saved = schedule.start(len(masked))
+    # Under a launcher each rank runs its share in process: no fork beside the process group.
+    if workers is None:
+        workers = mask_workers(lm, len(todo)) if schedule is None or schedule.processes == 1 else 1
+    with tqdm(total=1 + len(todo), desc=f"mask-eval conditions ({workers} worker{'s' * (workers > 1)})", unit="cond",
               file=sys.stderr, disable=not progress) as bar:
         result = engine.classify()
         bar.update(1)
-        runs = [(result.predicted, result.tokens_computed)]
-        runs += _classify_masks(engine, [members[0].neurons for members in masked], workers, bar)
-    computed = sum(tokens for _, tokens in runs)
-    for (predicted, _), members in zip(runs, [unmodified, *masked]):
+        runs = [(result.predicted, result.scores, result.tokens_computed)]
+        finished = _classify_masks(engine, [members[0].neurons for members in masked], workers, bar, todo,
+                                   None if schedule is None else schedule.finished)
+    if schedule is not None:
+        combined = schedule.combine(saved | {i: finished[i] for i in todo})
+        if combined is None:
+            return None
+        finished = [combined[i] for i in range(len(masked))]
+    runs += finished
+    computed = sum(tokens for *_, tokens in runs)
+    outputs: dict[str, tuple[list[str | None], torch.Tensor | None]] = {}
+    for (predicted, scores, _), members in zip(runs, [unmodified, *masked]):
         metrics = _condition_metrics(true_idx, predicted, eval_params)
         for condition in members:
             results[condition.id] = metrics
+            outputs[condition.id] = (predicted, scores)
+    effects, summary = paired_effects(plan, outputs, true_idx, eval_params)
     naive = engine.naive_tokens(len(plan) - 1)  # every condition by id, each from scratch
     base = results["unmodified"]
     n_per = torch.bincount(true_idx, minlength=len(EMOTIONS))
@@ -220,10 +342,13 @@ def evaluate_masking(
         "model": lm.name, "method": eval_params.method, "shots": eval_params.shots,
         "shot_selection": eval_params.shot_selection, "shot_instruction": eval_params.shot_instruction,
         "label_format": eval_params.label_format, "calibrate": eval_params.calibrate,
-        "recalibrate": eval_params.recalibrate, "n_test": len(labels),
+        "recalibrate": eval_params.recalibrate, "prompt_format": prompt_format, "engine": engine.engine, "n_test": len(labels),
         "chance": round(chance, 4), "n_per_emotion": {e: int(n_per[i]) for i, e in enumerate(EMOTIONS)},
         "baseline_above_chance": above, "tokens": {"computed": int(computed), "naive": int(naive)},
-        "conditions": [condition.record() | results[condition.id] for condition in plan],
+        "effects": summary,
+        "conditions": [condition.record() | results[condition.id] | effects.get(condition.id, {}) for condition in plan],
     }
+    if truncation is not None:
+        evaluation["truncated"] = truncation.record()
     return evaluation, headline(results, top_rate, eval_params.control_draws)
 

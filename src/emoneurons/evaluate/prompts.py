@@ -1,6 +1,7 @@
 """The paper's prompts as token ids around the dialogue, in the model's own chat format.
 
-A prompt is split into a `prefix` (everything before the dialogue: system prompt, in-context
+The format is the model's chat template, or the plain `role: content` lines of prompt_format.py
+for base models (`eval.prompt_format`). A prompt is split into a `prefix` (everything before the dialogue: system prompt, in-context
 examples, the user prompt's opening) and a `suffix` (the rest of the user turn and the
 assistant's header). The prefix is the same for every dialogue, so it is computed once and
 reused as a KV cache; the dialogue's own tokens are known exactly, which `count.text: prompt`
@@ -9,12 +10,14 @@ needs to count only them.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
-from emoneurons.emotions import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT, EMOTIONS, label_prompt
+from emoneurons.emotions import EMOTIONS
+from emoneurons.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
+from emoneurons.prompt_format import added_special_prefix, render_plain, resolve_prompt_format
 
 _SLOT = "\u0000DIALOGUE\u0000"
 
@@ -33,18 +36,24 @@ def dialogue_ids(tokenizer: PreTrainedTokenizerBase, dialogue: str) -> list[int]
     return tokenizer.encode(dialogue, add_special_tokens=False)
 
 
-def _chat_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> ChatPrompt:
-    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+def _chat_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], prompt_format: str = "chat") -> ChatPrompt:
+    if prompt_format == "plain":
+        text = render_plain((m["role"], m["content"]) for m in messages)
+        special = tuple(added_special_prefix(tokenizer))  # what the tokenizer puts first (BOS)
+    else:
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        special = ()  # the rendered template already holds its special tokens (BOS, headers) as text
     if text.count(_SLOT) != 1:
         raise ValueError("the chat template must render the dialogue slot exactly once")
     before, after = text.split(_SLOT)
-    # The rendered template already holds its special tokens (BOS, headers) as text.
     encode = lambda part: tuple(tokenizer.encode(part, add_special_tokens=False))  # noqa: E731
-    return ChatPrompt(prefix=encode(before), suffix=encode(after))
+    return ChatPrompt(prefix=special + encode(before), suffix=encode(after))
 
 
-def _with_system(tokenizer: PreTrainedTokenizerBase, system: str) -> list[dict[str, str]]:
+def _with_system(tokenizer: PreTrainedTokenizerBase, system: str, prompt_format: str = "chat") -> list[dict[str, str]]:
     # Some templates (Gemma) reject a system role: fold it into the first user turn there.
+    if prompt_format == "plain":
+        return [{"role": "system", "content": system}]
     try:
         tokenizer.apply_chat_template([{"role": "system", "content": "x"}, {"role": "user", "content": "y"}], tokenize=False)
         return [{"role": "system", "content": system}]
@@ -53,15 +62,18 @@ def _with_system(tokenizer: PreTrainedTokenizerBase, system: str) -> list[dict[s
 
 
 def classification_prompt(
-    tokenizer: PreTrainedTokenizerBase, shots: Sequence[tuple[str, str]] = (), instruction: str = "every"
+    tokenizer: PreTrainedTokenizerBase, shots: Sequence[tuple[str, str]] = (), instruction: str = "every",
+    prompt_format: str = "auto",
 ) -> ChatPrompt:
     """Figure 5 (system + user prompt); `shots` are (dialogue, emotion) examples given first as
     user/assistant turns, the in-context setup that small models need (DESIGN.md). `instruction`:
     `every` example's user turn is Figure 5's user prompt around its dialogue, or only the `first`
-    one's (the later examples are the bare dialogue; the question always has the whole prompt)."""
+    one's (the later examples are the bare dialogue; the question always has the whole prompt).
+    `prompt_format`: chat | plain | auto (prompt_format.py)."""
     if instruction not in ("every", "first"):
         raise ValueError(f"shot_instruction {instruction!r}: allowed: every, first")
-    messages = _with_system(tokenizer, CLASSIFY_SYSTEM_PROMPT)
+    prompt_format = resolve_prompt_format(tokenizer, prompt_format)
+    messages = _with_system(tokenizer, CLASSIFY_SYSTEM_PROMPT, prompt_format)
     system_folded = not messages
     for i, (dialogue, emotion) in enumerate(shots):
         user = CLASSIFY_USER_PROMPT.format(prompt=dialogue) if instruction == "every" or i == 0 else dialogue
@@ -72,12 +84,16 @@ def classification_prompt(
     if system_folded and not shots:
         user = CLASSIFY_SYSTEM_PROMPT + "\n\n" + user
     messages.append({"role": "user", "content": user})
-    return _chat_prompt(tokenizer, messages)
+    return _chat_prompt(tokenizer, messages, prompt_format)
 
 
-def labelling_prompt(tokenizer: PreTrainedTokenizerBase, retry: bool = False) -> ChatPrompt:
-    """Figure 7's labelling prompt (or its stricter retry) as one user turn."""
-    return _chat_prompt(tokenizer, [{"role": "user", "content": label_prompt(_SLOT, retry=retry)}])
+def user_turn_prompt(
+    tokenizer: PreTrainedTokenizerBase, user_text: Callable[[str], str], prompt_format: str = "auto"
+) -> ChatPrompt:
+    """One user turn whose text is `user_text(dialogue)` (the judges' labelling prompt): the
+    caller brings the text, so the stages that never send it do not depend on it."""
+    prompt_format = resolve_prompt_format(tokenizer, prompt_format)
+    return _chat_prompt(tokenizer, [{"role": "user", "content": user_text(_SLOT)}], prompt_format)
 
 
 # Contextual calibration's content-free input (Zhao et al. 2021), in the dialogues' own format.

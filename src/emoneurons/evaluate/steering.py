@@ -29,6 +29,7 @@ from emoneurons.evaluate.masking_eval import calibration_dialogues, draw_shots
 from emoneurons.evaluate.prompts import classification_prompt
 from emoneurons.neurons.masking import neurons_by_layer, scale_neurons_per_row
 from emoneurons.neurons.model import LoadedModel
+from emoneurons.prompt_format import resolve_prompt_format
 from emoneurons.params import EvalParams, HFGenerationParams, SteerParams
 
 
@@ -83,12 +84,14 @@ def plan_steering(neurons_json: Mapping[str, Any], ratio_key: str, params: Steer
 
 
 def steered_replies(lm: LoadedModel, prompts: Sequence[str], conditions: Sequence[tuple[Mapping[int, Tensor], float]], *,
-                    max_new_tokens: int, batch_size: int, desc: str = "") -> list[list[str]]:
+                    max_new_tokens: int, batch_size: int, desc: str = "", prompt_format: str = "auto") -> list[list[str]]:
     """Greedy replies to `prompts` (one user turn each) under each (neurons, alpha) of `conditions`;
     rows of several conditions share a batch (`scale_neurons_per_row`): generation on a CPU costs
-    about the same per step for 8 rows as for 64."""
+    about the same per step for 8 rows as for 64. A reply that reaches max_new_tokens is kept as
+    it is: steering classifies what the model says, short replies by design, not dataset dialogues."""
     generation = HFGenerationParams(temperature=0.0, max_new_tokens=max_new_tokens)
-    rendered = [render_chat(lm.tokenizer, (("user", prompt),)) for prompt in prompts]
+    prompt_format = resolve_prompt_format(lm.tokenizer, prompt_format)
+    rendered = [render_chat(lm.tokenizer, (("user", prompt),), prompt_format) for prompt in prompts]
     eos = eos_token_ids(lm)
     rows = [(c, p) for c in range(len(conditions)) for p in range(len(prompts))]
     texts: list[str] = []
@@ -96,7 +99,7 @@ def steered_replies(lm: LoadedModel, prompts: Sequence[str], conditions: Sequenc
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
             with scale_neurons_per_row(lm.model, [conditions[c] for c, _ in chunk]):
-                texts += [text for text, _, _ in generate_batch(lm, generation, [rendered[p] for _, p in chunk], [0] * len(chunk), eos)]
+                texts += [text for text, *_ in generate_batch(lm, generation, [rendered[p] for _, p in chunk], [0] * len(chunk), eos, prompt_format)]
             bar.update(len(chunk))
     return [texts[c * len(prompts) : (c + 1) * len(prompts)] for c in range(len(conditions))]
 
@@ -111,7 +114,8 @@ def classify_replies(lm: LoadedModel, train: pl.DataFrame, eval_params: EvalPara
     """mask-eval's classifier (its shots, calibration and method), unmodified, on `dialogues`:
     the predicted labels and the label log-probabilities [n, 6] (None with method generate)."""
     shots = draw_shots(train, eval_params.shots, eval_params.seed, eval_params.shot_selection)
-    prompt = classification_prompt(lm.tokenizer, shots, eval_params.shot_instruction)
+    prompt_format = resolve_prompt_format(lm.tokenizer, eval_params.prompt_format)
+    prompt = classification_prompt(lm.tokenizer, shots, eval_params.shot_instruction, prompt_format)
     engine = MaskedClassifier(lm, prompt, dialogues, eval_params.method, batch_size=batch_size,
                               max_new_tokens=eval_params.max_new_tokens, label_format=eval_params.label_format,
                               reference=calibration_dialogues(train, eval_params, shots))
@@ -163,7 +167,8 @@ def run_steering(lm: LoadedModel, prompts: Sequence[str], plan: Sequence[SteerCo
     (`batch_size`: the classifier's, model.batch_size; generation uses steer.batch_size)."""
     conditions = [({}, 1.0), *((c.neurons, c.alpha) for c in plan)]
     per_condition = steered_replies(lm, prompts, conditions, max_new_tokens=params.max_new_tokens, batch_size=params.batch_size,
-                                    desc=f"steer ({len(conditions)} conditions x {len(prompts)} prompts)")
+                                    desc=f"steer ({len(conditions)} conditions x {len(prompts)} prompts)",
+                                    prompt_format=eval_params.prompt_format)
     replies = [reply for condition in per_condition for reply in condition]
     dialogues = [as_dialogue(prompts[i % len(prompts)], reply) for i, reply in enumerate(replies)]
     # Scaling often leaves a reply as it was: each distinct (prompt, reply) is classified once.

@@ -2,7 +2,8 @@
 
 A neuron u = (layer, index) is active on a token when gate_proj(x) > 0 (`gate`, LAPE's
 act_fn(gate) > 0: SiLU and GELU are positive exactly where their input is) or when
-act_fn(gate_proj(x)) * up_proj(x) > 0 (`product`, the input of down_proj).
+act_fn(gate_proj(x)) * up_proj(x) > 0 (`product`, the input of down_proj). Phi-3 computes gate
+and up as one fused gate_up_proj, the gate its first half (neurons/architecture.py).
 
 Which tokens count: each dialogue is fed as prefix + dialogue tokens, and only the dialogue's
 own tokens are counted (T_e counts exactly the same tokens):
@@ -19,9 +20,9 @@ positions=last counts only the last dialogue token of each dialogue.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 from torch import nn
@@ -30,8 +31,11 @@ from transformers import PreTrainedTokenizerBase
 
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.evaluate.prompts import classification_prompt
+from emoneurons.neurons.architecture import GatedFFN
 from emoneurons.neurons.masking import ffn_modules
 from emoneurons.neurons.model import LoadedModel
+from emoneurons.prompt_format import added_special_prefix
+from emoneurons.truncation import Truncation
 
 Positions = Literal["all", "last"]
 Text = Literal["dialogue", "prompt"]
@@ -51,17 +55,6 @@ class CountedText:
     emotion: int
 
 
-def added_special_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """The tokens the tokenizer puts before a text's own tokens (BOS, or nothing)."""
-    probe = "A: hello there"
-    own = tokenizer.encode(probe, add_special_tokens=False)
-    full = tokenizer.encode(probe, add_special_tokens=True)
-    for start in range(len(full) - len(own) + 1):
-        if full[start : start + len(own)] == own:
-            return full[:start]
-    raise ValueError(f"{type(tokenizer).__name__}: special tokens change how text is tokenized; cannot tell the dialogue's own tokens")
-
-
 def counting_inputs(
     tokenizer: PreTrainedTokenizerBase,
     dialogues: Sequence[str],
@@ -70,8 +63,11 @@ def counting_inputs(
     text: Text,
     positions: Positions,
     max_length: int,
-) -> tuple[list[CountedText], int]:
-    """Each dialogue as CountedText (truncated to max_length tokens in all), and how many were truncated."""
+    prompt_format: str = "auto",
+) -> tuple[list[CountedText], Truncation]:
+    """Each dialogue as CountedText (prefix and dialogue cut to max_length tokens in all, from the
+    end), and what the cut took. `prompt_format` (text=prompt): the classification prompt's format
+    (prompt_format.py)."""
     if len(dialogues) != len(emotions):
         raise ValueError(f"{len(dialogues)} dialogues but {len(emotions)} emotions")
     unknown = sorted({e for e in emotions if e not in EMOTION_INDEX})
@@ -80,14 +76,17 @@ def counting_inputs(
     if text not in ("dialogue", "prompt") or positions not in ("all", "last"):
         raise ValueError(f"text {text!r} / positions {positions!r}: allowed: dialogue|prompt, all|last")
     # The same prefix for every dialogue: the prompt's, or the tokenizer's BOS (constant).
-    prefix = list(classification_prompt(tokenizer).prefix) if text == "prompt" else added_special_prefix(tokenizer)
+    if text == "prompt":
+        prefix = list(classification_prompt(tokenizer, prompt_format=prompt_format).prefix)
+    else:
+        prefix = added_special_prefix(tokenizer)
     # One batched call, the same tokens as prompts.dialogue_ids gives one dialogue at a time.
     encoded = tokenizer(list(dialogues), add_special_tokens=False)["input_ids"] if len(dialogues) else []
-    items, truncated = [], 0
+    items, truncated = [], Truncation(max_length=max_length, budget=max(max_length - len(prefix), 0))
     for own, emotion in zip(encoded, emotions):
         ids = [*prefix, *own]
+        truncated.add(len(ids) - max_length)
         if len(ids) > max_length:
-            truncated += 1
             ids = ids[:max_length]
         end = len(ids)
         start = min(len(prefix), end)
@@ -205,14 +204,15 @@ def _accumulate(counts: torch.Tensor, values: torch.Tensor, current: _BatchOnDev
     counts += torch.mm(weights, active).to(torch.int64)
 
 
-def _hook_layers(mlps: Sequence[nn.Module], counts: Sequence[torch.Tensor], activation: Activation, current: _BatchOnDevices) -> list:
+def _hook_layers(mlps: Sequence[GatedFFN], counts: Sequence[torch.Tensor], activation: Activation, current: _BatchOnDevices) -> list:
     handles = []
     for mlp, layer_counts in zip(mlps, counts):
         if activation == "gate":
-            def on_gate(module: nn.Module, args: tuple, output: torch.Tensor, layer_counts: torch.Tensor = layer_counts) -> None:
-                _accumulate(layer_counts, output, current)
+            def on_gate(module: nn.Module, args: tuple, output: torch.Tensor, layer_counts: torch.Tensor = layer_counts,
+                        mlp: GatedFFN = mlp) -> None:
+                _accumulate(layer_counts, mlp.gate_of(output), current)
 
-            handles.append(mlp.gate_proj.register_forward_hook(on_gate))
+            handles.append(mlp.gate_source.register_forward_hook(on_gate))
         else:
             # down_proj's input is act_fn(gate_proj(x)) * up_proj(x): the product, already computed.
             def on_product(module: nn.Module, args: tuple, layer_counts: torch.Tensor = layer_counts) -> None:
@@ -222,15 +222,33 @@ def _hook_layers(mlps: Sequence[nn.Module], counts: Sequence[torch.Tensor], acti
     return handles
 
 
-def _layer_counters(mlps: Sequence[nn.Module]) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+def _layer_counters(mlps: Sequence[GatedFFN]) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
     """One [L, 6, N] int64 tensor on the model's device (or one [6, N] per layer when layers
     are spread over devices), and its per-layer views."""
-    devices = [mlp.gate_proj.weight.device for mlp in mlps]
-    n = mlps[0].gate_proj.out_features
+    devices = [mlp.down_proj.weight.device for mlp in mlps]
+    n = mlps[0].n_neurons
     if len(set(devices)) == 1:
         whole = torch.zeros((len(mlps), len(EMOTIONS), n), dtype=torch.int64, device=devices[0])
         return whole, list(whole.unbind(0))
     return None, [torch.zeros((len(EMOTIONS), n), dtype=torch.int64, device=d) for d in devices]
+
+
+class BatchSchedule(Protocol):
+    """Which of the length-sorted batches this process runs, and what it keeps across runs and
+    processes (resume.CountSchedule: shards over ranks, checkpoints, the sum over ranks)."""
+
+    def start(self, n_batches: int) -> tuple[list[int], tuple[torch.Tensor, torch.Tensor] | None]:
+        """Batch indices still to run, and saved partial (counts [L, 6, N], T [6]) or None."""
+
+    def finished(self, batch_size: int, snapshot: Callable[[], torch.Tensor], T: torch.Tensor) -> None:
+        """After each batch; snapshot() gives the counts so far as [L, 6, N]."""
+
+    def combine(self, counts: torch.Tensor, T: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The final counts of this process combined with the others'."""
+
+
+def _stacked(whole: torch.Tensor | None, counts: Sequence[torch.Tensor]) -> torch.Tensor:
+    return whole if whole is not None else torch.stack([c.cpu() for c in counts])
 
 
 def activation_counts(
@@ -245,17 +263,24 @@ def activation_counts(
     max_length: int = 1024,
     max_padding: float = 0.1,
     desc: str = "",
+    prompt_format: str = "auto",
+    truncation: list[Truncation] | None = None,
+    schedule: BatchSchedule | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """f int64 [layers, neurons, 6] (active counted tokens per emotion) and T int64 [6] (counted tokens)."""
+    """f int64 [layers, neurons, 6] (active counted tokens per emotion) and T int64 [6] (counted tokens).
+    Dialogues past max_length are cut (warned); `truncation`, when given, receives what was cut.
+    `schedule`: run only some batches, resume from saved counts, combine with other processes."""
     if activation not in ("gate", "product"):
         raise ValueError(f"activation {activation!r}: allowed: gate, product")
     mlps = ffn_modules(lm.model)  # UnsupportedModelError before any work
     tokenizer = lm.tokenizer
     items, truncated = counting_inputs(
-        tokenizer, dialogues, emotions, text=text, positions=positions, max_length=max_length
+        tokenizer, dialogues, emotions, text=text, positions=positions, max_length=max_length, prompt_format=prompt_format
     )
-    if truncated:
-        warnings.warn(f"{truncated} of {len(dialogues)} dialogues truncated to max_length={max_length} tokens", stacklevel=2)
+    if truncation is not None:
+        truncation.append(truncated)
+    if truncated.dialogues:
+        warnings.warn(f"{truncated.dialogues} of {len(dialogues)} dialogues truncated to max_length={max_length} tokens", stacklevel=2)
     whole, counts = _layer_counters(mlps)
     T = torch.zeros(len(EMOTIONS), dtype=torch.int64)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -265,10 +290,17 @@ def activation_counts(
     current = _BatchOnDevices()
     handles = _hook_layers(mlps, counts, activation, current)
     batches = length_batches([len(item.ids) for item in items], batch_size, max_padding)
-    progress = tqdm(total=sum(len(item.ids) for item in items), desc=desc or "count", unit="tok", leave=False)
+    todo = list(range(len(batches)))
+    if schedule is not None:
+        todo, saved = schedule.start(len(batches))
+        if saved is not None:
+            for layer_counts, saved_layer in zip(counts, saved[0]):
+                layer_counts.copy_(saved_layer)
+            T += saved[1]
+    progress = tqdm(total=sum(len(items[i].ids) for b in todo for i in batches[b]), desc=desc or "count", unit="tok", leave=False)
     try:
         with torch.inference_mode():
-            for indices in batches:
+            for indices in (batches[b] for b in todo):
                 batch = padded_batch([items[i] for i in indices], pad_id, padding_side)
                 current.set(batch)
                 decoder(
@@ -279,9 +311,13 @@ def activation_counts(
                 )
                 T += torch.tensor(batch.counted, dtype=torch.int64)
                 progress.update(sum(len(items[i].ids) for i in indices))
+                if schedule is not None:
+                    schedule.finished(len(indices), lambda: _stacked(whole, counts), T)
     finally:
         progress.close()
         for handle in handles:
             handle.remove()
-    stacked = whole if whole is not None else torch.stack([c.cpu() for c in counts])
+    stacked = _stacked(whole, counts)
+    if schedule is not None:
+        stacked, T = schedule.combine(stacked, T)
     return stacked.permute(0, 2, 1).contiguous().cpu(), T

@@ -1,7 +1,8 @@
 """FFN neurons of gated (SwiGLU) decoders: finding them, naming layer ranges, masking them.
 
 Neuron u = (layer l, index i) is the i-th input of layer l's `mlp.down_proj`, i.e. the i-th
-entry of act_fn(gate_proj(x)) * up_proj(x). Masking sets that entry to zero on every token.
+entry of act_fn(gate) * up (neurons/architecture.py: gate_proj/up_proj, or Phi-3's fused
+gate_up_proj). Masking sets that entry to zero on every token.
 """
 
 from __future__ import annotations
@@ -12,35 +13,17 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from emoneurons.neurons.architecture import GatedFFN, UnsupportedModelError, decoder_layers, gated_ffns
+
+__all__ = ["LAYER_RANGES", "UnsupportedModelError", "decoder_layers", "ffn_modules", "layer_span", "mask_neurons",
+           "neurons_by_layer", "restrict_layers"]
+
 LAYER_RANGES = ("bottom", "middle", "top", "all")
 
 
-class UnsupportedModelError(ValueError):
-    """The model has no gated FFN (mlp.gate_proj / up_proj / down_proj) to count or mask."""
-
-
-def decoder_layers(model: nn.Module) -> nn.ModuleList:
-    """The decoder blocks of a transformers causal LM (model.model.layers)."""
-    inner = getattr(model, "model", None)
-    layers = getattr(inner, "layers", None)
-    if layers is None:
-        raise UnsupportedModelError(
-            f"{type(model).__name__}: no decoder layers at model.model.layers; supported: Llama, "
-            "Mistral, Qwen2, SmolLM, Gemma (gated FFN with mlp.gate_proj/up_proj/down_proj)"
-        )
-    return layers
-
-
-def ffn_modules(model: nn.Module) -> list[nn.Module]:
-    """Each layer's gated FFN; a clear error for models without gate_proj/down_proj."""
-    mlps = [getattr(layer, "mlp", None) for layer in decoder_layers(model)]
-    for mlp in mlps:
-        if mlp is None or not all(hasattr(mlp, n) for n in ("gate_proj", "up_proj", "down_proj", "act_fn")):
-            raise UnsupportedModelError(
-                f"{type(model).__name__}: layers have no gated FFN (mlp.gate_proj/up_proj/down_proj); "
-                "emotion neurons are defined on gated FFNs (Llama, Mistral, Qwen2, SmolLM, Gemma)"
-            )
-    return mlps
+def ffn_modules(model: nn.Module) -> list[GatedFFN]:
+    """Each layer's gated FFN (architecture.gated_ffns); a clear error for models without one."""
+    return gated_ffns(model)
 
 
 def layer_span(n_layers: int, name: str) -> range:

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from emoneurons.params import EMBEDDED_MODEL, ModelParams
+from emoneurons.params import EMBEDDED_MODEL, ModelParams, ParamsError
 
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -61,11 +61,31 @@ def _converted_dir(source: str, gguf_file: str) -> Path:
     return cache_root() / "converted" / f"{path.stem}-{key}"
 
 
+def device_and_dtype(device: str, dtype: str, cuda_devices: int | None = None) -> tuple[str, torch.dtype]:
+    """model.device checked against the GPUs torch sees (a one-line ParamsError naming the key),
+    and model.dtype with `auto` resolved: bfloat16 on CUDA (and `auto` with a GPU), float32 on the CPU."""
+    cuda_devices = torch.cuda.device_count() if cuda_devices is None else cuda_devices
+    if device.startswith("cuda"):
+        suffix = device.partition(":")[2]
+        if device != "cuda" and not suffix.isdigit():
+            raise ParamsError(f"model.device: {device!r} is not a device; allowed: cpu, cuda, cuda:N, auto")
+        index = int(suffix or 0)
+        if index >= cuda_devices:
+            seen = f"{cuda_devices} CUDA GPU{'s' * (cuda_devices != 1)}" if cuda_devices else "no CUDA GPU"
+            raise ParamsError(f"model.device: {device!r} but torch sees {seen}; use model.device: cpu (or auto)")
+    on_gpu = device.startswith("cuda") or (device == "auto" and cuda_devices > 0)
+    return device, _DTYPES["bfloat16" if on_gpu else "float32"] if dtype == "auto" else _DTYPES[dtype]
+
+
 def load_model(params: ModelParams) -> LoadedModel:
     """Load model and tokenizer for inference (eval mode, no grad), offline when HF_HUB_OFFLINE=1."""
     source, gguf_file, name = _resolve(params)
-    dtype = _DTYPES[params.dtype]
+    _, dtype = device_and_dtype(params.device, params.dtype)  # before any loading: a bad device is one line
     kwargs: dict = {"dtype": dtype}
+    if params.device != "cpu" and torch.cuda.is_available():
+        # torch's fused kernels (flash / memory-efficient) on GPUs; not flash_attention_2: the
+        # classifier passes explicit 4D masks, which it does not take
+        kwargs["attn_implementation"] = "sdpa"
     if params.device == "auto":
         kwargs["device_map"] = "auto"
     if gguf_file is not None and Path(source, gguf_file).exists():

@@ -68,7 +68,10 @@ def lape_quantile(values: torch.Tensor, rate: float) -> float:
 
 
 def neuron_entropy(P: torch.Tensor) -> torch.Tensor:
-    """Entropy of each neuron's P normalised over emotions (0·log0 = 0); +inf if never active."""
+    """Entropy of each neuron's P normalised over emotions (0·log0 = 0); +inf if never active.
+    The emotions are summed in sorted order, so the entropy does not change by one bit when the
+    emotions are listed in another order (float sums depend on their order)."""
+    P = P.sort(-1).values
     total = P.sum(-1, keepdim=True)
     normed = torch.where(total > 0, P / total.clamp_min(torch.finfo(P.dtype).tiny), 0.0)
     logs = torch.where(normed > 0, normed.clamp_min(torch.finfo(P.dtype).tiny).log(), 0.0)

@@ -1,6 +1,7 @@
 """What chosen FFN neurons respond to, from one pass over a set of dialogues: per neuron the k
 dialogues with the largest gate activation (and the token where it peaks), and per vocabulary
-token how often the neuron fires on it (gate_proj(x) > 0, LAPE's `gate` activation).
+token how often the neuron fires on it (gate_proj(x) > 0, LAPE's `gate` activation; the FFN
+through neurons/architecture.py, so a fused gate_up_proj works too).
 
 Only running top-k and per-token counts are kept on the model's device; the full activations of a
 batch are read once in a forward hook and dropped. The counted tokens are those `count` counts with
@@ -108,10 +109,13 @@ def neuron_activity(
     columns = {layer: (idx.to(device), cols.to(device)) for layer, (idx, cols) in _columns(neurons, len(mlps)).items()}
     handles = []
     for layer, (idx, _) in columns.items():
-        def on_gate(module: nn.Module, args: tuple, output: Tensor, layer: int = layer, idx: Tensor = idx) -> None:
-            gathered[layer] = output.index_select(-1, idx.to(output.device)).to(device, torch.float32)
+        ffn = mlps[layer]
 
-        handles.append(mlps[layer].gate_proj.register_forward_hook(on_gate))
+        def on_gate(module: nn.Module, args: tuple, output: Tensor, layer: int = layer, idx: Tensor = idx, ffn=ffn) -> None:
+            # gate_of: the gate half of a fused gate_up_proj (Phi-3), else the output as it is.
+            gathered[layer] = ffn.gate_of(output).index_select(-1, idx.to(output.device)).to(device, torch.float32)
+
+        handles.append(ffn.gate_source.register_forward_hook(on_gate))
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     batches = length_batches([len(item.ids) for item in items], batch_size)
     progress = tqdm(total=len(items), desc=desc or "cards", unit="dialogue", leave=False, disable=not desc)

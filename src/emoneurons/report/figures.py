@@ -38,8 +38,9 @@ from emoneurons.report.style import (  # noqa: E402
 )
 
 FIGURE_NAMES: tuple[str, ...] = (
-    "table1", "figure1", "figure2", "figure3", "figure4", "figure14", "figure15",
+    "table1", "figure1", "figure2", "figure2_effect", "figure3", "figure3_effect", "figure4", "figure14", "figure15",
 )
+EFFECT_LABELS = {"delta_masked": "Δ log p(masked emotion's label)", "masked_answer": "change in answering the masked emotion"}
 OVERLAP_DEFINITION = "|A∩B| / |A∪B| (Jaccard index of the two neuron sets)"
 
 
@@ -239,6 +240,44 @@ def rq2_view(eval_json: Mapping[str, Any], ratio: float) -> dict[str, Any]:
     return view
 
 
+def _pair(values: Any) -> tuple[float, float]:
+    low, high = values if isinstance(values, (list, tuple)) and len(values) == 2 else (None, None)
+    return (_number(low), _number(high))
+
+
+def effect_rows(eval_json: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per masked condition with a paired effect (eval.json's `effect` / `vs_control`; []
+    for runs written before them): the test effect's mean and CI, the controls' (CI of the mean
+    over dialogues when there is one draw, NaN otherwise), the corrected p-values and the verdict.
+
+    Row: {"masked", "ratio", "layers", "n_neurons", "effect", "effect_ci", "control",
+          "control_ci", "difference", "difference_ci", "p", "p_holm", "p_bh", "verdict"}"""
+    summary = eval_json.get("effects") or {}
+    key = summary.get("test_effect")
+    if not key:
+        return []
+    by_id = {c.get("id"): c for c in conditions(eval_json)}
+    rows = []
+    for c in conditions(eval_json):
+        if c.get("kind") != "mask" or "vs_control" not in c:
+            continue
+        own = (c.get("effect") or {}).get(key) or {}
+        tested = c["vs_control"]
+        controls = [by_id[cid] for cid in by_id if cid and cid.startswith(f"control{c['id'].removeprefix('mask')}-d")]
+        control_effects = [((d.get("effect") or {}).get(key) or {}) for d in controls]
+        rows.append({
+            "masked": c.get("masked"), "ratio": float(c["ratio"]), "layers": c.get("layers"),
+            "n_neurons": c.get("n_neurons"),
+            "effect": _number(own.get("mean")), "effect_ci": _pair(own.get("ci95")),
+            "control": _number(tested.get("control_mean")),
+            "control_ci": _pair(control_effects[0].get("ci95")) if len(control_effects) == 1 else (math.nan, math.nan),
+            "difference": _number(tested.get("difference")), "difference_ci": _pair(tested.get("difference_ci95")),
+            "p": _number(tested.get("p")), "p_holm": _number(tested.get("p_holm")), "p_bh": _number(tested.get("p_bh")),
+            "verdict": tested.get("verdict"),
+        })
+    return rows
+
+
 def accuracy_changes(eval_json: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Long rows, one per (condition, evaluated emotion): accuracy change in percentage points
     against unmodified. Controls are averaged over their draws (condition "control").
@@ -327,7 +366,9 @@ def save_figure(figure: Figure, directory: str | Path, name: str) -> tuple[Path,
     directory = Path(directory)
     paths = (directory / f"{name}.png", directory / f"{name}.svg")
     for path, fmt in zip(paths, ("png", "svg")):
-        with atomic_path(path) as tmp:
+        # A fixed salt for the SVG's element ids: matplotlib salts them with a random uuid, so
+        # an unchanged figure would differ on every run and DVC would see a change.
+        with atomic_path(path) as tmp, matplotlib.rc_context({"svg.hashsalt": f"emoneurons:{name}"}):
             figure.savefig(tmp, format=fmt, dpi=DPI, metadata=_metadata(fmt))
     return paths
 
@@ -429,7 +470,7 @@ def label_panel_grid(axes: Any) -> None:
 
 def figure2_masking(view: Mapping[str, Any], subtitle: str = "") -> Figure:
     """Figure 2: per target emotion, accuracy unmodified vs with each emotion's neurons masked
-    (95% bootstrap CI), the random-neuron control beside each masked bar."""
+    (95% Clopper-Pearson CI), the random-neuron control beside each masked bar."""
     figure = new_figure(15, 8.5)
     axes = panel_axes(figure)
     base, masked, control = view["unmodified"], view["masked"], view["control"]
@@ -465,7 +506,7 @@ def figure2_masking(view: Mapping[str, Any], subtitle: str = "") -> Figure:
         Patch(facecolor=CONTROL_COLOR, hatch=CONTROL_HATCH, edgecolor="black",
               label=f"random neurons masked, same count per layer ({draw_text})"),
         Patch(facecolor="white", edgecolor="black", linewidth=1.5, label="target's own neurons masked"),
-        Line2D([], [], color="black", marker="|", linestyle="none", markersize=10, label="95% bootstrap CI"),
+        Line2D([], [], color="black", marker="|", linestyle="none", markersize=10, label="95% CI (Clopper-Pearson)"),
         Line2D([], [], color=CHANCE_COLOR, linestyle=":", label=f"chance ({chance:.1f}%)"),
     ]
     figure.legend(handles=handles, loc="outside lower center", ncols=4, fontsize=9)
@@ -525,6 +566,105 @@ def figure3_ratio_sweep(rows: Sequence[Mapping[str, Any]], subtitle: str = "") -
     figure.legend(handles=handles, loc="outside lower center", ncols=9, fontsize=9)
     figure.suptitle("Figure 3: accuracy change as the masking ratio grows (all layers)"
                     + (f"\n{subtitle}" if subtitle else ""))
+    return figure
+
+
+def _no_effects(figure: Figure, title: str) -> Figure:
+    ax = figure.subplots()
+    ax.text(0.5, 0.5, "no paired effects in this eval.json (written before they were measured)", ha="center", va="center")
+    ax.set_axis_off()
+    figure.suptitle(title)
+    return figure
+
+
+def _effect_errorbar(ax: Any, x: float, value: float, ci: tuple[float, float], **style: Any) -> None:
+    ax.errorbar([x], [value], yerr=_yerr(value, *ci), linestyle="none", capsize=3, **style)
+
+
+SPECIFIC_MARKER = {"marker": "*", "color": "black", "markersize": 13, "linestyle": "none"}
+
+
+def figure2_effect(rows: Sequence[Mapping[str, Any]], measure: str, subtitle: str = "") -> Figure:
+    """Figure 2, continuous variant: per masked emotion, its test effect (mean over the test
+    dialogues, paired bootstrap 95% CI) beside its random controls' (hatched), a star where the
+    Holm-corrected sign-flip test finds the emotion's neurons specific."""
+    title = "Figure 2 (effect): each emotion's neurons masked vs random neurons, paired per dialogue"
+    figure = new_figure(12, 6)
+    if not rows:
+        return _no_effects(figure, title)
+    ax = figure.subplots()
+    width = 0.38
+    tops = []
+    for slot, emotion in enumerate(EMOTIONS):
+        found = rows_matching(rows, masked=emotion)
+        if not found:
+            continue
+        row = found[0]
+        ax.bar(slot - width / 2, row["effect"], width, color=EMOTION_COLORS[emotion], label=f"{emotion} neurons masked")
+        _effect_errorbar(ax, slot - width / 2, row["effect"], row["effect_ci"], color="black")
+        if not math.isnan(row["control"]):
+            ax.bar(slot + width / 2, row["control"], width, color=CONTROL_COLOR, hatch=CONTROL_HATCH,
+                   edgecolor=EMOTION_COLORS[emotion], label="_control")
+            _effect_errorbar(ax, slot + width / 2, row["control"], row["control_ci"], color="dimgray")
+        low = min(v for v in (row["effect"], row["effect_ci"][0], row["control"], 0.0) if not math.isnan(v))
+        tops.append(low)
+        if row["verdict"] == "specific":
+            ax.plot([slot - width / 2], [low], gid=f"specific-{emotion}", **SPECIFIC_MARKER)
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS)
+    for label, emotion in zip(ax.get_xticklabels(), EMOTIONS):
+        label.set_color(EMOTION_COLORS[emotion])
+    ax.set_xlabel("masked emotion")
+    ax.set_ylabel(f"{EFFECT_LABELS.get(measure, measure)} vs unmodified")
+    ax.grid(axis="y", alpha=0.3)
+    ax.margins(y=0.15)
+    handles = [
+        *[Patch(facecolor=EMOTION_COLORS[e], label=f"{e} neurons masked") for e in EMOTIONS],
+        Patch(facecolor=CONTROL_COLOR, hatch=CONTROL_HATCH, edgecolor="black", label="random neurons, same count per layer"),
+        Line2D([], [], color="black", marker="|", linestyle="none", markersize=10, label="95% CI (paired bootstrap)"),
+        Line2D([], [], label="specific: Holm-corrected sign-flip test vs random, p ≤ 0.05", **SPECIFIC_MARKER),
+    ]
+    figure.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=9)
+    figure.suptitle(title + (f"\n{subtitle}" if subtitle else ""))
+    return figure
+
+
+def figure3_effect(rows: Sequence[Mapping[str, Any]], measure: str, subtitle: str = "") -> Figure:
+    """Figure 3, continuous variant: per masked emotion, its test effect (95% CI) over the masking
+    ratios (all layers), its random controls' dashed, stars where the corrected test passes."""
+    title = "Figure 3 (effect): masking ratio, emotion neurons vs random neurons (all layers)"
+    figure = new_figure(15, 8.5)
+    if not rows:
+        return _no_effects(figure, title)
+    axes = panel_axes(figure)
+    ratios = sorted({r["ratio"] for r in rows})
+    for ax, masked in zip(axes, EMOTIONS):
+        line = sorted(rows_matching(rows, masked=masked), key=lambda r: r["ratio"])
+        xs = [as_percent(r["ratio"]) for r in line]
+        if line:
+            ax.errorbar(xs, [r["effect"] for r in line], color=EMOTION_COLORS[masked], linewidth=2.2,
+                        marker=EMOTION_MARKERS[masked], capsize=3, gid="effect",
+                        yerr=[[max(r["effect"] - r["effect_ci"][0], 0.0) if not math.isnan(r["effect_ci"][0]) else 0.0 for r in line],
+                              [max(r["effect_ci"][1] - r["effect"], 0.0) if not math.isnan(r["effect_ci"][1]) else 0.0 for r in line]])
+            ax.plot(xs, [r["control"] for r in line], color=CONTROL_COLOR, linestyle="--", marker="x", gid="control")
+            stars = [(x, r["effect"]) for x, r in zip(xs, line) if r["verdict"] == "specific"]
+            if stars:
+                ax.plot([x for x, _ in stars], [y for _, y in stars], gid="specific", zorder=4, **SPECIFIC_MARKER)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_title(f"{masked} neurons masked", color=EMOTION_COLORS[masked], fontweight="bold")
+        ax.set_xticks([as_percent(r) for r in ratios], [f"{as_percent(r):g}%" for r in ratios])
+        ax.grid(alpha=0.3)
+    for ax in axes[:: PANEL_GRID[1]]:
+        ax.set_ylabel(EFFECT_LABELS.get(measure, measure))
+    for ax in axes[-PANEL_GRID[1]:]:
+        ax.set_xlabel("masking ratio (% of all FFN neurons)")
+    handles = [
+        Line2D([], [], color="black", linewidth=2.2, marker="o", label="the masked emotion's neurons (95% CI, paired bootstrap)"),
+        Line2D([], [], color=CONTROL_COLOR, linestyle="--", marker="x", label="random neurons, same count per layer"),
+        Line2D([], [], label="specific (Holm-corrected sign-flip test vs random, p ≤ 0.05)", **SPECIFIC_MARKER),
+    ]
+    figure.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=9)
+    figure.suptitle(title + (f"\n{subtitle}" if subtitle else ""))
     return figure
 
 
@@ -664,6 +804,8 @@ def build_figures(
     top_rate = top_rate_of(neurons_json)
     changes = accuracy_changes(eval_json)
     confusions, evaluated = masked_confusions(eval_json, top_rate)
+    effects = effect_rows(eval_json)
+    measure = (eval_json.get("effects") or {}).get("test_effect", "")
     ratio_text = f"top {as_percent(top_rate):g}% of all FFN neurons"
     return {
         "table1": table1_figure(filter_json),
@@ -671,7 +813,11 @@ def build_figures(
                                      f"{subtitle}, {ratio_text}" if subtitle else ratio_text),
         "figure2": figure2_masking(rq2_view(eval_json, top_rate),
                                    f"{subtitle}, {ratio_text}, all layers" if subtitle else ratio_text),
+        "figure2_effect": figure2_effect(
+            [r for r in effects if r["layers"] == "all" and _same_ratio(r["ratio"], top_rate)], measure,
+            f"{subtitle}, {ratio_text}, all layers" if subtitle else f"{ratio_text}, all layers"),
         "figure3": figure3_ratio_sweep(ratio_sweep(changes), subtitle),
+        "figure3_effect": figure3_effect([r for r in effects if r["layers"] == "all"], measure, subtitle),
         "figure4": figure4_layer_sweep(
             layer_sweep(changes, layer_sweep_ratio(changes, top_rate)), subtitle),
         "figure14": figure14_overlap(overlap_of(neurons_json, top_rate), ratio_text),

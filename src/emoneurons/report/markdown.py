@@ -29,6 +29,7 @@ from emoneurons.report.figures import (
     top_rate_of,
     unmodified_condition,
     ci_of,
+    effect_rows,
 )
 from emoneurons.report.style import LAYER_RANGES
 
@@ -199,7 +200,7 @@ def data_source(params: Params) -> str:
 
 def baseline_clear(eval_json: Mapping[str, Any]) -> tuple[bool, float, float, float]:
     """(clearly above chance, overall accuracy, lower 95% bound, chance): clear when the lower
-    bound of the bootstrap CI is above chance."""
+    bound of the exact (Clopper-Pearson) CI is above chance."""
     base = unmodified_condition(eval_json)
     accuracy = accuracy_of(base)["overall"]
     low, _ = ci_of(base)["overall"]
@@ -223,8 +224,9 @@ def build_report(run: RunMetrics) -> list[Block]:
     blocks += _table1_section(run)
     blocks += _figure1_section(run, top_rate)
     blocks += _figure2_section(run, top_rate)
-    blocks += _figure3_section(changes)
+    blocks += _figure3_section(run, changes)
     blocks += _figure4_section(changes, top_rate)
+    blocks += _specificity_section(run)
     blocks += _figure14_section(run, top_rate)
     blocks += _figure15_section(run, top_rate)
     blocks += _paper_section(run, top_rate, changes)
@@ -252,7 +254,8 @@ def _run_section(run: RunMetrics, top_rate: float) -> list[Block]:
         f"neurons ({count(run.neuron_metrics.get('selected'))} selected; a neuron may belong to "
         f"several emotions).",
         f"Evaluation: method `{ev.get('method')}`, {ev.get('shots')} shot(s) per emotion, "
-        f"{params.eval.bootstrap} bootstrap resamples for the 95% CIs, "
+        f"exact (Clopper-Pearson) 95% CIs for accuracies, {params.eval.bootstrap} paired bootstrap "
+        f"resamples for the 95% CIs of mean effects, "
         f"{params.eval.control_draws} random-neuron control draw(s) per masked condition.",
         f"Params digest: `{params_digest(params)}`.",
     ]
@@ -279,6 +282,9 @@ def _baseline_section(run: RunMetrics) -> list[Block]:
         + (" as user/assistant turns, the first with the paper's user prompt around its dialogue and the rest as bare dialogues"
            if shots and ev.get("shot_instruction") == "first" else "")
         + (f"; labels scored as `{ev.get('label_format')}` words" if ev.get("method") == "score" and ev.get("label_format") else "")
+        + ({"chat": "; prompts in the model's chat template",
+            "plain": "; prompts in the plain `role: content` format (the tokenizer has no chat template, or `eval.prompt_format: plain`)"}
+           .get(str(ev.get("prompt_format")), ""))
         + ({"content_free": "; label probabilities calibrated by those of a content-free dialogue",
             "train_prior": "; label probabilities divided by their mean over a few train dialogues, "
                            "never test dialogues"}.get(str(ev.get("calibrate")), ""))
@@ -335,11 +341,21 @@ def _table1_section(run: RunMetrics) -> list[Block]:
               "Dialogues kept per intended emotion", (False, True, True, True)),
     ]
     if agreement:
+        intervals = run.filter.get("judge_agreement_ci95") or {}
+        at_chance = run.filter.get("judges_at_chance")
+        chance = run.filter.get("judge_chance")
         blocks.append(Table(
-            ("judge", "agreement with the intended emotion (%)", "invalid answers"),
-            tuple((name, pct(float(agreement[name])), count(invalid.get(name, 0)))
+            ("judge", "agreement with the intended emotion (%)", "95% CI (%)", "above chance", "invalid answers"),
+            tuple((name, pct(float(agreement[name])), ci(*(intervals.get(name) or (None, None))),
+                   "n/a" if at_chance is None else ("no" if name in at_chance else "yes"), count(invalid.get(name, 0)))
                   for name in agreement),
-            "Judges", (False, True, True)))
+            "Judges" + (f" (chance: {pct(float(chance))}%, the larger of 1/6 and the most frequent intended emotion's share)"
+                        if chance is not None else ""), (False, True, False, False, True)))
+        if at_chance:
+            blocks.append(Paragraph(
+                f"**Warning: judge(s) {', '.join(f'`{n}`' for n in at_chance)} at chance**: the 95% CI of their agreement "
+                f"with the intended emotion reaches down to chance ({pct(float(chance))}%). Such a judge does not filter by "
+                f"emotion; the dialogues it keeps or drops are kept or dropped at random."))
     blocks.append(Image("table1", "Table 1: dialogues kept per emotion"))
     return blocks
 
@@ -393,7 +409,84 @@ def _figure2_section(run: RunMetrics, top_rate: float) -> list[Block]:
         Table(("condition", *EMOTIONS, "overall"), tuple(full),
               "Accuracy (%) of every true emotion (columns) under every condition (rows)",
               (False,) + (True,) * (len(EMOTIONS) + 1)),
+        *_effect_image_blocks(run, "figure2_effect", "Figure 2 (effect): paired effect of each emotion's neurons vs random neurons"),
+        *_true_label_table(run, top_rate),
     ]
+
+
+def _true_label_table(run: RunMetrics, top_rate: float) -> list[Block]:
+    """Δ log p(true label) averaged per true emotion, for each emotion's neurons masked (all layers)."""
+    rows = []
+    for m in EMOTIONS:
+        found = [c for c in run.eval.get("conditions") or [] if c.get("kind") == "mask" and c.get("masked") == m
+                 and c.get("layers") == "all" and c.get("ratio") is not None and math.isclose(float(c["ratio"]), top_rate)]
+        per = (((found[0].get("effect") or {}).get("delta_true") or {}).get("per_emotion") or {}) if found else {}
+        if per:
+            rows.append((m, *(f"{number((per.get(e) or {}).get('mean'))} {ci_plain(*((per.get(e) or {}).get('ci95') or (None, None)))}"
+                              for e in EMOTIONS)))
+    if not rows:
+        return []
+    return [Table(("masked", *EMOTIONS), tuple(rows),
+                  "Δ log p(true label) vs unmodified, mean per true emotion (columns) with its 95% bootstrap CI "
+                  "(n/a below 5 dialogues: a bootstrap of 2-4 values only restates them)",
+                  (False,) + (True,) * len(EMOTIONS))]
+
+
+def _effect_image_blocks(run: RunMetrics, name: str, alt: str) -> list[Block]:
+    if not effect_rows(run.eval):
+        return [Paragraph("This eval.json has no paired effects (written before mask-eval measured them).")]
+    return [Image(name, alt)]
+
+
+def number(value: Any, digits: int = 3) -> str:
+    return "n/a" if _missing(value) else f"{float(value):.{digits}f}"
+
+
+def p_value(value: Any) -> str:
+    if _missing(value):
+        return "n/a"
+    return f"{float(value):.2g}" if float(value) < 0.001 else f"{float(value):.3f}"
+
+
+def _specificity_section(run: RunMetrics) -> list[Block]:
+    rows = effect_rows(run.eval)
+    summary = run.eval.get("effects") or {}
+    if not rows:
+        return []
+    measure = "Δ log p(masked emotion's label)" if summary.get("test_effect") == "delta_masked" else \
+        "change in answering the masked emotion (1/0)"
+    verdicts = {}
+    for r in rows:
+        verdicts.setdefault(r["masked"], {})[(r["ratio"], r["layers"])] = r["verdict"]
+    keys = sorted({(r["ratio"], r["layers"]) for r in rows},
+                  key=lambda k: (k[1] != "all", k[0], LAYER_RANGES.index(k[1]) if k[1] in LAYER_RANGES else 99))
+    short = {"specific": "specific", "not distinguishable from random": "not distinguishable", "not enough data": "not enough data"}
+    grid = tuple((e, *(short.get(verdicts.get(e, {}).get(k), "n/a") for k in keys)) for e in EMOTIONS if e in verdicts)
+    detail = tuple(
+        (r["masked"], f"{100 * r['ratio']:g}", str(r["layers"]), count(r["n_neurons"]),
+         f"{number(r['effect'])} {ci_plain(*r['effect_ci'])}", number(r["control"]),
+         f"{number(r['difference'])} {ci_plain(*r['difference_ci'])}", p_value(r["p"]), p_value(r["p_holm"]),
+         p_value(r["p_bh"]), r["verdict"] or "n/a")
+        for r in rows)
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in short}
+    return [
+        Heading("Emotion neurons vs random neurons"),
+        Paragraph(
+            f"Paired on the same {count(run.eval.get('n_test'))} test dialogues. Effect: {measure} under the mask "
+            f"minus unmodified, per dialogue. Rule: {summary.get('rule', 'n/a')} "
+            f"Of {len(rows)} masked conditions: {counts['specific']} specific, {counts['not distinguishable from random']} "
+            f"not distinguishable from random, {counts['not enough data']} not enough data."),
+        Table(("masked emotion", *(f"{100 * r:g}% {layers}" for r, layers in keys)), grid,
+              "Verdict per emotion, ratio and layer range", (False,) * (1 + len(keys))),
+        Table(("masked", "ratio (%)", "layers", "neurons", "effect (95% CI)", "control effect",
+               "difference (95% CI)", "p", "Holm p", "BH p", "verdict"), detail,
+              "Every masked condition against its random-neuron controls (bootstrap CIs over dialogues)",
+              (False, True, False, True, True, True, True, True, True, True, False)),
+    ]
+
+
+def ci_plain(low: Any, high: Any) -> str:
+    return "[n/a]" if _missing(low) or _missing(high) else f"[{float(low):.3f}, {float(high):.3f}]"
 
 
 def _change_table(rows: Sequence[Mapping[str, Any]], key: str, keys: Sequence[Any],
@@ -414,13 +507,14 @@ def _change_table(rows: Sequence[Mapping[str, Any]], key: str, keys: Sequence[An
                  (False, True) + (True,) * (len(EMOTIONS) + 1))
 
 
-def _figure3_section(changes: Sequence[Mapping[str, Any]]) -> list[Block]:
+def _figure3_section(run: RunMetrics, changes: Sequence[Mapping[str, Any]]) -> list[Block]:
     rows = ratio_sweep(changes)
     ratios = sorted({r["ratio"] for r in rows})
     return [
         Heading("Figure 3: masking ratio"),
         Image("figure3", "Figure 3: accuracy change over masking ratios"),
         _change_table(rows, "ratio", ratios, "ratio (%)"),
+        *_effect_image_blocks(run, "figure3_effect", "Figure 3 (effect): paired effect over masking ratios vs random neurons"),
     ]
 
 

@@ -1,0 +1,184 @@
+"""Paired effects of a mask on the same test dialogues, and whether emotion neurons matter more
+than random ones.
+
+Accuracy over 2-4 dialogues per emotion cannot show an effect; the label log-probabilities can.
+With `eval.method: score` each condition gives every test dialogue six label scores (calibrated
+when `eval.calibrate` asks); `label_log_probs` turns them into log-probabilities over the six
+labels, the classifier's own decision rule. A condition's effect on dialogue i is
+Δ log p(label) = log p_condition(label | i) - log p_unmodified(label | i), for the dialogue's true
+label and for the masked emotion's label (paired: same dialogue, same prompt).
+
+Specificity: per masked condition, the per-dialogue differences between its effect and its
+random controls' mean effect are tested with a one-sided sign-flip test (H1: the emotion's
+neurons lower the masked label more than random neurons of the same layers), p-values corrected
+across all masked conditions by Holm (family-wise) and Benjamini-Hochberg (false discovery rate).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from scipy import stats
+from torch import Tensor
+
+from emoneurons.emotions import EMOTIONS
+from emoneurons.evaluate.metrics import bootstrap_mean_ci
+
+ALPHA = 0.05
+# Sign flips per test: exact enumeration up to 14 dialogues, else this many random flips (smallest
+# p-value then 1 / (SIGN_FLIPS + 1), 6e-5: x 48 conditions still far below 0.05). ~50 ms a test.
+SIGN_FLIPS = 2**14
+SPECIFIC = "specific"
+NOT_DISTINGUISHABLE = "not distinguishable from random"
+NOT_ENOUGH_DATA = "not enough data"
+RULE = (
+    "Per masked condition, d_i = (the condition's effect on dialogue i) - (the mean effect of its random-neuron "
+    "controls on dialogue i), over all test dialogues; the effect is Δ log p(masked emotion's label) "
+    "(eval.method score) or the change in answering the masked emotion, 1/0 (generate). One-sided sign-flip test of "
+    "mean d < 0 (exact up to {exact} dialogues, else {flips} random flips); p-values Holm-corrected across the {m} "
+    "masked conditions (Benjamini-Hochberg beside it). specific: Holm p <= {alpha}; not enough data: the condition "
+    "masks no neuron, has no control, or even the most extreme data could not pass (m x the smallest p-value the "
+    "test can reach at its number of nonzero d_i > {alpha}); else not distinguishable from random."
+)
+
+
+def label_log_probs(scores: Tensor) -> Tensor:
+    """[n, 6] label scores -> log-probabilities over the six labels (rows sum to one in p)."""
+    return torch.log_softmax(scores.to(torch.float64), dim=1)
+
+
+def label_deltas(unmodified: Tensor, condition: Tensor, label_idx: Tensor) -> Tensor:
+    """[n] log p_condition(label_i) - log p_unmodified(label_i) for each dialogue's `label_idx`."""
+    pick = label_idx.long().unsqueeze(1)
+    return (condition.gather(1, pick) - unmodified.gather(1, pick)).squeeze(1)
+
+
+def _round(value: float, digits: int = 4) -> float | None:
+    return None if value != value else round(float(value), digits)
+
+
+# Fewer dialogues than this: a mean per true emotion gets no interval. A bootstrap of 2-4 values
+# only restates their range (seen: 2 dialogues, [-0.37, -0.27]), which is no 95% interval.
+MIN_INTERVAL_N = 5
+
+
+def effect_summary(values: Tensor, true_idx: Tensor, n_resamples: int, seed: int) -> dict:
+    """Per-dialogue values, their mean with a paired bootstrap 95% CI, and the same per true
+    emotion (its CI null below MIN_INTERVAL_N dialogues)."""
+    values = values.to(torch.float64)
+    groups = {e: values[true_idx == i] for i, e in enumerate(EMOTIONS)}
+    lows_highs = bootstrap_mean_ci(values, n_resamples, seed)
+    per_emotion = {}
+    for e, members in groups.items():
+        ci = bootstrap_mean_ci(members, n_resamples, seed) if members.numel() >= MIN_INTERVAL_N else (math.nan, math.nan)
+        per_emotion[e] = {"n": int(members.numel()), "mean": _round(members.mean(), 6) if members.numel() else None,
+                          "ci95": [_round(ci[0], 6), _round(ci[1], 6)]}
+    return {"per_dialogue": [_round(v, 6) for v in values.tolist()], "mean": _round(values.mean(), 6),
+            "ci95": [_round(lows_highs[0], 6), _round(lows_highs[1], 6)], "per_emotion": per_emotion}
+
+
+def mcnemar_exact(unmodified_correct: Tensor, condition_correct: Tensor) -> dict:
+    """McNemar's exact test on paired right/wrong: the discordant pairs (right -> wrong `worse`,
+    wrong -> right `better`) against a fair coin, two-sided; p = 1 when there is none."""
+    worse = int((unmodified_correct & ~condition_correct).sum())
+    better = int((~unmodified_correct & condition_correct).sum())
+    p = stats.binomtest(worse, worse + better, 0.5).pvalue if worse + better else 1.0
+    return {"worse": worse, "better": better, "p": _round(p, 6)}
+
+
+def sign_flip_test(differences: Tensor, flips: int = SIGN_FLIPS, seed: int = 0) -> tuple[float, float]:
+    """One-sided paired sign-flip test of mean(differences) < 0 (scipy's permutation_test, exact
+    when 2^n <= flips): (p-value, the smallest p-value this test can give at these data's number
+    of nonzero differences). (1, 1) when every difference is zero."""
+    d = differences.to(torch.float64).numpy()
+    nonzero = int(np.count_nonzero(d))
+    if nonzero == 0:
+        return 1.0, 1.0
+    result = stats.permutation_test((d,), lambda x, axis=-1: np.mean(x, axis=axis), permutation_type="samples",
+                                    alternative="less", n_resamples=flips, vectorized=True,
+                                    random_state=np.random.default_rng(seed))
+    exact = 2 ** d.size <= flips
+    floor = 2.0**-nonzero if exact else max(2.0**-nonzero, 1 / (flips + 1))
+    return float(result.pvalue), floor
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values (family-wise error), in input order."""
+    p = np.asarray(pvalues, dtype=float)
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order]).clip(max=1.0)
+    out = np.empty(m)
+    out[order] = adjusted
+    return out.tolist()
+
+
+def benjamini_hochberg(pvalues: Sequence[float]) -> list[float]:
+    """Benjamini-Hochberg adjusted p-values (false discovery rate), in input order."""
+    return stats.false_discovery_control(np.asarray(pvalues, dtype=float), method="bh").tolist() if len(pvalues) else []
+
+
+def verdict(p_holm: float, floor: float, m: int, testable: bool, alpha: float = ALPHA) -> str:
+    """RULE's three outcomes for one condition."""
+    if not testable or m * floor > alpha:
+        return NOT_ENOUGH_DATA
+    return SPECIFIC if p_holm <= alpha else NOT_DISTINGUISHABLE
+
+
+def masked_answer_change(unmodified_pred: Tensor, condition_pred: Tensor, masked: int) -> Tensor:
+    """[n] +1 / 0 / -1: the condition starts / keeps / stops answering the masked emotion (generate's effect)."""
+    return (condition_pred == masked).to(torch.float64) - (unmodified_pred == masked).to(torch.float64)
+
+
+def condition_effect(
+    true_idx: Tensor, masked: int, unmodified_pred: Tensor, condition_pred: Tensor,
+    unmodified_lp: Tensor | None, condition_lp: Tensor | None, n_resamples: int, seed: int,
+) -> tuple[dict, Tensor]:
+    """eval.json's `mcnemar` and `effect` of one condition against the unmodified run, and the
+    per-dialogue effect the specificity test uses (Δ log p(masked label), or for generate the
+    masked answer's change). `*_lp`: `label_log_probs` (None for generate)."""
+    record = {"mcnemar": mcnemar_exact(unmodified_pred == true_idx, condition_pred == true_idx)}
+    if unmodified_lp is not None and condition_lp is not None:
+        delta_true = label_deltas(unmodified_lp, condition_lp, true_idx)
+        delta_masked = label_deltas(unmodified_lp, condition_lp, torch.full_like(true_idx, masked))
+        record["effect"] = {"delta_true": effect_summary(delta_true, true_idx, n_resamples, seed),
+                            "delta_masked": effect_summary(delta_masked, true_idx, n_resamples, seed)}
+        return record, delta_masked
+    change = masked_answer_change(unmodified_pred, condition_pred, masked)
+    record["effect"] = {"masked_answer": effect_summary(change, true_idx, n_resamples, seed)}
+    return record, change
+
+
+def specificity(
+    mask_effects: dict[str, Tensor], control_effects: dict[str, list[Tensor]], n_neurons: dict[str, int],
+    n_resamples: int, seed: int, alpha: float = ALPHA, flips: int = SIGN_FLIPS,
+) -> dict[str, dict]:
+    """Per masked condition id: its mean effect and its controls', the mean paired difference with
+    a bootstrap 95% CI, the sign-flip p-value, Holm and BH p-values across all given conditions,
+    and RULE's verdict. A condition without controls or neurons keeps p = null, `not enough data`."""
+    ids = list(mask_effects)
+    tested = {cid: bool(control_effects.get(cid)) and n_neurons.get(cid, 0) > 0 for cid in ids}
+    out, raw, floors = {}, {}, {}
+    for cid in ids:
+        effect = mask_effects[cid].to(torch.float64)
+        record = {"mask_mean": _round(effect.mean(), 6), "control_mean": None, "difference": None,
+                  "difference_ci95": [None, None], "p": None, "p_floor": None}
+        if tested[cid]:
+            control = torch.stack([c.to(torch.float64) for c in control_effects[cid]]).mean(0)
+            difference = effect - control
+            ci = bootstrap_mean_ci(difference, n_resamples, seed)
+            raw[cid], floors[cid] = sign_flip_test(difference, flips, seed)
+            record |= {"control_mean": _round(control.mean(), 6), "difference": _round(difference.mean(), 6),
+                       "difference_ci95": [_round(ci[0], 6), _round(ci[1], 6)], "p": _round(raw[cid], 6),
+                       "p_floor": float(f"{floors[cid]:.3g}")}
+        out[cid] = record
+    m = len(raw)
+    adjusted = dict(zip(raw, zip(holm(list(raw.values())), benjamini_hochberg(list(raw.values())))))
+    for cid in ids:
+        p_holm, p_bh = adjusted.get(cid, (None, None))
+        out[cid] |= {"p_holm": None if p_holm is None else _round(p_holm, 6), "p_bh": None if p_bh is None else _round(p_bh, 6),
+                     "verdict": verdict(p_holm if p_holm is not None else 1.0, floors.get(cid, 1.0), m, tested[cid], alpha)}
+    return out

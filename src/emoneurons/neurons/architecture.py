@@ -1,0 +1,166 @@
+"""What differs between decoder families, in one place: the decoder layers, each layer's gated
+FFN and how its gate is read, the position embeddings each layer gets, the final logits, and
+whether mask-eval's layer-by-layer engine can run the family (else it takes the plain path).
+
+Neuron u = (layer l, index i) is the i-th input of layer l's down_proj, act_fn(gate)_i * up_i,
+with gate and up from gate_proj / up_proj, or from the first / second half of Phi-3's fused
+gate_up_proj. Only torch and transformers are imported here (a bottom layer of the package).
+"""
+
+from __future__ import annotations
+
+import inspect
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+# config.model_type -> the family's name. The families tests/test_families.py runs through
+# counting, masking and the engine against the model's own forward; README lists exactly these.
+FAMILIES = {
+    "llama": "Llama",
+    "mistral": "Mistral",
+    "qwen2": "Qwen2",
+    "qwen3": "Qwen3",
+    "gemma2": "Gemma 2",
+    "gemma3_text": "Gemma 3",
+    "phi3": "Phi-3",
+}
+ALLOWED = (
+    "Llama (SmolLM), Mistral, Qwen2, Qwen3, Gemma 2, Gemma 3, Phi-3, or another causal LM whose layers "
+    "(model.model.layers) have a gated FFN (mlp.gate_proj/up_proj/down_proj, or mlp.gate_up_proj/down_proj)"
+)
+
+
+class UnsupportedModelError(ValueError):
+    """The model has no gated FFN to count or mask; one line naming the class and what is allowed."""
+
+
+@dataclass(frozen=True)
+class GatedFFN:
+    """One layer's gated FFN: `gate_source` computes the gate (Phi-3: gate and up fused, gate first)."""
+
+    mlp: nn.Module
+    gate_source: nn.Linear  # gate_proj, or the fused gate_up_proj
+    down_proj: nn.Linear
+    act_fn: Callable[[Tensor], Tensor]
+    fused: bool
+
+    @property
+    def n_neurons(self) -> int:
+        return self.down_proj.in_features
+
+    def gate_of(self, source_output: Tensor) -> Tensor:
+        """The gate pre-activation [..., N] within `gate_source`'s output."""
+        return source_output[..., : self.n_neurons] if self.fused else source_output
+
+    def gate(self, x: Tensor) -> Tensor:
+        return self.gate_of(self.gate_source(x))
+
+    def up(self, x: Tensor) -> Tensor:
+        return self.gate_source(x)[..., self.n_neurons :] if self.fused else self.mlp.up_proj(x)
+
+    def product(self, x: Tensor) -> Tensor:
+        """down_proj's input: act_fn(gate) * up, the neurons' values."""
+        return self.act_fn(self.gate(x)) * self.up(x)
+
+
+def _unsupported(model: nn.Module, what: str) -> UnsupportedModelError:
+    return UnsupportedModelError(f"{type(model).__name__}: {what}; emotion neurons are defined on gated FFNs; allowed: {ALLOWED}")
+
+
+def decoder_layers(model: nn.Module) -> nn.ModuleList:
+    """The decoder blocks of a transformers causal LM (model.model.layers)."""
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if layers is None:
+        raise _unsupported(model, "no decoder layers at model.model.layers, so no gated FFN (mlp.gate_proj/up_proj/down_proj)")
+    return layers
+
+
+def _gated_ffn(model: nn.Module, mlp: nn.Module | None) -> GatedFFN:
+    down = getattr(mlp, "down_proj", None)
+    act = getattr(mlp, "act_fn", None) or getattr(mlp, "activation_fn", None)
+    if down is not None and act is not None:
+        if hasattr(mlp, "gate_proj") and hasattr(mlp, "up_proj"):
+            return GatedFFN(mlp, mlp.gate_proj, down, act, fused=False)
+        if hasattr(mlp, "gate_up_proj") and mlp.gate_up_proj.out_features == 2 * down.in_features:
+            return GatedFFN(mlp, mlp.gate_up_proj, down, act, fused=True)
+    raise _unsupported(model, "layers have no gated FFN (mlp.gate_proj/up_proj/down_proj or mlp.gate_up_proj/down_proj)")
+
+
+def gated_ffns(model: nn.Module) -> list[GatedFFN]:
+    """Each layer's gated FFN; UnsupportedModelError (one line) for a model without one."""
+    return [_gated_ffn(model, getattr(layer, "mlp", None)) for layer in decoder_layers(model)]
+
+
+class DecoderAdapter:
+    """The pieces of a decoder that mask-eval's engine calls itself, for one model."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.layers = decoder_layers(model)
+        self.ffns = gated_ffns(model)
+        config = model.config
+        self.family = FAMILIES.get(getattr(config, "model_type", ""))
+        self.layer_types: list[str] | None = getattr(config, "layer_types", None)
+        rotary = getattr(model.model, "rotary_emb", None)
+        # Gemma 3: one rotary embedding per layer type (local and global), chosen by name.
+        self._per_type_rotary = rotary is not None and "layer_type" in inspect.signature(rotary.forward).parameters
+        self.attention_softcap = getattr(config, "attn_logit_softcapping", None)
+        self.final_softcap = getattr(config, "final_logit_softcapping", None)
+
+    @property
+    def sliding_window(self) -> int | None:
+        """The smallest window of any layer whose attention slides (None: every layer sees all keys).
+        A layer's token attends keys at distance < window, so a sequence of at most `window`
+        tokens is computed exactly as with full causal attention."""
+        window = getattr(self.model.config, "sliding_window", None)
+        if window is None or (self.layer_types is not None and "sliding_attention" not in self.layer_types):
+            return None
+        return int(window)
+
+    def fast_engine_problem(self) -> str | None:
+        """Why the layer-by-layer engine cannot run this model (None: it can)."""
+        if self.family is None:
+            return (f"{type(self.model).__name__} (model_type {self.model.config.model_type!r}) is not one of the families "
+                    f"the engine is tested on ({', '.join(FAMILIES.values())})")
+        if getattr(self.model.model, "rotary_emb", None) is None:
+            return f"{type(self.model).__name__} has no model.model.rotary_emb"
+        if getattr(self.model.config, "use_bidirectional_attention", False):
+            return f"{type(self.model).__name__} attends bidirectionally"
+        return None
+
+    def embed(self, ids: Tensor) -> Tensor:
+        # Gemma's embed_tokens scales by sqrt(hidden) itself: the module's output is what layer 0 sees.
+        return self.model.model.embed_tokens(ids)
+
+    def position_embeddings(self, hidden: Tensor, positions: Tensor) -> list:
+        """Each layer's rotary (cos, sin) at `positions` (one computation per layer type)."""
+        rotary = self.model.model.rotary_emb
+        if not self._per_type_rotary:
+            shared = rotary(hidden, positions)
+            return [shared] * len(self.layers)
+        by_type = {kind: rotary(hidden, positions, kind) for kind in set(self.layer_types)}
+        return [by_type[kind] for kind in self.layer_types]
+
+    def logits(self, hidden: Tensor, normed: bool = False) -> Tensor:
+        """Final norm (unless `normed`), lm_head and the family's final soft-capping."""
+        if not normed:
+            hidden = self.model.model.norm(hidden)
+        logits = self.model.get_output_embeddings()(hidden)
+        if self.final_softcap is not None:
+            logits = torch.tanh(logits / self.final_softcap) * self.final_softcap
+        return logits
+
+
+_ADAPTERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def model_adapter(model: nn.Module) -> DecoderAdapter:
+    """The model's adapter, built once per model object."""
+    adapter = _ADAPTERS.get(model)
+    if adapter is None:
+        adapter = _ADAPTERS[model] = DecoderAdapter(model)
+    return adapter

@@ -1,0 +1,58 @@
+"""How messages become a model's prompt text: its own chat template, or the plain format for base
+models whose tokenizer has none (`eval.prompt_format: chat | plain | auto`).
+
+The plain format is one `role: content` line per message, then `assistant:` with no newline, so the
+answer (" anger" in eval.label_format space) continues the line; the tokenizer's own special
+tokens (BOS) come first, as a template would write them. count (`count.text: prompt`), mask-eval,
+the hf judges and the hf chat backend all render through here, so they agree on the format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Literal
+
+from emoneurons.params import ParamsError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+PromptFormat = Literal["chat", "plain", "auto"]
+PROMPT_FORMATS = ("chat", "plain", "auto")
+
+
+class PromptFormatError(ParamsError):
+    """A prompt format the tokenizer cannot give, in one line naming the key (a params problem,
+    reported by the stages like any other)."""
+
+
+def has_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
+    return bool(getattr(tokenizer, "chat_template", None))
+
+
+def resolve_prompt_format(tokenizer: PreTrainedTokenizerBase, prompt_format: str = "auto") -> Literal["chat", "plain"]:
+    """`chat` or `plain`: auto is chat when the tokenizer has a chat template, plain otherwise."""
+    if prompt_format not in PROMPT_FORMATS:
+        raise PromptFormatError(f"eval.prompt_format: {prompt_format!r}: allowed: {', '.join(PROMPT_FORMATS)}")
+    if prompt_format == "auto":
+        return "chat" if has_chat_template(tokenizer) else "plain"
+    if prompt_format == "chat" and not has_chat_template(tokenizer):
+        raise PromptFormatError("eval.prompt_format: chat, but the model's tokenizer has no chat template (a base model); "
+                                "allowed for it: plain, auto")
+    return prompt_format
+
+
+def render_plain(messages: Iterable[tuple[str, str]]) -> str:
+    """(role, content) pairs in the plain format, the assistant's turn opened."""
+    return "".join(f"{role}: {content}\n" for role, content in messages) + "assistant:"
+
+
+def added_special_prefix(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """The tokens the tokenizer puts before a text's own tokens (BOS, or nothing)."""
+    probe = "A: hello there"
+    own = tokenizer.encode(probe, add_special_tokens=False)
+    full = tokenizer.encode(probe, add_special_tokens=True)
+    for start in range(len(full) - len(own) + 1):
+        if full[start : start + len(own)] == own:
+            return full[:start]
+    raise ValueError(f"{type(tokenizer).__name__}: special tokens change how text is tokenized; cannot tell the dialogue's own tokens")

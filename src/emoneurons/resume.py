@@ -1,0 +1,122 @@
+"""What each process of count and mask-eval runs, and what it keeps across a kill.
+
+count: the length-sorted batches are dealt to the ranks (distributed.shard); every
+`count.checkpoint_every` finished batches a rank saves its partial integer counts and how many
+of its batches are done; at the end the counts are summed over ranks (exact, int64).
+mask-eval: the masked conditions are dealt to the ranks; each finished condition's predictions
+are saved; rank 0 gathers all of them. The unmodified condition runs on every rank: the engine
+keeps its states as the start of every masked run (and its prior calibrates them).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from emoneurons.checkpoint import Checkpoints, run_key
+from emoneurons.distributed import Ranks
+from emoneurons.params import CountParams, EvalParams, ModelParams
+
+if TYPE_CHECKING:
+    import torch
+
+
+def count_checkpoints(root: Path, model: ModelParams, count: CountParams, prompt_format: str, train: Path) -> Checkpoints:
+    """The count stage's checkpoints, keyed by the model, count and eval.prompt_format params (not
+    checkpoint_every: the outputs do not depend on it) and the train split's bytes."""
+    values = {"model": model.model_dump(), "count": count.model_dump(exclude={"checkpoint_every"}),
+              "eval.prompt_format": prompt_format}
+    return Checkpoints(root, "count", run_key(values, [train]))
+
+
+def mask_eval_checkpoints(root: Path, model: ModelParams, top_rate: float, eval_params: EvalParams,
+                          inputs: list[Path]) -> Checkpoints:
+    """mask-eval's checkpoints, keyed by the model, select.top_rate and eval params and the inputs' bytes."""
+    values = {"model": model.model_dump(), "select.top_rate": top_rate, "eval": eval_params.model_dump()}
+    return Checkpoints(root, "mask-eval", run_key(values, inputs))
+
+
+class CountSchedule:
+    """counting.activation_counts' batch schedule for one rank, with checkpoints."""
+
+    def __init__(self, ranks: Ranks, checkpoints: Checkpoints | None, every: int) -> None:
+        self.ranks, self.checkpoints, self.every = ranks, checkpoints, every
+        self.name = f"rank{ranks.rank}-of-{ranks.world}.safetensors"
+        self.mine: list[int] = []
+        self.total = 0  # batches of all ranks
+        self.done = 0  # of this rank's batches
+        self.dialogues = 0  # in this rank's done batches
+        self.resumed = 0  # batches restored from a checkpoint (0: a fresh start)
+
+    def start(self, n_batches: int) -> tuple[list[int], tuple[torch.Tensor, torch.Tensor] | None]:
+        """The batch indices still to run, and the saved partial (counts [L, 6, N], T [6]) or None."""
+        self.mine, self.total = self.ranks.shard(n_batches), n_batches
+        saved = self.checkpoints.load_tensors(self.name) if self.checkpoints else None
+        if saved is not None:
+            tensors, meta = saved
+            if meta.get("batches") != n_batches or not 0 < meta.get("done", 0) <= len(self.mine):
+                print(f"checkpoint: {self.checkpoints.folder / self.name} does not match this run's batches; starting afresh",
+                      file=sys.stderr)
+            else:
+                self.done = self.resumed = int(meta["done"])
+                self.dialogues = int(meta["dialogues"])
+                print(f"count: rank {self.ranks.rank} resumes after {self.done} of its {len(self.mine)} batches "
+                      f"({meta['dialogues']} dialogues) from {self.checkpoints.folder}", file=sys.stderr)
+                return self.mine[self.done:], (tensors["counts"], tensors["T"])
+        return self.mine, None
+
+    def finished(self, batch_size: int, snapshot: Callable[[], torch.Tensor], T: torch.Tensor) -> None:
+        """After each batch: every `every` batches, save the partial counts (one host copy)."""
+        self.done += 1
+        self.dialogues += batch_size
+        if self.checkpoints is not None and self.done % self.every == 0 and self.done < len(self.mine):
+            self.checkpoints.save_tensors(self.name, {"counts": snapshot().cpu(), "T": T.cpu()},
+                                          {"batches": self.total, "done": self.done, "dialogues": self.dialogues})
+
+    def combine(self, counts: torch.Tensor, T: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The counts summed over every rank."""
+        return self.ranks.sum(counts), self.ranks.sum(T)
+
+
+class ConditionSchedule:
+    """masking_eval.evaluate_masking's schedule of the masked conditions for one rank, with a
+    checkpoint per finished condition (any rank count can resume them: a condition's result
+    does not depend on which rank ran it). A condition's run (the tuple mask-eval keeps for it:
+    predictions, tokens, and whatever else it carries, tensors included) is saved whole."""
+
+    def __init__(self, ranks: Ranks, checkpoints: Checkpoints | None) -> None:
+        self.ranks, self.checkpoints = ranks, checkpoints
+        self.processes = ranks.world
+        self.resumed = 0
+
+    @staticmethod
+    def _name(index: int) -> str:
+        return f"condition-{index:05d}.pt"
+
+    def start(self, n_masks: int) -> tuple[list[int], dict[int, tuple]]:
+        """This rank's masked conditions still to run, and the runs of those already done."""
+        todo, saved = [], {}
+        for index in self.ranks.shard(n_masks):
+            data = self.checkpoints.load_object(self._name(index)) if self.checkpoints else None
+            if data is not None and data.get("index") == index:
+                saved[index] = tuple(data["run"])
+            else:
+                todo.append(index)
+        self.resumed = len(saved)
+        if saved:
+            print(f"mask-eval: rank {self.ranks.rank} resumes {len(saved)} finished conditions from "
+                  f"{self.checkpoints.folder}", file=sys.stderr)
+        return todo, saved
+
+    def finished(self, index: int, run: tuple) -> None:
+        if self.checkpoints is not None:
+            self.checkpoints.save_object(self._name(index), {"index": index, "run": list(run)})
+
+    def combine(self, runs: dict[int, tuple]) -> dict[int, tuple] | None:
+        """Every rank's runs merged on rank 0; None on the others."""
+        gathered = self.ranks.gather(runs)
+        if gathered is None:
+            return None
+        return {index: run for part in gathered for index, run in part.items()}

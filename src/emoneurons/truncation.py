@@ -1,0 +1,58 @@
+"""The one rule for dialogues longer than the model's context (model.max_length): a dialogue's
+own tokens past its budget are cut from the end (the prompt around it is never cut), and every
+cut is counted, so the stage reports how many dialogues lost how many tokens, never silently."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from transformers import PreTrainedTokenizerBase
+
+
+@dataclass
+class Truncation:
+    """What the rule cut. `budget`: dialogue tokens allowed; `max_length`: the model.max_length it
+    came from; `dialogues`: how many were cut; `tokens_cut`: in all; `longest_cut`: the most from one."""
+
+    max_length: int
+    budget: int
+    dialogues: int = 0
+    tokens_cut: int = 0
+    longest_cut: int = 0
+
+    def add(self, cut: int) -> None:
+        if cut > 0:
+            self.dialogues += 1
+            self.tokens_cut += cut
+            self.longest_cut = max(self.longest_cut, cut)
+
+    def record(self) -> dict[str, int]:
+        return asdict(self)
+
+    def describe(self, total: int, stage: str) -> str:
+        """One line for the stage's log."""
+        return (
+            f"{stage}: {self.dialogues} of {total} dialogues longer than their budget of {self.budget} tokens "
+            f"(model.max_length {self.max_length}) were cut at the end: {self.tokens_cut} tokens in all, "
+            f"at most {self.longest_cut} from one"
+        )
+
+
+def cut_dialogues(tokenizer: PreTrainedTokenizerBase, dialogues: Sequence[str], truncation: Truncation) -> list[str]:
+    """Each dialogue with its tokens past `truncation.budget` cut off (the text up to the end of
+    its last kept token), the cuts added to `truncation`; short dialogues come back unchanged."""
+    if not dialogues:
+        return []
+    encoded = tokenizer(list(dialogues), add_special_tokens=False, return_offsets_mapping=tokenizer.is_fast)
+    kept = []
+    for index, (text, ids) in enumerate(zip(dialogues, encoded["input_ids"])):
+        cut = len(ids) - truncation.budget
+        truncation.add(cut)
+        if cut <= 0:
+            kept.append(text)
+        elif tokenizer.is_fast:
+            kept.append(text[: encoded["offset_mapping"][index][truncation.budget - 1][1]])
+        else:
+            kept.append(tokenizer.decode(ids[: truncation.budget]))
+    return kept
