@@ -22,6 +22,8 @@ def main(
     neurons: Path = typer.Option(Path("data/neurons/neurons.json")),
     eval_json: Path = typer.Option(Path("reports/metrics/eval.json")),
     neuron_metrics: Path = typer.Option(Path("reports/metrics/neurons.json")),
+    cards_json: Path = typer.Option(Path("reports/cards/cards.json")),
+    steer_json: Path = typer.Option(Path("reports/steer/steer.json")),
     figures: Path = typer.Option(Path("reports/figures")),
     plots: Path = typer.Option(Path("reports/plots")),
     report: Path = typer.Option(Path("reports/report.md")),
@@ -31,6 +33,10 @@ def main(
         raw = {"filter": read_json(filter_json), "meta": read_json(meta),
                "neurons": read_json(neurons), "eval": read_json(eval_json),
                "neuron_metrics": read_json(neuron_metrics)}
+        # The cards and steer stages' outputs (always there under `dvc repro`); a plot run without
+        # them, on metrics alone, leaves their section out.
+        cards = read_json(cards_json) if cards_json.exists() else None
+        steer = read_json(steer_json) if steer_json.exists() else None
         validated = load_params(params)
     except (ParamsError, DataError) as error:
         typer.echo(f"plot: {error}", err=True)
@@ -45,6 +51,8 @@ def main(
     )
     from emoneurons.report.html import render_html
     from emoneurons.report.markdown import RunMetrics, build_report, model_name, render_markdown
+    from emoneurons.report.beyond import beyond_ablation_blocks
+    from emoneurons.report.steer_figure import save_steering_figure
 
     try:
         run = RunMetrics(**raw, params=validated)
@@ -60,6 +68,9 @@ def main(
                 save_figure(figure, figures_tmp, name)
             write_plots_data(plots_tmp, plots_data(run.neurons, run.eval))
             blocks = build_report(run)
+            if cards is not None and steer is not None:
+                save_steering_figure(steer, figures_tmp)
+                blocks += beyond_ablation_blocks(cards, steer)
             report_tmp.write_text(render_markdown(blocks))
             html_tmp.write_text(render_html(blocks, figures_tmp, f"emoneurons: {model_name(run)}"))
     except ReportDataError as error:

@@ -191,7 +191,8 @@ PROMPT_STAGES = {
     "src/emoneurons/paper_prompts/augment.py": {"augment"},
     "src/emoneurons/paper_prompts/generate.py": {"generate", "filter"},
     "src/emoneurons/paper_prompts/label.py": {"filter"},
-    "src/emoneurons/paper_prompts/classify.py": {"filter", "count", "mask-eval"},
+    # cards through counting (its text=prompt inputs), steer classifies its replies with it
+    "src/emoneurons/paper_prompts/classify.py": {"filter", "count", "mask-eval", "cards", "steer"},
 }
 
 

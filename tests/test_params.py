@@ -35,6 +35,10 @@ def test_repo_params_are_valid():
         ({"count": {"positions": "first"}}, "count.positions", "'all' or 'last'"),
         ({"model": {"batch_size": 0}}, "model.batch_size", "greater than 0"),
         ({"selct": {"top_rate": 0.01}}, "selct", "unknown key"),
+        ({"steer": {"alphas": [0, -1]}}, "steer.alphas.1", "greater than or equal to 0"),
+        ({"steer": {"alphas": [2, 101]}}, "steer.alphas.1", "less than or equal to 100"),
+        ({"steer": {"alphas": []}}, "steer.alphas", "at least 1 item"),
+        ({"cards": {"top_neurons": 0}}, "cards.top_neurons", "greater than 0"),
         ({"eval": {"prompt_format": "xml"}}, "eval.prompt_format", "'chat', 'plain' or 'auto'"),
     ],
 )

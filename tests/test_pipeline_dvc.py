@@ -20,8 +20,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from emoneurons.emotions import EMOTIONS
+
 REPO = Path(__file__).resolve().parents[1]
-ALL_STAGES = ["augment", "generate", "filter", "split", "count", "select", "mask-eval", "plot"]
+ALL_STAGES = ["augment", "generate", "filter", "split", "count", "select", "mask-eval", "cards", "steer", "plot"]
 SUMMARY_METRICS = {"accuracy", "drop", "control_drop", "neurons"}  # reports/metrics/summary.json
 pytestmark = pytest.mark.slow
 
@@ -35,6 +37,8 @@ def minimal_params(model_dir: Path) -> dict:
     params["filter"] = {"min_agree": 1, "judges": [{"name": "lexicon", "backend": "lexicon"}]}
     params["split"]["test_fraction"] = 0.25
     params["eval"].update(shots=1, ratios=[0.01, 0.05], layer_ranges=["top", "all"], control_draws=1, bootstrap=50)
+    params["cards"].update(top_neurons=2, contexts=2)
+    params["steer"].update(alphas=[0, 4], prompts=2, max_new_tokens=4)
     return params
 
 
@@ -106,8 +110,16 @@ def test_outputs_follow_the_contracts(project):
     neurons = json.loads((project / "data/neurons/neurons.json").read_text())
     assert {"0.01", "0.05"} <= set(neurons["ratios"])
     assert (project / "reports/report.md").read_text().strip()
-    for figure in ("figure1", "figure2", "figure14"):
+    for figure in ("figure1", "figure2", "figure14", "steering"):
         assert (project / f"reports/figures/{figure}.png").stat().st_size > 1000
+    cards = json.loads((project / "reports/cards/cards.json").read_text())
+    assert set(cards["emotions"]) == set(EMOTIONS)
+    page = (project / "reports/cards/index.html").read_text()
+    assert page.count('<article class="card"') == sum(len(v["cards"]) for v in cards["emotions"].values())
+    steer = json.loads((project / "reports/steer/steer.json").read_text())
+    assert steer["alphas"] == [0, 4] and len(steer["unmodified"]["replies"]) == 2
+    assert (project / "reports/steer/steering.png").stat().st_size > 1000
+    assert 'href="cards/index.html"' in (project / "reports/index.html").read_text()
 
 
 def test_second_repro_runs_nothing(project, env):
@@ -143,9 +155,14 @@ def test_exp_show_lists_the_accuracies_and_plots_render(project, env):
     assert plots, "dvc plots show --json returned nothing"
 
 
-def test_exp_run_top_rate_reruns_select_mask_eval_plot_only(project, env):
+def test_exp_run_top_rate_reruns_select_mask_eval_cards_steer_plot_only(project, env):
     result = dvc(project, env, "exp", "run", "-S", "select.top_rate=0.02")
-    assert stages_run(result.stdout) == ["select", "mask-eval", "plot"], result.stdout
+    assert stages_run(result.stdout) == ["select", "mask-eval", "cards", "steer", "plot"], result.stdout
+
+
+def test_exp_run_steer_alphas_reruns_steer_and_plot_only(project, env):
+    result = dvc(project, env, "exp", "run", "-S", "steer.alphas=[0,2]")
+    assert stages_run(result.stdout) == ["steer", "plot"], result.stdout
 
 
 def test_exp_run_generate_seed_reruns_generate_and_everything_after(project, env):

@@ -211,6 +211,30 @@ class EvalParams(_Strict):
         return self
 
 
+class CardsParams(_Strict):
+    """Neuron cards: each emotion's top neurons, with what they fire on in the train split."""
+
+    top_neurons: Positive = 4  # cards per emotion (its selected neurons by P, then low entropy)
+    contexts: Positive = 5  # top train dialogues per neuron, by its largest gate activation
+    window: Positive = 12  # tokens shown either side of the activating token
+    top_tokens: Positive = 8  # tokens listed by how much more often the neuron fires on them
+    min_token_count: Positive = 3  # a token must occur this often in train to be listed
+
+
+Alpha = Annotated[float, Field(ge=0, le=100)]  # 0 masks, 1 leaves the model as it is
+
+
+class SteerParams(_Strict):
+    """Steering: each emotion's neurons scaled by alpha while the model replies to neutral prompts."""
+
+    alphas: Annotated[tuple[Alpha, ...], Field(min_length=1)] = (0.0, 2.0, 4.0, 8.0)
+    prompts: Positive = 6  # the first n of data/steer/prompts.txt
+    max_new_tokens: Positive = 16
+    control_draws: Count = 1  # random-neuron sets per emotion, the same count per layer
+    seed: int = 0
+    batch_size: Positive = 64  # generation rows per batch (conditions x prompts share batches)
+
+
 class Params(_Strict):
     model: ModelParams = ModelParams()
     augment: AugmentParams = AugmentParams()
@@ -220,6 +244,8 @@ class Params(_Strict):
     count: CountParams = CountParams()
     select: SelectParams = SelectParams()
     eval: EvalParams = EvalParams()
+    cards: CardsParams = CardsParams()
+    steer: SteerParams = SteerParams()
 
 
 def _one_line(error: ValidationError, source: str) -> str:

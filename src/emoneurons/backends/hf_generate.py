@@ -162,36 +162,45 @@ class HFChatBackend:
             progress.close()
         return results
 
-    @torch.inference_mode()
     def generate(self, prompts: Sequence[str], seeds: Sequence[int]) -> list[tuple[str, int, int, str]]:
-        """(answer, prompt tokens, answer tokens, finish reason) per rendered prompt, in one
-        left-padded batch; the finish reason is "stop" at an end-of-turn token, "length" when
-        max_new_tokens ran out first (the answer is cut off)."""
-        tokenizer = self.loaded.tokenizer
-        with left_padding(tokenizer):
-            # A chat template writes its own BOS; plain text needs the tokenizer's.
-            inputs = tokenizer(
-                list(prompts), return_tensors="pt", padding=True, add_special_tokens=self.prompt_format == "plain"
-            ).to(self.loaded.device)
-        config = GenerationConfig(
-            max_new_tokens=self.params.max_new_tokens,
-            do_sample=False,  # sampling, when asked for, is SeededSampler's job
-            num_beams=1,
-            repetition_penalty=1.0,
-            no_repeat_ngram_size=0,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=self._eos_ids,
-        )
-        processors = LogitsProcessorList()
-        if self.params.temperature > 0:
-            processors.append(SeededSampler(self.params.temperature, self.params.top_p, seeds))
-        output = self.loaded.model.generate(**inputs, generation_config=config, logits_processor=processors)
-        prompt_width = inputs["input_ids"].shape[1]
-        eos = set(self._eos_ids)
-        answers = []
-        for row, generated in enumerate(output[:, prompt_width:].tolist()):
-            length = answer_length(generated, eos)
-            text = tokenizer.decode(generated[:length], skip_special_tokens=True).strip()
-            ended = length > 0 and generated[length - 1] in eos
-            answers.append((text, int(inputs["attention_mask"][row].sum()), length, "stop" if ended else CUT_OFF))
-        return answers
+        """(answer, prompt tokens, answer tokens, finish reason) per rendered prompt, in one left-padded batch."""
+        return generate_batch(self.loaded, self.params, prompts, seeds, self._eos_ids, self.prompt_format)
+
+
+@torch.inference_mode()
+def generate_batch(
+    loaded: LoadedModel, params: HFGenerationParams, prompts: Sequence[str], seeds: Sequence[int], eos_ids: Sequence[int],
+    prompt_format: str = "chat",
+) -> list[tuple[str, int, int, str]]:
+    """(answer, prompt tokens, answer tokens, finish reason) per rendered prompt, in one left-padded
+    batch; greedy when params.temperature is 0, else sampled with one seed per row. The finish
+    reason is "stop" at an end-of-turn token, "length" when max_new_tokens ran out first (the
+    answer is cut off). Hooks on the model apply."""
+    tokenizer = loaded.tokenizer
+    with left_padding(tokenizer):
+        # A chat template writes its own BOS; plain text needs the tokenizer's.
+        inputs = tokenizer(
+            list(prompts), return_tensors="pt", padding=True, add_special_tokens=prompt_format == "plain"
+        ).to(loaded.device)
+    config = GenerationConfig(
+        max_new_tokens=params.max_new_tokens,
+        do_sample=False,  # sampling, when asked for, is SeededSampler's job
+        num_beams=1,
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=list(eos_ids),
+    )
+    processors = LogitsProcessorList()
+    if params.temperature > 0:
+        processors.append(SeededSampler(params.temperature, params.top_p, seeds))
+    output = loaded.model.generate(**inputs, generation_config=config, logits_processor=processors)
+    prompt_width = inputs["input_ids"].shape[1]
+    eos = set(eos_ids)
+    answers = []
+    for row, generated in enumerate(output[:, prompt_width:].tolist()):
+        length = answer_length(generated, eos)
+        text = tokenizer.decode(generated[:length], skip_special_tokens=True).strip()
+        ended = length > 0 and generated[length - 1] in eos
+        answers.append((text, int(inputs["attention_mask"][row].sum()), length, "stop" if ended else CUT_OFF))
+    return answers

@@ -71,3 +71,63 @@ def mask_neurons(model: nn.Module, neurons: Mapping[int, torch.Tensor]) -> Itera
     finally:
         for handle in handles:
             handle.remove()
+
+
+@contextmanager
+def scale_neurons(model: nn.Module, neurons: Mapping[int, torch.Tensor], alpha: float) -> Iterator[None]:
+    """Multiply the given down_proj inputs by `alpha` on every token while the context is open
+    (steering: alpha 0 is `mask_neurons`, 1 changes nothing, > 1 amplifies)."""
+    mlps = ffn_modules(model)
+    handles = []
+    for layer, index in neurons.items():
+        if not 0 <= layer < len(mlps):
+            raise ValueError(f"layer {layer} is outside the model (0..{len(mlps) - 1})")
+        if index.numel() == 0:
+            continue
+        down = mlps[layer].down_proj
+        index = index.to(down.weight.device)
+
+        def scale_inputs(module: nn.Module, args: tuple, index: torch.Tensor = index) -> None:
+            # In place, as mask_neurons: the product tensor is consumed only by down_proj.
+            inputs = args[0]
+            inputs.index_copy_(-1, index, inputs.index_select(-1, index) * alpha)
+
+        handles.append(down.register_forward_pre_hook(scale_inputs))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def scale_neurons_per_row(model: nn.Module, rows: Sequence[tuple[Mapping[int, torch.Tensor], float]]) -> Iterator[None]:
+    """`scale_neurons` with one (neurons, alpha) per batch row: row b's down_proj inputs `rows[b][0]`
+    are multiplied by `rows[b][1]`, so several steering conditions share one batch. The batch must
+    keep these rows in this order while the context is open (generation does)."""
+    mlps = ffn_modules(model)
+    multipliers: dict[int, torch.Tensor] = {}
+    for b, (neurons, alpha) in enumerate(rows):
+        for layer, index in neurons.items():
+            if not 0 <= layer < len(mlps):
+                raise ValueError(f"layer {layer} is outside the model (0..{len(mlps) - 1})")
+            if index.numel() == 0 or alpha == 1.0:
+                continue
+            down = mlps[layer].down_proj
+            if layer not in multipliers:
+                multipliers[layer] = torch.ones((len(rows), 1, down.in_features), dtype=down.weight.dtype, device=down.weight.device)
+            multipliers[layer][b, 0, index.to(down.weight.device)] = alpha
+    handles = []
+    for layer, multiplier in multipliers.items():
+        def scale_rows(module: nn.Module, args: tuple, multiplier: torch.Tensor = multiplier) -> None:
+            inputs = args[0]
+            if inputs.shape[0] != multiplier.shape[0]:
+                raise ValueError(f"scale_neurons_per_row: a batch of {inputs.shape[0]} rows, {multiplier.shape[0]} were given")
+            inputs.mul_(multiplier)  # x * 1.0 is x exactly: rows and neurons not steered are unchanged
+
+        handles.append(mlps[layer].down_proj.register_forward_pre_hook(scale_rows))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

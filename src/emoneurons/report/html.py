@@ -25,11 +25,13 @@ code { background: #f4f4f4; padding: 0 0.2em; }
 
 
 def inline(text: str) -> str:
-    """The report's inline markup (`code`, **bold**, *italic*) as HTML, everything else escaped."""
+    """The report's inline markup (`code`, **bold**, *italic*, [link](path)) as HTML, everything else escaped."""
     escaped = html.escape(text, quote=False)
     escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
     escaped = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escaped)
-    return re.sub(r"\*([^*]+)\*", r"<em>\1</em>", escaped)
+    escaped = re.sub(r"\*([^*]+)\*", r"<em>\1</em>", escaped)
+    # [text](relative/path): a link to a page beside the report (the neuron cards); no URLs with a scheme.
+    return re.sub(r"\[([^\]]+)\]\(([\w./#-]+)\)", r'<a href="\2">\1</a>', escaped)
 
 
 def _table(table: Table) -> str:

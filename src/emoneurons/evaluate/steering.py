@@ -1,0 +1,180 @@
+"""Steering: each emotion's neurons scaled by alpha while the model replies to neutral prompts;
+the replies are classified by mask-eval's classifier (run unmodified), against the same alpha
+on random neurons of the same per-layer counts (drawn as mask-eval draws its controls).
+
+What is reported per emotion and alpha: the share of replies labelled with the steered emotion
+and the mean log p(steered emotion | reply) (the classifier's label log-probability over the six
+labels, calibrated as mask-eval calibrates), each as a shift from the unmodified model's replies
+to the same prompts. Replies are greedy, so a difference is the scaling's doing.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from emoneurons.backends.hf_generate import eos_token_ids, generate_batch, render_chat
+from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
+from emoneurons.evaluate.classify import MaskedClassifier
+from emoneurons.evaluate.conditions import control_seed, random_like
+from emoneurons.evaluate.masking_eval import calibration_dialogues, draw_shots
+from emoneurons.evaluate.prompts import classification_prompt
+from emoneurons.neurons.masking import neurons_by_layer, scale_neurons_per_row
+from emoneurons.neurons.model import LoadedModel
+from emoneurons.prompt_format import resolve_prompt_format
+from emoneurons.params import EvalParams, HFGenerationParams, SteerParams
+
+
+class SteerDataError(ValueError):
+    """The prompts file or the selection cannot be steered with, said in one line."""
+
+
+def read_prompts(path: str | Path, n: int) -> list[str]:
+    """The first `n` prompts of the file: one per line; blank lines and `#` comments skipped."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise SteerDataError(f"{path}: file not found") from None
+    prompts = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if len(prompts) < n:
+        raise SteerDataError(f"{path}: {len(prompts)} prompts, steer.prompts asks for {n}; allowed: 1..{len(prompts)}")
+    return prompts[:n]
+
+
+@dataclass(frozen=True)
+class SteerCondition:
+    emotion: str
+    alpha: float
+    control: bool
+    draw: int | None
+    neurons: dict[int, Tensor] = field(compare=False, repr=False)
+
+    @property
+    def n_neurons(self) -> int:
+        return sum(int(idx.numel()) for idx in self.neurons.values())
+
+
+def plan_steering(neurons_json: Mapping[str, Any], ratio_key: str, params: SteerParams) -> list[SteerCondition]:
+    """Per emotion with selected neurons: each alpha on its neurons, then each alpha on each of
+    `control_draws` random sets (one set per draw, the same for every alpha)."""
+    selection = neurons_json.get("ratios", {}).get(ratio_key)
+    if selection is None:
+        have = ", ".join(sorted(neurons_json.get("ratios", {}))) or "none"
+        raise SteerDataError(f"data/neurons/neurons.json: no selection for select.top_rate {ratio_key} (has: {have}); rerun select")
+    per_layer = int(neurons_json["neurons_per_layer"])
+    plan = []
+    for emotion in EMOTIONS:
+        neurons = neurons_by_layer(selection["neurons"].get(emotion, []))
+        if not neurons:
+            continue
+        plan += [SteerCondition(emotion, alpha, False, None, neurons) for alpha in params.alphas]
+        for draw in range(params.control_draws):
+            drawn = random_like(neurons, per_layer, control_seed(params.seed, f"steer-{emotion}-d{draw}"))
+            plan += [SteerCondition(emotion, alpha, True, draw, drawn) for alpha in params.alphas]
+    return plan
+
+
+def steered_replies(lm: LoadedModel, prompts: Sequence[str], conditions: Sequence[tuple[Mapping[int, Tensor], float]], *,
+                    max_new_tokens: int, batch_size: int, desc: str = "", prompt_format: str = "auto") -> list[list[str]]:
+    """Greedy replies to `prompts` (one user turn each) under each (neurons, alpha) of `conditions`;
+    rows of several conditions share a batch (`scale_neurons_per_row`): generation on a CPU costs
+    about the same per step for 8 rows as for 64. A reply that reaches max_new_tokens is kept as
+    it is: steering classifies what the model says, short replies by design, not dataset dialogues."""
+    generation = HFGenerationParams(temperature=0.0, max_new_tokens=max_new_tokens)
+    prompt_format = resolve_prompt_format(lm.tokenizer, prompt_format)
+    rendered = [render_chat(lm.tokenizer, (("user", prompt),), prompt_format) for prompt in prompts]
+    eos = eos_token_ids(lm)
+    rows = [(c, p) for c in range(len(conditions)) for p in range(len(prompts))]
+    texts: list[str] = []
+    with tqdm(total=len(rows), desc=desc, unit="reply", file=sys.stderr, disable=not desc) as bar:
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            with scale_neurons_per_row(lm.model, [conditions[c] for c, _ in chunk]):
+                texts += [text for text, *_ in generate_batch(lm, generation, [rendered[p] for _, p in chunk], [0] * len(chunk), eos, prompt_format)]
+            bar.update(len(chunk))
+    return [texts[c * len(prompts) : (c + 1) * len(prompts)] for c in range(len(conditions))]
+
+
+def as_dialogue(prompt: str, reply: str) -> str:
+    """A prompt and its reply in the dialogue format the classifier was shown (`A: ...` / `B: ...`)."""
+    return f"A: {prompt}\nB: {' '.join(reply.split()) or '...'}"
+
+
+def classify_replies(lm: LoadedModel, train: pl.DataFrame, eval_params: EvalParams, dialogues: Sequence[str],
+                     batch_size: int) -> tuple[list[str | None], Tensor | None]:
+    """mask-eval's classifier (its shots, calibration and method), unmodified, on `dialogues`:
+    the predicted labels and the label log-probabilities [n, 6] (None with method generate)."""
+    shots = draw_shots(train, eval_params.shots, eval_params.seed, eval_params.shot_selection)
+    prompt_format = resolve_prompt_format(lm.tokenizer, eval_params.prompt_format)
+    prompt = classification_prompt(lm.tokenizer, shots, eval_params.shot_instruction, prompt_format)
+    engine = MaskedClassifier(lm, prompt, dialogues, eval_params.method, batch_size=batch_size,
+                              max_new_tokens=eval_params.max_new_tokens, label_format=eval_params.label_format,
+                              reference=calibration_dialogues(train, eval_params, shots))
+    with tqdm(total=len(engine.batches), desc=f"classify {len(dialogues)} replies", unit="batch", file=sys.stderr) as bar:
+        result = engine.classify(progress=bar)
+    logp = None if result.scores is None else torch.log_softmax(result.scores.float(), dim=1)
+    return result.predicted, logp
+
+
+def _summary(predicted: Sequence[str | None], logp: Tensor | None, emotion: str) -> dict[str, float | None]:
+    share = sum(p == emotion for p in predicted) / len(predicted)
+    mean_logp = None if logp is None else float(logp[:, EMOTION_INDEX[emotion]].mean())
+    return {"share": share, "logp": mean_logp}
+
+
+def _shift(value: float | None, base: float | None) -> float | None:
+    return None if value is None or base is None else round(value - base, 4)
+
+
+def steering_record(prompts: Sequence[str], plan: Sequence[SteerCondition], predicted: Sequence[str | None],
+                    logp: Tensor | None, replies: Sequence[str], selected: Mapping[str, int]) -> dict[str, Any]:
+    """steer.json's `unmodified` and `emotions` parts from the classified replies: the first
+    len(prompts) are the unmodified model's, then len(prompts) per condition of `plan`."""
+    n = len(prompts)
+    base_pred, base_logp = predicted[:n], None if logp is None else logp[:n]
+    bases = {emotion: _summary(base_pred, base_logp, emotion) for emotion in EMOTIONS}
+    unmodified = {"per_emotion": {e: {k: None if v is None else round(v, 4) for k, v in bases[e].items()} for e in EMOTIONS},
+                  "replies": list(replies[:n]), "predicted": list(base_pred)}
+    emotions: dict[str, Any] = {e: {"n_neurons": int(selected.get(e, 0)), "steered": [], "controls": []} for e in EMOTIONS}
+    for i, condition in enumerate(plan):
+        rows = slice(n * (i + 1), n * (i + 2))
+        summary = _summary(predicted[rows], None if logp is None else logp[rows], condition.emotion)
+        base = bases[condition.emotion]
+        entry = {"alpha": condition.alpha, "n_neurons": condition.n_neurons,
+                 "share": round(summary["share"], 4), "share_shift": _shift(summary["share"], base["share"]),
+                 "logp": None if summary["logp"] is None else round(summary["logp"], 4),
+                 "logp_shift": _shift(summary["logp"], base["logp"]),
+                 "replies": list(replies[rows]), "predicted": list(predicted[rows])}
+        if condition.control:
+            emotions[condition.emotion]["controls"].append({"draw": condition.draw, **entry})
+        else:
+            emotions[condition.emotion]["steered"].append(entry)
+    return {"unmodified": unmodified, "emotions": emotions}
+
+
+def run_steering(lm: LoadedModel, prompts: Sequence[str], plan: Sequence[SteerCondition], train: pl.DataFrame,
+                 eval_params: EvalParams, params: SteerParams, selected: Mapping[str, int], *, batch_size: int) -> dict[str, Any]:
+    """Generate the unmodified replies and each condition's, classify them all in one pass
+    (`batch_size`: the classifier's, model.batch_size; generation uses steer.batch_size)."""
+    conditions = [({}, 1.0), *((c.neurons, c.alpha) for c in plan)]
+    per_condition = steered_replies(lm, prompts, conditions, max_new_tokens=params.max_new_tokens, batch_size=params.batch_size,
+                                    desc=f"steer ({len(conditions)} conditions x {len(prompts)} prompts)",
+                                    prompt_format=eval_params.prompt_format)
+    replies = [reply for condition in per_condition for reply in condition]
+    dialogues = [as_dialogue(prompts[i % len(prompts)], reply) for i, reply in enumerate(replies)]
+    # Scaling often leaves a reply as it was: each distinct (prompt, reply) is classified once.
+    unique = list(dict.fromkeys(dialogues))
+    position = {dialogue: i for i, dialogue in enumerate(unique)}
+    rows = [position[dialogue] for dialogue in dialogues]
+    predicted, logp = classify_replies(lm, train, eval_params, unique, batch_size)
+    return steering_record(prompts, plan, [predicted[r] for r in rows], None if logp is None else logp[rows],
+                           replies, selected) | {"classified": len(unique)}

@@ -1,0 +1,179 @@
+"""What chosen FFN neurons respond to, from one pass over a set of dialogues: per neuron the k
+dialogues with the largest gate activation (and the token where it peaks), and per vocabulary
+token how often the neuron fires on it (gate_proj(x) > 0, LAPE's `gate` activation; the FFN
+through neurons/architecture.py, so a fused gate_up_proj works too).
+
+Only running top-k and per-token counts are kept on the model's device; the full activations of a
+batch are read once in a forward hook and dropped. The counted tokens are those `count` counts with
+text=dialogue: the dialogue's own tokens, not the BOS the tokenizer adds before them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from emoneurons.neurons.counting import counting_inputs, length_batches, padded_batch
+from emoneurons.neurons.masking import ffn_modules
+from emoneurons.neurons.model import LoadedModel
+
+
+@dataclass(frozen=True)
+class TopK:
+    """Running top-k per neuron: k rows, one column per neuron, best first; -inf / -1 where empty."""
+
+    values: Tensor  # [k, n] float32
+    dialogue: Tensor  # [k, n] int64: which dialogue
+    position: Tensor  # [k, n] int64: the peak token's position within that dialogue's fed ids
+
+
+def empty_top_k(k: int, n: int, device: torch.device | str = "cpu") -> TopK:
+    return TopK(
+        values=torch.full((k, n), float("-inf"), device=device),
+        dialogue=torch.full((k, n), -1, dtype=torch.long, device=device),
+        position=torch.full((k, n), -1, dtype=torch.long, device=device),
+    )
+
+
+def merge_top_k(current: TopK, values: Tensor, dialogue: Tensor, position: Tensor) -> TopK:
+    """`current` merged with one candidate per new dialogue: values and positions [B, n], dialogue
+    [B]; the k largest values per column stay, equal values by lower dialogue index (dialogues
+    that share an opening peak equally), so the order dialogues come in does not matter."""
+    k = current.values.shape[0]
+    all_values = torch.cat([current.values, values.to(current.values.dtype)])
+    all_dialogue = torch.cat([current.dialogue, dialogue.unsqueeze(1).expand_as(values)])
+    all_position = torch.cat([current.position, position])
+    # Two stable sorts: by dialogue, then by value; empty entries (-inf) sink to the end either way.
+    by_dialogue = torch.sort(torch.where(all_dialogue < 0, torch.iinfo(torch.long).max, all_dialogue), dim=0, stable=True).indices
+    by_value = torch.sort(all_values.gather(0, by_dialogue), dim=0, descending=True, stable=True).indices[:k]
+    order = by_dialogue.gather(0, by_value)
+    return TopK(all_values.gather(0, order), all_dialogue.gather(0, order), all_position.gather(0, order))
+
+
+@dataclass(frozen=True)
+class NeuronActivity:
+    neurons: list[tuple[int, int]]  # (layer, index) per column
+    top: TopK
+    token_counts: Tensor  # [V] int64: counted occurrences of each token
+    token_active: Tensor  # [V, n] int64: of those, how many with the neuron's gate > 0
+    fed: list[tuple[int, ...]]  # each dialogue's fed token ids (BOS + its own tokens)
+    start: list[int]  # where each dialogue's own tokens start in `fed`
+
+    @property
+    def tokens(self) -> int:
+        return int(self.token_counts.sum())
+
+
+def _columns(neurons: Sequence[tuple[int, int]], n_layers: int) -> dict[int, tuple[Tensor, Tensor]]:
+    """{layer: (indices within the layer, their columns in the output)}."""
+    grouped: dict[int, tuple[list[int], list[int]]] = {}
+    for column, (layer, index) in enumerate(neurons):
+        if not 0 <= layer < n_layers:
+            raise ValueError(f"layer {layer} is outside the model (0..{n_layers - 1})")
+        grouped.setdefault(int(layer), ([], []))
+        grouped[int(layer)][0].append(int(index))
+        grouped[int(layer)][1].append(column)
+    return {layer: (torch.tensor(idx), torch.tensor(cols)) for layer, (idx, cols) in grouped.items()}
+
+
+def neuron_activity(
+    lm: LoadedModel,
+    dialogues: Sequence[str],
+    neurons: Sequence[tuple[int, int]],
+    *,
+    k: int,
+    batch_size: int = 16,
+    max_length: int = 1024,
+    desc: str = "",
+) -> NeuronActivity:
+    """One pass over `dialogues`: the k dialogues with the largest gate activation of each neuron
+    and the per-token firing counts. Batching does not change the result."""
+    mlps = ffn_modules(lm.model)
+    tokenizer = lm.tokenizer
+    device = lm.model.model.get_input_embeddings().weight.device
+    n = len(neurons)
+    vocab = lm.model.get_input_embeddings().weight.shape[0]
+    # The emotion is not used here; counting_inputs gives the fed ids and the counted span.
+    items, _ = counting_inputs(tokenizer, dialogues, ["anger"] * len(dialogues), text="dialogue", positions="all",
+                               max_length=max_length)
+    if len(items) != len(dialogues):  # it drops dialogues with no token of their own
+        raise ValueError(f"{len(dialogues) - len(items)} dialogue(s) have no tokens within max_length={max_length}")
+    top = empty_top_k(k, n, device)
+    token_counts = torch.zeros(vocab, dtype=torch.long, device=device)
+    token_active = torch.zeros((vocab, n), dtype=torch.long, device=device)
+    gathered: dict[int, Tensor] = {}
+    columns = {layer: (idx.to(device), cols.to(device)) for layer, (idx, cols) in _columns(neurons, len(mlps)).items()}
+    handles = []
+    for layer, (idx, _) in columns.items():
+        ffn = mlps[layer]
+
+        def on_gate(module: nn.Module, args: tuple, output: Tensor, layer: int = layer, idx: Tensor = idx, ffn=ffn) -> None:
+            # gate_of: the gate half of a fused gate_up_proj (Phi-3), else the output as it is.
+            gathered[layer] = ffn.gate_of(output).index_select(-1, idx.to(output.device)).to(device, torch.float32)
+
+        handles.append(ffn.gate_source.register_forward_hook(on_gate))
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    batches = length_batches([len(item.ids) for item in items], batch_size)
+    progress = tqdm(total=len(items), desc=desc or "cards", unit="dialogue", leave=False, disable=not desc)
+    try:
+        with torch.inference_mode():
+            for members in batches:
+                batch_items = [items[i] for i in members]
+                batch = padded_batch(batch_items, pad_id, tokenizer.padding_side)
+                width = batch.input_ids.shape[1]
+                counted = torch.zeros((len(members), width), dtype=torch.bool)
+                offsets = torch.zeros(len(members), dtype=torch.long)
+                for b, item in enumerate(batch_items):
+                    offsets[b] = width - len(item.ids) if tokenizer.padding_side == "left" else 0
+                    counted[b, offsets[b] + item.start : offsets[b] + item.end] = True
+                gathered.clear()
+                lm.model.model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
+                               position_ids=batch.position_ids.to(device), use_cache=False)
+                gate = torch.empty((len(members), width, n), dtype=torch.float32, device=device)
+                for layer, (_, cols) in columns.items():
+                    gate[:, :, cols] = gathered[layer]
+                counted, offsets = counted.to(device), offsets.to(device)
+                peak, where = gate.masked_fill(~counted.unsqueeze(-1), float("-inf")).max(dim=1)  # [B, n]
+                dialogue = torch.tensor(members, dtype=torch.long, device=device)
+                top = merge_top_k(top, peak, dialogue, where - offsets.unsqueeze(1))
+                ids = batch.input_ids.to(device)[counted]
+                token_counts.index_add_(0, ids, torch.ones_like(ids))
+                token_active.index_add_(0, ids, (gate[counted] > 0).long())
+                progress.update(len(members))
+    finally:
+        progress.close()
+        for handle in handles:
+            handle.remove()
+    return NeuronActivity([(int(layer), int(index)) for layer, index in neurons],
+                          TopK(*(t.cpu() for t in (top.values, top.dialogue, top.position))),
+                          token_counts.cpu(), token_active.cpu(), [item.ids for item in items], [item.start for item in items])
+
+
+@dataclass(frozen=True)
+class TokenLift:
+    token: int
+    count: int  # counted occurrences
+    active: int  # occurrences with the neuron firing
+    lift: float  # (active / count) / (the neuron's firing rate over all counted tokens)
+
+
+def token_lift(token_counts: Tensor, token_active: Tensor, *, min_count: int, top: int) -> list[list[TokenLift]]:
+    """Per neuron (column of token_active [V, n]), the `top` tokens seen at least `min_count` times
+    that it fires on most often relative to their frequency (lift; ties: more firings, lower id)."""
+    total = int(token_counts.sum())
+    out = []
+    for column in token_active.T:
+        fired = int(column.sum())
+        if total == 0 or fired == 0:
+            out.append([])
+            continue
+        base = fired / total
+        eligible = ((token_counts >= min_count) & (column > 0)).nonzero().squeeze(1).tolist()
+        ranked = sorted(eligible, key=lambda t: (-(int(column[t]) / int(token_counts[t])), -int(column[t]), t))[:top]
+        out.append([TokenLift(t, int(token_counts[t]), int(column[t]), round(int(column[t]) / int(token_counts[t]) / base, 4))
+                    for t in ranked])
+    return out

@@ -1,0 +1,81 @@
+"""The steering figure: alpha on x, the shift from the unmodified model on y (share of replies
+labelled with the steered emotion; mean log p of it), one line per emotion, random-neuron
+controls dashed in the same colour. Drawn from reports/steer/steer.json."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # never a window: stages and tests run headless
+
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from emoneurons.atomic import atomic_path  # noqa: E402
+from emoneurons.emotions import EMOTIONS  # noqa: E402
+from emoneurons.report.style import DPI, EMOTION_COLORS, EMOTION_MARKERS  # noqa: E402
+
+PANELS = (("share_shift", "share of replies labelled with the steered emotion\nminus unmodified (pp)", 100.0),
+          ("logp_shift", "mean log p(steered emotion | reply)\nminus unmodified", 1.0))
+
+
+def steering_lines(steer_json: Mapping[str, Any], key: str) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """Per emotion, the (alpha, value of `key`) points of its neurons (`steered`) and of its
+    controls averaged over draws (`control`); alpha 1 is the unmodified model, shift 0 by definition."""
+    lines: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    for emotion in EMOTIONS:
+        entry = steer_json["emotions"].get(emotion, {})
+        if not entry.get("steered"):
+            continue
+        steered = {float(s["alpha"]): s[key] for s in entry["steered"] if s[key] is not None}
+        by_alpha: dict[float, list[float]] = {}
+        for c in entry.get("controls", []):
+            if c[key] is not None:
+                by_alpha.setdefault(float(c["alpha"]), []).append(c[key])
+        control = {alpha: sum(v) / len(v) for alpha, v in by_alpha.items()}
+        lines[emotion] = {name: sorted({1.0: 0.0, **points}.items()) if points else []
+                          for name, points in (("steered", steered), ("control", control))}
+    return lines
+
+
+def steering_figure(steer_json: Mapping[str, Any]) -> Figure:
+    figure = Figure(figsize=(10, 4), dpi=DPI, layout="constrained")
+    axes = figure.subplots(1, 2)
+    drawn = []
+    for ax, (key, label, scale) in zip(axes, PANELS):
+        for emotion, line in steering_lines(steer_json, key).items():
+            colour, marker = EMOTION_COLORS[emotion], EMOTION_MARKERS[emotion]
+            for name, style in (("steered", "-"), ("control", "--")):
+                if line[name]:
+                    xs, ys = zip(*line[name])
+                    ax.plot(xs, [scale * y for y in ys], linestyle=style, marker=marker, color=colour,
+                            alpha=1.0 if name == "steered" else 0.6, markersize=4)
+            if emotion not in drawn:
+                drawn.append(emotion)
+        ax.axhline(0, color="#7F7F7F", linewidth=0.8)
+        ax.set_xlabel("alpha (scale of the neurons' activation; 1 = unmodified, 0 = masked)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    handles = [Line2D([], [], color=EMOTION_COLORS[e], marker=EMOTION_MARKERS[e], label=e) for e in drawn]
+    handles.append(Line2D([], [], color="#4D4D4D", linestyle="--", label="random neurons, same per-layer counts"))
+    if not drawn:
+        axes[0].text(0.5, 0.5, "no emotion has selected neurons", ha="center", va="center", transform=axes[0].transAxes)
+    figure.legend(handles=handles, loc="outside right center", fontsize=8)
+    n = len(steer_json.get("prompts", []))
+    figure.suptitle(f"Steering {steer_json.get('model', '')}: {n} neutral prompts, greedy replies", fontsize=10)
+    return figure
+
+
+def save_steering_figure(steer_json: Mapping[str, Any], directory: str | Path, name: str = "steering") -> tuple[Path, Path]:
+    """Write `name`.png and `name`.svg (no dates in them, so an unchanged figure is byte-identical)."""
+    figure = steering_figure(steer_json)
+    directory = Path(directory)
+    paths = (directory / f"{name}.png", directory / f"{name}.svg")
+    for path, fmt in zip(paths, ("png", "svg")):
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, format=fmt, dpi=DPI, metadata={"Date": None} if fmt == "svg" else {"Software": None})
+    return paths

@@ -1,0 +1,66 @@
+"""cards: each emotion's top selected neurons with what they fire on in the train split
+(reports/cards/index.html and cards.json)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from emoneurons.atomic import atomic_dir, write_json
+from emoneurons.data.io import DataError, read_json, read_table
+from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.stage_run import run_stage
+from emoneurons.report.cards import CardsDataError, build_cards, plan_cards, read_counts
+from emoneurons.report.cards_html import render_cards_html
+
+
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="params file (sections model, cards; select.top_rate)"),
+    train: Path = typer.Option(Path("data/split/train.parquet"), help="the dialogues the contexts come from"),
+    counts: Path = typer.Option(Path("data/counts"), help="folder with counts.safetensors (P, entropy)"),
+    neurons: Path = typer.Option(Path("data/neurons/neurons.json"), help="selected neurons"),
+    out: Path = typer.Option(Path("reports/cards"), help="folder for index.html and cards.json"),
+) -> None:
+    try:
+        settings = load_stage_params(params, ("model", "select.top_rate", "cards"))
+        cards = settings.cards
+        table = read_table(train)
+        selection = read_json(neurons)
+        f, T = read_counts(counts)
+        from emoneurons.neurons.selection import activation_probability, neuron_entropy
+
+        P = activation_probability(f, T)
+        entropy = neuron_entropy(P)
+        key = f"{settings.select.top_rate:g}"
+        plan = plan_cards(selection, key, P, entropy, cards.top_neurons)
+        labels = table["label" if "label" in table.columns else "theme"].to_list()
+        from emoneurons.neurons.model import load_model  # imports torch/transformers: after the cheap checks
+        from emoneurons.neurons.top_activations import neuron_activity
+
+        lm = load_model(settings.model)
+        chosen = sorted({neuron for pairs in plan.values() for neuron in pairs})
+        activity = neuron_activity(lm, table["dialogue"].to_list(), chosen, k=cards.contexts,
+                                   batch_size=settings.model.batch_size, max_length=settings.model.max_length, desc="cards")
+        emotions = build_cards(plan, activity, P, entropy, lm.tokenizer, table["id"].to_list(), labels,
+                               {e: len(pairs) for e, pairs in selection["ratios"][key]["neurons"].items()},
+                               window=cards.window, top_tokens=cards.top_tokens, min_token_count=cards.min_token_count)
+    except (ParamsError, DataError, CardsDataError) as error:
+        print(error, file=sys.stderr)
+        raise typer.Exit(1) from None
+    except ValueError as error:  # counts P cannot be formed from (an emotion without tokens), a dialogue without tokens
+        print(f"cards: {error}", file=sys.stderr)
+        raise typer.Exit(1) from None
+    record = {"model": lm.name, "top_rate": settings.select.top_rate, "top_neurons": cards.top_neurons,
+              "contexts": cards.contexts, "window": cards.window, "min_token_count": cards.min_token_count,
+              "split": "train", "dialogues": table.height, "tokens": activity.tokens, "emotions": emotions}
+    with atomic_dir(out) as tmp:
+        write_json(tmp / "cards.json", record)
+        (tmp / "index.html").write_text(render_cards_html(record), encoding="utf-8")
+    shown = ", ".join(f"{e} {len(v['cards'])}" for e, v in emotions.items())
+    print(f"cards: {len(chosen)} neurons over {table.height} train dialogues ({shown}); wrote {out}/index.html")
+
+
+if __name__ == "__main__":
+    run_stage(main, "cards")

@@ -1,0 +1,69 @@
+"""steer: each emotion's neurons scaled by alpha while the model replies to neutral prompts, the
+replies classified as in mask-eval, against random neurons (reports/steer/steer.json + figure)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from emoneurons.atomic import atomic_dir, write_json
+from emoneurons.data.io import DataError, read_json, read_table
+from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.stage_run import run_stage
+
+
+def main(
+    params: Path = typer.Option(Path("params.yaml"), help="params file (sections model, steer; select.top_rate; eval's classifier keys)"),
+    prompts: Path = typer.Option(Path("data/steer/prompts.txt"), help="neutral prompts, one per line"),
+    train: Path = typer.Option(Path("data/split/train.parquet"), help="the classifier's in-context shots and calibration"),
+    neurons: Path = typer.Option(Path("data/neurons/neurons.json"), help="selected neurons"),
+    out: Path = typer.Option(Path("reports/steer"), help="folder for steer.json and the figure"),
+) -> None:
+    try:
+        settings = load_stage_params(params, ("model", "select.top_rate", "steer", "eval"))
+    except ParamsError as error:
+        print(error, file=sys.stderr)
+        raise typer.Exit(1) from None
+    # Imported only once the params are valid: torch and transformers take seconds to load.
+    from emoneurons.evaluate.masking_eval import EvalDataError
+    from emoneurons.evaluate.steering import SteerDataError, plan_steering, read_prompts, run_steering
+
+    try:
+        steer = settings.steer
+        texts = read_prompts(prompts, steer.prompts)
+        table = read_table(train)
+        selection = read_json(neurons)
+        key = f"{settings.select.top_rate:g}"
+        plan = plan_steering(selection, key, steer)
+        from emoneurons.neurons.model import load_model  # imports torch/transformers: after the cheap checks
+
+        lm = load_model(settings.model)
+        selected = {e: len(pairs) for e, pairs in selection["ratios"][key]["neurons"].items()}
+        record = run_steering(lm, texts, plan, table, settings.eval, steer, selected, batch_size=settings.model.batch_size)
+    except (DataError, SteerDataError, EvalDataError) as error:
+        print(error, file=sys.stderr)
+        raise typer.Exit(1) from None
+    from emoneurons.prompt_format import resolve_prompt_format
+    from emoneurons.report.steer_figure import save_steering_figure
+
+    ev = settings.eval
+    record = {"model": lm.name, "top_rate": settings.select.top_rate, "alphas": list(steer.alphas),
+              "max_new_tokens": steer.max_new_tokens, "control_draws": steer.control_draws, "prompts": texts,
+              "classifier": {"method": ev.method, "shots": ev.shots, "label_format": ev.label_format, "calibrate": ev.calibrate,
+                             "prompt_format": resolve_prompt_format(lm.tokenizer, ev.prompt_format)},
+              **record}
+    with atomic_dir(out) as tmp:
+        write_json(tmp / "steer.json", record)
+        save_steering_figure(record, tmp)
+    lines = []
+    for emotion, entry in record["emotions"].items():
+        top = max(entry["steered"], key=lambda s: s["alpha"], default=None)
+        if top is not None:
+            lines.append(f"{emotion} α={top['alpha']:g}: share {top['share_shift']:+.2f}, log p {top['logp_shift']}")
+    print(f"steer: {len(plan)} conditions x {len(texts)} prompts; " + "; ".join(lines))
+
+
+if __name__ == "__main__":
+    run_stage(main, "steer")

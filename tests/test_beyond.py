@@ -1,0 +1,50 @@
+"""The report's cards link and steering section, from hand-built cards.json / steer.json."""
+
+from __future__ import annotations
+
+import torch
+
+from emoneurons.emotions import EMOTIONS
+from emoneurons.evaluate.steering import plan_steering, steering_record
+from emoneurons.params import SteerParams
+from emoneurons.report.beyond import beyond_ablation_blocks
+from emoneurons.report.html import inline, render_html
+from emoneurons.report.markdown import Image, Table, render_markdown
+
+
+def _steer_json() -> dict:
+    selected = {e: [[1, i], [3, 10 + i]] for i, e in enumerate(EMOTIONS)}
+    selected["fear"] = []
+    neurons = {"layers": 4, "neurons_per_layer": 64, "ratios": {"0.01": {"neurons": selected}}}
+    plan = plan_steering(neurons, "0.01", SteerParams(alphas=(0, 8), control_draws=1))
+    n = 2 * (1 + len(plan))
+    predicted = ["happiness"] * n
+    predicted[2 * 2 : 2 * 3] = ["anger", "happiness"]  # anger at alpha 8: one of two replies
+    record = steering_record(["a", "b"], plan, predicted, torch.zeros(n, 6), ["r"] * n, {e: len(v) for e, v in selected.items()})
+    return {"model": "tiny", "top_rate": 0.01, "alphas": [0, 8], "max_new_tokens": 4, "control_draws": 1, "prompts": ["a", "b"],
+            "classifier": {"method": "score", "shots": 1, "label_format": "space", "calibrate": "train_prior"}, **record}
+
+
+def _cards_json() -> dict:
+    card = {"layer": 1, "index": 2}
+    emotions = {e: {"selected": 2, "cards": [card, card]} for e in EMOTIONS}
+    emotions["fear"] = {"selected": 0, "cards": []}
+    return {"top_neurons": 2, "contexts": 3, "emotions": emotions}
+
+
+def test_section_links_the_cards_and_tabulates_each_emotion_and_alpha(tmp_path):
+    blocks = beyond_ablation_blocks(_cards_json(), _steer_json())
+    markdown = render_markdown(blocks)
+    assert "[Neuron cards](cards/index.html): 10 cards" in markdown and "no cards, for fear" in markdown
+    table = next(b for b in blocks if isinstance(b, Table))
+    assert [(row[0], row[2]) for row in table.rows] == [(e, a) for e in EMOTIONS if e != "fear" for a in ("0", "8")]
+    anger8 = next(row for row in table.rows if row[:3] == ("anger", "2", "8"))
+    assert anger8[3] == "+50.0" and anger8[4] == "+0.0"  # share shift (pp), control
+    assert any(isinstance(b, Image) and b.name == "steering" for b in blocks)
+    page = render_html(blocks, tmp_path, "t")
+    assert '<a href="cards/index.html">Neuron cards</a>' in page
+
+
+def test_links_only_to_relative_paths():
+    assert inline("see [cards](cards/index.html#anger)") == 'see <a href="cards/index.html#anger">cards</a>'
+    assert "<a" not in inline("[x](https://example.com)") and "<a" not in inline('[x](a" onclick="b)')

@@ -1,0 +1,188 @@
+"""Steering: the scaling hook (alpha 0 is masking, 1 changes nothing), the plan and its random
+controls, the record of shifts, the figure, and the stage's bad-input lines (tiny random Llama)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from emoneurons.emotions import EMOTIONS
+from emoneurons.evaluate.conditions import control_seed, random_like
+from emoneurons.evaluate.steering import (
+    SteerDataError, as_dialogue, plan_steering, read_prompts, steered_replies, steering_record,
+)
+from emoneurons.neurons.masking import ffn_modules, mask_neurons, neurons_by_layer, scale_neurons, scale_neurons_per_row
+from emoneurons.params import SteerParams
+from emoneurons.report.steer_figure import save_steering_figure, steering_lines
+
+REPO = Path(__file__).resolve().parents[1]
+NEURONS = {0: torch.tensor([1, 5, 9]), 2: torch.tensor([0, 63]), 3: torch.tensor([7])}
+
+
+def _logits(lm, ids):
+    with torch.inference_mode():
+        return lm.model(input_ids=ids).logits
+
+
+@pytest.fixture(scope="module")
+def ids(tiny_tokenizer):
+    return torch.tensor([tiny_tokenizer.encode("A: What a wonderful day. B: I'm scared of the dark.")])
+
+
+def test_alpha_zero_is_masking_and_alpha_one_changes_nothing(tiny_llama, ids):
+    plain = _logits(tiny_llama, ids)
+    with mask_neurons(tiny_llama.model, NEURONS):
+        masked = _logits(tiny_llama, ids)
+    with scale_neurons(tiny_llama.model, NEURONS, 0.0):
+        zero = _logits(tiny_llama, ids)
+    with scale_neurons(tiny_llama.model, NEURONS, 1.0):
+        one = _logits(tiny_llama, ids)
+    assert torch.equal(zero, masked) and not torch.equal(masked, plain)
+    assert torch.equal(one, plain)
+    assert torch.equal(_logits(tiny_llama, ids), plain)  # hooks removed on exit
+
+
+def test_alpha_scales_exactly_the_chosen_down_proj_inputs(tiny_llama, ids):
+    with scale_neurons(tiny_llama.model, NEURONS, 4.0):
+        steered = _logits(tiny_llama, ids)
+    # The same scaling written into the weights: down_proj(x * s) = (W * s) x.
+    mlps = ffn_modules(tiny_llama.model)
+    saved = {layer: mlps[layer].down_proj.weight.clone() for layer in NEURONS}
+    try:
+        for layer, index in NEURONS.items():
+            mlps[layer].down_proj.weight[:, index] *= 4.0
+        reference = _logits(tiny_llama, ids)
+    finally:
+        for layer, weight in saved.items():
+            mlps[layer].down_proj.weight.copy_(weight)
+    assert torch.allclose(steered, reference, atol=1e-5)
+    with pytest.raises(ValueError, match="layer 9 is outside"):
+        with scale_neurons(tiny_llama.model, {9: torch.tensor([0])}, 2.0):
+            pass
+
+
+def test_hook_is_removed_when_the_body_raises(tiny_llama, ids):
+    plain = _logits(tiny_llama, ids)
+    with pytest.raises(RuntimeError):
+        with scale_neurons(tiny_llama.model, NEURONS, 8.0):
+            raise RuntimeError("boom")
+    assert torch.equal(_logits(tiny_llama, ids), plain)
+
+
+def test_per_row_scaling_equals_scaling_each_row_alone(tiny_llama, tiny_tokenizer):
+    texts = ["A: What a wonderful day.", "B: I'm scared of the dark.", "A: Oh no, that is terrible.", "A: I miss her."]
+    ids = torch.tensor([tiny_tokenizer.encode(t)[:6] for t in texts])
+    other = {1: torch.tensor([2, 3]), 3: torch.tensor([7, 8, 40])}
+    rows = [(NEURONS, 0.0), (NEURONS, 4.0), ({}, 1.0), (other, 8.0)]
+    with scale_neurons_per_row(tiny_llama.model, rows):
+        together = _logits(tiny_llama, ids)
+    for b, (neurons, alpha) in enumerate(rows):
+        with scale_neurons(tiny_llama.model, neurons, alpha):
+            alone = _logits(tiny_llama, ids[b : b + 1])
+        assert torch.allclose(together[b : b + 1], alone, atol=1e-5), b
+    assert torch.allclose(together[2:3], _logits(tiny_llama, ids[2:3]), atol=1e-5)
+    with pytest.raises(ValueError, match="a batch of 2 rows, 4 were given"):
+        with scale_neurons_per_row(tiny_llama.model, rows):
+            _logits(tiny_llama, ids[:2])
+
+
+def test_steered_replies_are_greedy_and_do_not_depend_on_batching(tiny_llama):
+    prompts = ["Tell me about your morning.", "What should I cook?", "Describe the weather."]
+    big = {layer: torch.arange(64) for layer in range(4)}
+    conditions = [({}, 1.0), (NEURONS, 1.0), (big, 8.0), (big, 0.0)]
+    batched = steered_replies(tiny_llama, prompts, conditions, max_new_tokens=6, batch_size=5)
+    assert len(batched) == 4 and all(len(replies) == 3 for replies in batched)
+    assert batched[0] == batched[1]  # alpha 1 changes nothing
+    assert batched[2] != batched[0]
+    assert batched == steered_replies(tiny_llama, prompts, conditions, max_new_tokens=6, batch_size=12)
+    assert batched[2:3] == steered_replies(tiny_llama, prompts, conditions[2:3], max_new_tokens=6, batch_size=3)
+
+
+def _neurons_json(empty: str = "fear") -> dict:
+    selected = {e: [[i % 4, 3 * i], [3, 10 + i]] for i, e in enumerate(EMOTIONS)}
+    selected[empty] = []
+    return {"layers": 4, "neurons_per_layer": 64, "ratios": {"0.01": {"neurons": selected}}}
+
+
+def test_plan_steers_each_emotion_with_same_count_random_controls():
+    params = SteerParams(alphas=(0, 2, 8), control_draws=2, seed=3)
+    plan = plan_steering(_neurons_json(), "0.01", params)
+    assert {c.emotion for c in plan} == set(EMOTIONS) - {"fear"}  # no neurons: nothing to steer
+    anger = [c for c in plan if c.emotion == "anger"]
+    assert [(c.alpha, c.control, c.draw) for c in anger] == [
+        (0, False, None), (2, False, None), (8, False, None), (0, True, 0), (2, True, 0), (8, True, 0),
+        (0, True, 1), (2, True, 1), (8, True, 1)]
+    own = neurons_by_layer(_neurons_json()["ratios"]["0.01"]["neurons"]["anger"])
+    for c in anger[3:]:
+        assert {k: v.numel() for k, v in c.neurons.items()} == {k: v.numel() for k, v in own.items()}
+    expected = random_like(own, 64, control_seed(3, "steer-anger-d1"))
+    assert all(torch.equal(anger[-1].neurons[k], expected[k]) for k in expected)
+    with pytest.raises(SteerDataError, match="select.top_rate 0.05"):
+        plan_steering(_neurons_json(), "0.05", params)
+
+
+def test_record_reports_shares_and_log_p_shifts_against_the_unmodified_replies():
+    params = SteerParams(alphas=(0, 4), control_draws=1)
+    plan = plan_steering(_neurons_json(), "0.01", params)
+    prompts = ["p1", "p2"]
+    n = len(prompts) * (1 + len(plan))
+    predicted = ["happiness"] * n
+    logp = torch.full((n, 6), -2.0)
+    # anger at alpha 4 (the 2nd condition): both replies anger, log p(anger) up by 1.5 on average
+    predicted[2 * 2 : 2 * 3] = ["anger", "anger"]
+    logp[2 * 2 : 2 * 3, 0] = torch.tensor([-1.0, 0.0])
+    replies = [f"r{i}" for i in range(n)]
+    record = steering_record(prompts, plan, predicted, logp, replies, {"anger": 2, "fear": 0})
+    assert record["unmodified"]["per_emotion"]["anger"] == {"share": 0.0, "logp": -2.0}
+    steered = record["emotions"]["anger"]["steered"]
+    assert [s["alpha"] for s in steered] == [0, 4]
+    assert steered[1]["share_shift"] == 1.0 and steered[1]["logp_shift"] == 1.5
+    assert steered[1]["replies"] == ["r4", "r5"] and steered[0]["share_shift"] == 0.0
+    assert record["emotions"]["anger"]["controls"][0]["draw"] == 0
+    assert record["emotions"]["fear"] == {"n_neurons": 0, "steered": [], "controls": []}
+    no_logp = steering_record(prompts, plan, predicted, None, replies, {})
+    assert no_logp["emotions"]["anger"]["steered"][1]["logp_shift"] is None
+
+
+def test_figure_has_a_line_per_emotion_through_alpha_one(tmp_path):
+    params = SteerParams(alphas=(0, 4), control_draws=1)
+    plan = plan_steering(_neurons_json(), "0.01", params)
+    n = 2 * (1 + len(plan))
+    record = steering_record(["a", "b"], plan, ["anger"] * n, torch.zeros(n, 6), ["x"] * n, {})
+    record |= {"model": "tiny", "prompts": ["a", "b"]}
+    lines = steering_lines(record, "share_shift")
+    assert set(lines) == set(EMOTIONS) - {"fear"}
+    assert [alpha for alpha, _ in lines["anger"]["steered"]] == [0.0, 1.0, 4.0]
+    png, svg = save_steering_figure(record, tmp_path)
+    assert png.stat().st_size > 1000 and svg.read_text().startswith("<?xml")
+
+
+def test_prompts_file_ships_thirty_neutral_openings_and_a_short_file_is_one_line(tmp_path):
+    shipped = read_prompts(REPO / "data/steer/prompts.txt", 30)
+    assert len(set(shipped)) == 30
+    assert not any(e in p.lower() for p in shipped for e in EMOTIONS)
+    short = tmp_path / "p.txt"
+    short.write_text("# comment\nhello\n\nthere\n")
+    assert read_prompts(short, 2) == ["hello", "there"]
+    with pytest.raises(SteerDataError, match=r"p.txt: 2 prompts, steer.prompts asks for 3"):
+        read_prompts(short, 3)
+    assert as_dialogue("Hi.", "  Fine,\n thanks ") == "A: Hi.\nB: Fine, thanks"
+
+
+def test_stage_rejects_alpha_out_of_range_in_one_line_before_any_work(tmp_path):
+    # Other out-of-range values are in tests/test_params.py; this is the stage's own exit.
+    message = "steer.alphas.1: Input should be less than or equal to 100"
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["steer"]["alphas"] = [2, 101]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    out = tmp_path / "steer"
+    result = subprocess.run([sys.executable, str(REPO / "stages/steer.py"), "--params", str(tmp_path / "params.yaml"),
+                             "--out", str(out)], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [next(line for line in result.stderr.splitlines() if message in line)]
+    assert not out.exists()
