@@ -27,11 +27,21 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
 	touch $@
 
-# No binary wheel exists: pip builds it from source once (~7-12 min on 2 cores) and keeps the
-# built wheel in its cache, so later venvs on the machine install it in seconds.
+# No binary wheel exists: it is built from source once per machine (~17 min on 2 cores) into a
+# folder named by the version and the build flags, so later venvs install it in seconds. The flags
+# pin a portable x86 build: a -march=native build on a CPU with AMX/AVX-512 segfaulted on every
+# batched prompt (n_batch > 1) in llama.cpp's decode, and pip's own wheel cache would have kept
+# serving that build whatever CMAKE_ARGS said (it keys wheels by version, not flags).
+LLAMA_CPP_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DGGML_LLAMAFILE=OFF
+LLAMA_CPP_WHEELS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/emoneurons/wheels/llama-cpp-python-$(LLAMA_CPP_VERSION)-$(shell printf '%s' '$(LLAMA_CPP_CMAKE_ARGS)' | sha256sum | cut -c1-12)
 server: $(VENV)/.server
 $(VENV)/.server: $(VENV)/.installed
-	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps llama-cpp-python==$(LLAMA_CPP_VERSION)
+	@ls "$(LLAMA_CPP_WHEELS)"/llama_cpp_python-*.whl >/dev/null 2>&1 || { \
+	  mkdir -p "$(LLAMA_CPP_WHEELS).tmp" && \
+	  CMAKE_ARGS="$(LLAMA_CPP_CMAKE_ARGS)" $(VENV)/bin/pip wheel -q --disable-pip-version-check --no-deps --no-cache-dir \
+	    --no-binary llama-cpp-python -w "$(LLAMA_CPP_WHEELS).tmp" llama-cpp-python==$(LLAMA_CPP_VERSION) && \
+	  rm -rf "$(LLAMA_CPP_WHEELS)" && mv "$(LLAMA_CPP_WHEELS).tmp" "$(LLAMA_CPP_WHEELS)"; }
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall "$(LLAMA_CPP_WHEELS)"/llama_cpp_python-*.whl
 	touch $@
 
 # A default remote only where none is set: `dvc remote default` fails when there is none.

@@ -98,3 +98,14 @@ def tensor_reads(monkeypatch):
 
         monkeypatch.setattr(torch.Tensor, name, counted)
     return calls
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """The tiny model's ops are microseconds: with 2 threads on a busy 2-core machine, OpenMP
+    waits on descheduled threads and each op takes ~30 ms (a file: 90 s instead of 3 s). A test
+    module opts in with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -23,13 +23,7 @@ DIALOGUES = [
 SHOTS = [("A: What a wonderful day.\nB: I can't believe it.", "happiness"), ("A: That smell is revolting.", "disgust")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices: one thread avoids OpenMP spin-waiting on a busy 2-core machine (5x faster)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

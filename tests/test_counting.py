@@ -28,14 +28,7 @@ DIALOGUES = [
 LABELS = ["anger", "disgust", "happiness", "surprise", "fear", "sadness", "surprise"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny model's ops are microseconds: with 2 threads on a busy 2-core machine, OpenMP
-    waits on descheduled threads and each op takes ~30 ms (this file: 90 s instead of 3 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def naive_counts(lm: LoadedModel, dialogues, emotions, *, positions, text, activation):

@@ -24,12 +24,7 @@ RANGES = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def boundary_neurons(layers: int, ratios=(0.01, 0.02), per_layer: int = 16) -> dict:

@@ -27,12 +27,7 @@ DIALOGUE = "A: That smell is revolting.\nB: I'm scared of the dark."
 SHOTS = [("A: What a wonderful day.", "happiness"), ("A: I miss her so much.", "sadness")]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

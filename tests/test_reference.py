@@ -28,12 +28,7 @@ LABELS = list(EMOTIONS)  # every emotion once: T > 0 for all, so selection is de
 SHOTS = [("A: What a wonderful day.", "happiness")]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("activation,positions", [("gate", "all"), ("product", "last")])

@@ -7,7 +7,7 @@ gate_up_proj). Masking sets that entry to zero on every token.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -49,8 +49,11 @@ def restrict_layers(neurons: Mapping[int, torch.Tensor], layers: range) -> dict[
 
 
 @contextmanager
-def mask_neurons(model: nn.Module, neurons: Mapping[int, torch.Tensor]) -> Iterator[None]:
-    """Zero the given down_proj inputs on every token while the context is open."""
+def _down_proj_input_hooks(
+    model: nn.Module, neurons: Mapping[int, torch.Tensor], edit: Callable[[torch.Tensor, torch.Tensor], None]
+) -> Iterator[None]:
+    """`edit(inputs, index)` on each listed layer's down_proj input while the context is open:
+    one forward pre-hook per layer, removed in `finally`."""
     mlps = ffn_modules(model)
     handles = []
     for layer, index in neurons.items():
@@ -61,11 +64,11 @@ def mask_neurons(model: nn.Module, neurons: Mapping[int, torch.Tensor]) -> Itera
         down = mlps[layer].down_proj
         index = index.to(down.weight.device)
 
-        def zero_inputs(module: nn.Module, args: tuple, index: torch.Tensor = index) -> None:
+        def hook(module: nn.Module, args: tuple, index: torch.Tensor = index) -> None:
             # In place: the input is a fresh product tensor consumed only by down_proj.
-            args[0].index_fill_(-1, index, 0.0)
+            edit(args[0], index)
 
-        handles.append(down.register_forward_pre_hook(zero_inputs))
+        handles.append(down.register_forward_pre_hook(hook))
     try:
         yield
     finally:
@@ -74,30 +77,22 @@ def mask_neurons(model: nn.Module, neurons: Mapping[int, torch.Tensor]) -> Itera
 
 
 @contextmanager
+def mask_neurons(model: nn.Module, neurons: Mapping[int, torch.Tensor]) -> Iterator[None]:
+    """Zero the given down_proj inputs on every token while the context is open."""
+    with _down_proj_input_hooks(model, neurons, lambda inputs, index: inputs.index_fill_(-1, index, 0.0)):
+        yield
+
+
+@contextmanager
 def scale_neurons(model: nn.Module, neurons: Mapping[int, torch.Tensor], alpha: float) -> Iterator[None]:
     """Multiply the given down_proj inputs by `alpha` on every token while the context is open
     (steering: alpha 0 is `mask_neurons`, 1 changes nothing, > 1 amplifies)."""
-    mlps = ffn_modules(model)
-    handles = []
-    for layer, index in neurons.items():
-        if not 0 <= layer < len(mlps):
-            raise ValueError(f"layer {layer} is outside the model (0..{len(mlps) - 1})")
-        if index.numel() == 0:
-            continue
-        down = mlps[layer].down_proj
-        index = index.to(down.weight.device)
 
-        def scale_inputs(module: nn.Module, args: tuple, index: torch.Tensor = index) -> None:
-            # In place, as mask_neurons: the product tensor is consumed only by down_proj.
-            inputs = args[0]
-            inputs.index_copy_(-1, index, inputs.index_select(-1, index) * alpha)
+    def scale(inputs: torch.Tensor, index: torch.Tensor) -> None:
+        inputs.index_copy_(-1, index, inputs.index_select(-1, index) * alpha)
 
-        handles.append(down.register_forward_pre_hook(scale_inputs))
-    try:
+    with _down_proj_input_hooks(model, neurons, scale):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @contextmanager
