@@ -17,7 +17,7 @@ from emoneurons.backends.judges import ChatJudge
 from emoneurons.backends.openai_backend import OpenAIChatBackend
 from emoneurons.data.emoprism import read_emoprism
 from emoneurons.data.io import DataError
-from emoneurons.dialogues import MAX_REPLY_CHARS, check_reply
+from emoneurons.dialogue_format import MAX_REPLY_CHARS, check_reply
 from emoneurons.paper_prompts.label import label_prompt
 from emoneurons.params import OpenAIParams, ParamsError, parse_params
 from emoneurons.topics import read_seeds

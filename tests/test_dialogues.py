@@ -16,14 +16,8 @@ import pytest
 from emoneurons.backends.chat import ChatRequest
 from fakes import FakeChat
 from emoneurons.backends.template_dialogues import FORBIDDEN_WORDS, MIXED_SHARE, template_dialogue
-from emoneurons.dialogues import (
-    check_reply,
-    dialogue_id,
-    dialogue_plan,
-    llm_dialogues,
-    parse_dialogue,
-    template_dialogues,
-)
+from emoneurons.dialogue_format import check_reply, dialogue_id, parse_dialogue
+from emoneurons.dialogues import dialogue_plan, llm_dialogues, template_dialogues
 from emoneurons.emotions import EMOTIONS
 from emoneurons.paper_prompts.generate import GENERATE_PROMPT
 

@@ -184,12 +184,13 @@ def test_the_params_check_catches_an_undeclared_read_and_an_unread_declaration()
     assert params_problems("s = load_params(p)\nrun(s)\n", {WHOLE_FILE}) == []
 
 
-# Which stages rerun when a prompt is reworded. Two stages depend on a prompt they never send,
-# because they import a module that holds it: filter imports dialogues.py (for EmoPrism's dialogue
-# parsing) and evaluate/prompts.py (the hf judge's scorer shares it with mask-eval).
+# Which stages rerun when a prompt is reworded. Filter depends on Figure 5's prompt, which it never
+# sends, because it imports evaluate/prompts.py (the hf judge's scorer shares the chat-prompt code
+# with mask-eval). EmoPrism's reader takes the dialogue format from dialogue_format.py, not from
+# dialogues.py, so the generation prompt reruns generate only.
 PROMPT_STAGES = {
     "src/emoneurons/paper_prompts/augment.py": {"augment"},
-    "src/emoneurons/paper_prompts/generate.py": {"generate", "filter"},
+    "src/emoneurons/paper_prompts/generate.py": {"generate"},
     "src/emoneurons/paper_prompts/label.py": {"filter"},
     # cards through counting (its text=prompt inputs), steer classifies its replies with it
     "src/emoneurons/paper_prompts/classify.py": {"filter", "count", "mask-eval", "cards", "steer"},

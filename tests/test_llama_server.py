@@ -24,7 +24,7 @@ import polars as pl
 import pytest
 import yaml
 
-from emoneurons.dialogues import check_reply
+from emoneurons.dialogue_format import check_reply
 from emoneurons.neurons.model import EMBEDDED_GGUF, embedded_model_dir
 
 REPO = Path(__file__).resolve().parents[1]

@@ -22,7 +22,7 @@ import polars as pl
 
 from emoneurons.data.io import DataError
 from emoneurons.data.suites import EXAMPLES
-from emoneurons.dialogues import dialogue_table, parse_dialogue
+from emoneurons.dialogue_format import dialogue_table, parse_dialogue
 from emoneurons.emotions import EMOTIONS, parse_emotion
 
 BACKEND = "emoprism"
