@@ -36,7 +36,7 @@ import typer  # noqa: E402
 
 from bench_count import prepared_batches, synthetic_dialogues  # noqa: E402
 from emoneurons.evaluate.classify import MaskedClassifier  # noqa: E402
-from emoneurons.evaluate.prompts import classification_prompt  # noqa: E402
+from emoneurons.evaluate.classification_prompt import classification_prompt  # noqa: E402
 from emoneurons.neurons.counting import activation_counts  # noqa: E402
 from emoneurons.neurons.model import LoadedModel  # noqa: E402
 

@@ -9,7 +9,8 @@ import torch
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.classify import MaskedClassifier, additive_mask, classify, real_token_index, run_layers
-from emoneurons.evaluate.prompts import classification_prompt, dialogue_ids, label_ids
+from emoneurons.evaluate.classification_prompt import classification_prompt
+from emoneurons.evaluate.prompts import dialogue_ids, label_ids
 from emoneurons.neurons import reference
 from emoneurons.neurons.masking import mask_neurons
 

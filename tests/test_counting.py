@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.evaluate.prompts import classification_prompt, dialogue_ids
+from emoneurons.evaluate.classification_prompt import classification_prompt
+from emoneurons.evaluate.prompts import dialogue_ids
 from emoneurons.neurons import reference
 from emoneurons.neurons.counting import activation_counts, counting_inputs, length_batches, padded_batch
 from emoneurons.neurons.masking import UnsupportedModelError

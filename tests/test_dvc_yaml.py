@@ -184,16 +184,16 @@ def test_the_params_check_catches_an_undeclared_read_and_an_unread_declaration()
     assert params_problems("s = load_params(p)\nrun(s)\n", {WHOLE_FILE}) == []
 
 
-# Which stages rerun when a prompt is reworded. Filter depends on Figure 5's prompt, which it never
-# sends, because it imports evaluate/prompts.py (the hf judge's scorer shares the chat-prompt code
-# with mask-eval). EmoPrism's reader takes the dialogue format from dialogue_format.py, not from
-# dialogues.py, so the generation prompt reruns generate only.
+# Which stages rerun when a prompt is reworded. Figure 5's prompt lives in
+# evaluate/classification_prompt.py, apart from the chat-prompt code the judges share
+# (evaluate/prompts.py), and EmoPrism's reader takes the dialogue format from dialogue_format.py,
+# not from dialogues.py: each prompt reruns only the stages that import it.
 PROMPT_STAGES = {
     "src/emoneurons/paper_prompts/augment.py": {"augment"},
     "src/emoneurons/paper_prompts/generate.py": {"generate"},
     "src/emoneurons/paper_prompts/label.py": {"filter"},
     # cards through counting (its text=prompt inputs), steer classifies its replies with it
-    "src/emoneurons/paper_prompts/classify.py": {"filter", "count", "mask-eval", "cards", "steer"},
+    "src/emoneurons/paper_prompts/classify.py": {"count", "mask-eval", "cards", "steer"},
 }
 
 

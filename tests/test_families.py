@@ -12,7 +12,8 @@ import torch
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.classify import MaskedClassifier
-from emoneurons.evaluate.prompts import classification_prompt, dialogue_ids, label_ids
+from emoneurons.evaluate.classification_prompt import classification_prompt
+from emoneurons.evaluate.prompts import dialogue_ids, label_ids
 from emoneurons.neurons import reference
 from emoneurons.neurons.architecture import FAMILIES, UnsupportedModelError, gated_ffns
 from emoneurons.neurons.counting import activation_counts

@@ -22,7 +22,7 @@ def test_import_contracts_are_kept():
 
 
 def test_lint_imports_fails_on_a_broken_contract(tmp_path):
-    # Broken today: counting imports evaluate.prompts (docs/ARCHITECTURE.md, moved in the restructuring).
+    # Broken today: counting imports evaluate.classification_prompt (docs/ARCHITECTURE.md, moved in the restructuring).
     config = tmp_path / "broken.ini"
     config.write_text(
         "[importlinter]\nroot_package = emoneurons\n\n"
@@ -31,4 +31,4 @@ def test_lint_imports_fails_on_a_broken_contract(tmp_path):
     )
     result = lint_imports("--config", str(config))
     assert result.returncode != 0
-    assert "BROKEN" in result.stdout and "emoneurons.neurons.counting -> emoneurons.evaluate.prompts" in result.stdout
+    assert "BROKEN" in result.stdout and "emoneurons.neurons.counting -> emoneurons.evaluate.classification_prompt" in result.stdout

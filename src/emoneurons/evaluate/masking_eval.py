@@ -22,7 +22,8 @@ from emoneurons.evaluate.metrics import (
     UNPARSEABLE, accuracy_ci, accuracy_per_emotion, chance_level, clearly_above_chance, confusion_matrix,
     overall_accuracy, unparseable_counts,
 )
-from emoneurons.evaluate.prompts import CONTENT_FREE_DIALOGUE, classification_prompt, label_ids
+from emoneurons.evaluate.classification_prompt import classification_prompt
+from emoneurons.evaluate.prompts import CONTENT_FREE_DIALOGUE, label_ids
 from emoneurons.neurons.masking import decoder_layers
 from emoneurons.neurons.model import LoadedModel
 from emoneurons.params import EvalParams

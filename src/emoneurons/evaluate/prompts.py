@@ -1,4 +1,5 @@
-"""The paper's prompts as token ids around the dialogue, in the model's own chat format.
+"""Prompts as token ids around the dialogue, in the model's own chat format (the texts come from
+paper_prompts/ through their callers: evaluate/classification_prompt.py, the judges).
 
 The format is the model's chat template, or the plain `role: content` lines of prompt_format.py
 for base models (`eval.prompt_format`). A prompt is split into a `prefix` (everything before the dialogue: system prompt, in-context
@@ -16,10 +17,9 @@ from dataclasses import dataclass
 from transformers import PreTrainedTokenizerBase
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
 from emoneurons.prompt_format import added_special_prefix, render_plain, resolve_prompt_format
 
-_SLOT = "\u0000DIALOGUE\u0000"
+DIALOGUE_SLOT = "\u0000DIALOGUE\u0000"
 
 
 @dataclass(frozen=True)
@@ -36,55 +36,19 @@ def dialogue_ids(tokenizer: PreTrainedTokenizerBase, dialogue: str) -> list[int]
     return tokenizer.encode(dialogue, add_special_tokens=False)
 
 
-def _chat_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], prompt_format: str = "chat") -> ChatPrompt:
+def chat_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], prompt_format: str = "chat") -> ChatPrompt:
+    """`messages` (one of them holding DIALOGUE_SLOT once) rendered and split around the dialogue."""
     if prompt_format == "plain":
         text = render_plain((m["role"], m["content"]) for m in messages)
         special = tuple(added_special_prefix(tokenizer))  # what the tokenizer puts first (BOS)
     else:
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         special = ()  # the rendered template already holds its special tokens (BOS, headers) as text
-    if text.count(_SLOT) != 1:
+    if text.count(DIALOGUE_SLOT) != 1:
         raise ValueError("the chat template must render the dialogue slot exactly once")
-    before, after = text.split(_SLOT)
+    before, after = text.split(DIALOGUE_SLOT)
     encode = lambda part: tuple(tokenizer.encode(part, add_special_tokens=False))  # noqa: E731
     return ChatPrompt(prefix=special + encode(before), suffix=encode(after))
-
-
-def _with_system(tokenizer: PreTrainedTokenizerBase, system: str, prompt_format: str = "chat") -> list[dict[str, str]]:
-    # Some templates (Gemma) reject a system role: fold it into the first user turn there.
-    if prompt_format == "plain":
-        return [{"role": "system", "content": system}]
-    try:
-        tokenizer.apply_chat_template([{"role": "system", "content": "x"}, {"role": "user", "content": "y"}], tokenize=False)
-        return [{"role": "system", "content": system}]
-    except Exception:
-        return []
-
-
-def classification_prompt(
-    tokenizer: PreTrainedTokenizerBase, shots: Sequence[tuple[str, str]] = (), instruction: str = "every",
-    prompt_format: str = "auto",
-) -> ChatPrompt:
-    """Figure 5 (system + user prompt); `shots` are (dialogue, emotion) examples given first as
-    user/assistant turns, the in-context setup that small models need (DESIGN.md). `instruction`:
-    `every` example's user turn is Figure 5's user prompt around its dialogue, or only the `first`
-    one's (the later examples are the bare dialogue; the question always has the whole prompt).
-    `prompt_format`: chat | plain | auto (prompt_format.py)."""
-    if instruction not in ("every", "first"):
-        raise ValueError(f"shot_instruction {instruction!r}: allowed: every, first")
-    prompt_format = resolve_prompt_format(tokenizer, prompt_format)
-    messages = _with_system(tokenizer, CLASSIFY_SYSTEM_PROMPT, prompt_format)
-    system_folded = not messages
-    for i, (dialogue, emotion) in enumerate(shots):
-        user = CLASSIFY_USER_PROMPT.format(prompt=dialogue) if instruction == "every" or i == 0 else dialogue
-        if system_folded and i == 0:
-            user = CLASSIFY_SYSTEM_PROMPT + "\n\n" + user
-        messages += [{"role": "user", "content": user}, {"role": "assistant", "content": emotion}]
-    user = CLASSIFY_USER_PROMPT.format(prompt=_SLOT)
-    if system_folded and not shots:
-        user = CLASSIFY_SYSTEM_PROMPT + "\n\n" + user
-    messages.append({"role": "user", "content": user})
-    return _chat_prompt(tokenizer, messages, prompt_format)
 
 
 def user_turn_prompt(
@@ -93,7 +57,7 @@ def user_turn_prompt(
     """One user turn whose text is `user_text(dialogue)` (the judges' labelling prompt): the
     caller brings the text, so the stages that never send it do not depend on it."""
     prompt_format = resolve_prompt_format(tokenizer, prompt_format)
-    return _chat_prompt(tokenizer, [{"role": "user", "content": user_text(_SLOT)}], prompt_format)
+    return chat_prompt(tokenizer, [{"role": "user", "content": user_text(DIALOGUE_SLOT)}], prompt_format)
 
 
 # Contextual calibration's content-free input (Zhao et al. 2021), in the dialogues' own format.

@@ -30,7 +30,7 @@ from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
-from emoneurons.evaluate.prompts import classification_prompt
+from emoneurons.evaluate.classification_prompt import classification_prompt
 from emoneurons.neurons.architecture import GatedFFN
 from emoneurons.neurons.masking import ffn_modules
 from emoneurons.neurons.model import LoadedModel
