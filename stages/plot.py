@@ -42,17 +42,12 @@ def main(
         typer.echo(f"plot: {error}", err=True)
         raise typer.Exit(1) from None
     # Imported only once the inputs are there: torch and matplotlib take seconds to load.
-    from emoneurons.report.figures import (
-        ReportDataError,
-        build_figures,
-        plots_data,
-        save_figure,
-        write_plots_data,
-    )
+    from emoneurons.report.figures import ReportDataError, build_figures, plots_data, write_plots_data
     from emoneurons.report.html import render_html
     from emoneurons.report.markdown import RunMetrics, build_report, model_name, render_markdown
     from emoneurons.report.beyond import beyond_ablation_blocks
     from emoneurons.report.steer_figure import save_steering_figure
+    from emoneurons.report.style import save_figure
 
     try:
         run = RunMetrics(**raw, params=validated)

@@ -23,7 +23,7 @@ from emoneurons.report.compare import (
     resolve_rev,
     write_comparison,
 )
-from emoneurons.report.figures import save_figure
+from emoneurons.report.style import save_figure
 from emoneurons.report.style import DPI
 from test_figures import png_size, synthetic_run
 

@@ -34,10 +34,9 @@ from emoneurons.report.figures import (
     plots_data,
     ratio_sweep,
     rq2_view,
-    save_figure,
     write_plots_data,
 )
-from emoneurons.report.style import DPI, EMOTION_COLORS
+from emoneurons.report.style import DPI, EMOTION_COLORS, save_figure
 
 RATIOS = (0.01, 0.02, 0.03, 0.04, 0.05)
 RANGES = ("bottom", "middle", "top", "all")

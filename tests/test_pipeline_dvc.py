@@ -211,16 +211,16 @@ def test_exp_show_csv_columns_are_the_summary_the_params_and_the_deps(project, e
 
     rows = list(csv.DictReader(io.StringIO(dvc(project, env, "exp", "show", "--csv").stdout)))
     experiments = [r for r in rows if r["typ"] == "branch_commit" or r["typ"] == "branch_base"]
-    assert len(experiments) == 2, rows
+    assert len(experiments) == 3, rows  # the top_rate, steer.alphas and generate.seed runs above
     params = _flat_params(yaml.safe_load((project / "params.yaml").read_text()))
     lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
     deps = {d["path"] for stage in lock.values() for d in stage.get("deps", [])}
     bookkeeping = {"Experiment", "rev", "typ", "Created", "parent", "State", "Executor"}
     assert set(rows[0]) - bookkeeping == SUMMARY_METRICS | params | deps
     assert all(r[m] != "" for r in experiments for m in SUMMARY_METRICS)
-    # `dvc exp run` leaves its params in the workspace: the second experiment kept top_rate 0.02.
-    assert [r["select.top_rate"] for r in experiments] == ["0.02", "0.02"]
-    assert sorted(r["generate.seed"] for r in experiments) == ["0", "1"]
+    # `dvc exp run` leaves its params in the workspace: the later experiments kept top_rate 0.02.
+    assert [r["select.top_rate"] for r in experiments] == ["0.02", "0.02", "0.02"]
+    assert sorted(r["generate.seed"] for r in experiments) == ["0", "0", "1"]
 
 
 def render_in_terminal(args: list[str], cwd: Path, env: dict, columns: int = 120) -> list[str]:
@@ -264,7 +264,7 @@ def test_default_exp_show_reads_in_a_120_column_terminal(project, env):
     header = next(line for line in screen if "Experiment" in line)
     assert {"accuracy", "drop", "control_drop", "neurons"} <= set(_columns(header)), "\n".join(screen)
     names = dvc(project, env, "exp", "ls", "--name-only").stdout.split()
-    assert len(names) == 2 and all(any(f"[{n}]" in line for line in screen) for n in names), "\n".join(screen)
+    assert len(names) == 3 and all(any(f"[{n}]" in line for line in screen) for n in names), "\n".join(screen)
     assert not any("…" in line for line in screen), "\n".join(screen)
 
 
@@ -316,7 +316,7 @@ def test_queued_sweep_from_a_fresh_clone_runs_and_compares_by_name(project, env,
         run([sys.executable, "-m", "dvc", "queue", "stop", "--kill"], clone, env, check=False)
     assert status.count("Success") == 2, status
     assert stages_run(dvc(clone, env, "queue", "logs", names[0]).stdout) == []
-    assert stages_run(dvc(clone, env, "queue", "logs", names[1]).stdout) == ["select", "mask-eval", "plot"]
+    assert stages_run(dvc(clone, env, "queue", "logs", names[1]).stdout) == ["select", "mask-eval", "cards", "steer", "plot"]
 
     rows = {r["Experiment"]: r for r in csv.DictReader(io.StringIO(dvc(clone, env, "exp", "show", "--csv").stdout))}
     assert [rows[n]["select.top_rate"] for n in names] == ["0.01", "0.02"]

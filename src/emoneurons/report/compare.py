@@ -38,10 +38,10 @@ from emoneurons.report.figures import (
     ratio_sweep,
     rows_matching,
     rq2_view,
-    save_figure,
     top_rate_of,
 )
 from emoneurons.report.markdown import Heading, Image, Paragraph, Table, pct, pp, render_markdown
+from emoneurons.report.style import save_figure
 from emoneurons.report.style import (
     CONTROL_COLOR,
     EMOTION_COLORS,

@@ -22,7 +22,6 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from emoneurons.atomic import atomic_path  # noqa: E402
 from emoneurons.emotions import EMOTIONS  # noqa: E402
 from emoneurons.report.style import (  # noqa: E402
     CHANCE_COLOR,
@@ -359,23 +358,6 @@ def confusion_of(condition: Mapping[str, Any]) -> torch.Tensor:
 def new_figure(width: float, height: float) -> Figure:
     """A figure of a fixed pixel size (width*DPI x height*DPI) that lays itself out."""
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
-
-
-def save_figure(figure: Figure, directory: str | Path, name: str) -> tuple[Path, Path]:
-    """Write `name`.png and `name`.svg into `directory`, each atomically; return both paths."""
-    directory = Path(directory)
-    paths = (directory / f"{name}.png", directory / f"{name}.svg")
-    for path, fmt in zip(paths, ("png", "svg")):
-        # A fixed salt for the SVG's element ids: matplotlib salts them with a random uuid, so
-        # an unchanged figure would differ on every run and DVC would see a change.
-        with atomic_path(path) as tmp, matplotlib.rc_context({"svg.hashsalt": f"emoneurons:{name}"}):
-            figure.savefig(tmp, format=fmt, dpi=DPI, metadata=_metadata(fmt))
-    return paths
-
-
-def _metadata(fmt: str) -> dict[str, Any]:
-    # No creation date, so an unchanged figure is byte-identical and DVC does not see a change.
-    return {"Date": None} if fmt == "svg" else {"Software": None}
 
 
 def as_percent(value: float) -> float:

@@ -15,9 +15,8 @@ matplotlib.use("Agg")  # never a window: stages and tests run headless
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from emoneurons.atomic import atomic_path  # noqa: E402
 from emoneurons.emotions import EMOTIONS  # noqa: E402
-from emoneurons.report.style import DPI, EMOTION_COLORS, EMOTION_MARKERS  # noqa: E402
+from emoneurons.report.style import DPI, EMOTION_COLORS, EMOTION_MARKERS, save_figure  # noqa: E402
 
 PANELS = (("share_shift", "share of replies labelled with the steered emotion\nminus unmodified (pp)", 100.0),
           ("logp_shift", "mean log p(steered emotion | reply)\nminus unmodified", 1.0))
@@ -71,11 +70,5 @@ def steering_figure(steer_json: Mapping[str, Any]) -> Figure:
 
 
 def save_steering_figure(steer_json: Mapping[str, Any], directory: str | Path, name: str = "steering") -> tuple[Path, Path]:
-    """Write `name`.png and `name`.svg (no dates in them, so an unchanged figure is byte-identical)."""
-    figure = steering_figure(steer_json)
-    directory = Path(directory)
-    paths = (directory / f"{name}.png", directory / f"{name}.svg")
-    for path, fmt in zip(paths, ("png", "svg")):
-        with atomic_path(path) as tmp:
-            figure.savefig(tmp, format=fmt, dpi=DPI, metadata={"Date": None} if fmt == "svg" else {"Software": None})
-    return paths
+    """Write `name`.png and `name`.svg (no dates, fixed SVG ids: an unchanged figure is byte-identical)."""
+    return save_figure(steering_figure(steer_json), directory, name)

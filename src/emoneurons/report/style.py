@@ -1,8 +1,15 @@
-"""The look every figure shares: one fixed colour per emotion (paper order), and the neutral colours
+"""The look every figure shares, and how each is saved (PNG and SVG, byte-identical when unchanged): one fixed colour per emotion (paper order), and the neutral colours
 of the conditions that are not an emotion (unmodified, random-neuron control, chance)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+from matplotlib.figure import Figure
+
+from emoneurons.atomic import atomic_path
 from emoneurons.emotions import EMOTIONS
 
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies and in greyscale print.
@@ -57,3 +64,20 @@ def run_style(index: int) -> dict[str, object]:
 
 def run_hatch(index: int) -> str:
     return RUN_HATCHES[index % len(RUN_HATCHES)]
+
+
+def save_figure(figure: Figure, directory: str | Path, name: str) -> tuple[Path, Path]:
+    """Write `name`.png and `name`.svg into `directory`, each atomically; return both paths."""
+    directory = Path(directory)
+    paths = (directory / f"{name}.png", directory / f"{name}.svg")
+    for path, fmt in zip(paths, ("png", "svg")):
+        # A fixed salt for the SVG's element ids: matplotlib salts them with a random uuid, so
+        # an unchanged figure would differ on every run and DVC would see a change.
+        with atomic_path(path) as tmp, matplotlib.rc_context({"svg.hashsalt": f"emoneurons:{name}"}):
+            figure.savefig(tmp, format=fmt, dpi=DPI, metadata=_metadata(fmt))
+    return paths
+
+
+def _metadata(fmt: str) -> dict[str, Any]:
+    # No creation date, so an unchanged figure is byte-identical and DVC does not see a change.
+    return {"Date": None} if fmt == "svg" else {"Software": None}
