@@ -9,10 +9,10 @@ from pathlib import Path
 import typer
 
 from emoneurons.atomic import atomic_dir, write_json
-from emoneurons.data.io import DataError, read_json, read_table
+from emoneurons.data.io import DataError, read_counts, read_json, read_table
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.stage_run import run_stage
-from emoneurons.report.cards import CardsDataError, build_cards, plan_cards, read_counts
+from emoneurons.report.cards import CardsDataError, build_cards, plan_cards
 from emoneurons.report.cards_html import render_cards_html
 
 

@@ -12,31 +12,11 @@ from pathlib import Path
 import typer
 
 from emoneurons.atomic import atomic_dir, write_json
+from emoneurons.data.io import DataError, read_counts
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.selection import select_emotion_neurons
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.stage_run import run_stage
-
-
-class CountsError(ValueError):
-    """data/counts is missing or not the shape count writes."""
-
-
-def read_counts(folder: Path):
-    """f [layers, neurons, 6] and T [6] from counts.safetensors."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = folder / "counts.safetensors"
-    if not path.is_file():
-        raise CountsError(f"{path}: file not found (run the count stage)")
-    try:
-        tensors = load_file(path)
-    except (SafetensorError, OSError) as error:
-        raise CountsError(f"{path}: not a readable safetensors file ({error})") from None
-    if set(tensors) != {"f", "T"}:
-        raise CountsError(f"{path}: expected tensors f and T, found {sorted(tensors)}")
-    return tensors["f"], tensors["T"]
 
 
 def main(
@@ -56,7 +36,7 @@ def main(
             )
             for ratio in ratios
         }
-    except (ParamsError, CountsError) as error:
+    except (ParamsError, DataError) as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
     except ValueError as error:  # counts that select cannot use (an emotion without tokens, a bad shape)

@@ -52,3 +52,21 @@ def write_table(df: pl.DataFrame, path: str | Path) -> None:
             if found is None:
                 raise
             raise OSError(int(found.group(2)), found.group(1)) from None
+
+
+def read_counts(folder: str | Path):
+    """f int64 [layers, neurons, 6] and T [6] of the count stage's counts.safetensors in `folder`;
+    DataError naming the file when it is missing, unreadable or not that shape."""
+    from safetensors import SafetensorError  # torch only when counts are read
+    from safetensors.torch import load_file
+
+    path = Path(folder) / "counts.safetensors"
+    if not path.is_file():
+        raise DataError(f"{path}: file not found (run the count stage)")
+    try:
+        tensors = load_file(path)
+    except (SafetensorError, OSError) as error:
+        raise DataError(f"{path}: not a readable safetensors file ({error})") from None
+    if set(tensors) != {"f", "T"} or tensors["f"].dim() != 3:
+        raise DataError(f"{path}: expected tensors f [layers, neurons, 6] and T [6], found {sorted(tensors)}")
+    return tensors["f"], tensors["T"]

@@ -5,7 +5,6 @@ top train contexts and the tokens they fire on most often relative to their freq
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -106,20 +105,3 @@ def build_cards(
             })
         emotions[emotion] = {"selected": int(selected.get(emotion, 0)), "cards": cards}
     return emotions
-
-
-def read_counts(folder: str | Path) -> tuple[Tensor, Tensor]:
-    """f [layers, neurons, 6] and T [6] of data/counts/counts.safetensors."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = Path(folder) / "counts.safetensors"
-    if not path.is_file():
-        raise CardsDataError(f"{path}: file not found (run the count stage)")
-    try:
-        tensors = load_file(path)
-    except (SafetensorError, OSError) as error:
-        raise CardsDataError(f"{path}: not a readable safetensors file ({error})") from None
-    if set(tensors) != {"f", "T"} or tensors["f"].dim() != 3:
-        raise CardsDataError(f"{path}: expected tensors f [layers, neurons, 6] and T [6], found {sorted(tensors)}")
-    return tensors["f"], tensors["T"]
