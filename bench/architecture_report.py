@@ -14,9 +14,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS = ("core", "data", "generation", "neurons", "evaluate", "report", "entry")
 # Modules whose target layer is not their package's (they move in the restructuring).
 TARGET = {
-    "emoneurons.evaluate.prompts": "core",  # the paper's prompts as token ids
-    "emoneurons.neurons.model": "core",  # loading the model: part of the model adapter
-    "emoneurons.neurons.architecture": "core",  # the model adapter
+    "emoneurons.prompts.chat": "core",  # the paper's prompts as token ids
+    "emoneurons.model.loading": "core",  # loading the model: part of the model adapter
+    "emoneurons.model.architecture": "core",  # the model adapter
 }
 BY_PACKAGE = {
     "emoneurons.emotions": "core", "emoneurons.params": "core", "emoneurons.prompt_format": "core",

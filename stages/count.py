@@ -16,7 +16,7 @@ from emoneurons.data.io import DataError, read_table
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.counting import activation_counts
 from emoneurons.neurons.masking import UnsupportedModelError
-from emoneurons.neurons.model import load_model
+from emoneurons.model.loading import load_model
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.prompt_format import resolve_prompt_format
 from emoneurons.resume import CountSchedule, count_checkpoints

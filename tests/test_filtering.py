@@ -186,7 +186,7 @@ def test_hf_judge_on_the_tiny_model(tiny_llama):
 
 def test_make_judges_loads_the_model_once_and_wires_openai(monkeypatch, tiny_llama, tmp_path):
     import emoneurons.backends.chat as chat
-    import emoneurons.neurons.model as model
+    import emoneurons.model.loading as model
 
     loads, backends = [], []
     monkeypatch.setattr(model, "load_model", lambda params: loads.append(params) or tiny_llama)

@@ -22,13 +22,13 @@ def test_import_contracts_are_kept():
 
 
 def test_lint_imports_fails_on_a_broken_contract(tmp_path):
-    # Broken today: counting imports evaluate.classification_prompt (docs/ARCHITECTURE.md, moved in the restructuring).
+    # Broken on purpose: counting does import the classification prompt.
     config = tmp_path / "broken.ini"
     config.write_text(
         "[importlinter]\nroot_package = emoneurons\n\n"
         "[importlinter:contract:broken]\nname = neurons import nothing from evaluate\ntype = forbidden\n"
-        "source_modules =\n    emoneurons.neurons.counting\nforbidden_modules =\n    emoneurons.evaluate\n"
+        "source_modules =\n    emoneurons.neurons.counting\nforbidden_modules =\n    emoneurons.prompts\n"
     )
     result = lint_imports("--config", str(config))
     assert result.returncode != 0
-    assert "BROKEN" in result.stdout and "emoneurons.neurons.counting -> emoneurons.evaluate.classification_prompt" in result.stdout
+    assert "BROKEN" in result.stdout and "emoneurons.neurons.counting -> emoneurons.prompts.classification" in result.stdout

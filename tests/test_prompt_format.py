@@ -16,10 +16,10 @@ from emoneurons.backends.judges import HFJudge, labelling_prompt
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.classify import classify
 from emoneurons.evaluate.masking_eval import evaluate_masking
-from emoneurons.evaluate.classification_prompt import classification_prompt
-from emoneurons.evaluate.prompts import dialogue_ids
+from emoneurons.prompts.classification import classification_prompt
+from emoneurons.prompts.chat import dialogue_ids
 from emoneurons.neurons.counting import counting_inputs
-from emoneurons.neurons.model import LoadedModel
+from emoneurons.model.loading import LoadedModel
 from emoneurons.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
 from emoneurons.params import EvalParams, HFGenerationParams, ParamsError
 from emoneurons.prompt_format import PromptFormatError, render_plain, resolve_prompt_format

@@ -173,7 +173,7 @@ def make_chat_backend(
         if hf is None or model is None:
             raise ValueError("make_chat_backend('hf') needs hf=HFGenerationParams and model=ModelParams")
         from emoneurons.backends.hf_generate import HFChatBackend
-        from emoneurons.neurons.model import load_model
+        from emoneurons.model.loading import load_model
 
         return HFChatBackend(load_model(model), hf, Path(cache_dir), seed=seed, batch_size=model.batch_size, prompt_format=prompt_format)
     raise ValueError(f"unknown chat backend {kind!r}; allowed: openai, hf")

@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from emoneurons.backends.chat import ChatBackend
-    from emoneurons.evaluate.prompts import ChatPrompt
-    from emoneurons.neurons.model import LoadedModel
+    from emoneurons.prompts.chat import ChatPrompt
+    from emoneurons.model.loading import LoadedModel
     from emoneurons.params import FilterParams, ModelParams
 
 
@@ -57,7 +57,7 @@ def relabel_invalid(
 
 def labelling_prompt(tokenizer: PreTrainedTokenizerBase, retry: bool = False, prompt_format: str = "auto") -> ChatPrompt:
     """Figure 7's labelling prompt (or its stricter retry) as one user turn."""
-    from emoneurons.evaluate.prompts import user_turn_prompt
+    from emoneurons.prompts.chat import user_turn_prompt
 
     return user_turn_prompt(tokenizer, lambda dialogue: label_prompt(dialogue, retry=retry), prompt_format)
 
@@ -117,7 +117,7 @@ def make_judges(filter_params: FilterParams, model_params: ModelParams, cache_di
             judges.append(LexiconJudge(spec.name))
         elif spec.backend == "hf":
             if lm is None:
-                from emoneurons.neurons.model import load_model
+                from emoneurons.model.loading import load_model
 
                 lm = load_model(model_params)
                 from emoneurons.prompt_format import resolve_prompt_format
