@@ -127,7 +127,7 @@ def test_mask_eval_on_a_base_model_uses_and_reports_the_plain_format(base_lm):
 def test_hf_judge_labels_with_the_plain_labelling_prompt(base_lm):
     dialogues = [DIALOGUE, "A: What a wonderful day."]
     expected = classify(base_lm, labelling_prompt(base_lm.tokenizer, prompt_format="plain"), dialogues, "score", batch_size=2).predicted
-    assert HFJudge("base", base_lm, "score", 2).label(dialogues) == expected
+    assert HFJudge("base", base_lm, "score", 2, classify=classify).label(dialogues) == expected
 
 
 def test_hf_backend_renders_plain_with_bos_and_keys_the_format(base_lm, tiny_llama, tmp_path):
