@@ -63,7 +63,7 @@ def main(
             batch_size=model_params.batch_size, max_length=model_params.max_length, desc="count", truncation=cut,
             prompt_format=settings.eval.prompt_format, schedule=CountSchedule(ranks, saved, count.checkpoint_every),
         )
-        checked = check_counts(f, T) if ranks.main else None
+        checked = check_counts(f, T, source=str(out / "counts.safetensors")) if ranks.main else None
     except (ParamsError, DataError) as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
