@@ -1,6 +1,7 @@
 """The numbers behind docs/ARCHITECTURE.md: every import inside src/emoneurons that runs against
-the target layers (upward, or a cycle between siblings), the modules that sit in the wrong
-package, and the longest files and functions.
+the layers of .importlinter's `layers` contract (upward, between independent siblings) or closes a
+cycle between two modules (which lint-imports does not check inside one layer), and the longest
+files and functions.
 
     .venv/bin/python bench/architecture_report.py
 """
@@ -8,38 +9,34 @@ package, and the longest files and functions.
 from __future__ import annotations
 
 import ast
+import configparser
+import re
 from pathlib import Path
 
-SRC = Path(__file__).resolve().parents[1] / "src"
-LAYERS = ("core", "data", "generation", "neurons", "evaluate", "report", "entry")
-# Modules whose target layer is not their package's (they move in the restructuring).
-TARGET = {
-    "emoneurons.evaluate.prompts": "core",  # the paper's prompts as token ids
-    "emoneurons.neurons.model": "core",  # loading the model: part of the model adapter
-    "emoneurons.neurons.architecture": "core",  # the model adapter
-}
-BY_PACKAGE = {
-    "emoneurons.emotions": "core", "emoneurons.params": "core", "emoneurons.prompt_format": "core",
-    "emoneurons.atomic": "core", "emoneurons.data": "data", "emoneurons.topics": "generation",
-    "emoneurons.dialogues": "generation", "emoneurons.filtering": "generation", "emoneurons.backends": "generation",
-    "emoneurons.neurons": "neurons", "emoneurons.evaluate": "evaluate", "emoneurons.report": "report",
-    "emoneurons.cli": "entry",
-}
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src"
+
+
+def contract_layers() -> list[tuple[list[str], bool]]:
+    """The `layers` contract of .importlinter, bottom first: (top-level module names, independent)."""
+    config = configparser.ConfigParser()
+    config.read(REPO / ".importlinter")
+    rows = [line.strip() for line in config["importlinter:contract:layers"]["layers"].splitlines() if line.strip()]
+    return [([name.strip("() ") for name in re.split(r"[|:]", row)], "|" in row) for row in reversed(rows)]
+
+
+def layer(module: str) -> tuple[int, int]:
+    """(row of the layers contract, bottom = 0; the sibling's index within an independent row, else 0)."""
+    top = module.split(".")[1] if module.count(".") else module
+    for row, (names, independent) in enumerate(contract_layers()):
+        if top in names:
+            return row, names.index(top) if independent else 0
+    raise KeyError(f"{module}: no layer; add it to the layers contract in .importlinter")
 
 
 def module_name(path: Path) -> str:
     parts = path.relative_to(SRC).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def layer(module: str, target: bool) -> str:
-    """The module's layer today (by its package), or its target layer (after the moves)."""
-    if target and module in TARGET:
-        return TARGET[module]
-    for prefix in sorted(BY_PACKAGE, key=len, reverse=True):
-        if module == prefix or module.startswith(prefix + "."):
-            return BY_PACKAGE[prefix]
-    raise KeyError(f"{module}: no layer; add it to BY_PACKAGE")
 
 
 def imports(path: Path) -> list[tuple[str, bool]]:
@@ -63,27 +60,26 @@ def graph() -> dict[str, list[tuple[str, bool]]]:
     return {module_name(p): imports(p) for p in sorted(SRC.rglob("*.py"))}
 
 
-def violations() -> list[tuple[str, str, str, str]]:
-    """(importer, imported, today, after the moves) for each import that goes up a layer, or that
-    closes a cycle between two modules."""
+def violations() -> list[tuple[str, str, str]]:
+    """(importer, imported, why) for each import that goes up a layer, crosses between independent
+    siblings, or closes a cycle between two modules (lint-imports checks the first two as well)."""
     edges = graph()
     rows = []
     for source, targets in edges.items():
         for target, deferred in targets:
-            if target not in edges:
+            if target not in edges or target == source:
                 continue
-            verdicts = []
-            for moved in (False, True):
-                a, b = layer(source, moved), layer(target, moved)
-                if LAYERS.index(b) > LAYERS.index(a):
-                    verdicts.append(f"upward: {a} imports {b}")
-                elif any(t == source for t, _ in edges[target]):
-                    verdicts.append("cycle: each imports the other")
-                else:
-                    verdicts.append("ok")
-            if verdicts != ["ok", "ok"] and (source, target) not in {(r[0], r[1]) for r in rows}:
-                how = " (deferred import)" if deferred else ""
-                rows.append((source, target, verdicts[0] + how, verdicts[1]))
+            (a, i), (b, j) = layer(source), layer(target)
+            if b > a:
+                why = "upward"
+            elif b == a and i != j:
+                why = "between independent siblings"
+            elif any(t == source for t, _ in edges[target]):
+                why = "cycle: each imports the other"
+            else:
+                continue
+            if (source, target) not in {(r[0], r[1]) for r in rows}:
+                rows.append((source, target, why + (" (deferred import)" if deferred else "")))
     return rows
 
 
@@ -100,8 +96,9 @@ def longest() -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
 
 
 if __name__ == "__main__":
-    print("| importer | imported | today | after the moves |\n|---|---|---|---|")
-    for row in violations():
+    rows = violations()
+    print(f"imports against the layers of .importlinter (or cycles): {len(rows)}")
+    for row in rows:
         print("| " + " | ".join(row) + " |")
     files, functions = longest()
     print("\nlongest files:", *(f"  {n} lines  {name}" for n, name in files), sep="\n")

@@ -24,7 +24,7 @@ import typer  # noqa: E402
 
 from emoneurons.emotions import EMOTIONS  # noqa: E402
 from emoneurons.neurons.counting import activation_counts, counting_inputs, length_batches, padded_batch  # noqa: E402
-from emoneurons.neurons.model import LoadedModel, load_model  # noqa: E402
+from emoneurons.model.loading import LoadedModel, load_model  # noqa: E402
 from emoneurons.params import ModelParams  # noqa: E402
 
 OPENERS = ["I can't believe", "Did you hear that", "Honestly,", "Look at this:", "Wait,", "You know what,"]

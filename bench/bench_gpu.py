@@ -36,9 +36,9 @@ import typer  # noqa: E402
 
 from bench_count import prepared_batches, synthetic_dialogues  # noqa: E402
 from emoneurons.evaluate.classify import MaskedClassifier  # noqa: E402
-from emoneurons.evaluate.classification_prompt import classification_prompt  # noqa: E402
+from emoneurons.prompts.classification import classification_prompt  # noqa: E402
 from emoneurons.neurons.counting import activation_counts  # noqa: E402
-from emoneurons.neurons.model import LoadedModel  # noqa: E402
+from emoneurons.model.loading import LoadedModel  # noqa: E402
 
 # Llama-3.1-8B-Instruct's config.json (the parts that set compute and memory).
 LLAMA_31_8B = dict(

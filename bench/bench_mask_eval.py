@@ -31,7 +31,7 @@ from emoneurons.emotions import EMOTIONS  # noqa: E402
 from emoneurons.evaluate.classify import MaskedClassifier  # noqa: E402
 from emoneurons.evaluate.conditions import first_masked_layers, plan_conditions, unique_masks  # noqa: E402
 from emoneurons.evaluate.masking_eval import calibration_dialogues, draw_shots  # noqa: E402
-from emoneurons.evaluate.classification_prompt import classification_prompt  # noqa: E402
+from emoneurons.prompts.classification import classification_prompt  # noqa: E402
 from emoneurons.neurons.masking import decoder_layers  # noqa: E402
 from emoneurons.params import EvalParams, ModelParams, SelectParams  # noqa: E402
 
@@ -125,7 +125,7 @@ def main(tiny_only: bool = typer.Option(False, help="only the tiny random Llama"
     default_threads = torch.get_num_threads()
     import conftest  # tests/conftest.py: the tiny model builders (importing it sets 1 thread)
 
-    from emoneurons.neurons.model import LoadedModel, load_model
+    from emoneurons.model.loading import LoadedModel, load_model
 
     tokenizer = conftest.build_tokenizer()
     tiny = LoadedModel(conftest.build_tiny_llama(len(tokenizer), layers=6), tokenizer, "tiny")

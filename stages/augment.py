@@ -36,7 +36,7 @@ def main(
         if augment.backend == TEMPLATE:
             propose, backend = template_proposer(augment.seed), None
         else:
-            from emoneurons.backends.chat import make_chat_backend
+            from emoneurons.backends.factory import make_chat_backend
 
             backend = make_chat_backend(
                 augment.backend, openai=augment.openai, hf=augment.hf, model=settings.model,

@@ -36,7 +36,7 @@ def main(
         key = f"{settings.select.top_rate:g}"
         plan = plan_cards(selection, key, P, entropy, cards.top_neurons)
         labels = table["label" if "label" in table.columns else "theme"].to_list()
-        from emoneurons.neurons.model import load_model  # imports torch/transformers: after the cheap checks
+        from emoneurons.model.loading import load_model  # imports torch/transformers: after the cheap checks
         from emoneurons.neurons.top_activations import neuron_activity
 
         lm = load_model(settings.model)

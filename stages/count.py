@@ -16,12 +16,16 @@ from emoneurons.data.io import DataError, read_table
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.counting import activation_counts
 from emoneurons.neurons.masking import UnsupportedModelError
-from emoneurons.neurons.model import load_model
+from emoneurons.model.loading import load_model
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.prompt_format import resolve_prompt_format
 from emoneurons.resume import CountSchedule, count_checkpoints
 from emoneurons.truncation import Truncation
 from emoneurons.stage_run import run_stage
+
+# checks.json names the counts by their path in the pipeline whatever --out is, so counts written to
+# another folder (a resumed run, another launcher) are the same bytes.
+COUNTS_FILE = "data/counts/counts.safetensors"
 
 
 def train_dialogues(path: Path) -> tuple[list[str], list[str]]:
@@ -63,7 +67,7 @@ def main(
             batch_size=model_params.batch_size, max_length=model_params.max_length, desc="count", truncation=cut,
             prompt_format=settings.eval.prompt_format, schedule=CountSchedule(ranks, saved, count.checkpoint_every),
         )
-        checked = check_counts(f, T) if ranks.main else None
+        checked = check_counts(f, T, source=COUNTS_FILE) if ranks.main else None
     except (ParamsError, DataError) as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None

@@ -52,7 +52,10 @@ def main(
             for column in ("dialogue", "theme"):
                 if column not in df.columns:
                     raise DataError(f"{dialogues}: no column {column!r} (has {', '.join(df.columns) or 'none'})")
-            judges = make_judges(options, settings.model, cache, settings.eval.prompt_format)
+            classify = None
+            if any(spec.backend == "hf" for spec in options.judges):
+                from emoneurons.evaluate.classify import classify  # torch/transformers only for an hf judge
+            judges = make_judges(options, settings.model, cache, settings.eval.prompt_format, classify=classify)
             texts = df["dialogue"].to_list()
             seconds = {}
             labels = {}

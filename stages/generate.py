@@ -42,7 +42,7 @@ def main(
             df, stats = template_dialogues(names, generate.emotions, generate.per_pair, generate.seed, generate.max_turns)
             backend = None
         else:
-            from emoneurons.backends.chat import make_chat_backend
+            from emoneurons.backends.factory import make_chat_backend
 
             backend = make_chat_backend(
                 generate.backend, openai=generate.openai, hf=generate.hf, model=settings.model,

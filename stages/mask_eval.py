@@ -15,7 +15,7 @@ from emoneurons.data.io import DataError, read_json, read_table
 from emoneurons.evaluate.conditions import PlanError
 from emoneurons.evaluate.masking_eval import EvalDataError, evaluate_masking
 from emoneurons.evaluate.summary import exp_summary
-from emoneurons.neurons.architecture import UnsupportedModelError
+from emoneurons.model.architecture import UnsupportedModelError
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.resume import ConditionSchedule, mask_eval_checkpoints
 from emoneurons.truncation import Truncation
@@ -33,7 +33,7 @@ def main(
         settings = load_stage_params(params, ("model", "select.top_rate", "eval"))
         train, test = read_table(split / "train.parquet"), read_table(split / "test.parquet")
         selection = read_json(neurons)
-        from emoneurons.neurons.model import load_model  # imports torch/transformers: after the cheap checks
+        from emoneurons.model.loading import load_model  # imports torch/transformers: after the cheap checks
 
         ranks = start(settings.model.device)  # one process, or one of `accelerate launch`'s
         inputs = [split / "train.parquet", split / "test.parquet", neurons]

@@ -37,7 +37,7 @@ def main(
         selection = read_json(neurons)
         key = f"{settings.select.top_rate:g}"
         plan = plan_steering(selection, key, steer)
-        from emoneurons.neurons.model import load_model  # imports torch/transformers: after the cheap checks
+        from emoneurons.model.loading import load_model  # imports torch/transformers: after the cheap checks
 
         lm = load_model(settings.model)
         selected = {e: len(pairs) for e, pairs in selection["ratios"][key]["neurons"].items()}

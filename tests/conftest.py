@@ -74,7 +74,7 @@ def tiny_tokenizer():
 @pytest.fixture(scope="session")
 def tiny_llama(tiny_tokenizer):
     """A LoadedModel: 4-layer random Llama (hidden 32, FFN 64) with an in-process tokenizer."""
-    from emoneurons.neurons.model import LoadedModel
+    from emoneurons.model.loading import LoadedModel
 
     model = build_tiny_llama(len(tiny_tokenizer))
     model.config.pad_token_id = tiny_tokenizer.pad_token_id

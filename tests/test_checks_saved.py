@@ -42,6 +42,6 @@ def test_generate_saves_what_it_checked_and_a_bad_row_is_named_by_id(tmp_path):
     bad_id = df["id"][3]
     broken = df.with_columns(pl.when(pl.col("id") == bad_id).then(pl.lit("A: Hi.\nThey leave.")).otherwise(pl.col("dialogue")).alias("dialogue"))
     with pytest.raises(DataCheckError) as info:
-        check_dialogues(broken)
+        check_dialogues(broken, source="data/dialogues.parquet")
     assert "expect_column_values_to_match_regex failed" in str(info.value) and f"(id {bad_id!r})" in str(info.value)
 

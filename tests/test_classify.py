@@ -9,8 +9,8 @@ import torch
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.classify import MaskedClassifier, additive_mask, classify, real_token_index, run_layers
-from emoneurons.evaluate.classification_prompt import classification_prompt
-from emoneurons.evaluate.prompts import dialogue_ids, label_ids
+from emoneurons.prompts.classification import classification_prompt
+from emoneurons.prompts.chat import dialogue_ids, label_ids
 from emoneurons.neurons import reference
 from emoneurons.neurons.masking import mask_neurons
 
@@ -107,7 +107,7 @@ def test_layer_reuse_equals_full_masked_forward_and_computes_less(tiny_llama, pr
 
 def _biased_copy(lm, token_id: int):
     """The model with its output layer pushed towards one token (untied), to steer greedy decoding."""
-    from emoneurons.neurons.model import LoadedModel
+    from emoneurons.model.loading import LoadedModel
 
     model = copy.deepcopy(lm.model)
     head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=True)
@@ -162,7 +162,7 @@ def test_space_labels_score_equals_brute_force(tiny_llama, prompt):
 
 @pytest.mark.parametrize("recalibrate", [False, True])
 def test_calibration_divides_by_the_reference_rows(tiny_llama, prompt, recalibrate):
-    from emoneurons.evaluate.prompts import CONTENT_FREE_DIALOGUE
+    from emoneurons.prompts.chat import CONTENT_FREE_DIALOGUE
 
     reference = [CONTENT_FREE_DIALOGUE, DIALOGUES[1]]
     layer = len(tiny_llama.model.model.layers) - 1

@@ -9,7 +9,7 @@ import torch
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.conditions import PlanError, first_masked_layers, plan_conditions, unique_masks
 from emoneurons.evaluate.masking_eval import EvalDataError, calibration_dialogues, draw_shots, evaluate_masking, mask_workers
-from emoneurons.evaluate.prompts import CONTENT_FREE_DIALOGUE
+from emoneurons.prompts.chat import CONTENT_FREE_DIALOGUE
 from emoneurons.params import EvalParams, ParamsError, parse_params
 
 LAYERS, PER_LAYER = 6, 64

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.evaluate.classification_prompt import classification_prompt
-from emoneurons.evaluate.prompts import dialogue_ids
+from emoneurons.prompts.classification import classification_prompt
+from emoneurons.prompts.chat import dialogue_ids
 from emoneurons.neurons import reference
 from emoneurons.neurons.counting import activation_counts, counting_inputs, length_batches, padded_batch
 from emoneurons.neurons.masking import UnsupportedModelError
-from emoneurons.neurons.model import LoadedModel
+from emoneurons.model.loading import LoadedModel
 from emoneurons.prompt_format import added_special_prefix
 
 # Different lengths (1 to ~40 tokens), so every batch pads; all six emotions, one twice.

@@ -154,7 +154,7 @@ def test_two_machines_on_localhost_with_an_idle_rank(project, env):
     RANK 0 and 1 of WORLD_SIZE 2, LOCAL_RANK 0 on each node) meet over TCP; one batch only:
     rank 1 is idle. (README shows the same with two `accelerate launch --machine_rank` lines.)"""
     from emoneurons.neurons.counting import activation_counts
-    from emoneurons.neurons.model import load_model
+    from emoneurons.model.loading import load_model
     from emoneurons.params import load_params
     from emoneurons.data.io import read_table
     from safetensors.torch import load_file

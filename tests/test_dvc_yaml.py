@@ -185,8 +185,8 @@ def test_the_params_check_catches_an_undeclared_read_and_an_unread_declaration()
 
 
 # Which stages rerun when a prompt is reworded. Figure 5's prompt lives in
-# evaluate/classification_prompt.py, apart from the chat-prompt code the judges share
-# (evaluate/prompts.py), and EmoPrism's reader takes the dialogue format from dialogue_format.py,
+# prompts/classification.py, apart from the chat-prompt code the judges share
+# (prompts/chat.py), and EmoPrism's reader takes the dialogue format from dialogue_format.py,
 # not from dialogues.py: each prompt reruns only the stages that import it.
 PROMPT_STAGES = {
     "src/emoneurons/paper_prompts/augment.py": {"augment"},

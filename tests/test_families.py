@@ -12,13 +12,13 @@ import torch
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.classify import MaskedClassifier
-from emoneurons.evaluate.classification_prompt import classification_prompt
-from emoneurons.evaluate.prompts import dialogue_ids, label_ids
+from emoneurons.prompts.classification import classification_prompt
+from emoneurons.prompts.chat import dialogue_ids, label_ids
 from emoneurons.neurons import reference
-from emoneurons.neurons.architecture import FAMILIES, UnsupportedModelError, gated_ffns
+from emoneurons.model.architecture import FAMILIES, UnsupportedModelError, gated_ffns
 from emoneurons.neurons.counting import activation_counts
 from emoneurons.neurons.masking import mask_neurons
-from emoneurons.neurons.model import LoadedModel
+from emoneurons.model.loading import LoadedModel
 
 DIALOGUES = [
     "A: I can't believe this happened!\nB: Oh no, that is terrible.",

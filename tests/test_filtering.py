@@ -171,12 +171,12 @@ def test_hf_judge_on_the_tiny_model(tiny_llama):
     from emoneurons.backends.judges import labelling_prompt
 
     dialogues = ["A: I can't believe this happened!\nB: Oh no, that is terrible.", "A: What a wonderful day.\nB: Yes!"]
-    scored = HFJudge("tiny", tiny_llama, "score", batch_size=2).label(dialogues)
+    scored = HFJudge("tiny", tiny_llama, "score", batch_size=2, classify=classify).label(dialogues)
     assert len(scored) == 2 and all(label in EMOTIONS for label in scored)
     expected = classify(tiny_llama, labelling_prompt(tiny_llama.tokenizer), dialogues, "score", batch_size=2).predicted
     assert scored == expected
 
-    judge = HFJudge("tiny", tiny_llama, "generate", batch_size=2)
+    judge = HFJudge("tiny", tiny_llama, "generate", batch_size=2, classify=classify)
     labels = judge.label(dialogues)
     first = classify(tiny_llama, labelling_prompt(tiny_llama.tokenizer), dialogues, "generate", batch_size=2).predicted
     assert judge.reasked == sum(label is None for label in first)
@@ -185,8 +185,9 @@ def test_hf_judge_on_the_tiny_model(tiny_llama):
 
 
 def test_make_judges_loads_the_model_once_and_wires_openai(monkeypatch, tiny_llama, tmp_path):
-    import emoneurons.backends.chat as chat
-    import emoneurons.neurons.model as model
+    import emoneurons.backends.factory as factory
+    import emoneurons.model.loading as model
+    from emoneurons.evaluate.classify import classify
 
     loads, backends = [], []
     monkeypatch.setattr(model, "load_model", lambda params: loads.append(params) or tiny_llama)
@@ -195,12 +196,15 @@ def test_make_judges_loads_the_model_once_and_wires_openai(monkeypatch, tiny_lla
         backends.append((kind, kwargs))
         return FakeChat(lambda r: "fear")
 
-    monkeypatch.setattr(chat, "make_chat_backend", fake_backend)
+    monkeypatch.setattr(factory, "make_chat_backend", fake_backend)
     params = FilterParams(min_agree=2, judges=(
         JudgeParams(name="lex", backend="lexicon"), JudgeParams(name="a", backend="hf"),
         JudgeParams(name="b", backend="hf", method="generate"), JudgeParams(name="gpt", backend="openai"),
     ))
-    judges = make_judges(params, ModelParams(batch_size=3), tmp_path / "cache")
+    with pytest.raises(ValueError, match="hf judge 'a' needs classify="):  # generation does not import evaluate: the stage passes it in
+        make_judges(params, ModelParams(batch_size=3), tmp_path / "cache")
+    assert loads == []
+    judges = make_judges(params, ModelParams(batch_size=3), tmp_path / "cache", classify=classify)
     assert [j.name for j in judges] == ["lex", "a", "b", "gpt"]
     assert isinstance(judges[0], LexiconJudge) and isinstance(judges[3], ChatJudge)
     assert len(loads) == 1 and judges[1].lm is judges[2].lm is tiny_llama

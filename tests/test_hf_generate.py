@@ -11,7 +11,7 @@ import torch
 from emoneurons.backends.cache import cache_key
 from emoneurons.backends.chat import ChatRequest
 from emoneurons.backends.hf_generate import HFChatBackend, SeededSampler, render_chat, top_p_filter
-from emoneurons.neurons.model import LoadedModel
+from emoneurons.model.loading import LoadedModel
 from emoneurons.params import HFGenerationParams
 
 # Of very different lengths, so a batch needs real padding.

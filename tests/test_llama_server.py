@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from emoneurons.dialogue_format import check_reply
-from emoneurons.neurons.model import EMBEDDED_GGUF, embedded_model_dir
+from emoneurons.model.loading import EMBEDDED_GGUF, embedded_model_dir
 
 REPO = Path(__file__).resolve().parents[1]
 SEEDS = REPO / "data" / "seeds" / "topics.txt"

@@ -10,8 +10,8 @@ import torch
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.conditions import plan_conditions
 from emoneurons.evaluate.masking_eval import calibration_dialogues, draw_shots, evaluate_masking
-from emoneurons.evaluate.classification_prompt import classification_prompt
-from emoneurons.evaluate.prompts import dialogue_ids, label_ids
+from emoneurons.prompts.classification import classification_prompt
+from emoneurons.prompts.chat import dialogue_ids, label_ids
 from emoneurons.neurons.masking import mask_neurons
 from emoneurons.params import EvalParams
 from test_conditions import _split, synthetic_neurons

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from emoneurons.neurons.model import EMBEDDED_GGUF, embedded_model_dir, load_model
+from emoneurons.model.loading import EMBEDDED_GGUF, embedded_model_dir, load_model
 from emoneurons.params import ModelParams
 
 
@@ -44,7 +44,7 @@ def test_embedded_gguf_copy_matches_direct_gguf_load(tmp_path, monkeypatch):
 
 
 def test_cuda_device_without_a_gpu_is_one_line_naming_the_key():
-    from emoneurons.neurons.model import device_and_dtype
+    from emoneurons.model.loading import device_and_dtype
     from emoneurons.params import ParamsError
 
     for device in ("cuda", "cuda:1"):
@@ -58,7 +58,7 @@ def test_cuda_device_without_a_gpu_is_one_line_naming_the_key():
 
 
 def test_auto_dtype_is_bfloat16_on_cuda_and_float32_on_the_cpu():
-    from emoneurons.neurons.model import device_and_dtype
+    from emoneurons.model.loading import device_and_dtype
 
     assert device_and_dtype("cpu", "auto", cuda_devices=1)[1] == torch.float32
     assert device_and_dtype("cuda", "auto", cuda_devices=1)[1] == torch.bfloat16
@@ -69,7 +69,7 @@ def test_auto_dtype_is_bfloat16_on_cuda_and_float32_on_the_cpu():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error a machine without a GPU gives")
 def test_load_model_with_cuda_and_no_gpu_fails_before_loading():
-    from emoneurons.neurons.model import load_model
+    from emoneurons.model.loading import load_model
     from emoneurons.params import ModelParams, ParamsError
 
     with pytest.raises(ParamsError, match="^model.device: 'cuda'"):

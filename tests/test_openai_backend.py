@@ -11,7 +11,8 @@ from collections import Counter
 
 import pytest
 
-from emoneurons.backends.chat import ChatBackendError, ChatRequest, make_chat_backend
+from emoneurons.backends.chat import ChatBackendError, ChatRequest
+from emoneurons.backends.factory import make_chat_backend
 from emoneurons.backends.openai_backend import OpenAIChatBackend, retry_after_seconds
 from emoneurons.params import OpenAIParams
 

@@ -16,10 +16,10 @@ from emoneurons.backends.judges import HFJudge, labelling_prompt
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.classify import classify
 from emoneurons.evaluate.masking_eval import evaluate_masking
-from emoneurons.evaluate.classification_prompt import classification_prompt
-from emoneurons.evaluate.prompts import dialogue_ids
+from emoneurons.prompts.classification import classification_prompt
+from emoneurons.prompts.chat import dialogue_ids
 from emoneurons.neurons.counting import counting_inputs
-from emoneurons.neurons.model import LoadedModel
+from emoneurons.model.loading import LoadedModel
 from emoneurons.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
 from emoneurons.params import EvalParams, HFGenerationParams, ParamsError
 from emoneurons.prompt_format import PromptFormatError, render_plain, resolve_prompt_format
@@ -127,7 +127,7 @@ def test_mask_eval_on_a_base_model_uses_and_reports_the_plain_format(base_lm):
 def test_hf_judge_labels_with_the_plain_labelling_prompt(base_lm):
     dialogues = [DIALOGUE, "A: What a wonderful day."]
     expected = classify(base_lm, labelling_prompt(base_lm.tokenizer, prompt_format="plain"), dialogues, "score", batch_size=2).predicted
-    assert HFJudge("base", base_lm, "score", 2).label(dialogues) == expected
+    assert HFJudge("base", base_lm, "score", 2, classify=classify).label(dialogues) == expected
 
 
 def test_hf_backend_renders_plain_with_bos_and_keys_the_format(base_lm, tiny_llama, tmp_path):

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import polars as pl
 import pytest
 import torch
 
+from emoneurons.data import suites
 from emoneurons.data.io import DataError
-from emoneurons.data.suites import (
-    DataCheckError,
-    check_counts,
-    check_dialogues,
-    check_filtered,
-    check_split,
-    check_topics,
-)
+from emoneurons.data.suites import DataCheckError
 from emoneurons.emotions import EMOTIONS
 
 JUDGES = ("lexicon", "smollm")
+# The library names no stage path: the stages pass the file each table came from, as these do.
+check_topics = partial(suites.check_topics, source="data/topics.parquet")
+check_dialogues = partial(suites.check_dialogues, source="data/dialogues.parquet")
+check_filtered = partial(suites.check_filtered, source="data/filtered.parquet")
+check_split = partial(suites.check_split, sources=("data/split/train.parquet", "data/split/test.parquet"))
+check_counts = partial(suites.check_counts, source="data/counts/counts.safetensors")
 
 
 def _dialogues(per_emotion: int = 2) -> pl.DataFrame:

@@ -8,7 +8,7 @@ from test_conditions import _split, synthetic_neurons
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.masking_eval import EvalDataError, calibration_dialogues, dialogue_budget, draw_shots, evaluate_masking
-from emoneurons.evaluate.classification_prompt import classification_prompt
+from emoneurons.prompts.classification import classification_prompt
 from emoneurons.neurons.counting import counting_inputs
 from emoneurons.params import EvalParams
 from emoneurons.truncation import Truncation, cut_dialogues

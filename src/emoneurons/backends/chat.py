@@ -1,4 +1,6 @@
-"""The chat-completion interface shared by the openai and hf backends (augment, generate, judges)."""
+"""The chat-completion interface shared by the openai and hf backends (augment, generate, judges).
+
+The backends import this module; the factory that picks one (backends/factory.py) sits above them."""
 
 from __future__ import annotations
 
@@ -6,15 +8,11 @@ import sys
 from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import Literal, Protocol
 
 from tqdm.auto import tqdm
 
 from emoneurons.backends.cache import ResponseCache, cache_key
-
-if TYPE_CHECKING:
-    from emoneurons.params import HFGenerationParams, ModelParams, OpenAIParams
 
 Role = Literal["system", "user", "assistant"]
 
@@ -147,33 +145,3 @@ def fill_from_cache(
         usage.add_tokens(hit.prompt_tokens, hit.completion_tokens, cost(hit.prompt_tokens, hit.completion_tokens))
         progress.refresh(1)
     return misses
-
-
-def make_chat_backend(
-    kind: Literal["openai", "hf"],
-    *,
-    openai: OpenAIParams | None = None,
-    hf: HFGenerationParams | None = None,
-    model: ModelParams | None = None,
-    cache_dir: Path,
-    seed: int = 0,
-    prompt_format: str = "auto",
-) -> ChatBackend:
-    """The backend of `kind`: openai needs `openai`; hf needs `hf` and `model` (loaded here) and
-    renders prompts in `prompt_format` (eval.prompt_format: chat | plain | auto).
-    `seed` seeds hf sampling (request k samples with seed + k); openai sends no seed, since many
-    compatible servers ignore or reject it, so its answers differ per `sample` index only."""
-    if kind == "openai":
-        if openai is None:
-            raise ValueError("make_chat_backend('openai') needs openai=OpenAIParams")
-        from emoneurons.backends.openai_backend import OpenAIChatBackend
-
-        return OpenAIChatBackend(openai, Path(cache_dir))
-    if kind == "hf":
-        if hf is None or model is None:
-            raise ValueError("make_chat_backend('hf') needs hf=HFGenerationParams and model=ModelParams")
-        from emoneurons.backends.hf_generate import HFChatBackend
-        from emoneurons.neurons.model import load_model
-
-        return HFChatBackend(load_model(model), hf, Path(cache_dir), seed=seed, batch_size=model.batch_size, prompt_format=prompt_format)
-    raise ValueError(f"unknown chat backend {kind!r}; allowed: openai, hf")

@@ -14,7 +14,7 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList,
 
 from emoneurons.backends.cache import ResponseCache, cache_key, request_fields
 from emoneurons.backends.chat import CUT_OFF, ChatProgress, ChatRequest, Usage, fill_from_cache, is_cut_off
-from emoneurons.neurons.model import LoadedModel
+from emoneurons.model.loading import LoadedModel
 from emoneurons.params import HFGenerationParams
 from emoneurons.prompt_format import render_plain, resolve_prompt_format
 

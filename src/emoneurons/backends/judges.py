@@ -1,7 +1,8 @@
 """The filter's judges: each labels dialogues with one of the six emotions (None = no valid label).
 
 - lexicon: the model-free cue lexicon (backends/lexicon.py);
-- hf: a local causal LM classifying with the paper's labelling prompt (evaluate/classify.py);
+- hf: a local causal LM classifying with the paper's labelling prompt; the classifier
+  (evaluate/classify.py:classify) is passed in by the stage, since generation sits below evaluate;
   in generate mode an answer outside the six is asked once more with the stricter retry prompt;
 - openai: a chat endpoint asked the paper's labelling prompt, then the retry prompt for answers
   outside the six (paper, Figure 7).
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from emoneurons.backends.lexicon import lexicon_labels
 from emoneurons.emotions import parse_emotion
@@ -21,8 +22,8 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from emoneurons.backends.chat import ChatBackend
-    from emoneurons.evaluate.prompts import ChatPrompt
-    from emoneurons.neurons.model import LoadedModel
+    from emoneurons.prompts.chat import ChatPrompt
+    from emoneurons.model.loading import LoadedModel
     from emoneurons.params import FilterParams, ModelParams
 
 
@@ -30,6 +31,13 @@ class Judge(Protocol):
     name: str
 
     def label(self, dialogues: Sequence[str]) -> list[str | None]: ...
+
+
+class Classify(Protocol):
+    """evaluate.classify.classify: its answer's `.predicted` holds one label (or None) per dialogue."""
+
+    def __call__(self, lm: LoadedModel, prompt: ChatPrompt, dialogues: Sequence[str], method: Literal["score", "generate"], *,
+                 batch_size: int, desc: str = "", **options: Any) -> Any: ...
 
 
 class LexiconJudge:
@@ -57,7 +65,7 @@ def relabel_invalid(
 
 def labelling_prompt(tokenizer: PreTrainedTokenizerBase, retry: bool = False, prompt_format: str = "auto") -> ChatPrompt:
     """Figure 7's labelling prompt (or its stricter retry) as one user turn."""
-    from emoneurons.evaluate.prompts import user_turn_prompt
+    from emoneurons.prompts.chat import user_turn_prompt
 
     return user_turn_prompt(tokenizer, lambda dialogue: label_prompt(dialogue, retry=retry), prompt_format)
 
@@ -66,17 +74,16 @@ class HFJudge:
     """Classifies with a loaded model (shared between hf judges) and the labelling prompt."""
 
     def __init__(self, name: str, lm: LoadedModel, method: Literal["score", "generate"], batch_size: int,
-                 prompt_format: str = "auto") -> None:
+                 prompt_format: str = "auto", *, classify: Classify) -> None:
         self.name, self.lm, self.method, self.batch_size = name, lm, method, batch_size
+        self.classify = classify
         self.prompt_format = prompt_format
         self.reasked = 0
 
     def _classify(self, dialogues: Sequence[str], retry: bool) -> list[str | None]:
-        from emoneurons.evaluate.classify import classify
-
         prompt = labelling_prompt(self.lm.tokenizer, retry=retry, prompt_format=self.prompt_format)
         desc = f"judge {self.name}" + (" (retry prompt)" if retry else "")
-        return classify(self.lm, prompt, dialogues, self.method, batch_size=self.batch_size, desc=desc).predicted
+        return self.classify(self.lm, prompt, dialogues, self.method, batch_size=self.batch_size, desc=desc).predicted
 
     def label(self, dialogues: Sequence[str]) -> list[str | None]:
         labels = self._classify(dialogues, retry=False)
@@ -107,25 +114,28 @@ class ChatJudge:
         return labels
 
 
-def make_judges(filter_params: FilterParams, model_params: ModelParams, cache_dir: Path, prompt_format: str = "auto") -> list[Judge]:
-    """The judges named in params, in order; hf judges share one loaded model and prompt in
-    `prompt_format` (eval.prompt_format)."""
+def make_judges(filter_params: FilterParams, model_params: ModelParams, cache_dir: Path, prompt_format: str = "auto",
+                classify: Classify | None = None) -> list[Judge]:
+    """The judges named in params, in order; hf judges share one loaded model, prompt in
+    `prompt_format` (eval.prompt_format) and label with `classify` (evaluate.classify.classify)."""
     judges: list[Judge] = []
     lm = None
     for spec in filter_params.judges:
         if spec.backend == "lexicon":
             judges.append(LexiconJudge(spec.name))
         elif spec.backend == "hf":
+            if classify is None:
+                raise ValueError(f"make_judges: hf judge {spec.name!r} needs classify= (evaluate.classify.classify)")
             if lm is None:
-                from emoneurons.neurons.model import load_model
+                from emoneurons.model.loading import load_model
 
                 lm = load_model(model_params)
                 from emoneurons.prompt_format import resolve_prompt_format
 
                 resolve_prompt_format(lm.tokenizer, prompt_format)  # a format the tokenizer lacks: before any judging
-            judges.append(HFJudge(spec.name, lm, spec.method, model_params.batch_size, prompt_format))
+            judges.append(HFJudge(spec.name, lm, spec.method, model_params.batch_size, prompt_format, classify=classify))
         elif spec.backend == "openai":
-            from emoneurons.backends.chat import make_chat_backend
+            from emoneurons.backends.factory import make_chat_backend
 
             backend = make_chat_backend("openai", openai=spec.openai, cache_dir=Path(cache_dir))
             judges.append(ChatJudge(spec.name, backend))

@@ -22,13 +22,6 @@ from emoneurons.emotions import EMOTIONS
 if TYPE_CHECKING:
     import torch
 
-TOPICS = "data/topics.parquet"
-DIALOGUES = "data/dialogues.parquet"
-FILTERED = "data/filtered.parquet"
-TRAIN = "data/split/train.parquet"
-TEST = "data/split/test.parquet"
-COUNTS = "data/counts/counts.safetensors"
-
 DIALOGUE_COLUMNS = ("id", "topic", "theme", "dialogue", "backend", "model")
 # One speaker turn: "A: text" or "B: text"; a narration line or an empty line fails it.
 TURN_REGEX = r"^(?:A|B): \S"
@@ -187,7 +180,7 @@ def _turn_lines(df: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def check_topics(df: pl.DataFrame, source: str = TOPICS) -> Checked:
+def check_topics(df: pl.DataFrame, source: str) -> Checked:
     """topic/round/parent: topic non-empty and unique case- and whitespace-insensitively."""
     expect = _gx().expectations
     checked: Checked = []
@@ -235,7 +228,7 @@ def _turn_failures(df: pl.DataFrame, source: str, checked: Checked | None = None
     return _failures(_turn_lines(df), source, [turn], checked)
 
 
-def check_dialogues(df: pl.DataFrame, source: str = DIALOGUES) -> Checked:
+def check_dialogues(df: pl.DataFrame, source: str) -> Checked:
     """id/topic/theme/dialogue/backend/model: unique ids, six emotions, every line 'A: ' or 'B: '."""
     gx = _gx()
     checked: Checked = []
@@ -244,7 +237,7 @@ def check_dialogues(df: pl.DataFrame, source: str = DIALOGUES) -> Checked:
     return checked
 
 
-def check_filtered(df: pl.DataFrame, judges: Sequence[str], source: str = FILTERED) -> Checked:
+def check_filtered(df: pl.DataFrame, judges: Sequence[str], source: str) -> Checked:
     """The dialogue checks plus judge_<name> labels, n_agree and label == theme."""
     gx = _gx()
     checked: Checked = []
@@ -269,7 +262,7 @@ def check_filtered(df: pl.DataFrame, judges: Sequence[str], source: str = FILTER
     return checked
 
 
-def _test_share_failures(train: pl.DataFrame, test: pl.DataFrame, test_fraction: float, checked: Checked | None = None, source: str = TEST) -> list[str]:
+def _test_share_failures(train: pl.DataFrame, test: pl.DataFrame, test_fraction: float, checked: Checked | None, source: str) -> list[str]:
     """Per emotion, the test count may differ from round(n * test_fraction) by at most one."""
     sizes = (
         pl.concat([train.select("theme", test=pl.lit(0)), test.select("theme", test=pl.lit(1))])
@@ -293,7 +286,8 @@ def check_split(
     test: pl.DataFrame,
     test_fraction: float,
     emotions: Sequence[str] = EMOTIONS,
-    sources: tuple[str, str] = (TRAIN, TEST),
+    *,
+    sources: tuple[str, str],
 ) -> Checked:
     """Both parts non-empty, disjoint by id, every emotion in each, test share per emotion as asked."""
     expect = _gx().expectations
@@ -317,7 +311,7 @@ def check_split(
     return checked
 
 
-def check_counts(f: torch.Tensor, T: torch.Tensor, source: str = COUNTS) -> Checked:
+def check_counts(f: torch.Tensor, T: torch.Tensor, source: str) -> Checked:
     """f [layers, neurons, 6] and T [6]: integer, non-negative, f <= T for every emotion."""
     import torch
 

@@ -14,7 +14,7 @@ The cost of mask-eval is the number of tokens pushed through the decoder, so:
 
 The decoder layers are called directly (model.model.layers) with a small key/value store standing in
 for a transformers Cache (attention only calls `cache.update`), each layer's rotary embeddings
-(neurons/architecture.py: Gemma 3 has local and global ones) and an explicit additive 4D mask,
+(model/architecture.py: Gemma 3 has local and global ones) and an explicit additive 4D mask,
 which eager and sdpa attention both take.
 On a CPU the prefix and dialogue passes take a faster attention instead (`shared_prefix_attention`,
 registered with transformers' AttentionInterface and switched on only while they run): the prefix's
@@ -41,10 +41,10 @@ import torch
 from torch import Tensor
 
 from emoneurons.emotions import EMOTIONS, parse_emotion
-from emoneurons.evaluate.prompts import ChatPrompt, dialogue_ids, label_ids
-from emoneurons.neurons.architecture import model_adapter
+from emoneurons.prompts.chat import ChatPrompt, dialogue_ids, label_ids
+from emoneurons.model.architecture import model_adapter
 from emoneurons.neurons.masking import decoder_layers, mask_neurons
-from emoneurons.neurons.model import LoadedModel
+from emoneurons.model.loading import LoadedModel
 
 Method = Literal["score", "generate"]
 

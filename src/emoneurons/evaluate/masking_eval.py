@@ -22,10 +22,10 @@ from emoneurons.evaluate.metrics import (
     UNPARSEABLE, accuracy_ci, accuracy_per_emotion, chance_level, clearly_above_chance, confusion_matrix,
     overall_accuracy, unparseable_counts,
 )
-from emoneurons.evaluate.classification_prompt import classification_prompt
-from emoneurons.evaluate.prompts import CONTENT_FREE_DIALOGUE, label_ids
+from emoneurons.prompts.classification import classification_prompt
+from emoneurons.prompts.chat import CONTENT_FREE_DIALOGUE, label_ids
 from emoneurons.neurons.masking import decoder_layers
-from emoneurons.neurons.model import LoadedModel
+from emoneurons.model.loading import LoadedModel
 from emoneurons.params import EvalParams
 from emoneurons.prompt_format import resolve_prompt_format
 from emoneurons.truncation import Truncation, cut_dialogues

@@ -3,7 +3,7 @@
 A neuron u = (layer, index) is active on a token when gate_proj(x) > 0 (`gate`, LAPE's
 act_fn(gate) > 0: SiLU and GELU are positive exactly where their input is) or when
 act_fn(gate_proj(x)) * up_proj(x) > 0 (`product`, the input of down_proj). Phi-3 computes gate
-and up as one fused gate_up_proj, the gate its first half (neurons/architecture.py).
+and up as one fused gate_up_proj, the gate its first half (model/architecture.py).
 
 Which tokens count: each dialogue is fed as prefix + dialogue tokens, and only the dialogue's
 own tokens are counted (T_e counts exactly the same tokens):
@@ -30,10 +30,10 @@ from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
-from emoneurons.evaluate.classification_prompt import classification_prompt
-from emoneurons.neurons.architecture import GatedFFN
+from emoneurons.prompts.classification import classification_prompt
+from emoneurons.model.architecture import GatedFFN
 from emoneurons.neurons.masking import ffn_modules
-from emoneurons.neurons.model import LoadedModel
+from emoneurons.model.loading import LoadedModel
 from emoneurons.prompt_format import added_special_prefix
 from emoneurons.truncation import Truncation
 

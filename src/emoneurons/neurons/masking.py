@@ -1,7 +1,7 @@
 """FFN neurons of gated (SwiGLU) decoders: finding them, naming layer ranges, masking them.
 
 Neuron u = (layer l, index i) is the i-th input of layer l's `mlp.down_proj`, i.e. the i-th
-entry of act_fn(gate) * up (neurons/architecture.py: gate_proj/up_proj, or Phi-3's fused
+entry of act_fn(gate) * up (model/architecture.py: gate_proj/up_proj, or Phi-3's fused
 gate_up_proj). Masking sets that entry to zero on every token.
 """
 
@@ -13,7 +13,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from emoneurons.neurons.architecture import GatedFFN, UnsupportedModelError, decoder_layers, gated_ffns
+from emoneurons.model.architecture import GatedFFN, UnsupportedModelError, decoder_layers, gated_ffns
 
 __all__ = ["LAYER_RANGES", "UnsupportedModelError", "decoder_layers", "ffn_modules", "layer_span", "mask_neurons",
            "neurons_by_layer", "restrict_layers"]

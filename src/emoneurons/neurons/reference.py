@@ -16,7 +16,7 @@ layer reuse. The fast paths are accelerators tested equal to it (tests/test_refe
 3. Mask: zero the selected down_proj inputs on every token.
 4. Classify: each emotion label's summed log-probability after the prompt; the argmax wins.
 
-The FFN modules come from the model adapter (neurons/architecture.py), so Phi-3's fused
+The FFN modules come from the model adapter (model/architecture.py), so Phi-3's fused
 gate_up_proj is read like any gated FFN. Only torch, the adapter, the emotions and the selection
 rule are imported here.
 """
@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
-from emoneurons.neurons.architecture import gated_ffns
+from emoneurons.model.architecture import gated_ffns
 from emoneurons.neurons.selection import Selection, select_emotion_neurons
 
 __all__ = ["count_activations", "label_scores", "masked", "neurons_of", "predict", "select"]

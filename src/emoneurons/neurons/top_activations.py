@@ -1,7 +1,7 @@
 """What chosen FFN neurons respond to, from one pass over a set of dialogues: per neuron the k
 dialogues with the largest gate activation (and the token where it peaks), and per vocabulary
 token how often the neuron fires on it (gate_proj(x) > 0, LAPE's `gate` activation; the FFN
-through neurons/architecture.py, so a fused gate_up_proj works too).
+through model/architecture.py, so a fused gate_up_proj works too).
 
 Only running top-k and per-token counts are kept on the model's device; the full activations of a
 batch are read once in a forward hook and dropped. The counted tokens are those `count` counts with
@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from emoneurons.neurons.counting import counting_inputs, length_batches, padded_batch
 from emoneurons.neurons.masking import ffn_modules
-from emoneurons.neurons.model import LoadedModel
+from emoneurons.model.loading import LoadedModel
 
 
 @dataclass(frozen=True)

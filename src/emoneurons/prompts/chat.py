@@ -1,5 +1,5 @@
 """Prompts as token ids around the dialogue, in the model's own chat format (the texts come from
-paper_prompts/ through their callers: evaluate/classification_prompt.py, the judges).
+paper_prompts/ through their callers: prompts/classification.py, the judges).
 
 The format is the model's chat template, or the plain `role: content` lines of prompt_format.py
 for base models (`eval.prompt_format`). A prompt is split into a `prefix` (everything before the dialogue: system prompt, in-context

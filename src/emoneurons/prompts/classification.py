@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from transformers import PreTrainedTokenizerBase
 
-from emoneurons.evaluate.prompts import DIALOGUE_SLOT, ChatPrompt, chat_prompt
+from emoneurons.prompts.chat import DIALOGUE_SLOT, ChatPrompt, chat_prompt
 from emoneurons.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
 from emoneurons.prompt_format import resolve_prompt_format
 
