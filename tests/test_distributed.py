@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from emoneurons.emotions import EMOTIONS
@@ -149,38 +148,66 @@ def test_shards_cover_every_item_once_and_leave_extra_ranks_idle():
     assert shard(2, 4, 5) == []
 
 
-def test_two_machines_on_localhost_with_an_idle_rank(project, env):
-    """Two process groups with the environment a launcher gives each node (MASTER_ADDR 127.0.0.1,
-    RANK 0 and 1 of WORLD_SIZE 2, LOCAL_RANK 0 on each node) meet over TCP; one batch only:
-    rank 1 is idle. (README shows the same with two `accelerate launch --machine_rank` lines.)"""
-    from emoneurons.neurons.counting import activation_counts
-    from emoneurons.neurons.model import load_model
-    from emoneurons.params import load_params
-    from emoneurons.data.io import read_table
-    from safetensors.torch import load_file
+def machine_launch(machine_rank: str, main_ip: str, port: str) -> list[str]:
+    """The launcher of one of two "machines", one process each (docs/DISTRIBUTED.md shows this line)."""
+    return [*LAUNCH, "--num_machines", "2", "--num_processes", "2", "--machine_rank", machine_rank,
+            "--main_process_ip", main_ip, "--main_process_port", port]
 
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["model"]["batch_size"] = 4096  # every dialogue in one batch
-    (project / "nodes").mkdir()
-    (project / "nodes/params.yaml").write_text(yaml.safe_dump(params))
+
+def two_machines(project: Path, env: dict, name: str, params: Path, outs: tuple[Path, Path]) -> list[str]:
+    """Run stage `name` as two `accelerate launch --num_machines 2` started at once on 127.0.0.1,
+    each with its own --out (only the global rank 0 may write); their stdouts."""
     port = str(free_port())
     machines = []
-    for machine in (0, 1):
-        node_env = env | dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, WORLD_SIZE="2", RANK=str(machine),
-                              LOCAL_RANK="0", LOCAL_WORLD_SIZE="1", GROUP_RANK=str(machine))
-        args = [sys.executable, str(REPO / "stages/count.py"), "--params", str(project / "nodes/params.yaml"),
-                *stage_paths(project, "count"), "--out", str(project / f"nodes/counts{machine}")]
-        machines.append(subprocess.Popen(args, cwd=project, env=node_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outputs = [m.communicate(timeout=300) for m in machines]
-    for m, (out, err) in zip(machines, outputs):
-        assert m.returncode == 0, err[-4000:]
-    assert not (project / "nodes/counts1").exists()  # only the global rank 0 writes
-    settings = load_params(project / "nodes/params.yaml")
-    train = read_table(project / "split/train.parquet")
-    f, T = activation_counts(load_model(settings.model), train["dialogue"].to_list(), train["theme"].to_list(),
-                             batch_size=4096, max_length=settings.model.max_length)
-    written = load_file(project / "nodes/counts0/counts.safetensors")
-    assert torch.equal(written["f"], f) and torch.equal(written["T"], T)
+    try:
+        for machine, out in zip(("0", "1"), outs):
+            args = [*machine_launch(machine, "127.0.0.1", port), str(REPO / "stages" / f"{name}.py"),
+                    "--params", str(params), *stage_paths(project, name), "--out", str(out)]
+            machines.append(subprocess.Popen(args, cwd=project, env=env, stdout=subprocess.PIPE,
+                                             stderr=subprocess.PIPE, text=True))
+        results = [m.communicate(timeout=300) for m in machines]
+    finally:
+        for m in machines:  # one that failed leaves the other waiting for it: end both
+            if m.poll() is None:
+                m.kill()
+                m.wait()
+    for machine, m, (_, err) in zip("01", machines, results):
+        assert m.returncode == 0, f"{name} on machine {machine} failed ({m.returncode}):\n{err[-4000:]}"
+    return [stdout for stdout, _ in results]
+
+
+def test_two_machines_on_localhost_write_what_one_process_writes(project, env):
+    """Two "machines" as two `accelerate launch --num_machines 2 --machine_rank 0|1
+    --main_process_ip 127.0.0.1` process groups meeting over TCP (gloo), one process each.
+    count with every dialogue in one batch (machine 1's rank is idle), then mask-eval with the
+    project's params: each writes exactly what one process writes, from global rank 0 only."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["model"]["batch_size"] = 4096  # one batch for two ranks: rank 1 has none
+    nodes = project / "nodes"
+    nodes.mkdir()
+    (nodes / "params.yaml").write_text(yaml.safe_dump(params))
+    stage_main("count")(params=nodes / "params.yaml", train=project / "split/train.parquet", out=nodes / "ref-counts",
+                        checkpoints=project / "ckpt")
+    for name, params_file, reference in (("count", nodes / "params.yaml", nodes / "ref-counts"),
+                                         ("mask_eval", project / "params.yaml", project / "ref/metrics")):
+        outs = (nodes / f"{name}-machine0", nodes / f"{name}-machine1")
+        stdouts = two_machines(project, env, name, params_file, outs)
+        report = f"{name.replace('_', '-')}: "
+        assert stdouts[0].count(report) == 1 and report not in stdouts[1], stdouts
+        assert not outs[1].exists()  # only the global rank 0 writes
+        same_files(reference, outs[0])
+    assert not list((project / "ckpt").iterdir())
+
+
+def test_documented_multi_node_line_is_the_tested_one():
+    """docs/DISTRIBUTED.md's two-machine line is the launcher that test_two_machines_on_localhost_write_what_one_process_writes runs."""
+    text = (REPO / "docs/DISTRIBUTED.md").read_text()
+    lines = [line for line in text.splitlines() if line.startswith("accelerate launch") and "--num_machines" in line]
+    assert lines, "no multi-node launch line in docs/DISTRIBUTED.md"
+    tested = ["accelerate", *machine_launch("$MACHINE_RANK", "$MAIN_IP", "$PORT")[1:]]
+    for line in lines:
+        assert line.split()[:-1] == tested, line
+        assert line.split()[-1] in ("stages/count.py", "stages/mask_eval.py")
 
 
 def _kill_after_first_checkpoint(project: Path, env: dict, name: str, out: Path, pattern: str) -> None:
