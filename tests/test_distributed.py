@@ -5,8 +5,10 @@ folder (model.id: <path>). Each must write exactly what one uninterrupted proces
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -20,7 +22,7 @@ import yaml
 from emoneurons.emotions import EMOTIONS
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow  # subprocesses and launchers: ~2.5 min of CPU together
+pytestmark = pytest.mark.slow  # subprocesses and launchers: ~3 min of CPU together (8 min wall on 2 busy cores)
 BIN = Path(sys.executable).parent
 LAUNCH = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no"]
 WORDS = ("sun rain dog car home work friend mother city night letter party storm food music exam "
@@ -210,7 +212,9 @@ def test_documented_multi_node_line_is_the_tested_one():
         assert line.split()[-1] in ("stages/count.py", "stages/mask_eval.py")
 
 
-def _kill_after_first_checkpoint(project: Path, env: dict, name: str, out: Path, pattern: str) -> None:
+def _kill_after_first_checkpoint(project: Path, env: dict, name: str, out: Path, pattern: str) -> int:
+    """SIGKILL the stage at a random point after its first checkpoint; what its checkpoints hold
+    then: count's batches done, or mask-eval's finished conditions."""
     args = [sys.executable, str(REPO / "stages" / f"{name}.py"), "--params", str(project / "params.yaml"),
             *stage_paths(project, name), "--out", str(out)]
     process = subprocess.Popen(args, cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -224,16 +228,25 @@ def _kill_after_first_checkpoint(project: Path, env: dict, name: str, out: Path,
     process.wait()
     assert process.returncode == -signal.SIGKILL, f"{name} finished before the kill"
     assert not out.exists()
+    saved = sorted((project / "ckpt").glob(pattern))
+    if name == "count":
+        from safetensors import safe_open
+
+        with safe_open(str(saved[0]), framework="pt") as handle:
+            return json.loads(handle.metadata()["meta"])["done"]
+    return len(saved)
 
 
 @pytest.mark.parametrize("name, pattern, resumed", [
-    ("count", "count-*/rank0-of-1.safetensors", "count: rank 0 resumes after "),
-    ("mask_eval", "mask-eval-*/condition-*.pt", "mask-eval: rank 0 resumes "),
+    ("count", "count-*/rank0-of-1.safetensors", r"count: rank 0 resumes after (\d+) of its"),
+    ("mask_eval", "mask-eval-*/condition-*.pt", r"mask-eval: rank 0 resumes (\d+) finished conditions"),
 ])
 def test_killed_run_resumes_to_the_same_outputs(project, env, name, pattern, resumed):
+    """The rerun starts from everything saved before the kill (count.checkpoint_every is 1 here:
+    at most the batch in flight is redone; mask-eval: at most the condition in flight)."""
     out = project / f"killed/{name}"
-    _kill_after_first_checkpoint(project, env, name, out, pattern)
+    saved = _kill_after_first_checkpoint(project, env, name, out, pattern)
     result = stage(project, env, name, "--out", str(out))
-    assert resumed in result.stderr
+    assert [int(n) for n in re.findall(resumed, result.stderr)] == [saved], result.stderr[-2000:]
     same_files(project / ("ref/counts" if name == "count" else "ref/metrics"), out)
     assert not list((project / "ckpt").iterdir())
