@@ -212,6 +212,18 @@ def test_documented_multi_node_line_is_the_tested_one():
         assert line.split()[-1] in ("stages/count.py", "stages/mask_eval.py")
 
 
+def test_slurm_example_is_valid_bash_with_the_tested_launcher_options():
+    """docs/slurm-count.sbatch parses as bash, and its launcher takes the options of the tested
+    two-machine launcher (values from Slurm), one launcher per node."""
+    sbatch = REPO / "docs/slurm-count.sbatch"
+    subprocess.run(["bash", "-n", str(sbatch)], check=True)
+    text = sbatch.read_text()
+    assert "#SBATCH --ntasks-per-node=1" in text
+    launch = text[text.index("accelerate launch"):text.index("stages/$STAGE.py")].replace("\\\n", " ")
+    options = {word for word in launch.split() if word.startswith("--")}
+    assert options == {word for word in machine_launch("0", "ip", "1") if word.startswith("--")}
+
+
 def _kill_after_first_checkpoint(project: Path, env: dict, name: str, out: Path, pattern: str) -> int:
     """SIGKILL the stage at a random point after its first checkpoint; what its checkpoints hold
     then: count's batches done, or mask-eval's finished conditions."""
