@@ -1,8 +1,8 @@
 """GPU settings without a GPU (issue 10). Which attention a loaded model runs: sdpa on GPUs,
-flash_attention_2 when the flash-attn package is importable and the caller (count) passes only 2D
-padding masks; transformers' default on the CPU (importability is faked: the package is not
-installed here). And `model.device: cuda` where torch sees no GPU stops count and mask-eval with
-one line naming the key, before the model is loaded."""
+flash_attention_2 when the flash-attn package is importable and the caller (count) passes only
+2D padding masks; transformers' default on the CPU (whether flash-attn is importable is faked).
+And `model.device: cuda` where torch sees no GPU stops count and mask-eval with one line naming
+the key, before the model is loaded."""
 
 from __future__ import annotations
 
@@ -15,21 +15,24 @@ import torch
 from emoneurons.neurons import model
 
 
-@pytest.fixture
-def flash_importable(monkeypatch):
+def fake_flash_attn(monkeypatch, installed: bool) -> None:
     real = importlib.util.find_spec
 
     def find_spec(name, *args, **kwargs):
-        return object() if name == "flash_attn" else real(name, *args, **kwargs)
+        if name == "flash_attn":
+            return object() if installed else None
+        return real(name, *args, **kwargs)
 
     monkeypatch.setattr(model.importlib.util, "find_spec", find_spec)
 
 
-def test_flash_attention_is_absent_in_this_environment():
-    assert importlib.util.find_spec("flash_attn") is None  # so the cases below really fake it
+@pytest.fixture
+def flash_importable(monkeypatch):
+    fake_flash_attn(monkeypatch, installed=True)
 
 
-def test_sdpa_on_gpus_without_flash_attention():
+def test_sdpa_on_gpus_without_flash_attention(monkeypatch):
+    fake_flash_attn(monkeypatch, installed=False)
     for device in ("cuda", "cuda:1", "auto"):
         assert model.attention_implementation(device, torch.bfloat16, True, cuda_devices=2) == "sdpa"
         assert model.attention_implementation(device, torch.bfloat16, False, cuda_devices=2) == "sdpa"
