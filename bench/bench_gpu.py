@@ -8,7 +8,8 @@ plain decoder forward vs counting vs masked classification on the same dialogues
 One run prints, over the same length-bucketed batches of synthetic dialogues:
 - plain: model.model (the decoder stack) forward, real tokens/s;
 - counting: activation_counts (gate_proj > 0 summed per emotion on the device), real tokens/s
-  and its ratio to plain (targets on an H100/H200-class card: >= 0.98 and >= 33,000 tokens/s);
+  and its ratio to plain (targets on an H100/H200-class card: >= 0.98 and >= 33,000 tokens/s),
+  and on CUDA how many synchronizing calls one counting run makes (torch.cuda.set_sync_debug_mode);
 - masked: MaskedClassifier.classify with a mask on every layer (it recomputes all layers) vs a
   plain forward of the same tokens (its shared prefix once, each dialogue batch after it):
   ratio target >= 0.95;
@@ -90,6 +91,23 @@ def timed(fn, device: torch.device) -> float:
     return time.perf_counter() - start
 
 
+def host_syncs(fn, device: torch.device) -> int | None:
+    """How many calls that make the host wait for the GPU fn makes (torch's CUDA sync debug
+    mode); None on the CPU, where there is nothing to wait for."""
+    if device.type != "cuda":
+        return None
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchronizing" in str(w.message) for w in caught)
+
+
 def flops(lm: LoadedModel, lengths: list[int]) -> float:
     """Forward FLOPs of the decoder stack over sequences of these lengths."""
     config = lm.model.config
@@ -143,6 +161,7 @@ def main(
 
     plain()  # warm-up (kernels, allocator)
     plain_s, count_s = timed(plain, where), timed(count, where)
+    syncs = host_syncs(count, where)  # issue 10: no host sync per batch (one more counting run)
     prompt = classification_prompt(lm.tokenizer)
     engine = MaskedClassifier(lm, prompt, texts, "score", batch_size=batch_size, max_new_tokens=1, boundaries=[0])
     n_layers = lm.model.config.num_hidden_layers
@@ -174,6 +193,8 @@ def main(
           f"padding {100 * (processed - real) / processed:.1f}% of {processed} processed; peak {peak_text}")
     print(f"  plain forward        {real / plain_s:10.1f} tokens/s   MFU {mfu(plain_s)}")
     print(f"  counting             {real / count_s:10.1f} tokens/s   MFU {mfu(count_s)}   ratio to plain {plain_s / count_s:.3f}")
+    print(f"  host syncs in one counting run: {'n/a on the CPU' if syncs is None else syncs} "
+          f"({len(batches)} batches; the final read of the counts is one)")
     print(f"  masked classification {result.tokens_computed / masked_s:9.1f} tokens/s over {result.tokens_computed} tokens; "
           f"plain over the same tokens {result.tokens_computed / plain_masked_s:.1f} tokens/s; "
           f"ratio to plain {plain_masked_s / masked_s:.3f}")

@@ -60,7 +60,8 @@ def main(
         saved = count_checkpoints(checkpoints, model_params, count, settings.eval.prompt_format, train)
         if ranks.main:
             saved.drop_stale()
-        lm = load_model(model_params.model_copy(update={"device": ranks.model_device(model_params.device)}))
+        lm = load_model(model_params.model_copy(update={"device": ranks.model_device(model_params.device)}),
+                        padding_masks_only=True)  # counting passes 2D padding masks: flash-attention may run it
         cut: list[Truncation] = []
         f, T = activation_counts(
             lm, dialogues, emotions, positions=count.positions, text=count.text, activation=count.activation,

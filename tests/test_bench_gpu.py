@@ -20,6 +20,7 @@ def test_bench_gpu_tiny_prints_throughputs_and_ratios(capsys):
         assert re.search(rf"{name}\s+[\d.]+ tokens/s", out), out
     assert len(re.findall(r"ratio to plain \d+\.\d{3}", out)) == 2, out
     assert "MFU n/a" in out and "n/a on the CPU" in out
+    assert re.search(r"host syncs in one counting run: n/a on the CPU \(\d+ batches", out), out
 
 
 def test_eight_b_shape_is_llama_31_8b():

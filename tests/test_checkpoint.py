@@ -88,6 +88,23 @@ def test_count_resumed_from_a_checkpoint_equals_an_uninterrupted_count(tiny_llam
     assert "does not match this run's batches" in capsys.readouterr().err
 
 
+def test_count_from_a_truncated_checkpoint_warns_once_and_counts_afresh(tiny_llama, tmp_path, capsys):
+    kwargs = dict(batch_size=4, max_length=64)
+    expected = activation_counts(tiny_llama, DIALOGUES, EMOTION_OF, **kwargs)
+    store = Checkpoints(tmp_path, "count", "k")
+    saving = CountSchedule(Ranks(), store, every=2)
+    activation_counts(tiny_llama, DIALOGUES, EMOTION_OF, schedule=saving, **kwargs)
+    path = store.folder / saving.name
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 7])  # the end of the counts is lost
+    capsys.readouterr()
+    fresh = CountSchedule(Ranks(), store, every=2)
+    f, T = activation_counts(tiny_llama, DIALOGUES, EMOTION_OF, schedule=fresh, **kwargs)
+    assert fresh.resumed == 0 and torch.equal(f, expected[0]) and torch.equal(T, expected[1])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("checkpoint: ")]
+    assert len(err) == 1 and "unreadable" in err[0] and "starting afresh" in err[0]
+
+
 def test_checkpoint_every_must_be_positive_named_in_one_line():
     import pytest
 

@@ -5,8 +5,10 @@ folder (model.id: <path>). Each must write exactly what one uninterrupted proces
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -15,13 +17,12 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
 from emoneurons.emotions import EMOTIONS
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.slow  # subprocesses and launchers: ~2.5 min of CPU together
+pytestmark = pytest.mark.slow  # subprocesses and launchers: ~3 min of CPU together (8 min wall on 2 busy cores)
 BIN = Path(sys.executable).parent
 LAUNCH = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no"]
 WORDS = ("sun rain dog car home work friend mother city night letter party storm food music exam "
@@ -149,41 +150,83 @@ def test_shards_cover_every_item_once_and_leave_extra_ranks_idle():
     assert shard(2, 4, 5) == []
 
 
-def test_two_machines_on_localhost_with_an_idle_rank(project, env):
-    """Two process groups with the environment a launcher gives each node (MASTER_ADDR 127.0.0.1,
-    RANK 0 and 1 of WORLD_SIZE 2, LOCAL_RANK 0 on each node) meet over TCP; one batch only:
-    rank 1 is idle. (README shows the same with two `accelerate launch --machine_rank` lines.)"""
-    from emoneurons.neurons.counting import activation_counts
-    from emoneurons.model.loading import load_model
-    from emoneurons.params import load_params
-    from emoneurons.data.io import read_table
-    from safetensors.torch import load_file
+def machine_launch(machine_rank: str, main_ip: str, port: str) -> list[str]:
+    """The launcher of one of two "machines", one process each (docs/DISTRIBUTED.md shows this line)."""
+    return [*LAUNCH, "--num_machines", "2", "--num_processes", "2", "--machine_rank", machine_rank,
+            "--main_process_ip", main_ip, "--main_process_port", port]
 
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["model"]["batch_size"] = 4096  # every dialogue in one batch
-    (project / "nodes").mkdir()
-    (project / "nodes/params.yaml").write_text(yaml.safe_dump(params))
+
+def two_machines(project: Path, env: dict, name: str, params: Path, outs: tuple[Path, Path]) -> list[str]:
+    """Run stage `name` as two `accelerate launch --num_machines 2` started at once on 127.0.0.1,
+    each with its own --out (only the global rank 0 may write); their stdouts."""
     port = str(free_port())
     machines = []
-    for machine in (0, 1):
-        node_env = env | dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=port, WORLD_SIZE="2", RANK=str(machine),
-                              LOCAL_RANK="0", LOCAL_WORLD_SIZE="1", GROUP_RANK=str(machine))
-        args = [sys.executable, str(REPO / "stages/count.py"), "--params", str(project / "nodes/params.yaml"),
-                *stage_paths(project, "count"), "--out", str(project / f"nodes/counts{machine}")]
-        machines.append(subprocess.Popen(args, cwd=project, env=node_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    outputs = [m.communicate(timeout=300) for m in machines]
-    for m, (out, err) in zip(machines, outputs):
-        assert m.returncode == 0, err[-4000:]
-    assert not (project / "nodes/counts1").exists()  # only the global rank 0 writes
-    settings = load_params(project / "nodes/params.yaml")
-    train = read_table(project / "split/train.parquet")
-    f, T = activation_counts(load_model(settings.model), train["dialogue"].to_list(), train["theme"].to_list(),
-                             batch_size=4096, max_length=settings.model.max_length)
-    written = load_file(project / "nodes/counts0/counts.safetensors")
-    assert torch.equal(written["f"], f) and torch.equal(written["T"], T)
+    try:
+        for machine, out in zip(("0", "1"), outs):
+            args = [*machine_launch(machine, "127.0.0.1", port), str(REPO / "stages" / f"{name}.py"),
+                    "--params", str(params), *stage_paths(project, name), "--out", str(out)]
+            machines.append(subprocess.Popen(args, cwd=project, env=env, stdout=subprocess.PIPE,
+                                             stderr=subprocess.PIPE, text=True))
+        results = [m.communicate(timeout=300) for m in machines]
+    finally:
+        for m in machines:  # one that failed leaves the other waiting for it: end both
+            if m.poll() is None:
+                m.kill()
+                m.wait()
+    for machine, m, (_, err) in zip("01", machines, results):
+        assert m.returncode == 0, f"{name} on machine {machine} failed ({m.returncode}):\n{err[-4000:]}"
+    return [stdout for stdout, _ in results]
 
 
-def _kill_after_first_checkpoint(project: Path, env: dict, name: str, out: Path, pattern: str) -> None:
+def test_two_machines_on_localhost_write_what_one_process_writes(project, env):
+    """Two "machines" as two `accelerate launch --num_machines 2 --machine_rank 0|1
+    --main_process_ip 127.0.0.1` process groups meeting over TCP (gloo), one process each.
+    count with every dialogue in one batch (machine 1's rank is idle), then mask-eval with the
+    project's params: each writes exactly what one process writes, from global rank 0 only."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["model"]["batch_size"] = 4096  # one batch for two ranks: rank 1 has none
+    nodes = project / "nodes"
+    nodes.mkdir()
+    (nodes / "params.yaml").write_text(yaml.safe_dump(params))
+    stage_main("count")(params=nodes / "params.yaml", train=project / "split/train.parquet", out=nodes / "ref-counts",
+                        checkpoints=project / "ckpt")
+    for name, params_file, reference in (("count", nodes / "params.yaml", nodes / "ref-counts"),
+                                         ("mask_eval", project / "params.yaml", project / "ref/metrics")):
+        outs = (nodes / f"{name}-machine0", nodes / f"{name}-machine1")
+        stdouts = two_machines(project, env, name, params_file, outs)
+        report = f"{name.replace('_', '-')}: "
+        assert stdouts[0].count(report) == 1 and report not in stdouts[1], stdouts
+        assert not outs[1].exists()  # only the global rank 0 writes
+        same_files(reference, outs[0])
+    assert not list((project / "ckpt").iterdir())
+
+
+def test_documented_multi_node_line_is_the_tested_one():
+    """docs/DISTRIBUTED.md's two-machine line is the launcher that test_two_machines_on_localhost_write_what_one_process_writes runs."""
+    text = (REPO / "docs/DISTRIBUTED.md").read_text()
+    lines = [line for line in text.splitlines() if line.startswith("accelerate launch") and "--num_machines" in line]
+    assert lines, "no multi-node launch line in docs/DISTRIBUTED.md"
+    tested = ["accelerate", *machine_launch("$MACHINE_RANK", "$MAIN_IP", "$PORT")[1:]]
+    for line in lines:
+        assert line.split()[:-1] == tested, line
+        assert line.split()[-1] in ("stages/count.py", "stages/mask_eval.py")
+
+
+def test_slurm_example_is_valid_bash_with_the_tested_launcher_options():
+    """docs/slurm-count.sbatch parses as bash, and its launcher takes the options of the tested
+    two-machine launcher (values from Slurm), one launcher per node."""
+    sbatch = REPO / "docs/slurm-count.sbatch"
+    subprocess.run(["bash", "-n", str(sbatch)], check=True)
+    text = sbatch.read_text()
+    assert "#SBATCH --ntasks-per-node=1" in text
+    launch = text[text.index("accelerate launch"):text.index("stages/$STAGE.py")].replace("\\\n", " ")
+    options = {word for word in launch.split() if word.startswith("--")}
+    assert options == {word for word in machine_launch("0", "ip", "1") if word.startswith("--")}
+
+
+def _kill_after_first_checkpoint(project: Path, env: dict, name: str, out: Path, pattern: str) -> int:
+    """SIGKILL the stage at a random point after its first checkpoint; what its checkpoints hold
+    then: count's batches done, or mask-eval's finished conditions."""
     args = [sys.executable, str(REPO / "stages" / f"{name}.py"), "--params", str(project / "params.yaml"),
             *stage_paths(project, name), "--out", str(out)]
     process = subprocess.Popen(args, cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -197,16 +240,25 @@ def _kill_after_first_checkpoint(project: Path, env: dict, name: str, out: Path,
     process.wait()
     assert process.returncode == -signal.SIGKILL, f"{name} finished before the kill"
     assert not out.exists()
+    saved = sorted((project / "ckpt").glob(pattern))
+    if name == "count":
+        from safetensors import safe_open
+
+        with safe_open(str(saved[0]), framework="pt") as handle:
+            return json.loads(handle.metadata()["meta"])["done"]
+    return len(saved)
 
 
 @pytest.mark.parametrize("name, pattern, resumed", [
-    ("count", "count-*/rank0-of-1.safetensors", "count: rank 0 resumes after "),
-    ("mask_eval", "mask-eval-*/condition-*.pt", "mask-eval: rank 0 resumes "),
+    ("count", "count-*/rank0-of-1.safetensors", r"count: rank 0 resumes after (\d+) of its"),
+    ("mask_eval", "mask-eval-*/condition-*.pt", r"mask-eval: rank 0 resumes (\d+) finished conditions"),
 ])
 def test_killed_run_resumes_to_the_same_outputs(project, env, name, pattern, resumed):
+    """The rerun starts from everything saved before the kill (count.checkpoint_every is 1 here:
+    at most the batch in flight is redone; mask-eval: at most the condition in flight)."""
     out = project / f"killed/{name}"
-    _kill_after_first_checkpoint(project, env, name, out, pattern)
+    saved = _kill_after_first_checkpoint(project, env, name, out, pattern)
     result = stage(project, env, name, "--out", str(out))
-    assert resumed in result.stderr
+    assert [int(n) for n in re.findall(resumed, result.stderr)] == [saved], result.stderr[-2000:]
     same_files(project / ("ref/counts" if name == "count" else "ref/metrics"), out)
     assert not list((project / "ckpt").iterdir())

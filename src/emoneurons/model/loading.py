@@ -77,15 +77,30 @@ def device_and_dtype(device: str, dtype: str, cuda_devices: int | None = None) -
     return device, _DTYPES["bfloat16" if on_gpu else "float32"] if dtype == "auto" else _DTYPES[dtype]
 
 
-def load_model(params: ModelParams) -> LoadedModel:
-    """Load model and tokenizer for inference (eval mode, no grad), offline when HF_HUB_OFFLINE=1."""
+def attention_implementation(device: str, dtype: torch.dtype, padding_masks_only: bool,
+                             cuda_devices: int | None = None) -> str | None:
+    """transformers' attn_implementation for a model on `device`: None (its default) on the CPU;
+    on GPUs flash_attention_2 when the flash-attn package is installed, the dtype is 16-bit and
+    the caller gives the model only 2D padding masks (count), else sdpa (torch's fused kernels)."""
+    cuda_devices = torch.cuda.device_count() if cuda_devices is None else cuda_devices
+    if device == "cpu" or cuda_devices == 0:
+        return None
+    if padding_masks_only and dtype in (torch.bfloat16, torch.float16) and importlib.util.find_spec("flash_attn"):
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def load_model(params: ModelParams, padding_masks_only: bool = False) -> LoadedModel:
+    """Load model and tokenizer for inference (eval mode, no grad), offline when HF_HUB_OFFLINE=1.
+    `padding_masks_only`: the caller passes only 2D padding masks (flash_attention_2 may be used)."""
     source, gguf_file, name = _resolve(params)
     _, dtype = device_and_dtype(params.device, params.dtype)  # before any loading: a bad device is one line
     kwargs: dict = {"dtype": dtype}
-    if params.device != "cpu" and torch.cuda.is_available():
-        # torch's fused kernels (flash / memory-efficient) on GPUs; not flash_attention_2: the
-        # classifier passes explicit 4D masks, which it does not take
-        kwargs["attn_implementation"] = "sdpa"
+    # flash_attention_2 only for callers that say `padding_masks_only`: the classifier passes
+    # explicit 4D masks, which it does not take
+    attention = attention_implementation(params.device, dtype, padding_masks_only)
+    if attention is not None:
+        kwargs["attn_implementation"] = attention
     if params.device == "auto":
         kwargs["device_map"] = "auto"
     if gguf_file is not None and Path(source, gguf_file).exists():

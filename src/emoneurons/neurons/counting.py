@@ -163,6 +163,14 @@ def padded_batch(items: Sequence[CountedText], pad_id: int, padding_side: str) -
     )
 
 
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor on `device`; to a GPU pinned and copied asynchronously: a blocking copy
+    would make the host wait for the GPU's previous work once per batch."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 class _BatchOnDevices:
     """The current batch's counted rows and emotion weights, copied once to each device that
     asks, and a float32 scratch buffer per device for the 0/1 activations."""
@@ -178,8 +186,8 @@ class _BatchOnDevices:
     def on(self, device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor]:
         if device not in self._copies:
             assert self.batch is not None
-            rows = None if self.batch.rows is None else self.batch.rows.to(device)
-            self._copies[device] = (rows, self.batch.weights.to(device))
+            rows = None if self.batch.rows is None else _to_device(self.batch.rows, device)
+            self._copies[device] = (rows, _to_device(self.batch.weights, device))
         return self._copies[device]
 
     def scratch(self, shape: tuple[int, int], device: torch.device) -> torch.Tensor:
@@ -304,9 +312,9 @@ def activation_counts(
                 batch = padded_batch([items[i] for i in indices], pad_id, padding_side)
                 current.set(batch)
                 decoder(
-                    input_ids=batch.input_ids.to(input_device),
-                    attention_mask=batch.attention_mask.to(input_device),
-                    position_ids=batch.position_ids.to(input_device),
+                    input_ids=_to_device(batch.input_ids, input_device),
+                    attention_mask=_to_device(batch.attention_mask, input_device),
+                    position_ids=_to_device(batch.position_ids, input_device),
                     use_cache=False,
                 )
                 T += torch.tensor(batch.counted, dtype=torch.int64)
