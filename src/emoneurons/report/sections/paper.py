@@ -23,10 +23,22 @@ from emoneurons.report.views import baseline_clear, layer_sweep, layer_sweep_rat
 
 
 def paper_section(run: RunMetrics, top_rate: float, changes: Sequence[Mapping[str, Any]]) -> list[Block]:
+    clear, *_ = baseline_clear(run.eval)
+    return [
+        Heading("Against the paper"),
+        Paragraph(_not_comparable(run, model_name(run), clear)),
+        *_neuron_count_blocks(run, top_rate),
+        _masking_table(run, top_rate),
+        _overlap_table(run, top_rate),
+        _layer_range_table(changes, top_rate),
+    ]
+
+
+def _neuron_count_blocks(run: RunMetrics, top_rate: float) -> list[Block]:
+    """Neurons per emotion here and in the paper, as shares of the neurons selected, and their ranking."""
     per_layer = per_layer_counts(run.neurons, top_rate)
     layers, width = int(run.neurons["layers"]), int(run.neurons["neurons_per_layer"])
     selected_here = top_rate * layers * width
-    name = model_name(run)
     eight, seventy = PAPER_MODELS["Llama-3.1-8B-Instruct"], PAPER_MODELS["Llama-3.1-70B-Instruct"]
     sel8 = 0.01 * eight["layers"] * eight["neurons_per_layer"]
     sel70 = 0.01 * seventy["layers"] * seventy["neurons_per_layer"]
@@ -41,30 +53,7 @@ def paper_section(run: RunMetrics, top_rate: float, changes: Sequence[Mapping[st
         ))
     rank_here = sorted(EMOTIONS, key=lambda e: -sum(per_layer[e]))
     rank_8b = sorted(eight["neurons"], key=lambda e: -eight["neurons"][e])
-    view = rq2_view(run.eval, top_rate)
-    mask_rows = []
-    for model, emotion, before, after in PAPER_MASKING:
-        here_before = view["unmodified"]["accuracy"][emotion]
-        here_after = view["masked"][emotion]["accuracy"][emotion] if emotion in view["masked"] else math.nan
-        mask_rows.append((model, emotion, f"{before:.2f}", f"{after:.2f}", pp(after - before),
-                          pct(here_before), pct(here_after), pp(100 * (here_after - here_before))))
-    overlap = overlap_of(run.neurons, top_rate)
-    index = {e: i for i, e in enumerate(EMOTIONS)}
-    overlap_rows = tuple(
-        (model, f"{a}-{b}", published, pct(float(overlap[index[a], index[b]])))
-        for model, a, b, published in PAPER_OVERLAP
-    )
-    layer_ratio = layer_sweep_ratio(changes, top_rate)
-    layer_rows = []
-    for emotion, layers_, published in PAPER_LAYERS:
-        here = next((r["accuracy_change"] for r in layer_sweep(changes, layer_ratio)
-                     if r["masked"] == emotion and r["emotion"] == emotion
-                     and r["layers"] == layers_ and r["condition"] == "mask"), math.nan)
-        layer_rows.append((emotion, layers_, pp(published, 2), pp(here)))
-    clear, *_ = baseline_clear(run.eval)
     return [
-        Heading("Against the paper"),
-        Paragraph(_not_comparable(run, name, clear)),
         Table(("emotion", "8B neurons", "8B share of selected (%)", "70B neurons",
                "70B share of selected (%)", "this run", "this run share of selected (%)"),
               tuple(neuron_rows),
@@ -76,16 +65,45 @@ def paper_section(run: RunMetrics, top_rate: float, changes: Sequence[Mapping[st
               (False,) + (True,) * 6),
         Paragraph(f"Ranking by neuron count - paper 8B: {', '.join(rank_8b)}; this run: "
                   f"{', '.join(rank_here)}."),
-        Table(("paper model", "emotion", "paper unmodified (%)", "paper masked (%)",
-               "paper change (pp)", "this run unmodified (%)", "this run masked (%)",
-               "this run change (pp)"), tuple(mask_rows),
-              "Own neurons masked (all layers, 1% in the paper)", (False, False) + (True,) * 6),
-        Table(("paper model", "pair", "paper overlap", "this run (%)"), overlap_rows,
-              f"Overlap ratio; this run uses {OVERLAP_DEFINITION}", (False, False, True, True)),
-        Table(("emotion", "layers", "paper 70B change (pp)", "this run change (pp)"),
-              tuple(layer_rows), "Own neurons masked in one layer range (Figure 4)",
-              (False, False, True, True)),
     ]
+
+
+def _masking_table(run: RunMetrics, top_rate: float) -> Table:
+    view = rq2_view(run.eval, top_rate)
+    mask_rows = []
+    for model, emotion, before, after in PAPER_MASKING:
+        here_before = view["unmodified"]["accuracy"][emotion]
+        here_after = view["masked"][emotion]["accuracy"][emotion] if emotion in view["masked"] else math.nan
+        mask_rows.append((model, emotion, f"{before:.2f}", f"{after:.2f}", pp(after - before),
+                          pct(here_before), pct(here_after), pp(100 * (here_after - here_before))))
+    return Table(("paper model", "emotion", "paper unmodified (%)", "paper masked (%)",
+                  "paper change (pp)", "this run unmodified (%)", "this run masked (%)",
+                  "this run change (pp)"), tuple(mask_rows),
+                 "Own neurons masked (all layers, 1% in the paper)", (False, False) + (True,) * 6)
+
+
+def _overlap_table(run: RunMetrics, top_rate: float) -> Table:
+    overlap = overlap_of(run.neurons, top_rate)
+    index = {e: i for i, e in enumerate(EMOTIONS)}
+    overlap_rows = tuple(
+        (model, f"{a}-{b}", published, pct(float(overlap[index[a], index[b]])))
+        for model, a, b, published in PAPER_OVERLAP
+    )
+    return Table(("paper model", "pair", "paper overlap", "this run (%)"), overlap_rows,
+                 f"Overlap ratio; this run uses {OVERLAP_DEFINITION}", (False, False, True, True))
+
+
+def _layer_range_table(changes: Sequence[Mapping[str, Any]], top_rate: float) -> Table:
+    layer_ratio = layer_sweep_ratio(changes, top_rate)
+    layer_rows = []
+    for emotion, layers_, published in PAPER_LAYERS:
+        here = next((r["accuracy_change"] for r in layer_sweep(changes, layer_ratio)
+                     if r["masked"] == emotion and r["emotion"] == emotion
+                     and r["layers"] == layers_ and r["condition"] == "mask"), math.nan)
+        layer_rows.append((emotion, layers_, pp(published, 2), pp(here)))
+    return Table(("emotion", "layers", "paper 70B change (pp)", "this run change (pp)"),
+                 tuple(layer_rows), "Own neurons masked in one layer range (Figure 4)",
+                 (False, False, True, True))
 
 
 def _not_comparable(run: RunMetrics, name: str, clear: bool) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.report.document import Block, Bullets, Heading, Image, Paragraph, Table
@@ -43,13 +45,10 @@ def run_section(run: RunMetrics, top_rate: float) -> list[Block]:
     return [Heading("Run"), Bullets(tuple(items))]
 
 
-def baseline_section(run: RunMetrics) -> list[Block]:
-    ev = run.eval
-    clear, accuracy, low, chance = baseline_clear(ev)
-    base = unmodified_condition(ev)
-    intervals = ci_of(base)
+def _how_classified(ev: Mapping[str, Any]) -> str:
+    """How the unmodified model answered: prompt, method, shots, prompt format and calibration."""
     shots = int(ev.get("shots") or 0)
-    how = (
+    return (
         f"The unmodified model classifies the {count(ev.get('n_test'))} test dialogues with the "
         f"paper's prompt (Figure 5), method `{ev.get('method')}` "
         + ("(the label with the highest log-likelihood is the answer)"
@@ -69,6 +68,16 @@ def baseline_section(run: RunMetrics) -> list[Block]:
         + ((" (that prior recomputed under every mask)" if ev.get("recalibrate")
             else " (the unmodified model's prior, kept fixed under every mask, so a mask's shift of the label prior shows)")
            if ev.get("calibrate") in ("content_free", "train_prior") else "")
+    )
+
+
+def baseline_section(run: RunMetrics) -> list[Block]:
+    ev = run.eval
+    clear, accuracy, low, chance = baseline_clear(ev)
+    base = unmodified_condition(ev)
+    intervals = ci_of(base)
+    how = (
+        _how_classified(ev)
         + f". Overall accuracy **{pct(accuracy)}%** (95% CI {ci(*intervals['overall'])}) against "
         f"chance {pct(chance)}% (the larger of 1/6 and always answering the test split's most "
         f"frequent emotion)."
