@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from emoneurons.atomic import atomic_dir, atomic_path
 from emoneurons.data.io import DataError, read_json
 from emoneurons.params import ParamsError, load_params
+
+if TYPE_CHECKING:  # imported at run time only once the inputs are there (see main)
+    from emoneurons.report.run_metrics import RunMetrics
 
 app = typer.Typer(add_completion=False)
 
@@ -42,32 +45,11 @@ def main(
         typer.echo(f"plot: {error}", err=True)
         raise typer.Exit(1) from None
     # Imported only once the inputs are there: torch and matplotlib take seconds to load.
-    from emoneurons.report.figures import ReportDataError, build_figures, plots_data, write_plots_data
-    from emoneurons.report.html import render_html
-    from emoneurons.report.markdown import RunMetrics, build_report, model_name, render_markdown
-    from emoneurons.report.beyond import beyond_ablation_blocks
-    from emoneurons.report.steer_figure import save_steering_figure
-    from emoneurons.report.style import save_figure
+    from emoneurons.report.errors import ReportDataError
+    from emoneurons.report.run_metrics import RunMetrics
 
     try:
-        run = RunMetrics(**raw, params=validated)
-        # Every output is built in temporary siblings and only renamed into place once all four
-        # are complete, so a failure leaves the previous outputs (or none), never a mix.
-        with (
-            atomic_dir(figures) as figures_tmp, atomic_dir(plots) as plots_tmp,
-            atomic_path(report) as report_tmp, atomic_path(html) as html_tmp,
-        ):
-            for name, figure in build_figures(
-                run.filter, run.neurons, run.eval, model_name(run)
-            ).items():
-                save_figure(figure, figures_tmp, name)
-            write_plots_data(plots_tmp, plots_data(run.neurons, run.eval))
-            blocks = build_report(run)
-            if cards is not None and steer is not None:
-                save_steering_figure(steer, figures_tmp)
-                blocks += beyond_ablation_blocks(cards, steer)
-            report_tmp.write_text(render_markdown(blocks))
-            html_tmp.write_text(render_html(blocks, figures_tmp, f"emoneurons: {model_name(run)}"))
+        write_outputs(RunMetrics(**raw, params=validated), cards, steer, figures, plots, report, html)
     except ReportDataError as error:
         typer.echo(f"plot: {error}", err=True)
         raise typer.Exit(1) from None
@@ -75,6 +57,38 @@ def main(
         typer.echo(f"plot: a metrics file lacks the key {error} (see docs/CONTRACTS.md)", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"plot: wrote {figures}/, {plots}/, {report}, {html}", err=True)
+
+
+def write_outputs(
+    run: RunMetrics, cards: dict | None, steer: dict | None, figures: Path, plots: Path, report: Path, html: Path
+) -> None:
+    """The figures, plots data, report.md and index.html of one run; the steering
+    figure and the beyond-ablation section only when the cards and steer outputs are there."""
+    from emoneurons.report.beyond import beyond_ablation_blocks
+    from emoneurons.report.document import render_markdown
+    from emoneurons.report.figures.build import build_figures
+    from emoneurons.report.html import render_html
+    from emoneurons.report.plots_data import plots_data, write_plots_data
+    from emoneurons.report.report_md import build_report
+    from emoneurons.report.run_metrics import model_name
+    from emoneurons.report.steer_figure import save_steering_figure
+    from emoneurons.report.style import save_figure
+
+    # Every output is built in temporary siblings and only renamed into place once all four
+    # are complete, so a failure leaves the previous outputs (or none), never a mix.
+    with (
+        atomic_dir(figures) as figures_tmp, atomic_dir(plots) as plots_tmp,
+        atomic_path(report) as report_tmp, atomic_path(html) as html_tmp,
+    ):
+        for name, figure in build_figures(run.filter, run.neurons, run.eval, model_name(run)).items():
+            save_figure(figure, figures_tmp, name)
+        write_plots_data(plots_tmp, plots_data(run.neurons, run.eval))
+        blocks = build_report(run)
+        if cards is not None and steer is not None:
+            save_steering_figure(steer, figures_tmp)
+            blocks += beyond_ablation_blocks(cards, steer)
+        report_tmp.write_text(render_markdown(blocks))
+        html_tmp.write_text(render_html(blocks, figures_tmp, f"emoneurons: {model_name(run)}"))
 
 
 if __name__ == "__main__":

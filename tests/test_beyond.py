@@ -9,7 +9,7 @@ from emoneurons.evaluate.steering import plan_steering, steering_record
 from emoneurons.params import SteerParams
 from emoneurons.report.beyond import beyond_ablation_blocks
 from emoneurons.report.html import inline, render_html
-from emoneurons.report.markdown import Image, Table, render_markdown
+from emoneurons.report.document import Image, Table, render_markdown
 
 
 def _steer_json() -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 def test_a_figure_saved_twice_is_byte_identical(tmp_path):
     """matplotlib salts SVG element ids with a random uuid unless told otherwise (the second
     dvc repro from scratch once differed in reports/figures only)."""
-    from emoneurons.report.figures import new_figure
+    from emoneurons.report.figures.drawing import new_figure
     from emoneurons.report.style import save_figure
 
     def draw(folder: Path) -> list[bytes]:

@@ -18,23 +18,18 @@ import torch
 import yaml
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.report.figures import (
-    FIGURE_NAMES,
-    ReportDataError,
+from emoneurons.report.analysis import failure_counts, failure_distribution, neuron_membership, overlap_ratio
+from emoneurons.report.errors import ReportDataError
+from emoneurons.report.figures.build import FIGURE_NAMES, build_figures
+from emoneurons.report.plots_data import plots_data, write_plots_data
+from emoneurons.report.views import (
     accuracy_changes,
-    build_figures,
     effect_rows,
-    failure_counts,
-    failure_distribution,
     layer_sweep,
     layer_sweep_ratio,
     masked_confusions,
-    neuron_membership,
-    overlap_ratio,
-    plots_data,
     ratio_sweep,
     rq2_view,
-    write_plots_data,
 )
 from emoneurons.report.style import DPI, EMOTION_COLORS, save_figure
 

@@ -14,15 +14,12 @@ import yaml
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.params import parse_params
-from emoneurons.report.figures import FIGURE_NAMES
+from emoneurons.report.figures.build import FIGURE_NAMES
 from emoneurons.report.html import inline
-from emoneurons.report.markdown import (
-    RunMetrics,
-    baseline_clear,
-    build_report,
-    params_digest,
-    render_markdown,
-)
+from emoneurons.report.document import render_markdown
+from emoneurons.report.report_md import build_report
+from emoneurons.report.run_metrics import RunMetrics, params_digest
+from emoneurons.report.views import baseline_clear
 from test_figures import png_size, synthetic_run, write_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,7 +200,7 @@ def test_plot_stage_fails_in_one_line_and_writes_nothing(tmp_path, run):
 def test_dvc_plots_definitions_render(tmp_path, run):
     """The repo's dvc.yaml `plots:` definitions, over plot data written by the plot code: `dvc plots
     show --json` renders every plot."""
-    from emoneurons.report.figures import plots_data, write_plots_data
+    from emoneurons.report.plots_data import plots_data, write_plots_data
 
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}

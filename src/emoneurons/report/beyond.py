@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.report.markdown import Block, Heading, Image, Paragraph, Table
+from emoneurons.report.document import Block, Heading, Image, Paragraph, Table
 
 
 def _signed(value: float | None, scale: float = 1.0, digits: int = 2) -> str:

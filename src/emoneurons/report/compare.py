@@ -19,28 +19,24 @@ from matplotlib.patches import Patch
 
 from emoneurons.atomic import atomic_dir
 from emoneurons.emotions import EMOTIONS
-from emoneurons.report.figures import (
-    OVERLAP_DEFINITION,
-    ReportDataError,
+from emoneurons.report.analysis import OVERLAP_DEFINITION, failure_distribution
+from emoneurons.report.document import Heading, Image, Paragraph, Table, render_markdown
+from emoneurons.report.errors import ReportDataError
+from emoneurons.report.figures.drawing import draw_heatmap, format_target_panel, label_panel_grid, new_figure, panel_axes
+from emoneurons.report.number_formats import pct, pp
+from emoneurons.report.views import (
     accuracy_changes,
     as_percent,
-    draw_heatmap,
-    failure_distribution,
-    format_target_panel,
-    label_panel_grid,
     layer_sweep,
     layer_sweep_ratio,
     masked_confusions,
-    new_figure,
     overlap_of,
-    panel_axes,
     per_layer_counts,
     ratio_sweep,
     rows_matching,
     rq2_view,
     top_rate_of,
 )
-from emoneurons.report.markdown import Heading, Image, Paragraph, Table, pct, pp, render_markdown
 from emoneurons.report.style import save_figure
 from emoneurons.report.style import (
     CONTROL_COLOR,

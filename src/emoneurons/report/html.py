@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from emoneurons.report.markdown import Block, Bullets, Heading, Image, Paragraph, Table
+from emoneurons.report.document import Block, Bullets, Heading, Image, Paragraph, Table
 
 _STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px;

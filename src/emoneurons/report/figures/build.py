@@ -1,0 +1,66 @@
+"""Every figure of the paper for one run, from its metrics files, by name."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from emoneurons.report.analysis import failure_counts, failure_distribution
+from emoneurons.report.figures.figure1 import figure1_per_layer
+from emoneurons.report.figures.figure2 import figure2_effect, figure2_masking
+from emoneurons.report.figures.figure3 import figure3_effect, figure3_ratio_sweep
+from emoneurons.report.figures.figure4 import figure4_layer_sweep
+from emoneurons.report.figures.figure14 import figure14_overlap
+from emoneurons.report.figures.figure15 import figure15_failures
+from emoneurons.report.figures.table1 import table1_figure
+from emoneurons.report.views import (
+    accuracy_changes,
+    as_percent,
+    effect_rows,
+    layer_sweep,
+    layer_sweep_ratio,
+    masked_confusions,
+    overlap_of,
+    per_layer_counts,
+    ratio_sweep,
+    rq2_view,
+    same_ratio,
+    top_rate_of,
+)
+
+
+FIGURE_NAMES: tuple[str, ...] = (
+    "table1", "figure1", "figure2", "figure2_effect", "figure3", "figure3_effect", "figure4", "figure14", "figure15",
+)
+
+
+def build_figures(
+    filter_json: Mapping[str, Any], neurons_json: Mapping[str, Any],
+    eval_json: Mapping[str, Any], subtitle: str = "",
+) -> dict[str, Figure]:
+    """Every figure of the paper for one run, by name (FIGURE_NAMES)."""
+    top_rate = top_rate_of(neurons_json)
+    changes = accuracy_changes(eval_json)
+    confusions, evaluated = masked_confusions(eval_json, top_rate)
+    effects = effect_rows(eval_json)
+    measure = (eval_json.get("effects") or {}).get("test_effect", "")
+    ratio_text = f"top {as_percent(top_rate):g}% of all FFN neurons"
+    return {
+        "table1": table1_figure(filter_json),
+        "figure1": figure1_per_layer(per_layer_counts(neurons_json, top_rate),
+                                     f"{subtitle}, {ratio_text}" if subtitle else ratio_text),
+        "figure2": figure2_masking(rq2_view(eval_json, top_rate),
+                                   f"{subtitle}, {ratio_text}, all layers" if subtitle else ratio_text),
+        "figure2_effect": figure2_effect(
+            [r for r in effects if r["layers"] == "all" and same_ratio(r["ratio"], top_rate)], measure,
+            f"{subtitle}, {ratio_text}, all layers" if subtitle else f"{ratio_text}, all layers"),
+        "figure3": figure3_ratio_sweep(ratio_sweep(changes), subtitle),
+        "figure3_effect": figure3_effect([r for r in effects if r["layers"] == "all"], measure, subtitle),
+        "figure4": figure4_layer_sweep(
+            layer_sweep(changes, layer_sweep_ratio(changes, top_rate)), subtitle),
+        "figure14": figure14_overlap(overlap_of(neurons_json, top_rate), ratio_text),
+        "figure15": figure15_failures(failure_distribution(confusions), failure_counts(confusions),
+                                      evaluated, f"{subtitle}, {ratio_text}" if subtitle else ratio_text),
+    }
