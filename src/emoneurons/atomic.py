@@ -30,17 +30,26 @@ class OutputError(OSError):
 
 
 @contextmanager
-def _output_errors(target: Path) -> Iterator[None]:
+def output_errors(target: Path, *, rename_inner: bool = False) -> Iterator[None]:
+    """An OSError inside becomes an OutputError naming `target` in one line. `rename_inner`: an
+    OutputError raised inside (by an atomic write of a file in `target`'s temporary folder, which
+    it would name) is said as `target`'s too."""
     try:
         yield
-    except OutputError:
-        raise
+    except OutputError as error:
+        if not rename_inner:
+            raise
+        reason = os.strerror(error.errno) if error.errno else type(error).__name__
+        raise _output_error(target, error.errno, reason) from None
     except OSError as error:
-        reason = error.strerror or type(error).__name__
-        raise OutputError(
-            error.errno, f"{target}: cannot write ({reason}); nothing was put in its place, the previous "
-            "version (if any) is as it was; free space or make the folder writable and run the stage again"
-        ) from None
+        raise _output_error(target, error.errno, error.strerror or type(error).__name__) from None
+
+
+def _output_error(target: Path, errno: int | None, reason: str) -> OutputError:
+    return OutputError(
+        errno, f"{target}: cannot write ({reason}); nothing was put in its place, the previous "
+        "version (if any) is as it was; free space or make the folder writable and run the stage again"
+    )
 
 
 def _size_limit_errors() -> None:
@@ -61,7 +70,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     An OSError while writing becomes an OutputError that names `target` in one line."""
     target = Path(target)
     _size_limit_errors()
-    with _output_errors(target):
+    with output_errors(target):
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
         os.close(fd)
@@ -81,7 +90,7 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     An OSError while writing becomes an OutputError that names `target` in one line."""
     target = Path(target)
     _size_limit_errors()
-    with _output_errors(target):
+    with output_errors(target):
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
         try:
