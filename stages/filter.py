@@ -33,7 +33,6 @@ def main(
     start = time.perf_counter()
     try:
         settings = load_stage_params(params, ("filter", "model", "eval.prompt_format"))
-        prepare_cache_dir(cache)
         options = settings.filter
         emoprism = None
         if options.source == "emoprism":
@@ -45,6 +44,7 @@ def main(
                     f"filter.min_agree: must be between 1 and {1 + len(labels)} (the intended emotion plus "
                     f"the {len(labels)} judge columns of {options.emoprism.path}), got {options.min_agree}"
                 )
+            prepare_cache_dir(cache)  # a DVC output even when unused; made only once the input passed
             seconds = dict.fromkeys(labels, 0.0)
         else:
             checked = []
@@ -52,6 +52,7 @@ def main(
             for column in ("dialogue", "theme"):
                 if column not in df.columns:
                     raise DataError(f"{dialogues}: no column {column!r} (has {', '.join(df.columns) or 'none'})")
+            prepare_cache_dir(cache)  # only once the input passed: a rejected input leaves nothing behind
             judges = make_judges(options, settings.model, cache, settings.eval.prompt_format)
             texts = df["dialogue"].to_list()
             seconds = {}

@@ -228,6 +228,15 @@ def test_stage_fails_in_one_line_when_nothing_is_kept(tmp_path):
     assert not (tmp_path / "data" / "filtered.parquet").exists() and not (tmp_path / "reports").exists()
 
 
+def test_a_rejected_input_leaves_no_cache_folder(tmp_path):
+    # The request cache is a DVC output: made only once the input passed its checks.
+    _write_dialogues(tmp_path, _dialogues(["anger", "fear"]).drop("theme"), LEXICON_ONLY)
+    result = subprocess.run([sys.executable, str(REPO / "stages" / "filter.py")], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["data/dialogues.parquet: no column 'theme' (has id, topic, dialogue, backend, model)"]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["data", "data/dialogues.parquet", "params.yaml"]
+
+
 @pytest.mark.slow
 def test_stages_augment_generate_filter_end_to_end(tmp_path):
     (tmp_path / "data" / "seeds").mkdir(parents=True)
