@@ -146,6 +146,9 @@ def test_count_and_mask_eval_killed_at_a_random_point_leave_nothing_partial(mode
     code, _, err = _finish(_stage(model_project, script))
     assert code == 0, err
     assert {output: _snapshot(model_project / output) for output in outputs} == whole
+    # A temporary sibling the killed run left (`.name.<pid>.*.tmp`) is removed by the rerun's write.
+    for output in outputs:
+        assert not [p.name for p in (model_project / output).parent.iterdir() if p.name.endswith(".tmp")]
 
 
 def _snapshot(path: Path) -> dict[str, bytes]:

@@ -1,5 +1,7 @@
 """Atomic outputs: a stage writes into a temporary sibling and renames it into place at the end,
-so an interrupted stage never leaves a file or folder that DVC or a user would take as done."""
+so an interrupted stage never leaves a file or folder that DVC or a user would take as done.
+The sibling's name carries the writer's pid (`.name.<pid>.<random>.tmp`); a writer killed
+mid-write (SIGKILL) leaves it behind, and the next atomic write of the same output removes it."""
 
 from __future__ import annotations
 
@@ -64,6 +66,51 @@ def _size_limit_errors() -> None:
             pass
 
 
+def temp_prefix(target: Path) -> str:
+    """The name start of `target`'s temporary siblings written by this process: `.name.<pid>.`
+    (the writer's pid in the name, so a later run can tell a dead writer's leftovers)."""
+    return f".{target.name}.{os.getpid()}."
+
+
+def _writer_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temps(folder: Path, name: str | None = None) -> int:
+    """Remove the temporary siblings (`.<name>.<pid>.<random>.tmp`, `name` None: any) in `folder`
+    whose writer process is gone: left by a writer killed mid-write (SIGKILL, power cut), whose
+    `finally` never ran. A live writer's (its pid running) is never touched; a pid reused by
+    another process only keeps a leftover longer. Return how many were removed."""
+    removed = 0
+    try:
+        entries = list(folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    for path in entries:
+        entry = path.name
+        if not (entry.startswith(".") and entry.endswith(".tmp")):
+            continue
+        parts = entry[1:-4].rsplit(".", 2)  # name, pid, random part (mkstemp's has no dot)
+        if len(parts) != 3 or not parts[1].isdigit() or (name is not None and parts[0] != name):
+            continue
+        if _writer_alive(int(parts[1])):
+            continue
+        try:
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+            removed += 1
+        except FileNotFoundError:  # another run cleaned it first
+            pass
+    return removed
+
+
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success it replaces `target`, on error it goes.
@@ -72,7 +119,8 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     _size_limit_errors()
     with output_errors(target):
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        remove_stale_temps(target.parent, target.name)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent)
         os.close(fd)
         tmp_path = Path(tmp)
         try:
@@ -92,7 +140,8 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     _size_limit_errors()
     with output_errors(target):
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        remove_stale_temps(target.parent, target.name)
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent))
         try:
             yield tmp
             _normal_mode(tmp)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emoneurons.atomic import OutputError
+from emoneurons.atomic import OutputError, remove_stale_temps
 
 _tmp_names = itertools.count()
 
@@ -78,6 +78,9 @@ class ResponseCache:
         self.root = Path(root)
         self.corrupt_removed = 0  # entries found broken, deleted and so refetched
         self._made_dirs: set[Path] = set()  # at most 256 shard folders: spares a mkdir per write
+        # A run killed mid-put (SIGKILL) leaves its `.key.<pid>.<n>.tmp`; removed once its writer is gone.
+        for shard in self.root.glob("??"):
+            remove_stale_temps(shard)
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
