@@ -53,7 +53,7 @@ def main(
                 if column not in df.columns:
                     raise DataError(f"{dialogues}: no column {column!r} (has {', '.join(df.columns) or 'none'})")
             prepare_cache_dir(cache)  # only once the input passed: a rejected input leaves nothing behind
-            judges = make_judges(options, settings.model, cache, settings.eval.prompt_format)
+            judges = make_judges(options.judges, settings.model, cache, settings.eval.prompt_format)
             texts = df["dialogue"].to_list()
             seconds = {}
             labels = {}
@@ -68,6 +68,11 @@ def main(
         usage = {j.name: j.backend.usage.as_metrics() for j in judges if hasattr(j, "backend")}
         if usage:
             metrics["judge_usage"] = usage
+        # hf judges in generate mode: answers cut off at max_new_tokens (no EOS), over both asks;
+        # never taken as labels (asked again, then counted in judge_invalid).
+        cut_off = {j.name: j.cut_off for j in judges if getattr(j, "method", None) == "generate"}
+        if cut_off:
+            metrics["judge_cut_off"] = cut_off
         write_json(checks_path(out), checks_record(checked))
         write_table(kept, out)
         write_json(report, metrics)

@@ -200,7 +200,7 @@ def test_make_judges_loads_the_model_once_and_wires_openai(monkeypatch, tiny_lla
         JudgeParams(name="lex", backend="lexicon"), JudgeParams(name="a", backend="hf"),
         JudgeParams(name="b", backend="hf", method="generate"), JudgeParams(name="gpt", backend="openai"),
     ))
-    judges = make_judges(params, ModelParams(batch_size=3), tmp_path / "cache")
+    judges = make_judges(params.judges, ModelParams(batch_size=3), tmp_path / "cache")
     assert [j.name for j in judges] == ["lex", "a", "b", "gpt"]
     assert isinstance(judges[0], LexiconJudge) and isinstance(judges[3], ChatJudge)
     assert len(loads) == 1 and judges[1].lm is judges[2].lm is tiny_llama

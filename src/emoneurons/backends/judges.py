@@ -2,7 +2,9 @@
 
 - lexicon: the model-free cue lexicon (backends/lexicon.py);
 - hf: a local causal LM classifying with the paper's labelling prompt (evaluate/classify.py);
-  in generate mode an answer outside the six is asked once more with the stricter retry prompt;
+  in generate mode an answer outside the six, or one cut off at max_new_tokens (no EOS: it looks
+  whole but is not, like the openai backend's finish_reason "length"), is asked once more with the
+  stricter retry prompt, then dropped (None) and counted;
 - openai: a chat endpoint asked the paper's labelling prompt, then the retry prompt for answers
   outside the six (paper, Figure 7).
 """
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from emoneurons.backends.chat import ChatBackend
     from emoneurons.evaluate.prompts import ChatPrompt
     from emoneurons.neurons.model import LoadedModel
-    from emoneurons.params import FilterParams, ModelParams
+    from emoneurons.params import JudgeParams, ModelParams
 
 
 class Judge(Protocol):
@@ -70,13 +72,18 @@ class HFJudge:
         self.name, self.lm, self.method, self.batch_size = name, lm, method, batch_size
         self.prompt_format = prompt_format
         self.reasked = 0
+        self.cut_off = 0  # generate: answers stopped at max_new_tokens (no EOS), never taken as labels
 
     def _classify(self, dialogues: Sequence[str], retry: bool) -> list[str | None]:
         from emoneurons.evaluate.classify import classify
 
         prompt = labelling_prompt(self.lm.tokenizer, retry=retry, prompt_format=self.prompt_format)
         desc = f"judge {self.name}" + (" (retry prompt)" if retry else "")
-        return classify(self.lm, prompt, dialogues, self.method, batch_size=self.batch_size, desc=desc).predicted
+        result = classify(self.lm, prompt, dialogues, self.method, batch_size=self.batch_size, desc=desc)
+        if result.cut_off is None:  # score: no answer is generated
+            return result.predicted
+        self.cut_off += sum(result.cut_off)
+        return [None if cut else label for label, cut in zip(result.predicted, result.cut_off)]
 
     def label(self, dialogues: Sequence[str]) -> list[str | None]:
         labels = self._classify(dialogues, retry=False)
@@ -107,12 +114,13 @@ class ChatJudge:
         return labels
 
 
-def make_judges(filter_params: FilterParams, model_params: ModelParams, cache_dir: Path, prompt_format: str = "auto") -> list[Judge]:
-    """The judges named in params, in order; hf judges share one loaded model and prompt in
+def make_judges(specs: Sequence[JudgeParams], model_params: ModelParams, cache_dir: Path, prompt_format: str = "auto",
+                lm: LoadedModel | None = None) -> list[Judge]:
+    """The judges of `specs` (filter.judges), in order; hf judges share one loaded model (`lm`
+    when given, e.g. the steer stage's, else loaded from `model_params`) and prompt in
     `prompt_format` (eval.prompt_format)."""
     judges: list[Judge] = []
-    lm = None
-    for spec in filter_params.judges:
+    for spec in specs:
         if spec.backend == "lexicon":
             judges.append(LexiconJudge(spec.name))
         elif spec.backend == "hf":
@@ -120,9 +128,9 @@ def make_judges(filter_params: FilterParams, model_params: ModelParams, cache_di
                 from emoneurons.neurons.model import load_model
 
                 lm = load_model(model_params)
-                from emoneurons.prompt_format import resolve_prompt_format
+            from emoneurons.prompt_format import resolve_prompt_format
 
-                resolve_prompt_format(lm.tokenizer, prompt_format)  # a format the tokenizer lacks: before any judging
+            resolve_prompt_format(lm.tokenizer, prompt_format)  # a format the tokenizer lacks: before any judging
             judges.append(HFJudge(spec.name, lm, spec.method, model_params.batch_size, prompt_format))
         elif spec.backend == "openai":
             from emoneurons.backends.chat import make_chat_backend
