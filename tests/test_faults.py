@@ -308,3 +308,34 @@ def test_plot_into_a_read_only_folder_fails_in_one_line_and_keeps_the_previous_o
     assert line.startswith("plot: reports/figures: cannot write (") and ("Read-only file system" in line or "Permission denied" in line)
     if os.geteuid() != 0:
         _assert_plot_kept_the_previous_outputs(tmp_path)
+
+
+def test_plot_on_a_full_tmpfs_fails_in_one_line_and_keeps_the_previous_outputs(tmp_path):
+    """A real full disk (ENOSPC): reports/ on a small tmpfs, filled up but for a few kilobytes."""
+    from test_figures import synthetic_run, write_run
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root; the RLIMIT_FSIZE test above covers the same path")
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(reports)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"root without the right to mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        write_run(tmp_path, synthetic_run(seed=1))
+        _previous_plot_outputs(tmp_path)
+        with (reports / "filler").open("wb", buffering=0) as filler:  # up to the last byte, then give 8 KiB back
+            try:
+                while True:
+                    filler.write(b"\0" * 4096)
+            except OSError:
+                pass
+        os.truncate(reports / "filler", max(os.path.getsize(reports / "filler") - 8192, 0))
+        code, _, err = _finish(_plot(tmp_path))
+        (reports / "filler").unlink()
+        assert code == 1 and "Traceback" not in err
+        line = err.strip().splitlines()[-1]
+        assert line.startswith("plot: reports/") and "cannot write (No space left on device); nothing was put in its place" in line
+        _assert_plot_kept_the_previous_outputs(tmp_path)
+    finally:
+        subprocess.run(["umount", str(reports)], check=True)
