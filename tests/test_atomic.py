@@ -2,7 +2,7 @@
 
 import pytest
 
-from emoneurons.atomic import atomic_dir, atomic_path, write_json
+from emoneurons.atomic import atomic_dir, atomic_path, write_json, writer_tag
 
 
 def test_atomic_path_replaces_only_on_success(tmp_path):
@@ -75,7 +75,8 @@ def test_a_writer_killed_mid_write_leaves_a_temp_that_the_next_write_removes(tmp
     process.kill()  # SIGKILL: its `finally` never runs
     process.wait()
     left = _temps(tmp_path)
-    assert len(left) == 1 and left[0].startswith(f".{target.name}.{process.pid}.")
+    host = writer_tag().rpartition("-")[0]
+    assert len(left) == 1 and left[0].startswith(f".{target.name}.{host}-{process.pid}.")
     killed_other = _writer(other, "file")
     killed_other.kill()
     killed_other.wait()

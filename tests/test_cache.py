@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from emoneurons.atomic import writer_tag
 from emoneurons.backends.cache import ResponseCache, cache_key, request_fields
 
 
@@ -96,10 +97,12 @@ def test_a_dead_writers_temporary_entry_is_removed_a_live_ones_kept(tmp_path):
     key = cache_key(_fields())
     shard = tmp_path / key[:2]
     shard.mkdir()
-    dead = shard / f".{key}.{dead_pid}.0.tmp"
-    live = shard / f".{key}.{os.getpid()}.7.tmp"  # a writer still running (this process)
-    dead.write_text('{"half')
-    live.write_text('{"half')
+    host = writer_tag().rpartition("-")[0]
+    dead = shard / f".{key}.{host}-{dead_pid}.0.tmp"
+    live = shard / f".{key}.{host}-{os.getpid()}.7.tmp"  # a writer still running (this process)
+    elsewhere = shard / f".{key}.other-host-{dead_pid}.3.tmp"  # another host's (a shared folder): never judged here
+    for path in (dead, live, elsewhere):
+        path.write_text('{"half')
     cache = ResponseCache(tmp_path)
-    assert not dead.exists() and live.exists()
+    assert not dead.exists() and live.exists() and elsewhere.exists()
     assert cache.get(key) is None

@@ -1,13 +1,15 @@
 """Atomic outputs: a stage writes into a temporary sibling and renames it into place at the end,
 so an interrupted stage never leaves a file or folder that DVC or a user would take as done.
-The sibling's name carries the writer's pid (`.name.<pid>.<random>.tmp`); a writer killed
-mid-write (SIGKILL) leaves it behind, and the next atomic write of the same output removes it."""
+The sibling's name carries the writer's host and pid (`.name.<host>-<pid>.<random>.tmp`); a writer
+killed mid-write (SIGKILL) leaves it behind, and the next atomic write of the same output on that
+host removes it once that pid no longer runs."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -66,29 +68,39 @@ def _size_limit_errors() -> None:
             pass
 
 
+def writer_tag() -> str:
+    """`<host>-<pid>` of this process, as temporary names carry it: a later run on the same host
+    can tell a dead writer's leftovers (a shared folder's other hosts' are never judged)."""
+    host = "".join(c if c.isalnum() or c in "_-" else "_" for c in socket.gethostname()) or "host"
+    return f"{host}-{os.getpid()}"
+
+
 def temp_prefix(target: Path) -> str:
-    """The name start of `target`'s temporary siblings written by this process: `.name.<pid>.`
-    (the writer's pid in the name, so a later run can tell a dead writer's leftovers)."""
-    return f".{target.name}.{os.getpid()}."
+    """The name start of `target`'s temporary siblings written by this process: `.name.<host>-<pid>.`"""
+    return f".{target.name}.{writer_tag()}."
 
 
-def _writer_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def _writer_gone(tag: str) -> bool:
+    """Whether the writer `<host>-<pid>` is known to have ended: on this host, and no such pid runs."""
+    host, _, pid = tag.rpartition("-")
+    here, _, own = writer_tag().rpartition("-")
+    if host != here or not pid.isdigit() or pid == own:
         return False
-    except PermissionError:  # another user's live process
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
         return True
-    return True
+    except PermissionError:  # another user's live process
+        return False
+    return False
 
 
 def remove_stale_temps(folder: Path, name: str | None = None) -> int:
-    """Remove the temporary siblings (`.<name>.<pid>.<random>.tmp`, `name` None: any) in `folder`
-    whose writer process is gone: left by a writer killed mid-write (SIGKILL, power cut), whose
-    `finally` never ran. A live writer's (its pid running) is never touched; a pid reused by
-    another process only keeps a leftover longer. Return how many were removed."""
+    """Remove the temporary siblings (`.<name>.<host>-<pid>.<random>.tmp`, `name` None: any) in
+    `folder` whose writer is gone: left by a writer killed mid-write (SIGKILL, power cut), whose
+    `finally` never ran. A live writer's (its pid running), or one of another host, is never
+    touched; a pid reused by another process only keeps a leftover longer. Return how many were
+    removed."""
     removed = 0
     try:
         entries = list(folder.iterdir())
@@ -98,10 +110,8 @@ def remove_stale_temps(folder: Path, name: str | None = None) -> int:
         entry = path.name
         if not (entry.startswith(".") and entry.endswith(".tmp")):
             continue
-        parts = entry[1:-4].rsplit(".", 2)  # name, pid, random part (mkstemp's has no dot)
-        if len(parts) != 3 or not parts[1].isdigit() or (name is not None and parts[0] != name):
-            continue
-        if _writer_alive(int(parts[1])):
+        parts = entry[1:-4].rsplit(".", 2)  # name, writer tag, random part (neither has a dot)
+        if len(parts) != 3 or (name is not None and parts[0] != name) or not _writer_gone(parts[1]):
             continue
         try:
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
