@@ -33,7 +33,7 @@ def main(
     # Imported only once the params are valid: torch and transformers take seconds to load.
     from emoneurons.backends.judges import make_judges
     from emoneurons.evaluate.masking_eval import EvalDataError
-    from emoneurons.evaluate.steering import SteerDataError, plan_steering, read_prompts, run_steering
+    from emoneurons.evaluate.steering import SteerDataError, check_classifier_train, plan_steering, read_prompts, run_steering
 
     try:
         steer = settings.steer
@@ -42,6 +42,7 @@ def main(
         selection = read_json(neurons)
         key = f"{settings.select.top_rate:g}"
         plan = plan_steering(selection, key, steer)
+        check_classifier_train(table, settings.eval)
         from emoneurons.neurons.model import load_model  # imports torch/transformers: after the cheap checks
 
         prepare_cache_dir(cache)  # a DVC output even when no judge asks a server; after the input checks

@@ -187,14 +187,19 @@ def judge_replies(judges: Sequence[Judge], dialogues: Sequence[str]) -> dict[str
     return {judge.name: list(judge.label(dialogues)) for judge in judges}
 
 
+def check_classifier_train(train: pl.DataFrame, eval_params: EvalParams) -> None:
+    """The classifier's shots and calibration rows drawn once: a train split too small for them is
+    one line (EvalDataError) before any generation."""
+    calibration_dialogues(train, eval_params, draw_shots(train, eval_params.shots, eval_params.seed, eval_params.shot_selection))
+
+
 def run_steering(lm: LoadedModel, prompts: Sequence[str], plan: Sequence[SteerCondition], train: pl.DataFrame,
                  eval_params: EvalParams, params: SteerParams, selected: Mapping[str, int], *, batch_size: int,
                  judges: Sequence[Judge] = ()) -> dict[str, Any]:
     """Generate the unmodified replies and each condition's, classify them all in one pass
     (`batch_size`: the classifier's, model.batch_size; generation uses steer.batch_size), and
     have each of `judges` label them too."""
-    # The classifier's shots and calibration rows: a train split too small for them is one line before any generation.
-    calibration_dialogues(train, eval_params, draw_shots(train, eval_params.shots, eval_params.seed, eval_params.shot_selection))
+    check_classifier_train(train, eval_params)
     conditions = [({}, 1.0), *((c.neurons, c.alpha) for c in plan)]
     per_condition = steered_replies(lm, prompts, conditions, max_new_tokens=params.max_new_tokens, batch_size=params.batch_size,
                                     desc=f"steer ({len(conditions)} conditions x {len(prompts)} prompts)",
