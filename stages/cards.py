@@ -54,10 +54,14 @@ def main(
         raise typer.Exit(1) from None
     record = {"model": lm.name, "top_rate": settings.select.top_rate, "top_neurons": cards.top_neurons,
               "contexts": cards.contexts, "window": cards.window, "min_token_count": cards.min_token_count,
-              "split": "train", "dialogues": table.height, "tokens": activity.tokens, "emotions": emotions}
+              "split": "train", "dialogues": table.height, "tokens": activity.tokens,
+              "truncated": activity.truncated.record(),  # dialogues cut to model.max_length, as count reports them
+              "emotions": emotions}
     with atomic_dir(out) as tmp:
         write_json(tmp / "cards.json", record)
         (tmp / "index.html").write_text(render_cards_html(record), encoding="utf-8")
+    if activity.truncated.dialogues:
+        print(activity.truncated.describe(table.height, "cards"), file=sys.stderr)
     shown = ", ".join(f"{e} {len(v['cards'])}" for e, v in emotions.items())
     print(f"cards: {len(chosen)} neurons over {table.height} train dialogues ({shown}); wrote {out}/index.html")
 

@@ -33,7 +33,6 @@ def main(
     start = time.perf_counter()
     try:
         settings = load_stage_params(params, ("filter", "model", "eval.prompt_format"))
-        prepare_cache_dir(cache)
         options = settings.filter
         emoprism = None
         if options.source == "emoprism":
@@ -45,6 +44,7 @@ def main(
                     f"filter.min_agree: must be between 1 and {1 + len(labels)} (the intended emotion plus "
                     f"the {len(labels)} judge columns of {options.emoprism.path}), got {options.min_agree}"
                 )
+            prepare_cache_dir(cache)  # a DVC output even when unused; made only once the input passed
             seconds = dict.fromkeys(labels, 0.0)
         else:
             checked = []
@@ -52,10 +52,11 @@ def main(
             for column in ("dialogue", "theme"):
                 if column not in df.columns:
                     raise DataError(f"{dialogues}: no column {column!r} (has {', '.join(df.columns) or 'none'})")
+            prepare_cache_dir(cache)  # only once the input passed: a rejected input leaves nothing behind
             classify = None
             if any(spec.backend == "hf" for spec in options.judges):
                 from emoneurons.evaluate.classify import classify  # torch/transformers only for an hf judge
-            judges = make_judges(options, settings.model, cache, settings.eval.prompt_format, classify=classify)
+            judges = make_judges(options.judges, settings.model, cache, settings.eval.prompt_format, classify=classify)
             texts = df["dialogue"].to_list()
             seconds = {}
             labels = {}
@@ -70,6 +71,11 @@ def main(
         usage = {j.name: j.backend.usage.as_metrics() for j in judges if hasattr(j, "backend")}
         if usage:
             metrics["judge_usage"] = usage
+        # hf judges in generate mode: answers cut off at max_new_tokens (no EOS), over both asks;
+        # never taken as labels (asked again, then counted in judge_invalid).
+        cut_off = {j.name: j.cut_off for j in judges if getattr(j, "method", None) == "generate"}
+        if cut_off:
+            metrics["judge_cut_off"] = cut_off
         write_json(checks_path(out), checks_record(checked))
         write_table(kept, out)
         write_json(report, metrics)

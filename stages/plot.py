@@ -7,17 +7,15 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from emoneurons.atomic import atomic_dir, atomic_path
+from emoneurons.atomic import atomic_dir, atomic_path, output_errors
 from emoneurons.data.io import DataError, read_json
 from emoneurons.params import ParamsError, load_params
+from emoneurons.stage_run import run_stage
 
 if TYPE_CHECKING:  # imported at run time only once the inputs are there (see main)
     from emoneurons.report.run_metrics import RunMetrics
 
-app = typer.Typer(add_completion=False)
 
-
-@app.command()
 def main(
     params: Path = typer.Option(Path("params.yaml"), help="params.yaml (model name, digest)"),
     filter_json: Path = typer.Option(Path("reports/filter.json")),
@@ -75,21 +73,27 @@ def write_outputs(
     from emoneurons.report.style import save_figure
 
     # Every output is built in temporary siblings and only renamed into place once all four
-    # are complete, so a failure leaves the previous outputs (or none), never a mix.
+    # are complete, so a failure leaves the previous outputs (or none), never a mix. A failed
+    # write (full disk, read-only folder) names the output it was writing (output_errors) and
+    # run_stage says it in one line.
     with (
         atomic_dir(figures) as figures_tmp, atomic_dir(plots) as plots_tmp,
         atomic_path(report) as report_tmp, atomic_path(html) as html_tmp,
     ):
-        for name, figure in build_figures(run.filter, run.neurons, run.eval, model_name(run)).items():
-            save_figure(figure, figures_tmp, name)
-        write_plots_data(plots_tmp, plots_data(run.neurons, run.eval))
+        with output_errors(figures, rename_inner=True):
+            for name, figure in build_figures(run.filter, run.neurons, run.eval, model_name(run)).items():
+                save_figure(figure, figures_tmp, name)
+        with output_errors(plots):
+            write_plots_data(plots_tmp, plots_data(run.neurons, run.eval))
         blocks = build_report(run)
         if cards is not None and steer is not None:
-            save_steering_figure(steer, figures_tmp)
+            with output_errors(figures, rename_inner=True):
+                save_steering_figure(steer, figures_tmp)
             blocks += beyond_ablation_blocks(cards, steer)
-        report_tmp.write_text(render_markdown(blocks))
+        with output_errors(report):
+            report_tmp.write_text(render_markdown(blocks))
         html_tmp.write_text(render_html(blocks, figures_tmp, f"emoneurons: {model_name(run)}"))
 
 
 if __name__ == "__main__":
-    app()
+    run_stage(main, "plot")

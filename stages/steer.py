@@ -1,5 +1,6 @@
 """steer: each emotion's neurons scaled by alpha while the model replies to neutral prompts, the
-replies classified as in mask-eval, against random neurons (reports/steer/steer.json + figure)."""
+replies classified as in mask-eval and labelled by filter.judges, against random neurons
+(reports/steer/steer.json + figure)."""
 
 from __future__ import annotations
 
@@ -9,26 +10,30 @@ from pathlib import Path
 import typer
 
 from emoneurons.atomic import atomic_dir, write_json
+from emoneurons.backends.cache import prepare_cache_dir
+from emoneurons.backends.chat import ChatBackendError
 from emoneurons.data.io import DataError, read_json, read_table
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.stage_run import run_stage
 
 
 def main(
-    params: Path = typer.Option(Path("params.yaml"), help="params file (sections model, steer; select.top_rate; eval's classifier keys)"),
+    params: Path = typer.Option(Path("params.yaml"), help="params file (sections model, steer; select.top_rate; eval's classifier keys; filter.judges)"),
     prompts: Path = typer.Option(Path("data/steer/prompts.txt"), help="neutral prompts, one per line"),
     train: Path = typer.Option(Path("data/split/train.parquet"), help="the classifier's in-context shots and calibration"),
     neurons: Path = typer.Option(Path("data/neurons/neurons.json"), help="selected neurons"),
     out: Path = typer.Option(Path("reports/steer"), help="folder for steer.json and the figure"),
+    cache: Path = typer.Option(Path("data/cache/llm/steer"), help="chat request cache (openai judges)"),
 ) -> None:
     try:
-        settings = load_stage_params(params, ("model", "select.top_rate", "steer", "eval"))
+        settings = load_stage_params(params, ("model", "select.top_rate", "steer", "eval", "filter.judges"))
     except ParamsError as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
     # Imported only once the params are valid: torch and transformers take seconds to load.
+    from emoneurons.backends.judges import make_judges
     from emoneurons.evaluate.masking_eval import EvalDataError
-    from emoneurons.evaluate.steering import SteerDataError, plan_steering, read_prompts, run_steering
+    from emoneurons.evaluate.steering import SteerDataError, check_classifier_train, plan_steering, read_prompts, run_steering
 
     try:
         steer = settings.steer
@@ -37,12 +42,20 @@ def main(
         selection = read_json(neurons)
         key = f"{settings.select.top_rate:g}"
         plan = plan_steering(selection, key, steer)
+        check_classifier_train(table, settings.eval)
         from emoneurons.model.loading import load_model  # imports torch/transformers: after the cheap checks
 
+        prepare_cache_dir(cache)  # a DVC output even when no judge asks a server; after the input checks
         lm = load_model(settings.model)
+        # The filter's judges, built as the filter builds them; an hf judge shares the loaded model.
+        from emoneurons.evaluate.classify import classify
+
+        judges = make_judges(settings.filter.judges, settings.model, cache, settings.eval.prompt_format,
+                             classify=classify, lm=lm)
         selected = {e: len(pairs) for e, pairs in selection["ratios"][key]["neurons"].items()}
-        record = run_steering(lm, texts, plan, table, settings.eval, steer, selected, batch_size=settings.model.batch_size)
-    except (DataError, SteerDataError, EvalDataError) as error:
+        record = run_steering(lm, texts, plan, table, settings.eval, steer, selected, batch_size=settings.model.batch_size,
+                              judges=judges)
+    except (DataError, SteerDataError, EvalDataError, ChatBackendError) as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
     from emoneurons.prompt_format import resolve_prompt_format
@@ -53,7 +66,15 @@ def main(
               "max_new_tokens": steer.max_new_tokens, "control_draws": steer.control_draws, "prompts": texts,
               "classifier": {"method": ev.method, "shots": ev.shots, "label_format": ev.label_format, "calibrate": ev.calibrate,
                              "prompt_format": resolve_prompt_format(lm.tokenizer, ev.prompt_format)},
+              "judges": [{"name": spec.name, "backend": spec.backend, **({"method": spec.method} if spec.backend == "hf" else {})}
+                         for spec in settings.filter.judges],
               **record}
+    usage = {j.name: j.backend.usage.as_metrics() for j in judges if hasattr(j, "backend")}
+    if usage:
+        record["judge_usage"] = usage
+    cut_off = {j.name: j.cut_off for j in judges if getattr(j, "method", None) == "generate"}
+    if cut_off:
+        record["judge_cut_off"] = cut_off
     with atomic_dir(out) as tmp:
         write_json(tmp / "steer.json", record)
         save_steering_figure(record, tmp)
@@ -61,9 +82,10 @@ def main(
     for emotion, entry in record["emotions"].items():
         top = max(entry["steered"], key=lambda s: s["alpha"], default=None)
         if top is not None:
-            lines.append(f"{emotion} α={top['alpha']:g}: share {top['share_shift']:+.2f}, log p {top['logp_shift']}")
+            judged = "".join(f", judge {name} {j['share_shift']:+.2f}" for name, j in top["judges"].items())
+            lines.append(f"{emotion} α={top['alpha']:g}: share {top['share_shift']:+.2f}, log p {top['logp_shift']}{judged}")
     print(f"steer: {len(plan)} conditions x {len(texts)} prompts; " + "; ".join(lines))
 
 
 if __name__ == "__main__":
-    run_stage(main, "steer")
+    run_stage(main, "steer", Path("data/cache/llm/steer"))

@@ -2,7 +2,7 @@
 
 import pytest
 
-from emoneurons.atomic import atomic_dir, atomic_path, write_json
+from emoneurons.atomic import atomic_dir, atomic_path, write_json, writer_tag
 
 
 def test_atomic_path_replaces_only_on_success(tmp_path):
@@ -40,3 +40,66 @@ def test_outputs_get_the_users_normal_permissions(tmp_path):
         os.umask(mask)
     assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def _writer(target, kind: str):
+    """A child process inside atomic_path/atomic_dir of `target` with half an output written; it
+    says "ready" on stdout, then waits for a line on stdin (or is SIGKILLed there)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from emoneurons.atomic import atomic_dir, atomic_path\n"
+        f"target = Path({str(target)!r})\n"
+        f"with (atomic_dir(target) if {kind == 'dir'!r} else atomic_path(target)) as tmp:\n"
+        "    (tmp / 'half').write_text('half') if tmp.is_dir() else tmp.write_text('half')\n"
+        "    print('ready', flush=True)\n"
+        "    sys.stdin.readline()\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "ready"
+    return process
+
+
+def _temps(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+@pytest.mark.parametrize("kind", ["file", "dir"])
+def test_a_writer_killed_mid_write_leaves_a_temp_that_the_next_write_removes(tmp_path, kind):
+    target = tmp_path / ("out.json" if kind == "file" else "counts")
+    other = tmp_path / "out.json.old"  # another output whose name starts like this one's
+    process = _writer(target, kind)
+    process.kill()  # SIGKILL: its `finally` never runs
+    process.wait()
+    left = _temps(tmp_path)
+    host = writer_tag().rpartition("-")[0]
+    assert len(left) == 1 and left[0].startswith(f".{target.name}.{host}-{process.pid}.")
+    killed_other = _writer(other, "file")
+    killed_other.kill()
+    killed_other.wait()
+    if kind == "file":
+        write_json(target, {"a": 1})
+    else:
+        with atomic_dir(target) as tmp:
+            (tmp / "meta.json").write_text("{}")
+    # This output's leftover is gone; the other output's is its own next write's to remove.
+    assert [name for name in _temps(tmp_path) if not name.startswith(".out.json.old.")] == []
+    assert len(_temps(tmp_path)) == 1
+    write_json(other, {})
+    assert _temps(tmp_path) == []
+
+
+def test_a_live_writers_temp_is_never_removed(tmp_path):
+    target = tmp_path / "out.json"
+    process = _writer(target, "file")
+    try:
+        theirs = _temps(tmp_path)
+        write_json(target, {"mine": 1})  # a second writer of the same output while the first is alive
+        assert _temps(tmp_path) == theirs and len(theirs) == 1
+    finally:
+        process.communicate("go\n", timeout=60)
+    assert process.returncode == 0 and _temps(tmp_path) == []
+    assert target.read_text() == "half"  # the first writer finished last

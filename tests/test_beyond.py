@@ -48,3 +48,20 @@ def test_section_links_the_cards_and_tabulates_each_emotion_and_alpha(tmp_path):
 def test_links_only_to_relative_paths():
     assert inline("see [cards](cards/index.html#anger)") == 'see <a href="cards/index.html#anger">cards</a>'
     assert "<a" not in inline("[x](https://example.com)") and "<a" not in inline('[x](a" onclick="b)')
+
+
+def test_each_judge_gets_a_share_shift_column_and_its_control():
+    steer = _steer_json()
+    plan = plan_steering({"layers": 4, "neurons_per_layer": 64, "ratios": {"0.01": {"neurons": {"anger": [[1, 0]]}}}}, "0.01",
+                         SteerParams(alphas=(0, 8), control_draws=1))
+    n = 2 * (1 + len(plan))
+    lexicon = ["fear"] * n
+    lexicon[2 * 2 : 2 * 3] = ["anger", "anger"]  # anger at alpha 8: both replies, for the judge
+    record = steering_record(["a", "b"], plan, ["happiness"] * n, None, ["r"] * n, {"anger": 1}, {"lexicon": lexicon})
+    steer["emotions"] = record["emotions"]
+    steer["judges"] = [{"name": "lexicon", "backend": "lexicon"}]
+    blocks = beyond_ablation_blocks(_cards_json(), steer)
+    table = next(b for b in blocks if isinstance(b, Table))
+    assert table.headers[-2:] == ("judge lexicon (pp)", "judge lexicon control (pp)")
+    assert [row[-2:] for row in table.rows] == [("+0.0", "+0.0"), ("+100.0", "+0.0")]
+    assert "The filter's judges (`lexicon`) label the same replies" in render_markdown(blocks)

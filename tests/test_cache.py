@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from emoneurons.atomic import writer_tag
 from emoneurons.backends.cache import ResponseCache, cache_key, request_fields
 
 
@@ -84,3 +85,24 @@ def test_entry_under_the_wrong_name_is_not_trusted(tmp_path):
     cache.path(key_b).write_bytes(cache.path(key_a).read_bytes())
     assert cache.get(key_b) is None
     assert cache.get(key_a).text == "answer a"
+
+
+def test_a_dead_writers_temporary_entry_is_removed_a_live_ones_kept(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    dead_pid = int(gone.stdout)  # ended: what a run killed mid-put leaves
+    key = cache_key(_fields())
+    shard = tmp_path / key[:2]
+    shard.mkdir()
+    host = writer_tag().rpartition("-")[0]
+    dead = shard / f".{key}.{host}-{dead_pid}.0.tmp"
+    live = shard / f".{key}.{host}-{os.getpid()}.7.tmp"  # a writer still running (this process)
+    elsewhere = shard / f".{key}.other-host-{dead_pid}.3.tmp"  # another host's (a shared folder): never judged here
+    for path in (dead, live, elsewhere):
+        path.write_text('{"half')
+    cache = ResponseCache(tmp_path)
+    assert not dead.exists() and live.exists() and elsewhere.exists()
+    assert cache.get(key) is None

@@ -144,6 +144,20 @@ def test_context_window_highlights_the_token_and_stays_inside_the_dialogue(tiny_
     assert not whole["clipped_before"] and not whole["clipped_after"]
 
 
+def test_activity_reports_what_max_length_cut(tiny_llama):
+    # model.max_length's cut is counted and reported (cards.json "truncated"), never silent.
+    tokenizer = tiny_llama.tokenizer
+    prefix = len(added_special_prefix(tokenizer))
+    own = [len(tokenizer(d, add_special_tokens=False)["input_ids"]) for d in DIALOGUES]
+    max_length = prefix + sorted(own)[len(own) // 2]
+    activity = neuron_activity(tiny_llama, DIALOGUES, [(0, 1)], k=1, batch_size=4, max_length=max_length)
+    cuts = [prefix + n - max_length for n in own if prefix + n > max_length]
+    assert cuts and all(len(fed) <= max_length for fed in activity.fed)
+    assert activity.truncated.record() == {"max_length": max_length, "budget": max_length - prefix, "dialogues": len(cuts),
+                                           "tokens_cut": sum(cuts), "longest_cut": max(cuts)}
+    assert neuron_activity(tiny_llama, DIALOGUES, [(0, 1)], k=1, batch_size=4).truncated.dialogues == 0
+
+
 def cards_record(tiny_llama, empty: str = "disgust") -> dict:
     """The cards stage's record on the tiny model, with `empty` given no selected neurons."""
     P, entropy = _counts(1)

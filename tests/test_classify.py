@@ -134,6 +134,18 @@ def test_generate_parses_first_emotion_word_and_counts_unparseable(tiny_llama, p
     assert lost.scores is None
 
 
+def test_generate_says_which_answers_were_cut_off_at_max_new_tokens(tiny_llama, prompt):
+    tokenizer = tiny_llama.tokenizer
+    anger = label_ids(tokenizer)[0][0]
+    # Steered to repeat "anger": no EOS within max_new_tokens, so every answer is cut off.
+    cut = classify(_biased_copy(tiny_llama, anger), prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=3)
+    assert cut.cut_off == [True] * len(DIALOGUES)
+    # Steered to EOS: every answer ended by the model itself.
+    ended = classify(_biased_copy(tiny_llama, tokenizer.eos_token_id), prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=3)
+    assert ended.cut_off == [False] * len(DIALOGUES) and ended.answers == [""] * len(DIALOGUES)
+    assert classify(tiny_llama, prompt, DIALOGUES, "score", batch_size=2).cut_off is None
+
+
 def test_generate_equals_transformers_greedy_decoding(tiny_llama, prompt):
     result = classify(tiny_llama, prompt, DIALOGUES, "generate", batch_size=3, max_new_tokens=4)
     for dialogue, answer in zip(DIALOGUES, result.answers):

@@ -1,7 +1,8 @@
 """Replies that look whole but are not: an answer stopped by max_tokens (finish_reason "length")
 is never taken as a dialogue or a label. It is cached (paid for), returned as None, counted as
 truncated, re-asked by generate and the judges, then dropped. Against the in-process fake
-OpenAI-compatible server of test_openai_backend.py."""
+OpenAI-compatible server of test_openai_backend.py; the hf judge's generate mode (an answer that
+reached max_new_tokens with no EOS) against a tiny random model steered to one token."""
 
 from __future__ import annotations
 
@@ -90,3 +91,24 @@ def test_a_cut_off_label_is_asked_again_with_the_retry_prompt_then_none(tmp_path
         judge = ChatJudge("api", _backend(server, tmp_path))
         assert judge.label(dialogues) == [None, "fear"]
     assert judge.reasked == 2 and judge.backend.usage.truncated == 3
+
+
+def test_an_hf_judge_never_takes_a_label_from_an_answer_cut_off_at_max_new_tokens(tiny_llama):
+    from test_classify import _biased_copy
+
+    from emoneurons.backends.judges import HFJudge
+    from emoneurons.evaluate.classify import classify
+    from emoneurons.emotions import parse_emotion
+    from emoneurons.prompts.chat import label_ids
+
+    dialogues = ["A: I hate this.\nB: Me too.", "A: Boo!\nB: You scared me."]
+    (anger,) = label_ids(tiny_llama.tokenizer, "space")[0]
+    # Says " anger anger anger ..." and never EOS: parses as anger, but it was stopped, not finished.
+    steered = _biased_copy(tiny_llama, anger)
+    assert parse_emotion(tiny_llama.tokenizer.decode([anger] * 8)) == "anger"
+    judge = HFJudge("hf", steered, "generate", batch_size=2, classify=classify)
+    assert judge.label(dialogues) == [None, None]
+    assert (judge.reasked, judge.cut_off) == (2, 4)  # asked again with the retry prompt, then dropped
+    # Says EOS at once: not cut off, an empty answer (no emotion) asked again, no cut-off counted.
+    silent = HFJudge("hf", _biased_copy(tiny_llama, tiny_llama.tokenizer.eos_token_id), "generate", batch_size=2, classify=classify)
+    assert silent.label(dialogues) == [None, None] and (silent.reasked, silent.cut_off) == (2, 0)

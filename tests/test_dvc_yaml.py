@@ -191,7 +191,7 @@ def test_the_params_check_catches_an_undeclared_read_and_an_unread_declaration()
 PROMPT_STAGES = {
     "src/emoneurons/paper_prompts/augment.py": {"augment"},
     "src/emoneurons/paper_prompts/generate.py": {"generate"},
-    "src/emoneurons/paper_prompts/label.py": {"filter"},
+    "src/emoneurons/paper_prompts/label.py": {"filter", "steer"},  # steer: the filter's judges label its replies
     # cards through counting (its text=prompt inputs), steer classifies its replies with it
     "src/emoneurons/paper_prompts/classify.py": {"count", "mask-eval", "cards", "steer"},
 }

@@ -123,6 +123,7 @@ def test_filter_stage_rejects_min_agree_beyond_the_files_labels_and_writes_nothi
         "data/external/emoprism.json), got 5"
     ]
     assert not (tmp_path / "data" / "filtered.parquet").exists() and not (tmp_path / "reports").exists()
+    assert not (tmp_path / "data" / "cache").exists()
 
 
 def test_filter_stage_names_a_missing_file(tmp_path):

@@ -146,6 +146,9 @@ def test_count_and_mask_eval_killed_at_a_random_point_leave_nothing_partial(mode
     code, _, err = _finish(_stage(model_project, script))
     assert code == 0, err
     assert {output: _snapshot(model_project / output) for output in outputs} == whole
+    # A temporary sibling the killed run left (`.name.<pid>.*.tmp`) is removed by the rerun's write.
+    for output in outputs:
+        assert not [p.name for p in (model_project / output).parent.iterdir() if p.name.endswith(".tmp")]
 
 
 def _snapshot(path: Path) -> dict[str, bytes]:
@@ -237,3 +240,102 @@ def test_ctrl_c_says_what_is_kept_and_how_to_resume(tmp_path):
         "(or this script) again to resume"
     )
     assert not (tmp_path / "data" / "dialogues.parquet").exists()
+
+
+def _plot(project: Path, **kwargs) -> subprocess.Popen:
+    # -P: stages/ holds select.py, which would shadow the standard library's `select` module.
+    return subprocess.Popen([sys.executable, "-P", str(REPO / "stages" / "plot.py")], cwd=project,
+                            env=_env(MPLBACKEND="Agg"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def _previous_plot_outputs(project: Path) -> None:
+    (project / "reports" / "figures").mkdir(parents=True)
+    (project / "reports" / "figures" / "old.png").write_bytes(b"the previous run's figure")
+    (project / "reports" / "report.md").write_text("the previous run's report\n")
+
+
+def _assert_plot_kept_the_previous_outputs(project: Path) -> None:
+    assert [p.name for p in (project / "reports" / "figures").iterdir()] == ["old.png"]
+    assert (project / "reports" / "report.md").read_text() == "the previous run's report\n"
+    assert not (project / "reports" / "index.html").exists() and not (project / "reports" / "plots").exists()
+    assert not [p for p in (project / "reports").rglob("*") if p.name.endswith(".tmp")]
+
+
+def test_plot_on_a_full_disk_fails_in_one_line_and_keeps_the_previous_outputs(tmp_path):
+    from test_figures import synthetic_run, write_run
+
+    write_run(tmp_path, synthetic_run(seed=1))
+    _previous_plot_outputs(tmp_path)
+    limit = 4096  # bytes per file (RLIMIT_FSIZE): no figure fits
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    code, _, err = _finish(_plot(tmp_path, preexec_fn=small_files))
+    assert code == 1 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("plot: reports/figures: cannot write (File too large); nothing was put in its place")
+    _assert_plot_kept_the_previous_outputs(tmp_path)
+
+
+def test_plot_into_a_read_only_folder_fails_in_one_line_and_keeps_the_previous_outputs(tmp_path):
+    from test_figures import synthetic_run, write_run
+
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    if os.geteuid() != 0:
+        write_run(tmp_path, synthetic_run(seed=1))
+        _previous_plot_outputs(tmp_path)
+        os.chmod(reports, 0o555)
+        try:
+            code, _, err = _finish(_plot(tmp_path))
+        finally:
+            os.chmod(reports, 0o755)
+    else:  # root ignores permission bits: a read-only tmpfs
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(reports)], capture_output=True)
+        if mounted.returncode != 0:
+            pytest.skip(f"root without the right to mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
+        try:
+            write_run(tmp_path, synthetic_run(seed=1))
+            _previous_plot_outputs(tmp_path)
+            subprocess.run(["mount", "-o", "remount,ro", str(reports)], check=True)
+            code, _, err = _finish(_plot(tmp_path))
+            _assert_plot_kept_the_previous_outputs(tmp_path)
+        finally:
+            subprocess.run(["umount", str(reports)], check=True)
+    assert code == 1 and "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    # The first output it opens (the figures' temporary folder) is refused.
+    assert line.startswith("plot: reports/figures: cannot write (") and ("Read-only file system" in line or "Permission denied" in line)
+    if os.geteuid() != 0:
+        _assert_plot_kept_the_previous_outputs(tmp_path)
+
+
+def test_plot_on_a_full_tmpfs_fails_in_one_line_and_keeps_the_previous_outputs(tmp_path):
+    """A real full disk (ENOSPC): reports/ on a small tmpfs, filled up but for a few kilobytes."""
+    from test_figures import synthetic_run, write_run
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root; the RLIMIT_FSIZE test above covers the same path")
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(reports)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"root without the right to mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        write_run(tmp_path, synthetic_run(seed=1))
+        _previous_plot_outputs(tmp_path)
+        with (reports / "filler").open("wb", buffering=0) as filler:  # up to the last byte, then give 8 KiB back
+            try:
+                while True:
+                    filler.write(b"\0" * 4096)
+            except OSError:
+                pass
+        os.truncate(reports / "filler", max(os.path.getsize(reports / "filler") - 8192, 0))
+        code, _, err = _finish(_plot(tmp_path))
+        (reports / "filler").unlink()
+        assert code == 1 and "Traceback" not in err
+        line = err.strip().splitlines()[-1]
+        assert line.startswith("plot: reports/") and "cannot write (No space left on device); nothing was put in its place" in line
+        _assert_plot_kept_the_previous_outputs(tmp_path)
+    finally:
+        subprocess.run(["umount", str(reports)], check=True)

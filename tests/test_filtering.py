@@ -202,9 +202,9 @@ def test_make_judges_loads_the_model_once_and_wires_openai(monkeypatch, tiny_lla
         JudgeParams(name="b", backend="hf", method="generate"), JudgeParams(name="gpt", backend="openai"),
     ))
     with pytest.raises(ValueError, match="hf judge 'a' needs classify="):  # generation does not import evaluate: the stage passes it in
-        make_judges(params, ModelParams(batch_size=3), tmp_path / "cache")
+        make_judges(params.judges, ModelParams(batch_size=3), tmp_path / "cache")
     assert loads == []
-    judges = make_judges(params, ModelParams(batch_size=3), tmp_path / "cache", classify=classify)
+    judges = make_judges(params.judges, ModelParams(batch_size=3), tmp_path / "cache", classify=classify)
     assert [j.name for j in judges] == ["lex", "a", "b", "gpt"]
     assert isinstance(judges[0], LexiconJudge) and isinstance(judges[3], ChatJudge)
     assert len(loads) == 1 and judges[1].lm is judges[2].lm is tiny_llama
@@ -230,6 +230,15 @@ def test_stage_fails_in_one_line_when_nothing_is_kept(tmp_path):
         "filter: kept 0 of 2 dialogues (min_agree 2 of 2 labels; judge agreement with the intended emotion: lexicon 0.0)"
     ]
     assert not (tmp_path / "data" / "filtered.parquet").exists() and not (tmp_path / "reports").exists()
+
+
+def test_a_rejected_input_leaves_no_cache_folder(tmp_path):
+    # The request cache is a DVC output: made only once the input passed its checks.
+    _write_dialogues(tmp_path, _dialogues(["anger", "fear"]).drop("theme"), LEXICON_ONLY)
+    result = subprocess.run([sys.executable, str(REPO / "stages" / "filter.py")], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == ["data/dialogues.parquet: no column 'theme' (has id, topic, dialogue, backend, model)"]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == ["data", "data/dialogues.parquet", "params.yaml"]
 
 
 @pytest.mark.slow

@@ -186,3 +186,73 @@ def test_stage_rejects_alpha_out_of_range_in_one_line_before_any_work(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [next(line for line in result.stderr.splitlines() if message in line)]
     assert not out.exists()
+
+
+def _steer_project(tmp_path, tiny_llama, per_emotion: int) -> dict:
+    """A folder the steer stage runs in: the tiny model, a train split of `per_emotion` dialogues
+    per emotion, a selection, params with the lexicon judge; returns the selection."""
+    import json
+
+    from test_conditions import _split, synthetic_neurons
+
+    tiny_llama.model.save_pretrained(tmp_path / "tiny-llama")
+    tiny_llama.tokenizer.save_pretrained(tmp_path / "tiny-llama")
+    (tmp_path / "data" / "split").mkdir(parents=True)
+    _split(per_emotion).write_parquet(tmp_path / "data" / "split" / "train.parquet")
+    (tmp_path / "data" / "neurons").mkdir()
+    config = tiny_llama.model.config
+    neurons = synthetic_neurons(ratios=(0.05,), layers=config.num_hidden_layers, per_layer=config.intermediate_size)
+    (tmp_path / "data" / "neurons" / "neurons.json").write_text(json.dumps(neurons))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["model"].update(id=str(tmp_path / "tiny-llama"), batch_size=8)
+    params["select"]["top_rate"] = 0.05
+    params["steer"].update(alphas=[0, 8], prompts=2, max_new_tokens=4, control_draws=1)
+    params["filter"]["judges"] = [{"name": "lexicon", "backend": "lexicon"}]
+    params["eval"].update(method="score", shots=1, calibrate="train_prior", calibration_per_emotion=2)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return neurons
+
+
+def _steer_stage(tmp_path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-P", str(REPO / "stages/steer.py"), "--prompts", str(REPO / "data/steer/prompts.txt")],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=600)
+
+
+def test_stage_has_the_filters_judges_label_the_replies(tmp_path, tiny_llama):
+    # The tiny model and the offline lexicon judge, through the stage as dvc runs it: each reply's
+    # judge label, and per emotion and alpha the share the judge gives the steered emotion.
+    import json
+
+    from emoneurons.backends.lexicon import lexicon_labels
+
+    neurons = _steer_project(tmp_path, tiny_llama, 4)
+    result = _steer_stage(tmp_path)
+    assert result.returncode == 0, result.stderr
+    record = json.loads((tmp_path / "reports" / "steer" / "steer.json").read_text())
+    assert record["judges"] == [{"name": "lexicon", "backend": "lexicon"}]
+    prompts = record["prompts"]
+    base = record["unmodified"]
+    base_labels = lexicon_labels([as_dialogue(p, r) for p, r in zip(prompts, base["replies"])])
+    assert base["judges"]["lexicon"]["labels"] == base_labels
+    steered = 0
+    for emotion, entry in record["emotions"].items():
+        for step in entry["steered"] + entry["controls"]:
+            labels = lexicon_labels([as_dialogue(p, r) for p, r in zip(prompts, step["replies"])])
+            judged = step["judges"]["lexicon"]
+            share = sum(label == emotion for label in labels) / len(labels)
+            assert judged["labels"] == labels and judged["share"] == round(share, 4)
+            assert judged["share_shift"] == round(share - sum(label == emotion for label in base_labels) / len(labels), 4)
+            steered += 1
+    assert steered == 2 * 2 * sum(1 for e in EMOTIONS if neurons["ratios"]["0.05"]["neurons"][e])
+    assert ", judge lexicon " in result.stdout
+    assert (tmp_path / "data" / "cache" / "llm" / "steer" / "README.txt").is_file()  # the stage's (persist) cache output
+
+
+def test_stage_rejects_a_train_split_too_small_for_the_classifier_before_any_work(tmp_path, tiny_llama):
+    _steer_project(tmp_path, tiny_llama, 1)
+    result = _steer_stage(tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "data/split/train.parquet: 0 anger dialogues besides the shots, eval.calibration_per_emotion needs 2; lower it, "
+        "use eval.calibrate: content_free, or generate more dialogues"]  # no generation progress bar before it
+    assert not (tmp_path / "reports").exists() and not (tmp_path / "data" / "cache").exists()

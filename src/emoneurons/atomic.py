@@ -1,11 +1,15 @@
 """Atomic outputs: a stage writes into a temporary sibling and renames it into place at the end,
-so an interrupted stage never leaves a file or folder that DVC or a user would take as done."""
+so an interrupted stage never leaves a file or folder that DVC or a user would take as done.
+The sibling's name carries the writer's host and pid (`.name.<host>-<pid>.<random>.tmp`); a writer
+killed mid-write (SIGKILL) leaves it behind, and the next atomic write of the same output on that
+host removes it once that pid no longer runs."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,17 +34,26 @@ class OutputError(OSError):
 
 
 @contextmanager
-def _output_errors(target: Path) -> Iterator[None]:
+def output_errors(target: Path, *, rename_inner: bool = False) -> Iterator[None]:
+    """An OSError inside becomes an OutputError naming `target` in one line. `rename_inner`: an
+    OutputError raised inside (by an atomic write of a file in `target`'s temporary folder, which
+    it would name) is said as `target`'s too."""
     try:
         yield
-    except OutputError:
-        raise
+    except OutputError as error:
+        if not rename_inner:
+            raise
+        reason = os.strerror(error.errno) if error.errno else type(error).__name__
+        raise _output_error(target, error.errno, reason) from None
     except OSError as error:
-        reason = error.strerror or type(error).__name__
-        raise OutputError(
-            error.errno, f"{target}: cannot write ({reason}); nothing was put in its place, the previous "
-            "version (if any) is as it was; free space or make the folder writable and run the stage again"
-        ) from None
+        raise _output_error(target, error.errno, error.strerror or type(error).__name__) from None
+
+
+def _output_error(target: Path, errno: int | None, reason: str) -> OutputError:
+    return OutputError(
+        errno, f"{target}: cannot write ({reason}); nothing was put in its place, the previous "
+        "version (if any) is as it was; free space or make the folder writable and run the stage again"
+    )
 
 
 def _size_limit_errors() -> None:
@@ -55,15 +68,69 @@ def _size_limit_errors() -> None:
             pass
 
 
+def writer_tag() -> str:
+    """`<host>-<pid>` of this process, as temporary names carry it: a later run on the same host
+    can tell a dead writer's leftovers (a shared folder's other hosts' are never judged)."""
+    host = "".join(c if c.isalnum() or c in "_-" else "_" for c in socket.gethostname()) or "host"
+    return f"{host}-{os.getpid()}"
+
+
+def temp_prefix(target: Path) -> str:
+    """The name start of `target`'s temporary siblings written by this process: `.name.<host>-<pid>.`"""
+    return f".{target.name}.{writer_tag()}."
+
+
+def _writer_gone(tag: str) -> bool:
+    """Whether the writer `<host>-<pid>` is known to have ended: on this host, and no such pid runs."""
+    host, _, pid = tag.rpartition("-")
+    here, _, own = writer_tag().rpartition("-")
+    if host != here or not pid.isdigit() or pid == own:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's live process
+        return False
+    return False
+
+
+def remove_stale_temps(folder: Path, name: str | None = None) -> int:
+    """Remove the temporary siblings (`.<name>.<host>-<pid>.<random>.tmp`, `name` None: any) in
+    `folder` whose writer is gone: left by a writer killed mid-write (SIGKILL, power cut), whose
+    `finally` never ran. A live writer's (its pid running), or one of another host, is never
+    touched; a pid reused by another process only keeps a leftover longer. Return how many were
+    removed."""
+    removed = 0
+    try:
+        entries = list(folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    for path in entries:
+        entry = path.name
+        if not (entry.startswith(".") and entry.endswith(".tmp")):
+            continue
+        parts = entry[1:-4].rsplit(".", 2)  # name, writer tag, random part (neither has a dot)
+        if len(parts) != 3 or (name is not None and parts[0] != name) or not _writer_gone(parts[1]):
+            continue
+        try:
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+            removed += 1
+        except FileNotFoundError:  # another run cleaned it first
+            pass
+    return removed
+
+
 @contextmanager
 def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside `target`; on success it replaces `target`, on error it goes.
     An OSError while writing becomes an OutputError that names `target` in one line."""
     target = Path(target)
     _size_limit_errors()
-    with _output_errors(target):
+    with output_errors(target):
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        remove_stale_temps(target.parent, target.name)
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent)
         os.close(fd)
         tmp_path = Path(tmp)
         try:
@@ -81,9 +148,10 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     An OSError while writing becomes an OutputError that names `target` in one line."""
     target = Path(target)
     _size_limit_errors()
-    with _output_errors(target):
+    with output_errors(target):
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        remove_stale_temps(target.parent, target.name)
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent))
         try:
             yield tmp
             _normal_mode(tmp)

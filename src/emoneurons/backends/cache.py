@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emoneurons.atomic import OutputError
+from emoneurons.atomic import OutputError, remove_stale_temps, writer_tag
 
 _tmp_names = itertools.count()
 
@@ -78,6 +78,9 @@ class ResponseCache:
         self.root = Path(root)
         self.corrupt_removed = 0  # entries found broken, deleted and so refetched
         self._made_dirs: set[Path] = set()  # at most 256 shard folders: spares a mkdir per write
+        # A run killed mid-put (SIGKILL) leaves its `.key.<host>-<pid>.<n>.tmp`; removed once its writer is gone.
+        for shard in self.root.glob("??"):
+            remove_stale_temps(shard)
 
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.json"
@@ -121,7 +124,7 @@ class ResponseCache:
             "finish_reason": finish_reason,
         }
         data = json.dumps(entry, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-        tmp = path.with_name(f".{key}.{os.getpid()}.{next(_tmp_names)}.tmp")
+        tmp = path.with_name(f".{key}.{writer_tag()}.{next(_tmp_names)}.tmp")
         try:
             if path.parent not in self._made_dirs:
                 path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,9 @@
 - lexicon: the model-free cue lexicon (backends/lexicon.py);
 - hf: a local causal LM classifying with the paper's labelling prompt; the classifier
   (evaluate/classify.py:classify) is passed in by the stage, since generation sits below evaluate;
-  in generate mode an answer outside the six is asked once more with the stricter retry prompt;
+  in generate mode an answer outside the six, or one cut off at max_new_tokens (no EOS: it looks
+  whole but is not, like the openai backend's finish_reason "length"), is asked once more with the
+  stricter retry prompt, then dropped (None) and counted;
 - openai: a chat endpoint asked the paper's labelling prompt, then the retry prompt for answers
   outside the six (paper, Figure 7).
 """
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
     from emoneurons.backends.chat import ChatBackend
     from emoneurons.prompts.chat import ChatPrompt
     from emoneurons.model.loading import LoadedModel
-    from emoneurons.params import FilterParams, ModelParams
+    from emoneurons.params import JudgeParams, ModelParams
 
 
 class Judge(Protocol):
@@ -79,11 +81,16 @@ class HFJudge:
         self.classify = classify
         self.prompt_format = prompt_format
         self.reasked = 0
+        self.cut_off = 0  # generate: answers stopped at max_new_tokens (no EOS), never taken as labels
 
     def _classify(self, dialogues: Sequence[str], retry: bool) -> list[str | None]:
         prompt = labelling_prompt(self.lm.tokenizer, retry=retry, prompt_format=self.prompt_format)
         desc = f"judge {self.name}" + (" (retry prompt)" if retry else "")
-        return self.classify(self.lm, prompt, dialogues, self.method, batch_size=self.batch_size, desc=desc).predicted
+        result = self.classify(self.lm, prompt, dialogues, self.method, batch_size=self.batch_size, desc=desc)
+        if result.cut_off is None:  # score: no answer is generated
+            return result.predicted
+        self.cut_off += sum(result.cut_off)
+        return [None if cut else label for label, cut in zip(result.predicted, result.cut_off)]
 
     def label(self, dialogues: Sequence[str]) -> list[str | None]:
         labels = self._classify(dialogues, retry=False)
@@ -114,13 +121,13 @@ class ChatJudge:
         return labels
 
 
-def make_judges(filter_params: FilterParams, model_params: ModelParams, cache_dir: Path, prompt_format: str = "auto",
-                classify: Classify | None = None) -> list[Judge]:
-    """The judges named in params, in order; hf judges share one loaded model, prompt in
+def make_judges(specs: Sequence[JudgeParams], model_params: ModelParams, cache_dir: Path, prompt_format: str = "auto",
+                classify: Classify | None = None, lm: LoadedModel | None = None) -> list[Judge]:
+    """The judges of `specs` (filter.judges), in order; hf judges share one loaded model (`lm`
+    when given, e.g. the steer stage's, else loaded from `model_params`), prompt in
     `prompt_format` (eval.prompt_format) and label with `classify` (evaluate.classify.classify)."""
     judges: list[Judge] = []
-    lm = None
-    for spec in filter_params.judges:
+    for spec in specs:
         if spec.backend == "lexicon":
             judges.append(LexiconJudge(spec.name))
         elif spec.backend == "hf":
@@ -130,9 +137,9 @@ def make_judges(filter_params: FilterParams, model_params: ModelParams, cache_di
                 from emoneurons.model.loading import load_model
 
                 lm = load_model(model_params)
-                from emoneurons.prompt_format import resolve_prompt_format
+            from emoneurons.prompt_format import resolve_prompt_format
 
-                resolve_prompt_format(lm.tokenizer, prompt_format)  # a format the tokenizer lacks: before any judging
+            resolve_prompt_format(lm.tokenizer, prompt_format)  # a format the tokenizer lacks: before any judging
             judges.append(HFJudge(spec.name, lm, spec.method, model_params.batch_size, prompt_format, classify=classify))
         elif spec.backend == "openai":
             from emoneurons.backends.factory import make_chat_backend

@@ -57,6 +57,7 @@ class Classification:
     tokens_naive: int = 0  # the same dialogues from scratch: full prompt each, all layers
     answers: list[str] | None = None  # generate: the decoded answers
     reference_scores: Tensor | None = None  # [m, 6] the calibration dialogues' raw label log-likelihoods
+    cut_off: list[bool] | None = None  # generate: the answer stopped at max_new_tokens, no EOS (callers decide)
 
 
 def calibrate_scores(scores: Tensor, reference: Tensor) -> Tensor:
@@ -452,8 +453,9 @@ class MaskedClassifier:
         sums.index_add_(1, self.segment, picked)
         return sums, kept
 
-    def _generate(self, batch: _Batch, first: Tensor, prefix_kv, dialogue_kv) -> list[str]:
-        """Greedy decoding from the first answer token; stops at EOS or max_new_tokens."""
+    def _generate(self, batch: _Batch, first: Tensor, prefix_kv, dialogue_kv) -> list[tuple[str, bool]]:
+        """Greedy decoding from the first answer token; stops at EOS or max_new_tokens. Per row:
+        the answer and whether it was cut off (max_new_tokens reached with no EOS)."""
         b = len(batch.rows)
         device = batch.ids.device
         past = self._past(prefix_kv, dialogue_kv, 0, b)
@@ -477,8 +479,8 @@ class MaskedClassifier:
         generated = torch.stack(tokens, dim=1).tolist()
         answers = []
         for row in generated:
-            cut = next((i for i, t in enumerate(row) if t in self.eos_ids), len(row))
-            answers.append(self.lm.tokenizer.decode(row[:cut], skip_special_tokens=True))
+            cut = next((i for i, t in enumerate(row) if t in self.eos_ids), None)
+            answers.append((self.lm.tokenizer.decode(row[:cut], skip_special_tokens=True), cut is None))
         return answers
 
     # -- the plain path -----------------------------------------------------------------------
@@ -515,15 +517,16 @@ class MaskedClassifier:
         scores = torch.zeros(len(batch.rows), len(EMOTIONS), dtype=picked.dtype, device=device)
         return scores.index_put_((row, label), picked, accumulate=True)
 
-    def _plain_generate(self, row: int) -> str:
-        """Greedy decoding of one row by the model's own generate (batch 1: no padding)."""
+    def _plain_generate(self, row: int) -> tuple[str, bool]:
+        """Greedy decoding of one row by the model's own generate (batch 1: no padding): the
+        answer and whether it was cut off (no EOS)."""
         ids = torch.tensor([[*self.prefix_ids[0].tolist(), *self.row_ids[row]]], dtype=torch.long, device=self.prefix_ids.device)
         out = self.lm.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=self.max_new_tokens, do_sample=False,
                                      eos_token_id=sorted(self.eos_ids) or None, pad_token_id=self.pad_id)
         new = out[0, ids.shape[1]:].tolist()
         self.layer_tokens += (ids.shape[1] + max(len(new) - 1, 0)) * self.n_layers
-        cut = next((i for i, t in enumerate(new) if t in self.eos_ids), len(new))
-        return self.lm.tokenizer.decode(new[:cut], skip_special_tokens=True)
+        cut = next((i for i, t in enumerate(new) if t in self.eos_ids), None)
+        return self.lm.tokenizer.decode(new[:cut], skip_special_tokens=True), cut is None
 
     # -- runs ---------------------------------------------------------------------------------
 
@@ -550,6 +553,7 @@ class MaskedClassifier:
         # Label scores stay on the model's device until the run ends: no copy (and no sync) per batch.
         on_device: list[tuple[list[int], Tensor]] = []
         answers: list[str] = [""] * self.n_rows
+        cut_off: list[bool] = [False] * self.n_rows
         with mask_neurons(self.lm.model, neurons):
             if self.fallback is not None:
                 for batch in batches:
@@ -557,7 +561,7 @@ class MaskedClassifier:
                         on_device.append((batch.rows, self._plain_scores(batch)))
                     else:
                         for row in batch.rows:
-                            answers[row] = self._plain_generate(row)
+                            answers[row], cut_off[row] = self._plain_generate(row)
                     if progress is not None:
                         progress.update(1)
             else:
@@ -578,8 +582,8 @@ class MaskedClassifier:
                             label_scores[:, self.multi] += sums
                         on_device.append((batch.rows, label_scores))
                     else:
-                        for row, answer in zip(batch.rows, self._generate(batch, first.argmax(-1), prefix_kv, dialogue_kv)):
-                            answers[row] = answer
+                        for row, (answer, cut) in zip(batch.rows, self._generate(batch, first.argmax(-1), prefix_kv, dialogue_kv)):
+                            answers[row], cut_off[row] = answer, cut
                     if progress is not None:
                         progress.update(1)
         if keep:
@@ -599,7 +603,7 @@ class MaskedClassifier:
                 own = calibrate_scores(own, reference)
             predicted: list[str | None] = [EMOTIONS[int(i)] for i in own.argmax(dim=1)]
             return Classification(predicted, own, computed, naive, reference_scores=reference if len(reference) else None)
-        return Classification([parse_emotion(a) for a in answers], None, computed, naive, answers)
+        return Classification([parse_emotion(a) for a in answers], None, computed, naive, answers, cut_off=cut_off)
 
 
 def classify(

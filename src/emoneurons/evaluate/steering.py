@@ -5,7 +5,9 @@ on random neurons of the same per-layer counts (drawn as mask-eval draws its con
 What is reported per emotion and alpha: the share of replies labelled with the steered emotion
 and the mean log p(steered emotion | reply) (the classifier's label log-probability over the six
 labels, calibrated as mask-eval calibrates), each as a shift from the unmodified model's replies
-to the same prompts. Replies are greedy, so a difference is the scaling's doing.
+to the same prompts; and, when judges are configured (filter.judges, built as the filter stage
+builds them), the share each judge labels with the steered emotion and its shift. Replies are
+greedy, so a difference is the scaling's doing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import torch
@@ -31,6 +33,9 @@ from emoneurons.neurons.masking import neurons_by_layer, scale_neurons_per_row
 from emoneurons.model.loading import LoadedModel
 from emoneurons.prompt_format import resolve_prompt_format
 from emoneurons.params import EvalParams, HFGenerationParams, SteerParams
+
+if TYPE_CHECKING:
+    from emoneurons.backends.judges import Judge
 
 
 class SteerDataError(ValueError):
@@ -135,15 +140,25 @@ def _shift(value: float | None, base: float | None) -> float | None:
     return None if value is None or base is None else round(value - base, 4)
 
 
+def _share(labels: Sequence[str | None], emotion: str) -> float:
+    """The share of `labels` that are `emotion` (no label, None, counts as another)."""
+    return sum(label == emotion for label in labels) / len(labels)
+
+
 def steering_record(prompts: Sequence[str], plan: Sequence[SteerCondition], predicted: Sequence[str | None],
-                    logp: Tensor | None, replies: Sequence[str], selected: Mapping[str, int]) -> dict[str, Any]:
+                    logp: Tensor | None, replies: Sequence[str], selected: Mapping[str, int],
+                    judge_labels: Mapping[str, Sequence[str | None]] | None = None) -> dict[str, Any]:
     """steer.json's `unmodified` and `emotions` parts from the classified replies: the first
-    len(prompts) are the unmodified model's, then len(prompts) per condition of `plan`."""
+    len(prompts) are the unmodified model's, then len(prompts) per condition of `plan`.
+    `judge_labels`: each judge's labels of the same replies, in the same order."""
     n = len(prompts)
+    judge_labels = judge_labels or {}
     base_pred, base_logp = predicted[:n], None if logp is None else logp[:n]
     bases = {emotion: _summary(base_pred, base_logp, emotion) for emotion in EMOTIONS}
     unmodified = {"per_emotion": {e: {k: None if v is None else round(v, 4) for k, v in bases[e].items()} for e in EMOTIONS},
-                  "replies": list(replies[:n]), "predicted": list(base_pred)}
+                  "replies": list(replies[:n]), "predicted": list(base_pred),
+                  "judges": {name: {"share": {e: round(_share(labels[:n], e), 4) for e in EMOTIONS}, "labels": list(labels[:n])}
+                             for name, labels in judge_labels.items()}}
     emotions: dict[str, Any] = {e: {"n_neurons": int(selected.get(e, 0)), "steered": [], "controls": []} for e in EMOTIONS}
     for i, condition in enumerate(plan):
         rows = slice(n * (i + 1), n * (i + 2))
@@ -153,7 +168,8 @@ def steering_record(prompts: Sequence[str], plan: Sequence[SteerCondition], pred
                  "share": round(summary["share"], 4), "share_shift": _shift(summary["share"], base["share"]),
                  "logp": None if summary["logp"] is None else round(summary["logp"], 4),
                  "logp_shift": _shift(summary["logp"], base["logp"]),
-                 "replies": list(replies[rows]), "predicted": list(predicted[rows])}
+                 "replies": list(replies[rows]), "predicted": list(predicted[rows]),
+                 "judges": {name: _judge_entry(labels[rows], labels[:n], condition.emotion) for name, labels in judge_labels.items()}}
         if condition.control:
             emotions[condition.emotion]["controls"].append({"draw": condition.draw, **entry})
         else:
@@ -161,10 +177,29 @@ def steering_record(prompts: Sequence[str], plan: Sequence[SteerCondition], pred
     return {"unmodified": unmodified, "emotions": emotions}
 
 
+def _judge_entry(labels: Sequence[str | None], base: Sequence[str | None], emotion: str) -> dict[str, Any]:
+    share = _share(labels, emotion)
+    return {"share": round(share, 4), "share_shift": _shift(share, _share(base, emotion)), "labels": list(labels)}
+
+
+def judge_replies(judges: Sequence[Judge], dialogues: Sequence[str]) -> dict[str, list[str | None]]:
+    """Each judge's labels of `dialogues` (as the filter stage asks them), by judge name."""
+    return {judge.name: list(judge.label(dialogues)) for judge in judges}
+
+
+def check_classifier_train(train: pl.DataFrame, eval_params: EvalParams) -> None:
+    """The classifier's shots and calibration rows drawn once: a train split too small for them is
+    one line (EvalDataError) before any generation."""
+    calibration_dialogues(train, eval_params, draw_shots(train, eval_params.shots, eval_params.seed, eval_params.shot_selection))
+
+
 def run_steering(lm: LoadedModel, prompts: Sequence[str], plan: Sequence[SteerCondition], train: pl.DataFrame,
-                 eval_params: EvalParams, params: SteerParams, selected: Mapping[str, int], *, batch_size: int) -> dict[str, Any]:
+                 eval_params: EvalParams, params: SteerParams, selected: Mapping[str, int], *, batch_size: int,
+                 judges: Sequence[Judge] = ()) -> dict[str, Any]:
     """Generate the unmodified replies and each condition's, classify them all in one pass
-    (`batch_size`: the classifier's, model.batch_size; generation uses steer.batch_size)."""
+    (`batch_size`: the classifier's, model.batch_size; generation uses steer.batch_size), and
+    have each of `judges` label them too."""
+    check_classifier_train(train, eval_params)
     conditions = [({}, 1.0), *((c.neurons, c.alpha) for c in plan)]
     per_condition = steered_replies(lm, prompts, conditions, max_new_tokens=params.max_new_tokens, batch_size=params.batch_size,
                                     desc=f"steer ({len(conditions)} conditions x {len(prompts)} prompts)",
@@ -176,5 +211,6 @@ def run_steering(lm: LoadedModel, prompts: Sequence[str], plan: Sequence[SteerCo
     position = {dialogue: i for i, dialogue in enumerate(unique)}
     rows = [position[dialogue] for dialogue in dialogues]
     predicted, logp = classify_replies(lm, train, eval_params, unique, batch_size)
+    judged = {name: [labels[r] for r in rows] for name, labels in judge_replies(judges, unique).items()}
     return steering_record(prompts, plan, [predicted[r] for r in rows], None if logp is None else logp[rows],
-                           replies, selected) | {"classified": len(unique)}
+                           replies, selected, judged) | {"classified": len(unique)}

@@ -11,7 +11,7 @@ text=dialogue: the dialogue's own tokens, not the BOS the tokenizer adds before 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +20,7 @@ from tqdm import tqdm
 from emoneurons.neurons.counting import counting_inputs, length_batches, padded_batch
 from emoneurons.neurons.masking import ffn_modules
 from emoneurons.model.loading import LoadedModel
+from emoneurons.truncation import Truncation
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ class NeuronActivity:
     token_active: Tensor  # [V, n] int64: of those, how many with the neuron's gate > 0
     fed: list[tuple[int, ...]]  # each dialogue's fed token ids (BOS + its own tokens)
     start: list[int]  # where each dialogue's own tokens start in `fed`
+    truncated: Truncation | None = field(default=None, compare=False)  # what model.max_length cut (reported, never silent)
 
     @property
     def tokens(self) -> int:
@@ -98,7 +100,7 @@ def neuron_activity(
     n = len(neurons)
     vocab = lm.model.get_input_embeddings().weight.shape[0]
     # The emotion is not used here; counting_inputs gives the fed ids and the counted span.
-    items, _ = counting_inputs(tokenizer, dialogues, ["anger"] * len(dialogues), text="dialogue", positions="all",
+    items, truncated = counting_inputs(tokenizer, dialogues, ["anger"] * len(dialogues), text="dialogue", positions="all",
                                max_length=max_length)
     if len(items) != len(dialogues):  # it drops dialogues with no token of their own
         raise ValueError(f"{len(dialogues) - len(items)} dialogue(s) have no tokens within max_length={max_length}")
@@ -150,7 +152,8 @@ def neuron_activity(
             handle.remove()
     return NeuronActivity([(int(layer), int(index)) for layer, index in neurons],
                           TopK(*(t.cpu() for t in (top.values, top.dialogue, top.position))),
-                          token_counts.cpu(), token_active.cpu(), [item.ids for item in items], [item.start for item in items])
+                          token_counts.cpu(), token_active.cpu(), [item.ids for item in items], [item.start for item in items],
+                          truncated)
 
 
 @dataclass(frozen=True)

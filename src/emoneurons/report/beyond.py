@@ -32,14 +32,20 @@ def beyond_ablation_blocks(cards_json: Mapping[str, Any], steer_json: Mapping[st
             + (f"; no selected neurons, so no cards, for {', '.join(without)}." if without else ".")
         ),
     ]
+    judges = [j["name"] for j in steer_json.get("judges", [])]  # steer.json before judges: none
     rows = []
     for emotion in EMOTIONS:
         entry = steer_json["emotions"].get(emotion, {})
         for step in entry.get("steered", []):
             alpha = step["alpha"]
+            judged = []
+            for name in judges:
+                controls = [c["judges"][name]["share_shift"] for c in entry.get("controls", []) if c["alpha"] == alpha]
+                judged += [_signed(step["judges"][name]["share_shift"], 100, 1),
+                           _signed(sum(controls) / len(controls) if controls else None, 100, 1)]
             rows.append((emotion, str(entry["n_neurons"]), f"{alpha:g}",
                          _signed(step["share_shift"], 100, 1), _signed(_controls(entry, alpha, "share_shift"), 100, 1),
-                         _signed(step["logp_shift"]), _signed(_controls(entry, alpha, "logp_shift"))))
+                         _signed(step["logp_shift"]), _signed(_controls(entry, alpha, "logp_shift")), *judged))
     classifier = steer_json["classifier"]
     blocks.append(Paragraph(
         f"Steering: each emotion's neurons (select.top_rate {steer_json['top_rate']:g}) scaled by alpha while the model "
@@ -48,13 +54,16 @@ def beyond_ablation_blocks(cards_json: Mapping[str, Any], steer_json: Mapping[st
         f"(`{classifier['method']}`, {classifier['shots']} shot(s) per emotion, calibration `{classifier['calibrate']}`), "
         "unmodified. Shifts are against the unmodified model's replies to the same prompts; the control scales the "
         f"same number of random neurons per layer by the same alpha ({steer_json['control_draws']} draw(s), mean). "
-        "Replies, labels and log-probabilities are in `reports/steer/steer.json`."
+        + (f"The filter's judges ({', '.join(f'`{name}`' for name in judges)}) label the same replies: their columns are the "
+           "share of replies each labels with the steered emotion, minus unmodified. " if judges else "")
+        + "Replies, labels and log-probabilities are in `reports/steer/steer.json`."
     ))
     if rows:
+        judge_columns = tuple(column for name in judges for column in (f"judge {name} (pp)", f"judge {name} control (pp)"))
         blocks.append(Table(
-            ("steered", "neurons", "alpha", "share shift (pp)", "control (pp)", "Δ log p", "control Δ log p"),
+            ("steered", "neurons", "alpha", "share shift (pp)", "control (pp)", "Δ log p", "control Δ log p", *judge_columns),
             tuple(rows), "Steering: share of replies labelled with the steered emotion and mean log p of it, minus unmodified",
-            (False, True, True, True, True, True, True),
+            (False, True, True, True, True, True, True, *(True for _ in judge_columns)),
         ))
         blocks.append(Image("steering", "Steering: shift vs alpha, one line per emotion, random-neuron controls dashed"))
     else:
