@@ -33,8 +33,10 @@ from torch import Tensor
 
 from emoneurons.batching import length_buckets, padded_ids, real_token_index
 from emoneurons.emotions import EMOTIONS, parse_emotion
-from emoneurons.evaluate.layer_runner import additive_mask, last_logprobs, run_layers, shared_prefix_available
-from emoneurons.evaluate.plain_classify import plain_generate, plain_label_scores
+from emoneurons.evaluate.layer_runner import (
+    additive_mask, key_validity, last_logprobs, prefixed_past, run_layers, shared_prefix_available,
+)
+from emoneurons.evaluate.plain_classify import layered_engine_problem, plain_generate, plain_label_scores
 from emoneurons.evaluate.prompts import ChatPrompt, dialogue_ids, label_ids
 from emoneurons.neurons.architecture import model_adapter
 from emoneurons.neurons.masking import decoder_layers, mask_neurons
@@ -134,11 +136,10 @@ class MaskedClassifier:
         self.prefix_boundary: dict[int, Tensor] = {}
         self.prepared = False
         self.layer_tokens = 0
-        extra = len(self.continuation) if method == "score" else max_new_tokens - 1
         # A naive run from scratch: the full prompt of every row it needs, through all layers.
+        extra = len(self.continuation) if method == "score" else max_new_tokens - 1
         naive = [len(prompt.prefix) + len(r) + extra for r in rows]
-        self.naive_unmodified = sum(naive)
-        self.naive_masked = sum(naive) if recalibrate else sum(naive[: self.n])
+        self.naive_unmodified, self.naive_masked = sum(naive), sum(naive) if recalibrate else sum(naive[: self.n])
 
     def _set_labels(self, label_format: str) -> None:
         """The six labels' token ids, and the continuation pass's: tokens l_1..l_{m-1} of every
@@ -171,16 +172,9 @@ class MaskedClassifier:
 
     def _fallback_reason(self, rows: Sequence[Sequence[int]]) -> str | None:
         """Why the layer-by-layer engine cannot serve this model and these rows (None: it can)."""
-        adapter = model_adapter(self.lm.model)
-        problem = adapter.fast_engine_problem()
-        window = adapter.sliding_window
-        if problem is None and window is not None and rows:
-            after = max((len(ids) - 1 for ids in self.labels), default=0) if self.method == "score" else self.max_new_tokens - 1
-            longest = self.prefix_ids.shape[1] + max(len(r) for r in rows) + after
-            # The engine's attention sees every earlier key: exact only while no row outgrows the window.
-            if longest > window:
-                problem = f"prompts of up to {longest} tokens outgrow the model's sliding attention window ({window})"
-        return problem
+        after = max((len(ids) - 1 for ids in self.labels), default=0) if self.method == "score" else self.max_new_tokens - 1
+        longest = self.prefix_ids.shape[1] + max((len(r) for r in rows), default=0) + after
+        return layered_engine_problem(self.lm, longest if rows else 0)
 
     def naive_tokens(self, masked_runs: int) -> int:
         """Full-model tokens of the unmodified run and `masked_runs` masked runs, each from scratch."""
@@ -224,21 +218,6 @@ class MaskedClassifier:
         last = out[torch.arange(b, device=device), batch.lengths - 1]
         return last, store.new, kept
 
-    def _past(self, prefix_kv, dialogue_kv, start: int, batch_size: int) -> dict[int, tuple[Tensor, Tensor]]:
-        past = {}
-        for layer in range(start, self.n_layers):
-            (pk, pv), (dk, dv) = prefix_kv[layer], dialogue_kv[layer]
-            past[layer] = (torch.cat([pk.expand(batch_size, -1, -1, -1), dk], 2), torch.cat([pv.expand(batch_size, -1, -1, -1), dv], 2))
-        return past
-
-    def _key_validity(self, batch: _Batch) -> Tensor:
-        """[B, P + T]: prefix keys always, dialogue keys up to each row's length."""
-        p = self.prefix_ids.shape[1]
-        t = batch.ids.shape[1]
-        device = batch.ids.device
-        dialogue = torch.arange(t, device=device).unsqueeze(0) < batch.lengths.unsqueeze(1)
-        return torch.cat([torch.ones(len(batch.rows), p, dtype=torch.bool, device=device), dialogue], dim=1)
-
     def _continuation(self, batch: _Batch, start: int, prefix_kv, dialogue_kv, keep: Iterable[int] = ()):
         """Log-probs of every multi-token label's tokens after the first: [B, n_multi] sums."""
         b = len(batch.rows)
@@ -251,8 +230,8 @@ class MaskedClassifier:
         positions = self.prefix_ids.shape[1] + batch.lengths.unsqueeze(1) + offsets.unsqueeze(0)
         same = self.segment.unsqueeze(1) == self.segment.unsqueeze(0)
         causal = torch.ones(c, c, dtype=torch.bool, device=device).tril() & same
-        allowed = torch.cat([self._key_validity(batch).unsqueeze(1).expand(b, c, -1), causal.unsqueeze(0).expand(b, c, c)], dim=2)
-        past = self._past(prefix_kv, dialogue_kv, start, b)
+        allowed = torch.cat([key_validity(self.prefix_ids.shape[1], batch.lengths, batch.ids.shape[1]).unsqueeze(1).expand(b, c, -1), causal.unsqueeze(0).expand(b, c, c)], dim=2)
+        past = prefixed_past(prefix_kv, dialogue_kv, range(start, self.n_layers), b)
         out, _, kept = run_layers(self.lm, hidden, positions, additive_mask(allowed, hidden.dtype), range(start, self.n_layers), past=past, keep=keep)
         self.layer_tokens += b * c * (self.n_layers - start)
         logprobs = last_logprobs(self.lm, out)  # [B, c, V]
@@ -266,8 +245,8 @@ class MaskedClassifier:
         """Greedy decoding from the first answer token; stops at EOS or max_new_tokens."""
         b = len(batch.rows)
         device = batch.ids.device
-        past = self._past(prefix_kv, dialogue_kv, 0, b)
-        validity = self._key_validity(batch)
+        past = prefixed_past(prefix_kv, dialogue_kv, range(self.n_layers), b)
+        validity = key_validity(self.prefix_ids.shape[1], batch.lengths, batch.ids.shape[1])
         tokens = [first]
         eos = torch.tensor(sorted(self.eos_ids), dtype=torch.long, device=device)
         done = torch.isin(first, eos)

@@ -149,6 +149,23 @@ def run_layers(
     return hidden, store, kept
 
 
+def prefixed_past(prefix_kv: Mapping[int, tuple[Tensor, Tensor]], dialogue_kv: Mapping[int, tuple[Tensor, Tensor]],
+                  layers: range, batch_size: int) -> dict[int, tuple[Tensor, Tensor]]:
+    """Per layer, the prefix's keys/values (batch 1, broadcast) followed by the rows' own."""
+    past = {}
+    for layer in layers:
+        (pk, pv), (dk, dv) = prefix_kv[layer], dialogue_kv[layer]
+        past[layer] = (torch.cat([pk.expand(batch_size, -1, -1, -1), dk], 2), torch.cat([pv.expand(batch_size, -1, -1, -1), dv], 2))
+    return past
+
+
+def key_validity(prefix_length: int, lengths: Tensor, width: int) -> Tensor:
+    """[B, P + T]: prefix keys always, a right-padded row's own keys up to its length."""
+    device = lengths.device
+    own = torch.arange(width, device=device).unsqueeze(0) < lengths.unsqueeze(1)
+    return torch.cat([torch.ones(len(lengths), prefix_length, dtype=torch.bool, device=device), own], dim=1)
+
+
 def last_logprobs(lm: LoadedModel, hidden: Tensor) -> Tensor:
     """Final norm and lm_head (and the family's logit soft-capping) on [B, H] (or [B, T, H]) hidden
     states -> float32 log-probabilities."""

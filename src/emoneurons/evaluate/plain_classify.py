@@ -15,6 +15,18 @@ from emoneurons.neurons.architecture import model_adapter
 from emoneurons.neurons.model import LoadedModel
 
 
+def layered_engine_problem(lm: LoadedModel, longest: int) -> str | None:
+    """Why the layer-by-layer engine cannot serve this model for prompts (with the answer) of up to
+    `longest` tokens: a family it does not know, or prompts outgrowing a sliding attention window
+    (its attention sees every earlier key: exact only within the window). None: it can."""
+    adapter = model_adapter(lm.model)
+    problem = adapter.fast_engine_problem()
+    window = adapter.sliding_window
+    if problem is None and window is not None and longest > window:
+        problem = f"prompts of up to {longest} tokens outgrow the model's sliding attention window ({window})"
+    return problem
+
+
 def plain_label_scores(lm: LoadedModel, contexts: Sequence[Sequence[int]], labels: Sequence[Sequence[int]],
                        pad_id: int) -> tuple[Tensor, int]:
     """[B, 6] label log-likelihoods after each of `contexts` (prefix + row) and the tokens fed.
