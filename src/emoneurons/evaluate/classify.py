@@ -100,7 +100,8 @@ class MaskedClassifier:
         reference scores divide every run's, so the decision rule stays fixed and a masked run
         computes only `dialogues`; True: the reference rows are recomputed under every mask.
         `shared_attention`: the prefix and dialogue passes through `shared_prefix_attention` (None:
-        where available, i.e. on a CPU); False: concatenated keys/values and an explicit mask."""
+        where available: any device, not Gemma 2's soft-capped attention); False: concatenated
+        keys/values and an explicit mask."""
         if method not in ("score", "generate"):
             raise ValueError(f"method {method!r}: allowed: score, generate")
         if reference and method != "score":
