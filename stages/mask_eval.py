@@ -44,6 +44,7 @@ def main(
         results = evaluate_masking(
             lm, train, test, selection, settings.eval, settings.select.top_rate, batch_size=settings.model.batch_size,
             max_length=settings.model.max_length, schedule=ConditionSchedule(ranks, saved),
+            train_name=str(split / "train.parquet"), test_name=str(split / "test.parquet"),
         )
     except (ParamsError, DataError, PlanError, EvalDataError) as error:
         print(error, file=sys.stderr)

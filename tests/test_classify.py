@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.evaluate.classify import MaskedClassifier, additive_mask, classify, real_token_index, run_layers
+from emoneurons.batching import real_token_index
+from emoneurons.evaluate.classify import MaskedClassifier, classify
+from emoneurons.evaluate.layer_runner import additive_mask, run_layers
 from emoneurons.prompts.classification import classification_prompt
 from emoneurons.prompts.chat import dialogue_ids, label_ids
 from emoneurons.neurons import reference
@@ -221,7 +223,7 @@ def test_calibration_divides_by_the_reference_rows(tiny_llama, prompt, recalibra
 def test_shared_prefix_attention_equals_softmax_over_prefix_and_causal_own_keys():
     from types import SimpleNamespace
 
-    from emoneurons.evaluate.classify import shared_prefix_attention
+    from emoneurons.evaluate.shared_prefix_attention import shared_prefix_attention
 
     torch.manual_seed(0)
     b, heads, kv_heads, t, p, d = 3, 6, 2, 5, 7, 8

@@ -118,6 +118,9 @@ def test_shots_come_from_train_seeded_one_per_emotion():
     assert {d for d, _ in draw_shots(train, 2, seed=1)} <= set(train["dialogue"].to_list())
     with pytest.raises(EvalDataError, match="eval.shots needs 4"):
         draw_shots(train, 4, seed=0)
+    # The library names no stage path: the caller's name for the table is in the message.
+    with pytest.raises(EvalDataError, match=r"^runs/a/train\.parquet: 3 anger dialogues, eval.shots needs 4"):
+        draw_shots(train, 4, seed=0, train_name="runs/a/train.parquet")
 
 
 @pytest.fixture
@@ -171,8 +174,11 @@ def test_evaluate_masking_end_to_end_on_tiny_model(tiny_llama, one_thread):
 
 def test_evaluate_masking_rejects_a_split_missing_an_emotion(tiny_llama):
     test = _split(1).filter(pl.col("label") != "fear")
-    with pytest.raises(EvalDataError, match="no fear dialogues"):
+    with pytest.raises(EvalDataError, match="^test split: no fear dialogues"):
         evaluate_masking(tiny_llama, _split(2), test, synthetic_neurons(), EvalParams(), 0.01, progress=False)
+    with pytest.raises(EvalDataError, match=r"^runs/a/test\.parquet: no dialogues to evaluate"):
+        evaluate_masking(tiny_llama, _split(2), test.head(0), synthetic_neurons(), EvalParams(), 0.01, progress=False,
+                         test_name="runs/a/test.parquet")
 
 
 def test_shortest_selection_picks_the_shortest_train_dialogue_per_emotion():

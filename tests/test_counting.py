@@ -11,7 +11,8 @@ from emoneurons.emotions import EMOTIONS
 from emoneurons.prompts.classification import classification_prompt
 from emoneurons.prompts.chat import dialogue_ids
 from emoneurons.neurons import reference
-from emoneurons.neurons.counting import activation_counts, counting_inputs, length_batches, padded_batch
+from emoneurons.batching import length_batches
+from emoneurons.neurons.counting import activation_counts, counting_inputs, padded_batch
 from emoneurons.neurons.masking import UnsupportedModelError
 from emoneurons.model.loading import LoadedModel
 from emoneurons.prompt_format import added_special_prefix

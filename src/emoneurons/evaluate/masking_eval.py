@@ -42,22 +42,24 @@ def _labels(df: pl.DataFrame, name: str) -> list[str]:
     return df[column].to_list()
 
 
-def draw_shots(train: pl.DataFrame, shots: int, seed: int, selection: str = "random") -> list[tuple[str, str]]:
+def draw_shots(train: pl.DataFrame, shots: int, seed: int, selection: str = "random", *,
+               train_name: str = "train split") -> list[tuple[str, str]]:
     """`shots` (dialogue, emotion) examples per emotion from the train split (random: a seeded
     draw; shortest: the shortest by characters, ties by row order), in a seeded shuffled order (so
-    the last example, nearest the question, is not always the same emotion)."""
+    the last example, nearest the question, is not always the same emotion). `train_name` names
+    the table in errors (the stage passes its path)."""
     if selection not in ("random", "shortest"):
         raise ValueError(f"shot_selection {selection!r}: allowed: random, shortest")
     if shots == 0:
         return []
-    labels = _labels(train, "data/split/train.parquet")
+    labels = _labels(train, train_name)
     dialogues = train["dialogue"].to_list()
     rng = random.Random(seed)
     chosen = []
     for emotion in EMOTIONS:
         pool = [i for i, label in enumerate(labels) if label == emotion]
         if len(pool) < shots:
-            raise EvalDataError(f"data/split/train.parquet: {len(pool)} {emotion} dialogues, eval.shots needs {shots}; "
+            raise EvalDataError(f"{train_name}: {len(pool)} {emotion} dialogues, eval.shots needs {shots}; "
                                 "lower eval.shots or generate more dialogues")
         picked = sorted(pool, key=lambda i: (len(dialogues[i]), i))[:shots] if selection == "shortest" else rng.sample(pool, shots)
         chosen += [(dialogues[i], emotion) for i in picked]
@@ -65,14 +67,15 @@ def draw_shots(train: pl.DataFrame, shots: int, seed: int, selection: str = "ran
     return chosen
 
 
-def calibration_dialogues(train: pl.DataFrame, eval_params: EvalParams, shots: list[tuple[str, str]]) -> list[str]:
+def calibration_dialogues(train: pl.DataFrame, eval_params: EvalParams, shots: list[tuple[str, str]], *,
+                          train_name: str = "train split") -> list[str]:
     """The reference dialogues `eval.calibrate` divides by: none; the content-free dialogue; or
     `calibration_per_emotion` train dialogues per emotion, seeded, never an in-context example."""
     if eval_params.calibrate == "none":
         return []
     if eval_params.calibrate == "content_free":
         return [CONTENT_FREE_DIALOGUE]
-    labels = _labels(train, "data/split/train.parquet")
+    labels = _labels(train, train_name)
     dialogues = train["dialogue"].to_list()
     used = {dialogue for dialogue, _ in shots}
     rng = random.Random(f"calibrate-{eval_params.seed}")
@@ -80,7 +83,7 @@ def calibration_dialogues(train: pl.DataFrame, eval_params: EvalParams, shots: l
     for emotion in EMOTIONS:
         pool = [d for d, label in zip(dialogues, labels) if label == emotion and d not in used]
         if len(pool) < eval_params.calibration_per_emotion:
-            raise EvalDataError(f"data/split/train.parquet: {len(pool)} {emotion} dialogues besides the shots, "
+            raise EvalDataError(f"{train_name}: {len(pool)} {emotion} dialogues besides the shots, "
                                 f"eval.calibration_per_emotion needs {eval_params.calibration_per_emotion}; "
                                 "lower it, use eval.calibrate: content_free, or generate more dialogues")
         chosen += rng.sample(pool, eval_params.calibration_per_emotion)
@@ -100,7 +103,7 @@ def _condition_metrics(true_idx: torch.Tensor, predicted: list[str | None], eval
         "ci95": {k: [round(lo, 4), round(hi, 4)] for k, (lo, hi) in ci.items()},
         "confusion": confusion.tolist(),
         "unparseable": {e: int(unparseable[i]) for i, e in enumerate(EMOTIONS)},
-        "predicted": list(predicted),  # per test dialogue, in data/split/test.parquet's row order
+        "predicted": list(predicted),  # per test dialogue, in the test table's row order
     }
 
 
@@ -253,6 +256,70 @@ class ConditionSchedule(Protocol):
     def combine(self, runs: dict[int, tuple]) -> dict[int, tuple] | None: ...
 
 
+def _test_labels(test_df: pl.DataFrame, test_name: str) -> list[str]:
+    """The test table's labels, checked: some rows, every emotion present, no unknown label."""
+    if test_df.height == 0:
+        raise EvalDataError(f"{test_name}: no dialogues to evaluate")
+    labels = _labels(test_df, test_name)
+    missing = [e for e in EMOTIONS if e not in labels]
+    if missing:
+        raise EvalDataError(f"{test_name}: no {', '.join(missing)} dialogues; every emotion needs at least one")
+    unknown = sorted({label for label in labels if label not in EMOTION_INDEX})
+    if unknown:
+        raise EvalDataError(f"{test_name}: unknown label {unknown[0]!r}; allowed: {', '.join(EMOTIONS)}")
+    return labels
+
+
+def _classifier(lm: LoadedModel, train_df: pl.DataFrame, test_df: pl.DataFrame, eval_params: EvalParams, plan: list[Condition], *,
+                batch_size: int, max_length: int | None, train_name: str) -> tuple[MaskedClassifier, str, Truncation | None]:
+    """The engine over the test dialogues with the in-context shots' prompt and the calibration
+    dialogues (both cut to max_length when given); the prompt format used and what was cut."""
+    shots = draw_shots(train_df, eval_params.shots, eval_params.seed, eval_params.shot_selection, train_name=train_name)
+    prompt_format = resolve_prompt_format(lm.tokenizer, eval_params.prompt_format)
+    prompt = classification_prompt(lm.tokenizer, shots, eval_params.shot_instruction, prompt_format)
+    test_dialogues = test_df["dialogue"].to_list()
+    reference = calibration_dialogues(train_df, eval_params, shots, train_name=train_name)
+    truncation = None
+    if max_length is not None:
+        truncation = Truncation(max_length, dialogue_budget(lm, prompt, eval_params, max_length))
+        test_dialogues = cut_dialogues(lm.tokenizer, test_dialogues, truncation)
+        reference = cut_dialogues(lm.tokenizer, reference, truncation)
+    engine = MaskedClassifier(
+        lm, prompt, test_dialogues, eval_params.method, batch_size=batch_size,
+        max_new_tokens=eval_params.max_new_tokens, boundaries=first_masked_layers(plan),
+        label_format=eval_params.label_format, reference=reference,
+        recalibrate=eval_params.recalibrate,
+    )
+    return engine, prompt_format, truncation
+
+
+def _run_masks(lm: LoadedModel, engine: MaskedClassifier, masks: list[dict], *, progress: bool, workers: int | None,
+               schedule: ConditionSchedule | None) -> list[tuple] | None:
+    """(predicted, scores, tokens computed) of the unmodified run, then of each mask; None on a
+    process that does not combine the schedule's shares."""
+    from tqdm import tqdm
+
+    todo, saved = list(range(len(masks))), {}
+    if schedule is not None:
+        todo, saved = schedule.start(len(masks))
+    # Under a launcher each rank runs its share in process: no fork beside the process group.
+    if workers is None:
+        workers = mask_workers(lm, len(todo)) if schedule is None or schedule.processes == 1 else 1
+    with tqdm(total=1 + len(todo), desc=f"mask-eval conditions ({workers} worker{'s' * (workers > 1)})", unit="cond",
+              file=sys.stderr, disable=not progress) as bar:
+        # The unmodified run first, in process: it keeps the states that later masks start from.
+        result = engine.classify()
+        bar.update(1)
+        runs = [(result.predicted, result.scores, result.tokens_computed)]
+        finished = _classify_masks(engine, masks, workers, bar, todo, None if schedule is None else schedule.finished)
+    if schedule is not None:
+        combined = schedule.combine(saved | {i: finished[i] for i in todo})
+        if combined is None:
+            return None
+        finished = [combined[i] for i in range(len(masks))]
+    return runs + finished
+
+
 def evaluate_masking(
     lm: LoadedModel,
     train_df: pl.DataFrame,
@@ -266,69 +333,29 @@ def evaluate_masking(
     workers: int | None = None,
     max_length: int | None = None,
     schedule: ConditionSchedule | None = None,
+    train_name: str = "train split",
+    test_name: str = "test split",
 ) -> tuple[dict, dict] | None:
     """Run every planned condition (each distinct mask once) and return (eval, headline) dicts.
     `workers`: processes for the masked conditions (None: `mask_workers`); results do not depend on it.
     `max_length` (model.max_length): dialogues whose prompt would exceed it are cut by
     truncation.cut_dialogues, reported in eval.json's `truncated`.
     `schedule`: run only some masked conditions here (None returned on all but the process that
-    combines them), resume finished ones."""
-    if test_df.height == 0:
-        raise EvalDataError("data/split/test.parquet: no dialogues to evaluate")
-    labels = _labels(test_df, "data/split/test.parquet")
-    missing = [e for e in EMOTIONS if e not in labels]
-    if missing:
-        raise EvalDataError(f"data/split/test.parquet: no {', '.join(missing)} dialogues; every emotion needs at least one")
-    unknown = sorted({label for label in labels if label not in EMOTION_INDEX})
-    if unknown:
-        raise EvalDataError(f"data/split/test.parquet: unknown label {unknown[0]!r}; allowed: {', '.join(EMOTIONS)}")
-    n_layers = len(decoder_layers(lm.model))
-    plan = plan_conditions(neurons_json, eval_params, top_rate, n_layers)
-    shots = draw_shots(train_df, eval_params.shots, eval_params.seed, eval_params.shot_selection)
-    prompt_format = resolve_prompt_format(lm.tokenizer, eval_params.prompt_format)
-    prompt = classification_prompt(lm.tokenizer, shots, eval_params.shot_instruction, prompt_format)
-    groups = unique_masks(plan)
-    test_dialogues, reference = test_df["dialogue"].to_list(), calibration_dialogues(train_df, eval_params, shots)
-    truncation = None
-    if max_length is not None:
-        truncation = Truncation(max_length, dialogue_budget(lm, prompt, eval_params, max_length))
-        test_dialogues = cut_dialogues(lm.tokenizer, test_dialogues, truncation)
-        reference = cut_dialogues(lm.tokenizer, reference, truncation)
-    engine = MaskedClassifier(
-        lm, prompt, test_dialogues, eval_params.method, batch_size=batch_size,
-        max_new_tokens=eval_params.max_new_tokens, boundaries=first_masked_layers(plan),
-        label_format=eval_params.label_format, reference=reference,
-        recalibrate=eval_params.recalibrate,
-    )
+    combines them), resume finished ones. `train_name`, `test_name`: the tables' names in errors."""
+    labels = _test_labels(test_df, test_name)
+    plan = plan_conditions(neurons_json, eval_params, top_rate, len(decoder_layers(lm.model)))
+    engine, prompt_format, truncation = _classifier(lm, train_df, test_df, eval_params, plan, batch_size=batch_size,
+                                                    max_length=max_length, train_name=train_name)
+    # The unmodified mask (empty key) is first in the plan.
+    groups = list(unique_masks(plan).values())
+    runs = _run_masks(lm, engine, [members[0].neurons for members in groups[1:]], progress=progress, workers=workers,
+                      schedule=schedule)
+    if runs is None:
+        return None
     true_idx = torch.tensor([EMOTION_INDEX[label] for label in labels], dtype=torch.long)
     results: dict[str, dict] = {}
-    from tqdm import tqdm
-
-    # The unmodified mask (empty key) is first in the plan: it runs first, in process, and keeps
-    # the states that later masks start from.
-    unmodified, *masked = groups.values()
-    todo, saved = list(range(len(masked))), {}
-    if schedule is not None:
-        todo, saved = schedule.start(len(masked))
-    # Under a launcher each rank runs its share in process: no fork beside the process group.
-    if workers is None:
-        workers = mask_workers(lm, len(todo)) if schedule is None or schedule.processes == 1 else 1
-    with tqdm(total=1 + len(todo), desc=f"mask-eval conditions ({workers} worker{'s' * (workers > 1)})", unit="cond",
-              file=sys.stderr, disable=not progress) as bar:
-        result = engine.classify()
-        bar.update(1)
-        runs = [(result.predicted, result.scores, result.tokens_computed)]
-        finished = _classify_masks(engine, [members[0].neurons for members in masked], workers, bar, todo,
-                                   None if schedule is None else schedule.finished)
-    if schedule is not None:
-        combined = schedule.combine(saved | {i: finished[i] for i in todo})
-        if combined is None:
-            return None
-        finished = [combined[i] for i in range(len(masked))]
-    runs += finished
-    computed = sum(tokens for *_, tokens in runs)
     outputs: dict[str, tuple[list[str | None], torch.Tensor | None]] = {}
-    for (predicted, scores, _), members in zip(runs, [unmodified, *masked]):
+    for (predicted, scores, _), members in zip(runs, groups):
         metrics = _condition_metrics(true_idx, predicted, eval_params)
         for condition in members:
             results[condition.id] = metrics
@@ -338,18 +365,17 @@ def evaluate_masking(
     base = results["unmodified"]
     n_per = torch.bincount(true_idx, minlength=len(EMOTIONS))
     chance = chance_level(n_per)
-    above = clearly_above_chance(tuple(base["ci95"]["overall"]), chance)
     evaluation = {
         "model": lm.name, "method": eval_params.method, "shots": eval_params.shots,
         "shot_selection": eval_params.shot_selection, "shot_instruction": eval_params.shot_instruction,
         "label_format": eval_params.label_format, "calibrate": eval_params.calibrate,
         "recalibrate": eval_params.recalibrate, "prompt_format": prompt_format, "engine": engine.engine, "n_test": len(labels),
         "chance": round(chance, 4), "n_per_emotion": {e: int(n_per[i]) for i, e in enumerate(EMOTIONS)},
-        "baseline_above_chance": above, "tokens": {"computed": int(computed), "naive": int(naive)},
+        "baseline_above_chance": clearly_above_chance(tuple(base["ci95"]["overall"]), chance),
+        "tokens": {"computed": int(sum(tokens for *_, tokens in runs)), "naive": int(naive)},
         "effects": summary,
         "conditions": [condition.record() | results[condition.id] | effects.get(condition.id, {}) for condition in plan],
     }
     if truncation is not None:
         evaluation["truncated"] = truncation.record()
     return evaluation, headline(results, top_rate, eval_params.control_draws)
-

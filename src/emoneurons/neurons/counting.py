@@ -29,6 +29,7 @@ from torch import nn
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
+from emoneurons.batching import length_batches, padded_ids
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.prompts.classification import classification_prompt
 from emoneurons.model.architecture import GatedFFN
@@ -98,30 +99,12 @@ def counting_inputs(
     return items, truncated
 
 
-def length_batches(lengths: Sequence[int], batch_size: int, max_padding: float = 0.1) -> list[list[int]]:
-    """Indices sorted by length (longest first, so memory problems show at once), cut into batches
-    of at most batch_size whose padding stays within max_padding of the tokens each processes."""
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    batches: list[list[int]] = []
-    real = 0
-    for i in order:
-        if batches and len(batches[-1]) < batch_size:
-            width = lengths[batches[-1][0]]  # the longest, first in the batch
-            processed = width * (len(batches[-1]) + 1)
-            if processed - (real + lengths[i]) <= max_padding * processed:
-                batches[-1].append(i)
-                real += lengths[i]
-                continue
-        batches.append([i])
-        real = lengths[i]
-    return batches
-
-
 @dataclass(frozen=True)
 class Batch:
     input_ids: torch.Tensor  # [B, S]
     attention_mask: torch.Tensor  # [B, S]
     position_ids: torch.Tensor  # [B, S], 0 at each row's first real token
+    offsets: list[int]  # where each row's first real token sits (0 with right padding)
     rows: torch.Tensor | None  # flat indices (into B*S) of the counted tokens, or None: see weights
     weights: torch.Tensor  # [6, rows] float32: one-hot emotion of each counted row; zero columns
     # for uncounted rows (padding, prompt) when `rows` is None
@@ -130,18 +113,12 @@ class Batch:
 
 def padded_batch(items: Sequence[CountedText], pad_id: int, padding_side: str) -> Batch:
     """Pad to the longest item on `padding_side`; positions restart at each row's first token."""
-    width = max(len(item.ids) for item in items)
-    input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(items), width), dtype=torch.long)
-    position_ids = torch.zeros((len(items), width), dtype=torch.long)
+    padded = padded_ids([item.ids for item in items], pad_id, padding_side)
+    width = padded.ids.shape[1]
+    position_ids = (torch.arange(width).unsqueeze(0) - torch.tensor(padded.offsets).unsqueeze(1)).masked_fill(~padded.valid, 0)
     rows: list[int] = []
     emotion_of_row: list[int] = []
-    for b, item in enumerate(items):
-        n = len(item.ids)
-        offset = width - n if padding_side == "left" else 0
-        input_ids[b, offset : offset + n] = torch.tensor(item.ids, dtype=torch.long)
-        attention_mask[b, offset : offset + n] = 1
-        position_ids[b, offset : offset + n] = torch.arange(n)
+    for b, (item, offset) in enumerate(zip(items, padded.offsets)):
         rows.extend(range(b * width + offset + item.start, b * width + offset + item.end))
         emotion_of_row.extend([item.emotion] * (item.end - item.start))
     if len(items) * width >= _EXACT_FLOAT32_ROWS:
@@ -154,9 +131,10 @@ def padded_batch(items: Sequence[CountedText], pad_id: int, padding_side: str) -
     weights = torch.zeros((len(EMOTIONS), len(rows) if gather else len(items) * width), dtype=torch.float32)
     weights[emotion_index, columns] = 1.0
     return Batch(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
+        input_ids=padded.ids,
+        attention_mask=padded.valid.long(),
         position_ids=position_ids,
+        offsets=padded.offsets,
         rows=torch.tensor(rows, dtype=torch.long) if gather else None,
         weights=weights,
         counted=[emotion_of_row.count(e) for e in range(len(EMOTIONS))],
@@ -259,6 +237,47 @@ def _stacked(whole: torch.Tensor | None, counts: Sequence[torch.Tensor]) -> torc
     return whole if whole is not None else torch.stack([c.cpu() for c in counts])
 
 
+def _counted_items(
+    tokenizer: PreTrainedTokenizerBase, dialogues: Sequence[str], emotions: Sequence[str], *, text: Text, positions: Positions,
+    max_length: int, prompt_format: str, truncation: list[Truncation] | None,
+) -> list[CountedText]:
+    """counting_inputs, with a warning when dialogues were cut (and what was cut into `truncation`)."""
+    items, truncated = counting_inputs(
+        tokenizer, dialogues, emotions, text=text, positions=positions, max_length=max_length, prompt_format=prompt_format
+    )
+    if truncation is not None:
+        truncation.append(truncated)
+    if truncated.dialogues:
+        warnings.warn(f"{truncated.dialogues} of {len(dialogues)} dialogues truncated to max_length={max_length} tokens", stacklevel=3)
+    return items
+
+
+def _feed_batches(lm: LoadedModel, items: Sequence[CountedText], batches: Sequence[list[int]], current: _BatchOnDevices,
+                  T: torch.Tensor, desc: str, finished: Callable[[int], None]) -> None:
+    """Each batch of `items` through the decoder (the hooks count); T += its counted tokens."""
+    tokenizer = lm.tokenizer
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    decoder = lm.model.model  # the decoder stack only: the lm_head's logits are not needed
+    input_device = decoder.get_input_embeddings().weight.device
+    progress = tqdm(total=sum(len(items[i].ids) for b in batches for i in b), desc=desc or "count", unit="tok", leave=False)
+    try:
+        with torch.inference_mode():
+            for indices in batches:
+                batch = padded_batch([items[i] for i in indices], pad_id, tokenizer.padding_side)
+                current.set(batch)
+                decoder(
+                    input_ids=_to_device(batch.input_ids, input_device),
+                    attention_mask=_to_device(batch.attention_mask, input_device),
+                    position_ids=_to_device(batch.position_ids, input_device),
+                    use_cache=False,
+                )
+                T += torch.tensor(batch.counted, dtype=torch.int64)
+                progress.update(sum(len(items[i].ids) for i in indices))
+                finished(len(indices))
+    finally:
+        progress.close()
+
+
 def activation_counts(
     lm: LoadedModel,
     dialogues: Sequence[str],
@@ -281,22 +300,10 @@ def activation_counts(
     if activation not in ("gate", "product"):
         raise ValueError(f"activation {activation!r}: allowed: gate, product")
     mlps = ffn_modules(lm.model)  # UnsupportedModelError before any work
-    tokenizer = lm.tokenizer
-    items, truncated = counting_inputs(
-        tokenizer, dialogues, emotions, text=text, positions=positions, max_length=max_length, prompt_format=prompt_format
-    )
-    if truncation is not None:
-        truncation.append(truncated)
-    if truncated.dialogues:
-        warnings.warn(f"{truncated.dialogues} of {len(dialogues)} dialogues truncated to max_length={max_length} tokens", stacklevel=2)
+    items = _counted_items(lm.tokenizer, dialogues, emotions, text=text, positions=positions, max_length=max_length,
+                           prompt_format=prompt_format, truncation=truncation)
     whole, counts = _layer_counters(mlps)
     T = torch.zeros(len(EMOTIONS), dtype=torch.int64)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    padding_side = tokenizer.padding_side
-    decoder = lm.model.model  # the decoder stack only: the lm_head's logits are not needed
-    input_device = decoder.get_input_embeddings().weight.device
-    current = _BatchOnDevices()
-    handles = _hook_layers(mlps, counts, activation, current)
     batches = length_batches([len(item.ids) for item in items], batch_size, max_padding)
     todo = list(range(len(batches)))
     if schedule is not None:
@@ -305,24 +312,16 @@ def activation_counts(
             for layer_counts, saved_layer in zip(counts, saved[0]):
                 layer_counts.copy_(saved_layer)
             T += saved[1]
-    progress = tqdm(total=sum(len(items[i].ids) for b in todo for i in batches[b]), desc=desc or "count", unit="tok", leave=False)
+
+    def finished(batch_size: int) -> None:
+        if schedule is not None:
+            schedule.finished(batch_size, lambda: _stacked(whole, counts), T)
+
+    current = _BatchOnDevices()
+    handles = _hook_layers(mlps, counts, activation, current)
     try:
-        with torch.inference_mode():
-            for indices in (batches[b] for b in todo):
-                batch = padded_batch([items[i] for i in indices], pad_id, padding_side)
-                current.set(batch)
-                decoder(
-                    input_ids=_to_device(batch.input_ids, input_device),
-                    attention_mask=_to_device(batch.attention_mask, input_device),
-                    position_ids=_to_device(batch.position_ids, input_device),
-                    use_cache=False,
-                )
-                T += torch.tensor(batch.counted, dtype=torch.int64)
-                progress.update(sum(len(items[i].ids) for i in indices))
-                if schedule is not None:
-                    schedule.finished(len(indices), lambda: _stacked(whole, counts), T)
+        _feed_batches(lm, items, [batches[b] for b in todo], current, T, desc, finished)
     finally:
-        progress.close()
         for handle in handles:
             handle.remove()
     stacked = _stacked(whole, counts)

@@ -10,14 +10,15 @@ text=dialogue: the dialogue's own tokens, not the BOS the tokenizer adds before 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from emoneurons.neurons.counting import counting_inputs, length_batches, padded_batch
+from emoneurons.batching import length_batches
+from emoneurons.neurons.counting import CountedText, counting_inputs, padded_batch
 from emoneurons.neurons.masking import ffn_modules
 from emoneurons.model.loading import LoadedModel
 from emoneurons.truncation import Truncation
@@ -82,6 +83,56 @@ def _columns(neurons: Sequence[tuple[int, int]], n_layers: int) -> dict[int, tup
     return {layer: (torch.tensor(idx), torch.tensor(cols)) for layer, (idx, cols) in grouped.items()}
 
 
+def _gate_hooks(mlps: Sequence, columns: Mapping[int, tuple[Tensor, Tensor]], gathered: dict[int, Tensor],
+                device: torch.device) -> list:
+    """Forward hooks that put each hooked layer's gate values of the chosen neurons into `gathered`."""
+    handles = []
+    for layer, (idx, _) in columns.items():
+        ffn = mlps[layer]
+
+        def on_gate(module: nn.Module, args: tuple, output: Tensor, layer: int = layer, idx: Tensor = idx, ffn=ffn) -> None:
+            # gate_of: the gate half of a fused gate_up_proj (Phi-3), else the output as it is.
+            gathered[layer] = ffn.gate_of(output).index_select(-1, idx.to(output.device)).to(device, torch.float32)
+
+        handles.append(ffn.gate_source.register_forward_hook(on_gate))
+    return handles
+
+
+@dataclass
+class _Running:
+    """What one pass keeps on the model's device: the top-k and the per-token counts."""
+
+    top: TopK
+    token_counts: Tensor  # [V]
+    token_active: Tensor  # [V, n]
+
+
+def _add_batch(lm: LoadedModel, items: Sequence[CountedText], members: list[int], columns: Mapping[int, tuple[Tensor, Tensor]],
+               gathered: dict[int, Tensor], running: _Running, device: torch.device) -> None:
+    """One batch of dialogues through the decoder, merged into `running`."""
+    tokenizer = lm.tokenizer
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    batch_items = [items[i] for i in members]
+    batch = padded_batch(batch_items, pad_id, tokenizer.padding_side)
+    width = batch.input_ids.shape[1]
+    counted = torch.zeros((len(members), width), dtype=torch.bool)
+    for b, (item, offset) in enumerate(zip(batch_items, batch.offsets)):
+        counted[b, offset + item.start : offset + item.end] = True
+    gathered.clear()
+    lm.model.model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
+                   position_ids=batch.position_ids.to(device), use_cache=False)
+    gate = torch.empty((len(members), width, running.token_active.shape[1]), dtype=torch.float32, device=device)
+    for layer, (_, cols) in columns.items():
+        gate[:, :, cols] = gathered[layer]
+    counted, offsets = counted.to(device), torch.tensor(batch.offsets, dtype=torch.long, device=device)
+    peak, where = gate.masked_fill(~counted.unsqueeze(-1), float("-inf")).max(dim=1)  # [B, n]
+    dialogue = torch.tensor(members, dtype=torch.long, device=device)
+    running.top = merge_top_k(running.top, peak, dialogue, where - offsets.unsqueeze(1))
+    ids = batch.input_ids.to(device)[counted]
+    running.token_counts.index_add_(0, ids, torch.ones_like(ids))
+    running.token_active.index_add_(0, ids, (gate[counted] > 0).long())
+
+
 def neuron_activity(
     lm: LoadedModel,
     dialogues: Sequence[str],
@@ -95,65 +146,34 @@ def neuron_activity(
     """One pass over `dialogues`: the k dialogues with the largest gate activation of each neuron
     and the per-token firing counts. Batching does not change the result."""
     mlps = ffn_modules(lm.model)
-    tokenizer = lm.tokenizer
     device = lm.model.model.get_input_embeddings().weight.device
     n = len(neurons)
     vocab = lm.model.get_input_embeddings().weight.shape[0]
     # The emotion is not used here; counting_inputs gives the fed ids and the counted span.
-    items, truncated = counting_inputs(tokenizer, dialogues, ["anger"] * len(dialogues), text="dialogue", positions="all",
+    items, truncated = counting_inputs(lm.tokenizer, dialogues, ["anger"] * len(dialogues), text="dialogue", positions="all",
                                max_length=max_length)
     if len(items) != len(dialogues):  # it drops dialogues with no token of their own
         raise ValueError(f"{len(dialogues) - len(items)} dialogue(s) have no tokens within max_length={max_length}")
-    top = empty_top_k(k, n, device)
-    token_counts = torch.zeros(vocab, dtype=torch.long, device=device)
-    token_active = torch.zeros((vocab, n), dtype=torch.long, device=device)
+    running = _Running(empty_top_k(k, n, device), torch.zeros(vocab, dtype=torch.long, device=device),
+                       torch.zeros((vocab, n), dtype=torch.long, device=device))
     gathered: dict[int, Tensor] = {}
     columns = {layer: (idx.to(device), cols.to(device)) for layer, (idx, cols) in _columns(neurons, len(mlps)).items()}
-    handles = []
-    for layer, (idx, _) in columns.items():
-        ffn = mlps[layer]
-
-        def on_gate(module: nn.Module, args: tuple, output: Tensor, layer: int = layer, idx: Tensor = idx, ffn=ffn) -> None:
-            # gate_of: the gate half of a fused gate_up_proj (Phi-3), else the output as it is.
-            gathered[layer] = ffn.gate_of(output).index_select(-1, idx.to(output.device)).to(device, torch.float32)
-
-        handles.append(ffn.gate_source.register_forward_hook(on_gate))
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    batches = length_batches([len(item.ids) for item in items], batch_size)
+    handles = _gate_hooks(mlps, columns, gathered, device)
     progress = tqdm(total=len(items), desc=desc or "cards", unit="dialogue", leave=False, disable=not desc)
     try:
         with torch.inference_mode():
-            for members in batches:
-                batch_items = [items[i] for i in members]
-                batch = padded_batch(batch_items, pad_id, tokenizer.padding_side)
-                width = batch.input_ids.shape[1]
-                counted = torch.zeros((len(members), width), dtype=torch.bool)
-                offsets = torch.zeros(len(members), dtype=torch.long)
-                for b, item in enumerate(batch_items):
-                    offsets[b] = width - len(item.ids) if tokenizer.padding_side == "left" else 0
-                    counted[b, offsets[b] + item.start : offsets[b] + item.end] = True
-                gathered.clear()
-                lm.model.model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
-                               position_ids=batch.position_ids.to(device), use_cache=False)
-                gate = torch.empty((len(members), width, n), dtype=torch.float32, device=device)
-                for layer, (_, cols) in columns.items():
-                    gate[:, :, cols] = gathered[layer]
-                counted, offsets = counted.to(device), offsets.to(device)
-                peak, where = gate.masked_fill(~counted.unsqueeze(-1), float("-inf")).max(dim=1)  # [B, n]
-                dialogue = torch.tensor(members, dtype=torch.long, device=device)
-                top = merge_top_k(top, peak, dialogue, where - offsets.unsqueeze(1))
-                ids = batch.input_ids.to(device)[counted]
-                token_counts.index_add_(0, ids, torch.ones_like(ids))
-                token_active.index_add_(0, ids, (gate[counted] > 0).long())
+            for members in length_batches([len(item.ids) for item in items], batch_size):
+                _add_batch(lm, items, members, columns, gathered, running, device)
                 progress.update(len(members))
     finally:
         progress.close()
         for handle in handles:
             handle.remove()
+    top = running.top
     return NeuronActivity([(int(layer), int(index)) for layer, index in neurons],
                           TopK(*(t.cpu() for t in (top.values, top.dialogue, top.position))),
-                          token_counts.cpu(), token_active.cpu(), [item.ids for item in items], [item.start for item in items],
-                          truncated)
+                          running.token_counts.cpu(), running.token_active.cpu(), [item.ids for item in items],
+                          [item.start for item in items], truncated)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,172 @@
+"""Running a model's decoder layers directly, for the masked classifier's layer reuse.
+
+The decoder layers are called one by one (the model adapter's `decoder_layers`), with a small
+key/value store standing in for a transformers Cache (attention only calls `cache.update`), each
+layer's rotary embeddings (model/architecture.py: Gemma 3 has local and global ones) and either
+an explicit additive 4D mask, which eager and sdpa attention both take, or no mask and the
+shared-prefix attention (evaluate/shared_prefix_attention.py), switched on through the private
+`config._attn_implementation` only while `run_layers` runs. A run can start at any layer from kept
+hidden states, keep the states entering chosen layers, and run each FFN on chosen positions only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor
+
+from emoneurons.evaluate.shared_prefix_attention import REGISTERED, SHARED_PREFIX_ATTENTION
+from emoneurons.model.architecture import model_adapter
+from emoneurons.neurons.masking import decoder_layers
+from emoneurons.model.loading import LoadedModel
+
+
+class KVStore:
+    """Stands in for a transformers Cache inside attention: each layer sees `past` keys/values
+    (batch 1 is broadcast) before its own; its own are kept in `new` (and appended when decoding)."""
+
+    def __init__(self, past: Mapping[int, tuple[Tensor, Tensor]], append: bool = False) -> None:
+        self.past = dict(past)
+        self.append = append
+        self.new: dict[int, tuple[Tensor, Tensor]] = {}
+
+    def update(self, key: Tensor, value: Tensor, layer_idx: int, *args, **kwargs) -> tuple[Tensor, Tensor]:
+        self.new[layer_idx] = (key, value)
+        if layer_idx in self.past:
+            past_key, past_value = self.past[layer_idx]
+            batch = key.shape[0]
+            key = torch.cat([past_key.expand(batch, -1, -1, -1), key], dim=2)
+            value = torch.cat([past_value.expand(batch, -1, -1, -1), value], dim=2)
+        if self.append:
+            self.past[layer_idx] = (key, value)
+        return key, value
+
+    # Attention code of some models asks these of a cache; the store never slides or compiles.
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return self.past[layer_idx][0].shape[2] if layer_idx in self.past else 0
+
+
+def shared_prefix_available(lm: LoadedModel) -> bool:
+    """Whether `run_layers` can take the shared-prefix attention for this model: transformers new
+    enough, and plain softmax attention (no soft-capping of the attention logits, as Gemma 2 has).
+    On any device: the attention kernel follows it (shared_prefix_attention.kernel_for)."""
+    return REGISTERED and model_adapter(lm.model).attention_softcap is None
+
+
+@contextmanager
+def _attention(lm: LoadedModel, name: str | None) -> Iterator[None]:
+    """The model's attention implementation switched to `name` while the context is open (None: unchanged)."""
+    config = lm.model.config
+    before = config._attn_implementation
+    if name is not None:
+        config._attn_implementation = name
+    try:
+        yield
+    finally:
+        if name is not None:
+            config._attn_implementation = before
+
+
+@contextmanager
+def _ffn_rows(lm: LoadedModel, rows: Mapping[int, Tensor]) -> Iterator[None]:
+    """While open, layer l's FFN runs on the flat positions `rows[l]` only (layers not in `rows`:
+    on all); the other positions get a zero FFN output, for positions nothing reads: padding, and
+    after the last layer everything but the positions whose logits are formed."""
+    shapes: list[torch.Size] = []
+
+    def hooks(index: Tensor):
+        def pack(module: torch.nn.Module, args: tuple) -> tuple:
+            shapes.append(args[0].shape)
+            return (args[0].reshape(-1, args[0].shape[-1]).index_select(0, index),)
+
+        def unpack(module: torch.nn.Module, args: tuple, out: Tensor) -> Tensor:
+            shape = shapes.pop()
+            full = out.new_zeros(shape[:-1].numel(), out.shape[-1])
+            return full.index_copy_(0, index, out).view(*shape[:-1], out.shape[-1])
+
+        return pack, unpack
+
+    handles = []
+    blocks = decoder_layers(lm.model)
+    for layer, index in rows.items():
+        pack, unpack = hooks(index)
+        handles += [blocks[layer].mlp.register_forward_pre_hook(pack), blocks[layer].mlp.register_forward_hook(unpack)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def additive_mask(allowed: Tensor, dtype: torch.dtype) -> Tensor:
+    """[B, q, k] booleans (True = may attend) -> [B, 1, q, k] additive mask (0 or dtype min)."""
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    mask.masked_fill_(~allowed, torch.finfo(dtype).min)
+    return mask.unsqueeze(1)
+
+
+def run_layers(
+    lm: LoadedModel,
+    hidden: Tensor,
+    positions: Tensor,
+    mask: Tensor | None,
+    layers: range,
+    past: Mapping[int, tuple[Tensor, Tensor]] | None = None,
+    keep: Iterable[int] = (),
+    append: bool = False,
+    shared: Mapping[int, tuple[Tensor, Tensor]] | None = None,
+    real: Tensor | None = None,
+    read: Tensor | None = None,
+) -> tuple[Tensor, KVStore, dict[int, Tensor]]:
+    """Run decoder layers `layers` on `hidden` [B, T, H] at `positions` [B|1, T] with `mask`
+    [B|1, 1, T, past+T]; return the output, the key/value store, and the hidden states entering
+    each layer in `keep`. `mask` None (with no `past`): `shared_prefix_attention`, each row
+    attending all of `shared`'s keys/values (batch 1; none: no prefix) and its own tokens causally.
+    `real`: the flat positions of the real tokens of right-padded rows (`real_token_index`); the
+    FFNs skip the rest. `read`: the flat positions whose output is read after the model's last
+    layer (empty: none, only keys/values are wanted); that layer's FFN skips the rest, which
+    changes no key or value (a layer's keys/values come from its input)."""
+    blocks = decoder_layers(lm.model)
+    store = KVStore(past or {}, append=append)
+    rotary = model_adapter(lm.model).position_embeddings(hidden, positions)
+    kept: dict[int, Tensor] = {}
+    keep = set(keep)
+    extra = {"shared_prefix": shared or {}} if mask is None else {}
+    rows = {layer: real for layer in layers} if real is not None else {}
+    if read is not None and len(layers) and layers.stop == len(blocks):
+        rows[layers.stop - 1] = read
+    with _attention(lm, SHARED_PREFIX_ATTENTION if mask is None else None), _ffn_rows(lm, rows):
+        for index in layers:
+            if index in keep:
+                kept[index] = hidden
+            hidden = blocks[index](hidden, attention_mask=mask, position_ids=positions, cache=store, position_embeddings=rotary[index], **extra)
+            if isinstance(hidden, tuple):  # older layer APIs return (hidden, ...)
+                hidden = hidden[0]
+    if len(layers) and layers.stop in keep:
+        kept[layers.stop] = hidden
+    return hidden, store, kept
+
+
+def prefixed_past(prefix_kv: Mapping[int, tuple[Tensor, Tensor]], dialogue_kv: Mapping[int, tuple[Tensor, Tensor]],
+                  layers: range, batch_size: int) -> dict[int, tuple[Tensor, Tensor]]:
+    """Per layer, the prefix's keys/values (batch 1, broadcast) followed by the rows' own."""
+    past = {}
+    for layer in layers:
+        (pk, pv), (dk, dv) = prefix_kv[layer], dialogue_kv[layer]
+        past[layer] = (torch.cat([pk.expand(batch_size, -1, -1, -1), dk], 2), torch.cat([pv.expand(batch_size, -1, -1, -1), dv], 2))
+    return past
+
+
+def key_validity(prefix_length: int, lengths: Tensor, width: int) -> Tensor:
+    """[B, P + T]: prefix keys always, a right-padded row's own keys up to its length."""
+    device = lengths.device
+    own = torch.arange(width, device=device).unsqueeze(0) < lengths.unsqueeze(1)
+    return torch.cat([torch.ones(len(lengths), prefix_length, dtype=torch.bool, device=device), own], dim=1)
+
+
+def last_logprobs(lm: LoadedModel, hidden: Tensor) -> Tensor:
+    """Final norm and lm_head (and the family's logit soft-capping) on [B, H] (or [B, T, H]) hidden
+    states -> float32 log-probabilities."""
+    return torch.log_softmax(model_adapter(lm.model).logits(hidden).float(), dim=-1)

@@ -1,0 +1,139 @@
+"""Attention over a shared prompt prefix and each row's own tokens, without copying the prefix.
+
+A dialogue batch attends to the prompt prefix's keys/values (the same for every row) and then
+causally to its rows' own tokens. `shared_prefix_attention` does the two as separate attention
+calls and merges them by their log-sum-exps: the prefix once for all rows of a batch and all query
+heads of a key/value head (one long query), the rows' own tokens causally in a second; no mask, no
+per-row copy of the prefix's keys/values, no GQA repeat of the prefix. It is registered with
+transformers' AttentionInterface under SHARED_PREFIX_ATTENTION and switched on only while the
+engine's prefix and dialogue passes run (evaluate/layer_runner.py).
+
+The merge needs each call's log-sum-exp, which torch's public scaled_dot_product_attention does not
+return, so the kernel is chosen by device (`kernel_for`):
+- `cpu_flash`: aten `_scaled_dot_product_flash_attention_for_cpu` (the default run's path);
+- `cuda_efficient`: aten `_scaled_dot_product_efficient_attention` with compute_log_sumexp (its
+  log-sum-exp comes padded to a multiple of 32 queries and is cut back); written, not yet run on
+  a GPU (docs/DISTRIBUTED.md);
+- `math`: q·kᵀ, masked, logsumexp, softmax·v in float32, for any other device (and for tests,
+  through `forced_kernel`).
+Right padding needs no mask: a real token never attends to a pad that follows it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+SHARED_PREFIX_ATTENTION = "emoneurons_shared_prefix"
+
+Kernel = Literal["cpu_flash", "cuda_efficient", "math"]
+KERNELS: tuple[Kernel, ...] = ("cpu_flash", "cuda_efficient", "math")
+_forced: list[Kernel] = []  # set by `forced_kernel` (tests, benchmarks)
+_efficient_failed: list[str] = []  # the CUDA kernel refused some input once: math from then on
+
+
+def _flash_cpu():
+    """torch's CPU flash attention that also returns the log-sum-exp (None where torch lacks it)."""
+    return getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+
+
+def _efficient():
+    """torch's memory-efficient attention (CUDA), which returns the log-sum-exp when asked."""
+    return getattr(torch.ops.aten, "_scaled_dot_product_efficient_attention", None)
+
+
+def kernel_for(device: torch.device) -> Kernel:
+    """The log-sum-exp attention kernel for tensors on `device`."""
+    if _forced:
+        return _forced[-1]
+    if device.type == "cpu" and _flash_cpu() is not None:
+        return "cpu_flash"
+    if device.type == "cuda" and _efficient() is not None and not _efficient_failed:
+        return "cuda_efficient"
+    return "math"
+
+
+@contextmanager
+def forced_kernel(kernel: Kernel) -> Iterator[None]:
+    """While open, every call takes `kernel` whatever the device."""
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel {kernel!r}: allowed: {', '.join(KERNELS)}")
+    _forced.append(kernel)
+    try:
+        yield
+    finally:
+        _forced.pop()
+
+
+def math_attention_with_lse(query: Tensor, key: Tensor, value: Tensor, *, causal: bool, scale: float) -> tuple[Tensor, Tensor]:
+    """The plain formula, in float32: softmax(q·kᵀ·scale) v and the log-sum-exp of each query's scores."""
+    scores = torch.matmul(query.float(), key.float().transpose(-1, -2)) * scale
+    if causal:  # query i sees keys 0..i (as many queries as keys)
+        t, s = scores.shape[-2:]
+        scores = scores.masked_fill(torch.ones(t, s, dtype=torch.bool, device=scores.device).triu(1), float("-inf"))
+    lse = torch.logsumexp(scores, dim=-1)
+    out = torch.matmul(torch.exp(scores - lse.unsqueeze(-1)), value.float())
+    return out.to(query.dtype), lse
+
+
+def attention_with_lse(query: Tensor, key: Tensor, value: Tensor, *, causal: bool, scale: float,
+                       kernel: Kernel | None = None) -> tuple[Tensor, Tensor]:
+    """Attention of `query` [B, H, T, D] over `key`/`value` [B, H, S, D] (as many heads; causal:
+    S == T): output [B, H, T, D] and log-sum-exp [B, H, T] (float32), by `kernel` (None: `kernel_for`)."""
+    kernel = kernel or kernel_for(query.device)
+    if kernel == "cpu_flash":
+        out, lse = _flash_cpu()(query, key, value, 0.0, causal, scale=scale)[:2]
+        return out, lse
+    if kernel == "cuda_efficient" and not _efficient_failed:
+        try:
+            out, lse = _efficient()(query, key, value, None, True, 0.0, causal, scale=scale)[:2]
+            return out, lse[..., : query.shape[2]]
+        except RuntimeError as error:  # e.g. a head size or dtype this build's kernel does not take
+            _efficient_failed.append(str(error).splitlines()[0] if str(error) else type(error).__name__)
+            warnings.warn(f"shared-prefix attention: the CUDA efficient kernel refused ({_efficient_failed[-1]}); "
+                          "using the math kernel", stacklevel=2)
+    return math_attention_with_lse(query, key, value, causal=causal, scale=scale)
+
+
+def shared_prefix_attention(module, query: Tensor, key: Tensor, value: Tensor, attention_mask, scaling: float | None = None,
+                            dropout: float = 0.0, shared_prefix: Mapping[int, tuple[Tensor, Tensor]] | None = None, **kwargs):
+    """Attention of `query` [B, H, T, D] over all keys of the layer's shared prefix ([1, Hkv, P, D],
+    seen by every row; none when absent) and then causally over the rows' own `key`/`value`
+    [B, Hkv, T, D]; `attention_mask` is ignored (right padding needs none: a real token never
+    attends to a later pad). Returns [B, T, H, D] like transformers' attention functions."""
+    b, h, t, d = query.shape
+    kv_heads = key.shape[1]
+    group = h // kv_heads
+    scale = d**-0.5 if scaling is None else scaling
+    kernel = kernel_for(query.device)
+    if group > 1:  # the own part is small: repeat its keys/values per query head
+        key = key[:, :, None].expand(b, kv_heads, group, t, d).reshape(b, h, t, d)
+        value = value[:, :, None].expand(b, kv_heads, group, t, d).reshape(b, h, t, d)
+    out, lse = attention_with_lse(query, key, value, causal=True, scale=scale, kernel=kernel)
+    prefix = (shared_prefix or {}).get(module.layer_idx)
+    if prefix is not None:
+        # Every row and every query head of a key/value head sees the same prefix keys: one long query.
+        folded = query.view(b, kv_heads, group, t, d).transpose(0, 1).reshape(1, kv_heads, b * group * t, d)
+        out_p, lse_p = attention_with_lse(folded, prefix[0], prefix[1], causal=False, scale=scale, kernel=kernel)
+        out_p = out_p.view(kv_heads, b, group, t, d).transpose(0, 1).reshape(b, h, t, d)
+        lse_p = lse_p.view(kv_heads, b, group, t).transpose(0, 1).reshape(b, h, t)
+        total = torch.logaddexp(lse, lse_p)
+        out = out * torch.exp(lse - total).unsqueeze(-1).to(out.dtype) + out_p * torch.exp(lse_p - total).unsqueeze(-1).to(out.dtype)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _register_attention() -> bool:
+    try:
+        from transformers import AttentionInterface
+    except ImportError:  # older transformers: the concatenating path only
+        return False
+    AttentionInterface.register(SHARED_PREFIX_ATTENTION, shared_prefix_attention)
+    return True
+
+
+REGISTERED = _register_attention()
