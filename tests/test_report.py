@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from repo_params import params_dict
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.params import parse_params
@@ -136,9 +137,9 @@ def test_report_says_when_baseline_is_not_above_chance():
 
 
 def test_params_digest_tracks_values_not_key_order():
-    a = parse_params({"select": {"top_rate": 0.01}, "eval": {"shots": 1}})
-    b = parse_params({"eval": {"shots": 1}, "select": {"top_rate": 0.01}})
-    c = parse_params({"select": {"top_rate": 0.02}, "eval": {"shots": 1}})
+    a = parse_params(params_dict({"select": {"top_rate": 0.01}, "eval": {"shots": 1}}))
+    b = parse_params(dict(reversed(params_dict({"eval": {"shots": 1}, "select": {"top_rate": 0.01}}).items())))
+    c = parse_params(params_dict({"select": {"top_rate": 0.02}, "eval": {"shots": 1}}))
     assert params_digest(a) == params_digest(b) != params_digest(c)
 
 
