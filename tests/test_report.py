@@ -190,7 +190,7 @@ def test_plot_stage_fails_in_one_line_and_writes_nothing(tmp_path, run):
     assert not (tmp_path / "reports" / "report.md").exists()
     assert not (tmp_path / "reports" / "plots").exists()
 
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"select": {"top_rate": 2}}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_dict({"select": {"top_rate": 2}})))
     (tmp_path / "reports" / "metrics" / "eval.json").write_text(json.dumps(run["eval"]))
     result = subprocess.run(
         STAGE, cwd=tmp_path, capture_output=True,
