@@ -26,7 +26,7 @@ from emoneurons.emotions import EMOTIONS  # noqa: E402
 from emoneurons.batching import length_batches  # noqa: E402
 from emoneurons.neurons.counting import activation_counts, counting_inputs, padded_batch  # noqa: E402
 from emoneurons.model.loading import LoadedModel, load_model  # noqa: E402
-from emoneurons.params import ModelParams  # noqa: E402
+from emoneurons.params import load_params  # noqa: E402
 
 OPENERS = ["I can't believe", "Did you hear that", "Honestly,", "Look at this:", "Wait,", "You know what,"]
 SUBJECTS = ["the neighbour's dog", "my landlord", "the new manager", "our old car", "the concert", "the test results"]
@@ -116,7 +116,7 @@ def main(
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     texts, emotions = synthetic_dialogues(dialogues)
     for name in models.split(","):
-        lm = tiny_model() if name == "tiny" else load_model(ModelParams())
+        lm = tiny_model() if name == "tiny" else load_model(load_params(Path(__file__).resolve().parents[1] / "params.yaml").model)
         bench(lm, texts, emotions, batch_size, repeats, text)
 
 

@@ -33,7 +33,9 @@ from emoneurons.evaluate.conditions import first_masked_layers, plan_conditions,
 from emoneurons.evaluate.masking_eval import calibration_dialogues, draw_shots  # noqa: E402
 from emoneurons.prompts.classification import classification_prompt  # noqa: E402
 from emoneurons.neurons.masking import decoder_layers  # noqa: E402
-from emoneurons.params import EvalParams, ModelParams, SelectParams  # noqa: E402
+from emoneurons.params import load_params  # noqa: E402
+
+PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")  # the default run's values
 
 LINES = {
     "anger": ["A: You broke my bike again and lied about it!", "B: Stop yelling at me.", "A: I'm furious, this is outrageous!"],
@@ -79,7 +81,7 @@ def plain_forward_seconds(lm, engine: MaskedClassifier) -> float:
 
 
 def bench(lm, label: str, batch_size: int) -> None:
-    params, top_rate = EvalParams(), SelectParams().top_rate
+    params, top_rate = PARAMS.eval, PARAMS.select.top_rate
     n_layers = len(decoder_layers(lm.model))
     per_layer = lm.model.config.intermediate_size
     neurons = synthetic_neurons(n_layers, per_layer, sorted({top_rate, *params.ratios}))
@@ -133,7 +135,7 @@ def main(tiny_only: bool = typer.Option(False, help="only the tiny random Llama"
     bench(tiny, "tiny random Llama", batch_size)
     if not tiny_only:
         torch.set_num_threads(threads or default_threads)
-        bench(load_model(ModelParams()), f"SmolLM2-135M (embedded), {torch.get_num_threads()} thread(s)", batch_size)
+        bench(load_model(PARAMS.model), f"SmolLM2-135M (embedded), {torch.get_num_threads()} thread(s)", batch_size)
 
 
 if __name__ == "__main__":

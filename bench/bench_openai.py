@@ -27,7 +27,7 @@ import typer
 
 from emoneurons.backends.chat import ChatRequest
 from emoneurons.backends.openai_backend import OpenAIChatBackend
-from emoneurons.params import OpenAIParams
+from emoneurons.params import OpenAIParams, load_params
 
 
 def serve(port_queue: multiprocessing.Queue, latency_s: float) -> None:
@@ -72,7 +72,8 @@ def requests_for(n: int, tag: str) -> list[ChatRequest]:
 
 
 def backend_for(base_url: str, cache_dir: Path, concurrency: int, progress: bool = False) -> OpenAIChatBackend:
-    params = OpenAIParams(base_url=base_url, model="bench", api_key_env="EMONEURONS_BENCH_KEY", concurrency=concurrency, timeout_s=30)
+    defaults = load_params(Path(__file__).resolve().parents[1] / "params.yaml").augment.openai.model_dump()  # the other settings
+    params = OpenAIParams(**defaults | dict(base_url=base_url, model="bench", api_key_env="EMONEURONS_BENCH_KEY", concurrency=concurrency, timeout_s=30))
     return OpenAIChatBackend(params, cache_dir, progress=progress)
 
 

@@ -19,7 +19,7 @@ from emoneurons.data.emoprism import read_emoprism
 from emoneurons.data.io import DataError, read_table, write_table
 from emoneurons.data.suites import check_dialogues, check_filtered, checks_path, checks_record
 from emoneurons.filtering import agreement_filter
-from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.params import ParamsError, load_stage_params, require_under
 from emoneurons.stage_run import run_stage
 
 
@@ -29,10 +29,12 @@ def main(
     out: Path = typer.Option(Path("data/filtered.parquet"), help="kept dialogues with judge labels"),
     report: Path = typer.Option(Path("reports/filter.json"), help="filter metrics (Table 1)"),
     cache: Path = typer.Option(Path("data/cache/llm/filter"), help="chat request cache (openai judges)"),
+    external: Path = typer.Option(Path("data/external"), help="folder of imported data sets (a dep in dvc.yaml); filter.emoprism.path must lie in it"),
 ) -> None:
     start = time.perf_counter()
     try:
         settings = load_stage_params(params, ("filter", "model", "eval.prompt_format"))
+        require_under(external, "filter.emoprism.path", settings.filter.emoprism.path, params)
         options = settings.filter
         emoprism = None
         if options.source == "emoprism":

@@ -19,9 +19,10 @@ from emoneurons.data.emoprism import read_emoprism
 from emoneurons.data.io import DataError
 from emoneurons.dialogue_format import MAX_REPLY_CHARS, check_reply
 from emoneurons.paper_prompts.label import label_prompt
-from emoneurons.params import OpenAIParams, ParamsError, parse_params
+from emoneurons.params import ParamsError, parse_params
 from emoneurons.topics import read_seeds
 from fakes import FakeChat
+from repo_params import params_dict, params_yaml, section
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -41,13 +42,13 @@ REPO = Path(__file__).resolve().parents[1]
 )
 def test_malformed_params_fail_in_one_line_naming_the_key(raw, expected):
     with pytest.raises(ParamsError) as info:
-        parse_params(raw)
+        parse_params(params_dict(raw))
     assert str(info.value).startswith(expected) and "\n" not in str(info.value)
 
 
 def test_a_hub_id_or_an_existing_folder_is_accepted(tmp_path):
-    assert parse_params({"model": {"id": "meta-llama/Llama-3.1-8B-Instruct"}}).model.id == "meta-llama/Llama-3.1-8B-Instruct"
-    assert parse_params({"model": {"id": str(tmp_path)}}).model.id == str(tmp_path)
+    assert parse_params(params_dict({"model": {"id": "meta-llama/Llama-3.1-8B-Instruct"}})).model.id == "meta-llama/Llama-3.1-8B-Instruct"
+    assert parse_params(params_dict({"model": {"id": str(tmp_path)}})).model.id == str(tmp_path)
 
 
 def _seeds(tmp_path: Path, data: bytes) -> Path:
@@ -66,7 +67,7 @@ def test_seed_file_problems_name_the_file_and_line(tmp_path):
 
 
 def test_seed_file_errors_stop_the_stage_before_any_output(tmp_path):
-    (tmp_path / "params.yaml").write_text("augment: {n_seed: 1}\n")
+    (tmp_path / "params.yaml").write_text(params_yaml({"augment": {"n_seed": 1}}))
     (tmp_path / "data" / "seeds").mkdir(parents=True)
     (tmp_path / "data" / "seeds" / "topics.txt").write_bytes(b"Dogs\n" + b"y" * 10_000 + b"\n")
     result = subprocess.run([sys.executable, str(REPO / "stages" / "augment.py")], cwd=tmp_path, capture_output=True, text=True, timeout=300)
@@ -140,7 +141,7 @@ class OddServer(FakeOpenAIServer):
 def test_a_server_answering_html_or_nothing_stops_the_call_in_one_line(tmp_path, body, content_type, described):
     with OddServer() as server:
         server.body, server.content_type = body, content_type
-        params = OpenAIParams(base_url=server.base_url, model="m", api_key_env="EMONEURONS_TEST_KEY", concurrency=2, max_retries=3, timeout_s=5.0)
+        params = section("augment.openai", base_url=server.base_url, model="m", api_key_env="EMONEURONS_TEST_KEY", concurrency=2, max_retries=3, timeout_s=5.0)
         backend = OpenAIChatBackend(params, tmp_path / "cache", backoff_initial_s=0.01, progress=False)
         with pytest.raises(ChatBackendError) as info:
             backend.complete([ChatRequest(messages=(("user", f"q{i}"),)) for i in range(20)])

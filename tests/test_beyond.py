@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
+from repo_params import section
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.steering import plan_steering, steering_record
-from emoneurons.params import SteerParams
 from emoneurons.report.beyond import beyond_ablation_blocks
 from emoneurons.report.html import inline, render_html
 from emoneurons.report.document import Image, Table, render_markdown
@@ -16,7 +16,7 @@ def _steer_json() -> dict:
     selected = {e: [[1, i], [3, 10 + i]] for i, e in enumerate(EMOTIONS)}
     selected["fear"] = []
     neurons = {"layers": 4, "neurons_per_layer": 64, "ratios": {"0.01": {"neurons": selected}}}
-    plan = plan_steering(neurons, "0.01", SteerParams(alphas=(0, 8), control_draws=1))
+    plan = plan_steering(neurons, "0.01", section("steer", alphas=(0, 8), control_draws=1))
     n = 2 * (1 + len(plan))
     predicted = ["happiness"] * n
     predicted[2 * 2 : 2 * 3] = ["anger", "happiness"]  # anger at alpha 8: one of two replies
@@ -53,7 +53,7 @@ def test_links_only_to_relative_paths():
 def test_each_judge_gets_a_share_shift_column_and_its_control():
     steer = _steer_json()
     plan = plan_steering({"layers": 4, "neurons_per_layer": 64, "ratios": {"0.01": {"neurons": {"anger": [[1, 0]]}}}}, "0.01",
-                         SteerParams(alphas=(0, 8), control_draws=1))
+                         section("steer", alphas=(0, 8), control_draws=1))
     n = 2 * (1 + len(plan))
     lexicon = ["fear"] * n
     lexicon[2 * 2 : 2 * 3] = ["anger", "anger"]  # anger at alpha 8: both replies, for the judge

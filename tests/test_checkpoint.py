@@ -4,12 +4,12 @@ file is a warning and a fresh start; a count resumed from a checkpoint equals an
 from __future__ import annotations
 
 import torch
+from repo_params import params_with
 
 from emoneurons.checkpoint import Checkpoints, run_key
 from emoneurons.distributed import Ranks
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.counting import activation_counts
-from emoneurons.params import parse_params
 from emoneurons.resume import ConditionSchedule, CountSchedule, count_checkpoints
 
 
@@ -24,12 +24,12 @@ EMOTION_OF = [EMOTIONS[i % 6] for i in range(30)]
 def test_key_changes_with_params_values_and_input_bytes_not_checkpoint_every(tmp_path):
     train = tmp_path / "train.parquet"
     train.write_bytes(b"one")
-    base = _count_checkpoints(tmp_path, parse_params({}), train).key
-    assert _count_checkpoints(tmp_path, parse_params({"count": {"checkpoint_every": 7}}), train).key == base
-    assert _count_checkpoints(tmp_path, parse_params({"count": {"positions": "last"}}), train).key != base
-    assert _count_checkpoints(tmp_path, parse_params({"model": {"id": "other"}}), train).key != base
+    base = _count_checkpoints(tmp_path, params_with(), train).key
+    assert _count_checkpoints(tmp_path, params_with({"count": {"checkpoint_every": 7}}), train).key == base
+    assert _count_checkpoints(tmp_path, params_with({"count": {"positions": "last"}}), train).key != base
+    assert _count_checkpoints(tmp_path, params_with({"model": {"id": "other"}}), train).key != base
     train.write_bytes(b"two")
-    assert _count_checkpoints(tmp_path, parse_params({}), train).key != base
+    assert _count_checkpoints(tmp_path, params_with(), train).key != base
 
 
 def test_checkpoint_of_other_params_is_dropped_with_a_warning(tmp_path, capsys):
@@ -111,4 +111,4 @@ def test_checkpoint_every_must_be_positive_named_in_one_line():
     from emoneurons.params import ParamsError
 
     with pytest.raises(ParamsError, match=r"^params.yaml: count.checkpoint_every: .*greater than 0.*\(got 0\)$"):
-        parse_params({"count": {"checkpoint_every": 0}})
+        params_with({"count": {"checkpoint_every": 0}})

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from repo_params import params_yaml
 
 from emoneurons.data.suites import DataCheckError, check_dialogues, checks_path, checks_record
 
@@ -28,7 +29,7 @@ def test_generate_saves_what_it_checked_and_a_bad_row_is_named_by_id(tmp_path):
     (tmp_path / "data").mkdir()
     pl.DataFrame({"topic": ["Dogs", "rain"], "round": [0, 0], "parent": [None, None]},
                  schema={"topic": pl.String, "round": pl.Int64, "parent": pl.String}).write_parquet(tmp_path / "data" / "topics.parquet")
-    (tmp_path / "params.yaml").write_text("generate: {per_pair: 1}\n")
+    (tmp_path / "params.yaml").write_text(params_yaml({"generate": {"per_pair": 1}}))
     result = subprocess.run([sys.executable, str(REPO / "stages" / "generate.py")], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "data" / "dialogues.checks.json").read_text())

@@ -5,12 +5,13 @@ from __future__ import annotations
 import polars as pl
 import pytest
 import torch
+from repo_params import params_with, section
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.conditions import PlanError, first_masked_layers, plan_conditions, unique_masks
 from emoneurons.evaluate.masking_eval import EvalDataError, calibration_dialogues, draw_shots, evaluate_masking, mask_workers
 from emoneurons.prompts.chat import CONTENT_FREE_DIALOGUE
-from emoneurons.params import EvalParams, ParamsError, parse_params
+from emoneurons.params import ParamsError
 
 LAYERS, PER_LAYER = 6, 64
 
@@ -36,7 +37,7 @@ def synthetic_neurons(ratios=(0.01, 0.02), layers=LAYERS, per_layer=PER_LAYER, s
 
 
 def test_plan_ids_dedup_and_order():
-    params = EvalParams(ratios=(0.01, 0.02), layer_ranges=("bottom", "top", "all"), control_draws=2)
+    params = section("eval", ratios=(0.01, 0.02), layer_ranges=("bottom", "top", "all"), control_draws=2)
     plan = plan_conditions(synthetic_neurons(), params, 0.01, LAYERS)
     ids = [c.id for c in plan]
     assert len(ids) == len(set(ids))
@@ -53,7 +54,7 @@ def test_plan_ids_dedup_and_order():
 
 
 def test_controls_match_sizes_per_layer_and_are_seeded():
-    params = EvalParams(ratios=(0.01, 0.02), layer_ranges=("all",), control_draws=1)
+    params = section("eval", ratios=(0.01, 0.02), layer_ranges=("all",), control_draws=1)
     plan = {c.id: c for c in plan_conditions(synthetic_neurons(), params, 0.01, LAYERS)}
     mask, control = plan["mask-fear-r0.02-all"], plan["control-fear-r0.02-all-d0"]
     assert {l: len(i) for l, i in mask.neurons.items()} == {l: len(i) for l, i in control.neurons.items()}
@@ -70,7 +71,7 @@ def test_controls_match_sizes_per_layer_and_are_seeded():
 
 
 def test_equal_masks_are_computed_once():
-    params = EvalParams(ratios=(0.01,), layer_ranges=("top", "all"), control_draws=0)
+    params = section("eval", ratios=(0.01,), layer_ranges=("top", "all"), control_draws=0)
     plan = plan_conditions(synthetic_neurons(ratios=(0.01,)), params, 0.01, LAYERS)
     groups = unique_masks(plan)
     # Sadness lives in the top layers: its top-range mask is its all-layer mask.
@@ -88,9 +89,9 @@ def test_equal_masks_are_computed_once():
 @pytest.mark.parametrize(
     ("neurons", "params", "layers", "needle"),
     [
-        (synthetic_neurons(ratios=(0.01,)), EvalParams(ratios=(0.01, 0.03)), LAYERS, "ratio 0.03"),
-        (synthetic_neurons(), EvalParams(ratios=(0.01,), layer_ranges=("bottom",)), 2, "layers"),
-        (synthetic_neurons(layers=2), EvalParams(ratios=(0.01,), layer_ranges=("bottom",)), 2, "'bottom' is empty"),
+        (synthetic_neurons(ratios=(0.01,)), section("eval", ratios=(0.01, 0.03)), LAYERS, "ratio 0.03"),
+        (synthetic_neurons(), section("eval", ratios=(0.01,), layer_ranges=("bottom",)), 2, "layers"),
+        (synthetic_neurons(layers=2), section("eval", ratios=(0.01,), layer_ranges=("bottom",)), 2, "'bottom' is empty"),
     ],
 )
 def test_plan_problems_are_one_line(neurons, params, layers, needle):
@@ -136,7 +137,7 @@ def test_evaluate_masking_end_to_end_on_tiny_model(tiny_llama, one_thread):
     n_layers = len(tiny_llama.model.model.layers)
     per_layer = tiny_llama.model.config.intermediate_size
     neurons = synthetic_neurons(ratios=(0.02, 0.04), layers=n_layers, per_layer=per_layer)
-    params = EvalParams(ratios=(0.02, 0.04), layer_ranges=("top", "all"), control_draws=1, bootstrap=200)
+    params = section("eval", ratios=(0.02, 0.04), layer_ranges=("top", "all"), control_draws=1, bootstrap=200)
     evaluation, headline = evaluate_masking(
         tiny_llama, _split(3), _split(2, offset=10), neurons, params, 0.02, batch_size=4, progress=False
     )
@@ -175,9 +176,9 @@ def test_evaluate_masking_end_to_end_on_tiny_model(tiny_llama, one_thread):
 def test_evaluate_masking_rejects_a_split_missing_an_emotion(tiny_llama):
     test = _split(1).filter(pl.col("label") != "fear")
     with pytest.raises(EvalDataError, match="^test split: no fear dialogues"):
-        evaluate_masking(tiny_llama, _split(2), test, synthetic_neurons(), EvalParams(), 0.01, progress=False)
+        evaluate_masking(tiny_llama, _split(2), test, synthetic_neurons(), section("eval"), 0.01, progress=False)
     with pytest.raises(EvalDataError, match=r"^runs/a/test\.parquet: no dialogues to evaluate"):
-        evaluate_masking(tiny_llama, _split(2), test.head(0), synthetic_neurons(), EvalParams(), 0.01, progress=False,
+        evaluate_masking(tiny_llama, _split(2), test.head(0), synthetic_neurons(), section("eval"), 0.01, progress=False,
                          test_name="runs/a/test.parquet")
 
 
@@ -200,9 +201,9 @@ def test_shortest_selection_picks_the_shortest_train_dialogue_per_emotion():
 def test_calibration_dialogues_come_from_train_never_shots():
     train = _split(6)
     shots = draw_shots(train, 1, seed=0)
-    assert calibration_dialogues(train, EvalParams(calibrate="none"), shots) == []
-    assert calibration_dialogues(train, EvalParams(calibrate="content_free"), shots) == [CONTENT_FREE_DIALOGUE]
-    params = EvalParams(calibrate="train_prior", calibration_per_emotion=3)
+    assert calibration_dialogues(train, section("eval", calibrate="none"), shots) == []
+    assert calibration_dialogues(train, section("eval", calibrate="content_free"), shots) == [CONTENT_FREE_DIALOGUE]
+    params = section("eval", calibrate="train_prior", calibration_per_emotion=3)
     reference = calibration_dialogues(train, params, shots)
     assert reference == calibration_dialogues(train, params, shots)  # seeded
     label_of = dict(zip(train["dialogue"].to_list(), train["label"].to_list()))
@@ -211,13 +212,13 @@ def test_calibration_dialogues_come_from_train_never_shots():
     assert not set(reference) & {d for d, _ in shots}
     # 6 per emotion, every text twice: the shot's text is excluded in both copies, 4 are left.
     with pytest.raises(EvalDataError, match="calibration_per_emotion needs 5"):
-        calibration_dialogues(train, EvalParams(calibration_per_emotion=5), shots)
+        calibration_dialogues(train, section("eval", calibration_per_emotion=5), shots)
 
 
 def test_paper_zero_shot_setting_stays_available(tiny_llama, one_thread):
     with pytest.raises(ParamsError, match="eval: calibrate: .train_prior. needs method score"):
-        parse_params({"eval": {"method": "generate", "calibrate": "train_prior"}})
-    paper = EvalParams(method="generate", shots=0, calibrate="none", label_format="bare", ratios=(0.02,),
+        params_with({"eval": {"method": "generate", "calibrate": "train_prior"}})
+    paper = section("eval", method="generate", shots=0, calibrate="none", label_format="bare", ratios=(0.02,),
                        layer_ranges=("all",), control_draws=0, bootstrap=50, max_new_tokens=2)
     neurons = synthetic_neurons(ratios=(0.02,), layers=len(tiny_llama.model.model.layers),
                                 per_layer=tiny_llama.model.config.intermediate_size)
@@ -236,7 +237,7 @@ def test_paper_zero_shot_setting_stays_available(tiny_llama, one_thread):
 def test_forked_workers_give_the_same_evaluation_as_one_process(tiny_llama, one_thread):
     n_layers = len(tiny_llama.model.model.layers)
     neurons = synthetic_neurons(ratios=(0.02, 0.04), layers=n_layers, per_layer=tiny_llama.model.config.intermediate_size)
-    params = EvalParams(ratios=(0.02, 0.04), layer_ranges=("bottom", "top", "all"), control_draws=1, bootstrap=100)
+    params = section("eval", ratios=(0.02, 0.04), layer_ranges=("bottom", "top", "all"), control_draws=1, bootstrap=100)
     runs = [evaluate_masking(tiny_llama, _split(3), _split(2, offset=10), neurons, params, 0.02, batch_size=4,
                              progress=False, workers=workers) for workers in (1, 2)]
     assert runs[0] == runs[1]

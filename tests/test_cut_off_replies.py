@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from repo_params import section
 from test_openai_backend import FakeOpenAIServer, _http
 
 from emoneurons.backends.chat import ChatRequest
@@ -15,7 +16,6 @@ from emoneurons.backends.judges import ChatJudge
 from emoneurons.backends.openai_backend import OpenAIChatBackend
 from emoneurons.dialogues import generate_request_text, llm_dialogues
 from emoneurons.paper_prompts.label import label_prompt
-from emoneurons.params import OpenAIParams
 
 WHOLE = "A: I can't believe you broke it again!\nB: I said I was sorry, calm down."
 CUT = "A: I can't believe you broke it again!\nB: I said I was"  # what a max_tokens stop looks like
@@ -45,7 +45,7 @@ class CuttingServer(FakeOpenAIServer):
 
 
 def _backend(server: FakeOpenAIServer, cache_dir) -> OpenAIChatBackend:
-    params = OpenAIParams(base_url=server.base_url, model="fake-model", api_key_env="EMONEURONS_TEST_KEY", concurrency=2, max_retries=1, timeout_s=5.0)
+    params = section("augment.openai", base_url=server.base_url, model="fake-model", api_key_env="EMONEURONS_TEST_KEY", concurrency=2, max_retries=1, timeout_s=5.0)
     return OpenAIChatBackend(params, cache_dir, backoff_initial_s=0.01, backoff_max_s=0.05, progress=False)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from repo_params import params_yaml
 
 from emoneurons.backends.chat import ChatRequest
 from fakes import FakeChat
@@ -177,7 +178,7 @@ def test_llm_dialogues_reask_bad_replies_with_new_samples_then_drop():
 def test_stage_rejects_a_topics_file_without_topics(tmp_path):
     (tmp_path / "data").mkdir()
     pl.DataFrame({"topic": []}, schema={"topic": pl.String}).write_parquet(tmp_path / "data" / "topics.parquet")
-    (tmp_path / "params.yaml").write_text("generate: {per_pair: 1}\n")
+    (tmp_path / "params.yaml").write_text(params_yaml({"generate": {"per_pair": 1}}))
     result = subprocess.run([sys.executable, str(REPO / "stages" / "generate.py")], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == ["data/topics.parquet: 0 topics (need at least 1)"]
@@ -189,7 +190,7 @@ def test_stage_writes_dialogues_and_report(tmp_path):
     (tmp_path / "data").mkdir()
     topics = pl.DataFrame({"topic": ["Dogs", "sushi"], "round": [0, 1], "parent": [None, "Dogs"]})
     topics.write_parquet(tmp_path / "data" / "topics.parquet")
-    (tmp_path / "params.yaml").write_text("generate: {per_pair: 2, emotions: [anger, fear, surprise]}\n")
+    (tmp_path / "params.yaml").write_text(params_yaml({"generate": {"per_pair": 2, "emotions": ["anger", "fear", "surprise"]}}))
     result = subprocess.run([sys.executable, str(REPO / "stages" / "generate.py")], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     df = pl.read_parquet(tmp_path / "data" / "dialogues.parquet")

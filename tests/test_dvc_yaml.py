@@ -70,13 +70,19 @@ def test_every_stage_depends_on_exactly_the_code_it_runs():
         assert not extra, f"stage {name}: dvc.yaml deps list unused code {extra}"
 
 
-def test_filter_depends_on_the_folder_imported_data_sets_must_live_in():
-    from emoneurons.params import EXTERNAL_DATA, EmoPrismParams
+def _option_default(script: Path, name: str) -> str:
+    """The default of a stage's typer option `name` (`typer.Option(Path("x"), ...)`), read from its source."""
+    main = next(n for n in ast.parse(script.read_text()).body if isinstance(n, ast.FunctionDef) and n.name == "main")
+    option = main.args.defaults[[a.arg for a in main.args.args].index(name) - len(main.args.args) + len(main.args.defaults)]
+    return ast.literal_eval(option.args[0].args[0])
 
+
+def test_filter_depends_on_the_folder_imported_data_sets_must_live_in():
+    external = _option_default(REPO / "stages/filter.py", "external")  # the stage names it; the library does not
     filter_deps = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]["filter"]["deps"]
-    assert EXTERNAL_DATA in filter_deps
-    assert covered(EmoPrismParams().path, [EXTERNAL_DATA])
-    assert (REPO / EXTERNAL_DATA).is_dir()  # a missing dep folder would stop `dvc repro`
+    assert external == "data/external" and external in filter_deps
+    assert covered(yaml.safe_load((REPO / "params.yaml").read_text())["filter"]["emoprism"]["path"], [external])
+    assert (REPO / external).is_dir()  # a missing dep folder would stop `dvc repro`
 
 
 # --------------------------------------------------------------------------------------------

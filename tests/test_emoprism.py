@@ -13,7 +13,8 @@ import pytest
 from emoneurons.data.emoprism import read_emoprism
 from emoneurons.data.io import DataError
 from emoneurons.emotions import EMOTIONS
-from emoneurons.params import ParamsError, parse_params
+from emoneurons.params import ParamsError, parse_params, require_under
+from repo_params import params_dict, params_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,13 +86,23 @@ def test_named_judge_columns_must_exist(tmp_path):
         read_emoprism(tmp_path / "e.json", ["gpt4"])
 
 
-def test_path_must_be_under_data_external():
-    with pytest.raises(ParamsError, match=r"filter\.emoprism\.path: must be a file under data/external/"):
-        parse_params({"filter": {"source": "emoprism", "emoprism": {"path": "/tmp/emoprism.json"}}})
+def test_path_must_be_under_data_external(tmp_path):
+    with pytest.raises(ParamsError, match=r"filter\.emoprism\.path: must be a relative path inside the project"):
+        parse_params(params_dict({"filter": {"source": "emoprism", "emoprism": {"path": "/tmp/emoprism.json"}}}))
+    # The folder is the filter stage's (its --external option, a dep in dvc.yaml), checked before any work.
+    require_under("data/external", "filter.emoprism.path", "data/external/emoprism.json")
+    for path in ("data/emoprism.json", "data/external", "data/external/../emoprism.json"):
+        with pytest.raises(ParamsError, match=r"^params.yaml: filter\.emoprism\.path: must be a file under data/external/ "):
+            require_under("data/external", "filter.emoprism.path", path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "emoprism.json").write_text(json.dumps(sample_records()))
+    result = _filter(tmp_path, {"filter": {"source": "emoprism", "emoprism": {"path": "data/emoprism.json"}}})
+    assert result.returncode == 1 and result.stderr.startswith("params.yaml: filter.emoprism.path: must be a file under data/external/ ")
+    assert not (tmp_path / "reports").exists()
 
 
-def _filter(tmp_path: Path, params: str) -> subprocess.CompletedProcess:
-    (tmp_path / "params.yaml").write_text(params)
+def _filter(tmp_path: Path, overrides: dict) -> subprocess.CompletedProcess:
+    (tmp_path / "params.yaml").write_text(params_yaml(overrides))
     return subprocess.run([sys.executable, str(REPO / "stages" / "filter.py")], cwd=tmp_path, capture_output=True, text=True, timeout=300)
 
 
@@ -100,7 +111,7 @@ def test_filter_stage_reads_emoprism_with_the_papers_rule(tmp_path):
     records = sample_records()
     records[0]["label"] = "fear"  # the released label is only reported on
     (tmp_path / "data" / "external" / "emoprism.json").write_text(json.dumps(records))
-    result = _filter(tmp_path, "filter:\n  source: emoprism\n  min_agree: 3\n")
+    result = _filter(tmp_path, {"filter": {"source": "emoprism", "min_agree": 3}})
     assert result.returncode == 0, result.stderr
     kept = pl.read_parquet(tmp_path / "data" / "filtered.parquet")
     report = json.loads((tmp_path / "reports" / "filter.json").read_text())
@@ -116,7 +127,7 @@ def test_filter_stage_reads_emoprism_with_the_papers_rule(tmp_path):
 def test_filter_stage_rejects_min_agree_beyond_the_files_labels_and_writes_nothing(tmp_path):
     (tmp_path / "data" / "external").mkdir(parents=True)
     (tmp_path / "data" / "external" / "emoprism.json").write_text(json.dumps(sample_records()))
-    result = _filter(tmp_path, "filter:\n  source: emoprism\n  min_agree: 5\n")
+    result = _filter(tmp_path, {"filter": {"source": "emoprism", "min_agree": 5}})
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "filter.min_agree: must be between 1 and 4 (the intended emotion plus the 3 judge columns of "
@@ -127,7 +138,7 @@ def test_filter_stage_rejects_min_agree_beyond_the_files_labels_and_writes_nothi
 
 
 def test_filter_stage_names_a_missing_file(tmp_path):
-    result = _filter(tmp_path, "filter:\n  source: emoprism\n")
+    result = _filter(tmp_path, {"filter": {"source": "emoprism"}})
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
         "data/external/emoprism.json: file not found (filter.emoprism names the released EmoPrism JSON)"

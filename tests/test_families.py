@@ -8,6 +8,7 @@ import copy
 import warnings
 
 import pytest
+from repo_params import params_yaml
 import torch
 
 from emoneurons.emotions import EMOTIONS
@@ -219,7 +220,7 @@ def test_count_stage_names_model_id_for_a_model_without_gated_ffn(tmp_path, tiny
     tiny_tokenizer.save_pretrained(tmp_path / "gpt2")
     (tmp_path / "data" / "split").mkdir(parents=True)
     pl.DataFrame({"theme": list(EMOTIONS), "dialogue": [f"A: {e}." for e in EMOTIONS]}).write_parquet(tmp_path / "data/split/train.parquet")
-    (tmp_path / "params.yaml").write_text(f"model:\n  id: {tmp_path / 'gpt2'}\n")
+    (tmp_path / "params.yaml").write_text(params_yaml({"model": {"id": str(tmp_path / "gpt2")}}))
     script = Path(__file__).resolve().parents[1] / "stages" / "count.py"
     result = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert result.returncode == 1

@@ -20,6 +20,7 @@ import polars as pl
 import pytest
 import yaml
 from test_conditions import _split, synthetic_neurons
+from repo_params import params_dict, params_yaml
 from test_secrets import PromptServer
 
 from emoneurons.backends.openai_backend import OpenAIChatBackend
@@ -69,11 +70,11 @@ def test_generate_and_filter_killed_midway_resume_without_asking_twice(tmp_path)
     (tmp_path / "data").mkdir()
     pl.DataFrame({"topic": TOPICS, "round": [0] * 4, "parent": [None] * 4}, schema={"topic": pl.String, "round": pl.Int64, "parent": pl.String}).write_parquet(tmp_path / "data" / "topics.parquet")
     with PromptServer(latency_s=0.02) as server:
-        endpoint = f"{{base_url: '{server.base_url}', model: fake-model, api_key_env: EMONEURONS_NO_KEY, concurrency: 2, max_retries: 1, timeout_s: 10}}"
-        (tmp_path / "params.yaml").write_text(
-            f"generate: {{backend: openai, per_pair: 1, openai: {endpoint}}}\n"
-            f"filter:\n  min_agree: 2\n  judges:\n    - {{name: api, backend: openai, openai: {endpoint}}}\n"
-        )
+        endpoint = {"base_url": server.base_url, "model": "fake-model", "api_key_env": "EMONEURONS_NO_KEY", "concurrency": 2, "max_retries": 1, "timeout_s": 10}
+        (tmp_path / "params.yaml").write_text(params_yaml({
+            "generate": {"backend": "openai", "per_pair": 1, "openai": endpoint},
+            "filter": {"min_agree": 2, "judges": [{"name": "api", "backend": "openai", "openai": params_dict()["augment"]["openai"] | endpoint}]},
+        }))
         planned = len(TOPICS) * 6
         for stage, output, cache in (("generate", "data/dialogues.parquet", "data/cache/llm/generate"),
                                      ("filter", "data/filtered.parquet", "data/cache/llm/filter")):
@@ -165,7 +166,7 @@ def _template_project(root: Path, n_topics: int) -> Path:
     pl.DataFrame({"topic": topics, "round": [0] * n_topics, "parent": [None] * n_topics},
                  schema={"topic": pl.String, "round": pl.Int64, "parent": pl.String}).write_parquet(root / "data" / "topics.parquet")
     (root / "data" / "dialogues.parquet").write_bytes(b"the previous run's output")
-    (root / "params.yaml").write_text("generate: {per_pair: 1}\n")
+    (root / "params.yaml").write_text(params_yaml({"generate": {"per_pair": 1}}))
     return root
 
 
@@ -224,8 +225,8 @@ def test_ctrl_c_says_what_is_kept_and_how_to_resume(tmp_path):
     (tmp_path / "data").mkdir()
     pl.DataFrame({"topic": TOPICS, "round": [0] * 4, "parent": [None] * 4}, schema={"topic": pl.String, "round": pl.Int64, "parent": pl.String}).write_parquet(tmp_path / "data" / "topics.parquet")
     with PromptServer(latency_s=0.3) as server:
-        endpoint = f"{{base_url: '{server.base_url}', model: fake-model, api_key_env: EMONEURONS_NO_KEY, concurrency: 1, max_retries: 1, timeout_s: 10}}"
-        (tmp_path / "params.yaml").write_text(f"generate: {{backend: openai, per_pair: 1, openai: {endpoint}}}\n")
+        endpoint = {"base_url": server.base_url, "model": "fake-model", "api_key_env": "EMONEURONS_NO_KEY", "concurrency": 1, "max_retries": 1, "timeout_s": 10}
+        (tmp_path / "params.yaml").write_text(params_yaml({"generate": {"backend": "openai", "per_pair": 1, "openai": endpoint}}))
         process = _stage(tmp_path, "generate")
         deadline = time.monotonic() + 300
         while _cache_entries(tmp_path / "data/cache/llm/generate") < 2 and time.monotonic() < deadline:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from repo_params import params_dict
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.report.analysis import failure_counts, failure_distribution, neuron_membership, overlap_ratio
@@ -168,10 +169,10 @@ def synthetic_run(
     top = selections[f"{top_rate:g}"]
     neuron_metrics = {**{f"neurons_{e}": top["per_emotion"][e] for e in EMOTIONS},
                       "selected": top["selected"]}
-    params = {"model": {"id": model}, "generate": {"backend": backend},
-              "select": {"top_rate": top_rate},
-              "eval": {"ratios": list(ratios), "layer_ranges": list(ranges),
-                       "control_draws": control_draws}}
+    params = params_dict({"model": {"id": model}, "generate": {"backend": backend},
+                          "select": {"top_rate": top_rate},
+                          "eval": {"ratios": list(ratios), "layer_ranges": list(ranges),
+                                   "control_draws": control_draws}})
     assert overall == eval_json["conditions"][0]["accuracy"]["overall"]
     return {"filter": filter_json, "meta": meta, "neurons": neurons_json, "eval": eval_json,
             "neuron_metrics": neuron_metrics, "params": params}

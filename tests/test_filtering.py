@@ -11,6 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from repo_params import params_dict, params_yaml, section
 
 from emoneurons.backends.chat import ChatRequest
 from fakes import FakeChat
@@ -19,7 +20,6 @@ from emoneurons.data.io import DataError
 from emoneurons.emotions import EMOTIONS
 from emoneurons.paper_prompts.label import LABEL_PROMPT, label_prompt
 from emoneurons.filtering import agreement_filter, cohen_kappa, fleiss_kappa, fleiss_kappa_of_labels, judge_chance
-from emoneurons.params import FilterParams, JudgeParams, ModelParams
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -197,14 +197,14 @@ def test_make_judges_loads_the_model_once_and_wires_openai(monkeypatch, tiny_lla
         return FakeChat(lambda r: "fear")
 
     monkeypatch.setattr(factory, "make_chat_backend", fake_backend)
-    params = FilterParams(min_agree=2, judges=(
-        JudgeParams(name="lex", backend="lexicon"), JudgeParams(name="a", backend="hf"),
-        JudgeParams(name="b", backend="hf", method="generate"), JudgeParams(name="gpt", backend="openai"),
+    params = section("filter", min_agree=2, judges=(
+        {"name": "lex", "backend": "lexicon"}, {"name": "a", "backend": "hf", "method": "score"},
+        {"name": "b", "backend": "hf", "method": "generate"}, {"name": "gpt", "backend": "openai", "openai": params_dict()["augment"]["openai"]},
     ))
     with pytest.raises(ValueError, match="hf judge 'a' needs classify="):  # generation does not import evaluate: the stage passes it in
-        make_judges(params.judges, ModelParams(batch_size=3), tmp_path / "cache")
+        make_judges(params.judges, section("model", batch_size=3), tmp_path / "cache")
     assert loads == []
-    judges = make_judges(params.judges, ModelParams(batch_size=3), tmp_path / "cache", classify=classify)
+    judges = make_judges(params.judges, section("model", batch_size=3), tmp_path / "cache", classify=classify)
     assert [j.name for j in judges] == ["lex", "a", "b", "gpt"]
     assert isinstance(judges[0], LexiconJudge) and isinstance(judges[3], ChatJudge)
     assert len(loads) == 1 and judges[1].lm is judges[2].lm is tiny_llama
@@ -219,7 +219,7 @@ def _write_dialogues(tmp_path: Path, df: pl.DataFrame, params: str) -> None:
     (tmp_path / "params.yaml").write_text(params)
 
 
-LEXICON_ONLY = "filter:\n  min_agree: 2\n  judges:\n    - {name: lexicon, backend: lexicon}\n"
+LEXICON_ONLY = params_yaml({"filter": {"min_agree": 2, "judges": [{"name": "lexicon", "backend": "lexicon"}]}})
 
 
 def test_stage_fails_in_one_line_when_nothing_is_kept(tmp_path):
@@ -245,9 +245,10 @@ def test_a_rejected_input_leaves_no_cache_folder(tmp_path):
 def test_stages_augment_generate_filter_end_to_end(tmp_path):
     (tmp_path / "data" / "seeds").mkdir(parents=True)
     (tmp_path / "data" / "seeds" / "topics.txt").write_text("Dogs\ndogs\nsushi\nknitting\nU.S. Senate\n")
-    (tmp_path / "params.yaml").write_text(
-        "augment: {n_seed: 3, rounds: 1}\ngenerate: {per_pair: 2}\n" + LEXICON_ONLY
-    )
+    (tmp_path / "params.yaml").write_text(params_yaml({
+        "augment": {"n_seed": 3, "rounds": 1}, "generate": {"per_pair": 2},
+        "filter": {"min_agree": 2, "judges": [{"name": "lexicon", "backend": "lexicon"}]},
+    }))
     for stage in ("augment", "generate", "filter"):
         result = subprocess.run([sys.executable, str(REPO / "stages" / f"{stage}.py")], cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, f"{stage}: {result.stderr}"

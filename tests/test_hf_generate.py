@@ -7,12 +7,12 @@ import copy
 
 import pytest
 import torch
+from repo_params import section
 
 from emoneurons.backends.cache import cache_key
 from emoneurons.backends.chat import ChatRequest
 from emoneurons.backends.hf_generate import HFChatBackend, SeededSampler, render_chat, top_p_filter
 from emoneurons.model.loading import LoadedModel
-from emoneurons.params import HFGenerationParams
 
 # Of very different lengths, so a batch needs real padding.
 PROMPTS = [
@@ -39,7 +39,7 @@ def _requests(sample: int = 0) -> list[ChatRequest]:
 
 
 def _backend(loaded: LoadedModel, tmp_path, batch_size: int, **params) -> HFChatBackend:
-    generation = HFGenerationParams(**{"temperature": 0.0, "max_new_tokens": 6, **params})
+    generation = section("generate.hf", **{"temperature": 0.0, "max_new_tokens": 6, **params})
     return HFChatBackend(loaded, generation, tmp_path, seed=0, batch_size=batch_size, progress=False)
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
+from repo_params import params_dict
 
 from emoneurons.dialogue_format import check_reply
 from emoneurons.model.loading import EMBEDDED_GGUF, embedded_model_dir
@@ -108,7 +109,7 @@ def server(tmp_path_factory):
 
 def openai_params(server: LlamaServer, **sampling) -> dict:
     # One retry, so a dead server ends the stage in seconds rather than after minutes of backoff.
-    return {"base_url": server.base_url, "model": "smollm2", "api_key_env": "EMONEURONS_NO_KEY",
+    return {**params_dict()["augment"]["openai"], "base_url": server.base_url, "model": "smollm2", "api_key_env": "EMONEURONS_NO_KEY",
             "concurrency": 2, "max_retries": 1, "timeout_s": 120, **sampling}
 
 
@@ -138,9 +139,9 @@ def test_real_server_killed_halfway_through_generate_then_resumed(server, tmp_pa
                              openai=openai_params(server, temperature=1.0, max_tokens=16))
     params["generate"].update(backend="openai", per_pair=2, max_retries=2,
                               openai=openai_params(server, temperature=1.0, max_tokens=192))  # room to finish: a cut-off reply is dropped
-    params["filter"] = {"min_agree": 1, "judges": [
+    params["filter"].update(min_agree=1, judges=[
         {"name": "smollm", "backend": "openai", "openai": openai_params(server, temperature=0.0, max_tokens=8)}
-    ]}
+    ])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
 
     # augment: 1 seed; the round asks the server for an alternative (kept, or dropped when unusable).

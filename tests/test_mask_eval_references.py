@@ -14,6 +14,7 @@ from emoneurons.prompts.classification import classification_prompt
 from emoneurons.prompts.chat import dialogue_ids, label_ids
 from emoneurons.neurons.masking import mask_neurons
 from emoneurons.params import EvalParams
+from repo_params import section
 from test_conditions import _split, synthetic_neurons
 
 # Hand-written thirds (first third, second third, the rest), not computed by the code under test.
@@ -43,7 +44,7 @@ def boundary_neurons(layers: int, ratios=(0.01, 0.02), per_layer: int = 16) -> d
 @pytest.mark.parametrize("layers", sorted(RANGES))
 def test_plan_neuron_sets_equal_neurons_json_lists(layers):
     neurons = boundary_neurons(layers)
-    params = EvalParams(ratios=(0.01, 0.02), layer_ranges=("bottom", "middle", "top", "all"), control_draws=0)
+    params = section("eval", ratios=(0.01, 0.02), layer_ranges=("bottom", "middle", "top", "all"), control_draws=0)
     plan = {c.id: c for c in plan_conditions(neurons, params, 0.01, layers)}
     ranges = RANGES[layers] | {"all": set(range(layers))}
     wanted = [(0.01, name) for name in ranges] + [(0.02, "all")]
@@ -88,7 +89,7 @@ def evaluated(tiny_llama):
     per_layer = tiny_llama.model.config.intermediate_size
     # Large sets (a fifth of the tiny model's neurons), so that every mask moves the scores clearly.
     neurons = synthetic_neurons(ratios=(0.2, 0.4), layers=n_layers, per_layer=per_layer)
-    params = EvalParams(ratios=(0.2, 0.4), layer_ranges=("bottom", "middle", "top", "all"), control_draws=2, bootstrap=100)
+    params = section("eval", ratios=(0.2, 0.4), layer_ranges=("bottom", "middle", "top", "all"), control_draws=2, bootstrap=100)
     train, test = _split(3), _split(2, offset=10)
     evaluation, headline = evaluate_masking(tiny_llama, train, test, neurons, params, 0.2, batch_size=4, progress=False, workers=1)
     plan = {c.id: c for c in plan_conditions(neurons, params, 0.2, n_layers)}

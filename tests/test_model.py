@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
+from repo_params import section
 
 from emoneurons.model.loading import EMBEDDED_GGUF, embedded_model_dir, load_model
-from emoneurons.params import ModelParams
 
 
 def test_local_folder_loads_the_same_weights(tmp_path, tiny_llama):
     tiny_llama.model.save_pretrained(tmp_path / "m")
     tiny_llama.tokenizer.save_pretrained(tmp_path / "m")
-    loaded = load_model(ModelParams(id=str(tmp_path / "m")))
+    loaded = load_model(section("model", id=str(tmp_path / "m")))
     ids = torch.tensor([tiny_llama.tokenizer.encode("A: what a day\nB: indeed")])
     assert torch.equal(loaded.model(ids).logits, tiny_llama.model(ids).logits)
     assert loaded.name == str(tmp_path / "m")
@@ -21,7 +21,7 @@ def test_local_folder_loads_the_same_weights(tmp_path, tiny_llama):
 def test_missing_model_path_fails_clearly(tmp_path):
     # A local path that does not exist is a params error before anything loads.
     with pytest.raises(ValueError, match="absent: no such folder; allowed: embedded, a hub id"):
-        ModelParams(id=str(tmp_path / "absent"))
+        section("model", id=str(tmp_path / "absent"))
 
 
 @pytest.mark.slow
@@ -30,7 +30,7 @@ def test_embedded_gguf_copy_matches_direct_gguf_load(tmp_path, monkeypatch):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     monkeypatch.setenv("EMONEURONS_CACHE", str(tmp_path))
-    loaded = load_model(ModelParams())  # converts once, then loads from the copy
+    loaded = load_model(section("model"))  # converts once, then loads from the copy
     assert any((tmp_path / "converted").glob("*/model.safetensors"))
     source = embedded_model_dir()
     direct = AutoModelForCausalLM.from_pretrained(source, gguf_file=EMBEDDED_GGUF, dtype=torch.float32).eval()
@@ -70,7 +70,7 @@ def test_auto_dtype_is_bfloat16_on_cuda_and_float32_on_the_cpu():
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error a machine without a GPU gives")
 def test_load_model_with_cuda_and_no_gpu_fails_before_loading():
     from emoneurons.model.loading import load_model
-    from emoneurons.params import ModelParams, ParamsError
+    from emoneurons.params import ParamsError
 
     with pytest.raises(ParamsError, match="^model.device: 'cuda'"):
-        load_model(ModelParams(id="owner/not-downloaded", device="cuda"))
+        load_model(section("model", id="owner/not-downloaded", device="cuda"))

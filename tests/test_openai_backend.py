@@ -10,11 +10,11 @@ import time
 from collections import Counter
 
 import pytest
+from repo_params import section
 
 from emoneurons.backends.chat import ChatBackendError, ChatRequest
 from emoneurons.backends.factory import make_chat_backend
 from emoneurons.backends.openai_backend import OpenAIChatBackend, retry_after_seconds
-from emoneurons.params import OpenAIParams
 
 _REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error"}
 
@@ -131,7 +131,7 @@ def server():
 
 
 def _backend(server, cache_dir, **changes) -> OpenAIChatBackend:
-    params = OpenAIParams(**{"base_url": server.base_url, "model": "fake-model", "api_key_env": "EMONEURONS_TEST_KEY", "concurrency": 4, "timeout_s": 5.0, "max_retries": 4, **changes})
+    params = section("augment.openai", **{"base_url": server.base_url, "model": "fake-model", "api_key_env": "EMONEURONS_TEST_KEY", "concurrency": 4, "timeout_s": 5.0, "max_retries": 4, **changes})
     return OpenAIChatBackend(params, cache_dir, backoff_initial_s=0.01, backoff_max_s=0.05, progress=False)
 
 
@@ -276,10 +276,10 @@ def test_key_comes_from_the_named_variable_and_is_never_stored(server, tmp_path,
 
 def test_missing_key_fails_before_any_request_unless_local(tmp_path, monkeypatch):
     monkeypatch.delenv("EMONEURONS_TEST_KEY", raising=False)
-    remote = OpenAIParams(base_url="https://api.example.invalid/v1", api_key_env="EMONEURONS_TEST_KEY")
+    remote = section("augment.openai", base_url="https://api.example.invalid/v1", api_key_env="EMONEURONS_TEST_KEY")
     with pytest.raises(ChatBackendError, match="environment variable EMONEURONS_TEST_KEY is not set"):
         make_chat_backend("openai", openai=remote, cache_dir=tmp_path)
-    local = OpenAIParams(base_url="http://localhost:8000/v1", api_key_env="EMONEURONS_TEST_KEY")
+    local = section("augment.openai", base_url="http://localhost:8000/v1", api_key_env="EMONEURONS_TEST_KEY")
     assert make_chat_backend("openai", openai=local, cache_dir=tmp_path).name == "openai"
 
 

@@ -34,7 +34,7 @@ def minimal_params(model_dir: Path) -> dict:
     params["model"].update(id=str(model_dir), batch_size=8, max_length=4096)
     params["augment"].update(n_seed=4, rounds=1)
     params["generate"].update(per_pair=2)
-    params["filter"] = {"min_agree": 1, "judges": [{"name": "lexicon", "backend": "lexicon"}]}
+    params["filter"].update(min_agree=1, judges=[{"name": "lexicon", "backend": "lexicon"}])
     params["split"]["test_fraction"] = 0.25
     params["eval"].update(shots=1, ratios=[0.01, 0.05], layer_ranges=["top", "all"], control_draws=1, bootstrap=50)
     params["cards"].update(top_neurons=2, contexts=2)

@@ -8,6 +8,7 @@ import copy
 import polars as pl
 import pytest
 import torch
+from repo_params import section
 
 from emoneurons.backends.hf_generate import HFChatBackend, render_chat, sampling_fields
 from emoneurons.backends.cache import cache_key
@@ -21,7 +22,7 @@ from emoneurons.prompts.chat import dialogue_ids
 from emoneurons.neurons.counting import counting_inputs
 from emoneurons.model.loading import LoadedModel
 from emoneurons.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
-from emoneurons.params import EvalParams, HFGenerationParams, ParamsError
+from emoneurons.params import ParamsError
 from emoneurons.prompt_format import PromptFormatError, render_plain, resolve_prompt_format
 
 DIALOGUE = "A: That smell is revolting.\nB: I'm scared of the dark."
@@ -107,7 +108,7 @@ def test_mask_eval_on_a_base_model_uses_and_reports_the_plain_format(base_lm):
     layers, per_layer = len(base_lm.model.model.layers), base_lm.model.config.intermediate_size
     neurons = {"top_rate": 0.02, "assign": "lape", "layers": layers, "neurons_per_layer": per_layer,
                "ratios": {"0.02": {"neurons": {e: [[layers - 1, i]] for i, e in enumerate(EMOTIONS)}}}}
-    params = EvalParams(ratios=(0.02,), layer_ranges=("all",), control_draws=0, bootstrap=50, calibrate="none", shots=1)
+    params = section("eval", ratios=(0.02,), layer_ranges=("all",), control_draws=0, bootstrap=50, calibrate="none", shots=1)
     train, test = _split(2), _split(1, offset=10)
     evaluation, _ = evaluate_masking(base_lm, train, test, neurons, params, 0.02, batch_size=4, progress=False, workers=1)
     assert evaluation["prompt_format"] == "plain" and evaluation["engine"] == "layered"
@@ -135,7 +136,7 @@ def test_hf_backend_renders_plain_with_bos_and_keys_the_format(base_lm, tiny_lla
     assert render_chat(base_lm.tokenizer, messages) == render_plain(messages)
     assert render_chat(tiny_llama.tokenizer, messages, "plain") == render_plain(messages)
     assert "<|im_start|>" in render_chat(tiny_llama.tokenizer, messages)
-    generation = HFGenerationParams(temperature=0.0, max_new_tokens=3)
+    generation = section("generate.hf", temperature=0.0, max_new_tokens=3)
     backend = HFChatBackend(base_lm, generation, tmp_path, progress=False)
     assert backend.prompt_format == "plain"
     request = ChatRequest(messages=messages)

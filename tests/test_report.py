@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from repo_params import params_dict
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.params import parse_params
@@ -133,9 +134,9 @@ def test_report_says_when_baseline_is_not_above_chance():
 
 
 def test_params_digest_tracks_values_not_key_order():
-    a = parse_params({"select": {"top_rate": 0.01}, "eval": {"shots": 1}})
-    b = parse_params({"eval": {"shots": 1}, "select": {"top_rate": 0.01}})
-    c = parse_params({"select": {"top_rate": 0.02}, "eval": {"shots": 1}})
+    a = parse_params(params_dict({"select": {"top_rate": 0.01}, "eval": {"shots": 1}}))
+    b = parse_params(dict(reversed(params_dict({"eval": {"shots": 1}, "select": {"top_rate": 0.01}}).items())))
+    c = parse_params(params_dict({"select": {"top_rate": 0.02}, "eval": {"shots": 1}}))
     assert params_digest(a) == params_digest(b) != params_digest(c)
 
 
@@ -186,7 +187,7 @@ def test_plot_stage_fails_in_one_line_and_writes_nothing(tmp_path, run):
     assert not (tmp_path / "reports" / "report.md").exists()
     assert not (tmp_path / "reports" / "plots").exists()
 
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"select": {"top_rate": 2}}))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_dict({"select": {"top_rate": 2}})))
     (tmp_path / "reports" / "metrics" / "eval.json").write_text(json.dumps(run["eval"]))
     result = subprocess.run(
         STAGE, cwd=tmp_path, capture_output=True,

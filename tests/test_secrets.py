@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from repo_params import params_dict, params_yaml
 from test_openai_backend import FakeOpenAIServer, _http
 
 from emoneurons.backends.chat import ChatBackendError, ChatRequest
@@ -64,12 +65,12 @@ class PromptServer(FakeOpenAIServer):
 
 
 def _params(base_url: str) -> str:
-    endpoint = f"{{base_url: '{base_url}', model: fake-model, api_key_env: EMONEURONS_PLANTED_KEY, max_retries: 1, timeout_s: 10}}"
-    return (
-        f"augment: {{backend: openai, n_seed: 2, rounds: 1, openai: {endpoint}}}\n"
-        f"generate: {{backend: openai, per_pair: 1, openai: {endpoint}}}\n"
-        f"filter:\n  min_agree: 2\n  judges:\n    - {{name: api, backend: openai, openai: {endpoint}}}\n"
-    )
+    endpoint = {"base_url": base_url, "model": "fake-model", "api_key_env": "EMONEURONS_PLANTED_KEY", "max_retries": 1, "timeout_s": 10}
+    return params_yaml({
+        "augment": {"backend": "openai", "n_seed": 2, "rounds": 1, "openai": endpoint},
+        "generate": {"backend": "openai", "per_pair": 1, "openai": endpoint},
+        "filter": {"min_agree": 2, "judges": [{"name": "api", "backend": "openai", "openai": params_dict()["augment"]["openai"] | endpoint}]},
+    })
 
 
 def _run(project: Path, stage: str) -> subprocess.CompletedProcess:

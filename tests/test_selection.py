@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from repo_params import params_yaml
 import torch
 
 from emoneurons.emotions import EMOTIONS
@@ -194,7 +195,7 @@ def test_select_stage_writes_contract_files(tmp_path):
     counts = tmp_path / "data" / "counts"
     counts.mkdir(parents=True)
     save_file({"f": f, "T": T}, counts / "counts.safetensors")
-    (tmp_path / "params.yaml").write_text("select:\n  top_rate: 0.25\n  filter_rate: 0.7\n  activation_bar_ratio: 0.7\neval:\n  ratios: [0.25, 0.5]\n")
+    (tmp_path / "params.yaml").write_text(params_yaml({"select": {"top_rate": 0.25, "filter_rate": 0.7, "activation_bar_ratio": 0.7}, "eval": {"ratios": [0.25, 0.5]}}))
     run = subprocess.run(
         [sys.executable, str(ROOT / "stages" / "select_neurons.py")], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
@@ -217,7 +218,7 @@ def test_select_stage_bad_counts_fail_in_one_line(tmp_path):
     f[:, :, 4] = 0
     (tmp_path / "data" / "counts").mkdir(parents=True)
     save_file({"f": f, "T": T}, tmp_path / "data" / "counts" / "counts.safetensors")
-    (tmp_path / "params.yaml").write_text("select:\n  top_rate: 0.25\n")
+    (tmp_path / "params.yaml").write_text(params_yaml({"select": {"top_rate": 0.25}}))
     run = subprocess.run(
         [sys.executable, str(ROOT / "stages" / "select_neurons.py")], cwd=tmp_path, capture_output=True, text=True, timeout=120
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from repo_params import params_yaml
 
 from emoneurons.data.io import DataError, read_table, write_table
 from emoneurons.data.split import held_out_count, stratified_split
@@ -101,7 +102,7 @@ def test_split_rejects_missing_columns():
 
 
 def _run_stage(workdir: Path, test_fraction: float | str) -> subprocess.CompletedProcess:
-    (workdir / "params.yaml").write_text(f"split:\n  test_fraction: {test_fraction}\n  seed: 3\n")
+    (workdir / "params.yaml").write_text(params_yaml({"split": {"test_fraction": test_fraction, "seed": 3}}))
     env = {**os.environ, "GX_ANALYTICS_ENABLED": "False", "PYTHONPATH": str(ROOT / "src")}
     return subprocess.run(
         [sys.executable, str(ROOT / "stages" / "split.py")],

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from repo_params import section
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.conditions import control_seed, random_like
@@ -17,7 +18,6 @@ from emoneurons.evaluate.steering import (
     SteerDataError, as_dialogue, plan_steering, read_prompts, steered_replies, steering_record,
 )
 from emoneurons.neurons.masking import ffn_modules, mask_neurons, neurons_by_layer, scale_neurons, scale_neurons_per_row
-from emoneurons.params import SteerParams
 from emoneurons.report.steer_figure import save_steering_figure, steering_lines
 
 REPO = Path(__file__).resolve().parents[1]
@@ -110,7 +110,7 @@ def _neurons_json(empty: str = "fear") -> dict:
 
 
 def test_plan_steers_each_emotion_with_same_count_random_controls():
-    params = SteerParams(alphas=(0, 2, 8), control_draws=2, seed=3)
+    params = section("steer", alphas=(0, 2, 8), control_draws=2, seed=3)
     plan = plan_steering(_neurons_json(), "0.01", params)
     assert {c.emotion for c in plan} == set(EMOTIONS) - {"fear"}  # no neurons: nothing to steer
     anger = [c for c in plan if c.emotion == "anger"]
@@ -127,7 +127,7 @@ def test_plan_steers_each_emotion_with_same_count_random_controls():
 
 
 def test_record_reports_shares_and_log_p_shifts_against_the_unmodified_replies():
-    params = SteerParams(alphas=(0, 4), control_draws=1)
+    params = section("steer", alphas=(0, 4), control_draws=1)
     plan = plan_steering(_neurons_json(), "0.01", params)
     prompts = ["p1", "p2"]
     n = len(prompts) * (1 + len(plan))
@@ -150,7 +150,7 @@ def test_record_reports_shares_and_log_p_shifts_against_the_unmodified_replies()
 
 
 def test_figure_has_a_line_per_emotion_through_alpha_one(tmp_path):
-    params = SteerParams(alphas=(0, 4), control_draws=1)
+    params = section("steer", alphas=(0, 4), control_draws=1)
     plan = plan_steering(_neurons_json(), "0.01", params)
     n = 2 * (1 + len(plan))
     record = steering_record(["a", "b"], plan, ["anger"] * n, torch.zeros(n, 6), ["x"] * n, {})

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from repo_params import params_yaml
 
 from emoneurons.backends.chat import ChatRequest
 from fakes import FakeChat
@@ -220,8 +221,8 @@ def test_llm_proposer_shows_only_a_bounded_sample_of_a_large_pool():
     assert existing[0] == "seed topic 5" and len(existing) == EXISTING_SAMPLE
 
 
-def _run_stage(tmp_path: Path, params: str, seeds: str | None) -> subprocess.CompletedProcess:
-    (tmp_path / "params.yaml").write_text(params)
+def _run_stage(tmp_path: Path, params: dict, seeds: str | None) -> subprocess.CompletedProcess:
+    (tmp_path / "params.yaml").write_text(params_yaml(params))
     if seeds is not None:
         (tmp_path / "data" / "seeds").mkdir(parents=True, exist_ok=True)
         (tmp_path / "data" / "seeds" / "topics.txt").write_text(seeds)
@@ -233,10 +234,10 @@ def _run_stage(tmp_path: Path, params: str, seeds: str | None) -> subprocess.Com
 @pytest.mark.parametrize(
     ("params", "seeds", "expected"),
     [
-        ("augment: {n_seed: 1}\n", "\n\n", "data/seeds/topics.txt: 0 topics (need at least 1)"),
-        ("augment: {n_seed: 3}\n", "Dogs\ndogs\nCats\n", "data/seeds/topics.txt: 2 unique topics (3 lines, 1 near-duplicates folded), but augment.n_seed asks for 3; allowed: 1..2"),
-        ("augment: {n_seed: 1}\n", None, "data/seeds/topics.txt: file not found"),
-        ("augment: {backend: gpt}\n", "Dogs\n", "params.yaml: augment.backend: allowed: 'template', 'openai' or 'hf' (got 'gpt')"),
+        ({"augment": {"n_seed": 1}}, "\n\n", "data/seeds/topics.txt: 0 topics (need at least 1)"),
+        ({"augment": {"n_seed": 3}}, "Dogs\ndogs\nCats\n", "data/seeds/topics.txt: 2 unique topics (3 lines, 1 near-duplicates folded), but augment.n_seed asks for 3; allowed: 1..2"),
+        ({"augment": {"n_seed": 1}}, None, "data/seeds/topics.txt: file not found"),
+        ({"augment": {"backend": "gpt"}}, "Dogs\n", "params.yaml: augment.backend: allowed: 'template', 'openai' or 'hf' (got 'gpt')"),
     ],
 )
 def test_stage_fails_in_one_line_and_writes_nothing(tmp_path, params, seeds, expected):
@@ -249,7 +250,7 @@ def test_stage_fails_in_one_line_and_writes_nothing(tmp_path, params, seeds, exp
 
 @pytest.mark.slow
 def test_stage_writes_topics_and_report(tmp_path):
-    result = _run_stage(tmp_path, "augment: {n_seed: 3, rounds: 2}\n", "Dogs\ndogs \nknitting\nU.S. Senate\nus senate\n")
+    result = _run_stage(tmp_path, {"augment": {"n_seed": 3, "rounds": 2}}, "Dogs\ndogs \nknitting\nU.S. Senate\nus senate\n")
     assert result.returncode == 0, result.stderr
     import polars as pl
 

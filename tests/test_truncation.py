@@ -4,13 +4,13 @@ past its budget, from the end) and reported by count (meta.json) and mask-eval (
 from __future__ import annotations
 
 import pytest
+from repo_params import section
 from test_conditions import _split, synthetic_neurons
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.masking_eval import EvalDataError, calibration_dialogues, dialogue_budget, draw_shots, evaluate_masking
 from emoneurons.prompts.classification import classification_prompt
 from emoneurons.neurons.counting import counting_inputs
-from emoneurons.params import EvalParams
 from emoneurons.truncation import Truncation, cut_dialogues
 
 LONG = "A: " + "I am so angry about this, " * 30 + "really.\nB: Calm down."
@@ -49,7 +49,7 @@ def test_counting_reports_what_max_length_cut(tiny_tokenizer):
 
 def test_mask_eval_cuts_to_the_context_and_reports_it(tiny_llama):
     train, test = _split(3), _split(2, offset=10)
-    params = EvalParams(ratios=(0.02,), layer_ranges=("all",), control_draws=0, bootstrap=50)
+    params = section("eval", ratios=(0.02,), layer_ranges=("all",), control_draws=0, bootstrap=50)
     neurons = synthetic_neurons(ratios=(0.02,), layers=len(tiny_llama.model.model.layers),
                                 per_layer=tiny_llama.model.config.intermediate_size)
     shots = draw_shots(train, params.shots, params.seed, params.shot_selection)

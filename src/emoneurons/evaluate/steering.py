@@ -94,7 +94,7 @@ def steered_replies(lm: LoadedModel, prompts: Sequence[str], conditions: Sequenc
     rows of several conditions share a batch (`scale_neurons_per_row`): generation on a CPU costs
     about the same per step for 8 rows as for 64. A reply that reaches max_new_tokens is kept as
     it is: steering classifies what the model says, short replies by design, not dataset dialogues."""
-    generation = HFGenerationParams(temperature=0.0, max_new_tokens=max_new_tokens)
+    generation = HFGenerationParams(temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens)  # greedy: top_p unused
     prompt_format = resolve_prompt_format(lm.tokenizer, prompt_format)
     rendered = [render_chat(lm.tokenizer, (("user", prompt),), prompt_format) for prompt in prompts]
     eos = eos_token_ids(lm)
