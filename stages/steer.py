@@ -42,7 +42,7 @@ def main(
         selection = read_json(neurons)
         key = f"{settings.select.top_rate:g}"
         plan = plan_steering(selection, key, steer)
-        check_classifier_train(table, settings.eval)
+        check_classifier_train(table, settings.eval, train_name=str(train))
         from emoneurons.model.loading import load_model  # imports torch/transformers: after the cheap checks
 
         prepare_cache_dir(cache)  # a DVC output even when no judge asks a server; after the input checks

@@ -187,10 +187,11 @@ def judge_replies(judges: Sequence[Judge], dialogues: Sequence[str]) -> dict[str
     return {judge.name: list(judge.label(dialogues)) for judge in judges}
 
 
-def check_classifier_train(train: pl.DataFrame, eval_params: EvalParams) -> None:
+def check_classifier_train(train: pl.DataFrame, eval_params: EvalParams, *, train_name: str = "train split") -> None:
     """The classifier's shots and calibration rows drawn once: a train split too small for them is
-    one line (EvalDataError) before any generation."""
-    calibration_dialogues(train, eval_params, draw_shots(train, eval_params.shots, eval_params.seed, eval_params.shot_selection))
+    one line (EvalDataError, naming `train_name`) before any generation."""
+    shots = draw_shots(train, eval_params.shots, eval_params.seed, eval_params.shot_selection, train_name=train_name)
+    calibration_dialogues(train, eval_params, shots, train_name=train_name)
 
 
 def run_steering(lm: LoadedModel, prompts: Sequence[str], plan: Sequence[SteerCondition], train: pl.DataFrame,
