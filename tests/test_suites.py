@@ -240,3 +240,54 @@ def test_counts_shape_dtype_and_sign_fail():
     T = T.clone()
     T[2] = -1
     assert "tensor 'T': non-negative failed" in _failure(check_counts, f.clamp(max=0), T)
+
+
+# neurons (select)
+
+check_neurons = partial(suites.check_neurons, source="data/neurons/neurons.json")
+
+
+def _neurons() -> dict:
+    """neurons.json for 2 layers x 4 neurons: ratio 0.25 selects two, ratio 0.01 none."""
+    none = {e: [] for e in EMOTIONS}
+    return {
+        "top_rate": 0.25, "assign": "lape", "layers": 2, "neurons_per_layer": 4,
+        "ratios": {
+            "0.25": {"entropy_threshold": 0.1, "selected": 2,
+                     "neurons": {**none, "anger": [[0, 0]], "surprise": [[1, 3]]},
+                     "per_emotion": {**{e: 0 for e in EMOTIONS}, "anger": 1, "surprise": 1}, "per_layer": {}},
+            "0.01": {"entropy_threshold": None, "selected": 0, "neurons": none,
+                     "per_emotion": {e: 0 for e in EMOTIONS}, "per_layer": {}},
+        },
+    }
+
+
+def test_neurons_pass():
+    assert_all_passed(check_neurons(_neurons()))
+
+
+def test_neurons_out_of_range_and_duplicates_fail_naming_the_neuron():
+    bad = _neurons()
+    bad["ratios"]["0.25"]["neurons"]["surprise"] = [[1, 4]]  # index == neurons_per_layer
+    message = _failure(check_neurons, bad)
+    assert message.startswith("data/neurons/neurons.json: column 'index': expect_column_values_to_be_between failed")
+    assert "(id 'ratio 0.25 surprise (1, 4)')" in message
+    bad = _neurons()
+    bad["ratios"]["0.25"]["neurons"]["anger"] = [[0, 0], [0, 0]]
+    bad["ratios"]["0.25"]["per_emotion"]["anger"] = 2
+    message = _failure(check_neurons, bad)
+    assert "column 'ratio/emotion/layer/index': expect_compound_columns_to_be_unique failed: 2 of 3 rows" in message
+    assert "(id 'ratio 0.25 anger (0, 0)')" in message
+
+
+def test_neurons_unknown_emotion_and_wrong_counts_fail():
+    bad = _neurons()
+    bad["ratios"]["0.01"]["neurons"]["joy"] = [[0, 1]]
+    message = _failure(check_neurons, bad)
+    assert "column 'emotion': expect_column_values_to_be_in_set failed" in message and "'joy'" in message
+    bad = _neurons()
+    bad["ratios"]["0.25"]["per_emotion"]["anger"] = 3
+    assert "counts match the listed neurons failed: ratio 0.25 anger: per_emotion 3 but 1 listed" in _failure(check_neurons, bad)
+    bad = _neurons()
+    del bad["ratios"]["0.01"]["neurons"]["fear"]
+    assert "every emotion listed per ratio failed: missing ratio 0.01: 'fear'" in _failure(check_neurons, bad)

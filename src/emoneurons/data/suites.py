@@ -71,10 +71,7 @@ def _row_examples(label: Callable[[int], str], rows: Sequence[int], values: Sequ
 def _describe(result: Any, df: pl.DataFrame) -> str:
     """One failed GX expectation result as 'column ...: expectation failed: what was seen'."""
     config = result.expectation_config
-    kwargs = config.kwargs
-    column = kwargs.get("column") or (
-        f"{kwargs['column_A']}/{kwargs['column_B']}" if "column_A" in kwargs else None
-    )
+    column = _column_of(config.kwargs)
     info = result.exception_info or {}
     raised = [v for v in info.values() if isinstance(v, dict) and v.get("raised_exception")]
     if info.get("raised_exception") or raised:
@@ -129,6 +126,8 @@ def _ran(checked: Checked | None, source: str, expectation: str, column: str | N
 
 
 def _column_of(kwargs: dict[str, Any]) -> str | None:
+    if "column_list" in kwargs:  # a compound expectation names its columns joined by '/'
+        return "/".join(kwargs["column_list"])
     return kwargs.get("column") or (f"{kwargs['column_A']}/{kwargs['column_B']}" if "column_A" in kwargs else None)
 
 
@@ -346,4 +345,75 @@ def check_counts(f: torch.Tensor, T: torch.Tensor, source: str) -> Checked:
         failures.append(_failure("f", "f <= T per emotion", f"{len(over)} entries, e.g. {shown}", "tensor"))
     _ran(checked, source, "f <= T per emotion", "f", not len(over))
     _raise(source, failures)
+    return checked
+
+
+NEURON_COLUMNS = ("ratio", "emotion", "layer", "index")
+
+
+def neuron_table(record: dict[str, Any]) -> pl.DataFrame:
+    """neurons.json's selections as one row per (ratio, emotion, layer, index), with an id naming it."""
+    rows = [
+        (ratio, emotion, *pair)
+        for ratio, selection in record.get("ratios", {}).items()
+        for emotion, pairs in selection.get("neurons", {}).items()
+        for pair in pairs
+    ]
+    # A malformed pair (not [layer, index]) becomes nulls, which the suite reports by its row.
+    rows = [(r, e, *(rest if len(rest) == 2 else (None, None))) for r, e, *rest in rows]
+    df = pl.DataFrame(
+        rows, schema={"ratio": pl.String, "emotion": pl.String, "layer": pl.Int64, "index": pl.Int64}, orient="row"
+    )
+    return df.with_columns(
+        id=pl.format("ratio {} {} ({}, {})", "ratio", "emotion", pl.col("layer").fill_null(-1), pl.col("index").fill_null(-1))
+    )
+
+
+def _count_failures(record: dict[str, Any], table: pl.DataFrame, source: str, checked: Checked) -> list[str]:
+    """Per ratio: all six emotions listed, per_emotion and selected agree with the listed neurons."""
+    failures: list[str] = []
+    missing, off = [], []
+    for ratio, selection in record["ratios"].items():
+        listed = selection.get("neurons", {})
+        missing += [f"ratio {ratio}: {e!r}" for e in EMOTIONS if e not in listed]
+        per_emotion = selection.get("per_emotion", {})
+        off += [
+            f"ratio {ratio} {e}: per_emotion {per_emotion.get(e)} but {len(pairs)} listed"
+            for e, pairs in listed.items()
+            if per_emotion.get(e) != len(pairs)
+        ]
+        distinct = table.filter(pl.col("ratio") == ratio).select("layer", "index").unique().height
+        if selection.get("selected") != distinct:
+            off.append(f"ratio {ratio}: selected {selection.get('selected')} but {distinct} distinct neurons listed")
+    if missing:
+        failures.append(_failure("emotion", "every emotion listed per ratio", "missing " + ", ".join(missing[:EXAMPLES])))
+    _ran(checked, source, "every emotion listed per ratio", "emotion", not missing)
+    if off:
+        failures.append(_failure("per_emotion/selected", "counts match the listed neurons", ", ".join(off[:EXAMPLES])))
+    _ran(checked, source, "counts match the listed neurons", "per_emotion/selected", not off)
+    return failures
+
+
+def check_neurons(record: dict[str, Any], source: str) -> Checked:
+    """neurons.json: emotions of the six, layer in [0, layers), index in [0, neurons_per_layer),
+    no (ratio, emotion, layer, index) listed twice, counts agreeing with the lists."""
+    expect = _gx().expectations
+    checked: Checked = []
+    shape = [k for k in ("layers", "neurons_per_layer", "ratios") if k not in record]
+    if shape:
+        _raise(source, [_failure(None, "keys layers, neurons_per_layer, ratios", f"missing {', '.join(shape)}")])
+    table = neuron_table(record)
+    failures = _failures(
+        table,
+        source,
+        [
+            *(expect.ExpectColumnValuesToNotBeNull(column=c) for c in NEURON_COLUMNS),
+            expect.ExpectColumnValuesToBeInSet(column="emotion", value_set=list(EMOTIONS)),
+            expect.ExpectColumnValuesToBeBetween(column="layer", min_value=0, max_value=record["layers"] - 1),
+            expect.ExpectColumnValuesToBeBetween(column="index", min_value=0, max_value=record["neurons_per_layer"] - 1),
+            expect.ExpectCompoundColumnsToBeUnique(column_list=list(NEURON_COLUMNS)),
+        ],
+        checked,
+    )
+    _raise(source, failures + _count_failures(record, table, source, checked))
     return checked
