@@ -291,3 +291,57 @@ def test_neurons_unknown_emotion_and_wrong_counts_fail():
     bad = _neurons()
     del bad["ratios"]["0.01"]["neurons"]["fear"]
     assert "every emotion listed per ratio failed: missing ratio 0.01: 'fear'" in _failure(check_neurons, bad)
+
+
+# evaluation (mask-eval)
+
+check_evaluation = partial(suites.check_evaluation, source="reports/metrics/eval.json")
+PLANNED = ["unmodified", "mask-anger-r0.01-all", "control-anger-r0.01-all-d0"]
+
+
+def _condition(cid: str, right: int = 6) -> dict:
+    """One eval.json condition over 12 test dialogues, 2 per emotion, `right` of them correct."""
+    confusion = [[2 if i == j else 0 for j in range(6)] for i in range(6)]
+    return {"id": cid, "accuracy": {**{e: 0.5 for e in EMOTIONS}, "overall": right / 12},
+            "ci95": {**{e: [0.01, 0.99] for e in EMOTIONS}, "overall": [0.2, 0.8]},
+            "confusion": confusion, "unparseable": {e: 0 for e in EMOTIONS}, "predicted": ["anger"] * 12,
+            **({} if cid == "unmodified" else {"mcnemar": {"worse": 1, "better": 0, "p": 1.0}})}
+
+
+def _evaluation() -> dict:
+    return {"n_test": 12, "conditions": [_condition(cid) for cid in PLANNED]}
+
+
+def test_evaluation_pass():
+    assert_all_passed(check_evaluation(_evaluation(), PLANNED, 12))
+
+
+def test_evaluation_missing_or_repeated_condition_fails_naming_it():
+    bad = _evaluation()
+    del bad["conditions"][1]
+    message = _failure(check_evaluation, bad, PLANNED, 12)
+    assert "column 'id': expect_column_distinct_values_to_contain_set failed: missing 'mask-anger-r0.01-all'" in message
+    bad = _evaluation()
+    bad["conditions"].append(_condition("unmodified"))
+    assert "column 'id': expect_column_values_to_be_unique failed: 2 of 4 rows" in _failure(check_evaluation, bad, PLANNED, 12)
+    bad = _evaluation()
+    bad["conditions"][2]["id"] = "control-anger-r0.01-all-d1"
+    message = _failure(check_evaluation, bad, PLANNED, 12)
+    assert "column 'id': expect_column_values_to_be_in_set failed" in message
+    assert "(id 'control-anger-r0.01-all-d1')" in message
+
+
+def test_evaluation_rates_outside_zero_one_and_wrong_counts_fail():
+    bad = _evaluation()
+    bad["conditions"][1]["accuracy"]["fear"] = 1.5
+    message = _failure(check_evaluation, bad, PLANNED, 12)
+    assert "column 'accuracy_fear': expect_column_values_to_be_between failed: 1 of 3 rows" in message
+    assert "(id 'mask-anger-r0.01-all'): 1.5" in message
+    bad = _evaluation()
+    bad["conditions"][2]["ci95"]["overall"] = [0.9, 0.1]
+    assert "column 'ci95_high_overall/ci95_low_overall': expect_column_pair_values_a_to_be_greater_than_b" in _failure(
+        check_evaluation, bad, PLANNED, 12)
+    bad = _evaluation()
+    bad["conditions"][0]["predicted"] = ["anger"] * 11
+    assert "column 'n_predicted': expect_column_values_to_be_between" in _failure(check_evaluation, bad, PLANNED, 12)
+    assert "column 'n_counted': expect_column_values_to_be_between" in _failure(check_evaluation, _evaluation(), PLANNED, 13)

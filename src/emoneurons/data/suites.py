@@ -417,3 +417,54 @@ def check_neurons(record: dict[str, Any], source: str) -> Checked:
     )
     _raise(source, failures + _count_failures(record, table, source, checked))
     return checked
+
+
+def evaluation_table(evaluation: dict[str, Any]) -> pl.DataFrame:
+    """eval.json's conditions as one row each: id, every accuracy and 95% bound, the McNemar p and
+    how many test dialogues the condition answered (predicted) and counted (confusion + unparseable)."""
+    rows = []
+    for condition in evaluation.get("conditions", []):
+        accuracy, ci95 = condition.get("accuracy") or {}, condition.get("ci95") or {}
+        row: dict[str, Any] = {"id": condition.get("id")}
+        for key in (*EMOTIONS, "overall"):
+            low, high = (ci95.get(key) or [None, None])[:2]
+            row |= {f"accuracy_{key}": accuracy.get(key), f"ci95_low_{key}": low, f"ci95_high_{key}": high}
+        row["mcnemar_p"] = (condition.get("mcnemar") or {}).get("p")
+        row["n_predicted"] = len(condition.get("predicted") or [])
+        row["n_counted"] = sum(map(sum, condition.get("confusion") or [])) + sum((condition.get("unparseable") or {}).values())
+        rows.append(row)
+    rates = [f"{kind}_{key}" for key in (*EMOTIONS, "overall") for kind in ("accuracy", "ci95_low", "ci95_high")]
+    schema = {"id": pl.String, **{c: pl.Float64 for c in (*rates, "mcnemar_p")}, "n_predicted": pl.Int64, "n_counted": pl.Int64}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def check_evaluation(evaluation: dict[str, Any], planned: Sequence[str], n_test: int, source: str) -> Checked:
+    """eval.json: every planned condition once and no other, accuracies, their 95% bounds and the
+    McNemar p within [0, 1] (low <= high), each condition answering and counting all n_test dialogues."""
+    expect = _gx().expectations
+    checked: Checked = []
+    table = evaluation_table(evaluation)
+    rates = [c for c in table.columns if c.startswith(("accuracy_", "ci95_"))]
+    failures = _failures(
+        table,
+        source,
+        [
+            expect.ExpectColumnValuesToNotBeNull(column="id"),
+            expect.ExpectColumnValuesToBeUnique(column="id"),
+            expect.ExpectColumnDistinctValuesToContainSet(column="id", value_set=list(planned)),
+            expect.ExpectColumnValuesToBeInSet(column="id", value_set=list(planned)),
+            *(expect.ExpectColumnValuesToNotBeNull(column=c) for c in rates),
+            *(expect.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=1) for c in (*rates, "mcnemar_p")),
+            *(
+                expect.ExpectColumnPairValuesAToBeGreaterThanB(
+                    column_A=f"ci95_high_{key}", column_B=f"ci95_low_{key}", or_equal=True
+                )
+                for key in (*EMOTIONS, "overall")
+            ),
+            expect.ExpectColumnValuesToBeBetween(column="n_predicted", min_value=n_test, max_value=n_test),
+            expect.ExpectColumnValuesToBeBetween(column="n_counted", min_value=n_test, max_value=n_test),
+        ],
+        checked,
+    )
+    _raise(source, failures)
+    return checked
