@@ -345,3 +345,78 @@ def test_evaluation_rates_outside_zero_one_and_wrong_counts_fail():
     bad["conditions"][0]["predicted"] = ["anger"] * 11
     assert "column 'n_predicted': expect_column_values_to_be_between" in _failure(check_evaluation, bad, PLANNED, 12)
     assert "column 'n_counted': expect_column_values_to_be_between" in _failure(check_evaluation, _evaluation(), PLANNED, 13)
+
+
+# cards
+
+check_cards = partial(suites.check_cards, layers=2, neurons_per_layer=4, source="reports/cards/cards.json")
+
+
+def _cards() -> dict:
+    card = lambda layer, index, p: {"layer": layer, "index": index, "P": {"anger": p, "fear": 0.1}, "entropy": 1.0}
+    return {"top_neurons": 2, "emotions": {**{e: {"selected": 0, "cards": []} for e in EMOTIONS},
+                                           "anger": {"selected": 3, "cards": [card(1, 3, 0.9), card(0, 0, 0.5)]}}}
+
+
+def test_cards_pass():
+    assert_all_passed(check_cards(_cards()))
+
+
+def test_cards_out_of_range_repeated_and_too_many_fail():
+    bad = _cards()
+    bad["emotions"]["anger"]["cards"][0]["layer"] = 2
+    message = _failure(check_cards, bad)
+    assert message.startswith("reports/cards/cards.json: column 'layer': expect_column_values_to_be_between failed")
+    assert "(id 'anger (2, 3)'): 2" in message
+    bad = _cards()
+    bad["emotions"]["anger"]["cards"].append(dict(bad["emotions"]["anger"]["cards"][1]))
+    message = _failure(check_cards, bad)
+    assert "column 'emotion/layer/index': expect_compound_columns_to_be_unique" in message
+    assert "at most top_neurons (2) cards per emotion failed: anger has 3" in message
+    bad = _cards()
+    bad["emotions"]["joy"] = bad["emotions"].pop("anger")
+    assert "column 'emotion': expect_column_values_to_be_in_set" in _failure(check_cards, bad)
+
+
+# steer
+
+check_steer = partial(suites.check_steer, alphas=[0, 4], control_draws=1, source="reports/steer/steer.json")
+
+
+def _steer() -> dict:
+    def condition(alpha, share, **extra):
+        return {"alpha": alpha, "share": share, "judges": {"lexicon": {"share": share / 2}}, **extra}
+
+    steered = [condition(0, 0.2), condition(4, 0.6)]
+    controls = [condition(0, 0.2, draw=0), condition(4, 0.3, draw=0)]
+    return {"alphas": [0, 4],
+            "unmodified": {"per_emotion": {e: {"share": 0.1, "logp": -2.0} for e in EMOTIONS},
+                           "judges": {"lexicon": {"share": {e: 0.05 for e in EMOTIONS}}}},
+            "emotions": {**{e: {"n_neurons": 0, "steered": [], "controls": []} for e in EMOTIONS},
+                         "anger": {"n_neurons": 3, "steered": steered, "controls": controls}}}
+
+
+def test_steer_pass():
+    assert_all_passed(check_steer(_steer()))
+
+
+def test_steer_share_outside_zero_one_fails_naming_the_condition():
+    bad = _steer()
+    bad["emotions"]["anger"]["steered"][1]["share"] = 1.2
+    message = _failure(check_steer, bad)
+    assert message.startswith("reports/steer/steer.json: column 'share': expect_column_values_to_be_between failed")
+    assert "(id 'anger steered α=4.0'): 1.2" in message
+    bad = _steer()
+    bad["unmodified"]["judges"]["lexicon"]["share"]["fear"] = -0.1
+    assert "column 'judge_lexicon': expect_column_values_to_be_between" in _failure(check_steer, bad)
+
+
+def test_steer_missing_or_unplanned_alpha_fails():
+    bad = _steer()
+    del bad["emotions"]["anger"]["controls"][1]
+    message = _failure(check_steer, bad)
+    assert "every alpha once per emotion and control draw failed: anger control d0: α 0, expected 0, 4" in message
+    bad = _steer()
+    bad["emotions"]["anger"]["steered"][1]["alpha"] = 8
+    message = _failure(check_steer, bad)
+    assert "column 'alpha': expect_column_values_to_be_in_set" in message and "(id 'anger steered α=8.0')" in message

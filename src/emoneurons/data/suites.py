@@ -468,3 +468,105 @@ def check_evaluation(evaluation: dict[str, Any], planned: Sequence[str], n_test:
     )
     _raise(source, failures)
     return checked
+
+
+def _set_failures(source: str, column: str, expectation: str, problems: Sequence[str], checked: Checked) -> list[str]:
+    """A suite's own check over whole groups (not rows): its problems as one failure phrase."""
+    _ran(checked, source, expectation, column, not problems)
+    return [_failure(column, expectation, ", ".join(problems[:EXAMPLES]))] if problems else []
+
+
+def cards_table(record: dict[str, Any]) -> pl.DataFrame:
+    """cards.json's cards as one row each: emotion, layer, index, the card's P for its own emotion, id."""
+    rows = [
+        (emotion, card.get("layer"), card.get("index"), (card.get("P") or {}).get(emotion))
+        for emotion, entry in record.get("emotions", {}).items()
+        for card in entry.get("cards", [])
+    ]
+    df = pl.DataFrame(rows, schema={"emotion": pl.String, "layer": pl.Int64, "index": pl.Int64, "P": pl.Float64}, orient="row")
+    return df.with_columns(id=pl.format("{} ({}, {})", "emotion", pl.col("layer").fill_null(-1), pl.col("index").fill_null(-1)))
+
+
+def check_cards(record: dict[str, Any], layers: int, neurons_per_layer: int, source: str) -> Checked:
+    """cards.json: each card's emotion one of the six, layer in [0, layers), index in
+    [0, neurons_per_layer), its own P in [0, 1], no neuron twice for one emotion, at most
+    top_neurons cards per emotion."""
+    expect = _gx().expectations
+    checked: Checked = []
+    table = cards_table(record)
+    failures = _failures(
+        table,
+        source,
+        [
+            *(expect.ExpectColumnValuesToNotBeNull(column=c) for c in ("layer", "index", "P")),
+            expect.ExpectColumnValuesToBeInSet(column="emotion", value_set=list(EMOTIONS)),
+            expect.ExpectColumnValuesToBeBetween(column="layer", min_value=0, max_value=layers - 1),
+            expect.ExpectColumnValuesToBeBetween(column="index", min_value=0, max_value=neurons_per_layer - 1),
+            expect.ExpectColumnValuesToBeBetween(column="P", min_value=0, max_value=1),
+            expect.ExpectCompoundColumnsToBeUnique(column_list=["emotion", "layer", "index"]),
+        ],
+        checked,
+    )
+    top = record.get("top_neurons")
+    over = [f"{e} has {len(v.get('cards', []))}" for e, v in record.get("emotions", {}).items()
+            if top is not None and len(v.get("cards", [])) > top]
+    failures += _set_failures(source, "emotion", f"at most top_neurons ({top}) cards per emotion", over, checked)
+    _raise(source, failures)
+    return checked
+
+
+def steer_table(record: dict[str, Any]) -> pl.DataFrame:
+    """steer.json as one row per share: the unmodified model per emotion, then each emotion's
+    steered and control conditions per alpha; judges' shares as judge_<name> columns; id names the row."""
+    judges = sorted({name for e in record.get("emotions", {}).values() for c in (*e.get("steered", []), *e.get("controls", []))
+                     for name in c.get("judges", {})} | set(record.get("unmodified", {}).get("judges", {})))
+    rows = []
+    unmodified = record.get("unmodified", {})
+    for emotion, values in unmodified.get("per_emotion", {}).items():
+        shares = {f"judge_{name}": (j.get("share") or {}).get(emotion) for name, j in unmodified.get("judges", {}).items()}
+        rows.append({"emotion": emotion, "set": "unmodified", "alpha": None, "share": values.get("share"), **shares})
+    for emotion, entry in record.get("emotions", {}).items():
+        conditions = [("steered", c) for c in entry.get("steered", [])]
+        conditions += [(f"control d{c.get('draw')}", c) for c in entry.get("controls", [])]
+        for name, c in conditions:
+            shares = {f"judge_{j}": v.get("share") for j, v in c.get("judges", {}).items()}
+            rows.append({"emotion": emotion, "set": name, "alpha": c.get("alpha"), "share": c.get("share"), **shares})
+    schema = {"emotion": pl.String, "set": pl.String, "alpha": pl.Float64, "share": pl.Float64,
+              **{f"judge_{name}": pl.Float64 for name in judges}}
+    df = pl.DataFrame(rows, schema=schema)
+    alpha = pl.when(pl.col("alpha").is_null()).then(pl.lit("")).otherwise(pl.format(" α={}", "alpha"))
+    return df.with_columns(id=pl.concat_str(pl.col("emotion"), pl.lit(" "), pl.col("set"), alpha))
+
+
+def check_steer(record: dict[str, Any], alphas: Sequence[float], control_draws: int, source: str) -> Checked:
+    """steer.json: emotions of the six, every share (classifier and judges) in [0, 1], alphas from
+    steer.alphas, and each emotion with neurons steered at every alpha once, as is each control draw."""
+    expect = _gx().expectations
+    checked: Checked = []
+    table = steer_table(record)
+    judges = [c for c in table.columns if c.startswith("judge_")]
+    failures = _failures(
+        table,
+        source,
+        [
+            expect.ExpectColumnValuesToNotBeNull(column="share"),
+            expect.ExpectColumnValuesToBeInSet(column="emotion", value_set=list(EMOTIONS)),
+            *(expect.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=1) for c in ("share", *judges)),
+            # A null alpha is the unmodified model's row; GX set checks skip nulls.
+            expect.ExpectColumnValuesToBeInSet(column="alpha", value_set=[float(a) for a in alphas]),
+        ],
+        checked,
+    )
+    wanted = sorted(float(a) for a in alphas)
+    off = []
+    for emotion, entry in record.get("emotions", {}).items():
+        if not entry.get("n_neurons"):
+            continue
+        for name in ("steered", *(f"control d{d}" for d in range(control_draws))):
+            rows = table.filter((pl.col("emotion") == emotion) & (pl.col("set") == name))
+            got = sorted(rows["alpha"].drop_nulls().to_list())  # a null alpha counts as missing
+            if got != wanted:
+                off.append(f"{emotion} {name}: α {', '.join(f'{a:g}' for a in got) or 'none'}, expected {', '.join(f'{a:g}' for a in wanted)}")
+    failures += _set_failures(source, "alpha", "every alpha once per emotion and control draw", off, checked)
+    _raise(source, failures)
+    return checked
