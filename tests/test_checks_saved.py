@@ -132,6 +132,7 @@ def test_select_stops_on_a_failed_check_naming_it_and_writes_nothing(tmp_path, m
 
     import torch
     import typer
+    import yaml
     from safetensors.torch import save_file
     from test_distributed import stage_main
 
@@ -142,7 +143,10 @@ def test_select_stops_on_a_failed_check_naming_it_and_writes_nothing(tmp_path, m
     f[0, 0, 0] = f[1, 3, 5] = 10
     (tmp_path / "counts").mkdir()
     save_file({"f": f, "T": T}, tmp_path / "counts" / "counts.safetensors")
-    (tmp_path / "params.yaml").write_text("select:\n  top_rate: 0.25\neval:\n  ratios: [0.25]\n")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())  # whole: a params file states every key
+    params["select"]["top_rate"] = 0.25
+    params["eval"]["ratios"] = [0.25]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
 
     def past_the_width(*args, **kwargs):
         selection = select_emotion_neurons(*args, **kwargs)
