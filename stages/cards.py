@@ -10,10 +10,14 @@ import typer
 
 from emoneurons.atomic import atomic_dir, write_json
 from emoneurons.data.io import DataError, read_counts, read_json, read_table
+from emoneurons.data.suites import check_cards, checks_record
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.stage_run import run_stage
 from emoneurons.report.cards import CardsDataError, build_cards, plan_cards
 from emoneurons.report.cards_html import render_cards_html
+
+# checks.json names the cards by their path in the pipeline whatever --out is (as count does).
+CARDS_FILE = "reports/cards/cards.json"
 
 
 def main(
@@ -57,8 +61,14 @@ def main(
               "split": "train", "dialogues": table.height, "tokens": activity.tokens,
               "truncated": activity.truncated.record(),  # dialogues cut to model.max_length, as count reports them
               "emotions": emotions}
+    try:
+        checked = check_cards(record, layers=f.shape[0], neurons_per_layer=f.shape[1], source=CARDS_FILE)
+    except DataError as error:
+        print(error, file=sys.stderr)
+        raise typer.Exit(1) from None
     with atomic_dir(out) as tmp:
         write_json(tmp / "cards.json", record)
+        write_json(tmp / "checks.json", checks_record(checked))
         (tmp / "index.html").write_text(render_cards_html(record), encoding="utf-8")
     if activity.truncated.dialogues:
         print(activity.truncated.describe(table.height, "cards"), file=sys.stderr)

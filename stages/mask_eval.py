@@ -12,7 +12,8 @@ from emoneurons.atomic import write_json
 from emoneurons.checkpoint import DEFAULT_ROOT
 from emoneurons.distributed import relaunch_if_requested, start
 from emoneurons.data.io import DataError, read_json, read_table
-from emoneurons.evaluate.conditions import PlanError
+from emoneurons.data.suites import check_evaluation, checks_path, checks_record
+from emoneurons.evaluate.conditions import PlanError, plan_conditions
 from emoneurons.evaluate.masking_eval import EvalDataError, evaluate_masking
 from emoneurons.evaluate.summary import exp_summary
 from emoneurons.model.architecture import UnsupportedModelError
@@ -20,6 +21,9 @@ from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.resume import ConditionSchedule, mask_eval_checkpoints
 from emoneurons.truncation import Truncation
 from emoneurons.stage_run import run_stage
+
+# eval.checks.json names the results by their path in the pipeline whatever --out is (as count does).
+EVAL_FILE = "reports/metrics/eval.json"
 
 
 def main(
@@ -56,6 +60,13 @@ def main(
         ranks.barrier()
         return
     evaluation, headline = results
+    try:  # the results' own checks, before anything is written
+        planned = [c.id for c in plan_conditions(selection, settings.eval, settings.select.top_rate, int(selection["layers"]))]
+        checked = check_evaluation(evaluation, planned, test.height, source=EVAL_FILE)
+    except DataError as error:
+        print(error, file=sys.stderr)
+        raise typer.Exit(1) from None
+    write_json(checks_path(out / "eval.json"), checks_record(checked))
     write_json(out / "eval.json", evaluation)
     write_json(out / "headline.json", headline)
     write_json(out / "summary.json", exp_summary(headline, selection, settings.select.top_rate))

@@ -13,10 +13,14 @@ import typer
 
 from emoneurons.atomic import atomic_dir, write_json
 from emoneurons.data.io import DataError, read_counts
+from emoneurons.data.suites import check_neurons, checks_record
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.selection import select_emotion_neurons
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.stage_run import run_stage
+
+# checks.json names the selection by its path in the pipeline whatever --out is (as count does).
+NEURONS_FILE = "data/neurons/neurons.json"
 
 
 def main(
@@ -36,21 +40,23 @@ def main(
             )
             for ratio in ratios
         }
-    except (ParamsError, DataError) as error:
+        record = {
+            "top_rate": select.top_rate,
+            "assign": select.assign,
+            "layers": f.shape[0],
+            "neurons_per_layer": f.shape[1],
+            "ratios": {key: selection.record() for key, selection in selections.items()},
+        }
+        checked = check_neurons(record, source=NEURONS_FILE)
+    except (ParamsError, DataError) as error:  # DataError includes a failed data check
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
     except ValueError as error:  # counts that select cannot use (an emotion without tokens, a bad shape)
         print(f"{counts / 'counts.safetensors'}: {error}", file=sys.stderr)
         raise typer.Exit(1) from None
-    record = {
-        "top_rate": select.top_rate,
-        "assign": select.assign,
-        "layers": f.shape[0],
-        "neurons_per_layer": f.shape[1],
-        "ratios": {key: selection.record() for key, selection in selections.items()},
-    }
     with atomic_dir(out) as tmp:
         write_json(tmp / "neurons.json", record)
+        write_json(tmp / "checks.json", checks_record(checked))
     main_selection = selections[f"{select.top_rate:g}"]
     write_json(metrics, {**{f"neurons_{e}": main_selection.per_emotion[e] for e in EMOTIONS}, "selected": main_selection.selected})
     per_emotion = ", ".join(f"{e} {main_selection.per_emotion[e]}" for e in EMOTIONS)

@@ -13,8 +13,12 @@ from emoneurons.atomic import atomic_dir, write_json
 from emoneurons.backends.cache import prepare_cache_dir
 from emoneurons.backends.chat import ChatBackendError
 from emoneurons.data.io import DataError, read_json, read_table
+from emoneurons.data.suites import check_steer, checks_record
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.stage_run import run_stage
+
+# checks.json names the results by their path in the pipeline whatever --out is (as count does).
+STEER_FILE = "reports/steer/steer.json"
 
 
 def main(
@@ -75,8 +79,14 @@ def main(
     cut_off = {j.name: j.cut_off for j in judges if getattr(j, "method", None) == "generate"}
     if cut_off:
         record["judge_cut_off"] = cut_off
+    try:
+        checked = check_steer(record, steer.alphas, steer.control_draws, source=STEER_FILE)
+    except DataError as error:
+        print(error, file=sys.stderr)
+        raise typer.Exit(1) from None
     with atomic_dir(out) as tmp:
         write_json(tmp / "steer.json", record)
+        write_json(tmp / "checks.json", checks_record(checked))
         save_steering_figure(record, tmp)
     lines = []
     for emotion, entry in record["emotions"].items():

@@ -208,3 +208,14 @@ def test_card_page_has_a_section_per_emotion_a_card_per_neuron_and_says_when_non
     assert "tiny &lt;random&gt; llama" in page and "<random>" not in page  # escaped
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)  # nothing fetched
     assert "<script" not in page
+
+
+def test_built_cards_pass_the_cards_checks_and_a_neuron_past_the_layers_fails(tiny_llama):
+    from emoneurons.data.suites import DataCheckError, check_cards
+
+    record = cards_record(tiny_llama)
+    config = tiny_llama.model.config
+    checked = check_cards(record, config.num_hidden_layers, config.intermediate_size, source="reports/cards/cards.json")
+    assert checked and all(entry["passed"] for entry in checked)
+    with pytest.raises(DataCheckError, match=r"column 'layer': expect_column_values_to_be_between failed"):
+        check_cards(record, config.num_hidden_layers - 1, config.intermediate_size, source="reports/cards/cards.json")

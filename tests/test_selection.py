@@ -208,6 +208,12 @@ def test_select_stage_writes_contract_files(tmp_path):
     metrics = json.loads((tmp_path / "reports" / "metrics" / "neurons.json").read_text())
     assert metrics == {"neurons_anger": 1, "neurons_disgust": 0, "neurons_fear": 0, "neurons_happiness": 0,
                        "neurons_sadness": 0, "neurons_surprise": 1, "selected": 2}
+    # The data checks that ran on neurons.json are saved beside it, all passed.
+    checks = json.loads((tmp_path / "data" / "neurons" / "checks.json").read_text())
+    assert checks["ran"] == checks["passed"] == len(checks["expectations"]) >= 8
+    assert {e["file"] for e in checks["expectations"]} == {"data/neurons/neurons.json"}
+    assert ("expect_compound_columns_to_be_unique", "ratio/emotion/layer/index") in {
+        (e["expectation"], e["column"]) for e in checks["expectations"]}
 
 
 def test_select_stage_bad_counts_fail_in_one_line(tmp_path):

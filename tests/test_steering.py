@@ -246,6 +246,11 @@ def test_stage_has_the_filters_judges_label_the_replies(tmp_path, tiny_llama):
     assert steered == 2 * 2 * sum(1 for e in EMOTIONS if neurons["ratios"]["0.05"]["neurons"][e])
     assert ", judge lexicon " in result.stdout
     assert (tmp_path / "data" / "cache" / "llm" / "steer" / "README.txt").is_file()  # the stage's (persist) cache output
+    # The data checks that ran on steer.json are saved beside it, all passed, the alphas among them.
+    checks = json.loads((tmp_path / "reports" / "steer" / "checks.json").read_text())
+    assert checks["ran"] == checks["passed"] == len(checks["expectations"]) >= 5
+    assert {e["file"] for e in checks["expectations"]} == {"reports/steer/steer.json"}
+    assert ("every alpha once per emotion and control draw", "alpha") in {(e["expectation"], e["column"]) for e in checks["expectations"]}
 
 
 def test_stage_rejects_a_train_split_too_small_for_the_classifier_before_any_work(tmp_path, tiny_llama):

@@ -240,3 +240,183 @@ def test_counts_shape_dtype_and_sign_fail():
     T = T.clone()
     T[2] = -1
     assert "tensor 'T': non-negative failed" in _failure(check_counts, f.clamp(max=0), T)
+
+
+# neurons (select)
+
+check_neurons = partial(suites.check_neurons, source="data/neurons/neurons.json")
+
+
+def _neurons() -> dict:
+    """neurons.json for 2 layers x 4 neurons: ratio 0.25 selects two, ratio 0.01 none."""
+    none = {e: [] for e in EMOTIONS}
+    return {
+        "top_rate": 0.25, "assign": "lape", "layers": 2, "neurons_per_layer": 4,
+        "ratios": {
+            "0.25": {"entropy_threshold": 0.1, "selected": 2,
+                     "neurons": {**none, "anger": [[0, 0]], "surprise": [[1, 3]]},
+                     "per_emotion": {**{e: 0 for e in EMOTIONS}, "anger": 1, "surprise": 1}, "per_layer": {}},
+            "0.01": {"entropy_threshold": None, "selected": 0, "neurons": none,
+                     "per_emotion": {e: 0 for e in EMOTIONS}, "per_layer": {}},
+        },
+    }
+
+
+def test_neurons_pass():
+    assert_all_passed(check_neurons(_neurons()))
+
+
+def test_neurons_out_of_range_and_duplicates_fail_naming_the_neuron():
+    bad = _neurons()
+    bad["ratios"]["0.25"]["neurons"]["surprise"] = [[1, 4]]  # index == neurons_per_layer
+    message = _failure(check_neurons, bad)
+    assert message.startswith("data/neurons/neurons.json: column 'index': expect_column_values_to_be_between failed")
+    assert "(id 'ratio 0.25 surprise (1, 4)')" in message
+    bad = _neurons()
+    bad["ratios"]["0.25"]["neurons"]["anger"] = [[0, 0], [0, 0]]
+    bad["ratios"]["0.25"]["per_emotion"]["anger"] = 2
+    message = _failure(check_neurons, bad)
+    assert "column 'ratio/emotion/layer/index': expect_compound_columns_to_be_unique failed: 2 of 3 rows" in message
+    assert "(id 'ratio 0.25 anger (0, 0)')" in message
+
+
+def test_neurons_unknown_emotion_and_wrong_counts_fail():
+    bad = _neurons()
+    bad["ratios"]["0.01"]["neurons"]["joy"] = [[0, 1]]
+    message = _failure(check_neurons, bad)
+    assert "column 'emotion': expect_column_values_to_be_in_set failed" in message and "'joy'" in message
+    bad = _neurons()
+    bad["ratios"]["0.25"]["per_emotion"]["anger"] = 3
+    assert "counts match the listed neurons failed: ratio 0.25 anger: per_emotion 3 but 1 listed" in _failure(check_neurons, bad)
+    bad = _neurons()
+    del bad["ratios"]["0.01"]["neurons"]["fear"]
+    assert "every emotion listed per ratio failed: missing ratio 0.01: 'fear'" in _failure(check_neurons, bad)
+
+
+# evaluation (mask-eval)
+
+check_evaluation = partial(suites.check_evaluation, source="reports/metrics/eval.json")
+PLANNED = ["unmodified", "mask-anger-r0.01-all", "control-anger-r0.01-all-d0"]
+
+
+def _condition(cid: str, right: int = 6) -> dict:
+    """One eval.json condition over 12 test dialogues, 2 per emotion, `right` of them correct."""
+    confusion = [[2 if i == j else 0 for j in range(6)] for i in range(6)]
+    return {"id": cid, "accuracy": {**{e: 0.5 for e in EMOTIONS}, "overall": right / 12},
+            "ci95": {**{e: [0.01, 0.99] for e in EMOTIONS}, "overall": [0.2, 0.8]},
+            "confusion": confusion, "unparseable": {e: 0 for e in EMOTIONS}, "predicted": ["anger"] * 12,
+            **({} if cid == "unmodified" else {"mcnemar": {"worse": 1, "better": 0, "p": 1.0}})}
+
+
+def _evaluation() -> dict:
+    return {"n_test": 12, "conditions": [_condition(cid) for cid in PLANNED]}
+
+
+def test_evaluation_pass():
+    assert_all_passed(check_evaluation(_evaluation(), PLANNED, 12))
+
+
+def test_evaluation_missing_or_repeated_condition_fails_naming_it():
+    bad = _evaluation()
+    del bad["conditions"][1]
+    message = _failure(check_evaluation, bad, PLANNED, 12)
+    assert "column 'id': expect_column_distinct_values_to_contain_set failed: missing 'mask-anger-r0.01-all'" in message
+    bad = _evaluation()
+    bad["conditions"].append(_condition("unmodified"))
+    assert "column 'id': expect_column_values_to_be_unique failed: 2 of 4 rows" in _failure(check_evaluation, bad, PLANNED, 12)
+    bad = _evaluation()
+    bad["conditions"][2]["id"] = "control-anger-r0.01-all-d1"
+    message = _failure(check_evaluation, bad, PLANNED, 12)
+    assert "column 'id': expect_column_values_to_be_in_set failed" in message
+    assert "(id 'control-anger-r0.01-all-d1')" in message
+
+
+def test_evaluation_rates_outside_zero_one_and_wrong_counts_fail():
+    bad = _evaluation()
+    bad["conditions"][1]["accuracy"]["fear"] = 1.5
+    message = _failure(check_evaluation, bad, PLANNED, 12)
+    assert "column 'accuracy_fear': expect_column_values_to_be_between failed: 1 of 3 rows" in message
+    assert "(id 'mask-anger-r0.01-all'): 1.5" in message
+    bad = _evaluation()
+    bad["conditions"][2]["ci95"]["overall"] = [0.9, 0.1]
+    assert "column 'ci95_high_overall/ci95_low_overall': expect_column_pair_values_a_to_be_greater_than_b" in _failure(
+        check_evaluation, bad, PLANNED, 12)
+    bad = _evaluation()
+    bad["conditions"][0]["predicted"] = ["anger"] * 11
+    assert "column 'n_predicted': expect_column_values_to_be_between" in _failure(check_evaluation, bad, PLANNED, 12)
+    assert "column 'n_counted': expect_column_values_to_be_between" in _failure(check_evaluation, _evaluation(), PLANNED, 13)
+
+
+# cards
+
+check_cards = partial(suites.check_cards, layers=2, neurons_per_layer=4, source="reports/cards/cards.json")
+
+
+def _cards() -> dict:
+    card = lambda layer, index, p: {"layer": layer, "index": index, "P": {"anger": p, "fear": 0.1}, "entropy": 1.0}
+    return {"top_neurons": 2, "emotions": {**{e: {"selected": 0, "cards": []} for e in EMOTIONS},
+                                           "anger": {"selected": 3, "cards": [card(1, 3, 0.9), card(0, 0, 0.5)]}}}
+
+
+def test_cards_pass():
+    assert_all_passed(check_cards(_cards()))
+
+
+def test_cards_out_of_range_repeated_and_too_many_fail():
+    bad = _cards()
+    bad["emotions"]["anger"]["cards"][0]["layer"] = 2
+    message = _failure(check_cards, bad)
+    assert message.startswith("reports/cards/cards.json: column 'layer': expect_column_values_to_be_between failed")
+    assert "(id 'anger (2, 3)'): 2" in message
+    bad = _cards()
+    bad["emotions"]["anger"]["cards"].append(dict(bad["emotions"]["anger"]["cards"][1]))
+    message = _failure(check_cards, bad)
+    assert "column 'emotion/layer/index': expect_compound_columns_to_be_unique" in message
+    assert "at most top_neurons (2) cards per emotion failed: anger has 3" in message
+    bad = _cards()
+    bad["emotions"]["joy"] = bad["emotions"].pop("anger")
+    assert "column 'emotion': expect_column_values_to_be_in_set" in _failure(check_cards, bad)
+
+
+# steer
+
+check_steer = partial(suites.check_steer, alphas=[0, 4], control_draws=1, source="reports/steer/steer.json")
+
+
+def _steer() -> dict:
+    def condition(alpha, share, **extra):
+        return {"alpha": alpha, "share": share, "judges": {"lexicon": {"share": share / 2}}, **extra}
+
+    steered = [condition(0, 0.2), condition(4, 0.6)]
+    controls = [condition(0, 0.2, draw=0), condition(4, 0.3, draw=0)]
+    return {"alphas": [0, 4],
+            "unmodified": {"per_emotion": {e: {"share": 0.1, "logp": -2.0} for e in EMOTIONS},
+                           "judges": {"lexicon": {"share": {e: 0.05 for e in EMOTIONS}}}},
+            "emotions": {**{e: {"n_neurons": 0, "steered": [], "controls": []} for e in EMOTIONS},
+                         "anger": {"n_neurons": 3, "steered": steered, "controls": controls}}}
+
+
+def test_steer_pass():
+    assert_all_passed(check_steer(_steer()))
+
+
+def test_steer_share_outside_zero_one_fails_naming_the_condition():
+    bad = _steer()
+    bad["emotions"]["anger"]["steered"][1]["share"] = 1.2
+    message = _failure(check_steer, bad)
+    assert message.startswith("reports/steer/steer.json: column 'share': expect_column_values_to_be_between failed")
+    assert "(id 'anger steered α=4.0'): 1.2" in message
+    bad = _steer()
+    bad["unmodified"]["judges"]["lexicon"]["share"]["fear"] = -0.1
+    assert "column 'judge_lexicon': expect_column_values_to_be_between" in _failure(check_steer, bad)
+
+
+def test_steer_missing_or_unplanned_alpha_fails():
+    bad = _steer()
+    del bad["emotions"]["anger"]["controls"][1]
+    message = _failure(check_steer, bad)
+    assert "every alpha once per emotion and control draw failed: anger control d0: α 0, expected 0, 4" in message
+    bad = _steer()
+    bad["emotions"]["anger"]["steered"][1]["alpha"] = 8
+    message = _failure(check_steer, bad)
+    assert "column 'alpha': expect_column_values_to_be_in_set" in message and "(id 'anger steered α=8.0')" in message
