@@ -14,7 +14,7 @@ from emoneurons.backends.cache import prepare_cache_dir
 
 from emoneurons.atomic import write_json
 from emoneurons.backends.chat import ChatBackendError
-from emoneurons.backends.judges import make_judges
+from emoneurons.backends.judges import judge_metrics, make_judges
 from emoneurons.data.emoprism import read_emoprism
 from emoneurons.data.io import DataError, read_table, write_table
 from emoneurons.data.suites import check_dialogues, check_filtered, checks_path, checks_record
@@ -50,34 +50,12 @@ def main(
             seconds = dict.fromkeys(labels, 0.0)
         else:
             checked = []
-            df = read_table(dialogues)
-            for column in ("dialogue", "theme"):
-                if column not in df.columns:
-                    raise DataError(f"{dialogues}: no column {column!r} (has {', '.join(df.columns) or 'none'})")
-            prepare_cache_dir(cache)  # only once the input passed: a rejected input leaves nothing behind
-            classify = None
-            if any(spec.backend == "hf" for spec in options.judges):
-                from emoneurons.evaluate.classify import classify  # torch/transformers only for an hf judge
-            judges = make_judges(options.judges, settings.model, cache, settings.eval.prompt_format, classify=classify)
-            texts = df["dialogue"].to_list()
-            seconds = {}
-            labels = {}
-            for judge in judges:
-                began = time.perf_counter()
-                labels[judge.name] = judge.label(texts)
-                seconds[judge.name] = round(time.perf_counter() - began, 2)
+            df, labels, judges, seconds = _judged(dialogues, cache, options.judges, settings.model, settings.eval.prompt_format)
         kept, metrics = agreement_filter(df, labels, options.min_agree)
         checked += check_filtered(kept, list(labels), source=str(out))
         if emoprism is not None:
             metrics["source"] = {"emoprism": options.emoprism.path, "label_not_theme": emoprism.label_not_theme}
-        usage = {j.name: j.backend.usage.as_metrics() for j in judges if hasattr(j, "backend")}
-        if usage:
-            metrics["judge_usage"] = usage
-        # hf judges in generate mode: answers cut off at max_new_tokens (no EOS), over both asks;
-        # never taken as labels (asked again, then counted in judge_invalid).
-        cut_off = {j.name: j.cut_off for j in judges if getattr(j, "method", None) == "generate"}
-        if cut_off:
-            metrics["judge_cut_off"] = cut_off
+        metrics |= judge_metrics(judges)
         write_json(checks_path(out), checks_record(checked))
         write_table(kept, out)
         write_json(report, metrics)
@@ -97,6 +75,27 @@ def main(
         print(f"warning: judge {name!r} agrees with the intended emotion on {metrics['judge_agreement'][name]} "
               f"(95% CI {low}-{high}), not above chance {metrics['judge_chance']}: it does not filter, it only "
               "drops dialogues at random; remove it from filter.judges or use a better model", file=sys.stderr)
+
+
+def _judged(dialogues: Path, cache: Path, specs, model, prompt_format: str) -> tuple:
+    """The generated dialogues, each judge's labels (judges `specs`: filter.judges), the judges and
+    their seconds."""
+    df = read_table(dialogues)
+    for column in ("dialogue", "theme"):
+        if column not in df.columns:
+            raise DataError(f"{dialogues}: no column {column!r} (has {', '.join(df.columns) or 'none'})")
+    prepare_cache_dir(cache)  # only once the input passed: a rejected input leaves nothing behind
+    classify = None
+    if any(spec.backend == "hf" for spec in specs):
+        from emoneurons.evaluate.classify import classify  # torch/transformers only for an hf judge
+    judges = make_judges(specs, model, cache, prompt_format, classify=classify)
+    texts = df["dialogue"].to_list()
+    seconds, labels = {}, {}
+    for judge in judges:
+        began = time.perf_counter()
+        labels[judge.name] = judge.label(texts)
+        seconds[judge.name] = round(time.perf_counter() - began, 2)
+    return df, labels, judges, seconds
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ def main(
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
     # Imported only once the params are valid: torch and transformers take seconds to load.
-    from emoneurons.backends.judges import make_judges
+    from emoneurons.backends.judges import judge_metrics, make_judges
     from emoneurons.evaluate.masking_eval import EvalDataError
     from emoneurons.evaluate.steering import SteerDataError, check_classifier_train, plan_steering, read_prompts, run_steering
 
@@ -62,23 +62,10 @@ def main(
     except (DataError, SteerDataError, EvalDataError, ChatBackendError) as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
-    from emoneurons.prompt_format import resolve_prompt_format
     from emoneurons.report.steer_figure import save_steering_figure
 
-    ev = settings.eval
-    record = {"model": lm.name, "top_rate": settings.select.top_rate, "alphas": list(steer.alphas),
-              "max_new_tokens": steer.max_new_tokens, "control_draws": steer.control_draws, "prompts": texts,
-              "classifier": {"method": ev.method, "shots": ev.shots, "label_format": ev.label_format, "calibrate": ev.calibrate,
-                             "prompt_format": resolve_prompt_format(lm.tokenizer, ev.prompt_format)},
-              "judges": [{"name": spec.name, "backend": spec.backend, **({"method": spec.method} if spec.backend == "hf" else {})}
-                         for spec in settings.filter.judges],
-              **record}
-    usage = {j.name: j.backend.usage.as_metrics() for j in judges if hasattr(j, "backend")}
-    if usage:
-        record["judge_usage"] = usage
-    cut_off = {j.name: j.cut_off for j in judges if getattr(j, "method", None) == "generate"}
-    if cut_off:
-        record["judge_cut_off"] = cut_off
+    record = _with_settings(record, settings.eval, steer, settings.select.top_rate, settings.filter.judges, lm, texts)
+    record |= judge_metrics(judges)
     try:
         checked = check_steer(record, steer.alphas, steer.control_draws, source=STEER_FILE)
     except DataError as error:
@@ -95,6 +82,19 @@ def main(
             judged = "".join(f", judge {name} {j['share_shift']:+.2f}" for name, j in top["judges"].items())
             lines.append(f"{emotion} α={top['alpha']:g}: share {top['share_shift']:+.2f}, log p {top['logp_shift']}{judged}")
     print(f"steer: {len(plan)} conditions x {len(texts)} prompts; " + "; ".join(lines))
+
+
+def _with_settings(record: dict, ev, steer, top_rate: float, judges, lm, texts: list[str]) -> dict:
+    """steer.json: the run's settings (model, alphas, prompts, classifier, judges), then `record`."""
+    from emoneurons.prompt_format import resolve_prompt_format
+
+    return {"model": lm.name, "top_rate": top_rate, "alphas": list(steer.alphas),
+            "max_new_tokens": steer.max_new_tokens, "control_draws": steer.control_draws, "prompts": texts,
+            "classifier": {"method": ev.method, "shots": ev.shots, "label_format": ev.label_format, "calibrate": ev.calibrate,
+                           "prompt_format": resolve_prompt_format(lm.tokenizer, ev.prompt_format)},
+            "judges": [{"name": spec.name, "backend": spec.backend, **({"method": spec.method} if spec.backend == "hf" else {})}
+                       for spec in judges],
+            **record}
 
 
 if __name__ == "__main__":

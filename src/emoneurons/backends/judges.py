@@ -149,3 +149,17 @@ def make_judges(specs: Sequence[JudgeParams], model_params: ModelParams, cache_d
         else:  # params validation makes this unreachable; kept so a new backend fails loudly
             raise ValueError(f"unknown judge backend {spec.backend!r}; allowed: lexicon, hf, openai")
     return judges
+
+
+def judge_metrics(judges: Sequence[Judge]) -> dict[str, dict]:
+    """What a run of `judges` reports besides labels: the API judges' usage (`judge_usage`) and the
+    hf generate judges' answers cut off at max_new_tokens over both asks (`judge_cut_off`, never
+    taken as labels); a key only when some judge has it."""
+    metrics: dict[str, dict] = {}
+    usage = {j.name: j.backend.usage.as_metrics() for j in judges if hasattr(j, "backend")}
+    if usage:
+        metrics["judge_usage"] = usage
+    cut_off = {j.name: j.cut_off for j in judges if getattr(j, "method", None) == "generate"}
+    if cut_off:
+        metrics["judge_cut_off"] = cut_off
+    return metrics
