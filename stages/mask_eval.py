@@ -12,7 +12,8 @@ from emoneurons.atomic import write_json
 from emoneurons.checkpoint import DEFAULT_ROOT
 from emoneurons.distributed import relaunch_if_requested, start
 from emoneurons.data.io import DataError, read_json, read_table
-from emoneurons.data.suites import check_evaluation, checks_path, checks_record
+from emoneurons.data.result_suites import check_evaluation
+from emoneurons.data.suites import checks_path, checks_record
 from emoneurons.evaluate.conditions import PlanError, plan_conditions
 from emoneurons.evaluate.masking_eval import EvalDataError, evaluate_masking
 from emoneurons.evaluate.summary import exp_summary

@@ -13,7 +13,8 @@ import typer
 
 from emoneurons.atomic import atomic_dir, write_json
 from emoneurons.data.io import DataError, read_counts
-from emoneurons.data.suites import check_neurons, checks_record
+from emoneurons.data.result_suites import check_neurons
+from emoneurons.data.suites import checks_record
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.selection import select_emotion_neurons
 from emoneurons.params import ParamsError, load_stage_params

@@ -13,7 +13,8 @@ from emoneurons.atomic import atomic_dir, write_json
 from emoneurons.backends.cache import prepare_cache_dir
 from emoneurons.backends.chat import ChatBackendError
 from emoneurons.data.io import DataError, read_json, read_table
-from emoneurons.data.suites import check_steer, checks_record
+from emoneurons.data.result_suites import check_steer
+from emoneurons.data.suites import checks_record
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.stage_run import run_stage
 

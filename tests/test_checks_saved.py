@@ -57,7 +57,7 @@ def test_mask_eval_saves_what_it_checked_and_a_missing_condition_is_named(tmp_pa
     from test_conditions import _split, synthetic_neurons
     from test_distributed import stage_main
 
-    from emoneurons.data.suites import check_evaluation
+    from emoneurons.data.result_suites import check_evaluation
 
     model = build_tiny_llama(len(tiny_tokenizer))
     model.save_pretrained(tmp_path / "model")

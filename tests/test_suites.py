@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 import torch
 
-from emoneurons.data import suites
+from emoneurons.data import result_suites, suites
 from emoneurons.data.io import DataError
 from emoneurons.data.suites import DataCheckError
 from emoneurons.emotions import EMOTIONS
@@ -244,7 +244,7 @@ def test_counts_shape_dtype_and_sign_fail():
 
 # neurons (select)
 
-check_neurons = partial(suites.check_neurons, source="data/neurons/neurons.json")
+check_neurons = partial(result_suites.check_neurons, source="data/neurons/neurons.json")
 
 
 def _neurons() -> dict:
@@ -295,7 +295,7 @@ def test_neurons_unknown_emotion_and_wrong_counts_fail():
 
 # evaluation (mask-eval)
 
-check_evaluation = partial(suites.check_evaluation, source="reports/metrics/eval.json")
+check_evaluation = partial(result_suites.check_evaluation, source="reports/metrics/eval.json")
 PLANNED = ["unmodified", "mask-anger-r0.01-all", "control-anger-r0.01-all-d0"]
 
 
@@ -349,7 +349,7 @@ def test_evaluation_rates_outside_zero_one_and_wrong_counts_fail():
 
 # cards
 
-check_cards = partial(suites.check_cards, layers=2, neurons_per_layer=4, source="reports/cards/cards.json")
+check_cards = partial(result_suites.check_cards, layers=2, neurons_per_layer=4, source="reports/cards/cards.json")
 
 
 def _cards() -> dict:
@@ -380,7 +380,7 @@ def test_cards_out_of_range_repeated_and_too_many_fail():
 
 # steer
 
-check_steer = partial(suites.check_steer, alphas=[0, 4], control_draws=1, source="reports/steer/steer.json")
+check_steer = partial(result_suites.check_steer, alphas=[0, 4], control_draws=1, source="reports/steer/steer.json")
 
 
 def _steer() -> dict:
