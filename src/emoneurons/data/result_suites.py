@@ -10,7 +10,7 @@ from typing import Any
 import polars as pl
 
 from emoneurons.data.suites import (
-    EXAMPLES, Checked, failed_expectations, failure_line, load_gx, raise_failures, record_ran,
+    Checked, failed_expectations, failure_line, group_check, load_gx, raise_failures,
 )
 from emoneurons.emotions import EMOTIONS
 
@@ -37,7 +37,6 @@ def neuron_table(record: dict[str, Any]) -> pl.DataFrame:
 
 def _count_failures(record: dict[str, Any], table: pl.DataFrame, source: str, checked: Checked) -> list[str]:
     """Per ratio: all six emotions listed, per_emotion and selected agree with the listed neurons."""
-    failures: list[str] = []
     missing, off = [], []
     for ratio, selection in record["ratios"].items():
         listed = selection.get("neurons", {})
@@ -51,13 +50,10 @@ def _count_failures(record: dict[str, Any], table: pl.DataFrame, source: str, ch
         distinct = table.filter(pl.col("ratio") == ratio).select("layer", "index").unique().height
         if selection.get("selected") != distinct:
             off.append(f"ratio {ratio}: selected {selection.get('selected')} but {distinct} distinct neurons listed")
-    if missing:
-        failures.append(failure_line("emotion", "every emotion listed per ratio", "missing " + ", ".join(missing[:EXAMPLES])))
-    record_ran(checked, source, "every emotion listed per ratio", "emotion", not missing)
-    if off:
-        failures.append(failure_line("per_emotion/selected", "counts match the listed neurons", ", ".join(off[:EXAMPLES])))
-    record_ran(checked, source, "counts match the listed neurons", "per_emotion/selected", not off)
-    return failures
+    return [
+        *group_check(checked, source, "emotion", "every emotion listed per ratio", missing, lead="missing "),
+        *group_check(checked, source, "per_emotion/selected", "counts match the listed neurons", off),
+    ]
 
 
 def check_neurons(record: dict[str, Any], source: str) -> Checked:
@@ -136,12 +132,6 @@ def check_evaluation(evaluation: dict[str, Any], planned: Sequence[str], n_test:
     return checked
 
 
-def _set_failures(source: str, column: str, expectation: str, problems: Sequence[str], checked: Checked) -> list[str]:
-    """A suite's own check over whole groups (not rows): its problems as one failure phrase."""
-    record_ran(checked, source, expectation, column, not problems)
-    return [failure_line(column, expectation, ", ".join(problems[:EXAMPLES]))] if problems else []
-
-
 def cards_table(record: dict[str, Any]) -> pl.DataFrame:
     """cards.json's cards as one row each: emotion, layer, index, the card's P for its own emotion, id."""
     rows = [
@@ -176,7 +166,7 @@ def check_cards(record: dict[str, Any], layers: int, neurons_per_layer: int, sou
     top = record.get("top_neurons")
     over = [f"{e} has {len(v.get('cards', []))}" for e, v in record.get("emotions", {}).items()
             if top is not None and len(v.get("cards", [])) > top]
-    failures += _set_failures(source, "emotion", f"at most top_neurons ({top}) cards per emotion", over, checked)
+    failures += group_check(checked, source, "emotion", f"at most top_neurons ({top}) cards per emotion", over)
     raise_failures(source, failures)
     return checked
 
@@ -233,6 +223,6 @@ def check_steer(record: dict[str, Any], alphas: Sequence[float], control_draws: 
             got = sorted(rows["alpha"].drop_nulls().to_list())  # a null alpha counts as missing
             if got != wanted:
                 off.append(f"{emotion} {name}: α {', '.join(f'{a:g}' for a in got) or 'none'}, expected {', '.join(f'{a:g}' for a in wanted)}")
-    failures += _set_failures(source, "alpha", "every alpha once per emotion and control draw", off, checked)
+    failures += group_check(checked, source, "alpha", "every alpha once per emotion and control draw", off)
     raise_failures(source, failures)
     return checked

@@ -125,6 +125,14 @@ def record_ran(checked: Checked | None, source: str, expectation: str, column: s
         checked.append({"file": source, "expectation": expectation, "column": column, "passed": bool(passed)})
 
 
+def group_check(checked: Checked | None, source: str, column: str, expectation: str, problems: Sequence[str],
+                lead: str = "") -> list[str]:
+    """A suite's own check over whole groups (not rows), recorded as run: its problems (up to
+    EXAMPLES, after `lead`) as one failure line, none when it passed."""
+    record_ran(checked, source, expectation, column, not problems)
+    return [failure_line(column, expectation, lead + ", ".join(problems[:EXAMPLES]))] if problems else []
+
+
 def _column_of(kwargs: dict[str, Any]) -> str | None:
     if "column_list" in kwargs:  # a compound expectation names its columns joined by '/'
         return "/".join(kwargs["column_list"])
@@ -274,10 +282,7 @@ def _test_share_failures(train: pl.DataFrame, test: pl.DataFrame, test_fraction:
         for theme, n, n_test in sizes.iter_rows()
         if abs(n_test - round(n * test_fraction)) > 1
     ]
-    record_ran(checked, source, f"test share {test_fraction} per emotion", "theme", not off)
-    if not off:
-        return []
-    return [failure_line("theme", f"test share {test_fraction} per emotion", ", ".join(off[:EXAMPLES]))]
+    return group_check(checked, source, "theme", f"test share {test_fraction} per emotion", off)
 
 
 def check_split(
