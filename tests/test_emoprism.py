@@ -54,6 +54,27 @@ def test_read_emoprism_normalises_labels_and_keeps_repeats_distinct(tmp_path):
     assert set(df["backend"]) == {"emoprism"} and data.label_not_theme == 0
 
 
+def test_the_released_gzip_file_is_read_as_it_is(tmp_path):
+    """The co-author release is emoprism.json.gz: told by its bytes, whatever its name says."""
+    import gzip
+    records = sample_records()
+    (tmp_path / "e.json").write_text(json.dumps(records))
+    (tmp_path / "emoprism.json.gz").write_bytes(gzip.compress(json.dumps(records).encode()))
+    (tmp_path / "renamed.json").write_bytes(gzip.compress(json.dumps(records).encode()))
+    plain = read_emoprism(tmp_path / "e.json")
+    for name in ("emoprism.json.gz", "renamed.json"):
+        zipped = read_emoprism(tmp_path / name)
+        assert zipped.dialogues.equals(plain.dialogues) and zipped.judges == plain.judges
+
+
+def test_a_truncated_gzip_file_fails_in_one_line(tmp_path):
+    import gzip
+    whole = gzip.compress(json.dumps(sample_records()).encode())
+    (tmp_path / "e.json.gz").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(DataError, match=r"e\.json\.gz: a gzip file that does not decompress"):
+        read_emoprism(tmp_path / "e.json.gz")
+
+
 def test_json_lines_and_a_wrapping_object_are_read_too(tmp_path):
     records = sample_records()
     (tmp_path / "e.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")

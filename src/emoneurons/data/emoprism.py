@@ -2,7 +2,9 @@
 augment/generate and our judges: records with `topic`, `dialogue`, `theme` (the emotion asked
 for), one column per judge (the three LLMs' answers) and `label`.
 
-Accepted as a JSON array of records, an object holding one such array, or JSON Lines. Every
+Accepted as a JSON array of records, an object holding one such array, or JSON Lines, plain or
+gzip-compressed (the co-author release ships `emoprism.json.gz`; gzip is told by its magic bytes,
+not the file name). Every
 key other than the known ones is taken as a judge column, unless `judge_columns` names them.
 Dialogues get the same trivial repairs as generated ones (whitespace, turns run together on one
 line); a record that is still not an A:/B: dialogue is an error, not a silent drop.
@@ -10,8 +12,10 @@ line); a record that is still not an A:/B: dialogue is an error, not a silent dr
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -50,13 +54,30 @@ def _json_lines(path: Path, text: str, whole: json.JSONDecodeError) -> list[Any]
     return records
 
 
-def _records(path: Path) -> list[dict[str, Any]]:
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def _text(path: Path) -> str:
+    """The file's text, gunzipped first when its bytes start with gzip's magic number."""
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}: file not found (filter.emoprism names the released EmoPrism JSON)") from None
-    except (OSError, UnicodeDecodeError) as error:
+    except OSError as error:
         raise DataError(f"{path}: unreadable ({error})") from None
+    if raw.startswith(GZIP_MAGIC):
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as error:
+            raise DataError(f"{path}: a gzip file that does not decompress ({error}; truncated download?)") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 text at byte {error.start} (expected JSON, plain or gzip-compressed)") from None
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    text = _text(path)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as whole:
