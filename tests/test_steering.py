@@ -195,7 +195,13 @@ def _steer_project(tmp_path, tiny_llama, per_emotion: int) -> dict:
 
     from test_conditions import _split, synthetic_neurons
 
-    tiny_llama.model.save_pretrained(tmp_path / "tiny-llama")
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    # The tiny model's shape with 15x its initial weight scale: the default's near-uniform logits
+    # answer "\n\n" to everything, whatever is steered; these give replies that steering changes.
+    torch.manual_seed(0)
+    sharp = LlamaForCausalLM(LlamaConfig(**{**tiny_llama.model.config.to_dict(), "initializer_range": 0.3})).eval()
+    sharp.save_pretrained(tmp_path / "tiny-llama")
     tiny_llama.tokenizer.save_pretrained(tmp_path / "tiny-llama")
     (tmp_path / "data" / "split").mkdir(parents=True)
     _split(per_emotion).write_parquet(tmp_path / "data" / "split" / "train.parquet")
@@ -216,6 +222,36 @@ def _steer_project(tmp_path, tiny_llama, per_emotion: int) -> dict:
 def _steer_stage(tmp_path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-P", str(REPO / "stages/steer.py"), "--prompts", str(REPO / "data/steer/prompts.txt")],
                           capture_output=True, text=True, cwd=tmp_path, timeout=600)
+
+
+def weight_surgery_replies(model_dir: Path, prompts: list[str], neurons: dict[int, list[int]], alpha: float,
+                           max_new_tokens: int) -> list[str]:
+    """The steering reference, built without the steering code: a fresh copy of the saved model with
+    the chosen columns of down_proj.weight multiplied by alpha (down_proj(x * s) = (W * s) x, so
+    every token's activation of those neurons is scaled by alpha), then a plain greedy loop, one
+    prompt at a time, no padding and no cache: the argmax token until an end-of-turn or the limit."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    with torch.no_grad():
+        for layer, columns in neurons.items():
+            model.model.layers[layer].mlp.down_proj.weight[:, columns] *= alpha
+    eos = model.generation_config.eos_token_id
+    eos = set(eos if isinstance(eos, list) else [eos])
+    replies = []
+    for prompt in prompts:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+        ids = tokenizer.encode(text, add_special_tokens=False)
+        new: list[int] = []
+        with torch.no_grad():
+            for _ in range(max_new_tokens):
+                token = int(model(input_ids=torch.tensor([ids + new])).logits[0, -1].argmax())
+                if token in eos:
+                    break
+                new.append(token)
+        replies.append(tokenizer.decode(new, skip_special_tokens=True).strip())
+    return replies
 
 
 def test_stage_has_the_filters_judges_label_the_replies(tmp_path, tiny_llama):
@@ -244,6 +280,31 @@ def test_stage_has_the_filters_judges_label_the_replies(tmp_path, tiny_llama):
             assert judged["share_shift"] == round(share - sum(label == emotion for label in base_labels) / len(labels), 4)
             steered += 1
     assert steered == 2 * 2 * sum(1 for e in EMOTIONS if neurons["ratios"]["0.05"]["neurons"][e])
+
+    # Every condition's replies are those of the model with its neurons scaled in the weights. The
+    # steered sets are read from neurons.json here; the control sets from the stage's plan, checked
+    # to be as many per layer as the emotion's own, distinct, in range, and not the emotion's own.
+    model_dir, limit = tmp_path / "tiny-llama", record["max_new_tokens"]
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    controls = {(c.emotion, c.alpha, c.draw): c.neurons for c in plan_steering(neurons, "0.05", section("steer", **params["steer"]))
+                if c.control}
+    assert base["replies"] == weight_surgery_replies(model_dir, prompts, {}, 1.0, limit)
+    changed = 0
+    for emotion, entry in record["emotions"].items():
+        own: dict[int, list[int]] = {}
+        for layer, index in neurons["ratios"]["0.05"]["neurons"][emotion]:
+            own.setdefault(layer, []).append(index)
+        for step in entry["steered"]:
+            expected = weight_surgery_replies(model_dir, prompts, own, step["alpha"], limit)
+            assert step["replies"] == expected, (emotion, step["alpha"])
+            changed += expected != base["replies"]
+        for step in entry["controls"]:
+            drawn = {layer: idx.tolist() for layer, idx in controls[(emotion, step["alpha"], step["draw"])].items()}
+            assert {layer: len(idx) for layer, idx in drawn.items()} == {layer: len(idx) for layer, idx in own.items()}
+            assert all(len(set(idx)) == len(idx) and 0 <= min(idx) and max(idx) < 64 for idx in drawn.values())
+            assert drawn != {layer: sorted(idx) for layer, idx in own.items()}
+            assert step["replies"] == weight_surgery_replies(model_dir, prompts, drawn, step["alpha"], limit), (emotion, "control")
+    assert changed >= 3  # steering visibly changes replies here: unsteered conditions could not pass
     assert ", judge lexicon " in result.stdout
     assert (tmp_path / "data" / "cache" / "llm" / "steer" / "README.txt").is_file()  # the stage's (persist) cache output
     # The data checks that ran on steer.json are saved beside it, all passed, the alphas among them.

@@ -56,7 +56,7 @@ def steering_figure(steer_json: Mapping[str, Any]) -> Figure:
             if emotion not in drawn:
                 drawn.append(emotion)
         ax.axhline(0, color="#7F7F7F", linewidth=0.8)
-        ax.set_xlabel("alpha (scale of the neurons' activation; 1 = unmodified, 0 = masked)")
+        ax.set_xlabel("alpha")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     handles = [Line2D([], [], color=EMOTION_COLORS[e], marker=EMOTION_MARKERS[e], label=e) for e in drawn]
@@ -64,6 +64,9 @@ def steering_figure(steer_json: Mapping[str, Any]) -> Figure:
     if not drawn:
         axes[0].text(0.5, 0.5, "no emotion has selected neurons", ha="center", va="center", transform=axes[0].transAxes)
     figure.legend(handles=handles, loc="outside right center", fontsize=8)
+    # Said once under both panels: as each panel's own label it ran into the other panel's and
+    # past the figure's left edge (constrained layout does not shorten a label wider than its axes).
+    figure.supxlabel("alpha scales the neurons' activation: 1 = unmodified, 0 = masked", fontsize=9)
     n = len(steer_json.get("prompts", []))
     figure.suptitle(f"Steering {steer_json.get('model', '')}: {n} neutral prompts, greedy replies", fontsize=10)
     return figure
