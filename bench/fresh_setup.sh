@@ -5,7 +5,8 @@
 # (/etc/pip.conf, /etc/xdg/pip with its constraints, ~/.config/pip, PIP_* variables), the local
 # package mirrors (/opt/pypi*), uv's settings and cache (UV_* unset, an empty cache), and the home
 # folder (a fresh one: no pip/uv/HF/emoneurons cache, no DVC remote). The only network is the
-# package index. Prints the times and what was downloaded (the fresh caches' sizes).
+# package index. Kept: SSL_CERT_FILE/SSL_CERT_DIR, OpenSSL's own variables, where the network needs
+# the machine's CA (this one intercepts TLS; uv's built-in roots do not know its issuer). Prints the times and what was downloaded (the fresh caches' sizes).
 # Not a test: it downloads ~3 GB and `make run` takes minutes. Needs root (a private mount namespace).
 #   bash bench/fresh_setup.sh [work dir, default a new /tmp/fresh_setup.XXXX]
 set -euo pipefail
@@ -18,6 +19,7 @@ if [ -z "${FRESH_SETUP_HIDDEN:-}" ]; then
   exec unshare -m --propagation private env -i FRESH_SETUP_HIDDEN=1 HOME="$WORK/home" \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 TERM=dumb \
     PIP_CONFIG_FILE=/dev/null UV_CACHE_DIR="$WORK/uv-cache" \
+    ${SSL_CERT_FILE:+SSL_CERT_FILE="$SSL_CERT_FILE"} ${SSL_CERT_DIR:+SSL_CERT_DIR="$SSL_CERT_DIR"} \
     bash "$0" "$WORK" "$REPO"
 fi
 WORK=$1 REPO=$2
