@@ -6,8 +6,21 @@ UV_VERSION := 0.13.9
 LLAMA_CPP_VERSION := 0.3.36
 # The per-user default DVC remote: outside the work tree, so a second clone on this machine can pull.
 REMOTE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/emoneurons/dvc-remote
-# Use a local wheel folder when the machine has one (CPU torch on the dev machines).
-FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
+# The Python the venv is made from (TORCH=system: the one whose torch to use).
+PYTHON ?= python3
+# Which torch set-up installs (README, "Set-up"): `lock`, the lock as it is (on Linux torch's CUDA
+# build from the package index with its CUDA libraries, ~3 GB; it runs with and without a GPU);
+# `cpu`, requirements-cpu.lock (the same versions, torch's CPU build, no CUDA libraries) with torch
+# from TORCH_CPU_WHEELS or TORCH_CPU_INDEX; `system`, a venv that sees $(PYTHON)'s own torch (and
+# transformers), the lock for the rest. A machine whose wheel folder has the CPU wheel (the dev and
+# CI machines) gets `cpu` unless told otherwise.
+LOCK := requirements.lock
+CPU_LOCK := requirements-cpu.lock
+TORCH_VERSION := $(shell sed -n 's/^torch==\([^ ;]*\).*/\1/p' $(LOCK))
+TORCH_CPU_WHEELS ?= /opt/wheels
+TORCH_CPU_INDEX ?=
+TORCH ?= $(if $(wildcard $(TORCH_CPU_WHEELS)/torch-$(TORCH_VERSION)+cpu-*.whl),cpu,lock)
+UV_INSTALL = $(VENV)/bin/uv pip install -q --python $(PY) --no-deps
 
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export DVC_NO_ANALYTICS := 1
@@ -16,16 +29,70 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup server run pipeline test remote clean-venv
+.PHONY: setup server run pipeline test remote clean-venv lock lock-check FORCE
 
 setup: $(VENV)/.installed remote
 
-$(VENV)/.installed: requirements.lock pyproject.toml
-	python3 -m venv $(VENV)
+# A fresh venv each time (a lock that drops a package drops it here too), and again when the
+# variant differs from the one the venv was made for ($(VENV)/.torch). --no-deps everywhere: uv
+# evaluates the lock's markers and resolves nothing; the build of the editable install is pinned
+# by the lock too (setuptools).
+$(VENV)/.installed: $(LOCK) $(CPU_LOCK) pyproject.toml $(if $(filter-out $(TORCH),$(shell cat $(VENV)/.torch 2>/dev/null)),FORCE)
+	@case "$(TORCH)" in lock|cpu|system) ;; *) echo "make setup: TORCH=$(TORCH) is not a variant; allowed: lock, cpu, system" >&2; exit 2;; esac
+	rm -rf $(VENV)
+	$(PYTHON) -m venv $(if $(filter system,$(TORCH)),--system-site-packages) $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check uv==$(UV_VERSION)
-	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -r requirements.lock $(FIND_LINKS)
-	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
+	$(UV_INSTALL) --build-constraints $(LOCK) -e .
+	$(install-$(TORCH))
+	$(PY) -m emoneurons.model.versions
+	echo $(TORCH) > $(VENV)/.torch
 	touch $@
+
+define install-lock
+$(UV_INSTALL) -r $(LOCK)
+endef
+
+define install-cpu
+@[ -n "$(TORCH_CPU_INDEX)" ] || ls $(TORCH_CPU_WHEELS)/torch-$(TORCH_VERSION)+cpu-*.whl >/dev/null 2>&1 || { echo "make setup TORCH=cpu: no torch-$(TORCH_VERSION)+cpu wheel in TORCH_CPU_WHEELS=$(TORCH_CPU_WHEELS); pass TORCH_CPU_WHEELS=<a folder with it> or TORCH_CPU_INDEX=https://download.pytorch.org/whl/cpu" >&2; exit 1; }
+grep -v '^torch==' $(CPU_LOCK) > $(VENV)/.lock-cpu-rest.txt
+$(UV_INSTALL) -r $(VENV)/.lock-cpu-rest.txt
+$(UV_INSTALL) torch==$(TORCH_VERSION)+cpu $(if $(TORCH_CPU_INDEX),--index-url $(TORCH_CPU_INDEX),--find-links $(TORCH_CPU_WHEELS))
+endef
+
+# The range check (one line when out of range) runs before anything else is installed; it needs
+# only `packaging`. It prints the lock less what the system keeps (torch, its CUDA libraries,
+# transformers when the system has one, a requirement of theirs the lock's version would break).
+define install-system
+@$(PY) -c "import packaging" 2>/dev/null || $(UV_INSTALL) "$$(grep '^packaging==' $(LOCK))"
+@$(PY) -m emoneurons.model.versions --system-lock $(LOCK) $(CPU_LOCK) > $(VENV)/.lock-system-rest.txt
+$(UV_INSTALL) -r $(VENV)/.lock-system-rest.txt
+$(PY) -c "import torch, transformers, emoneurons"
+endef
+
+# Regenerate both locks from pyproject.toml + requirements.in (needs the package index; a CPU torch
+# wheel in TORCH_CPU_WHEELS or TORCH_CPU_INDEX for the CPU lock). The existing pins are kept where
+# they still fit: upgrade one with `make lock UPGRADE="--upgrade-package torch"`.
+LOCK_COMPILE = $(VENV)/bin/uv pip compile -q pyproject.toml requirements.in --extra test --universal --python-version 3.11 --excludes requirements.exclude --custom-compile-command "make lock"
+lock: $(VENV)/.installed
+	$(LOCK_COMPILE) $(UPGRADE) -o $(LOCK)
+	sed -n 's/^torch==\([^ ;]*\).*/torch==\1+cpu/p' $(LOCK) > $(VENV)/.torch-cpu-override.txt
+	$(LOCK_COMPILE) -c $(LOCK) --overrides $(VENV)/.torch-cpu-override.txt $(if $(TORCH_CPU_INDEX),--extra-index-url $(TORCH_CPU_INDEX),--find-links $(TORCH_CPU_WHEELS)) -o $(CPU_LOCK)
+
+# The locks are exactly what `make lock` resolves from its inputs at the locked versions: nothing
+# missing (torch's CUDA libraries were, once), nothing extra. Needs uv's cache or the package index;
+# tests/test_lock.py runs it with UV_OFFLINE=1. No prerequisite: it must not rebuild a venv in use.
+LOCK_CHECK_DIR ?= $(VENV)
+lock-check:
+	@rm -f $(LOCK_CHECK_DIR)/lock-check.txt $(LOCK_CHECK_DIR)/lock-check-cpu.txt
+	@$(LOCK_COMPILE) --no-header --no-annotate -c $(LOCK) -o $(LOCK_CHECK_DIR)/lock-check.txt
+	@grep -v '^ *#' $(LOCK) | diff -u --label "$(LOCK)" - --label "resolved (make lock)" $(LOCK_CHECK_DIR)/lock-check.txt
+	@echo "$(LOCK) is what make lock resolves"
+	@if [ -z "$(TORCH_CPU_INDEX)" ] && ! ls $(TORCH_CPU_WHEELS)/torch-$(TORCH_VERSION)+cpu-*.whl >/dev/null 2>&1; then \
+	  echo "$(CPU_LOCK) not checked: no torch-$(TORCH_VERSION)+cpu wheel in TORCH_CPU_WHEELS=$(TORCH_CPU_WHEELS) and no TORCH_CPU_INDEX"; exit 0; fi; \
+	sed -n 's/^torch==\([^ ;]*\).*/torch==\1+cpu/p' $(LOCK) > $(LOCK_CHECK_DIR)/lock-check-override.txt && \
+	$(LOCK_COMPILE) --no-header --no-annotate -c $(LOCK) --overrides $(LOCK_CHECK_DIR)/lock-check-override.txt $(if $(TORCH_CPU_INDEX),--extra-index-url $(TORCH_CPU_INDEX),--find-links $(TORCH_CPU_WHEELS)) -o $(LOCK_CHECK_DIR)/lock-check-cpu.txt && \
+	grep -v '^ *#' $(CPU_LOCK) | diff -u --label "$(CPU_LOCK)" - --label "resolved (make lock)" $(LOCK_CHECK_DIR)/lock-check-cpu.txt && \
+	echo "$(CPU_LOCK) is what make lock resolves"
 
 # No binary wheel exists: it is built from source once per machine (~17 min on 2 cores) into a
 # folder named by the version and the build flags, so later venvs install it in seconds. The flags

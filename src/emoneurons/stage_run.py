@@ -1,6 +1,7 @@
 """How a stage script ends when it cannot finish: an output that cannot be written (disk full,
-read-only folder) or Ctrl-C gives one line on stderr that says where the work stands and how to
-resume, never a traceback; the stage's outputs are written atomically, so nothing partial is left."""
+read-only folder), a torch or transformers outside the supported range, or Ctrl-C gives one line
+on stderr that says where the work stands and how to resume, never a traceback; the stage's
+outputs are written atomically, so nothing partial is left."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import typer
 
 from emoneurons.atomic import OutputError
+from emoneurons.model.versions import UnsupportedVersionError
 
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
 
@@ -53,6 +55,9 @@ def run_stage(main: Callable[..., None], stage: str, cache: Path | None = None) 
         sys.exit(error.exit_code)
     except OutputError as error:
         print(f"{stage}: {error.strerror}", file=sys.stderr)
+        sys.exit(1)
+    except UnsupportedVersionError as error:  # load_model's check: a torch/transformers outside the range
+        print(f"{stage}: {error}", file=sys.stderr)
         sys.exit(1)
     if code == INTERRUPTED:  # typer turns Ctrl-C inside the command into Exit(130)
         print(interrupted_message(stage, cache), file=sys.stderr)

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from emoneurons.model.versions import check_supported_versions
 from emoneurons.params import EMBEDDED_MODEL, ModelParams, ParamsError
 
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -93,6 +94,7 @@ def attention_implementation(device: str, dtype: torch.dtype, padding_masks_only
 def load_model(params: ModelParams, padding_masks_only: bool = False) -> LoadedModel:
     """Load model and tokenizer for inference (eval mode, no grad), offline when HF_HUB_OFFLINE=1.
     `padding_masks_only`: the caller passes only 2D padding masks (flash_attention_2 may be used)."""
+    check_supported_versions()  # a torch or transformers outside pyproject.toml's range: one line, before any work
     source, gguf_file, name = _resolve(params)
     _, dtype = device_and_dtype(params.device, params.dtype)  # before any loading: a bad device is one line
     kwargs: dict = {"dtype": dtype}
