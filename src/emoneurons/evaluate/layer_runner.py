@@ -19,6 +19,7 @@ from torch import Tensor
 
 from emoneurons.evaluate.shared_prefix_attention import REGISTERED, SHARED_PREFIX_ATTENTION
 from emoneurons.model.architecture import model_adapter
+from emoneurons.model.compat import cache_keyword
 from emoneurons.neurons.masking import decoder_layers
 from emoneurons.model.loading import LoadedModel
 
@@ -141,7 +142,9 @@ def run_layers(
         for index in layers:
             if index in keep:
                 kept[index] = hidden
-            hidden = blocks[index](hidden, attention_mask=mask, position_ids=positions, cache=store, position_embeddings=rotary[index], **extra)
+            block = blocks[index]
+            hidden = block(hidden, attention_mask=mask, position_ids=positions, position_embeddings=rotary[index],
+                           **{cache_keyword(block): store}, **extra)
             if isinstance(hidden, tuple):  # older layer APIs return (hidden, ...)
                 hidden = hidden[0]
     if len(layers) and layers.stop in keep:

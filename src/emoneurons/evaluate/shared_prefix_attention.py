@@ -29,6 +29,8 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from emoneurons.model.compat import register_attention
+
 SHARED_PREFIX_ATTENTION = "emoneurons_shared_prefix"
 
 Kernel = Literal["cpu_flash", "cuda_efficient", "math"]
@@ -127,13 +129,5 @@ def shared_prefix_attention(module, query: Tensor, key: Tensor, value: Tensor, a
     return out.transpose(1, 2).contiguous(), None
 
 
-def _register_attention() -> bool:
-    try:
-        from transformers import AttentionInterface
-    except ImportError:  # older transformers: the concatenating path only
-        return False
-    AttentionInterface.register(SHARED_PREFIX_ATTENTION, shared_prefix_attention)
-    return True
-
-
-REGISTERED = _register_attention()
+# False on a transformers without AttentionInterface: the concatenating path only.
+REGISTERED = register_attention(SHARED_PREFIX_ATTENTION, shared_prefix_attention)
