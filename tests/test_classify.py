@@ -223,6 +223,7 @@ def test_calibration_divides_by_the_reference_rows(tiny_llama, prompt, recalibra
 def test_shared_prefix_attention_equals_softmax_over_prefix_and_causal_own_keys():
     from types import SimpleNamespace
 
+    from emoneurons.evaluate.layer_runner import KVStore
     from emoneurons.evaluate.shared_prefix_attention import shared_prefix_attention
 
     torch.manual_seed(0)
@@ -231,7 +232,7 @@ def test_shared_prefix_attention_equals_softmax_over_prefix_and_causal_own_keys(
     key, value = torch.randn(b, kv_heads, t, d), torch.randn(b, kv_heads, t, d)
     prefix = (torch.randn(1, kv_heads, p, d), torch.randn(1, kv_heads, p, d))
     module = SimpleNamespace(layer_idx=4)
-    out, _ = shared_prefix_attention(module, query, key, value, None, scaling=0.3, shared_prefix={4: prefix})
+    out, _ = shared_prefix_attention(module, query, key, value, None, scaling=0.3, shared_prefix_cache=KVStore({}, shared_prefix={4: prefix}))
     keys = torch.cat([prefix[0].expand(b, -1, -1, -1), key], 2).repeat_interleave(heads // kv_heads, 1)
     values = torch.cat([prefix[1].expand(b, -1, -1, -1), value], 2).repeat_interleave(heads // kv_heads, 1)
     allowed = torch.cat([torch.ones(t, p, dtype=torch.bool), torch.ones(t, t, dtype=torch.bool).tril()], 1)
@@ -239,7 +240,7 @@ def test_shared_prefix_attention_equals_softmax_over_prefix_and_causal_own_keys(
     expected = (torch.softmax(scores, -1) @ values).transpose(1, 2)
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
     # No prefix for this layer: causal over the own tokens only.
-    alone, _ = shared_prefix_attention(SimpleNamespace(layer_idx=0), query, key, value, None, scaling=0.3, shared_prefix={4: prefix})
+    alone, _ = shared_prefix_attention(SimpleNamespace(layer_idx=0), query, key, value, None, scaling=0.3, shared_prefix_cache=KVStore({}, shared_prefix={4: prefix}))
     own = (query @ keys[:, :, p:].transpose(-1, -2) * 0.3).masked_fill(~allowed[:, p:], float("-inf"))
     torch.testing.assert_close(alone, (torch.softmax(own, -1) @ values[:, :, p:]).transpose(1, 2), atol=1e-5, rtol=1e-5)
 

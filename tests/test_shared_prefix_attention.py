@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from emoneurons.evaluate import shared_prefix_attention as spa
+from emoneurons.evaluate.layer_runner import KVStore
 from emoneurons.prompts.classification import classification_prompt
 from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.prompts.chat import dialogue_ids, label_ids
@@ -57,7 +58,7 @@ def test_shared_prefix_attention_same_with_math_and_cpu_flash_kernels():
     for kernel in ("cpu_flash", "math"):
         with spa.forced_kernel(kernel):
             outputs[kernel] = [spa.shared_prefix_attention(SimpleNamespace(layer_idx=layer), query, key, value, None, scaling=0.3,
-                                                           shared_prefix={4: prefix})[0] for layer in (4, 0)]
+                                                           shared_prefix_cache=KVStore({}, shared_prefix={4: prefix}))[0] for layer in (4, 0)]
     for flash, plain in zip(outputs["cpu_flash"], outputs["math"]):
         torch.testing.assert_close(plain, flash, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(outputs["math"][0], outputs["math"][1], atol=1e-3)  # the prefix mattered
@@ -83,7 +84,7 @@ def test_cuda_kernel_call_gives_the_shapes_the_merge_needs():
     prefix = (torch.empty(1, 2, 7, 8, device="meta"), torch.empty(1, 2, 7, 8, device="meta"))
     with spa.forced_kernel("cuda_efficient"):
         merged, _ = spa.shared_prefix_attention(SimpleNamespace(layer_idx=0), query, key[:, :2], value[:, :2], None,
-                                                shared_prefix={0: prefix})
+                                                shared_prefix_cache=KVStore({}, shared_prefix={0: prefix}))
     assert merged.shape == (2, 5, 4, 8)
 
 
@@ -118,3 +119,36 @@ def test_engine_with_math_kernel_equals_the_plain_forward(tiny_llama, monkeypatc
     for run, scores in zip(runs, expected):
         torch.testing.assert_close(run.scores, scores, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(expected[0], expected[1], atol=1e-3)
+
+
+def test_cuda_kernel_out_of_memory_is_raised_not_taken_for_a_refusal(monkeypatch):
+    # torch.OutOfMemoryError is a RuntimeError: a batch too large must stop the run, not switch the
+    # process to the math kernel (which needs more memory still) for good.
+    monkeypatch.setattr(spa, "_efficient_failed", [])
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(spa, "_efficient", lambda: out_of_memory)
+    query, key, value, _ = _qkv(heads=2)
+    with pytest.raises(torch.OutOfMemoryError, match="out of memory"):
+        spa.attention_with_lse(query, key, value, causal=True, scale=0.3, kernel="cuda_efficient")
+    assert spa._efficient_failed == [] and spa.kernel_for(torch.device("cuda")) == "cuda_efficient"
+
+
+@pytest.mark.parametrize("kernel", ["cpu_flash", "math"])
+def test_bf16_merge_of_prefix_and_own_parts_is_done_in_float32_and_rounded_once(kernel):
+    # One row, one query head per key/value head: the prefix call sees the query as it is, so the
+    # two parts can be formed here by the same kernel calls.
+    query, key, value, (prefix_key, prefix_value) = (t.to(torch.bfloat16) if isinstance(t, torch.Tensor) else t
+                                                     for t in _qkv(b=1, heads=2, kv_heads=2, t=16, p=40, d=8, seed=3))
+    prefix_key, prefix_value = prefix_key.to(torch.bfloat16), prefix_value.to(torch.bfloat16)
+    with spa.forced_kernel(kernel):
+        merged, _ = spa.shared_prefix_attention(SimpleNamespace(layer_idx=0), query, key, value, None, scaling=0.3,
+                                                shared_prefix_cache=KVStore({}, shared_prefix={0: (prefix_key, prefix_value)}))
+    out, lse = spa.attention_with_lse(query, key, value, causal=True, scale=0.3, kernel=kernel)
+    out_p, lse_p = spa.attention_with_lse(query, prefix_key, prefix_value, causal=False, scale=0.3, kernel=kernel)
+    total = torch.logaddexp(lse, lse_p)
+    expected = (out.float() * torch.exp(lse - total)[..., None] + out_p.float() * torch.exp(lse_p - total)[..., None]).to(torch.bfloat16)
+    assert merged.dtype == torch.bfloat16
+    assert torch.equal(merged, expected.transpose(1, 2))

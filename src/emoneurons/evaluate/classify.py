@@ -122,7 +122,11 @@ class MaskedClassifier:
         self.n_rows = len(rows)
         self.recalibrate = recalibrate
         self.fixed_reference: Tensor | None = None  # the unmodified run's reference scores
-        self.prefix_ids = torch.tensor([prompt.prefix], dtype=torch.long, device=lm.device)
+        # Token ids and the per-row index tensors start on the embedding's device; whatever meets a
+        # layer, the FFN row hooks or lm_head's output is put on that one's device where it meets it
+        # (a device map, `model.device: auto`, spreads them over several devices).
+        self.input_device = model_adapter(lm.model).input_device()
+        self.prefix_ids = torch.tensor([prompt.prefix], dtype=torch.long, device=self.input_device)
         self._set_labels(label_format)
         self.batches = self._batches(rows, batch_size)
         # Boundary 0 is the embeddings, recomputed for free; generate decodes new tokens through
@@ -150,12 +154,12 @@ class MaskedClassifier:
         self.multi = [j for j, ids in enumerate(self.labels) if len(ids) > 1]
         self.continuation = [tok for j in self.multi for tok in self.labels[j][:-1]]
         self.segment = torch.tensor([s for s, j in enumerate(self.multi) for _ in self.labels[j][:-1]], dtype=torch.long,
-                                    device=self.lm.device)
+                                    device=self.input_device)
 
     def _batches(self, rows: Sequence[Sequence[int]], batch_size: int) -> list[_Batch]:
         """Length-bucketed, right-padded batches; the reference rows get batches of their own, so a
         masked run with a fixed prior skips them."""
-        device = self.lm.device
+        device = self.input_device
         batches: list[_Batch] = []
         for first, stop in ((0, self.n), (self.n, self.n_rows)):
             for bucket in length_buckets([len(r) for r in rows[first:stop]], batch_size):
@@ -190,7 +194,9 @@ class MaskedClassifier:
     def _prefix(self, start: int, keep: Iterable[int] = ()) -> tuple[dict[int, tuple[Tensor, Tensor]], dict[int, Tensor]]:
         p = self.prefix_ids.shape[1]
         hidden = self._embed(self.prefix_ids) if start == 0 else self.prefix_boundary[start]
-        positions = torch.arange(p, device=hidden.device).unsqueeze(0)
+        # Positions on the input device, whatever device the kept hidden states sit on: the rotary
+        # embedding reads them where it sits (model/architecture.py).
+        positions = torch.arange(p, device=self.input_device).unsqueeze(0)
         if self.shared_attention:
             mask = None  # causal
         else:
@@ -206,7 +212,7 @@ class MaskedClassifier:
         b, t = batch.ids.shape
         hidden = self._embed(batch.ids) if start == 0 else batch.boundary[start]
         device = hidden.device
-        positions = (p + torch.arange(t, device=device)).unsqueeze(0)
+        positions = (p + torch.arange(t, device=self.input_device)).unsqueeze(0)
         layers = range(start, self.n_layers)
         if self.shared_attention:
             out, store, kept = run_layers(self.lm, hidden, positions, None, layers, keep=keep, shared=prefix_kv, real=batch.real,
@@ -217,7 +223,8 @@ class MaskedClassifier:
             out, store, kept = run_layers(self.lm, hidden, positions, additive_mask(allowed, hidden.dtype), layers, past=prefix_kv,
                                           keep=keep, real=batch.real, read=batch.last)
         self.layer_tokens += b * t * (self.n_layers - start)
-        last = out[torch.arange(b, device=device), batch.lengths - 1]
+        # The last layer may sit on another device than the embeddings (`model.device: auto`).
+        last = out[torch.arange(b, device=out.device), batch.lengths.to(out.device) - 1]
         return last, store.new, kept
 
     def _continuation(self, batch: _Batch, start: int, prefix_kv, dialogue_kv, keep: Iterable[int] = ()):
@@ -236,11 +243,11 @@ class MaskedClassifier:
         past = prefixed_past(prefix_kv, dialogue_kv, range(start, self.n_layers), b)
         out, _, kept = run_layers(self.lm, hidden, positions, additive_mask(allowed, hidden.dtype), range(start, self.n_layers), past=past, keep=keep)
         self.layer_tokens += b * c * (self.n_layers - start)
-        logprobs = last_logprobs(self.lm, out)  # [B, c, V]
-        targets = torch.tensor([tok for j in self.multi for tok in self.labels[j][1:]], dtype=torch.long, device=device)
+        logprobs = last_logprobs(self.lm, out)  # [B, c, V], on lm_head's device
+        targets = torch.tensor([tok for j in self.multi for tok in self.labels[j][1:]], dtype=torch.long, device=logprobs.device)
         picked = logprobs.gather(2, targets.expand(b, c).unsqueeze(2)).squeeze(2)  # [B, c]
-        sums = torch.zeros(b, len(self.multi), dtype=picked.dtype, device=device)
-        sums.index_add_(1, self.segment, picked)
+        sums = torch.zeros(b, len(self.multi), dtype=picked.dtype, device=picked.device)
+        sums.index_add_(1, self.segment.to(picked.device), picked)
         return sums, kept
 
     def _generate(self, batch: _Batch, first: Tensor, prefix_kv, dialogue_kv) -> list[tuple[str, bool]]:
@@ -251,7 +258,7 @@ class MaskedClassifier:
         past = prefixed_past(prefix_kv, dialogue_kv, range(self.n_layers), b)
         validity = key_validity(self.prefix_ids.shape[1], batch.lengths, batch.ids.shape[1])
         tokens = [first]
-        eos = torch.tensor(sorted(self.eos_ids), dtype=torch.long, device=device)
+        eos = torch.tensor(sorted(self.eos_ids), dtype=torch.long, device=first.device)  # lm_head's device
         done = torch.isin(first, eos)
         for step in range(1, self.max_new_tokens):
             if bool(done.all()):

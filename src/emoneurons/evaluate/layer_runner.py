@@ -17,19 +17,30 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor
 
-from emoneurons.evaluate.shared_prefix_attention import REGISTERED, SHARED_PREFIX_ATTENTION
+from emoneurons.evaluate.shared_prefix_attention import REGISTERED, SHARED_PREFIX_ATTENTION, SHARED_PREFIX_CACHE
 from emoneurons.model.architecture import model_adapter
+from emoneurons.model.compat import cache_keyword
 from emoneurons.neurons.masking import decoder_layers
 from emoneurons.model.loading import LoadedModel
 
 
 class KVStore:
     """Stands in for a transformers Cache inside attention: each layer sees `past` keys/values
-    (batch 1 is broadcast) before its own; its own are kept in `new` (and appended when decoding)."""
+    (batch 1 is broadcast) before its own; its own are kept in `new` (and appended when decoding).
+    `shared_prefix`: per layer, the prompt prefix's keys/values [1, Hkv, P, D] that
+    `shared_prefix_attention` merges in (it asks `shared_prefix_of(layer)`).
 
-    def __init__(self, past: Mapping[int, tuple[Tensor, Tensor]], append: bool = False) -> None:
+    The store reaches each layer and its attention function as one keyword object, and it must stay
+    opaque to accelerate's device hooks (`model.device: auto`), which copy every tensor they find in
+    a layer call's arguments (recursing into tuples, lists, mappings and anything with `.to`) to the
+    layer's device on every call: so no `.to`, no Mapping. Each layer takes only its own layer's
+    keys/values out of it, on its own device (where that layer computed them)."""
+
+    def __init__(self, past: Mapping[int, tuple[Tensor, Tensor]], append: bool = False,
+                 shared_prefix: Mapping[int, tuple[Tensor, Tensor]] | None = None) -> None:
         self.past = dict(past)
         self.append = append
+        self.shared_prefix = dict(shared_prefix or {})
         self.new: dict[int, tuple[Tensor, Tensor]] = {}
 
     def update(self, key: Tensor, value: Tensor, layer_idx: int, *args, **kwargs) -> tuple[Tensor, Tensor]:
@@ -42,6 +53,10 @@ class KVStore:
         if self.append:
             self.past[layer_idx] = (key, value)
         return key, value
+
+    def shared_prefix_of(self, layer_idx: int) -> tuple[Tensor, Tensor] | None:
+        """Layer `layer_idx`'s prefix keys/values, or None (no prefix)."""
+        return self.shared_prefix.get(layer_idx)
 
     # Attention code of some models asks these of a cache; the store never slides or compiles.
     def get_seq_length(self, layer_idx: int = 0) -> int:
@@ -70,10 +85,11 @@ def _attention(lm: LoadedModel, name: str | None) -> Iterator[None]:
 
 
 @contextmanager
-def _ffn_rows(lm: LoadedModel, rows: Mapping[int, Tensor]) -> Iterator[None]:
+def _ffn_rows(lm: LoadedModel, rows: Mapping[int, Tensor], devices: list[torch.device]) -> Iterator[None]:
     """While open, layer l's FFN runs on the flat positions `rows[l]` only (layers not in `rows`:
     on all); the other positions get a zero FFN output, for positions nothing reads: padding, and
-    after the last layer everything but the positions whose logits are formed."""
+    after the last layer everything but the positions whose logits are formed. Each layer's index
+    is put on that layer's device (`devices`) once."""
     shapes: list[torch.Size] = []
 
     def hooks(index: Tensor):
@@ -90,14 +106,35 @@ def _ffn_rows(lm: LoadedModel, rows: Mapping[int, Tensor]) -> Iterator[None]:
 
     handles = []
     blocks = decoder_layers(lm.model)
+    on = _OnDevices()
     for layer, index in rows.items():
-        pack, unpack = hooks(index)
+        pack, unpack = hooks(on(index, devices[layer]))
         handles += [blocks[layer].mlp.register_forward_pre_hook(pack), blocks[layer].mlp.register_forward_hook(unpack)]
     try:
         yield
     finally:
         for handle in handles:
             handle.remove()
+
+
+class _OnDevices:
+    """A tensor (or nested tuple of tensors) on a given device, copied at most once per device:
+    the mask, positions and rotary embeddings that every layer gets, on the layers' devices."""
+
+    def __init__(self) -> None:
+        self._copies: dict[tuple[int, torch.device], object] = {}
+
+    def __call__(self, value, device: torch.device):
+        if value is None:
+            return None
+        if isinstance(value, (tuple, list)):
+            return type(value)(self(part, device) for part in value)
+        if value.device == device:
+            return value
+        key = (id(value), device)
+        if key not in self._copies:
+            self._copies[key] = (value, value.to(device))  # the source is kept alive with its id
+        return self._copies[key][1]
 
 
 def additive_mask(allowed: Tensor, dtype: torch.dtype) -> Tensor:
@@ -129,19 +166,25 @@ def run_layers(
     layer (empty: none, only keys/values are wanted); that layer's FFN skips the rest, which
     changes no key or value (a layer's keys/values come from its input)."""
     blocks = decoder_layers(lm.model)
-    store = KVStore(past or {}, append=append)
-    rotary = model_adapter(lm.model).position_embeddings(hidden, positions)
+    adapter = model_adapter(lm.model)
+    devices = adapter.layer_devices()
+    store = KVStore(past or {}, append=append, shared_prefix=shared if mask is None else None)
+    rotary = adapter.position_embeddings(hidden, positions)
+    on = _OnDevices()  # every tensor the engine made, on the device of the layer it meets
     kept: dict[int, Tensor] = {}
     keep = set(keep)
-    extra = {"shared_prefix": shared or {}} if mask is None else {}
+    # shared_prefix_attention finds the prefix in the store (one object, which device hooks leave alone).
+    extra = {SHARED_PREFIX_CACHE: store} if mask is None else {}
     rows = {layer: real for layer in layers} if real is not None else {}
     if read is not None and len(layers) and layers.stop == len(blocks):
         rows[layers.stop - 1] = read
-    with _attention(lm, SHARED_PREFIX_ATTENTION if mask is None else None), _ffn_rows(lm, rows):
+    with _attention(lm, SHARED_PREFIX_ATTENTION if mask is None else None), _ffn_rows(lm, rows, devices):
         for index in layers:
             if index in keep:
                 kept[index] = hidden
-            hidden = blocks[index](hidden, attention_mask=mask, position_ids=positions, cache=store, position_embeddings=rotary[index], **extra)
+            block, device = blocks[index], devices[index]
+            hidden = block(hidden.to(device), attention_mask=on(mask, device), position_ids=on(positions, device),
+                           position_embeddings=on(rotary[index], device), **{cache_keyword(block): store}, **extra)
             if isinstance(hidden, tuple):  # older layer APIs return (hidden, ...)
                 hidden = hidden[0]
     if len(layers) and layers.stop in keep:

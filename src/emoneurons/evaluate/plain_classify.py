@@ -43,21 +43,23 @@ def plain_label_scores(lm: LoadedModel, contexts: Sequence[Sequence[int]], label
             if len(label) > 1:
                 sequences.append([*context, *label[:-1]])
                 picks += [(len(sequences) - 1, len(context) - 1 + t, tok, b, j) for t, tok in enumerate(label)]
-    device = lm.device
-    padded = padded_ids(sequences, pad_id, "right", device)
+    adapter = model_adapter(lm.model)
+    padded = padded_ids(sequences, pad_id, "right", adapter.input_device())
     hidden = lm.model.model(input_ids=padded.ids, attention_mask=padded.valid.long(), use_cache=False).last_hidden_state
+    # On the final norm's device, which a device map (`model.device: auto`) may put elsewhere than the embeddings.
+    device = hidden.device
     seq_index, position, token, row, label = (torch.tensor(column, dtype=torch.long, device=device) for column in zip(*picks))
-    logits = model_adapter(lm.model).logits(hidden[seq_index, position], normed=True)
-    picked = torch.log_softmax(logits.float(), dim=-1).gather(1, token.unsqueeze(1)).squeeze(1)
-    scores = torch.zeros(len(contexts), len(EMOTIONS), dtype=picked.dtype, device=device)
-    return scores.index_put_((row, label), picked, accumulate=True), sum(map(len, sequences))
+    logits = adapter.logits(hidden[seq_index, position], normed=True)
+    picked = torch.log_softmax(logits.float(), dim=-1).gather(1, token.to(logits.device).unsqueeze(1)).squeeze(1)
+    scores = torch.zeros(len(contexts), len(EMOTIONS), dtype=picked.dtype, device=picked.device)
+    return scores.index_put_((row.to(picked.device), label.to(picked.device)), picked, accumulate=True), sum(map(len, sequences))
 
 
 def plain_generate(lm: LoadedModel, context: Sequence[int], max_new_tokens: int, eos_ids: Collection[int],
                    pad_id: int) -> tuple[str, bool, int]:
     """Greedy decoding of one full prompt by the model's own generate (batch 1: no padding): the
     answer up to EOS, whether it was cut off (max_new_tokens reached with no EOS), the tokens fed."""
-    ids = torch.tensor([list(context)], dtype=torch.long, device=lm.device)
+    ids = torch.tensor([list(context)], dtype=torch.long, device=model_adapter(lm.model).input_device())
     out = lm.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens, do_sample=False,
                             eos_token_id=sorted(eos_ids) or None, pad_token_id=pad_id)
     new = out[0, ids.shape[1]:].tolist()

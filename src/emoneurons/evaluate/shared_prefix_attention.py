@@ -24,12 +24,17 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
 from torch import Tensor
 
+from emoneurons.model.compat import register_attention
+
 SHARED_PREFIX_ATTENTION = "emoneurons_shared_prefix"
+# The keyword by which the engine's key/value store (layer_runner.KVStore) reaches this function
+# through a layer's **kwargs; the function asks it for the calling layer's prefix only.
+SHARED_PREFIX_CACHE = "shared_prefix_cache"
 
 Kernel = Literal["cpu_flash", "cuda_efficient", "math"]
 KERNELS: tuple[Kernel, ...] = ("cpu_flash", "cuda_efficient", "math")
@@ -93,6 +98,8 @@ def attention_with_lse(query: Tensor, key: Tensor, value: Tensor, *, causal: boo
         try:
             out, lse = _efficient()(query, key, value, None, True, 0.0, causal, scale=scale)[:2]
             return out, lse[..., : query.shape[2]]
+        except torch.OutOfMemoryError:
+            raise  # a batch too large for the device, not a kernel refusal: the math kernel needs more memory still
         except RuntimeError as error:  # e.g. a head size or dtype this build's kernel does not take
             _efficient_failed.append(str(error).splitlines()[0] if str(error) else type(error).__name__)
             warnings.warn(f"shared-prefix attention: the CUDA efficient kernel refused ({_efficient_failed[-1]}); "
@@ -100,12 +107,28 @@ def attention_with_lse(query: Tensor, key: Tensor, value: Tensor, *, causal: boo
     return math_attention_with_lse(query, key, value, causal=causal, scale=scale)
 
 
+class PrefixSource(Protocol):
+    """What the attention asks of the engine's key/value store (layer_runner.KVStore)."""
+
+    def shared_prefix_of(self, layer_idx: int) -> tuple[Tensor, Tensor] | None: ...
+
+
+def merge_by_lse(out: Tensor, lse: Tensor, out_p: Tensor, lse_p: Tensor) -> Tensor:
+    """Attention over two key sets from each one's output [.., T, D] and log-sum-exp [.., T]: the
+    outputs weighted by their share of the total softmax mass, in float32 (bf16 weights and a bf16
+    sum would round three times before the one rounding to the output's dtype)."""
+    total = torch.logaddexp(lse.float(), lse_p.float())
+    mixed = out.float() * torch.exp(lse.float() - total).unsqueeze(-1) + out_p.float() * torch.exp(lse_p.float() - total).unsqueeze(-1)
+    return mixed.to(out.dtype)
+
+
 def shared_prefix_attention(module, query: Tensor, key: Tensor, value: Tensor, attention_mask, scaling: float | None = None,
-                            dropout: float = 0.0, shared_prefix: Mapping[int, tuple[Tensor, Tensor]] | None = None, **kwargs):
+                            dropout: float = 0.0, shared_prefix_cache: PrefixSource | None = None, **kwargs):
     """Attention of `query` [B, H, T, D] over all keys of the layer's shared prefix ([1, Hkv, P, D],
-    seen by every row; none when absent) and then causally over the rows' own `key`/`value`
-    [B, Hkv, T, D]; `attention_mask` is ignored (right padding needs none: a real token never
-    attends to a later pad). Returns [B, T, H, D] like transformers' attention functions."""
+    seen by every row, taken from `shared_prefix_cache` for `module.layer_idx`; none when absent)
+    and then causally over the rows' own `key`/`value` [B, Hkv, T, D]; `attention_mask` is ignored
+    (right padding needs none: a real token never attends to a later pad). Returns [B, T, H, D]
+    like transformers' attention functions."""
     b, h, t, d = query.shape
     kv_heads = key.shape[1]
     group = h // kv_heads
@@ -115,25 +138,18 @@ def shared_prefix_attention(module, query: Tensor, key: Tensor, value: Tensor, a
         key = key[:, :, None].expand(b, kv_heads, group, t, d).reshape(b, h, t, d)
         value = value[:, :, None].expand(b, kv_heads, group, t, d).reshape(b, h, t, d)
     out, lse = attention_with_lse(query, key, value, causal=True, scale=scale, kernel=kernel)
-    prefix = (shared_prefix or {}).get(module.layer_idx)
+    prefix = shared_prefix_cache.shared_prefix_of(module.layer_idx) if shared_prefix_cache is not None else None
     if prefix is not None:
+        # The layer computed its prefix keys/values on its own device: this copies nothing.
+        prefix_key, prefix_value = (part.to(query.device) for part in prefix)
         # Every row and every query head of a key/value head sees the same prefix keys: one long query.
         folded = query.view(b, kv_heads, group, t, d).transpose(0, 1).reshape(1, kv_heads, b * group * t, d)
-        out_p, lse_p = attention_with_lse(folded, prefix[0], prefix[1], causal=False, scale=scale, kernel=kernel)
+        out_p, lse_p = attention_with_lse(folded, prefix_key, prefix_value, causal=False, scale=scale, kernel=kernel)
         out_p = out_p.view(kv_heads, b, group, t, d).transpose(0, 1).reshape(b, h, t, d)
         lse_p = lse_p.view(kv_heads, b, group, t).transpose(0, 1).reshape(b, h, t)
-        total = torch.logaddexp(lse, lse_p)
-        out = out * torch.exp(lse - total).unsqueeze(-1).to(out.dtype) + out_p * torch.exp(lse_p - total).unsqueeze(-1).to(out.dtype)
+        out = merge_by_lse(out, lse, out_p, lse_p)
     return out.transpose(1, 2).contiguous(), None
 
 
-def _register_attention() -> bool:
-    try:
-        from transformers import AttentionInterface
-    except ImportError:  # older transformers: the concatenating path only
-        return False
-    AttentionInterface.register(SHARED_PREFIX_ATTENTION, shared_prefix_attention)
-    return True
-
-
-REGISTERED = _register_attention()
+# False on a transformers without AttentionInterface: the concatenating path only.
+REGISTERED = register_attention(SHARED_PREFIX_ATTENTION, shared_prefix_attention)

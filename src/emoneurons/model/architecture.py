@@ -95,6 +95,18 @@ def gated_ffns(model: nn.Module) -> list[GatedFFN]:
     return [_gated_ffn(model, getattr(layer, "mlp", None)) for layer in decoder_layers(model)]
 
 
+def module_device(module: nn.Module) -> torch.device:
+    """The device `module` computes on: accelerate's execution device where a device map put a
+    hook on it (its weights may sit elsewhere, offloaded), else its first parameter's."""
+    hook = getattr(module, "_hf_hook", None)
+    device = getattr(hook, "execution_device", None)
+    if device is not None:
+        return torch.device(device if not isinstance(device, int) else f"cuda:{device}")
+    for tensor in (*module.parameters(), *module.buffers()):  # a rotary embedding has buffers only
+        return tensor.device
+    return torch.device("cpu")
+
+
 class DecoderAdapter:
     """The pieces of a decoder that mask-eval's engine calls itself, for one model."""
 
@@ -132,13 +144,28 @@ class DecoderAdapter:
             return f"{type(self.model).__name__} attends bidirectionally"
         return None
 
+    def layer_devices(self) -> list[torch.device]:
+        """The device each decoder layer computes on (one device for a model on one device; a
+        device map, `model.device: auto`, spreads the layers over several). Read per call: a
+        model may be moved after its adapter is built."""
+        return [module_device(layer) for layer in self.layers]
+
+    def input_device(self) -> torch.device:
+        """Where token ids go in: the embedding's device."""
+        return module_device(self.model.model.embed_tokens)
+
     def embed(self, ids: Tensor) -> Tensor:
         # Gemma's embed_tokens scales by sqrt(hidden) itself: the module's output is what layer 0 sees.
-        return self.model.model.embed_tokens(ids)
+        return self.model.model.embed_tokens(ids.to(self.input_device()))
 
     def position_embeddings(self, hidden: Tensor, positions: Tensor) -> list:
         """Each layer's rotary (cos, sin) at `positions` (one computation per layer type)."""
         rotary = self.model.model.rotary_emb
+        # Computed where the rotary module sits (the layers' copies are made per device by the
+        # engine): it reads only its input's device and dtype, so an empty tensor stands in for
+        # `hidden`, which may sit on another device (a device map) and is not copied for this.
+        device = module_device(rotary)
+        hidden, positions = torch.empty(0, dtype=hidden.dtype, device=device), positions.to(device)
         if not self._per_type_rotary:
             shared = rotary(hidden, positions)
             return [shared] * len(self.layers)
@@ -148,8 +175,10 @@ class DecoderAdapter:
     def logits(self, hidden: Tensor, normed: bool = False) -> Tensor:
         """Final norm (unless `normed`), lm_head and the family's final soft-capping."""
         if not normed:
-            hidden = self.model.model.norm(hidden)
-        logits = self.model.get_output_embeddings()(hidden)
+            norm = self.model.model.norm
+            hidden = norm(hidden.to(module_device(norm)))
+        lm_head = self.model.get_output_embeddings()
+        logits = lm_head(hidden.to(module_device(lm_head)))
         if self.final_softcap is not None:
             logits = torch.tanh(logits / self.final_softcap) * self.final_softcap
         return logits
