@@ -74,3 +74,44 @@ def test_load_model_with_cuda_and_no_gpu_fails_before_loading():
 
     with pytest.raises(ParamsError, match="^model.device: 'cuda'"):
         load_model(section("model", id="owner/not-downloaded", device="cuda"))
+
+
+def test_device_map_puts_every_weight_on_the_asked_device():
+    from emoneurons.model.loading import device_map
+
+    assert device_map("cuda") == {"": "cuda"} and device_map("cuda:3") == {"": "cuda:3"}
+    assert device_map("auto") == "auto"
+    assert device_map("cpu") is None  # transformers' default: the cpu path is unchanged
+
+
+def test_a_gpu_device_loads_straight_onto_it_with_no_move_after(tmp_path, tiny_llama, monkeypatch):
+    """model.device: cuda is loaded with a device map onto the card, never on the host and then
+    moved (~16 GB of host memory per rank for 8B). Here `meta` stands in for the card: the weights
+    must end up there, and nn.Module.to must not be called after loading."""
+    from torch import nn
+
+    from emoneurons.model import loading
+
+    tiny_llama.model.save_pretrained(tmp_path / "m")
+    tiny_llama.tokenizer.save_pretrained(tmp_path / "m")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # model.device: cuda passes its check
+    asked = []
+    real = loading.device_map
+
+    def onto_meta(device):
+        asked.append(device)
+        return {"": "meta"} if device.startswith("cuda") else real(device)
+
+    monkeypatch.setattr(loading, "device_map", onto_meta)
+    loaded_before_to = []
+    original_to = nn.Module.to
+
+    def no_move(self, *args, **kwargs):
+        loaded_before_to.append(args or kwargs)
+        return original_to(self, *args, **kwargs)
+
+    monkeypatch.setattr(nn.Module, "to", no_move)
+    loaded = load_model(section("model", id=str(tmp_path / "m"), device="cuda", dtype="float32"))
+    assert asked == ["cuda"]
+    assert {p.device.type for p in loaded.model.parameters()} == {"meta"}
+    assert loaded_before_to == []  # no move after loading

@@ -11,11 +11,20 @@ from __future__ import annotations
 import os
 import shlex
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from emoneurons.params import ParamsError
+
 if TYPE_CHECKING:  # torch is imported where a process group is used: plain runs stay cheap to start
     import torch
+
+# Seconds a rank waits in a collective (the final sum, the gather, a barrier) before the process
+# group gives up. torch's own default is 10 minutes for nccl: a rank that finished its share (or
+# resumed with little left) is killed while the others still compute. Override in the environment.
+PG_TIMEOUT_ENV = "EMONEURONS_PG_TIMEOUT_S"
+DEFAULT_PG_TIMEOUT_S = 6 * 3600.0
 
 # Set in the environment to run a stage under a launcher when it is started plainly (dvc repro):
 # e.g. EMONEURONS_LAUNCH="accelerate launch --multi_gpu --num_processes 8".
@@ -97,15 +106,33 @@ class Ranks:
             dist.barrier()
 
 
+def process_group_timeout_s(environ: Mapping[str, str] = os.environ) -> float:
+    """$EMONEURONS_PG_TIMEOUT_S (seconds, > 0), else DEFAULT_PG_TIMEOUT_S; a bad value is one line."""
+    raw = environ.get(PG_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_PG_TIMEOUT_S
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > 0 or seconds == float("inf"):
+        raise ParamsError(f"{PG_TIMEOUT_ENV}={raw!r}: not a number of seconds; allowed: a number > 0 (default {DEFAULT_PG_TIMEOUT_S:g})")
+    return seconds
+
+
 def start(model_device: str) -> Ranks:
     """Join the launched processes (a no-op for one process). The model's device picks the
-    backend: gloo for `cpu` (or no GPU present), nccl for CUDA devices."""
+    backend: gloo for `cpu` (or no GPU present), nccl for CUDA devices; the process group's
+    timeout is process_group_timeout_s()."""
     if not launched():
         return Ranks()
+    from datetime import timedelta
+
     import torch
     from accelerate import PartialState
 
+    timeout = timedelta(seconds=process_group_timeout_s())  # before joining: a bad value is one line
     cpu = model_device == "cpu" or not torch.cuda.is_available()
-    state = PartialState(cpu=cpu)
+    state = PartialState(cpu=cpu, timeout=timeout)
     return Ranks(rank=state.process_index, world=state.num_processes,
                  local_rank=state.local_process_index, backend=str(state.backend))

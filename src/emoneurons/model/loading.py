@@ -91,6 +91,17 @@ def attention_implementation(device: str, dtype: torch.dtype, padding_masks_only
     return "sdpa"
 
 
+def device_map(device: str) -> str | dict[str, str] | None:
+    """from_pretrained's device_map for model.device: `auto` spreads the layers over the GPUs
+    (accelerate); a GPU gets every weight read straight onto it, so a rank never holds a host copy
+    of the weights (16 GB for 8B in bf16); the cpu: None, transformers' default (on the host)."""
+    if device == "auto":
+        return "auto"
+    if device == "cpu":
+        return None
+    return {"": device}
+
+
 def load_model(params: ModelParams, padding_masks_only: bool = False) -> LoadedModel:
     """Load model and tokenizer for inference (eval mode, no grad), offline when HF_HUB_OFFLINE=1.
     `padding_masks_only`: the caller passes only 2D padding masks (flash_attention_2 may be used)."""
@@ -103,8 +114,9 @@ def load_model(params: ModelParams, padding_masks_only: bool = False) -> LoadedM
     attention = attention_implementation(params.device, dtype, padding_masks_only)
     if attention is not None:
         kwargs["attn_implementation"] = attention
-    if params.device == "auto":
-        kwargs["device_map"] = "auto"
+    placement = device_map(params.device)
+    if placement is not None:
+        kwargs["device_map"] = placement
     if gguf_file is not None and Path(source, gguf_file).exists():
         converted = _converted_dir(source, gguf_file)
         if not (converted / "config.json").exists():
@@ -120,7 +132,7 @@ def load_model(params: ModelParams, padding_masks_only: bool = False) -> LoadedM
         source, gguf_file = str(converted), None
     tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=gguf_file)
     model = AutoModelForCausalLM.from_pretrained(source, gguf_file=gguf_file, **kwargs)
-    if params.device != "auto":
+    if placement is None:
         model.to(params.device)
     model.eval()
     model.requires_grad_(False)

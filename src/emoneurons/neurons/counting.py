@@ -42,10 +42,6 @@ Positions = Literal["all", "last"]
 Text = Literal["dialogue", "prompt"]
 Activation = Literal["gate", "product"]
 
-# float32 holds every integer below 2**24 exactly, so a 0/1 matmul over fewer rows is exact.
-_EXACT_FLOAT32_ROWS = 2**24
-
-
 @dataclass(frozen=True)
 class CountedText:
     """Token ids to feed, the counted span [start, end) within them, and the emotion index."""
@@ -105,9 +101,9 @@ class Batch:
     attention_mask: torch.Tensor  # [B, S]
     position_ids: torch.Tensor  # [B, S], 0 at each row's first real token
     offsets: list[int]  # where each row's first real token sits (0 with right padding)
-    rows: torch.Tensor | None  # flat indices (into B*S) of the counted tokens, or None: see weights
-    weights: torch.Tensor  # [6, rows] float32: one-hot emotion of each counted row; zero columns
-    # for uncounted rows (padding, prompt) when `rows` is None
+    rows: torch.Tensor | None  # flat indices (into B*S) of the counted tokens (few counted), or None: see threshold
+    threshold: torch.Tensor | None  # [B, S, 1] float32 (rows None): 0 on counted tokens, +inf on the rest
+    emotion: torch.Tensor  # int64 emotion index of each counted row (`rows`), else of each dialogue [B]
     counted: list[int]  # counted tokens per emotion (EMOTIONS order)
 
 
@@ -121,22 +117,24 @@ def padded_batch(items: Sequence[CountedText], pad_id: int, padding_side: str) -
     for b, (item, offset) in enumerate(zip(items, padded.offsets)):
         rows.extend(range(b * width + offset + item.start, b * width + offset + item.end))
         emotion_of_row.extend([item.emotion] * (item.end - item.start))
-    if len(items) * width >= _EXACT_FLOAT32_ROWS:
-        raise ValueError(f"a batch of {len(items) * width} tokens; at most {_EXACT_FLOAT32_ROWS - 1} are counted exactly")
-    emotion_index = torch.tensor(emotion_of_row, dtype=torch.long)
-    # Most rows counted (positions=all): weight every row, zero for the rest, and skip a gather
-    # that would copy nearly the whole activation; few rows (positions=last): gather them.
+    # Few rows counted (positions=last): gather them. Most rows counted (positions=all): compare
+    # every row against a per-row threshold that no value passes on uncounted rows (padding,
+    # prompt), then sum each dialogue's rows: no gather copying nearly the whole activation.
     gather = 2 * len(rows) < len(items) * width
-    columns = torch.arange(len(rows)) if gather else torch.tensor(rows, dtype=torch.long)
-    weights = torch.zeros((len(EMOTIONS), len(rows) if gather else len(items) * width), dtype=torch.float32)
-    weights[emotion_index, columns] = 1.0
+    threshold = None
+    if not gather:
+        threshold = torch.full((len(items) * width,), float("inf"))
+        threshold[torch.tensor(rows, dtype=torch.long)] = 0.0
+        threshold = threshold.view(len(items), width, 1)
+    emotion = emotion_of_row if gather else [item.emotion for item in items]
     return Batch(
         input_ids=padded.ids,
         attention_mask=padded.valid.long(),
         position_ids=position_ids,
         offsets=padded.offsets,
         rows=torch.tensor(rows, dtype=torch.long) if gather else None,
-        weights=weights,
+        threshold=threshold,
+        emotion=torch.tensor(emotion, dtype=torch.long),
         counted=[emotion_of_row.count(e) for e in range(len(EMOTIONS))],
     )
 
@@ -149,45 +147,50 @@ def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     return tensor.pin_memory().to(device, non_blocking=True)
 
 
+@dataclass(frozen=True)
+class _OnDevice:
+    rows: torch.Tensor | None
+    threshold: torch.Tensor | None  # in the activation's dtype: the comparison reads it as it is
+    emotion: torch.Tensor
+
+
 class _BatchOnDevices:
-    """The current batch's counted rows and emotion weights, copied once to each device that
-    asks, and a float32 scratch buffer per device for the 0/1 activations."""
+    """The current batch's counted rows (or thresholds) and emotions, copied once to each
+    (device, activation dtype) that asks: each layer's hook gets them on its own layer's device."""
 
     def __init__(self) -> None:
         self.batch: Batch | None = None
-        self._copies: dict[torch.device, tuple[torch.Tensor | None, torch.Tensor]] = {}
-        self._scratch: dict[torch.device, torch.Tensor] = {}
+        self._copies: dict[tuple[torch.device, torch.dtype], _OnDevice] = {}
 
     def set(self, batch: Batch) -> None:
         self.batch, self._copies = batch, {}
 
-    def on(self, device: torch.device) -> tuple[torch.Tensor | None, torch.Tensor]:
-        if device not in self._copies:
+    def on(self, device: torch.device, dtype: torch.dtype) -> _OnDevice:
+        if (device, dtype) not in self._copies:
             assert self.batch is not None
-            rows = None if self.batch.rows is None else _to_device(self.batch.rows, device)
-            self._copies[device] = (rows, _to_device(self.batch.weights, device))
-        return self._copies[device]
-
-    def scratch(self, shape: tuple[int, int], device: torch.device) -> torch.Tensor:
-        buffer = self._scratch.get(device)
-        if buffer is None or buffer.numel() < shape[0] * shape[1]:
-            buffer = self._scratch[device] = torch.empty(shape[0] * shape[1], dtype=torch.float32, device=device)
-        return buffer[: shape[0] * shape[1]].view(shape)
+            batch = self.batch
+            self._copies[(device, dtype)] = _OnDevice(
+                rows=None if batch.rows is None else _to_device(batch.rows, device),
+                threshold=None if batch.threshold is None else _to_device(batch.threshold.to(dtype), device),
+                emotion=_to_device(batch.emotion, device),
+            )
+        return self._copies[(device, dtype)]
 
 
 def _accumulate(counts: torch.Tensor, values: torch.Tensor, current: _BatchOnDevices) -> None:
-    """counts [6, N] (int64) += per emotion, how many counted tokens have values > 0."""
-    rows, weights = current.on(values.device)
-    flat = values.reshape(-1, values.shape[-1])
-    if rows is not None:
-        flat = flat.index_select(0, rows)
-    # `> 0` written straight into float32 (one pass; a bool tensor and a cast take ~10x longer on
-    # CPU). It also turns a NaN of a padding row (fully masked attention) into 0 before the
-    # matmul, where 0 * NaN would poison the sum. Exact: a sum of 0/1 terms stays an integer
-    # below 2**24 at every step (padded_batch checks the row count), so float32 holds it exactly
-    # whatever the summation order (TF32 on GPUs rounds inputs, but 0 and 1 are exact there).
-    active = torch.gt(flat, 0, out=current.scratch(tuple(flat.shape), flat.device))
-    counts += torch.mm(weights, active).to(torch.int64)
+    """counts [6, N] (int64) += per emotion, how many counted tokens have values [B, S, N] > 0.
+
+    Memory traffic per token (bench/RESULTS.md, "Counting's memory traffic"): the values are read
+    once in their own dtype and one bool per neuron is written and read back; the sums are
+    integers, exact in any order. A NaN (a padding row's fully masked attention) is never > 0
+    nor > inf, so it counts as inactive, as in neurons/reference.py."""
+    on = current.on(values.device, values.dtype)
+    if on.rows is not None:
+        active = values.reshape(-1, values.shape[-1]).index_select(0, on.rows) > 0  # [rows, N] bool
+        counts.index_add_(0, on.emotion, active.to(torch.int64))
+    else:
+        active = torch.gt(values, on.threshold)  # [B, S, N] bool: False on every uncounted row
+        counts.index_add_(0, on.emotion, active.sum(dim=1))  # [B, N] int64 per dialogue, then per emotion
 
 
 def _hook_layers(mlps: Sequence[GatedFFN], counts: Sequence[torch.Tensor], activation: Activation, current: _BatchOnDevices) -> list:
@@ -208,9 +211,9 @@ def _hook_layers(mlps: Sequence[GatedFFN], counts: Sequence[torch.Tensor], activ
     return handles
 
 
-def _layer_counters(mlps: Sequence[GatedFFN]) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
-    """One [L, 6, N] int64 tensor on the model's device (or one [6, N] per layer when layers
-    are spread over devices), and its per-layer views."""
+def layer_counters(mlps: Sequence[GatedFFN]) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+    """One [L, 6, N] int64 tensor on the model's device (or one [6, N] per layer, each on its
+    layer's device, when layers are spread over devices), and its per-layer views."""
     devices = [mlp.down_proj.weight.device for mlp in mlps]
     n = mlps[0].n_neurons
     if len(set(devices)) == 1:
@@ -278,6 +281,20 @@ def _feed_batches(lm: LoadedModel, items: Sequence[CountedText], batches: Sequen
         progress.close()
 
 
+def count_batches(lm: LoadedModel, items: Sequence[CountedText], batches: Sequence[list[int]], counts: Sequence[torch.Tensor],
+                  T: torch.Tensor, *, activation: Activation, desc: str = "",
+                  finished: Callable[[int], None] = lambda batch_size: None) -> None:
+    """Each batch of `items` through the decoder with counting hooks: counts[layer] ([6, N] int64,
+    on that layer's device: layer_counters) and T ([6], host) += the batch's; finished(rows) after each."""
+    current = _BatchOnDevices()
+    handles = _hook_layers(ffn_modules(lm.model), counts, activation, current)
+    try:
+        _feed_batches(lm, items, batches, current, T, desc, finished)
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def activation_counts(
     lm: LoadedModel,
     dialogues: Sequence[str],
@@ -302,7 +319,7 @@ def activation_counts(
     mlps = ffn_modules(lm.model)  # UnsupportedModelError before any work
     items = _counted_items(lm.tokenizer, dialogues, emotions, text=text, positions=positions, max_length=max_length,
                            prompt_format=prompt_format, truncation=truncation)
-    whole, counts = _layer_counters(mlps)
+    whole, counts = layer_counters(mlps)
     T = torch.zeros(len(EMOTIONS), dtype=torch.int64)
     batches = length_batches([len(item.ids) for item in items], batch_size, max_padding)
     todo = list(range(len(batches)))
@@ -317,13 +334,7 @@ def activation_counts(
         if schedule is not None:
             schedule.finished(batch_size, lambda: _stacked(whole, counts), T)
 
-    current = _BatchOnDevices()
-    handles = _hook_layers(mlps, counts, activation, current)
-    try:
-        _feed_batches(lm, items, [batches[b] for b in todo], current, T, desc, finished)
-    finally:
-        for handle in handles:
-            handle.remove()
+    count_batches(lm, items, [batches[b] for b in todo], counts, T, activation=activation, desc=desc, finished=finished)
     stacked = _stacked(whole, counts)
     if schedule is not None:
         stacked, T = schedule.combine(stacked, T)

@@ -3,8 +3,9 @@ dialogues with the largest gate activation (and the token where it peaks), and p
 token how often the neuron fires on it (gate_proj(x) > 0, LAPE's `gate` activation; the FFN
 through model/architecture.py, so a fused gate_up_proj works too).
 
-Only running top-k and per-token counts are kept on the model's device; the full activations of a
-batch are read once in a forward hook and dropped. The counted tokens are those `count` counts with
+Only running top-k and per-token counts are kept, each layer's neurons' on that layer's device (a
+model spread over GPUs never mixes devices); the chosen neurons' gate values of a batch are read
+once in a forward hook and dropped. The counted tokens are those `count` counts with
 text=dialogue: the dialogue's own tokens, not the BOS the tokenizer adds before them.
 """
 
@@ -83,33 +84,48 @@ def _columns(neurons: Sequence[tuple[int, int]], n_layers: int) -> dict[int, tup
     return {layer: (torch.tensor(idx), torch.tensor(cols)) for layer, (idx, cols) in grouped.items()}
 
 
-def _gate_hooks(mlps: Sequence, columns: Mapping[int, tuple[Tensor, Tensor]], gathered: dict[int, Tensor],
-                device: torch.device) -> list:
-    """Forward hooks that put each hooked layer's gate values of the chosen neurons into `gathered`."""
+def _gate_hooks(mlps: Sequence, layers: Mapping[int, _LayerRunning], gathered: dict[int, Tensor]) -> list:
+    """Forward hooks that put each hooked layer's gate values of the chosen neurons into `gathered`
+    (float32, on that layer's device)."""
     handles = []
-    for layer, (idx, _) in columns.items():
+    for layer, running in layers.items():
         ffn = mlps[layer]
 
-        def on_gate(module: nn.Module, args: tuple, output: Tensor, layer: int = layer, idx: Tensor = idx, ffn=ffn) -> None:
+        def on_gate(module: nn.Module, args: tuple, output: Tensor, layer: int = layer, idx: Tensor = running.idx, ffn=ffn) -> None:
             # gate_of: the gate half of a fused gate_up_proj (Phi-3), else the output as it is.
-            gathered[layer] = ffn.gate_of(output).index_select(-1, idx.to(output.device)).to(device, torch.float32)
+            gathered[layer] = ffn.gate_of(output).index_select(-1, idx).float()
 
         handles.append(ffn.gate_source.register_forward_hook(on_gate))
     return handles
 
 
 @dataclass
-class _Running:
-    """What one pass keeps on the model's device: the top-k and the per-token counts."""
+class _LayerRunning:
+    """What one pass keeps of one layer's chosen neurons, on that layer's device."""
 
-    top: TopK
-    token_counts: Tensor  # [V]
-    token_active: Tensor  # [V, n]
+    idx: Tensor  # [n_l] indices within the layer (on the layer's device)
+    columns: list[int]  # their columns in the output
+    top: TopK  # [k, n_l]
+    token_active: Tensor  # [V, n_l]
 
 
-def _add_batch(lm: LoadedModel, items: Sequence[CountedText], members: list[int], columns: Mapping[int, tuple[Tensor, Tensor]],
-               gathered: dict[int, Tensor], running: _Running, device: torch.device) -> None:
-    """One batch of dialogues through the decoder, merged into `running`."""
+class _BatchCopies:
+    """The current batch's counted mask, row offsets, dialogue indices, counted positions (flat)
+    and their token ids, copied once to each device that asks."""
+
+    def __init__(self, *host: Tensor) -> None:
+        self._host = host
+        self._copies: dict[torch.device, tuple[Tensor, ...]] = {}
+
+    def on(self, device: torch.device) -> tuple[Tensor, ...]:
+        if device not in self._copies:
+            self._copies[device] = tuple(t.to(device) for t in self._host)
+        return self._copies[device]
+
+
+def _add_batch(lm: LoadedModel, items: Sequence[CountedText], members: list[int], layers: Mapping[int, _LayerRunning],
+               gathered: dict[int, Tensor], token_counts: Tensor) -> None:
+    """One batch of dialogues through the decoder, merged into each layer's running state."""
     tokenizer = lm.tokenizer
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     batch_items = [items[i] for i in members]
@@ -118,19 +134,50 @@ def _add_batch(lm: LoadedModel, items: Sequence[CountedText], members: list[int]
     counted = torch.zeros((len(members), width), dtype=torch.bool)
     for b, (item, offset) in enumerate(zip(batch_items, batch.offsets)):
         counted[b, offset + item.start : offset + item.end] = True
+    rows = counted.reshape(-1).nonzero().squeeze(1)  # on the host: no device sync for a boolean index
     gathered.clear()
+    device = token_counts.device  # the embeddings'
     lm.model.model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
                    position_ids=batch.position_ids.to(device), use_cache=False)
-    gate = torch.empty((len(members), width, running.token_active.shape[1]), dtype=torch.float32, device=device)
-    for layer, (_, cols) in columns.items():
-        gate[:, :, cols] = gathered[layer]
-    counted, offsets = counted.to(device), torch.tensor(batch.offsets, dtype=torch.long, device=device)
-    peak, where = gate.masked_fill(~counted.unsqueeze(-1), float("-inf")).max(dim=1)  # [B, n]
-    dialogue = torch.tensor(members, dtype=torch.long, device=device)
-    running.top = merge_top_k(running.top, peak, dialogue, where - offsets.unsqueeze(1))
-    ids = batch.input_ids.to(device)[counted]
-    running.token_counts.index_add_(0, ids, torch.ones_like(ids))
-    running.token_active.index_add_(0, ids, (gate[counted] > 0).long())
+    copies = _BatchCopies(counted, torch.tensor(batch.offsets, dtype=torch.long), torch.tensor(members, dtype=torch.long),
+                          rows, batch.input_ids.reshape(-1)[rows])
+    for layer, running in layers.items():
+        gate = gathered[layer]  # [B, S, n_l]
+        counted_here, offsets, dialogue, rows_here, ids = copies.on(gate.device)
+        peak, where = gate.masked_fill(~counted_here.unsqueeze(-1), float("-inf")).max(dim=1)  # [B, n_l]
+        running.top = merge_top_k(running.top, peak, dialogue, where - offsets.unsqueeze(1))
+        active = gate.reshape(-1, gate.shape[-1]).index_select(0, rows_here) > 0
+        running.token_active.index_add_(0, ids, active.long())
+    ids = copies.on(device)[4]
+    token_counts.index_add_(0, ids, torch.ones_like(ids))
+
+
+def activity_by_layer(lm: LoadedModel, items: Sequence[CountedText], neurons: Sequence[tuple[int, int]], *, k: int,
+                      batch_size: int = 16, desc: str = "") -> tuple[Tensor, dict[int, _LayerRunning]]:
+    """One pass over `items`: the per-token counts (on the embeddings' device) and, per layer with
+    chosen neurons, its running top-k and firing counts on that layer's device."""
+    mlps = ffn_modules(lm.model)
+    device = lm.model.model.get_input_embeddings().weight.device
+    vocab = lm.model.get_input_embeddings().weight.shape[0]
+    layers = {}
+    for layer, (idx, cols) in _columns(neurons, len(mlps)).items():
+        where = mlps[layer].down_proj.weight.device
+        layers[layer] = _LayerRunning(idx.to(where), cols.tolist(), empty_top_k(k, len(cols), where),
+                                      torch.zeros((vocab, len(cols)), dtype=torch.long, device=where))
+    token_counts = torch.zeros(vocab, dtype=torch.long, device=device)
+    gathered: dict[int, Tensor] = {}
+    handles = _gate_hooks(mlps, layers, gathered)
+    progress = tqdm(total=len(items), desc=desc or "cards", unit="dialogue", leave=False, disable=not desc)
+    try:
+        with torch.inference_mode():
+            for members in length_batches([len(item.ids) for item in items], batch_size):
+                _add_batch(lm, items, members, layers, gathered, token_counts)
+                progress.update(len(members))
+    finally:
+        progress.close()
+        for handle in handles:
+            handle.remove()
+    return token_counts, layers
 
 
 def neuron_activity(
@@ -145,35 +192,22 @@ def neuron_activity(
 ) -> NeuronActivity:
     """One pass over `dialogues`: the k dialogues with the largest gate activation of each neuron
     and the per-token firing counts. Batching does not change the result."""
-    mlps = ffn_modules(lm.model)
-    device = lm.model.model.get_input_embeddings().weight.device
-    n = len(neurons)
-    vocab = lm.model.get_input_embeddings().weight.shape[0]
     # The emotion is not used here; counting_inputs gives the fed ids and the counted span.
     items, truncated = counting_inputs(lm.tokenizer, dialogues, ["anger"] * len(dialogues), text="dialogue", positions="all",
                                max_length=max_length)
     if len(items) != len(dialogues):  # it drops dialogues with no token of their own
         raise ValueError(f"{len(dialogues) - len(items)} dialogue(s) have no tokens within max_length={max_length}")
-    running = _Running(empty_top_k(k, n, device), torch.zeros(vocab, dtype=torch.long, device=device),
-                       torch.zeros((vocab, n), dtype=torch.long, device=device))
-    gathered: dict[int, Tensor] = {}
-    columns = {layer: (idx.to(device), cols.to(device)) for layer, (idx, cols) in _columns(neurons, len(mlps)).items()}
-    handles = _gate_hooks(mlps, columns, gathered, device)
-    progress = tqdm(total=len(items), desc=desc or "cards", unit="dialogue", leave=False, disable=not desc)
-    try:
-        with torch.inference_mode():
-            for members in length_batches([len(item.ids) for item in items], batch_size):
-                _add_batch(lm, items, members, columns, gathered, running, device)
-                progress.update(len(members))
-    finally:
-        progress.close()
-        for handle in handles:
-            handle.remove()
-    top = running.top
-    return NeuronActivity([(int(layer), int(index)) for layer, index in neurons],
-                          TopK(*(t.cpu() for t in (top.values, top.dialogue, top.position))),
-                          running.token_counts.cpu(), running.token_active.cpu(), [item.ids for item in items],
-                          [item.start for item in items], truncated)
+    token_counts, layers = activity_by_layer(lm, items, neurons, k=k, batch_size=batch_size, desc=desc)
+    n = len(neurons)
+    top = empty_top_k(k, n)
+    token_active = torch.zeros((token_counts.shape[0], n), dtype=torch.long)
+    for running in layers.values():  # each layer's columns into the output's, on the host
+        top.values[:, running.columns] = running.top.values.cpu()
+        top.dialogue[:, running.columns] = running.top.dialogue.cpu()
+        top.position[:, running.columns] = running.top.position.cpu()
+        token_active[:, running.columns] = running.token_active.cpu()
+    return NeuronActivity([(int(layer), int(index)) for layer, index in neurons], top, token_counts.cpu(), token_active,
+                          [item.ids for item in items], [item.start for item in items], truncated)
 
 
 @dataclass(frozen=True)
