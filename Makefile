@@ -29,7 +29,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup server run pipeline test remote clean-venv lock lock-check FORCE
+.PHONY: setup server run pipeline test remote clean-venv deps lock lock-check FORCE
 
 setup: $(VENV)/.installed remote
 
@@ -128,6 +128,10 @@ pipeline:
 
 test: setup server
 	$(PY) -m pytest -n 2 --dist loadfile
+
+# dvc.yaml's code deps from the stages' imports (tools/dvc_deps.py); tests/test_dvc_yaml.py checks them.
+deps: $(VENV)/.installed
+	$(PY) tools/dvc_deps.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -5,52 +5,15 @@ from __future__ import annotations
 
 import ast
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-SRC = REPO / "src"
-
-
-def _imported(path: Path) -> set[str]:
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("emoneurons"):
-            names.add(node.module)
-        elif isinstance(node, ast.Import):
-            names |= {a.name for a in node.names if a.name.startswith("emoneurons")}
-    return names
-
-
-def _module_file(name: str) -> Path | None:
-    base = SRC / name.replace(".", "/")
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.exists():
-            return candidate
-    return None
-
-
-def package_data(path: Path) -> set[Path]:
-    """Package data files a library module names by their path beside it ("template_data/topics.json")."""
-    names = {n.value for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
-    relative = {name for name in names if re.fullmatch(r"[\w.-]+(/[\w.-]+)+", name)}
-    return {path.parent / name for name in relative if (path.parent / name).is_file()}
-
-
-def library_files(script: Path) -> set[str]:
-    """Library modules a stage script imports, directly or through other library modules, and the
-    package data files they read."""
-    seen: set[Path] = set()
-    todo = [_module_file(n) for n in _imported(script)]
-    while todo:
-        path = todo.pop()
-        if path is None or path in seen:
-            continue
-        seen.add(path)
-        todo += [_module_file(n) for n in _imported(path)]
-    data = {d for p in seen if p.is_relative_to(SRC) for d in package_data(p)}
-    return {str(p.relative_to(REPO)) for p in seen | data if p.name != "__init__.py" or p.read_text().strip()}
+sys.path.insert(0, str(REPO / "tools"))
+from dvc_deps import SRC, code_deps, generated, library_files  # noqa: E402  (tools/ is no package)
 
 
 def covered(dep: str, deps: list[str]) -> bool:
@@ -75,6 +38,26 @@ def _option_default(script: Path, name: str) -> str:
     main = next(n for n in ast.parse(script.read_text()).body if isinstance(n, ast.FunctionDef) and n.name == "main")
     option = main.args.defaults[[a.arg for a in main.args.args].index(name) - len(main.args.args) + len(main.args.defaults)]
     return ast.literal_eval(option.args[0].args[0])
+
+
+def test_dvc_yaml_code_deps_are_what_make_deps_generates():
+    """The committed deps are tools/dvc_deps.py's output: a module move is `make deps`, not ten edits."""
+    text = (REPO / "dvc.yaml").read_text()
+    assert generated(text) == text, "dvc.yaml's code deps differ from the imports: run `make deps`"
+    stages = yaml.safe_load(text)["stages"]
+    for name, stage in stages.items():
+        deps = [d if isinstance(d, str) else next(iter(d)) for d in stage["deps"]]
+        code = [d for d in deps if d.startswith(("src/", "stages/"))]
+        assert code == code_deps(stage["cmd"].split()[-1]), name
+
+
+def test_the_generator_rewrites_a_stale_deps_list_and_keeps_the_rest(tmp_path):
+    text = (REPO / "dvc.yaml").read_text()
+    stale = text.replace("    - src/emoneurons/params.py\n", "", 1).replace(
+        "    - stages/count.py\n", "    - stages/count.py\n    - src/emoneurons/report/html.py\n", 1)
+    assert stale != text and generated(stale) == text
+    check = subprocess.run([sys.executable, str(REPO / "tools" / "dvc_deps.py"), "--check"], capture_output=True, text=True, cwd=REPO)
+    assert check.returncode == 0, check.stderr
 
 
 def test_filter_depends_on_the_folder_imported_data_sets_must_live_in():
