@@ -36,7 +36,9 @@ def lower_env() -> dict[str, str]:
         if os.environ.get("CI") == "true":
             pytest.fail(f"{why}: under CI=true the lower-end tests must run (`make test` builds it)")
         pytest.skip(why)
-    return os.environ | {"PYTHONPATH": os.pathsep.join([str(LOWER), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    # The outer run's pytest/xdist variables stay out: the inner run is a plain pytest of its own.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_")}
+    return env | {"PYTHONPATH": os.pathsep.join([str(LOWER), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
 
 
 def test_the_overlay_gives_the_lower_end_versions(lower_env):
