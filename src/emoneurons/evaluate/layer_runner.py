@@ -6,8 +6,9 @@ layer's rotary embeddings (model/architecture.py: Gemma 3 has local and global o
 an explicit additive 4D mask, which eager and sdpa attention both take, or no mask and the
 shared-prefix attention (evaluate/shared_prefix_attention.py), switched on only while `run_layers`
 runs (model/compat.py: how a layer takes its cache and its attention function differs between
-transformers versions). A run can start at any layer from kept
-hidden states, keep the states entering chosen layers, and run each FFN on chosen positions only.
+transformers versions). A run can start at any layer from kept hidden states, keep the states
+entering chosen layers, and run each FFN on chosen positions only. Layers may sit on several
+devices (a device map): what the engine makes goes to each layer's device where it meets it.
 """
 
 from __future__ import annotations
