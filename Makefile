@@ -29,7 +29,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup server run pipeline test remote clean-venv deps lock lock-check FORCE
+.PHONY: setup server lower-env run pipeline test remote clean-venv deps lock lock-check FORCE
 
 setup: $(VENV)/.installed remote
 
@@ -111,6 +111,23 @@ $(VENV)/.server: $(VENV)/.installed
 	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps --force-reinstall "$(LLAMA_CPP_WHEELS)"/llama_cpp_python-*.whl
 	touch $@
 
+# The lower end of the supported range (torch 2.11 + transformers 5.17, requirements-lower.lock):
+# only the packages that differ from the main lock, installed into an overlay folder that
+# tests/test_lower_end.py puts first on PYTHONPATH to rerun the engine, counting, family and
+# mask-eval reference tests. Linux x86_64 only (PyPI's only torch 2.11.0 there is the CUDA build:
+# ~3 GB of nvidia-* libraries, downloaded once into uv's cache); elsewhere it says so and the test
+# skips (outside CI).
+LOWER_VENV ?= .venv-lower
+lower-env: $(LOWER_VENV)/.installed
+$(LOWER_VENV)/.installed: requirements-lower.lock $(VENV)/.installed
+	@if [ "$$(uname -sm)" != "Linux x86_64" ]; then \
+	  echo "lower-env: requirements-lower.lock is for Linux x86_64, this is $$(uname -sm): the lower-end tests skip"; \
+	else \
+	  rm -rf $(LOWER_VENV) && \
+	  $(VENV)/bin/uv pip install -q --python $(PY) --target $(LOWER_VENV) --no-deps -r requirements-lower.lock && \
+	  touch $@; \
+	fi
+
 # A default remote only where none is set: `dvc remote default` fails when there is none.
 remote: $(VENV)/.installed
 	@dvc remote default >/dev/null 2>&1 || { mkdir -p "$(REMOTE)" && dvc remote add --local -d local "$(REMOTE)" && echo "DVC remote 'local' -> $(REMOTE)"; }
@@ -126,7 +143,7 @@ pipeline:
 	dvc repro
 	@dvc push --run-cache || { echo "make run: the results are computed and kept in the workspace and the local cache, but dvc push to the default remote failed (dvc's error above); run 'dvc push --run-cache' once it is reachable" >&2; exit 1; }
 
-test: setup server
+test: setup server lower-env
 	$(PY) -m pytest -n 2 --dist loadfile
 
 # dvc.yaml's code deps from the stages' imports (tools/dvc_deps.py); tests/test_dvc_yaml.py checks them.
@@ -134,4 +151,4 @@ deps: $(VENV)/.installed
 	$(PY) tools/dvc_deps.py
 
 clean-venv:
-	rm -rf $(VENV)
+	rm -rf $(VENV) $(LOWER_VENV)

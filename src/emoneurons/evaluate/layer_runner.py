@@ -4,9 +4,11 @@ The decoder layers are called one by one (the model adapter's `decoder_layers`),
 key/value store standing in for a transformers Cache (attention only calls `cache.update`), each
 layer's rotary embeddings (model/architecture.py: Gemma 3 has local and global ones) and either
 an explicit additive 4D mask, which eager and sdpa attention both take, or no mask and the
-shared-prefix attention (evaluate/shared_prefix_attention.py), switched on through the private
-`config._attn_implementation` only while `run_layers` runs. A run can start at any layer from kept
-hidden states, keep the states entering chosen layers, and run each FFN on chosen positions only.
+shared-prefix attention (evaluate/shared_prefix_attention.py), switched on only while `run_layers`
+runs (model/compat.py: how a layer takes its cache and its attention function differs between
+transformers versions). A run can start at any layer from kept hidden states, keep the states
+entering chosen layers, and run each FFN on chosen positions only. Layers may sit on several
+devices (a device map): what the engine makes goes to each layer's device where it meets it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from torch import Tensor
 
 from emoneurons.evaluate.shared_prefix_attention import REGISTERED, SHARED_PREFIX_ATTENTION, SHARED_PREFIX_CACHE
 from emoneurons.model.architecture import model_adapter
-from emoneurons.model.compat import cache_keyword
+from emoneurons.model.compat import attention_implementation, cache_keyword, layer_output
 from emoneurons.neurons.masking import decoder_layers
 from emoneurons.model.loading import LoadedModel
 
@@ -68,20 +70,6 @@ def shared_prefix_available(lm: LoadedModel) -> bool:
     enough, and plain softmax attention (no soft-capping of the attention logits, as Gemma 2 has).
     On any device: the attention kernel follows it (shared_prefix_attention.kernel_for)."""
     return REGISTERED and model_adapter(lm.model).attention_softcap is None
-
-
-@contextmanager
-def _attention(lm: LoadedModel, name: str | None) -> Iterator[None]:
-    """The model's attention implementation switched to `name` while the context is open (None: unchanged)."""
-    config = lm.model.config
-    before = config._attn_implementation
-    if name is not None:
-        config._attn_implementation = name
-    try:
-        yield
-    finally:
-        if name is not None:
-            config._attn_implementation = before
 
 
 @contextmanager
@@ -178,15 +166,13 @@ def run_layers(
     rows = {layer: real for layer in layers} if real is not None else {}
     if read is not None and len(layers) and layers.stop == len(blocks):
         rows[layers.stop - 1] = read
-    with _attention(lm, SHARED_PREFIX_ATTENTION if mask is None else None), _ffn_rows(lm, rows, devices):
+    with attention_implementation(lm.model.config, SHARED_PREFIX_ATTENTION if mask is None else None), _ffn_rows(lm, rows, devices):
         for index in layers:
             if index in keep:
                 kept[index] = hidden
             block, device = blocks[index], devices[index]
-            hidden = block(hidden.to(device), attention_mask=on(mask, device), position_ids=on(positions, device),
-                           position_embeddings=on(rotary[index], device), **{cache_keyword(block): store}, **extra)
-            if isinstance(hidden, tuple):  # older layer APIs return (hidden, ...)
-                hidden = hidden[0]
+            hidden = layer_output(block(hidden.to(device), attention_mask=on(mask, device), position_ids=on(positions, device),
+                                        position_embeddings=on(rotary[index], device), **{cache_keyword(block): store}, **extra))
     if len(layers) and layers.stop in keep:
         kept[layers.stop] = hidden
     return hidden, store, kept

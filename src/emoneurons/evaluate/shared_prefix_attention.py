@@ -22,7 +22,7 @@ Right padding needs no mask: a real token never attends to a pad that follows it
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal, Protocol
 

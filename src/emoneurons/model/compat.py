@@ -8,19 +8,21 @@ layer takes its cache and on the attention-function registry. What changed withi
   swallowed by the layer's **kwargs silently: the layer then runs with no cache at all (no prefix
   keys/values), which is what broke every engine test on 5.17. The name is read from the layer's
   own signature, not from the version number.
-Unchanged within the range, and relied on (tests/test_families.py pins them on both ends):
-`AttentionInterface.register`, attention modules reading `config._attn_implementation` at each call
-and passing their **kwargs on to the attention function, the layer returning a tensor (older
-layers returned a tuple), rotary embeddings called as (x, position_ids[, layer_type]).
+Unchanged within the range, and relied on (tests/test_families.py pins them on both ends, and
+tests/test_lower_end.py reruns them at 5.17): `AttentionInterface.register`, attention modules
+reading the private `config._attn_implementation` at each call and passing their **kwargs on to the
+attention function, a layer returning a tensor (before 5.x: a tuple), rotary embeddings called as
+(x, position_ids[, layer_type]) and reading only x's device and dtype.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 
-from torch import nn
+from torch import Tensor, nn
 
 CACHE_KEYWORDS = ("cache", "past_key_values")  # newest first
 
@@ -49,3 +51,22 @@ def register_attention(name: str, function: Callable) -> bool:
         return False
     AttentionInterface.register(name, function)
     return True
+
+
+@contextmanager
+def attention_implementation(config, name: str | None) -> Iterator[None]:
+    """The model's attention function switched to the registered `name` while open (None:
+    unchanged); attention modules read the private `config._attn_implementation` at each call."""
+    before = config._attn_implementation
+    if name is not None:
+        config._attn_implementation = name
+    try:
+        yield
+    finally:
+        if name is not None:
+            config._attn_implementation = before
+
+
+def layer_output(output: Tensor | tuple) -> Tensor:
+    """A decoder layer's hidden-state output (older layer APIs return (hidden, ...))."""
+    return output[0] if isinstance(output, tuple) else output
