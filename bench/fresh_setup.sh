@@ -63,7 +63,7 @@ RUN_S=$(took "$t")
 echo "make run: $RUN_S s; $(grep -c '^Running stage' "$WORK/run.log") stages run; last lines:"
 tail -3 "$WORK/run.log"
 
-mib() { du -sm "$1" 2>/dev/null | cut -f1; }
-echo "downloaded (fresh caches): uv cache $(mib "$WORK/uv-cache") MiB, pip cache $(mib "$WORK/home/.cache/pip") MiB; venv $(mib .venv) MiB"
+mib() { if [ -e "$1" ]; then du -sm "$1" | cut -f1; else echo 0; fi; }
+echo "downloaded (fresh caches, unpacked): uv cache $(mib "$WORK/uv-cache") MiB, pip cache $(mib "$WORK/home/.cache/pip") MiB (pip fetches only uv's wheel); venv $(mib .venv) MiB"
 echo "CUDA libraries in the venv: $(ls .venv/lib/python3.11/site-packages | grep -c '^nvidia_.*dist-info$') nvidia-* packages, $(du -smc .venv/lib/python3.11/site-packages/nvidia .venv/lib/python3.11/site-packages/triton 2>/dev/null | tail -1 | cut -f1) MiB (nvidia/ + triton/)"
 echo "summary: setup $SETUP_S s, run $RUN_S s (work dir $WORK; rm -rf it when done)"
