@@ -96,7 +96,7 @@ def check_bench_8b(device: str) -> dict:
     import bench_gpu
 
     on_gpu = device.startswith("cuda")
-    figures = bench_gpu.measure(tiny=not on_gpu, layers=None, device=device, dtype="", dialogues=256 if on_gpu else 12,
+    figures = bench_gpu.measure(tiny=not on_gpu, layers=None, device=device, dtype="", dialogues=256 if on_gpu else 8,
                                 repeat_turns=8 if on_gpu else 1, batch_size=16 if on_gpu else 4, peak=None)
     targets = {"count_ratio_to_plain >= 0.98": figures["count_ratio_to_plain"] >= 0.98,
                "count_tokens_per_s >= 33000": figures["count_tokens_per_s"] >= 33000,
@@ -271,7 +271,7 @@ def check_mask_eval(device: str, folder: Path) -> dict:
 
     lm_dev, lm_cpu = _loaded(device, folder), _loaded("cpu", folder)
     neurons = _neurons_json(lm_cpu)
-    params = _params().eval.model_copy(update={"ratios": (0.02,), "layer_ranges": ("top", "all"), "control_draws": 1,
+    params = _params().eval.model_copy(update={"ratios": (0.02,), "layer_ranges": ("top",), "control_draws": 1,
                                                "bootstrap": 100})
     runs = [evaluate_masking(lm, _split(3), _split(2, offset=10), neurons, params, 0.02, batch_size=4, progress=False,
                              workers=1)[0] for lm in (lm_dev, lm_cpu)]
