@@ -29,7 +29,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup server lower-env run pipeline test remote clean-venv deps lock lock-check FORCE
+.PHONY: setup server lower-env run pipeline test remote clean-venv deps lock lock-check gpu-check gpu-wheels FORCE
 
 setup: $(VENV)/.installed remote
 
@@ -152,3 +152,31 @@ deps: $(VENV)/.installed
 
 clean-venv:
 	rm -rf $(VENV) $(LOWER_VENV)
+
+# The GPU check (bench/gpu_check.py, README "GPU check"): on a lent H100/H200 in < 8 minutes, one
+# JSON of every figure. It runs on the machine's own Python and packages (the CUDA image has no
+# package index and no .venv): what that image lacks comes from the wheels `make gpu-wheels`
+# downloads here, at the lock's versions. DEVICE=cpu runs the same script on the CPU (a test does).
+DEVICE ?= cuda
+GPU_CHECK_OUT ?= bench/gpu-check.json
+GPU_WHEELS ?= gpu-wheels
+GPU_PYTHON ?= $(if $(wildcard $(PY)),$(PY),python3)
+GPU_WHEEL_PACKAGES := polars polars-runtime-32 pydantic pydantic_core annotated-types typing-inspection typing_extensions
+GPU_WHEEL_PINS = $(foreach p,$(GPU_WHEEL_PACKAGES),$(shell grep -m1 '^$(p)==' requirements.lock))
+GPU_WHEELS_MAX_MIB := 60
+
+gpu-check:
+	@$(GPU_PYTHON) bench/gpu_check.py --device $(DEVICE) --out $(GPU_CHECK_OUT) --wheels $(GPU_WHEELS)
+
+# cp312 manylinux x86_64 (or pure-Python / abi3) wheels for the CUDA image's Python 3.12.
+gpu-wheels: $(VENV)/.installed
+	@rm -rf $(GPU_WHEELS).tmp && mkdir -p $(GPU_WHEELS).tmp
+	$(VENV)/bin/pip download -q --disable-pip-version-check --only-binary=:all: --no-deps \
+	  --python-version 3.12 --implementation cp --abi cp312 --abi abi3 --abi none \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any \
+	  -d $(GPU_WHEELS).tmp $(GPU_WHEEL_PINS)
+	@size=$$(du -cb $(GPU_WHEELS).tmp/*.whl | tail -1 | cut -f1); \
+	  if [ $$size -gt $$(( $(GPU_WHEELS_MAX_MIB) * 1024 * 1024 )) ]; then \
+	    echo "make gpu-wheels: $$size bytes of wheels, over the $(GPU_WHEELS_MAX_MIB) MiB that may travel" >&2; exit 1; fi; \
+	  rm -rf $(GPU_WHEELS) && mv $(GPU_WHEELS).tmp $(GPU_WHEELS) && \
+	  echo "make gpu-wheels: $$(ls $(GPU_WHEELS)/*.whl | wc -l) wheels, $$size bytes in $(GPU_WHEELS)/"

@@ -128,23 +128,15 @@ def peak_tflops(device: torch.device, given: float | None) -> tuple[float | None
     return None, "n/a on the CPU (pass --peak-tflops to state one)"
 
 
-def main(
-    tiny: bool = typer.Option(False, help="the tests' tiny Llama instead of the 8B shape"),
-    layers: int = typer.Option(0, help="decoder layers (0: the shape's own, 32 for 8B)"),
-    device: str = typer.Option("cuda" if torch.cuda.is_available() else "cpu"),
-    dtype: str = typer.Option("", help="bfloat16 | float32 (default: bfloat16 on cuda, float32 on cpu)"),
-    dialogues: int = typer.Option(256, help="synthetic dialogues"),
-    repeat_turns: int = typer.Option(8, help="each synthetic dialogue repeated this many times (longer dialogues)"),
-    batch_size: int = typer.Option(16, help="sequences per batch (params: model.batch_size)"),
-    peak: float = typer.Option(0.0, "--peak-tflops", help="the card's peak TFLOP/s for MFU (0: known cards only)"),
-) -> None:
+def measure(*, tiny: bool, layers: int | None, device: str, dtype: str, dialogues: int, repeat_turns: int, batch_size: int,
+            peak: float | None) -> dict:
+    """Every figure of one run (what main prints; bench/gpu_check.py writes them into its JSON)."""
     where = torch.device(device)
     dtype = dtype or ("bfloat16" if where.type == "cuda" else "float32")
-    lm = build_model(tiny, layers or None, device, getattr(torch, dtype))
+    lm = build_model(tiny, layers, device, getattr(torch, dtype))
     texts, emotions = synthetic_dialogues(dialogues)
     texts = ["\n".join([text] * repeat_turns) for text in texts]
     card = torch.cuda.get_device_name(where) if where.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"{lm.name}, {dtype}, {card}; torch {torch.__version__}")
 
     batches = prepared_batches(lm, texts, emotions, batch_size, "dialogue")
     lengths = [int(n) for b in batches for n in b.attention_mask.sum(1).tolist()]
@@ -186,18 +178,52 @@ def main(
     peak_value, peak_text = peak_tflops(where, peak or None)
     model_flops = flops(lm, lengths)
 
-    def mfu(seconds: float) -> str:
-        return f"{100 * model_flops / seconds / (peak_value * 1e12):.1f}%" if peak_value else "n/a"
+    def mfu(seconds: float) -> float | None:
+        return 100 * model_flops / seconds / (peak_value * 1e12) if peak_value else None
 
-    print(f"{len(texts)} dialogues, {real} real tokens in {len(batches)} batches of <= {batch_size}; "
-          f"padding {100 * (processed - real) / processed:.1f}% of {processed} processed; peak {peak_text}")
-    print(f"  plain forward        {real / plain_s:10.1f} tokens/s   MFU {mfu(plain_s)}")
-    print(f"  counting             {real / count_s:10.1f} tokens/s   MFU {mfu(count_s)}   ratio to plain {plain_s / count_s:.3f}")
+    return {
+        "model": lm.name, "dtype": dtype, "card": card, "torch": torch.__version__, "dialogues": len(texts),
+        "real_tokens": real, "batches": len(batches), "batch_size": batch_size, "processed_tokens": processed,
+        "padding_share": (processed - real) / processed, "peak": peak_text, "peak_tflops": peak_value,
+        "plain_tokens_per_s": real / plain_s, "plain_mfu_percent": mfu(plain_s),
+        "count_tokens_per_s": real / count_s, "count_mfu_percent": mfu(count_s), "count_ratio_to_plain": plain_s / count_s,
+        "count_host_syncs": syncs,
+        "masked_tokens": result.tokens_computed, "masked_tokens_per_s": result.tokens_computed / masked_s,
+        "plain_same_tokens_per_s": result.tokens_computed / plain_masked_s, "masked_ratio_to_plain": plain_masked_s / masked_s,
+    }
+
+
+def report(figures: dict) -> None:
+    def mfu(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1f}%"
+
+    f = figures
+    print(f"{f['model']}, {f['dtype']}, {f['card']}; torch {f['torch']}")
+    print(f"{f['dialogues']} dialogues, {f['real_tokens']} real tokens in {f['batches']} batches of <= {f['batch_size']}; "
+          f"padding {100 * f['padding_share']:.1f}% of {f['processed_tokens']} processed; peak {f['peak']}")
+    print(f"  plain forward        {f['plain_tokens_per_s']:10.1f} tokens/s   MFU {mfu(f['plain_mfu_percent'])}")
+    print(f"  counting             {f['count_tokens_per_s']:10.1f} tokens/s   MFU {mfu(f['count_mfu_percent'])}   "
+          f"ratio to plain {f['count_ratio_to_plain']:.3f}")
+    syncs = f["count_host_syncs"]
     print(f"  host syncs in one counting run: {'n/a on the CPU' if syncs is None else syncs} "
-          f"({len(batches)} batches; the final read of the counts is one)")
-    print(f"  masked classification {result.tokens_computed / masked_s:9.1f} tokens/s over {result.tokens_computed} tokens; "
-          f"plain over the same tokens {result.tokens_computed / plain_masked_s:.1f} tokens/s; "
-          f"ratio to plain {plain_masked_s / masked_s:.3f}")
+          f"({f['batches']} batches; the final read of the counts is one)")
+    print(f"  masked classification {f['masked_tokens_per_s']:9.1f} tokens/s over {f['masked_tokens']} tokens; "
+          f"plain over the same tokens {f['plain_same_tokens_per_s']:.1f} tokens/s; "
+          f"ratio to plain {f['masked_ratio_to_plain']:.3f}")
+
+
+def main(
+    tiny: bool = typer.Option(False, help="the tests' tiny Llama instead of the 8B shape"),
+    layers: int = typer.Option(0, help="decoder layers (0: the shape's own, 32 for 8B)"),
+    device: str = typer.Option("cuda" if torch.cuda.is_available() else "cpu"),
+    dtype: str = typer.Option("", help="bfloat16 | float32 (default: bfloat16 on cuda, float32 on cpu)"),
+    dialogues: int = typer.Option(256, help="synthetic dialogues"),
+    repeat_turns: int = typer.Option(8, help="each synthetic dialogue repeated this many times (longer dialogues)"),
+    batch_size: int = typer.Option(16, help="sequences per batch (params: model.batch_size)"),
+    peak: float = typer.Option(0.0, "--peak-tflops", help="the card's peak TFLOP/s for MFU (0: known cards only)"),
+) -> None:
+    report(measure(tiny=tiny, layers=layers or None, device=device, dtype=dtype, dialogues=dialogues,
+                   repeat_turns=repeat_turns, batch_size=batch_size, peak=peak or None))
 
 
 if __name__ == "__main__":
