@@ -161,7 +161,7 @@ DEVICE ?= cuda
 GPU_CHECK_OUT ?= bench/gpu-check.json
 GPU_WHEELS ?= gpu-wheels
 GPU_PYTHON ?= $(if $(wildcard $(PY)),$(PY),python3)
-GPU_WHEEL_PACKAGES := polars polars-runtime-32 pydantic pydantic_core annotated-types typing-inspection typing_extensions
+GPU_WHEEL_PACKAGES := polars polars-runtime-32 pydantic pydantic-core annotated-types typing-inspection typing-extensions
 GPU_WHEEL_PINS = $(foreach p,$(GPU_WHEEL_PACKAGES),$(shell grep -m1 '^$(p)==' requirements.lock))
 GPU_WHEELS_MAX_MIB := 60
 
@@ -170,6 +170,7 @@ gpu-check:
 
 # cp312 manylinux x86_64 (or pure-Python / abi3) wheels for the CUDA image's Python 3.12.
 gpu-wheels: $(VENV)/.installed
+	@[ $(words $(GPU_WHEEL_PINS)) -eq $(words $(GPU_WHEEL_PACKAGES)) ] || { echo "make gpu-wheels: requirements.lock pins only '$(GPU_WHEEL_PINS)' of $(GPU_WHEEL_PACKAGES) (names as the lock spells them)" >&2; exit 1; }
 	@rm -rf $(GPU_WHEELS).tmp && mkdir -p $(GPU_WHEELS).tmp
 	$(VENV)/bin/pip download -q --disable-pip-version-check --only-binary=:all: --no-deps \
 	  --python-version 3.12 --implementation cp --abi cp312 --abi abi3 --abi none \

@@ -81,7 +81,7 @@ def test_wheels_are_extracted_and_put_first_on_the_path(tmp_path, monkeypatch):
 def test_make_gpu_wheels_pins_the_locks_versions():
     result = make("-n", "gpu-wheels")
     lock = {line.split("==")[0]: line for line in (ROOT / "requirements.lock").read_text().splitlines() if "==" in line}
-    for package in ("polars", "polars-runtime-32", "pydantic", "pydantic_core"):
+    for package in ("polars", "polars-runtime-32", "pydantic", "pydantic-core", "annotated-types", "typing-inspection", "typing-extensions"):
         assert f" {lock[package]}" in result.stdout, result.stdout
     assert "--python-version 3.12" in result.stdout and "--only-binary=:all:" in result.stdout
 
