@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
 ROOT = Path(__file__).resolve().parents[1]
 LOWER = ROOT / ".venv-lower"
@@ -55,3 +56,16 @@ def test_engine_counting_family_and_reference_tests_pass_at_the_lower_end(lower_
     tail = run.stdout[-6000:] + run.stderr[-2000:]
     assert run.returncode == 0, f"at torch {_pinned('torch')} + transformers {_pinned('transformers')}:\n{tail}"
     assert re.search(r"\d+ passed", run.stdout) and " skipped" not in run.stdout.splitlines()[-1], tail
+
+
+def test_the_lower_lock_is_the_lower_end_of_the_declared_range():
+    """The overlay tests the range's floor, not some version inside it: requirements-lower.lock pins
+    each checked package at the lowest release pyproject.toml admits."""
+    from emoneurons.model.versions import CHECKED, supported_ranges
+
+    for package, specifier in supported_ranges().items():
+        floors = [clause.version for clause in specifier if clause.operator == ">="]
+        assert floors, f"{package}: the declared range {specifier} has no lower bound"
+        pinned = _pinned(package)
+        assert pinned in specifier and Version(pinned).release[:2] == Version(floors[0]).release[:2], (package, pinned, str(specifier))
+    assert set(supported_ranges()) == set(CHECKED)
