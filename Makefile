@@ -143,7 +143,11 @@ pipeline:
 	dvc repro
 	@dvc push --run-cache || { echo "make run: the results are computed and kept in the workspace and the local cache, but dvc push to the default remote failed (dvc's error above); run 'dvc push --run-cache' once it is reachable" >&2; exit 1; }
 
+# lock-check first, online: it puts the locked packages' metadata in uv's cache (~10 s, ~50 MB on a
+# fresh machine), so tests/test_lock.py can re-resolve the locks offline; a failure here is the
+# test's to report.
 test: setup server lower-env
+	@$(MAKE) --no-print-directory -s lock-check >/dev/null 2>&1 || echo "make test: make lock-check failed (tests/test_lock.py will say why)"
 	$(PY) -m pytest -n 2 --dist loadfile
 
 # dvc.yaml's code deps from the stages' imports (tools/dvc_deps.py); tests/test_dvc_yaml.py checks them.
