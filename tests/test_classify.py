@@ -148,6 +148,22 @@ def test_generate_says_which_answers_were_cut_off_at_max_new_tokens(tiny_llama, 
     assert classify(tiny_llama, prompt, DIALOGUES, "score", batch_size=2).cut_off is None
 
 
+def test_an_end_of_turn_id_the_generation_config_lists_ends_the_answer(tiny_llama, prompt):
+    """Gemma's generation config lists <eos> and <end_of_turn>: a list, not one id. An answer
+    that emits the second one ended by itself (engine and hf backend share the rule)."""
+    from emoneurons.model.special_tokens import eos_token_ids
+
+    tokenizer = tiny_llama.tokenizer
+    turn_end = tokenizer.convert_tokens_to_ids("<|im_start|>")  # stands in for <end_of_turn>
+    biased = _biased_copy(tiny_llama, turn_end)
+    plain = classify(biased, prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=3)
+    assert plain.cut_off == [True] * len(DIALOGUES)  # not an end id yet: runs to max_new_tokens
+    biased.model.generation_config.eos_token_id = [tokenizer.eos_token_id, turn_end]
+    assert eos_token_ids(biased) == sorted({tokenizer.eos_token_id, turn_end})
+    ended = classify(biased, prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=3)
+    assert ended.cut_off == [False] * len(DIALOGUES) and ended.answers == [""] * len(DIALOGUES)
+
+
 def test_generate_equals_transformers_greedy_decoding(tiny_llama, prompt):
     result = classify(tiny_llama, prompt, DIALOGUES, "generate", batch_size=3, max_new_tokens=4)
     for dialogue, answer in zip(DIALOGUES, result.answers):

@@ -15,6 +15,7 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList,
 from emoneurons.backends.cache import ResponseCache, cache_key, request_fields
 from emoneurons.backends.chat import CUT_OFF, ChatProgress, ChatRequest, Usage, fill_from_cache, is_cut_off
 from emoneurons.model.loading import LoadedModel
+from emoneurons.model.special_tokens import eos_token_ids
 from emoneurons.params import HFGenerationParams
 from emoneurons.prompt_format import render_plain, resolve_prompt_format
 
@@ -40,15 +41,6 @@ def sampling_fields(params: HFGenerationParams, seed: int, dtype: torch.dtype, p
     if prompt_format == "plain":
         fields["prompt_format"] = "plain"
     return fields
-
-
-def eos_token_ids(loaded: LoadedModel) -> list[int]:
-    """End-of-turn ids: the model's generation config (chat models often list several), else the tokenizer's."""
-    configured = loaded.model.generation_config.eos_token_id
-    if configured is None:
-        configured = loaded.tokenizer.eos_token_id
-    ids = configured if isinstance(configured, list) else [configured]
-    return [int(i) for i in ids if i is not None]
 
 
 class SeededSampler(LogitsProcessor):

@@ -42,6 +42,7 @@ from emoneurons.prompts.chat import ChatPrompt, dialogue_ids, label_ids
 from emoneurons.model.architecture import model_adapter
 from emoneurons.neurons.masking import decoder_layers, mask_neurons
 from emoneurons.model.loading import LoadedModel
+from emoneurons.model.special_tokens import eos_token_ids, pad_token_id
 
 Method = Literal["score", "generate"]
 
@@ -116,8 +117,8 @@ class MaskedClassifier:
         self.max_new_tokens = max_new_tokens
         self.n_layers = len(decoder_layers(lm.model))
         tokenizer = lm.tokenizer
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.eos_ids = {i for i in (tokenizer.eos_token_id, getattr(lm.model.generation_config, "eos_token_id", None)) if isinstance(i, int)}
+        self.pad_id = pad_token_id(tokenizer)
+        self.eos_ids = set(eos_token_ids(lm))
         rows = [[*dialogue_ids(tokenizer, d), *prompt.suffix] for d in [*dialogues, *reference]]
         self.n = len(dialogues)
         self.n_rows = len(rows)

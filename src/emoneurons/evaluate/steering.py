@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from emoneurons.backends.hf_generate import eos_token_ids, generate_batch, render_chat
+from emoneurons.backends.hf_generate import generate_batch, render_chat
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.evaluate.conditions import control_seed, random_like
@@ -31,6 +31,7 @@ from emoneurons.evaluate.masking_eval import calibration_dialogues, draw_shots
 from emoneurons.prompts.classification import classification_prompt
 from emoneurons.neurons.masking import neurons_by_layer, scale_neurons_per_row
 from emoneurons.model.loading import LoadedModel
+from emoneurons.model.special_tokens import eos_token_ids
 from emoneurons.prompt_format import resolve_prompt_format
 from emoneurons.params import EvalParams, HFGenerationParams, SteerParams
 

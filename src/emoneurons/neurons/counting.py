@@ -35,6 +35,7 @@ from emoneurons.prompts.classification import classification_prompt
 from emoneurons.model.architecture import GatedFFN
 from emoneurons.neurons.masking import ffn_modules
 from emoneurons.model.loading import LoadedModel
+from emoneurons.model.special_tokens import pad_token_id
 from emoneurons.prompt_format import added_special_prefix
 from emoneurons.truncation import Truncation
 
@@ -259,7 +260,7 @@ def _feed_batches(lm: LoadedModel, items: Sequence[CountedText], batches: Sequen
                   T: torch.Tensor, desc: str, finished: Callable[[int], None]) -> None:
     """Each batch of `items` through the decoder (the hooks count); T += its counted tokens."""
     tokenizer = lm.tokenizer
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = pad_token_id(tokenizer)
     decoder = lm.model.model  # the decoder stack only: the lm_head's logits are not needed
     input_device = decoder.get_input_embeddings().weight.device
     progress = tqdm(total=sum(len(items[i].ids) for b in batches for i in b), desc=desc or "count", unit="tok", leave=False)

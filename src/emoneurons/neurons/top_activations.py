@@ -22,6 +22,7 @@ from emoneurons.batching import length_batches
 from emoneurons.neurons.counting import CountedText, counting_inputs, padded_batch
 from emoneurons.neurons.masking import ffn_modules
 from emoneurons.model.loading import LoadedModel
+from emoneurons.model.special_tokens import pad_token_id
 from emoneurons.truncation import Truncation
 
 
@@ -127,7 +128,7 @@ def _add_batch(lm: LoadedModel, items: Sequence[CountedText], members: list[int]
                gathered: dict[int, Tensor], token_counts: Tensor) -> None:
     """One batch of dialogues through the decoder, merged into each layer's running state."""
     tokenizer = lm.tokenizer
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    pad_id = pad_token_id(tokenizer)
     batch_items = [items[i] for i in members]
     batch = padded_batch(batch_items, pad_id, tokenizer.padding_side)
     width = batch.input_ids.shape[1]
