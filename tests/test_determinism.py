@@ -73,4 +73,4 @@ def test_count_records_the_threads_it_ran_with(tmp_path, tiny_llama):
     done = count("2")
     assert done.returncode == 0, done.stderr
     compute = json.loads((tmp_path / "data/counts/meta.json").read_text())["compute"]
-    assert compute["threads"] == 2 and compute["device"] == "cpu" and compute["cpu_capability"]
+    assert compute["threads"] == 2 and compute["device"] == "cpu" and compute["cpu_capability"] and compute["cpu"]
