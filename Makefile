@@ -137,9 +137,11 @@ run: setup
 
 # The pipeline alone (tests run it in projects without a .venv of their own). An unreachable or
 # refusing remote must not stop the local run: `dvc repro --pull` fails outright when the remote
-# is down, so pull first (what the remote lacks is skipped), then compute, then push.
+# is down, so pull first (what the remote lacks is skipped), then compute, then push. `emoneurons
+# pull` is `dvc pull --allow-missing --run-cache` saying in one line, not one warning per output,
+# that a fresh clone has nothing to pull yet; DVC's errors pass through.
 pipeline:
-	@dvc pull --allow-missing --run-cache || echo "make run: could not pull from the default DVC remote (dvc's error above); computing locally" >&2
+	@emoneurons pull || echo "make run: could not pull from the default DVC remote (dvc's error above); computing locally" >&2
 	dvc repro
 	@dvc push --run-cache || { echo "make run: the results are computed and kept in the workspace and the local cache, but dvc push to the default remote failed (dvc's error above); run 'dvc push --run-cache' once it is reachable" >&2; exit 1; }
 

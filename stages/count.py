@@ -10,6 +10,7 @@ import typer
 
 from emoneurons.atomic import atomic_dir
 from emoneurons.checkpoint import DEFAULT_ROOT
+from emoneurons.compute import compute_record, pin_threads
 from emoneurons.distributed import relaunch_if_requested, start
 from emoneurons.data.suites import check_counts, checks_record
 from emoneurons.data.io import DataError, read_table
@@ -54,6 +55,7 @@ def main(
 
     try:
         settings = load_stage_params(params, ("model", "count", "eval.prompt_format"))
+        pin_threads()  # float results depend on it: one count for the whole run, recorded in meta.json
         model_params, count = settings.model, settings.count
         dialogues, emotions = train_dialogues(train)
         ranks = start(model_params.device)  # one process, or one of `accelerate launch`'s
@@ -90,6 +92,7 @@ def main(
         "layers": f.shape[0],
         "neurons": f.shape[1],
         "truncated": cut[0].record(),  # dialogues cut to model.max_length (docs/CONTRACTS.md)
+        "compute": compute_record(lm.device),  # threads, kernels, torch: what else the counts depend on
     }
     # One folder renamed into place whole: the counts and their meta never disagree.
     with atomic_dir(out) as tmp:

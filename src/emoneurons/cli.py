@@ -36,5 +36,39 @@ def compare(
     typer.echo(f"wrote {written}/compare.md and {written}/figures/")
 
 
+@app.command()
+def pull(repo: Path = typer.Option(Path("."), help="the project's git/DVC repository")) -> None:
+    """`dvc pull --allow-missing --run-cache` (make run's first step): outputs never computed in
+    this clone are one line, not a warning each; DVC's errors pass as they are, with its exit status."""
+    from emoneurons.dvc_runs import pull as quiet_pull
+
+    raise typer.Exit(quiet_pull(repo))
+
+
+@app.command()
+def sweep(
+    set_param: list[str] = typer.Option([], "--set-param", "-S", help="as dvc exp run -S: key=v1,v2,... (repeatable); "
+                                        "experiments already queued run too"),
+    jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="queue workers"),
+    timeout: float = typer.Option(0, min=0, help="give up after this many seconds (0: no limit)"),
+    repo: Path = typer.Option(Path("."), help="the project's git/DVC repository"),
+) -> None:
+    """Queue a sweep and run it to the end: DVC's queue worker can stop with tasks still Queued
+    (treeverse/dvc#10562), so it is started again while any waits. Prints each experiment's
+    final status and a failed one's `dvc queue logs`; exits 1 when any did not succeed."""
+    from emoneurons.dvc_runs import SweepError, sweep as run_sweep
+
+    try:
+        final = run_sweep(set_param, jobs, repo, timeout=timeout)
+    except SweepError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(1) from None
+    failed = [name for name, state in final.items() if state != "Success"]
+    if failed:
+        typer.echo(f"sweep: {len(failed)} of {len(final)} experiments did not succeed: {', '.join(failed)}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"sweep: all {len(final)} experiments succeeded; dvc exp show lists them")
+
+
 if __name__ == "__main__":
     app()

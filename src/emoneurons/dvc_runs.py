@@ -1,0 +1,141 @@
+"""DVC commands as a user runs them, made to say what happens and to finish: `make run`'s pull
+(a fresh clone's warning per never-computed output folded into one line, every other line of DVC
+kept) and a queued sweep that restarts DVC's queue worker while tasks wait (treeverse/dvc#10562:
+`dvc queue start` can leave tasks Queued with no worker), reporting failures with their logs."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# DVC's warning for an output that dvc.lock has no hash for: nothing to pull, the stage never ran here.
+_NO_HASH = re.compile(r"^WARNING: No file hash info found for '(?P<path>.+)'\. It won't be created\.$")
+_QUEUED = re.compile(r"Queued experiment '(?P<name>[^']+)' for future execution")
+_TASK = re.compile(r"^(?P<task>[0-9a-f]{7})\s+(?P<name>\S+)\s.*\s(?P<status>Queued|Running|Success|Failed)\s*$")
+_WORKERS = re.compile(r"^Worker status: (?P<active>\d+) active, (?P<idle>\d+) idle")
+WAITING = ("Queued", "Running")
+
+
+def _dvc(args: Sequence[str], repo: Path) -> subprocess.CompletedProcess:
+    # The dvc of this environment, whatever PATH holds.
+    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True, text=True)
+
+
+def split_pull_warnings(stderr: str) -> tuple[list[str], list[str]]:
+    """(paths DVC warned have no hash in dvc.lock, every other stderr line, blank ones dropped)."""
+    missing, kept = [], []
+    for line in stderr.splitlines():
+        match = _NO_HASH.match(line.strip())
+        if match:
+            missing.append(match["path"])
+        elif line.strip():
+            kept.append(line)
+    return missing, kept
+
+
+def pull(repo: Path = Path("."), echo: Callable[[str, bool], None] | None = None) -> int:
+    """`dvc pull --allow-missing --run-cache`; DVC's exit status. Outputs never computed in this
+    clone (no dvc.lock entry: a fresh clone's first run) are one line instead of a warning each;
+    DVC's other output, its errors first of all, is passed on as it is."""
+    echo = echo or _echo
+    result = _dvc(["pull", "--allow-missing", "--run-cache"], repo)
+    missing, kept = split_pull_warnings(result.stderr)
+    out = [line for line in result.stdout.splitlines() if line.strip()]
+    if missing and out == ["Everything is up to date."]:
+        out = []  # said by the line below
+    for line in out:
+        echo(line, False)
+    for line in kept:
+        echo(line, True)
+    if missing:
+        echo(f"dvc pull: nothing to pull yet for {len(missing)} outputs (not in dvc.lock: never run in this clone); "
+             "dvc repro computes them", False)
+    return result.returncode
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    tasks: dict[str, str]  # experiment name -> Queued / Running / Success / Failed
+    active: int
+    idle: int
+
+
+def parse_queue_status(text: str) -> QueueStatus:
+    """`dvc queue status`'s table and worker line."""
+    tasks, active, idle = {}, 0, 0
+    for line in text.splitlines():
+        if task := _TASK.match(line):
+            tasks[task["name"]] = task["status"]
+        elif workers := _WORKERS.match(line):
+            active, idle = int(workers["active"]), int(workers["idle"])
+    return QueueStatus(tasks, active, idle)
+
+
+def queued_names(output: str) -> list[str]:
+    """The experiment names `dvc exp run --queue` reports queuing, in order."""
+    return [m["name"] for m in _QUEUED.finditer(output)]
+
+
+class SweepError(RuntimeError):
+    """A DVC command of the sweep failed, or the sweep ran past its time limit (one line)."""
+
+
+def sweep(set_params: Sequence[str], jobs: int, repo: Path = Path("."), *, timeout: float = 0, poll: float = 2.0,
+          grace: float = 15.0, echo: Callable[[str, bool], None] | None = None) -> dict[str, str]:
+    """Queue one experiment per combination of `set_params` (`dvc exp run --queue -S ...`), run
+    them and any already waiting in the queue with `jobs` workers until none is Queued or Running,
+    and return each one's final status. DVC's worker can stop with tasks still Queued: whenever one of
+    ours waits Queued with no worker at all, `grace` seconds after the last start (a worker
+    takes a few seconds to register), the workers are started again."""
+    echo = echo or _echo
+    names = [n for n, s in _status(repo).tasks.items() if s in WAITING]  # a stalled earlier sweep's too
+    if set_params:
+        queued = _dvc(["exp", "run", "--queue", *(a for p in set_params for a in ("-S", p))], repo)
+        if queued.returncode != 0:
+            raise SweepError(f"dvc exp run --queue failed: {(queued.stderr or queued.stdout).strip()}")
+        names += queued_names(queued.stdout + queued.stderr)
+    if not names:
+        raise SweepError("nothing to sweep: no experiment queued (give -S key=v1,v2,...)")
+    echo(f"sweep: {len(names)} experiments: {', '.join(names)}", False)
+    deadline = time.monotonic() + timeout if timeout else None
+    starts, last_start = 0, -float("inf")
+    while True:
+        status = _status(repo)
+        ours = {n: status.tasks.get(n, "missing from dvc queue status") for n in names}
+        if not any(s in WAITING for s in ours.values()):
+            break
+        no_worker = status.active == 0 and status.idle == 0 and "Queued" in ours.values()
+        if no_worker and time.monotonic() - last_start >= grace:
+            if starts:
+                left = sum(s == "Queued" for s in ours.values())
+                echo(f"sweep: {left} still Queued with no queue worker: starting the workers again", False)
+            started = _dvc(["queue", "start", "-j", str(jobs)], repo)
+            if started.returncode != 0:
+                raise SweepError(f"dvc queue start failed: {(started.stderr or started.stdout).strip()}")
+            starts, last_start = starts + 1, time.monotonic()
+        if deadline is not None and time.monotonic() > deadline:
+            raise SweepError(f"sweep: still waiting after {timeout:g} s: " + ", ".join(f"{n} {s}" for n, s in ours.items()))
+        time.sleep(poll)
+    for name, state in ours.items():
+        echo(f"sweep: {name} {state}", False)
+        if state == "Failed":
+            logs = _dvc(["queue", "logs", name], repo)
+            echo(f"--- dvc queue logs {name} ---", True)
+            echo((logs.stdout + logs.stderr).rstrip(), True)
+    return ours
+
+
+def _status(repo: Path) -> QueueStatus:
+    result = _dvc(["queue", "status"], repo)
+    if result.returncode != 0:
+        raise SweepError(f"dvc queue status failed: {(result.stderr or result.stdout).strip()}")
+    return parse_queue_status(result.stdout)
+
+
+def _echo(line: str, err: bool) -> None:
+    print(line, file=sys.stderr if err else sys.stdout, flush=True)
