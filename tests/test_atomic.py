@@ -1,8 +1,10 @@
 """Atomic outputs: an error inside the block leaves neither a new file nor a temporary behind."""
 
+import shutil
+
 import pytest
 
-from emoneurons.atomic import atomic_dir, atomic_path, write_json, writer_tag
+from emoneurons.atomic import atomic_dir, atomic_path, exchange_paths, write_json, writer_tag
 
 
 def test_atomic_path_replaces_only_on_success(tmp_path):
@@ -26,6 +28,37 @@ def test_atomic_dir_never_leaves_a_partial_folder(tmp_path):
     with atomic_dir(target) as tmp:
         (tmp / "meta.json").write_text("{}")
     assert [p.name for p in target.iterdir()] == ["meta.json"]
+
+
+def test_exchange_paths_swaps_two_folders_in_one_step(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "new").write_text("new")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "old").write_text("old")
+    assert exchange_paths(tmp_path / "a", tmp_path / "b")  # Linux (renameat2) on the test machines' file systems
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["new"] and [p.name for p in (tmp_path / "a").iterdir()] == ["old"]
+
+
+@pytest.mark.parametrize("can_swap", [True, False])
+def test_atomic_dir_replaces_a_previous_folder_or_file_whole(tmp_path, monkeypatch, can_swap):
+    """Over a previous folder (swapped in one step, or moved aside where the file system cannot
+    swap) and over a previous file: the new folder alone is left, no temporary."""
+    import emoneurons.atomic as atomic
+
+    if not can_swap:
+        monkeypatch.setattr(atomic, "exchange_paths", lambda a, b: False)
+    target = tmp_path / "counts"
+    for previous in ("folder", "file"):
+        if previous == "folder":
+            target.mkdir()
+            (target / "old.json").write_text("old")
+        else:
+            target.write_text("a file")
+        with atomic_dir(target) as tmp:
+            (tmp / "meta.json").write_text("{}")
+        assert [p.name for p in target.iterdir()] == ["meta.json"]
+        assert [p.name for p in tmp_path.iterdir()] == ["counts"]
+        shutil.rmtree(target)
 
 
 def test_outputs_get_the_users_normal_permissions(tmp_path):

@@ -117,12 +117,50 @@ def same_files(a: Path, b: Path) -> None:
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
 
 
-def test_two_processes_write_what_one_writes(project, env):
+def two_processes() -> list[str]:
+    return [*LAUNCH, "--num_machines", "1", "--num_processes", "2", "--main_process_port", str(free_port())]
+
+
+def masked_conditions(project: Path) -> int:
+    """How many distinct masked conditions mask-eval runs with the project's params and neurons."""
+    from emoneurons.evaluate.conditions import plan_conditions, unique_masks
+    from emoneurons.params import load_params
+
+    params = load_params(project / "params.yaml")
+    selection = json.loads((project / "neurons/neurons.json").read_text())
+    return len(unique_masks(plan_conditions(selection, params.eval, params.select.top_rate, int(selection["layers"])))) - 1
+
+
+def shard_records(folder: Path, stage_name: str, world: int) -> list[dict]:
+    """Each rank's record of what it computed (distributed.record_shard), in rank order."""
+    return [json.loads((folder / f"{stage_name}-rank{rank}-of-{world}.json").read_text()) for rank in range(world)]
+
+
+def assert_split(parts: list[list[int]], n: int, what: str) -> None:
+    """Every rank took some, no item twice, every item once."""
+    assert all(parts), f"a rank took no {what}: {[len(p) for p in parts]}"
+    taken = [i for part in parts for i in part]
+    assert len(taken) == len(set(taken)), f"{what} computed by more than one rank"
+    assert sorted(taken) == list(range(n)), f"{what} not covered: {len(set(taken))} of {n}"
+
+
+def test_two_processes_split_the_work_and_write_what_one_writes(project, env, tmp_path):
+    """Each of the 2 ranks records what it computed itself: count's dialogues and mask-eval's
+    masked conditions are split between them (each took some, none twice, all covered), rank 0
+    alone reports, and the files equal one process's byte for byte."""
+    records = tmp_path / "shards"
+    sharded = {**env, "EMONEURONS_SHARD_RECORD": str(records)}
     for name, out in (("count", "dp2/counts"), ("mask_eval", "dp2/metrics")):
-        launch = [*LAUNCH, "--num_machines", "1", "--num_processes", "2", "--main_process_port", str(free_port())]
-        result = stage(project, env, name, "--out", str(project / out), launch=launch)
+        result = stage(project, sharded, name, "--out", str(project / out), launch=two_processes())
         assert result.stdout.count(f"{name.replace('_', '-')}: ") == 1, result.stdout  # rank 0 alone reports
         same_files(project / ("ref/counts" if name == "count" else "ref/metrics"), project / out)
+    count = shard_records(records, "count", 2)
+    assert_split([r["counted_dialogues"] for r in count], 300, "train dialogues")
+    assert [r["resumed_batches"] for r in count] == [0, 0]
+    mask_eval = shard_records(records, "mask-eval", 2)
+    assert_split([r["ran_conditions"] for r in mask_eval], masked_conditions(project), "masked conditions")
+    assert sorted(p.name for p in records.iterdir()) == ["count-rank0-of-2.json", "count-rank1-of-2.json",
+                                                         "mask-eval-rank0-of-2.json", "mask-eval-rank1-of-2.json"]
     assert not list((project / "ckpt").iterdir())
 
 
@@ -224,10 +262,26 @@ def test_slurm_example_is_valid_bash_with_the_tested_launcher_options():
     assert options == {word for word in machine_launch("0", "ip", "1") if word.startswith("--")}
 
 
-def _kill_after_first_checkpoint(project: Path, env: dict, name: str, out: Path, pattern: str) -> int:
-    """SIGKILL the stage at a random point after its first checkpoint; what its checkpoints hold
-    then: count's batches done, or mask-eval's finished conditions."""
-    args = [sys.executable, str(REPO / "stages" / f"{name}.py"), "--params", str(project / "params.yaml"),
+def kill_tree(process: subprocess.Popen) -> None:
+    """SIGKILL a process and every process under it. A launcher's ranks run in sessions of their
+    own (torch.distributed.elastic starts them so): a kill of the launcher's group alone leaves them
+    running to the end, and they would finish the work and remove its checkpoints."""
+    import psutil
+
+    root = psutil.Process(process.pid)
+    tree = [root, *root.children(recursive=True)]
+    for member in tree:
+        member.send_signal(signal.SIGSTOP)  # frozen first: none of them saves or writes after the others died
+    for member in tree:
+        member.kill()
+    psutil.wait_procs(tree[1:], timeout=60)
+
+
+def _kill_after_first_checkpoint(project: Path, env: dict, name: str, out: Path, pattern: str,
+                                 launch: list[str] | None = None) -> int:
+    """SIGKILL the stage (a launcher: with its ranks) at a random point after its first checkpoint;
+    what its checkpoints hold then: count's batches done by rank 0, or mask-eval's finished conditions."""
+    args = [*(launch or [sys.executable]), str(REPO / "stages" / f"{name}.py"), "--params", str(project / "params.yaml"),
             *stage_paths(project, name), "--out", str(out)]
     process = subprocess.Popen(args, cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
@@ -236,7 +290,7 @@ def _kill_after_first_checkpoint(project: Path, env: dict, name: str, out: Path,
         assert time.monotonic() < deadline
         time.sleep(0.005)
     time.sleep(random.Random(name).uniform(0, 0.05))  # a random point after the first save
-    process.send_signal(signal.SIGKILL)
+    kill_tree(process)
     process.wait()
     assert process.returncode == -signal.SIGKILL, f"{name} finished before the kill"
     assert not out.exists()
@@ -260,5 +314,27 @@ def test_killed_run_resumes_to_the_same_outputs(project, env, name, pattern, res
     saved = _kill_after_first_checkpoint(project, env, name, out, pattern)
     result = stage(project, env, name, "--out", str(out))
     assert [int(n) for n in re.findall(resumed, result.stderr)] == [saved], result.stderr[-2000:]
+    same_files(project / ("ref/counts" if name == "count" else "ref/metrics"), out)
+    assert not list((project / "ckpt").iterdir())
+
+
+@pytest.mark.parametrize("name, first, then", [("mask_eval", 2, 1), ("mask_eval", 1, 2), ("count", 2, 1), ("count", 1, 2)])
+def test_killed_run_resumes_with_another_number_of_processes(project, env, name, first, then):
+    """A run of `first` processes killed after its first checkpoint, rerun with `then`: mask-eval
+    resumes every finished condition whatever the number (a condition's result does not depend
+    on the rank that ran it); count's partial sums are over another split of the batches, so it
+    says so in one line and counts afresh. Both write what one uninterrupted process writes."""
+    out = project / f"killed-{first}-then-{then}/{name}"
+    launch = {1: None, 2: two_processes()}
+    if name == "mask_eval":
+        saved = _kill_after_first_checkpoint(project, env, name, out, "mask-eval-*/condition-*.pt", launch[first])
+        result = stage(project, env, name, "--out", str(out), launch=launch[then])
+        resumed = [int(n) for n in re.findall(r"mask-eval: rank \d+ resumes (\d+) finished conditions", result.stderr)]
+        assert saved >= 1 and sum(resumed) == saved, (saved, resumed, result.stderr[-2000:])
+    else:
+        _kill_after_first_checkpoint(project, env, name, out, f"count-*/rank0-of-{first}.safetensors", launch[first])
+        result = stage(project, env, name, "--out", str(out), launch=launch[then])
+        assert "holds the counts of another number of processes" in result.stderr, result.stderr[-2000:]
+        assert "resumes after" not in result.stderr
     same_files(project / ("ref/counts" if name == "count" else "ref/metrics"), out)
     assert not list((project / "ckpt").iterdir())

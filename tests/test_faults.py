@@ -1,13 +1,15 @@
-"""Faults: a stage killed with SIGKILL at a random point, a full disk, a read-only output folder,
+"""Faults: a stage killed with SIGKILL inside one of its output writes, a full disk, a read-only output folder,
 Ctrl-C. The rerun after a kill completes, pays for no LLM answer that was already received, and
 writes what an uninterrupted run writes; a write that fails leaves the previous output as it was
 and says so in one line; Ctrl-C says what is kept and how to resume."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
+import re
 import resource
 import shutil
 import signal
@@ -22,6 +24,7 @@ import yaml
 from test_conditions import _split, synthetic_neurons
 from repo_params import params_dict, params_yaml
 from test_secrets import PromptServer
+from conftest import missing_under_ci
 
 from emoneurons.backends.openai_backend import OpenAIChatBackend
 from emoneurons.dialogues import llm_dialogues
@@ -36,8 +39,9 @@ def _env(**extra: str) -> dict:
     return {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1", **extra}
 
 
-def _stage(project: Path, script: str, **kwargs) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(REPO / "stages" / f"{script}.py")], cwd=project, env=_env(),
+def _stage(project: Path, script: str, prefix: list[str] = (), **kwargs) -> subprocess.Popen:
+    """The stage script in `project`; `prefix`: a command it runs under (_on_tmpfs, _without_override)."""
+    return subprocess.Popen([*prefix, sys.executable, str(REPO / "stages" / f"{script}.py")], cwd=project, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
@@ -125,29 +129,79 @@ def model_project(tmp_path_factory, tiny_tokenizer) -> Path:
     return root
 
 
-@pytest.mark.parametrize(("script", "outputs"), [("count", ["data/counts"]), ("mask_eval", ["reports/metrics/eval.json", "reports/metrics/headline.json"])])
-def test_count_and_mask_eval_killed_at_a_random_point_leave_nothing_partial(model_project, script, outputs):
+PREVIOUS = b"the previous run's output\n"
+
+
+def _previous_outputs(project: Path, outputs: list[str]) -> dict[str, dict[str, bytes]]:
+    """Put a previous run's outputs in place (bytes no run of this code writes), as DVC leaves them."""
     for output in outputs:
-        target = model_project / output
+        target = project / output
         shutil.rmtree(target) if target.is_dir() else target.unlink(missing_ok=True)
-    code, _, err = _finish(_stage(model_project, script))
+        if target.suffix:  # a file
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(PREVIOUS)
+        else:  # a folder of files
+            target.mkdir(parents=True)
+            for name in ("counts.safetensors", "meta.json", "checks.json"):
+                (target / name).write_bytes(PREVIOUS)
+    return {output: _snapshot(project / output) for output in outputs}
+
+
+def _paused_stage(project: Path, script: str, outputs: list[str], **watch: str) -> subprocess.Popen:
+    """The stage under tests/pause_at_write.py, which stops it inside a write to its outputs."""
+    env = _env(EMONEURONS_WATCH=os.pathsep.join(str(project / o) for o in outputs), **watch)
+    return subprocess.Popen([sys.executable, "-P", str(REPO / "tests" / "pause_at_write.py"), str(REPO / "stages" / f"{script}.py")],
+                            cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+# mask-eval's summary.json is a DVC metric, written last like the outs.
+STAGE_OUTPUTS = [("count", ["data/counts"]),
+                 ("mask_eval", ["reports/metrics/eval.checks.json", "reports/metrics/eval.json", "reports/metrics/headline.json", "reports/metrics/summary.json"])]
+
+
+@pytest.mark.parametrize(("script", "outputs"), STAGE_OUTPUTS)
+def test_count_and_mask_eval_killed_mid_write_keep_each_output_whole(model_project, script, outputs, tmp_path):
+    """SIGKILL inside the stage's output writes, twice: once with a file half written (a write step
+    drawn at random), once just before a rename or removal (drawn at random too; an atomic writer
+    has them, the steps of tests/pause_at_write.py): each output is
+    then its previous bytes or exactly what a whole run writes, never partial, mixed or missing,
+    and the rerun writes the whole run's. FAULTS_SEED=<seed> replays a failure's draw."""
+    previous = _previous_outputs(model_project, outputs)
+    events = tmp_path / "events.txt"
+    code, _, err = _finish(_paused_stage(model_project, script, outputs, EMONEURONS_EVENTS=str(events)))
     assert code == 0, err
     whole = {output: _snapshot(model_project / output) for output in outputs}
-    for output in outputs:
-        target = model_project / output
-        shutil.rmtree(target) if target.is_dir() else target.unlink()
-    delay = random.uniform(0.5, 8.0)
-    process = _stage(model_project, script)
-    time.sleep(delay)
-    process.kill()
-    process.wait()
-    for output in outputs:  # absent, or exactly what a whole run writes
-        target = model_project / output
-        assert not target.exists() or _snapshot(target) == whole[output], f"{output} partial after a kill at {delay:.2f}s"
+    assert all(whole[o] != previous[o] for o in outputs)
+    steps = events.read_text().splitlines()
+    writes = [i for i, s in enumerate(steps, 1) if s.split()[1] == "write"]
+    others = [i for i, s in enumerate(steps, 1) if s.split()[1] != "write"]
+    assert len(writes) >= len(outputs), steps  # each output's bytes are seen being written
+    seed = int(os.environ.get("FAULTS_SEED") or random.randrange(10**6))
+    draw = random.Random(seed)
+    for pause_at in [draw.choice(writes)] + ([draw.choice(others)] if others else []):
+        _previous_outputs(model_project, outputs)
+        paused = tmp_path / f"paused-{pause_at}.txt"
+        process = _paused_stage(model_project, script, outputs, EMONEURONS_PAUSE_AT=str(pause_at), EMONEURONS_PAUSED=str(paused))
+        deadline = time.monotonic() + 300
+        while not paused.exists() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        where = f"at step {pause_at} of {len(steps)}, FAULTS_SEED={seed}: {paused.read_text().strip() if paused.exists() else steps[pause_at - 1]}"
+        assert paused.exists() and process.poll() is None, f"the stage did not stop {where}: {process.communicate()[1][-2000:]}"
+        process.kill()
+        process.communicate(timeout=60)
+        assert process.returncode == -signal.SIGKILL, where  # it was running, in the write, when it died
+        for output in outputs:
+            now = _snapshot(model_project / output) if (model_project / output).exists() else None
+            assert now in (previous[output], whole[output]), f"{output}: {'missing' if now is None else 'partial or mixed'} after a SIGKILL {where}"
+        # Beside each output, only the writer's temporary siblings (`.name.<host>-<pid>.*.tmp`), which DVC never reads.
+        for output in outputs:
+            target = model_project / output
+            beside = [p.name for p in target.parent.iterdir() if target.name in p.name and p != target]
+            assert all(re.fullmatch(rf"\.{re.escape(target.name)}\.[\w-]+-\d+\.\w+\.tmp", name) for name in beside), beside
     code, _, err = _finish(_stage(model_project, script))
     assert code == 0, err
     assert {output: _snapshot(model_project / output) for output in outputs} == whole
-    # A temporary sibling the killed run left (`.name.<pid>.*.tmp`) is removed by the rerun's write.
+    # A temporary sibling the killed runs left is removed by the rerun's write.
     for output in outputs:
         assert not [p.name for p in (model_project / output).parent.iterdir() if p.name.endswith(".tmp")]
 
@@ -186,39 +240,89 @@ def test_a_full_disk_fails_in_one_line_and_keeps_the_previous_output(tmp_path):
     assert not [p for p in (project / "data").iterdir() if p.name.endswith(".tmp")]
 
 
-@pytest.fixture
-def read_only_data(tmp_path):
-    """data/ of a template project made read-only: a read-only tmpfs for root (root ignores
-    permission bits), chmod for anyone else."""
-    project = tmp_path / "project"
-    project.mkdir()
+# A read-only or full folder, made the same way as root or not, with or without the right to
+# mount: a stage runs under a prefix command. No way here: a skip, a failure under CI=true.
+TMPFS_SCRIPT = r"""
+f=$FOLDER
+mkdir "$f.kept" && cp -a "$f/." "$f.kept/" && mount -t tmpfs -o "size=$SIZE" tmpfs "$f" && cp -a "$f.kept/." "$f/" && rm -rf "$f.kept" || exit 97
+if [ -n "${FILL-}" ]; then dd if=/dev/zero of="$f/.filler" bs=4096 2>/dev/null; truncate -s "-$FILL" "$f/.filler" || exit 97; fi
+if [ -n "${RO-}" ]; then mount -o remount,ro "$f" || exit 97; fi
+"$@"; code=$?
+rm -f "$f/.filler"
+mkdir "$f.kept" && cp -a "$f/." "$f.kept/" && umount "$f" && rm -rf "$f" && mv "$f.kept" "$f" || exit 98
+exit $code
+"""
+SETUP_FAILED = (97, 98)  # TMPFS_SCRIPT could not make the tmpfs or put its files back
+
+
+@functools.cache
+def _mount_namespace() -> tuple[tuple[str, ...] | None, str]:
+    """A command prefix giving a private mount namespace where a tmpfs can be mounted: `unshare -m`
+    (root with the right to mount), else `unshare -rm` (a user namespace: any user, where the kernel
+    allows them); (None, why) where neither works. Private: nothing is mounted outside the test."""
+    probe = 'd=$(mktemp -d) && mount -t tmpfs -o size=64k tmpfs "$d" && mount -o remount,ro "$d" && umount "$d"; s=$?; rmdir "$d"; exit $s'
+    refused = []
+    for prefix in (("unshare", "-m"), ("unshare", "-rm")):
+        try:
+            done = subprocess.run([*prefix, "sh", "-c", probe], capture_output=True, text=True, timeout=60)
+        except FileNotFoundError:
+            return None, "no unshare (util-linux)"
+        if done.returncode == 0:
+            return prefix, ""
+        refused.append(f"{' '.join(prefix)}: {(done.stderr.strip().splitlines() or ['exit ' + str(done.returncode)])[-1]}")
+    return None, "; ".join(refused)
+
+
+def _on_tmpfs(folder: Path, *, read_only: bool = False, leave_free: int | None = None, size: str = "4m") -> list[str]:
+    """A prefix that runs the command with `folder` on a fresh tmpfs of `size` holding the folder's
+    files: remounted read-only, or filled but for `leave_free` bytes; its files are put back after."""
+    prefix, why = _mount_namespace()
+    if prefix is None:
+        missing_under_ci(f"no way to mount a tmpfs here ({why})")
+    settings = [f"FOLDER={folder}", f"SIZE={size}", *(["RO=1"] if read_only else []), *([f"FILL={leave_free}"] if leave_free else [])]
+    return [*prefix, "env", *settings, "sh", "-c", TMPFS_SCRIPT, "sh"]
+
+
+def _without_override() -> list[str]:
+    """A prefix under which permission bits bind: root's capabilities to override them dropped
+    (setpriv); nothing for another user, whom they bind anyway."""
     if os.geteuid() != 0:
-        _template_project(project, 3)
-        os.chmod(project / "data", 0o555)
-        yield project
-        os.chmod(project / "data", 0o755)
-        return
-    (project / "data").mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(project / "data")], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"root without the right to mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
+        return []
+    prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search,-fowner", "--"]
     try:
-        _template_project(project, 3)
-        subprocess.run(["mount", "-o", "remount,ro", str(project / "data")], check=True)
-        yield project
+        works = subprocess.run([*prefix, "true"], capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        missing_under_ci("root ignores permission bits, and setpriv (util-linux) is not here to drop that")
+    if works.returncode != 0:
+        missing_under_ci(f"root ignores permission bits, and setpriv cannot drop that here: {works.stderr.strip()}")
+    return prefix
+
+
+READ_ONLY_WAYS = {"permission bits": "Permission denied", "read-only mount": "Read-only file system"}
+
+
+def _read_only(folder: Path, way: str) -> list[str]:
+    """`folder` made read-only `way`: chmod 0555 (with root's override dropped), or a read-only tmpfs."""
+    if way == "read-only mount":
+        return _on_tmpfs(folder, read_only=True)
+    os.chmod(folder, 0o555)
+    return _without_override()
+
+
+@pytest.mark.parametrize("way", READ_ONLY_WAYS)
+def test_a_read_only_output_folder_fails_in_one_line_and_keeps_the_previous_output(tmp_path, way):
+    project = _template_project(tmp_path, 3)
+    try:
+        code, _, err = _finish(_stage(project, "generate", _read_only(project / "data", way)))
     finally:
-        subprocess.run(["umount", str(project / "data")], check=True)
-
-
-def test_a_read_only_output_folder_fails_in_one_line_and_keeps_the_previous_output(read_only_data):
-    code, _, err = _finish(_stage(read_only_data, "generate"))
-    assert code == 1
+        os.chmod(project / "data", 0o755)
+    assert code == 1, err
     line = err.strip().splitlines()[-1]
     # The first file it writes (the data checks' record, then the table) is refused.
     assert line.startswith("generate: data/dialogues.checks.json: cannot write (") and "Traceback" not in err
-    assert not (read_only_data / "data" / "dialogues.checks.json").exists()
-    assert "Read-only file system" in line or "Permission denied" in line
-    assert (read_only_data / "data" / "dialogues.parquet").read_bytes() == b"the previous run's output"
+    assert READ_ONLY_WAYS[way] in line, line
+    assert not (project / "data" / "dialogues.checks.json").exists()
+    assert (project / "data" / "dialogues.parquet").read_bytes() == b"the previous run's output"
 
 
 def test_ctrl_c_says_what_is_kept_and_how_to_resume(tmp_path):
@@ -243,9 +347,9 @@ def test_ctrl_c_says_what_is_kept_and_how_to_resume(tmp_path):
     assert not (tmp_path / "data" / "dialogues.parquet").exists()
 
 
-def _plot(project: Path, **kwargs) -> subprocess.Popen:
+def _plot(project: Path, prefix: list[str] = (), **kwargs) -> subprocess.Popen:
     # -P: stages/ holds select.py, which would shadow the standard library's `select` module.
-    return subprocess.Popen([sys.executable, "-P", str(REPO / "stages" / "plot.py")], cwd=project,
+    return subprocess.Popen([*prefix, sys.executable, "-P", str(REPO / "stages" / "plot.py")], cwd=project,
                             env=_env(MPLBACKEND="Agg"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
@@ -278,65 +382,31 @@ def test_plot_on_a_full_disk_fails_in_one_line_and_keeps_the_previous_outputs(tm
     _assert_plot_kept_the_previous_outputs(tmp_path)
 
 
-def test_plot_into_a_read_only_folder_fails_in_one_line_and_keeps_the_previous_outputs(tmp_path):
+@pytest.mark.parametrize("way", READ_ONLY_WAYS)
+def test_plot_into_a_read_only_folder_fails_in_one_line_and_keeps_the_previous_outputs(tmp_path, way):
     from test_figures import synthetic_run, write_run
 
-    reports = tmp_path / "reports"
-    reports.mkdir()
-    if os.geteuid() != 0:
-        write_run(tmp_path, synthetic_run(seed=1))
-        _previous_plot_outputs(tmp_path)
-        os.chmod(reports, 0o555)
-        try:
-            code, _, err = _finish(_plot(tmp_path))
-        finally:
-            os.chmod(reports, 0o755)
-    else:  # root ignores permission bits: a read-only tmpfs
-        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(reports)], capture_output=True)
-        if mounted.returncode != 0:
-            pytest.skip(f"root without the right to mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
-        try:
-            write_run(tmp_path, synthetic_run(seed=1))
-            _previous_plot_outputs(tmp_path)
-            subprocess.run(["mount", "-o", "remount,ro", str(reports)], check=True)
-            code, _, err = _finish(_plot(tmp_path))
-            _assert_plot_kept_the_previous_outputs(tmp_path)
-        finally:
-            subprocess.run(["umount", str(reports)], check=True)
-    assert code == 1 and "Traceback" not in err
+    write_run(tmp_path, synthetic_run(seed=1))
+    _previous_plot_outputs(tmp_path)
+    try:
+        code, _, err = _finish(_plot(tmp_path, _read_only(tmp_path / "reports", way)))
+    finally:
+        os.chmod(tmp_path / "reports", 0o755)
+    assert code == 1 and "Traceback" not in err, err
     line = err.strip().splitlines()[-1]
     # The first output it opens (the figures' temporary folder) is refused.
-    assert line.startswith("plot: reports/figures: cannot write (") and ("Read-only file system" in line or "Permission denied" in line)
-    if os.geteuid() != 0:
-        _assert_plot_kept_the_previous_outputs(tmp_path)
+    assert line.startswith("plot: reports/figures: cannot write (") and READ_ONLY_WAYS[way] in line, line
+    _assert_plot_kept_the_previous_outputs(tmp_path)
 
 
 def test_plot_on_a_full_tmpfs_fails_in_one_line_and_keeps_the_previous_outputs(tmp_path):
-    """A real full disk (ENOSPC): reports/ on a small tmpfs, filled up but for a few kilobytes."""
+    """A real full disk (ENOSPC): reports/ on a small tmpfs, filled up but for 8 KiB."""
     from test_figures import synthetic_run, write_run
 
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root; the RLIMIT_FSIZE test above covers the same path")
-    reports = tmp_path / "reports"
-    reports.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(reports)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"root without the right to mount a tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
-        write_run(tmp_path, synthetic_run(seed=1))
-        _previous_plot_outputs(tmp_path)
-        with (reports / "filler").open("wb", buffering=0) as filler:  # up to the last byte, then give 8 KiB back
-            try:
-                while True:
-                    filler.write(b"\0" * 4096)
-            except OSError:
-                pass
-        os.truncate(reports / "filler", max(os.path.getsize(reports / "filler") - 8192, 0))
-        code, _, err = _finish(_plot(tmp_path))
-        (reports / "filler").unlink()
-        assert code == 1 and "Traceback" not in err
-        line = err.strip().splitlines()[-1]
-        assert line.startswith("plot: reports/") and "cannot write (No space left on device); nothing was put in its place" in line
-        _assert_plot_kept_the_previous_outputs(tmp_path)
-    finally:
-        subprocess.run(["umount", str(reports)], check=True)
+    write_run(tmp_path, synthetic_run(seed=1))
+    _previous_plot_outputs(tmp_path)
+    code, _, err = _finish(_plot(tmp_path, _on_tmpfs(tmp_path / "reports", leave_free=8192, size="1m")))
+    assert code == 1 and "Traceback" not in err, err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("plot: reports/") and "cannot write (No space left on device); nothing was put in its place" in line, line
+    _assert_plot_kept_the_previous_outputs(tmp_path)

@@ -142,9 +142,40 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
                 tmp_path.unlink()
 
 
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def exchange_paths(a: Path, b: Path) -> bool:
+    """Swap `a` and `b` in one step (Linux renameat2 RENAME_EXCHANGE): at every moment each name
+    holds one whole version. False where the system or the file system cannot (then nothing moved)."""
+    import ctypes
+    import errno
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):  # not glibc >= 2.28 / not Linux
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def _remove(path: Path) -> None:
+    shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+
+
 @contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
     """Yield a temporary folder beside `target`; on success it replaces `target` whole.
+    A previous `target` is swapped out in one step (exchange_paths), so a SIGKILL at any moment
+    leaves either the previous folder or the new one there, never a partial or missing one; where
+    the file system cannot swap, the previous one is moved aside first, and a kill between the two
+    renames leaves no `target` (still never a partial one).
     An OSError while writing becomes an OutputError that names `target` in one line."""
     target = Path(target)
     _size_limit_errors()
@@ -155,12 +186,16 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
         try:
             yield tmp
             _normal_mode(tmp)
-            if target.exists():
-                shutil.rmtree(target) if target.is_dir() else target.unlink()
-            os.replace(tmp, target)
+            if not (target.exists() or target.is_symlink()):
+                os.replace(tmp, target)
+            elif not exchange_paths(tmp, target):  # tmp holds the previous version now, when it could swap
+                aside = Path(tempfile.mkdtemp(prefix=temp_prefix(target), suffix=".tmp", dir=target.parent))
+                os.replace(target, aside) if target.is_dir() and not target.is_symlink() else os.replace(target, aside / "file")
+                os.replace(tmp, target)
+                shutil.rmtree(aside)
         finally:
-            if tmp.exists():
-                shutil.rmtree(tmp)
+            if tmp.exists() or tmp.is_symlink():
+                _remove(tmp)
 
 
 def write_text(target: str | Path, text: str) -> None:

@@ -29,6 +29,9 @@ DEFAULT_PG_TIMEOUT_S = 6 * 3600.0
 # Set in the environment to run a stage under a launcher when it is started plainly (dvc repro):
 # e.g. EMONEURONS_LAUNCH="accelerate launch --multi_gpu --num_processes 8".
 LAUNCH_ENV = "EMONEURONS_LAUNCH"
+# Set to a folder to have each rank write there what it took (record_shard): to check a launch's
+# sharding (tests/test_distributed.py does), or to see which rank took which dialogues.
+SHARD_RECORD_ENV = "EMONEURONS_SHARD_RECORD"
 
 
 def launched() -> bool:
@@ -98,6 +101,19 @@ class Ranks:
         out: list[Any] | None = [None] * self.world if self.main else None
         dist.gather_object(value, out, dst=0)
         return out
+
+    def record_shard(self, stage: str, taken: dict[str, Any]) -> None:
+        """Write `taken` (what this rank computed itself) to `$EMONEURONS_SHARD_RECORD/<stage>-rank<r>-of-<N>.json`
+        when that variable is set; otherwise nothing. Not an output: the outputs never depend on it."""
+        folder = os.environ.get(SHARD_RECORD_ENV)
+        if not folder:
+            return
+        from pathlib import Path
+
+        from emoneurons.atomic import write_json
+
+        write_json(Path(folder) / f"{stage}-rank{self.rank}-of-{self.world}.json",
+                   {"stage": stage, "rank": self.rank, "world": self.world, **taken})
 
     def barrier(self) -> None:
         if self.world > 1:

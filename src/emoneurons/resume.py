@@ -49,11 +49,19 @@ class CountSchedule:
         self.done = 0  # of this rank's batches
         self.dialogues = 0  # in this rank's done batches
         self.resumed = 0  # batches restored from a checkpoint (0: a fresh start)
+        self.counted: list[int] = []  # the dialogues this process counted (not those restored)
 
     def start(self, n_batches: int) -> tuple[list[int], tuple[torch.Tensor, torch.Tensor] | None]:
         """The batch indices still to run, and the saved partial (counts [L, 6, N], T [6]) or None."""
         self.mine, self.total = self.ranks.shard(n_batches), n_batches
         saved = self.checkpoints.load_tensors(self.name) if self.checkpoints else None
+        if self.checkpoints is not None and self.ranks.main:
+            # Partial sums over another split of the batches: they cannot be split again.
+            ours = f"-of-{self.ranks.world}.safetensors"
+            others = [p.name for p in self.checkpoints.files() if p.name.startswith("rank") and not p.name.endswith(ours)]
+            if others:
+                print(f"checkpoint: {self.checkpoints.folder} holds the counts of another number of processes "
+                      f"({', '.join(others)}): not used, counting afresh with {self.ranks.world}", file=sys.stderr)
         if saved is not None:
             tensors, meta = saved
             if meta.get("batches") != n_batches or not 0 < meta.get("done", 0) <= len(self.mine):
@@ -67,16 +75,19 @@ class CountSchedule:
                 return self.mine[self.done:], (tensors["counts"], tensors["T"])
         return self.mine, None
 
-    def finished(self, batch_size: int, snapshot: Callable[[], torch.Tensor], T: torch.Tensor) -> None:
+    def finished(self, dialogues: list[int], snapshot: Callable[[], torch.Tensor], T: torch.Tensor) -> None:
         """After each batch: every `every` batches, save the partial counts (one host copy)."""
         self.done += 1
-        self.dialogues += batch_size
+        self.dialogues += len(dialogues)
+        self.counted += dialogues
         if self.checkpoints is not None and self.done % self.every == 0 and self.done < len(self.mine):
             self.checkpoints.save_tensors(self.name, {"counts": snapshot().cpu(), "T": T.cpu()},
                                           {"batches": self.total, "done": self.done, "dialogues": self.dialogues})
 
     def combine(self, counts: torch.Tensor, T: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The counts summed over every rank."""
+        """The counts summed over every rank (and this rank's share recorded, distributed.record_shard)."""
+        self.ranks.record_shard("count", {"batches": self.total, "resumed_batches": self.resumed,
+                                          "counted_dialogues": sorted(self.counted)})
         return self.ranks.sum(counts), self.ranks.sum(T)
 
 
@@ -90,6 +101,8 @@ class ConditionSchedule:
         self.ranks, self.checkpoints = ranks, checkpoints
         self.processes = ranks.world
         self.resumed = 0
+        self.ran: list[int] = []  # the conditions this process ran (not those restored)
+        self.restored: list[int] = []
 
     @staticmethod
     def _name(index: int) -> str:
@@ -104,18 +117,20 @@ class ConditionSchedule:
                 saved[index] = tuple(data["run"])
             else:
                 todo.append(index)
-        self.resumed = len(saved)
+        self.resumed, self.restored = len(saved), sorted(saved)
         if saved:
             print(f"mask-eval: rank {self.ranks.rank} resumes {len(saved)} finished conditions from "
                   f"{self.checkpoints.folder}", file=sys.stderr)
         return todo, saved
 
     def finished(self, index: int, run: tuple) -> None:
+        self.ran.append(index)
         if self.checkpoints is not None:
             self.checkpoints.save_object(self._name(index), {"index": index, "run": list(run)})
 
     def combine(self, runs: dict[int, tuple]) -> dict[int, tuple] | None:
-        """Every rank's runs merged on rank 0; None on the others."""
+        """Every rank's runs merged on rank 0; None on the others (and this rank's share recorded)."""
+        self.ranks.record_shard("mask-eval", {"ran_conditions": sorted(self.ran), "restored_conditions": self.restored})
         gathered = self.ranks.gather(runs)
         if gathered is None:
             return None

@@ -230,8 +230,9 @@ class BatchSchedule(Protocol):
     def start(self, n_batches: int) -> tuple[list[int], tuple[torch.Tensor, torch.Tensor] | None]:
         """Batch indices still to run, and saved partial (counts [L, 6, N], T [6]) or None."""
 
-    def finished(self, batch_size: int, snapshot: Callable[[], torch.Tensor], T: torch.Tensor) -> None:
-        """After each batch; snapshot() gives the counts so far as [L, 6, N]."""
+    def finished(self, dialogues: list[int], snapshot: Callable[[], torch.Tensor], T: torch.Tensor) -> None:
+        """After each batch (`dialogues`: the indices of the dialogues it counted); snapshot() gives
+        the counts so far as [L, 6, N]."""
 
     def combine(self, counts: torch.Tensor, T: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The final counts of this process combined with the others'."""
@@ -257,8 +258,9 @@ def _counted_items(
 
 
 def _feed_batches(lm: LoadedModel, items: Sequence[CountedText], batches: Sequence[list[int]], current: _BatchOnDevices,
-                  T: torch.Tensor, desc: str, finished: Callable[[int], None]) -> None:
-    """Each batch of `items` through the decoder (the hooks count); T += its counted tokens."""
+                  T: torch.Tensor, desc: str, finished: Callable[[list[int]], None]) -> None:
+    """Each batch of `items` through the decoder (the hooks count); T += its counted tokens;
+    finished(the batch's item indices) after each."""
     tokenizer = lm.tokenizer
     pad_id = pad_token_id(tokenizer)
     decoder = lm.model.model  # the decoder stack only: the lm_head's logits are not needed
@@ -277,7 +279,7 @@ def _feed_batches(lm: LoadedModel, items: Sequence[CountedText], batches: Sequen
                 )
                 T += torch.tensor(batch.counted, dtype=torch.int64)
                 progress.update(sum(len(items[i].ids) for i in indices))
-                finished(len(indices))
+                finished(list(indices))
     finally:
         progress.close()
 
@@ -331,9 +333,9 @@ def activation_counts(
                 layer_counts.copy_(saved_layer)
             T += saved[1]
 
-    def finished(batch_size: int) -> None:
+    def finished(indices: list[int]) -> None:
         if schedule is not None:
-            schedule.finished(batch_size, lambda: _stacked(whole, counts), T)
+            schedule.finished(indices, lambda: _stacked(whole, counts), T)
 
     count_batches(lm, items, [batches[b] for b in todo], counts, T, activation=activation, desc=desc, finished=finished)
     stacked = _stacked(whole, counts)
