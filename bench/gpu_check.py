@@ -44,15 +44,6 @@ for env, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("TOK
 NEEDED = ("torch", "transformers", "accelerate", "typer", "yaml", "safetensors", "tokenizers", "scipy", "tqdm",
           "pytest", "polars", "pydantic")
 BUDGET_S = 450.0  # of the 8 minutes: the rest is start-up and the JSON
-DIALOGUES = [
-    "A: I can't believe this happened!\nB: Oh no, that is terrible.",
-    "A: What a wonderful day.",
-    "A: That smell is revolting.\nB: I'm scared of the dark.\nA: I miss her so much.\nB: Oh no.",
-    "A: I miss her so much.\nB: What a wonderful day.\nA: That is terrible.",
-    "A: Oh no!",
-    "A: You broke it again, I am furious!\nB: Calm down.",
-]
-LABELS = ["surprise", "happiness", "disgust", "sadness", "fear", "anger"]
 
 
 def use_wheels(folder: Path) -> None:
@@ -139,6 +130,13 @@ def check_attention_kernel(device: str) -> dict:
     return out
 
 
+def _samples() -> tuple[list[str], list[str]]:
+    """One short dialogue per emotion and its label, the CUDA-vs-CPU tests' (tests/conftest.py)."""
+    from conftest import SIX_EMOTION_DIALOGUES, SIX_EMOTION_LABELS
+
+    return SIX_EMOTION_DIALOGUES, SIX_EMOTION_LABELS
+
+
 def _tiny(dtype=None, device: str = "cpu"):
     import torch
     from conftest import build_tiny_llama, build_tokenizer
@@ -158,6 +156,7 @@ def _classify(lm, method: str, masks: list) -> list:
     from emoneurons.evaluate.classify import MaskedClassifier
     from emoneurons.prompts.classification import classification_prompt
 
+    DIALOGUES, _ = _samples()
     prompt = classification_prompt(lm.tokenizer, [(DIALOGUES[1], "happiness"), (DIALOGUES[2], "disgust")])
     engine = MaskedClassifier(lm, prompt, DIALOGUES, method, batch_size=4, boundaries=[2], max_new_tokens=4)
     return [engine.classify(mask) for mask in [None, *masks]] + [engine.engine]
@@ -215,6 +214,7 @@ def check_count(device: str, folder: Path) -> dict:
     from emoneurons.neurons.counting import activation_counts
 
     lm_dev, lm_cpu = _loaded(device, folder), _loaded("cpu", folder)
+    DIALOGUES, LABELS = _samples()
     out: dict = {"model_device": str(lm_dev.device)}
     ok = True
     for positions in ("all", "last"):
@@ -260,6 +260,7 @@ def _split(per_emotion: int, offset: int = 0):
 
     from emoneurons.emotions import EMOTIONS
 
+    DIALOGUES, LABELS = _samples()
     lines = dict(zip(LABELS, DIALOGUES))
     rows = [(f"{e}-{k + offset}", e, lines[e] + "\nB: Oh." * (1 + k % 3)) for e in EMOTIONS for k in range(per_emotion)]
     return pl.DataFrame({"id": [r[0] for r in rows], "label": [r[1] for r in rows], "theme": [r[1] for r in rows],

@@ -38,6 +38,18 @@ CHATML_TEMPLATE = (
 )
 
 
+# One short dialogue per emotion (the CUDA-vs-CPU tests and bench/gpu_check.py).
+SIX_EMOTION_DIALOGUES = [
+    "A: I can't believe this happened!\nB: Oh no, that is terrible.",
+    "A: What a wonderful day.",
+    "A: That smell is revolting.\nB: I'm scared of the dark.\nA: I miss her so much.\nB: Oh no.",
+    "A: I miss her so much.\nB: What a wonderful day.\nA: That is terrible.",
+    "A: Oh no!",
+    "A: You broke it again, I am furious!",
+]
+SIX_EMOTION_LABELS = ["surprise", "happiness", "disgust", "sadness", "fear", "anger"]
+
+
 def build_tokenizer(vocab_size: int = 600):
     """A byte-level BPE tokenizer trained in-process on the prompts (no download), ChatML template."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers

@@ -9,6 +9,7 @@ import copy
 
 import pytest
 import torch
+from conftest import SIX_EMOTION_DIALOGUES as DIALOGUES, SIX_EMOTION_LABELS as LABELS
 
 from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.model.loading import LoadedModel
@@ -17,15 +18,6 @@ from emoneurons.prompts.classification import classification_prompt
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch sees none)")]
 
-DIALOGUES = [
-    "A: I can't believe this happened!\nB: Oh no, that is terrible.",
-    "A: What a wonderful day.",
-    "A: That smell is revolting.\nB: I'm scared of the dark.\nA: I miss her so much.\nB: Oh no.",
-    "A: I miss her so much.\nB: What a wonderful day.\nA: That is terrible.",
-    "A: Oh no!",
-    "A: You broke it again, I am furious!",
-]
-LABELS = ["surprise", "happiness", "disgust", "sadness", "fear", "anger"]
 MASK = {2: torch.tensor([1, 7, 30]), 3: torch.tensor([4, 11])}
 
 

@@ -15,19 +15,13 @@ from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.counting import activation_counts, count_batches, counting_inputs, layer_counters
 from emoneurons.neurons.masking import ffn_modules, mask_neurons, scale_neurons, scale_neurons_per_row
 from emoneurons.neurons.top_activations import activity_by_layer, neuron_activity
+from test_counting import DIALOGUES as COUNTING_DIALOGUES, LABELS as COUNTING_LABELS
 from two_device import split_over_cpu_and_meta, strict_devices
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-DIALOGUES = [
-    "A: I can't believe this happened!\nB: Oh no, that is terrible.",
-    "A: That smell is revolting.",
-    "A: What a wonderful day.\nB: I miss her so much.\nA: I'm scared of the dark.\nB: Oh no.",
-    "B: Oh",
-    "A: I'm scared of the dark.\nB: What a wonderful day, that smell is revolting.",
-    "A: I miss her so much.\nB: That is terrible.",
-]
-LABELS = ["anger", "disgust", "happiness", "surprise", "fear", "sadness"]
+# The counting tests' dialogues (lengths 1 to ~40 tokens, every emotion), the first six.
+DIALOGUES, LABELS = COUNTING_DIALOGUES[:6], COUNTING_LABELS[:6]
 CPU_LAYERS = 2  # of the tiny Llama's 4
 
 
