@@ -16,7 +16,7 @@ PYTHON ?= python3
 # CI machines) gets `cpu` unless told otherwise.
 LOCK := requirements.lock
 CPU_LOCK := requirements-cpu.lock
-TORCH_VERSION := $(shell sed -n 's/^torch==\([^ ;]*\).*/\1/p' $(LOCK))
+TORCH_VERSION := $(shell sed -n 's/^torch==\([^ ;]*\).*/\1/p' $(LOCK) 2>/dev/null)
 TORCH_CPU_WHEELS ?= /opt/wheels
 TORCH_CPU_INDEX ?=
 TORCH ?= $(if $(wildcard $(TORCH_CPU_WHEELS)/torch-$(TORCH_VERSION)+cpu-*.whl),cpu,lock)
