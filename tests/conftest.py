@@ -32,6 +32,12 @@ def missing_under_ci(reason: str) -> NoReturn:
     pytest.skip(f"{reason} (required under CI=true)")
 
 
+def own_make_env(base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment for a `make` a test runs as a make of its own, not a sub-make of `make test`
+    (whose flags would carry over and whose exit lines would read "make[1]: ***")."""
+    return {k: v for k, v in (os.environ if base is None else base).items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+
+
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] "
     "+ '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"

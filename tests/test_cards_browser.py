@@ -15,7 +15,6 @@ import base64
 import io
 import itertools
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -27,6 +26,7 @@ import pytest
 from emoneurons.emotions import EMOTIONS
 from emoneurons.report.cards_html import render_cards_html
 from emoneurons.report.style import EMOTION_COLORS
+from conftest import missing_under_ci
 from test_cards import cards_record
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -40,9 +40,7 @@ MARK = (0xFF, 0xD5, 0x4F)  # cards_html's <mark> background
 @pytest.fixture(scope="module")
 def chromium() -> str:
     if not Path(CHROMIUM).is_file():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{CHROMIUM} not found: CI must install Debian's chromium (.ci/run does)")
-        pytest.skip(f"{CHROMIUM} not found (apt-get install -y chromium); required under CI=true")
+        missing_under_ci(f"{CHROMIUM} not found (apt-get install -y chromium; .ci/run does)")
     return CHROMIUM
 
 

@@ -12,6 +12,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+from conftest import own_make_env
+
 
 ROOT = Path(__file__).resolve().parents[1]
 CHECKS = ["bench_8b", "attention_kernel", "engine", "count", "mask_eval", "steer"]
@@ -25,10 +27,8 @@ def gpu_check_module():
 
 
 def make(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    # A make of its own, not a sub-make of `make test` (whose exit lines would read "make[1]: ***").
-    env = {k: v for k, v in (env or os.environ).items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     return subprocess.run(["make", "-s", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600, env=env)
+                          timeout=600, env=own_make_env(env))
 
 
 def test_make_gpu_check_on_the_cpu_runs_every_check_into_one_json(tmp_path):

@@ -21,6 +21,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
+from conftest import missing_under_ci, own_make_env
 from emoneurons.model.versions import locked_pins
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,14 +31,11 @@ EXCLUDED = {canonicalize_name(line.strip()) for line in (REPO / "requirements.ex
 
 
 def test_locks_are_what_make_lock_resolves(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     result = subprocess.run(["make", "-s", "lock-check", f"VENV={VENV}", f"LOCK_CHECK_DIR={tmp_path}"], cwd=REPO,
-                            env={**env, "UV_OFFLINE": "1"}, capture_output=True, text=True, timeout=120)
+                            env={**own_make_env(), "UV_OFFLINE": "1"}, capture_output=True, text=True, timeout=120)
     if result.returncode != 0 and "the network was disabled" in result.stderr:
-        why = "uv's cache lacks the locked packages' metadata (a fresh cache): run `make lock-check` online"
-        if os.environ.get("CI") == "true":  # `make test` warms the cache first: under CI this is a fault
-            pytest.fail(why)
-        pytest.skip(why)
+        # `make test` warms the cache first (make lock-check online): under CI this is a fault
+        missing_under_ci("uv's cache lacks the locked packages' metadata (a fresh cache): run `make lock-check` online")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "requirements.lock is what make lock resolves" in result.stdout
     if list(Path(os.environ.get("TORCH_CPU_WHEELS", "/opt/wheels")).glob("torch-*+cpu-*.whl")):

@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from conftest import own_make_env
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
@@ -160,7 +161,7 @@ def test_make_setup_torch_system_stops_in_one_line_before_installing(tmp_path):
     """The make target itself: a "system" whose torch is 2.9.0 (a module's dist-info on PYTHONPATH,
     as `module load` presents it) stops at the check, before the lock is installed."""
     venv = tmp_path / "venv"
-    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    env = own_make_env()
     env["PYTHONPATH"] = str(dist_info(tmp_path / "sys", "torch", "2.9.0"))
     result = subprocess.run(["make", "-s", "setup", "TORCH=system", f"VENV={venv}"], cwd=REPO, env=env,
                             capture_output=True, text=True, timeout=300)
