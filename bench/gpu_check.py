@@ -154,7 +154,7 @@ def _tiny(dtype=None, device: str = "cpu"):
 
 def _classify(lm, method: str, masks: list) -> list:
     from emoneurons.evaluate.classify import MaskedClassifier
-    from emoneurons.prompts.classification import classification_prompt
+    from emoneurons.text.classification_prompt import classification_prompt
 
     DIALOGUES, _ = _samples()
     prompt = classification_prompt(lm.tokenizer, [(DIALOGUES[1], "happiness"), (DIALOGUES[2], "disgust")])

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import typer
 
-from emoneurons.atomic import atomic_dir, write_json
-from emoneurons.data.io import DataError, read_counts, read_json, read_table
-from emoneurons.data.result_suites import check_cards
-from emoneurons.data.suites import checks_record
+from emoneurons.io.atomic import atomic_dir, write_json
+from emoneurons.io.tables import DataError, read_counts, read_json, read_table
+from emoneurons.io.result_suites import check_cards
+from emoneurons.io.suites import checks_record
 from emoneurons.params import ParamsError, load_stage_params
-from emoneurons.stage_run import run_stage
+from emoneurons.runtime.stage_run import run_stage
 from emoneurons.report.cards import CardsDataError, build_cards, plan_cards
 from emoneurons.report.cards_html import render_cards_html
 

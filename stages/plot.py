@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from emoneurons.atomic import atomic_dir, atomic_path, output_errors
-from emoneurons.data.io import DataError, read_json
+from emoneurons.io.atomic import atomic_dir, atomic_path, output_errors
+from emoneurons.io.tables import DataError, read_json
 from emoneurons.params import ParamsError, load_params
-from emoneurons.stage_run import run_stage
+from emoneurons.runtime.stage_run import run_stage
 
 if TYPE_CHECKING:  # imported at run time only once the inputs are there (see main)
     from emoneurons.report.run_metrics import RunMetrics

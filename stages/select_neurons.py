@@ -11,14 +11,14 @@ from pathlib import Path
 
 import typer
 
-from emoneurons.atomic import atomic_dir, write_json
-from emoneurons.data.io import DataError, read_counts
-from emoneurons.data.result_suites import check_neurons
-from emoneurons.data.suites import checks_record
+from emoneurons.io.atomic import atomic_dir, write_json
+from emoneurons.io.tables import DataError, read_counts
+from emoneurons.io.result_suites import check_neurons
+from emoneurons.io.suites import checks_record
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.selection import select_emotion_neurons
 from emoneurons.params import ParamsError, load_stage_params
-from emoneurons.stage_run import run_stage
+from emoneurons.runtime.stage_run import run_stage
 
 # checks.json names the selection by its path in the pipeline whatever --out is (as count does).
 NEURONS_FILE = "data/neurons/neurons.json"

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import typer
 
-from emoneurons.atomic import atomic_dir, write_json
+from emoneurons.io.atomic import atomic_dir, write_json
 from emoneurons.backends.cache import prepare_cache_dir
 from emoneurons.backends.chat import ChatBackendError
-from emoneurons.data.io import DataError, read_json, read_table
-from emoneurons.data.result_suites import check_steer
-from emoneurons.data.suites import checks_record
+from emoneurons.io.tables import DataError, read_json, read_table
+from emoneurons.io.result_suites import check_steer
+from emoneurons.io.suites import checks_record
 from emoneurons.params import ParamsError, load_stage_params
-from emoneurons.stage_run import run_stage
+from emoneurons.runtime.stage_run import run_stage
 
 # checks.json names the results by their path in the pipeline whatever --out is (as count does).
 STEER_FILE = "reports/steer/steer.json"
@@ -87,7 +87,7 @@ def main(
 
 def _with_settings(record: dict, ev, steer, top_rate: float, judges, lm, texts: list[str]) -> dict:
     """steer.json: the run's settings (model, alphas, prompts, classifier, judges), then `record`."""
-    from emoneurons.prompt_format import resolve_prompt_format
+    from emoneurons.text.prompt_format import resolve_prompt_format
 
     return {"model": lm.name, "top_rate": top_rate, "alphas": list(steer.alphas),
             "max_new_tokens": steer.max_new_tokens, "control_draws": steer.control_draws, "prompts": texts,

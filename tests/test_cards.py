@@ -211,8 +211,8 @@ def test_card_page_has_a_section_per_emotion_a_card_per_neuron_and_says_when_non
 
 
 def test_built_cards_pass_the_cards_checks_and_a_neuron_past_the_layers_fails(tiny_llama):
-    from emoneurons.data.result_suites import check_cards
-    from emoneurons.data.suites import DataCheckError
+    from emoneurons.io.result_suites import check_cards
+    from emoneurons.io.suites import DataCheckError
 
     record = cards_record(tiny_llama)
     config = tiny_llama.model.config

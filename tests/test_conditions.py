@@ -10,7 +10,7 @@ from repo_params import params_with, section
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.conditions import PlanError, first_masked_layers, plan_conditions, unique_masks
 from emoneurons.evaluate.masking_eval import EvalDataError, calibration_dialogues, draw_shots, evaluate_masking, mask_workers
-from emoneurons.prompts.chat import CONTENT_FREE_DIALOGUE
+from emoneurons.text.chat_prompt import CONTENT_FREE_DIALOGUE
 from emoneurons.params import ParamsError
 
 LAYERS, PER_LAYER = 6, 64

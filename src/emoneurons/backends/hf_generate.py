@@ -17,7 +17,7 @@ from emoneurons.backends.chat import CUT_OFF, ChatProgress, ChatRequest, Usage, 
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import eos_token_ids
 from emoneurons.params import HFGenerationParams
-from emoneurons.prompt_format import render_plain, resolve_prompt_format
+from emoneurons.text.prompt_format import render_plain, resolve_prompt_format
 
 _SORT_WINDOW = 8  # batches' worth of requests sorted by length together, to cut padding
 

@@ -31,14 +31,14 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from emoneurons.batching import length_buckets, padded_ids, real_token_index
+from emoneurons.model.batching import length_buckets, padded_ids, real_token_index
 from emoneurons.emotions import EMOTIONS, parse_emotion
 from emoneurons.evaluate.kept_states import KeptStates
 from emoneurons.evaluate.layer_runner import (
     additive_mask, key_validity, last_logprobs, prefixed_past, run_layers, shared_prefix_available,
 )
 from emoneurons.evaluate.plain_classify import layered_engine_problem, plain_generate, plain_label_scores
-from emoneurons.prompts.chat import ChatPrompt, dialogue_ids, label_ids
+from emoneurons.text.chat_prompt import ChatPrompt, dialogue_ids, label_ids
 from emoneurons.model.architecture import model_adapter
 from emoneurons.neurons.masking import decoder_layers, mask_neurons
 from emoneurons.model.loading import LoadedModel

@@ -17,18 +17,18 @@ from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.evaluate.conditions import (
     Condition, control_id, first_masked_layers, mask_id, plan_conditions, unique_masks,
 )
-from emoneurons.evaluate.effects import ALPHA, RULE, SIGN_FLIPS, condition_effect, label_log_probs, specificity
-from emoneurons.evaluate.metrics import (
+from emoneurons.stats.effects import ALPHA, RULE, SIGN_FLIPS, condition_effect, label_log_probs, specificity
+from emoneurons.stats.metrics import (
     UNPARSEABLE, accuracy_ci, accuracy_per_emotion, chance_level, clearly_above_chance, confusion_matrix,
     overall_accuracy, unparseable_counts,
 )
-from emoneurons.prompts.classification import classification_prompt
-from emoneurons.prompts.chat import CONTENT_FREE_DIALOGUE, label_ids
+from emoneurons.text.classification_prompt import classification_prompt
+from emoneurons.text.chat_prompt import CONTENT_FREE_DIALOGUE, label_ids
 from emoneurons.neurons.masking import decoder_layers
 from emoneurons.model.loading import LoadedModel
 from emoneurons.params import EvalParams
-from emoneurons.prompt_format import resolve_prompt_format
-from emoneurons.truncation import Truncation, cut_dialogues
+from emoneurons.text.prompt_format import resolve_prompt_format
+from emoneurons.text.truncation import Truncation, cut_dialogues
 
 
 class EvalDataError(ValueError):

@@ -28,11 +28,11 @@ from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.evaluate.conditions import control_seed, random_like
 from emoneurons.evaluate.masking_eval import calibration_dialogues, draw_shots
-from emoneurons.prompts.classification import classification_prompt
+from emoneurons.text.classification_prompt import classification_prompt
 from emoneurons.neurons.masking import neurons_by_layer, scale_neurons_per_row
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import eos_token_ids
-from emoneurons.prompt_format import resolve_prompt_format
+from emoneurons.text.prompt_format import resolve_prompt_format
 from emoneurons.params import EvalParams, HFGenerationParams, SteerParams
 
 if TYPE_CHECKING:

@@ -29,15 +29,15 @@ from torch import nn
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from emoneurons.batching import length_batches, padded_ids
+from emoneurons.model.batching import length_batches, padded_ids
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
-from emoneurons.prompts.classification import classification_prompt
+from emoneurons.text.classification_prompt import classification_prompt
 from emoneurons.model.architecture import GatedFFN
 from emoneurons.neurons.masking import ffn_modules
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import pad_token_id
-from emoneurons.prompt_format import added_special_prefix
-from emoneurons.truncation import Truncation
+from emoneurons.text.prompt_format import added_special_prefix
+from emoneurons.text.truncation import Truncation
 
 Positions = Literal["all", "last"]
 Text = Literal["dialogue", "prompt"]

@@ -17,7 +17,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from emoneurons.atomic import atomic_dir
+from emoneurons.io.atomic import atomic_dir
 from emoneurons.emotions import EMOTIONS
 from emoneurons.report.analysis import OVERLAP_DEFINITION, failure_distribution
 from emoneurons.report.document import Heading, Image, Paragraph, Table, render_markdown

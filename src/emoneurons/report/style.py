@@ -9,7 +9,7 @@ from typing import Any
 import matplotlib
 from matplotlib.figure import Figure
 
-from emoneurons.atomic import atomic_path
+from emoneurons.io.atomic import atomic_path
 from emoneurons.emotions import EMOTIONS
 
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies and in greyscale print.

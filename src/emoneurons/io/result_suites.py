@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 
-from emoneurons.data.suites import (
+from emoneurons.io.suites import (
     Checked, failed_expectations, failure_line, group_check, load_gx, raise_failures,
 )
 from emoneurons.emotions import EMOTIONS

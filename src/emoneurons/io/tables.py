@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 
-from emoneurons.atomic import atomic_path
+from emoneurons.io.atomic import atomic_path
 
 
 class DataError(Exception):

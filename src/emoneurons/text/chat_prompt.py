@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from transformers import PreTrainedTokenizerBase
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.prompt_format import added_special_prefix, render_plain, resolve_prompt_format
+from emoneurons.text.prompt_format import added_special_prefix, render_plain, resolve_prompt_format
 
 DIALOGUE_SLOT = "\u0000DIALOGUE\u0000"
 

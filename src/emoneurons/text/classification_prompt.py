@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 from transformers import PreTrainedTokenizerBase
 
-from emoneurons.prompts.chat import DIALOGUE_SLOT, ChatPrompt, chat_prompt
-from emoneurons.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
-from emoneurons.prompt_format import resolve_prompt_format
+from emoneurons.text.chat_prompt import DIALOGUE_SLOT, ChatPrompt, chat_prompt
+from emoneurons.text.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
+from emoneurons.text.prompt_format import resolve_prompt_format
 
 
 def _with_system(tokenizer: PreTrainedTokenizerBase, system: str, prompt_format: str = "chat") -> list[dict[str, str]]:
