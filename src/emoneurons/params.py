@@ -230,7 +230,7 @@ class EvalParams(_Strict):
     max_new_tokens: Positive
     # How prompts are rendered, by count (text: prompt), mask-eval, the hf judges and the hf chat
     # backend: chat (the tokenizer's chat template) | plain (`role: content` lines, for base models
-    # without a template; prompt_format.py) | auto (chat when the tokenizer has a template, else plain)
+    # without a template; text/prompt_format.py) | auto (chat when the tokenizer has a template, else plain)
     prompt_format: Literal["chat", "plain", "auto"]
 
     @model_validator(mode="after")

@@ -105,7 +105,7 @@ class HFChatBackend:
         progress: bool = True,
         prompt_format: str = "auto",
     ) -> None:
-        """`prompt_format`: chat | plain | auto (eval.prompt_format, prompt_format.py)."""
+        """`prompt_format`: chat | plain | auto (eval.prompt_format, text/prompt_format.py)."""
         self.loaded = loaded
         self.prompt_format = resolve_prompt_format(loaded.tokenizer, prompt_format)
         self.params = params

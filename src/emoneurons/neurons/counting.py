@@ -65,7 +65,7 @@ def counting_inputs(
 ) -> tuple[list[CountedText], Truncation]:
     """Each dialogue as CountedText (prefix and dialogue cut to max_length tokens in all, from the
     end), and what the cut took. `prompt_format` (text=prompt): the classification prompt's format
-    (prompt_format.py)."""
+    (text/prompt_format.py)."""
     if len(dialogues) != len(emotions):
         raise ValueError(f"{len(dialogues)} dialogues but {len(emotions)} emotions")
     unknown = sorted({e for e in emotions if e not in EMOTION_INDEX})

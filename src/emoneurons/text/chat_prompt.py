@@ -1,7 +1,7 @@
 """Prompts as token ids around the dialogue, in the model's own chat format (the texts come from
-paper_prompts/ through their callers: prompts/classification.py, the judges).
+text/paper_prompts/ through their callers: text/classification_prompt.py, the judges).
 
-The format is the model's chat template, or the plain `role: content` lines of prompt_format.py
+The format is the model's chat template, or the plain `role: content` lines of text/prompt_format.py
 for base models (`eval.prompt_format`). A prompt is split into a `prefix` (everything before the dialogue: system prompt, in-context
 examples, the user prompt's opening) and a `suffix` (the rest of the user turn and the
 assistant's header). The prefix is the same for every dialogue, so it is computed once and

@@ -1,6 +1,6 @@
 """Figure 5's classification prompt (the paper's system and user prompts, with in-context
 examples) as token ids around the dialogue: what mask-eval, count (`text: prompt`) and steering
-classify with. Rewording Figure 5 (paper_prompts/classify.py) reruns only the stages importing this."""
+classify with. Rewording Figure 5 (text/paper_prompts/classify.py) reruns only the stages importing this."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def classification_prompt(
     user/assistant turns, the in-context setup that small models need (DESIGN.md). `instruction`:
     `every` example's user turn is Figure 5's user prompt around its dialogue, or only the `first`
     one's (the later examples are the bare dialogue; the question always has the whole prompt).
-    `prompt_format`: chat | plain | auto (prompt_format.py)."""
+    `prompt_format`: chat | plain | auto (text/prompt_format.py)."""
     if instruction not in ("every", "first"):
         raise ValueError(f"shot_instruction {instruction!r}: allowed: every, first")
     prompt_format = resolve_prompt_format(tokenizer, prompt_format)
