@@ -48,7 +48,7 @@ def main(
 
     try:
         write_outputs(RunMetrics(**raw, params=validated), cards, steer, figures, plots, report, html)
-    except ReportDataError as error:
+    except (ReportDataError, DataError) as error:  # DataError: neurons.json has no selection at a ratio
         typer.echo(f"plot: {error}", err=True)
         raise typer.Exit(1) from None
     except KeyError as error:

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from emoneurons.io.atomic import atomic_dir, write_json
+from emoneurons.io.neurons_file import selected_per_emotion
 from emoneurons.backends.cache import prepare_cache_dir
 from emoneurons.backends.chat import ChatBackendError
 from emoneurons.io.tables import DataError, read_json, read_table
@@ -45,8 +46,7 @@ def main(
         texts = read_prompts(prompts, steer.prompts)
         table = read_table(train)
         selection = read_json(neurons)
-        key = f"{settings.select.top_rate:g}"
-        plan = plan_steering(selection, key, steer)
+        plan = plan_steering(selection, settings.select.top_rate, steer)
         check_classifier_train(table, settings.eval, train_name=str(train))
         from emoneurons.model.loading import load_model  # imports torch/transformers: after the cheap checks
 
@@ -57,7 +57,7 @@ def main(
 
         judges = make_judges(settings.filter.judges, settings.model, cache, settings.eval.prompt_format,
                              classify=classify, lm=lm)
-        selected = {e: len(pairs) for e, pairs in selection["ratios"][key]["neurons"].items()}
+        selected = selected_per_emotion(selection, settings.select.top_rate)
         record = run_steering(lm, texts, plan, table, settings.eval, steer, selected, batch_size=settings.model.batch_size,
                               judges=judges)
     except (DataError, SteerDataError, EvalDataError, ChatBackendError) as error:

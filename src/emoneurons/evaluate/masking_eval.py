@@ -14,6 +14,7 @@ import torch
 
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.evaluate.classify import MaskedClassifier
+from emoneurons.io.tables import label_column
 from emoneurons.evaluate.conditions import (
     Condition, control_id, first_masked_layers, mask_id, plan_conditions, unique_masks,
 )
@@ -36,7 +37,7 @@ class EvalDataError(ValueError):
 
 
 def _labels(df: pl.DataFrame, name: str) -> list[str]:
-    column = "label" if "label" in df.columns else "theme"
+    column = label_column(df)
     if column not in df.columns or "dialogue" not in df.columns:
         raise EvalDataError(f"{name}: needs columns `dialogue` and `label` (has: {', '.join(df.columns)})")
     return df[column].to_list()

@@ -16,6 +16,12 @@ class DataError(Exception):
     """A data problem, said in one line that names the file."""
 
 
+def label_column(table: pl.DataFrame) -> str:
+    """The column holding a split table's emotion: the judges' `label` (filter's output), or the
+    generator's intended `theme` where a table has no label (tests, EmoPrism-like tables)."""
+    return "label" if "label" in table.columns else "theme"
+
+
 def read_table(path: str | Path) -> pl.DataFrame:
     """Read a parquet table; raise DataError naming the file when it is missing or unreadable."""
     path = Path(path)
