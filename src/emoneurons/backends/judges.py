@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from emoneurons.backends.lexicon import lexicon_labels
 from emoneurons.emotions import parse_emotion
+from emoneurons.params import JudgeBackend, allowed_values
 from emoneurons.text.paper_prompts.label import label_prompt
 
 if TYPE_CHECKING:
@@ -147,7 +148,7 @@ def make_judges(specs: Sequence[JudgeParams], model_params: ModelParams, cache_d
             backend = make_chat_backend("openai", openai=spec.openai, cache_dir=Path(cache_dir))
             judges.append(ChatJudge(spec.name, backend))
         else:  # params validation makes this unreachable; kept so a new backend fails loudly
-            raise ValueError(f"unknown judge backend {spec.backend!r}; allowed: lexicon, hf, openai")
+            raise ValueError(f"unknown judge backend {spec.backend!r}; allowed: {allowed_values(JudgeBackend)}")
     return judges
 
 

@@ -26,7 +26,7 @@ import sys
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import get_args
 
 import torch
 from torch import Tensor
@@ -43,8 +43,8 @@ from emoneurons.model.architecture import model_adapter
 from emoneurons.neurons.masking import decoder_layers, mask_neurons
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import eos_token_ids, pad_token_id
+from emoneurons.params import ClassifyMethod, allowed_values
 
-Method = Literal["score", "generate"]
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class MaskedClassifier:
         lm: LoadedModel,
         prompt: ChatPrompt,
         dialogues: Sequence[str],
-        method: Method,
+        method: ClassifyMethod,
         *,
         batch_size: int,
         max_new_tokens: int = 8,
@@ -105,8 +105,8 @@ class MaskedClassifier:
         `shared_attention`: the prefix and dialogue passes through `shared_prefix_attention` (None:
         where available: any device, not Gemma 2's soft-capped attention); False: concatenated
         keys/values and an explicit mask."""
-        if method not in ("score", "generate"):
-            raise ValueError(f"method {method!r}: allowed: score, generate")
+        if method not in get_args(ClassifyMethod):
+            raise ValueError(f"method {method!r}: allowed: {allowed_values(ClassifyMethod)}")
         if reference and method != "score":
             raise ValueError("calibration reference dialogues need method score")
         self.lm, self.prompt, self.method = lm, prompt, method
@@ -396,7 +396,7 @@ def classify(
     lm: LoadedModel,
     prompt: ChatPrompt,
     dialogues: Sequence[str],
-    method: Method,
+    method: ClassifyMethod,
     *,
     batch_size: int,
     max_new_tokens: int = 8,

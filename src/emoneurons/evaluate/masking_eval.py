@@ -7,7 +7,7 @@ import multiprocessing
 import random
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, get_args
 
 import polars as pl
 import torch
@@ -27,7 +27,7 @@ from emoneurons.text.classification_prompt import classification_prompt
 from emoneurons.text.chat_prompt import CONTENT_FREE_DIALOGUE, label_ids
 from emoneurons.neurons.masking import decoder_layers
 from emoneurons.model.loading import LoadedModel
-from emoneurons.params import EvalParams
+from emoneurons.params import EvalParams, ShotSelection, allowed_values
 from emoneurons.text.prompt_format import resolve_prompt_format
 from emoneurons.text.truncation import Truncation, cut_dialogues
 
@@ -49,8 +49,8 @@ def draw_shots(train: pl.DataFrame, shots: int, seed: int, selection: str = "ran
     draw; shortest: the shortest by characters, ties by row order), in a seeded shuffled order (so
     the last example, nearest the question, is not always the same emotion). `train_name` names
     the table in errors (the stage passes its path)."""
-    if selection not in ("random", "shortest"):
-        raise ValueError(f"shot_selection {selection!r}: allowed: random, shortest")
+    if selection not in get_args(ShotSelection):
+        raise ValueError(f"shot_selection {selection!r}: allowed: {allowed_values(ShotSelection)}")
     if shots == 0:
         return []
     labels = _labels(train, train_name)

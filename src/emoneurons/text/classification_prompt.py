@@ -5,9 +5,11 @@ classify with. Rewording Figure 5 (text/paper_prompts/classify.py) reruns only t
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import get_args
 
 from transformers import PreTrainedTokenizerBase
 
+from emoneurons.params import ShotInstruction, allowed_values
 from emoneurons.text.chat_prompt import DIALOGUE_SLOT, ChatPrompt, chat_prompt
 from emoneurons.text.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
 from emoneurons.text.prompt_format import resolve_prompt_format
@@ -33,8 +35,8 @@ def classification_prompt(
     `every` example's user turn is Figure 5's user prompt around its dialogue, or only the `first`
     one's (the later examples are the bare dialogue; the question always has the whole prompt).
     `prompt_format`: chat | plain | auto (text/prompt_format.py)."""
-    if instruction not in ("every", "first"):
-        raise ValueError(f"shot_instruction {instruction!r}: allowed: every, first")
+    if instruction not in get_args(ShotInstruction):
+        raise ValueError(f"shot_instruction {instruction!r}: allowed: {allowed_values(ShotInstruction)}")
     prompt_format = resolve_prompt_format(tokenizer, prompt_format)
     messages = _with_system(tokenizer, CLASSIFY_SYSTEM_PROMPT, prompt_format)
     system_folded = not messages
