@@ -1,7 +1,7 @@
 """The numbers behind docs/ARCHITECTURE.md: every import inside src/emoneurons that runs against
 the layers of .importlinter's `layers` contract (upward, between independent siblings) or closes a
 cycle between two modules (which lint-imports does not check inside one layer), and the longest
-files and functions.
+files and functions, and the modules loose at the package root.
 
     .venv/bin/python bench/architecture_report.py
 """
@@ -103,3 +103,5 @@ if __name__ == "__main__":
     files, functions = longest()
     print("\nlongest files:", *(f"  {n} lines  {name}" for n, name in files), sep="\n")
     print("longest functions:", *(f"  {n} lines  {name}" for n, name in functions), sep="\n")
+    root = sorted(p.stem for p in (SRC / "emoneurons").glob("*.py") if p.stem != "__init__")
+    print(f"modules at the package root: {len(root)} ({', '.join(root)})")

@@ -23,7 +23,7 @@ import torch  # noqa: E402
 import typer  # noqa: E402
 
 from emoneurons.emotions import EMOTIONS  # noqa: E402
-from emoneurons.batching import length_batches  # noqa: E402
+from emoneurons.model.batching import length_batches  # noqa: E402
 from emoneurons.neurons.counting import activation_counts, counting_inputs, padded_batch  # noqa: E402
 from emoneurons.model.loading import LoadedModel, load_model  # noqa: E402
 from emoneurons.params import load_params  # noqa: E402

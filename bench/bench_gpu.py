@@ -37,7 +37,7 @@ import typer  # noqa: E402
 
 from bench_count import prepared_batches, synthetic_dialogues  # noqa: E402
 from emoneurons.evaluate.classify import MaskedClassifier  # noqa: E402
-from emoneurons.prompts.classification import classification_prompt  # noqa: E402
+from emoneurons.text.classification_prompt import classification_prompt  # noqa: E402
 from emoneurons.neurons.counting import activation_counts  # noqa: E402
 from emoneurons.model.loading import LoadedModel  # noqa: E402
 

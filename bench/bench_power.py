@@ -13,7 +13,7 @@ import argparse
 
 import torch
 
-from emoneurons.evaluate.effects import ALPHA, sign_flip_test
+from emoneurons.stats.effects import ALPHA, sign_flip_test
 
 
 def power(n: int, shift: float, alpha: float, reps: int, seed: int) -> float:

@@ -154,7 +154,7 @@ def _tiny(dtype=None, device: str = "cpu"):
 
 def _classify(lm, method: str, masks: list) -> list:
     from emoneurons.evaluate.classify import MaskedClassifier
-    from emoneurons.prompts.classification import classification_prompt
+    from emoneurons.text.classification_prompt import classification_prompt
 
     DIALOGUES, _ = _samples()
     prompt = classification_prompt(lm.tokenizer, [(DIALOGUES[1], "happiness"), (DIALOGUES[2], "disgust")])
@@ -291,7 +291,7 @@ def check_steer(device: str, folder: Path) -> dict:
     neurons = _neurons_json(lm_cpu)
     settings = _params()
     steer = settings.steer.model_copy(update={"alphas": (0.0, 4.0), "control_draws": 1, "max_new_tokens": 6, "batch_size": 8})
-    plan = plan_steering(neurons, "0.02", steer)
+    plan = plan_steering(neurons, 0.02, steer)
     selected = {e: len(pairs) for e, pairs in neurons["ratios"]["0.02"]["neurons"].items()}
     prompts = ["How was your weekend?", "Tell me about the weather today.", "What did you have for lunch?"]
     records = [run_steering(lm, prompts, plan, _split(3), settings.eval, steer, selected, batch_size=4) for lm in (lm_dev, lm_cpu)]

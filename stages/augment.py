@@ -10,14 +10,14 @@ import typer
 
 from emoneurons.backends.cache import prepare_cache_dir
 
-from emoneurons.atomic import write_json
+from emoneurons.io.atomic import write_json
 from emoneurons.backends.chat import ChatBackendError
 from emoneurons.backends.template import TEMPLATE
-from emoneurons.data.io import DataError, write_table
-from emoneurons.data.suites import check_topics, checks_path, checks_record
+from emoneurons.io.tables import DataError, write_table
+from emoneurons.io.suites import check_topics, checks_path, checks_record
 from emoneurons.params import ParamsError, load_stage_params
-from emoneurons.topics import augment_topics, llm_proposer, read_seeds, template_proposer
-from emoneurons.stage_run import run_stage
+from emoneurons.dataset.topics import augment_topics, llm_proposer, read_seeds, template_proposer
+from emoneurons.runtime.stage_run import run_stage
 
 
 def main(

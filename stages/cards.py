@@ -8,12 +8,13 @@ from pathlib import Path
 
 import typer
 
-from emoneurons.atomic import atomic_dir, write_json
-from emoneurons.data.io import DataError, read_counts, read_json, read_table
-from emoneurons.data.result_suites import check_cards
-from emoneurons.data.suites import checks_record
+from emoneurons.io.atomic import atomic_dir, write_json
+from emoneurons.io.neurons_file import selected_per_emotion
+from emoneurons.io.tables import DataError, label_column, read_counts, read_json, read_table
+from emoneurons.io.result_suites import check_cards
+from emoneurons.io.suites import checks_record
 from emoneurons.params import ParamsError, load_stage_params
-from emoneurons.stage_run import run_stage
+from emoneurons.runtime.stage_run import run_stage
 from emoneurons.report.cards import CardsDataError, build_cards, plan_cards
 from emoneurons.report.cards_html import render_cards_html
 
@@ -38,9 +39,8 @@ def main(
 
         P = activation_probability(f, T)
         entropy = neuron_entropy(P)
-        key = f"{settings.select.top_rate:g}"
-        plan = plan_cards(selection, key, P, entropy, cards.top_neurons)
-        labels = table["label" if "label" in table.columns else "theme"].to_list()
+        plan = plan_cards(selection, settings.select.top_rate, P, entropy, cards.top_neurons)
+        labels = table[label_column(table)].to_list()
         from emoneurons.model.loading import load_model  # imports torch/transformers: after the cheap checks
         from emoneurons.neurons.top_activations import neuron_activity
 
@@ -49,7 +49,7 @@ def main(
         activity = neuron_activity(lm, table["dialogue"].to_list(), chosen, k=cards.contexts,
                                    batch_size=settings.model.batch_size, max_length=settings.model.max_length, desc="cards")
         emotions = build_cards(plan, activity, P, entropy, lm.tokenizer, table["id"].to_list(), labels,
-                               {e: len(pairs) for e, pairs in selection["ratios"][key]["neurons"].items()},
+                               selected_per_emotion(selection, settings.select.top_rate),
                                window=cards.window, top_tokens=cards.top_tokens, min_token_count=cards.min_token_count)
     except (ParamsError, DataError, CardsDataError) as error:
         print(error, file=sys.stderr)

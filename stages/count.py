@@ -8,21 +8,21 @@ from pathlib import Path
 
 import typer
 
-from emoneurons.atomic import atomic_dir
-from emoneurons.checkpoint import DEFAULT_ROOT
-from emoneurons.compute import compute_record, pin_threads
-from emoneurons.distributed import relaunch_if_requested, start
-from emoneurons.data.suites import check_counts, checks_record
-from emoneurons.data.io import DataError, read_table
+from emoneurons.io.atomic import atomic_dir
+from emoneurons.runtime.checkpoint import DEFAULT_ROOT
+from emoneurons.runtime.compute import compute_record, pin_threads
+from emoneurons.runtime.distributed import relaunch_if_requested, start
+from emoneurons.io.suites import check_counts, checks_record
+from emoneurons.io.tables import DataError, read_table
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.counting import activation_counts
 from emoneurons.neurons.masking import UnsupportedModelError
 from emoneurons.model.loading import load_model
 from emoneurons.params import ParamsError, load_stage_params
-from emoneurons.prompt_format import resolve_prompt_format
-from emoneurons.resume import CountSchedule, count_checkpoints
-from emoneurons.truncation import Truncation
-from emoneurons.stage_run import run_stage
+from emoneurons.text.prompt_format import resolve_prompt_format
+from emoneurons.runtime.resume import CountSchedule, count_checkpoints
+from emoneurons.text.truncation import Truncation
+from emoneurons.runtime.stage_run import run_stage
 
 # checks.json names the counts by their path in the pipeline whatever --out is, so counts written to
 # another folder (a resumed run, another launcher) are the same bytes.

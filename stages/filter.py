@@ -12,15 +12,15 @@ import typer
 
 from emoneurons.backends.cache import prepare_cache_dir
 
-from emoneurons.atomic import write_json
+from emoneurons.io.atomic import write_json
 from emoneurons.backends.chat import ChatBackendError
 from emoneurons.backends.judges import judge_metrics, make_judges
-from emoneurons.data.emoprism import read_emoprism
-from emoneurons.data.io import DataError, read_table, write_table
-from emoneurons.data.suites import check_dialogues, check_filtered, checks_path, checks_record
-from emoneurons.filtering import agreement_filter
+from emoneurons.dataset.emoprism import read_emoprism
+from emoneurons.io.tables import DataError, read_table, write_table
+from emoneurons.io.suites import check_dialogues, check_filtered, checks_path, checks_record
+from emoneurons.dataset.filtering import agreement_filter
 from emoneurons.params import ParamsError, load_stage_params, require_under
-from emoneurons.stage_run import run_stage
+from emoneurons.runtime.stage_run import run_stage
 
 
 def main(

@@ -8,20 +8,20 @@ from pathlib import Path
 
 import typer
 
-from emoneurons.atomic import write_json
-from emoneurons.checkpoint import DEFAULT_ROOT
-from emoneurons.distributed import relaunch_if_requested, start
-from emoneurons.data.io import DataError, read_json, read_table
-from emoneurons.data.result_suites import check_evaluation
-from emoneurons.data.suites import checks_path, checks_record
+from emoneurons.io.atomic import write_json
+from emoneurons.runtime.checkpoint import DEFAULT_ROOT
+from emoneurons.runtime.distributed import relaunch_if_requested, start
+from emoneurons.io.tables import DataError, read_json, read_table
+from emoneurons.io.result_suites import check_evaluation
+from emoneurons.io.suites import checks_path, checks_record
 from emoneurons.evaluate.conditions import PlanError, plan_conditions
 from emoneurons.evaluate.masking_eval import EvalDataError, evaluate_masking
 from emoneurons.evaluate.summary import exp_summary
 from emoneurons.model.architecture import UnsupportedModelError
 from emoneurons.params import ParamsError, load_stage_params
-from emoneurons.resume import ConditionSchedule, mask_eval_checkpoints
-from emoneurons.truncation import Truncation
-from emoneurons.stage_run import run_stage
+from emoneurons.runtime.resume import ConditionSchedule, mask_eval_checkpoints
+from emoneurons.text.truncation import Truncation
+from emoneurons.runtime.stage_run import run_stage
 
 # eval.checks.json names the results by their path in the pipeline whatever --out is (as count does).
 EVAL_FILE = "reports/metrics/eval.json"

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from emoneurons.atomic import atomic_dir, atomic_path, output_errors
-from emoneurons.data.io import DataError, read_json
+from emoneurons.io.atomic import atomic_dir, atomic_path, output_errors
+from emoneurons.io.tables import DataError, read_json
 from emoneurons.params import ParamsError, load_params
-from emoneurons.stage_run import run_stage
+from emoneurons.runtime.stage_run import run_stage
 
 if TYPE_CHECKING:  # imported at run time only once the inputs are there (see main)
     from emoneurons.report.run_metrics import RunMetrics
@@ -48,7 +48,7 @@ def main(
 
     try:
         write_outputs(RunMetrics(**raw, params=validated), cards, steer, figures, plots, report, html)
-    except ReportDataError as error:
+    except (ReportDataError, DataError) as error:  # DataError: neurons.json has no selection at a ratio
         typer.echo(f"plot: {error}", err=True)
         raise typer.Exit(1) from None
     except KeyError as error:

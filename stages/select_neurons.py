@@ -11,14 +11,15 @@ from pathlib import Path
 
 import typer
 
-from emoneurons.atomic import atomic_dir, write_json
-from emoneurons.data.io import DataError, read_counts
-from emoneurons.data.result_suites import check_neurons
-from emoneurons.data.suites import checks_record
+from emoneurons.io.atomic import atomic_dir, write_json
+from emoneurons.io.neurons_file import neurons_record, ratio_key
+from emoneurons.io.tables import DataError, read_counts
+from emoneurons.io.result_suites import check_neurons
+from emoneurons.io.suites import checks_record
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.selection import select_emotion_neurons
 from emoneurons.params import ParamsError, load_stage_params
-from emoneurons.stage_run import run_stage
+from emoneurons.runtime.stage_run import run_stage
 
 # checks.json names the selection by its path in the pipeline whatever --out is (as count does).
 NEURONS_FILE = "data/neurons/neurons.json"
@@ -35,19 +36,14 @@ def main(
         select, ratios = settings.select, sorted({settings.select.top_rate, *settings.eval.ratios})
         f, T = read_counts(counts)
         selections = {
-            f"{ratio:g}": select_emotion_neurons(
+            ratio: select_emotion_neurons(
                 f, T, top_rate=ratio, filter_rate=select.filter_rate,
                 activation_bar_ratio=select.activation_bar_ratio, assign=select.assign,
             )
             for ratio in ratios
         }
-        record = {
-            "top_rate": select.top_rate,
-            "assign": select.assign,
-            "layers": f.shape[0],
-            "neurons_per_layer": f.shape[1],
-            "ratios": {key: selection.record() for key, selection in selections.items()},
-        }
+        record = neurons_record(top_rate=select.top_rate, assign=select.assign, layers=f.shape[0], neurons_per_layer=f.shape[1],
+                                selections={ratio: selection.record() for ratio, selection in selections.items()})
         checked = check_neurons(record, source=NEURONS_FILE)
     except (ParamsError, DataError) as error:  # DataError includes a failed data check
         print(error, file=sys.stderr)
@@ -58,10 +54,10 @@ def main(
     with atomic_dir(out) as tmp:
         write_json(tmp / "neurons.json", record)
         write_json(tmp / "checks.json", checks_record(checked))
-    main_selection = selections[f"{select.top_rate:g}"]
+    main_selection = selections[select.top_rate]
     write_json(metrics, {**{f"neurons_{e}": main_selection.per_emotion[e] for e in EMOTIONS}, "selected": main_selection.selected})
     per_emotion = ", ".join(f"{e} {main_selection.per_emotion[e]}" for e in EMOTIONS)
-    print(f"select: {main_selection.selected} neurons at top_rate {select.top_rate:g} ({per_emotion}); ratios {', '.join(selections)}")
+    print(f"select: {main_selection.selected} neurons at top_rate {select.top_rate:g} ({per_emotion}); ratios {', '.join(map(ratio_key, selections))}")
 
 
 if __name__ == "__main__":

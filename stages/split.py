@@ -9,13 +9,13 @@ from pathlib import Path
 import polars as pl
 import typer
 
-from emoneurons.atomic import atomic_dir
-from emoneurons.data.io import DataError, read_table, write_table
-from emoneurons.data.split import stratified_split
-from emoneurons.data.suites import check_split, checks_record
+from emoneurons.io.atomic import atomic_dir
+from emoneurons.io.tables import DataError, read_table, write_table
+from emoneurons.dataset.split import stratified_split
+from emoneurons.io.suites import check_split, checks_record
 from emoneurons.emotions import EMOTIONS
 from emoneurons.params import ParamsError, load_stage_params
-from emoneurons.stage_run import run_stage
+from emoneurons.runtime.stage_run import run_stage
 
 
 def _summary(train: pl.DataFrame, test: pl.DataFrame) -> str:

@@ -9,14 +9,15 @@ from pathlib import Path
 
 import typer
 
-from emoneurons.atomic import atomic_dir, write_json
+from emoneurons.io.atomic import atomic_dir, write_json
+from emoneurons.io.neurons_file import selected_per_emotion
 from emoneurons.backends.cache import prepare_cache_dir
 from emoneurons.backends.chat import ChatBackendError
-from emoneurons.data.io import DataError, read_json, read_table
-from emoneurons.data.result_suites import check_steer
-from emoneurons.data.suites import checks_record
+from emoneurons.io.tables import DataError, read_json, read_table
+from emoneurons.io.result_suites import check_steer
+from emoneurons.io.suites import checks_record
 from emoneurons.params import ParamsError, load_stage_params
-from emoneurons.stage_run import run_stage
+from emoneurons.runtime.stage_run import run_stage
 
 # checks.json names the results by their path in the pipeline whatever --out is (as count does).
 STEER_FILE = "reports/steer/steer.json"
@@ -45,8 +46,7 @@ def main(
         texts = read_prompts(prompts, steer.prompts)
         table = read_table(train)
         selection = read_json(neurons)
-        key = f"{settings.select.top_rate:g}"
-        plan = plan_steering(selection, key, steer)
+        plan = plan_steering(selection, settings.select.top_rate, steer)
         check_classifier_train(table, settings.eval, train_name=str(train))
         from emoneurons.model.loading import load_model  # imports torch/transformers: after the cheap checks
 
@@ -57,7 +57,7 @@ def main(
 
         judges = make_judges(settings.filter.judges, settings.model, cache, settings.eval.prompt_format,
                              classify=classify, lm=lm)
-        selected = {e: len(pairs) for e, pairs in selection["ratios"][key]["neurons"].items()}
+        selected = selected_per_emotion(selection, settings.select.top_rate)
         record = run_steering(lm, texts, plan, table, settings.eval, steer, selected, batch_size=settings.model.batch_size,
                               judges=judges)
     except (DataError, SteerDataError, EvalDataError, ChatBackendError) as error:
@@ -87,7 +87,7 @@ def main(
 
 def _with_settings(record: dict, ev, steer, top_rate: float, judges, lm, texts: list[str]) -> dict:
     """steer.json: the run's settings (model, alphas, prompts, classifier, judges), then `record`."""
-    from emoneurons.prompt_format import resolve_prompt_format
+    from emoneurons.text.prompt_format import resolve_prompt_format
 
     return {"model": lm.name, "top_rate": top_rate, "alphas": list(steer.alphas),
             "max_new_tokens": steer.max_new_tokens, "control_draws": steer.control_draws, "prompts": texts,

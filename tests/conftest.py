@@ -20,8 +20,8 @@ import torch
 torch.set_num_threads(1)
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
-from emoneurons.paper_prompts.label import LABEL_PROMPT
+from emoneurons.text.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
+from emoneurons.text.paper_prompts.label import LABEL_PROMPT
 
 def missing_under_ci(reason: str) -> NoReturn:
     """A test whose real part cannot run on this machine (no browser, no way to make a read-only or

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from emoneurons.atomic import atomic_dir, atomic_path, exchange_paths, write_json, writer_tag
+from emoneurons.io.atomic import atomic_dir, atomic_path, exchange_paths, write_json, writer_tag
 
 
 def test_atomic_path_replaces_only_on_success(tmp_path):
@@ -43,7 +43,7 @@ def test_exchange_paths_swaps_two_folders_in_one_step(tmp_path):
 def test_atomic_dir_replaces_a_previous_folder_or_file_whole(tmp_path, monkeypatch, can_swap):
     """Over a previous folder (swapped in one step, or moved aside where the file system cannot
     swap) and over a previous file: the new folder alone is left, no temporary."""
-    import emoneurons.atomic as atomic
+    import emoneurons.io.atomic as atomic
 
     if not can_swap:
         monkeypatch.setattr(atomic, "exchange_paths", lambda a, b: False)
@@ -84,7 +84,7 @@ def _writer(target, kind: str):
     code = (
         "import sys\n"
         "from pathlib import Path\n"
-        "from emoneurons.atomic import atomic_dir, atomic_path\n"
+        "from emoneurons.io.atomic import atomic_dir, atomic_path\n"
         f"target = Path({str(target)!r})\n"
         f"with (atomic_dir(target) if {kind == 'dir'!r} else atomic_path(target)) as tmp:\n"
         "    (tmp / 'half').write_text('half') if tmp.is_dir() else tmp.write_text('half')\n"

@@ -15,12 +15,12 @@ from test_openai_backend import FakeOpenAIServer
 from emoneurons.backends.chat import ChatBackendError, ChatRequest
 from emoneurons.backends.judges import ChatJudge
 from emoneurons.backends.openai_backend import OpenAIChatBackend
-from emoneurons.data.emoprism import read_emoprism
-from emoneurons.data.io import DataError
-from emoneurons.dialogue_format import MAX_REPLY_CHARS, check_reply
-from emoneurons.paper_prompts.label import label_prompt
+from emoneurons.dataset.emoprism import read_emoprism
+from emoneurons.io.tables import DataError
+from emoneurons.text.dialogue_format import MAX_REPLY_CHARS, check_reply
+from emoneurons.text.paper_prompts.label import label_prompt
 from emoneurons.params import ParamsError, parse_params
-from emoneurons.topics import read_seeds
+from emoneurons.dataset.topics import read_seeds
 from fakes import FakeChat
 from repo_params import params_dict, params_yaml, section
 

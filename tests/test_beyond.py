@@ -16,7 +16,7 @@ def _steer_json() -> dict:
     selected = {e: [[1, i], [3, 10 + i]] for i, e in enumerate(EMOTIONS)}
     selected["fear"] = []
     neurons = {"layers": 4, "neurons_per_layer": 64, "ratios": {"0.01": {"neurons": selected}}}
-    plan = plan_steering(neurons, "0.01", section("steer", alphas=(0, 8), control_draws=1))
+    plan = plan_steering(neurons, 0.01, section("steer", alphas=(0, 8), control_draws=1))
     n = 2 * (1 + len(plan))
     predicted = ["happiness"] * n
     predicted[2 * 2 : 2 * 3] = ["anger", "happiness"]  # anger at alpha 8: one of two replies
@@ -52,7 +52,7 @@ def test_links_only_to_relative_paths():
 
 def test_each_judge_gets_a_share_shift_column_and_its_control():
     steer = _steer_json()
-    plan = plan_steering({"layers": 4, "neurons_per_layer": 64, "ratios": {"0.01": {"neurons": {"anger": [[1, 0]]}}}}, "0.01",
+    plan = plan_steering({"layers": 4, "neurons_per_layer": 64, "ratios": {"0.01": {"neurons": {"anger": [[1, 0]]}}}}, 0.01,
                          section("steer", alphas=(0, 8), control_draws=1))
     n = 2 * (1 + len(plan))
     lexicon = ["fear"] * n

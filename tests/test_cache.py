@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from emoneurons.atomic import writer_tag
+from emoneurons.io.atomic import writer_tag
 from emoneurons.backends.cache import ResponseCache, cache_key, request_fields
 
 

@@ -11,6 +11,7 @@ import torch
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.counting import added_special_prefix
 from emoneurons.neurons.top_activations import empty_top_k, merge_top_k, neuron_activity, token_lift
+from emoneurons.io.neurons_file import NoSelectionError
 from emoneurons.report.cards import CardsDataError, build_cards, card_neurons, context_record, plan_cards
 from emoneurons.report.cards_html import render_cards_html
 
@@ -128,8 +129,8 @@ def test_cards_rank_by_the_emotions_share_of_p_then_low_entropy():
 
 def test_plan_names_a_missing_selection():
     P, entropy = _counts()
-    with pytest.raises(CardsDataError, match="select.top_rate 0.02"):
-        plan_cards({"ratios": {"0.01": {"neurons": {}}}, "layers": 4, "neurons_per_layer": 64}, "0.02", P, entropy, 2)
+    with pytest.raises(NoSelectionError, match="no selection at ratio 0.02 "):
+        plan_cards({"ratios": {"0.01": {"neurons": {}}}, "layers": 4, "neurons_per_layer": 64}, 0.02, P, entropy, 2)
 
 
 def test_context_window_highlights_the_token_and_stays_inside_the_dialogue(tiny_tokenizer):
@@ -164,7 +165,7 @@ def cards_record(tiny_llama, empty: str = "disgust") -> dict:
     selected = {e: [[i % 4, 7 * i + j] for j in range(3)] for i, e in enumerate(EMOTIONS)}
     selected[empty] = []
     neurons_json = {"layers": 4, "neurons_per_layer": 64, "ratios": {"0.01": {"neurons": selected}}}
-    plan = plan_cards(neurons_json, "0.01", P, entropy, 2)
+    plan = plan_cards(neurons_json, 0.01, P, entropy, 2)
     chosen = sorted({n for pairs in plan.values() for n in pairs})
     activity = neuron_activity(tiny_llama, DIALOGUES, chosen, k=3, batch_size=4)
     labels = [EMOTIONS[i % 6] for i in range(len(DIALOGUES))]
@@ -211,8 +212,8 @@ def test_card_page_has_a_section_per_emotion_a_card_per_neuron_and_says_when_non
 
 
 def test_built_cards_pass_the_cards_checks_and_a_neuron_past_the_layers_fails(tiny_llama):
-    from emoneurons.data.result_suites import check_cards
-    from emoneurons.data.suites import DataCheckError
+    from emoneurons.io.result_suites import check_cards
+    from emoneurons.io.suites import DataCheckError
 
     record = cards_record(tiny_llama)
     config = tiny_llama.model.config

@@ -6,11 +6,11 @@ from __future__ import annotations
 import torch
 from repo_params import params_with
 
-from emoneurons.checkpoint import Checkpoints, run_key
-from emoneurons.distributed import Ranks
+from emoneurons.runtime.checkpoint import Checkpoints, run_key
+from emoneurons.runtime.distributed import Ranks
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.counting import activation_counts
-from emoneurons.resume import ConditionSchedule, CountSchedule, count_checkpoints
+from emoneurons.runtime.resume import ConditionSchedule, CountSchedule, count_checkpoints
 
 
 def _count_checkpoints(root, settings, train):

@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 from repo_params import params_yaml
 
-from emoneurons.data.suites import DataCheckError, check_dialogues, checks_path, checks_record
+from emoneurons.io.suites import DataCheckError, check_dialogues, checks_path, checks_record
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def test_mask_eval_saves_what_it_checked_and_a_missing_condition_is_named(tmp_pa
     from test_conditions import _split, synthetic_neurons
     from test_distributed import stage_main
 
-    from emoneurons.data.result_suites import check_evaluation
+    from emoneurons.io.result_suites import check_evaluation
 
     model = build_tiny_llama(len(tiny_tokenizer))
     model.save_pretrained(tmp_path / "model")

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.batching import real_token_index
+from emoneurons.model.batching import real_token_index
 from emoneurons.evaluate.classify import MaskedClassifier, classify
 from emoneurons.evaluate.layer_runner import additive_mask, run_layers
-from emoneurons.prompts.classification import classification_prompt
-from emoneurons.prompts.chat import dialogue_ids, label_ids
+from emoneurons.text.classification_prompt import classification_prompt
+from emoneurons.text.chat_prompt import dialogue_ids, label_ids
 from emoneurons.neurons import reference
 from emoneurons.neurons.masking import mask_neurons
 
@@ -192,7 +192,7 @@ def test_space_labels_score_equals_brute_force(tiny_llama, prompt):
 
 @pytest.mark.parametrize("recalibrate", [False, True])
 def test_calibration_divides_by_the_reference_rows(tiny_llama, prompt, recalibrate):
-    from emoneurons.prompts.chat import CONTENT_FREE_DIALOGUE
+    from emoneurons.text.chat_prompt import CONTENT_FREE_DIALOGUE
 
     reference = [CONTENT_FREE_DIALOGUE, DIALOGUES[1]]
     layer = len(tiny_llama.model.model.layers) - 1
@@ -320,7 +320,7 @@ def test_label_scores_stay_on_the_device_inside_the_loop(tiny_llama, prompt, ten
 
 
 def test_shot_instruction_first_wraps_only_the_first_example(tiny_llama):
-    from emoneurons.paper_prompts.classify import CLASSIFY_USER_PROMPT
+    from emoneurons.text.paper_prompts.classify import CLASSIFY_USER_PROMPT
 
     opening = CLASSIFY_USER_PROMPT.split("{prompt}")[0].strip()
     tokenizer = tiny_llama.tokenizer

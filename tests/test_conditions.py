@@ -8,9 +8,10 @@ import torch
 from repo_params import params_with, section
 
 from emoneurons.emotions import EMOTIONS
+from emoneurons.io.neurons_file import NoSelectionError
 from emoneurons.evaluate.conditions import PlanError, first_masked_layers, plan_conditions, unique_masks
 from emoneurons.evaluate.masking_eval import EvalDataError, calibration_dialogues, draw_shots, evaluate_masking, mask_workers
-from emoneurons.prompts.chat import CONTENT_FREE_DIALOGUE
+from emoneurons.text.chat_prompt import CONTENT_FREE_DIALOGUE
 from emoneurons.params import ParamsError
 
 LAYERS, PER_LAYER = 6, 64
@@ -87,15 +88,15 @@ def test_equal_masks_are_computed_once():
 
 
 @pytest.mark.parametrize(
-    ("neurons", "params", "layers", "needle"),
+    ("neurons", "params", "layers", "error", "needle"),
     [
-        (synthetic_neurons(ratios=(0.01,)), section("eval", ratios=(0.01, 0.03)), LAYERS, "ratio 0.03"),
-        (synthetic_neurons(), section("eval", ratios=(0.01,), layer_ranges=("bottom",)), 2, "layers"),
-        (synthetic_neurons(layers=2), section("eval", ratios=(0.01,), layer_ranges=("bottom",)), 2, "'bottom' is empty"),
+        (synthetic_neurons(ratios=(0.01,)), section("eval", ratios=(0.01, 0.03)), LAYERS, NoSelectionError, "ratio 0.03"),
+        (synthetic_neurons(), section("eval", ratios=(0.01,), layer_ranges=("bottom",)), 2, PlanError, "layers"),
+        (synthetic_neurons(layers=2), section("eval", ratios=(0.01,), layer_ranges=("bottom",)), 2, PlanError, "'bottom' is empty"),
     ],
 )
-def test_plan_problems_are_one_line(neurons, params, layers, needle):
-    with pytest.raises(PlanError) as error:
+def test_plan_problems_are_one_line(neurons, params, layers, error, needle):
+    with pytest.raises(error) as error:
         plan_conditions(neurons, params, 0.01, layers)
     assert needle in str(error.value) and "\n" not in str(error.value)
 

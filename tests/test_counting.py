@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.prompts.classification import classification_prompt
-from emoneurons.prompts.chat import dialogue_ids
+from emoneurons.text.classification_prompt import classification_prompt
+from emoneurons.text.chat_prompt import dialogue_ids
 from emoneurons.neurons import reference
-from emoneurons.batching import length_batches
+from emoneurons.model.batching import length_batches
 from emoneurons.neurons.counting import activation_counts, counting_inputs, padded_batch
 from emoneurons.neurons.masking import UnsupportedModelError
 from emoneurons.model.loading import LoadedModel
-from emoneurons.prompt_format import added_special_prefix
+from emoneurons.text.prompt_format import added_special_prefix
 
 # Different lengths (1 to ~40 tokens), so every batch pads; all six emotions, one twice.
 DIALOGUES = [

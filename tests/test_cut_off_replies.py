@@ -14,8 +14,8 @@ from test_openai_backend import FakeOpenAIServer, _http
 from emoneurons.backends.chat import ChatRequest
 from emoneurons.backends.judges import ChatJudge
 from emoneurons.backends.openai_backend import OpenAIChatBackend
-from emoneurons.dialogues import generate_request_text, llm_dialogues
-from emoneurons.paper_prompts.label import label_prompt
+from emoneurons.dataset.dialogues import generate_request_text, llm_dialogues
+from emoneurons.text.paper_prompts.label import label_prompt
 
 WHOLE = "A: I can't believe you broke it again!\nB: I said I was sorry, calm down."
 CUT = "A: I can't believe you broke it again!\nB: I said I was"  # what a max_tokens stop looks like
@@ -99,7 +99,7 @@ def test_an_hf_judge_never_takes_a_label_from_an_answer_cut_off_at_max_new_token
     from emoneurons.backends.judges import HFJudge
     from emoneurons.evaluate.classify import classify
     from emoneurons.emotions import parse_emotion
-    from emoneurons.prompts.chat import label_ids
+    from emoneurons.text.chat_prompt import label_ids
 
     dialogues = ["A: I hate this.\nB: Me too.", "A: Boo!\nB: You scared me."]
     (anger,) = label_ids(tiny_llama.tokenizer, "space")[0]

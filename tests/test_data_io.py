@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from emoneurons.data.io import DataError, read_table, write_table
+from emoneurons.io.tables import DataError, read_table, write_table
 
 
 def _frame() -> pl.DataFrame:

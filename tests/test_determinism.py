@@ -28,7 +28,7 @@ def test_threads_are_pinned_from_the_environment_or_torchs_start_up_choice(monke
     import pytest
     import torch
 
-    from emoneurons.compute import compute_record, pin_threads
+    from emoneurons.runtime.compute import compute_record, pin_threads
     from emoneurons.params import ParamsError
 
     before = torch.get_num_threads()

@@ -17,10 +17,10 @@ from repo_params import params_yaml
 from emoneurons.backends.chat import ChatRequest
 from fakes import FakeChat
 from emoneurons.backends.template_dialogues import FORBIDDEN_WORDS, MIXED_SHARE, template_dialogue
-from emoneurons.dialogue_format import check_reply, dialogue_id, parse_dialogue
-from emoneurons.dialogues import dialogue_plan, llm_dialogues, template_dialogues
+from emoneurons.text.dialogue_format import check_reply, dialogue_id, parse_dialogue
+from emoneurons.dataset.dialogues import dialogue_plan, llm_dialogues, template_dialogues
 from emoneurons.emotions import EMOTIONS
-from emoneurons.paper_prompts.generate import GENERATE_PROMPT
+from emoneurons.text.paper_prompts.generate import GENERATE_PROMPT
 
 REPO = Path(__file__).resolve().parents[1]
 TOPICS = ["Dogs", "U.S. Senate", "potty training", "The Outlander Series", "Paris, France", "sushi", "I would like to discuss about financial independency"]

@@ -166,7 +166,7 @@ def test_two_processes_split_the_work_and_write_what_one_writes(project, env, tm
 
 def test_launch_variable_reruns_the_stage_under_the_launcher(monkeypatch):
     """EMONEURONS_LAUNCH (what `dvc repro` passes through) replaces the plain process by the launcher."""
-    from emoneurons import distributed
+    from emoneurons.runtime import distributed
 
     calls = []
     monkeypatch.setattr(distributed.os, "execvp", lambda program, args: calls.append(args))
@@ -180,7 +180,7 @@ def test_launch_variable_reruns_the_stage_under_the_launcher(monkeypatch):
 
 
 def test_shards_cover_every_item_once_and_leave_extra_ranks_idle():
-    from emoneurons.distributed import shard
+    from emoneurons.runtime.distributed import shard
 
     for n, world in ((10, 3), (2, 5), (0, 2)):
         parts = [shard(n, rank, world) for rank in range(world)]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from emoneurons.dvc_runs import parse_queue_status, split_pull_warnings
+from emoneurons.runtime.dvc_runs import parse_queue_status, split_pull_warnings
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow

@@ -174,21 +174,21 @@ def test_the_params_check_catches_an_undeclared_read_and_an_unread_declaration()
 
 
 # Which stages rerun when a prompt is reworded. Figure 5's prompt lives in
-# prompts/classification.py, apart from the chat-prompt code the judges share
-# (prompts/chat.py), and EmoPrism's reader takes the dialogue format from dialogue_format.py,
-# not from dialogues.py: each prompt reruns only the stages that import it.
+# text/classification_prompt.py, apart from the chat-prompt code the judges share
+# (text/chat_prompt.py), and EmoPrism's reader takes the dialogue format from text/dialogue_format.py,
+# not from dataset/dialogues.py: each prompt reruns only the stages that import it.
 PROMPT_STAGES = {
-    "src/emoneurons/paper_prompts/augment.py": {"augment"},
-    "src/emoneurons/paper_prompts/generate.py": {"generate"},
-    "src/emoneurons/paper_prompts/label.py": {"filter", "steer"},  # steer: the filter's judges label its replies
+    "src/emoneurons/text/paper_prompts/augment.py": {"augment"},
+    "src/emoneurons/text/paper_prompts/generate.py": {"generate"},
+    "src/emoneurons/text/paper_prompts/label.py": {"filter", "steer"},  # steer: the filter's judges label its replies
     # cards through counting (its text=prompt inputs), steer classifies its replies with it
-    "src/emoneurons/paper_prompts/classify.py": {"count", "mask-eval", "cards", "steer"},
+    "src/emoneurons/text/paper_prompts/classify.py": {"count", "mask-eval", "cards", "steer"},
 }
 
 
 def test_rewording_a_prompt_reruns_only_the_stages_that_use_it():
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-    prompts = {str(p.relative_to(REPO)) for p in (SRC / "emoneurons/paper_prompts").glob("*.py") if p.read_text().strip()}
+    prompts = {str(p.relative_to(REPO)) for p in (SRC / "emoneurons/text/paper_prompts").glob("*.py") if p.read_text().strip()}
     assert prompts == set(PROMPT_STAGES)
     for prompt, expected in PROMPT_STAGES.items():
         dependent = {name for name, stage in stages.items()

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.evaluate.effects import (
+from emoneurons.stats.effects import (
     NOT_DISTINGUISHABLE, NOT_ENOUGH_DATA, SPECIFIC, benjamini_hochberg, effect_summary, holm, label_deltas,
     label_log_probs, masked_answer_change, mcnemar_exact, sign_flip_test, specificity, verdict,
 )

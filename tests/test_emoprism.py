@@ -10,8 +10,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from emoneurons.data.emoprism import read_emoprism
-from emoneurons.data.io import DataError
+from emoneurons.dataset.emoprism import read_emoprism
+from emoneurons.io.tables import DataError
 from emoneurons.emotions import EMOTIONS
 from emoneurons.params import ParamsError, parse_params, require_under
 from repo_params import params_dict, params_yaml

@@ -18,8 +18,8 @@ from emoneurons.evaluate.layer_runner import KVStore
 from emoneurons.evaluate.plain_classify import plain_label_scores
 from emoneurons.model.loading import LoadedModel
 from emoneurons.neurons.masking import decoder_layers, mask_neurons
-from emoneurons.prompts.chat import dialogue_ids, label_ids
-from emoneurons.prompts.classification import classification_prompt
+from emoneurons.text.chat_prompt import dialogue_ids, label_ids
+from emoneurons.text.classification_prompt import classification_prompt
 
 DIALOGUES = [
     "A: I can't believe this happened!\nB: Oh no, that is terrible.",

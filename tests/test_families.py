@@ -13,8 +13,8 @@ import torch
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.classify import MaskedClassifier
-from emoneurons.prompts.classification import classification_prompt
-from emoneurons.prompts.chat import dialogue_ids, label_ids
+from emoneurons.text.classification_prompt import classification_prompt
+from emoneurons.text.chat_prompt import dialogue_ids, label_ids
 from emoneurons.neurons import reference
 from emoneurons.model.architecture import FAMILIES, UnsupportedModelError, gated_ffns
 from emoneurons.neurons.counting import activation_counts

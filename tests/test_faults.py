@@ -27,7 +27,7 @@ from test_secrets import PromptServer
 from conftest import missing_under_ci
 
 from emoneurons.backends.openai_backend import OpenAIChatBackend
-from emoneurons.dialogues import llm_dialogues
+from emoneurons.dataset.dialogues import llm_dialogues
 from emoneurons.params import load_params
 
 REPO = Path(__file__).resolve().parents[1]

@@ -90,7 +90,7 @@ def steer_json() -> dict:
     selected = {e: [[i % 4, 3 * i], [3, 10 + i]] for i, e in enumerate(EMOTIONS)}
     selected["fear"] = []
     neurons = {"layers": 4, "neurons_per_layer": 64, "ratios": {"0.01": {"neurons": selected}}}
-    plan = plan_steering(neurons, "0.01", section("steer", alphas=(0, 4, 8), control_draws=1))
+    plan = plan_steering(neurons, 0.01, section("steer", alphas=(0, 4, 8), control_draws=1))
     prompts = [f"prompt {i}" for i in range(30)]
     n = len(prompts) * (1 + len(plan))
     gen = torch.Generator().manual_seed(0)

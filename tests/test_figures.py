@@ -20,6 +20,7 @@ from repo_params import params_dict
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.report.analysis import failure_counts, failure_distribution, neuron_membership, overlap_ratio
+from emoneurons.io.neurons_file import NoSelectionError
 from emoneurons.report.errors import ReportDataError
 from emoneurons.report.figures.build import FIGURE_NAMES, build_figures
 from emoneurons.report.plots_data import plots_data, write_plots_data
@@ -387,7 +388,7 @@ def test_figures_without_controls_or_layer_ranges(tmp_path):
 
 
 def test_views_name_the_missing_key(run):
-    with pytest.raises(ReportDataError, match="ratios has no '0.07'"):
+    with pytest.raises(NoSelectionError, match="no selection at ratio 0.07 "):
         build_figures(run["filter"], {**run["neurons"], "top_rate": 0.07}, run["eval"])
     with pytest.raises(ReportDataError, match="unmodified"):
         rq2_view({"conditions": run["eval"]["conditions"][1:]}, 0.01)

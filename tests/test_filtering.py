@@ -16,10 +16,10 @@ from repo_params import params_dict, params_yaml, section
 from emoneurons.backends.chat import ChatRequest
 from fakes import FakeChat
 from emoneurons.backends.judges import ChatJudge, HFJudge, LexiconJudge, make_judges, relabel_invalid
-from emoneurons.data.io import DataError
+from emoneurons.io.tables import DataError
 from emoneurons.emotions import EMOTIONS
-from emoneurons.paper_prompts.label import LABEL_PROMPT, label_prompt
-from emoneurons.filtering import agreement_filter, cohen_kappa, fleiss_kappa, fleiss_kappa_of_labels, judge_chance
+from emoneurons.text.paper_prompts.label import LABEL_PROMPT, label_prompt
+from emoneurons.dataset.filtering import agreement_filter, cohen_kappa, fleiss_kappa, fleiss_kappa_of_labels, judge_chance
 
 REPO = Path(__file__).resolve().parents[1]
 

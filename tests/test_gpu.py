@@ -14,7 +14,7 @@ from conftest import SIX_EMOTION_DIALOGUES as DIALOGUES, SIX_EMOTION_LABELS as L
 from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.model.loading import LoadedModel
 from emoneurons.neurons.counting import activation_counts
-from emoneurons.prompts.classification import classification_prompt
+from emoneurons.text.classification_prompt import classification_prompt
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch sees none)")]
 

@@ -29,8 +29,8 @@ def test_import_contracts_are_kept():
 
 # (module in the copy, line appended to it, the broken contract's name, what lint-imports names)
 WRONG_WAY = [
-    ("data/io.py", "from emoneurons.evaluate.metrics import CHANCE", "One order, bottom to top",
-     "emoneurons.data.io -> emoneurons.evaluate.metrics"),
+    ("io/tables.py", "import emoneurons.evaluate.summary", "One order, bottom to top",
+     "emoneurons.io.tables -> emoneurons.evaluate.summary"),
     ("backends/chat.py", "def _backend():\n    from emoneurons.backends.factory import make_chat_backend\n",
      "The backend factory sits above the backends", "emoneurons.backends.chat -> emoneurons.backends.factory"),
     ("neurons/reference.py", "from emoneurons.neurons.counting import activation_counts",

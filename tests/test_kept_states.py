@@ -11,7 +11,7 @@ import torch
 from emoneurons.evaluate import kept_states
 from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.evaluate.kept_states import KeptStates, offload_target
-from emoneurons.prompts.classification import classification_prompt
+from emoneurons.text.classification_prompt import classification_prompt
 
 DIALOGUES = [
     "A: I can't believe this happened!\nB: Oh no, that is terrible.",

@@ -25,7 +25,7 @@ import pytest
 import yaml
 from repo_params import params_dict
 
-from emoneurons.dialogue_format import check_reply
+from emoneurons.text.dialogue_format import check_reply
 from emoneurons.model.loading import EMBEDDED_GGUF, embedded_model_dir
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,8 +10,8 @@ import torch
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.conditions import plan_conditions
 from emoneurons.evaluate.masking_eval import calibration_dialogues, draw_shots, evaluate_masking
-from emoneurons.prompts.classification import classification_prompt
-from emoneurons.prompts.chat import dialogue_ids, label_ids
+from emoneurons.text.classification_prompt import classification_prompt
+from emoneurons.text.chat_prompt import dialogue_ids, label_ids
 from emoneurons.neurons.masking import mask_neurons
 from emoneurons.params import EvalParams
 from repo_params import section

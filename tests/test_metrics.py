@@ -9,7 +9,7 @@ import torch
 
 from emoneurons.emotions import EMOTIONS
 
-from emoneurons.evaluate.metrics import (
+from emoneurons.stats.metrics import (
     CHANCE, accuracy_ci, accuracy_per_emotion, bootstrap_mean_ci, chance_level, clearly_above_chance, confusion_matrix,
     degenerate, exact_binomial_ci, failure_distribution, overall_accuracy, unparseable_counts,
 )

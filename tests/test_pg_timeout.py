@@ -13,12 +13,12 @@ import time
 
 import pytest
 
-from emoneurons.distributed import DEFAULT_PG_TIMEOUT_S, PG_TIMEOUT_ENV, process_group_timeout_s
+from emoneurons.runtime.distributed import DEFAULT_PG_TIMEOUT_S, PG_TIMEOUT_ENV, process_group_timeout_s
 from emoneurons.params import ParamsError
 
 RANK = """
 import sys, time
-from emoneurons.distributed import start
+from emoneurons.runtime.distributed import start
 ranks = start("cpu")
 print("joined", ranks.rank, ranks.world, flush=True)
 if ranks.rank == 0:

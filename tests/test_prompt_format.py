@@ -17,13 +17,13 @@ from emoneurons.backends.judges import HFJudge, labelling_prompt
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.classify import classify
 from emoneurons.evaluate.masking_eval import evaluate_masking
-from emoneurons.prompts.classification import classification_prompt
-from emoneurons.prompts.chat import dialogue_ids
+from emoneurons.text.classification_prompt import classification_prompt
+from emoneurons.text.chat_prompt import dialogue_ids
 from emoneurons.neurons.counting import counting_inputs
 from emoneurons.model.loading import LoadedModel
-from emoneurons.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
+from emoneurons.text.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
 from emoneurons.params import ParamsError
-from emoneurons.prompt_format import PromptFormatError, render_plain, resolve_prompt_format
+from emoneurons.text.prompt_format import PromptFormatError, render_plain, resolve_prompt_format
 
 DIALOGUE = "A: That smell is revolting.\nB: I'm scared of the dark."
 SHOTS = [("A: What a wonderful day.", "happiness"), ("A: I miss her so much.", "sadness")]

@@ -12,9 +12,9 @@ import torch
 
 from emoneurons.evaluate import shared_prefix_attention as spa
 from emoneurons.evaluate.layer_runner import KVStore
-from emoneurons.prompts.classification import classification_prompt
+from emoneurons.text.classification_prompt import classification_prompt
 from emoneurons.evaluate.classify import MaskedClassifier
-from emoneurons.prompts.chat import dialogue_ids, label_ids
+from emoneurons.text.chat_prompt import dialogue_ids, label_ids
 from emoneurons.neurons import reference
 from emoneurons.neurons.masking import mask_neurons
 

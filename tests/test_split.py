@@ -11,8 +11,8 @@ import polars as pl
 import pytest
 from repo_params import params_yaml
 
-from emoneurons.data.io import DataError, read_table, write_table
-from emoneurons.data.split import held_out_count, stratified_split
+from emoneurons.io.tables import DataError, read_table, write_table
+from emoneurons.dataset.split import held_out_count, stratified_split
 from emoneurons.emotions import EMOTIONS
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,6 +14,7 @@ from repo_params import section
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.conditions import control_seed, random_like
+from emoneurons.io.neurons_file import NoSelectionError
 from emoneurons.evaluate.steering import (
     SteerDataError, as_dialogue, plan_steering, read_prompts, steered_replies, steering_record,
 )
@@ -111,7 +112,7 @@ def _neurons_json(empty: str = "fear") -> dict:
 
 def test_plan_steers_each_emotion_with_same_count_random_controls():
     params = section("steer", alphas=(0, 2, 8), control_draws=2, seed=3)
-    plan = plan_steering(_neurons_json(), "0.01", params)
+    plan = plan_steering(_neurons_json(), 0.01, params)
     assert {c.emotion for c in plan} == set(EMOTIONS) - {"fear"}  # no neurons: nothing to steer
     anger = [c for c in plan if c.emotion == "anger"]
     assert [(c.alpha, c.control, c.draw) for c in anger] == [
@@ -122,13 +123,13 @@ def test_plan_steers_each_emotion_with_same_count_random_controls():
         assert {k: v.numel() for k, v in c.neurons.items()} == {k: v.numel() for k, v in own.items()}
     expected = random_like(own, 64, control_seed(3, "steer-anger-d1"))
     assert all(torch.equal(anger[-1].neurons[k], expected[k]) for k in expected)
-    with pytest.raises(SteerDataError, match="select.top_rate 0.05"):
-        plan_steering(_neurons_json(), "0.05", params)
+    with pytest.raises(NoSelectionError, match="no selection at ratio 0.05 "):
+        plan_steering(_neurons_json(), 0.05, params)
 
 
 def test_record_reports_shares_and_log_p_shifts_against_the_unmodified_replies():
     params = section("steer", alphas=(0, 4), control_draws=1)
-    plan = plan_steering(_neurons_json(), "0.01", params)
+    plan = plan_steering(_neurons_json(), 0.01, params)
     prompts = ["p1", "p2"]
     n = len(prompts) * (1 + len(plan))
     predicted = ["happiness"] * n
@@ -151,7 +152,7 @@ def test_record_reports_shares_and_log_p_shifts_against_the_unmodified_replies()
 
 def test_figure_has_a_line_per_emotion_through_alpha_one(tmp_path):
     params = section("steer", alphas=(0, 4), control_draws=1)
-    plan = plan_steering(_neurons_json(), "0.01", params)
+    plan = plan_steering(_neurons_json(), 0.01, params)
     n = 2 * (1 + len(plan))
     record = steering_record(["a", "b"], plan, ["anger"] * n, torch.zeros(n, 6), ["x"] * n, {})
     record |= {"model": "tiny", "prompts": ["a", "b"]}
@@ -286,7 +287,7 @@ def test_stage_has_the_filters_judges_label_the_replies(tmp_path, tiny_llama):
     # to be as many per layer as the emotion's own, distinct, in range, and not the emotion's own.
     model_dir, limit = tmp_path / "tiny-llama", record["max_new_tokens"]
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    controls = {(c.emotion, c.alpha, c.draw): c.neurons for c in plan_steering(neurons, "0.05", section("steer", **params["steer"]))
+    controls = {(c.emotion, c.alpha, c.draw): c.neurons for c in plan_steering(neurons, 0.05, section("steer", **params["steer"]))
                 if c.control}
     assert base["replies"] == weight_surgery_replies(model_dir, prompts, {}, 1.0, limit)
     changed = 0

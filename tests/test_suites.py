@@ -8,9 +8,9 @@ import polars as pl
 import pytest
 import torch
 
-from emoneurons.data import result_suites, suites
-from emoneurons.data.io import DataError
-from emoneurons.data.suites import DataCheckError
+from emoneurons.io import result_suites, suites
+from emoneurons.io.tables import DataError
+from emoneurons.io.suites import DataCheckError
 from emoneurons.emotions import EMOTIONS
 
 JUDGES = ("lexicon", "smollm")

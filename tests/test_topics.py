@@ -15,9 +15,9 @@ from repo_params import params_yaml
 from emoneurons.backends.chat import ChatRequest
 from fakes import FakeChat
 from emoneurons.backends.template_topics import TOPIC_BANK, alternative_candidates, template_alternative, topic_category
-from emoneurons.data.io import DataError
-from emoneurons.paper_prompts.augment import AUGMENT_PROMPT
-from emoneurons.topics import (
+from emoneurons.io.tables import DataError
+from emoneurons.text.paper_prompts.augment import AUGMENT_PROMPT
+from emoneurons.dataset.topics import (
     EXISTING_SAMPLE,
     augment_topics,
     clean_alternative,

@@ -9,9 +9,9 @@ from test_conditions import _split, synthetic_neurons
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.masking_eval import EvalDataError, calibration_dialogues, dialogue_budget, draw_shots, evaluate_masking
-from emoneurons.prompts.classification import classification_prompt
+from emoneurons.text.classification_prompt import classification_prompt
 from emoneurons.neurons.counting import counting_inputs
-from emoneurons.truncation import Truncation, cut_dialogues
+from emoneurons.text.truncation import Truncation, cut_dialogues
 
 LONG = "A: " + "I am so angry about this, " * 30 + "really.\nB: Calm down."
 SHORT = "A: Hi.\nB: Hello."

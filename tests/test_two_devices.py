@@ -10,7 +10,7 @@ import contextlib
 import pytest
 import torch
 
-from emoneurons.batching import length_batches
+from emoneurons.model.batching import length_batches
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.counting import activation_counts, count_batches, counting_inputs, layer_counters
 from emoneurons.neurons.masking import ffn_modules, mask_neurons, scale_neurons, scale_neurons_per_row

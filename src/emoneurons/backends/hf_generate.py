@@ -15,9 +15,9 @@ from transformers import GenerationConfig, LogitsProcessor, LogitsProcessorList,
 from emoneurons.backends.cache import ResponseCache, cache_key, request_fields
 from emoneurons.backends.chat import CUT_OFF, ChatProgress, ChatRequest, Usage, fill_from_cache, is_cut_off
 from emoneurons.model.loading import LoadedModel
-from emoneurons.model.special_tokens import eos_token_ids
+from emoneurons.model.special_tokens import eos_token_ids, pad_token_id
 from emoneurons.params import HFGenerationParams
-from emoneurons.prompt_format import render_plain, resolve_prompt_format
+from emoneurons.text.prompt_format import render_plain, resolve_prompt_format
 
 _SORT_WINDOW = 8  # batches' worth of requests sorted by length together, to cut padding
 
@@ -105,7 +105,7 @@ class HFChatBackend:
         progress: bool = True,
         prompt_format: str = "auto",
     ) -> None:
-        """`prompt_format`: chat | plain | auto (eval.prompt_format, prompt_format.py)."""
+        """`prompt_format`: chat | plain | auto (eval.prompt_format, text/prompt_format.py)."""
         self.loaded = loaded
         self.prompt_format = resolve_prompt_format(loaded.tokenizer, prompt_format)
         self.params = params
@@ -180,7 +180,7 @@ def generate_batch(
         num_beams=1,
         repetition_penalty=1.0,
         no_repeat_ngram_size=0,
-        pad_token_id=tokenizer.pad_token_id,
+        pad_token_id=pad_token_id(tokenizer),
         eos_token_id=list(eos_ids),
     )
     processors = LogitsProcessorList()

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from emoneurons.backends.lexicon import lexicon_labels
 from emoneurons.emotions import parse_emotion
-from emoneurons.paper_prompts.label import label_prompt
+from emoneurons.params import JudgeBackend, allowed_values
+from emoneurons.text.paper_prompts.label import label_prompt
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from emoneurons.backends.chat import ChatBackend
-    from emoneurons.prompts.chat import ChatPrompt
+    from emoneurons.text.chat_prompt import ChatPrompt
     from emoneurons.model.loading import LoadedModel
     from emoneurons.params import JudgeParams, ModelParams
 
@@ -67,7 +68,7 @@ def relabel_invalid(
 
 def labelling_prompt(tokenizer: PreTrainedTokenizerBase, retry: bool = False, prompt_format: str = "auto") -> ChatPrompt:
     """Figure 7's labelling prompt (or its stricter retry) as one user turn."""
-    from emoneurons.prompts.chat import user_turn_prompt
+    from emoneurons.text.chat_prompt import user_turn_prompt
 
     return user_turn_prompt(tokenizer, lambda dialogue: label_prompt(dialogue, retry=retry), prompt_format)
 
@@ -137,7 +138,7 @@ def make_judges(specs: Sequence[JudgeParams], model_params: ModelParams, cache_d
                 from emoneurons.model.loading import load_model
 
                 lm = load_model(model_params)
-            from emoneurons.prompt_format import resolve_prompt_format
+            from emoneurons.text.prompt_format import resolve_prompt_format
 
             resolve_prompt_format(lm.tokenizer, prompt_format)  # a format the tokenizer lacks: before any judging
             judges.append(HFJudge(spec.name, lm, spec.method, model_params.batch_size, prompt_format, classify=classify))
@@ -147,7 +148,7 @@ def make_judges(specs: Sequence[JudgeParams], model_params: ModelParams, cache_d
             backend = make_chat_backend("openai", openai=spec.openai, cache_dir=Path(cache_dir))
             judges.append(ChatJudge(spec.name, backend))
         else:  # params validation makes this unreachable; kept so a new backend fails loudly
-            raise ValueError(f"unknown judge backend {spec.backend!r}; allowed: lexicon, hf, openai")
+            raise ValueError(f"unknown judge backend {spec.backend!r}; allowed: {allowed_values(JudgeBackend)}")
     return judges
 
 

@@ -26,25 +26,25 @@ import sys
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import get_args
 
 import torch
 from torch import Tensor
 
-from emoneurons.batching import length_buckets, padded_ids, real_token_index
+from emoneurons.model.batching import length_buckets, padded_ids, real_token_index
 from emoneurons.emotions import EMOTIONS, parse_emotion
 from emoneurons.evaluate.kept_states import KeptStates
 from emoneurons.evaluate.layer_runner import (
     additive_mask, key_validity, last_logprobs, prefixed_past, run_layers, shared_prefix_available,
 )
 from emoneurons.evaluate.plain_classify import layered_engine_problem, plain_generate, plain_label_scores
-from emoneurons.prompts.chat import ChatPrompt, dialogue_ids, label_ids
+from emoneurons.text.chat_prompt import ChatPrompt, dialogue_ids, label_ids
 from emoneurons.model.architecture import model_adapter
 from emoneurons.neurons.masking import decoder_layers, mask_neurons
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import eos_token_ids, pad_token_id
+from emoneurons.params import ClassifyMethod, allowed_values
 
-Method = Literal["score", "generate"]
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ class MaskedClassifier:
         lm: LoadedModel,
         prompt: ChatPrompt,
         dialogues: Sequence[str],
-        method: Method,
+        method: ClassifyMethod,
         *,
         batch_size: int,
         max_new_tokens: int = 8,
@@ -105,8 +105,8 @@ class MaskedClassifier:
         `shared_attention`: the prefix and dialogue passes through `shared_prefix_attention` (None:
         where available: any device, not Gemma 2's soft-capped attention); False: concatenated
         keys/values and an explicit mask."""
-        if method not in ("score", "generate"):
-            raise ValueError(f"method {method!r}: allowed: score, generate")
+        if method not in get_args(ClassifyMethod):
+            raise ValueError(f"method {method!r}: allowed: {allowed_values(ClassifyMethod)}")
         if reference and method != "score":
             raise ValueError("calibration reference dialogues need method score")
         self.lm, self.prompt, self.method = lm, prompt, method
@@ -396,7 +396,7 @@ def classify(
     lm: LoadedModel,
     prompt: ChatPrompt,
     dialogues: Sequence[str],
-    method: Method,
+    method: ClassifyMethod,
     *,
     batch_size: int,
     max_new_tokens: int = 8,

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from emoneurons.emotions import EMOTIONS
+from emoneurons.io.neurons_file import ratio_key, selection_at
 from emoneurons.neurons.masking import LAYER_RANGES, layer_span, neurons_by_layer, restrict_layers
 from emoneurons.params import EvalParams
 
@@ -55,10 +56,6 @@ class Condition:
                 "control": self.control, "draw": self.draw, "n_neurons": self.n_neurons}
 
 
-def ratio_key(ratio: float) -> str:
-    return f"{ratio:g}"
-
-
 def mask_id(emotion: str, ratio: float, layers: str) -> str:
     return f"mask-{emotion}-r{ratio_key(ratio)}-{layers}"
 
@@ -84,15 +81,10 @@ def random_like(neurons: Mapping[int, Tensor], neurons_per_layer: int, seed: int
 
 
 def validate_plan(neurons_json: Mapping, eval_params: EvalParams, top_rate: float, n_layers: int) -> None:
-    """Raise PlanError (one line) before any work when the plan cannot be run."""
-    ratios = neurons_json.get("ratios", {})
+    """Raise PlanError, or NoSelectionError for a missing ratio (one line), before any work when the
+    plan cannot be run."""
     for ratio in (top_rate, *eval_params.ratios):
-        if ratio_key(ratio) not in ratios:
-            have = ", ".join(sorted(ratios)) or "none"
-            raise PlanError(
-                f"data/neurons/neurons.json: no selection for ratio {ratio_key(ratio)} (has: {have}); "
-                "rerun select with this select.top_rate / eval.ratios"
-            )
+        selection_at(neurons_json, ratio)
     if int(neurons_json.get("layers", n_layers)) != n_layers:
         raise PlanError(f"data/neurons/neurons.json: selected on a {neurons_json['layers']}-layer model, "
                         f"the model has {n_layers} layers; rerun count and select for this model")

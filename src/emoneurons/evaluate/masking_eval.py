@@ -7,28 +7,29 @@ import multiprocessing
 import random
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, get_args
 
 import polars as pl
 import torch
 
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.evaluate.classify import MaskedClassifier
+from emoneurons.io.tables import label_column
 from emoneurons.evaluate.conditions import (
     Condition, control_id, first_masked_layers, mask_id, plan_conditions, unique_masks,
 )
-from emoneurons.evaluate.effects import ALPHA, RULE, SIGN_FLIPS, condition_effect, label_log_probs, specificity
-from emoneurons.evaluate.metrics import (
+from emoneurons.stats.effects import ALPHA, RULE, SIGN_FLIPS, condition_effect, label_log_probs, specificity
+from emoneurons.stats.metrics import (
     UNPARSEABLE, accuracy_ci, accuracy_per_emotion, chance_level, clearly_above_chance, confusion_matrix,
     overall_accuracy, unparseable_counts,
 )
-from emoneurons.prompts.classification import classification_prompt
-from emoneurons.prompts.chat import CONTENT_FREE_DIALOGUE, label_ids
+from emoneurons.text.classification_prompt import classification_prompt
+from emoneurons.text.chat_prompt import CONTENT_FREE_DIALOGUE, label_ids
 from emoneurons.neurons.masking import decoder_layers
 from emoneurons.model.loading import LoadedModel
-from emoneurons.params import EvalParams
-from emoneurons.prompt_format import resolve_prompt_format
-from emoneurons.truncation import Truncation, cut_dialogues
+from emoneurons.params import EvalParams, ShotSelection, allowed_values
+from emoneurons.text.prompt_format import resolve_prompt_format
+from emoneurons.text.truncation import Truncation, cut_dialogues
 
 
 class EvalDataError(ValueError):
@@ -36,7 +37,7 @@ class EvalDataError(ValueError):
 
 
 def _labels(df: pl.DataFrame, name: str) -> list[str]:
-    column = "label" if "label" in df.columns else "theme"
+    column = label_column(df)
     if column not in df.columns or "dialogue" not in df.columns:
         raise EvalDataError(f"{name}: needs columns `dialogue` and `label` (has: {', '.join(df.columns)})")
     return df[column].to_list()
@@ -48,8 +49,8 @@ def draw_shots(train: pl.DataFrame, shots: int, seed: int, selection: str = "ran
     draw; shortest: the shortest by characters, ties by row order), in a seeded shuffled order (so
     the last example, nearest the question, is not always the same emotion). `train_name` names
     the table in errors (the stage passes its path)."""
-    if selection not in ("random", "shortest"):
-        raise ValueError(f"shot_selection {selection!r}: allowed: random, shortest")
+    if selection not in get_args(ShotSelection):
+        raise ValueError(f"shot_selection {selection!r}: allowed: {allowed_values(ShotSelection)}")
     if shots == 0:
         return []
     labels = _labels(train, train_name)

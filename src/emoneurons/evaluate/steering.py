@@ -28,11 +28,12 @@ from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.evaluate.conditions import control_seed, random_like
 from emoneurons.evaluate.masking_eval import calibration_dialogues, draw_shots
-from emoneurons.prompts.classification import classification_prompt
+from emoneurons.io.neurons_file import selection_at
+from emoneurons.text.classification_prompt import classification_prompt
 from emoneurons.neurons.masking import neurons_by_layer, scale_neurons_per_row
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import eos_token_ids
-from emoneurons.prompt_format import resolve_prompt_format
+from emoneurons.text.prompt_format import resolve_prompt_format
 from emoneurons.params import EvalParams, HFGenerationParams, SteerParams
 
 if TYPE_CHECKING:
@@ -69,13 +70,10 @@ class SteerCondition:
         return sum(int(idx.numel()) for idx in self.neurons.values())
 
 
-def plan_steering(neurons_json: Mapping[str, Any], ratio_key: str, params: SteerParams) -> list[SteerCondition]:
-    """Per emotion with selected neurons: each alpha on its neurons, then each alpha on each of
-    `control_draws` random sets (one set per draw, the same for every alpha)."""
-    selection = neurons_json.get("ratios", {}).get(ratio_key)
-    if selection is None:
-        have = ", ".join(sorted(neurons_json.get("ratios", {}))) or "none"
-        raise SteerDataError(f"data/neurons/neurons.json: no selection for select.top_rate {ratio_key} (has: {have}); rerun select")
+def plan_steering(neurons_json: Mapping[str, Any], top_rate: float, params: SteerParams) -> list[SteerCondition]:
+    """Per emotion with selected neurons (the selection at `top_rate`): each alpha on its neurons,
+    then each alpha on each of `control_draws` random sets (one set per draw, the same for every alpha)."""
+    selection = selection_at(neurons_json, top_rate)
     per_layer = int(neurons_json["neurons_per_layer"])
     plan = []
     for emotion in EMOTIONS:

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from emoneurons.emotions import EMOTIONS
+from emoneurons.io.neurons_file import selection_at
 
 
 def exp_summary(headline: Mapping[str, float], neurons: Mapping[str, Any], top_rate: float) -> dict[str, float | int]:
@@ -22,5 +23,5 @@ def exp_summary(headline: Mapping[str, float], neurons: Mapping[str, Any], top_r
     controls = [headline[f"control_drop_{e}"] for e in EMOTIONS if f"control_drop_{e}" in headline]
     if controls:
         summary["control_drop"] = round(sum(controls) / len(controls), 4)
-    summary["neurons"] = int(neurons["ratios"][f"{top_rate:g}"]["selected"])
+    summary["neurons"] = int(selection_at(neurons, top_rate)["selected"])
     return summary

@@ -22,26 +22,24 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol, get_args
 
 import torch
 from torch import nn
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from emoneurons.batching import length_batches, padded_ids
+from emoneurons.params import Activation, CountText, Positions, allowed_values
+from emoneurons.model.batching import length_batches, padded_ids
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
-from emoneurons.prompts.classification import classification_prompt
+from emoneurons.text.classification_prompt import classification_prompt
 from emoneurons.model.architecture import GatedFFN
 from emoneurons.neurons.masking import ffn_modules
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import pad_token_id
-from emoneurons.prompt_format import added_special_prefix
-from emoneurons.truncation import Truncation
+from emoneurons.text.prompt_format import added_special_prefix
+from emoneurons.text.truncation import Truncation
 
-Positions = Literal["all", "last"]
-Text = Literal["dialogue", "prompt"]
-Activation = Literal["gate", "product"]
 
 @dataclass(frozen=True)
 class CountedText:
@@ -58,21 +56,21 @@ def counting_inputs(
     dialogues: Sequence[str],
     emotions: Sequence[str],
     *,
-    text: Text,
+    text: CountText,
     positions: Positions,
     max_length: int,
     prompt_format: str = "auto",
 ) -> tuple[list[CountedText], Truncation]:
     """Each dialogue as CountedText (prefix and dialogue cut to max_length tokens in all, from the
     end), and what the cut took. `prompt_format` (text=prompt): the classification prompt's format
-    (prompt_format.py)."""
+    (text/prompt_format.py)."""
     if len(dialogues) != len(emotions):
         raise ValueError(f"{len(dialogues)} dialogues but {len(emotions)} emotions")
     unknown = sorted({e for e in emotions if e not in EMOTION_INDEX})
     if unknown:
         raise ValueError(f"unknown emotion {unknown[0]!r}; allowed: {', '.join(EMOTIONS)}")
-    if text not in ("dialogue", "prompt") or positions not in ("all", "last"):
-        raise ValueError(f"text {text!r} / positions {positions!r}: allowed: dialogue|prompt, all|last")
+    if text not in get_args(CountText) or positions not in get_args(Positions):
+        raise ValueError(f"text {text!r} / positions {positions!r}: allowed: {allowed_values(CountText, '|')}, {allowed_values(Positions, '|')}")
     # The same prefix for every dialogue: the prompt's, or the tokenizer's BOS (constant).
     if text == "prompt":
         prefix = list(classification_prompt(tokenizer, prompt_format=prompt_format).prefix)
@@ -243,7 +241,7 @@ def _stacked(whole: torch.Tensor | None, counts: Sequence[torch.Tensor]) -> torc
 
 
 def _counted_items(
-    tokenizer: PreTrainedTokenizerBase, dialogues: Sequence[str], emotions: Sequence[str], *, text: Text, positions: Positions,
+    tokenizer: PreTrainedTokenizerBase, dialogues: Sequence[str], emotions: Sequence[str], *, text: CountText, positions: Positions,
     max_length: int, prompt_format: str, truncation: list[Truncation] | None,
 ) -> list[CountedText]:
     """counting_inputs, with a warning when dialogues were cut (and what was cut into `truncation`)."""
@@ -304,7 +302,7 @@ def activation_counts(
     emotions: Sequence[str],
     *,
     positions: Positions = "all",
-    text: Text = "dialogue",
+    text: CountText = "dialogue",
     activation: Activation = "gate",
     batch_size: int = 16,
     max_length: int = 1024,
@@ -317,8 +315,8 @@ def activation_counts(
     """f int64 [layers, neurons, 6] (active counted tokens per emotion) and T int64 [6] (counted tokens).
     Dialogues past max_length are cut (warned); `truncation`, when given, receives what was cut.
     `schedule`: run only some batches, resume from saved counts, combine with other processes."""
-    if activation not in ("gate", "product"):
-        raise ValueError(f"activation {activation!r}: allowed: gate, product")
+    if activation not in get_args(Activation):
+        raise ValueError(f"activation {activation!r}: allowed: {allowed_values(Activation)}")
     mlps = ffn_modules(lm.model)  # UnsupportedModelError before any work
     items = _counted_items(lm.tokenizer, dialogues, emotions, text=text, positions=positions, max_length=max_length,
                            prompt_format=prompt_format, truncation=truncation)

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from typing import get_args
 
 import torch
 from torch import nn
 
+from emoneurons.params import LayerRange
 from emoneurons.model.architecture import GatedFFN, UnsupportedModelError, decoder_layers, gated_ffns
 
 __all__ = ["LAYER_RANGES", "UnsupportedModelError", "decoder_layers", "ffn_modules", "layer_span", "mask_neurons",
            "neurons_by_layer", "restrict_layers"]
 
-LAYER_RANGES = ("bottom", "middle", "top", "all")
+LAYER_RANGES = get_args(LayerRange)
 
 
 def ffn_modules(model: nn.Module) -> list[GatedFFN]:

@@ -22,13 +22,13 @@ float64 (LAPE: float32).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, get_args
 
 import torch
 
+from emoneurons.params import Assign, allowed_values
 from emoneurons.emotions import EMOTIONS
 
-Assign = Literal["lape", "argmax"]
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,8 @@ def select_emotion_neurons(
     assign: Assign = "lape",
 ) -> Selection:
     """LAPE identify: the top_rate lowest-entropy candidate neurons, assigned to emotions."""
-    if assign not in ("lape", "argmax"):
-        raise ValueError(f"assign {assign!r}: allowed: lape, argmax")
+    if assign not in get_args(Assign):
+        raise ValueError(f"assign {assign!r}: allowed: {allowed_values(Assign)}")
     P = activation_probability(f, T)
     n_layers, n_neurons, _ = P.shape
     entropy = neuron_entropy(P)

@@ -18,12 +18,12 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from emoneurons.batching import length_batches
+from emoneurons.model.batching import length_batches
 from emoneurons.neurons.counting import CountedText, counting_inputs, padded_batch
 from emoneurons.neurons.masking import ffn_modules
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import pad_token_id
-from emoneurons.truncation import Truncation
+from emoneurons.text.truncation import Truncation
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
+from emoneurons.io.neurons_file import selection_at
 from emoneurons.neurons.top_activations import NeuronActivity, token_lift
 
 
@@ -33,12 +34,9 @@ def card_neurons(selected: Sequence[Sequence[int]], P: Tensor, entropy: Tensor, 
     return [(layer, index) for _, _, layer, index in keyed[:top]]
 
 
-def plan_cards(neurons_json: Mapping[str, Any], ratio_key: str, P: Tensor, entropy: Tensor, top: int) -> dict[str, list[tuple[int, int]]]:
-    """Each emotion's card neurons at the selection `ratio_key` of data/neurons/neurons.json."""
-    selection = neurons_json.get("ratios", {}).get(ratio_key)
-    if selection is None:
-        have = ", ".join(sorted(neurons_json.get("ratios", {}))) or "none"
-        raise CardsDataError(f"data/neurons/neurons.json: no selection for select.top_rate {ratio_key} (has: {have}); rerun select")
+def plan_cards(neurons_json: Mapping[str, Any], top_rate: float, P: Tensor, entropy: Tensor, top: int) -> dict[str, list[tuple[int, int]]]:
+    """Each emotion's card neurons at the selection at `top_rate` of data/neurons/neurons.json."""
+    selection = selection_at(neurons_json, top_rate)
     layers, per_layer = P.shape[0], P.shape[1]
     if (int(neurons_json.get("layers", layers)), int(neurons_json.get("neurons_per_layer", per_layer))) != (layers, per_layer):
         raise CardsDataError("data/neurons/neurons.json and data/counts disagree on the model's shape; rerun count and select")

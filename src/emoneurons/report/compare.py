@@ -17,11 +17,13 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from emoneurons.atomic import atomic_dir
+from emoneurons.io.atomic import atomic_dir
 from emoneurons.emotions import EMOTIONS
 from emoneurons.report.analysis import OVERLAP_DEFINITION, failure_distribution
 from emoneurons.report.document import Heading, Image, Paragraph, Table, render_markdown
 from emoneurons.report.errors import ReportDataError
+from emoneurons.io.neurons_file import selection_at
+from emoneurons.io.tables import DataError
 from emoneurons.report.figures.drawing import draw_heatmap, format_target_panel, label_panel_grid, new_figure, panel_axes
 from emoneurons.report.number_formats import pct, pp
 from emoneurons.report.views import (
@@ -310,7 +312,7 @@ def compare_markdown(runs: Sequence[RunAtRev]) -> str:
         ))
     neuron_rows = []
     for run in runs:
-        selected = run.neurons["ratios"][f"{top_rate_of(run.neurons):g}"]
+        selected = selection_at(run.neurons, top_rate_of(run.neurons))
         neuron_rows.append((run.name, *(str(len(selected["neurons"].get(e, []))) for e in EMOTIONS)))
     blocks = [
         Heading("Runs compared", 1),
@@ -339,6 +341,6 @@ def write_comparison(runs: Sequence[RunAtRev], out: str | Path) -> Path:
             for name, figure in compare_figures(runs).items():
                 save_figure(figure, tmp / "figures", name)
             (tmp / "compare.md").write_text(compare_markdown(runs))
-        except (KeyError, ReportDataError) as error:
+        except (KeyError, ReportDataError, DataError) as error:  # DataError: no selection at a ratio
             raise CompareError(f"compare: a run's metrics lack {error}") from None
     return out

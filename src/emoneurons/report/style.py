@@ -4,13 +4,14 @@ of the conditions that are not an emotion (unmodified, random-neuron control, ch
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import matplotlib
 from matplotlib.figure import Figure
 
-from emoneurons.atomic import atomic_path
+from emoneurons.io.atomic import atomic_path
 from emoneurons.emotions import EMOTIONS
+from emoneurons.params import LayerRange
 
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies and in greyscale print.
 EMOTION_COLORS: dict[str, str] = {
@@ -38,7 +39,7 @@ RUN_LINESTYLES: tuple[str, ...] = ("-", "--", ":", "-.", (0, (5, 1, 1, 1, 1, 1))
 RUN_MARKERS: tuple[str, ...] = ("o", "s", "^", "D", "v", "P")
 RUN_HATCHES: tuple[str, ...] = ("", "..", "xx", "\\\\", "oo", "--")
 
-LAYER_RANGES: tuple[str, ...] = ("bottom", "middle", "top", "all")
+LAYER_RANGES: tuple[str, ...] = get_args(LayerRange)
 LAYER_RANGE_LABELS: dict[str, str] = {
     "bottom": "Bottom\n(first third)",
     "middle": "Middle\n(second third)",

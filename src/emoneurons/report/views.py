@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from emoneurons.emotions import EMOTIONS
+from emoneurons.io.neurons_file import selection_at
 from emoneurons.report.analysis import neuron_membership, overlap_ratio
 from emoneurons.report.errors import ReportDataError
 from emoneurons.report.style import LAYER_RANGES
@@ -17,11 +18,6 @@ from emoneurons.report.style import LAYER_RANGES
 
 def as_percent(value: float) -> float:
     return 100.0 * value
-
-
-def ratio_key(ratio: float) -> str:
-    """The key of a ratio in neurons.json (`f"{r:g}"`)."""
-    return f"{ratio:g}"
 
 
 def _number(value: Any) -> float:
@@ -32,17 +28,6 @@ def top_rate_of(neurons_json: Mapping[str, Any]) -> float:
     if "top_rate" not in neurons_json:
         raise ReportDataError("neurons.json: top_rate is missing")
     return float(neurons_json["top_rate"])
-
-
-def selection_at(neurons_json: Mapping[str, Any], ratio: float) -> Mapping[str, Any]:
-    """The selection of neurons.json at one ratio."""
-    ratios = neurons_json.get("ratios") or {}
-    key = ratio_key(ratio)
-    if key not in ratios:
-        raise ReportDataError(
-            f"neurons.json: ratios has no {key!r} (has: {', '.join(sorted(ratios)) or 'none'})"
-        )
-    return ratios[key]
 
 
 def per_layer_counts(neurons_json: Mapping[str, Any], ratio: float) -> dict[str, list[int]]:

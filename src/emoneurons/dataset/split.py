@@ -6,7 +6,7 @@ import random
 
 import polars as pl
 
-from emoneurons.data.io import DataError
+from emoneurons.io.tables import DataError
 
 
 def held_out_count(n: int, test_fraction: float) -> int:

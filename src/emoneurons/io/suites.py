@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from emoneurons.data.io import DataError
+from emoneurons.io.tables import DataError
 from emoneurons.emotions import EMOTIONS
 
 if TYPE_CHECKING:

@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 
 from emoneurons.backends.template import seeded_rng
 from emoneurons.backends.template_topics import template_alternative
-from emoneurons.data.io import DataError
-from emoneurons.paper_prompts.augment import AUGMENT_PROMPT
+from emoneurons.io.tables import DataError
+from emoneurons.text.paper_prompts.augment import AUGMENT_PROMPT
 
 if TYPE_CHECKING:
     from emoneurons.backends.chat import ChatBackend

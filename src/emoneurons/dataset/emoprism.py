@@ -24,9 +24,9 @@ from typing import Any
 
 import polars as pl
 
-from emoneurons.data.io import DataError
-from emoneurons.data.suites import EXAMPLES
-from emoneurons.dialogue_format import dialogue_table, parse_dialogue
+from emoneurons.io.tables import DataError
+from emoneurons.io.suites import EXAMPLES
+from emoneurons.text.dialogue_format import dialogue_table, parse_dialogue
 from emoneurons.emotions import EMOTIONS, parse_emotion
 
 BACKEND = "emoprism"

@@ -25,7 +25,7 @@ from scipy import stats
 from torch import Tensor
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.evaluate.metrics import bootstrap_mean_ci
+from emoneurons.stats.metrics import bootstrap_mean_ci
 
 ALPHA = 0.05
 # Sign flips per test: exact enumeration up to 14 dialogues, else this many random flips (smallest

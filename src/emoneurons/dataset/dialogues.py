@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 from emoneurons.backends.template import TEMPLATE
 from emoneurons.backends.template_dialogues import template_dialogue
 from emoneurons.emotions import EMOTIONS
-from emoneurons.dialogue_format import CUT_OFF_REASON, check_reply, dialogue_table
-from emoneurons.paper_prompts.generate import GENERATE_PROMPT
+from emoneurons.text.dialogue_format import CUT_OFF_REASON, check_reply, dialogue_table
+from emoneurons.text.paper_prompts.generate import GENERATE_PROMPT
 
 if TYPE_CHECKING:
     from emoneurons.backends.chat import ChatBackend

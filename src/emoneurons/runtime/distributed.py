@@ -110,7 +110,7 @@ class Ranks:
             return
         from pathlib import Path
 
-        from emoneurons.atomic import write_json
+        from emoneurons.io.atomic import write_json
 
         write_json(Path(folder) / f"{stage}-rank{self.rank}-of-{self.world}.json",
                    {"stage": stage, "rank": self.rank, "world": self.world, **taken})

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from emoneurons.atomic import OutputError
+from emoneurons.io.atomic import OutputError
 from emoneurons.model.versions import UnsupportedVersionError
 
 INTERRUPTED = 130  # the shell's code for a process ended by SIGINT

@@ -1,7 +1,7 @@
 """Prompts as token ids around the dialogue, in the model's own chat format (the texts come from
-paper_prompts/ through their callers: prompts/classification.py, the judges).
+text/paper_prompts/ through their callers: text/classification_prompt.py, the judges).
 
-The format is the model's chat template, or the plain `role: content` lines of prompt_format.py
+The format is the model's chat template, or the plain `role: content` lines of text/prompt_format.py
 for base models (`eval.prompt_format`). A prompt is split into a `prefix` (everything before the dialogue: system prompt, in-context
 examples, the user prompt's opening) and a `suffix` (the rest of the user turn and the
 assistant's header). The prefix is the same for every dialogue, so it is computed once and
@@ -13,11 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import get_args
 
 from transformers import PreTrainedTokenizerBase
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.prompt_format import added_special_prefix, render_plain, resolve_prompt_format
+from emoneurons.params import LabelFormat, allowed_values
+from emoneurons.text.prompt_format import added_special_prefix, render_plain, resolve_prompt_format
 
 DIALOGUE_SLOT = "\u0000DIALOGUE\u0000"
 
@@ -67,7 +69,7 @@ CONTENT_FREE_DIALOGUE = "A: N/A\nB: N/A"
 def label_ids(tokenizer: PreTrainedTokenizerBase, label_format: str = "bare") -> list[list[int]]:
     """Each emotion's tokens as the first words of the assistant's answer, in EMOTIONS order;
     `space` scores the word with a leading space (whole-word tokens instead of "f"+"ear")."""
-    if label_format not in ("bare", "space"):
-        raise ValueError(f"label_format {label_format!r}: allowed: bare, space")
+    if label_format not in get_args(LabelFormat):
+        raise ValueError(f"label_format {label_format!r}: allowed: {allowed_values(LabelFormat)}")
     lead = " " if label_format == "space" else ""
     return [tokenizer.encode(lead + emotion, add_special_tokens=False) for emotion in EMOTIONS]

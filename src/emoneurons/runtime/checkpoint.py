@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
-from emoneurons.atomic import atomic_path
+from emoneurons.io.atomic import atomic_path
 
 DEFAULT_ROOT = Path(".emoneurons/checkpoints")
 

@@ -8,9 +8,9 @@ from itertools import combinations
 
 import polars as pl
 
-from emoneurons.data.io import DataError
+from emoneurons.io.tables import DataError
 from emoneurons.emotions import EMOTIONS
-from emoneurons.evaluate.metrics import CHANCE, exact_binomial_ci
+from emoneurons.stats.metrics import CHANCE, exact_binomial_ci
 
 
 def cohen_kappa(a: Sequence[str | None], b: Sequence[str | None]) -> float | None:

@@ -9,11 +9,17 @@ from typing import Any
 
 import polars as pl
 
-from emoneurons.atomic import atomic_path
+from emoneurons.io.atomic import atomic_path
 
 
 class DataError(Exception):
     """A data problem, said in one line that names the file."""
+
+
+def label_column(table: pl.DataFrame) -> str:
+    """The column holding a split table's emotion: the judges' `label` (filter's output), or the
+    generator's intended `theme` where a table has no label (tests, EmoPrism-like tables)."""
+    return "label" if "label" in table.columns else "theme"
 
 
 def read_table(path: str | Path) -> pl.DataFrame:

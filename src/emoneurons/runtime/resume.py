@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from emoneurons.checkpoint import Checkpoints, run_key
-from emoneurons.distributed import Ranks
+from emoneurons.runtime.checkpoint import Checkpoints, run_key
+from emoneurons.runtime.distributed import Ranks
 from emoneurons.params import CountParams, EvalParams, ModelParams
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """Data checks of the results: great-expectations suites over what select (neurons.json),
 mask-eval (eval.json), cards (cards.json) and steer (steer.json) write, each turned into a
-table first; the same records and one-line errors as data/suites.py, whose machinery they use."""
+table first; the same records and one-line errors as io/suites.py, whose machinery they use."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 
 import polars as pl
 
-from emoneurons.data.suites import (
+from emoneurons.io.suites import (
     Checked, failed_expectations, failure_line, group_check, load_gx, raise_failures,
 )
 from emoneurons.emotions import EMOTIONS

@@ -10,15 +10,14 @@ the hf judges and the hf chat backend all render through here, so they agree on 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, get_args
 
-from emoneurons.params import ParamsError
+from emoneurons.params import ParamsError, PromptFormat, allowed_values
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-PromptFormat = Literal["chat", "plain", "auto"]
-PROMPT_FORMATS = ("chat", "plain", "auto")
+PROMPT_FORMATS = get_args(PromptFormat)
 
 
 class PromptFormatError(ParamsError):
@@ -33,7 +32,7 @@ def has_chat_template(tokenizer: PreTrainedTokenizerBase) -> bool:
 def resolve_prompt_format(tokenizer: PreTrainedTokenizerBase, prompt_format: str = "auto") -> Literal["chat", "plain"]:
     """`chat` or `plain`: auto is chat when the tokenizer has a chat template, plain otherwise."""
     if prompt_format not in PROMPT_FORMATS:
-        raise PromptFormatError(f"eval.prompt_format: {prompt_format!r}: allowed: {', '.join(PROMPT_FORMATS)}")
+        raise PromptFormatError(f"eval.prompt_format: {prompt_format!r}: allowed: {allowed_values(PromptFormat)}")
     if prompt_format == "auto":
         return "chat" if has_chat_template(tokenizer) else "plain"
     if prompt_format == "chat" and not has_chat_template(tokenizer):

@@ -1,16 +1,18 @@
 """Figure 5's classification prompt (the paper's system and user prompts, with in-context
 examples) as token ids around the dialogue: what mask-eval, count (`text: prompt`) and steering
-classify with. Rewording Figure 5 (paper_prompts/classify.py) reruns only the stages importing this."""
+classify with. Rewording Figure 5 (text/paper_prompts/classify.py) reruns only the stages importing this."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import get_args
 
 from transformers import PreTrainedTokenizerBase
 
-from emoneurons.prompts.chat import DIALOGUE_SLOT, ChatPrompt, chat_prompt
-from emoneurons.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
-from emoneurons.prompt_format import resolve_prompt_format
+from emoneurons.params import ShotInstruction, allowed_values
+from emoneurons.text.chat_prompt import DIALOGUE_SLOT, ChatPrompt, chat_prompt
+from emoneurons.text.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
+from emoneurons.text.prompt_format import resolve_prompt_format
 
 
 def _with_system(tokenizer: PreTrainedTokenizerBase, system: str, prompt_format: str = "chat") -> list[dict[str, str]]:
@@ -32,9 +34,9 @@ def classification_prompt(
     user/assistant turns, the in-context setup that small models need (DESIGN.md). `instruction`:
     `every` example's user turn is Figure 5's user prompt around its dialogue, or only the `first`
     one's (the later examples are the bare dialogue; the question always has the whole prompt).
-    `prompt_format`: chat | plain | auto (prompt_format.py)."""
-    if instruction not in ("every", "first"):
-        raise ValueError(f"shot_instruction {instruction!r}: allowed: every, first")
+    `prompt_format`: chat | plain | auto (text/prompt_format.py)."""
+    if instruction not in get_args(ShotInstruction):
+        raise ValueError(f"shot_instruction {instruction!r}: allowed: {allowed_values(ShotInstruction)}")
     prompt_format = resolve_prompt_format(tokenizer, prompt_format)
     messages = _with_system(tokenizer, CLASSIFY_SYSTEM_PROMPT, prompt_format)
     system_folded = not messages
