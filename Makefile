@@ -150,7 +150,7 @@ pipeline:
 # test's to report.
 test: setup server lower-env
 	@$(MAKE) --no-print-directory -s lock-check >/dev/null 2>&1 || echo "make test: make lock-check failed (tests/test_lock.py will say why)"
-	$(PY) -m pytest -n 2 --dist loadfile
+	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
 # dvc.yaml's code deps from the stages' imports (tools/dvc_deps.py); tests/test_dvc_yaml.py checks them.
 deps: $(VENV)/.installed

@@ -151,3 +151,18 @@ def pytest_unconfigure(config) -> None:
     for report in skipped:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         reporter.write_line(f"  {report.nodeid}: {reason.removeprefix('Skipped: ')}")
+
+
+# The modules that take minutes on 2 cores, longest first (their times: README's test section).
+# `make test` runs `--dist loadfile --no-loadscope-reorder`, so xdist hands the modules out in
+# this order and the quick ones fill in around them; by default it would order modules by their
+# number of tests and start the longest one last. test_pipeline_queue.py waits for the project
+# test_pipeline_dvc.py's worker builds, so it comes after a few others.
+LONGEST_FIRST = ["test_pipeline_dvc.py", "test_distributed.py", "test_faults.py", "test_dvc_runs.py",
+                 "test_pipeline_queue.py", "test_llama_server.py", "test_lower_end.py", "test_versions.py",
+                 "test_gpu_check.py"]
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order

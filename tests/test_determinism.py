@@ -1,4 +1,4 @@
-"""Determinism below the pipeline test (tests/test_pipeline_dvc.py compares two whole runs):
+"""Determinism below the pipeline test (tests/test_pipeline_queue.py compares two whole runs):
 what a rerun writes must not change when nothing it depends on changed."""
 
 from __future__ import annotations

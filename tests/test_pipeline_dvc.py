@@ -19,86 +19,23 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pipeline_project import (ALL_STAGES, SUMMARY_METRICS, clone_and_pull, dvc, pipeline_env, reproduced_project, run,
+                              stages_run)
 
 from emoneurons.emotions import EMOTIONS
 
-REPO = Path(__file__).resolve().parents[1]
-ALL_STAGES = ["augment", "generate", "filter", "split", "count", "select", "mask-eval", "cards", "steer", "plot"]
-SUMMARY_METRICS = {"accuracy", "drop", "control_drop", "neurons"}  # reports/metrics/summary.json
 pytestmark = pytest.mark.slow
-
-
-def minimal_params(model_dir: Path) -> dict:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    # max_length 4096 (the tiny model's context): its small tokenizer makes the shot prompt ~1,150 tokens.
-    params["model"].update(id=str(model_dir), batch_size=8, max_length=4096)
-    params["augment"].update(n_seed=4, rounds=1)
-    params["generate"].update(per_pair=2)
-    params["filter"].update(min_agree=1, judges=[{"name": "lexicon", "backend": "lexicon"}])
-    params["split"]["test_fraction"] = 0.25
-    params["eval"].update(shots=1, ratios=[0.01, 0.05], layer_ranges=["top", "all"], control_draws=1, bootstrap=50)
-    params["cards"].update(top_neurons=2, contexts=2)
-    params["steer"].update(alphas=[0, 4], prompts=2, max_new_tokens=4)
-    return params
-
-
-def run(args: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def stages_run(output: str) -> list[str]:
-    return re.findall(r"Running stage '([^']+)'", output)
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory) -> dict:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    env.update(
-        GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="test",
-        GIT_COMMITTER_EMAIL="t@example.com", DVC_NO_ANALYTICS="1", GX_ANALYTICS_ENABLED="False",
-        HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", EMONEURONS_CACHE=str(tmp_path_factory.mktemp("cache")),
-    )
-    return env
+    return pipeline_env(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory, env, tiny_tokenizer) -> Path:
-    """A fresh git+DVC project holding the repo's tracked files and a local remote, reproduced once."""
-    from conftest import build_tiny_llama
-
-    root = tmp_path_factory.mktemp("project")
-    work, remote, model_dir = root / "work", root / "remote", root / "tiny-llama"
-    model = build_tiny_llama(len(tiny_tokenizer))
-    model.save_pretrained(model_dir)
-    tiny_tokenizer.save_pretrained(model_dir)
-
-    tracked = run(["git", "ls-files", "-co", "--exclude-standard"], REPO, env).stdout.split()
-    for name in tracked:
-        source = REPO / name
-        if source.is_file() and not name.startswith(("tests/", "bench/", "docs/")):
-            (work / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, work / name)
-    for generated in ("dvc.lock",):
-        (work / generated).unlink(missing_ok=True)
-    (work / "params.yaml").write_text(yaml.safe_dump(minimal_params(model_dir), sort_keys=False))
-    run(["git", "init", "-q", "-b", "main"], work, env)
-    run([sys.executable, "-m", "dvc", "remote", "add", "-d", "--local", "test", str(remote)], work, env)
-    run(["git", "add", "-A"], work, env)
-    run(["git", "commit", "-qm", "init"], work, env)
-
-    first = run([sys.executable, "-m", "dvc", "repro"], work, env)
-    assert stages_run(first.stdout) == ALL_STAGES, first.stdout
-    run(["git", "add", "-A"], work, env)
-    run(["git", "commit", "-qm", "first run"], work, env)
-    return work
-
-
-def dvc(project: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "dvc", *args], project, env)
+    """This module's copy of the project reproduced once per session (pipeline_project.py)."""
+    return reproduced_project(tmp_path_factory, env, tiny_tokenizer)
 
 
 def test_outputs_follow_the_contracts(project):
@@ -126,24 +63,6 @@ def test_second_repro_runs_nothing(project, env):
     again = dvc(project, env, "repro")
     assert stages_run(again.stdout) == []
     assert dvc(project, env, "status").stdout.strip().endswith("up to date.")
-
-
-def lock_hashes(lock: dict) -> dict[str, str]:
-    """Every output's hash in a dvc.lock: {"stage:path": md5}."""
-    return {f"{stage}:{out['path']}": out["md5"] for stage, entry in lock["stages"].items() for out in entry.get("outs", [])}
-
-
-def test_a_second_run_from_scratch_is_byte_identical(project, env):
-    """Determinism: `dvc repro --force` (every stage rerun, its outputs removed first) with the same
-    params gives the same hash for every data output, metric and report in dvc.lock. Runs before
-    the experiments below, which change the workspace."""
-    before = yaml.safe_load((project / "dvc.lock").read_text())
-    again = dvc(project, env, "repro", "--force")
-    assert stages_run(again.stdout) == ALL_STAGES
-    after = yaml.safe_load((project / "dvc.lock").read_text())
-    changed = {k: v for k, v in lock_hashes(after).items() if lock_hashes(before).get(k) != v}
-    assert changed == {}, f"outputs that differ between two runs with the same params: {sorted(changed)}"
-    assert len(lock_hashes(after)) >= 15
 
 
 def test_exp_show_lists_the_accuracies_and_plots_render(project, env):
@@ -278,52 +197,6 @@ def test_exp_show_only_changed_fits_120_columns_without_a_pager(project, env):
     header = next(line for line in shown if "Experiment" in line)
     # Columns equal in every row are left out (the tiny model's accuracy may be); these differ.
     assert {"neurons", "select.top_rate", "generate.seed"} <= set(_columns(header)), "\n".join(shown)
-
-
-# --------------------------------------------------------------------------------------------
-# A queued sweep in a fresh clone, as the README shows it
-
-
-def clone_and_pull(project: Path, env: dict, dest: Path, remote_args: list[list[str]]) -> Path:
-    """A git clone of the project with the DVC remote set up by `remote_args` (dvc remote ...
-    commands) and its data pulled."""
-    run(["git", "clone", "-q", str(project), str(dest)], dest.parent, env)
-    for args in remote_args:
-        dvc(dest, env, "remote", *args)
-    dvc(dest, env, "pull")
-    return dest
-
-
-def test_queued_sweep_from_a_fresh_clone_runs_and_compares_by_name(project, env, tmp_path):
-    import csv
-    import io
-    import time
-
-    dvc(project, env, "push", "--all-commits")  # the committed run, for the clone to pull
-    remote = run([sys.executable, "-m", "dvc", "remote", "list", "--local"], project, env).stdout.split()[1]
-    clone = clone_and_pull(project, env, tmp_path / "clone", [["add", "-d", "--local", "test", remote]])
-    # 0.01 is the committed run's value: its experiment is restored from the pulled cache, not rerun.
-    queued = dvc(clone, env, "exp", "run", "--queue", "-S", "select.top_rate=0.01,0.02")
-    names = re.findall(r"Queued experiment '([^']+)'", queued.stdout + queued.stderr)
-    assert len(names) == 2, queued.stdout + queued.stderr
-    try:
-        dvc(clone, env, "queue", "start", "-j", "2")
-        deadline = time.monotonic() + 600
-        while re.search(r"\b(Queued|Running)\b", status := dvc(clone, env, "queue", "status").stdout):
-            assert time.monotonic() < deadline, status
-            time.sleep(2)
-    finally:
-        run([sys.executable, "-m", "dvc", "queue", "stop", "--kill"], clone, env, check=False)
-    assert status.count("Success") == 2, status
-    assert stages_run(dvc(clone, env, "queue", "logs", names[0]).stdout) == []
-    assert stages_run(dvc(clone, env, "queue", "logs", names[1]).stdout) == ["select", "mask-eval", "cards", "steer", "plot"]
-
-    rows = {r["Experiment"]: r for r in csv.DictReader(io.StringIO(dvc(clone, env, "exp", "show", "--csv").stdout))}
-    assert [rows[n]["select.top_rate"] for n in names] == ["0.01", "0.02"]
-    assert all(rows[n][m] != "" for n in names for m in SUMMARY_METRICS)
-    out = tmp_path / "compare"
-    run([sys.executable, "-m", "emoneurons.cli", "compare", *names, "--out", str(out)], clone, env)
-    assert all(n in (out / "compare.md").read_text() for n in names)
 
 
 # --------------------------------------------------------------------------------------------
