@@ -12,7 +12,7 @@ from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.counting import added_special_prefix
 from emoneurons.neurons.top_activations import empty_top_k, merge_top_k, neuron_activity, token_lift
 from emoneurons.io.neurons_file import NoSelectionError
-from emoneurons.report.cards import CardsDataError, build_cards, card_neurons, context_record, plan_cards
+from emoneurons.report.cards import build_cards, card_neurons, context_record, plan_cards
 from emoneurons.report.cards_html import render_cards_html
 
 DIALOGUES = [

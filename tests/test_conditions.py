@@ -10,7 +10,10 @@ from repo_params import params_with, section
 from emoneurons.emotions import EMOTIONS
 from emoneurons.io.neurons_file import NoSelectionError
 from emoneurons.evaluate.conditions import PlanError, first_masked_layers, plan_conditions, unique_masks
-from emoneurons.evaluate.masking_eval import EvalDataError, calibration_dialogues, draw_shots, evaluate_masking, mask_workers
+from emoneurons.evaluate.calibration import calibration_dialogues
+from emoneurons.evaluate.mask_pool import mask_workers
+from emoneurons.evaluate.masking_eval import evaluate_masking
+from emoneurons.evaluate.shots import EvalDataError, draw_shots
 from emoneurons.text.chat_prompt import CONTENT_FREE_DIALOGUE
 from emoneurons.params import ParamsError
 

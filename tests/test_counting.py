@@ -13,7 +13,7 @@ from emoneurons.text.chat_prompt import dialogue_ids
 from emoneurons.neurons import reference
 from emoneurons.model.batching import length_batches
 from emoneurons.neurons.counting import activation_counts, counting_inputs, padded_batch
-from emoneurons.neurons.masking import UnsupportedModelError
+from emoneurons.model.architecture import UnsupportedModelError
 from emoneurons.model.loading import LoadedModel
 from emoneurons.text.prompt_format import added_special_prefix
 

@@ -17,7 +17,8 @@ from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.evaluate.layer_runner import KVStore
 from emoneurons.evaluate.plain_classify import plain_label_scores
 from emoneurons.model.loading import LoadedModel
-from emoneurons.neurons.masking import decoder_layers, mask_neurons
+from emoneurons.model.architecture import decoder_layers
+from emoneurons.neurons.masking import mask_neurons
 from emoneurons.text.chat_prompt import dialogue_ids, label_ids
 from emoneurons.text.classification_prompt import classification_prompt
 

@@ -8,7 +8,7 @@ from typing import get_args
 import pytest
 
 from emoneurons import params
-from emoneurons.evaluate.masking_eval import draw_shots
+from emoneurons.evaluate.shots import draw_shots
 from emoneurons.neurons import masking, selection
 from emoneurons.report import style
 from emoneurons.text.chat_prompt import label_ids

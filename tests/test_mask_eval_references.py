@@ -9,7 +9,9 @@ import torch
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.conditions import plan_conditions
-from emoneurons.evaluate.masking_eval import calibration_dialogues, draw_shots, evaluate_masking
+from emoneurons.evaluate.calibration import calibration_dialogues
+from emoneurons.evaluate.masking_eval import evaluate_masking
+from emoneurons.evaluate.shots import draw_shots
 from emoneurons.text.classification_prompt import classification_prompt
 from emoneurons.text.chat_prompt import dialogue_ids, label_ids
 from emoneurons.neurons.masking import mask_neurons

@@ -112,7 +112,7 @@ def test_mask_eval_on_a_base_model_uses_and_reports_the_plain_format(base_lm):
     train, test = _split(2), _split(1, offset=10)
     evaluation, _ = evaluate_masking(base_lm, train, test, neurons, params, 0.02, batch_size=4, progress=False, workers=1)
     assert evaluation["prompt_format"] == "plain" and evaluation["engine"] == "layered"
-    from emoneurons.evaluate.masking_eval import draw_shots
+    from emoneurons.evaluate.shots import draw_shots
 
     prompt = classification_prompt(base_lm.tokenizer, draw_shots(train, 1, 0, "shortest"), "first", "plain")
     expected = classify(base_lm, prompt, test["dialogue"].to_list(), "score", batch_size=4, label_format="space").predicted

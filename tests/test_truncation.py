@@ -8,7 +8,10 @@ from repo_params import section
 from test_conditions import _split, synthetic_neurons
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.evaluate.masking_eval import EvalDataError, calibration_dialogues, dialogue_budget, draw_shots, evaluate_masking
+from emoneurons.evaluate.calibration import calibration_dialogues
+from emoneurons.evaluate.masking_eval import evaluate_masking
+from emoneurons.evaluate.prompt_budget import dialogue_budget
+from emoneurons.evaluate.shots import EvalDataError, draw_shots
 from emoneurons.text.classification_prompt import classification_prompt
 from emoneurons.neurons.counting import counting_inputs
 from emoneurons.text.truncation import Truncation, cut_dialogues

@@ -39,8 +39,8 @@ from emoneurons.evaluate.layer_runner import (
 )
 from emoneurons.evaluate.plain_classify import layered_engine_problem, plain_generate, plain_label_scores
 from emoneurons.text.chat_prompt import ChatPrompt, dialogue_ids, label_ids
-from emoneurons.model.architecture import model_adapter
-from emoneurons.neurons.masking import decoder_layers, mask_neurons
+from emoneurons.model.architecture import decoder_layers, model_adapter
+from emoneurons.neurons.masking import mask_neurons
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import eos_token_ids, pad_token_id
 from emoneurons.params import ClassifyMethod, allowed_values
