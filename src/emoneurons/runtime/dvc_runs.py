@@ -5,6 +5,9 @@ kept) and a queued sweep that restarts DVC's queue worker while tasks wait (tree
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import re
 import subprocess
 import sys
@@ -21,9 +24,19 @@ _WORKERS = re.compile(r"^Worker status: (?P<active>\d+) active, (?P<idle>\d+) id
 WAITING = ("Queued", "Running")
 
 
-def _dvc(args: Sequence[str], repo: Path) -> subprocess.CompletedProcess:
-    # The dvc of this environment, whatever PATH holds.
-    return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True, text=True)
+# DVC's local queue (dvc.repo.experiments.queue.celery at the locked dvc / dvc-task versions): each
+# worker's process record, and the kombu filesystem broker whose worker moves a task's message from
+# in/ to processed/ when it takes the task.
+_CELERY_DIR = Path(".dvc", "tmp", "exps", "celery")
+
+
+def _dvc(args: Sequence[str], repo: Path, timeout: float | None = 300) -> subprocess.CompletedProcess:
+    # The dvc of this environment, whatever PATH holds; bounded, so a stuck DVC call ends the sweep.
+    try:
+        return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True, text=True,
+                              timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise SweepError(f"dvc {' '.join(args)} did not answer within {timeout:g} s") from None
 
 
 def split_pull_warnings(stderr: str) -> tuple[list[str], list[str]]:
@@ -43,7 +56,7 @@ def pull(repo: Path = Path("."), echo: Callable[[str, bool], None] | None = None
     clone (no dvc.lock entry: a fresh clone's first run) are one line instead of a warning each;
     DVC's other output, its errors first of all, is passed on as it is."""
     echo = echo or _echo
-    result = _dvc(["pull", "--allow-missing", "--run-cache"], repo)
+    result = _dvc(["pull", "--allow-missing", "--run-cache"], repo, timeout=None)
     missing, kept = split_pull_warnings(result.stderr)
     out = [line for line in result.stdout.splitlines() if line.strip()]
     if missing and out == ["Everything is up to date."]:
@@ -85,13 +98,14 @@ class SweepError(RuntimeError):
     """A DVC command of the sweep failed, or the sweep ran past its time limit (one line)."""
 
 
-def sweep(set_params: Sequence[str], jobs: int, repo: Path = Path("."), *, timeout: float = 0, poll: float = 2.0,
+def sweep(set_params: Sequence[str], jobs: int, repo: Path = Path("."), *, timeout: float = 0, poll: float = 3.0,
           grace: float = 15.0, echo: Callable[[str, bool], None] | None = None) -> dict[str, str]:
     """Queue one experiment per combination of `set_params` (`dvc exp run --queue -S ...`), run
     them and any already waiting in the queue with `jobs` workers until none is Queued or Running,
     and return each one's final status. DVC's worker can stop with tasks still Queued: whenever one of
     ours waits Queued with no worker at all, `grace` seconds after the last start (a worker
-    takes a few seconds to register), the workers are started again."""
+    takes a few seconds to register), the workers are started again; one that a stopped worker
+    took and left Running is put back in the queue first."""
     echo = echo or _echo
     names = [n for n, s in _status(repo).tasks.items() if s in WAITING]  # a stalled earlier sweep's too
     if set_params:
@@ -109,15 +123,24 @@ def sweep(set_params: Sequence[str], jobs: int, repo: Path = Path("."), *, timeo
         ours = {n: status.tasks.get(n, "missing from dvc queue status") for n in names}
         if not any(s in WAITING for s in ours.values()):
             break
-        no_worker = status.active == 0 and status.idle == 0 and "Queued" in ours.values()
+        # Celery's inspect answers within 1 s or counts the worker absent, so a busy worker can look
+        # gone: the worker processes' own records decide.
+        no_worker = status.active == 0 and status.idle == 0 and not worker_running(repo)
         if no_worker and time.monotonic() - last_start >= grace:
-            if starts:
-                left = sum(s == "Queued" for s in ours.values())
-                echo(f"sweep: {left} still Queued with no queue worker: starting the workers again", False)
-            started = _dvc(["queue", "start", "-j", str(jobs)], repo)
-            if started.returncode != 0:
-                raise SweepError(f"dvc queue start failed: {(started.stderr or started.stdout).strip()}")
-            starts, last_start = starts + 1, time.monotonic()
+            # A worker that stops (dvc queue stop, or its own idle shutdown) can take the next task's
+            # message on its way out and never run it: DVC then shows it Running for ever.
+            taken = requeue_taken([n for n, s in ours.items() if s == "Running"], repo)
+            if taken:
+                echo(f"sweep: {', '.join(taken)} taken by a queue worker that stopped before finishing it: "
+                     "queued again", False)
+            if taken or "Queued" in ours.values():
+                if starts:
+                    left = sum(s == "Queued" for s in ours.values()) + len(taken)
+                    echo(f"sweep: {left} still Queued with no queue worker: starting the workers again", False)
+                started = _dvc(["queue", "start", "-j", str(jobs)], repo)
+                if started.returncode != 0:
+                    raise SweepError(f"dvc queue start failed: {(started.stderr or started.stdout).strip()}")
+                starts, last_start = starts + 1, time.monotonic()
         if deadline is not None and time.monotonic() > deadline:
             raise SweepError(f"sweep: still waiting after {timeout:g} s: " + ", ".join(f"{n} {s}" for n, s in ours.items()))
         time.sleep(poll)
@@ -128,6 +151,45 @@ def sweep(set_params: Sequence[str], jobs: int, repo: Path = Path("."), *, timeo
             echo(f"--- dvc queue logs {name} ---", True)
             echo((logs.stdout + logs.stderr).rstrip(), True)
     return ours
+
+
+def worker_running(repo: Path) -> bool:
+    """Whether a queue worker process of this repository is alive (DVC's record of each worker it spawned)."""
+    for record in (repo / _CELERY_DIR).glob("dvc-exp-worker-*.json"):
+        try:
+            info = json.loads(record.read_text())
+            if info.get("returncode") is None:
+                os.kill(int(info["pid"]), 0)
+                return True
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # half-written, or the process is gone
+    return False
+
+
+def requeue_taken(names: Sequence[str], repo: Path) -> list[str]:
+    """Put back in the queue the tasks of `names` that a worker took (message in processed/) and
+    that have no result: call only when no worker is alive. Returns the names put back."""
+    broker, results = repo / _CELERY_DIR / "broker", repo / _CELERY_DIR / "result"
+    put_back = []
+    for message in sorted((broker / "processed").glob("*.celery.msg")):
+        try:
+            name, task_id = _experiment_of(json.loads(message.read_bytes()))
+        except (OSError, ValueError, KeyError, IndexError, TypeError):
+            continue  # not an experiment's message
+        if name in names and name not in put_back and not (results / f"celery-task-meta-{task_id}").exists():
+            # Same file name back in in/: the worker takes it in its old place in the order.
+            os.replace(message, broker / "in" / message.name)
+            put_back.append(name)
+    return put_back
+
+
+def _experiment_of(message: dict) -> tuple[str, str]:
+    """(experiment name, celery task id) of one of DVC's run_exp messages (kombu JSON, base64 body)."""
+    if not message["headers"]["task"].endswith(".run_exp"):
+        raise ValueError("not run_exp")
+    args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
+    entry = kwargs.get("entry_dict") or args[0]
+    return entry["name"], message["headers"]["id"]
 
 
 def _status(repo: Path) -> QueueStatus:
