@@ -14,7 +14,7 @@ The cost of mask-eval is the number of tokens pushed through the decoder, so:
 
 The layers run one by one (evaluate/layer_runner.py), the prefix and dialogue passes with the
 shared-prefix attention (evaluate/shared_prefix_attention.py; Gemma 2's soft-capped attention takes
-concatenated keys/values and the model's own attention instead). tests/test_families.py pins each
+concatenated keys/values and the model's own attention instead). tests/unit/model/test_families.py pins each
 family of architecture.FAMILIES against the model's own forward. A model the engine cannot serve
 (another family, or rows longer than a sliding attention window) is classified by the plain path
 (evaluate/plain_classify.py): the model's own forward on every full prompt, said once as a warning.

