@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
-# llama.cpp's OpenAI-compatible server, for tests/test_llama_server.py only (its Python deps are in the lock).
+# llama.cpp's OpenAI-compatible server, for tests/unit/backends/test_llama_server.py only (its Python deps are in the lock).
 LLAMA_CPP_VERSION := 0.3.36
 # The per-user default DVC remote: outside the work tree, so a second clone on this machine can pull.
 REMOTE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/emoneurons/dvc-remote
@@ -80,7 +80,7 @@ lock: $(VENV)/.installed
 
 # The locks are exactly what `make lock` resolves from its inputs at the locked versions: nothing
 # missing (torch's CUDA libraries were, once), nothing extra. Needs uv's cache or the package index;
-# tests/test_lock.py runs it with UV_OFFLINE=1. No prerequisite: it must not rebuild a venv in use.
+# tests/project/test_lock.py runs it with UV_OFFLINE=1. No prerequisite: it must not rebuild a venv in use.
 LOCK_CHECK_DIR ?= $(VENV)
 lock-check:
 	@rm -f $(LOCK_CHECK_DIR)/lock-check.txt $(LOCK_CHECK_DIR)/lock-check-cpu.txt
@@ -113,7 +113,7 @@ $(VENV)/.server: $(VENV)/.installed
 
 # The lower end of the supported range (torch 2.11 + transformers 5.17, requirements-lower.lock):
 # only the packages that differ from the main lock, installed into an overlay folder that
-# tests/test_lower_end.py puts first on PYTHONPATH to rerun the engine, counting, family and
+# tests/project/test_lower_end.py puts first on PYTHONPATH to rerun the engine, counting, family and
 # mask-eval reference tests. Linux x86_64 only (PyPI's only torch 2.11.0 there is the CUDA build:
 # ~3 GB of nvidia-* libraries, downloaded once into uv's cache); elsewhere it says so and the test
 # skips (outside CI).
@@ -146,13 +146,13 @@ pipeline:
 	@dvc push --run-cache || { echo "make run: the results are computed and kept in the workspace and the local cache, but dvc push to the default remote failed (dvc's error above); run 'dvc push --run-cache' once it is reachable" >&2; exit 1; }
 
 # lock-check first, online: it puts the locked packages' metadata in uv's cache (~10 s, ~50 MB on a
-# fresh machine), so tests/test_lock.py can re-resolve the locks offline; a failure here is the
+# fresh machine), so tests/project/test_lock.py can re-resolve the locks offline; a failure here is the
 # test's to report.
 test: setup server lower-env
-	@$(MAKE) --no-print-directory -s lock-check >/dev/null 2>&1 || echo "make test: make lock-check failed (tests/test_lock.py will say why)"
+	@$(MAKE) --no-print-directory -s lock-check >/dev/null 2>&1 || echo "make test: make lock-check failed (tests/project/test_lock.py will say why)"
 	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
 
-# dvc.yaml's code deps from the stages' imports (tools/dvc_deps.py); tests/test_dvc_yaml.py checks them.
+# dvc.yaml's code deps from the stages' imports (tools/dvc_deps.py); tests/project/test_dvc_yaml.py checks them.
 deps: $(VENV)/.installed
 	$(PY) tools/dvc_deps.py
 

@@ -30,9 +30,10 @@ import typer  # noqa: E402
 from emoneurons.emotions import EMOTIONS  # noqa: E402
 from emoneurons.evaluate.classify import MaskedClassifier  # noqa: E402
 from emoneurons.evaluate.conditions import first_masked_layers, plan_conditions, unique_masks  # noqa: E402
-from emoneurons.evaluate.masking_eval import calibration_dialogues, draw_shots  # noqa: E402
+from emoneurons.evaluate.calibration import calibration_dialogues  # noqa: E402
+from emoneurons.evaluate.shots import draw_shots  # noqa: E402
 from emoneurons.text.classification_prompt import classification_prompt  # noqa: E402
-from emoneurons.neurons.masking import decoder_layers  # noqa: E402
+from emoneurons.model.architecture import decoder_layers  # noqa: E402
 from emoneurons.params import load_params  # noqa: E402
 
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")  # the default run's values

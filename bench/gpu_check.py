@@ -17,7 +17,7 @@ and writes every figure into one JSON (--out, rewritten after each check). On th
 image there is no package index: its own torch/transformers/accelerate/... are used, and the
 packages it lacks (polars, pydantic) come from the wheels `make gpu-wheels` put in gpu-wheels/
 (extracted into gpu-wheels/site, put first on sys.path). `--device cpu` runs the same script on
-the CPU with the tiny shape for bench_8b (tests/test_gpu_check.py), so it is known to work before
+the CPU with the tiny shape for bench_8b (tests/project/test_gpu_check.py), so it is known to work before
 a card is lent; its figures are no GPU estimate.
 """
 

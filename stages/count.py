@@ -16,7 +16,7 @@ from emoneurons.io.suites import check_counts, checks_record
 from emoneurons.io.tables import DataError, read_table
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.counting import activation_counts
-from emoneurons.neurons.masking import UnsupportedModelError
+from emoneurons.model.architecture import UnsupportedModelError
 from emoneurons.model.loading import load_model
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.text.prompt_format import resolve_prompt_format

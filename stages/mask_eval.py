@@ -15,7 +15,8 @@ from emoneurons.io.tables import DataError, read_json, read_table
 from emoneurons.io.result_suites import check_evaluation
 from emoneurons.io.suites import checks_path, checks_record
 from emoneurons.evaluate.conditions import PlanError, plan_conditions
-from emoneurons.evaluate.masking_eval import EvalDataError, evaluate_masking
+from emoneurons.evaluate.masking_eval import evaluate_masking
+from emoneurons.evaluate.shots import EvalDataError
 from emoneurons.evaluate.summary import exp_summary
 from emoneurons.model.architecture import UnsupportedModelError
 from emoneurons.params import ParamsError, load_stage_params

@@ -38,7 +38,7 @@ def main(
         raise typer.Exit(1) from None
     # Imported only once the params are valid: torch and transformers take seconds to load.
     from emoneurons.backends.judges import judge_metrics, make_judges
-    from emoneurons.evaluate.masking_eval import EvalDataError
+    from emoneurons.evaluate.shots import EvalDataError
     from emoneurons.evaluate.steering import SteerDataError, check_classifier_train, plan_steering, read_prompts, run_steering
 
     try:

@@ -1,5 +1,5 @@
 """Run a stage script with a stop inside one of its writes to its outputs, so that a test can
-SIGKILL it exactly there (tests/test_faults.py). A random sleep lands in imports or model
+SIGKILL it exactly there (tests/stages/test_faults.py). A random sleep lands in imports or model
 loading; the writes are milliseconds at the end.
 
     python -P tests/pause_at_write.py STAGE.py [ARGS...]

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import copy
 from functools import cache
-from pathlib import Path
 
 import yaml
 from pydantic import BaseModel
 
 from emoneurons.params import Params, parse_params
+from stage_runner import REPO
 
-REPO_PARAMS = Path(__file__).resolve().parents[1] / "params.yaml"
+REPO_PARAMS = REPO / "params.yaml"
 
 
 @cache

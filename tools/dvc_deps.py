@@ -5,7 +5,7 @@ the library modules it imports (transitively), plus the package data files those
     python tools/dvc_deps.py --check  # exit 1, naming each stage that differs
 
 Only the `stages/…` and `src/…` lines of each stage's `deps:` are rewritten (script first, then
-the modules sorted); data deps, params, outs and comments stay as they are. tests/test_dvc_yaml.py
+the modules sorted); data deps, params, outs and comments stay as they are. tests/project/test_dvc_yaml.py
 compares the committed file with what this writes, so a module move is one command.
 """
 

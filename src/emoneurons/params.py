@@ -434,7 +434,7 @@ class DeclaredParams:
 
 def load_stage_params(path: str | Path, keys: tuple[str, ...]) -> Params:
     """params.yaml validated whole, seen through the `keys` a stage declares in dvc.yaml
-    (tests/test_dvc_yaml.py checks that the two lists are the same)."""
+    (tests/project/test_dvc_yaml.py checks that the two lists are the same)."""
     unknown = [key for key in keys if not _is_key(key)]
     if unknown:
         raise ParamsError(f"declared params key {unknown[0]!r} is not a key of params.yaml")

@@ -14,7 +14,7 @@ The cost of mask-eval is the number of tokens pushed through the decoder, so:
 
 The layers run one by one (evaluate/layer_runner.py), the prefix and dialogue passes with the
 shared-prefix attention (evaluate/shared_prefix_attention.py; Gemma 2's soft-capped attention takes
-concatenated keys/values and the model's own attention instead). tests/test_families.py pins each
+concatenated keys/values and the model's own attention instead). tests/unit/model/test_families.py pins each
 family of architecture.FAMILIES against the model's own forward. A model the engine cannot serve
 (another family, or rows longer than a sliding attention window) is classified by the plain path
 (evaluate/plain_classify.py): the model's own forward on every full prompt, said once as a warning.
@@ -39,8 +39,8 @@ from emoneurons.evaluate.layer_runner import (
 )
 from emoneurons.evaluate.plain_classify import layered_engine_problem, plain_generate, plain_label_scores
 from emoneurons.text.chat_prompt import ChatPrompt, dialogue_ids, label_ids
-from emoneurons.model.architecture import model_adapter
-from emoneurons.neurons.masking import decoder_layers, mask_neurons
+from emoneurons.model.architecture import decoder_layers, model_adapter
+from emoneurons.neurons.masking import mask_neurons
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import eos_token_ids, pad_token_id
 from emoneurons.params import ClassifyMethod, allowed_values

@@ -20,9 +20,9 @@ import torch
 from torch import Tensor
 
 from emoneurons.evaluate.shared_prefix_attention import REGISTERED, SHARED_PREFIX_ATTENTION, SHARED_PREFIX_CACHE
-from emoneurons.model.architecture import model_adapter
 from emoneurons.model.compat import attention_implementation, cache_keyword, layer_output
-from emoneurons.neurons.masking import decoder_layers
+from emoneurons.model.architecture import decoder_layers, model_adapter
+from emoneurons.model.hooks import around_mlp
 from emoneurons.model.loading import LoadedModel
 
 
@@ -81,28 +81,20 @@ def _ffn_rows(lm: LoadedModel, rows: Mapping[int, Tensor], devices: list[torch.d
     shapes: list[torch.Size] = []
 
     def hooks(index: Tensor):
-        def pack(module: torch.nn.Module, args: tuple) -> tuple:
-            shapes.append(args[0].shape)
-            return (args[0].reshape(-1, args[0].shape[-1]).index_select(0, index),)
+        def pack(x: Tensor) -> Tensor:
+            shapes.append(x.shape)
+            return x.reshape(-1, x.shape[-1]).index_select(0, index)
 
-        def unpack(module: torch.nn.Module, args: tuple, out: Tensor) -> Tensor:
+        def unpack(out: Tensor) -> Tensor:
             shape = shapes.pop()
             full = out.new_zeros(shape[:-1].numel(), out.shape[-1])
             return full.index_copy_(0, index, out).view(*shape[:-1], out.shape[-1])
 
         return pack, unpack
 
-    handles = []
-    blocks = decoder_layers(lm.model)
     on = _OnDevices()
-    for layer, index in rows.items():
-        pack, unpack = hooks(on(index, devices[layer]))
-        handles += [blocks[layer].mlp.register_forward_pre_hook(pack), blocks[layer].mlp.register_forward_hook(unpack)]
-    try:
+    with around_mlp(decoder_layers(lm.model), {layer: hooks(on(index, devices[layer])) for layer, index in rows.items()}):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 class _OnDevices:

@@ -27,7 +27,8 @@ from emoneurons.backends.hf_generate import generate_batch, render_chat
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.evaluate.conditions import control_seed, random_like
-from emoneurons.evaluate.masking_eval import calibration_dialogues, draw_shots
+from emoneurons.evaluate.calibration import calibration_dialogues
+from emoneurons.evaluate.shots import draw_shots
 from emoneurons.io.neurons_file import selection_at
 from emoneurons.text.classification_prompt import classification_prompt
 from emoneurons.neurons.masking import neurons_by_layer, scale_neurons_per_row

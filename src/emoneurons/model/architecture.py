@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-# config.model_type -> the family's name. The families tests/test_families.py runs through
+# config.model_type -> the family's name. The families tests/unit/model/test_families.py runs through
 # counting, masking and the engine against the model's own forward; README lists exactly these.
 FAMILIES = {
     "llama": "Llama",

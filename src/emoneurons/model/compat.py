@@ -8,8 +8,8 @@ layer takes its cache and on the attention-function registry. What changed withi
   swallowed by the layer's **kwargs silently: the layer then runs with no cache at all (no prefix
   keys/values), which is what broke every engine test on 5.17. The name is read from the layer's
   own signature, not from the version number.
-Unchanged within the range, and relied on (tests/test_families.py pins them on both ends, and
-tests/test_lower_end.py reruns them at 5.17): `AttentionInterface.register`, attention modules
+Unchanged within the range, and relied on (tests/unit/model/test_families.py pins them on both ends, and
+tests/project/test_lower_end.py reruns them at 5.17): `AttentionInterface.register`, attention modules
 reading the private `config._attn_implementation` at each call and passing their **kwargs on to the
 attention function, a layer returning a tensor (before 5.x: a tuple), rotary embeddings called as
 (x, position_ids[, layer_type]) and reading only x's device and dtype.

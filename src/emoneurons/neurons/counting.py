@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol, get_args
 
 import torch
-from torch import nn
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
@@ -34,6 +34,7 @@ from emoneurons.model.batching import length_batches, padded_ids
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.text.classification_prompt import classification_prompt
 from emoneurons.model.architecture import GatedFFN
+from emoneurons.model.hooks import on_down_proj_input, on_gate_output
 from emoneurons.neurons.masking import ffn_modules
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import pad_token_id
@@ -192,22 +193,13 @@ def _accumulate(counts: torch.Tensor, values: torch.Tensor, current: _BatchOnDev
         counts.index_add_(0, on.emotion, active.sum(dim=1))  # [B, N] int64 per dialogue, then per emotion
 
 
-def _hook_layers(mlps: Sequence[GatedFFN], counts: Sequence[torch.Tensor], activation: Activation, current: _BatchOnDevices) -> list:
-    handles = []
-    for mlp, layer_counts in zip(mlps, counts):
-        if activation == "gate":
-            def on_gate(module: nn.Module, args: tuple, output: torch.Tensor, layer_counts: torch.Tensor = layer_counts,
-                        mlp: GatedFFN = mlp) -> None:
-                _accumulate(layer_counts, mlp.gate_of(output), current)
-
-            handles.append(mlp.gate_source.register_forward_hook(on_gate))
-        else:
-            # down_proj's input is act_fn(gate_proj(x)) * up_proj(x): the product, already computed.
-            def on_product(module: nn.Module, args: tuple, layer_counts: torch.Tensor = layer_counts) -> None:
-                _accumulate(layer_counts, args[0], current)
-
-            handles.append(mlp.down_proj.register_forward_pre_hook(on_product))
-    return handles
+def _counting_hooks(mlps: Sequence[GatedFFN], counts: Sequence[torch.Tensor], activation: Activation,
+                    current: _BatchOnDevices) -> AbstractContextManager[None]:
+    """Every layer's values counted into counts[layer] while open: the gate's output (`gate`), or
+    down_proj's input act_fn(gate_proj(x)) * up_proj(x), the product already computed (`product`)."""
+    hooks = {layer: (lambda values, layer_counts=layer_counts: _accumulate(layer_counts, values, current))
+             for layer, layer_counts in enumerate(counts[:len(mlps)])}
+    return on_gate_output(mlps, hooks) if activation == "gate" else on_down_proj_input(mlps, hooks)
 
 
 def layer_counters(mlps: Sequence[GatedFFN]) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
@@ -288,12 +280,8 @@ def count_batches(lm: LoadedModel, items: Sequence[CountedText], batches: Sequen
     """Each batch of `items` through the decoder with counting hooks: counts[layer] ([6, N] int64,
     on that layer's device: layer_counters) and T ([6], host) += the batch's; finished(rows) after each."""
     current = _BatchOnDevices()
-    handles = _hook_layers(ffn_modules(lm.model), counts, activation, current)
-    try:
+    with _counting_hooks(ffn_modules(lm.model), counts, activation, current):
         _feed_batches(lm, items, batches, current, T, desc, finished)
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def activation_counts(

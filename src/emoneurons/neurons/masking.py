@@ -15,9 +15,10 @@ import torch
 from torch import nn
 
 from emoneurons.params import LayerRange
-from emoneurons.model.architecture import GatedFFN, UnsupportedModelError, decoder_layers, gated_ffns
+from emoneurons.model.hooks import at_layer, on_down_proj_input
+from emoneurons.model.architecture import GatedFFN, gated_ffns
 
-__all__ = ["LAYER_RANGES", "UnsupportedModelError", "decoder_layers", "ffn_modules", "layer_span", "mask_neurons",
+__all__ = ["LAYER_RANGES", "ffn_modules", "layer_span", "mask_neurons",
            "neurons_by_layer", "restrict_layers"]
 
 LAYER_RANGES = get_args(LayerRange)
@@ -54,28 +55,22 @@ def restrict_layers(neurons: Mapping[int, torch.Tensor], layers: range) -> dict[
 def _down_proj_input_hooks(
     model: nn.Module, neurons: Mapping[int, torch.Tensor], edit: Callable[[torch.Tensor, torch.Tensor], None]
 ) -> Iterator[None]:
-    """`edit(inputs, index)` on each listed layer's down_proj input while the context is open:
-    one forward pre-hook per layer, removed in `finally`."""
+    """`edit(inputs, index)` on each listed layer's down_proj input while the context is open
+    (model/hooks.py's down_proj input site)."""
     mlps = ffn_modules(model)
-    handles = []
+    hooks = {}
     for layer, index in neurons.items():
-        if not 0 <= layer < len(mlps):
-            raise ValueError(f"layer {layer} is outside the model (0..{len(mlps) - 1})")
+        down = at_layer(mlps, layer).down_proj
         if index.numel() == 0:
             continue
-        down = mlps[layer].down_proj
-        index = index.to(down.weight.device)
 
-        def hook(module: nn.Module, args: tuple, index: torch.Tensor = index) -> None:
+        def hook(inputs: torch.Tensor, index: torch.Tensor = index.to(down.weight.device)) -> None:
             # In place: the input is a fresh product tensor consumed only by down_proj.
-            edit(args[0], index)
+            edit(inputs, index)
 
-        handles.append(down.register_forward_pre_hook(hook))
-    try:
+        hooks[layer] = hook
+    with on_down_proj_input(mlps, hooks):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 @contextmanager
@@ -106,25 +101,17 @@ def scale_neurons_per_row(model: nn.Module, rows: Sequence[tuple[Mapping[int, to
     multipliers: dict[int, torch.Tensor] = {}
     for b, (neurons, alpha) in enumerate(rows):
         for layer, index in neurons.items():
-            if not 0 <= layer < len(mlps):
-                raise ValueError(f"layer {layer} is outside the model (0..{len(mlps) - 1})")
+            down = at_layer(mlps, layer).down_proj
             if index.numel() == 0 or alpha == 1.0:
                 continue
-            down = mlps[layer].down_proj
             if layer not in multipliers:
                 multipliers[layer] = torch.ones((len(rows), 1, down.in_features), dtype=down.weight.dtype, device=down.weight.device)
             multipliers[layer][b, 0, index.to(down.weight.device)] = alpha
-    handles = []
-    for layer, multiplier in multipliers.items():
-        def scale_rows(module: nn.Module, args: tuple, multiplier: torch.Tensor = multiplier) -> None:
-            inputs = args[0]
-            if inputs.shape[0] != multiplier.shape[0]:
-                raise ValueError(f"scale_neurons_per_row: a batch of {inputs.shape[0]} rows, {multiplier.shape[0]} were given")
-            inputs.mul_(multiplier)  # x * 1.0 is x exactly: rows and neurons not steered are unchanged
+    def scale_rows(inputs: torch.Tensor, multiplier: torch.Tensor) -> None:
+        if inputs.shape[0] != multiplier.shape[0]:
+            raise ValueError(f"scale_neurons_per_row: a batch of {inputs.shape[0]} rows, {multiplier.shape[0]} were given")
+        inputs.mul_(multiplier)  # x * 1.0 is x exactly: rows and neurons not steered are unchanged
 
-        handles.append(mlps[layer].down_proj.register_forward_pre_hook(scale_rows))
-    try:
+    hooks = {layer: (lambda inputs, multiplier=multiplier: scale_rows(inputs, multiplier)) for layer, multiplier in multipliers.items()}
+    with on_down_proj_input(mlps, hooks):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()

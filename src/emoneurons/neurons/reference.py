@@ -2,7 +2,7 @@
 
 This is what the pipeline computes, written as plainly as transformers allows: a plain forward
 pass of the model per sequence, forward hooks to read the FFNs, no batching, padding, caching or
-layer reuse. The fast paths are accelerators tested equal to it (tests/test_reference.py):
+layer reuse. The fast paths are accelerators tested equal to it (tests/unit/neurons/test_reference.py):
 `neurons/counting.py:activation_counts` (batched counting) and
 `evaluate/classify.py:MaskedClassifier` (prefix sharing and layer reuse).
 

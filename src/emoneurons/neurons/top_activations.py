@@ -12,13 +12,15 @@ text=dialogue: the dialogue's own tokens, not the BOS the tokenizer adds before 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm import tqdm
 
 from emoneurons.model.batching import length_batches
+from emoneurons.model.hooks import on_gate_output
 from emoneurons.neurons.counting import CountedText, counting_inputs, padded_batch
 from emoneurons.neurons.masking import ffn_modules
 from emoneurons.model.loading import LoadedModel
@@ -85,19 +87,14 @@ def _columns(neurons: Sequence[tuple[int, int]], n_layers: int) -> dict[int, tup
     return {layer: (torch.tensor(idx), torch.tensor(cols)) for layer, (idx, cols) in grouped.items()}
 
 
-def _gate_hooks(mlps: Sequence, layers: Mapping[int, _LayerRunning], gathered: dict[int, Tensor]) -> list:
-    """Forward hooks that put each hooked layer's gate values of the chosen neurons into `gathered`
+def _gate_hooks(mlps: Sequence, layers: Mapping[int, _LayerRunning], gathered: dict[int, Tensor]) -> AbstractContextManager[None]:
+    """While open, each hooked layer's gate values of the chosen neurons go into `gathered`
     (float32, on that layer's device)."""
-    handles = []
-    for layer, running in layers.items():
-        ffn = mlps[layer]
+    def keep(gate: Tensor, layer: int, idx: Tensor) -> None:
+        gathered[layer] = gate.index_select(-1, idx).float()
 
-        def on_gate(module: nn.Module, args: tuple, output: Tensor, layer: int = layer, idx: Tensor = running.idx, ffn=ffn) -> None:
-            # gate_of: the gate half of a fused gate_up_proj (Phi-3), else the output as it is.
-            gathered[layer] = ffn.gate_of(output).index_select(-1, idx).float()
-
-        handles.append(ffn.gate_source.register_forward_hook(on_gate))
-    return handles
+    return on_gate_output(mlps, {layer: (lambda gate, layer=layer, idx=running.idx: keep(gate, layer, idx))
+                                 for layer, running in layers.items()})
 
 
 @dataclass
@@ -167,17 +164,14 @@ def activity_by_layer(lm: LoadedModel, items: Sequence[CountedText], neurons: Se
                                       torch.zeros((vocab, len(cols)), dtype=torch.long, device=where))
     token_counts = torch.zeros(vocab, dtype=torch.long, device=device)
     gathered: dict[int, Tensor] = {}
-    handles = _gate_hooks(mlps, layers, gathered)
     progress = tqdm(total=len(items), desc=desc or "cards", unit="dialogue", leave=False, disable=not desc)
     try:
-        with torch.inference_mode():
+        with _gate_hooks(mlps, layers, gathered), torch.inference_mode():
             for members in length_batches([len(item.ids) for item in items], batch_size):
                 _add_batch(lm, items, members, layers, gathered, token_counts)
                 progress.update(len(members))
     finally:
         progress.close()
-        for handle in handles:
-            handle.remove()
     return token_counts, layers
 
 

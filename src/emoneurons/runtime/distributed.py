@@ -30,7 +30,7 @@ DEFAULT_PG_TIMEOUT_S = 6 * 3600.0
 # e.g. EMONEURONS_LAUNCH="accelerate launch --multi_gpu --num_processes 8".
 LAUNCH_ENV = "EMONEURONS_LAUNCH"
 # Set to a folder to have each rank write there what it took (record_shard): to check a launch's
-# sharding (tests/test_distributed.py does), or to see which rank took which dialogues.
+# sharding (tests/unit/runtime/test_distributed.py does), or to see which rank took which dialogues.
 SHARD_RECORD_ENV = "EMONEURONS_SHARD_RECORD"
 
 

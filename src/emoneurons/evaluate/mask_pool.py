@@ -1,0 +1,68 @@
+"""The masked conditions run in forked single-threaded workers on a Linux CPU (in process elsewhere):
+the engine and the masks are shared through a module global set just before the fork."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+from collections.abc import Callable, Sequence
+
+import torch
+
+from emoneurons.evaluate.classify import MaskedClassifier
+from emoneurons.model.loading import LoadedModel
+
+
+# The forked workers' view of the parent's engine and masks (set just before the fork, read-only there).
+_SHARED: dict = {}
+
+
+def mask_workers(lm: LoadedModel, n_masks: int) -> int:
+    """How many processes run the masked conditions: on a Linux CPU one per intra-op thread (at most
+    8), each single-threaded; else 1 (in process). Single-threaded workers beat one process with
+    OpenMP threads: the many small element-wise ops of a forward pass pay a barrier per op, which
+    costs milliseconds whenever another process holds a core (2x slower on a shared 2-core machine)."""
+    if lm.device.type != "cpu" or not sys.platform.startswith("linux"):
+        return 1
+    return max(1, min(torch.get_num_threads(), 8, n_masks))
+
+
+def _worker_start(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _worker_classify(index: int) -> tuple[int, list[str | None], torch.Tensor | None, int]:
+    result = _SHARED["engine"].classify(_SHARED["masks"][index])
+    return index, result.predicted, result.scores, result.tokens_computed
+
+
+def classify_masks(
+    engine: MaskedClassifier, masks: list[dict], workers: int, bar, todo: Sequence[int] | None = None,
+    on_result: Callable[[int, tuple], None] | None = None,
+) -> list[tuple[list[str | None], torch.Tensor | None, int]]:
+    """(predicted, label scores, tokens computed) of each mask in `todo` (default: all; None for the
+    others), after the unmodified run (whose kept states the forked workers inherit); the costliest
+    masks (lowest start layer) go first. on_result(index, that tuple) as each finishes."""
+    out: list = [None] * len(masks)
+    todo = range(len(masks)) if todo is None else todo
+    if workers <= 1:
+        for index in todo:
+            result = engine.classify(masks[index])
+            out[index] = (result.predicted, result.scores, result.tokens_computed)
+            if on_result is not None:
+                on_result(index, out[index])
+            bar.update(1)
+        return out
+    order = sorted(todo, key=lambda i: engine.start_layer(masks[i]))
+    threads = max(1, torch.get_num_threads() // workers)
+    _SHARED.update(engine=engine, masks=masks)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_start, initargs=(threads,)) as pool:
+            for index, predicted, scores, tokens in pool.imap_unordered(_worker_classify, order):
+                out[index] = (predicted, scores, tokens)
+                if on_result is not None:
+                    on_result(index, out[index])
+                bar.update(1)
+    finally:
+        _SHARED.clear()
+    return out

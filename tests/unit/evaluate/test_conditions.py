@@ -1,0 +1,248 @@
+"""The condition plan and the mask-eval body (evaluate_masking) on the tiny model."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+import torch
+from repo_params import params_with, section
+
+from emoneurons.emotions import EMOTIONS
+from emoneurons.io.neurons_file import NoSelectionError
+from emoneurons.evaluate.conditions import PlanError, first_masked_layers, plan_conditions, unique_masks
+from emoneurons.evaluate.calibration import calibration_dialogues
+from emoneurons.evaluate.mask_pool import mask_workers
+from emoneurons.evaluate.masking_eval import evaluate_masking
+from emoneurons.evaluate.shots import EvalDataError, draw_shots
+from emoneurons.text.chat_prompt import CONTENT_FREE_DIALOGUE
+from emoneurons.params import ParamsError
+
+LAYERS, PER_LAYER = 6, 64
+
+
+def synthetic_neurons(ratios=(0.01, 0.02), layers=LAYERS, per_layer=PER_LAYER, seed=0) -> dict:
+    """A neurons.json: each emotion gets k*ratio-scaled neurons spread over the layers."""
+    generator = torch.Generator().manual_seed(seed)
+    out = {"top_rate": ratios[0], "assign": "lape", "layers": layers, "neurons_per_layer": per_layer, "ratios": {}}
+    for ratio in ratios:
+        chosen = {}
+        for e, emotion in enumerate(EMOTIONS):
+            n = max(2, round(ratio * layers * per_layer))
+            flat = torch.randperm(layers * per_layer, generator=generator)[:n]
+            # Sadness lives in the top layers only: its masks start above layer 0.
+            pairs = sorted([int(i) // per_layer, int(i) % per_layer] for i in flat)
+            if emotion == "sadness":
+                pairs = sorted([layers - 1 - (l % 2), i] for l, i in pairs)
+                pairs = [list(p) for p in dict.fromkeys(tuple(p) for p in pairs)]
+            chosen[emotion] = pairs
+        selected = len({tuple(pair) for pairs in chosen.values() for pair in pairs})
+        out["ratios"][f"{ratio:g}"] = {"selected": selected, "neurons": chosen}
+    return out
+
+
+def test_plan_ids_dedup_and_order():
+    params = section("eval", ratios=(0.01, 0.02), layer_ranges=("bottom", "top", "all"), control_draws=2)
+    plan = plan_conditions(synthetic_neurons(), params, 0.01, LAYERS)
+    ids = [c.id for c in plan]
+    assert len(ids) == len(set(ids))
+    assert ids[0] == "unmodified"
+    # RQ2 = ratio 0.01 all = layer range all at top_rate: one id.
+    masks = [c for c in plan if c.kind == "mask"]
+    assert len(masks) == 6 * (1 + 1 + 2)  # RQ2, r0.02, bottom, top
+    assert "mask-anger-r0.01-all" in ids and "mask-fear-r0.02-all" in ids and "mask-disgust-r0.01-top" in ids
+    controls = [c for c in plan if c.control]
+    assert len(controls) == 2 * len(masks)
+    assert "control-anger-r0.01-all-d1" in ids
+    top = next(c for c in plan if c.id == "mask-anger-r0.01-top")
+    assert set(top.neurons) <= {4, 5}
+
+
+def test_controls_match_sizes_per_layer_and_are_seeded():
+    params = section("eval", ratios=(0.01, 0.02), layer_ranges=("all",), control_draws=1)
+    plan = {c.id: c for c in plan_conditions(synthetic_neurons(), params, 0.01, LAYERS)}
+    mask, control = plan["mask-fear-r0.02-all"], plan["control-fear-r0.02-all-d0"]
+    assert {l: len(i) for l, i in mask.neurons.items()} == {l: len(i) for l, i in control.neurons.items()}
+    assert control.n_neurons == mask.n_neurons and control.mask_key != mask.mask_key
+    for idx in control.neurons.values():
+        assert len(set(idx.tolist())) == len(idx) and int(idx.max()) < PER_LAYER
+    again = {c.id: c for c in plan_conditions(synthetic_neurons(), params, 0.01, LAYERS)}
+    assert again["control-fear-r0.02-all-d0"].mask_key == control.mask_key
+    other = {c.id: c for c in plan_conditions(synthetic_neurons(), params.model_copy(update={"seed": 1}), 0.01, LAYERS)}
+    assert other["control-fear-r0.02-all-d0"].mask_key != control.mask_key
+    # Adding conditions does not move an existing condition's draw.
+    more = {c.id: c for c in plan_conditions(synthetic_neurons(), params.model_copy(update={"layer_ranges": ("top", "all")}), 0.01, LAYERS)}
+    assert more["control-fear-r0.02-all-d0"].mask_key == control.mask_key
+
+
+def test_equal_masks_are_computed_once():
+    params = section("eval", ratios=(0.01,), layer_ranges=("top", "all"), control_draws=0)
+    plan = plan_conditions(synthetic_neurons(ratios=(0.01,)), params, 0.01, LAYERS)
+    groups = unique_masks(plan)
+    # Sadness lives in the top layers: its top-range mask is its all-layer mask.
+    together = [[c.id for c in members] for members in groups.values() if len(members) > 1]
+    assert ["mask-sadness-r0.01-all", "mask-sadness-r0.01-top"] in together
+    by_id = {c.id: c for c in plan}
+    for emotion in EMOTIONS:
+        all_layers = by_id[f"mask-{emotion}-r0.01-all"]
+        merged = [f"mask-{emotion}-r0.01-all", f"mask-{emotion}-r0.01-top"] in together
+        assert merged == (min(all_layers.neurons) >= 4)
+    assert sum(len(m) for m in groups.values()) == len(plan)
+    assert 4 in first_masked_layers(plan)
+
+
+@pytest.mark.parametrize(
+    ("neurons", "params", "layers", "error", "needle"),
+    [
+        (synthetic_neurons(ratios=(0.01,)), section("eval", ratios=(0.01, 0.03)), LAYERS, NoSelectionError, "ratio 0.03"),
+        (synthetic_neurons(), section("eval", ratios=(0.01,), layer_ranges=("bottom",)), 2, PlanError, "layers"),
+        (synthetic_neurons(layers=2), section("eval", ratios=(0.01,), layer_ranges=("bottom",)), 2, PlanError, "'bottom' is empty"),
+    ],
+)
+def test_plan_problems_are_one_line(neurons, params, layers, error, needle):
+    with pytest.raises(error) as error:
+        plan_conditions(neurons, params, 0.01, layers)
+    assert needle in str(error.value) and "\n" not in str(error.value)
+
+
+def _split(per_emotion: int, offset: int = 0) -> pl.DataFrame:
+    lines = {
+        "anger": "A: You broke it again, I am furious!", "disgust": "A: That smell is revolting.",
+        "fear": "A: I'm scared of the dark.", "happiness": "A: What a wonderful day.",
+        "sadness": "A: I miss her so much.", "surprise": "A: I can't believe this happened!",
+    }
+    rows = [(f"{e}-{k + offset}", e, lines[e] + "\nB: Oh." * (1 + k % 3)) for e in EMOTIONS for k in range(per_emotion)]
+    return pl.DataFrame({"id": [r[0] for r in rows], "label": [r[1] for r in rows], "theme": [r[1] for r in rows],
+                         "dialogue": [r[2] for r in rows]})
+
+
+def test_shots_come_from_train_seeded_one_per_emotion():
+    train = _split(3)
+    shots = draw_shots(train, 1, seed=0)
+    assert sorted(e for _, e in shots) == sorted(EMOTIONS)
+    assert draw_shots(train, 1, seed=0) == shots
+    assert {d for d, _ in draw_shots(train, 2, seed=1)} <= set(train["dialogue"].to_list())
+    with pytest.raises(EvalDataError, match="eval.shots needs 4"):
+        draw_shots(train, 4, seed=0)
+    # The library names no stage path: the caller's name for the table is in the message.
+    with pytest.raises(EvalDataError, match=r"^runs/a/train\.parquet: 3 anger dialogues, eval.shots needs 4"):
+        draw_shots(train, 4, seed=0, train_name="runs/a/train.parquet")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny matrices: one thread avoids OpenMP spin-waiting on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_evaluate_masking_end_to_end_on_tiny_model(tiny_llama, one_thread):
+    n_layers = len(tiny_llama.model.model.layers)
+    per_layer = tiny_llama.model.config.intermediate_size
+    neurons = synthetic_neurons(ratios=(0.02, 0.04), layers=n_layers, per_layer=per_layer)
+    params = section("eval", ratios=(0.02, 0.04), layer_ranges=("top", "all"), control_draws=1, bootstrap=200)
+    evaluation, headline = evaluate_masking(
+        tiny_llama, _split(3), _split(2, offset=10), neurons, params, 0.02, batch_size=4, progress=False
+    )
+    conditions = {c["id"]: c for c in evaluation["conditions"]}
+    assert evaluation["n_test"] == 12 and evaluation["n_per_emotion"] == {e: 2 for e in EMOTIONS}
+    assert list(conditions)[0] == "unmodified"
+    assert len(conditions) == 1 + 18 + 18
+    for c in conditions.values():
+        assert sum(map(sum, c["confusion"])) + sum(c["unparseable"].values()) == 12
+        assert c["ci95"]["overall"][0] <= c["accuracy"]["overall"] <= c["ci95"]["overall"][1]
+        assert set(c["accuracy"]) == {*EMOTIONS, "overall"}
+    assert conditions["control-anger-r0.02-all-d0"]["n_neurons"] == conditions["mask-anger-r0.02-all"]["n_neurons"]
+    assert 0 < evaluation["tokens"]["computed"] < 0.5 * evaluation["tokens"]["naive"]
+    base = conditions["unmodified"]["accuracy"]
+    assert headline["accuracy_unmodified"] == base["overall"]
+    for e in EMOTIONS:
+        masked = conditions[f"mask-{e}-r0.02-all"]["accuracy"][e]
+        assert headline[f"accuracy_masked_{e}"] == masked
+        assert headline[f"drop_{e}"] == pytest.approx(base[e] - masked, abs=1e-4)
+        assert f"control_drop_{e}" in headline
+    assert isinstance(evaluation["baseline_above_chance"], bool)
+    assert (evaluation["calibrate"], evaluation["shot_selection"], evaluation["label_format"]) == ("train_prior", "shortest", "space")
+    assert evaluation["shot_instruction"] == "first"
+    assert evaluation["recalibrate"] is False  # one fixed prior, from the unmodified run
+    assert evaluation["effects"]["test_effect"] == "delta_masked" and evaluation["effects"]["corrected_over"] == 18
+    for c in conditions.values():
+        if c["kind"] == "unmodified":
+            assert "effect" not in c and "vs_control" not in c
+            continue
+        assert len(c["effect"]["delta_true"]["per_dialogue"]) == 12 and len(c["effect"]["delta_masked"]["per_dialogue"]) == 12
+        assert ("vs_control" in c) == (c["kind"] == "mask")
+        if c["kind"] == "mask":
+            assert c["vs_control"]["verdict"] in {"specific", "not distinguishable from random", "not enough data"}
+
+
+def test_evaluate_masking_rejects_a_split_missing_an_emotion(tiny_llama):
+    test = _split(1).filter(pl.col("label") != "fear")
+    with pytest.raises(EvalDataError, match="^test split: no fear dialogues"):
+        evaluate_masking(tiny_llama, _split(2), test, synthetic_neurons(), section("eval"), 0.01, progress=False)
+    with pytest.raises(EvalDataError, match=r"^runs/a/test\.parquet: no dialogues to evaluate"):
+        evaluate_masking(tiny_llama, _split(2), test.head(0), synthetic_neurons(), section("eval"), 0.01, progress=False,
+                         test_name="runs/a/test.parquet")
+
+
+def test_shortest_selection_picks_the_shortest_train_dialogue_per_emotion():
+    train, test = _split(4), _split(4, offset=10)
+    shots = draw_shots(train, 1, seed=3, selection="shortest")
+    labels, dialogues = train["label"].to_list(), train["dialogue"].to_list()
+    for dialogue, emotion in shots:
+        assert len(dialogue) == min(len(d) for d, l in zip(dialogues, labels) if l == emotion)
+        assert dialogue in dialogues
+    assert sorted(e for _, e in shots) == sorted(EMOTIONS)
+    # Test dialogues never become shots, even when shorter than every train dialogue.
+    shorter_test = test.with_columns(pl.col("dialogue").str.slice(0, 5) + pl.col("id"))
+    assert not {d for d, _ in draw_shots(train, 2, 0, "shortest")} & set(shorter_test["dialogue"].to_list())
+    assert draw_shots(train, 2, seed=0, selection="shortest") != draw_shots(train, 2, seed=0)
+    with pytest.raises(ValueError, match="allowed: random, shortest"):
+        draw_shots(train, 1, 0, selection="longest")
+
+
+def test_calibration_dialogues_come_from_train_never_shots():
+    train = _split(6)
+    shots = draw_shots(train, 1, seed=0)
+    assert calibration_dialogues(train, section("eval", calibrate="none"), shots) == []
+    assert calibration_dialogues(train, section("eval", calibrate="content_free"), shots) == [CONTENT_FREE_DIALOGUE]
+    params = section("eval", calibrate="train_prior", calibration_per_emotion=3)
+    reference = calibration_dialogues(train, params, shots)
+    assert reference == calibration_dialogues(train, params, shots)  # seeded
+    label_of = dict(zip(train["dialogue"].to_list(), train["label"].to_list()))
+    assert len(reference) == 18 and all(label_of[d] for d in reference)
+    assert sorted(label_of[d] for d in reference) == sorted(EMOTIONS * 3)
+    assert not set(reference) & {d for d, _ in shots}
+    # 6 per emotion, every text twice: the shot's text is excluded in both copies, 4 are left.
+    with pytest.raises(EvalDataError, match="calibration_per_emotion needs 5"):
+        calibration_dialogues(train, section("eval", calibration_per_emotion=5), shots)
+
+
+def test_paper_zero_shot_setting_stays_available(tiny_llama, one_thread):
+    with pytest.raises(ParamsError, match="eval: calibrate: .train_prior. needs method score"):
+        params_with({"eval": {"method": "generate", "calibrate": "train_prior"}})
+    paper = section("eval", method="generate", shots=0, calibrate="none", label_format="bare", ratios=(0.02,),
+                       layer_ranges=("all",), control_draws=0, bootstrap=50, max_new_tokens=2)
+    neurons = synthetic_neurons(ratios=(0.02,), layers=len(tiny_llama.model.model.layers),
+                                per_layer=tiny_llama.model.config.intermediate_size)
+    evaluation, _ = evaluate_masking(tiny_llama, _split(1), _split(1, offset=5), neurons, paper, 0.02, batch_size=4, progress=False)
+    assert (evaluation["shots"], evaluation["calibrate"], evaluation["method"]) == (0, "none", "generate")
+    assert len(evaluation["conditions"]) == 1 + 6
+    # generate: accuracy with McNemar's exact test; the specificity test runs on the masked answer's change.
+    assert evaluation["effects"]["test_effect"] == "masked_answer"
+    for condition in evaluation["conditions"][1:]:
+        assert set(condition["mcnemar"]) == {"worse", "better", "p"} and 0 <= condition["mcnemar"]["p"] <= 1
+        assert set(condition["effect"]) == {"masked_answer"}
+        assert set(condition["effect"]["masked_answer"]["per_dialogue"]) <= {-1.0, 0.0, 1.0}
+        assert condition["vs_control"]["verdict"] == "not enough data"  # no controls drawn
+
+
+def test_forked_workers_give_the_same_evaluation_as_one_process(tiny_llama, one_thread):
+    n_layers = len(tiny_llama.model.model.layers)
+    neurons = synthetic_neurons(ratios=(0.02, 0.04), layers=n_layers, per_layer=tiny_llama.model.config.intermediate_size)
+    params = section("eval", ratios=(0.02, 0.04), layer_ranges=("bottom", "top", "all"), control_draws=1, bootstrap=100)
+    runs = [evaluate_masking(tiny_llama, _split(3), _split(2, offset=10), neurons, params, 0.02, batch_size=4,
+                             progress=False, workers=workers) for workers in (1, 2)]
+    assert runs[0] == runs[1]
+    assert mask_workers(tiny_llama, 40) == 1  # one thread (the fixture): nothing to split

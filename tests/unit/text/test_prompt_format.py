@@ -1,0 +1,158 @@
+"""eval.prompt_format: base models (a tokenizer without a chat template) get the plain format,
+the same in count (text: prompt), mask-eval, the hf judges and the hf chat backend."""
+
+from __future__ import annotations
+
+import copy
+
+import polars as pl
+import pytest
+import torch
+from repo_params import section
+
+from emoneurons.backends.hf_generate import HFChatBackend, render_chat, sampling_fields
+from emoneurons.backends.cache import cache_key
+from emoneurons.backends.chat import ChatRequest
+from emoneurons.backends.judges import HFJudge, labelling_prompt
+from emoneurons.emotions import EMOTIONS
+from emoneurons.evaluate.classify import classify
+from emoneurons.evaluate.masking_eval import evaluate_masking
+from emoneurons.text.classification_prompt import classification_prompt
+from emoneurons.text.chat_prompt import dialogue_ids
+from emoneurons.neurons.counting import counting_inputs
+from emoneurons.model.loading import LoadedModel
+from emoneurons.text.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
+from emoneurons.params import ParamsError
+from emoneurons.text.prompt_format import PromptFormatError, render_plain, resolve_prompt_format
+
+DIALOGUE = "A: That smell is revolting.\nB: I'm scared of the dark."
+SHOTS = [("A: What a wonderful day.", "happiness"), ("A: I miss her so much.", "sadness")]
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def base_tokenizer(tiny_tokenizer):
+    """The tiny tokenizer as a base model's: no chat template, BOS added before a text."""
+    from tokenizers import processors
+
+    tokenizer = copy.deepcopy(tiny_tokenizer)
+    tokenizer.chat_template = None
+    bos = tokenizer.bos_token
+    tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{bos} $A", special_tokens=[(bos, tokenizer.bos_token_id)]
+    )
+    return tokenizer
+
+
+@pytest.fixture(scope="module")
+def base_lm(tiny_llama, base_tokenizer):
+    return LoadedModel(model=tiny_llama.model, tokenizer=base_tokenizer, name="tiny-random-llama-base")
+
+
+def test_auto_is_chat_with_a_template_and_plain_without(tiny_tokenizer, base_tokenizer):
+    assert resolve_prompt_format(tiny_tokenizer) == "chat"
+    assert resolve_prompt_format(base_tokenizer) == "plain"
+    assert resolve_prompt_format(tiny_tokenizer, "plain") == "plain"
+    with pytest.raises(PromptFormatError) as info:
+        classification_prompt(base_tokenizer, prompt_format="chat")
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("eval.prompt_format: chat") and "allowed for it: plain, auto" in message
+    assert isinstance(info.value, ParamsError)  # the stages report it like any params problem
+    with pytest.raises(PromptFormatError, match="allowed: chat, plain, auto"):
+        resolve_prompt_format(tiny_tokenizer, "xml")
+
+
+def test_plain_classification_prompt_is_bos_and_role_lines(base_tokenizer):
+    prompt = classification_prompt(base_tokenizer, SHOTS, "first")
+    ids = prompt.ids(dialogue_ids(base_tokenizer, DIALOGUE))
+    assert ids[0] == base_tokenizer.bos_token_id and base_tokenizer.bos_token_id not in ids[1:]
+    expected = render_plain([
+        ("system", CLASSIFY_SYSTEM_PROMPT),
+        ("user", CLASSIFY_USER_PROMPT.format(prompt=SHOTS[0][0])), ("assistant", SHOTS[0][1]),
+        ("user", SHOTS[1][0]), ("assistant", SHOTS[1][1]),
+        ("user", CLASSIFY_USER_PROMPT.format(prompt=DIALOGUE)),
+    ])
+    assert base_tokenizer.decode(ids[1:]) == expected
+    assert expected.endswith("\nassistant:")
+    # The same request on a chat tokenizer: its template by default, the plain lines when asked.
+    labelling = labelling_prompt(base_tokenizer)
+    assert base_tokenizer.decode(labelling.ids([])).count("assistant:") == 1
+
+
+def test_plain_can_be_asked_of_a_chat_tokenizer(tiny_tokenizer):
+    chat = classification_prompt(tiny_tokenizer, SHOTS)
+    plain = classification_prompt(tiny_tokenizer, SHOTS, prompt_format="plain")
+    assert "<|im_start|>" in tiny_tokenizer.decode(chat.prefix)
+    assert "<|im_start|>" not in tiny_tokenizer.decode(plain.prefix)
+    assert tiny_tokenizer.decode(plain.suffix).endswith("]\nassistant:")
+    assert classification_prompt(tiny_tokenizer, SHOTS, prompt_format="chat") == chat  # auto = chat here
+
+
+def test_count_text_prompt_counts_the_dialogue_inside_the_plain_prompt(base_tokenizer):
+    items, _ = counting_inputs(base_tokenizer, [DIALOGUE], ["fear"], text="prompt", positions="all", max_length=512)
+    prefix = classification_prompt(base_tokenizer, prompt_format="plain").prefix
+    own = dialogue_ids(base_tokenizer, DIALOGUE)
+    assert items[0].ids == (*prefix, *own) and (items[0].start, items[0].end) == (len(prefix), len(prefix) + len(own))
+    with pytest.raises(PromptFormatError):
+        counting_inputs(base_tokenizer, [DIALOGUE], ["fear"], text="prompt", positions="all", max_length=512, prompt_format="chat")
+
+
+def _split(per_emotion: int, offset: int = 0) -> pl.DataFrame:
+    rows = [(e, f"A: Number {k + offset} feels like {e}.\nB: Oh." * (1 + k % 2)) for e in EMOTIONS for k in range(per_emotion)]
+    return pl.DataFrame({"label": [r[0] for r in rows], "theme": [r[0] for r in rows], "dialogue": [r[1] for r in rows]})
+
+
+def test_mask_eval_on_a_base_model_uses_and_reports_the_plain_format(base_lm):
+    layers, per_layer = len(base_lm.model.model.layers), base_lm.model.config.intermediate_size
+    neurons = {"top_rate": 0.02, "assign": "lape", "layers": layers, "neurons_per_layer": per_layer,
+               "ratios": {"0.02": {"neurons": {e: [[layers - 1, i]] for i, e in enumerate(EMOTIONS)}}}}
+    params = section("eval", ratios=(0.02,), layer_ranges=("all",), control_draws=0, bootstrap=50, calibrate="none", shots=1)
+    train, test = _split(2), _split(1, offset=10)
+    evaluation, _ = evaluate_masking(base_lm, train, test, neurons, params, 0.02, batch_size=4, progress=False, workers=1)
+    assert evaluation["prompt_format"] == "plain" and evaluation["engine"] == "layered"
+    from emoneurons.evaluate.shots import draw_shots
+
+    prompt = classification_prompt(base_lm.tokenizer, draw_shots(train, 1, 0, "shortest"), "first", "plain")
+    expected = classify(base_lm, prompt, test["dialogue"].to_list(), "score", batch_size=4, label_format="space").predicted
+    unmodified = next(c for c in evaluation["conditions"] if c["id"] == "unmodified")
+    confusion = [[0] * len(EMOTIONS) for _ in EMOTIONS]  # one test row per emotion: the matrix is every prediction
+    for predicted, true in zip(expected, test["label"].to_list()):
+        confusion[EMOTIONS.index(true)][EMOTIONS.index(predicted)] += 1
+    assert unmodified["confusion"] == confusion
+    with pytest.raises(PromptFormatError):
+        evaluate_masking(base_lm, train, test, neurons, params.model_copy(update={"prompt_format": "chat"}), 0.02, progress=False)
+
+
+def test_hf_judge_labels_with_the_plain_labelling_prompt(base_lm):
+    dialogues = [DIALOGUE, "A: What a wonderful day."]
+    expected = classify(base_lm, labelling_prompt(base_lm.tokenizer, prompt_format="plain"), dialogues, "score", batch_size=2).predicted
+    assert HFJudge("base", base_lm, "score", 2, classify=classify).label(dialogues) == expected
+
+
+def test_hf_backend_renders_plain_with_bos_and_keys_the_format(base_lm, tiny_llama, tmp_path):
+    messages = (("system", "You are a helpful assistant"), ("user", "Name a topic."))
+    assert render_chat(base_lm.tokenizer, messages) == render_plain(messages)
+    assert render_chat(tiny_llama.tokenizer, messages, "plain") == render_plain(messages)
+    assert "<|im_start|>" in render_chat(tiny_llama.tokenizer, messages)
+    generation = section("generate.hf", temperature=0.0, max_new_tokens=3)
+    backend = HFChatBackend(base_lm, generation, tmp_path, progress=False)
+    assert backend.prompt_format == "plain"
+    request = ChatRequest(messages=messages)
+    [answer] = backend.complete([request])
+    ids = base_lm.tokenizer(render_plain(messages), return_tensors="pt")["input_ids"]
+    assert int(ids[0, 0]) == base_lm.tokenizer.bos_token_id  # plain text gets the tokenizer's BOS
+    for _ in range(3):
+        ids = torch.cat([ids, base_lm.model(ids).logits[0, -1].argmax().view(1, 1)], dim=1)
+    # The random model never says EOS in 3 tokens: the reply is cut off, so it is cached (paid
+    # for) but not returned as an answer; the cached text is the greedy continuation of the plain prompt.
+    assert answer is None and backend.last_cut_off == {0}
+    cached = backend.cache.get(cache_key(backend.request_fields(request)))
+    assert cached.finish_reason == "length"
+    assert cached.text.strip() == base_lm.tokenizer.decode(ids[0, -3:], skip_special_tokens=True).strip()
+    # The cache key: unchanged for chat-template prompts, marked for plain ones.
+    chat_fields = sampling_fields(generation, 0, torch.float32, "chat")
+    assert "prompt_format" not in chat_fields and sampling_fields(generation, 0, torch.float32, "plain") == chat_fields | {"prompt_format": "plain"}
+    with pytest.raises(PromptFormatError):
+        HFChatBackend(base_lm, generation, tmp_path, progress=False, prompt_format="chat")
