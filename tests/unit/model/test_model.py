@@ -20,7 +20,7 @@ def test_local_folder_loads_the_same_weights(tmp_path, tiny_llama):
 
 def test_missing_model_path_fails_clearly(tmp_path):
     # A local path that does not exist is a params error before anything loads.
-    with pytest.raises(ValueError, match="absent: no such folder; allowed: embedded, a hub id"):
+    with pytest.raises(ValueError, match="absent: no such folder; allowed: embedded, embedded-gemma3, a hub id"):
         section("model", id=str(tmp_path / "absent"))
 
 

@@ -27,7 +27,7 @@ def test_key_changes_with_params_values_and_input_bytes_not_checkpoint_every(tmp
     base = _count_checkpoints(tmp_path, params_with(), train).key
     assert _count_checkpoints(tmp_path, params_with({"count": {"checkpoint_every": 7}}), train).key == base
     assert _count_checkpoints(tmp_path, params_with({"count": {"positions": "last"}}), train).key != base
-    assert _count_checkpoints(tmp_path, params_with({"model": {"id": "other"}}), train).key != base
+    assert _count_checkpoints(tmp_path, params_with({"model": {"id": "owner/other"}}), train).key != base
     train.write_bytes(b"two")
     assert _count_checkpoints(tmp_path, params_with(), train).key != base
 
