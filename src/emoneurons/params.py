@@ -119,7 +119,7 @@ class JudgeParams(_Strict):
     """One judge of the filter: a name (its column is judge_<name>) and a backend."""
 
     name: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]
-    backend: Literal["lexicon", "hf", "openai"]
+    backend: Literal["lexicon", "nrc", "hf", "openai"]
     # A judge carries the settings of its own backend only (the module docstring's one exception
     # to "every key is required"): None here means "not written", and is checked below.
     method: Literal["score", "generate"] | None = None  # hf: required; others: refused
