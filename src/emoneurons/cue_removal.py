@@ -19,6 +19,10 @@ from emoneurons.nrc_lexicon import WORD
 PLACEHOLDER = "something"
 
 
+class CueTokensError(ValueError):
+    """Cue tokens cannot be found with this tokenizer (no character offsets), in one line."""
+
+
 def cue_spans(text: str, cues: Collection[str]) -> list[tuple[int, int]]:
     """Character spans [start, end) of the cue words in `text`, in order."""
     return [m.span() for m in WORD.finditer(text) if m.group().lower() in cues]

@@ -193,6 +193,9 @@ class CountParams(_Strict):
     positions: Literal["all", "last"]
     text: Literal["dialogue", "prompt"]
     activation: Literal["gate", "product"]
+    # true: tokens of NRC emotion cue words are fed but not counted (f and T), so selected neurons
+    # cannot be detectors of those words (nrc_lexicon.py, cue_removal.py)
+    skip_cue_tokens: bool
     # batches a process runs between two saves of its partial counts (resume after a kill redoes
     # at most this many); the counts do not depend on it
     checkpoint_every: Positive
@@ -226,6 +229,9 @@ class EvalParams(_Strict):
     ratios: tuple[Ratio, ...]
     layer_ranges: tuple[LayerRange, ...]
     control_draws: Count
+    # true: every condition also runs on the test dialogues with their NRC emotion cue words replaced
+    # (cue_removal.py), and eval.json's keyword_control gives per emotion whether the effect survives
+    keyword_control: bool
     bootstrap: Count
     max_new_tokens: Positive
     # How prompts are rendered, by count (text: prompt), mask-eval, the hf judges and the hf chat
