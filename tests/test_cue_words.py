@@ -130,3 +130,17 @@ def test_counts_without_cue_tokens_equal_a_plain_reference(tiny_llama):
     assert torch.equal(T, T_ref) and torch.equal(f, f_ref)
     assert (T < T_all).sum() >= 4  # the cue words' tokens are really left out (fear, happiness, ... have cues)
     assert torch.equal(T[EMOTION_INDEX["surprise"]], T_all[EMOTION_INDEX["surprise"]])  # no cue in those dialogues
+
+
+def test_filter_reports_each_judges_kappa_with_the_intended_emotion():
+    import polars as pl
+
+    from emoneurons.filtering import agreement_filter
+
+    df = pl.DataFrame({"theme": ["anger", "anger", "fear", "fear"], "dialogue": ["a", "b", "c", "d"]})
+    judged = {"nrc": ["anger", "fear", "fear", None], "lexicon": ["anger", "anger", "fear", "fear"]}
+    _, report = agreement_filter(df, judged, 1)
+    # by hand, nrc over its 3 labelled dialogues: observed 2/3; marginals nrc (1/3, 2/3), intended (2/3, 1/3):
+    # expected 4/9; kappa (2/3 - 4/9) / (1 - 4/9) = 0.4. lexicon agrees on all four: kappa 1.
+    assert report["kappa"]["cohen_vs_intended"] == {"nrc": 0.4, "lexicon": 1.0}
+    assert report["kappa"]["cohen"]["nrc-lexicon"] == 0.4  # the same pairs: lexicon equals the intended here
