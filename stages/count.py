@@ -17,6 +17,8 @@ from emoneurons.io.tables import DataError, read_table
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.counting import activation_counts
 from emoneurons.model.architecture import UnsupportedModelError
+from emoneurons.text.cue_removal import CueTokensError
+from emoneurons.text.nrc_lexicon import NRCLexiconError, cue_words
 from emoneurons.model.loading import load_model
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.text.prompt_format import resolve_prompt_format
@@ -58,6 +60,7 @@ def main(
         pin_threads()  # float results depend on it: one count for the whole run, recorded in meta.json
         model_params, count = settings.model, settings.count
         dialogues, emotions = train_dialogues(train)
+        skip_cues = cue_words() if count.skip_cue_tokens else None  # a missing lexicon: before the model loads
         ranks = start(model_params.device)  # one process, or one of `accelerate launch`'s
         saved = count_checkpoints(checkpoints, model_params, count, settings.eval.prompt_format, train)
         if ranks.main:
@@ -69,9 +72,10 @@ def main(
             lm, dialogues, emotions, positions=count.positions, text=count.text, activation=count.activation,
             batch_size=model_params.batch_size, max_length=model_params.max_length, desc="count", truncation=cut,
             prompt_format=settings.eval.prompt_format, schedule=CountSchedule(ranks, saved, count.checkpoint_every),
+            skip_cues=skip_cues,
         )
         checked = check_counts(f, T, source=COUNTS_FILE) if ranks.main else None
-    except (ParamsError, DataError) as error:
+    except (ParamsError, DataError, NRCLexiconError, CueTokensError) as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
     except UnsupportedModelError as error:
@@ -85,6 +89,7 @@ def main(
         "activation": count.activation,
         "positions": count.positions,
         "text": count.text,
+        "skip_cue_tokens": count.skip_cue_tokens,  # NRC cue words' tokens left out of f and T
         # Which format the counted prompt had (text: prompt only; the bare dialogue has none).
         **({"prompt_format": resolve_prompt_format(lm.tokenizer, settings.eval.prompt_format)} if count.text == "prompt" else {}),
         "dialogues": {e: emotions.count(e) for e in EMOTIONS},

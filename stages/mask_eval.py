@@ -19,6 +19,7 @@ from emoneurons.evaluate.masking_eval import evaluate_masking
 from emoneurons.evaluate.shots import EvalDataError
 from emoneurons.evaluate.summary import exp_summary
 from emoneurons.model.architecture import UnsupportedModelError
+from emoneurons.text.nrc_lexicon import NRCLexiconError, cue_words
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.runtime.resume import ConditionSchedule, mask_eval_checkpoints
 from emoneurons.text.truncation import Truncation
@@ -39,6 +40,8 @@ def main(
         settings = load_stage_params(params, ("model", "select.top_rate", "eval"))
         train, test = read_table(split / "train.parquet"), read_table(split / "test.parquet")
         selection = read_json(neurons)
+        if settings.eval.keyword_control:
+            cue_words()  # a missing or broken NRC lexicon: one line before the model loads
         from emoneurons.model.loading import load_model  # imports torch/transformers: after the cheap checks
 
         ranks = start(settings.model.device)  # one process, or one of `accelerate launch`'s
@@ -52,7 +55,7 @@ def main(
             max_length=settings.model.max_length, schedule=ConditionSchedule(ranks, saved),
             train_name=str(split / "train.parquet"), test_name=str(split / "test.parquet"),
         )
-    except (ParamsError, DataError, PlanError, EvalDataError) as error:
+    except (ParamsError, DataError, PlanError, EvalDataError, NRCLexiconError) as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
     except UnsupportedModelError as error:
@@ -80,6 +83,14 @@ def main(
     print(f"mask-eval: unmodified accuracy {base['accuracy']['overall']:.3f} [95% CI {lo:.3f}, {hi:.3f}] "
           f"vs chance {evaluation['chance']:.3f}; {len(evaluation['conditions'])} conditions; tokens computed "
           f"{tokens['computed']} of naive {tokens['naive']} ({tokens['computed'] / max(tokens['naive'], 1):.2f})")
+    if "keyword_control" in evaluation:
+        control = evaluation["keyword_control"]
+        removal = control["removal"]
+        print(f"mask-eval keyword control: {removal['with_cues']} of {removal['dialogues']} test dialogues had NRC cue words "
+              f"({removal['cue_words']} replaced by {removal['placeholder']!r}; {removal['no_other_word']} had no other word); "
+              f"unmodified accuracy {control['accuracy_unmodified']['with_words']:.3f} with, "
+              f"{control['accuracy_unmodified']['without_words']:.3f} without; "
+              + ", ".join(f"{e} {v['verdict']}" for e, v in control["emotions"].items()))
     cut = Truncation(**evaluation["truncated"])
     if cut.dialogues:
         print(cut.describe(evaluation["n_test"], "mask-eval (test and calibration dialogues)"), file=sys.stderr)

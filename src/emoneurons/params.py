@@ -33,7 +33,7 @@ Positive = Annotated[int, Field(gt=0)]
 LayerRange = Literal["bottom", "middle", "top", "all"]
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 GeneratorBackend = Literal["template", "openai", "hf"]
-JudgeBackend = Literal["lexicon", "hf", "openai"]
+JudgeBackend = Literal["lexicon", "nrc", "hf", "openai"]
 ClassifyMethod = Literal["score", "generate"]
 LabelSource = Literal["judges", "emoprism"]
 Positions = Literal["all", "last"]
@@ -220,6 +220,9 @@ class CountParams(_Strict):
     positions: Positions
     text: CountText
     activation: Activation
+    # true: tokens of NRC emotion cue words are fed but not counted (f and T), so selected neurons
+    # cannot be detectors of those words (text/nrc_lexicon.py, text/cue_removal.py)
+    skip_cue_tokens: bool
     # batches a process runs between two saves of its partial counts (resume after a kill redoes
     # at most this many); the counts do not depend on it
     checkpoint_every: Positive
@@ -253,6 +256,9 @@ class EvalParams(_Strict):
     ratios: tuple[Ratio, ...]
     layer_ranges: tuple[LayerRange, ...]
     control_draws: Count
+    # true: every condition also runs on the test dialogues with their NRC emotion cue words replaced
+    # (text/cue_removal.py), and eval.json's keyword_control gives per emotion whether the effect survives
+    keyword_control: bool
     bootstrap: Count
     max_new_tokens: Positive
     # How prompts are rendered, by count (text: prompt), mask-eval, the hf judges and the hf chat

@@ -30,7 +30,7 @@ def test_repo_params_are_valid():
         ({"augment": {"n_seed": -3}}, "augment.n_seed", "greater than 0"),
         ({"generate": {"per_pair": -1}}, "generate.per_pair", "greater than 0"),
         ({"generate": {"backend": "gpt"}}, "generate.backend", "'template', 'openai' or 'hf'"),
-        ({"filter": {"judges": [{"name": "x", "backend": "claude"}]}}, "filter.judges.0.backend", "'lexicon', 'hf' or 'openai'"),
+        ({"filter": {"judges": [{"name": "x", "backend": "claude"}]}}, "filter.judges.0.backend", "'lexicon', 'nrc', 'hf' or 'openai'"),
         ({"filter": {"min_agree": 3}}, "filter", "between 1 and 2"),
         ({"eval": {"ratios": [0.01, 0.9]}}, "eval.ratios.1", "0.5"),
         ({"eval": {"layer_ranges": ["top", "upper"]}}, "eval.layer_ranges.1", "'bottom', 'middle', 'top' or 'all'"),

@@ -1,6 +1,7 @@
 """The filter's judges: each labels dialogues with one of the six emotions (None = no valid label).
 
 - lexicon: the model-free cue lexicon (backends/lexicon.py);
+- nrc: the model-free NRC Emotion Lexicon judge (backends/nrc_judge.py), independent of the project's lists;
 - hf: a local causal LM classifying with the paper's labelling prompt; the classifier
   (evaluate/classify.py:classify) is passed in by the stage, since generation sits below evaluate;
   in generate mode an answer outside the six, or one cut off at max_new_tokens (no EOS: it looks
@@ -131,6 +132,10 @@ def make_judges(specs: Sequence[JudgeParams], model_params: ModelParams, cache_d
     for spec in specs:
         if spec.backend == "lexicon":
             judges.append(LexiconJudge(spec.name))
+        elif spec.backend == "nrc":
+            from emoneurons.backends.nrc_judge import NRCJudge
+
+            judges.append(NRCJudge(spec.name))
         elif spec.backend == "hf":
             if classify is None:
                 raise ValueError(f"make_judges: hf judge {spec.name!r} needs classify= (evaluate.classify.classify)")

@@ -127,6 +127,8 @@ def agreement_filter(
         "kappa": {
             "cohen": {f"{a}-{b}": _rounded(cohen_kappa(labels[a], labels[b])) for a, b in combinations(names, 2)},
             "fleiss": _rounded(fleiss_kappa_of_labels([labels[n] for n in names])),
+            # each judge against the intended emotion (over the dialogues it labelled): chance-corrected agreement
+            "cohen_vs_intended": {name: _rounded(cohen_kappa(labels[name], themes)) for name in names},
         },
     }
     return kept, report

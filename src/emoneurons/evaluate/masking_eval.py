@@ -11,6 +11,7 @@ from typing import Protocol
 import polars as pl
 import torch
 
+from emoneurons.text.cue_removal import cue_token_counts, removal_record
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.evaluate.calibration import calibration_dialogues
 from emoneurons.evaluate.classify import MaskedClassifier
@@ -21,7 +22,9 @@ from emoneurons.evaluate.mask_pool import classify_masks, mask_workers
 from emoneurons.evaluate.prompt_budget import dialogue_budget
 from emoneurons.evaluate.shots import draw_shots, test_labels
 from emoneurons.model.architecture import decoder_layers
+from emoneurons.evaluate.keyword_control import keyword_control_record
 from emoneurons.model.loading import LoadedModel
+from emoneurons.text.nrc_lexicon import cue_words
 from emoneurons.params import EvalParams
 from emoneurons.stats.metrics import chance_level, clearly_above_chance
 from emoneurons.text.classification_prompt import classification_prompt
@@ -126,14 +129,7 @@ def evaluate_masking(
     if runs is None:
         return None
     true_idx = torch.tensor([EMOTION_INDEX[label] for label in labels], dtype=torch.long)
-    results: dict[str, dict] = {}
-    outputs: dict[str, tuple[list[str | None], torch.Tensor | None]] = {}
-    for (predicted, scores, _), members in zip(runs, groups):
-        metrics = condition_metrics(true_idx, predicted, eval_params)
-        for condition in members:
-            results[condition.id] = metrics
-            outputs[condition.id] = (predicted, scores)
-    effects, summary = paired_effects(plan, outputs, true_idx, eval_params)
+    results, effects, summary = _scored(plan, groups, runs, true_idx, eval_params)
     naive = engine.naive_tokens(len(plan) - 1)  # every condition by id, each from scratch
     base = results["unmodified"]
     n_per = torch.bincount(true_idx, minlength=len(EMOTIONS))
@@ -151,4 +147,48 @@ def evaluate_masking(
     }
     if truncation is not None:
         evaluation["truncated"] = truncation.record()
+    if eval_params.keyword_control:
+        evaluation["keyword_control"] = _keyword_control(
+            lm, train_df, test_df, plan, groups, true_idx, eval_params, top_rate, evaluation["conditions"],
+            batch_size=batch_size, max_length=max_length, progress=progress, workers=workers, train_name=train_name)
     return evaluation, headline(results, top_rate, eval_params.control_draws)
+
+
+def _scored(plan: list[Condition], groups: list[list[Condition]], runs: list[tuple], true_idx: torch.Tensor,
+            eval_params: EvalParams) -> tuple[dict[str, dict], dict[str, dict], dict]:
+    """Each condition's metrics (by id, from its mask group's run), paired effects and their summary."""
+    results: dict[str, dict] = {}
+    outputs: dict[str, tuple[list[str | None], torch.Tensor | None]] = {}
+    for (predicted, scores, _), members in zip(runs, groups):
+        metrics = condition_metrics(true_idx, predicted, eval_params)
+        for condition in members:
+            results[condition.id] = metrics
+            outputs[condition.id] = (predicted, scores)
+    effects, summary = paired_effects(plan, outputs, true_idx, eval_params)
+    return results, effects, summary
+
+
+def _keyword_control(lm: LoadedModel, train_df: pl.DataFrame, test_df: pl.DataFrame, plan: list[Condition],
+                     groups: list[list[Condition]], true_idx: torch.Tensor, eval_params: EvalParams, top_rate: float,
+                     with_words: list[dict], *, batch_size: int, max_length: int | None, progress: bool,
+                     workers: int | None, train_name: str) -> dict:
+    """Every condition again on the test dialogues with their NRC cue words replaced (same shots,
+    calibration and masks), in this process (not sharded or resumed), and keyword_control_record."""
+    cues = cue_words()
+    dialogues = test_df["dialogue"].to_list()
+    replaced, removal = removal_record(dialogues, cues)
+    if getattr(lm.tokenizer, "is_fast", False):  # the tokens each dialogue lost (fast tokenizers' offsets)
+        lost = cue_token_counts(lm.tokenizer, dialogues, cues)
+        removal["tokens_lost"] = {"total": sum(lost), "per_dialogue": lost,
+                                  "dialogues_by_tokens": {str(k): lost.count(k) for k in sorted(set(lost))}}
+    cue_free = test_df.with_columns(pl.Series("dialogue", replaced, dtype=pl.String))
+    engine, _, _ = _classifier(lm, train_df, cue_free, eval_params, plan, batch_size=batch_size, max_length=max_length,
+                               train_name=train_name)
+    runs = _run_masks(lm, engine, [members[0].neurons for members in groups[1:]], progress=progress, workers=workers,
+                      schedule=None)
+    assert runs is not None  # no schedule: this process runs every mask
+    results, effects, _ = _scored(plan, groups, runs, true_idx, eval_params)
+    without_words = [condition.record() | results[condition.id] | effects.get(condition.id, {}) for condition in plan]
+    record = keyword_control_record(with_words, without_words, top_rate, eval_params.control_draws, removal)
+    record["tokens_computed"] = int(sum(tokens for *_, tokens in runs))
+    return record

@@ -15,12 +15,15 @@ own tokens are counted (T_e counts exactly the same tokens):
 Anything after the dialogue (EOS, the prompt's suffix) is never fed: the model is causal, so
 the dialogue tokens' activations do not depend on it.
 positions=last counts only the last dialogue token of each dialogue.
+skip_cues (count.skip_cue_tokens): the dialogue's tokens that overlap an emotion cue word
+(cue_removal.cue_token_positions; the NRC Emotion Lexicon's words) are fed but not counted, in f
+and in T alike: neurons selected from such counts cannot owe their P(e) to firing on the words.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol, get_args
@@ -31,6 +34,7 @@ from transformers import PreTrainedTokenizerBase
 
 from emoneurons.params import Activation, CountText, Positions, allowed_values
 from emoneurons.model.batching import length_batches, padded_ids
+from emoneurons.text.cue_removal import CueTokensError, cue_spans, cue_token_positions
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.text.classification_prompt import classification_prompt
 from emoneurons.model.architecture import GatedFFN
@@ -44,12 +48,17 @@ from emoneurons.text.truncation import Truncation
 
 @dataclass(frozen=True)
 class CountedText:
-    """Token ids to feed, the counted span [start, end) within them, and the emotion index."""
+    """Token ids to feed, the counted span [start, end) within them, the emotion index, and the
+    positions inside the span that are not counted (cue tokens under count.skip_cue_tokens)."""
 
     ids: tuple[int, ...]
     start: int
     end: int
     emotion: int
+    skip: frozenset[int] = frozenset()
+
+    def counted_positions(self) -> list[int]:
+        return [p for p in range(self.start, self.end) if p not in self.skip]
 
 
 def counting_inputs(
@@ -61,10 +70,12 @@ def counting_inputs(
     positions: Positions,
     max_length: int,
     prompt_format: str = "auto",
+    skip_cues: Collection[str] | None = None,
 ) -> tuple[list[CountedText], Truncation]:
     """Each dialogue as CountedText (prefix and dialogue cut to max_length tokens in all, from the
     end), and what the cut took. `prompt_format` (text=prompt): the classification prompt's format
-    (text/prompt_format.py)."""
+    (text/prompt_format.py). `skip_cues`: cue words whose tokens are not counted (needs a fast tokenizer,
+    for the tokens' character offsets)."""
     if len(dialogues) != len(emotions):
         raise ValueError(f"{len(dialogues)} dialogues but {len(emotions)} emotions")
     unknown = sorted({e for e in emotions if e not in EMOTION_INDEX})
@@ -79,8 +90,15 @@ def counting_inputs(
         prefix = added_special_prefix(tokenizer)
     # One batched call, the same tokens as prompts.dialogue_ids gives one dialogue at a time.
     encoded = tokenizer(list(dialogues), add_special_tokens=False)["input_ids"] if len(dialogues) else []
+    cue_positions: list[list[int]] = [[] for _ in encoded]
+    if skip_cues is not None and len(dialogues):
+        if not getattr(tokenizer, "is_fast", False):
+            raise CueTokensError("count.skip_cue_tokens: true needs a fast tokenizer (token character offsets); "
+                             f"{type(tokenizer).__name__} has none; allowed with it: false")
+        offsets = tokenizer(list(dialogues), add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        cue_positions = [cue_token_positions(o, cue_spans(d, skip_cues)) for d, o in zip(dialogues, offsets)]
     items, truncated = [], Truncation(max_length=max_length, budget=max(max_length - len(prefix), 0))
-    for own, emotion in zip(encoded, emotions):
+    for own, emotion, cues_at in zip(encoded, emotions, cue_positions):
         ids = [*prefix, *own]
         truncated.add(len(ids) - max_length)
         if len(ids) > max_length:
@@ -91,7 +109,8 @@ def counting_inputs(
             continue
         if positions == "last":
             start = end - 1
-        items.append(CountedText(tuple(ids), start, end, EMOTION_INDEX[emotion]))
+        skip = frozenset(len(prefix) + p for p in cues_at) & frozenset(range(start, end))
+        items.append(CountedText(tuple(ids), start, end, EMOTION_INDEX[emotion], skip))
     return items, truncated
 
 
@@ -115,8 +134,9 @@ def padded_batch(items: Sequence[CountedText], pad_id: int, padding_side: str) -
     rows: list[int] = []
     emotion_of_row: list[int] = []
     for b, (item, offset) in enumerate(zip(items, padded.offsets)):
-        rows.extend(range(b * width + offset + item.start, b * width + offset + item.end))
-        emotion_of_row.extend([item.emotion] * (item.end - item.start))
+        counted = item.counted_positions()
+        rows.extend(b * width + offset + p for p in counted)
+        emotion_of_row.extend([item.emotion] * len(counted))
     # Few rows counted (positions=last): gather them. Most rows counted (positions=all): compare
     # every row against a per-row threshold that no value passes on uncounted rows (padding,
     # prompt), then sum each dialogue's rows: no gather copying nearly the whole activation.
@@ -234,11 +254,12 @@ def _stacked(whole: torch.Tensor | None, counts: Sequence[torch.Tensor]) -> torc
 
 def _counted_items(
     tokenizer: PreTrainedTokenizerBase, dialogues: Sequence[str], emotions: Sequence[str], *, text: CountText, positions: Positions,
-    max_length: int, prompt_format: str, truncation: list[Truncation] | None,
+    max_length: int, prompt_format: str, truncation: list[Truncation] | None, skip_cues: Collection[str] | None = None,
 ) -> list[CountedText]:
     """counting_inputs, with a warning when dialogues were cut (and what was cut into `truncation`)."""
     items, truncated = counting_inputs(
-        tokenizer, dialogues, emotions, text=text, positions=positions, max_length=max_length, prompt_format=prompt_format
+        tokenizer, dialogues, emotions, text=text, positions=positions, max_length=max_length, prompt_format=prompt_format,
+        skip_cues=skip_cues,
     )
     if truncation is not None:
         truncation.append(truncated)
@@ -299,15 +320,17 @@ def activation_counts(
     prompt_format: str = "auto",
     truncation: list[Truncation] | None = None,
     schedule: BatchSchedule | None = None,
+    skip_cues: Collection[str] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """f int64 [layers, neurons, 6] (active counted tokens per emotion) and T int64 [6] (counted tokens).
     Dialogues past max_length are cut (warned); `truncation`, when given, receives what was cut.
+    `skip_cues`: cue words whose tokens are fed but counted in neither f nor T.
     `schedule`: run only some batches, resume from saved counts, combine with other processes."""
     if activation not in get_args(Activation):
         raise ValueError(f"activation {activation!r}: allowed: {allowed_values(Activation)}")
     mlps = ffn_modules(lm.model)  # UnsupportedModelError before any work
     items = _counted_items(lm.tokenizer, dialogues, emotions, text=text, positions=positions, max_length=max_length,
-                           prompt_format=prompt_format, truncation=truncation)
+                           prompt_format=prompt_format, truncation=truncation, skip_cues=skip_cues)
     whole, counts = layer_counters(mlps)
     T = torch.zeros(len(EMOTIONS), dtype=torch.int64)
     batches = length_batches([len(item.ids) for item in items], batch_size, max_padding)

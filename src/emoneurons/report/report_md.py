@@ -15,6 +15,7 @@ from emoneurons.report.sections.figures import (
 )
 from emoneurons.report.sections.paper import paper_section
 from emoneurons.report.sections.run import baseline_section, run_section, table1_section
+from emoneurons.report.sections.keywords import keyword_section
 from emoneurons.report.sections.specificity import specificity_section
 from emoneurons.report.views import accuracy_changes, top_rate_of
 
@@ -38,6 +39,7 @@ def build_report(run: RunMetrics) -> list[Block]:
     blocks += figure3_section(run, changes)
     blocks += figure4_section(changes, top_rate)
     blocks += specificity_section(run)
+    blocks += keyword_section(run)
     blocks += figure14_section(run, top_rate)
     blocks += figure15_section(run, top_rate)
     blocks += paper_section(run, top_rate, changes)
