@@ -1,6 +1,6 @@
 """steer: each emotion's neurons scaled by alpha while the model replies to neutral prompts, the
-replies classified as in mask-eval and labelled by filter.judges, against random neurons
-(reports/steer/steer.json + figure)."""
+replies classified as in mask-eval and labelled by filter.judges, against random neurons, each
+condition's replies with their coherence (reports/steer/steer.json + figure)."""
 
 from __future__ import annotations
 
@@ -76,13 +76,21 @@ def main(
         write_json(tmp / "steer.json", record)
         write_json(tmp / "checks.json", checks_record(checked))
         save_steering_figure(record, tmp)
+    print(f"steer: {len(plan)} conditions x {len(texts)} prompts; " + "; ".join(_summary_lines(record)))
+
+
+def _summary_lines(record: dict) -> list[str]:
+    """Per emotion, its largest alpha's shifts and whether the replies' text broke."""
     lines = []
     for emotion, entry in record["emotions"].items():
         top = max(entry["steered"], key=lambda s: s["alpha"], default=None)
         if top is not None:
             judged = "".join(f", judge {name} {j['share_shift']:+.2f}" for name, j in top["judges"].items())
-            lines.append(f"{emotion} α={top['alpha']:g}: share {top['share_shift']:+.2f}, log p {top['logp_shift']}{judged}")
-    print(f"steer: {len(plan)} conditions x {len(texts)} prompts; " + "; ".join(lines))
+            coherence = top["coherence"]
+            broke = " (text broke)" if coherence["text_broke"] else ""
+            lines.append(f"{emotion} α={top['alpha']:g}: share {top['share_shift']:+.2f}, log p {top['logp_shift']}{judged}, "
+                         f"log-lik/token {coherence['logp_per_token_shift']}{broke}")
+    return lines
 
 
 def _with_settings(record: dict, ev, steer, top_rate: float, judges, lm, texts: list[str]) -> dict:

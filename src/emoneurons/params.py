@@ -284,6 +284,8 @@ class CardsParams(_Strict):
 
 
 Alpha = Annotated[float, Field(ge=0, le=100)]  # 0 masks, 1 leaves the model as it is
+LogpMargin = Annotated[float, Field(ge=0, le=100)]  # nats per token
+ShareMargin = Annotated[float, Field(ge=0, le=1)]
 
 
 class SteerParams(_Strict):
@@ -295,6 +297,9 @@ class SteerParams(_Strict):
     control_draws: Count  # random-neuron sets per emotion, the same count per layer
     seed: int
     batch_size: Positive  # generation rows per batch (conditions x prompts share batches)
+    coherence_ngram: Positive  # n of the replies' repeated word n-gram share
+    broke_logp_drop: LogpMargin  # text broke: log-likelihood per token this far below the unmodified replies'
+    broke_repeat_rise: ShareMargin  # ... or repeated n-gram share this far above theirs
 
 
 class Params(_Strict):

@@ -7,7 +7,9 @@ and the mean log p(steered emotion | reply) (the classifier's label log-probabil
 labels, calibrated as mask-eval calibrates), each as a shift from the unmodified model's replies
 to the same prompts; and, when judges are configured (filter.judges, built as the filter stage
 builds them), the share each judge labels with the steered emotion and its shift. Replies are
-greedy, so a difference is the scaling's doing.
+greedy, so a difference is the scaling's doing. Beside each shift, the coherence of the same
+replies (evaluate/coherence.py): the unmodified model's log-likelihood per token of each reply and
+its repeated word n-gram share, and whether the text broke against the unmodified replies'.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tqdm import tqdm
 from emoneurons.backends.hf_generate import generate_batch, render_chat
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.evaluate.classify import MaskedClassifier
+from emoneurons.evaluate.coherence import CoherenceRule, ReplyCoherence, chat_reply_coherence, coherence_summary
 from emoneurons.evaluate.conditions import control_seed, random_like
 from emoneurons.evaluate.calibration import calibration_dialogues
 from emoneurons.evaluate.shots import draw_shots
@@ -147,10 +150,13 @@ def _share(labels: Sequence[str | None], emotion: str) -> float:
 
 def steering_record(prompts: Sequence[str], plan: Sequence[SteerCondition], predicted: Sequence[str | None],
                     logp: Tensor | None, replies: Sequence[str], selected: Mapping[str, int],
-                    judge_labels: Mapping[str, Sequence[str | None]] | None = None) -> dict[str, Any]:
+                    judge_labels: Mapping[str, Sequence[str | None]] | None = None,
+                    coherence: ReplyCoherence | None = None, rule: CoherenceRule | None = None) -> dict[str, Any]:
     """steer.json's `unmodified` and `emotions` parts from the classified replies: the first
     len(prompts) are the unmodified model's, then len(prompts) per condition of `plan`.
-    `judge_labels`: each judge's labels of the same replies, in the same order."""
+    `judge_labels`: each judge's labels of the same replies, in the same order; `coherence`: both
+    coherence measures of the same replies, summarised per condition against the unmodified
+    replies' by `rule` (required with it)."""
     n = len(prompts)
     judge_labels = judge_labels or {}
     base_pred, base_logp = predicted[:n], None if logp is None else logp[:n]
@@ -159,6 +165,10 @@ def steering_record(prompts: Sequence[str], plan: Sequence[SteerCondition], pred
                   "replies": list(replies[:n]), "predicted": list(base_pred),
                   "judges": {name: {"share": {e: round(_share(labels[:n], e), 4) for e in EMOTIONS}, "labels": list(labels[:n])}
                              for name, labels in judge_labels.items()}}
+    if coherence is not None:
+        if rule is None:
+            raise ValueError("steering_record: coherence given without its rule")
+        unmodified["coherence"] = coherence_summary(coherence.logp_per_token[:n], coherence.repeated_share[:n])
     emotions: dict[str, Any] = {e: {"n_neurons": int(selected.get(e, 0)), "steered": [], "controls": []} for e in EMOTIONS}
     for i, condition in enumerate(plan):
         rows = slice(n * (i + 1), n * (i + 2))
@@ -170,11 +180,16 @@ def steering_record(prompts: Sequence[str], plan: Sequence[SteerCondition], pred
                  "logp_shift": _shift(summary["logp"], base["logp"]),
                  "replies": list(replies[rows]), "predicted": list(predicted[rows]),
                  "judges": {name: _judge_entry(labels[rows], labels[:n], condition.emotion) for name, labels in judge_labels.items()}}
+        if coherence is not None:
+            entry["coherence"] = coherence_summary(coherence.logp_per_token[rows], coherence.repeated_share[rows],
+                                                   unmodified["coherence"], rule)
         if condition.control:
             emotions[condition.emotion]["controls"].append({"draw": condition.draw, **entry})
         else:
             emotions[condition.emotion]["steered"].append(entry)
-    return {"unmodified": unmodified, "emotions": emotions}
+    rules = {} if rule is None or coherence is None else {"coherence": {
+        "ngram": rule.ngram, "broke_logp_drop": rule.logp_drop, "broke_repeat_rise": rule.repeat_rise}}
+    return {**rules, "unmodified": unmodified, "emotions": emotions}
 
 
 def _judge_entry(labels: Sequence[str | None], base: Sequence[str | None], emotion: str) -> dict[str, Any]:
@@ -206,6 +221,11 @@ def run_steering(lm: LoadedModel, prompts: Sequence[str], plan: Sequence[SteerCo
                                     desc=f"steer ({len(conditions)} conditions x {len(prompts)} prompts)",
                                     prompt_format=eval_params.prompt_format)
     replies = [reply for condition in per_condition for reply in condition]
+    # Scored by the unmodified model (no hook is left on it), on the prompts the replies answered.
+    rule = CoherenceRule(params.coherence_ngram, params.broke_logp_drop, params.broke_repeat_rise)
+    coherence = chat_reply_coherence(lm, [prompts[i % len(prompts)] for i in range(len(replies))], replies,
+                                     prompt_format=resolve_prompt_format(lm.tokenizer, eval_params.prompt_format),
+                                     ngram=rule.ngram, batch_size=batch_size)
     dialogues = [as_dialogue(prompts[i % len(prompts)], reply) for i, reply in enumerate(replies)]
     # Scaling often leaves a reply as it was: each distinct (prompt, reply) is classified once.
     unique = list(dict.fromkeys(dialogues))
@@ -214,4 +234,4 @@ def run_steering(lm: LoadedModel, prompts: Sequence[str], plan: Sequence[SteerCo
     predicted, logp = classify_replies(lm, train, eval_params, unique, batch_size)
     judged = {name: [labels[r] for r in rows] for name, labels in judge_replies(judges, unique).items()}
     return steering_record(prompts, plan, [predicted[r] for r in rows], None if logp is None else logp[rows],
-                           replies, selected, judged) | {"classified": len(unique)}
+                           replies, selected, judged, coherence, rule) | {"classified": len(unique)}

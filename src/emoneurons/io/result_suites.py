@@ -171,6 +171,11 @@ def check_cards(record: dict[str, Any], layers: int, neurons_per_layer: int, sou
     return checked
 
 
+def _coherence_columns(condition: dict[str, Any]) -> dict[str, Any]:
+    coherence = condition.get("coherence") or {}  # steer.json before coherence: null columns
+    return {"logp_per_token": coherence.get("logp_per_token"), "repeated_share": coherence.get("repeated_share")}
+
+
 def steer_table(record: dict[str, Any]) -> pl.DataFrame:
     """steer.json as one row per share: the unmodified model per emotion, then each emotion's
     steered and control conditions per alpha; judges' shares as judge_<name> columns; id names the row."""
@@ -180,14 +185,17 @@ def steer_table(record: dict[str, Any]) -> pl.DataFrame:
     unmodified = record.get("unmodified", {})
     for emotion, values in unmodified.get("per_emotion", {}).items():
         shares = {f"judge_{name}": (j.get("share") or {}).get(emotion) for name, j in unmodified.get("judges", {}).items()}
-        rows.append({"emotion": emotion, "set": "unmodified", "alpha": None, "share": values.get("share"), **shares})
+        rows.append({"emotion": emotion, "set": "unmodified", "alpha": None, "share": values.get("share"), **shares,
+                     **_coherence_columns(unmodified)})
     for emotion, entry in record.get("emotions", {}).items():
         conditions = [("steered", c) for c in entry.get("steered", [])]
         conditions += [(f"control d{c.get('draw')}", c) for c in entry.get("controls", [])]
         for name, c in conditions:
             shares = {f"judge_{j}": v.get("share") for j, v in c.get("judges", {}).items()}
-            rows.append({"emotion": emotion, "set": name, "alpha": c.get("alpha"), "share": c.get("share"), **shares})
+            rows.append({"emotion": emotion, "set": name, "alpha": c.get("alpha"), "share": c.get("share"), **shares,
+                         **_coherence_columns(c)})
     schema = {"emotion": pl.String, "set": pl.String, "alpha": pl.Float64, "share": pl.Float64,
+              "logp_per_token": pl.Float64, "repeated_share": pl.Float64,
               **{f"judge_{name}": pl.Float64 for name in judges}}
     df = pl.DataFrame(rows, schema=schema)
     alpha = pl.when(pl.col("alpha").is_null()).then(pl.lit("")).otherwise(pl.format(" α={}", "alpha"))
@@ -210,9 +218,15 @@ def check_steer(record: dict[str, Any], alphas: Sequence[float], control_draws: 
             *(expect.ExpectColumnValuesToBeBetween(column=c, min_value=0, max_value=1) for c in ("share", *judges)),
             # A null alpha is the unmodified model's row; GX set checks skip nulls.
             expect.ExpectColumnValuesToBeInSet(column="alpha", value_set=[float(a) for a in alphas]),
+            # Coherence (evaluate/coherence.py): a share, and a mean log-probability (nulls: no reply had a token).
+            expect.ExpectColumnValuesToBeBetween(column="repeated_share", min_value=0, max_value=1),
+            expect.ExpectColumnValuesToBeBetween(column="logp_per_token", max_value=0),
         ],
         checked,
     )
+    if "coherence" in record:  # the rule is there: every condition must have been measured
+        unmeasured = table.filter(pl.col("repeated_share").is_null())["id"].to_list()
+        failures += group_check(checked, source, "repeated_share", "coherence measured for every condition", unmeasured)
     wanted = sorted(float(a) for a in alphas)
     off = []
     for emotion, entry in record.get("emotions", {}).items():

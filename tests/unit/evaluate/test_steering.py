@@ -303,13 +303,51 @@ def test_stage_has_the_filters_judges_label_the_replies(tmp_path, tiny_llama):
             assert drawn != {layer: sorted(idx) for layer, idx in own.items()}
             assert step["replies"] == weight_surgery_replies(model_dir, prompts, drawn, step["alpha"], limit), (emotion, "control")
     assert changed >= 3  # steering visibly changes replies here: unsteered conditions could not pass
-    assert ", judge lexicon " in result.stdout
+    _check_coherence(record, model_dir, params)
+    assert ", judge lexicon " in result.stdout and ", log-lik/token " in result.stdout
     assert (tmp_path / "data" / "cache" / "llm" / "steer" / "README.txt").is_file()  # the stage's (persist) cache output
     # The data checks that ran on steer.json are saved beside it, all passed, the alphas among them.
     checks = json.loads((tmp_path / "reports" / "steer" / "checks.json").read_text())
     assert checks["ran"] == checks["passed"] == len(checks["expectations"]) >= 5
     assert {e["file"] for e in checks["expectations"]} == {"reports/steer/steer.json"}
     assert ("every alpha once per emotion and control draw", "alpha") in {(e["expectation"], e["column"]) for e in checks["expectations"]}
+
+
+def _check_coherence(record: dict, model_dir: Path, params: dict) -> None:
+    """Every condition's coherence is there and finite, summarises its replies, and the unmodified
+    model's log-likelihood per token of each reply is the plain forward's (test_coherence's reference)."""
+    import math
+
+    from test_coherence import reference_logp_per_token
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from emoneurons.evaluate.coherence import repeated_ngram_share, reply_words
+    from emoneurons.model.loading import LoadedModel
+
+    steer = params["steer"]
+    assert record["coherence"] == {"ngram": steer["coherence_ngram"], "broke_logp_drop": steer["broke_logp_drop"],
+                                   "broke_repeat_rise": steer["broke_repeat_rise"]}
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    lm = LoadedModel(model=AutoModelForCausalLM.from_pretrained(model_dir).eval(), tokenizer=tokenizer, name="tiny")
+    contexts = [tokenizer.encode(tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                                               add_generation_prompt=True), add_special_tokens=False)
+                for p in record["prompts"]]
+    conditions = [record["unmodified"]] + [c for e in record["emotions"].values() for c in e["steered"] + e["controls"]]
+    assert len(conditions) == 1 + 2 * 2 * sum(1 for e in record["emotions"].values() if e["n_neurons"])
+    fields = ("logp_per_token", "repeated_share", "logp_per_token_shift", "repeated_share_shift")
+    for i, condition in enumerate(conditions):
+        coherence = condition["coherence"]
+        for name in fields[:2] if i == 0 else fields:
+            assert isinstance(coherence[name], float) and math.isfinite(coherence[name]), (i, name, coherence[name])
+        assert i == 0 or isinstance(coherence["text_broke"], bool)
+        per_reply = coherence["replies"]
+        assert per_reply["repeated_share"] == [round(repeated_ngram_share(reply_words(r), steer["coherence_ngram"]), 4)
+                                               for r in condition["replies"]]
+        for context, reply, value in zip(contexts, condition["replies"], per_reply["logp_per_token"]):
+            ids = tokenizer.encode(reply, add_special_tokens=False)
+            assert (value is None) == (not ids)
+            if ids:
+                assert abs(value - reference_logp_per_token(lm, context, ids)) < 1e-4, (i, reply)
 
 
 def test_stage_rejects_a_train_split_too_small_for_the_classifier_before_any_work(tmp_path, tiny_llama):

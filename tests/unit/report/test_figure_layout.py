@@ -15,6 +15,7 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 from emoneurons.emotions import EMOTIONS
+from emoneurons.evaluate.coherence import CoherenceRule, ReplyCoherence
 from emoneurons.evaluate.steering import plan_steering, steering_record
 from emoneurons.report.figures.build import FIGURE_NAMES, build_figures
 from emoneurons.report.steer_figure import steering_figure
@@ -96,7 +97,14 @@ def steer_json() -> dict:
     gen = torch.Generator().manual_seed(0)
     predicted = [EMOTIONS[int(i)] for i in torch.randint(6, (n,), generator=gen)]
     logp = torch.log_softmax(torch.randn(n, 6, generator=gen), dim=1)
-    record = steering_record(prompts, plan, predicted, logp, ["reply"] * n, {e: len(v) for e, v in selected.items()})
+    # Coherence as in a run: log-likelihoods per token near -1 unmodified, 3 to 5 below at alpha 8
+    # (text broke: ringed in the top row), repeated shares up to 0.8.
+    alphas = [1.0 for _ in prompts] + [float(c.alpha) for c in plan for _ in prompts]
+    coherence = ReplyCoherence([-1 - 0.4 * a * (0.5 + float(torch.rand(1, generator=gen))) for a in alphas],
+                               (0.8 * torch.rand(n, generator=gen) ** 3).tolist())
+    rule = CoherenceRule(ngram=2, logp_drop=2.0, repeat_rise=0.2)
+    record = steering_record(prompts, plan, predicted, logp, ["reply"] * n, {e: len(v) for e, v in selected.items()},
+                             coherence=coherence, rule=rule)
     return {"model": MODEL, "prompts": prompts, **record}
 
 
@@ -124,4 +132,14 @@ def test_paper_figure_text_does_not_overlap_or_leave_the_canvas(name):
 
 
 def test_steering_figure_text_does_not_overlap_or_leave_the_canvas():
-    assert layout_faults(steering_figure(steer_json())) == []
+    record = steer_json()
+    figure = steering_figure(record)
+    assert len(figure.axes) == 4  # the coherence row is drawn
+    broken = [(c["alpha"], c["share_shift"]) for e in record["emotions"].values() for c in e["steered"] + e["controls"]
+              if c["coherence"]["text_broke"]]
+    assert len(broken) == 10 and {a for a, _ in broken} == {8}  # the fixture breaks every alpha-8 condition
+    rings = [tuple(xy) for collection in figure.axes[0].collections for xy in collection.get_offsets()]
+    assert sorted(rings) == sorted((8.0, 100 * y) for _, y in broken)  # each ringed in the share panel
+    assert layout_faults(figure) == []
+    record.pop("coherence")  # a steer.json from before coherence: the top row only
+    assert layout_faults(steering_figure(record)) == []
