@@ -34,7 +34,7 @@ from stage_runner import run_stage_script
         ({"model": {"batch_size": "many"}}, "params.yaml: model.batch_size: Input should be a valid integer, unable to parse string as an integer (got 'many')"),
         ({"generate": {"emotions": "anger"}}, "params.yaml: generate.emotions: Input should be a valid tuple (got 'anger')"),
         ({"augment": {"openai": {"base_url": 7}}}, "params.yaml: augment.openai.base_url: Input should be a valid string (got 7)"),
-        ({"model": {"id": "/nonexistent/models/llama"}}, "params.yaml: model.id: /nonexistent/models/llama: no such folder; allowed: embedded, a hub id (owner/name) or an existing local folder"),
+        ({"model": {"id": "/nonexistent/models/llama"}}, "params.yaml: model.id: /nonexistent/models/llama: no such folder; allowed: embedded, embedded-gemma3, a hub id (owner/name) or an existing local folder"),
         ({"model": {"id": "./no-such-model"}}, "params.yaml: model.id: ./no-such-model: no such folder"),
     ],
 )

@@ -259,4 +259,5 @@ def test_stages_augment_generate_filter_end_to_end(tmp_path):
     assert (kept["n_agree"] >= 2).all() and (kept["judge_lexicon"] == kept["theme"]).all()
     # The lexicon's agreement is what the kept share says it is (one judge, min_agree 2).
     assert report["judge_agreement"]["lexicon"] == round(kept.height / dialogues.height, 4)
-    assert report["judges"] == ["lexicon"] and report["kappa"] == {"cohen": {}, "fleiss": None}
+    assert report["judges"] == ["lexicon"] and report["kappa"]["cohen"] == {} and report["kappa"]["fleiss"] is None \
+        and list(report["kappa"]["cohen_vs_intended"]) == ["lexicon"]

@@ -73,7 +73,7 @@ def test_a_shift_whose_replies_broke_reads_text_broke_beside_its_coherence():
     steer = _steer_json()
     selected = {e: [[1, i], [3, 10 + i]] for i, e in enumerate(EMOTIONS)}
     selected["fear"] = []
-    plan = plan_steering({"layers": 4, "neurons_per_layer": 64, "ratios": {"0.01": {"neurons": selected}}}, "0.01",
+    plan = plan_steering({"layers": 4, "neurons_per_layer": 64, "ratios": {"0.01": {"neurons": selected}}}, 0.01,
                          section("steer", alphas=(0, 8), control_draws=1))
     n = 2 * (1 + len(plan))
     predicted = ["happiness"] * n
