@@ -71,9 +71,10 @@ def _set(raw: dict, dotted: str, value: Any) -> None:
 
 
 def model_overrides(models: Sequence[str], plan: Mapping[str, Any], set_params: Mapping[str, Any],
-                    params_yaml: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+                    params_yaml: Mapping[str, Any], repo: Path = Path(".")) -> dict[str, dict[str, Any]]:
     """Per model, the -S overrides of its experiment (plan, then set_params, then model.id), each
-    model's whole params validated as its stages will validate them."""
+    model's whole params validated as its stages will validate them; with `filter.source: emoprism`
+    the EmoPrism file must be in the workspace (each experiment's filter stage reads it)."""
     if len(models) < 2:
         raise AtlasRunError(f"--models: the atlas sets at least two models side by side, got {len(models)}")
     if len(set(models)) != len(models):
@@ -87,9 +88,13 @@ def model_overrides(models: Sequence[str], plan: Mapping[str, Any], set_params: 
         for key, value in overrides.items():
             _set(raw, key, value)
         try:
-            parse_params(raw, source=f"atlas, model {model}")
+            params = parse_params(raw, source=f"atlas, model {model}")
         except ParamsError as error:
             raise AtlasRunError(str(error)) from None
+        emoprism = Path(params.filter.emoprism.path)
+        if params.filter.source == "emoprism" and not (repo / emoprism).is_file():
+            raise AtlasRunError(f"filter.source emoprism: {emoprism} not found (the release's emoprism.json.gz as it "
+                                "is, or its JSON; data/external/README.md)")
         out[model] = overrides
     return out
 
@@ -117,7 +122,7 @@ def run_atlas_experiments(
         params_yaml = yaml.safe_load((repo / "params.yaml").read_text())
     except FileNotFoundError:
         raise AtlasRunError(f"{repo / 'params.yaml'}: file not found (run from the project's folder or give --repo)") from None
-    overrides = model_overrides(models, plan, parse_set_params(set_params), params_yaml)
+    overrides = model_overrides(models, plan, parse_set_params(set_params), params_yaml, repo)
     names = {}
     for model, keys in overrides.items():
         queued = _dvc(["exp", "run", "--queue", *(a for k, v in keys.items() for a in ("-S", f"{k}={dvc_value(v)}"))], repo)

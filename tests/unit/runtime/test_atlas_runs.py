@@ -34,8 +34,10 @@ def test_plan_and_set_params_as_dvc_takes_them():
         parse_set_params(["filter.source=emoprism,judges"])
 
 
-def test_every_model_gets_the_same_plan_and_its_own_model_id():
-    overrides = model_overrides(["embedded", "embedded-gemma3"], PLAN, {"filter.source": "emoprism"}, PARAMS)
+def test_every_model_gets_the_same_plan_and_its_own_model_id(tmp_path):
+    (tmp_path / "data" / "external").mkdir(parents=True)
+    (tmp_path / "data" / "external" / "emoprism.json").write_text("[]")
+    overrides = model_overrides(["embedded", "embedded-gemma3"], PLAN, {"filter.source": "emoprism"}, PARAMS, tmp_path)
     for model, keys in overrides.items():
         assert keys == {"eval.ratios": [0.01], "eval.layer_ranges": ["all"], "steer.alphas": [8],
                         "filter.source": "emoprism", "model.id": model}
@@ -49,7 +51,8 @@ def test_every_model_gets_the_same_plan_and_its_own_model_id():
     ("embedded,embedded-gemma3", ["eval.ratios=[2]"], "atlas, model embedded: eval.ratios"),
     ("embedded,embedded-gemma3", ["evall.shots=0"], "atlas, model embedded: evall"),
     ("embedded,embedded-gemma3", ["model.id=x"], "-S model.id: the atlas sets model.id from --models"),
-], ids=["unknown model", "one model", "twice", "bad value", "unknown key", "model.id"])
+    ("embedded,embedded-gemma3", ["filter.source=emoprism"], "filter.source emoprism: data/external/emoprism.json not found"),
+], ids=["unknown model", "one model", "twice", "bad value", "unknown key", "model.id", "no EmoPrism file"])
 def test_bad_models_or_values_are_one_line_before_any_dvc_call(tmp_path, monkeypatch, models, set_params, line):
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
     calls = []
