@@ -89,6 +89,14 @@ def profile_overlap(a: Mapping[str, set[str]], b: Mapping[str, set[str]]) -> lis
     return [[jaccard(a.get(i, set()), b.get(j, set())) for j in EMOTIONS] for i in EMOTIONS]
 
 
+def same_vs_other(matrix: Sequence[Sequence[float]]) -> tuple[float, float]:
+    """(mean Jaccard of the same emotion across the two models, mean of every other pairing),
+    NaN cells left out: profiles made of words every emotion's neurons fire on give equal means."""
+    same = [matrix[i][i] for i in range(len(matrix))]
+    other = [matrix[i][j] for i in range(len(matrix)) for j in range(len(matrix)) if i != j]
+    return _mean(same), _mean(other)
+
+
 def baseline_row(run: ModelRun) -> dict[str, Any]:
     """The unmodified model's accuracy on the test split, its exact 95% CI and chance."""
     clear, accuracy, low, chance = baseline_clear(run.eval)
@@ -168,7 +176,8 @@ def atlas_tables(runs: Sequence[ModelRun], bins: int = DEPTH_BINS) -> dict[str, 
         "depth": {run.model: depth_table(run, bins) for run in runs},
         "token_profiles": {m: {e: sorted(p) for e, p in by_emotion.items()} for m, by_emotion in profiles.items()},
         "profile_overlap": [
-            {"models": [a, b], "jaccard": profile_overlap(profiles[a], profiles[b]),
+            {"models": [a, b], "jaccard": (matrix := profile_overlap(profiles[a], profiles[b])),
+             "same_emotion_mean": same_vs_other(matrix)[0], "other_emotions_mean": same_vs_other(matrix)[1],
              "shared": {e: sorted(profiles[a][e] & profiles[b][e]) for e in EMOTIONS}}
             for a, b in itertools.combinations(labels, 2)],
         "effect": {run.model: (run.eval.get("effects") or {}).get("test_effect") for run in runs},

@@ -131,7 +131,9 @@ def atlas_blocks(tables: dict[str, Any]) -> list[Block]:
         *(Table(("emotion", "Jaccard (same emotion)", "shared tokens"),
                 tuple((e, number(p["jaccard"][k][k]), ", ".join(f"`{t}`" for t in p["shared"][e]) or "none")
                       for k, e in enumerate(EMOTIONS)),
-                f"Top-token overlap, {p['models'][0]} vs {p['models'][1]}", (False, True, False))
+                f"Top-token overlap, {p['models'][0]} vs {p['models'][1]}: mean Jaccard of the same emotion "
+                f"{number(p['same_emotion_mean'])}, of every other pairing {number(p['other_emotions_mean'])}",
+                (False, True, False))
           for p in tables["profile_overlap"]),
         Heading("Steering"),
         Paragraph("Each emotion's neurons scaled by alpha while the model replies to the same neutral prompts: the share of "

@@ -24,6 +24,7 @@ from emoneurons.report.atlas import (
     neurons_by_depth,
     normalise_token,
     profile_overlap,
+    same_vs_other,
     steering_rows,
     token_profile,
     verdict_rows,
@@ -80,6 +81,8 @@ def test_token_profiles_and_their_overlap_by_hand():
     assert matrix[anger][anger] == 0.5 and matrix[fear][fear] == 0.0  # {scared} vs {calm}
     assert matrix[anger][sadness] == 0.0 and matrix[fear][anger] == 0.0
     assert math.isnan(matrix[EMOTIONS.index("disgust")][EMOTIONS.index("disgust")])  # neither model lists tokens
+    # Same emotion: anger 1/2, fear 0, sadness 0 ({} vs {sad}); the three others NaN. Every other pairing: 0.
+    assert same_vs_other(matrix) == pytest.approx((1 / 6, 0.0))
 
 
 def test_verdicts_are_mask_evals_at_the_selection_ratio_on_all_layers():
@@ -147,6 +150,10 @@ def test_atlas_figures_text_does_not_overlap_or_leave_the_canvas():
     assert tuple(figures) == ATLAS_FIGURES
     for name, figure in figures.items():
         assert layout_faults(figure) == [], name
+    # The atlas's plan steers at one alpha only: one panel, still room for the legend.
+    tables = atlas_tables(runs)
+    tables["steering"] = {m: [r for r in rows if r["alpha"] == 8] for m, rows in tables["steering"].items()}
+    assert layout_faults(atlas_figures(tables)["atlas_steering"]) == []
 
 
 def test_write_atlas_writes_strict_json_and_an_offline_page(tmp_path):

@@ -128,7 +128,8 @@ def atlas_steering_figure(steering: Mapping[str, Sequence[Mapping[str, Any]]]) -
     hatch per model), the control's (grey diamond), an x where the replies' text broke."""
     models = list(steering)
     alphas = sorted({r["alpha"] for rows in steering.values() for r in rows})
-    figure = new_figure(6.5 * max(len(alphas), 1) + 1, 5.8)
+    # At least 12 inches: the atlas's plan steers at one alpha, and the legend needs the width.
+    figure = new_figure(max(6.5 * len(alphas) + 1, 12), 5.8)
     axes = figure.subplots(1, max(len(alphas), 1), squeeze=False, sharey=True)[0]
     width = 0.8 / max(len(models), 1)
     for ax, alpha in zip(axes, alphas):
