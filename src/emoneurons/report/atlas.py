@@ -89,6 +89,11 @@ def profile_overlap(a: Mapping[str, set[str]], b: Mapping[str, set[str]]) -> lis
     return [[jaccard(a.get(i, set()), b.get(j, set())) for j in EMOTIONS] for i in EMOTIONS]
 
 
+def _mean(values: Sequence[float]) -> float:
+    finite = [v for v in values if v is not None and not math.isnan(v)]
+    return sum(finite) / len(finite) if finite else math.nan
+
+
 def same_vs_other(matrix: Sequence[Sequence[float]]) -> tuple[float, float]:
     """(mean Jaccard of the same emotion across the two models, mean of every other pairing),
     NaN cells left out: profiles made of words every emotion's neurons fire on give equal means."""
@@ -123,11 +128,6 @@ def verdict_rows(run: ModelRun) -> list[dict[str, Any]]:
                     "difference": row["difference"], "difference_ci": list(row["difference_ci"]),
                     "p_holm": row["p_holm"], "verdict": row["verdict"] or "not enough data"})
     return out
-
-
-def _mean(values: Sequence[float]) -> float:
-    finite = [v for v in values if v is not None and not math.isnan(v)]
-    return sum(finite) / len(finite) if finite else math.nan
 
 
 def steering_rows(steer_json: Mapping[str, Any]) -> list[dict[str, Any]]:
