@@ -9,7 +9,7 @@ import pytest
 from emoneurons.params import load_params
 from stage_runner import REPO
 
-PRESETS = sorted((REPO / "presets").glob("paper-*.yaml"))  # atlas.yaml is a plan, not a params file
+PRESETS = sorted((REPO / "presets").glob("*.yaml"))
 
 
 def test_the_three_paper_presets_exist():

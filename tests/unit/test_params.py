@@ -9,7 +9,7 @@ from repo_params import params_dict, params_yaml
 from emoneurons.params import ParamsError, load_params, parse_params
 
 from stage_runner import REPO
-PRESETS = sorted((REPO / "presets").glob("paper-*.yaml"))  # atlas.yaml is the atlas's plan, not a params file
+PRESETS = sorted((REPO / "presets").glob("*.yaml"))
 
 
 def test_repo_params_are_valid():

@@ -1,5 +1,5 @@
 """`emoneurons atlas`'s runs: one DVC experiment per model, the same data and plan for each
-(params.yaml, then the atlas's plan presets/atlas.yaml, then the command's -S, then model.id),
+(params.yaml, then the atlas's plan presets/atlas/plan.yaml, then the command's -S, then model.id),
 queued and run to the end with the sweep's machinery. Every model's params are validated before
 anything is queued, so a bad name or value is one line and no work."""
 
@@ -15,7 +15,7 @@ import yaml
 from emoneurons.params import ParamsError, parse_params
 from emoneurons.runtime.dvc_runs import SweepError, _dvc, queued_names, sweep
 
-DEFAULT_PLAN = Path("presets/atlas.yaml")
+DEFAULT_PLAN = Path("presets/atlas/plan.yaml")
 
 
 class AtlasRunError(ValueError):

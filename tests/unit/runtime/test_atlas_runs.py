@@ -21,7 +21,7 @@ from emoneurons.runtime.dvc_runs import SweepError, this_environment_first
 from stage_runner import REPO
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
-PLAN = yaml.safe_load((REPO / "presets" / "atlas.yaml").read_text())
+PLAN = yaml.safe_load((REPO / "presets" / "atlas" / "plan.yaml").read_text())
 
 
 def test_plan_and_set_params_as_dvc_takes_them():
@@ -58,7 +58,7 @@ def test_bad_models_or_values_are_one_line_before_any_dvc_call(tmp_path, monkeyp
     calls = []
     monkeypatch.setattr(atlas_runs, "_dvc", lambda *a, **k: calls.append(a))
     args = ["atlas", "--models", models, *(a for p in set_params for a in ("-S", p)), "--repo", str(tmp_path),
-            "--plan", str(REPO / "presets" / "atlas.yaml")]
+            "--plan", str(REPO / "presets" / "atlas" / "plan.yaml")]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
