@@ -70,5 +70,46 @@ def sweep(
     typer.echo(f"sweep: all {len(final)} experiments succeeded; dvc exp show lists them")
 
 
+@app.command()
+def atlas(
+    models: str = typer.Option("", "--models", help="models to set side by side, comma-separated model.id values "
+                               "(embedded,embedded-gemma3): one experiment each, queued and run"),
+    from_experiments: str = typer.Option("", "--from-experiments", help="comma-separated DVC experiments that already "
+                                         "ran (one per model): rebuild the atlas from them, run nothing"),
+    set_param: list[str] = typer.Option([], "--set-param", "-S", help="key=value for every model's experiment (repeatable)"),
+    plan: Path | None = typer.Option(None, help="the atlas's plan: params set on every model (default presets/atlas/plan.yaml)"),
+    jobs: int = typer.Option(2, "--jobs", "-j", min=1, help="queue workers"),
+    timeout: float = typer.Option(0, min=0, help="give up waiting after this many seconds (0: no limit)"),
+    out: Path = typer.Option(Path("reports/atlas"), help="folder for atlas.json, atlas.md, atlas.html and figures/"),
+    repo: Path = typer.Option(Path("."), help="the project's git/DVC repository"),
+) -> None:
+    """Several models on the same data and plan, one report: emotion neurons by relative depth, the
+    overlap of their top tokens, the paired effects and verdicts, steering with coherence, accuracy
+    beside chance (reports/atlas/)."""
+    from emoneurons.report.atlas_report import AtlasError, load_model_run, write_atlas
+    from emoneurons.runtime.atlas_runs import DEFAULT_PLAN, AtlasRunError, run_atlas_experiments
+
+    def names(text: str) -> list[str]:
+        return [n.strip() for n in text.split(",") if n.strip()]
+
+    try:
+        if bool(models) == bool(from_experiments):
+            raise AtlasRunError("atlas: give --models (run them) or --from-experiments (rebuild), one of the two")
+        if from_experiments:
+            if set_param:
+                raise AtlasRunError("atlas: -S applies to experiments it runs; --from-experiments runs none")
+            experiments = names(from_experiments)
+        else:
+            experiments = list(run_atlas_experiments(names(models), set_param, repo, plan_path=plan or DEFAULT_PLAN, jobs=jobs,
+                                                     timeout=timeout).values())
+        runs = [load_model_run(repo, name) for name in experiments]
+        written = write_atlas(runs, out if out.is_absolute() else repo / out)
+    except (AtlasError, AtlasRunError) as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"atlas: {', '.join(f'{r.model} ({r.experiment})' for r in runs)}; wrote {written}/atlas.html, "
+               "atlas.md, atlas.json and figures/")
+
+
 if __name__ == "__main__":
     app()

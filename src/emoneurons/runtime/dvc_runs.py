@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -30,11 +31,30 @@ WAITING = ("Queued", "Running")
 _CELERY_DIR = Path(".dvc", "tmp", "exps", "celery")
 
 
-def _dvc(args: Sequence[str], repo: Path, timeout: float | None = 300) -> subprocess.CompletedProcess:
+def this_environment_first() -> dict[str, str]:
+    """The environment with this Python's bin folder first on PATH: DVC's queue worker starts `dvc`
+    and the stages' `python` by name, so without it a sweep run outside an activated venv fails
+    every experiment (FileNotFoundError: 'dvc', in the worker's celery result)."""
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), *filter(None, [env.get("PATH")])])
+    return env
+
+
+def _dvc(args: Sequence[str], repo: Path, timeout: float | None = 300, *, detached: bool = False) -> subprocess.CompletedProcess:
     # The dvc of this environment, whatever PATH holds; bounded, so a stuck DVC call ends the sweep.
+    # `detached`: the command leaves processes running (`dvc queue start`: its workers are forked
+    # and keep its stdout and stderr), so its output goes to files, not pipes: on pipes the call
+    # would wait until the workers exit, past any timeout once an experiment runs for minutes.
+    command = [sys.executable, "-m", "dvc", *args]
     try:
-        return subprocess.run([sys.executable, "-m", "dvc", *args], cwd=repo, capture_output=True, text=True,
-                              timeout=timeout)
+        if not detached:
+            return subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=timeout,
+                                  env=this_environment_first())
+        with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+            done = subprocess.run(command, cwd=repo, stdout=out, stderr=err, text=True, timeout=timeout,
+                                  env=this_environment_first())
+            out.seek(0), err.seek(0)
+            return subprocess.CompletedProcess(command, done.returncode, out.read(), err.read())
     except subprocess.TimeoutExpired:
         raise SweepError(f"dvc {' '.join(args)} did not answer within {timeout:g} s") from None
 
@@ -137,7 +157,7 @@ def sweep(set_params: Sequence[str], jobs: int, repo: Path = Path("."), *, timeo
                 if starts:
                     left = sum(s == "Queued" for s in ours.values()) + len(taken)
                     echo(f"sweep: {left} still Queued with no queue worker: starting the workers again", False)
-                started = _dvc(["queue", "start", "-j", str(jobs)], repo)
+                started = _dvc(["queue", "start", "-j", str(jobs)], repo, detached=True)
                 if started.returncode != 0:
                     raise SweepError(f"dvc queue start failed: {(started.stderr or started.stdout).strip()}")
                 starts, last_start = starts + 1, time.monotonic()

@@ -1,0 +1,140 @@
+"""`emoneurons atlas`'s runs: one DVC experiment per model, the same data and plan for each
+(params.yaml, then the atlas's plan presets/atlas/plan.yaml, then the command's -S, then model.id),
+queued and run to the end with the sweep's machinery. Every model's params are validated before
+anything is queued, so a bad name or value is one line and no work."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from emoneurons.params import ParamsError, parse_params
+from emoneurons.runtime.dvc_runs import SweepError, _dvc, queued_names, sweep
+
+DEFAULT_PLAN = Path("presets/atlas/plan.yaml")
+
+
+class AtlasRunError(ValueError):
+    """A model, plan or -S value the atlas refuses, or a DVC step that failed (one line)."""
+
+
+def flatten(plan: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"eval": {"ratios": [0.01]}} -> {"eval.ratios": [0.01]}."""
+    out: dict[str, Any] = {}
+    for key, value in plan.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{dotted}."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def parse_set_params(pairs: Sequence[str]) -> dict[str, Any]:
+    """`key=value` as `dvc exp run -S` takes them, the value read as YAML. A top-level comma
+    would make DVC sweep it; the atlas runs one experiment per model only."""
+    out = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise AtlasRunError(f"-S {pair}: expected key=value")
+        value = yaml.safe_load(text)
+        if isinstance(value, str) and "," in value:
+            raise AtlasRunError(f"-S {pair}: a comma sweeps in DVC; the atlas takes one value per key (a list: [a,b])")
+        out[key] = value
+    return out
+
+
+def dvc_value(value: Any) -> str:
+    """A value as `-S key=value` writes it (lists in brackets, no spaces)."""
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(dvc_value(v) for v in value) + "]"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _set(raw: dict, dotted: str, value: Any) -> None:
+    node = raw
+    *parents, last = dotted.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise AtlasRunError(f"-S {dotted}: {part} is not a section of params.yaml")
+    node[last] = value
+
+
+def model_overrides(models: Sequence[str], plan: Mapping[str, Any], set_params: Mapping[str, Any],
+                    params_yaml: Mapping[str, Any], repo: Path = Path(".")) -> dict[str, dict[str, Any]]:
+    """Per model, the -S overrides of its experiment (plan, then set_params, then model.id), each
+    model's whole params validated as its stages will validate them; with `filter.source: emoprism`
+    the EmoPrism file must be in the workspace (each experiment's filter stage reads it)."""
+    if len(models) < 2:
+        raise AtlasRunError(f"--models: the atlas sets at least two models side by side, got {len(models)}")
+    if len(set(models)) != len(models):
+        raise AtlasRunError(f"--models: {', '.join(sorted({m for m in models if models.count(m) > 1}))} named twice")
+    if "model.id" in set_params:
+        raise AtlasRunError("-S model.id: the atlas sets model.id from --models")
+    out = {}
+    for model in models:
+        overrides = {**flatten(plan), **set_params, "model.id": model}
+        raw = copy.deepcopy(dict(params_yaml))
+        for key, value in overrides.items():
+            _set(raw, key, value)
+        try:
+            params = parse_params(raw, source=f"atlas, model {model}")
+        except ParamsError as error:
+            raise AtlasRunError(str(error)) from None
+        emoprism = Path(params.filter.emoprism.path)
+        if params.filter.source == "emoprism" and not (repo / emoprism).is_file():
+            raise AtlasRunError(f"filter.source emoprism: {emoprism} not found (the release's emoprism.json.gz as it "
+                                "is, or its JSON; data/external/README.md)")
+        out[model] = overrides
+    return out
+
+
+def read_plan(path: Path) -> dict[str, Any]:
+    try:
+        plan = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise AtlasRunError(f"--plan {path}: file not found") from None
+    except yaml.YAMLError as error:
+        raise AtlasRunError(f"--plan {path}: not YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(plan, dict):
+        raise AtlasRunError(f"--plan {path}: expected a mapping of params sections")
+    return plan
+
+
+def run_atlas_experiments(
+    models: Sequence[str], set_params: Sequence[str], repo: Path, *, plan_path: Path = DEFAULT_PLAN, jobs: int = 2,
+    timeout: float = 0, echo: Callable[[str, bool], None] | None = None,
+) -> dict[str, str]:
+    """Queue one experiment per model and run the queue to the end; {model: experiment name}.
+    Raises AtlasRunError naming the models whose experiment did not succeed."""
+    plan = read_plan(plan_path if plan_path.is_absolute() else repo / plan_path)
+    try:
+        params_yaml = yaml.safe_load((repo / "params.yaml").read_text())
+    except FileNotFoundError:
+        raise AtlasRunError(f"{repo / 'params.yaml'}: file not found (run from the project's folder or give --repo)") from None
+    overrides = model_overrides(models, plan, parse_set_params(set_params), params_yaml, repo)
+    names = {}
+    for model, keys in overrides.items():
+        queued = _dvc(["exp", "run", "--queue", *(a for k, v in keys.items() for a in ("-S", f"{k}={dvc_value(v)}"))], repo)
+        found = queued_names(queued.stdout + queued.stderr)
+        if queued.returncode != 0 or len(found) != 1:
+            raise AtlasRunError(f"dvc exp run --queue for model {model} failed: {(queued.stderr or queued.stdout).strip()}")
+        names[model] = found[0]
+    try:
+        final = sweep([], jobs, repo, timeout=timeout, echo=echo)
+    except SweepError as error:
+        raise AtlasRunError(str(error)) from None
+    failed = [f"{model} ({name} {final.get(name, 'not run')})" for model, name in names.items() if final.get(name) != "Success"]
+    if failed:
+        raise AtlasRunError(f"atlas: the experiment of {', '.join(failed)} did not succeed; no atlas written")
+    return names
