@@ -40,7 +40,7 @@ def this_environment_first() -> dict[str, str]:
     return env
 
 
-def _dvc(args: Sequence[str], repo: Path, timeout: float | None = 300, *, detached: bool = False) -> subprocess.CompletedProcess:
+def dvc_command(args: Sequence[str], repo: Path, timeout: float | None = 300, *, detached: bool = False) -> subprocess.CompletedProcess:
     # The dvc of this environment, whatever PATH holds; bounded, so a stuck DVC call ends the sweep.
     # `detached`: the command leaves processes running (`dvc queue start`: its workers are forked
     # and keep its stdout and stderr), so its output goes to files, not pipes: on pipes the call
@@ -76,7 +76,7 @@ def pull(repo: Path = Path("."), echo: Callable[[str, bool], None] | None = None
     clone (no dvc.lock entry: a fresh clone's first run) are one line instead of a warning each;
     DVC's other output, its errors first of all, is passed on as it is."""
     echo = echo or _echo
-    result = _dvc(["pull", "--allow-missing", "--run-cache"], repo, timeout=None)
+    result = dvc_command(["pull", "--allow-missing", "--run-cache"], repo, timeout=None)
     missing, kept = split_pull_warnings(result.stderr)
     out = [line for line in result.stdout.splitlines() if line.strip()]
     if missing and out == ["Everything is up to date."]:
@@ -129,7 +129,7 @@ def sweep(set_params: Sequence[str], jobs: int, repo: Path = Path("."), *, timeo
     echo = echo or _echo
     names = [n for n, s in _status(repo).tasks.items() if s in WAITING]  # a stalled earlier sweep's too
     if set_params:
-        queued = _dvc(["exp", "run", "--queue", *(a for p in set_params for a in ("-S", p))], repo)
+        queued = dvc_command(["exp", "run", "--queue", *(a for p in set_params for a in ("-S", p))], repo)
         if queued.returncode != 0:
             raise SweepError(f"dvc exp run --queue failed: {(queued.stderr or queued.stdout).strip()}")
         names += queued_names(queued.stdout + queued.stderr)
@@ -157,7 +157,7 @@ def sweep(set_params: Sequence[str], jobs: int, repo: Path = Path("."), *, timeo
                 if starts:
                     left = sum(s == "Queued" for s in ours.values()) + len(taken)
                     echo(f"sweep: {left} still Queued with no queue worker: starting the workers again", False)
-                started = _dvc(["queue", "start", "-j", str(jobs)], repo, detached=True)
+                started = dvc_command(["queue", "start", "-j", str(jobs)], repo, detached=True)
                 if started.returncode != 0:
                     raise SweepError(f"dvc queue start failed: {(started.stderr or started.stdout).strip()}")
                 starts, last_start = starts + 1, time.monotonic()
@@ -167,7 +167,7 @@ def sweep(set_params: Sequence[str], jobs: int, repo: Path = Path("."), *, timeo
     for name, state in ours.items():
         echo(f"sweep: {name} {state}", False)
         if state == "Failed":
-            logs = _dvc(["queue", "logs", name], repo)
+            logs = dvc_command(["queue", "logs", name], repo)
             echo(f"--- dvc queue logs {name} ---", True)
             echo((logs.stdout + logs.stderr).rstrip(), True)
     return ours
@@ -213,7 +213,7 @@ def _experiment_of(message: dict) -> tuple[str, str]:
 
 
 def _status(repo: Path) -> QueueStatus:
-    result = _dvc(["queue", "status"], repo)
+    result = dvc_command(["queue", "status"], repo)
     if result.returncode != 0:
         raise SweepError(f"dvc queue status failed: {(result.stderr or result.stdout).strip()}")
     return parse_queue_status(result.stdout)

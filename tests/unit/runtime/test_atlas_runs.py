@@ -56,7 +56,7 @@ def test_every_model_gets_the_same_plan_and_its_own_model_id(tmp_path):
 def test_bad_models_or_values_are_one_line_before_any_dvc_call(tmp_path, monkeypatch, models, set_params, line):
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
     calls = []
-    monkeypatch.setattr(atlas_runs, "_dvc", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(atlas_runs, "dvc_command", lambda *a, **k: calls.append(a))
     args = ["atlas", "--models", models, *(a for p in set_params for a in ("-S", p)), "--repo", str(tmp_path),
             "--plan", str(REPO / "presets" / "atlas" / "plan.yaml")]
     result = CliRunner().invoke(app, args)
@@ -81,7 +81,7 @@ def test_queue_start_returns_while_the_workers_it_forked_run(tmp_path, monkeypat
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setattr(dvc_runs.sys, "executable", str(fake))
     begun = time.monotonic()
-    done = dvc_runs._dvc(["queue", "start"], tmp_path, timeout=3, detached=True)
+    done = dvc_runs.dvc_command(["queue", "start"], tmp_path, timeout=3, detached=True)
     assert done.stdout.strip() == "started" and done.returncode == 0 and time.monotonic() - begun < 3
     with pytest.raises(SweepError, match="did not answer within 1 s"):
-        dvc_runs._dvc(["queue", "start"], tmp_path, timeout=1)
+        dvc_runs.dvc_command(["queue", "start"], tmp_path, timeout=1)
