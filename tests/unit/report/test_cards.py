@@ -221,3 +221,10 @@ def test_built_cards_pass_the_cards_checks_and_a_neuron_past_the_layers_fails(ti
     assert checked and all(entry["passed"] for entry in checked)
     with pytest.raises(DataCheckError, match=r"column 'layer': expect_column_values_to_be_between failed"):
         check_cards(record, config.num_hidden_layers - 1, config.intermediate_size, source="reports/cards/cards.json")
+
+
+@pytest.mark.parametrize("layer", [4, -1])  # -1 would otherwise read the last layer's neurons
+def test_a_card_neuron_outside_the_model_is_hooks_one_line_before_any_hook(tiny_llama, layer):
+    with pytest.raises(ValueError, match=rf"^layer {layer} is outside the model \(0..3\)$"):
+        neuron_activity(tiny_llama, DIALOGUES, [(0, 1), (layer, 2)], k=1, batch_size=4)
+    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in tiny_llama.model.modules()) == 0
