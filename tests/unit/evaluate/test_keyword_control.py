@@ -17,6 +17,7 @@ from emoneurons.evaluate.keyword_control import NEITHER, ONLY_WITH_WORDS, SURVIV
 from emoneurons.evaluate.masking_eval import evaluate_masking
 from emoneurons.text.nrc_lexicon import cue_words
 from emoneurons.report.document import render_markdown
+from emoneurons.io.eval_file import parse_eval
 from emoneurons.report.sections.keywords import keyword_section
 
 
@@ -70,10 +71,10 @@ def test_the_cue_free_side_is_mask_eval_on_the_cue_free_dialogues(tiny_llama, on
     assert [c["effect"]["delta_true"]["per_dialogue"] for c in reference["conditions"][1:2]] != \
            [c["effect"]["delta_true"]["per_dialogue"] for c in evaluation["conditions"][1:2]]
     # report.md's section: one row per emotion with its verdict; absent when the control did not run
-    markdown = render_markdown(keyword_section(SimpleNamespace(eval=evaluation)))
+    markdown = render_markdown(keyword_section(SimpleNamespace(eval=parse_eval(evaluation))))
     assert markdown.startswith("## Emotion neurons vs emotion words")
     for emotion in EMOTIONS:
         row = next(line for line in markdown.splitlines() if line.startswith(f"| {emotion} |"))
         assert row.endswith(f"**{record['emotions'][emotion]['verdict']}** |")
         assert f"{record['emotions'][emotion]['without_words']['accuracy_unmodified']:.3f}" in row
-    assert keyword_section(SimpleNamespace(eval=reference)) == []
+    assert keyword_section(SimpleNamespace(eval=parse_eval(reference))) == []

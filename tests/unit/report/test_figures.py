@@ -20,6 +20,7 @@ from repo_params import params_dict
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.report.analysis import failure_counts, failure_distribution, neuron_membership, overlap_ratio
+from emoneurons.io.eval_file import EvalFileError, parse_eval
 from emoneurons.io.neurons_file import NoSelectionError
 from emoneurons.report.errors import ReportDataError
 from emoneurons.report.figures.build import FIGURE_NAMES, build_figures
@@ -271,7 +272,7 @@ def test_failure_distribution_hand_built():
 
 
 def test_rq2_view_matches_conditions(run):
-    view = rq2_view(run["eval"], 0.01)
+    view = rq2_view(parse_eval(run["eval"]), 0.01)
     base = run["eval"]["conditions"][0]
     assert view["unmodified"]["accuracy"]["anger"] == base["accuracy"]["anger"]
     masked = next(c for c in run["eval"]["conditions"] if c["id"] == "mask-fear-r0.01-all")
@@ -283,7 +284,7 @@ def test_rq2_view_matches_conditions(run):
 
 
 def test_accuracy_changes_in_percentage_points(run):
-    changes = accuracy_changes(run["eval"])
+    changes = accuracy_changes(parse_eval(run["eval"]))
     base = run["eval"]["conditions"][0]["accuracy"]
     masked = next(c for c in run["eval"]["conditions"] if c["id"] == "mask-surprise-r0.03-all")
     row = next(r for r in changes if r["masked"] == "surprise" and r["emotion"] == "surprise"
@@ -301,7 +302,7 @@ def test_accuracy_changes_in_percentage_points(run):
 def test_masked_confusions_marks_missing_conditions(run):
     ev = dict(run["eval"])
     ev["conditions"] = [c for c in ev["conditions"] if c.get("masked") != "fear"]
-    confusions, evaluated = masked_confusions(ev, 0.01)
+    confusions, evaluated = masked_confusions(parse_eval(ev), 0.01)
     assert evaluated == [True, True, False, True, True, True]
     assert confusions[2].sum().item() == 0
     anger = next(c for c in ev["conditions"] if c["id"] == "mask-anger-r0.01-all")
@@ -309,7 +310,7 @@ def test_masked_confusions_marks_missing_conditions(run):
 
 
 def test_plots_data_rows(run, tmp_path):
-    files = plots_data(run["neurons"], run["eval"])
+    files = plots_data(run["neurons"], parse_eval(run["eval"]))
     per_layer = run["neurons"]["ratios"]["0.01"]["per_layer"]
     long = files["per_layer.csv"]
     assert len(long) == 8 * 6
@@ -345,7 +346,7 @@ def _check_saved(directory: Path, name: str, figure) -> None:
 def rendered(run, tmp_path_factory) -> tuple[dict, Path]:
     """Every figure of the synthetic run, built and saved once for the module."""
     directory = tmp_path_factory.mktemp("figures")
-    figures = build_figures(run["filter"], run["neurons"], run["eval"], "synthetic/tiny-llama")
+    figures = build_figures(run["filter"], run["neurons"], parse_eval(run["eval"]), "synthetic/tiny-llama")
     for name, figure in figures.items():
         save_figure(figure, directory, name)
     return figures, directory
@@ -380,7 +381,7 @@ def test_figures_use_one_colour_per_emotion(rendered):
 
 def test_figures_without_controls_or_layer_ranges(tmp_path):
     sparse = synthetic_run(seed=3, control_draws=0, ranges=("all",), ratios=(0.01, 0.02))
-    figures = build_figures(sparse["filter"], sparse["neurons"], sparse["eval"])
+    figures = build_figures(sparse["filter"], sparse["neurons"], parse_eval(sparse["eval"]))
     for name in ("figure2", "figure3", "figure4"):  # the ones that draw controls / ranges
         figures[name].savefig(tmp_path / f"{name}.png", dpi=DPI)
         width, height = figures[name].get_size_inches()
@@ -389,9 +390,9 @@ def test_figures_without_controls_or_layer_ranges(tmp_path):
 
 def test_views_name_the_missing_key(run):
     with pytest.raises(NoSelectionError, match="no selection at ratio 0.07 "):
-        build_figures(run["filter"], {**run["neurons"], "top_rate": 0.07}, run["eval"])
-    with pytest.raises(ReportDataError, match="unmodified"):
-        rq2_view({"conditions": run["eval"]["conditions"][1:]}, 0.01)
+        build_figures(run["filter"], {**run["neurons"], "top_rate": 0.07}, parse_eval(run["eval"]))
+    with pytest.raises(EvalFileError, match=r"^reports/metrics/eval.json: conditions: no condition of kind 'unmodified'$"):
+        parse_eval({"conditions": run["eval"]["conditions"][1:]})
 
 
 def test_synthetic_run_is_self_consistent(run):
@@ -403,19 +404,19 @@ def test_synthetic_run_is_self_consistent(run):
 
 
 def test_effect_rows_follow_eval_json(run):
-    rows = effect_rows(run["eval"])
+    rows = effect_rows(parse_eval(run["eval"]))
     masks = [c for c in run["eval"]["conditions"] if c["kind"] == "mask"]
     assert len(rows) == len(masks)
     for row, c in zip(rows, masks):
         assert row["effect"] == c["effect"]["delta_masked"]["mean"] and row["verdict"] == c["vs_control"]["verdict"]
         assert row["control"] == pytest.approx(c["vs_control"]["control_mean"])
-    assert effect_rows({"conditions": run["eval"]["conditions"]}) == []  # eval.json from before the effects
+    assert effect_rows(parse_eval({"conditions": run["eval"]["conditions"]})) == []  # eval.json from before the effects
 
 
 def test_figure2_effect_plots_the_effects_controls_and_markers(rendered, run):
     figures, _ = rendered
     ax = figures["figure2_effect"].axes[0]
-    rows = {r["masked"]: r for r in effect_rows(run["eval"]) if r["layers"] == "all" and r["ratio"] == 0.01}
+    rows = {r["masked"]: r for r in effect_rows(parse_eval(run["eval"])) if r["layers"] == "all" and r["ratio"] == 0.01}
     bars = [p for p in ax.patches if p.get_width() > 0]
     own = [b for b in bars if not b.get_hatch()]
     control = [b for b in bars if b.get_hatch()]
@@ -432,7 +433,7 @@ def test_figure2_effect_plots_the_effects_controls_and_markers(rendered, run):
 
 def test_figure3_effect_plots_every_ratio_per_masked_emotion(rendered, run):
     figures, _ = rendered
-    rows = [r for r in effect_rows(run["eval"]) if r["layers"] == "all"]
+    rows = [r for r in effect_rows(parse_eval(run["eval"])) if r["layers"] == "all"]
     for ax, masked in zip(figures["figure3_effect"].axes, EMOTIONS):
         mine = sorted((r for r in rows if r["masked"] == masked), key=lambda r: r["ratio"])
         lines = {line.get_gid(): line for line in ax.get_lines() if line.get_gid() and line.get_marker() != "_"}  # not the caps
