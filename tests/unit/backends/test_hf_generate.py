@@ -7,7 +7,7 @@ import copy
 
 import pytest
 import torch
-from repo_params import section
+from helpers.repo_params import section
 
 from emoneurons.backends.cache import cache_key
 from emoneurons.backends.chat import ChatRequest

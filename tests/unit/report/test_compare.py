@@ -26,7 +26,7 @@ from emoneurons.report.compare import (
 )
 from emoneurons.report.style import save_figure
 from emoneurons.report.style import DPI
-from test_figures import png_size, synthetic_run
+from helpers.synthetic_run import png_size, synthetic_run
 
 COMPARED = ("figure1", "figure2", "figure3", "figure4", "figure14", "figure15")
 

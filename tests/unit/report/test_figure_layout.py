@@ -20,8 +20,8 @@ from emoneurons.evaluate.coherence import CoherenceRule, ReplyCoherence
 from emoneurons.evaluate.steering import plan_steering, steering_record
 from emoneurons.report.figures.build import FIGURE_NAMES, build_figures
 from emoneurons.report.steer_figure import steering_figure
-from repo_params import section
-from test_figures import synthetic_run
+from helpers.repo_params import section
+from helpers.synthetic_run import synthetic_run
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SLACK = 0.5  # pixels: boxes that merely touch are not overlapping

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import yaml
-from repo_params import params_dict
+from helpers.repo_params import params_dict
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.params import parse_params
@@ -21,9 +21,9 @@ from emoneurons.report.report_md import build_report
 from emoneurons.io.eval_file import parse_eval
 from emoneurons.report.run_metrics import RunMetrics, params_digest
 from emoneurons.report.views import baseline_clear
-from test_figures import png_size, synthetic_run, write_run
+from helpers.synthetic_run import png_size, synthetic_run, write_run
 
-from stage_runner import REPO
+from helpers.stage_runner import REPO
 # -P: stages/ holds select.py, which would shadow the standard library's `select` module if the
 # script's folder were put first on sys.path (plain `python stages/plot.py` does that).
 STAGE = [sys.executable, "-P", str(REPO / "stages" / "plot.py")]

@@ -8,7 +8,7 @@ import copy
 import polars as pl
 import pytest
 import torch
-from repo_params import section
+from helpers.repo_params import section
 
 from emoneurons.backends.hf_generate import HFChatBackend, sampling_fields
 from emoneurons.backends.cache import cache_key
