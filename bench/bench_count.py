@@ -50,7 +50,7 @@ def synthetic_dialogues(n: int, seed: int = 0) -> tuple[list[str], list[str]]:
 
 def tiny_model() -> LoadedModel:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from conftest import build_tiny_llama, build_tokenizer
+    from helpers.tiny_models import build_tiny_llama, build_tokenizer
 
     tokenizer = build_tokenizer()
     model = build_tiny_llama(len(tokenizer))

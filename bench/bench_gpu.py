@@ -53,10 +53,10 @@ PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "GH200": 989.0, "A100": 312.0}  # d
 
 def build_model(tiny: bool, layers: int | None, device: str, dtype: torch.dtype) -> LoadedModel:
     threads = torch.get_num_threads()
-    from conftest import build_tiny_llama, build_tokenizer  # tests/conftest.py: in-process tokenizer and tiny Llama
+    from helpers.tiny_models import build_tiny_llama, build_tokenizer  # tests/helpers/: in-process tokenizer and tiny Llama
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.set_num_threads(threads)  # importing conftest set 1 thread (for the tests)
+    torch.set_num_threads(threads)  # as the caller had it, whatever the imports set
 
     tokenizer = build_tokenizer()  # 600 ids: valid in the 8B vocabulary too
     if tiny:

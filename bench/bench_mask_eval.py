@@ -136,12 +136,12 @@ def main(tiny_only: bool = typer.Option(False, help="only the tiny random Llama"
          model: list[str] = typer.Option(["embedded", "embedded-gemma3"], help="model.id of an embedded model (repeatable)"),
          repeats: int = typer.Option(1, help="say each synthetic dialogue's lines this many times (longer prompts)")) -> None:
     default_threads = torch.get_num_threads()
-    import conftest  # tests/conftest.py: the tiny model builders (importing it sets 1 thread)
+    from helpers import tiny_models  # tests/helpers/: the tiny model builders
 
     from emoneurons.model.loading import LoadedModel, load_model
 
-    tokenizer = conftest.build_tokenizer()
-    tiny = LoadedModel(conftest.build_tiny_llama(len(tokenizer), layers=6), tokenizer, "tiny")
+    tokenizer = tiny_models.build_tokenizer()
+    tiny = LoadedModel(tiny_models.build_tiny_llama(len(tokenizer), layers=6), tokenizer, "tiny")
     torch.set_num_threads(1)
     bench(tiny, "tiny random Llama", batch_size)
     if not tiny_only:

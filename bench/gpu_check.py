@@ -131,21 +131,21 @@ def check_attention_kernel(device: str) -> dict:
 
 
 def _samples() -> tuple[list[str], list[str]]:
-    """One short dialogue per emotion and its label, the CUDA-vs-CPU tests' (tests/conftest.py)."""
-    from conftest import SIX_EMOTION_DIALOGUES, SIX_EMOTION_LABELS
+    """One short dialogue per emotion and its label, the CUDA-vs-CPU tests' (tests/helpers/tiny_models.py)."""
+    from helpers.tiny_models import SIX_EMOTION_DIALOGUES, SIX_EMOTION_LABELS
 
     return SIX_EMOTION_DIALOGUES, SIX_EMOTION_LABELS
 
 
 def _tiny(dtype=None, device: str = "cpu"):
     import torch
-    from conftest import build_tiny_llama, build_tokenizer
+    from helpers.tiny_models import build_tiny_llama, build_tokenizer
 
     from emoneurons.model.loading import LoadedModel
 
     threads = torch.get_num_threads()
     tokenizer = build_tokenizer()
-    torch.set_num_threads(threads)  # importing conftest set one thread (for the tests)
+    torch.set_num_threads(threads)  # as the caller had it, whatever the imports set
     model = build_tiny_llama(len(tokenizer), layers=4, hidden=64, intermediate=128)
     model.config.pad_token_id = tokenizer.pad_token_id
     model = model.to(device=device, dtype=dtype or torch.float32)

@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from emoneurons.io.atomic import write_json
+from emoneurons.io.eval_file import EVAL_FILE, parse_eval
 from emoneurons.runtime.checkpoint import DEFAULT_ROOT
 from emoneurons.runtime.distributed import relaunch_if_requested, start
 from emoneurons.io.tables import DataError, read_json, read_table
@@ -24,9 +25,6 @@ from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.runtime.resume import ConditionSchedule, mask_eval_checkpoints
 from emoneurons.text.truncation import Truncation
 from emoneurons.runtime.stage_run import run_stage
-
-# eval.checks.json names the results by their path in the pipeline whatever --out is (as count does).
-EVAL_FILE = "reports/metrics/eval.json"
 
 
 def main(
@@ -67,7 +65,9 @@ def main(
     evaluation, headline = results
     try:  # the results' own checks, before anything is written
         planned = [c.id for c in plan_conditions(selection, settings.eval, settings.select.top_rate, int(selection["layers"]))]
+        # eval.checks.json names the results by their path in the pipeline whatever --out is (as count does).
         checked = check_evaluation(evaluation, planned, test.height, source=EVAL_FILE)
+        written = parse_eval(evaluation, EVAL_FILE)  # as plot and compare will read it
     except DataError as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
@@ -77,27 +77,26 @@ def main(
     write_json(out / "summary.json", exp_summary(headline, selection, settings.select.top_rate))
     ranks.barrier()  # every rank is past its last save
     saved.remove()
-    base = next(c for c in evaluation["conditions"] if c["id"] == "unmodified")
-    lo, hi = base["ci95"]["overall"]
-    tokens = evaluation["tokens"]
-    print(f"mask-eval: unmodified accuracy {base['accuracy']['overall']:.3f} [95% CI {lo:.3f}, {hi:.3f}] "
-          f"vs chance {evaluation['chance']:.3f}; {len(evaluation['conditions'])} conditions; tokens computed "
+    base = written.unmodified()
+    lo, hi = base.ci95["overall"]
+    tokens = written.tokens
+    print(f"mask-eval: unmodified accuracy {base.accuracy['overall']:.3f} [95% CI {lo:.3f}, {hi:.3f}] "
+          f"vs chance {written.chance:.3f}; {len(written.conditions)} conditions; tokens computed "
           f"{tokens['computed']} of naive {tokens['naive']} ({tokens['computed'] / max(tokens['naive'], 1):.2f})")
-    if "keyword_control" in evaluation:
-        control = evaluation["keyword_control"]
+    if written.keyword_control is not None:
+        control = written.keyword_control
         removal = control["removal"]
         print(f"mask-eval keyword control: {removal['with_cues']} of {removal['dialogues']} test dialogues had NRC cue words "
               f"({removal['cue_words']} replaced by {removal['placeholder']!r}; {removal['no_other_word']} had no other word); "
               f"unmodified accuracy {control['accuracy_unmodified']['with_words']:.3f} with, "
               f"{control['accuracy_unmodified']['without_words']:.3f} without; "
               + ", ".join(f"{e} {v['verdict']}" for e, v in control["emotions"].items()))
-    cut = Truncation(**evaluation["truncated"])
+    cut = Truncation(**written.truncated)
     if cut.dialogues:
-        print(cut.describe(evaluation["n_test"], "mask-eval (test and calibration dialogues)"), file=sys.stderr)
-    if not evaluation["baseline_above_chance"]:
-        print(f"warning: the unmodified model is not clearly above chance (CI lower bound {lo:.3f} <= {evaluation['chance']:.3f}); "
+        print(cut.describe(written.n_test, "mask-eval (test and calibration dialogues)"), file=sys.stderr)
+    if not written.baseline_above_chance:
+        print(f"warning: the unmodified model is not clearly above chance (CI lower bound {lo:.3f} <= {written.chance:.3f}); "
               "masking effects are not interpretable; try eval.shots or a larger model", file=sys.stderr)
-
 
 if __name__ == "__main__":
     relaunch_if_requested(__file__, sys.argv[1:])

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from emoneurons.io.atomic import atomic_dir, atomic_path, output_errors
+from emoneurons.io.eval_file import EVAL_FILE, read_eval
 from emoneurons.io.tables import DataError, read_json
 from emoneurons.params import ParamsError, load_params
 from emoneurons.runtime.stage_run import run_stage
@@ -21,7 +22,7 @@ def main(
     filter_json: Path = typer.Option(Path("reports/filter.json")),
     meta: Path = typer.Option(Path("data/counts/meta.json")),
     neurons: Path = typer.Option(Path("data/neurons/neurons.json")),
-    eval_json: Path = typer.Option(Path("reports/metrics/eval.json")),
+    eval_json: Path = typer.Option(Path(EVAL_FILE)),
     neuron_metrics: Path = typer.Option(Path("reports/metrics/neurons.json")),
     cards_json: Path = typer.Option(Path("reports/cards/cards.json")),
     steer_json: Path = typer.Option(Path("reports/steer/steer.json")),
@@ -32,7 +33,7 @@ def main(
 ) -> None:
     try:
         raw = {"filter": read_json(filter_json), "meta": read_json(meta),
-               "neurons": read_json(neurons), "eval": read_json(eval_json),
+               "neurons": read_json(neurons), "eval": read_eval(eval_json),
                "neuron_metrics": read_json(neuron_metrics)}
         # The cards and steer stages' outputs (always there under `dvc repro`); a plot run without
         # them, on metrics alone, leaves their section out.

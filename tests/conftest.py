@@ -1,4 +1,5 @@
-"""Shared fixtures: offline env, and a tiny randomly initialised Llama with its own tokenizer."""
+"""Shared fixtures: offline env, and a tiny randomly initialised Llama with its own tokenizer (built
+by tests/helpers/tiny_models.py, where test files and bench/ import the builders from)."""
 
 from __future__ import annotations
 
@@ -11,88 +12,13 @@ os.environ["DVC_NO_ANALYTICS"] = "1"
 os.environ["GX_ANALYTICS_ENABLED"] = "False"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
-from typing import NoReturn
-
 import pytest
 import torch
 
 # Tiny models: one thread is 30-60x faster than two fighting over a loaded 2-core machine.
 torch.set_num_threads(1)
 
-from emoneurons.emotions import EMOTIONS
-from emoneurons.text.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
-from emoneurons.text.paper_prompts.label import LABEL_PROMPT
-
-def missing_under_ci(reason: str) -> NoReturn:
-    """A test whose real part cannot run on this machine (no browser, no way to make a read-only or
-    full file system): a skip that says why here, a failure under CI=true, where it must run.
-    `make test` lists every skip and its reason at the end (pytest -ra)."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (a failure under CI=true, where this test must run)", pytrace=False)
-    pytest.skip(f"{reason} (required under CI=true)")
-
-
-def own_make_env(base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for a `make` a test runs as a make of its own, not a sub-make of `make test`
-    (whose flags would carry over and whose exit lines would read "make[1]: ***")."""
-    return {k: v for k, v in (os.environ if base is None else base).items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-
-
-CHATML_TEMPLATE = (
-    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] "
-    "+ '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-
-
-# One short dialogue per emotion (the CUDA-vs-CPU tests and bench/gpu_check.py).
-SIX_EMOTION_DIALOGUES = [
-    "A: I can't believe this happened!\nB: Oh no, that is terrible.",
-    "A: What a wonderful day.",
-    "A: That smell is revolting.\nB: I'm scared of the dark.\nA: I miss her so much.\nB: Oh no.",
-    "A: I miss her so much.\nB: What a wonderful day.\nA: That is terrible.",
-    "A: Oh no!",
-    "A: You broke it again, I am furious!",
-]
-SIX_EMOTION_LABELS = ["surprise", "happiness", "disgust", "sadness", "fear", "anger"]
-
-
-def build_tokenizer(vocab_size: int = 600):
-    """A byte-level BPE tokenizer trained in-process on the prompts (no download), ChatML template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    corpus = [CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT, LABEL_PROMPT, " ".join(EMOTIONS)] * 4 + [
-        "A: I can't believe this happened! B: Oh no, that is terrible. A: What a wonderful day.",
-        "A: That smell is revolting. B: I'm scared of the dark. A: I miss her so much.",
-    ]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
-    )
-    tok.train_from_iterator(corpus, trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|im_end|>", pad_token="<|pad|>",
-        unk_token="<|endoftext|>",
-    )
-    fast.chat_template = CHATML_TEMPLATE
-    return fast
-
-
-def build_tiny_llama(vocab_size: int, seed: int = 0, layers: int = 4, hidden: int = 32, intermediate: int = 64):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(
-        vocab_size=vocab_size, hidden_size=hidden, intermediate_size=intermediate,
-        num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=4096, tie_word_embeddings=True,
-    )
-    model = LlamaForCausalLM(config).eval()
-    model.requires_grad_(False)
-    return model
+from helpers.tiny_models import build_tiny_llama, build_tokenizer
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pipeline_project import (ALL_STAGES, SUMMARY_METRICS, clone_and_pull, dvc, pipeline_env, reproduced_project, run,
+from helpers.stage_runner import run_command
+from helpers.pipeline_project import (ALL_STAGES, SUMMARY_METRICS, clone_and_pull, dvc, pipeline_env, reproduced_project,
                               stages_run)
 
 from emoneurons.emotions import EMOTIONS
@@ -94,7 +95,7 @@ def test_compare_overlays_a_committed_run_and_an_experiment(project, env, tmp_pa
     experiments = json.loads(dvc(project, env, "exp", "show", "--json").stdout)
     assert experiments, "no experiments to compare"
     out = tmp_path / "compare"
-    run([sys.executable, "-m", "emoneurons.cli", "compare", "HEAD", "workspace", "--out", str(out)], project, env)
+    run_command([sys.executable, "-m", "emoneurons.cli", "compare", "HEAD", "workspace", "--out", str(out)], project, env)
     assert "HEAD" in (out / "compare.md").read_text()
     for figure in ("figure1", "figure2", "figure3"):
         assert (out / "figures" / f"{figure}.png").stat().st_size > 1000
@@ -104,8 +105,8 @@ def test_clone_that_pulled_is_clean_without_recomputing(project, env, tmp_path):
     # The clone checks out the committed run; experiments since then changed only the workspace.
     dvc(project, env, "push", "--all-commits")
     clone = tmp_path / "clone"
-    run(["git", "clone", "-q", str(project), str(clone)], tmp_path, env)
-    remote = run([sys.executable, "-m", "dvc", "remote", "list", "--local"], project, env).stdout.split()[1]
+    run_command(["git", "clone", "-q", str(project), str(clone)], tmp_path, env)
+    remote = run_command([sys.executable, "-m", "dvc", "remote", "list", "--local"], project, env).stdout.split()[1]
     dvc(clone, env, "remote", "add", "-d", "--local", "test", remote)
     dvc(clone, env, "pull")
     status = dvc(clone, env, "status")
@@ -277,7 +278,7 @@ def test_s3_remote_carries_a_run_and_an_experiment_to_fresh_clones(project, env,
         dvc(project, s3env, "remote", *args)
 
     # Refused credentials: DVC's own error, nothing changed locally.
-    refused = run([sys.executable, "-m", "dvc", "push", "-r", "s3"], project,
+    refused = run_command([sys.executable, "-m", "dvc", "push", "-r", "s3"], project,
                   {**s3env, "AWS_SECRET_ACCESS_KEY": "not-the-secret"}, check=False)
     assert refused.returncode != 0 and "ERROR" in refused.stderr and "403" in refused.stderr, refused.stderr
 
@@ -294,20 +295,20 @@ def test_s3_remote_carries_a_run_and_an_experiment_to_fresh_clones(project, env,
     # An experiment crosses through a bare git remote (its data through S3).
     name = dvc(project, env, "exp", "ls", "--name-only").stdout.split()[0]
     origin = tmp_path / "origin.git"
-    run(["git", "init", "-q", "--bare", "--initial-branch=main", str(origin)], tmp_path, env)
-    run(["git", "push", "-q", str(origin), "main"], project, env)
+    run_command(["git", "init", "-q", "--bare", "--initial-branch=main", str(origin)], tmp_path, env)
+    run_command(["git", "push", "-q", str(origin), "main"], project, env)
     dvc(project, s3env, "exp", "push", "-r", "s3", str(origin), name)
     other = tmp_path / "other"
-    run(["git", "clone", "-q", str(origin), str(other)], tmp_path, env)
+    run_command(["git", "clone", "-q", str(origin), str(other)], tmp_path, env)
     for args in s3_remote:
         dvc(other, s3env, "remote", *args)
     dvc(other, s3env, "exp", "pull", "-r", "s3", "origin", name)
     assert name in dvc(other, s3env, "exp", "ls", "--name-only").stdout.split()
     dvc(other, s3env, "exp", "apply", name)
     assert dvc(other, s3env, "status").stdout.strip().endswith("up to date."), "experiment's data missing"
-    ref = next(line.split()[1] for line in run(["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps"],
+    ref = next(line.split()[1] for line in run_command(["git", "for-each-ref", "--format=%(objectname) %(refname)", "refs/exps"],
                                                project, env).stdout.splitlines() if line.endswith("/" + name))
-    assert (other / "reports/metrics/summary.json").read_text() == run(
+    assert (other / "reports/metrics/summary.json").read_text() == run_command(
         ["git", "show", f"{ref}:reports/metrics/summary.json"], project, env).stdout
 
     # The remote goes down: `make run` still computes locally and says the push failed.
@@ -315,7 +316,7 @@ def test_s3_remote_carries_a_run_and_an_experiment_to_fresh_clones(project, env,
     s3_server["process"].wait(timeout=20)
     with (clone / "stages/plot.py").open("a") as script:
         script.write("# edited: plot reruns\n")
-    made = run(["make", "--no-print-directory", "pipeline"], clone, s3env, check=False)
+    made = run_command(["make", "--no-print-directory", "pipeline"], clone, s3env, check=False)
     assert made.returncode != 0
     assert stages_run(made.stdout) == ["plot"], made.stdout + made.stderr
     assert "Could not connect to the endpoint URL" in made.stderr  # dvc's own error

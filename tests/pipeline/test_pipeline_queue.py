@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from pipeline_project import ALL_STAGES, SUMMARY_METRICS, clone_and_pull, dvc, pipeline_env, reproduced_project, run, stages_run
+from helpers.stage_runner import run_command
+from helpers.pipeline_project import ALL_STAGES, SUMMARY_METRICS, clone_and_pull, dvc, pipeline_env, reproduced_project, stages_run
 
 pytestmark = pytest.mark.slow
 
@@ -49,13 +50,13 @@ def test_queued_sweep_from_a_fresh_clone_runs_and_compares_by_name(project, env,
     import io
 
     dvc(project, env, "push", "--all-commits")  # the committed run, for the clone to pull
-    remote = run([sys.executable, "-m", "dvc", "remote", "list", "--local"], project, env).stdout.split()[1]
+    remote = run_command([sys.executable, "-m", "dvc", "remote", "list", "--local"], project, env).stdout.split()[1]
     clone = clone_and_pull(project, env, tmp_path / "clone", [["add", "-d", "--local", "test", remote]])
     # The README's recipe. 0.01 is the committed run's value: its experiment is restored from the
     # pulled cache, not rerun.
-    swept = run([sys.executable, "-m", "emoneurons.cli", "sweep", "-S", "select.top_rate=0.01,0.02", "-j", "2",
+    swept = run_command([sys.executable, "-m", "emoneurons.cli", "sweep", "-S", "select.top_rate=0.01,0.02", "-j", "2",
                  "--timeout", "900"], clone, env, check=False)
-    run([sys.executable, "-m", "dvc", "queue", "stop", "--kill"], clone, env, check=False)
+    run_command([sys.executable, "-m", "dvc", "queue", "stop", "--kill"], clone, env, check=False)
     assert swept.returncode == 0, swept.stdout + swept.stderr
     names = re.search(r"sweep: 2 experiments: (.+)", swept.stdout)[1].split(", ")
     assert "sweep: all 2 experiments succeeded" in swept.stdout, swept.stdout
@@ -66,5 +67,5 @@ def test_queued_sweep_from_a_fresh_clone_runs_and_compares_by_name(project, env,
     assert [rows[n]["select.top_rate"] for n in names] == ["0.01", "0.02"]
     assert all(rows[n][m] != "" for n in names for m in SUMMARY_METRICS)
     out = tmp_path / "compare"
-    run([sys.executable, "-m", "emoneurons.cli", "compare", *names, "--out", str(out)], clone, env)
+    run_command([sys.executable, "-m", "emoneurons.cli", "compare", *names, "--out", str(out)], clone, env)
     assert all(n in (out / "compare.md").read_text() for n in names)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import yaml
 
-from stage_runner import REPO
+from helpers.stage_runner import REPO
 sys.path.insert(0, str(REPO / "tools"))
 from dvc_deps import SRC, code_deps, generated, library_files  # noqa: E402  (tools/ is no package)
 

@@ -9,7 +9,7 @@ import copy
 
 import pytest
 import torch
-from conftest import SIX_EMOTION_DIALOGUES as DIALOGUES, SIX_EMOTION_LABELS as LABELS
+from helpers.tiny_models import SIX_EMOTION_DIALOGUES as DIALOGUES, SIX_EMOTION_LABELS as LABELS
 
 from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.model.loading import LoadedModel
@@ -86,7 +86,7 @@ def test_boundary_states_are_kept_in_pinned_host_memory(tiny_llama):
 
 
 def test_loading_with_model_device_cuda_lands_on_the_card(tmp_path, tiny_llama):
-    from repo_params import section
+    from helpers.repo_params import section
 
     from emoneurons.model.loading import load_model
 

@@ -11,10 +11,10 @@ import subprocess
 import sys
 import zipfile
 
-from conftest import own_make_env
+from helpers.environment import own_make_env
 
 
-from stage_runner import REPO
+from helpers.stage_runner import REPO
 CHECKS = ["bench_8b", "attention_kernel", "engine", "count", "mask_eval", "steer"]
 
 

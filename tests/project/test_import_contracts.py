@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stage_runner import REPO
+from helpers.stage_runner import REPO
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 

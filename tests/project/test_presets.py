@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from emoneurons.params import load_params
-from stage_runner import REPO
+from helpers.stage_runner import REPO
 
 PRESETS = sorted((REPO / "presets").glob("*.yaml"))
 

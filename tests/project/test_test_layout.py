@@ -1,22 +1,51 @@
-"""tests/ mirrors the package: a folder per library package under tests/unit/, each test folder on
-pytest's pythonpath (tests import shared helpers by module name), and no two test files share a
-name (they are imported by their bare name)."""
+"""tests/ mirrors the package: a folder per library package under tests/unit/; what test files
+share lives in tests/helpers/, so no test module (nor conftest.py) is imported by another file and
+only tests/ is on pytest's pythonpath; no two test files share a name (pytest imports each by its
+bare name)."""
 
 from __future__ import annotations
 
+import ast
 import tomllib
 from collections import Counter
 
-from stage_runner import REPO
+from helpers.stage_runner import REPO
 
 TESTS = REPO / "tests"
 
 
-def test_every_test_folder_is_on_the_pythonpath_and_every_name_is_unique():
-    pythonpath = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["pythonpath"])
-    folders = {str(d.relative_to(REPO)) for d in [TESTS, *TESTS.rglob("*")] if d.is_dir() and d.name != "__pycache__"}
-    assert folders == pythonpath
-    names = Counter(p.name for p in TESTS.rglob("*.py"))
+def imported_test_modules(source: str) -> list[str]:
+    """The test modules (test_*, conftest) that `source` imports, at any depth of the file."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else \
+            [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
+        for name in names:
+            leaf = name.split(".")[-1]
+            if leaf.startswith("test_") or leaf == "conftest" or name.split(".")[0].startswith("test_"):
+                found.append(name)
+    return found
+
+
+def test_the_rule_sees_each_way_of_importing_a_test_module():
+    assert imported_test_modules("from test_figures import synthetic_run") == ["test_figures"]
+    assert imported_test_modules("def f():\n    from conftest import build_tiny_llama") == ["conftest"]
+    assert imported_test_modules("import test_conditions as c") == ["test_conditions"]
+    assert imported_test_modules("from unit.report.test_figures import png_size") == ["unit.report.test_figures"]
+    assert imported_test_modules("from helpers.synthetic_run import synthetic_run\nimport testing") == []
+
+
+def test_no_file_imports_a_test_module_and_only_tests_is_on_the_pythonpath():
+    files = [p for p in [*TESTS.rglob("*.py"), *(REPO / "bench").rglob("*.py")] if "__pycache__" not in p.parts]
+    offending = {str(p.relative_to(REPO)): found for p in files if (found := imported_test_modules(p.read_text()))}
+    assert offending == {}, "import shared helpers from tests/helpers/, not from a test module"
+    pythonpath = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["pythonpath"]
+    assert pythonpath == ["tests"]
+    assert not [p for p in (TESTS / "helpers").glob("*.py") if p.name.startswith("test_")]  # helpers hold no tests
+
+
+def test_every_test_file_name_is_unique():
+    names = Counter(p.name for p in TESTS.rglob("test_*.py"))
     assert [name for name, n in names.items() if n > 1] == []
 
 

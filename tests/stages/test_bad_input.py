@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from test_emoprism import sample_records
-from test_openai_backend import FakeOpenAIServer
+from helpers.synthetic_inputs import sample_records
+from helpers.fakes import FakeOpenAIServer
 
 from emoneurons.backends.chat import ChatBackendError, ChatRequest
 from emoneurons.backends.judges import ChatJudge
@@ -19,10 +19,10 @@ from emoneurons.text.dialogue_format import MAX_REPLY_CHARS, check_reply
 from emoneurons.text.paper_prompts.label import label_prompt
 from emoneurons.params import ParamsError, parse_params
 from emoneurons.dataset.topics import read_seeds
-from fakes import FakeChat
-from repo_params import params_dict, params_yaml, section
+from helpers.fakes import FakeChat
+from helpers.repo_params import params_dict, params_yaml, section
 
-from stage_runner import run_stage_script
+from helpers.stage_runner import run_stage_script
 
 
 @pytest.mark.parametrize(

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from repo_params import params_yaml
+from helpers.repo_params import params_yaml
 
 from emoneurons.io.suites import DataCheckError, check_dialogues, checks_path, checks_record
 
-from stage_runner import REPO, run_stage_script
+from helpers.stage_runner import REPO, run_stage_script
 
 
 def test_the_record_sits_beside_the_output():
@@ -51,9 +51,9 @@ def test_mask_eval_saves_what_it_checked_and_a_missing_condition_is_named(tmp_pa
     """mask-eval on the tiny random Llama: eval.checks.json beside eval.json, every check passed;
     the same results with one planned condition dropped fail, naming it."""
     import yaml
-    from conftest import build_tiny_llama
-    from test_conditions import _split, synthetic_neurons
-    from test_distributed import stage_main
+    from helpers.tiny_models import build_tiny_llama
+    from helpers.synthetic_inputs import synthetic_split, synthetic_neurons
+    from helpers.stage_runner import stage_main
 
     from emoneurons.io.result_suites import check_evaluation
 
@@ -61,8 +61,8 @@ def test_mask_eval_saves_what_it_checked_and_a_missing_condition_is_named(tmp_pa
     model.save_pretrained(tmp_path / "model")
     tiny_tokenizer.save_pretrained(tmp_path / "model")
     (tmp_path / "split").mkdir()
-    _split(3).write_parquet(tmp_path / "split" / "train.parquet")
-    _split(1, offset=10).write_parquet(tmp_path / "split" / "test.parquet")
+    synthetic_split(3).write_parquet(tmp_path / "split" / "train.parquet")
+    synthetic_split(1, offset=10).write_parquet(tmp_path / "split" / "test.parquet")
     neurons = synthetic_neurons(ratios=(0.02,), layers=model.config.num_hidden_layers, per_layer=model.config.intermediate_size)
     (tmp_path / "neurons.json").write_text(json.dumps(neurons))
     params = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -91,15 +91,15 @@ def test_select_and_cards_save_what_they_checked(tmp_path, tiny_tokenizer):
     neurons.json and cards.json, every check passed."""
     import torch
     import yaml
-    from conftest import build_tiny_llama
+    from helpers.tiny_models import build_tiny_llama
     from safetensors.torch import save_file
-    from test_conditions import _split
-    from test_distributed import stage_main
+    from helpers.synthetic_inputs import synthetic_split
+    from helpers.stage_runner import stage_main
 
     model = build_tiny_llama(len(tiny_tokenizer))
     model.save_pretrained(tmp_path / "model")
     tiny_tokenizer.save_pretrained(tmp_path / "model")
-    _split(2).write_parquet(tmp_path / "train.parquet")
+    synthetic_split(2).write_parquet(tmp_path / "train.parquet")
     generator = torch.Generator().manual_seed(0)
     T = torch.full((6,), 100, dtype=torch.int64)
     f = torch.randint(0, 101, (model.config.num_hidden_layers, model.config.intermediate_size, 6), generator=generator)
@@ -133,7 +133,7 @@ def test_select_stops_on_a_failed_check_naming_it_and_writes_nothing(tmp_path, m
     import typer
     import yaml
     from safetensors.torch import save_file
-    from test_distributed import stage_main
+    from helpers.stage_runner import stage_main
 
     from emoneurons.neurons.selection import select_emotion_neurons
 

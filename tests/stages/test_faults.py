@@ -21,16 +21,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from test_conditions import _split, synthetic_neurons
-from repo_params import params_dict, params_yaml
-from test_secrets import PromptServer
-from conftest import missing_under_ci
+from helpers.synthetic_inputs import synthetic_split, synthetic_neurons
+from helpers.repo_params import params_dict, params_yaml
+from helpers.fakes import PromptServer
+from helpers.environment import missing_under_ci
 
 from emoneurons.backends.openai_backend import OpenAIChatBackend
 from emoneurons.dataset.dialogues import llm_dialogues
 from emoneurons.params import load_params
 
-from stage_runner import REPO
+from helpers.stage_runner import REPO
 pytestmark = pytest.mark.slow
 TOPICS = ["Dogs", "sushi", "knitting", "rain"]
 
@@ -109,15 +109,15 @@ def test_generate_and_filter_killed_midway_resume_without_asking_twice(tmp_path)
 @pytest.fixture(scope="module")
 def model_project(tmp_path_factory, tiny_tokenizer) -> Path:
     """A tiny random Llama in a folder, a train/test split and a neuron selection for it."""
-    from conftest import build_tiny_llama
+    from helpers.tiny_models import build_tiny_llama
 
     root = tmp_path_factory.mktemp("faults")
     model = build_tiny_llama(len(tiny_tokenizer))
     model.save_pretrained(root / "tiny-llama")
     tiny_tokenizer.save_pretrained(root / "tiny-llama")
     (root / "data" / "split").mkdir(parents=True)
-    _split(3).write_parquet(root / "data" / "split" / "train.parquet")
-    _split(2, offset=10).write_parquet(root / "data" / "split" / "test.parquet")
+    synthetic_split(3).write_parquet(root / "data" / "split" / "train.parquet")
+    synthetic_split(2, offset=10).write_parquet(root / "data" / "split" / "test.parquet")
     (root / "data" / "neurons").mkdir()
     neurons = synthetic_neurons(ratios=(0.01, 0.02), layers=model.config.num_hidden_layers, per_layer=model.config.intermediate_size)
     (root / "data" / "neurons" / "neurons.json").write_text(json.dumps(neurons))
@@ -148,9 +148,9 @@ def _previous_outputs(project: Path, outputs: list[str]) -> dict[str, dict[str, 
 
 
 def _paused_stage(project: Path, script: str, outputs: list[str], **watch: str) -> subprocess.Popen:
-    """The stage under tests/pause_at_write.py, which stops it inside a write to its outputs."""
+    """The stage under tests/helpers/pause_at_write.py, which stops it inside a write to its outputs."""
     env = _env(EMONEURONS_WATCH=os.pathsep.join(str(project / o) for o in outputs), **watch)
-    return subprocess.Popen([sys.executable, "-P", str(REPO / "tests" / "pause_at_write.py"), str(REPO / "stages" / f"{script}.py")],
+    return subprocess.Popen([sys.executable, "-P", str(REPO / "tests" / "helpers" / "pause_at_write.py"), str(REPO / "stages" / f"{script}.py")],
                             cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -163,7 +163,7 @@ STAGE_OUTPUTS = [("count", ["data/counts"]),
 def test_count_and_mask_eval_killed_mid_write_keep_each_output_whole(model_project, script, outputs, tmp_path):
     """SIGKILL inside the stage's output writes, twice: once with a file half written (a write step
     drawn at random), once just before a rename or removal (drawn at random too; an atomic writer
-    has them, the steps of tests/pause_at_write.py): each output is
+    has them, the steps of tests/helpers/pause_at_write.py): each output is
     then its previous bytes or exactly what a whole run writes, never partial, mixed or missing,
     and the rerun writes the whole run's. FAULTS_SEED=<seed> replays a failure's draw."""
     previous = _previous_outputs(model_project, outputs)
@@ -367,7 +367,7 @@ def _assert_plot_kept_the_previous_outputs(project: Path) -> None:
 
 
 def test_plot_on_a_full_disk_fails_in_one_line_and_keeps_the_previous_outputs(tmp_path):
-    from test_figures import synthetic_run, write_run
+    from helpers.synthetic_run import synthetic_run, write_run
 
     write_run(tmp_path, synthetic_run(seed=1))
     _previous_plot_outputs(tmp_path)
@@ -384,7 +384,7 @@ def test_plot_on_a_full_disk_fails_in_one_line_and_keeps_the_previous_outputs(tm
 
 @pytest.mark.parametrize("way", READ_ONLY_WAYS)
 def test_plot_into_a_read_only_folder_fails_in_one_line_and_keeps_the_previous_outputs(tmp_path, way):
-    from test_figures import synthetic_run, write_run
+    from helpers.synthetic_run import synthetic_run, write_run
 
     write_run(tmp_path, synthetic_run(seed=1))
     _previous_plot_outputs(tmp_path)
@@ -401,7 +401,7 @@ def test_plot_into_a_read_only_folder_fails_in_one_line_and_keeps_the_previous_o
 
 def test_plot_on_a_full_tmpfs_fails_in_one_line_and_keeps_the_previous_outputs(tmp_path):
     """A real full disk (ENOSPC): reports/ on a small tmpfs, filled up but for 8 KiB."""
-    from test_figures import synthetic_run, write_run
+    from helpers.synthetic_run import synthetic_run, write_run
 
     write_run(tmp_path, synthetic_run(seed=1))
     _previous_plot_outputs(tmp_path)

@@ -12,55 +12,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from repo_params import params_dict, params_yaml
-from test_openai_backend import FakeOpenAIServer, _http
+from helpers.repo_params import params_dict, params_yaml
+from helpers.fakes import PromptServer
 
 from emoneurons.backends.chat import ChatBackendError, ChatRequest
 from emoneurons.backends.openai_backend import OpenAIChatBackend
 from emoneurons.emotions import EMOTIONS
 from emoneurons.params import load_params
 
-from stage_runner import run_stage_script
+from helpers.stage_runner import run_stage_script
 KEY = "sk-planted-7f3a9c1e5b2d4086-SECRET"
-
-
-class PromptServer(FakeOpenAIServer):
-    """Answers the paper's three prompts plausibly: a new topic, a dialogue, the dialogue's emotion.
-    With `reject`, every request gets a 401 whose message echoes the key it was sent."""
-
-    reject = False
-
-    async def _respond(self, body: dict) -> bytes:
-        content = body["messages"][-1]["content"]
-        self.by_content[content] += 1
-        if self.reject:
-            sent = self.last_authorization.removeprefix("Bearer ")
-            return _http(401, {"error": {"message": f"Incorrect API key provided: {sent}.", "code": "invalid_api_key"}})
-        if content.startswith("Please generate a one- or two-word alternative"):
-            topic = re.search(r'term "([^"]+)"', content).group(1)
-            answer = f"{topic} club"
-        elif content.startswith("As a creative writer"):
-            topic, emotion = re.search(r'topic "([^"]+)"\. The conversation should vividly convey the emotion of "(\w+)"', content).groups()
-            answer = f"A: Let us talk about {topic}.\nB: It fills me with {emotion}, honestly."
-        else:
-            answer = next((e for e in EMOTIONS if f"with {e}," in content), "anger")
-        return _http(200, {
-            "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": body["model"],
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 50, "completion_tokens": 9, "total_tokens": 59},
-        })
-
-    async def _serve(self, reader, writer):  # remembers the Authorization header of the request it answers
-        original = reader.readline
-
-        async def readline():
-            line = await original()
-            if line.lower().startswith(b"authorization:"):
-                self.last_authorization = line.decode().partition(":")[2].strip()
-            return line
-
-        reader.readline = readline
-        return await super()._serve(reader, writer)
 
 
 def _params(base_url: str) -> str:

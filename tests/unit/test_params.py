@@ -4,11 +4,11 @@
 import pytest
 import yaml
 
-from repo_params import params_dict, params_yaml
+from helpers.repo_params import params_dict, params_yaml
 
 from emoneurons.params import ParamsError, load_params, parse_params
 
-from stage_runner import REPO
+from helpers.stage_runner import REPO
 PRESETS = sorted((REPO / "presets").glob("*.yaml"))
 
 

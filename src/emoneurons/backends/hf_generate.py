@@ -17,18 +17,9 @@ from emoneurons.backends.chat import CUT_OFF, ChatProgress, ChatRequest, Usage, 
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import eos_token_ids, pad_token_id
 from emoneurons.params import HFGenerationParams
-from emoneurons.text.prompt_format import render_plain, resolve_prompt_format
+from emoneurons.text.prompt_format import prompt_text, resolve_prompt_format
 
 _SORT_WINDOW = 8  # batches' worth of requests sorted by length together, to cut padding
-
-
-def render_chat(tokenizer: PreTrainedTokenizerBase, messages: tuple[tuple[str, str], ...], prompt_format: str = "auto") -> str:
-    """The prompt text: the tokenizer's chat template with the assistant turn opened, or (plain;
-    auto without a template, a base model) plain `role: content` lines ending in `assistant:`."""
-    if resolve_prompt_format(tokenizer, prompt_format) == "chat":
-        turns = [{"role": role, "content": content} for role, content in messages]
-        return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
-    return render_plain(messages)
 
 
 def sampling_fields(params: HFGenerationParams, seed: int, dtype: torch.dtype, prompt_format: str = "chat") -> dict[str, Any]:
@@ -135,7 +126,7 @@ class HFChatBackend:
             )
             window = self.batch_size * _SORT_WINDOW
             for start in range(0, len(misses), window):
-                prompts = {i: render_chat(self.loaded.tokenizer, requests[i].messages, self.prompt_format) for i in misses[start : start + window]}
+                prompts = {i: prompt_text(self.loaded.tokenizer, requests[i].messages, self.prompt_format) for i in misses[start : start + window]}
                 by_length = sorted(prompts, key=lambda i: len(prompts[i]))
                 for first in range(0, len(by_length), self.batch_size):
                     batch = by_length[first : first + self.batch_size]

@@ -25,12 +25,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from emoneurons.backends.hf_generate import render_chat
 from emoneurons.model.batching import length_buckets, padded_ids
 from emoneurons.model.architecture import model_adapter
 from emoneurons.model.compat import cache_keyword
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import pad_token_id
+from emoneurons.text.prompt_format import prompt_text
 
 _WORD = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
 
@@ -138,7 +138,7 @@ def chat_reply_coherence(lm: LoadedModel, prompts: Sequence[str], replies: Seque
     generation rendered it (one user turn, the assistant's turn opened; the tokenizer's BOS only
     in the plain format, as generation adds it). Each distinct (prompt, reply) is scored once."""
     pairs = list(dict.fromkeys(zip(prompts, replies)))
-    rendered = {p: render_chat(lm.tokenizer, (("user", p),), prompt_format) for p in dict.fromkeys(prompts)}
+    rendered = {p: prompt_text(lm.tokenizer, (("user", p),), prompt_format) for p in dict.fromkeys(prompts)}
     context_ids = {p: lm.tokenizer.encode(text, add_special_tokens=prompt_format == "plain") for p, text in rendered.items()}
     logps = reply_logp_per_token(lm, [context_ids[p] for p, _ in pairs],
                                  [lm.tokenizer.encode(r, add_special_tokens=False) for _, r in pairs],

@@ -21,6 +21,7 @@ from emoneurons.evaluate.headline import headline
 from emoneurons.evaluate.mask_pool import classify_masks, mask_workers
 from emoneurons.evaluate.prompt_budget import dialogue_budget
 from emoneurons.evaluate.shots import draw_shots, test_labels
+from emoneurons.io.eval_file import eval_record
 from emoneurons.model.architecture import decoder_layers
 from emoneurons.evaluate.keyword_control import keyword_control_record
 from emoneurons.model.loading import LoadedModel
@@ -134,23 +135,23 @@ def evaluate_masking(
     base = results["unmodified"]
     n_per = torch.bincount(true_idx, minlength=len(EMOTIONS))
     chance = chance_level(n_per)
-    evaluation = {
-        "model": lm.name, "method": eval_params.method, "shots": eval_params.shots,
-        "shot_selection": eval_params.shot_selection, "shot_instruction": eval_params.shot_instruction,
-        "label_format": eval_params.label_format, "calibrate": eval_params.calibrate,
-        "recalibrate": eval_params.recalibrate, "prompt_format": prompt_format, "engine": engine.engine, "n_test": len(labels),
-        "chance": round(chance, 4), "n_per_emotion": {e: int(n_per[i]) for i, e in enumerate(EMOTIONS)},
-        "baseline_above_chance": clearly_above_chance(tuple(base["ci95"]["overall"]), chance),
-        "tokens": {"computed": int(sum(tokens for *_, tokens in runs)), "naive": int(naive)},
-        "effects": summary,
-        "conditions": [condition.record() | results[condition.id] | effects.get(condition.id, {}) for condition in plan],
-    }
-    if truncation is not None:
-        evaluation["truncated"] = truncation.record()
+    conditions = [condition.record() | results[condition.id] | effects.get(condition.id, {}) for condition in plan]
+    keyword_control = None
     if eval_params.keyword_control:
-        evaluation["keyword_control"] = _keyword_control(
-            lm, train_df, test_df, plan, groups, true_idx, eval_params, top_rate, evaluation["conditions"],
+        keyword_control = _keyword_control(
+            lm, train_df, test_df, plan, groups, true_idx, eval_params, top_rate, conditions,
             batch_size=batch_size, max_length=max_length, progress=progress, workers=workers, train_name=train_name)
+    evaluation = eval_record(
+        model=lm.name, method=eval_params.method, shots=eval_params.shots,
+        shot_selection=eval_params.shot_selection, shot_instruction=eval_params.shot_instruction,
+        label_format=eval_params.label_format, calibrate=eval_params.calibrate,
+        recalibrate=eval_params.recalibrate, prompt_format=prompt_format, engine=engine.engine, n_test=len(labels),
+        chance=round(chance, 4), n_per_emotion={e: int(n_per[i]) for i, e in enumerate(EMOTIONS)},
+        baseline_above_chance=clearly_above_chance(tuple(base["ci95"]["overall"]), chance),
+        tokens={"computed": int(sum(tokens for *_, tokens in runs)), "naive": int(naive)},
+        effects=summary, conditions=conditions,
+        truncated=None if truncation is None else truncation.record(), keyword_control=keyword_control,
+    )
     return evaluation, headline(results, top_rate, eval_params.control_draws)
 
 

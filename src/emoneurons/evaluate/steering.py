@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
-from emoneurons.backends.hf_generate import generate_batch, render_chat
+from emoneurons.backends.hf_generate import generate_batch
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.evaluate.coherence import CoherenceRule, ReplyCoherence, chat_reply_coherence, coherence_summary
@@ -37,7 +37,7 @@ from emoneurons.text.classification_prompt import classification_prompt
 from emoneurons.neurons.masking import neurons_by_layer, scale_neurons_per_row
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import eos_token_ids
-from emoneurons.text.prompt_format import resolve_prompt_format
+from emoneurons.text.prompt_format import prompt_text, resolve_prompt_format
 from emoneurons.params import EvalParams, HFGenerationParams, SteerParams
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ def steered_replies(lm: LoadedModel, prompts: Sequence[str], conditions: Sequenc
     it is: steering classifies what the model says, short replies by design, not dataset dialogues."""
     generation = HFGenerationParams(temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens)  # greedy: top_p unused
     prompt_format = resolve_prompt_format(lm.tokenizer, prompt_format)
-    rendered = [render_chat(lm.tokenizer, (("user", prompt),), prompt_format) for prompt in prompts]
+    rendered = [prompt_text(lm.tokenizer, (("user", prompt),), prompt_format) for prompt in prompts]
     eos = eos_token_ids(lm)
     rows = [(c, p) for c in range(len(conditions)) for p in range(len(prompts))]
     texts: list[str] = []

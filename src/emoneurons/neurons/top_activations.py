@@ -20,7 +20,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from emoneurons.model.batching import length_batches
-from emoneurons.model.hooks import on_gate_output
+from emoneurons.model.hooks import at_layer, on_gate_output
 from emoneurons.neurons.counting import CountedText, counting_inputs, padded_batch
 from emoneurons.neurons.masking import ffn_modules
 from emoneurons.model.loading import LoadedModel
@@ -75,12 +75,11 @@ class NeuronActivity:
         return int(self.token_counts.sum())
 
 
-def _columns(neurons: Sequence[tuple[int, int]], n_layers: int) -> dict[int, tuple[Tensor, Tensor]]:
-    """{layer: (indices within the layer, their columns in the output)}."""
+def _columns(neurons: Sequence[tuple[int, int]]) -> dict[int, tuple[Tensor, Tensor]]:
+    """{layer: (indices within the layer, their columns in the output)}; the layers are checked
+    against the model by hooks.at_layer where they are looked up."""
     grouped: dict[int, tuple[list[int], list[int]]] = {}
     for column, (layer, index) in enumerate(neurons):
-        if not 0 <= layer < n_layers:
-            raise ValueError(f"layer {layer} is outside the model (0..{n_layers - 1})")
         grouped.setdefault(int(layer), ([], []))
         grouped[int(layer)][0].append(int(index))
         grouped[int(layer)][1].append(column)
@@ -158,8 +157,8 @@ def activity_by_layer(lm: LoadedModel, items: Sequence[CountedText], neurons: Se
     device = lm.model.model.get_input_embeddings().weight.device
     vocab = lm.model.get_input_embeddings().weight.shape[0]
     layers = {}
-    for layer, (idx, cols) in _columns(neurons, len(mlps)).items():
-        where = mlps[layer].down_proj.weight.device
+    for layer, (idx, cols) in _columns(neurons).items():
+        where = at_layer(mlps, layer).down_proj.weight.device  # bounds checked before any hook
         layers[layer] = _LayerRunning(idx.to(where), cols.tolist(), empty_top_k(k, len(cols), where),
                                       torch.zeros((vocab, len(cols)), dtype=torch.long, device=where))
     token_counts = torch.zeros(vocab, dtype=torch.long, device=device)

@@ -22,6 +22,7 @@ from emoneurons.emotions import EMOTIONS
 from emoneurons.report.analysis import OVERLAP_DEFINITION, failure_distribution
 from emoneurons.report.document import Heading, Image, Paragraph, Table, render_markdown
 from emoneurons.report.errors import ReportDataError
+from emoneurons.io.eval_file import EVAL_FILE, EvalFile, EvalFileError, parse_eval
 from emoneurons.io.neurons_file import selection_at
 from emoneurons.io.tables import DataError
 from emoneurons.report.figures.drawing import draw_heatmap, format_target_panel, label_panel_grid, new_figure, panel_axes
@@ -51,7 +52,6 @@ from emoneurons.report.style import (
     run_style,
 )
 
-EVAL_PATH = "reports/metrics/eval.json"
 NEURONS_PATH = "data/neurons/neurons.json"
 WORKSPACE = "workspace"  # the files on disk, as `dvc plots diff` calls them
 
@@ -111,7 +111,7 @@ def read_at_rev(repo: str | Path, rev: str, path: str) -> str:
 @dataclass(frozen=True)
 class RunAtRev:
     name: str
-    eval: Mapping[str, Any]
+    eval: EvalFile
     neurons: Mapping[str, Any]
 
 
@@ -122,7 +122,11 @@ def load_run(repo: str | Path, rev: str) -> RunAtRev:
         except json.JSONDecodeError as error:
             raise CompareError(f"{rev}: {path} is not valid JSON ({error.msg})") from None
 
-    return RunAtRev(rev, parsed(EVAL_PATH), parsed(NEURONS_PATH))
+    try:
+        evaluation = parse_eval(parsed(EVAL_FILE), f"{rev}: {EVAL_FILE}")
+    except EvalFileError as error:
+        raise CompareError(str(error)) from None
+    return RunAtRev(rev, evaluation, parsed(NEURONS_PATH))
 
 
 # --------------------------------------------------------------------------------------------
@@ -304,8 +308,8 @@ def compare_markdown(runs: Sequence[RunAtRev]) -> str:
         view = rq2_view(run.eval, top_rate)
         base = view["unmodified"]["accuracy"]
         rows.append((
-            run.name, str(run.eval.get("model")), str(run.eval.get("n_test")),
-            f"{run.eval.get('method')}/{run.eval.get('shots')}", f"{100 * top_rate:g}",
+            run.name, str(run.eval.model), str(run.eval.n_test),
+            f"{run.eval.method}/{run.eval.shots}", f"{100 * top_rate:g}",
             pct(base["overall"]),
             *(pp(100 * (view["masked"][e]["accuracy"][e] - base[e])) if e in view["masked"]
               else "n/a" for e in EMOTIONS),

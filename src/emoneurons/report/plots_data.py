@@ -11,20 +11,18 @@ from typing import Any
 import torch
 
 from emoneurons.emotions import EMOTIONS
+from emoneurons.io.eval_file import EvalFile, same_ratio
 from emoneurons.report.style import LAYER_RANGES
 from emoneurons.report.views import (
     accuracy_changes,
     as_percent,
     confusion_of,
-    find_conditions,
     layer_sweep,
     layer_sweep_ratio,
     per_layer_counts,
     ratio_sweep,
     rows_matching,
-    same_ratio,
     top_rate_of,
-    unmodified_condition,
 )
 
 
@@ -41,7 +39,7 @@ def confusion_rows(matrix: torch.Tensor) -> list[dict[str, str]]:
     return rows
 
 
-def plots_data(neurons_json: Mapping[str, Any], eval_json: Mapping[str, Any]) -> dict[str, Any]:
+def plots_data(neurons_json: Mapping[str, Any], eval_json: EvalFile) -> dict[str, Any]:
     """The files of reports/plots/ by relative path: lists of row dicts (written as CSV when the
     name ends in .csv, as JSON otherwise). Long files hold every number; the *_wide/_target files
     have one column per emotion because DVC colours a plot by column, not by a column's values."""
@@ -87,10 +85,10 @@ def plots_data(neurons_json: Mapping[str, Any], eval_json: Mapping[str, Any]) ->
             for control in [rows_matching(layer_rows, masked=e, emotion=e, layers=layers_,
                                       condition="control")]
         ],
-        "confusion/unmodified.json": confusion_rows(confusion_of(unmodified_condition(eval_json))),
+        "confusion/unmodified.json": confusion_rows(confusion_of(eval_json.unmodified())),
     }
     for emotion in EMOTIONS:
-        found = find_conditions(eval_json, "mask", emotion, top_rate, "all")
+        found = eval_json.find("mask", emotion, top_rate, "all")
         if found:
             files[f"confusion/mask-{emotion}.json"] = confusion_rows(confusion_of(found[0]))
     return files

@@ -8,17 +8,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from emoneurons.io.eval_file import EvalFile
 from emoneurons.params import Params
 
 
 @dataclass(frozen=True)
 class RunMetrics:
-    """Everything the plot stage reads (docs/CONTRACTS.md), parsed from JSON, plus the params."""
+    """Everything the plot stage reads (docs/CONTRACTS.md), parsed from JSON (eval.json through
+    io/eval_file.py), plus the params."""
 
     filter: Mapping[str, Any]
     meta: Mapping[str, Any]
     neurons: Mapping[str, Any]
-    eval: Mapping[str, Any]
+    eval: EvalFile
     neuron_metrics: Mapping[str, Any]
     params: Params
 
@@ -29,7 +31,7 @@ def params_digest(params: Params) -> str:
 
 
 def model_name(run: RunMetrics) -> str:
-    return str(run.eval.get("model") or run.meta.get("model") or run.params.model.id)
+    return str(run.eval.model or run.meta.get("model") or run.params.model.id)
 
 
 def data_source(params: Params) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from emoneurons.emotions import EMOTIONS
+from emoneurons.io.eval_file import EvalCondition, EvalFile, same_ratio
 from emoneurons.io.neurons_file import selection_at
 from emoneurons.report.analysis import neuron_membership, overlap_ratio
 from emoneurons.report.errors import ReportDataError
@@ -55,47 +56,13 @@ def overlap_of(neurons_json: Mapping[str, Any], ratio: float) -> torch.Tensor:
     return overlap_ratio(membership)
 
 
-def conditions(eval_json: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    found = eval_json.get("conditions")
-    if not isinstance(found, list) or not found:
-        raise ReportDataError("eval.json: conditions is missing or empty")
-    return found
-
-
-def same_ratio(a: Any, b: Any) -> bool:
-    if a is None or b is None:
-        return a is b
-    return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
-
-
-def find_conditions(
-    eval_json: Mapping[str, Any], kind: str, masked: str | None = None,
-    ratio: float | None = None, layers: str | None = None,
-) -> list[Mapping[str, Any]]:
-    """Conditions of one kind, optionally of one masked emotion, ratio and layer range."""
-    return [
-        c for c in conditions(eval_json)
-        if c.get("kind") == kind
-        and (masked is None or c.get("masked") == masked)
-        and (ratio is None or same_ratio(c.get("ratio"), ratio))
-        and (layers is None or c.get("layers") == layers)
-    ]
-
-
-def unmodified_condition(eval_json: Mapping[str, Any]) -> Mapping[str, Any]:
-    found = find_conditions(eval_json, "unmodified")
-    if not found:
-        raise ReportDataError("eval.json: no condition of kind 'unmodified'")
-    return found[0]
-
-
-def accuracy_of(condition: Mapping[str, Any]) -> dict[str, float]:
-    accuracy = condition.get("accuracy") or {}
+def accuracy_of(condition: EvalCondition) -> dict[str, float]:
+    accuracy = condition.accuracy
     return {key: _number(accuracy.get(key)) for key in (*EMOTIONS, "overall")}
 
 
-def ci_of(condition: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
-    ci = condition.get("ci95") or {}
+def ci_of(condition: EvalCondition) -> dict[str, tuple[float, float]]:
+    ci = condition.ci95
     out = {}
     for key in (*EMOTIONS, "overall"):
         low, high = ci.get(key) or (None, None)
@@ -103,13 +70,13 @@ def ci_of(condition: Mapping[str, Any]) -> dict[str, tuple[float, float]]:
     return out
 
 
-def baseline_clear(eval_json: Mapping[str, Any]) -> tuple[bool, float, float, float]:
+def baseline_clear(eval_json: EvalFile) -> tuple[bool, float, float, float]:
     """(clearly above chance, overall accuracy, lower 95% bound, chance): clear when the lower
     bound of the exact (Clopper-Pearson) CI is above chance."""
-    base = unmodified_condition(eval_json)
+    base = eval_json.unmodified()
     accuracy = accuracy_of(base)["overall"]
     low, _ = ci_of(base)["overall"]
-    chance = float(eval_json.get("chance") or 1 / len(EMOTIONS))
+    chance = float(eval_json.chance or 1 / len(EMOTIONS))
     return (not math.isnan(low) and low > chance), accuracy, low, chance
 
 
@@ -118,32 +85,32 @@ def _mean(values: Iterable[float]) -> float:
     return sum(finite) / len(finite) if finite else math.nan
 
 
-def control_mean(controls: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+def control_mean(controls: Sequence[EvalCondition]) -> dict[str, float]:
     """Accuracy per emotion averaged over the control draws (NaN when there are none)."""
     accuracies = [accuracy_of(c) for c in controls]
     return {key: _mean(a[key] for a in accuracies) for key in (*EMOTIONS, "overall")}
 
 
-def rq2_view(eval_json: Mapping[str, Any], ratio: float) -> dict[str, Any]:
+def rq2_view(eval_json: EvalFile, ratio: float) -> dict[str, Any]:
     """What Figure 2 draws: unmodified, each emotion's neurons masked (all layers, `ratio`), and the
     random-neuron control of each; masked/control hold only the emotions that were evaluated.
 
     {"unmodified": {"accuracy": {e: a}, "ci95": {e: (lo, hi)}},
      "masked": {m: {"accuracy": ..., "ci95": ...}}, "control": {m: {e: mean accuracy}},
      "control_draws": {m: n}, "n_per_emotion": {e: n}, "chance": c, "ratio": ratio}"""
-    base = unmodified_condition(eval_json)
+    base = eval_json.unmodified()
     view: dict[str, Any] = {
         "unmodified": {"accuracy": accuracy_of(base), "ci95": ci_of(base)},
         "masked": {}, "control": {}, "control_draws": {},
-        "n_per_emotion": dict(eval_json.get("n_per_emotion") or {}),
-        "chance": float(eval_json.get("chance") or 1 / len(EMOTIONS)),
+        "n_per_emotion": dict(eval_json.n_per_emotion or {}),
+        "chance": float(eval_json.chance or 1 / len(EMOTIONS)),
         "ratio": ratio,
     }
     for emotion in EMOTIONS:
-        masked = find_conditions(eval_json, "mask", emotion, ratio, "all")
+        masked = eval_json.find("mask", emotion, ratio, "all")
         if masked:
             view["masked"][emotion] = {"accuracy": accuracy_of(masked[0]), "ci95": ci_of(masked[0])}
-        controls = find_conditions(eval_json, "control", emotion, ratio, "all")
+        controls = eval_json.find("control", emotion, ratio, "all")
         if controls:
             view["control"][emotion] = control_mean(controls)
             view["control_draws"][emotion] = len(controls)
@@ -155,29 +122,28 @@ def _pair(values: Any) -> tuple[float, float]:
     return (_number(low), _number(high))
 
 
-def effect_rows(eval_json: Mapping[str, Any]) -> list[dict[str, Any]]:
+def effect_rows(eval_json: EvalFile) -> list[dict[str, Any]]:
     """One row per masked condition with a paired effect (eval.json's `effect` / `vs_control`; []
     for runs written before them): the test effect's mean and CI, the controls' (CI of the mean
     over dialogues when there is one draw, NaN otherwise), the corrected p-values and the verdict.
 
     Row: {"masked", "ratio", "layers", "n_neurons", "effect", "effect_ci", "control",
           "control_ci", "difference", "difference_ci", "p", "p_holm", "p_bh", "verdict"}"""
-    summary = eval_json.get("effects") or {}
+    summary = eval_json.effects or {}
     key = summary.get("test_effect")
     if not key:
         return []
-    by_id = {c.get("id"): c for c in conditions(eval_json)}
     rows = []
-    for c in conditions(eval_json):
-        if c.get("kind") != "mask" or "vs_control" not in c:
+    for c in eval_json.conditions:
+        if c.kind != "mask" or c.vs_control is None:
             continue
-        own = (c.get("effect") or {}).get(key) or {}
-        tested = c["vs_control"]
-        controls = [by_id[cid] for cid in by_id if cid and cid.startswith(f"control{c['id'].removeprefix('mask')}-d")]
-        control_effects = [((d.get("effect") or {}).get(key) or {}) for d in controls]
+        own = (c.effect or {}).get(key) or {}
+        tested = c.vs_control
+        controls = [d for d in eval_json.conditions if d.id.startswith(f"control{c.id.removeprefix('mask')}-d")]
+        control_effects = [((d.effect or {}).get(key) or {}) for d in controls]
         rows.append({
-            "masked": c.get("masked"), "ratio": float(c["ratio"]), "layers": c.get("layers"),
-            "n_neurons": c.get("n_neurons"),
+            "masked": c.masked, "ratio": float(c.ratio), "layers": c.layers,
+            "n_neurons": c.n_neurons,
             "effect": _number(own.get("mean")), "effect_ci": _pair(own.get("ci95")),
             "control": _number(tested.get("control_mean")),
             "control_ci": _pair(control_effects[0].get("ci95")) if len(control_effects) == 1 else (math.nan, math.nan),
@@ -188,18 +154,18 @@ def effect_rows(eval_json: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def accuracy_changes(eval_json: Mapping[str, Any]) -> list[dict[str, Any]]:
+def accuracy_changes(eval_json: EvalFile) -> list[dict[str, Any]]:
     """Long rows, one per (condition, evaluated emotion): accuracy change in percentage points
     against unmodified. Controls are averaged over their draws (condition "control").
 
     Row: {"ratio", "layers", "masked", "emotion", "condition": "mask"|"control",
           "accuracy", "accuracy_change"}"""
-    base = accuracy_of(unmodified_condition(eval_json))
-    groups: dict[tuple, list[Mapping[str, Any]]] = {}
-    for c in conditions(eval_json):
-        if c.get("kind") not in ("mask", "control"):
+    base = accuracy_of(eval_json.unmodified())
+    groups: dict[tuple, list[EvalCondition]] = {}
+    for c in eval_json.conditions:
+        if c.kind not in ("mask", "control"):
             continue
-        key = (c["kind"], c.get("masked"), float(c["ratio"]), c.get("layers"))
+        key = (c.kind, c.masked, float(c.ratio), c.layers)
         groups.setdefault(key, []).append(c)
     rows = []
     order = {e: i for i, e in enumerate(EMOTIONS)}
@@ -242,25 +208,25 @@ def layer_sweep(changes: Sequence[Mapping[str, Any]], ratio: float | None) -> li
     return [r for r in changes if same_ratio(r["ratio"], ratio)]
 
 
-def masked_confusions(eval_json: Mapping[str, Any], ratio: float) -> tuple[torch.Tensor, list[bool]]:
+def masked_confusions(eval_json: EvalFile, ratio: float) -> tuple[torch.Tensor, list[bool]]:
     """Int [6, 6, 6]: confusion of the condition masking each emotion (all layers, `ratio`), and
     which emotions had such a condition (zeros where not)."""
     size = len(EMOTIONS)
     out = torch.zeros(size, size, size, dtype=torch.long)
     evaluated = []
     for m, emotion in enumerate(EMOTIONS):
-        found = find_conditions(eval_json, "mask", emotion, ratio, "all")
+        found = eval_json.find("mask", emotion, ratio, "all")
         evaluated.append(bool(found))
         if found:
             out[m] = confusion_of(found[0])
     return out, evaluated
 
 
-def confusion_of(condition: Mapping[str, Any]) -> torch.Tensor:
-    matrix = torch.tensor(condition.get("confusion") or [], dtype=torch.long)
+def confusion_of(condition: EvalCondition) -> torch.Tensor:
+    matrix = torch.tensor(condition.confusion or [], dtype=torch.long)
     if matrix.shape != (len(EMOTIONS), len(EMOTIONS)):
         raise ReportDataError(
-            f"eval.json: condition {condition.get('id')!r}: confusion has shape "
+            f"eval.json: condition {condition.id!r}: confusion has shape "
             f"{tuple(matrix.shape)}, expected 6 x 6"
         )
     return matrix

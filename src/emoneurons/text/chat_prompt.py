@@ -19,7 +19,7 @@ from transformers import PreTrainedTokenizerBase
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.params import LabelFormat, allowed_values
-from emoneurons.text.prompt_format import added_special_prefix, render_plain, resolve_prompt_format
+from emoneurons.text.prompt_format import added_special_prefix, prompt_text, resolve_prompt_format
 
 DIALOGUE_SLOT = "\u0000DIALOGUE\u0000"
 
@@ -40,12 +40,11 @@ def dialogue_ids(tokenizer: PreTrainedTokenizerBase, dialogue: str) -> list[int]
 
 def chat_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], prompt_format: str = "chat") -> ChatPrompt:
     """`messages` (one of them holding DIALOGUE_SLOT once) rendered and split around the dialogue."""
-    if prompt_format == "plain":
-        text = render_plain((m["role"], m["content"]) for m in messages)
-        special = tuple(added_special_prefix(tokenizer))  # what the tokenizer puts first (BOS)
-    else:
-        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        special = ()  # the rendered template already holds its special tokens (BOS, headers) as text
+    plain = prompt_format == "plain"
+    text = prompt_text(tokenizer, [(m["role"], m["content"]) for m in messages], "plain" if plain else "chat")
+    # Plain text gets what the tokenizer puts first (BOS); a rendered template already holds its
+    # special tokens (BOS, headers) as text.
+    special = tuple(added_special_prefix(tokenizer)) if plain else ()
     if text.count(DIALOGUE_SLOT) != 1:
         raise ValueError("the chat template must render the dialogue slot exactly once")
     before, after = text.split(DIALOGUE_SLOT)

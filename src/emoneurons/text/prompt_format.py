@@ -3,8 +3,9 @@ models whose tokenizer has none (`eval.prompt_format: chat | plain | auto`).
 
 The plain format is one `role: content` line per message, then `assistant:` with no newline, so the
 answer (" anger" in eval.label_format space) continues the line; the tokenizer's own special
-tokens (BOS) come first, as a template would write them. count (`count.text: prompt`), mask-eval,
-the hf judges and the hf chat backend all render through here, so they agree on the format.
+tokens (BOS) come first, as a template would write them. `prompt_text` is the one renderer of
+messages: count (`count.text: prompt`), mask-eval and the hf judges (through text/chat_prompt.py),
+the hf chat backend, steering and coherence all render through it, so they agree on the format.
 """
 
 from __future__ import annotations
@@ -39,6 +40,17 @@ def resolve_prompt_format(tokenizer: PreTrainedTokenizerBase, prompt_format: str
         raise PromptFormatError("eval.prompt_format: chat, but the model's tokenizer has no chat template (a base model); "
                                 "allowed for it: plain, auto")
     return prompt_format
+
+
+def prompt_text(tokenizer: PreTrainedTokenizerBase, messages: Iterable[tuple[str, str]], prompt_format: str = "auto") -> str:
+    """(role, content) pairs as the prompt text: the tokenizer's chat template with the assistant
+    turn opened, or (plain; auto without a template, a base model) plain `role: content` lines
+    ending in `assistant:`. The text holds a template's own special tokens; plain text gets the
+    tokenizer's BOS when it is tokenized (`added_special_prefix`)."""
+    if resolve_prompt_format(tokenizer, prompt_format) == "chat":
+        turns = [{"role": role, "content": content} for role, content in messages]
+        return tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+    return render_plain(messages)
 
 
 def render_plain(messages: Iterable[tuple[str, str]]) -> str:

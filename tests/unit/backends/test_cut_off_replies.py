@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 
-from repo_params import section
-from test_openai_backend import FakeOpenAIServer, _http
+from helpers.repo_params import section
+from helpers.fakes import FakeOpenAIServer, http_response
 
 from emoneurons.backends.chat import ChatRequest
 from emoneurons.backends.judges import ChatJudge
@@ -37,7 +37,7 @@ class CuttingServer(FakeOpenAIServer):
         finish = "stop"
         if isinstance(answer, tuple):
             finish, answer = "length", answer[1]
-        return _http(200, {
+        return http_response(200, {
             "id": "chatcmpl-fake", "object": "chat.completion", "created": 0, "model": body["model"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": finish}],
             "usage": {"prompt_tokens": 10, "completion_tokens": 7, "total_tokens": 17},
@@ -94,7 +94,7 @@ def test_a_cut_off_label_is_asked_again_with_the_retry_prompt_then_none(tmp_path
 
 
 def test_an_hf_judge_never_takes_a_label_from_an_answer_cut_off_at_max_new_tokens(tiny_llama):
-    from test_classify import _biased_copy
+    from helpers.tiny_models import biased_copy
 
     from emoneurons.backends.judges import HFJudge
     from emoneurons.evaluate.classify import classify
@@ -104,11 +104,11 @@ def test_an_hf_judge_never_takes_a_label_from_an_answer_cut_off_at_max_new_token
     dialogues = ["A: I hate this.\nB: Me too.", "A: Boo!\nB: You scared me."]
     (anger,) = label_ids(tiny_llama.tokenizer, "space")[0]
     # Says " anger anger anger ..." and never EOS: parses as anger, but it was stopped, not finished.
-    steered = _biased_copy(tiny_llama, anger)
+    steered = biased_copy(tiny_llama, anger)
     assert parse_emotion(tiny_llama.tokenizer.decode([anger] * 8)) == "anger"
     judge = HFJudge("hf", steered, "generate", batch_size=2, classify=classify)
     assert judge.label(dialogues) == [None, None]
     assert (judge.reasked, judge.cut_off) == (2, 4)  # asked again with the retry prompt, then dropped
     # Says EOS at once: not cut off, an empty answer (no emotion) asked again, no cut-off counted.
-    silent = HFJudge("hf", _biased_copy(tiny_llama, tiny_llama.tokenizer.eos_token_id), "generate", batch_size=2, classify=classify)
+    silent = HFJudge("hf", biased_copy(tiny_llama, tiny_llama.tokenizer.eos_token_id), "generate", batch_size=2, classify=classify)
     assert silent.label(dialogues) == [None, None] and (silent.reasked, silent.cut_off) == (2, 0)

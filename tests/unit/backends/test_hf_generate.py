@@ -7,12 +7,13 @@ import copy
 
 import pytest
 import torch
-from repo_params import section
+from helpers.repo_params import section
 
 from emoneurons.backends.cache import cache_key
 from emoneurons.backends.chat import ChatRequest
-from emoneurons.backends.hf_generate import HFChatBackend, SeededSampler, render_chat, top_p_filter
+from emoneurons.backends.hf_generate import HFChatBackend, SeededSampler, top_p_filter
 from emoneurons.model.loading import LoadedModel
+from emoneurons.text.prompt_format import prompt_text
 
 # Of very different lengths, so a batch needs real padding.
 PROMPTS = [
@@ -65,7 +66,7 @@ def test_greedy_answer_is_the_models_argmax_continuation(chat_model, tmp_path):
     backend = _backend(chat_model, tmp_path, batch_size=4, max_new_tokens=4)
     [answer] = _texts(backend, _requests()[1:2])
     tokenizer, model = chat_model.tokenizer, chat_model.model
-    ids = tokenizer(render_chat(tokenizer, _requests()[1].messages), return_tensors="pt", add_special_tokens=False)["input_ids"]
+    ids = tokenizer(prompt_text(tokenizer, _requests()[1].messages), return_tensors="pt", add_special_tokens=False)["input_ids"]
     for _ in range(4):  # plain argmax loop, no cache, no padding
         next_id = model(ids).logits[0, -1].argmax()
         ids = torch.cat([ids, next_id.view(1, 1)], dim=1)
@@ -124,7 +125,7 @@ def test_an_answer_that_runs_out_of_new_tokens_is_cut_off_not_accepted(chat_mode
     an answer that does end with one is accepted."""
     requests = _requests()[:2]
     cut = _backend(chat_model, tmp_path / "cut", batch_size=2, max_new_tokens=3)
-    texts = [text for text, _, _, _ in cut.generate([render_chat(chat_model.tokenizer, r.messages) for r in requests], [0, 0])]
+    texts = [text for text, _, _, _ in cut.generate([prompt_text(chat_model.tokenizer, r.messages) for r in requests], [0, 0])]
     cut._eos_ids = [chat_model.tokenizer.pad_token_id]  # an id the greedy answers below never reach
     assert cut.complete(requests) == [None, None] and cut.last_cut_off == {0, 1}
     assert (cut.usage.truncated, cut.usage.completion_tokens) == (2, 6)

@@ -3,125 +3,16 @@ answer with 429 + Retry-After, 500, a slow response, a dropped connection, 401 o
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
-from collections import Counter
 
 import pytest
-from repo_params import section
+from helpers.fakes import FakeOpenAIServer, http_response
+from helpers.repo_params import section
 
 from emoneurons.backends.chat import ChatBackendError, ChatRequest
 from emoneurons.backends.factory import make_chat_backend
 from emoneurons.backends.openai_backend import OpenAIChatBackend, retry_after_seconds
-
-_REASONS = {200: "OK", 401: "Unauthorized", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error"}
-
-
-class FakeOpenAIServer:
-    """POST /v1/chat/completions on 127.0.0.1, run on its own event loop in a thread.
-
-    `script[content]` lists what the next requests whose last message is `content` get, one action
-    each: "429:<seconds>", "500", "slow", "drop", "401", "404"; then (and otherwise) a normal answer
-    "reply to <content> #<sample>". Counts every request and the most ever in flight."""
-
-    def __init__(self, latency_s: float = 0.0, slow_s: float = 5.0) -> None:
-        self.latency_s = latency_s
-        self.slow_s = slow_s
-        self.script: dict[str, list[str]] = {}
-        self.requests = 0
-        self.by_content: Counter[str] = Counter()
-        self.in_flight = 0
-        self.max_in_flight = 0
-        self.authorizations: set[str] = set()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-
-    def __enter__(self) -> FakeOpenAIServer:
-        self._thread.start()
-        self._server = asyncio.run_coroutine_threadsafe(asyncio.start_server(self._serve, "127.0.0.1", 0), self._loop).result()
-        self.base_url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/v1"
-        return self
-
-    def __exit__(self, *exc) -> None:
-        async def shutdown() -> None:
-            self._server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(shutdown(), self._loop).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:  # keep-alive: one connection carries many requests
-                request_line = await reader.readline()
-                if not request_line:
-                    return
-                headers = {}
-                while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
-                    name, _, value = line.decode().partition(":")
-                    headers[name.strip().lower()] = value.strip()
-                body = json.loads(await reader.readexactly(int(headers.get("content-length", 0))))
-                self.authorizations.add(headers.get("authorization", ""))
-                self.requests += 1
-                self.in_flight += 1
-                self.max_in_flight = max(self.max_in_flight, self.in_flight)
-                try:
-                    response = await self._respond(body)
-                finally:
-                    self.in_flight -= 1
-                if response is None:  # dropped connection
-                    return
-                writer.write(response)
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            return
-        finally:
-            writer.close()
-
-    async def _respond(self, body: dict) -> bytes | None:
-        content = body["messages"][-1]["content"]
-        self.by_content[content] += 1
-        queue = self.script.get(content) or []
-        action = queue.pop(0) if queue else "ok"
-        if self.latency_s:
-            await asyncio.sleep(self.latency_s)
-        if action == "drop":
-            return None
-        if action == "slow":
-            await asyncio.sleep(self.slow_s)
-        if action.startswith("429"):
-            return _http(429, {"error": {"message": "Rate limit reached for requests", "type": "requests"}}, {"Retry-After": action.split(":")[1]})
-        if action == "500":
-            return _http(500, {"error": {"message": "The server had an error", "type": "server_error"}})
-        if action == "401":
-            return _http(401, {"error": {"message": "Incorrect API key provided: sk-te***st.", "code": "invalid_api_key"}})
-        if action == "404":
-            return _http(404, {"error": {"message": f"The model `{body['model']}` does not exist", "code": "model_not_found"}})
-        answer = f"reply to {content} t={body.get('temperature')}"
-        return _http(
-            200,
-            {
-                "id": "chatcmpl-fake",
-                "object": "chat.completion",
-                "created": 0,
-                "model": body["model"],
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}, "finish_reason": "stop"}],
-                "usage": {"prompt_tokens": len(content), "completion_tokens": 3, "total_tokens": len(content) + 3},
-            },
-        )
-
-
-def _http(status: int, payload: dict, headers: dict[str, str] | None = None) -> bytes:
-    data = json.dumps(payload).encode()
-    lines = [f"HTTP/1.1 {status} {_REASONS[status]}", "Content-Type: application/json", f"Content-Length: {len(data)}"]
-    lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode() + data
 
 
 @pytest.fixture

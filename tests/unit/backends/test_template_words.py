@@ -12,7 +12,7 @@ from emoneurons.backends.template_dialogues import BANKS, SHAPES, template_dialo
 from emoneurons.backends.template_topics import MODIFIERS, TOPIC_BANK, template_alternative
 from emoneurons.emotions import EMOTIONS
 
-from stage_runner import REPO
+from helpers.stage_runner import REPO
 DATA = REPO / "src/emoneurons/backends/template_data"
 
 

@@ -9,17 +9,17 @@ from collections import Counter
 
 import polars as pl
 import pytest
-from repo_params import params_yaml
+from helpers.repo_params import params_yaml
 
 from emoneurons.backends.chat import ChatRequest
-from fakes import FakeChat
+from helpers.fakes import FakeChat
 from emoneurons.backends.template_dialogues import FORBIDDEN_WORDS, MIXED_SHARE, template_dialogue
 from emoneurons.text.dialogue_format import check_reply, dialogue_id, parse_dialogue
 from emoneurons.dataset.dialogues import dialogue_plan, llm_dialogues, template_dialogues
 from emoneurons.emotions import EMOTIONS
 from emoneurons.text.paper_prompts.generate import GENERATE_PROMPT
 
-from stage_runner import run_stage_script
+from helpers.stage_runner import run_stage_script
 TOPICS = ["Dogs", "U.S. Senate", "potty training", "The Outlander Series", "Paris, France", "sushi", "I would like to discuss about financial independency"]
 TURN = re.compile(r"^(A|B): \S")
 

@@ -13,29 +13,10 @@ from emoneurons.dataset.emoprism import read_emoprism
 from emoneurons.io.tables import DataError
 from emoneurons.emotions import EMOTIONS
 from emoneurons.params import ParamsError, parse_params, require_under
-from repo_params import params_dict, params_yaml
+from helpers.repo_params import params_dict, params_yaml
+from helpers.synthetic_inputs import emoprism_record as record, sample_records
 
-from stage_runner import run_stage_script
-
-
-def record(topic: str, theme: str, gpt: str, gemini: str, claude: str, dialogue: str | None = None) -> dict:
-    return {
-        "topic": topic,
-        "theme": theme,
-        "dialogue": dialogue or f"A: Let us talk about {topic}.\nB: It makes me feel {theme}.",
-        "gpt-4o-mini": gpt, "gemini-1.5-flash": gemini, "claude-3-haiku": claude,
-        "label": theme,
-    }
-
-
-def sample_records() -> list[dict]:
-    """Two per emotion: one all judges agree on, one where only 'gpt' agrees (2 of 4 labels)."""
-    records = []
-    for i, emotion in enumerate(EMOTIONS):
-        other = EMOTIONS[(i + 1) % 6]
-        records.append(record(f"topic {i}", emotion, emotion, emotion.capitalize(), f"{emotion}."))
-        records.append(record(f"topic {i}", emotion, emotion, other, "I cannot tell"))
-    return records
+from helpers.stage_runner import run_stage_script
 
 
 def test_read_emoprism_normalises_labels_and_keeps_repeats_distinct(tmp_path):

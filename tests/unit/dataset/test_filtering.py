@@ -9,17 +9,17 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from repo_params import params_dict, params_yaml, section
+from helpers.repo_params import params_dict, params_yaml, section
 
 from emoneurons.backends.chat import ChatRequest
-from fakes import FakeChat
+from helpers.fakes import FakeChat
 from emoneurons.backends.judges import ChatJudge, HFJudge, LexiconJudge, make_judges, relabel_invalid
 from emoneurons.io.tables import DataError
 from emoneurons.emotions import EMOTIONS
 from emoneurons.text.paper_prompts.label import LABEL_PROMPT, label_prompt
 from emoneurons.dataset.filtering import agreement_filter, cohen_kappa, fleiss_kappa, fleiss_kappa_of_labels, judge_chance
 
-from stage_runner import run_stage_script
+from helpers.stage_runner import run_stage_script
 
 
 def _dialogues(themes: Sequence[str]) -> pl.DataFrame:

@@ -9,10 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from repo_params import params_yaml
+from helpers.repo_params import params_yaml
 
 from emoneurons.backends.chat import ChatRequest
-from fakes import FakeChat
+from helpers.fakes import FakeChat
 from emoneurons.backends.template_topics import TOPIC_BANK, alternative_candidates, template_alternative, topic_category
 from emoneurons.io.tables import DataError
 from emoneurons.text.paper_prompts.augment import AUGMENT_PROMPT
@@ -29,7 +29,7 @@ from emoneurons.dataset.topics import (
     topic_key,
 )
 
-from stage_runner import REPO, run_stage_script
+from helpers.stage_runner import REPO, run_stage_script
 SEEDS = REPO / "data" / "seeds" / "topics.txt"
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 
 from emoneurons.emotions import EMOTIONS
+from helpers.tiny_models import biased_copy
 from emoneurons.model.batching import real_token_index
 from emoneurons.evaluate.classify import MaskedClassifier, classify
 from emoneurons.evaluate.layer_runner import additive_mask, run_layers
@@ -95,30 +94,17 @@ def test_layer_reuse_equals_full_masked_forward_and_computes_less(tiny_llama, pr
     assert engine.classify(low).tokens_computed == unmodified.tokens_computed
 
 
-def _biased_copy(lm, token_id: int):
-    """The model with its output layer pushed towards one token (untied), to steer greedy decoding."""
-    from emoneurons.model.loading import LoadedModel
-
-    model = copy.deepcopy(lm.model)
-    head = torch.nn.Linear(model.config.hidden_size, model.config.vocab_size, bias=True)
-    head.weight.data = model.lm_head.weight.data.clone()
-    head.bias.data.zero_()
-    head.bias.data[token_id] = 50.0
-    model.lm_head = head
-    return LoadedModel(model=model, tokenizer=lm.tokenizer, name="biased")
-
-
 def test_generate_parses_first_emotion_word_and_counts_unparseable(tiny_llama, prompt):
     tokenizer = tiny_llama.tokenizer
     anger = label_ids(tokenizer)[0]
     assert len(anger) == 1
     # Steered to say "anger" first: one new token is exactly the label.
-    angry = classify(_biased_copy(tiny_llama, anger[0]), prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=1)
+    angry = classify(biased_copy(tiny_llama, anger[0]), prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=1)
     assert angry.answers == ["anger"] * len(DIALOGUES)
     assert angry.predicted == ["anger"] * len(DIALOGUES)
     # Steered to a token that spells no emotion: every answer is unparseable (None).
     other = tokenizer.encode("B", add_special_tokens=False)[0]
-    lost = classify(_biased_copy(tiny_llama, other), prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=3)
+    lost = classify(biased_copy(tiny_llama, other), prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=3)
     assert lost.answers == [tokenizer.decode([other] * 3)] * len(DIALOGUES)
     assert lost.predicted == [None] * len(DIALOGUES)
     assert lost.scores is None
@@ -128,10 +114,10 @@ def test_generate_says_which_answers_were_cut_off_at_max_new_tokens(tiny_llama, 
     tokenizer = tiny_llama.tokenizer
     anger = label_ids(tokenizer)[0][0]
     # Steered to repeat "anger": no EOS within max_new_tokens, so every answer is cut off.
-    cut = classify(_biased_copy(tiny_llama, anger), prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=3)
+    cut = classify(biased_copy(tiny_llama, anger), prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=3)
     assert cut.cut_off == [True] * len(DIALOGUES)
     # Steered to EOS: every answer ended by the model itself.
-    ended = classify(_biased_copy(tiny_llama, tokenizer.eos_token_id), prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=3)
+    ended = classify(biased_copy(tiny_llama, tokenizer.eos_token_id), prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=3)
     assert ended.cut_off == [False] * len(DIALOGUES) and ended.answers == [""] * len(DIALOGUES)
     assert classify(tiny_llama, prompt, DIALOGUES, "score", batch_size=2).cut_off is None
 
@@ -143,7 +129,7 @@ def test_an_end_of_turn_id_the_generation_config_lists_ends_the_answer(tiny_llam
 
     tokenizer = tiny_llama.tokenizer
     turn_end = tokenizer.convert_tokens_to_ids("<|im_start|>")  # stands in for <end_of_turn>
-    biased = _biased_copy(tiny_llama, turn_end)
+    biased = biased_copy(tiny_llama, turn_end)
     plain = classify(biased, prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=3)
     assert plain.cut_off == [True] * len(DIALOGUES)  # not an end id yet: runs to max_new_tokens
     biased.model.generation_config.eos_token_id = [tokenizer.eos_token_id, turn_end]

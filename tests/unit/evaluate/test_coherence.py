@@ -9,21 +9,13 @@ import math
 
 import pytest
 import torch
-from test_families import build_family
+from helpers.tiny_models import build_family
 
+from helpers.references import reference_logp_per_token
 from emoneurons.evaluate.coherence import (
     CoherenceRule, chat_reply_coherence, coherence_summary, repeated_ngram_share, reply_logp_per_token, reply_words,
     text_broke,
 )
-
-
-def reference_logp_per_token(lm, context: list[int], reply: list[int]) -> float:
-    """The plain reference: the model's own forward (its LM head included) on context + reply, no
-    padding, no cache; the mean log-softmax at each reply token from the position before it."""
-    with torch.inference_mode():
-        logits = lm.model(input_ids=torch.tensor([context + reply])).logits[0].float()
-    logp = torch.log_softmax(logits, dim=-1)
-    return sum(float(logp[len(context) - 1 + t, token]) for t, token in enumerate(reply)) / len(reply)
 
 
 def _pairs(vocab: int) -> tuple[list[list[int]], list[list[int]]]:

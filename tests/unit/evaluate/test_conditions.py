@@ -5,7 +5,8 @@ from __future__ import annotations
 import polars as pl
 import pytest
 import torch
-from repo_params import params_with, section
+from helpers.repo_params import params_with, section
+from helpers.synthetic_inputs import LAYERS, PER_LAYER, synthetic_neurons, synthetic_split
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.io.neurons_file import NoSelectionError
@@ -16,28 +17,6 @@ from emoneurons.evaluate.masking_eval import evaluate_masking
 from emoneurons.evaluate.shots import EvalDataError, draw_shots
 from emoneurons.text.chat_prompt import CONTENT_FREE_DIALOGUE
 from emoneurons.params import ParamsError
-
-LAYERS, PER_LAYER = 6, 64
-
-
-def synthetic_neurons(ratios=(0.01, 0.02), layers=LAYERS, per_layer=PER_LAYER, seed=0) -> dict:
-    """A neurons.json: each emotion gets k*ratio-scaled neurons spread over the layers."""
-    generator = torch.Generator().manual_seed(seed)
-    out = {"top_rate": ratios[0], "assign": "lape", "layers": layers, "neurons_per_layer": per_layer, "ratios": {}}
-    for ratio in ratios:
-        chosen = {}
-        for e, emotion in enumerate(EMOTIONS):
-            n = max(2, round(ratio * layers * per_layer))
-            flat = torch.randperm(layers * per_layer, generator=generator)[:n]
-            # Sadness lives in the top layers only: its masks start above layer 0.
-            pairs = sorted([int(i) // per_layer, int(i) % per_layer] for i in flat)
-            if emotion == "sadness":
-                pairs = sorted([layers - 1 - (l % 2), i] for l, i in pairs)
-                pairs = [list(p) for p in dict.fromkeys(tuple(p) for p in pairs)]
-            chosen[emotion] = pairs
-        selected = len({tuple(pair) for pairs in chosen.values() for pair in pairs})
-        out["ratios"][f"{ratio:g}"] = {"selected": selected, "neurons": chosen}
-    return out
 
 
 def test_plan_ids_dedup_and_order():
@@ -104,19 +83,8 @@ def test_plan_problems_are_one_line(neurons, params, layers, error, needle):
     assert needle in str(error.value) and "\n" not in str(error.value)
 
 
-def _split(per_emotion: int, offset: int = 0) -> pl.DataFrame:
-    lines = {
-        "anger": "A: You broke it again, I am furious!", "disgust": "A: That smell is revolting.",
-        "fear": "A: I'm scared of the dark.", "happiness": "A: What a wonderful day.",
-        "sadness": "A: I miss her so much.", "surprise": "A: I can't believe this happened!",
-    }
-    rows = [(f"{e}-{k + offset}", e, lines[e] + "\nB: Oh." * (1 + k % 3)) for e in EMOTIONS for k in range(per_emotion)]
-    return pl.DataFrame({"id": [r[0] for r in rows], "label": [r[1] for r in rows], "theme": [r[1] for r in rows],
-                         "dialogue": [r[2] for r in rows]})
-
-
 def test_shots_come_from_train_seeded_one_per_emotion():
-    train = _split(3)
+    train = synthetic_split(3)
     shots = draw_shots(train, 1, seed=0)
     assert sorted(e for _, e in shots) == sorted(EMOTIONS)
     assert draw_shots(train, 1, seed=0) == shots
@@ -143,7 +111,7 @@ def test_evaluate_masking_end_to_end_on_tiny_model(tiny_llama, one_thread):
     neurons = synthetic_neurons(ratios=(0.02, 0.04), layers=n_layers, per_layer=per_layer)
     params = section("eval", ratios=(0.02, 0.04), layer_ranges=("top", "all"), control_draws=1, bootstrap=200)
     evaluation, headline = evaluate_masking(
-        tiny_llama, _split(3), _split(2, offset=10), neurons, params, 0.02, batch_size=4, progress=False
+        tiny_llama, synthetic_split(3), synthetic_split(2, offset=10), neurons, params, 0.02, batch_size=4, progress=False
     )
     conditions = {c["id"]: c for c in evaluation["conditions"]}
     assert evaluation["n_test"] == 12 and evaluation["n_per_emotion"] == {e: 2 for e in EMOTIONS}
@@ -178,16 +146,16 @@ def test_evaluate_masking_end_to_end_on_tiny_model(tiny_llama, one_thread):
 
 
 def test_evaluate_masking_rejects_a_split_missing_an_emotion(tiny_llama):
-    test = _split(1).filter(pl.col("label") != "fear")
+    test = synthetic_split(1).filter(pl.col("label") != "fear")
     with pytest.raises(EvalDataError, match="^test split: no fear dialogues"):
-        evaluate_masking(tiny_llama, _split(2), test, synthetic_neurons(), section("eval"), 0.01, progress=False)
+        evaluate_masking(tiny_llama, synthetic_split(2), test, synthetic_neurons(), section("eval"), 0.01, progress=False)
     with pytest.raises(EvalDataError, match=r"^runs/a/test\.parquet: no dialogues to evaluate"):
-        evaluate_masking(tiny_llama, _split(2), test.head(0), synthetic_neurons(), section("eval"), 0.01, progress=False,
+        evaluate_masking(tiny_llama, synthetic_split(2), test.head(0), synthetic_neurons(), section("eval"), 0.01, progress=False,
                          test_name="runs/a/test.parquet")
 
 
 def test_shortest_selection_picks_the_shortest_train_dialogue_per_emotion():
-    train, test = _split(4), _split(4, offset=10)
+    train, test = synthetic_split(4), synthetic_split(4, offset=10)
     shots = draw_shots(train, 1, seed=3, selection="shortest")
     labels, dialogues = train["label"].to_list(), train["dialogue"].to_list()
     for dialogue, emotion in shots:
@@ -203,7 +171,7 @@ def test_shortest_selection_picks_the_shortest_train_dialogue_per_emotion():
 
 
 def test_calibration_dialogues_come_from_train_never_shots():
-    train = _split(6)
+    train = synthetic_split(6)
     shots = draw_shots(train, 1, seed=0)
     assert calibration_dialogues(train, section("eval", calibrate="none"), shots) == []
     assert calibration_dialogues(train, section("eval", calibrate="content_free"), shots) == [CONTENT_FREE_DIALOGUE]
@@ -226,7 +194,7 @@ def test_paper_zero_shot_setting_stays_available(tiny_llama, one_thread):
                        layer_ranges=("all",), control_draws=0, bootstrap=50, max_new_tokens=2)
     neurons = synthetic_neurons(ratios=(0.02,), layers=len(tiny_llama.model.model.layers),
                                 per_layer=tiny_llama.model.config.intermediate_size)
-    evaluation, _ = evaluate_masking(tiny_llama, _split(1), _split(1, offset=5), neurons, paper, 0.02, batch_size=4, progress=False)
+    evaluation, _ = evaluate_masking(tiny_llama, synthetic_split(1), synthetic_split(1, offset=5), neurons, paper, 0.02, batch_size=4, progress=False)
     assert (evaluation["shots"], evaluation["calibrate"], evaluation["method"]) == (0, "none", "generate")
     assert len(evaluation["conditions"]) == 1 + 6
     # generate: accuracy with McNemar's exact test; the specificity test runs on the masked answer's change.
@@ -242,7 +210,7 @@ def test_forked_workers_give_the_same_evaluation_as_one_process(tiny_llama, one_
     n_layers = len(tiny_llama.model.model.layers)
     neurons = synthetic_neurons(ratios=(0.02, 0.04), layers=n_layers, per_layer=tiny_llama.model.config.intermediate_size)
     params = section("eval", ratios=(0.02, 0.04), layer_ranges=("bottom", "top", "all"), control_draws=1, bootstrap=100)
-    runs = [evaluate_masking(tiny_llama, _split(3), _split(2, offset=10), neurons, params, 0.02, batch_size=4,
+    runs = [evaluate_masking(tiny_llama, synthetic_split(3), synthetic_split(2, offset=10), neurons, params, 0.02, batch_size=4,
                              progress=False, workers=workers) for workers in (1, 2)]
     assert runs[0] == runs[1]
     assert mask_workers(tiny_llama, 40) == 1  # one thread (the fixture): nothing to split

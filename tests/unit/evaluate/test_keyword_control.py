@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import polars as pl
 import pytest
-from repo_params import section
-from test_conditions import _split, synthetic_neurons
+from helpers.repo_params import section
+from helpers.synthetic_inputs import synthetic_split, synthetic_neurons
 
 from emoneurons.text.cue_removal import PLACEHOLDER, replace_cues
 from emoneurons.emotions import EMOTIONS
@@ -17,6 +17,7 @@ from emoneurons.evaluate.keyword_control import NEITHER, ONLY_WITH_WORDS, SURVIV
 from emoneurons.evaluate.masking_eval import evaluate_masking
 from emoneurons.text.nrc_lexicon import cue_words
 from emoneurons.report.document import render_markdown
+from emoneurons.io.eval_file import parse_eval
 from emoneurons.report.sections.keywords import keyword_section
 
 
@@ -36,7 +37,7 @@ def test_the_cue_free_side_is_mask_eval_on_the_cue_free_dialogues(tiny_llama, on
     n_layers, per_layer = len(tiny_llama.model.model.layers), tiny_llama.model.config.intermediate_size
     neurons = synthetic_neurons(ratios=(0.04,), layers=n_layers, per_layer=per_layer)
     params = section("eval", ratios=(0.04,), layer_ranges=("all",), control_draws=1, bootstrap=50)
-    train, test = _split(3), _split(2, offset=10)
+    train, test = synthetic_split(3), synthetic_split(2, offset=10)
     # one test dialogue of cue words only: kept (and counted), never dropped
     test = test.with_columns(pl.when(pl.col("id") == "anger-10").then(pl.lit("Furious! Angry!")).otherwise(pl.col("dialogue")).alias("dialogue"))
     evaluation, _ = evaluate_masking(tiny_llama, train, test, neurons, params.model_copy(update={"keyword_control": True}),
@@ -70,10 +71,10 @@ def test_the_cue_free_side_is_mask_eval_on_the_cue_free_dialogues(tiny_llama, on
     assert [c["effect"]["delta_true"]["per_dialogue"] for c in reference["conditions"][1:2]] != \
            [c["effect"]["delta_true"]["per_dialogue"] for c in evaluation["conditions"][1:2]]
     # report.md's section: one row per emotion with its verdict; absent when the control did not run
-    markdown = render_markdown(keyword_section(SimpleNamespace(eval=evaluation)))
+    markdown = render_markdown(keyword_section(SimpleNamespace(eval=parse_eval(evaluation))))
     assert markdown.startswith("## Emotion neurons vs emotion words")
     for emotion in EMOTIONS:
         row = next(line for line in markdown.splitlines() if line.startswith(f"| {emotion} |"))
         assert row.endswith(f"**{record['emotions'][emotion]['verdict']}** |")
         assert f"{record['emotions'][emotion]['without_words']['accuracy_unmodified']:.3f}" in row
-    assert keyword_section(SimpleNamespace(eval=reference)) == []
+    assert keyword_section(SimpleNamespace(eval=parse_eval(reference))) == []

@@ -16,8 +16,8 @@ from emoneurons.text.classification_prompt import classification_prompt
 from emoneurons.text.chat_prompt import dialogue_ids, label_ids
 from emoneurons.neurons.masking import mask_neurons
 from emoneurons.params import EvalParams
-from repo_params import section
-from test_conditions import _split, synthetic_neurons
+from helpers.repo_params import section
+from helpers.synthetic_inputs import synthetic_split, synthetic_neurons
 
 # Hand-written thirds (first third, second third, the rest), not computed by the code under test.
 RANGES = {
@@ -92,7 +92,7 @@ def evaluated(tiny_llama):
     # Large sets (a fifth of the tiny model's neurons), so that every mask moves the scores clearly.
     neurons = synthetic_neurons(ratios=(0.2, 0.4), layers=n_layers, per_layer=per_layer)
     params = section("eval", ratios=(0.2, 0.4), layer_ranges=("bottom", "middle", "top", "all"), control_draws=2, bootstrap=100)
-    train, test = _split(3), _split(2, offset=10)
+    train, test = synthetic_split(3), synthetic_split(2, offset=10)
     evaluation, headline = evaluate_masking(tiny_llama, train, test, neurons, params, 0.2, batch_size=4, progress=False, workers=1)
     plan = {c.id: c for c in plan_conditions(neurons, params, 0.2, n_layers)}
     return evaluation, headline, plan, params, train, test

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from repo_params import section
+from helpers.repo_params import section
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.conditions import control_seed, random_like
@@ -20,7 +20,7 @@ from emoneurons.evaluate.steering import (
 from emoneurons.neurons.masking import ffn_modules, mask_neurons, neurons_by_layer, scale_neurons, scale_neurons_per_row
 from emoneurons.report.steer_figure import save_steering_figure, steering_lines
 
-from stage_runner import REPO, run_stage_script
+from helpers.stage_runner import REPO, run_stage_script
 NEURONS = {0: torch.tensor([1, 5, 9]), 2: torch.tensor([0, 63]), 3: torch.tensor([7])}
 
 
@@ -192,7 +192,7 @@ def _steer_project(tmp_path, tiny_llama, per_emotion: int) -> dict:
     per emotion, a selection, params with the lexicon judge; returns the selection."""
     import json
 
-    from test_conditions import _split, synthetic_neurons
+    from helpers.synthetic_inputs import synthetic_split, synthetic_neurons
 
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -203,7 +203,7 @@ def _steer_project(tmp_path, tiny_llama, per_emotion: int) -> dict:
     sharp.save_pretrained(tmp_path / "tiny-llama")
     tiny_llama.tokenizer.save_pretrained(tmp_path / "tiny-llama")
     (tmp_path / "data" / "split").mkdir(parents=True)
-    _split(per_emotion).write_parquet(tmp_path / "data" / "split" / "train.parquet")
+    synthetic_split(per_emotion).write_parquet(tmp_path / "data" / "split" / "train.parquet")
     (tmp_path / "data" / "neurons").mkdir()
     config = tiny_llama.model.config
     neurons = synthetic_neurons(ratios=(0.05,), layers=config.num_hidden_layers, per_layer=config.intermediate_size)
@@ -318,7 +318,7 @@ def _check_coherence(record: dict, model_dir: Path, params: dict) -> None:
     model's log-likelihood per token of each reply is the plain forward's (test_coherence's reference)."""
     import math
 
-    from test_coherence import reference_logp_per_token
+    from helpers.references import reference_logp_per_token
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from emoneurons.evaluate.coherence import repeated_ngram_share, reply_words

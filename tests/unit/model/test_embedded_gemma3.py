@@ -11,7 +11,7 @@ import importlib.util
 
 import pytest
 import torch
-from repo_params import section
+from helpers.repo_params import section
 
 from emoneurons.model import embedded
 from emoneurons.model.embedded import GEMMA3_CHUNKS, GEMMA3_FILE, GEMMA3_SHA256, Chunk, EmbeddedModelError, assemble
@@ -92,7 +92,7 @@ def test_an_unknown_model_name_that_is_not_a_path_is_one_line_listing_the_embedd
 def test_gemma3_ends_replies_at_end_of_turn_though_its_gguf_lists_only_eos(tiny_tokenizer):
     """The GGUF's generation config holds `<eos>` only; `<end_of_turn>` (106 in the real vocabulary)
     ends a reply too, on a tiny random Gemma 3 whose tokenizer has that special token."""
-    from test_families import build_family
+    from helpers.tiny_models import build_family
 
     tokenizer = copy.deepcopy(tiny_tokenizer)
     tokenizer.add_special_tokens({"additional_special_tokens": ["<end_of_turn>"]})

@@ -1,6 +1,6 @@
 """Every family the README names, through count, masking and the mask-eval engine, each against a
 naive reference built from the model's own forward: tiny random models built in-process (no
-download), the in-process tokenizer of conftest.py."""
+download), the in-process tokenizer of tests/helpers/tiny_models.py."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import copy
 import warnings
 
 import pytest
-from repo_params import params_yaml
+from helpers.repo_params import params_yaml
+from helpers.tiny_models import FAMILY_FFN as FFN, FAMILY_HIDDEN as HIDDEN, FAMILY_LAYERS as LAYERS, build_family
 import torch
 
 from emoneurons.emotions import EMOTIONS
@@ -20,7 +21,7 @@ from emoneurons.model.architecture import FAMILIES, UnsupportedModelError, gated
 from emoneurons.neurons.counting import activation_counts
 from emoneurons.neurons.masking import mask_neurons
 from emoneurons.model.loading import LoadedModel
-from stage_runner import run_stage_script
+from helpers.stage_runner import run_stage_script
 
 DIALOGUES = [
     "A: I can't believe this happened!\nB: Oh no, that is terrible.",
@@ -29,43 +30,6 @@ DIALOGUES = [
 ]
 LABELS = ["anger", "happiness", "disgust"]
 SHOTS = [("A: What a wonderful day.", "happiness")]
-LAYERS, HIDDEN, FFN = 3, 32, 48
-
-
-def _config(family: str, vocab: int, pad: int, **overrides):
-    import transformers
-
-    common = dict(vocab_size=vocab, hidden_size=HIDDEN, intermediate_size=FFN, num_hidden_layers=LAYERS,
-                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024, pad_token_id=pad,
-                  bos_token_id=None, eos_token_id=None, initializer_range=0.2)
-    # Family-specific parts that the engine must honour, set so that getting them wrong shows:
-    # Gemma 2's soft-capping of attention and final logits, Gemma 3's local and global rotary
-    # embeddings (different bases) on alternating sliding and full layers, Phi-3's fused FFN.
-    extra = {
-        "llama": ("LlamaConfig", {}),
-        "mistral": ("MistralConfig", {"sliding_window": 512}),
-        "qwen2": ("Qwen2Config", {}),
-        "qwen3": ("Qwen3Config", {"head_dim": 8}),
-        "gemma2": ("Gemma2Config", {"head_dim": 8, "query_pre_attn_scalar": 8, "attn_logit_softcapping": 1.0,
-                                    "final_logit_softcapping": 1.0, "sliding_window": 512}),
-        "gemma3_text": ("Gemma3TextConfig", {"head_dim": 8, "query_pre_attn_scalar": 8, "sliding_window": 512,
-                                             "layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
-                                             "rope_parameters": {"sliding_attention": {"rope_type": "default", "rope_theta": 10.0},
-                                                                 "full_attention": {"rope_type": "default", "rope_theta": 10000.0}}}),
-        "phi3": ("Phi3Config", {}),
-    }
-    name, options = extra[family]
-    return getattr(transformers, name)(**(common | options | overrides))
-
-
-def build_family(tokenizer, family: str, seed: int = 0, **overrides) -> LoadedModel:
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    config = _config(family, len(tokenizer), tokenizer.pad_token_id, **overrides)
-    model = AutoModelForCausalLM.from_config(config).eval()
-    model.requires_grad_(False)
-    return LoadedModel(model=model, tokenizer=tokenizer, name=f"tiny-random-{family}")
 
 
 @pytest.fixture(scope="module", params=sorted(FAMILIES))

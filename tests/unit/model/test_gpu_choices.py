@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from emoneurons.model import loading as model
-from stage_runner import REPO
+from helpers.stage_runner import REPO
 
 
 def fake_flash_attn(monkeypatch, installed: bool) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from repo_params import section
+from helpers.repo_params import section
 
 from emoneurons.model.loading import EMBEDDED_GGUF, embedded_model_dir, load_model
 

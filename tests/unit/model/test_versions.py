@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import own_make_env
+from helpers.environment import own_make_env
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
@@ -29,7 +29,7 @@ from emoneurons.model.versions import (
     system_plan,
 )
 
-from stage_runner import REPO
+from helpers.stage_runner import REPO
 LOCK = locked_pins((REPO / "requirements.lock").read_text())
 CPU_LOCK = locked_pins((REPO / "requirements-cpu.lock").read_text())
 # The plans below are computed against this range (pyproject.toml's today), so they stay fixed when it moves.

@@ -7,6 +7,7 @@ import copy
 import pytest
 import torch
 
+from helpers.synthetic_inputs import COUNTING_DIALOGUES as DIALOGUES, COUNTING_LABELS as LABELS
 from emoneurons.emotions import EMOTIONS
 from emoneurons.text.classification_prompt import classification_prompt
 from emoneurons.text.chat_prompt import dialogue_ids
@@ -16,18 +17,6 @@ from emoneurons.neurons.counting import activation_counts, counting_inputs, padd
 from emoneurons.model.architecture import UnsupportedModelError
 from emoneurons.model.loading import LoadedModel
 from emoneurons.text.prompt_format import added_special_prefix
-
-# Different lengths (1 to ~40 tokens), so every batch pads; all six emotions, one twice.
-DIALOGUES = [
-    "A: I can't believe this happened!\nB: Oh no, that is terrible.",
-    "A: That smell is revolting.",
-    "A: What a wonderful day.\nB: I miss her so much.\nA: I'm scared of the dark.\nB: Oh no.",
-    "B: Oh",
-    "A: I'm scared of the dark.\nB: What a wonderful day, that smell is revolting.",
-    "A: I miss her so much.\nB: That is terrible.",
-    "A: I can't believe this happened! What a day.",
-]
-LABELS = ["anger", "disgust", "happiness", "surprise", "fear", "sadness", "surprise"]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

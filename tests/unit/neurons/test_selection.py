@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from repo_params import params_yaml
+from helpers.repo_params import params_yaml
 import torch
 
 from emoneurons.emotions import EMOTIONS
@@ -20,7 +20,7 @@ from emoneurons.neurons.selection import (
     select_emotion_neurons,
 )
 
-from stage_runner import REPO
+from helpers.stage_runner import REPO
 
 
 def hand_counts() -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Counting, cards and steering on a model whose decoder layers sit on two devices (tests/two_device.py:
+"""Counting, cards and steering on a model whose decoder layers sit on two devices (tests/helpers/two_device.py:
 the first layers on cpu, the rest on meta, any call that mixes the two raising): every tensor they
 make for a layer is made on that layer's device, not on `lm.device`. The cpu layers' results
 equal those of the same model all on the cpu; the meta layers' results exist on meta (shapes)."""
@@ -15,8 +15,8 @@ from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.counting import activation_counts, count_batches, counting_inputs, layer_counters
 from emoneurons.neurons.masking import ffn_modules, mask_neurons, scale_neurons, scale_neurons_per_row
 from emoneurons.neurons.top_activations import activity_by_layer, neuron_activity
-from test_counting import DIALOGUES as COUNTING_DIALOGUES, LABELS as COUNTING_LABELS
-from two_device import split_over_cpu_and_meta, strict_devices
+from helpers.synthetic_inputs import COUNTING_DIALOGUES, COUNTING_LABELS
+from helpers.two_device import split_over_cpu_and_meta, strict_devices
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from repo_params import section
+from helpers.repo_params import section
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.steering import plan_steering, steering_record

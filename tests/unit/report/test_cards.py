@@ -9,21 +9,13 @@ import pytest
 import torch
 
 from emoneurons.emotions import EMOTIONS
+from helpers.cards import CARD_DIALOGUES as DIALOGUES, card_counts, cards_record
 from emoneurons.neurons.counting import added_special_prefix
 from emoneurons.neurons.top_activations import empty_top_k, merge_top_k, neuron_activity, token_lift
 from emoneurons.io.neurons_file import NoSelectionError
 from emoneurons.report.cards import build_cards, card_neurons, context_record, plan_cards
 from emoneurons.report.cards_html import render_cards_html
 
-DIALOGUES = [
-    "A: I can't believe this happened!\nB: Oh no, that is terrible.",
-    "A: What a wonderful day.",
-    "A: That smell is revolting.\nB: I'm scared of the dark.\nA: I miss her so much.",
-    "A: Oh no.",
-    "A: I miss her so much.\nB: What a wonderful <day> & night.",
-    "B: I'm scared of the dark, what a terrible smell.",
-    "A: wonderful!",
-]
 NEURONS = [(0, 3), (0, 17), (2, 5), (3, 60), (3, 1)]
 
 
@@ -109,15 +101,8 @@ def test_token_lift_ranks_tokens_by_firing_rate_relative_to_the_neurons_rate():
     assert token_lift(counts, torch.zeros((5, 1), dtype=torch.long), min_count=1, top=3) == [[]]
 
 
-def _counts(seed: int = 0):
-    torch.manual_seed(seed)
-    P = torch.rand(4, 64, 6, dtype=torch.float64)
-    entropy = torch.rand(4, 64, dtype=torch.float64)
-    return P, entropy
-
-
 def test_cards_rank_by_the_emotions_share_of_p_then_low_entropy():
-    P, entropy = _counts()
+    P, entropy = card_counts()
     P[1, 2] = P[3, 4] = torch.tensor([0.5, 0.1, 0.1, 0.1, 0.1, 0.1], dtype=torch.float64)  # anger's share 0.5
     P[0, 1] = torch.full((6,), 0.99, dtype=torch.float64)  # fires on nearly everything: share 1/6
     P[2, 9] = torch.tensor([0.3, 0.3, 0.1, 0.1, 0.1, 0.1], dtype=torch.float64)  # share 0.3
@@ -128,7 +113,7 @@ def test_cards_rank_by_the_emotions_share_of_p_then_low_entropy():
 
 
 def test_plan_names_a_missing_selection():
-    P, entropy = _counts()
+    P, entropy = card_counts()
     with pytest.raises(NoSelectionError, match="no selection at ratio 0.02 "):
         plan_cards({"ratios": {"0.01": {"neurons": {}}}, "layers": 4, "neurons_per_layer": 64}, 0.02, P, entropy, 2)
 
@@ -157,22 +142,6 @@ def test_activity_reports_what_max_length_cut(tiny_llama):
     assert activity.truncated.record() == {"max_length": max_length, "budget": max_length - prefix, "dialogues": len(cuts),
                                            "tokens_cut": sum(cuts), "longest_cut": max(cuts)}
     assert neuron_activity(tiny_llama, DIALOGUES, [(0, 1)], k=1, batch_size=4).truncated.dialogues == 0
-
-
-def cards_record(tiny_llama, empty: str = "disgust") -> dict:
-    """The cards stage's record on the tiny model, with `empty` given no selected neurons."""
-    P, entropy = _counts(1)
-    selected = {e: [[i % 4, 7 * i + j] for j in range(3)] for i, e in enumerate(EMOTIONS)}
-    selected[empty] = []
-    neurons_json = {"layers": 4, "neurons_per_layer": 64, "ratios": {"0.01": {"neurons": selected}}}
-    plan = plan_cards(neurons_json, 0.01, P, entropy, 2)
-    chosen = sorted({n for pairs in plan.values() for n in pairs})
-    activity = neuron_activity(tiny_llama, DIALOGUES, chosen, k=3, batch_size=4)
-    labels = [EMOTIONS[i % 6] for i in range(len(DIALOGUES))]
-    emotions = build_cards(plan, activity, P, entropy, tiny_llama.tokenizer, [f"d{i}" for i in range(len(DIALOGUES))], labels,
-                           {e: len(v) for e, v in selected.items()}, window=4, top_tokens=3, min_token_count=1)
-    return {"model": "tiny <random> llama", "top_rate": 0.01, "top_neurons": 2, "contexts": 3, "window": 4, "min_token_count": 1,
-            "split": "train", "dialogues": len(DIALOGUES), "tokens": activity.tokens, "emotions": emotions}
 
 
 def test_card_json_holds_each_emotions_top_neurons_with_contexts_and_tokens(tiny_llama):
@@ -221,3 +190,10 @@ def test_built_cards_pass_the_cards_checks_and_a_neuron_past_the_layers_fails(ti
     assert checked and all(entry["passed"] for entry in checked)
     with pytest.raises(DataCheckError, match=r"column 'layer': expect_column_values_to_be_between failed"):
         check_cards(record, config.num_hidden_layers - 1, config.intermediate_size, source="reports/cards/cards.json")
+
+
+@pytest.mark.parametrize("layer", [4, -1])  # -1 would otherwise read the last layer's neurons
+def test_a_card_neuron_outside_the_model_is_hooks_one_line_before_any_hook(tiny_llama, layer):
+    with pytest.raises(ValueError, match=rf"^layer {layer} is outside the model \(0..3\)$"):
+        neuron_activity(tiny_llama, DIALOGUES, [(0, 1), (layer, 2)], k=1, batch_size=4)
+    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in tiny_llama.model.modules()) == 0

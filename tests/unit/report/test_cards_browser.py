@@ -26,8 +26,8 @@ import pytest
 from emoneurons.emotions import EMOTIONS
 from emoneurons.report.cards_html import render_cards_html
 from emoneurons.report.style import EMOTION_COLORS
-from conftest import missing_under_ci
-from test_cards import cards_record
+from helpers.environment import missing_under_ci
+from helpers.cards import cards_record
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

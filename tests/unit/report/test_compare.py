@@ -12,20 +12,21 @@ import pytest
 from typer.testing import CliRunner
 
 from emoneurons.cli import app
+from emoneurons.io.eval_file import EVAL_FILE as EVAL_PATH, parse_eval
 from emoneurons.report.compare import (
-    EVAL_PATH,
     NEURONS_PATH,
     CompareError,
     RunAtRev,
     compare_figures,
     compare_markdown,
+    load_run,
     read_at_rev,
     resolve_rev,
     write_comparison,
 )
 from emoneurons.report.style import save_figure
 from emoneurons.report.style import DPI
-from test_figures import png_size, synthetic_run
+from helpers.synthetic_run import png_size, synthetic_run
 
 COMPARED = ("figure1", "figure2", "figure3", "figure4", "figure14", "figure15")
 
@@ -78,7 +79,7 @@ def test_unknown_revision_and_missing_file_fail_clearly(repo):
 
 
 def test_compare_drawing_from_synthetic_runs(tmp_path):
-    runs = [RunAtRev(name, r["eval"], r["neurons"]) for name, r in (
+    runs = [RunAtRev(name, parse_eval(r["eval"]), r["neurons"]) for name, r in (
         ("baseline", synthetic_run(seed=0)), ("top-2pct", synthetic_run(seed=1, top_rate=0.02)),
         ("deeper", synthetic_run(seed=2, layers=12)))]
     figures = compare_figures(runs)
@@ -116,3 +117,10 @@ def test_compare_command_on_git_revisions(repo, tmp_path):
     assert not (tmp_path / "bad").exists()
     one = CliRunner().invoke(app, ["compare", "v1", "--repo", str(repo)])
     assert one.exit_code == 1 and "at least two" in one.output
+
+
+def test_a_broken_eval_json_at_a_revision_is_one_line_naming_both(tmp_path):
+    (tmp_path / "reports" / "metrics").mkdir(parents=True)
+    (tmp_path / EVAL_PATH).write_text(json.dumps({"model": "m", "conditions": []}))
+    with pytest.raises(CompareError, match=r"^workspace: reports/metrics/eval.json: conditions is missing or empty$"):
+        load_run(tmp_path, "workspace")

@@ -15,12 +15,13 @@ from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 from emoneurons.emotions import EMOTIONS
+from emoneurons.io.eval_file import parse_eval
 from emoneurons.evaluate.coherence import CoherenceRule, ReplyCoherence
 from emoneurons.evaluate.steering import plan_steering, steering_record
 from emoneurons.report.figures.build import FIGURE_NAMES, build_figures
 from emoneurons.report.steer_figure import steering_figure
-from repo_params import section
-from test_figures import synthetic_run
+from helpers.repo_params import section
+from helpers.synthetic_run import synthetic_run
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SLACK = 0.5  # pixels: boxes that merely touch are not overlapping
@@ -127,7 +128,7 @@ def test_the_check_sees_overlapping_and_cut_text():
 @pytest.mark.parametrize("name", FIGURE_NAMES)
 def test_paper_figure_text_does_not_overlap_or_leave_the_canvas(name):
     run = synthetic_run()
-    figure = build_figures(run["filter"], run["neurons"], run["eval"], MODEL)[name]
+    figure = build_figures(run["filter"], run["neurons"], parse_eval(run["eval"]), MODEL)[name]
     assert layout_faults(figure) == []
 
 

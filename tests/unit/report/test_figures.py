@@ -1,25 +1,23 @@
 """Figures of the plot stage: the pure tensor functions on hand-built inputs, the metric views, and
 every figure rendered from synthetic metrics shaped as docs/CONTRACTS.md says.
 
-`synthetic_run` / `write_run` build one consistent fake run; test_report.py and test_compare.py
-import them from here."""
+The synthetic run they are drawn from is tests/helpers/synthetic_run.py's."""
 
 from __future__ import annotations
 
 import json
 import math
-import struct
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-import yaml
-from repo_params import params_dict
+from helpers.synthetic_run import png_size, synthetic_run
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.report.analysis import failure_counts, failure_distribution, neuron_membership, overlap_ratio
+from emoneurons.io.eval_file import EvalFileError, parse_eval
 from emoneurons.io.neurons_file import NoSelectionError
 from emoneurons.report.errors import ReportDataError
 from emoneurons.report.figures.build import FIGURE_NAMES, build_figures
@@ -41,166 +39,6 @@ RANGES = ("bottom", "middle", "top", "all")
 
 # ------------------------------------------------------------------------------------------
 # The synthetic run (one builder for every report test)
-
-
-def _confusion(gen: torch.Generator, n: int, correct: list[int]) -> list[list[int]]:
-    """Rows = true emotion: `correct[i]` on the diagonal, the rest spread at random."""
-    size = len(EMOTIONS)
-    matrix = [[0] * size for _ in range(size)]
-    for i in range(size):
-        matrix[i][i] = correct[i]
-        for _ in range(n - correct[i]):
-            j = int(torch.randint(size - 1, (1,), generator=gen))
-            matrix[i][j if j < i else j + 1] += 1
-    return matrix
-
-
-def _condition(cid: str, kind: str, masked: str | None, ratio: float | None, layers: str | None,
-               draw: int | None, n_neurons: int, matrix: list[list[int]], n: int) -> dict:
-    accuracy = {e: matrix[i][i] / n for i, e in enumerate(EMOTIONS)}
-    accuracy["overall"] = sum(matrix[i][i] for i in range(len(EMOTIONS))) / (n * len(EMOTIONS))
-    ci95 = {k: [max(0.0, a - 0.2), min(1.0, a + 0.2)] for k, a in accuracy.items()}
-    ci95["overall"] = [max(0.0, accuracy["overall"] - 0.08), min(1.0, accuracy["overall"] + 0.08)]
-    return {
-        "id": cid, "kind": kind, "masked": masked, "ratio": ratio, "layers": layers,
-        "control": kind == "control", "draw": draw, "n_neurons": n_neurons,
-        "accuracy": accuracy, "ci95": ci95, "confusion": matrix,
-        "unparseable": {e: 0 for e in EMOTIONS},
-    }
-
-
-def synthetic_run(
-    seed: int = 0, layers: int = 8, neurons_per_layer: int = 500, n: int = 6,
-    top_rate: float = 0.01, ratios: tuple[float, ...] = RATIOS, ranges: tuple[str, ...] = RANGES,
-    control_draws: int = 2, baseline_correct: int = 5, model: str = "synthetic/tiny-llama",
-    backend: str = "template",
-) -> dict[str, Any]:
-    """A consistent fake run: filter.json, counts meta, neurons.json, eval.json, the neurons
-    metrics and params (as a dict), shaped as docs/CONTRACTS.md says."""
-    gen = torch.Generator().manual_seed(seed)
-    total = layers * neurons_per_layer
-    selections = {}
-    for ratio in sorted({top_rate, *ratios}):
-        picked = torch.randperm(total, generator=gen)[: max(6, round(ratio * total))]
-        neurons: dict[str, list[list[int]]] = {e: [] for e in EMOTIONS}
-        for k, flat in enumerate(picked.tolist()):
-            pair = [flat // neurons_per_layer, flat % neurons_per_layer]
-            first = EMOTIONS[k % len(EMOTIONS)]
-            neurons[first].append(pair)
-            if first == "anger" and k % 2 == 0:  # anger and disgust share neurons, as in the paper
-                neurons["disgust"].append(pair)
-        neurons = {e: sorted(v) for e, v in neurons.items()}
-        selections[f"{ratio:g}"] = {
-            "entropy_threshold": 0.5, "selected": len(picked), "neurons": neurons,
-            "per_emotion": {e: len(v) for e, v in neurons.items()},
-            "per_layer": {e: [sum(1 for p in v if p[0] == layer) for layer in range(layers)]
-                          for e, v in neurons.items()},
-        }
-    neurons_json = {"top_rate": top_rate, "assign": "lape", "layers": layers,
-                    "neurons_per_layer": neurons_per_layer, "ratios": selections}
-    size = len(EMOTIONS)
-    base = [min(n, baseline_correct + (i % 2)) for i in range(size)]
-    conditions = [_condition("unmodified", "unmodified", None, None, None, None, 0,
-                             _confusion(gen, n, base), n)]
-    eval_ratios = sorted({top_rate, *ratios})
-    for m, masked in enumerate(EMOTIONS):
-        for ratio in eval_ratios:
-            for layers_ in ranges if ratio == top_rate else ("all",):
-                n_neurons = selections[f"{ratio:g}"]["per_emotion"][masked]
-                drop = 1 + int(100 * ratio) // 2 if layers_ == "all" else 1
-                # the target loses `drop` correct answers; the others move by -1, 0 or +1
-                correct = [max(0, c - drop) if i == m else
-                           min(n, max(0, c + int(torch.randint(-1, 2, (1,), generator=gen))))
-                           for i, c in enumerate(base)]
-                tag = f"r{ratio:g}-{layers_}"
-                conditions.append(_condition(f"mask-{masked}-{tag}", "mask", masked, ratio, layers_,
-                                             None, n_neurons, _confusion(gen, n, correct), n))
-                for draw in range(control_draws):
-                    wobble = [max(0, c - int(torch.randint(2, (1,), generator=gen))) for c in base]
-                    conditions.append(_condition(
-                        f"control-{masked}-{tag}-d{draw}", "control", masked, ratio, layers_, draw,
-                        n_neurons, _confusion(gen, n, wobble), n))
-    # Paired effects: masks lower the masked label by more than their controls; verdicts cycle.
-    verdicts = ("specific", "not distinguishable from random", "not enough data")
-    for k, c in enumerate(conditions[1:]):
-        mean = -0.3 - 0.05 * k % 0.4 if c["kind"] == "mask" else -0.02 * (k % 3)
-        summary = {"per_dialogue": [mean] * n * size, "mean": round(mean, 6), "ci95": [round(mean - 0.1, 6), round(mean + 0.05, 6)],
-                   "per_emotion": {e: {"n": n, "mean": round(mean + 0.01 * i, 6), "ci95": [mean - 0.2, mean + 0.2]}
-                                   for i, e in enumerate(EMOTIONS)}}
-        c["effect"] = {"delta_true": summary, "delta_masked": summary}
-        c["mcnemar"] = {"worse": 1, "better": 0, "p": 1.0}
-    by_id = {c["id"]: c for c in conditions}
-    for k, c in enumerate(c for c in conditions if c["kind"] == "mask"):
-        draws = [by_id[f"control{c['id'].removeprefix('mask')}-d{d}"]["effect"]["delta_masked"]["mean"] for d in range(control_draws)]
-        control = sum(draws) / len(draws) if draws else None
-        own = c["effect"]["delta_masked"]["mean"]
-        c["vs_control"] = {"mask_mean": own, "control_mean": control,
-                           "difference": None if control is None else round(own - control, 6),
-                           "difference_ci95": [None, None] if control is None else [own - control - 0.1, own - control + 0.1],
-                           "p": None if control is None else 0.001 * (1 + k % 3), "p_floor": 1e-5,
-                           "p_holm": None if control is None else 0.01 * (1 + 4 * (k % 3)),
-                           "p_bh": None if control is None else 0.005 * (1 + 4 * (k % 3)),
-                           "verdict": verdicts[k % 3] if control is not None else "not enough data"}
-    overall = conditions[0]["accuracy"]["overall"]
-    eval_json = {
-        "model": model, "method": "score", "shots": 1, "n_test": n * size, "chance": 1 / 6,
-        "n_per_emotion": {e: n for e in EMOTIONS},
-        "baseline_above_chance": conditions[0]["ci95"]["overall"][0] > 1 / 6,
-        "tokens": {"computed": 12345, "naive": 34567}, "conditions": conditions,
-        "effects": {"measure": "synthetic", "test_effect": "delta_masked", "alternative": "less", "alpha": 0.05,
-                    "sign_flips": 16384, "corrected_over": sum(c.get("vs_control", {}).get("p") is not None for c in conditions),
-                    "rule": "specific: Holm p <= 0.05 (synthetic rule text)"},
-    }
-    kept = {e: 10 + 2 * i for i, e in enumerate(EMOTIONS)}
-    dropped = {e: i % 3 for i, e in enumerate(EMOTIONS)}
-    kept_total = sum(kept.values())
-    table1 = {e: {"count": c, "percent": round(100 * c / kept_total, 2)} for e, c in kept.items()}
-    table1["total"] = {"count": kept_total, "percent": 100.0}
-    filter_json = {
-        "generated": kept_total + sum(dropped.values()), "kept": kept_total,
-        "dropped": sum(dropped.values()), "min_agree": 2, "judges": ["lexicon", "smollm"],
-        "table1": table1, "dropped_per_emotion": dropped,
-        "judge_agreement": {"lexicon": 0.83, "smollm": 0.2},
-        "judge_invalid": {"lexicon": 0, "smollm": 1},
-    }
-    meta = {"model": model, "activation": "gate", "positions": "all", "text": "dialogue",
-            "dialogues": {e: 4 * c // 5 for e, c in kept.items()},
-            "tokens": {e: 1000 + i for i, e in enumerate(EMOTIONS)},
-            "layers": layers, "neurons": neurons_per_layer}
-    top = selections[f"{top_rate:g}"]
-    neuron_metrics = {**{f"neurons_{e}": top["per_emotion"][e] for e in EMOTIONS},
-                      "selected": top["selected"]}
-    params = params_dict({"model": {"id": model}, "generate": {"backend": backend},
-                          "select": {"top_rate": top_rate},
-                          "eval": {"ratios": list(ratios), "layer_ranges": list(ranges),
-                                   "control_draws": control_draws}})
-    assert overall == eval_json["conditions"][0]["accuracy"]["overall"]
-    return {"filter": filter_json, "meta": meta, "neurons": neurons_json, "eval": eval_json,
-            "neuron_metrics": neuron_metrics, "params": params}
-
-
-RUN_PATHS = {
-    "filter": "reports/filter.json", "meta": "data/counts/meta.json",
-    "neurons": "data/neurons/neurons.json", "eval": "reports/metrics/eval.json",
-    "neuron_metrics": "reports/metrics/neurons.json",
-}
-
-
-def write_run(root: Path, run: dict[str, Any]) -> None:
-    """Lay a synthetic run out in a workspace at the paths the plot stage reads."""
-    for key, rel in RUN_PATHS.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(run[key], indent=1))
-    (root / "params.yaml").write_text(yaml.safe_dump(run["params"]))
-
-
-def png_size(path: Path) -> tuple[int, int]:
-    """(width, height) from a PNG's IHDR chunk; fails on anything that is not a PNG."""
-    data = path.read_bytes()[:24]
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
-    assert data[12:16] == b"IHDR"
-    return struct.unpack(">II", data[16:24])
 
 
 @pytest.fixture(scope="module")
@@ -271,7 +109,7 @@ def test_failure_distribution_hand_built():
 
 
 def test_rq2_view_matches_conditions(run):
-    view = rq2_view(run["eval"], 0.01)
+    view = rq2_view(parse_eval(run["eval"]), 0.01)
     base = run["eval"]["conditions"][0]
     assert view["unmodified"]["accuracy"]["anger"] == base["accuracy"]["anger"]
     masked = next(c for c in run["eval"]["conditions"] if c["id"] == "mask-fear-r0.01-all")
@@ -283,7 +121,7 @@ def test_rq2_view_matches_conditions(run):
 
 
 def test_accuracy_changes_in_percentage_points(run):
-    changes = accuracy_changes(run["eval"])
+    changes = accuracy_changes(parse_eval(run["eval"]))
     base = run["eval"]["conditions"][0]["accuracy"]
     masked = next(c for c in run["eval"]["conditions"] if c["id"] == "mask-surprise-r0.03-all")
     row = next(r for r in changes if r["masked"] == "surprise" and r["emotion"] == "surprise"
@@ -301,7 +139,7 @@ def test_accuracy_changes_in_percentage_points(run):
 def test_masked_confusions_marks_missing_conditions(run):
     ev = dict(run["eval"])
     ev["conditions"] = [c for c in ev["conditions"] if c.get("masked") != "fear"]
-    confusions, evaluated = masked_confusions(ev, 0.01)
+    confusions, evaluated = masked_confusions(parse_eval(ev), 0.01)
     assert evaluated == [True, True, False, True, True, True]
     assert confusions[2].sum().item() == 0
     anger = next(c for c in ev["conditions"] if c["id"] == "mask-anger-r0.01-all")
@@ -309,7 +147,7 @@ def test_masked_confusions_marks_missing_conditions(run):
 
 
 def test_plots_data_rows(run, tmp_path):
-    files = plots_data(run["neurons"], run["eval"])
+    files = plots_data(run["neurons"], parse_eval(run["eval"]))
     per_layer = run["neurons"]["ratios"]["0.01"]["per_layer"]
     long = files["per_layer.csv"]
     assert len(long) == 8 * 6
@@ -345,7 +183,7 @@ def _check_saved(directory: Path, name: str, figure) -> None:
 def rendered(run, tmp_path_factory) -> tuple[dict, Path]:
     """Every figure of the synthetic run, built and saved once for the module."""
     directory = tmp_path_factory.mktemp("figures")
-    figures = build_figures(run["filter"], run["neurons"], run["eval"], "synthetic/tiny-llama")
+    figures = build_figures(run["filter"], run["neurons"], parse_eval(run["eval"]), "synthetic/tiny-llama")
     for name, figure in figures.items():
         save_figure(figure, directory, name)
     return figures, directory
@@ -380,7 +218,7 @@ def test_figures_use_one_colour_per_emotion(rendered):
 
 def test_figures_without_controls_or_layer_ranges(tmp_path):
     sparse = synthetic_run(seed=3, control_draws=0, ranges=("all",), ratios=(0.01, 0.02))
-    figures = build_figures(sparse["filter"], sparse["neurons"], sparse["eval"])
+    figures = build_figures(sparse["filter"], sparse["neurons"], parse_eval(sparse["eval"]))
     for name in ("figure2", "figure3", "figure4"):  # the ones that draw controls / ranges
         figures[name].savefig(tmp_path / f"{name}.png", dpi=DPI)
         width, height = figures[name].get_size_inches()
@@ -389,9 +227,9 @@ def test_figures_without_controls_or_layer_ranges(tmp_path):
 
 def test_views_name_the_missing_key(run):
     with pytest.raises(NoSelectionError, match="no selection at ratio 0.07 "):
-        build_figures(run["filter"], {**run["neurons"], "top_rate": 0.07}, run["eval"])
-    with pytest.raises(ReportDataError, match="unmodified"):
-        rq2_view({"conditions": run["eval"]["conditions"][1:]}, 0.01)
+        build_figures(run["filter"], {**run["neurons"], "top_rate": 0.07}, parse_eval(run["eval"]))
+    with pytest.raises(EvalFileError, match=r"^reports/metrics/eval.json: conditions: no condition of kind 'unmodified'$"):
+        parse_eval({"conditions": run["eval"]["conditions"][1:]})
 
 
 def test_synthetic_run_is_self_consistent(run):
@@ -403,19 +241,19 @@ def test_synthetic_run_is_self_consistent(run):
 
 
 def test_effect_rows_follow_eval_json(run):
-    rows = effect_rows(run["eval"])
+    rows = effect_rows(parse_eval(run["eval"]))
     masks = [c for c in run["eval"]["conditions"] if c["kind"] == "mask"]
     assert len(rows) == len(masks)
     for row, c in zip(rows, masks):
         assert row["effect"] == c["effect"]["delta_masked"]["mean"] and row["verdict"] == c["vs_control"]["verdict"]
         assert row["control"] == pytest.approx(c["vs_control"]["control_mean"])
-    assert effect_rows({"conditions": run["eval"]["conditions"]}) == []  # eval.json from before the effects
+    assert effect_rows(parse_eval({"conditions": run["eval"]["conditions"]})) == []  # eval.json from before the effects
 
 
 def test_figure2_effect_plots_the_effects_controls_and_markers(rendered, run):
     figures, _ = rendered
     ax = figures["figure2_effect"].axes[0]
-    rows = {r["masked"]: r for r in effect_rows(run["eval"]) if r["layers"] == "all" and r["ratio"] == 0.01}
+    rows = {r["masked"]: r for r in effect_rows(parse_eval(run["eval"])) if r["layers"] == "all" and r["ratio"] == 0.01}
     bars = [p for p in ax.patches if p.get_width() > 0]
     own = [b for b in bars if not b.get_hatch()]
     control = [b for b in bars if b.get_hatch()]
@@ -432,7 +270,7 @@ def test_figure2_effect_plots_the_effects_controls_and_markers(rendered, run):
 
 def test_figure3_effect_plots_every_ratio_per_masked_emotion(rendered, run):
     figures, _ = rendered
-    rows = [r for r in effect_rows(run["eval"]) if r["layers"] == "all"]
+    rows = [r for r in effect_rows(parse_eval(run["eval"])) if r["layers"] == "all"]
     for ax, masked in zip(figures["figure3_effect"].axes, EMOTIONS):
         mine = sorted((r for r in rows if r["masked"] == masked), key=lambda r: r["ratio"])
         lines = {line.get_gid(): line for line in ax.get_lines() if line.get_gid() and line.get_marker() != "_"}  # not the caps

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import yaml
-from repo_params import params_dict
+from helpers.repo_params import params_dict
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.params import parse_params
@@ -18,11 +18,12 @@ from emoneurons.report.figures.build import FIGURE_NAMES
 from emoneurons.report.html import inline
 from emoneurons.report.document import render_markdown
 from emoneurons.report.report_md import build_report
+from emoneurons.io.eval_file import parse_eval
 from emoneurons.report.run_metrics import RunMetrics, params_digest
 from emoneurons.report.views import baseline_clear
-from test_figures import png_size, synthetic_run, write_run
+from helpers.synthetic_run import png_size, synthetic_run, write_run
 
-from stage_runner import REPO
+from helpers.stage_runner import REPO
 # -P: stages/ holds select.py, which would shadow the standard library's `select` module if the
 # script's folder were put first on sys.path (plain `python stages/plot.py` does that).
 STAGE = [sys.executable, "-P", str(REPO / "stages" / "plot.py")]
@@ -30,7 +31,7 @@ STAGE = [sys.executable, "-P", str(REPO / "stages" / "plot.py")]
 
 def metrics_of(run: dict) -> RunMetrics:
     return RunMetrics(filter=run["filter"], meta=run["meta"], neurons=run["neurons"],
-                      eval=run["eval"], neuron_metrics=run["neuron_metrics"],
+                      eval=parse_eval(run["eval"]), neuron_metrics=run["neuron_metrics"],
                       params=parse_params(run["params"]))
 
 
@@ -123,12 +124,12 @@ def test_report_embeds_every_figure_and_the_paper(markdown, run):
 
 def test_report_says_when_baseline_is_not_above_chance():
     weak = synthetic_run(seed=2, baseline_correct=0)
-    clear, accuracy, low, chance = baseline_clear(weak["eval"])
+    clear, accuracy, low, chance = baseline_clear(parse_eval(weak["eval"]))
     assert not clear and low <= chance
     text = render_markdown(build_report(metrics_of(weak)))
     assert "not clearly above chance" in text
     strong = synthetic_run(seed=2, baseline_correct=5)
-    assert baseline_clear(strong["eval"])[0]
+    assert baseline_clear(parse_eval(strong["eval"]))[0]
     assert "not clearly above chance" not in render_markdown(build_report(metrics_of(strong)))
 
 
@@ -208,7 +209,7 @@ def test_dvc_plots_definitions_render(tmp_path, run):
     subprocess.run([*dvc, "init", "-q"], cwd=tmp_path, check=True, env=env)
     plots_section = {"plots": yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]}
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(plots_section))
-    write_plots_data(tmp_path / "reports" / "plots", plots_data(run["neurons"], run["eval"]))
+    write_plots_data(tmp_path / "reports" / "plots", plots_data(run["neurons"], parse_eval(run["eval"])))
     shown = subprocess.run([*dvc, "plots", "show", "--json"], cwd=tmp_path, capture_output=True,
                            text=True, env=env, timeout=120)
     assert shown.returncode == 0, shown.stderr

@@ -4,7 +4,7 @@ file is a warning and a fresh start; a count resumed from a checkpoint equals an
 from __future__ import annotations
 
 import torch
-from repo_params import params_with
+from helpers.repo_params import params_with
 
 from emoneurons.runtime.checkpoint import Checkpoints, run_key
 from emoneurons.runtime.distributed import Ranks

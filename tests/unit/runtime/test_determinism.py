@@ -4,7 +4,7 @@ what a rerun writes must not change when nothing it depends on changed."""
 from __future__ import annotations
 
 from pathlib import Path
-from stage_runner import run_stage_script
+from helpers.stage_runner import run_stage_script
 
 
 def test_a_figure_saved_twice_is_byte_identical(tmp_path):
@@ -53,7 +53,7 @@ def test_count_records_the_threads_it_ran_with(tmp_path, tiny_llama):
     import polars as pl
 
     from emoneurons.emotions import EMOTIONS
-    from repo_params import params_yaml
+    from helpers.repo_params import params_yaml
 
     tiny_llama.model.save_pretrained(tmp_path / "tiny")
     tiny_llama.tokenizer.save_pretrained(tmp_path / "tiny")

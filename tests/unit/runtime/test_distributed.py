@@ -4,7 +4,6 @@ folder (model.id: <path>). Each must write exactly what one uninterrupted proces
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import random
@@ -21,7 +20,7 @@ import yaml
 
 from emoneurons.emotions import EMOTIONS
 
-from stage_runner import REPO
+from helpers.stage_runner import REPO, stage_main
 pytestmark = pytest.mark.slow  # subprocesses and launchers: ~3 min of CPU together (8 min wall on 2 busy cores)
 BIN = Path(sys.executable).parent
 LAUNCH = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no"]
@@ -39,14 +38,6 @@ def dialogues(n: int, seed: int) -> list[str]:
     rng = random.Random(seed)
     return [" ".join(f"{'AB'[t % 2]}: " + " ".join(rng.choices(WORDS, k=rng.randint(3, 9))) + "."
                      for t in range(rng.randint(2, 6))) for _ in range(n)]
-
-
-def stage_main(name: str):
-    """A stage script's main(), to run in this process (no interpreter start-up to pay)."""
-    spec = importlib.util.spec_from_file_location(f"stage_{name}", REPO / "stages" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
 
 def stage(project: Path, env: dict, name: str, *extra: str, launch: list[str] | None = None,
@@ -81,7 +72,7 @@ def env(tmp_path_factory) -> dict:
 def project(tmp_path_factory, env, tiny_tokenizer) -> Path:
     """Model folder, split, params; and the reference outputs of one uninterrupted process each."""
     import polars as pl
-    from conftest import build_tiny_llama
+    from helpers.tiny_models import build_tiny_llama
 
     root = tmp_path_factory.mktemp("dp")
     model = build_tiny_llama(len(tiny_tokenizer))

@@ -13,13 +13,14 @@ import shutil
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import pytest
 
 from emoneurons.runtime.dvc_runs import parse_queue_status, split_pull_warnings
 
-from stage_runner import REPO
+from helpers.stage_runner import REPO, run_command
 pytestmark = pytest.mark.slow
 
 # rate < 0 fails the first stage with a line of its own (the sweep's failing experiment); any rate
@@ -37,11 +38,7 @@ DVC_YAML = """stages:
 """
 
 
-def run(args: list[str], cwd: Path, env: dict, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
+run = partial(run_command, timeout=300)  # each git/dvc/make call here is seconds; a hang fails in 5 min
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from emoneurons.neurons.counting import activation_counts
 from emoneurons.text.nrc_lexicon import NRCLexiconError, cue_words, load_lexicon, parse_lexicon
 from emoneurons.params import ParamsError
 from emoneurons.text.prompt_format import added_special_prefix
-from repo_params import params_with
-from test_counting import DIALOGUES, LABELS
+from helpers.repo_params import params_with
+from helpers.synthetic_inputs import COUNTING_DIALOGUES, COUNTING_LABELS
 
 CUES = frozenset({"scared", "wonderful", "terrible", "revolting", "miss"})
 
@@ -124,9 +124,9 @@ def plain_counts_without_cues(lm, dialogues, emotions, cues):
 
 
 def test_counts_without_cue_tokens_equal_a_plain_reference(tiny_llama):
-    f_all, T_all = activation_counts(tiny_llama, DIALOGUES, LABELS, batch_size=3, max_length=512, max_padding=1.0)
-    f, T = activation_counts(tiny_llama, DIALOGUES, LABELS, batch_size=3, max_length=512, max_padding=1.0, skip_cues=CUES)
-    f_ref, T_ref = plain_counts_without_cues(tiny_llama, DIALOGUES, LABELS, CUES)
+    f_all, T_all = activation_counts(tiny_llama, COUNTING_DIALOGUES, COUNTING_LABELS, batch_size=3, max_length=512, max_padding=1.0)
+    f, T = activation_counts(tiny_llama, COUNTING_DIALOGUES, COUNTING_LABELS, batch_size=3, max_length=512, max_padding=1.0, skip_cues=CUES)
+    f_ref, T_ref = plain_counts_without_cues(tiny_llama, COUNTING_DIALOGUES, COUNTING_LABELS, CUES)
     assert torch.equal(T, T_ref) and torch.equal(f, f_ref)
     assert (T < T_all).sum() >= 4  # the cue words' tokens are really left out (fear, happiness, ... have cues)
     assert torch.equal(T[EMOTION_INDEX["surprise"]], T_all[EMOTION_INDEX["surprise"]])  # no cue in those dialogues

@@ -8,9 +8,9 @@ import copy
 import polars as pl
 import pytest
 import torch
-from repo_params import section
+from helpers.repo_params import section
 
-from emoneurons.backends.hf_generate import HFChatBackend, render_chat, sampling_fields
+from emoneurons.backends.hf_generate import HFChatBackend, sampling_fields
 from emoneurons.backends.cache import cache_key
 from emoneurons.backends.chat import ChatRequest
 from emoneurons.backends.judges import HFJudge, labelling_prompt
@@ -18,12 +18,12 @@ from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.classify import classify
 from emoneurons.evaluate.masking_eval import evaluate_masking
 from emoneurons.text.classification_prompt import classification_prompt
-from emoneurons.text.chat_prompt import dialogue_ids
+from emoneurons.text.chat_prompt import dialogue_ids, user_turn_prompt
 from emoneurons.neurons.counting import counting_inputs
 from emoneurons.model.loading import LoadedModel
 from emoneurons.text.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
 from emoneurons.params import ParamsError
-from emoneurons.text.prompt_format import PromptFormatError, render_plain, resolve_prompt_format
+from emoneurons.text.prompt_format import PromptFormatError, prompt_text, render_plain, resolve_prompt_format
 
 DIALOGUE = "A: That smell is revolting.\nB: I'm scared of the dark."
 SHOTS = [("A: What a wonderful day.", "happiness"), ("A: I miss her so much.", "sadness")]
@@ -133,9 +133,9 @@ def test_hf_judge_labels_with_the_plain_labelling_prompt(base_lm):
 
 def test_hf_backend_renders_plain_with_bos_and_keys_the_format(base_lm, tiny_llama, tmp_path):
     messages = (("system", "You are a helpful assistant"), ("user", "Name a topic."))
-    assert render_chat(base_lm.tokenizer, messages) == render_plain(messages)
-    assert render_chat(tiny_llama.tokenizer, messages, "plain") == render_plain(messages)
-    assert "<|im_start|>" in render_chat(tiny_llama.tokenizer, messages)
+    assert prompt_text(base_lm.tokenizer, messages) == render_plain(messages)
+    assert prompt_text(tiny_llama.tokenizer, messages, "plain") == render_plain(messages)
+    assert "<|im_start|>" in prompt_text(tiny_llama.tokenizer, messages)
     generation = section("generate.hf", temperature=0.0, max_new_tokens=3)
     backend = HFChatBackend(base_lm, generation, tmp_path, progress=False)
     assert backend.prompt_format == "plain"
@@ -156,3 +156,22 @@ def test_hf_backend_renders_plain_with_bos_and_keys_the_format(base_lm, tiny_lla
     assert "prompt_format" not in chat_fields and sampling_fields(generation, 0, torch.float32, "plain") == chat_fields | {"prompt_format": "plain"}
     with pytest.raises(PromptFormatError):
         HFChatBackend(base_lm, generation, tmp_path, progress=False, prompt_format="chat")
+
+
+@pytest.mark.parametrize("model", ["tiny_llama", "base_lm"])  # chat template / plain
+def test_the_hf_backend_sends_the_prompt_the_judges_and_classifier_render(request, model, tmp_path):
+    """One renderer: the text the hf chat backend generates from is text/prompt_format's, the
+    strings it sent before the fold, and its tokens are text/chat_prompt's around the dialogue."""
+    lm = request.getfixturevalue(model)
+    backend = HFChatBackend(lm, section("generate.hf", temperature=0.0, max_new_tokens=1), tmp_path, progress=False)
+    sent: list[str] = []
+    backend.generate = lambda prompts, seeds: (sent.extend(prompts), [("x", 1, 1, "stop")] * len(prompts))[1]
+    user_text = lambda dialogue: f"Label this dialogue:\n{dialogue}"  # noqa: E731
+    backend.complete([ChatRequest(messages=(("user", user_text(DIALOGUE)),))])
+    expected = {"chat": f"<|im_start|>user\nLabel this dialogue:\n{DIALOGUE}<|im_end|>\n<|im_start|>assistant\n",
+                "plain": f"user: Label this dialogue:\n{DIALOGUE}\nassistant:"}
+    assert sent == [expected[backend.prompt_format]]
+    assert sent == [prompt_text(lm.tokenizer, (("user", user_text(DIALOGUE)),), backend.prompt_format)]
+    sent_ids = lm.tokenizer.encode(sent[0], add_special_tokens=backend.prompt_format == "plain")
+    judged = user_turn_prompt(lm.tokenizer, user_text, backend.prompt_format)
+    assert sent_ids == judged.ids(dialogue_ids(lm.tokenizer, DIALOGUE))

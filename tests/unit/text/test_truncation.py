@@ -4,8 +4,8 @@ past its budget, from the end) and reported by count (meta.json) and mask-eval (
 from __future__ import annotations
 
 import pytest
-from repo_params import section
-from test_conditions import _split, synthetic_neurons
+from helpers.repo_params import section
+from helpers.synthetic_inputs import synthetic_split, synthetic_neurons
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.calibration import calibration_dialogues
@@ -51,7 +51,7 @@ def test_counting_reports_what_max_length_cut(tiny_tokenizer):
 
 
 def test_mask_eval_cuts_to_the_context_and_reports_it(tiny_llama):
-    train, test = _split(3), _split(2, offset=10)
+    train, test = synthetic_split(3), synthetic_split(2, offset=10)
     params = section("eval", ratios=(0.02,), layer_ranges=("all",), control_draws=0, bootstrap=50)
     neurons = synthetic_neurons(ratios=(0.02,), layers=len(tiny_llama.model.model.layers),
                                 per_layer=tiny_llama.model.config.intermediate_size)

@@ -7,6 +7,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from emoneurons.io.eval_file import EvalFile, same_ratio
 from emoneurons.report.analysis import failure_counts, failure_distribution
 from emoneurons.report.figures.figure1 import figure1_per_layer
 from emoneurons.report.figures.figure2 import figure2_effect, figure2_masking
@@ -26,7 +27,6 @@ from emoneurons.report.views import (
     per_layer_counts,
     ratio_sweep,
     rq2_view,
-    same_ratio,
     top_rate_of,
 )
 
@@ -38,14 +38,14 @@ FIGURE_NAMES: tuple[str, ...] = (
 
 def build_figures(
     filter_json: Mapping[str, Any], neurons_json: Mapping[str, Any],
-    eval_json: Mapping[str, Any], subtitle: str = "",
+    eval_json: EvalFile, subtitle: str = "",
 ) -> dict[str, Figure]:
     """Every figure of the paper for one run, by name (FIGURE_NAMES)."""
     top_rate = top_rate_of(neurons_json)
     changes = accuracy_changes(eval_json)
     confusions, evaluated = masked_confusions(eval_json, top_rate)
     effects = effect_rows(eval_json)
-    measure = (eval_json.get("effects") or {}).get("test_effect", "")
+    measure = (eval_json.effects or {}).get("test_effect", "")
     ratio_text = f"top {as_percent(top_rate):g}% of all FFN neurons"
     return {
         "table1": table1_figure(filter_json),

@@ -85,9 +85,8 @@ def _true_label_table(run: RunMetrics, top_rate: float) -> list[Block]:
     """Δ log p(true label) averaged per true emotion, for each emotion's neurons masked (all layers)."""
     rows = []
     for m in EMOTIONS:
-        found = [c for c in run.eval.get("conditions") or [] if c.get("kind") == "mask" and c.get("masked") == m
-                 and c.get("layers") == "all" and c.get("ratio") is not None and math.isclose(float(c["ratio"]), top_rate)]
-        per = (((found[0].get("effect") or {}).get("delta_true") or {}).get("per_emotion") or {}) if found else {}
+        found = run.eval.find("mask", m, top_rate, "all")
+        per = (((found[0].effect or {}).get("delta_true") or {}).get("per_emotion") or {}) if found else {}
         if per:
             rows.append((m, *(f"{number((per.get(e) or {}).get('mean'))} {ci_plain(*((per.get(e) or {}).get('ci95') or (None, None)))}"
                               for e in EMOTIONS)))

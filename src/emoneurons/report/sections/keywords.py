@@ -15,7 +15,7 @@ def _accuracy(side: dict) -> str:
 
 
 def keyword_section(run: RunMetrics) -> list[Block]:
-    control = run.eval.get("keyword_control")
+    control = run.eval.keyword_control
     if not control:
         return []
     removal = control["removal"]

@@ -114,9 +114,9 @@ def _not_comparable(run: RunMetrics, name: str, clear: bool) -> str:
                        f"layers and accuracies belong to a different network")
     layers, width = int(run.neurons["layers"]), int(run.neurons["neurons_per_layer"])
     reasons.append(f"the scale differs: {layers * width:,} FFN neurons here against 458,752 (8B) "
-                   f"and 2,293,760 (70B), and {count(run.eval.get('n_test'))} test dialogues "
+                   f"and 2,293,760 (70B), and {count(run.eval.n_test)} test dialogues "
                    f"against about {PAPER_TEST_DIALOGUES:,}, so the CIs here are "
-                   f"{'wide' if int(run.eval.get('n_test') or 0) < 1000 else 'comparable'}")
+                   f"{'wide' if int(run.eval.n_test or 0) < 1000 else 'comparable'}")
     backend = params.generate.backend
     if backend == "template":
         reasons.append("the dialogues come from the offline `template` backend (phrase banks), "
@@ -127,9 +127,9 @@ def _not_comparable(run: RunMetrics, name: str, clear: bool) -> str:
                        f"not gemini-1.5-flash, and were filtered by other judges "
                        f"({', '.join(run.filter.get('judges') or [])}, "
                        f"min_agree {run.filter.get('min_agree')}) instead of three LLMs, 3 of 4")
-    if int(run.eval.get("shots") or 0) or run.eval.get("method") != "generate":
-        reasons.append(f"classification uses method `{run.eval.get('method')}` with "
-                       f"{run.eval.get('shots')} shot(s) per emotion; the paper decodes zero-shot")
+    if int(run.eval.shots or 0) or run.eval.method != "generate":
+        reasons.append(f"classification uses method `{run.eval.method}` with "
+                       f"{run.eval.shots} shot(s) per emotion; the paper decodes zero-shot")
     if not clear:
         reasons.append("the unmodified model is not clearly above chance, so masking effects here "
                        "say nothing about emotion neurons")

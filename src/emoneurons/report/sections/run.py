@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from typing import Any
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.report.document import Block, Bullets, Heading, Image, Paragraph, Table
 from emoneurons.report.number_formats import ci, count, pct
 from emoneurons.report.run_metrics import RunMetrics, data_source, model_name, params_digest
-from emoneurons.report.views import accuracy_of, baseline_clear, ci_of, unmodified_condition
+from emoneurons.io.eval_file import EvalFile
+from emoneurons.report.views import accuracy_of, baseline_clear, ci_of
 
 
 def run_section(run: RunMetrics, top_rate: float) -> list[Block]:
@@ -18,7 +17,7 @@ def run_section(run: RunMetrics, top_rate: float) -> list[Block]:
     train = sum(int(v) for v in (meta.get("dialogues") or {}).values())
     layers, width = int(run.neurons["layers"]), int(run.neurons["neurons_per_layer"])
     judges = ", ".join(flt.get("judges") or [j.name for j in params.filter.judges])
-    tokens = ev.get("tokens") or {}
+    tokens = ev.tokens or {}
     items = [
         f"Model: `{model_name(run)}` (params `model.id: {params.model.id}`, dtype "
         f"`{params.model.dtype}`); {layers} layers x {width:,} FFN neurons = {layers * width:,} neurons.",
@@ -26,14 +25,14 @@ def run_section(run: RunMetrics, top_rate: float) -> list[Block]:
         f"Data size: generated {count(flt.get('generated'))}, kept {count(flt.get('kept'))} "
         f"after filtering (judges: {judges}; at least {flt.get('min_agree')} of "
         f"{1 + len(flt.get('judges') or [])} labels agreeing), train {train:,}, "
-        f"test {count(ev.get('n_test'))}.",
+        f"test {count(ev.n_test)}.",
         f"Counting: activation `{meta.get('activation')}`, positions `{meta.get('positions')}`, "
         f"text `{meta.get('text')}`; tokens counted per emotion: "
         + ", ".join(f"{e} {count((meta.get('tokens') or {}).get(e))}" for e in EMOTIONS) + ".",
         f"Selection: `{run.neurons.get('assign')}` assignment, top {100 * top_rate:g}% lowest-entropy "
         f"neurons ({count(run.neuron_metrics.get('selected'))} selected; a neuron may belong to "
         f"several emotions).",
-        f"Evaluation: method `{ev.get('method')}`, {ev.get('shots')} shot(s) per emotion, "
+        f"Evaluation: method `{ev.method}`, {ev.shots} shot(s) per emotion, "
         f"exact (Clopper-Pearson) 95% CIs for accuracies, {params.eval.bootstrap} paired bootstrap "
         f"resamples for the 95% CIs of mean effects, "
         f"{params.eval.control_draws} random-neuron control draw(s) per masked condition.",
@@ -45,36 +44,36 @@ def run_section(run: RunMetrics, top_rate: float) -> list[Block]:
     return [Heading("Run"), Bullets(tuple(items))]
 
 
-def _how_classified(ev: Mapping[str, Any]) -> str:
+def _how_classified(ev: EvalFile) -> str:
     """How the unmodified model answered: prompt, method, shots, prompt format and calibration."""
-    shots = int(ev.get("shots") or 0)
+    shots = int(ev.shots or 0)
     return (
-        f"The unmodified model classifies the {count(ev.get('n_test'))} test dialogues with the "
-        f"paper's prompt (Figure 5), method `{ev.get('method')}` "
+        f"The unmodified model classifies the {count(ev.n_test)} test dialogues with the "
+        f"paper's prompt (Figure 5), method `{ev.method}` "
         + ("(the label with the highest log-likelihood is the answer)"
-           if ev.get("method") == "score" else "(greedy decoding, first emotion word)")
+           if ev.method == "score" else "(greedy decoding, first emotion word)")
         + (f", after {shots} in-context example(s) per emotion drawn from the train split"
            if shots else ", zero-shot as in the paper")
-        + (f" ({ev.get('shot_selection')} selection)" if shots and ev.get("shot_selection") else "")
+        + (f" ({ev.shot_selection} selection)" if shots and ev.shot_selection else "")
         + (" as user/assistant turns, the first with the paper's user prompt around its dialogue and the rest as bare dialogues"
-           if shots and ev.get("shot_instruction") == "first" else "")
-        + (f"; labels scored as `{ev.get('label_format')}` words" if ev.get("method") == "score" and ev.get("label_format") else "")
+           if shots and ev.shot_instruction == "first" else "")
+        + (f"; labels scored as `{ev.label_format}` words" if ev.method == "score" and ev.label_format else "")
         + ({"chat": "; prompts in the model's chat template",
             "plain": "; prompts in the plain `role: content` format (the tokenizer has no chat template, or `eval.prompt_format: plain`)"}
-           .get(str(ev.get("prompt_format")), ""))
+           .get(str(ev.prompt_format), ""))
         + ({"content_free": "; label probabilities calibrated by those of a content-free dialogue",
             "train_prior": "; label probabilities divided by their mean over a few train dialogues, "
-                           "never test dialogues"}.get(str(ev.get("calibrate")), ""))
-        + ((" (that prior recomputed under every mask)" if ev.get("recalibrate")
+                           "never test dialogues"}.get(str(ev.calibrate), ""))
+        + ((" (that prior recomputed under every mask)" if ev.recalibrate
             else " (the unmodified model's prior, kept fixed under every mask, so a mask's shift of the label prior shows)")
-           if ev.get("calibrate") in ("content_free", "train_prior") else "")
+           if ev.calibrate in ("content_free", "train_prior") else "")
     )
 
 
 def baseline_section(run: RunMetrics) -> list[Block]:
     ev = run.eval
     clear, accuracy, low, chance = baseline_clear(ev)
-    base = unmodified_condition(ev)
+    base = ev.unmodified()
     intervals = ci_of(base)
     how = (
         _how_classified(ev)
@@ -90,20 +89,20 @@ def baseline_section(run: RunMetrics) -> list[Block]:
             f"cannot be read as the model losing an ability it showed; treat every masking result "
             f"below as uninformative."
         ))
-    flagged = ev.get("baseline_above_chance")
+    flagged = ev.baseline_above_chance
     if flagged is not None and bool(flagged) != clear:
         blocks.append(Paragraph(
             f"Note: eval.json's `baseline_above_chance` is {flagged}, while its overall CI lower "
             f"bound says {clear}; this report goes by the CI."
         ))
-    n = ev.get("n_per_emotion") or {}
+    n = ev.n_per_emotion or {}
     rows = []
     for e in EMOTIONS:
         a = accuracy_of(base)[e]
         lo, hi = intervals[e]
         above = "yes" if not math.isnan(lo) and lo > chance else "no"
         rows.append((e, count(n.get(e)), pct(a), ci(lo, hi), above))
-    rows.append(("overall", count(ev.get("n_test")), pct(accuracy), ci(*intervals["overall"]),
+    rows.append(("overall", count(ev.n_test), pct(accuracy), ci(*intervals["overall"]),
                  "yes" if clear else "no"))
     blocks.append(Table(("emotion", "test dialogues", "accuracy (%)", "95% CI (%)",
                          "CI above chance"), tuple(rows),

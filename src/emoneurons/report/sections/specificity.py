@@ -13,7 +13,7 @@ from emoneurons.report.views import effect_rows
 
 def specificity_section(run: RunMetrics) -> list[Block]:
     rows = effect_rows(run.eval)
-    summary = run.eval.get("effects") or {}
+    summary = run.eval.effects or {}
     if not rows:
         return []
     measure = "Δ log p(masked emotion's label)" if summary.get("test_effect") == "delta_masked" else \
@@ -35,7 +35,7 @@ def specificity_section(run: RunMetrics) -> list[Block]:
     return [
         Heading("Emotion neurons vs random neurons"),
         Paragraph(
-            f"Paired on the same {count(run.eval.get('n_test'))} test dialogues. Effect: {measure} under the mask "
+            f"Paired on the same {count(run.eval.n_test)} test dialogues. Effect: {measure} under the mask "
             f"minus unmodified, per dialogue. Rule: {summary.get('rule', 'n/a')} "
             f"Of {len(rows)} masked conditions: {counts['specific']} specific, {counts['not distinguishable from random']} "
             f"not distinguishable from random, {counts['not enough data']} not enough data."),

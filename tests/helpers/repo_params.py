@@ -11,7 +11,7 @@ import yaml
 from pydantic import BaseModel
 
 from emoneurons.params import Params, parse_params
-from stage_runner import REPO
+from helpers.stage_runner import REPO
 
 REPO_PARAMS = REPO / "params.yaml"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 from filelock import FileLock
-from stage_runner import REPO
+from helpers.stage_runner import REPO, run_command
 
 ALL_STAGES = ["augment", "generate", "filter", "split", "count", "select", "mask-eval", "cards", "steer", "plot"]
 SUMMARY_METRICS = {"accuracy", "drop", "control_drop", "neurons"}  # reports/metrics/summary.json
@@ -34,15 +34,8 @@ def minimal_params(model_dir: Path) -> dict:
     return params
 
 
-def run(args: list[str], cwd: Path, env: dict, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
-
-
 def dvc(project: Path, env: dict, *args: str) -> subprocess.CompletedProcess:
-    return run([sys.executable, "-m", "dvc", *args], project, env)
+    return run_command([sys.executable, "-m", "dvc", *args], project, env)
 
 
 def stages_run(output: str) -> list[str]:
@@ -67,13 +60,13 @@ def _session_dir(tmp_path_factory) -> Path:
 
 
 def _build(root: Path, env: dict, tokenizer) -> None:
-    from conftest import build_tiny_llama
+    from helpers.tiny_models import build_tiny_llama
 
     work, model_dir = root / "work", root / "tiny-llama"
     model = build_tiny_llama(len(tokenizer))
     model.save_pretrained(model_dir)
     tokenizer.save_pretrained(model_dir)
-    tracked = run(["git", "ls-files", "-co", "--exclude-standard"], REPO, env).stdout.split()
+    tracked = run_command(["git", "ls-files", "-co", "--exclude-standard"], REPO, env).stdout.split()
     for name in tracked:
         source = REPO / name
         if source.is_file() and not name.startswith(("tests/", "bench/", "docs/")):
@@ -81,13 +74,13 @@ def _build(root: Path, env: dict, tokenizer) -> None:
             shutil.copy2(source, work / name)
     (work / "dvc.lock").unlink(missing_ok=True)
     (work / "params.yaml").write_text(yaml.safe_dump(minimal_params(model_dir), sort_keys=False))
-    run(["git", "init", "-q", "-b", "main"], work, env)
-    run(["git", "add", "-A"], work, env)
-    run(["git", "commit", "-qm", "init"], work, env)
+    run_command(["git", "init", "-q", "-b", "main"], work, env)
+    run_command(["git", "add", "-A"], work, env)
+    run_command(["git", "commit", "-qm", "init"], work, env)
     first = dvc(work, env, "repro")
     assert stages_run(first.stdout) == ALL_STAGES, first.stdout
-    run(["git", "add", "-A"], work, env)
-    run(["git", "commit", "-qm", "first run"], work, env)
+    run_command(["git", "add", "-A"], work, env)
+    run_command(["git", "commit", "-qm", "first run"], work, env)
 
 
 def reproduced_project(tmp_path_factory, env: dict, tokenizer) -> Path:
@@ -117,7 +110,7 @@ def reproduced_project(tmp_path_factory, env: dict, tokenizer) -> Path:
 def clone_and_pull(project: Path, env: dict, dest: Path, remote_args: list[list[str]]) -> Path:
     """A git clone of the project with the DVC remote set up by `remote_args` (dvc remote ...
     commands) and its data pulled."""
-    run(["git", "clone", "-q", str(project), str(dest)], dest.parent, env)
+    run_command(["git", "clone", "-q", str(project), str(dest)], dest.parent, env)
     for args in remote_args:
         dvc(dest, env, "remote", *args)
     dvc(dest, env, "pull")

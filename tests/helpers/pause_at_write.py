@@ -2,7 +2,7 @@
 SIGKILL it exactly there (tests/stages/test_faults.py). A random sleep lands in imports or model
 loading; the writes are milliseconds at the end.
 
-    python -P tests/pause_at_write.py STAGE.py [ARGS...]
+    python -P tests/helpers/pause_at_write.py STAGE.py [ARGS...]
 
 EMONEURONS_WATCH: the stage's outputs (absolute paths, os.pathsep-separated). A watched path is
 an output, a path under it, or a sibling whose name starts with `.<output name>.` (the atomic

@@ -1,0 +1,198 @@
+"""reports/metrics/eval.json, mask-eval's output, in one place: the record mask-eval writes (its
+keys in their order), its typed reading (checked on read, one line naming the file and the key),
+and the lookup of a condition with its one "not in this run" error. The mask-eval stage, the plot
+stage, the report's views and sections and `emoneurons compare` all go through here; the shape is
+in docs/CONTRACTS.md. Files written before a key existed (compare reads old revisions) still read:
+only `conditions` and each condition's id, kind and accuracy are required."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from emoneurons.emotions import EMOTIONS
+from emoneurons.io.tables import DataError, read_json
+
+EVAL_FILE = "reports/metrics/eval.json"
+CONDITION_KINDS = ("unmodified", "mask", "control")
+
+
+class EvalFileError(DataError):
+    """eval.json lacks a key or holds a value of the wrong kind, said in one line naming both."""
+
+
+class NoConditionError(EvalFileError):
+    """A condition a reader asks for is not in this run's eval.json."""
+
+
+def same_ratio(a: Any, b: Any) -> bool:
+    """Two masking ratios are the same one (they went through JSON and float formatting)."""
+    if a is None or b is None:
+        return a is b
+    return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+
+
+@dataclass(frozen=True)
+class EvalCondition:
+    """One entry of eval.json's `conditions`: which mask (kind, masked emotion, ratio, layer range)
+    and what it scored. `effect` and `vs_control` are None in files from before the paired effects."""
+
+    id: str
+    kind: str  # unmodified | mask | control
+    masked: str | None
+    ratio: float | None
+    layers: str | None
+    n_neurons: int | None
+    accuracy: Mapping[str, float | None]
+    ci95: Mapping[str, Sequence[float | None]]
+    confusion: Sequence[Sequence[int]] | None
+    effect: Mapping[str, Any] | None
+    vs_control: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class EvalFile:
+    """eval.json as read: the run's settings and numbers (None where an older file lacks them)
+    and its conditions in the file's order. `source` names the file in errors."""
+
+    source: str
+    conditions: tuple[EvalCondition, ...]
+    model: str | None = None
+    method: str | None = None
+    shots: int | None = None
+    shot_selection: str | None = None
+    shot_instruction: str | None = None
+    label_format: str | None = None
+    calibrate: str | None = None
+    recalibrate: bool | None = None
+    prompt_format: str | None = None
+    engine: str | None = None
+    n_test: int | None = None
+    chance: float | None = None
+    n_per_emotion: Mapping[str, int] | None = None
+    baseline_above_chance: bool | None = None
+    tokens: Mapping[str, int] | None = None
+    effects: Mapping[str, Any] | None = None
+    truncated: Mapping[str, Any] | None = None
+    keyword_control: Mapping[str, Any] | None = None
+
+    def condition(self, condition_id: str) -> EvalCondition:
+        """The condition with this id; NoConditionError when this run did not evaluate it."""
+        for found in self.conditions:
+            if found.id == condition_id:
+                return found
+        raise NoConditionError(f"{self.source}: condition {condition_id!r} is not in this run "
+                               f"({len(self.conditions)} conditions; rerun mask-eval with the params that plan it)")
+
+    def find(self, kind: str, masked: str | None = None, ratio: float | None = None,
+             layers: str | None = None) -> list[EvalCondition]:
+        """Conditions of one kind, optionally of one masked emotion, ratio and layer range."""
+        return [c for c in self.conditions
+                if c.kind == kind and (masked is None or c.masked == masked)
+                and (ratio is None or same_ratio(c.ratio, ratio)) and (layers is None or c.layers == layers)]
+
+    def unmodified(self) -> EvalCondition:
+        """The unmodified model's condition (every eval.json has one: checked on read)."""
+        return self.find("unmodified")[0]
+
+
+# What each top-level key holds, in the order mask-eval writes them (`truncated` and
+# `keyword_control` follow `conditions` when the run has them).
+_HEADER: dict[str, tuple[type, ...]] = {
+    "model": (str,), "method": (str,), "shots": (int,), "shot_selection": (str,), "shot_instruction": (str,),
+    "label_format": (str,), "calibrate": (str,), "recalibrate": (bool,), "prompt_format": (str,), "engine": (str,),
+    "n_test": (int,), "chance": (int, float), "n_per_emotion": (dict,), "baseline_above_chance": (bool,),
+    "tokens": (dict,), "effects": (dict,),
+}
+_OPTIONAL: dict[str, tuple[type, ...]] = {"truncated": (dict,), "keyword_control": (dict,)}
+_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "an object",
+               list: "a list"}
+
+
+def eval_record(
+    *, model: str, method: str, shots: int, shot_selection: str, shot_instruction: str, label_format: str,
+    calibrate: str, recalibrate: bool, prompt_format: str, engine: str, n_test: int, chance: float,
+    n_per_emotion: Mapping[str, int], baseline_above_chance: bool, tokens: Mapping[str, int],
+    effects: Mapping[str, Any], conditions: Sequence[Mapping[str, Any]],
+    truncated: Mapping[str, Any] | None = None, keyword_control: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What mask-eval writes to eval.json, its keys in this order (the file's bytes depend on it)."""
+    record: dict[str, Any] = {
+        "model": model, "method": method, "shots": shots, "shot_selection": shot_selection,
+        "shot_instruction": shot_instruction, "label_format": label_format, "calibrate": calibrate,
+        "recalibrate": recalibrate, "prompt_format": prompt_format, "engine": engine, "n_test": n_test,
+        "chance": chance, "n_per_emotion": dict(n_per_emotion), "baseline_above_chance": baseline_above_chance,
+        "tokens": dict(tokens), "effects": effects, "conditions": list(conditions),
+    }
+    if truncated is not None:
+        record["truncated"] = truncated
+    if keyword_control is not None:
+        record["keyword_control"] = keyword_control
+    return record
+
+
+def _kind_of(value: Any, kinds: tuple[type, ...]) -> bool:
+    if bool in kinds:
+        return isinstance(value, bool)
+    return isinstance(value, kinds) and not isinstance(value, bool)
+
+
+def _checked(record: Mapping[str, Any], key: str, kinds: tuple[type, ...], where: str, *, required: bool = False) -> Any:
+    """record[key] (None when absent or null and not required), of one of `kinds`."""
+    value = record.get(key)
+    if value is None:
+        if required:
+            raise EvalFileError(f"{where}: {key} is missing")
+        return None
+    if not _kind_of(value, kinds):
+        raise EvalFileError(f"{where}: {key}: {value!r} is not {' or '.join(_KIND_NAMES[k] for k in kinds)}")
+    return value
+
+
+def _condition(entry: Any, where: str) -> EvalCondition:
+    if not isinstance(entry, Mapping):
+        raise EvalFileError(f"{where}: {entry!r} is not an object")
+    where = f"{where} ({entry['id']})" if isinstance(entry.get("id"), str) else where
+    kind = _checked(entry, "kind", (str,), where, required=True)
+    if kind not in CONDITION_KINDS:
+        raise EvalFileError(f"{where}: kind: {kind!r}: allowed: {', '.join(CONDITION_KINDS)}")
+    masked = _checked(entry, "masked", (str,), where, required=kind != "unmodified")
+    if masked is not None and masked not in EMOTIONS:
+        raise EvalFileError(f"{where}: masked: {masked!r}: allowed: {', '.join(EMOTIONS)}")
+    ratio = _checked(entry, "ratio", (int, float), where, required=kind != "unmodified")
+    return EvalCondition(
+        id=_checked(entry, "id", (str,), where, required=True), kind=kind, masked=masked,
+        ratio=None if ratio is None else float(ratio),
+        layers=_checked(entry, "layers", (str,), where, required=kind != "unmodified"),
+        n_neurons=_checked(entry, "n_neurons", (int,), where),
+        accuracy=_checked(entry, "accuracy", (dict,), where, required=True),
+        ci95=_checked(entry, "ci95", (dict,), where) or {},
+        confusion=_checked(entry, "confusion", (list,), where),
+        effect=_checked(entry, "effect", (dict,), where),
+        vs_control=_checked(entry, "vs_control", (dict,), where),
+    )
+
+
+def parse_eval(record: Any, source: str = EVAL_FILE) -> EvalFile:
+    """eval.json's parsed JSON, checked: EvalFileError naming `source` and the key on the first
+    missing or ill-typed one."""
+    if not isinstance(record, Mapping):
+        raise EvalFileError(f"{source}: not a JSON object")
+    entries = record.get("conditions")
+    if not isinstance(entries, list) or not entries:
+        raise EvalFileError(f"{source}: conditions is missing or empty")
+    conditions = tuple(_condition(entry, f"{source}: conditions[{i}]") for i, entry in enumerate(entries))
+    if not any(c.kind == "unmodified" for c in conditions):
+        raise EvalFileError(f"{source}: conditions: no condition of kind 'unmodified'")
+    fields = {key: _checked(record, key, kinds, source) for key, kinds in (_HEADER | _OPTIONAL).items()}
+    if fields["chance"] is not None:
+        fields["chance"] = float(fields["chance"])
+    return EvalFile(source=source, conditions=conditions, **fields)
+
+
+def read_eval(path: str | Path) -> EvalFile:
+    """eval.json at `path`, read and checked (DataError naming the file when it is not JSON)."""
+    return parse_eval(read_json(path), str(path))
