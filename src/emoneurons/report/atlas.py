@@ -18,7 +18,8 @@ from typing import Any
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.report.errors import ReportDataError
-from emoneurons.report.views import baseline_clear, effect_rows, per_layer_counts, same_ratio, top_rate_of, ci_of, unmodified_condition
+from emoneurons.io.eval_file import EvalFile, same_ratio
+from emoneurons.report.views import baseline_clear, ci_of, effect_rows, per_layer_counts, top_rate_of
 
 DEPTH_BINS = 5  # relative depth in fifths: 0-0.2 (first layers) ... 0.8-1 (last layers)
 
@@ -29,7 +30,7 @@ class ModelRun:
 
     experiment: str
     model: str  # params' model.id
-    eval: Mapping[str, Any]
+    eval: EvalFile
     neurons: Mapping[str, Any]
     steer: Mapping[str, Any]
     cards: Mapping[str, Any]
@@ -105,8 +106,8 @@ def same_vs_other(matrix: Sequence[Sequence[float]]) -> tuple[float, float]:
 def baseline_row(run: ModelRun) -> dict[str, Any]:
     """The unmodified model's accuracy on the test split, its exact 95% CI and chance."""
     clear, accuracy, low, chance = baseline_clear(run.eval)
-    return {"model": run.model, "experiment": run.experiment, "n_test": run.eval.get("n_test"), "accuracy": accuracy,
-            "ci95": list(ci_of(unmodified_condition(run.eval))["overall"]), "chance": chance, "above_chance": clear}
+    return {"model": run.model, "experiment": run.experiment, "n_test": run.eval.n_test, "accuracy": accuracy,
+            "ci95": list(ci_of(run.eval.unmodified())["overall"]), "chance": chance, "above_chance": clear}
 
 
 def verdict_rows(run: ModelRun) -> list[dict[str, Any]]:
@@ -180,7 +181,7 @@ def atlas_tables(runs: Sequence[ModelRun], bins: int = DEPTH_BINS) -> dict[str, 
              "same_emotion_mean": same_vs_other(matrix)[0], "other_emotions_mean": same_vs_other(matrix)[1],
              "shared": {e: sorted(profiles[a][e] & profiles[b][e]) for e in EMOTIONS}}
             for a, b in itertools.combinations(labels, 2)],
-        "effect": {run.model: (run.eval.get("effects") or {}).get("test_effect") for run in runs},
+        "effect": {run.model: (run.eval.effects or {}).get("test_effect") for run in runs},
         "verdicts": {run.model: verdict_rows(run) for run in runs},
         "steering": {run.model: steering_rows(run.steer) for run in runs},
     }

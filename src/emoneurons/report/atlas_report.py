@@ -14,6 +14,7 @@ import yaml
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.io.atomic import atomic_dir
+from emoneurons.io.eval_file import EvalFileError, parse_eval
 from emoneurons.io.tables import DataError
 from emoneurons.report.atlas import ModelRun, atlas_tables
 from emoneurons.report.compare import CompareError, read_at_rev, resolve_rev
@@ -53,7 +54,11 @@ def load_model_run(repo: str | Path, experiment: str) -> ModelRun:
         model = str(params["model"]["id"])
     except (CompareError, yaml.YAMLError, KeyError, TypeError):
         raise AtlasError(f"experiment {experiment}: params.yaml has no model.id") from None
-    return ModelRun(experiment, model, records["eval"], records["neurons"], records["steer"], records["cards"],
+    try:
+        eval_file = parse_eval(records["eval"], f"experiment {experiment}: {RUN_FILES['eval']}")
+    except EvalFileError as error:
+        raise AtlasError(str(error)) from None
+    return ModelRun(experiment, model, eval_file, records["neurons"], records["steer"], records["cards"],
                     split_hash_of(_text_or_none(repo, experiment, "dvc.lock")))
 
 

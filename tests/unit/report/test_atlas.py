@@ -8,6 +8,7 @@ import json
 import math
 import re
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from typer.testing import CliRunner
 
 from emoneurons.cli import app
 from emoneurons.emotions import EMOTIONS
+from emoneurons.io.eval_file import parse_eval
 from emoneurons.report.atlas import (
     ModelRun,
     atlas_tables,
@@ -32,8 +34,8 @@ from emoneurons.report.atlas import (
 from emoneurons.report.atlas_report import RUN_FILES, AtlasError, split_hash_of, write_atlas
 from emoneurons.report.errors import ReportDataError
 from emoneurons.report.figures.atlas import ATLAS_FIGURES, atlas_figures
-from test_figure_layout import layout_faults, steer_json
-from test_figures import synthetic_run
+from helpers.figure_layout import layout_faults, steer_json
+from helpers.synthetic_run import synthetic_run
 
 
 def _cards(tokens: dict[str, list[str]]) -> dict:
@@ -49,7 +51,7 @@ CARDS_B = _cards({"anger": ["▁Angry", "Ġmad", "the"], "fear": [" calm"], "sad
 def _run(name: str, model: str, seed: int, layers: int, steer: dict | None = None, cards: dict = CARDS_A,
          split: str | None = "abc.dir") -> ModelRun:
     run = synthetic_run(seed=seed, layers=layers)
-    return ModelRun(name, model, run["eval"], run["neurons"], steer or steer_json(), cards, split)
+    return ModelRun(name, model, parse_eval(run["eval"]), run["neurons"], steer or steer_json(), cards, split)
 
 
 # --------------------------------------------------------------------------------------------
@@ -87,16 +89,16 @@ def test_token_profiles_and_their_overlap_by_hand():
 
 def test_verdicts_are_mask_evals_at_the_selection_ratio_on_all_layers():
     run = _run("e1", "embedded", 0, 8)
-    by_id = {c["id"]: c for c in run.eval["conditions"]}
+    by_id = {c.id: c for c in run.eval.conditions}
     rows = verdict_rows(run)
     assert [r["emotion"] for r in rows] == list(EMOTIONS)
     for row in rows:
         tested = by_id[f"mask-{row['emotion']}-r0.01-all"]
-        assert row["verdict"] == tested["vs_control"]["verdict"] and row["p_holm"] == tested["vs_control"]["p_holm"]
-        assert row["effect"] == tested["effect"]["delta_masked"]["mean"]
+        assert row["verdict"] == tested.vs_control["verdict"] and row["p_holm"] == tested.vs_control["p_holm"]
+        assert row["effect"] == tested.effect["delta_masked"]["mean"]
     assert {r["verdict"] for r in rows} >= {"specific", "not distinguishable from random"}
     # An emotion not masked at that ratio reads "not enough data", with no numbers.
-    run.eval["conditions"] = [c for c in run.eval["conditions"] if c["id"] != "mask-anger-r0.01-all"]
+    run = replace(run, eval=replace(run.eval, conditions=tuple(c for c in run.eval.conditions if c.id != "mask-anger-r0.01-all")))
     anger = verdict_rows(run)[0]
     assert anger["verdict"] == "not enough data" and math.isnan(anger["effect"])
 
@@ -123,8 +125,8 @@ def test_atlas_tables_baseline_and_the_same_data_check():
     tables = atlas_tables(runs)
     assert tables["models"] == ["embedded", "embedded-gemma3"] and tables["same_test_split"] is True
     base = tables["baseline"]["embedded"]
-    unmodified = runs[0].eval["conditions"][0]
-    assert base["accuracy"] == unmodified["accuracy"]["overall"] and base["ci95"] == unmodified["ci95"]["overall"]
+    unmodified = runs[0].eval.unmodified()
+    assert base["accuracy"] == unmodified.accuracy["overall"] and base["ci95"] == list(unmodified.ci95["overall"])
     assert tables["depth"]["embedded-gemma3"]["layers"] == 5
     assert sum(tables["depth"]["embedded"]["counts"]["anger"]) == len(runs[0].neurons["ratios"]["0.01"]["neurons"]["anger"])
     assert tables["profile_overlap"][0]["shared"]["anger"] == ["angry", "the"]
@@ -185,8 +187,11 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout.strip()
 
 
-def _commit_run(repo: Path, run: ModelRun, skip: str | None = None) -> str:
-    records = {"eval": run.eval, "neurons": run.neurons, "steer": run.steer, "cards": run.cards}
+def _commit_run(repo: Path, name: str, model: str, seed: int, layers: int, cards: dict = CARDS_A,
+                skip: str | None = None, eval_without: str | None = None) -> str:
+    run = synthetic_run(seed=seed, layers=layers)
+    run["eval"].pop(eval_without, None)
+    records = {"eval": run["eval"], "neurons": run["neurons"], "steer": steer_json(), "cards": cards}
     for key, path in RUN_FILES.items():
         target = repo / path
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -194,9 +199,9 @@ def _commit_run(repo: Path, run: ModelRun, skip: str | None = None) -> str:
             target.unlink(missing_ok=True)
         else:
             target.write_text(json.dumps(records[key]))
-    (repo / "params.yaml").write_text(f"model:\n  id: {run.model}\n")
+    (repo / "params.yaml").write_text(f"model:\n  id: {model}\n")
     _git(repo, "add", "-A")
-    _git(repo, "commit", "-q", "-m", run.experiment)
+    _git(repo, "commit", "-q", "-m", name)
     return _git(repo, "rev-parse", "HEAD")
 
 
@@ -206,9 +211,10 @@ def repo(tmp_path_factory) -> tuple[Path, list[str]]:
     _git(repo, "init", "-q")
     _git(repo, "config", "user.email", "t@example.invalid")
     _git(repo, "config", "user.name", "t")
-    revs = [_commit_run(repo, _run("e1", "embedded", 0, 8)),
-            _commit_run(repo, _run("e2", "embedded-gemma3", 1, 5, cards=CARDS_B)),
-            _commit_run(repo, _run("e3", "other/model", 2, 5), skip="steer")]
+    revs = [_commit_run(repo, "e1", "embedded", 0, 8),
+            _commit_run(repo, "e2", "embedded-gemma3", 1, 5, cards=CARDS_B),
+            _commit_run(repo, "e3", "other/model", 2, 5, skip="steer"),
+            _commit_run(repo, "e4", "third/model", 3, 5, eval_without="conditions")]
     return repo, revs
 
 
@@ -225,11 +231,12 @@ def test_atlas_from_experiments_writes_the_atlas(repo, tmp_path):
 @pytest.mark.parametrize(("args", "line"), [
     (["--from-experiments", "{0},no-such-exp"], "experiment no-such-exp: not found in"),
     (["--from-experiments", "{0},{2}"], "experiment {2}: has no reports/steer/steer.json"),
+    (["--from-experiments", "{0},{3}"], "experiment {3}: reports/metrics/eval.json: "),
     (["--from-experiments", "{0},{0}"], "atlas: model embedded appears in more than one experiment; one each"),
     (["--from-experiments", "{0}"], "atlas: needs at least two models' experiments, got 1"),
     ([], "atlas: give --models (run them) or --from-experiments (rebuild), one of the two"),
     (["--from-experiments", "{0},{1}", "-S", "eval.shots=0"], "atlas: -S applies to experiments it runs"),
-], ids=["unknown experiment", "missing output", "same model twice", "one model", "neither", "-S on rebuild"])
+], ids=["unknown experiment", "missing output", "eval.json malformed", "same model twice", "one model", "neither", "-S on rebuild"])
 def test_atlas_bad_input_is_one_line_and_writes_nothing(repo, tmp_path, args, line):
     path, revs = repo
     args = [a.format(*revs) for a in args]

@@ -18,7 +18,7 @@ from emoneurons.cli import app
 from emoneurons.runtime import atlas_runs, dvc_runs
 from emoneurons.runtime.atlas_runs import AtlasRunError, dvc_value, flatten, model_overrides, parse_set_params
 from emoneurons.runtime.dvc_runs import SweepError, this_environment_first
-from stage_runner import REPO
+from helpers.stage_runner import REPO
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 PLAN = yaml.safe_load((REPO / "presets" / "atlas" / "plan.yaml").read_text())
