@@ -94,13 +94,18 @@ def atlas_effects_figure(baseline: Mapping[str, Mapping[str, Any]], verdicts: Ma
     right.set_title("each emotion's neurons masked vs the unmodified model, per test dialogue (mean)")
     right.grid(axis="y", alpha=0.3)
     right.margins(y=0.12)
+    _legend_below(figure, models, Line2D([], [], label="specific (Holm-corrected test vs control)", **SPECIFIC_MARKER))
+    figure.suptitle("Atlas: unmodified accuracy beside chance, and the paired effect of each emotion's neurons")
+    return figure
+
+
+def _legend_below(figure: Figure, models: Sequence[str], marker: Line2D) -> None:
+    """The legend under the panels: each model's hatch, the random control's diamond, and `marker`."""
     handles = [*_model_handles(models),
                Line2D([], [], marker="D", color=CONTROL_COLOR, markeredgecolor="black", linestyle="none",
                       label="random-neuron control"),
-               Line2D([], [], label="specific (Holm-corrected test vs control)", **SPECIFIC_MARKER)]
+               marker]
     figure.legend(handles=handles, title="model (bar hatch)", loc="outside lower center", ncols=min(len(handles), 5))
-    figure.suptitle("Atlas: unmodified accuracy beside chance, and the paired effect of each emotion's neurons")
-    return figure
 
 
 def _span(verdicts: Mapping[str, Sequence[Mapping[str, Any]]]) -> float:
@@ -153,11 +158,7 @@ def atlas_steering_figure(steering: Mapping[str, Sequence[Mapping[str, Any]]]) -
         ax.grid(axis="y", alpha=0.3)
         ax.set_xlabel("steered emotion")
     axes[0].set_ylabel("share of replies labelled with it, minus unmodified (pp)")
-    handles = [*_model_handles(models),
-               Line2D([], [], marker="D", color=CONTROL_COLOR, markeredgecolor="black", linestyle="none",
-                      label="random-neuron control"),
-               Line2D([], [], label="text broke (coherence)", **BROKE_MARKER)]
-    figure.legend(handles=handles, title="model (bar hatch)", loc="outside lower center", ncols=min(len(handles), 5))
+    _legend_below(figure, models, Line2D([], [], label="text broke (coherence)", **BROKE_MARKER))
     figure.suptitle("Atlas: steering shifts per model, with the coherence flag")
     return figure
 
