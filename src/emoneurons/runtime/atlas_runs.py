@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 from emoneurons.params import ParamsError, parse_params
-from emoneurons.runtime.dvc_runs import SweepError, dvc_command, queued_names, sweep
+from emoneurons.runtime.dvc_runs import SweepError, queue_experiments, sweep
 
 DEFAULT_PLAN = Path("presets/atlas/plan.yaml")
 
@@ -125,10 +125,12 @@ def run_atlas_experiments(
     overrides = model_overrides(models, plan, parse_set_params(set_params), params_yaml, repo)
     names = {}
     for model, keys in overrides.items():
-        queued = dvc_command(["exp", "run", "--queue", *(a for k, v in keys.items() for a in ("-S", f"{k}={dvc_value(v)}"))], repo)
-        found = queued_names(queued.stdout + queued.stderr)
-        if queued.returncode != 0 or len(found) != 1:
-            raise AtlasRunError(f"dvc exp run --queue for model {model} failed: {(queued.stderr or queued.stdout).strip()}")
+        try:
+            found = queue_experiments([f"{k}={dvc_value(v)}" for k, v in keys.items()], repo)
+        except SweepError as error:
+            raise AtlasRunError(f"model {model}: {error}") from None
+        if len(found) != 1:
+            raise AtlasRunError(f"model {model}: dvc exp run --queue queued {len(found)} experiments, not one")
         names[model] = found[0]
     try:
         final = sweep([], jobs, repo, timeout=timeout, echo=echo)

@@ -118,6 +118,14 @@ class SweepError(RuntimeError):
     """A DVC command of the sweep failed, or the sweep ran past its time limit (one line)."""
 
 
+def queue_experiments(set_params: Sequence[str], repo: Path) -> list[str]:
+    """`dvc exp run --queue -S ...` (a comma in a value sweeps it); the names DVC queued, in order."""
+    queued = dvc_command(["exp", "run", "--queue", *(a for p in set_params for a in ("-S", p))], repo)
+    if queued.returncode != 0:
+        raise SweepError(f"dvc exp run --queue failed: {(queued.stderr or queued.stdout).strip()}")
+    return queued_names(queued.stdout + queued.stderr)
+
+
 def sweep(set_params: Sequence[str], jobs: int, repo: Path = Path("."), *, timeout: float = 0, poll: float = 3.0,
           grace: float = 15.0, echo: Callable[[str, bool], None] | None = None) -> dict[str, str]:
     """Queue one experiment per combination of `set_params` (`dvc exp run --queue -S ...`), run
@@ -129,10 +137,7 @@ def sweep(set_params: Sequence[str], jobs: int, repo: Path = Path("."), *, timeo
     echo = echo or _echo
     names = [n for n, s in _status(repo).tasks.items() if s in WAITING]  # a stalled earlier sweep's too
     if set_params:
-        queued = dvc_command(["exp", "run", "--queue", *(a for p in set_params for a in ("-S", p))], repo)
-        if queued.returncode != 0:
-            raise SweepError(f"dvc exp run --queue failed: {(queued.stderr or queued.stdout).strip()}")
-        names += queued_names(queued.stdout + queued.stderr)
+        names += queue_experiments(set_params, repo)
     if not names:
         raise SweepError("nothing to sweep: no experiment queued (give -S key=v1,v2,...)")
     echo(f"sweep: {len(names)} experiments: {', '.join(names)}", False)

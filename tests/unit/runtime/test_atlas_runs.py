@@ -56,7 +56,7 @@ def test_every_model_gets_the_same_plan_and_its_own_model_id(tmp_path):
 def test_bad_models_or_values_are_one_line_before_any_dvc_call(tmp_path, monkeypatch, models, set_params, line):
     (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text())
     calls = []
-    monkeypatch.setattr(atlas_runs, "dvc_command", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(dvc_runs, "dvc_command", lambda *a, **k: calls.append(a))
     args = ["atlas", "--models", models, *(a for p in set_params for a in ("-S", p)), "--repo", str(tmp_path),
             "--plan", str(REPO / "presets" / "atlas" / "plan.yaml")]
     result = CliRunner().invoke(app, args)
