@@ -12,7 +12,7 @@ from emoneurons.io.atomic import write_json
 from emoneurons.io.eval_file import EVAL_FILE, parse_eval
 from emoneurons.runtime.checkpoint import DEFAULT_ROOT
 from emoneurons.runtime.distributed import relaunch_if_requested, start
-from emoneurons.io.tables import DataError, read_json, read_table
+from emoneurons.io.tables import DataError, read_json, read_table, scan_table
 from emoneurons.io.result_suites import check_evaluation
 from emoneurons.io.suites import checks_path, checks_record
 from emoneurons.evaluate.conditions import PlanError, plan_conditions
@@ -36,7 +36,8 @@ def main(
 ) -> None:
     try:
         settings = load_stage_params(params, ("model", "select.top_rate", "eval"))
-        train, test = read_table(split / "train.parquet"), read_table(split / "test.parquet")
+        # The train split gives a few shots and calibration rows: read a column or a row at a time.
+        train, test = scan_table(split / "train.parquet"), read_table(split / "test.parquet")
         selection = read_json(neurons)
         if settings.eval.keyword_control:
             cue_words()  # a missing or broken NRC lexicon: one line before the model loads

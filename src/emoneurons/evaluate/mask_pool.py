@@ -38,11 +38,11 @@ def _worker_classify(index: int) -> tuple[int, list[str | None], torch.Tensor | 
 
 def classify_masks(
     engine: MaskedClassifier, masks: list[dict], workers: int, bar, todo: Sequence[int] | None = None,
-    on_result: Callable[[int, tuple], None] | None = None,
+    on_result: Callable[[int, tuple], None] | None = None, step: int = 1,
 ) -> list[tuple[list[str | None], torch.Tensor | None, int]]:
     """(predicted, label scores, tokens computed) of each mask in `todo` (default: all; None for the
     others), after the unmodified run (whose kept states the forked workers inherit); the costliest
-    masks (lowest start layer) go first. on_result(index, that tuple) as each finishes."""
+    masks (lowest start layer) go first. on_result(index, that tuple) and bar.update(step) as each finishes."""
     out: list = [None] * len(masks)
     todo = range(len(masks)) if todo is None else todo
     if workers <= 1:
@@ -51,7 +51,7 @@ def classify_masks(
             out[index] = (result.predicted, result.scores, result.tokens_computed)
             if on_result is not None:
                 on_result(index, out[index])
-            bar.update(1)
+            bar.update(step)
         return out
     order = sorted(todo, key=lambda i: engine.start_layer(masks[i]))
     threads = max(1, torch.get_num_threads() // workers)
@@ -62,7 +62,7 @@ def classify_masks(
                 out[index] = (predicted, scores, tokens)
                 if on_result is not None:
                     on_result(index, out[index])
-                bar.update(1)
+                bar.update(step)
     finally:
         _SHARED.clear()
     return out

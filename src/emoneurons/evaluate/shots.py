@@ -1,5 +1,8 @@
 """What mask-eval and steering take from the split tables: their labels (checked), the in-context
-shots drawn from train, the test labels."""
+shots drawn from train, the test labels.
+
+The train split is read a column or a few rows at a time (io.tables.ScannedTable): at EmoPrism's
+volume it is 273k dialogues, of which the classifier needs a few shots and calibration rows."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from typing import get_args
 import polars as pl
 
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
-from emoneurons.io.tables import label_column
+from emoneurons.io.tables import ScannedTable, label_column
 from emoneurons.params import ShotSelection, allowed_values
 
 
@@ -17,14 +20,30 @@ class EvalDataError(ValueError):
     """The split cannot be evaluated (empty, an emotion missing, too few shots), in one line."""
 
 
+def _checked_column(table: pl.DataFrame | ScannedTable, name: str) -> str:
+    """The table's label column; EvalDataError when it or `dialogue` is missing."""
+    column = label_column(table)
+    if column not in table.columns or "dialogue" not in table.columns:
+        raise EvalDataError(f"{name}: needs columns `dialogue` and `label` (has: {', '.join(table.columns)})")
+    return column
+
+
 def split_labels(df: pl.DataFrame, name: str) -> list[str]:
-    column = label_column(df)
-    if column not in df.columns or "dialogue" not in df.columns:
-        raise EvalDataError(f"{name}: needs columns `dialogue` and `label` (has: {', '.join(df.columns)})")
-    return df[column].to_list()
+    return df[_checked_column(df, name)].to_list()
 
 
-def draw_shots(train: pl.DataFrame, shots: int, seed: int, selection: str = "random", *,
+def scanned(train: pl.DataFrame | ScannedTable, name: str) -> ScannedTable:
+    """The train split as a ScannedTable (a DataFrame, as tests pass, is wrapped)."""
+    return train if isinstance(train, ScannedTable) else ScannedTable(train, name)
+
+
+def emotion_rows(train: ScannedTable, name: str) -> dict[str, list[int]]:
+    """Per emotion, the row indices of its train dialogues (in row order), from the label column alone."""
+    labels = train.column(_checked_column(train, name))
+    return {emotion: (labels == emotion).arg_true().to_list() for emotion in EMOTIONS}
+
+
+def draw_shots(train: pl.DataFrame | ScannedTable, shots: int, seed: int, selection: str = "random", *,
                train_name: str = "train split") -> list[tuple[str, str]]:
     """`shots` (dialogue, emotion) examples per emotion from the train split (random: a seeded
     draw; shortest: the shortest by characters, ties by row order), in a seeded shuffled order (so
@@ -34,17 +53,19 @@ def draw_shots(train: pl.DataFrame, shots: int, seed: int, selection: str = "ran
         raise ValueError(f"shot_selection {selection!r}: allowed: {allowed_values(ShotSelection)}")
     if shots == 0:
         return []
-    labels = split_labels(train, train_name)
-    dialogues = train["dialogue"].to_list()
+    table = scanned(train, train_name)
+    pools = emotion_rows(table, train_name)
+    # Characters per dialogue (polars counts code points, as len() does), only to find the shortest.
+    lengths = table.column(pl.col("dialogue").str.len_chars()).to_list() if selection == "shortest" else []
     rng = random.Random(seed)
     chosen = []
     for emotion in EMOTIONS:
-        pool = [i for i, label in enumerate(labels) if label == emotion]
+        pool = pools[emotion]
         if len(pool) < shots:
             raise EvalDataError(f"{train_name}: {len(pool)} {emotion} dialogues, eval.shots needs {shots}; "
                                 "lower eval.shots or generate more dialogues")
-        picked = sorted(pool, key=lambda i: (len(dialogues[i]), i))[:shots] if selection == "shortest" else rng.sample(pool, shots)
-        chosen += [(dialogues[i], emotion) for i in picked]
+        picked = sorted(pool, key=lambda i: (lengths[i], i))[:shots] if selection == "shortest" else rng.sample(pool, shots)
+        chosen += [(dialogue, emotion) for dialogue in table.values_at("dialogue", picked)]
     rng.shuffle(chosen)
     return chosen
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,10 @@ def label_column(table: pl.DataFrame) -> str:
     return "label" if "label" in table.columns else "theme"
 
 
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
 def read_table(path: str | Path) -> pl.DataFrame:
     """Read a parquet table; raise DataError naming the file when it is missing or unreadable."""
     path = Path(path)
@@ -30,8 +35,59 @@ def read_table(path: str | Path) -> pl.DataFrame:
     try:
         return pl.read_parquet(path)
     except Exception as error:  # polars raises several kinds for a bad file; all mean "unreadable"
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataError(f"{path}: not a readable parquet table ({first_line})") from None
+        raise DataError(f"{path}: not a readable parquet table ({_first_line(error)})") from None
+
+
+# Rows per slice where a table is read a slice at a time: a slice of EmoPrism's dialogues (~1 KB
+# each) is ~16 MB, whatever the table's height.
+SLICE_ROWS = 16_384
+
+
+class ScannedTable:
+    """A table read a slice, a column or a few rows at a time, never whole: what a stage holds of
+    it does not grow with its height (the train split at EmoPrism's volume is 273k dialogues).
+    `name` (the file's path) names it in the one-line DataError of a read that fails."""
+
+    def __init__(self, frame: pl.LazyFrame | pl.DataFrame, name: str) -> None:
+        self.frame, self.name = frame.lazy(), name
+        try:
+            self.columns: list[str] = self.frame.collect_schema().names()
+            self.height: int = self.frame.select(pl.len()).collect().item()
+        except Exception as error:  # polars raises several kinds for a bad file; all mean "unreadable"
+            raise DataError(f"{name}: not a readable parquet table ({_first_line(error)})") from None
+
+    def _collect(self, frame: pl.LazyFrame) -> pl.DataFrame:
+        try:
+            return frame.collect()
+        except Exception as error:
+            raise DataError(f"{self.name}: not a readable parquet table ({_first_line(error)})") from None
+
+    def slices(self, *columns: str | pl.Expr, rows: int = SLICE_ROWS) -> Iterator[pl.DataFrame]:
+        """`columns` of `rows` rows at a time, in the table's order."""
+        for start in range(0, self.height, rows):
+            yield self._collect(self.frame.slice(start, rows).select(*columns))
+
+    def column(self, column: str | pl.Expr) -> pl.Series:
+        """One column (or expression of the columns) of every row, computed a slice at a time."""
+        parts = [part.to_series() for part in self.slices(column)]
+        return pl.concat(parts) if parts else self._collect(self.frame.select(column)).to_series()
+
+    def values_at(self, column: str, rows: Sequence[int]) -> list[Any]:
+        """`column`'s values at row indices `rows`, in that order (each row read alone: for a few)."""
+        return [self._collect(self.frame.slice(int(row), 1).select(column)).item() for row in rows]
+
+
+def scan_table(path: str | Path) -> ScannedTable:
+    """A parquet table to read a slice at a time; DataError naming the file when it is missing or
+    unreadable (its schema and height are read now)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        frame = pl.scan_parquet(path)
+    except Exception as error:
+        raise DataError(f"{path}: not a readable parquet table ({_first_line(error)})") from None
+    return ScannedTable(frame, str(path))
 
 
 def read_json(path: str | Path) -> Any:
