@@ -23,14 +23,15 @@ def compare(
     repo: Path = typer.Option(Path("."), help="the project's git/DVC repository"),
 ) -> None:
     """Overlay the paper's figures for several runs and write a compare.md."""
-    from emoneurons.report.compare import CompareError, load_run, write_comparison
+    from emoneurons.report.compare.write import CompareError, write_comparison
+    from emoneurons.runtime.revisions import RevisionError, load_run
 
     try:
         if len(revs) < 2:
             raise CompareError(f"compare needs at least two revisions, got {len(revs)}")
         runs = [load_run(repo, rev) for rev in revs]
         written = write_comparison(runs, out)
-    except CompareError as error:
+    except (RevisionError, CompareError) as error:
         typer.echo(str(error), err=True)
         raise typer.Exit(1) from None
     typer.echo(f"wrote {written}/compare.md and {written}/figures/")
@@ -86,8 +87,8 @@ def atlas(
     """Several models on the same data and plan, one report: emotion neurons by relative depth, the
     overlap of their top tokens, the paired effects and verdicts, steering with coherence, accuracy
     beside chance (reports/atlas/)."""
-    from emoneurons.report.atlas_report import AtlasError, load_model_run, write_atlas
-    from emoneurons.runtime.atlas_runs import DEFAULT_PLAN, AtlasRunError, run_atlas_experiments
+    from emoneurons.report.atlas.write import AtlasError, write_atlas
+    from emoneurons.runtime.atlas_runs import DEFAULT_PLAN, AtlasRunError, load_model_run, run_atlas_experiments
 
     def names(text: str) -> list[str]:
         return [n.strip() for n in text.split(",") if n.strip()]

@@ -1,6 +1,6 @@
 """mask-eval's body: every condition through one classifier, and the eval.json / headline.json
 dictionaries of docs/CONTRACTS.md. Its parts: shots.py (the split's labels, the in-context shots),
-calibration.py, prompt_budget.py, mask_pool.py (the forked workers), condition_metrics.py, headline.py."""
+calibration.py, prompt_budget.py, mask_pool.py (the forked workers), condition_metrics.py, exp_metrics.py (headline.json)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from emoneurons.evaluate.calibration import calibration_dialogues
 from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.evaluate.condition_metrics import condition_metrics, paired_effects
 from emoneurons.evaluate.conditions import Condition, first_masked_layers, plan_conditions, unique_masks
-from emoneurons.evaluate.headline import headline
+from emoneurons.evaluate.exp_metrics import headline
 from emoneurons.evaluate.mask_pool import classify_masks, mask_workers
 from emoneurons.evaluate.prompt_budget import dialogue_budget
 from emoneurons.evaluate.shots import draw_shots, test_labels
