@@ -13,7 +13,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.report.figures.drawing import EFFECT_LABELS, SPECIFIC_MARKER, draw_heatmap, new_figure, panel_axes
+from emoneurons.report.figures.drawing import EFFECT_LABELS, SPECIFIC_MARKER, draw_bar, draw_heatmap, new_figure, panel_axes
 from emoneurons.report.style import (
     CHANCE_COLOR,
     CONTROL_COLOR,
@@ -73,7 +73,7 @@ def atlas_effects_figure(baseline: Mapping[str, Mapping[str, Any]], verdicts: Ma
     for i, model in enumerate(models):
         row = baseline[model]
         value, (low, high) = 100 * row["accuracy"], (100 * v for v in row["ci95"])
-        left.bar(i, value, 0.6, color=UNMODIFIED_COLOR, hatch=run_hatch(i), edgecolor="white",
+        draw_bar(left, i, value, 0.6, color=UNMODIFIED_COLOR, hatch=run_hatch(i), edgecolor="white",
                  yerr=[[max(value - low, 0)], [max(high - value, 0)]], capsize=4, ecolor="black")
         left.plot([i - 0.4, i + 0.4], [100 * row["chance"]] * 2, color=CHANCE_COLOR, linestyle=":", linewidth=1.5)
     left.set_xticks(range(len(models)), models, rotation=20, ha="right")
@@ -88,7 +88,7 @@ def atlas_effects_figure(baseline: Mapping[str, Mapping[str, Any]], verdicts: Ma
             if math.isnan(row["effect"]):
                 continue
             x = slot + offset
-            right.bar(x, row["effect"], width, color=EMOTION_COLORS[row["emotion"]], hatch=run_hatch(i), edgecolor="white")
+            draw_bar(right, x, row["effect"], width, color=EMOTION_COLORS[row["emotion"]], hatch=run_hatch(i), edgecolor="white")
             if not math.isnan(row["control"]):
                 right.plot(x, row["control"], marker="D", markersize=5, color=CONTROL_COLOR, markeredgecolor="black",
                            linestyle="none", zorder=3)
@@ -153,7 +153,7 @@ def atlas_steering_figure(steering: Mapping[str, Sequence[Mapping[str, Any]]]) -
                     continue
                 x = EMOTIONS.index(row["emotion"]) + offset
                 value = 100 * row["share_shift"]
-                ax.bar(x, value, width, color=EMOTION_COLORS[row["emotion"]], hatch=run_hatch(i), edgecolor="white")
+                draw_bar(ax, x, value, width, color=EMOTION_COLORS[row["emotion"]], hatch=run_hatch(i), edgecolor="white")
                 if not math.isnan(row["control_shift"]):
                     ax.plot(x, 100 * row["control_shift"], marker="D", markersize=5, color=CONTROL_COLOR,
                             markeredgecolor="black", linestyle="none", zorder=3)
