@@ -10,13 +10,13 @@ import typer
 
 from emoneurons.io.atomic import atomic_dir, write_json
 from emoneurons.io.neurons_file import selected_per_emotion
-from emoneurons.io.tables import DataError, label_column, read_counts, read_json, read_table
 from emoneurons.io.result_suites import check_cards
 from emoneurons.io.suites import checks_record
+from emoneurons.io.tables import DataError, label_column, read_counts, read_json, read_table
 from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.report.cards.cards_json import CardsDataError, build_cards, plan_cards
+from emoneurons.report.cards.page import render_cards_html
 from emoneurons.runtime.stage_run import run_stage
-from emoneurons.report.cards import CardsDataError, build_cards, plan_cards
-from emoneurons.report.cards_html import render_cards_html
 
 # checks.json names the cards by their path in the pipeline whatever --out is (as count does).
 CARDS_FILE = "reports/cards/cards.json"

@@ -19,7 +19,7 @@ from emoneurons.io.suites import checks_path, checks_record
 from emoneurons.evaluate.conditions import PlanError, needs_activity, plan_conditions
 from emoneurons.evaluate.masking_eval import evaluate_masking
 from emoneurons.evaluate.shots import EvalDataError
-from emoneurons.evaluate.summary import exp_summary
+from emoneurons.evaluate.exp_metrics import exp_summary
 from emoneurons.model.architecture import UnsupportedModelError
 from emoneurons.text.nrc_lexicon import NRCLexiconError, cue_words
 from emoneurons.params import ParamsError, load_stage_params

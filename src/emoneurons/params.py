@@ -324,6 +324,15 @@ class SteerParams(_Strict):
     broke_repeat_rise: ShareMargin  # ... or repeated n-gram share this far above theirs
 
 
+class DirectionsParams(_Strict):
+    """Emotion directions in the residual stream and the neurons' write alignment with them
+    (reports/metrics/directions.json; docs/METHOD.md)."""
+
+    enabled: bool  # false: no model runs, directions.json says so and the report leaves the section out
+    control_draws: Annotated[int, Field(ge=2)]  # control neuron sets per emotion for the cosine null (no forward pass)
+    seed: int
+
+
 class Params(_Strict):
     model: ModelParams
     augment: AugmentParams
@@ -335,6 +344,7 @@ class Params(_Strict):
     eval: EvalParams
     cards: CardsParams
     steer: SteerParams
+    directions: DirectionsParams
 
 
 _BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}

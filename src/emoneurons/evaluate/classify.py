@@ -34,7 +34,7 @@ from torch import Tensor
 
 from emoneurons.model.batching import length_buckets, padded_ids, real_token_index
 from emoneurons.emotions import EMOTIONS, parse_emotion
-from emoneurons.evaluate.kept_states import KeptStates
+from emoneurons.evaluate.boundary_states import BoundaryStates
 from emoneurons.evaluate.layer_runner import (
     additive_mask, key_validity, last_logprobs, prefixed_past, run_layers, shared_prefix_available,
 )
@@ -83,7 +83,7 @@ class _Batch:
     real: Tensor | None  # flat positions of the real tokens (None: no padding)
     last: Tensor  # flat positions of each row's last real token (the only ones read at the end)
     reference: bool = False  # calibration rows (see `MaskedClassifier.recalibrate`)
-    boundary: Mapping[int, Tensor] = field(default_factory=dict)  # unmodified hidden entering layer k (kept_states.py)
+    boundary: Mapping[int, Tensor] = field(default_factory=dict)  # unmodified hidden entering layer k (boundary_states.py)
     continuation_boundary: Mapping[int, Tensor] = field(default_factory=dict)
 
 
@@ -376,13 +376,13 @@ class MaskedClassifier:
             last, dialogue_kv, kept = self._dialogue(batch, start, prefix_kv, keep=keep)
             first = last_logprobs(self.lm, last)  # [B, V]
             if keep:
-                batch.boundary = KeptStates(kept)  # on a GPU: in host memory, one batch back at a time
+                batch.boundary = BoundaryStates(kept)  # on a GPU: in host memory, one batch back at a time
             if self.method == "score":
                 label_scores = torch.stack([first[:, ids[0]] for ids in self.labels], dim=1)
                 if self.multi:
                     sums, kept = self._continuation(batch, start, prefix_kv, dialogue_kv, keep=keep)
                     if keep:
-                        batch.continuation_boundary = KeptStates(kept)
+                        batch.continuation_boundary = BoundaryStates(kept)
                     label_scores[:, self.multi] += sums
                 on_device.append((batch.rows, label_scores))
             else:

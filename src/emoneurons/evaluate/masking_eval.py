@@ -1,6 +1,6 @@
 """mask-eval's body: every condition through one classifier, and the eval.json / headline.json
 dictionaries of docs/CONTRACTS.md. Its parts: shots.py (the split's labels, the in-context shots),
-calibration.py, prompt_budget.py, mask_pool.py (the forked workers), condition_metrics.py, headline.py,
+calibration.py, prompt_budget.py, mask_pool.py (the forked workers), condition_metrics.py, exp_metrics.py (headline.json),
 draw_null.py (the draw-level null), dose_response.py (graded masking's summary)."""
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from emoneurons.evaluate.condition_metrics import condition_metrics, paired_effe
 from emoneurons.evaluate.conditions import Condition, first_masked_layers, plan_conditions, unique_masks
 from emoneurons.evaluate.dose_response import dose_response_record
 from emoneurons.evaluate.draw_null import draw_null_record
-from emoneurons.evaluate.headline import headline
+from emoneurons.evaluate.exp_metrics import headline
 from emoneurons.evaluate.mask_pool import classify_masks, mask_workers
 from emoneurons.evaluate.prompt_budget import dialogue_budget
 from emoneurons.evaluate.shots import draw_shots, test_labels

@@ -8,17 +8,17 @@ from types import SimpleNamespace
 import polars as pl
 import pytest
 from helpers.repo_params import section
-from helpers.synthetic_inputs import synthetic_p_active, synthetic_split, synthetic_neurons
+from helpers.synthetic_inputs import synthetic_neurons, synthetic_p_active, synthetic_split
 
-from emoneurons.text.cue_removal import PLACEHOLDER, replace_cues
 from emoneurons.emotions import EMOTIONS
-from emoneurons.stats.effects import NOT_DISTINGUISHABLE, NOT_ENOUGH_DATA, SPECIFIC
 from emoneurons.evaluate.keyword_control import NEITHER, ONLY_WITH_WORDS, SURVIVES, keyword_verdict
 from emoneurons.evaluate.masking_eval import evaluate_masking
-from emoneurons.text.nrc_lexicon import cue_words
-from emoneurons.report.document import render_markdown
 from emoneurons.io.eval_file import parse_eval
-from emoneurons.report.sections.keywords import keyword_section
+from emoneurons.report.document.markdown import render_markdown
+from emoneurons.report.document.sections.keywords import keyword_section
+from emoneurons.stats.effects import NOT_DISTINGUISHABLE, NOT_ENOUGH_DATA, SPECIFIC
+from emoneurons.text.cue_removal import PLACEHOLDER, replace_cues
+from emoneurons.text.nrc_lexicon import cue_words
 
 
 @pytest.mark.parametrize(("with_words", "without_words", "expected"), [

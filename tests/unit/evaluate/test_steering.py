@@ -10,17 +10,22 @@ import pytest
 import torch
 import yaml
 from helpers.repo_params import section
+from helpers.stage_runner import REPO, run_stage_script
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.conditions import control_seed, random_like
-from emoneurons.io.neurons_file import NoSelectionError
 from emoneurons.evaluate.steering import (
-    SteerDataError, as_dialogue, plan_steering, read_prompts, steered_replies, steering_record,
+    SteerDataError,
+    as_dialogue,
+    plan_steering,
+    read_prompts,
+    steered_replies,
+    steering_record,
 )
+from emoneurons.io.neurons_file import NoSelectionError
 from emoneurons.neurons.masking import ffn_modules, mask_neurons, neurons_by_layer, scale_neurons, scale_neurons_per_row
-from emoneurons.report.steer_figure import save_steering_figure, steering_lines
+from emoneurons.report.steering.figure import save_steering_figure, steering_lines
 
-from helpers.stage_runner import REPO, run_stage_script
 NEURONS = {0: torch.tensor([1, 5, 9]), 2: torch.tensor([0, 63]), 3: torch.tensor([7])}
 
 
@@ -192,8 +197,7 @@ def _steer_project(tmp_path, tiny_llama, per_emotion: int) -> dict:
     per emotion, a selection, params with the lexicon judge; returns the selection."""
     import json
 
-    from helpers.synthetic_inputs import synthetic_split, synthetic_neurons
-
+    from helpers.synthetic_inputs import synthetic_neurons, synthetic_split
     from transformers import LlamaConfig, LlamaForCausalLM
 
     # The tiny model's shape with 15x its initial weight scale: the default's near-uniform logits

@@ -23,7 +23,6 @@ from matplotlib.figure import Figure  # noqa: E402
 from emoneurons.emotions import EMOTIONS  # noqa: E402
 from emoneurons.report.style import DPI, EMOTION_COLORS, PANEL_GRID  # noqa: E402
 
-
 EFFECT_LABELS = {"delta_masked": "Δ log p(masked emotion's label)", "masked_answer": "change in answering the masked emotion"}
 
 SPECIFIC_MARKER = {"marker": "*", "color": "black", "markersize": 13, "linestyle": "none"}

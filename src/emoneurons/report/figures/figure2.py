@@ -21,8 +21,9 @@ from emoneurons.report.figures.drawing import (
     no_effects_figure,
     panel_axes,
 )
+from emoneurons.report.results.accuracy import as_percent
+from emoneurons.report.results.sweeps import rows_matching
 from emoneurons.report.style import CHANCE_COLOR, CONTROL_COLOR, CONTROL_HATCH, EMOTION_COLORS, UNMODIFIED_COLOR
-from emoneurons.report.views import as_percent, rows_matching
 
 
 def figure2_masking(view: Mapping[str, Any], subtitle: str = "") -> Figure:

@@ -12,8 +12,9 @@ from matplotlib.lines import Line2D
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.report.figures.drawing import EFFECT_LABELS, SPECIFIC_MARKER, new_figure, no_effects_figure, panel_axes
+from emoneurons.report.results.accuracy import as_percent
+from emoneurons.report.results.sweeps import rows_matching
 from emoneurons.report.style import CONTROL_COLOR, EMOTION_COLORS, EMOTION_MARKERS, PANEL_GRID
-from emoneurons.report.views import as_percent, rows_matching
 
 
 def figure3_ratio_sweep(rows: Sequence[Mapping[str, Any]], subtitle: str = "") -> Figure:

@@ -12,8 +12,9 @@ from matplotlib.patches import Patch
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.report.figures.drawing import new_figure
+from emoneurons.report.results.accuracy import as_percent
+from emoneurons.report.results.sweeps import rows_matching
 from emoneurons.report.style import CONTROL_COLOR, EMOTION_COLORS, LAYER_RANGE_LABELS, LAYER_RANGES
-from emoneurons.report.views import as_percent, rows_matching
 
 
 def _emotion_handles(emotions: Sequence[str] = EMOTIONS) -> list[Patch]:
