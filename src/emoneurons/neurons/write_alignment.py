@@ -53,11 +53,6 @@ def uniform_same_layer(p_active: Tensor, chosen: Mapping[int, Tensor], *, exclud
     return drawn
 
 
-def overall_activation_probability(f: Tensor, T: Tensor) -> Tensor:
-    """P(active) [layers, neurons] float64 of each neuron over all counted train tokens (count's f, T)."""
-    return f.to(torch.float64).sum(-1) / float(T.sum())
-
-
 def draw_seed(seed: int, name: str) -> int:
     """A stable 63-bit seed from directions.seed and a name (not Python's salted hash)."""
     return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:8], "big") >> 1
