@@ -14,7 +14,7 @@ from emoneurons.params import ParamsError, load_params
 from emoneurons.runtime.stage_run import run_stage
 
 if TYPE_CHECKING:  # imported at run time only once the inputs are there (see main)
-    from emoneurons.report.run_metrics import RunMetrics
+    from emoneurons.report.results.run import RunMetrics
 
 
 def main(
@@ -45,7 +45,7 @@ def main(
         raise typer.Exit(1) from None
     # Imported only once the inputs are there: torch and matplotlib take seconds to load.
     from emoneurons.report.errors import ReportDataError
-    from emoneurons.report.run_metrics import RunMetrics
+    from emoneurons.report.results.run import RunMetrics
 
     try:
         write_outputs(RunMetrics(**raw, params=validated), cards, steer, figures, plots, report, html)
@@ -63,14 +63,14 @@ def write_outputs(
 ) -> None:
     """The figures, plots data, report.md and index.html of one run; the steering
     figure and the beyond-ablation section only when the cards and steer outputs are there."""
-    from emoneurons.report.beyond import beyond_ablation_blocks
-    from emoneurons.report.document import render_markdown
-    from emoneurons.report.figures.build import build_figures
-    from emoneurons.report.html import render_html
-    from emoneurons.report.plots_data import plots_data, write_plots_data
-    from emoneurons.report.report_md import build_report
-    from emoneurons.report.run_metrics import model_name
-    from emoneurons.report.steer_figure import save_steering_figure
+    from emoneurons.report.document.html import render_html
+    from emoneurons.report.document.markdown import render_markdown
+    from emoneurons.report.document.run_report import build_report
+    from emoneurons.report.figures.paper_figures import build_figures
+    from emoneurons.report.figures.plots_data import plots_data, write_plots_data
+    from emoneurons.report.results.run import model_name
+    from emoneurons.report.steering.figure import save_steering_figure
+    from emoneurons.report.steering.section import beyond_ablation_blocks
     from emoneurons.report.style import save_figure
 
     # Every output is built in temporary siblings and only renamed into place once all four

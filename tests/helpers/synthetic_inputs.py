@@ -32,6 +32,23 @@ def synthetic_neurons(ratios=(0.01, 0.02), layers=LAYERS, per_layer=PER_LAYER, s
     return out
 
 
+def synthetic_p_active(layers=LAYERS, per_layer=PER_LAYER, seed=0) -> torch.Tensor:
+    """P(active) [layers, neurons] float64 in (0, 1), as selection.overall_activation_probability gives."""
+    return torch.rand(layers, per_layer, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 0.98 + 0.01
+
+
+def write_synthetic_counts(folder, layers=LAYERS, per_layer=PER_LAYER, seed=0) -> None:
+    """A count stage's counts.safetensors (f int64 [layers, neurons, 6], T int64 [6]) in `folder`."""
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    T = torch.tensor([100, 110, 120, 130, 140, 150], dtype=torch.int64)
+    f = (torch.rand(layers, per_layer, 6, generator=torch.Generator().manual_seed(seed)) * T).to(torch.int64)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    save_file({"f": f, "T": T}, Path(folder) / "counts.safetensors")
+
+
 def synthetic_split(per_emotion: int, offset: int = 0) -> pl.DataFrame:
     lines = {
         "anger": "A: You broke it again, I am furious!", "disgust": "A: That smell is revolting.",
