@@ -10,13 +10,13 @@ import typer
 
 from emoneurons.io.atomic import atomic_dir, write_json
 from emoneurons.io.neurons_file import selected_per_emotion
-from emoneurons.io.tables import DataError, label_column, read_counts, read_json, read_table
 from emoneurons.io.result_suites import check_cards
 from emoneurons.io.suites import checks_record
+from emoneurons.io.tables import DataError, label_column, read_counts, read_json, read_table
 from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.report.cards.cards_json import CardsDataError, build_cards, plan_cards
+from emoneurons.report.cards.page import render_cards_html
 from emoneurons.runtime.stage_run import run_stage
-from emoneurons.report.cards import CardsDataError, build_cards, plan_cards
-from emoneurons.report.cards_html import render_cards_html
 
 # checks.json names the cards by their path in the pipeline whatever --out is (as count does).
 CARDS_FILE = "reports/cards/cards.json"
@@ -74,7 +74,10 @@ def main(
     if activity.truncated.dialogues:
         print(activity.truncated.describe(table.height, "cards"), file=sys.stderr)
     shown = ", ".join(f"{e} {len(v['cards'])}" for e, v in emotions.items())
-    print(f"cards: {len(chosen)} neurons over {table.height} train dialogues ({shown}); wrote {out}/index.html")
+    cards_made = sum(len(v["cards"]) for v in emotions.values())
+    # A neuron selected for two emotions has a card in each: cards and distinct neurons can differ.
+    print(f"cards: {cards_made} cards ({shown}) of {len(chosen)} distinct neurons over {table.height} train dialogues; "
+          f"wrote {out}/index.html")
 
 
 if __name__ == "__main__":

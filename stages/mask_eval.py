@@ -12,13 +12,14 @@ from emoneurons.io.atomic import write_json
 from emoneurons.io.eval_file import EVAL_FILE, parse_eval
 from emoneurons.runtime.checkpoint import DEFAULT_ROOT
 from emoneurons.runtime.distributed import relaunch_if_requested, start
-from emoneurons.io.tables import DataError, read_json, read_table, scan_table
+from emoneurons.io.tables import DataError, read_counts, read_json, read_table, table_rows
+from emoneurons.neurons.selection import overall_activation_probability
 from emoneurons.io.result_suites import check_evaluation
 from emoneurons.io.suites import checks_path, checks_record
-from emoneurons.evaluate.conditions import PlanError, plan_conditions
+from emoneurons.evaluate.conditions import PlanError, needs_activity, plan_conditions
 from emoneurons.evaluate.masking_eval import evaluate_masking
 from emoneurons.evaluate.shots import EvalDataError
-from emoneurons.evaluate.summary import exp_summary
+from emoneurons.evaluate.exp_metrics import exp_summary
 from emoneurons.model.architecture import UnsupportedModelError
 from emoneurons.text.nrc_lexicon import NRCLexiconError, cue_words
 from emoneurons.params import ParamsError, load_stage_params
@@ -31,20 +32,28 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file (sections model, select, eval)"),
     split: Path = typer.Option(Path("data/split"), help="folder with train.parquet and test.parquet"),
     neurons: Path = typer.Option(Path("data/neurons/neurons.json"), help="selected neurons"),
+    counts: Path = typer.Option(Path("data/counts"), help="folder with counts.safetensors (P(active) for matched controls)"),
     out: Path = typer.Option(Path("reports/metrics"), help="folder for eval.json, headline.json and summary.json"),
     checkpoints: Path = typer.Option(DEFAULT_ROOT, help="folder for finished conditions kept across a kill (not an out)"),
 ) -> None:
     try:
         settings = load_stage_params(params, ("model", "select.top_rate", "eval"))
-        # The train split gives a few shots and calibration rows: read a column or a row at a time.
-        train, test = scan_table(split / "train.parquet"), read_table(split / "test.parquet")
+        # The train split gives a few shots and calibration rows: it is read a batch at a time
+        # (evaluate/shots.py), the test split whole (its dialogues are all classified).
+        train, test = split / "train.parquet", read_table(split / "test.parquet")
+        table_rows(train)  # missing or unreadable: one line now, before the model loads
         selection = read_json(neurons)
+        p_active = None
+        if needs_activity(settings.eval):
+            p_active = overall_activation_probability(*read_counts(counts))
         if settings.eval.keyword_control:
             cue_words()  # a missing or broken NRC lexicon: one line before the model loads
         from emoneurons.model.loading import load_model  # imports torch/transformers: after the cheap checks
 
         ranks = start(settings.model.device)  # one process, or one of `accelerate launch`'s
         inputs = [split / "train.parquet", split / "test.parquet", neurons]
+        if p_active is not None:
+            inputs.append(counts / "counts.safetensors")
         saved = mask_eval_checkpoints(checkpoints, settings.model, settings.select.top_rate, settings.eval, inputs)
         if ranks.main:
             saved.drop_stale()
@@ -52,7 +61,7 @@ def main(
         results = evaluate_masking(
             lm, train, test, selection, settings.eval, settings.select.top_rate, batch_size=settings.model.batch_size,
             max_length=settings.model.max_length, schedule=ConditionSchedule(ranks, saved),
-            train_name=str(split / "train.parquet"), test_name=str(split / "test.parquet"),
+            train_name=str(split / "train.parquet"), test_name=str(split / "test.parquet"), p_active=p_active,
         )
     except (ParamsError, DataError, PlanError, EvalDataError, NRCLexiconError) as error:
         print(error, file=sys.stderr)
@@ -65,7 +74,8 @@ def main(
         return
     evaluation, headline = results
     try:  # the results' own checks, before anything is written
-        planned = [c.id for c in plan_conditions(selection, settings.eval, settings.select.top_rate, int(selection["layers"]))]
+        planned = [c.id for c in plan_conditions(selection, settings.eval, settings.select.top_rate, int(selection["layers"]),
+                                                 p_active)]
         # eval.checks.json names the results by their path in the pipeline whatever --out is (as count does).
         checked = check_evaluation(evaluation, planned, test.height, source=EVAL_FILE)
         written = parse_eval(evaluation, EVAL_FILE)  # as plot and compare will read it

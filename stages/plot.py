@@ -8,13 +8,14 @@ from typing import TYPE_CHECKING
 import typer
 
 from emoneurons.io.atomic import atomic_dir, atomic_path, output_errors
+from emoneurons.io.directions_file import DIRECTIONS_FILE, DirectionsFile, read_directions
 from emoneurons.io.eval_file import EVAL_FILE, read_eval
 from emoneurons.io.tables import DataError, read_json
 from emoneurons.params import ParamsError, load_params
 from emoneurons.runtime.stage_run import run_stage
 
 if TYPE_CHECKING:  # imported at run time only once the inputs are there (see main)
-    from emoneurons.report.run_metrics import RunMetrics
+    from emoneurons.report.results.run import RunMetrics
 
 
 def main(
@@ -26,6 +27,7 @@ def main(
     neuron_metrics: Path = typer.Option(Path("reports/metrics/neurons.json")),
     cards_json: Path = typer.Option(Path("reports/cards/cards.json")),
     steer_json: Path = typer.Option(Path("reports/steer/steer.json")),
+    directions_json: Path = typer.Option(Path(DIRECTIONS_FILE)),
     figures: Path = typer.Option(Path("reports/figures")),
     plots: Path = typer.Option(Path("reports/plots")),
     report: Path = typer.Option(Path("reports/report.md")),
@@ -39,16 +41,18 @@ def main(
         # them, on metrics alone, leaves their section out.
         cards = read_json(cards_json) if cards_json.exists() else None
         steer = read_json(steer_json) if steer_json.exists() else None
+        # The directions stage's summary (always there under `dvc repro`; off, or absent: no section).
+        directions = read_directions(directions_json) if directions_json.exists() else None
         validated = load_params(params)
     except (ParamsError, DataError) as error:
         typer.echo(f"plot: {error}", err=True)
         raise typer.Exit(1) from None
     # Imported only once the inputs are there: torch and matplotlib take seconds to load.
     from emoneurons.report.errors import ReportDataError
-    from emoneurons.report.run_metrics import RunMetrics
+    from emoneurons.report.results.run import RunMetrics
 
     try:
-        write_outputs(RunMetrics(**raw, params=validated), cards, steer, figures, plots, report, html)
+        write_outputs(RunMetrics(**raw, params=validated), cards, steer, figures, plots, report, html, directions)
     except (ReportDataError, DataError) as error:  # DataError: neurons.json has no selection at a ratio
         typer.echo(f"plot: {error}", err=True)
         raise typer.Exit(1) from None
@@ -59,18 +63,22 @@ def main(
 
 
 def write_outputs(
-    run: RunMetrics, cards: dict | None, steer: dict | None, figures: Path, plots: Path, report: Path, html: Path
+    run: RunMetrics, cards: dict | None, steer: dict | None, figures: Path, plots: Path, report: Path, html: Path,
+    directions: DirectionsFile | None = None,
 ) -> None:
     """The figures, plots data, report.md and index.html of one run; the steering
-    figure and the beyond-ablation section only when the cards and steer outputs are there."""
-    from emoneurons.report.beyond import beyond_ablation_blocks
-    from emoneurons.report.document import render_markdown
-    from emoneurons.report.figures.build import build_figures
-    from emoneurons.report.html import render_html
-    from emoneurons.report.plots_data import plots_data, write_plots_data
-    from emoneurons.report.report_md import build_report
-    from emoneurons.report.run_metrics import model_name
-    from emoneurons.report.steer_figure import save_steering_figure
+    figure and the beyond-ablation section only when the cards and steer outputs are there; the
+    directions figure and section only when the directions stage ran (directions.enabled)."""
+    from emoneurons.report.directions.figure import save_directions_figure
+    from emoneurons.report.directions.section import directions_blocks
+    from emoneurons.report.document.html import render_html
+    from emoneurons.report.document.markdown import render_markdown
+    from emoneurons.report.document.run_report import build_report
+    from emoneurons.report.figures.paper_figures import build_figures
+    from emoneurons.report.figures.plots_data import plots_data, write_plots_data
+    from emoneurons.report.results.run import model_name
+    from emoneurons.report.steering.figure import save_steering_figure
+    from emoneurons.report.steering.section import beyond_ablation_blocks
     from emoneurons.report.style import save_figure
 
     # Every output is built in temporary siblings and only renamed into place once all four
@@ -91,6 +99,10 @@ def write_outputs(
             with output_errors(figures, rename_inner=True):
                 save_steering_figure(steer, figures_tmp)
             blocks += beyond_ablation_blocks(cards, steer)
+        if directions is not None and directions.enabled:
+            with output_errors(figures, rename_inner=True):
+                save_directions_figure(directions, figures_tmp)
+            blocks += directions_blocks(directions)
         with output_errors(report):
             report_tmp.write_text(render_markdown(blocks))
         html_tmp.write_text(render_html(blocks, figures_tmp, f"emoneurons: {model_name(run)}"))

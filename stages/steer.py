@@ -9,13 +9,13 @@ from pathlib import Path
 
 import typer
 
-from emoneurons.io.atomic import atomic_dir, write_json
-from emoneurons.io.neurons_file import selected_per_emotion
 from emoneurons.backends.cache import prepare_cache_dir
 from emoneurons.backends.chat import ChatBackendError
-from emoneurons.io.tables import DataError, read_json, read_table
+from emoneurons.io.atomic import atomic_dir, write_json
+from emoneurons.io.neurons_file import selected_per_emotion
 from emoneurons.io.result_suites import check_steer
 from emoneurons.io.suites import checks_record
+from emoneurons.io.tables import DataError, read_json, read_table
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.runtime.stage_run import run_stage
 
@@ -39,7 +39,13 @@ def main(
     # Imported only once the params are valid: torch and transformers take seconds to load.
     from emoneurons.backends.judges import judge_metrics, make_judges
     from emoneurons.evaluate.shots import EvalDataError
-    from emoneurons.evaluate.steering import SteerDataError, check_classifier_train, plan_steering, read_prompts, run_steering
+    from emoneurons.evaluate.steering import (
+        SteerDataError,
+        check_classifier_train,
+        plan_steering,
+        read_prompts,
+        run_steering,
+    )
 
     try:
         steer = settings.steer
@@ -63,7 +69,7 @@ def main(
     except (DataError, SteerDataError, EvalDataError, ChatBackendError) as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
-    from emoneurons.report.steer_figure import save_steering_figure
+    from emoneurons.report.steering.figure import save_steering_figure
 
     record = _with_settings(record, settings.eval, steer, settings.select.top_rate, settings.filter.judges, lm, texts)
     record |= judge_metrics(judges)
@@ -76,7 +82,15 @@ def main(
         write_json(tmp / "steer.json", record)
         write_json(tmp / "checks.json", checks_record(checked))
         save_steering_figure(record, tmp)
-    print(f"steer: {len(plan)} conditions x {len(texts)} prompts; " + "; ".join(_summary_lines(record)))
+    print("; ".join([_headline(record), *_summary_lines(record)]))
+
+
+def _headline(record: dict) -> str:
+    """What was generated and classified, counted from steer.json as the progress bars count it."""
+    conditions = sum(len(entry["steered"]) + len(entry["controls"]) for entry in record["emotions"].values())
+    prompts = len(record["prompts"])
+    return (f"steer: (unmodified + {conditions} conditions) x {prompts} prompts = {(1 + conditions) * prompts} replies, "
+            f"{record['classified']} distinct ones classified")
 
 
 def _summary_lines(record: dict) -> list[str]:

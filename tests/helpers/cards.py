@@ -7,8 +7,7 @@ import torch
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.top_activations import neuron_activity
-from emoneurons.report.cards import build_cards, plan_cards
-
+from emoneurons.report.cards.cards_json import build_cards, plan_cards
 
 CARD_DIALOGUES = [
     "A: I can't believe this happened!\nB: Oh no, that is terrible.",

@@ -54,7 +54,7 @@ def test_dvc_yaml_code_deps_are_what_make_deps_generates():
 def test_the_generator_rewrites_a_stale_deps_list_and_keeps_the_rest(tmp_path):
     text = (REPO / "dvc.yaml").read_text()
     stale = text.replace("    - src/emoneurons/params.py\n", "", 1).replace(
-        "    - stages/count.py\n", "    - stages/count.py\n    - src/emoneurons/report/html.py\n", 1)
+        "    - stages/count.py\n", "    - stages/count.py\n    - src/emoneurons/report/document/html.py\n", 1)
     assert stale != text and generated(stale) == text
     check = subprocess.run([sys.executable, str(REPO / "tools" / "dvc_deps.py"), "--check"], capture_output=True, text=True, cwd=REPO)
     assert check.returncode == 0, check.stderr
@@ -181,8 +181,8 @@ PROMPT_STAGES = {
     "src/emoneurons/text/paper_prompts/augment.py": {"augment"},
     "src/emoneurons/text/paper_prompts/generate.py": {"generate"},
     "src/emoneurons/text/paper_prompts/label.py": {"filter", "steer"},  # steer: the filter's judges label its replies
-    # cards through counting (its text=prompt inputs), steer classifies its replies with it
-    "src/emoneurons/text/paper_prompts/classify.py": {"count", "mask-eval", "cards", "steer"},
+    # cards and directions through counting (its text=prompt inputs), steer classifies its replies with it
+    "src/emoneurons/text/paper_prompts/classify.py": {"count", "mask-eval", "cards", "directions", "steer"},
 }
 
 

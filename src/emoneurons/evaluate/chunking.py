@@ -1,7 +1,7 @@
 """mask-eval's test dialogues in chunks, so that what it holds does not grow with the test split.
 
 The unmodified run keeps, for layer reuse, the hidden state entering each boundary layer of every
-test token (kept_states.py): (test tokens) x hidden size x bytes x boundaries, which at
+test token (boundary_states.py): (test tokens) x hidden size x bytes x boundaries, which at
 EmoPrism's 14,401 test dialogues (~3.4 M tokens) is 0.9 GB per boundary at a hidden size of 64
 in float32 and 28 GB at 8B's 4,096 in bfloat16. mask-eval runs one chunk of rows through the
 unmodified model and every masked condition before it starts the next, so one chunk's states

@@ -34,14 +34,14 @@ from torch import Tensor
 
 from emoneurons.model.batching import length_buckets, padded_ids, real_token_index
 from emoneurons.emotions import EMOTIONS, parse_emotion
-from emoneurons.evaluate.kept_states import KeptStates
+from emoneurons.evaluate.boundary_states import BoundaryStates
 from emoneurons.evaluate.layer_runner import (
     additive_mask, key_validity, last_logprobs, prefixed_past, run_layers, shared_prefix_available,
 )
 from emoneurons.evaluate.plain_classify import layered_engine_problem, plain_generate, plain_label_scores
 from emoneurons.text.chat_prompt import ChatPrompt, dialogue_ids, label_ids
 from emoneurons.model.architecture import decoder_layers, model_adapter
-from emoneurons.neurons.masking import mask_neurons
+from emoneurons.neurons.masking import mask_neurons, scale_neurons
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import eos_token_ids, pad_token_id
 from emoneurons.params import ClassifyMethod, allowed_values
@@ -82,6 +82,15 @@ def naive_tokens(prefix: int, rows: Sequence[int], reference: Sequence[int], aft
     return test + ref + masked_runs * (test + (ref if recalibrate else 0))
 
 
+@dataclass(frozen=True)
+class Mask:
+    """What one masked run does: the down_proj inputs {layer: indices} multiplied by `scale` on
+    every token (0: zeroed, the paper's mask; 0 < scale < 1: graded masking)."""
+
+    neurons: Mapping[int, Tensor]
+    scale: float = 0.0
+
+
 @dataclass
 class _Batch:
     rows: list[int]
@@ -90,7 +99,7 @@ class _Batch:
     real: Tensor | None  # flat positions of the real tokens (None: no padding)
     last: Tensor  # flat positions of each row's last real token (the only ones read at the end)
     reference: bool = False  # calibration rows (see `MaskedClassifier.recalibrate`)
-    boundary: Mapping[int, Tensor] = field(default_factory=dict)  # unmodified hidden entering layer k (kept_states.py)
+    boundary: Mapping[int, Tensor] = field(default_factory=dict)  # unmodified hidden entering layer k (boundary_states.py)
     continuation_boundary: Mapping[int, Tensor] = field(default_factory=dict)
 
 
@@ -336,8 +345,9 @@ class MaskedClassifier:
         return max([k for k in self.boundaries if k <= first], default=0)
 
     @torch.inference_mode()
-    def classify(self, neurons: Mapping[int, Tensor] | None = None, progress=None) -> Classification:
-        """All dialogues under `neurons` masked (None or empty: unmodified)."""
+    def classify(self, neurons: Mapping[int, Tensor] | None = None, progress=None, *, scale: float = 0.0) -> Classification:
+        """All dialogues under `neurons` masked (None or empty: unmodified); `scale`: their
+        activations multiplied by it instead of zeroed."""
         neurons = {int(k): v for k, v in (neurons or {}).items() if v.numel()}
         unmodified = not neurons
         fixed = self.n_rows > self.n and not self.recalibrate and not unmodified
@@ -351,7 +361,7 @@ class MaskedClassifier:
         on_device: list[tuple[list[int], Tensor]] = []
         answers: list[str] = [""] * self.n_rows
         cut_off: list[bool] = [False] * self.n_rows
-        with mask_neurons(self.lm.model, neurons):
+        with mask_neurons(self.lm.model, neurons) if scale == 0 else scale_neurons(self.lm.model, neurons, scale):
             if self.fallback is not None:
                 self._run_plain(batches, on_device, answers, cut_off, progress)
             else:
@@ -385,13 +395,13 @@ class MaskedClassifier:
             last, dialogue_kv, kept = self._dialogue(batch, start, prefix_kv, keep=keep)
             first = last_logprobs(self.lm, last)  # [B, V]
             if keep:
-                batch.boundary = KeptStates(kept)  # on a GPU: in host memory, one batch back at a time
+                batch.boundary = BoundaryStates(kept)  # on a GPU: in host memory, one batch back at a time
             if self.method == "score":
                 label_scores = torch.stack([first[:, ids[0]] for ids in self.labels], dim=1)
                 if self.multi:
                     sums, kept = self._continuation(batch, start, prefix_kv, dialogue_kv, keep=keep)
                     if keep:
-                        batch.continuation_boundary = KeptStates(kept)
+                        batch.continuation_boundary = BoundaryStates(kept)
                     label_scores[:, self.multi] += sums
                 on_device.append((batch.rows, label_scores))
             else:

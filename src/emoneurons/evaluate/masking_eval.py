@@ -1,7 +1,8 @@
 """mask-eval's body: every condition through one classifier, a chunk of the test dialogues at a
-time, and the eval.json / headline.json dictionaries of docs/CONTRACTS.md. Its parts: shots.py
-(the split's labels, the in-context shots), calibration.py, prompt_budget.py, chunking.py (the
-chunks), mask_pool.py (the forked workers), condition_metrics.py, headline.py."""
+time, and the eval.json / headline.json dictionaries of docs/CONTRACTS.md. Its parts: shots.py (the
+split's labels, the in-context shots), calibration.py, prompt_budget.py, chunking.py (the chunks),
+mask_pool.py (the forked workers), condition_metrics.py, exp_metrics.py (headline.json),
+draw_null.py (the draw-level null), dose_response.py (graded masking's summary)."""
 
 from __future__ import annotations
 
@@ -17,15 +18,16 @@ from emoneurons.text.cue_removal import cue_token_counts, removal_record
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.evaluate.calibration import calibration_dialogues
 from emoneurons.evaluate.chunking import bytes_per_token, chunked_rows, row_lengths, rows_key
-from emoneurons.evaluate.classify import MaskedClassifier, naive_tokens, tokens_after_row
+from emoneurons.evaluate.classify import Mask, MaskedClassifier, naive_tokens, tokens_after_row
 from emoneurons.evaluate.condition_metrics import condition_metrics, paired_effects
 from emoneurons.evaluate.conditions import Condition, first_masked_layers, plan_conditions, unique_masks
-from emoneurons.evaluate.headline import headline
+from emoneurons.evaluate.dose_response import dose_response_record
+from emoneurons.evaluate.draw_null import NullDraws
+from emoneurons.evaluate.exp_metrics import headline
 from emoneurons.evaluate.mask_pool import classify_masks, mask_workers
 from emoneurons.evaluate.prompt_budget import dialogue_budget
-from emoneurons.evaluate.shots import draw_shots, test_labels
+from emoneurons.evaluate.shots import TrainSplit, draw_shots, test_labels
 from emoneurons.io.eval_file import eval_record
-from emoneurons.io.tables import ScannedTable
 from emoneurons.model.architecture import decoder_layers
 from emoneurons.evaluate.keyword_control import keyword_control_record
 from emoneurons.model.loading import LoadedModel
@@ -42,8 +44,8 @@ class MaskSchedule(Protocol):
     """Which masked conditions this process runs, and what it keeps across runs and processes
     (runtime.resume.ConditionSchedule: shards over ranks, a checkpoint per condition and chunk of
     the test dialogues, gather on rank 0). A run is the tuple classify_masks gives for one mask on
-    one chunk, kept and passed on whole; index UNMODIFIED is the unmodified run's (the main
-    process's only)."""
+    one chunk, kept and passed on whole; indices UNMODIFIED and DRAWS are the unmodified run's and
+    the draw-level null's (the main process's only)."""
 
     processes: int
     main: bool
@@ -56,6 +58,7 @@ class MaskSchedule(Protocol):
 
 
 UNMODIFIED = -1  # the unmodified run's index among a chunk's saved runs
+DRAWS = -2  # the draw-level null's extra draws' index (their effects summed over the chunk)
 
 
 @dataclass
@@ -95,7 +98,7 @@ class _TestRun:
                             recalibrate=self.eval_params.recalibrate)
 
 
-def _test_run(lm: LoadedModel, train: pl.DataFrame | ScannedTable, test_df: pl.DataFrame, eval_params: EvalParams,
+def _test_run(lm: LoadedModel, train: TrainSplit, test_df: pl.DataFrame, eval_params: EvalParams,
               plan: list[Condition], *, batch_size: int, max_length: int | None, train_name: str) -> _TestRun:
     """The in-context shots' prompt, the calibration dialogues and the test dialogues (both cut
     to max_length when given), and the test rows' chunks."""
@@ -136,55 +139,71 @@ def _assembled(n: int, parts: list[tuple[Sequence[int], tuple]]) -> tuple[list[s
     return predicted, scores, tokens
 
 
-def _run_masks(test: _TestRun, masks: list[dict], *, progress: bool, workers: int | None,
-               schedule: MaskSchedule | None) -> list[tuple] | None:
+def _run_masks(test: _TestRun, masks: list[Mask], *, progress: bool, workers: int | None,
+               schedule: MaskSchedule | None, draws: NullDraws | None = None) -> tuple[list[tuple], tuple[list[float], int]] | None:
     """(predicted, scores, tokens computed) of the unmodified run, then of each mask, over every
-    test row; None on a process that does not combine the schedule's shares. Chunk by chunk: the
-    unmodified run first, in process (it keeps the states that the masks start from), then the
-    masks, in forked workers; a chunk whose runs are all saved is skipped."""
+    test row, and `draws`' extra runs (per draw its effect summed over the test dialogues, and their
+    tokens computed; main process only); None on a process that does not combine the schedule's
+    shares. Chunk by chunk: the unmodified run first, in process (it keeps the states that the
+    masks start from), then the masks and the draws, in forked workers; a chunk whose runs are all
+    saved is skipped."""
     from tqdm import tqdm
 
     mine, saved = list(range(len(masks))), {}
     if schedule is not None:
         mine, saved = schedule.start(len(masks), [rows_key(rows) for rows in test.chunks])
     main = schedule is None or schedule.main
+    draws = draws if main and draws is not None and len(draws.masks) else None
     # Under a launcher each rank runs its share in process: no fork beside the process group.
     if workers is None:
         workers = mask_workers(test.lm, len(mine)) if schedule is None or schedule.processes == 1 else 1
     wanted = [UNMODIFIED] * main + mine
     chunks = len(test.chunks)
-    total = sum(len(rows) for c, rows in enumerate(test.chunks) for index in wanted if (c, index) not in saved)
+    cost = {index: 1 for index in wanted} | ({DRAWS: len(draws.masks)} if draws else {})
+    total = sum(len(rows) * runs for c, rows in enumerate(test.chunks) for index, runs in cost.items() if (c, index) not in saved)
     parts: dict[int, list[tuple[Sequence[int], tuple]]] = {index: [] for index in wanted}
-    with tqdm(total=total, desc=f"mask-eval dialogues x conditions ({chunks} chunk{'s' * (chunks > 1)}, {workers} "
+    null_totals, null_tokens = [0.0] * (len(draws.masks) if draws else 0), 0
+    with tqdm(total=total, desc=f"mask-eval dialogues x runs ({chunks} chunk{'s' * (chunks > 1)}, {workers} "
               f"worker{'s' * (workers > 1)})", unit="dlg", file=sys.stderr, disable=not progress) as bar:
         for c, rows in enumerate(test.chunks):
             todo = [index for index in mine if (c, index) not in saved]
-            if todo or (c, UNMODIFIED) not in saved and main:
+            unmodified_todo = main and (c, UNMODIFIED) not in saved
+            draws_todo = draws is not None and (c, DRAWS) not in saved
+            if todo or unmodified_todo or draws_todo:
                 engine = test.engine(rows)
                 result = engine.classify()  # keeps the chunk's states
-                if (c, UNMODIFIED) not in saved and main:
-                    saved[(c, UNMODIFIED)] = (result.predicted, result.scores, result.tokens_computed)
+                unmodified = (result.predicted, result.scores, result.tokens_computed)
+                if unmodified_todo:
+                    saved[(c, UNMODIFIED)] = unmodified
                     if schedule is not None:
-                        schedule.finished(c, UNMODIFIED, saved[(c, UNMODIFIED)])
+                        schedule.finished(c, UNMODIFIED, unmodified)
                     bar.update(len(rows))
                 on_result = None if schedule is None else (lambda index, run, c=c: schedule.finished(c, index, run))
                 ran = classify_masks(engine, masks, workers, bar, todo, on_result, step=len(rows))
                 saved |= {(c, index): ran[index] for index in todo}
+                if draws_todo:
+                    saved[(c, DRAWS)] = draws.run_chunk(engine, unmodified, workers, bar, len(rows))
+                    if schedule is not None:
+                        schedule.finished(c, DRAWS, saved[(c, DRAWS)])
                 del engine, result, ran  # this chunk's kept states go before the next chunk's are made
             for index in wanted:
                 parts[index].append((rows, saved.pop((c, index))))
+            if draws is not None:
+                totals, tokens = saved.pop((c, DRAWS))
+                null_totals = [a + b for a, b in zip(null_totals, totals)]
+                null_tokens += tokens
     runs = {index: _assembled(len(test.dialogues), chunk_runs) for index, chunk_runs in parts.items()}
     if schedule is not None:
         combined = schedule.combine({i: runs[i] for i in mine})
         if combined is None:
             return None
         runs |= combined
-    return [runs[UNMODIFIED], *(runs[i] for i in range(len(masks)))]
+    return [runs[UNMODIFIED], *(runs[i] for i in range(len(masks)))], (null_totals, null_tokens)
 
 
 def evaluate_masking(
     lm: LoadedModel,
-    train: pl.DataFrame | ScannedTable,
+    train: TrainSplit,
     test_df: pl.DataFrame,
     neurons_json: Mapping,
     eval_params: EvalParams,
@@ -197,31 +216,38 @@ def evaluate_masking(
     schedule: MaskSchedule | None = None,
     train_name: str = "train split",
     test_name: str = "test split",
+    p_active: torch.Tensor | None = None,
 ) -> tuple[dict, dict] | None:
     """Run every planned condition (each distinct mask once) and return (eval, headline) dicts.
     `workers`: processes for the masked conditions (None: `mask_workers`); results do not depend on it.
     `max_length` (model.max_length): dialogues whose prompt would exceed it are cut by
     truncation.cut_dialogues, reported in eval.json's `truncated`.
     `schedule`: run only some masked conditions here (None returned on all but the process that
-    combines them), resume finished ones. `train_name`, `test_name`: the tables' names in errors."""
+    combines them), resume finished ones. `train_name`, `test_name`: the tables' names in errors.
+    `p_active` [layers, neurons]: P(active) over all train tokens (selection.overall_activation_probability),
+    which matched controls are drawn by; needed when eval.controls has `matched`."""
     labels = test_labels(test_df, test_name)
-    plan = plan_conditions(neurons_json, eval_params, top_rate, len(decoder_layers(lm.model)))
+    plan = plan_conditions(neurons_json, eval_params, top_rate, len(decoder_layers(lm.model)), p_active)
     test = _test_run(lm, train, test_df, eval_params, plan, batch_size=batch_size, max_length=max_length,
                      train_name=train_name)
     # The unmodified mask (empty key) is first in the plan.
     groups = list(unique_masks(plan).values())
-    runs = _run_masks(test, [members[0].neurons for members in groups[1:]], progress=progress, workers=workers,
-                      schedule=schedule)
-    if runs is None:
+    draws = NullDraws(plan, eval_params, top_rate, int(neurons_json["neurons_per_layer"]), p_active) if eval_params.null_draws else None
+    ran = _run_masks(test, [Mask(members[0].neurons, members[0].scale) for members in groups[1:]], progress=progress,
+                     workers=workers, schedule=schedule, draws=draws)
+    if ran is None:
         return None
+    runs, (null_totals, null_tokens) = ran
     true_idx = torch.tensor([EMOTION_INDEX[label] for label in labels], dtype=torch.long)
-    results, effects, summary = _scored(plan, groups, runs, true_idx, eval_params)
+    results, effects, summary, outputs = _scored(plan, groups, runs, true_idx, eval_params)
     naive = test.naive_tokens(len(plan) - 1)  # every condition by id, each from scratch
     engine_name = test.engine_name or test.engine(test.chunks[0]).engine  # every chunk restored: built only to say it
     base = results["unmodified"]
     n_per = torch.bincount(true_idx, minlength=len(EMOTIONS))
     chance = chance_level(n_per)
     conditions = [condition.record() | results[condition.id] | effects.get(condition.id, {}) for condition in plan]
+    draw_null = None if draws is None else draws.record(outputs, null_totals, null_tokens, len(labels))
+    dose_response = dose_response_record({c["id"]: c for c in conditions}, eval_params, top_rate, summary["test_effect"])
     keyword_control = None
     if eval_params.keyword_control:
         keyword_control = _keyword_control(
@@ -237,13 +263,15 @@ def evaluate_masking(
         tokens={"computed": int(sum(tokens for *_, tokens in runs)), "naive": int(naive)},
         effects=summary, conditions=conditions,
         truncated=None if test.truncation is None else test.truncation.record(), keyword_control=keyword_control,
+        draw_null=draw_null, dose_response=dose_response,
     )
     return evaluation, headline(results, top_rate, eval_params.control_draws)
 
 
 def _scored(plan: list[Condition], groups: list[list[Condition]], runs: list[tuple], true_idx: torch.Tensor,
-            eval_params: EvalParams) -> tuple[dict[str, dict], dict[str, dict], dict]:
-    """Each condition's metrics (by id, from its mask group's run), paired effects and their summary."""
+            eval_params: EvalParams) -> tuple[dict[str, dict], dict[str, dict], dict, dict[str, tuple]]:
+    """Each condition's metrics (by id, from its mask group's run), paired effects, their summary,
+    and its run's (predicted, label scores) by id."""
     results: dict[str, dict] = {}
     outputs: dict[str, tuple[list[str | None], torch.Tensor | None]] = {}
     for (predicted, scores, _), members in zip(runs, groups):
@@ -252,10 +280,10 @@ def _scored(plan: list[Condition], groups: list[list[Condition]], runs: list[tup
             results[condition.id] = metrics
             outputs[condition.id] = (predicted, scores)
     effects, summary = paired_effects(plan, outputs, true_idx, eval_params)
-    return results, effects, summary
+    return results, effects, summary, outputs
 
 
-def _keyword_control(lm: LoadedModel, train: pl.DataFrame | ScannedTable, test_df: pl.DataFrame, plan: list[Condition],
+def _keyword_control(lm: LoadedModel, train: TrainSplit, test_df: pl.DataFrame, plan: list[Condition],
                      groups: list[list[Condition]], true_idx: torch.Tensor, eval_params: EvalParams, top_rate: float,
                      with_words: list[dict], *, batch_size: int, max_length: int | None, progress: bool,
                      workers: int | None, train_name: str) -> dict:
@@ -271,11 +299,13 @@ def _keyword_control(lm: LoadedModel, train: pl.DataFrame | ScannedTable, test_d
     cue_free = test_df.with_columns(pl.Series("dialogue", replaced, dtype=pl.String))
     test = _test_run(lm, train, cue_free, eval_params, plan, batch_size=batch_size, max_length=max_length,
                      train_name=train_name)
-    runs = _run_masks(test, [members[0].neurons for members in groups[1:]], progress=progress, workers=workers,
-                      schedule=None)
-    assert runs is not None  # no schedule: this process runs every mask
-    results, effects, _ = _scored(plan, groups, runs, true_idx, eval_params)
+    ran = _run_masks(test, [Mask(members[0].neurons, members[0].scale) for members in groups[1:]], progress=progress,
+                     workers=workers, schedule=None)
+    assert ran is not None  # no schedule: this process runs every mask
+    runs = ran[0]
+    results, effects, _, _ = _scored(plan, groups, runs, true_idx, eval_params)
     without_words = [condition.record() | results[condition.id] | effects.get(condition.id, {}) for condition in plan]
-    record = keyword_control_record(with_words, without_words, top_rate, eval_params.control_draws, removal)
+    record = keyword_control_record(with_words, without_words, top_rate, eval_params.control_draws, removal,
+                                    eval_params.controls[0])
     record["tokens_computed"] = int(sum(tokens for *_, tokens in runs))
     return record

@@ -60,6 +60,17 @@ def activation_probability(f: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
     return f.to(torch.float64) / T.to(torch.float64)
 
 
+def overall_activation_probability(f: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
+    """P(active) [layers, neurons] float64 over all counted tokens, every emotion's together:
+    f summed over emotions / T summed (the activity an activity-matched control matches)."""
+    if f.dim() != 3 or f.shape[-1] != len(EMOTIONS) or T.shape != (len(EMOTIONS),):
+        raise ValueError(f"counts: f must be [layers, neurons, 6] and T [6], got {list(f.shape)} and {list(T.shape)}")
+    total = int(T.sum())
+    if total <= 0:
+        raise ValueError("no counted tokens: P(active) = f/T is undefined")
+    return f.to(torch.float64).sum(-1) / total
+
+
 def lape_quantile(values: torch.Tensor, rate: float) -> float:
     """The k-th smallest of all values, k = round(n * rate) clamped to 1..n (LAPE's kthvalue)."""
     flat = values.flatten()

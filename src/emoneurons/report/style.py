@@ -9,8 +9,8 @@ from typing import Any, get_args
 import matplotlib
 from matplotlib.figure import Figure
 
-from emoneurons.io.atomic import atomic_path
 from emoneurons.emotions import EMOTIONS
+from emoneurons.io.atomic import atomic_path
 from emoneurons.params import LayerRange
 
 # Okabe-Ito colours: distinguishable with the common colour-vision deficiencies and in greyscale print.

@@ -1,25 +1,35 @@
 """`emoneurons atlas`'s runs: one DVC experiment per model, the same data and plan for each
 (params.yaml, then the atlas's plan presets/atlas/plan.yaml, then the command's -S, then model.id),
 queued and run to the end with the sweep's machinery. Every model's params are validated before
-anything is queued, so a bad name or value is one line and no work."""
+anything is queued, so a bad name or value is one line and no work. Each experiment's records are
+then read back at its revision (runtime/revisions.py) for report/atlas/."""
 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from emoneurons.io.directions_file import DIRECTIONS_FILE, DirectionsFile, DirectionsFileError, parse_directions
+from emoneurons.io.eval_file import EvalFileError, parse_eval
 from emoneurons.params import ParamsError, parse_params
+from emoneurons.report.atlas.tables import ModelRun
 from emoneurons.runtime.dvc_runs import SweepError, queue_experiments, sweep
+from emoneurons.runtime.revisions import RevisionError, read_at_rev, resolve_rev
 
 DEFAULT_PLAN = Path("presets/atlas/plan.yaml")
+# What the atlas reads of each experiment (docs/CONTRACTS.md has their keys).
+RUN_FILES = {"eval": "reports/metrics/eval.json", "neurons": "data/neurons/neurons.json",
+             "steer": "reports/steer/steer.json", "cards": "reports/cards/cards.json"}
 
 
 class AtlasRunError(ValueError):
-    """A model, plan or -S value the atlas refuses, or a DVC step that failed (one line)."""
+    """A model, plan or -S value the atlas refuses, a DVC step that failed, or an experiment whose
+    records cannot be read (one line)."""
 
 
 def flatten(plan: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -140,3 +150,61 @@ def run_atlas_experiments(
     if failed:
         raise AtlasRunError(f"atlas: the experiment of {', '.join(failed)} did not succeed; no atlas written")
     return names
+
+
+def load_model_run(repo: str | Path, experiment: str) -> ModelRun:
+    """One experiment's records, its model.id (params.yaml) and its test split's hash (dvc.lock)."""
+    try:
+        resolve_rev(repo, experiment)
+    except RevisionError:
+        raise AtlasRunError(f"experiment {experiment}: not found in {repo} (a failed experiment has no results; "
+                            f"`dvc queue logs {experiment}` says why, `dvc exp show` lists those that ran)") from None
+    records = {}
+    for key, path in RUN_FILES.items():
+        try:
+            records[key] = json.loads(read_at_rev(repo, experiment, path))
+        except RevisionError:
+            raise AtlasRunError(f"experiment {experiment}: has no {path} (did its pipeline run to the end?)") from None
+        except json.JSONDecodeError as error:
+            raise AtlasRunError(f"experiment {experiment}: {path} is not valid JSON ({error.msg})") from None
+    try:
+        params = yaml.safe_load(read_at_rev(repo, experiment, "params.yaml"))
+        model = str(params["model"]["id"])
+    except (RevisionError, yaml.YAMLError, KeyError, TypeError):
+        raise AtlasRunError(f"experiment {experiment}: params.yaml has no model.id") from None
+    try:
+        eval_file = parse_eval(records["eval"], f"experiment {experiment}: {RUN_FILES['eval']}")
+    except EvalFileError as error:
+        raise AtlasRunError(str(error)) from None
+    return ModelRun(experiment, model, eval_file, records["neurons"], records["steer"], records["cards"],
+                    split_hash_of(_text_or_none(repo, experiment, "dvc.lock")), directions_of(repo, experiment))
+
+
+def directions_of(repo: str | Path, experiment: str) -> DirectionsFile | None:
+    """The experiment's directions.json, checked (None for an experiment from before the directions
+    stage); a malformed one is one line naming the experiment, the file and the key."""
+    text = _text_or_none(repo, experiment, DIRECTIONS_FILE)
+    if text is None:
+        return None
+    source = f"experiment {experiment}: {DIRECTIONS_FILE}"
+    try:
+        return parse_directions(json.loads(text), source)
+    except json.JSONDecodeError as error:
+        raise AtlasRunError(f"{source} is not valid JSON ({error.msg})") from None
+    except DirectionsFileError as error:
+        raise AtlasRunError(str(error)) from None
+
+
+def _text_or_none(repo: str | Path, experiment: str, path: str) -> str | None:
+    try:
+        return read_at_rev(repo, experiment, path)
+    except RevisionError:
+        return None
+
+
+def split_hash_of(dvc_lock: str | None) -> str | None:
+    """The hash dvc.lock records for the split stage's data/split output (None when absent)."""
+    if not dvc_lock:
+        return None
+    outs = ((yaml.safe_load(dvc_lock) or {}).get("stages") or {}).get("split", {}).get("outs") or []
+    return next((o.get("md5") for o in outs if o.get("path") == "data/split"), None)

@@ -95,8 +95,8 @@ class CountSchedule:
 class ConditionSchedule:
     """masking_eval.evaluate_masking's schedule of the masked conditions for one rank, with a
     checkpoint per finished condition and chunk of the test dialogues (any rank count can resume
-    them: a run's result does not depend on which rank ran it), and rank 0's unmodified run per
-    chunk (a chunk whose runs are all saved is skipped). A run (the tuple mask-eval keeps for one
+    them: a run's result does not depend on which rank ran it), and rank 0's unmodified run and
+    draw-level null draws per chunk (a chunk whose runs are all saved is skipped). A run (the tuple mask-eval keeps for one
     condition on one chunk: predictions, tokens, and whatever else it carries, tensors included) is
     saved whole, with the key of the chunk's rows: a saved run of other rows is redone."""
 
@@ -108,20 +108,23 @@ class ConditionSchedule:
         self.ran: set[int] = set()  # the conditions this process ran on some chunk (not those restored)
         self.restored: list[int] = []
 
-    @staticmethod
-    def _name(index: int, chunk: int) -> str:
-        """A masked condition's file (index >= 0), or the unmodified run's (index < 0), of one chunk."""
-        return f"{'unmodified' if index < 0 else f'condition-{index:05d}'}-chunk-{chunk:04d}.pt"
+    # The main process's runs besides the masked conditions (masking_eval.UNMODIFIED, DRAWS).
+    MAIN_ONLY = {-1: "unmodified", -2: "draw-null"}
+
+    @classmethod
+    def _name(cls, index: int, chunk: int) -> str:
+        """A masked condition's file (index >= 0), or a MAIN_ONLY run's, of one chunk."""
+        return f"{cls.MAIN_ONLY[index] if index < 0 else f'condition-{index:05d}'}-chunk-{chunk:04d}.pt"
 
     def start(self, n_masks: int, chunks: list[str]) -> tuple[list[int], dict[tuple[int, int], tuple]]:
         """This rank's masked conditions, and the saved runs by (chunk, index) of those (and, on
-        rank 0, of the unmodified run: a negative index) whose chunk holds the rows of `chunks`
+        rank 0, of the MAIN_ONLY runs: negative indices) whose chunk holds the rows of `chunks`
         (each chunk's rows_key)."""
         self.chunks = list(chunks)
         mine = self.ranks.shard(n_masks)
         saved = {}
         for chunk, key in enumerate(self.chunks):
-            for index in (*mine, *([-1] if self.main else [])):
+            for index in (*mine, *(self.MAIN_ONLY if self.main else ())):
                 data = self.checkpoints.load_object(self._name(index, chunk)) if self.checkpoints else None
                 if data is not None and data.get("index") == index and data.get("rows") == key:
                     saved[(chunk, index)] = tuple(data["run"])

@@ -1,7 +1,7 @@
 """mask-eval a chunk of the test dialogues at a time (evaluate/chunking.py): the chunks are whole
 length-sorted batches, and a run in many chunks writes what the run in one chunk writes (but the
-prefix and calibration rows computed again), resumes chunk by chunk after a kill, and redoes a
-chunk whose rows changed."""
+prefix and calibration rows computed again, and the draw-level null's means summed by chunk) and
+resumes chunk by chunk after a kill."""
 
 from __future__ import annotations
 
@@ -42,7 +42,8 @@ def test_chunks_are_whole_length_sorted_batches_within_the_budget():
     assert len(chunked_rows(lengths, 3, per_token=10, budget=1)) == len(batches)  # a batch alone over it
 
 
-PARAMS = section("eval", ratios=(0.02,), layer_ranges=("top", "all"), control_draws=1, bootstrap=200)
+PARAMS = section("eval", ratios=(0.02,), layer_ranges=("top", "all"), control_draws=1, bootstrap=200, controls=("uniform",),
+                 null_draws=3, scales=())
 
 
 def _neurons(lm) -> dict:
@@ -55,7 +56,10 @@ def _run(lm, **kwargs):
 
 
 def _without_tokens(evaluation: dict) -> dict:
-    return {key: value for key, value in evaluation.items() if key != "tokens"}
+    """eval.json but the tokens computed (a chunk computes its prompt prefix again)."""
+    out = {key: value for key, value in evaluation.items() if key != "tokens"}
+    out["draw_null"] = {key: value for key, value in evaluation["draw_null"].items() if key != "tokens_computed"}
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +76,7 @@ def test_many_chunks_write_what_one_chunk_writes(tiny_llama, one_chunk, monkeypa
     assert _without_tokens(evaluation) == _without_tokens(one_chunk[0]) and headline == one_chunk[1]
     assert evaluation["tokens"]["naive"] == one_chunk[0]["tokens"]["naive"]
     assert evaluation["tokens"]["computed"] > one_chunk[0]["tokens"]["computed"]
+    assert evaluation["draw_null"]["tokens_computed"] > one_chunk[0]["draw_null"]["tokens_computed"]
 
 
 class _Killed(Exception):
@@ -99,9 +104,10 @@ def test_a_killed_chunked_run_resumes_chunk_by_chunk(tiny_llama, one_chunk, monk
     checkpoints = Checkpoints(tmp_path, "mask-eval", "k")
     masks = len(unique_masks(plan_conditions(_neurons(tiny_llama), PARAMS, 0.02, 4))) - 1
     with pytest.raises(_Killed):
-        _run(tiny_llama, schedule=_KilledAfter(checkpoints, saves=2 * (1 + masks) + 3))
+        # Per chunk: the unmodified run, the masks, the draw-level null's draws.
+        _run(tiny_llama, schedule=_KilledAfter(checkpoints, saves=2 * (2 + masks) + 3))
     saved = sorted(p.name for p in checkpoints.files())
-    assert "unmodified-chunk-0001.pt" in saved and "unmodified-chunk-0002.pt" in saved
+    assert {"unmodified-chunk-0002.pt", "draw-null-chunk-0001.pt"} <= set(saved) and "draw-null-chunk-0002.pt" not in saved
     runs = []
     resumed = ConditionSchedule(Ranks(), checkpoints)
     original = resumed.finished

@@ -10,17 +10,22 @@ import pytest
 import torch
 import yaml
 from helpers.repo_params import section
+from helpers.stage_runner import REPO, run_stage_script
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.conditions import control_seed, random_like
-from emoneurons.io.neurons_file import NoSelectionError
 from emoneurons.evaluate.steering import (
-    SteerDataError, as_dialogue, plan_steering, read_prompts, steered_replies, steering_record,
+    SteerDataError,
+    as_dialogue,
+    plan_steering,
+    read_prompts,
+    steered_replies,
+    steering_record,
 )
+from emoneurons.io.neurons_file import NoSelectionError
 from emoneurons.neurons.masking import ffn_modules, mask_neurons, neurons_by_layer, scale_neurons, scale_neurons_per_row
-from emoneurons.report.steer_figure import save_steering_figure, steering_lines
+from emoneurons.report.steering.figure import save_steering_figure, steering_lines
 
-from helpers.stage_runner import REPO, run_stage_script
 NEURONS = {0: torch.tensor([1, 5, 9]), 2: torch.tensor([0, 63]), 3: torch.tensor([7])}
 
 
@@ -192,8 +197,7 @@ def _steer_project(tmp_path, tiny_llama, per_emotion: int) -> dict:
     per emotion, a selection, params with the lexicon judge; returns the selection."""
     import json
 
-    from helpers.synthetic_inputs import synthetic_split, synthetic_neurons
-
+    from helpers.synthetic_inputs import synthetic_neurons, synthetic_split
     from transformers import LlamaConfig, LlamaForCausalLM
 
     # The tiny model's shape with 15x its initial weight scale: the default's near-uniform logits
@@ -305,12 +309,34 @@ def test_stage_has_the_filters_judges_label_the_replies(tmp_path, tiny_llama):
     assert changed >= 3  # steering visibly changes replies here: unsteered conditions could not pass
     _check_coherence(record, model_dir, params)
     assert ", judge lexicon " in result.stdout and ", log-lik/token " in result.stdout
+    _check_printed_counts(result, record)
     assert (tmp_path / "data" / "cache" / "llm" / "steer" / "README.txt").is_file()  # the stage's (persist) cache output
     # The data checks that ran on steer.json are saved beside it, all passed, the alphas among them.
     checks = json.loads((tmp_path / "reports" / "steer" / "checks.json").read_text())
     assert checks["ran"] == checks["passed"] == len(checks["expectations"]) >= 5
     assert {e["file"] for e in checks["expectations"]} == {"reports/steer/steer.json"}
     assert ("every alpha once per emotion and control draw", "alpha") in {(e["expectation"], e["column"]) for e in checks["expectations"]}
+
+
+def _check_printed_counts(result: subprocess.CompletedProcess, record: dict) -> None:
+    """The summary line and both progress bars count what steer.json holds: its conditions (the
+    unmodified model apart), its prompts, its replies, and its distinct (prompt, reply) pairs."""
+    import re
+
+    prompts = record["prompts"]
+    steps = [step for entry in record["emotions"].values() for step in entry["steered"] + entry["controls"]]
+    replies = [(p, r) for p, r in zip(prompts, record["unmodified"]["replies"])]
+    replies += [(p, r) for step in steps for p, r in zip(prompts, step["replies"])]
+    distinct = len({as_dialogue(p, r) for p, r in replies})
+    assert record["classified"] == distinct
+    headline = re.match(r"steer: \(unmodified \+ (\d+) conditions\) x (\d+) prompts = (\d+) replies, (\d+) distinct ones classified;",
+                        result.stdout)
+    assert headline, result.stdout
+    assert [int(n) for n in headline.groups()] == [len(steps), len(prompts), len(replies), distinct]
+    bar = re.findall(r"steer \(unmodified \+ (\d+) conditions\) x (\d+) prompts: 100%\|[^|]*\| (\d+)/(\d+)", result.stderr)
+    assert bar and [int(n) for n in bar[-1]] == [len(steps), len(prompts), len(replies), len(replies)], result.stderr
+    classify = re.findall(r"classify (\d+) distinct replies of (\d+)", result.stderr)
+    assert classify and [int(n) for n in classify[-1]] == [distinct, len(replies)], result.stderr
 
 
 def _check_coherence(record: dict, model_dir: Path, params: dict) -> None:

@@ -12,20 +12,27 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.stage_runner import REPO
 from typer.testing import CliRunner
 
 from emoneurons.cli import app
-from emoneurons.runtime import atlas_runs, dvc_runs
-from emoneurons.runtime.atlas_runs import AtlasRunError, dvc_value, flatten, model_overrides, parse_set_params
+from emoneurons.runtime import dvc_runs
+from emoneurons.runtime.atlas_runs import (
+    AtlasRunError,
+    dvc_value,
+    flatten,
+    model_overrides,
+    parse_set_params,
+    split_hash_of,
+)
 from emoneurons.runtime.dvc_runs import SweepError, this_environment_first
-from helpers.stage_runner import REPO
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 PLAN = yaml.safe_load((REPO / "presets" / "atlas" / "plan.yaml").read_text())
 
 
 def test_plan_and_set_params_as_dvc_takes_them():
-    assert flatten(PLAN) == {"eval.ratios": [0.01], "eval.layer_ranges": ["all"], "steer.alphas": [8]}
+    assert flatten(PLAN) == {"eval.ratios": [0.01], "eval.layer_ranges": ["all"], "steer.alphas": [8], "directions.enabled": True}
     assert [dvc_value(v) for v in ([0.01, 0.02], ["all"], None, True, "emoprism")] == [
         "[0.01,0.02]", "[all]", "null", "true", "emoprism"]
     assert parse_set_params(["filter.source=emoprism", "eval.ratios=[0.01,0.02]"]) == {
@@ -39,7 +46,7 @@ def test_every_model_gets_the_same_plan_and_its_own_model_id(tmp_path):
     (tmp_path / "data" / "external" / "emoprism.json").write_text("[]")
     overrides = model_overrides(["embedded", "embedded-gemma3"], PLAN, {"filter.source": "emoprism"}, PARAMS, tmp_path)
     for model, keys in overrides.items():
-        assert keys == {"eval.ratios": [0.01], "eval.layer_ranges": ["all"], "steer.alphas": [8],
+        assert keys == {"eval.ratios": [0.01], "eval.layer_ranges": ["all"], "steer.alphas": [8], "directions.enabled": True,
                         "filter.source": "emoprism", "model.id": model}
 
 
@@ -85,3 +92,9 @@ def test_queue_start_returns_while_the_workers_it_forked_run(tmp_path, monkeypat
     assert done.stdout.strip() == "started" and done.returncode == 0 and time.monotonic() - begun < 3
     with pytest.raises(SweepError, match="did not answer within 1 s"):
         dvc_runs.dvc_command(["queue", "start"], tmp_path, timeout=1)
+
+
+def test_split_hash_of_reads_dvc_lock():
+    lock = "schema: '2.0'\nstages:\n  split:\n    outs:\n    - path: data/split\n      md5: 123.dir\n"
+    assert split_hash_of(lock) == "123.dir" and split_hash_of(None) is None
+    assert split_hash_of("stages: {}\n") is None

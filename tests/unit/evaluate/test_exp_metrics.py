@@ -1,0 +1,25 @@
+"""headline.json's and summary.json's numbers: the four `dvc exp show` lists, from headline.json's keys."""
+
+import pytest
+
+from emoneurons.emotions import EMOTIONS
+from emoneurons.evaluate.exp_metrics import exp_summary
+
+NEURONS = {"ratios": {"0.01": {"selected": 42}, "0.02": {"selected": 80}}}
+
+
+def test_summary_averages_the_drops_over_the_six_emotions():
+    headline = {"accuracy_unmodified": 0.7}
+    headline |= {f"drop_{e}": 0.1 * i for i, e in enumerate(EMOTIONS)}
+    headline |= {f"control_drop_{e}": -0.05 if i % 2 else 0.05 for i, e in enumerate(EMOTIONS)}
+    summary = exp_summary(headline, NEURONS, 0.02)
+    assert list(summary) == ["accuracy", "drop", "control_drop", "neurons"]
+    assert summary["accuracy"] == 0.7
+    assert summary["drop"] == pytest.approx(0.25)  # (0 + .1 + .2 + .3 + .4 + .5) / 6
+    assert summary["control_drop"] == pytest.approx(0.0)
+    assert summary["neurons"] == 80
+
+
+def test_summary_without_controls_has_no_control_column():
+    headline = {"accuracy_unmodified": 0.5, **{f"drop_{e}": 0.0 for e in EMOTIONS}}
+    assert exp_summary(headline, NEURONS, 0.01) == {"accuracy": 0.5, "drop": 0.0, "neurons": 42}
