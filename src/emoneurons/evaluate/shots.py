@@ -16,7 +16,7 @@ from typing import get_args
 import polars as pl
 
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
-from emoneurons.io.tables import table_batches, table_columns
+from emoneurons.io.tables import rows_at, table_batches, table_columns
 from emoneurons.params import ShotSelection, allowed_values
 
 TrainSplit = pl.DataFrame | Path  # in memory, or a parquet file read a batch at a time
@@ -58,12 +58,7 @@ def dialogues_at(train: TrainSplit, rows: Sequence[int]) -> list[str]:
     """The train dialogues at row indices `rows`, in that order (one pass, holding only those)."""
     if isinstance(train, pl.DataFrame):
         return [train["dialogue"][row] for row in rows]
-    wanted, found, start = set(rows), {}, 0
-    for batch in table_batches(train, columns=["dialogue"]):
-        texts = batch["dialogue"]
-        found |= {row: texts[row - start] for row in wanted if start <= row < start + batch.height}
-        start += batch.height
-    return [found[row] for row in rows]
+    return rows_at(train, rows, ["dialogue"])["dialogue"].to_list()
 
 
 def draw_shots(train: TrainSplit, shots: int, seed: int, selection: str = "random", *,

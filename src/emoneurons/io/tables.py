@@ -95,6 +95,26 @@ def table_columns(path: str | Path) -> list[str]:
     return list(_opened(Path(path), lambda p: pq.ParquetFile(p).schema_arrow.names))
 
 
+def rows_at(path: str | Path, rows: Sequence[int], columns: Sequence[str]) -> pl.DataFrame:
+    """Rows `rows` (indices, in that order) of a parquet table, only `columns`: one pass a batch at
+    a time that holds only those rows; DataError naming the file as table_batches says, or an
+    index past its end."""
+    wanted = sorted(set(rows))
+    found: list[pl.DataFrame] = []
+    start = 0
+    for batch in table_batches(path, columns=columns):
+        inside = [row - start for row in wanted if start <= row < start + batch.height]
+        if inside:
+            found.append(batch[inside].with_columns(pl.Series("__row", [start + i for i in inside])))
+        start += batch.height
+    past = [row for row in wanted if row >= start]
+    if past:
+        raise DataError(f"{path}: no row {past[0]} (it has {start})")
+    picked = pl.concat(found) if found else pl.DataFrame(schema={**{c: pl.String for c in columns}, "__row": pl.Int64})
+    order = {row: i for i, row in enumerate(picked["__row"].to_list())}
+    return picked[[order[row] for row in rows]].drop("__row")
+
+
 def table_rows(path: str | Path) -> int:
     """The rows of a parquet table, from its footer (nothing else is read); DataError naming it."""
     import pyarrow.parquet as pq

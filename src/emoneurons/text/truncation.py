@@ -33,6 +33,11 @@ class Truncation:
         self.tokens_cut += other.tokens_cut
         self.longest_cut = max(self.longest_cut, other.longest_cut)
 
+    def merged(self, other: Truncation) -> Truncation:
+        """This cut and `other` (of the same rule: another part of the same dialogues) as one."""
+        return Truncation(self.max_length, self.budget, self.dialogues + other.dialogues, self.tokens_cut + other.tokens_cut,
+                          max(self.longest_cut, other.longest_cut))
+
     def record(self) -> dict[str, int]:
         return asdict(self)
 

@@ -12,6 +12,7 @@ from helpers.cards import CARD_DIALOGUES as DIALOGUES, card_counts, cards_record
 from emoneurons.emotions import EMOTIONS
 from emoneurons.io.neurons_file import NoSelectionError
 from emoneurons.neurons.counting import added_special_prefix
+from emoneurons.neurons import top_activations
 from emoneurons.neurons.top_activations import empty_top_k, merge_top_k, neuron_activity, token_lift
 from emoneurons.report.cards.cards_json import card_neurons, context_record, plan_cards
 from emoneurons.report.cards.page import render_cards_html
@@ -40,8 +41,11 @@ def brute_force(lm, dialogues, neurons):
     return out
 
 
-@pytest.mark.parametrize("batch_size", [1, 3, 16])
-def test_running_top_k_equals_brute_force_over_full_activations(tiny_llama, batch_size):
+@pytest.mark.parametrize("batch_size, piece", [(1, 4096), (3, 4096), (16, 4096), (3, 2), (16, 3)])
+def test_running_top_k_equals_brute_force_over_full_activations(tiny_llama, batch_size, piece, monkeypatch):
+    """In any batches, and with the dialogues in pieces (each tokenized and batched alone, only
+    the top dialogues' ids kept): the top-k, its dialogues' ids and the token counts of a brute-force pass."""
+    monkeypatch.setattr(top_activations, "PIECE_DIALOGUES", piece)
     k = 3
     activity = neuron_activity(tiny_llama, DIALOGUES, NEURONS, k=k, batch_size=batch_size)
     full = brute_force(tiny_llama, DIALOGUES, NEURONS)
@@ -56,6 +60,7 @@ def test_running_top_k_equals_brute_force_over_full_activations(tiny_llama, batc
             ids, start, _ = full[d]
             assert int(activity.top.position[rank, c]) == start + int(where[d, c])
             assert activity.fed[d] == tuple(ids) and activity.start[d] == start
+    assert set(activity.fed) == {int(d) for d in activity.top.dialogue.flatten()}  # only the top dialogues' ids
     # Per-token counts: every counted token, and how often each neuron's gate was > 0 on it.
     vocab = activity.token_counts.shape[0]
     counts = torch.zeros(vocab, dtype=torch.long)
@@ -138,7 +143,7 @@ def test_activity_reports_what_max_length_cut(tiny_llama):
     max_length = prefix + sorted(own)[len(own) // 2]
     activity = neuron_activity(tiny_llama, DIALOGUES, [(0, 1)], k=1, batch_size=4, max_length=max_length)
     cuts = [prefix + n - max_length for n in own if prefix + n > max_length]
-    assert cuts and all(len(fed) <= max_length for fed in activity.fed)
+    assert cuts and all(len(fed) <= max_length for fed in activity.fed.values())
     assert activity.truncated.record() == {"max_length": max_length, "budget": max_length - prefix, "dialogues": len(cuts),
                                            "tokens_cut": sum(cuts), "longest_cut": max(cuts)}
     assert neuron_activity(tiny_llama, DIALOGUES, [(0, 1)], k=1, batch_size=4).truncated.dialogues == 0
