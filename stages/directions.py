@@ -14,6 +14,7 @@ from emoneurons.io.directions_file import DIRECTIONS_FILE, SUMS_FOLDER, SUMS_NAM
 from emoneurons.io.neurons_file import selection_at
 from emoneurons.io.tables import DataError, read_counts, read_json
 from emoneurons.model.architecture import UnsupportedModelError
+from emoneurons.neurons.count_inputs import ParquetDialogues
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.runtime.compute import compute_record, pin_threads
 from emoneurons.runtime.stage_run import run_stage
@@ -41,10 +42,11 @@ def main(
             return
         from emoneurons.neurons.direction_run import SummedTokens, run_directions  # torch only when on
 
+        dialogues = ParquetDialogues(train)  # its emotions read and checked now, before the model loads; texts a piece at a time
         pin_threads()
         tokens = SummedTokens(text=settings.count.text, positions=settings.count.positions,
                               skip_cue_tokens=settings.count.skip_cue_tokens, prompt_format=settings.eval.prompt_format)
-        result = run_directions(settings.model, tokens, options, train=train, counts=read_counts(counts), top_rate=top_rate,
+        result = run_directions(settings.model, tokens, options, train=dialogues, counts=read_counts(counts), top_rate=top_rate,
                                 selection=selection_at(read_json(neurons), top_rate, str(neurons)))
     except (ParamsError, DataError, NRCLexiconError, CueTokensError) as error:
         print(error, file=sys.stderr)

@@ -19,6 +19,7 @@ from emoneurons.emotions import EMOTIONS
 from emoneurons.io.directions_file import DirectionsFileError, parse_directions, read_class_sums, read_directions
 from emoneurons.io.tables import read_counts
 from emoneurons.model.loading import LoadedModel
+from emoneurons.neurons.count_inputs import ParquetDialogues
 from emoneurons.neurons.direction_run import SummedTokens, run_directions
 from emoneurons.neurons.directions import ClassSums, accumulate_class_sums
 from emoneurons.params import load_params
@@ -67,10 +68,10 @@ def test_outputs_read_back_and_the_streamed_sums_are_one_pass(project, tiny_toke
     train = pl.read_parquet(project / "data/split/train.parquet")
     assert sums["tokens"].tolist() == [summary.summed["tokens"][e] for e in EMOTIONS]
     assert sums["dialogues"].tolist() == [train.filter(pl.col("theme") == e).height for e in EMOTIONS]
-    # The stage's chunks (here 5 dialogues each) add up to one call over the whole split.
+    # The stage's pieces (here 5 dialogues each) add up to one call over the whole split.
     params = load_params(project / "params.yaml")
     tokens = SummedTokens(text="dialogue", positions="all", skip_cue_tokens=False, prompt_format="auto")
-    chunked = run_directions(params.model, tokens, params.directions, train=project / "data/split/train.parquet",
+    chunked = run_directions(params.model, tokens, params.directions, train=ParquetDialogues(project / "data/split/train.parquet"),
                              counts=read_counts(project / "data/counts"), top_rate=0.05,
                              selection=json.loads((project / "data/neurons/neurons.json").read_text())["ratios"]["0.05"], chunk=5)
     lm = LoadedModel(model=chunked_model(project), tokenizer=tiny_tokenizer, name="tiny")
@@ -104,8 +105,8 @@ def test_off_runs_no_model_and_says_so(project, tmp_path):
     ("change", "message"),
     [
         ("unknown_theme", "train.parquet: column 'theme': unknown emotion 'joy'; allowed: anger, disgust, fear, happiness, sadness, surprise"),
-        ("no_fear", "train.parquet: no dialogues for emotion(s) fear: every emotion needs a direction"),
-        ("no_dialogue_column", "train.parquet: missing column(s) dialogue"),
+        ("no_fear", "train.parquet: no dialogues for emotion(s) fear: every emotion needs tokens"),
+        ("no_dialogue_column", "train.parquet: no column 'dialogue' (has "),
         ("top_rate", "neurons.json: no selection at ratio 0.02 (has: 0.05); rerun select"),
     ],
 )
