@@ -11,8 +11,7 @@ import typer
 
 from emoneurons.io.atomic import atomic_dir, atomic_path, write_json
 from emoneurons.io.directions_file import DIRECTIONS_FILE, SUMS_FOLDER, SUMS_NAME, directions_record, disabled_record
-from emoneurons.io.neurons_file import selection_at
-from emoneurons.io.tables import DataError, read_counts, read_json
+from emoneurons.io.tables import DataError
 from emoneurons.model.architecture import UnsupportedModelError
 from emoneurons.neurons.count_inputs import ParquetDialogues
 from emoneurons.params import ParamsError, load_stage_params
@@ -46,8 +45,8 @@ def main(
         pin_threads()
         tokens = SummedTokens(text=settings.count.text, positions=settings.count.positions,
                               skip_cue_tokens=settings.count.skip_cue_tokens, prompt_format=settings.eval.prompt_format)
-        result = run_directions(settings.model, tokens, options, train=dialogues, counts=read_counts(counts), top_rate=top_rate,
-                                selection=selection_at(read_json(neurons), top_rate, str(neurons)))
+        result = run_directions(settings.model, tokens, options, train=dialogues, counts=counts, neurons=neurons,
+                                top_rate=top_rate)
     except (ParamsError, DataError, NRCLexiconError, CueTokensError) as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None

@@ -72,8 +72,7 @@ def test_outputs_read_back_and_the_streamed_sums_are_one_pass(project, tiny_toke
     params = load_params(project / "params.yaml")
     tokens = SummedTokens(text="dialogue", positions="all", skip_cue_tokens=False, prompt_format="auto")
     chunked = run_directions(params.model, tokens, params.directions, train=ParquetDialogues(project / "data/split/train.parquet"),
-                             counts=read_counts(project / "data/counts"), top_rate=0.05,
-                             selection=json.loads((project / "data/neurons/neurons.json").read_text())["ratios"]["0.05"], chunk=5)
+                             counts=project / "data/counts", neurons=project / "data/neurons/neurons.json", top_rate=0.05, chunk=5)
     lm = LoadedModel(model=chunked_model(project), tokenizer=tiny_tokenizer, name="tiny")
     whole = ClassSums.for_model(lm)
     accumulate_class_sums(lm, train["dialogue"].to_list(), train["theme"].to_list(), whole, text="dialogue",
@@ -138,6 +137,28 @@ def test_bad_input_is_one_line_before_any_work(project, tmp_path, capsys, change
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], stderr
     assert not (tmp_path / "sums").exists() and not (tmp_path / "directions.json").exists()
+
+
+def test_counts_of_another_model_are_one_line(project, tmp_path, capsys):
+    """Counts of a 5-layer model: against select's neurons.json before the model loads; with a
+    neurons.json that agrees with them, against the (4-layer) model after it loads."""
+    from safetensors.torch import save_file
+
+    f, T = read_counts(project / "data/counts")
+    (tmp_path / "counts").mkdir()
+    save_file({"f": torch.zeros(f.shape[0] + 1, f.shape[1], 6, dtype=torch.int64), "T": T}, tmp_path / "counts/counts.safetensors")
+    neurons = json.loads((project / "data/neurons/neurons.json").read_text())
+    (tmp_path / "neurons.json").write_text(json.dumps({**neurons, "layers": 5}))
+    counts_file = tmp_path / "counts/counts.safetensors"
+    for selected, after in ((project / "data/neurons/neurons.json", f"{project / 'data/neurons/neurons.json'} was selected on [4, 64]"),
+                            (tmp_path / "neurons.json", "the model has [4, 64]")):
+        with pytest.raises(typer.Exit):
+            stage_main("directions")(params=project / "params.yaml", train=project / "data/split/train.parquet",
+                                     counts=tmp_path / "counts", neurons=selected, out=tmp_path / "sums",
+                                     summary=tmp_path / "directions.json")
+        lines = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("Loading weights")]
+        assert lines == [f"{counts_file}: counts are [5 layers, 64 neurons], {after}; rerun count and select for this model"]
+        assert not (tmp_path / "sums").exists() and not (tmp_path / "directions.json").exists()
 
 
 def test_a_malformed_summary_is_one_line_naming_the_key(project):

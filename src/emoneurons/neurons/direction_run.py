@@ -6,15 +6,17 @@ Memory: one piece of dialogues and the fixed-size sums."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.io.directions_file import directions_record
-from emoneurons.io.tables import DataError
+from emoneurons.io.neurons_file import selection_at
+from emoneurons.io.tables import DataError, read_counts, read_json
 from emoneurons.neurons.count_inputs import PIECE_ROWS, Dialogues
 from emoneurons.model.architecture import gated_ffns, write_direction_source, write_directions
 from emoneurons.model.loading import load_model
@@ -56,9 +58,9 @@ class DirectionsResult:
                 f"{', '.join(aligned) or 'none'}")
 
 
-def _check_shapes(f: torch.Tensor, layers: int, neurons: int, source: str) -> None:
+def _check_shapes(f: torch.Tensor, layers: int, neurons: int, source: Path, other: str) -> None:
     if tuple(f.shape[:2]) != (layers, neurons):
-        raise DataError(f"{source}: counts are [{f.shape[0]} layers, {f.shape[1]} neurons], the model has "
+        raise DataError(f"{source}: counts are [{f.shape[0]} layers, {f.shape[1]} neurons], {other} "
                         f"[{layers}, {neurons}]; rerun count and select for this model")
 
 
@@ -74,16 +76,22 @@ class SummedTokens:
 
 
 def run_directions(model: ModelParams, tokens: SummedTokens, options: DirectionsParams, *, train: Dialogues,
-                   counts: tuple[torch.Tensor, torch.Tensor], top_rate: float, selection: Mapping[str, Any],
-                   chunk: int = PIECE_ROWS) -> DirectionsResult:
+                   counts: Path, neurons: Path, top_rate: float, chunk: int = PIECE_ROWS) -> DirectionsResult:
     """The class sums over the train split (count's tokens; `train` read and checked already:
     count_inputs.ParquetDialogues), `chunk` dialogues at a time, then their summary with the
-    selection's neurons (at select.top_rate) against directions.control_draws draws."""
-    f, T = counts
+    neurons selected at `top_rate` (select's `neurons`; P(active) from count's folder `counts`)
+    against directions.control_draws draws. The inputs are checked against each other before the
+    model loads, and against the model after."""
+    f, T = read_counts(counts)
+    neurons_json = read_json(neurons)
+    selection = selection_at(neurons_json, top_rate, str(neurons))
+    counts_file = counts / "counts.safetensors"
+    _check_shapes(f, int(neurons_json["layers"]), int(neurons_json["neurons_per_layer"]), counts_file,
+                  f"{neurons} was selected on")
     skip_cues = cue_words() if tokens.skip_cue_tokens else None
     lm = load_model(model, padding_masks_only=True)
     ffns = gated_ffns(lm.model)
-    _check_shapes(f, len(ffns), ffns[0].n_neurons, "data/counts/counts.safetensors")
+    _check_shapes(f, len(ffns), ffns[0].n_neurons, counts_file, "the model has")
     sums = ClassSums.for_model(lm)
     cut: Truncation | None = None
     for dialogues, emotions in train_pieces(train, chunk):
