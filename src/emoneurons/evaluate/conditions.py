@@ -18,9 +18,9 @@ import torch
 from torch import Tensor
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.io.neurons_file import ratio_key, selection_at
+from emoneurons.io.neurons_file import NeuronsFile
 from emoneurons.neurons.masking import LAYER_RANGES, layer_span, neurons_by_layer, restrict_layers
-from emoneurons.params import EvalParams
+from emoneurons.params import EvalParams, ratio_key
 
 
 class PlanError(ValueError):
@@ -80,13 +80,13 @@ def random_like(neurons: Mapping[int, Tensor], neurons_per_layer: int, seed: int
     return drawn
 
 
-def validate_plan(neurons_json: Mapping, eval_params: EvalParams, top_rate: float, n_layers: int) -> None:
+def validate_plan(neurons: NeuronsFile, eval_params: EvalParams, top_rate: float, n_layers: int) -> None:
     """Raise PlanError, or NoSelectionError for a missing ratio (one line), before any work when the
     plan cannot be run."""
     for ratio in (top_rate, *eval_params.ratios):
-        selection_at(neurons_json, ratio)
-    if int(neurons_json.get("layers", n_layers)) != n_layers:
-        raise PlanError(f"data/neurons/neurons.json: selected on a {neurons_json['layers']}-layer model, "
+        neurons.selection(ratio)
+    if neurons.layers != n_layers:
+        raise PlanError(f"{neurons.source}: selected on a {neurons.layers}-layer model, "
                         f"the model has {n_layers} layers; rerun count and select for this model")
     for name in eval_params.layer_ranges:
         if len(layer_span(n_layers, name)) == 0:
@@ -94,12 +94,12 @@ def validate_plan(neurons_json: Mapping, eval_params: EvalParams, top_rate: floa
                             f"allowed here: {', '.join(r for r in LAYER_RANGES if len(layer_span(n_layers, r)))}")
 
 
-def plan_conditions(neurons_json: Mapping, eval_params: EvalParams, top_rate: float, n_layers: int) -> list[Condition]:
+def plan_conditions(neurons: NeuronsFile, eval_params: EvalParams, top_rate: float, n_layers: int) -> list[Condition]:
     """Every condition once by id, in report order: unmodified, RQ2, ratio sweep, layer sweep,
     then the controls. Conditions with equal masks stay separate here (see `unique_masks`)."""
-    validate_plan(neurons_json, eval_params, top_rate, n_layers)
-    per_layer = int(neurons_json["neurons_per_layer"])
-    sets = {key: {e: neurons_by_layer(pairs) for e, pairs in sel["neurons"].items()} for key, sel in neurons_json["ratios"].items()}
+    validate_plan(neurons, eval_params, top_rate, n_layers)
+    per_layer = neurons.neurons_per_layer
+    sets = {key: {e: neurons_by_layer(pairs) for e, pairs in sel.neurons.items()} for key, sel in neurons.ratios.items()}
     wanted: list[tuple[float, str]] = [(top_rate, "all")]
     wanted += [(ratio, "all") for ratio in eval_params.ratios]
     wanted += [(top_rate, name) for name in eval_params.layer_ranges]

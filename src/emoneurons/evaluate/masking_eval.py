@@ -5,30 +5,30 @@ calibration.py, prompt_budget.py, mask_pool.py (the forked workers), condition_m
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
 from typing import Protocol
 
 import polars as pl
 import torch
 
-from emoneurons.text.cue_removal import cue_token_counts, removal_record
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.evaluate.calibration import calibration_dialogues
 from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.evaluate.condition_metrics import condition_metrics, paired_effects
 from emoneurons.evaluate.conditions import Condition, first_masked_layers, plan_conditions, unique_masks
 from emoneurons.evaluate.exp_metrics import headline
+from emoneurons.evaluate.keyword_control import keyword_control_record
 from emoneurons.evaluate.mask_pool import classify_masks, mask_workers
 from emoneurons.evaluate.prompt_budget import dialogue_budget
 from emoneurons.evaluate.shots import draw_shots, test_labels
 from emoneurons.io.eval_file import eval_record
+from emoneurons.io.neurons_file import NeuronsFile
 from emoneurons.model.architecture import decoder_layers
-from emoneurons.evaluate.keyword_control import keyword_control_record
 from emoneurons.model.loading import LoadedModel
-from emoneurons.text.nrc_lexicon import cue_words
 from emoneurons.params import EvalParams
 from emoneurons.stats.metrics import chance_level, clearly_above_chance
 from emoneurons.text.classification_prompt import classification_prompt
+from emoneurons.text.cue_removal import cue_token_counts, removal_record
+from emoneurons.text.nrc_lexicon import cue_words
 from emoneurons.text.prompt_format import resolve_prompt_format
 from emoneurons.text.truncation import Truncation, cut_dialogues
 
@@ -101,7 +101,7 @@ def evaluate_masking(
     lm: LoadedModel,
     train_df: pl.DataFrame,
     test_df: pl.DataFrame,
-    neurons_json: Mapping,
+    neurons: NeuronsFile,
     eval_params: EvalParams,
     top_rate: float,
     *,
@@ -120,7 +120,7 @@ def evaluate_masking(
     `schedule`: run only some masked conditions here (None returned on all but the process that
     combines them), resume finished ones. `train_name`, `test_name`: the tables' names in errors."""
     labels = test_labels(test_df, test_name)
-    plan = plan_conditions(neurons_json, eval_params, top_rate, len(decoder_layers(lm.model)))
+    plan = plan_conditions(neurons, eval_params, top_rate, len(decoder_layers(lm.model)))
     engine, prompt_format, truncation = _classifier(lm, train_df, test_df, eval_params, plan, batch_size=batch_size,
                                                     max_length=max_length, train_name=train_name)
     # The unmodified mask (empty key) is first in the plan.
