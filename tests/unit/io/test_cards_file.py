@@ -35,6 +35,8 @@ def test_a_cards_record_reads_back_typed(tmp_path):
     (lambda r: r["emotions"]["anger"]["cards"][0]["top_tokens"][1].pop("token"),
      "emotions.anger.cards[0].top_tokens[1]: token is missing"),
     (lambda r: r["emotions"]["anger"]["cards"].append(7), "emotions.anger.cards[2]: not a JSON object"),
+    (lambda r: r["emotions"]["anger"]["cards"][0]["top_tokens"][0].update(token=7),
+     "emotions.anger.cards[0].top_tokens[0]: token: 7 is not a string"),
 ])
 def test_a_broken_file_is_one_line_naming_the_file_and_the_key(change, line):
     record = _record()

@@ -28,9 +28,10 @@ def test_a_ratio_is_keyed_by_its_shortest_decimal():
 
 def test_two_ratios_are_the_same_exactly_when_their_keys_are():
     assert same_ratio(0.1 + 0.2, 0.3) and same_ratio(0.01, 0.0100000001) and same_ratio(None, None)
+    assert same_ratio(0.3, 0.30000004)  # 4e-8 apart, one key: the same ratio, as neurons.json keys it
     assert not same_ratio(0.01, 0.0100001) and not same_ratio(0.01, None) and not same_ratio(None, 0.01)
     # the key and the comparison agree on every pair (one notion, not two)
-    ratios = [0.01, 0.0100000001, 0.0100001, 0.1 + 0.2, 0.3, 0.005, 0.02]
+    ratios = [0.01, 0.0100000001, 0.0100001, 0.1 + 0.2, 0.3, 0.30000004, 0.005, 0.02]
     assert all(same_ratio(a, b) == (ratio_key(a) == ratio_key(b)) for a in ratios for b in ratios)
 
 
