@@ -32,7 +32,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup server lower-env run pipeline test remote clean-venv deps lock lock-check gpu-check gpu-wheels FORCE
+.PHONY: setup server lower-env run pipeline test remote clean-venv deps lock lock-check gpu-check gpu-wheels bench-scale FORCE
 
 setup: $(VENV)/.installed remote
 
@@ -154,6 +154,13 @@ pipeline:
 test: setup server lower-env
 	@$(MAKE) --no-print-directory -s lock-check >/dev/null 2>&1 || echo "make test: make lock-check failed (tests/project/test_lock.py will say why)"
 	$(PY) -m pytest -n 2 --dist loadfile --no-loadscope-reorder
+
+# The pipeline at the paper's data volume (bench/scale_run.py, docs/SCALE.md): a synthetic EmoPrism-shaped
+# file, a tiny random Llama, `dvc repro` in a scratch project at 10%, 30% and 100% of 293,725 records,
+# per stage wall time, tokens/s and peak RSS. Hours on 2 cores; BENCH_SCALE_ARGS="--fractions 0.01,0.03 --until count" for minutes.
+BENCH_SCALE_ARGS ?=
+bench-scale: setup
+	$(PY) bench/scale_run.py $(BENCH_SCALE_ARGS)
 
 # dvc.yaml's code deps from the stages' imports (tools/dvc_deps.py); tests/project/test_dvc_yaml.py checks them.
 deps: $(VENV)/.installed

@@ -90,7 +90,9 @@ def bench(lm, label: str, batch_size: int, repeats: int = 1) -> None:
     n_layers = len(decoder_layers(lm.model))
     per_layer = lm.model.config.intermediate_size
     neurons = synthetic_neurons(n_layers, per_layer, sorted({top_rate, *params.ratios}))
-    plan = plan_conditions(parse_neurons(neurons), params, top_rate, n_layers)
+    # Matched controls draw by P(active): a synthetic one (their cost does not depend on which neurons).
+    p_active = torch.rand(n_layers, per_layer, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    plan = plan_conditions(parse_neurons(neurons), params, top_rate, n_layers, p_active)
     groups = unique_masks(plan)
     test, train = synthetic_split(2, offset=1, repeats=repeats), synthetic_split(5, offset=0, repeats=repeats)
     shots = draw_shots(train, params.shots, params.seed, params.shot_selection)

@@ -6,16 +6,18 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.io.artifacts import COUNT_CHECKS, COUNT_META, COUNTS, TRAIN
 from emoneurons.io.atomic import atomic_dir
 from emoneurons.io.suites import check_counts, checks_record
-from emoneurons.io.tables import DataError, read_table
+from emoneurons.io.tables import DataError
 from emoneurons.model.architecture import UnsupportedModelError
 from emoneurons.model.loading import load_model
-from emoneurons.neurons.counting import activation_counts
+from emoneurons.neurons.count_inputs import ParquetDialogues
+from emoneurons.neurons.counting import count_dialogues
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.runtime.checkpoint import DEFAULT_ROOT
 from emoneurons.runtime.compute import compute_record, pin_threads
@@ -26,22 +28,6 @@ from emoneurons.text.cue_removal import CueTokensError
 from emoneurons.text.nrc_lexicon import NRCLexiconError, cue_words
 from emoneurons.text.prompt_format import resolve_prompt_format
 from emoneurons.text.truncation import Truncation
-
-
-def train_dialogues(path: Path) -> tuple[list[str], list[str]]:
-    """(dialogues, emotions) from the train split; DataError on a missing column or unknown theme."""
-    df = read_table(path)
-    missing = [c for c in ("theme", "dialogue") if c not in df.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
-    themes = df["theme"].to_list()
-    unknown = sorted({t for t in themes if t not in EMOTIONS}, key=str)
-    if unknown:
-        raise DataError(f"{path}: column 'theme': unknown emotion {unknown[0]!r}; allowed: {', '.join(EMOTIONS)}")
-    absent = [e for e in EMOTIONS if e not in themes]
-    if absent:
-        raise DataError(f"{path}: no dialogues for emotion(s) {', '.join(absent)}: every emotion needs tokens")
-    return df["dialogue"].to_list(), themes
 
 
 def main(
@@ -56,7 +42,7 @@ def main(
         settings = load_stage_params(params, ("model", "count", "eval.prompt_format"))
         pin_threads()  # float results depend on it: one count for the whole run, recorded in meta.json
         model_params, count = settings.model, settings.count
-        dialogues, emotions = train_dialogues(train)
+        dialogues = ParquetDialogues(train)  # its emotions read and checked now; the texts a piece at a time
         skip_cues = cue_words() if count.skip_cue_tokens else None  # a missing lexicon: before the model loads
         ranks = start(model_params.device)  # one process, or one of `accelerate launch`'s
         saved = count_checkpoints(checkpoints, model_params, count, settings.eval.prompt_format, train)
@@ -65,8 +51,8 @@ def main(
         lm = load_model(model_params.model_copy(update={"device": ranks.model_device(model_params.device)}),
                         padding_masks_only=True)  # counting passes 2D padding masks: flash-attention may run it
         cut: list[Truncation] = []
-        f, T = activation_counts(
-            lm, dialogues, emotions, positions=count.positions, text=count.text, activation=count.activation,
+        f, T = count_dialogues(
+            lm, dialogues, positions=count.positions, text=count.text, activation=count.activation,
             batch_size=model_params.batch_size, max_length=model_params.max_length, desc="count", truncation=cut,
             prompt_format=settings.eval.prompt_format, schedule=CountSchedule(ranks, saved, count.checkpoint_every),
             skip_cues=skip_cues,
@@ -91,7 +77,7 @@ def main(
         "skip_cue_tokens": count.skip_cue_tokens,  # NRC cue words' tokens left out of f and T
         # Which format the counted prompt had (text: prompt only; the bare dialogue has none).
         **({"prompt_format": resolve_prompt_format(lm.tokenizer, settings.eval.prompt_format)} if count.text == "prompt" else {}),
-        "dialogues": {e: emotions.count(e) for e in EMOTIONS},
+        "dialogues": dict(zip(EMOTIONS, np.bincount(dialogues.emotions(), minlength=len(EMOTIONS)).tolist())),
         "tokens": dict(zip(EMOTIONS, T.tolist())),
         "layers": f.shape[0],
         "neurons": f.shape[1],

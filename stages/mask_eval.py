@@ -8,18 +8,19 @@ from pathlib import Path
 
 import typer
 
-from emoneurons.evaluate.conditions import PlanError, plan_conditions
+from emoneurons.evaluate.conditions import PlanError, needs_activity, plan_conditions
 from emoneurons.evaluate.exp_metrics import exp_summary
 from emoneurons.evaluate.masking_eval import evaluate_masking
 from emoneurons.evaluate.shots import EvalDataError
-from emoneurons.io.artifacts import EVAL, HEADLINE, NEURONS, SUMMARY, TEST, TRAIN
+from emoneurons.io.artifacts import COUNTS, EVAL, HEADLINE, NEURONS, SUMMARY, TEST, TRAIN
 from emoneurons.io.atomic import write_json
 from emoneurons.io.eval_file import parse_eval
 from emoneurons.io.neurons_file import read_neurons
 from emoneurons.io.result_suites import check_evaluation
 from emoneurons.io.suites import checks_path, checks_record
-from emoneurons.io.tables import DataError, read_table
+from emoneurons.io.tables import DataError, read_counts, read_table
 from emoneurons.model.architecture import UnsupportedModelError
+from emoneurons.neurons.selection import overall_activation_probability
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.runtime.checkpoint import DEFAULT_ROOT
 from emoneurons.runtime.distributed import relaunch_if_requested, start
@@ -33,6 +34,7 @@ def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file (sections model, select, eval)"),
     split: Path = typer.Option(TRAIN.folder, help="folder with train.parquet and test.parquet"),
     neurons: Path = typer.Option(Path(NEURONS.path), help="selected neurons"),
+    counts: Path = typer.Option(COUNTS.folder, help="folder with counts.safetensors (P(active) for matched controls)"),
     out: Path = typer.Option(EVAL.folder, help="folder for eval.json, headline.json and summary.json"),
     checkpoints: Path = typer.Option(DEFAULT_ROOT, help="folder for finished conditions kept across a kill (not an out)"),
 ) -> None:
@@ -41,12 +43,17 @@ def main(
         train_path, test_path = TRAIN.at(split), TEST.at(split)
         train, test = read_table(train_path), read_table(test_path)
         selection = read_neurons(neurons)
+        p_active = None
+        if needs_activity(settings.eval):
+            p_active = overall_activation_probability(*read_counts(counts))
         if settings.eval.keyword_control:
             cue_words()  # a missing or broken NRC lexicon: one line before the model loads
         from emoneurons.model.loading import load_model  # imports torch/transformers: after the cheap checks
 
         ranks = start(settings.model.device)  # one process, or one of `accelerate launch`'s
         inputs = [train_path, test_path, neurons]
+        if p_active is not None:
+            inputs.append(COUNTS.at(counts))
         saved = mask_eval_checkpoints(checkpoints, settings.model, settings.select.top_rate, settings.eval, inputs)
         if ranks.main:
             saved.drop_stale()
@@ -54,7 +61,7 @@ def main(
         results = evaluate_masking(
             lm, train, test, selection, settings.eval, settings.select.top_rate, batch_size=settings.model.batch_size,
             max_length=settings.model.max_length, schedule=ConditionSchedule(ranks, saved),
-            train_name=str(train_path), test_name=str(test_path),
+            train_name=str(train_path), test_name=str(test_path), p_active=p_active,
         )
     except (ParamsError, DataError, PlanError, EvalDataError, NRCLexiconError) as error:
         print(error, file=sys.stderr)
@@ -67,7 +74,8 @@ def main(
         return
     evaluation, headline = results
     try:  # the results' own checks, before anything is written
-        planned = [c.id for c in plan_conditions(selection, settings.eval, settings.select.top_rate, selection.layers)]
+        planned = [c.id for c in plan_conditions(selection, settings.eval, settings.select.top_rate, selection.layers,
+                                                 p_active)]
         # eval.checks.json names the results by their path in the pipeline whatever --out is (as count does).
         checked = check_evaluation(evaluation, planned, test.height, source=EVAL.path)
         written = parse_eval(evaluation)  # as plot and compare will read it

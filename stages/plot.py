@@ -10,6 +10,7 @@ import typer
 from emoneurons.io.artifacts import (
     CARDS,
     COUNT_META,
+    DIRECTIONS,
     EVAL,
     FIGURES,
     FILTER_REPORT,
@@ -22,6 +23,7 @@ from emoneurons.io.artifacts import (
 )
 from emoneurons.io.atomic import atomic_dir, atomic_path, output_errors
 from emoneurons.io.cards_file import CardsFile, read_cards
+from emoneurons.io.directions_file import DirectionsFile, read_directions
 from emoneurons.io.eval_file import read_eval
 from emoneurons.io.neurons_file import read_neurons
 from emoneurons.io.steer_file import SteerFile, read_steer
@@ -42,6 +44,7 @@ def main(
     neuron_metrics: Path = typer.Option(Path(NEURON_COUNTS.path)),
     cards_json: Path = typer.Option(Path(CARDS.path)),
     steer_json: Path = typer.Option(Path(STEER.path)),
+    directions_json: Path = typer.Option(Path(DIRECTIONS.path)),
     figures: Path = typer.Option(Path(FIGURES.path)),
     plots: Path = typer.Option(Path(PLOTS.path)),
     report: Path = typer.Option(Path(REPORT.path)),
@@ -55,6 +58,8 @@ def main(
         # them, on metrics alone, leaves their section out.
         cards = read_cards(cards_json) if cards_json.exists() else None
         steer = read_steer(steer_json) if steer_json.exists() else None
+        # The directions stage's summary (always there under `dvc repro`; off, or absent: no section).
+        directions = read_directions(directions_json) if directions_json.exists() else None
         validated = load_params(params)
     except (ParamsError, DataError) as error:
         typer.echo(f"plot: {error}", err=True)
@@ -64,7 +69,7 @@ def main(
     from emoneurons.report.results.run import RunMetrics
 
     try:
-        write_outputs(RunMetrics(**raw, params=validated), cards, steer, figures, plots, report, html)
+        write_outputs(RunMetrics(**raw, params=validated), cards, steer, figures, plots, report, html, directions)
     except (ReportDataError, DataError) as error:  # DataError: neurons.json has no selection at a ratio
         typer.echo(f"plot: {error}", err=True)
         raise typer.Exit(1) from None
@@ -75,10 +80,14 @@ def main(
 
 
 def write_outputs(
-    run: RunMetrics, cards: CardsFile | None, steer: SteerFile | None, figures: Path, plots: Path, report: Path, html: Path
+    run: RunMetrics, cards: CardsFile | None, steer: SteerFile | None, figures: Path, plots: Path, report: Path, html: Path,
+    directions: DirectionsFile | None = None,
 ) -> None:
     """The figures, plots data, report.md and index.html of one run; the steering
-    figure and the beyond-ablation section only when the cards and steer outputs are there."""
+    figure and the beyond-ablation section only when the cards and steer outputs are there; the
+    directions figure and section only when the directions stage ran (directions.enabled)."""
+    from emoneurons.report.directions.figure import save_directions_figure
+    from emoneurons.report.directions.section import directions_blocks
     from emoneurons.report.document.html import render_html
     from emoneurons.report.document.markdown import render_markdown
     from emoneurons.report.document.run_report import build_report
@@ -107,6 +116,10 @@ def write_outputs(
             with output_errors(figures, rename_inner=True):
                 save_steering_figure(steer, figures_tmp)
             blocks += beyond_ablation_blocks(cards, steer)
+        if directions is not None and directions.enabled:
+            with output_errors(figures, rename_inner=True):
+                save_directions_figure(directions, figures_tmp)
+            blocks += directions_blocks(directions)
         with output_errors(report):
             report_tmp.write_text(render_markdown(blocks))
         html_tmp.write_text(render_html(blocks, figures_tmp, f"emoneurons: {model_name(run)}"))

@@ -9,12 +9,12 @@ from pathlib import Path
 import polars as pl
 import typer
 
-from emoneurons.dataset.split import stratified_split
+from emoneurons.dataset.split import TableSplit
 from emoneurons.emotions import EMOTIONS
 from emoneurons.io.artifacts import FILTERED, SPLIT_CHECKS, TEST, TRAIN
 from emoneurons.io.atomic import atomic_dir
 from emoneurons.io.suites import check_split, checks_record
-from emoneurons.io.tables import DataError, read_table, write_table
+from emoneurons.io.tables import DataError
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.runtime.stage_run import run_stage
 
@@ -35,13 +35,12 @@ def main(
 ) -> None:
     try:
         settings = load_stage_params(params, ("split",)).split
-        df = read_table(filtered)
-        train, test = stratified_split(df, settings.test_fraction, settings.seed)
-        checked = check_split(train, test, settings.test_fraction, sources=(str(TRAIN.at(out)), str(TEST.at(out))))
+        split = TableSplit(filtered, settings.test_fraction, settings.seed)  # drawn from the ids: bad input before any output
         # One folder, renamed into place whole: an interrupted run leaves no half split.
         with atomic_dir(out) as tmp:
-            write_table(train, TRAIN.at(tmp))
-            write_table(test, TEST.at(tmp))
+            # The parts are written a batch at a time; the checks need only their ids and emotions.
+            train, test = split.write(tmp)
+            checked = check_split(train, test, settings.test_fraction, sources=(str(TRAIN.at(out)), str(TEST.at(out))))
             SPLIT_CHECKS.at(tmp).write_text(json.dumps(checks_record(checked), indent=2) + "\n")
     except (ParamsError, DataError) as error:
         print(error, file=sys.stderr)

@@ -6,13 +6,19 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="emoneurons: emotion neurons in LLMs (Lee et al., Findings of ACL 2025).")
+# Help texts are Markdown: a docstring's first line is the command's line in the overview, and its
+# wrapped source lines join into paragraphs (rich mode would keep every line break of the source).
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="markdown",
+                  help="""emoneurons: emotion neurons in LLMs (Lee et al., Findings of ACL 2025).
+
+The pipeline itself runs through DVC (`make run`, `dvc repro`, `dvc exp run -S key=value`); these
+commands pull its results, sweep its params, compare runs and set several models side by side.""")
 
 
 @app.callback()
 def main() -> None:
-    """Keep `compare` a named subcommand even while it is the only one."""
+    # A callback keeps each command a named subcommand (`emoneurons compare ...`), however few there are.
+    pass
 
 
 @app.command()
@@ -22,7 +28,10 @@ def compare(
     out: Path = typer.Option(Path("reports/compare"), help="folder for figures/ and compare.md"),
     repo: Path = typer.Option(Path("."), help="the project's git/DVC repository"),
 ) -> None:
-    """Overlay the paper's figures for several runs and write a compare.md."""
+    """Overlay the paper's figures for several runs; write compare.md.
+
+    Each revision is a git revision, a DVC experiment name or `workspace` (the files on disk); its
+    metrics files are read there and drawn over the others' (reports/compare/)."""
     from emoneurons.report.compare.write import CompareError, write_comparison
     from emoneurons.runtime.revisions import RevisionError, load_run
 
@@ -39,8 +48,10 @@ def compare(
 
 @app.command()
 def pull(repo: Path = typer.Option(Path("."), help="the project's git/DVC repository")) -> None:
-    """`dvc pull --allow-missing --run-cache` (make run's first step): outputs never computed in
-    this clone are one line, not a warning each; DVC's errors pass as they are, with its exit status."""
+    """Pull the results and the run-cache from the DVC remote.
+
+    `make run`'s first step, `dvc pull --allow-missing --run-cache`: outputs never computed in this
+    clone are one line, not a warning each; DVC's errors pass as they are, with its exit status."""
     from emoneurons.runtime.dvc_runs import pull as quiet_pull
 
     raise typer.Exit(quiet_pull(repo))
@@ -54,9 +65,11 @@ def sweep(
     timeout: float = typer.Option(0, min=0, help="give up after this many seconds (0: no limit)"),
     repo: Path = typer.Option(Path("."), help="the project's git/DVC repository"),
 ) -> None:
-    """Queue a sweep and run it to the end: DVC's queue worker can stop with tasks still Queued
-    (treeverse/dvc#10562), so it is started again while any waits. Prints each experiment's
-    final status and a failed one's `dvc queue logs`; exits 1 when any did not succeed."""
+    """Queue a sweep of params and run it to the end.
+
+    DVC's queue worker can stop with tasks still Queued (treeverse/dvc#10562), so it is started
+    again while any waits. Prints each experiment's final status and a failed one's
+    `dvc queue logs`; exits 1 when any did not succeed."""
     from emoneurons.runtime.dvc_runs import SweepError, sweep as run_sweep
 
     try:
@@ -73,8 +86,8 @@ def sweep(
 
 @app.command()
 def atlas(
-    models: str = typer.Option("", "--models", help="models to set side by side, comma-separated model.id values "
-                               "(embedded,embedded-gemma3): one experiment each, queued and run"),
+    models: str = typer.Option("", "--models", help="models to set side by side, comma-separated model.id values, "
+                               "e.g. embedded,embedded-gemma3; one experiment each, queued and run"),
     from_experiments: str = typer.Option("", "--from-experiments", help="comma-separated DVC experiments that already "
                                          "ran (one per model): rebuild the atlas from them, run nothing"),
     set_param: list[str] = typer.Option([], "--set-param", "-S", help="key=value for every model's experiment (repeatable)"),
@@ -84,9 +97,11 @@ def atlas(
     out: Path = typer.Option(Path("reports/atlas"), help="folder for atlas.json, atlas.md, atlas.html and figures/"),
     repo: Path = typer.Option(Path("."), help="the project's git/DVC repository"),
 ) -> None:
-    """Several models on the same data and plan, one report: emotion neurons by relative depth, the
-    overlap of their top tokens, the paired effects and verdicts, steering with coherence, accuracy
-    beside chance (reports/atlas/)."""
+    """Several models on the same data and plan, side by side.
+
+    One report, reports/atlas/ (atlas.html, atlas.md, atlas.json, figures/); per model: emotion
+    neurons by relative depth, the overlap of their top tokens, the paired effects and verdicts,
+    steering with coherence, accuracy beside chance."""
     from emoneurons.report.atlas.write import AtlasError, write_atlas
     from emoneurons.runtime.atlas_runs import DEFAULT_PLAN, AtlasRunError, load_model_run, run_atlas_experiments
 

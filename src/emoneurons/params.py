@@ -45,6 +45,10 @@ ShotInstruction = Literal["every", "first"]
 LabelFormat = Literal["bare", "space"]
 Calibrate = Literal["none", "content_free", "train_prior"]
 PromptFormat = Literal["chat", "plain", "auto"]
+# mask-eval's random-neuron controls: matched (per layer the same count and the same P(active)
+# quantile bins as the masked set, never its own neurons) | uniform (uniform over the same layers)
+ControlKind = Literal["matched", "uniform"]
+NullMasks = Literal["rq2", "all"]  # the draw-level null for the six masks at select.top_rate, all layers | every mask
 
 
 def allowed_values(kind: Any, sep: str = ", ") -> str:
@@ -271,6 +275,17 @@ class EvalParams(_Strict):
     ratios: tuple[Ratio, ...]
     layer_ranges: tuple[LayerRange, ...]
     control_draws: Count
+    # the control kinds of every masked condition (control_draws sets each); the first is the null of
+    # the headline verdict (the report leads with it), the others are tested beside it
+    controls: Annotated[tuple[ControlKind, ...], Field(min_length=1)]
+    activity_bins: Positive  # matched controls: P(active) quantile bins per layer
+    # the draw-level null: each mask's mean effect ranked among null_draws control sets of each kind
+    # (the first control_draws are the conditions' own draws); 0: none
+    null_draws: Count
+    null_masks: NullMasks
+    # graded masking: the RQ2 masks (select.top_rate, all layers) and their controls again with the
+    # neurons' activations multiplied by each factor instead of zeroed (0 is the plain mask); []: none
+    scales: tuple[Annotated[float, Field(ge=0, lt=1)], ...]
     # true: every condition also runs on the test dialogues with their NRC emotion cue words replaced
     # (text/cue_removal.py), and eval.json's keyword_control gives per emotion whether the effect survives
     keyword_control: bool
@@ -280,6 +295,13 @@ class EvalParams(_Strict):
     # backend: chat (the tokenizer's chat template) | plain (`role: content` lines, for base models
     # without a template; text/prompt_format.py) | auto (chat when the tokenizer has a template, else plain)
     prompt_format: PromptFormat
+
+    @field_validator("controls", "scales")
+    @classmethod
+    def _each_once(cls, value: tuple) -> tuple:
+        if len(set(value)) != len(value):
+            raise ValueError(f"each value at most once, got {list(value)}")
+        return value
 
     @model_validator(mode="after")
     def _calibration_needs_scores(self) -> EvalParams:
@@ -317,6 +339,15 @@ class SteerParams(_Strict):
     broke_repeat_rise: ShareMargin  # ... or repeated n-gram share this far above theirs
 
 
+class DirectionsParams(_Strict):
+    """Emotion directions in the residual stream and the neurons' write alignment with them
+    (reports/metrics/directions.json; docs/METHOD.md)."""
+
+    enabled: bool  # false: no model runs, directions.json says so and the report leaves the section out
+    control_draws: Annotated[int, Field(ge=2)]  # control neuron sets per emotion for the cosine null (no forward pass)
+    seed: int
+
+
 class Params(_Strict):
     model: ModelParams
     augment: AugmentParams
@@ -328,6 +359,7 @@ class Params(_Strict):
     eval: EvalParams
     cards: CardsParams
     steer: SteerParams
+    directions: DirectionsParams
 
     @model_validator(mode="after")
     def _ratios_are_distinct(self) -> Params:

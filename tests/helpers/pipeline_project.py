@@ -17,7 +17,7 @@ from filelock import FileLock
 
 from helpers.stage_runner import REPO, run_command
 
-ALL_STAGES = ["augment", "generate", "filter", "split", "count", "select", "mask-eval", "cards", "steer", "plot"]
+ALL_STAGES = ["augment", "generate", "filter", "split", "count", "select", "directions", "mask-eval", "cards", "steer", "plot"]
 SUMMARY_METRICS = {"accuracy", "drop", "control_drop", "neurons"}  # reports/metrics/summary.json
 
 
@@ -29,7 +29,8 @@ def minimal_params(model_dir: Path) -> dict:
     params["generate"].update(per_pair=2)
     params["filter"].update(min_agree=1, judges=[{"name": "lexicon", "backend": "lexicon"}])
     params["split"]["test_fraction"] = 0.25
-    params["eval"].update(shots=1, ratios=[0.01, 0.05], layer_ranges=["top", "all"], control_draws=1, bootstrap=50)
+    params["eval"].update(shots=1, ratios=[0.01, 0.05], layer_ranges=["top", "all"], control_draws=1, bootstrap=50, null_draws=2,
+                          scales=[0.5])
     params["cards"].update(top_neurons=2, contexts=2)
     params["steer"].update(alphas=[0, 4], prompts=2, max_new_tokens=4)
     return params

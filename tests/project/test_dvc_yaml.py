@@ -180,8 +180,8 @@ PROMPT_STAGES = {
     "src/emoneurons/text/paper_prompts/augment.py": {"augment"},
     "src/emoneurons/text/paper_prompts/generate.py": {"generate"},
     "src/emoneurons/text/paper_prompts/label.py": {"filter", "steer"},  # steer: the filter's judges label its replies
-    # cards through counting (its text=prompt inputs), steer classifies its replies with it
-    "src/emoneurons/text/paper_prompts/classify.py": {"count", "mask-eval", "cards", "steer"},
+    # cards and directions through counting (its text=prompt inputs), steer classifies its replies with it
+    "src/emoneurons/text/paper_prompts/classify.py": {"count", "mask-eval", "cards", "directions", "steer"},
 }
 
 

@@ -52,7 +52,7 @@ def test_mask_eval_saves_what_it_checked_and_a_missing_condition_is_named(tmp_pa
     the same results with one planned condition dropped fail, naming it."""
     import yaml
     from helpers.tiny_models import build_tiny_llama
-    from helpers.synthetic_inputs import synthetic_split, synthetic_neurons
+    from helpers.synthetic_inputs import synthetic_split, synthetic_neurons, write_synthetic_counts
     from helpers.stage_runner import stage_main
 
     from emoneurons.io.result_suites import check_evaluation
@@ -68,17 +68,20 @@ def test_mask_eval_saves_what_it_checked_and_a_missing_condition_is_named(tmp_pa
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["model"].update(id=str(tmp_path / "model"), batch_size=6)
     params["select"]["top_rate"] = 0.02
-    params["eval"].update(ratios=[0.02], layer_ranges=["all"], control_draws=1, bootstrap=50, calibration_per_emotion=1)
+    params["eval"].update(ratios=[0.02], layer_ranges=["all"], control_draws=1, bootstrap=50, calibration_per_emotion=1,
+                          null_draws=2)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    write_synthetic_counts(tmp_path / "counts", model.config.num_hidden_layers, model.config.intermediate_size)
     stage_main("mask_eval")(params=tmp_path / "params.yaml", split=tmp_path / "split", neurons=tmp_path / "neurons.json",
-                            out=tmp_path / "metrics", checkpoints=tmp_path / "ckpt")
+                            counts=tmp_path / "counts", out=tmp_path / "metrics", checkpoints=tmp_path / "ckpt")
     record = json.loads((tmp_path / "metrics" / "eval.checks.json").read_text())
     assert record["ran"] == record["passed"] == len(record["expectations"]) >= 20
     assert {e["file"] for e in record["expectations"]} == {"reports/metrics/eval.json"}
     assert ("expect_column_distinct_values_to_contain_set", "id") in {(e["expectation"], e["column"]) for e in record["expectations"]}
     evaluation = json.loads((tmp_path / "metrics" / "eval.json").read_text())
     planned = [c["id"] for c in evaluation["conditions"]]
-    assert len(planned) == 1 + 6 + 6  # unmodified, one mask and one control per emotion
+    assert len(planned) == 1 + 6 + 12  # unmodified, one mask and one control of each kind per emotion
+    assert evaluation["draw_null"]["kind"] == "matched" and len(evaluation["draw_null"]["conditions"]) == 6
     evaluation["conditions"] = [c for c in evaluation["conditions"] if c["id"] != "mask-fear-r0.02-all"]
     with pytest.raises(DataCheckError) as info:
         check_evaluation(evaluation, planned, 6, source="reports/metrics/eval.json")

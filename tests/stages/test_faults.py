@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from helpers.synthetic_inputs import synthetic_split, synthetic_neurons
+from helpers.synthetic_inputs import synthetic_split, synthetic_neurons, write_synthetic_counts
 from helpers.repo_params import params_dict, params_yaml
 from helpers.fakes import PromptServer
 from helpers.environment import missing_under_ci
@@ -124,8 +124,10 @@ def model_project(tmp_path_factory, tiny_tokenizer) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["model"].update(id=str(root / "tiny-llama"), batch_size=4)
     params["select"]["top_rate"] = 0.01
-    params["eval"].update(ratios=[0.01, 0.02], layer_ranges=["all"], control_draws=1, bootstrap=50)
+    params["eval"].update(ratios=[0.01, 0.02], layer_ranges=["all"], control_draws=1, bootstrap=50, null_draws=2)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    # The counts matched controls draw by (the count test rewrites them with its own).
+    write_synthetic_counts(root / "data" / "counts", model.config.num_hidden_layers, model.config.intermediate_size)
     return root
 
 

@@ -32,20 +32,24 @@ from typing import get_args
 import torch
 from torch import Tensor
 
-from emoneurons.model.batching import length_buckets, padded_ids, real_token_index
 from emoneurons.emotions import EMOTIONS, parse_emotion
 from emoneurons.evaluate.boundary_states import BoundaryStates
 from emoneurons.evaluate.layer_runner import (
-    additive_mask, key_validity, last_logprobs, prefixed_past, run_layers, shared_prefix_available,
+    additive_mask,
+    key_validity,
+    last_logprobs,
+    prefixed_past,
+    run_layers,
+    shared_prefix_available,
 )
 from emoneurons.evaluate.plain_classify import layered_engine_problem, plain_generate, plain_label_scores
-from emoneurons.text.chat_prompt import ChatPrompt, dialogue_ids, label_ids
 from emoneurons.model.architecture import decoder_layers, model_adapter
-from emoneurons.neurons.masking import mask_neurons
+from emoneurons.model.batching import length_buckets, padded_ids, real_token_index
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import eos_token_ids, pad_token_id
+from emoneurons.neurons.masking import mask_neurons, scale_neurons
 from emoneurons.params import ClassifyMethod, allowed_values
-
+from emoneurons.text.chat_prompt import ChatPrompt, dialogue_ids, label_ids
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,15 @@ def calibrate_scores(scores: Tensor, reference: Tensor) -> Tensor:
     probabilities renormalised over the six labels; one reference row is contextual calibration."""
     prior = torch.softmax(reference, dim=1).mean(dim=0)
     return torch.log_softmax(scores, dim=1) - torch.log(prior)
+
+
+@dataclass(frozen=True)
+class Mask:
+    """What one masked run does: the down_proj inputs {layer: indices} multiplied by `scale` on
+    every token (0: zeroed, the paper's mask; 0 < scale < 1: graded masking)."""
+
+    neurons: Mapping[int, Tensor]
+    scale: float = 0.0
 
 
 @dataclass
@@ -317,8 +330,9 @@ class MaskedClassifier:
         return max([k for k in self.boundaries if k <= first], default=0)
 
     @torch.inference_mode()
-    def classify(self, neurons: Mapping[int, Tensor] | None = None, progress=None) -> Classification:
-        """All dialogues under `neurons` masked (None or empty: unmodified)."""
+    def classify(self, neurons: Mapping[int, Tensor] | None = None, progress=None, *, scale: float = 0.0) -> Classification:
+        """All dialogues under `neurons` masked (None or empty: unmodified); `scale`: their
+        activations multiplied by it instead of zeroed."""
         neurons = {int(k): v for k, v in (neurons or {}).items() if v.numel()}
         unmodified = not neurons
         fixed = self.n_rows > self.n and not self.recalibrate and not unmodified
@@ -332,7 +346,7 @@ class MaskedClassifier:
         on_device: list[tuple[list[int], Tensor]] = []
         answers: list[str] = [""] * self.n_rows
         cut_off: list[bool] = [False] * self.n_rows
-        with mask_neurons(self.lm.model, neurons):
+        with mask_neurons(self.lm.model, neurons) if scale == 0 else scale_neurons(self.lm.model, neurons, scale):
             if self.fallback is not None:
                 self._run_plain(batches, on_device, answers, cut_off, progress)
             else:

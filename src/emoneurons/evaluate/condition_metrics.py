@@ -9,10 +9,16 @@ import torch
 
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.evaluate.conditions import Condition, control_id
+from emoneurons.io.eval_file import VS_KEY
 from emoneurons.params import EvalParams
 from emoneurons.stats.effects import ALPHA, RULE, SIGN_FLIPS, condition_effect, label_log_probs, specificity
 from emoneurons.stats.metrics import (
-    UNPARSEABLE, accuracy_ci, accuracy_per_emotion, confusion_matrix, overall_accuracy, unparseable_counts,
+    UNPARSEABLE,
+    accuracy_ci,
+    accuracy_per_emotion,
+    confusion_matrix,
+    overall_accuracy,
+    unparseable_counts,
 )
 
 
@@ -62,13 +68,17 @@ def _paired_effects(plan: list[Condition], outputs: Mapping[str, tuple[list[str 
             true_idx, EMOTION_INDEX[condition.masked], as_index(base_pred), as_index(predicted), base_lp,
             label_log_probs(scores) if scores is not None and base_lp is not None else None,
             eval_params.bootstrap, eval_params.seed)
-    masks = [c for c in plan if c.kind == "mask"]
-    controls = {c.id: [test_effects[control_id(c.id, d)] for d in range(eval_params.control_draws)] for c in masks}
-    tested = specificity({c.id: test_effects[c.id] for c in masks}, controls, {c.id: c.n_neurons for c in masks},
-                         eval_params.bootstrap, eval_params.seed)
-    for cid, record in tested.items():
-        records[cid]["vs_control"] = record
-    m = sum(record["p"] is not None for record in tested.values())
+    # The tested family: the plain masks (graded ones have their dose-response summary instead).
+    masks = [c for c in plan if c.kind == "mask" and not c.scale]
+    corrected_over = {}
+    for kind in eval_params.controls:
+        controls = {c.id: [test_effects[control_id(c.id, d, kind)] for d in range(eval_params.control_draws)] for c in masks}
+        tested = specificity({c.id: test_effects[c.id] for c in masks}, controls, {c.id: c.n_neurons for c in masks},
+                             eval_params.bootstrap, eval_params.seed)
+        for cid, record in tested.items():
+            records[cid][VS_KEY[kind]] = record
+        corrected_over[kind] = sum(record["p"] is not None for record in tested.values())
+    m = corrected_over[eval_params.controls[0]]
     summary = {
         "measure": "log p(label) over the six labels from the decision rule's scores (calibrated when eval.calibrate asks); "
                    "effect = condition minus unmodified on the same dialogue" if base_lp is not None else
@@ -76,5 +86,7 @@ def _paired_effects(plan: list[Condition], outputs: Mapping[str, tuple[list[str 
         "test_effect": "delta_masked" if base_lp is not None else "masked_answer",
         "alternative": "less", "alpha": ALPHA, "sign_flips": SIGN_FLIPS, "corrected_over": m,
         "rule": RULE.format(flips=SIGN_FLIPS, exact=SIGN_FLIPS.bit_length() - 1, m=m, alpha=ALPHA),
+        "null": eval_params.controls[0],
+        "controls": {kind: {"key": VS_KEY[kind], "corrected_over": corrected_over[kind]} for kind in eval_params.controls},
     }
     return records, summary

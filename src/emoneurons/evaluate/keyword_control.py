@@ -4,7 +4,8 @@ dialogues with every NRC emotion cue word replaced by a neutral word (text/cue_r
 and the calibration stay as they are, so the decision rule is the same on both versions.
 
 Per emotion, on each version: the unmodified accuracy, and the RQ2 mask (the emotion's neurons at
-select.top_rate, all layers) against its random controls by the existing corrected test
+select.top_rate, all layers) against its random controls of the verdict's null kind (the first of
+eval.controls) by the existing corrected test
 (effects.specificity: one-sided sign-flip test, Holm across that version's masked conditions).
 The verdict (KEYWORD_RULE) combines the two versions' verdicts.
 """
@@ -15,6 +16,8 @@ from collections.abc import Sequence
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.conditions import control_id, mask_id
+from emoneurons.io.eval_file import VS_KEY
+from emoneurons.params import ControlKind
 from emoneurons.stats.effects import NOT_DISTINGUISHABLE, NOT_ENOUGH_DATA, SPECIFIC
 
 SURVIVES = "survives without emotion words"
@@ -40,14 +43,14 @@ def keyword_verdict(with_words: str, without_words: str) -> str:
     return NOT_ENOUGH_DATA if with_words == NOT_ENOUGH_DATA else NEITHER
 
 
-def _side(conditions: dict[str, dict], emotion: str, top_rate: float, control_draws: int) -> dict:
+def _side(conditions: dict[str, dict], emotion: str, top_rate: float, control_draws: int, null: ControlKind) -> dict:
     """One version's numbers for one emotion: unmodified accuracy with its 95% CI, the RQ2 mask's
-    and its controls' accuracy and mean effect, the paired difference, Holm p and verdict."""
+    and its controls' (of kind `null`) accuracy and mean effect, the paired difference, Holm p and verdict."""
     base = conditions["unmodified"]
     cid = mask_id(emotion, top_rate, "all")
     mask = conditions[cid]
-    vs = mask.get("vs_control", {})
-    controls = [conditions[control_id(cid, d)]["accuracy"][emotion] for d in range(control_draws)]
+    vs = mask.get(VS_KEY[null], {})
+    controls = [conditions[control_id(cid, d, null)]["accuracy"][emotion] for d in range(control_draws)]
     return {
         "accuracy_unmodified": base["accuracy"][emotion], "ci95_unmodified": base["ci95"][emotion],
         "accuracy_masked": mask["accuracy"][emotion],
@@ -59,22 +62,24 @@ def _side(conditions: dict[str, dict], emotion: str, top_rate: float, control_dr
 
 
 def keyword_control_record(with_words: Sequence[dict], without_words: Sequence[dict], top_rate: float, control_draws: int,
-                           removal: dict) -> dict:
+                           removal: dict, null: ControlKind = "uniform") -> dict:
     """eval.json's `keyword_control`: what cue removal took (`removal`), both versions' overall
     unmodified accuracy, per emotion both versions' numbers (`_side`) and the verdict, and every
-    masked condition's verdict without the cue words. `with_words` / `without_words`: the
+    masked condition's verdict without the cue words; the verdicts are against controls of kind
+    `null` (the first of eval.controls). `with_words` / `without_words`: the
     conditions as eval.json lists them, for the dialogues as they are / with cue words replaced."""
     kept = {c["id"]: c for c in with_words}
     cue_free = {c["id"]: c for c in without_words}
     emotions = {}
     for emotion in EMOTIONS:
-        sides = {"with_words": _side(kept, emotion, top_rate, control_draws),
-                 "without_words": _side(cue_free, emotion, top_rate, control_draws)}
+        sides = {"with_words": _side(kept, emotion, top_rate, control_draws, null),
+                 "without_words": _side(cue_free, emotion, top_rate, control_draws, null)}
         emotions[emotion] = sides | {"verdict": keyword_verdict(sides["with_words"]["verdict"], sides["without_words"]["verdict"])}
     return {
         "lexicon": "NRC Emotion Lexicon (Mohammad & Turney 2013), nrclex's nrc_en.json: anger, disgust, fear, joy, sadness, surprise",
         "removal": removal,
         "rule": KEYWORD_RULE,
+        "null": null,
         "accuracy_unmodified": {"with_words": kept["unmodified"]["accuracy"]["overall"],
                                 "without_words": cue_free["unmodified"]["accuracy"]["overall"]},
         "ci95_unmodified": {"with_words": kept["unmodified"]["ci95"]["overall"],
@@ -82,7 +87,7 @@ def keyword_control_record(with_words: Sequence[dict], without_words: Sequence[d
         "emotions": emotions,
         "conditions_without_words": [
             {"id": c["id"], "accuracy": c["accuracy"]["overall"],
-             **({"verdict": c["vs_control"]["verdict"], "p_holm": c["vs_control"]["p_holm"]} if "vs_control" in c else {})}
+             **({"verdict": c[VS_KEY[null]]["verdict"], "p_holm": c[VS_KEY[null]]["p_holm"]} if VS_KEY[null] in c else {})}
             for c in without_words
         ],
     }

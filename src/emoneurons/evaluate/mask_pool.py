@@ -6,12 +6,12 @@ from __future__ import annotations
 import multiprocessing
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
-from emoneurons.evaluate.classify import MaskedClassifier
+from emoneurons.evaluate.classify import Classification, Mask, MaskedClassifier
 from emoneurons.model.loading import LoadedModel
-
 
 # The forked workers' view of the parent's engine and masks (set just before the fork, read-only there).
 _SHARED: dict = {}
@@ -31,35 +31,43 @@ def _worker_start(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _worker_classify(index: int) -> tuple[int, list[str | None], torch.Tensor | None, int]:
-    result = _SHARED["engine"].classify(_SHARED["masks"][index])
-    return index, result.predicted, result.scores, result.tokens_computed
+def _run(engine: MaskedClassifier, mask: Mask, index: int, reduce: Callable[[int, Classification], Any] | None) -> Any:
+    """One mask's (predicted, label scores, tokens computed), or reduce(index, its classification)."""
+    result = engine.classify(mask.neurons, scale=mask.scale)
+    if reduce is not None:
+        return reduce(index, result)
+    return result.predicted, result.scores, result.tokens_computed
+
+
+def _worker_classify(index: int) -> tuple[int, Any]:
+    return index, _run(_SHARED["engine"], _SHARED["masks"][index], index, _SHARED["reduce"])
 
 
 def classify_masks(
-    engine: MaskedClassifier, masks: list[dict], workers: int, bar, todo: Sequence[int] | None = None,
-    on_result: Callable[[int, tuple], None] | None = None,
-) -> list[tuple[list[str | None], torch.Tensor | None, int]]:
+    engine: MaskedClassifier, masks: Sequence[Mask], workers: int, bar, todo: Sequence[int] | None = None,
+    on_result: Callable[[int, tuple], None] | None = None, reduce: Callable[[int, Classification], Any] | None = None,
+) -> list:
     """(predicted, label scores, tokens computed) of each mask in `todo` (default: all; None for the
     others), after the unmodified run (whose kept states the forked workers inherit); the costliest
-    masks (lowest start layer) go first. on_result(index, that tuple) as each finishes."""
+    masks (lowest start layer) go first. on_result(index, that tuple) as each finishes.
+    `reduce`: what is kept of each run instead of that tuple, computed where the run ran (in the
+    worker), so that only it crosses back and is held (the draw-level null keeps one number a draw)."""
     out: list = [None] * len(masks)
     todo = range(len(masks)) if todo is None else todo
     if workers <= 1:
         for index in todo:
-            result = engine.classify(masks[index])
-            out[index] = (result.predicted, result.scores, result.tokens_computed)
+            out[index] = _run(engine, masks[index], index, reduce)
             if on_result is not None:
                 on_result(index, out[index])
             bar.update(1)
         return out
-    order = sorted(todo, key=lambda i: engine.start_layer(masks[i]))
+    order = sorted(todo, key=lambda i: engine.start_layer(masks[i].neurons))
     threads = max(1, torch.get_num_threads() // workers)
-    _SHARED.update(engine=engine, masks=masks)
+    _SHARED.update(engine=engine, masks=masks, reduce=reduce)
     try:
         with multiprocessing.get_context("fork").Pool(workers, initializer=_worker_start, initargs=(threads,)) as pool:
-            for index, predicted, scores, tokens in pool.imap_unordered(_worker_classify, order):
-                out[index] = (predicted, scores, tokens)
+            for index, result in pool.imap_unordered(_worker_classify, order):
+                out[index] = result
                 if on_result is not None:
                     on_result(index, out[index])
                 bar.update(1)

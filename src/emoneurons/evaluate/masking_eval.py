@@ -1,6 +1,7 @@
 """mask-eval's body: every condition through one classifier, and the eval.json / headline.json
 dictionaries of docs/CONTRACTS.md. Its parts: shots.py (the split's labels, the in-context shots),
-calibration.py, prompt_budget.py, mask_pool.py (the forked workers), condition_metrics.py, exp_metrics.py (headline.json)."""
+calibration.py, prompt_budget.py, mask_pool.py (the forked workers), condition_metrics.py, exp_metrics.py (headline.json),
+draw_null.py (the draw-level null), dose_response.py (graded masking's summary)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import torch
 
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.evaluate.calibration import calibration_dialogues
-from emoneurons.evaluate.classify import MaskedClassifier
+from emoneurons.evaluate.classify import Mask, MaskedClassifier
 from emoneurons.evaluate.condition_metrics import condition_metrics, paired_effects
 from emoneurons.evaluate.conditions import Condition, first_masked_layers, plan_conditions, unique_masks
+from emoneurons.evaluate.dose_response import dose_response_record
+from emoneurons.evaluate.draw_null import draw_null_record
 from emoneurons.evaluate.exp_metrics import headline
 from emoneurons.evaluate.keyword_control import keyword_control_record
 from emoneurons.evaluate.mask_pool import classify_masks, mask_workers
@@ -70,7 +73,7 @@ def _classifier(lm: LoadedModel, train_df: pl.DataFrame, test_df: pl.DataFrame, 
     return engine, prompt_format, truncation
 
 
-def _run_masks(lm: LoadedModel, engine: MaskedClassifier, masks: list[dict], *, progress: bool, workers: int | None,
+def _run_masks(lm: LoadedModel, engine: MaskedClassifier, masks: list[Mask], *, progress: bool, workers: int | None,
                schedule: MaskSchedule | None) -> list[tuple] | None:
     """(predicted, scores, tokens computed) of the unmodified run, then of each mask; None on a
     process that does not combine the schedule's shares."""
@@ -112,30 +115,36 @@ def evaluate_masking(
     schedule: MaskSchedule | None = None,
     train_name: str = "train split",
     test_name: str = "test split",
+    p_active: torch.Tensor | None = None,
 ) -> tuple[dict, dict] | None:
     """Run every planned condition (each distinct mask once) and return (eval, headline) dicts.
     `workers`: processes for the masked conditions (None: `mask_workers`); results do not depend on it.
     `max_length` (model.max_length): dialogues whose prompt would exceed it are cut by
     truncation.cut_dialogues, reported in eval.json's `truncated`.
     `schedule`: run only some masked conditions here (None returned on all but the process that
-    combines them), resume finished ones. `train_name`, `test_name`: the tables' names in errors."""
+    combines them), resume finished ones. `train_name`, `test_name`: the tables' names in errors.
+    `p_active` [layers, neurons]: P(active) over all train tokens (selection.overall_activation_probability),
+    which matched controls are drawn by; needed when eval.controls has `matched`."""
     labels = test_labels(test_df, test_name)
-    plan = plan_conditions(neurons, eval_params, top_rate, len(decoder_layers(lm.model)))
+    plan = plan_conditions(neurons, eval_params, top_rate, len(decoder_layers(lm.model)), p_active)
     engine, prompt_format, truncation = _classifier(lm, train_df, test_df, eval_params, plan, batch_size=batch_size,
                                                     max_length=max_length, train_name=train_name)
     # The unmodified mask (empty key) is first in the plan.
     groups = list(unique_masks(plan).values())
-    runs = _run_masks(lm, engine, [members[0].neurons for members in groups[1:]], progress=progress, workers=workers,
+    runs = _run_masks(lm, engine, [Mask(members[0].neurons, members[0].scale) for members in groups[1:]], progress=progress, workers=workers,
                       schedule=schedule)
     if runs is None:
         return None
     true_idx = torch.tensor([EMOTION_INDEX[label] for label in labels], dtype=torch.long)
-    results, effects, summary = _scored(plan, groups, runs, true_idx, eval_params)
+    results, effects, summary, outputs = _scored(plan, groups, runs, true_idx, eval_params)
     naive = engine.naive_tokens(len(plan) - 1)  # every condition by id, each from scratch
     base = results["unmodified"]
     n_per = torch.bincount(true_idx, minlength=len(EMOTIONS))
     chance = chance_level(n_per)
     conditions = [condition.record() | results[condition.id] | effects.get(condition.id, {}) for condition in plan]
+    draw_null = draw_null_record(lm, engine, plan, outputs, eval_params, top_rate, neurons.neurons_per_layer,
+                                 p_active, workers=workers, progress=progress)
+    dose_response = dose_response_record({c["id"]: c for c in conditions}, eval_params, top_rate, summary["test_effect"])
     keyword_control = None
     if eval_params.keyword_control:
         keyword_control = _keyword_control(
@@ -151,13 +160,15 @@ def evaluate_masking(
         tokens={"computed": int(sum(tokens for *_, tokens in runs)), "naive": int(naive)},
         effects=summary, conditions=conditions,
         truncated=None if truncation is None else truncation.record(), keyword_control=keyword_control,
+        draw_null=draw_null, dose_response=dose_response,
     )
     return evaluation, headline(results, top_rate, eval_params.control_draws)
 
 
 def _scored(plan: list[Condition], groups: list[list[Condition]], runs: list[tuple], true_idx: torch.Tensor,
-            eval_params: EvalParams) -> tuple[dict[str, dict], dict[str, dict], dict]:
-    """Each condition's metrics (by id, from its mask group's run), paired effects and their summary."""
+            eval_params: EvalParams) -> tuple[dict[str, dict], dict[str, dict], dict, dict[str, tuple]]:
+    """Each condition's metrics (by id, from its mask group's run), paired effects, their summary,
+    and its run's (predicted, label scores) by id."""
     results: dict[str, dict] = {}
     outputs: dict[str, tuple[list[str | None], torch.Tensor | None]] = {}
     for (predicted, scores, _), members in zip(runs, groups):
@@ -166,7 +177,7 @@ def _scored(plan: list[Condition], groups: list[list[Condition]], runs: list[tup
             results[condition.id] = metrics
             outputs[condition.id] = (predicted, scores)
     effects, summary = paired_effects(plan, outputs, true_idx, eval_params)
-    return results, effects, summary
+    return results, effects, summary, outputs
 
 
 def _keyword_control(lm: LoadedModel, train_df: pl.DataFrame, test_df: pl.DataFrame, plan: list[Condition],
@@ -185,11 +196,12 @@ def _keyword_control(lm: LoadedModel, train_df: pl.DataFrame, test_df: pl.DataFr
     cue_free = test_df.with_columns(pl.Series("dialogue", replaced, dtype=pl.String))
     engine, _, _ = _classifier(lm, train_df, cue_free, eval_params, plan, batch_size=batch_size, max_length=max_length,
                                train_name=train_name)
-    runs = _run_masks(lm, engine, [members[0].neurons for members in groups[1:]], progress=progress, workers=workers,
+    runs = _run_masks(lm, engine, [Mask(members[0].neurons, members[0].scale) for members in groups[1:]], progress=progress, workers=workers,
                       schedule=None)
     assert runs is not None  # no schedule: this process runs every mask
-    results, effects, _ = _scored(plan, groups, runs, true_idx, eval_params)
+    results, effects, _, _ = _scored(plan, groups, runs, true_idx, eval_params)
     without_words = [condition.record() | results[condition.id] | effects.get(condition.id, {}) for condition in plan]
-    record = keyword_control_record(with_words, without_words, top_rate, eval_params.control_draws, removal)
+    record = keyword_control_record(with_words, without_words, top_rate, eval_params.control_draws, removal,
+                                    eval_params.controls[0])
     record["tokens_computed"] = int(sum(tokens for *_, tokens in runs))
     return record

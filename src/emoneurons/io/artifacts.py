@@ -65,18 +65,25 @@ FILTERED_CHECKS = _artifact("filtered checks", "data/filtered.checks.json", "fil
 FILTER_CACHE = _artifact("filter LLM cache", "data/cache/llm/filter", "filter", "filter")
 FILTER_REPORT = _artifact("filter record", "reports/filter.json", "filter", "plot")
 
-TRAIN = _artifact("train split", "data/split/train.parquet", "split", "count", "mask-eval", "cards", "steer")
+TRAIN = _artifact("train split", "data/split/train.parquet", "split", "count", "directions", "mask-eval", "cards", "steer")
 TEST = _artifact("test split", "data/split/test.parquet", "split", "mask-eval")
 SPLIT_CHECKS = _artifact("split checks", "data/split/checks.json", "split")
 
-COUNTS = _artifact("activation counts", "data/counts/counts.safetensors", "count", "select", "cards")
+COUNTS = _artifact("activation counts", "data/counts/counts.safetensors", "count", "select", "directions", "mask-eval",
+                   "cards")
 COUNT_META = _artifact("count record", "data/counts/meta.json", "count", "plot")
 COUNT_CHECKS = _artifact("count checks", "data/counts/checks.json", "count")
 
-NEURONS = _artifact("selected neurons", "data/neurons/neurons.json", "select", "mask-eval", "cards", "steer", "plot",
+NEURONS = _artifact("selected neurons", "data/neurons/neurons.json", "select", "directions", "mask-eval", "cards", "steer",
+                    "plot",
                     COMPARE, ATLAS, reader="emoneurons.io.neurons_file:parse_neurons")
 NEURONS_CHECKS = _artifact("selection checks", "data/neurons/checks.json", "select")
 NEURON_COUNTS = _artifact("neuron counts", "reports/metrics/neurons.json", "select", "plot")
+
+DIRECTION_SUMS = _artifact("direction class sums", "data/directions/class_sums.safetensors", "directions")
+DIRECTION_META = _artifact("directions meta", "data/directions/meta.json", "directions")
+DIRECTIONS = _artifact("emotion directions", "reports/metrics/directions.json", "directions", "plot", ATLAS,
+                       reader="emoneurons.io.directions_file:parse_directions")
 
 EVAL = _artifact("mask-eval record", "reports/metrics/eval.json", "mask-eval", "plot", COMPARE, ATLAS,
                  reader="emoneurons.io.eval_file:parse_eval")

@@ -7,6 +7,7 @@ only `conditions` and each condition's id, kind and accuracy are required."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,11 @@ from emoneurons.io.records import RecordError, field, json_object
 from emoneurons.io.tables import read_json
 from emoneurons.params import same_ratio
 
-CONDITION_KINDS = ("unmodified", "mask", "control")
+CONDITION_KINDS = ("unmodified", "mask", "control", "matched")
+# Per control kind of eval.controls: the kind of its conditions and the masked condition's key
+# holding its test (uniform keeps the names it had before matched controls existed).
+CONTROL_CONDITION_KIND: dict[str, str] = {"uniform": "control", "matched": "matched"}
+VS_KEY: dict[str, str] = {"uniform": "vs_control", "matched": "vs_matched"}
 
 
 class NoConditionError(RecordError):
@@ -28,7 +33,9 @@ class NoConditionError(RecordError):
 @dataclass(frozen=True)
 class EvalCondition:
     """One entry of eval.json's `conditions`: which mask (kind, masked emotion, ratio, layer range)
-    and what it scored. `effect` and `vs_control` are None in files from before the paired effects."""
+    and what it scored. `effect` and `vs_control` are None in files from before the paired effects,
+    `vs_matched` in files from before matched controls (and in runs without them); `scale` is 0 for
+    a plain mask, the factor for a graded one (None: unmodified, or a file from before graded masking)."""
 
     id: str
     kind: str  # unmodified | mask | control
@@ -41,6 +48,13 @@ class EvalCondition:
     confusion: Sequence[Sequence[int]] | None
     effect: Mapping[str, Any] | None
     vs_control: Mapping[str, Any] | None
+    vs_matched: Mapping[str, Any] | None = None
+    scale: float | None = None
+    draw: int | None = None
+
+    def versus(self, kind: str) -> Mapping[str, Any] | None:
+        """The test against controls of `kind` (uniform | matched); None when this run has none."""
+        return {"uniform": self.vs_control, "matched": self.vs_matched}[kind]
 
 
 @dataclass(frozen=True)
@@ -68,6 +82,8 @@ class EvalFile:
     effects: Mapping[str, Any] | None = None
     truncated: Mapping[str, Any] | None = None
     keyword_control: Mapping[str, Any] | None = None
+    draw_null: Mapping[str, Any] | None = None
+    dose_response: Mapping[str, Any] | None = None
 
     def condition(self, condition_id: str) -> EvalCondition:
         """The condition with this id; NoConditionError when this run did not evaluate it."""
@@ -78,27 +94,41 @@ class EvalFile:
                                f"({len(self.conditions)} conditions; rerun mask-eval with the params that plan it)")
 
     def find(self, kind: str, masked: str | None = None, ratio: float | None = None,
-             layers: str | None = None) -> list[EvalCondition]:
-        """Conditions of one kind, optionally of one masked emotion, ratio and layer range."""
+             layers: str | None = None, scale: float | None = 0.0) -> list[EvalCondition]:
+        """Conditions of one kind, optionally of one masked emotion, ratio and layer range; plain
+        masks only unless `scale` names a graded one's factor (None: any)."""
         return [c for c in self.conditions
                 if c.kind == kind and (masked is None or c.masked == masked)
-                and (ratio is None or same_ratio(c.ratio, ratio)) and (layers is None or c.layers == layers)]
+                and (ratio is None or same_ratio(c.ratio, ratio)) and (layers is None or c.layers == layers)
+                and (scale is None or math.isclose(c.scale or 0.0, scale, abs_tol=1e-12))]
+
+    @property
+    def null(self) -> str:
+        """The control kind of the headline verdict (`effects.null`; uniform in files from before
+        matched controls)."""
+        return (self.effects or {}).get("null", "uniform")
+
+    @property
+    def control_kinds(self) -> tuple[str, ...]:
+        """The control kinds tested in this run, the headline's null first."""
+        kinds = tuple((self.effects or {}).get("controls", {"uniform": None}))
+        return (self.null, *(k for k in kinds if k != self.null))
 
     def unmodified(self) -> EvalCondition:
         """The unmodified model's condition (every eval.json has one: checked on read)."""
         return self.find("unmodified")[0]
 
 
-# What each top-level key holds, in the order mask-eval writes them (`truncated` and
-# `keyword_control` follow `conditions` when the run has them).
+# What each top-level key holds, in the order mask-eval writes them (`truncated`,
+# `keyword_control`, `draw_null` and `dose_response` follow `conditions` when the run has them).
 _HEADER: dict[str, tuple[type, ...]] = {
     "model": (str,), "method": (str,), "shots": (int,), "shot_selection": (str,), "shot_instruction": (str,),
     "label_format": (str,), "calibrate": (str,), "recalibrate": (bool,), "prompt_format": (str,), "engine": (str,),
     "n_test": (int,), "chance": (int, float), "n_per_emotion": (dict,), "baseline_above_chance": (bool,),
     "tokens": (dict,), "effects": (dict,),
 }
-_OPTIONAL: dict[str, tuple[type, ...]] = {"truncated": (dict,), "keyword_control": (dict,)}
-
+_OPTIONAL: dict[str, tuple[type, ...]] = {"truncated": (dict,), "keyword_control": (dict,), "draw_null": (dict,),
+                                          "dose_response": (dict,)}
 
 
 def eval_record(
@@ -107,6 +137,7 @@ def eval_record(
     n_per_emotion: Mapping[str, int], baseline_above_chance: bool, tokens: Mapping[str, int],
     effects: Mapping[str, Any], conditions: Sequence[Mapping[str, Any]],
     truncated: Mapping[str, Any] | None = None, keyword_control: Mapping[str, Any] | None = None,
+    draw_null: Mapping[str, Any] | None = None, dose_response: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What mask-eval writes to eval.json, its keys in this order (the file's bytes depend on it)."""
     record: dict[str, Any] = {
@@ -120,6 +151,10 @@ def eval_record(
         record["truncated"] = truncated
     if keyword_control is not None:
         record["keyword_control"] = keyword_control
+    if draw_null is not None:
+        record["draw_null"] = draw_null
+    if dose_response is not None:
+        record["dose_response"] = dose_response
     return record
 
 
@@ -144,6 +179,9 @@ def _condition(entry: Any, where: str) -> EvalCondition:
         confusion=field(entry, "confusion", (list,), where),
         effect=field(entry, "effect", (dict,), where),
         vs_control=field(entry, "vs_control", (dict,), where),
+        vs_matched=field(entry, "vs_matched", (dict,), where),
+        scale=None if (scale := field(entry, "scale", (int, float), where)) is None else float(scale),
+        draw=field(entry, "draw", (int,), where),
     )
 
 

@@ -95,6 +95,37 @@ def gated_ffns(model: nn.Module) -> list[GatedFFN]:
     return [_gated_ffn(model, getattr(layer, "mlp", None)) for layer in decoder_layers(model)]
 
 
+def _post_ffn_norm(layer: nn.Module) -> nn.Module | None:
+    """The norm a block applies to its FFN's output before the residual add (Gemma 2/3), or None."""
+    return getattr(layer, "post_feedforward_layernorm", None)
+
+
+def write_direction_source(model: nn.Module) -> str:
+    """What write_directions reads for this model, in words (for the record)."""
+    if any(_post_ffn_norm(layer) is not None for layer in decoder_layers(model)):
+        return "down_proj column through the post-FFN norm (post_feedforward_layernorm)"
+    return "down_proj column"
+
+
+@torch.no_grad()
+def write_directions(model: nn.Module) -> list[Tensor]:
+    """Each layer's neuron write directions [neurons, hidden] float32 on the CPU: row i is the
+    direction neuron i adds to the residual stream per unit of its value, down_proj's column i;
+    where the block normalises the FFN's output before the residual add (Gemma 2/3's
+    post_feedforward_layernorm, an RMSNorm), the column through that norm. An RMSNorm scales the
+    whole FFN output by one positive number per token and then each dimension by its gain, so a
+    neuron's share of the output points along gain * column: the norm applied to the column
+    itself gives that direction (its length differs, its direction is exact)."""
+    directions = []
+    for layer, ffn in zip(decoder_layers(model), gated_ffns(model)):
+        columns = ffn.down_proj.weight.T  # [neurons, hidden]
+        norm = _post_ffn_norm(layer)
+        if norm is not None:
+            columns = norm(columns)
+        directions.append(columns.float().cpu())
+    return directions
+
+
 def module_device(module: nn.Module) -> torch.device:
     """The device `module` computes on: accelerate's execution device where a device map put a
     hook on it (its weights may sit elsewhere, offloaded), else its first parameter's."""

@@ -8,7 +8,9 @@ Sites (what a hook sees):
 - `on_gate_output`: a layer's gate values (the gate half of a fused gate_up_proj), read only
   (counting's `activation: gate`, the cards' top activations);
 - `around_mlp`: a decoder block's whole MLP, input replaced before and output after (the engine
-  runs FFNs on chosen positions only).
+  runs FFNs on chosen positions only);
+- `on_block_output`: a decoder block's output, the residual stream after the block (before the
+  final norm for the last block), read only (the emotion directions).
 
 neurons/reference.py, the method on one page, keeps its own plain hooks so that it shares no code
 with the fast paths it checks.
@@ -91,4 +93,25 @@ def around_mlp(blocks: Sequence[nn.Module], hooks: Mapping[int, tuple[Callable[[
                 return after(output)
 
             handles += [mlp.register_forward_pre_hook(pre), mlp.register_forward_hook(post)]
+        yield
+
+
+def block_output(output: Any) -> Tensor:
+    """The hidden states of a decoder block's output (a tensor, or a tuple led by it in older
+    transformers versions)."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+@contextmanager
+def on_block_output(blocks: Sequence[nn.Module], hooks: Mapping[int, Callable[[Tensor], Any]]) -> Iterator[None]:
+    """While open, `hooks[layer](h)` is called with decoder block `layer`'s output h [..., hidden],
+    the residual stream after the block (read only; the return value is ignored)."""
+    sites = [(at_layer(blocks, layer), hook) for layer, hook in hooks.items()]
+    handles = []
+    with _removed_on_exit(handles):
+        for block, hook in sites:
+            def post(module: nn.Module, args: tuple, output: Any, hook: Callable[[Tensor], Any] = hook) -> None:
+                hook(block_output(output))
+
+            handles.append(block.register_forward_hook(post))
         yield

@@ -13,7 +13,8 @@ layer reuse. The fast paths are accelerators tested equal to it (tests/unit/neur
    classification prompt's prefix), and only the dialogue's own tokens are counted (`last`: its
    last token only).
 2. Select: LAPE's entropy rule on P = f / T (neurons/selection.py, already one page).
-3. Mask: zero the selected down_proj inputs on every token.
+3. Mask: zero the selected down_proj inputs on every token (graded masking: multiply them by a
+   factor instead).
 4. Classify: each emotion label's summed log-probability after the prompt; the argmax wins.
 
 The FFN modules come from the model adapter (model/architecture.py), so Phi-3's fused
@@ -99,15 +100,16 @@ def neurons_of(selection: Selection, emotion: str) -> dict[int, list[int]]:
 
 
 @contextmanager
-def masked(model: nn.Module, neurons: Mapping[int, Sequence[int]]) -> Iterator[None]:
-    """Inside the context, the given down_proj inputs {layer: [index, ...]} are zero on every token."""
+def masked(model: nn.Module, neurons: Mapping[int, Sequence[int]], scale: float = 0.0) -> Iterator[None]:
+    """Inside the context, the given down_proj inputs {layer: [index, ...]} are zero on every token
+    (`scale` > 0: multiplied by it)."""
     ffns = gated_ffns(model)
     handles = []
 
     def zero(index: list[int]):
         def hook(module: nn.Module, args: tuple) -> tuple:
             x = args[0].clone()
-            x[..., index] = 0.0
+            x[..., index] = 0.0 if scale == 0 else x[..., index] * scale
             return (x, *args[1:])
         return hook
 
@@ -136,11 +138,12 @@ def label_scores(model: nn.Module, context: Sequence[int], labels: Sequence[Sequ
 
 
 def predict(model: nn.Module, contexts: Sequence[Sequence[int]], labels: Sequence[Sequence[int]],
-            neurons: Mapping[int, Sequence[int]] | None = None) -> tuple[Tensor, list[str]]:
+            neurons: Mapping[int, Sequence[int]] | None = None, scale: float = 0.0) -> tuple[Tensor, list[str]]:
     """Scores [n, 6] of the six emotion labels (EMOTIONS order) after each prompt, and the
-    argmax emotion of each, with `neurons` masked (None: the unmodified model)."""
+    argmax emotion of each, with `neurons` masked (None: the unmodified model; `scale` > 0: their
+    activations multiplied by it instead)."""
     if len(labels) != len(EMOTIONS):
         raise ValueError(f"{len(labels)} labels; one per emotion: {', '.join(EMOTIONS)}")
-    with masked(model, neurons or {}):
+    with masked(model, neurons or {}, scale):
         scores = torch.stack([label_scores(model, context, labels) for context in contexts])
     return scores, [EMOTIONS[int(i)] for i in scores.argmax(dim=1)]

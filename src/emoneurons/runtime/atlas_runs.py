@@ -13,8 +13,9 @@ from typing import Any
 
 import yaml
 
-from emoneurons.io.artifacts import CARDS, EVAL, NEURONS, STEER, Artifact
+from emoneurons.io.artifacts import CARDS, DIRECTIONS, EVAL, NEURONS, STEER, Artifact
 from emoneurons.io.cards_file import parse_cards
+from emoneurons.io.directions_file import DirectionsFile, parse_directions
 from emoneurons.io.eval_file import parse_eval
 from emoneurons.io.neurons_file import parse_neurons
 from emoneurons.io.records import RecordError, json_text
@@ -25,7 +26,8 @@ from emoneurons.runtime.dvc_runs import SweepError, queue_experiments, sweep
 from emoneurons.runtime.revisions import RevisionError, read_at_rev, resolve_rev
 
 DEFAULT_PLAN = Path("presets/atlas/plan.yaml")
-# What the atlas reads of each experiment, in ModelRun's order, each by its typed reader.
+# What the atlas reads of each experiment, in ModelRun's order, each by its typed reader; and
+# directions.json, read by directions_of where there is one (experiments from before it have none).
 ATLAS_RECORDS: dict[Artifact, Callable[[Any, str], Any]] = {
     EVAL: parse_eval, NEURONS: parse_neurons, STEER: parse_steer, CARDS: parse_cards}
 
@@ -179,7 +181,21 @@ def load_model_run(repo: str | Path, experiment: str) -> ModelRun:
         model = str(params["model"]["id"])
     except (RevisionError, yaml.YAMLError, KeyError, TypeError):
         raise AtlasRunError(f"experiment {experiment}: params.yaml has no model.id") from None
-    return ModelRun(experiment, model, *records, split_hash_of(_text_or_none(repo, experiment, "dvc.lock")))
+    return ModelRun(experiment, model, *records, split_hash_of(_text_or_none(repo, experiment, "dvc.lock")),
+                    directions_of(repo, experiment))
+
+
+def directions_of(repo: str | Path, experiment: str) -> DirectionsFile | None:
+    """The experiment's directions.json, checked (None for an experiment from before the directions
+    stage); a malformed one is one line naming the experiment, the file and the key."""
+    text = _text_or_none(repo, experiment, DIRECTIONS.path)
+    if text is None:
+        return None
+    source = f"experiment {experiment}: {DIRECTIONS.path}"
+    try:
+        return parse_directions(json_text(text, source), source)
+    except RecordError as error:
+        raise AtlasRunError(str(error)) from None
 
 
 def _text_or_none(repo: str | Path, experiment: str, path: str) -> str | None:

@@ -34,13 +34,20 @@ def interrupted_message(stage: str, cache: Path | None) -> str:
     )
 
 
+def stage_app(main: Callable[..., None]) -> typer.Typer:
+    """The stage script's command: `main`'s options, and its script's docstring as --help's text
+    (Markdown, so the docstring's wrapped lines join into paragraphs)."""
+    app = typer.Typer(add_completion=False, rich_markup_mode="markdown")
+    app.command(help=main.__globals__.get("__doc__"))(main)
+    return app
+
+
 def run_stage(main: Callable[..., None], stage: str, cache: Path | None = None) -> None:
     """typer.run(main), with OutputError and Ctrl-C reported in one line (exit 1 / 130).
     `cache`: the stage's default LLM request cache, whose entries a rerun reuses."""
     import click
 
-    app = typer.Typer(add_completion=False)
-    app.command()(main)
+    app = stage_app(main)
     try:
         # Not standalone: click would turn Ctrl-C into a bare "Aborted!".
         code = typer.main.get_command(app).main(standalone_mode=False)

@@ -1,5 +1,6 @@
 """Paired effects of a mask on the same test dialogues, and whether emotion neurons matter more
-than random ones.
+than random ones: per dialogue against a few control draws (the sign-flip test), and per draw
+against many (the draw-level null), and how an effect grows with the mask's strength.
 
 Accuracy over 2-4 dialogues per emotion cannot show an effect; the label log-probabilities can.
 With `eval.method: score` each condition gives every test dialogue six label scores (calibrated
@@ -31,15 +32,17 @@ ALPHA = 0.05
 # Sign flips per test: exact enumeration up to 14 dialogues, else this many random flips (smallest
 # p-value then 1 / (SIGN_FLIPS + 1), 6e-5: x 48 conditions still far below 0.05). ~50 ms a test.
 SIGN_FLIPS = 2**14
+# Dialogue x flip pairs per batch of the sign-flip test (~16 MB per array scipy makes of them).
+FLIP_ELEMENTS = 1 << 20
 SPECIFIC = "specific"
 NOT_DISTINGUISHABLE = "not distinguishable from random"
 NOT_ENOUGH_DATA = "not enough data"
 RULE = (
-    "Per masked condition, d_i = (the condition's effect on dialogue i) - (the mean effect of its random-neuron "
-    "controls on dialogue i), over all test dialogues; the effect is Δ log p(masked emotion's label) "
+    "Per masked condition and control kind, d_i = (the condition's effect on dialogue i) - (the mean effect of its "
+    "random-neuron controls of that kind on dialogue i), over all test dialogues; the effect is Δ log p(masked emotion's label) "
     "(eval.method score) or the change in answering the masked emotion, 1/0 (generate). One-sided sign-flip test of "
     "mean d < 0 (exact up to {exact} dialogues, else {flips} random flips); p-values Holm-corrected across the {m} "
-    "masked conditions (Benjamini-Hochberg beside it). specific: Holm p <= {alpha}; not enough data: the condition "
+    "masked conditions, each control kind on its own (Benjamini-Hochberg beside it). specific: Holm p <= {alpha}; not enough data: the condition "
     "masks no neuron, has no control, or even the most extreme data could not pass (m x the smallest p-value the "
     "test can reach at its number of nonzero d_i > {alpha}); else not distinguishable from random."
 )
@@ -97,8 +100,12 @@ def sign_flip_test(differences: Tensor, flips: int = SIGN_FLIPS, seed: int = 0) 
     nonzero = int(np.count_nonzero(d))
     if nonzero == 0:
         return 1.0, 1.0
+    # scipy draws all flips at once unless told a batch: flips x n x 2 indices and as many values
+    # (4 GB per test at 14k dialogues). Its batches permute the same random stream in the same
+    # order, so the p-value does not depend on the batch (tests/unit/stats/test_effects.py).
+    batch = max(1, FLIP_ELEMENTS // d.size)
     result = stats.permutation_test((d,), lambda x, axis=-1: np.mean(x, axis=axis), permutation_type="samples",
-                                    alternative="less", n_resamples=flips, vectorized=True,
+                                    alternative="less", n_resamples=flips, vectorized=True, batch=batch,
                                     random_state=np.random.default_rng(seed))
     exact = 2 ** d.size <= flips
     floor = 2.0**-nonzero if exact else max(2.0**-nonzero, 1 / (flips + 1))
@@ -182,3 +189,88 @@ def specificity(
         out[cid] |= {"p_holm": None if p_holm is None else _round(p_holm, 6), "p_bh": None if p_bh is None else _round(p_bh, 6),
                      "verdict": verdict(p_holm if p_holm is not None else 1.0, floors.get(cid, 1.0), m, tested[cid], alpha)}
     return out
+
+
+NOT_ENOUGH_DRAWS = "not enough draws"
+DRAW_RULE = (
+    "Per masked condition: its mean test effect over all test dialogues, e_0, against the mean effects e_1..e_K of "
+    "K control sets of the verdict's null kind (seeded draws; the first eval.control_draws are the conditions' own "
+    "controls). Rank: rank = 1 + #{{k: e_k <= e_0}} (ties count against the set), p = rank / (K + 1), one-sided "
+    "(the set lowers the masked label more than random sets do), no assumption on the draws' distribution; its "
+    "smallest value is 1 / (K + 1), so passing Holm over the {m} masked conditions covered needs K >= m / alpha - 1 "
+    "draws ({needed}). Normal: p_normal = P(t_(K-1) <= (e_0 - mean) / (sd * sqrt(1 + 1/K))), the prediction "
+    "interval of one more draw, assuming the draws' effects are normal; it resolves with few draws. Each p is "
+    "Holm-corrected across the masked conditions covered. verdict (rank): specific: Holm p <= {alpha}; not enough "
+    "draws: K below the number needed; else not distinguishable from random. verdict_normal: specific or not "
+    "distinguishable from random by p_normal's Holm p (not enough data below 3 draws or with no spread)."
+)
+
+
+def draw_rank(effect: float, draws: Sequence[float]) -> tuple[int, float]:
+    """The set's rank among itself and the draws (1: below every draw; a tie counts against the set)
+    and the one-sided Monte Carlo p-value rank / (draws + 1)."""
+    rank = 1 + sum(1 for d in draws if d <= effect)
+    return rank, rank / (len(draws) + 1)
+
+
+def draws_needed(m: int, alpha: float = ALPHA) -> int:
+    """The fewest draws K whose smallest p-value, 1 / (K + 1), passes Holm's first step over m
+    tests (m / (K + 1) <= alpha)."""
+    return max(math.ceil(round(m / alpha, 9)) - 1, 1)
+
+
+def normal_prediction_p(effect: float, draws: Sequence[float]) -> float | None:
+    """One-sided p of `effect` as one more draw from a normal fitted to `draws`: the t prediction
+    interval, P(t_(K-1) <= (effect - mean) / (sd * sqrt(1 + 1/K))); None below 3 draws or with sd 0."""
+    values = np.asarray(draws, dtype=float)
+    if values.size < 3:
+        return None
+    sd = values.std(ddof=1)
+    if not sd > 0:
+        return None
+    t = (effect - values.mean()) / (sd * math.sqrt(1 + 1 / values.size))
+    return float(stats.t.cdf(t, df=values.size - 1))
+
+
+def draw_level_null(effects: dict[str, tuple[float, Sequence[float]]], alpha: float = ALPHA) -> dict[str, dict]:
+    """Per condition id, (its mean effect, the control draws' mean effects) -> its rank and p among
+    the draws and its normal-prediction p, each Holm-corrected across the conditions that have them,
+    and DRAW_RULE's verdicts."""
+    tested = [cid for cid, (_, draws) in effects.items() if len(draws)]
+    ranked = {cid: draw_rank(*effects[cid]) for cid in tested}
+    adjusted = dict(zip(tested, holm([ranked[cid][1] for cid in tested])))
+    normal = {cid: p for cid in tested if (p := normal_prediction_p(*effects[cid])) is not None}
+    normal_adjusted = dict(zip(normal, holm(list(normal.values()))))
+    needed = draws_needed(len(tested), alpha) if tested else None
+    out = {}
+    for cid, (effect, draws) in effects.items():
+        values = np.asarray(draws, dtype=float)
+        record = {"effect": _round(effect, 6), "draws": [_round(v, 6) for v in values.tolist()],
+                  "draws_mean": _round(values.mean(), 6) if values.size else None,
+                  "draws_sd": _round(values.std(ddof=1), 6) if values.size > 1 else None,
+                  "rank": None, "p": None, "p_holm": None, "verdict": NOT_ENOUGH_DATA,
+                  "p_normal": None, "p_normal_holm": None, "verdict_normal": NOT_ENOUGH_DATA}
+        if cid in ranked:
+            rank, p = ranked[cid]
+            p_holm = adjusted[cid]
+            verdict = (NOT_ENOUGH_DRAWS if values.size < needed else
+                       SPECIFIC if round(p_holm, 12) <= alpha else NOT_DISTINGUISHABLE)
+            record |= {"rank": rank, "p": _round(p, 6), "p_holm": _round(p_holm, 6), "verdict": verdict}
+        if cid in normal:
+            record |= {"p_normal": float(f"{normal[cid]:.4g}"), "p_normal_holm": float(f"{normal_adjusted[cid]:.4g}"),
+                       "verdict_normal": SPECIFIC if normal_adjusted[cid] <= alpha else NOT_DISTINGUISHABLE}
+        out[cid] = record
+    return out
+
+
+def monotone_steps(scales: Sequence[float], effects: Sequence[float]) -> dict:
+    """Is an effect graded with the mask's strength? The points (scale, effect) with (1, 0) added
+    (scale 1 is the unmodified model), ordered by scale: `reversals` counts the steps that move
+    against the overall direction (the effect at the smallest scale towards 0 at scale 1);
+    monotone when there is none."""
+    points = sorted(zip(scales, effects)) + [(1.0, 0.0)]
+    values = [v for _, v in points]
+    direction = np.sign(values[-1] - values[0])
+    steps = np.sign(np.diff(values))
+    reversals = int(np.sum(steps == -direction)) if direction else int(np.count_nonzero(steps))
+    return {"monotone": reversals == 0, "reversals": reversals}

@@ -27,6 +27,12 @@ class Truncation:
             self.tokens_cut += cut
             self.longest_cut = max(self.longest_cut, cut)
 
+    def merge(self, other: Truncation) -> None:
+        """Add what `other` (the same rule on other dialogues) cut."""
+        self.dialogues += other.dialogues
+        self.tokens_cut += other.tokens_cut
+        self.longest_cut = max(self.longest_cut, other.longest_cut)
+
     def record(self) -> dict[str, int]:
         return asdict(self)
 

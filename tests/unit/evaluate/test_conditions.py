@@ -16,12 +16,13 @@ from emoneurons.io.neurons_file import NoSelectionError, parse_neurons
 from emoneurons.params import ParamsError
 from emoneurons.text.chat_prompt import CONTENT_FREE_DIALOGUE
 from helpers.repo_params import params_with, section
-from helpers.synthetic_inputs import LAYERS, PER_LAYER, synthetic_neurons, synthetic_split
+from helpers.synthetic_inputs import LAYERS, PER_LAYER, synthetic_neurons, synthetic_p_active, synthetic_split
 
 
 def test_plan_ids_dedup_and_order():
-    params = section("eval", ratios=(0.01, 0.02), layer_ranges=("bottom", "top", "all"), control_draws=2)
-    plan = plan_conditions(parse_neurons(synthetic_neurons()), params, 0.01, LAYERS)
+    params = section("eval", ratios=(0.01, 0.02), layer_ranges=("bottom", "top", "all"), control_draws=2,
+                     controls=("matched", "uniform"))
+    plan = plan_conditions(parse_neurons(synthetic_neurons()), params, 0.01, LAYERS, synthetic_p_active())
     ids = [c.id for c in plan]
     assert len(ids) == len(set(ids))
     assert ids[0] == "unmodified"
@@ -30,31 +31,76 @@ def test_plan_ids_dedup_and_order():
     assert len(masks) == 6 * (1 + 1 + 2)  # RQ2, r0.02, bottom, top
     assert "mask-anger-r0.01-all" in ids and "mask-fear-r0.02-all" in ids and "mask-disgust-r0.01-top" in ids
     controls = [c for c in plan if c.control]
-    assert len(controls) == 2 * len(masks)
-    assert "control-anger-r0.01-all-d1" in ids
+    assert len(controls) == 2 * 2 * len(masks)  # two kinds, two draws
+    assert "control-anger-r0.01-all-d1" in ids and "matched-anger-r0.01-all-d1" in ids
+    assert {c.kind for c in controls} == {"control", "matched"}
+    assert ids.index("matched-anger-r0.01-all-d0") < ids.index("control-anger-r0.01-all-d0")  # each mask's, the null first
     top = next(c for c in plan if c.id == "mask-anger-r0.01-top")
     assert set(top.neurons) <= {4, 5}
 
 
-def test_controls_match_sizes_per_layer_and_are_seeded():
-    params = section("eval", ratios=(0.01, 0.02), layer_ranges=("all",), control_draws=1)
-    plan = {c.id: c for c in plan_conditions(parse_neurons(synthetic_neurons()), params, 0.01, LAYERS)}
-    mask, control = plan["mask-fear-r0.02-all"], plan["control-fear-r0.02-all-d0"]
+@pytest.mark.parametrize("cid", ["control-fear-r0.02-all-d0", "matched-fear-r0.02-all-d0"])
+def test_controls_match_sizes_per_layer_and_are_seeded(cid):
+    params = section("eval", ratios=(0.01, 0.02), layer_ranges=("all",), control_draws=1, controls=("matched", "uniform"))
+    p_active = synthetic_p_active()
+    plan = {c.id: c for c in plan_conditions(parse_neurons(synthetic_neurons()), params, 0.01, LAYERS, p_active)}
+    mask, control = plan["mask-fear-r0.02-all"], plan[cid]
     assert {l: len(i) for l, i in mask.neurons.items()} == {l: len(i) for l, i in control.neurons.items()}
     assert control.n_neurons == mask.n_neurons and control.mask_key != mask.mask_key
     for idx in control.neurons.values():
         assert len(set(idx.tolist())) == len(idx) and int(idx.max()) < PER_LAYER
-    again = {c.id: c for c in plan_conditions(parse_neurons(synthetic_neurons()), params, 0.01, LAYERS)}
-    assert again["control-fear-r0.02-all-d0"].mask_key == control.mask_key
-    other = {c.id: c for c in plan_conditions(parse_neurons(synthetic_neurons()), params.model_copy(update={"seed": 1}), 0.01, LAYERS)}
-    assert other["control-fear-r0.02-all-d0"].mask_key != control.mask_key
-    # Adding conditions does not move an existing condition's draw.
-    more = {c.id: c for c in plan_conditions(parse_neurons(synthetic_neurons()), params.model_copy(update={"layer_ranges": ("top", "all")}), 0.01, LAYERS)}
-    assert more["control-fear-r0.02-all-d0"].mask_key == control.mask_key
+    again = {c.id: c for c in plan_conditions(parse_neurons(synthetic_neurons()), params, 0.01, LAYERS, p_active)}
+    assert again[cid].mask_key == control.mask_key
+    other = {c.id: c for c in plan_conditions(parse_neurons(synthetic_neurons()), params.model_copy(update={"seed": 1}), 0.01, LAYERS, p_active)}
+    assert other[cid].mask_key != control.mask_key
+    # Adding conditions, or another control kind, does not move an existing condition's draw.
+    more = params.model_copy(update={"layer_ranges": ("top", "all"), "controls": ("uniform", "matched")})
+    assert {c.id: c for c in plan_conditions(parse_neurons(synthetic_neurons()), more, 0.01, LAYERS, p_active)}[cid].mask_key == control.mask_key
+
+
+def test_matched_controls_never_hit_the_set_and_match_its_activity_bins():
+    params = section("eval", ratios=(0.01, 0.02), layer_ranges=("all",), control_draws=3, controls=("matched",), activity_bins=8)
+    p_active = synthetic_p_active()
+    plan = {c.id: c for c in plan_conditions(parse_neurons(synthetic_neurons()), params, 0.01, LAYERS, p_active)}
+    for emotion in EMOTIONS:
+        mask = plan[f"mask-{emotion}-r0.02-all"]
+        for draw in range(3):
+            control = plan[f"matched-{emotion}-r0.02-all-d{draw}"]
+            for layer, idx in mask.neurons.items():
+                assert not set(idx.tolist()) & set(control.neurons[layer].tolist())
+                # Bins by hand: rank of P(active) in the layer (ties by index), 8 equal-count bins.
+                ranked = sorted(range(PER_LAYER), key=lambda i: (float(p_active[layer, i]), i))
+                bin_of = {i: r * 8 // PER_LAYER for r, i in enumerate(ranked)}
+                assert sorted(bin_of[i] for i in idx.tolist()) == sorted(bin_of[i] for i in control.neurons[layer].tolist())
+    with pytest.raises(PlanError, match="matched controls need P.active."):
+        plan_conditions(parse_neurons(synthetic_neurons()), params, 0.01, LAYERS)
+    with pytest.raises(PlanError, match="counts of a 6 x 32 model"):
+        plan_conditions(parse_neurons(synthetic_neurons()), params, 0.01, LAYERS, synthetic_p_active(per_layer=32))
+
+
+def test_graded_masks_are_the_rq2_masks_scaled_with_their_controls_neurons():
+    params = section("eval", ratios=(0.01, 0.02), layer_ranges=("top", "all"), control_draws=2, controls=("matched", "uniform"),
+                     scales=(0.0, 0.5, 0.25))
+    plan = {c.id: c for c in plan_conditions(parse_neurons(synthetic_neurons()), params, 0.01, LAYERS, synthetic_p_active())}
+    graded = [c for c in plan.values() if c.scale]
+    assert len(graded) == 2 * 6 * (1 + 2)  # two factors (0 is the plain mask), six emotions, two matched controls each
+    for emotion in EMOTIONS:
+        plain = plan[f"mask-{emotion}-r0.01-all"]
+        for scale in (0.5, 0.25):
+            mask = plan[f"mask-{emotion}-r0.01-all-s{scale:g}"]
+            assert (mask.kind, mask.scale, mask.ratio, mask.layers) == ("mask", scale, 0.01, "all")
+            assert mask.neurons.keys() == plain.neurons.keys() and mask.mask_key != plain.mask_key
+            for draw in range(2):  # the verdict's null kind only
+                control = plan[f"matched-{emotion}-r0.01-all-s{scale:g}-d{draw}"]
+                base = plan[f"matched-{emotion}-r0.01-all-d{draw}"]
+                assert control.scale == scale and control.mask_key == base.mask_key + (("scale", scale),)
+                assert f"control-{emotion}-r0.01-all-s{scale:g}-d{draw}" not in plan
+    assert not [cid for cid in plan if "-r0.02-all-s" in cid or "-top-s" in cid]  # only the RQ2 masks are graded
+    assert len(unique_masks(list(plan.values()))) == len({c.mask_key for c in plan.values()})
 
 
 def test_equal_masks_are_computed_once():
-    params = section("eval", ratios=(0.01,), layer_ranges=("top", "all"), control_draws=0)
+    params = section("eval", ratios=(0.01,), layer_ranges=("top", "all"), control_draws=0, null_draws=0)
     plan = plan_conditions(parse_neurons(synthetic_neurons(ratios=(0.01,))), params, 0.01, LAYERS)
     groups = unique_masks(plan)
     # Sadness lives in the top layers: its top-range mask is its all-layer mask.
@@ -109,14 +155,17 @@ def test_evaluate_masking_end_to_end_on_tiny_model(tiny_llama, one_thread):
     n_layers = len(tiny_llama.model.model.layers)
     per_layer = tiny_llama.model.config.intermediate_size
     neurons = synthetic_neurons(ratios=(0.02, 0.04), layers=n_layers, per_layer=per_layer)
-    params = section("eval", ratios=(0.02, 0.04), layer_ranges=("top", "all"), control_draws=1, bootstrap=200)
+    params = section("eval", ratios=(0.02, 0.04), layer_ranges=("top", "all"), control_draws=1, bootstrap=200,
+                     controls=("matched", "uniform"), null_draws=0, scales=())
     evaluation, headline = evaluate_masking(
-        tiny_llama, synthetic_split(3), synthetic_split(2, offset=10), parse_neurons(neurons), params, 0.02, batch_size=4, progress=False
+        tiny_llama, synthetic_split(3), synthetic_split(2, offset=10), parse_neurons(neurons), params, 0.02, batch_size=4, progress=False,
+        p_active=synthetic_p_active(n_layers, per_layer)
     )
     conditions = {c["id"]: c for c in evaluation["conditions"]}
     assert evaluation["n_test"] == 12 and evaluation["n_per_emotion"] == {e: 2 for e in EMOTIONS}
     assert list(conditions)[0] == "unmodified"
-    assert len(conditions) == 1 + 18 + 18
+    assert len(conditions) == 1 + 18 + 2 * 18
+    assert "draw_null" not in evaluation and "dose_response" not in evaluation
     for c in conditions.values():
         assert sum(map(sum, c["confusion"])) + sum(c["unparseable"].values()) == 12
         assert c["ci95"]["overall"][0] <= c["accuracy"]["overall"] <= c["ci95"]["overall"][1]
@@ -135,14 +184,19 @@ def test_evaluate_masking_end_to_end_on_tiny_model(tiny_llama, one_thread):
     assert evaluation["shot_instruction"] == "first"
     assert evaluation["recalibrate"] is False  # one fixed prior, from the unmodified run
     assert evaluation["effects"]["test_effect"] == "delta_masked" and evaluation["effects"]["corrected_over"] == 18
+    assert evaluation["effects"]["null"] == "matched"
+    assert evaluation["effects"]["controls"] == {"matched": {"key": "vs_matched", "corrected_over": 18},
+                                                 "uniform": {"key": "vs_control", "corrected_over": 18}}
     for c in conditions.values():
         if c["kind"] == "unmodified":
-            assert "effect" not in c and "vs_control" not in c
+            assert "effect" not in c and "vs_control" not in c and c["scale"] is None
             continue
+        assert c["scale"] == 0.0
         assert len(c["effect"]["delta_true"]["per_dialogue"]) == 12 and len(c["effect"]["delta_masked"]["per_dialogue"]) == 12
-        assert ("vs_control" in c) == (c["kind"] == "mask")
+        assert ("vs_control" in c) == ("vs_matched" in c) == (c["kind"] == "mask")
         if c["kind"] == "mask":
-            assert c["vs_control"]["verdict"] in {"specific", "not distinguishable from random", "not enough data"}
+            for key in ("vs_control", "vs_matched"):
+                assert c[key]["verdict"] in {"specific", "not distinguishable from random", "not enough data"}
 
 
 def test_evaluate_masking_rejects_a_split_missing_an_emotion(tiny_llama):
@@ -191,7 +245,7 @@ def test_paper_zero_shot_setting_stays_available(tiny_llama, one_thread):
     with pytest.raises(ParamsError, match="eval: calibrate: .train_prior. needs method score"):
         params_with({"eval": {"method": "generate", "calibrate": "train_prior"}})
     paper = section("eval", method="generate", shots=0, calibrate="none", label_format="bare", ratios=(0.02,),
-                       layer_ranges=("all",), control_draws=0, bootstrap=50, max_new_tokens=2)
+                       layer_ranges=("all",), control_draws=0, bootstrap=50, max_new_tokens=2, null_draws=0)
     neurons = synthetic_neurons(ratios=(0.02,), layers=len(tiny_llama.model.model.layers),
                                 per_layer=tiny_llama.model.config.intermediate_size)
     evaluation, _ = evaluate_masking(tiny_llama, synthetic_split(1), synthetic_split(1, offset=5), parse_neurons(neurons), paper, 0.02, batch_size=4, progress=False)
@@ -203,13 +257,14 @@ def test_paper_zero_shot_setting_stays_available(tiny_llama, one_thread):
         assert set(condition["mcnemar"]) == {"worse", "better", "p"} and 0 <= condition["mcnemar"]["p"] <= 1
         assert set(condition["effect"]) == {"masked_answer"}
         assert set(condition["effect"]["masked_answer"]["per_dialogue"]) <= {-1.0, 0.0, 1.0}
-        assert condition["vs_control"]["verdict"] == "not enough data"  # no controls drawn
+        assert condition["vs_control"]["verdict"] == condition["vs_matched"]["verdict"] == "not enough data"  # no controls drawn
 
 
 def test_forked_workers_give_the_same_evaluation_as_one_process(tiny_llama, one_thread):
     n_layers = len(tiny_llama.model.model.layers)
     neurons = synthetic_neurons(ratios=(0.02, 0.04), layers=n_layers, per_layer=tiny_llama.model.config.intermediate_size)
-    params = section("eval", ratios=(0.02, 0.04), layer_ranges=("bottom", "top", "all"), control_draws=1, bootstrap=100)
+    params = section("eval", ratios=(0.02, 0.04), layer_ranges=("bottom", "top", "all"), control_draws=1, bootstrap=100,
+                     controls=("uniform",), null_draws=2, scales=(0.5,))
     runs = [evaluate_masking(tiny_llama, synthetic_split(3), synthetic_split(2, offset=10), parse_neurons(neurons), params, 0.02, batch_size=4,
                              progress=False, workers=workers) for workers in (1, 2)]
     assert runs[0] == runs[1]

@@ -19,7 +19,7 @@ from emoneurons.stats.effects import NOT_DISTINGUISHABLE, NOT_ENOUGH_DATA, SPECI
 from emoneurons.text.cue_removal import PLACEHOLDER, replace_cues
 from emoneurons.text.nrc_lexicon import cue_words
 from helpers.repo_params import section
-from helpers.synthetic_inputs import synthetic_neurons, synthetic_split
+from helpers.synthetic_inputs import synthetic_neurons, synthetic_p_active, synthetic_split
 
 
 @pytest.mark.parametrize(("with_words", "without_words", "expected"), [
@@ -37,17 +37,21 @@ def test_keyword_verdict(with_words, without_words, expected):
 def test_the_cue_free_side_is_mask_eval_on_the_cue_free_dialogues(tiny_llama, one_thread):
     n_layers, per_layer = len(tiny_llama.model.model.layers), tiny_llama.model.config.intermediate_size
     neurons = synthetic_neurons(ratios=(0.04,), layers=n_layers, per_layer=per_layer)
-    params = section("eval", ratios=(0.04,), layer_ranges=("all",), control_draws=1, bootstrap=50)
+    params = section("eval", ratios=(0.04,), layer_ranges=("all",), control_draws=1, bootstrap=50, null_draws=0,
+                     controls=("matched", "uniform"))
+    p_active = synthetic_p_active(n_layers, per_layer)
     train, test = synthetic_split(3), synthetic_split(2, offset=10)
     # one test dialogue of cue words only: kept (and counted), never dropped
     test = test.with_columns(pl.when(pl.col("id") == "anger-10").then(pl.lit("Furious! Angry!")).otherwise(pl.col("dialogue")).alias("dialogue"))
     evaluation, _ = evaluate_masking(tiny_llama, train, test, parse_neurons(neurons), params.model_copy(update={"keyword_control": True}),
-                                     0.04, batch_size=4, progress=False, workers=1)
+                                     0.04, batch_size=4, progress=False, workers=1, p_active=p_active)
     record = evaluation["keyword_control"]
+    assert record["null"] == "matched"
     cues = cue_words()
     cue_free = test.with_columns(pl.Series("dialogue", [replace_cues(d, cues)[0] for d in test["dialogue"]]))
     assert cue_free["dialogue"][0] == f"{PLACEHOLDER}! {PLACEHOLDER}!"
-    reference, _ = evaluate_masking(tiny_llama, train, cue_free, parse_neurons(neurons), params, 0.04, batch_size=4, progress=False, workers=1)
+    reference, _ = evaluate_masking(tiny_llama, train, cue_free, parse_neurons(neurons), params, 0.04, batch_size=4, progress=False, workers=1,
+                                    p_active=p_active)
     ref = {c["id"]: c for c in reference["conditions"]}
     own = {c["id"]: c for c in evaluation["conditions"]}
     removal = record["removal"]
@@ -63,9 +67,11 @@ def test_the_cue_free_side_is_mask_eval_on_the_cue_free_dialogues(tiny_llama, on
             got = record["emotions"][emotion][side]
             assert got["accuracy_unmodified"] == table["unmodified"]["accuracy"][emotion]
             assert got["accuracy_masked"] == table[cid]["accuracy"][emotion]
-            assert got["mask_effect"] == table[cid]["vs_control"]["mask_mean"]
-            assert got["control_effect"] == table[cid]["vs_control"]["control_mean"]
-            assert (got["p_holm"], got["verdict"]) == (table[cid]["vs_control"]["p_holm"], table[cid]["vs_control"]["verdict"])
+            # against the verdict's null: matched controls, the first of eval.controls
+            assert got["mask_effect"] == table[cid]["vs_matched"]["mask_mean"]
+            assert got["control_effect"] == table[cid]["vs_matched"]["control_mean"]
+            assert (got["p_holm"], got["verdict"]) == (table[cid]["vs_matched"]["p_holm"], table[cid]["vs_matched"]["verdict"])
+            assert got["accuracy_control"] == table[f"matched-{emotion}-r0.04-all-d0"]["accuracy"][emotion]
         sides = record["emotions"][emotion]
         assert sides["verdict"] == keyword_verdict(sides["with_words"]["verdict"], sides["without_words"]["verdict"])
     # the two versions really differ: the first mask's per-dialogue effects move

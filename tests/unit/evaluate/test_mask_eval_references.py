@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from scipy import stats as scipy_stats
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.calibration import calibration_dialogues
@@ -13,12 +14,13 @@ from emoneurons.evaluate.conditions import plan_conditions
 from emoneurons.evaluate.masking_eval import evaluate_masking
 from emoneurons.evaluate.shots import draw_shots
 from emoneurons.io.neurons_file import parse_neurons
+from emoneurons.neurons import reference
 from emoneurons.neurons.masking import mask_neurons
 from emoneurons.params import EvalParams
 from emoneurons.text.chat_prompt import dialogue_ids, label_ids
 from emoneurons.text.classification_prompt import classification_prompt
 from helpers.repo_params import section
-from helpers.synthetic_inputs import synthetic_neurons, synthetic_split
+from helpers.synthetic_inputs import synthetic_neurons, synthetic_p_active, synthetic_split
 
 # Hand-written thirds (first third, second third, the rest), not computed by the code under test.
 RANGES = {
@@ -48,7 +50,7 @@ def boundary_neurons(layers: int, ratios=(0.01, 0.02), per_layer: int = 16) -> d
 @pytest.mark.parametrize("layers", sorted(RANGES))
 def test_plan_neuron_sets_equal_neurons_json_lists(layers):
     neurons = boundary_neurons(layers)
-    params = section("eval", ratios=(0.01, 0.02), layer_ranges=("bottom", "middle", "top", "all"), control_draws=0)
+    params = section("eval", ratios=(0.01, 0.02), layer_ranges=("bottom", "middle", "top", "all"), control_draws=0, null_draws=0)
     plan = {c.id: c for c in plan_conditions(parse_neurons(neurons), params, 0.01, layers)}
     ranges = RANGES[layers] | {"all": set(range(layers))}
     wanted = [(0.01, name) for name in ranges] + [(0.02, "all")]
@@ -63,28 +65,39 @@ def test_plan_neuron_sets_equal_neurons_json_lists(layers):
     assert {p[0] for p in neurons["ratios"]["0.01"]["neurons"]["anger"]} == set(range(layers))
 
 
-def reference_scores(lm, train, test, params: EvalParams, neurons: dict[int, torch.Tensor]) -> torch.Tensor:
-    """Each test dialogue classified from scratch: one full forward per (dialogue, label) under
-    `mask_neurons`, labels summed over their tokens, divided by the unmodified model's prior over
-    the calibration dialogues (eval.recalibrate false): [n, 6] calibrated label scores."""
+def plain_scores(lm, params: EvalParams, train, dialogues, neurons: dict[int, torch.Tensor], scale: float = 0.0) -> torch.Tensor:
+    """[n, 6] raw label log-likelihoods: one full forward per (dialogue, label) under `mask_neurons`
+    (`scale` > 0: the method page's own hook multiplying the activations by it), summed over tokens."""
     shots = draw_shots(train, params.shots, params.seed, params.shot_selection)
     prompt = classification_prompt(lm.tokenizer, shots, params.shot_instruction)
     labels = label_ids(lm.tokenizer, params.label_format)
+    rows = []
+    edit = mask_neurons(lm.model, neurons) if not scale else reference.masked(lm.model, {k: v.tolist() for k, v in neurons.items()}, scale)
+    with edit:
+        for dialogue in dialogues:
+            context = prompt.ids(dialogue_ids(lm.tokenizer, dialogue))
+            row = []
+            for label in labels:
+                logprobs = torch.log_softmax(lm.model(torch.tensor([context + label])).logits[0].float(), -1)
+                row.append(sum(float(logprobs[len(context) - 1 + t, tok]) for t, tok in enumerate(label)))
+            rows.append(row)
+    return torch.tensor(rows, dtype=torch.float64)
 
-    def scores(dialogues, mask):
-        rows = []
-        with mask_neurons(lm.model, mask):
-            for dialogue in dialogues:
-                context = prompt.ids(dialogue_ids(lm.tokenizer, dialogue))
-                row = []
-                for label in labels:
-                    logprobs = torch.log_softmax(lm.model(torch.tensor([context + label])).logits[0].float(), -1)
-                    row.append(sum(float(logprobs[len(context) - 1 + t, tok]) for t, tok in enumerate(label)))
-                rows.append(row)
-        return torch.tensor(rows, dtype=torch.float64)
 
-    prior = torch.softmax(scores(calibration_dialogues(train, params, shots), {}), 1).mean(0)
-    return torch.log_softmax(scores(test["dialogue"].to_list(), neurons), 1) - torch.log(prior)
+def reference_prior(lm, train, params: EvalParams) -> torch.Tensor:
+    """The unmodified model's mean label probabilities over the calibration dialogues."""
+    shots = draw_shots(train, params.shots, params.seed, params.shot_selection)
+    return torch.softmax(plain_scores(lm, params, train, calibration_dialogues(train, params, shots), {}), 1).mean(0)
+
+
+def reference_scores(lm, train, test, params: EvalParams, neurons: dict[int, torch.Tensor], scale: float = 0.0,
+                     prior: torch.Tensor | None = None) -> torch.Tensor:
+    """Each test dialogue classified from scratch (`plain_scores`), divided by the unmodified model's
+    prior over the calibration dialogues (eval.recalibrate false; `prior`: computed once by the
+    caller): [n, 6] calibrated label scores."""
+    if prior is None:
+        prior = reference_prior(lm, train, params)
+    return torch.log_softmax(plain_scores(lm, params, train, test["dialogue"].to_list(), neurons, scale), 1) - torch.log(prior)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +106,8 @@ def evaluated(tiny_llama):
     per_layer = tiny_llama.model.config.intermediate_size
     # Large sets (a fifth of the tiny model's neurons), so that every mask moves the scores clearly.
     neurons = synthetic_neurons(ratios=(0.2, 0.4), layers=n_layers, per_layer=per_layer)
-    params = section("eval", ratios=(0.2, 0.4), layer_ranges=("bottom", "middle", "top", "all"), control_draws=2, bootstrap=100)
+    params = section("eval", ratios=(0.2, 0.4), layer_ranges=("bottom", "middle", "top", "all"), control_draws=2, bootstrap=100,
+                     controls=("uniform",), null_draws=0, scales=())
     train, test = synthetic_split(3), synthetic_split(2, offset=10)
     evaluation, headline = evaluate_masking(tiny_llama, train, test, parse_neurons(neurons), params, 0.2, batch_size=4, progress=False, workers=1)
     plan = {c.id: c for c in plan_conditions(parse_neurons(neurons), params, 0.2, n_layers)}
@@ -170,3 +184,105 @@ def test_vs_control_difference_and_corrections_by_hand(evaluated):
         running = max(running, min(1.0, (m - rank) * condition["vs_control"]["p"]))
         assert condition["vs_control"]["p_holm"] == pytest.approx(running, abs=1e-5)
         assert condition["vs_control"]["p_bh"] <= condition["vs_control"]["p_holm"] + 1e-9
+
+
+@pytest.fixture(scope="module")
+def nulls(tiny_llama):
+    """The RQ2 masks with both control kinds, a draw-level null of 3 draws and one graded factor."""
+    n_layers = len(tiny_llama.model.model.layers)
+    per_layer = tiny_llama.model.config.intermediate_size
+    neurons = synthetic_neurons(ratios=(0.2,), layers=n_layers, per_layer=per_layer)
+    params = section("eval", ratios=(0.2,), layer_ranges=("all",), control_draws=1, bootstrap=50,
+                     controls=("matched", "uniform"), null_draws=3, scales=(0.5,), activity_bins=4)
+    train, test = synthetic_split(3), synthetic_split(2, offset=10)
+    p_active = synthetic_p_active(n_layers, per_layer)
+    evaluation, _ = evaluate_masking(tiny_llama, train, test, parse_neurons(neurons), params, 0.2, batch_size=4, progress=False, workers=1,
+                                     p_active=p_active)
+    plan = {c.id: c for c in plan_conditions(parse_neurons(neurons), params, 0.2, n_layers, p_active)}
+    prior = reference_prior(tiny_llama, train, params)
+
+    def scores(neurons: dict, scale: float = 0.0) -> torch.Tensor:
+        """[n, 6] log p over the labels under `neurons` (scaled), from scratch."""
+        return torch.log_softmax(reference_scores(tiny_llama, train, test, params, neurons, scale, prior), 1)
+
+    return evaluation, plan, params, p_active, scores, scores({})
+
+
+def masked_label_effect(scores, base, neurons, emotion, scale=0.0) -> float:
+    """Mean Δ log p(emotion's label) over the test dialogues, from scratch."""
+    m = EMOTIONS.index(emotion)
+    return float((scores(neurons, scale)[:, m] - base[:, m]).mean())
+
+
+@pytest.mark.parametrize("cid", ["matched-anger-r0.2-all-d0", "mask-fear-r0.2-all-s0.5", "matched-sadness-r0.2-all-s0.5-d0"])
+def test_matched_and_graded_conditions_equal_a_plain_classification(tiny_llama, nulls, cid):
+    evaluation, plan, params, _, scores, base = nulls
+    condition = next(c for c in evaluation["conditions"] if c["id"] == cid)
+    own = scores(plan[cid].neurons, plan[cid].scale)
+    assert condition["predicted"] == [EMOTIONS[int(i)] for i in own.argmax(1)]
+    m = EMOTIONS.index(condition["masked"])
+    delta = own[:, m] - base[:, m]
+    assert condition["effect"]["delta_masked"]["per_dialogue"] == pytest.approx(delta.tolist(), abs=1e-5)
+    assert max(delta.abs()) > 1e-4
+
+
+def test_draw_level_null_ranks_the_mask_among_draws_computed_from_scratch(tiny_llama, nulls):
+    """Every draw of anger's null rerun from scratch (the same seeded sets), its rank, p and the Holm
+    step by hand; and the same statistics for every mask from eval.json's own numbers."""
+    from emoneurons.evaluate.conditions import control_neurons
+
+    evaluation, plan, params, p_active, scores, base = nulls
+    record = evaluation["draw_null"]
+    assert (record["kind"], record["draws"], record["masks"], record["correction"]) == ("matched", 3, "rq2", "holm")
+    assert record["runs"] == 6 * 2  # draws 1 and 2; draw 0 is the conditions' own
+    mask = plan["mask-anger-r0.2-all"]
+    effect = masked_label_effect(scores, base, mask.neurons, "anger")
+    per_layer = tiny_llama.model.config.intermediate_size
+    entry = record["conditions"]["mask-anger-r0.2-all"]
+    draws = [masked_label_effect(scores, base, control_neurons("matched", mask, d, params, per_layer, p_active), "anger")
+             for d in range(3)]
+    assert entry["effect"] == pytest.approx(effect, abs=1e-5)
+    assert entry["draws"] == pytest.approx(draws, abs=1e-5)
+    rank = 1 + sum(d <= effect for d in draws)
+    assert (entry["rank"], entry["p"]) == (rank, pytest.approx(rank / 4, abs=1e-6))
+    # The normal prediction p by hand: t with K - 1 degrees of freedom, sd * sqrt(1 + 1/K).
+    mean = sum(draws) / 3
+    sd = (sum((d - mean) ** 2 for d in draws) / 2) ** 0.5
+    assert entry["p_normal"] == pytest.approx(float(scipy_stats.t.cdf((effect - mean) / (sd * (1 + 1 / 3) ** 0.5), 2)), rel=1e-3)
+    # Draw 0 is the condition's own control: the same number as its effect record.
+    by_id = {c["id"]: c for c in evaluation["conditions"]}
+    assert entry["draws"][0] == pytest.approx(by_id["matched-anger-r0.2-all-d0"]["effect"]["delta_masked"]["mean"], abs=2e-6)
+    tested = {cid: e for cid, e in record["conditions"].items() if e["p"] is not None}
+    m = len(tested)
+    assert record["corrected_over"] == m == 6 and record["draws_needed"] == 119  # 1/(K+1) <= 0.05/6
+    for key in ("p", "p_normal"):
+        running = 0.0
+        for i, (cid, e) in enumerate(sorted(tested.items(), key=lambda item: item[1][key])):
+            running = max(running, min(1.0, (m - i) * e[key]))
+            assert e[f"{key}_holm"] == pytest.approx(running, rel=1e-3, abs=1e-5)
+    for e in tested.values():
+        assert e["p"] == pytest.approx((1 + sum(d <= e["effect"] for d in e["draws"])) / 4, abs=1e-6)
+        assert e["verdict"] == "not enough draws"  # 3 draws cannot reach 0.05 / 6
+        assert e["verdict_normal"] == ("specific" if e["p_normal_holm"] <= 0.05 else "not distinguishable from random")
+
+
+def test_dose_response_is_the_graded_masks_effects_by_hand(tiny_llama, nulls):
+    evaluation, plan, params, _, scores, base = nulls
+    record = evaluation["dose_response"]
+    assert record["scales"] == [0.0, 0.5] and record["effect"] == "delta_masked"
+    by_id = {c["id"]: c for c in evaluation["conditions"]}
+    for emotion in ("anger", "happiness"):
+        entry = record["emotions"][emotion]
+        mask = plan[f"mask-{emotion}-r0.2-all"]
+        by_hand = [masked_label_effect(scores, base, mask.neurons, emotion, scale) for scale in (0.0, 0.5)]
+        assert entry["mask"] == pytest.approx(by_hand, abs=1e-5)
+        assert entry["control"] == pytest.approx(
+            [by_id[f"matched-{emotion}-r0.2-all-d0"]["effect"]["delta_masked"]["mean"],
+             by_id[f"matched-{emotion}-r0.2-all-s0.5-d0"]["effect"]["delta_masked"]["mean"]], abs=1e-6)
+        control = plan[f"matched-{emotion}-r0.2-all-s0.5-d0"]
+        assert entry["control"][1] == pytest.approx(masked_label_effect(scores, base, control.neurons, emotion, 0.5), abs=1e-5)
+        # Monotone by hand: factor 0, 0.5, then 1 (the unmodified model, effect 0).
+        points = [*by_hand, 0.0]
+        direction = (points[-1] > points[0]) - (points[-1] < points[0])
+        against = sum(((b > a) - (b < a)) == -direction for a, b in zip(points, points[1:]))
+        assert (entry["monotone"], entry["reversals"]) == (against == 0, against)

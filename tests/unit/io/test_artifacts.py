@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from emoneurons.io import artifacts
-from emoneurons.io.artifacts import ARTIFACTS, ATLAS, COMPARE, TRACKED, registry_table
+from emoneurons.io.artifacts import ARTIFACTS, ATLAS, COMPARE, DIRECTIONS, TRACKED, registry_table
 from emoneurons.io.records import RecordError
 from emoneurons.runtime.atlas_runs import ATLAS_RECORDS
 from emoneurons.runtime.revisions import COMPARE_RECORDS
@@ -73,7 +73,7 @@ def test_the_stage_scripts_default_paths_are_the_registrys(script):
 
 def test_compare_and_the_atlas_read_what_the_registry_lists_through_its_typed_readers():
     assert set(COMPARE_RECORDS) == {a for a in ARTIFACTS if COMPARE in a.readers}
-    assert set(ATLAS_RECORDS) == {a for a in ARTIFACTS if ATLAS in a.readers}
+    assert set(ATLAS_RECORDS) | {DIRECTIONS} == {a for a in ARTIFACTS if ATLAS in a.readers}  # directions: when there
     for records in (COMPARE_RECORDS, ATLAS_RECORDS):
         for artifact, parse in records.items():
             module, function = artifact.reader.split(":")
@@ -82,8 +82,8 @@ def test_compare_and_the_atlas_read_what_the_registry_lists_through_its_typed_re
 
 def test_each_typed_reader_names_its_file_by_the_registrys_path():
     typed = [a for a in ARTIFACTS if a.reader]
-    assert {a.path for a in typed} == {"data/neurons/neurons.json", "reports/metrics/eval.json",
-                                       "reports/cards/cards.json", "reports/steer/steer.json"}
+    assert {a.path for a in typed} == {"data/neurons/neurons.json", "reports/metrics/eval.json", "reports/cards/cards.json",
+                                       "reports/steer/steer.json", "reports/metrics/directions.json"}
     for artifact in typed:
         module, function = artifact.reader.split(":")
         parse = getattr(importlib.import_module(module), function)

@@ -24,6 +24,8 @@ def _condition(cid: str, kind: str, masked: str | None = None, ratio: float | No
 
 CONDITIONS = [_condition("unmodified", "unmodified"), _condition("mask-fear-r0.01-all", "mask", "fear", 0.01, "all"),
               _condition("control-fear-r0.01-all-d0", "control", "fear", 0.01, "all")]
+GRADED = [_condition("mask-fear-r0.01-all-s0.5", "mask", "fear", 0.01, "all") | {"scale": 0.5},
+          _condition("matched-fear-r0.01-all-d0", "matched", "fear", 0.01, "all") | {"scale": 0.0, "draw": 0}]
 
 
 def _record(**changed) -> dict:
@@ -35,11 +37,13 @@ def _record(**changed) -> dict:
 
 
 def test_the_record_keeps_mask_evals_key_order_and_reads_back_typed():
-    record = _record(truncated={"dialogues": 0}, keyword_control={"emotions": {}})
+    record = _record(truncated={"dialogues": 0}, keyword_control={"emotions": {}}, draw_null={"draws": 3},
+                     dose_response={"scales": [0, 0.5]})
     assert list(record) == ["model", "method", "shots", "shot_selection", "shot_instruction", "label_format", "calibrate",
                             "recalibrate", "prompt_format", "engine", "n_test", "chance", "n_per_emotion",
-                            "baseline_above_chance", "tokens", "effects", "conditions", "truncated", "keyword_control"]
-    assert "truncated" not in _record() and "keyword_control" not in _record()
+                            "baseline_above_chance", "tokens", "effects", "conditions", "truncated", "keyword_control",
+                            "draw_null", "dose_response"]
+    assert not {"truncated", "keyword_control", "draw_null", "dose_response"} & set(_record())
     read = parse_eval(json.loads(json.dumps(record)))
     assert (read.model, read.shots, read.chance, read.recalibrate, read.tokens) == ("tiny", 1, 0.1667, False, record["tokens"])
     mask = read.condition("mask-fear-r0.01-all")
@@ -47,6 +51,23 @@ def test_the_record_keeps_mask_evals_key_order_and_reads_back_typed():
     assert read.unmodified().id == "unmodified"
     assert [c.id for c in read.find("control", "fear", 0.01 + 1e-15, "all")] == ["control-fear-r0.01-all-d0"]
     assert read.find("mask", "anger") == [] and read.find("mask", ratio=0.02) == []
+    assert read.draw_null == {"draws": 3} and read.dose_response == {"scales": [0, 0.5]}
+    assert read.null == "uniform" and read.control_kinds == ("uniform",)  # effects without `null`: a file from before
+
+
+def test_matched_controls_and_graded_masks_read_back_and_find_keeps_them_apart():
+    effects = {"test_effect": "delta_masked", "null": "matched",
+               "controls": {"matched": {"key": "vs_matched"}, "uniform": {"key": "vs_control"}}}
+    conditions = [CONDITIONS[0], CONDITIONS[1] | {"scale": 0.0, "vs_matched": {"verdict": "specific"}, "vs_control": {"verdict": "x"}},
+                  CONDITIONS[2], *GRADED]
+    read = parse_eval(json.loads(json.dumps(_record(effects=effects, conditions=conditions))))
+    assert read.null == "matched" and read.control_kinds == ("matched", "uniform")
+    mask = read.condition("mask-fear-r0.01-all")
+    assert mask.versus("matched") == {"verdict": "specific"} and mask.versus("uniform") == {"verdict": "x"}
+    assert [c.id for c in read.find("mask", "fear")] == ["mask-fear-r0.01-all"]  # plain masks only by default
+    assert [c.id for c in read.find("mask", "fear", scale=0.5)] == ["mask-fear-r0.01-all-s0.5"]
+    assert len(read.find("mask", scale=None)) == 2
+    assert [(c.id, c.draw, c.scale) for c in read.find("matched")] == [("matched-fear-r0.01-all-d0", 0, 0.0)]
 
 
 def test_a_condition_not_in_this_run_is_one_line_naming_the_file():
@@ -66,7 +87,10 @@ def test_a_file_from_before_the_settings_and_effects_still_reads():
     (lambda r: r.update(conditions=r["conditions"][1:]), "eval.json: conditions: no condition of kind 'unmodified'"),
     (lambda r: r["conditions"][1].pop("accuracy"), "eval.json: conditions[1] (mask-fear-r0.01-all): accuracy is missing"),
     (lambda r: r["conditions"][1].update(kind="masked"),
-     "eval.json: conditions[1] (mask-fear-r0.01-all): kind: 'masked': allowed: unmodified, mask, control"),
+     "eval.json: conditions[1] (mask-fear-r0.01-all): kind: 'masked': allowed: unmodified, mask, control, matched"),
+    (lambda r: r["conditions"][1].update(scale="half"),
+     "eval.json: conditions[1] (mask-fear-r0.01-all): scale: 'half' is not an integer or a number"),
+    (lambda r: r.update(draw_null=[1]), "eval.json: draw_null: [1] is not an object"),
     (lambda r: r["conditions"][2].update(masked="joy"),
      "eval.json: conditions[2] (control-fear-r0.01-all-d0): masked: 'joy': allowed: " + ", ".join(EMOTIONS)),
     (lambda r: r["conditions"][1].update(ratio="0.01"), "eval.json: conditions[1] (mask-fear-r0.01-all): ratio: '0.01' is not an integer or a number"),

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from emoneurons.model.architecture import decoder_layers, gated_ffns
-from emoneurons.model.hooks import around_mlp, on_down_proj_input, on_gate_output
+from emoneurons.model.hooks import around_mlp, on_block_output, on_down_proj_input, on_gate_output
 
 
 def _hooks(model: torch.nn.Module) -> int:
@@ -32,6 +32,12 @@ def test_each_site_sees_its_tensor_and_leaves_no_hook(tiny_llama):
         with around_mlp(decoder_layers(model), {0: (lambda x: x, lambda out: out * 0)}):
             zeroed = model(ids).logits
     assert not torch.equal(plain, zeroed) and _hooks(model) == before
+    with torch.no_grad():
+        states = model(ids, output_hidden_states=True).hidden_states  # may leave transformers' hooks: counted again
+        before = _hooks(model)
+        with on_block_output(decoder_layers(model), {2: lambda h: seen.__setitem__("block", h)}):
+            model(ids)
+    assert torch.equal(seen["block"], states[3]) and _hooks(model) == before  # block 2's output: hidden_states[3]
 
 
 def test_a_layer_outside_the_model_is_one_line_before_any_hook(tiny_llama):

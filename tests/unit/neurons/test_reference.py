@@ -61,19 +61,25 @@ def test_method_end_to_end_equals_the_accelerators(tiny_llama, activation, posit
     torch.testing.assert_close(fast_masked.scores, masked, atol=1e-5, rtol=1e-5)
     assert fast.predicted == predicted and fast_masked.predicted == masked_predicted
     assert not torch.allclose(masked, unmodified, atol=1e-3)  # the mask changed something
+    # Graded masking: the activations multiplied by 0.5 instead of zeroed, on a layer-reused run.
+    graded, _ = reference.predict(model, contexts, labels, neurons, scale=0.5)
+    fast_graded = engine.classify(neurons_by_layer(selection.neurons[emotion]), scale=0.5)
+    torch.testing.assert_close(fast_graded.scores, graded, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(graded, masked, atol=1e-3) and not torch.allclose(graded, unmodified, atol=1e-3)
 
 
-def test_masking_equals_zeroed_down_proj_columns_and_hooks_go(tiny_llama):
+@pytest.mark.parametrize("scale", [0.0, 0.25])
+def test_masking_equals_scaled_down_proj_columns_and_hooks_go(tiny_llama, scale):
     model = tiny_llama.model
     neurons = {1: [0, 5, 9], 3: [2, 63]}
     ids = torch.tensor([tiny_llama.tokenizer.encode(DIALOGUES[0])])
     with torch.no_grad():
-        with reference.masked(model, neurons):
+        with reference.masked(model, neurons, scale):
             hooked = model(ids).logits
-        zeroed = copy.deepcopy(model)
+        scaled = copy.deepcopy(model)
         for layer, index in neurons.items():
-            zeroed.model.layers[layer].mlp.down_proj.weight[:, index] = 0.0
-        torch.testing.assert_close(hooked, zeroed(ids).logits, atol=1e-5, rtol=1e-5)
+            scaled.model.layers[layer].mlp.down_proj.weight[:, index] *= scale
+        torch.testing.assert_close(hooked, scaled(ids).logits, atol=1e-5, rtol=1e-5)
         assert not torch.allclose(hooked, model(ids).logits, atol=1e-3)
     for layer in model.model.layers:
         assert not layer.mlp._forward_pre_hooks and not layer.mlp.down_proj._forward_pre_hooks

@@ -55,7 +55,7 @@ def stage_paths(project: Path, name: str, out: str = "") -> list[str]:
     if name == "count":
         return ["--train", str(project / "split/train.parquet"), "--checkpoints", str(project / "ckpt")]
     return ["--split", str(project / "split"), "--neurons", str(project / "neurons/neurons.json"),
-            "--checkpoints", str(project / "ckpt")]
+            "--counts", str(project / "ref/counts"), "--checkpoints", str(project / "ckpt")]
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def project(tmp_path_factory, env, tiny_tokenizer) -> Path:
     params["model"].update(id=str(root / "model"), batch_size=2)
     params["count"]["checkpoint_every"] = 1
     params["eval"].update(ratios=[0.01, 0.05], layer_ranges=["top", "all"], control_draws=1, bootstrap=50,
-                          calibration_per_emotion=1)
+                          calibration_per_emotion=1, null_draws=2)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     # The references in this process (the killed runs below are subprocesses of the same stages).
     ckpt = root / "ckpt"
@@ -99,7 +99,7 @@ def project(tmp_path_factory, env, tiny_tokenizer) -> Path:
     stage_main("select_neurons")(params=root / "params.yaml", counts=root / "ref/counts", out=root / "neurons",
                                  metrics=root / "neurons-metrics.json")
     stage_main("mask_eval")(params=root / "params.yaml", split=root / "split", neurons=root / "neurons/neurons.json",
-                            out=root / "ref/metrics", checkpoints=ckpt)
+                            counts=root / "ref/counts", out=root / "ref/metrics", checkpoints=ckpt)
     return root
 
 
@@ -117,11 +117,14 @@ def two_processes() -> list[str]:
 def masked_conditions(project: Path) -> int:
     """How many distinct masked conditions mask-eval runs with the project's params and neurons."""
     from emoneurons.evaluate.conditions import plan_conditions, unique_masks
+    from emoneurons.io.tables import read_counts
+    from emoneurons.neurons.selection import overall_activation_probability
     from emoneurons.params import load_params
 
     params = load_params(project / "params.yaml")
     selection = json.loads((project / "neurons/neurons.json").read_text())
-    return len(unique_masks(plan_conditions(parse_neurons(selection), params.eval, params.select.top_rate, int(selection["layers"])))) - 1
+    p_active = overall_activation_probability(*read_counts(project / "ref/counts"))
+    return len(unique_masks(plan_conditions(parse_neurons(selection), params.eval, params.select.top_rate, int(selection["layers"]), p_active))) - 1
 
 
 def shard_records(folder: Path, stage_name: str, world: int) -> list[dict]:

@@ -109,7 +109,7 @@ def _split(per_emotion: int, offset: int = 0) -> pl.DataFrame:
 def test_mask_eval_on_a_base_model_uses_and_reports_the_plain_format(base_lm):
     layers, per_layer = len(base_lm.model.model.layers), base_lm.model.config.intermediate_size
     neurons = neurons_json({0.02: {e: [[layers - 1, i]] for i, e in enumerate(EMOTIONS)}}, layers, per_layer)
-    params = section("eval", ratios=(0.02,), layer_ranges=("all",), control_draws=0, bootstrap=50, calibrate="none", shots=1)
+    params = section("eval", ratios=(0.02,), layer_ranges=("all",), control_draws=0, bootstrap=50, calibrate="none", shots=1, null_draws=0)
     train, test = _split(2), _split(1, offset=10)
     evaluation, _ = evaluate_masking(base_lm, train, test, parse_neurons(neurons), params, 0.02, batch_size=4, progress=False, workers=1)
     assert evaluation["prompt_format"] == "plain" and evaluation["engine"] == "layered"

@@ -53,7 +53,7 @@ def test_counting_reports_what_max_length_cut(tiny_tokenizer):
 
 def test_mask_eval_cuts_to_the_context_and_reports_it(tiny_llama):
     train, test = synthetic_split(3), synthetic_split(2, offset=10)
-    params = section("eval", ratios=(0.02,), layer_ranges=("all",), control_draws=0, bootstrap=50)
+    params = section("eval", ratios=(0.02,), layer_ranges=("all",), control_draws=0, bootstrap=50, null_draws=0)
     neurons = synthetic_neurons(ratios=(0.02,), layers=len(tiny_llama.model.model.layers),
                                 per_layer=tiny_llama.model.config.intermediate_size)
     shots = draw_shots(train, params.shots, params.seed, params.shot_selection)
