@@ -55,7 +55,9 @@ def main(
     main_selection = selections[select.top_rate]
     write_json(metrics, {**{f"neurons_{e}": main_selection.per_emotion[e] for e in EMOTIONS}, "selected": main_selection.selected})
     per_emotion = ", ".join(f"{e} {main_selection.per_emotion[e]}" for e in EMOTIONS)
-    print(f"select: {main_selection.selected} neurons at top_rate {select.top_rate:g} ({per_emotion}); ratios {', '.join(map(ratio_key, selections))}")
+    # A neuron can be selected for several emotions: the per-emotion counts add up to more than the distinct neurons.
+    print(f"select: {main_selection.selected} distinct neurons at top_rate {select.top_rate:g} (per emotion: {per_emotion}); "
+          f"ratios {', '.join(map(ratio_key, selections))}")
 
 
 if __name__ == "__main__":
