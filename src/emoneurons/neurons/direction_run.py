@@ -15,8 +15,9 @@ import torch
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.io.directions_file import directions_record
-from emoneurons.io.neurons_file import selection_at
-from emoneurons.io.tables import DataError, read_counts, read_json
+from emoneurons.io.artifacts import COUNTS
+from emoneurons.io.neurons_file import NeuronsFile
+from emoneurons.io.tables import DataError, read_counts
 from emoneurons.neurons.count_inputs import PIECE_ROWS, Dialogues
 from emoneurons.model.architecture import gated_ffns, write_direction_source, write_directions
 from emoneurons.model.loading import load_model
@@ -76,18 +77,16 @@ class SummedTokens:
 
 
 def run_directions(model: ModelParams, tokens: SummedTokens, options: DirectionsParams, *, train: Dialogues,
-                   counts: Path, neurons: Path, top_rate: float, chunk: int = PIECE_ROWS) -> DirectionsResult:
+                   counts: Path, neurons: NeuronsFile, top_rate: float, chunk: int = PIECE_ROWS) -> DirectionsResult:
     """The class sums over the train split (count's tokens; `train` read and checked already:
     count_inputs.ParquetDialogues), `chunk` dialogues at a time, then their summary with the
-    neurons selected at `top_rate` (select's `neurons`; P(active) from count's folder `counts`)
+    neurons selected at `top_rate` (select's neurons.json, read; P(active) from count's folder `counts`)
     against directions.control_draws draws. The inputs are checked against each other before the
     model loads, and against the model after."""
     f, T = read_counts(counts)
-    neurons_json = read_json(neurons)
-    selection = selection_at(neurons_json, top_rate, str(neurons))
-    counts_file = counts / "counts.safetensors"
-    _check_shapes(f, int(neurons_json["layers"]), int(neurons_json["neurons_per_layer"]), counts_file,
-                  f"{neurons} was selected on")
+    selection = neurons.selection(top_rate)
+    counts_file = COUNTS.at(counts)
+    _check_shapes(f, neurons.layers, neurons.neurons_per_layer, counts_file, f"{neurons.source} was selected on")
     skip_cues = cue_words() if tokens.skip_cue_tokens else None
     lm = load_model(model, padding_masks_only=True)
     ffns = gated_ffns(lm.model)
@@ -104,7 +103,7 @@ def run_directions(model: ModelParams, tokens: SummedTokens, options: Directions
         else:
             cut.merge(part)
     assert cut is not None  # ParquetDialogues: every emotion has dialogues
-    selected = {e: neurons_by_layer(pairs) for e, pairs in selection["neurons"].items()}
+    selected = {e: neurons_by_layer(pairs) for e, pairs in selection.neurons.items()}
     computed = directions_summary(sums, write_directions(lm.model), overall_activation_probability(f, T), selected,
                                   ratio=top_rate, draws=options.control_draws, seed=options.seed,
                                   control_draw=uniform_same_layer, control="uniform_same_layer")
