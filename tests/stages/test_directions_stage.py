@@ -12,16 +12,17 @@ import pytest
 import torch
 import typer
 import yaml
-from helpers.stage_runner import REPO, run_stage_script, stage_main
-from helpers.synthetic_inputs import synthetic_split
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.io.directions_file import DirectionsFileError, parse_directions, read_class_sums, read_directions
+from emoneurons.io.neurons_file import read_neurons
 from emoneurons.io.tables import read_counts
 from emoneurons.model.loading import LoadedModel
 from emoneurons.neurons.direction_run import SummedTokens, run_directions
 from emoneurons.neurons.directions import ClassSums, accumulate_class_sums
 from emoneurons.params import load_params
+from helpers.stage_runner import REPO, run_stage_script, stage_main
+from helpers.synthetic_inputs import synthetic_split
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -72,7 +73,7 @@ def test_outputs_read_back_and_the_streamed_sums_are_one_pass(project, tiny_toke
     tokens = SummedTokens(text="dialogue", positions="all", skip_cue_tokens=False, prompt_format="auto")
     chunked = run_directions(params.model, tokens, params.directions, train=project / "data/split/train.parquet",
                              counts=read_counts(project / "data/counts"), top_rate=0.05,
-                             selection=json.loads((project / "data/neurons/neurons.json").read_text())["ratios"]["0.05"], chunk=5)
+                             selection=read_neurons(project / "data/neurons/neurons.json").selection(0.05), chunk=5)
     lm = LoadedModel(model=chunked_model(project), tokenizer=tiny_tokenizer, name="tiny")
     whole = ClassSums.for_model(lm)
     accumulate_class_sums(lm, train["dialogue"].to_list(), train["theme"].to_list(), whole, text="dialogue",

@@ -104,6 +104,6 @@ def test_the_command_prints_the_registry_and_architecture_md_shows_it():
     lines = printed.splitlines()
     assert lines[0].split() == ["artifact", "path", "written", "by", "typed", "reader", "read", "by"]
     neurons = next(line for line in lines if "data/neurons/neurons.json" in line)
-    assert neurons.split()[3:6] == ["select", "neurons_file:parse_neurons", "mask-eval,"]
+    assert neurons.split()[3:6] == ["select", "neurons_file:parse_neurons", "directions,"]
     assert printed in (REPO / "docs" / "ARCHITECTURE.md").read_text(), \
         "docs/ARCHITECTURE.md's artifact table differs from `python -m emoneurons.io.artifacts`: paste its output"
