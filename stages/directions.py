@@ -13,8 +13,9 @@ from emoneurons.io.artifacts import COUNTS, DIRECTION_META, DIRECTION_SUMS, DIRE
 from emoneurons.io.atomic import atomic_dir, atomic_path, write_json
 from emoneurons.io.directions_file import disabled_record
 from emoneurons.io.neurons_file import read_neurons
-from emoneurons.io.tables import DataError, read_counts
+from emoneurons.io.tables import DataError
 from emoneurons.model.architecture import UnsupportedModelError
+from emoneurons.neurons.count_inputs import ParquetDialogues
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.runtime.compute import compute_record, pin_threads
 from emoneurons.runtime.stage_run import run_stage
@@ -42,11 +43,12 @@ def main(
             return
         from emoneurons.neurons.direction_run import SummedTokens, run_directions  # torch only when on
 
+        dialogues = ParquetDialogues(train)  # its emotions read and checked now, before the model loads; texts a piece at a time
         pin_threads()
         tokens = SummedTokens(text=settings.count.text, positions=settings.count.positions,
                               skip_cue_tokens=settings.count.skip_cue_tokens, prompt_format=settings.eval.prompt_format)
-        result = run_directions(settings.model, tokens, options, train=train, counts=read_counts(counts), top_rate=top_rate,
-                                selection=read_neurons(neurons).selection(top_rate))
+        result = run_directions(settings.model, tokens, options, train=dialogues, counts=counts, neurons=read_neurons(neurons),
+                                top_rate=top_rate)
     except (ParamsError, DataError, NRCLexiconError, CueTokensError) as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
