@@ -1,4 +1,4 @@
-"""One command for whoever is lent a GPU: `make gpu-check` (issue 20, item 5). In one process, in
+"""One command for whoever is lent a GPU: `make gpu-check`. In one process, in
 under 8 minutes on one H100/H200 (a budget the script keeps: a check that would start after it is
 recorded as not run), it runs
 
@@ -92,7 +92,7 @@ def check_bench_8b(device: str) -> dict:
     targets = {"count_ratio_to_plain >= 0.98": figures["count_ratio_to_plain"] >= 0.98,
                "count_tokens_per_s >= 33000": figures["count_tokens_per_s"] >= 33000,
                "masked_ratio_to_plain >= 0.95": figures["masked_ratio_to_plain"] >= 0.95}
-    # The targets are the issue's, for the 8B shape on an H100/H200-class card; the check passes
+    # The targets are the project's, for the 8B shape on an H100/H200-class card; the check passes
     # when the bench ran (the figures are what this JSON is for), the targets are reported beside.
     return {"pass": True, "shape": "Llama-3.1-8B" if on_gpu else "tiny (cpu run)", **figures,
             "targets_met": targets if on_gpu else None}
