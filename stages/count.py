@@ -9,34 +9,31 @@ from pathlib import Path
 import numpy as np
 import typer
 
+from emoneurons.emotions import EMOTIONS
+from emoneurons.io.artifacts import COUNT_CHECKS, COUNT_META, COUNTS, TRAIN
 from emoneurons.io.atomic import atomic_dir
+from emoneurons.io.suites import check_counts, checks_record
+from emoneurons.io.tables import DataError
+from emoneurons.model.architecture import UnsupportedModelError
+from emoneurons.model.loading import load_model
+from emoneurons.neurons.count_inputs import ParquetDialogues
+from emoneurons.neurons.counting import count_dialogues
+from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.runtime.checkpoint import DEFAULT_ROOT
 from emoneurons.runtime.compute import compute_record, pin_threads
 from emoneurons.runtime.distributed import relaunch_if_requested, start
-from emoneurons.io.suites import check_counts, checks_record
-from emoneurons.io.tables import DataError
-from emoneurons.emotions import EMOTIONS
-from emoneurons.neurons.count_inputs import ParquetDialogues
-from emoneurons.neurons.counting import count_dialogues
-from emoneurons.model.architecture import UnsupportedModelError
+from emoneurons.runtime.resume import CountSchedule, count_checkpoints
+from emoneurons.runtime.stage_run import run_stage
 from emoneurons.text.cue_removal import CueTokensError
 from emoneurons.text.nrc_lexicon import NRCLexiconError, cue_words
-from emoneurons.model.loading import load_model
-from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.text.prompt_format import resolve_prompt_format
-from emoneurons.runtime.resume import CountSchedule, count_checkpoints
 from emoneurons.text.truncation import Truncation
-from emoneurons.runtime.stage_run import run_stage
-
-# checks.json names the counts by their path in the pipeline whatever --out is, so counts written to
-# another folder (a resumed run, another launcher) are the same bytes.
-COUNTS_FILE = "data/counts/counts.safetensors"
 
 
 def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file (sections `model`, `count`)"),
-    train: Path = typer.Option(Path("data/split/train.parquet"), help="train split"),
-    out: Path = typer.Option(Path("data/counts"), help="folder for counts.safetensors and meta.json"),
+    train: Path = typer.Option(Path(TRAIN.path), help="train split"),
+    out: Path = typer.Option(COUNTS.folder, help="folder for counts.safetensors and meta.json"),
     checkpoints: Path = typer.Option(DEFAULT_ROOT, help="folder for partial counts kept across a kill (not an out)"),
 ) -> None:
     from safetensors.torch import save_file
@@ -60,7 +57,9 @@ def main(
             prompt_format=settings.eval.prompt_format, schedule=CountSchedule(ranks, saved, count.checkpoint_every),
             skip_cues=skip_cues,
         )
-        checked = check_counts(f, T, source=COUNTS_FILE) if ranks.main else None
+        # checks.json names the counts by their pipeline path whatever --out is, so counts written to
+        # another folder (a resumed run, another launcher) are the same bytes.
+        checked = check_counts(f, T, source=COUNTS.path) if ranks.main else None
     except (ParamsError, DataError, NRCLexiconError, CueTokensError) as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
@@ -87,9 +86,9 @@ def main(
     }
     # One folder renamed into place whole: the counts and their meta never disagree.
     with atomic_dir(out) as tmp:
-        save_file({"f": f, "T": T}, tmp / "counts.safetensors")
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        (tmp / "checks.json").write_text(json.dumps(checks_record(checked), indent=2) + "\n")
+        save_file({"f": f, "T": T}, COUNTS.at(tmp))
+        COUNT_META.at(tmp).write_text(json.dumps(meta, indent=2) + "\n")
+        COUNT_CHECKS.at(tmp).write_text(json.dumps(checks_record(checked), indent=2) + "\n")
     ranks.barrier()  # every rank is past its last save
     saved.remove()
     if cut[0].dialogues:

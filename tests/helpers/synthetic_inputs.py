@@ -8,8 +8,15 @@ import torch
 
 from emoneurons.emotions import EMOTIONS
 
-
 LAYERS, PER_LAYER = 6, 64
+
+
+def neurons_json(selections: dict[float, dict[str, list[list[int]]]], layers: int, per_layer: int) -> dict:
+    """A neurons.json of the given neurons per ratio ({ratio: {emotion: [[layer, index], ...]}}), the
+    first ratio as top_rate."""
+    return {"top_rate": next(iter(selections)), "assign": "lape", "layers": layers, "neurons_per_layer": per_layer,
+            "ratios": {f"{ratio:g}": {"selected": len({tuple(p) for pairs in chosen.values() for p in pairs}), "neurons": chosen}
+                       for ratio, chosen in selections.items()}}
 
 
 def synthetic_neurons(ratios=(0.01, 0.02), layers=LAYERS, per_layer=PER_LAYER, seed=0) -> dict:

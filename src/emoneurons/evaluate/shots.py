@@ -16,7 +16,7 @@ from typing import get_args
 import polars as pl
 
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
-from emoneurons.io.tables import rows_at, table_batches, table_columns
+from emoneurons.io.tables import label_column, rows_at, table_batches, table_columns
 from emoneurons.params import ShotSelection, allowed_values
 
 TrainSplit = pl.DataFrame | Path  # in memory, or a parquet file read a batch at a time
@@ -28,7 +28,7 @@ class EvalDataError(ValueError):
 
 def _checked_column(columns: Sequence[str], name: str) -> str:
     """The label column among `columns`; EvalDataError when it or `dialogue` is missing."""
-    column = "label" if "label" in columns else "theme"
+    column = label_column(columns)
     if column not in columns or "dialogue" not in columns:
         raise EvalDataError(f"{name}: needs columns `dialogue` and `label` (has: {', '.join(columns)})")
     return column

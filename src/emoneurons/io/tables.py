@@ -27,10 +27,12 @@ class DataError(Exception):
     """A data problem, said in one line that names the file."""
 
 
-def label_column(table: pl.DataFrame) -> str:
-    """The column holding a split table's emotion: the judges' `label` (filter's output), or the
-    generator's intended `theme` where a table has no label (tests, EmoPrism-like tables)."""
-    return "label" if "label" in table.columns else "theme"
+def label_column(table: pl.DataFrame | Sequence[str]) -> str:
+    """The column holding a split table's emotion (a table, or its column names): the judges' `label`
+    (filter's output), or the generator's intended `theme` where a table has no label (tests,
+    EmoPrism-like tables)."""
+    columns = table.columns if isinstance(table, pl.DataFrame) else table
+    return "label" if "label" in columns else "theme"
 
 
 def read_table(path: str | Path, columns: Sequence[str] | None = None) -> pl.DataFrame:

@@ -14,6 +14,7 @@ import emoneurons.evaluate.chunking as chunking
 from emoneurons.evaluate.chunking import chunked_rows
 from emoneurons.evaluate.conditions import plan_conditions, unique_masks
 from emoneurons.evaluate.masking_eval import evaluate_masking
+from emoneurons.io.neurons_file import NeuronsFile, parse_neurons
 from emoneurons.model.batching import length_buckets
 from emoneurons.runtime.checkpoint import Checkpoints
 from emoneurons.runtime.distributed import Ranks
@@ -46,8 +47,8 @@ PARAMS = section("eval", ratios=(0.02,), layer_ranges=("top", "all"), control_dr
                  null_draws=3, scales=())
 
 
-def _neurons(lm) -> dict:
-    return synthetic_neurons(ratios=(0.02, 0.04), layers=len(lm.model.model.layers), per_layer=lm.model.config.intermediate_size)
+def _neurons(lm) -> NeuronsFile:
+    return parse_neurons(synthetic_neurons(ratios=(0.02, 0.04), layers=len(lm.model.model.layers), per_layer=lm.model.config.intermediate_size))
 
 
 def _run(lm, **kwargs):

@@ -51,6 +51,29 @@ def test_directions_separation_and_standardized_means_equal_numpy_on_all_tokens(
             np.testing.assert_allclose(standardized[layer, e].numpy(), s.mean(0) / pooled_sd, rtol=1e-8)
 
 
+def test_the_summary_by_layer_is_each_layers_own_geometry():
+    from emoneurons.neurons.directions import ClassSums, directions_summary
+
+    states, counts = token_states(seed=2)
+    hidden, squares, tokens = sums_of(states, counts)
+    sums = ClassSums(hidden=hidden, squares=squares, values=torch.zeros(LAYERS, 6, NEURONS, dtype=torch.float64),
+                     tokens=tokens, dialogues=torch.ones(6, dtype=torch.int64))
+    write = [torch.randn(NEURONS, HIDDEN, dtype=torch.float64) for _ in range(LAYERS)]
+    summary = directions_summary(sums, write, torch.rand(LAYERS, NEURONS), {}, ratio=0.01, draws=2, seed=0,
+                                 control_draw=uniform_same_layer, control="uniform_same_layer")
+    ratio = separation(hidden, squares, tokens)
+    assert summary["strongest_layer"] == int(np.argmax(ratio.numpy()))
+    standardized = standardized_means(hidden, squares, tokens)
+    for layer, per_emotion in enumerate(states):
+        overall = np.concatenate(per_emotion).mean(0)
+        norms = [np.linalg.norm(s.mean(0) - overall) for s in per_emotion]
+        assert [summary["by_layer"]["direction_norm"][e][layer] for e in EMOTIONS] == pytest.approx(norms)
+        geometry = means_geometry(standardized[layer], layer)
+        assert summary["by_layer"]["pc1_explained"][layer] == geometry.explained[0]
+        assert summary["by_layer"]["pc1_is_valence"][layer] == geometry.valence_axis
+    assert summary["geometry"] == means_geometry(standardized[summary["strongest_layer"]], summary["strongest_layer"]).record()
+
+
 def test_pca_equals_numpy_eigendecomposition_of_the_means_covariance():
     means = torch.tensor(np.random.default_rng(3).normal(size=(6, HIDDEN)))
     geometry = means_geometry(means, layer=2)
