@@ -74,7 +74,10 @@ def main(
     if activity.truncated.dialogues:
         print(activity.truncated.describe(table.height, "cards"), file=sys.stderr)
     shown = ", ".join(f"{e} {len(v['cards'])}" for e, v in emotions.items())
-    print(f"cards: {len(chosen)} neurons over {table.height} train dialogues ({shown}); wrote {out}/index.html")
+    cards_made = sum(len(v["cards"]) for v in emotions.values())
+    # A neuron selected for two emotions has a card in each: cards and distinct neurons can differ.
+    print(f"cards: {cards_made} cards ({shown}) of {len(chosen)} distinct neurons over {table.height} train dialogues; "
+          f"wrote {out}/index.html")
 
 
 if __name__ == "__main__":

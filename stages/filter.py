@@ -16,9 +16,9 @@ from emoneurons.io.atomic import write_json
 from emoneurons.backends.chat import ChatBackendError
 from emoneurons.backends.judges import judge_metrics, make_judges
 from emoneurons.dataset.emoprism import read_emoprism
-from emoneurons.io.tables import DataError, read_table, write_table
-from emoneurons.io.suites import check_dialogues, check_filtered, checks_path, checks_record
-from emoneurons.dataset.filtering import agreement_filter
+from emoneurons.io.tables import BATCH_ROWS, DataError, table_batches, table_rows
+from emoneurons.io.suites import checks_path, checks_record
+from emoneurons.dataset.filtering import filter_to_table
 from emoneurons.params import ParamsError, load_stage_params, require_under
 from emoneurons.runtime.stage_run import run_stage
 
@@ -38,9 +38,9 @@ def main(
         options = settings.filter
         emoprism = None
         if options.source == "emoprism":
-            emoprism = read_emoprism(options.emoprism.path, options.emoprism.judge_columns)
-            df, labels, judges = emoprism.dialogues, emoprism.judges, []
-            checked = check_dialogues(df, source=options.emoprism.path)
+            # The whole file is read and checked first (one line on bad input, nothing written), then again in batches.
+            emoprism = read_emoprism(options.emoprism.path, options.emoprism.judge_columns, desc="filter: read and check")
+            labels, judges, total = emoprism.judges, [], emoprism.records
             if not 1 <= options.min_agree <= 1 + len(labels):
                 raise ParamsError(
                     f"filter.min_agree: must be between 1 and {1 + len(labels)} (the intended emotion plus "
@@ -48,16 +48,16 @@ def main(
                 )
             prepare_cache_dir(cache)  # a DVC output even when unused; made only once the input passed
             seconds = dict.fromkeys(labels, 0.0)
+            batches = emoprism.batches(BATCH_ROWS)
         else:
-            checked = []
-            df, labels, judges, seconds = _judged(dialogues, cache, options.judges, settings.model, settings.eval.prompt_format)
-        kept, metrics = agreement_filter(df, labels, options.min_agree)
-        checked += check_filtered(kept, list(labels), source=str(out))
+            batches, judges, seconds = _judged(dialogues, cache, options.judges, settings.model, settings.eval.prompt_format)
+            labels, total = [judge.name for judge in judges], table_rows(dialogues)
+        metrics, checked = filter_to_table(batches, total, labels, options.min_agree, out,
+                                           input_source=options.emoprism.path if emoprism is not None else None)
         if emoprism is not None:
             metrics["source"] = {"emoprism": options.emoprism.path, "label_not_theme": emoprism.label_not_theme}
         metrics |= judge_metrics(judges)
         write_json(checks_path(out), checks_record(checked))
-        write_table(kept, out)
         write_json(report, metrics)
     except (ParamsError, DataError, ChatBackendError) as error:
         print(error, file=sys.stderr)
@@ -78,24 +78,27 @@ def main(
 
 
 def _judged(dialogues: Path, cache: Path, specs, model, prompt_format: str) -> tuple:
-    """The generated dialogues, each judge's labels (judges `specs`: filter.judges), the judges and
-    their seconds."""
-    df = read_table(dialogues)
-    for column in ("dialogue", "theme"):
-        if column not in df.columns:
-            raise DataError(f"{dialogues}: no column {column!r} (has {', '.join(df.columns) or 'none'})")
+    """The generated dialogues a batch at a time with each judge's labels (judges `specs`:
+    filter.judges), the judges, and their seconds so far (filled in as the batches are labelled)."""
+    batches = table_batches(dialogues, required=("dialogue", "theme"))  # a missing column: one line, before any work
     prepare_cache_dir(cache)  # only once the input passed: a rejected input leaves nothing behind
     classify = None
     if any(spec.backend == "hf" for spec in specs):
         from emoneurons.evaluate.classify import classify  # torch/transformers only for an hf judge
     judges = make_judges(specs, model, cache, prompt_format, classify=classify)
-    texts = df["dialogue"].to_list()
-    seconds, labels = {}, {}
-    for judge in judges:
-        began = time.perf_counter()
-        labels[judge.name] = judge.label(texts)
-        seconds[judge.name] = round(time.perf_counter() - began, 2)
-    return df, labels, judges, seconds
+    seconds = {judge.name: 0.0 for judge in judges}
+
+    def labelled():
+        for df in batches:
+            texts = df["dialogue"].to_list()
+            labels = {}
+            for judge in judges:
+                began = time.perf_counter()
+                labels[judge.name] = judge.label(texts)
+                seconds[judge.name] = round(seconds[judge.name] + time.perf_counter() - began, 2)
+            yield df, labels
+
+    return labelled(), judges, seconds
 
 
 if __name__ == "__main__":

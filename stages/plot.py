@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import typer
 
 from emoneurons.io.atomic import atomic_dir, atomic_path, output_errors
+from emoneurons.io.directions_file import DIRECTIONS_FILE, DirectionsFile, read_directions
 from emoneurons.io.eval_file import EVAL_FILE, read_eval
 from emoneurons.io.tables import DataError, read_json
 from emoneurons.params import ParamsError, load_params
@@ -26,6 +27,7 @@ def main(
     neuron_metrics: Path = typer.Option(Path("reports/metrics/neurons.json")),
     cards_json: Path = typer.Option(Path("reports/cards/cards.json")),
     steer_json: Path = typer.Option(Path("reports/steer/steer.json")),
+    directions_json: Path = typer.Option(Path(DIRECTIONS_FILE)),
     figures: Path = typer.Option(Path("reports/figures")),
     plots: Path = typer.Option(Path("reports/plots")),
     report: Path = typer.Option(Path("reports/report.md")),
@@ -39,6 +41,8 @@ def main(
         # them, on metrics alone, leaves their section out.
         cards = read_json(cards_json) if cards_json.exists() else None
         steer = read_json(steer_json) if steer_json.exists() else None
+        # The directions stage's summary (always there under `dvc repro`; off, or absent: no section).
+        directions = read_directions(directions_json) if directions_json.exists() else None
         validated = load_params(params)
     except (ParamsError, DataError) as error:
         typer.echo(f"plot: {error}", err=True)
@@ -48,7 +52,7 @@ def main(
     from emoneurons.report.results.run import RunMetrics
 
     try:
-        write_outputs(RunMetrics(**raw, params=validated), cards, steer, figures, plots, report, html)
+        write_outputs(RunMetrics(**raw, params=validated), cards, steer, figures, plots, report, html, directions)
     except (ReportDataError, DataError) as error:  # DataError: neurons.json has no selection at a ratio
         typer.echo(f"plot: {error}", err=True)
         raise typer.Exit(1) from None
@@ -59,10 +63,14 @@ def main(
 
 
 def write_outputs(
-    run: RunMetrics, cards: dict | None, steer: dict | None, figures: Path, plots: Path, report: Path, html: Path
+    run: RunMetrics, cards: dict | None, steer: dict | None, figures: Path, plots: Path, report: Path, html: Path,
+    directions: DirectionsFile | None = None,
 ) -> None:
     """The figures, plots data, report.md and index.html of one run; the steering
-    figure and the beyond-ablation section only when the cards and steer outputs are there."""
+    figure and the beyond-ablation section only when the cards and steer outputs are there; the
+    directions figure and section only when the directions stage ran (directions.enabled)."""
+    from emoneurons.report.directions.figure import save_directions_figure
+    from emoneurons.report.directions.section import directions_blocks
     from emoneurons.report.document.html import render_html
     from emoneurons.report.document.markdown import render_markdown
     from emoneurons.report.document.run_report import build_report
@@ -91,6 +99,10 @@ def write_outputs(
             with output_errors(figures, rename_inner=True):
                 save_steering_figure(steer, figures_tmp)
             blocks += beyond_ablation_blocks(cards, steer)
+        if directions is not None and directions.enabled:
+            with output_errors(figures, rename_inner=True):
+                save_directions_figure(directions, figures_tmp)
+            blocks += directions_blocks(directions)
         with output_errors(report):
             report_tmp.write_text(render_markdown(blocks))
         html_tmp.write_text(render_html(blocks, figures_tmp, f"emoneurons: {model_name(run)}"))

@@ -10,8 +10,8 @@ import polars as pl
 import typer
 
 from emoneurons.io.atomic import atomic_dir
-from emoneurons.io.tables import DataError, read_table, write_table
-from emoneurons.dataset.split import stratified_split
+from emoneurons.io.tables import DataError
+from emoneurons.dataset.split import TableSplit
 from emoneurons.io.suites import check_split, checks_record
 from emoneurons.emotions import EMOTIONS
 from emoneurons.params import ParamsError, load_stage_params
@@ -34,13 +34,12 @@ def main(
 ) -> None:
     try:
         settings = load_stage_params(params, ("split",)).split
-        df = read_table(filtered)
-        train, test = stratified_split(df, settings.test_fraction, settings.seed)
-        checked = check_split(train, test, settings.test_fraction, sources=(str(out / "train.parquet"), str(out / "test.parquet")))
+        split = TableSplit(filtered, settings.test_fraction, settings.seed)  # drawn from the ids: bad input before any output
         # One folder, renamed into place whole: an interrupted run leaves no half split.
         with atomic_dir(out) as tmp:
-            write_table(train, tmp / "train.parquet")
-            write_table(test, tmp / "test.parquet")
+            # The parts are written a batch at a time; the checks need only their ids and emotions.
+            train, test = split.write(tmp)
+            checked = check_split(train, test, settings.test_fraction, sources=(str(out / "train.parquet"), str(out / "test.parquet")))
             (tmp / "checks.json").write_text(json.dumps(checks_record(checked), indent=2) + "\n")
     except (ParamsError, DataError) as error:
         print(error, file=sys.stderr)

@@ -82,7 +82,15 @@ def main(
         write_json(tmp / "steer.json", record)
         write_json(tmp / "checks.json", checks_record(checked))
         save_steering_figure(record, tmp)
-    print(f"steer: {len(plan)} conditions x {len(texts)} prompts; " + "; ".join(_summary_lines(record)))
+    print("; ".join([_headline(record), *_summary_lines(record)]))
+
+
+def _headline(record: dict) -> str:
+    """What was generated and classified, counted from steer.json as the progress bars count it."""
+    conditions = sum(len(entry["steered"]) + len(entry["controls"]) for entry in record["emotions"].values())
+    prompts = len(record["prompts"])
+    return (f"steer: (unmodified + {conditions} conditions) x {prompts} prompts = {(1 + conditions) * prompts} replies, "
+            f"{record['classified']} distinct ones classified")
 
 
 def _summary_lines(record: dict) -> list[str]:

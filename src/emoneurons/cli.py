@@ -50,8 +50,8 @@ def compare(
 def pull(repo: Path = typer.Option(Path("."), help="the project's git/DVC repository")) -> None:
     """Pull the results and the run-cache from the DVC remote.
 
-    `make run`'s first step, `dvc pull --allow-missing --run-cache`: outputs never computed in this clone are one line, not
-    a warning each; DVC's errors pass as they are, with its exit status."""
+    `make run`'s first step, `dvc pull --allow-missing --run-cache`: outputs never computed in this
+    clone are one line, not a warning each; DVC's errors pass as they are, with its exit status."""
     from emoneurons.runtime.dvc_runs import pull as quiet_pull
 
     raise typer.Exit(quiet_pull(repo))
@@ -99,8 +99,9 @@ def atlas(
 ) -> None:
     """Several models on the same data and plan, side by side.
 
-    One report, reports/atlas/ (atlas.html, atlas.md, atlas.json, figures/); per model: emotion neurons by relative depth, the overlap of their top tokens, the paired
-    effects and verdicts, steering with coherence, accuracy beside chance."""
+    One report, reports/atlas/ (atlas.html, atlas.md, atlas.json, figures/); per model: emotion
+    neurons by relative depth, the overlap of their top tokens, the paired effects and verdicts,
+    steering with coherence, accuracy beside chance."""
     from emoneurons.report.atlas.write import AtlasError, write_atlas
     from emoneurons.runtime.atlas_runs import DEFAULT_PLAN, AtlasRunError, load_model_run, run_atlas_experiments
 

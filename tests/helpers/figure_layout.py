@@ -101,3 +101,39 @@ def steer_json() -> dict:
     record = steering_record(prompts, plan, predicted, logp, ["reply"] * n, {e: len(v) for e, v in selected.items()},
                              coherence=coherence, rule=rule)
     return {"model": MODEL, "prompts": prompts, **record}
+
+
+def rendered_pixels(figure: Figure):
+    """The figure drawn as savefig draws it (Agg, its dpi): an RGB array, row 0 at the top."""
+    import numpy as np
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
+
+
+def colour_share(pixels, ax, x0: float, x1: float, y: float, colour: str, rows: int = 2) -> float:
+    """The share of the pixels of `colour` (within a few levels, for antialiasing) in the strip from
+    data x0 to x1 at data height y, `rows` pixels above and below it: a bar drawn there shows."""
+    import numpy as np
+    from matplotlib.colors import to_rgb
+
+    (left, height), (right, _) = ax.transData.transform([(x0, y), (x1, y)])
+    top = pixels.shape[0] - height  # display y counts from the bottom, rows from the top
+    strip = pixels[max(round(top) - rows, 0) : round(top) + rows + 1, max(round(left), 0) : round(right) + 1].astype(int)
+    target = np.array([round(255 * c) for c in to_rgb(colour)])
+    return float((np.abs(strip - target).max(axis=-1) <= 12).mean()) if strip.size else 0.0
+
+
+def marker_clashes(ax, skip_gids: tuple[str, ...] = ()) -> list[str]:
+    """Each pair of markers of two different lines whose centres lie closer than the larger one's
+    half size (in display pixels): the one drawn later hides the other. Error-bar caps (| and _)
+    and lines with a gid in `skip_gids` are left out."""
+    points = []
+    for k, line in enumerate(ax.get_lines()):
+        if str(line.get_marker()) in ("None", "", " ", "_", "|") or line.get_gid() in skip_gids:
+            continue
+        size = line.get_markersize() * ax.figure.dpi / 72
+        points += [(k, line.get_label(), (x, y), size) for x, y in ax.transData.transform(line.get_xydata())]
+    return [f"{a[1]} at {a[2]} hides {b[1]} at {b[2]}" for a, b in itertools.combinations(points, 2)
+            if a[0] != b[0] and math.dist(a[2], b[2]) < max(a[3], b[3]) / 2]

@@ -16,7 +16,7 @@ import yaml
 from filelock import FileLock
 from helpers.stage_runner import REPO, run_command
 
-ALL_STAGES = ["augment", "generate", "filter", "split", "count", "select", "mask-eval", "cards", "steer", "plot"]
+ALL_STAGES = ["augment", "generate", "filter", "split", "count", "select", "directions", "mask-eval", "cards", "steer", "plot"]
 SUMMARY_METRICS = {"accuracy", "drop", "control_drop", "neurons"}  # reports/metrics/summary.json
 
 

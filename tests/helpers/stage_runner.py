@@ -18,12 +18,17 @@ def stage_script(name: str) -> Path:
 
 
 def run_stage_script(name: str, *args: object, cwd: str | Path, timeout: float = 300, env: Mapping[str, str] | None = None,
-              isolated: bool = False) -> subprocess.CompletedProcess:
+              isolated: bool = False, merged: bool = False) -> subprocess.CompletedProcess:
     """stages/<name>.py with `args` (str() of each) in `cwd`. `isolated`: python -P, so stages/ on
-    sys.path cannot shadow the standard library (stages/select.py would shadow `select`)."""
+    sys.path cannot shadow the standard library (stages/select.py would shadow `select`). `merged`:
+    stderr into stdout, one stream as a log file of `dvc repro` has it, a progress bar's carriage
+    returns kept (text mode would turn each into a newline); stderr is then None."""
     command = [sys.executable, *(["-P"] if isolated else []), str(stage_script(name)), *map(str, args)]
-    return subprocess.run(command, cwd=cwd, env=None if env is None else dict(env), capture_output=True, text=True,
-                          timeout=timeout)
+    env = None if env is None else dict(env)
+    if not merged:
+        return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+    return subprocess.CompletedProcess(result.args, result.returncode, result.stdout.decode(), None)
 
 
 def stage_main(name: str):

@@ -93,3 +93,29 @@ def emoprism_record(topic: str, theme: str, gpt: str, gemini: str, claude: str, 
         "gpt-4o-mini": gpt, "gemini-1.5-flash": gemini, "claude-3-haiku": claude,
         "label": theme,
     }
+
+
+def synthetic_directions(layers: int = LAYERS, per_layer: int = PER_LAYER, hidden: int = 16, seed: int = 0,
+                         draws: int = 50) -> dict:
+    """A directions.json from random class sums (each emotion shifted its own way) and
+    synthetic_neurons' selection at 0.01, through the library's own summary and record."""
+    from emoneurons.io.directions_file import directions_record
+    from emoneurons.neurons.directions import ClassSums, directions_summary
+    from emoneurons.neurons.masking import neurons_by_layer
+    from emoneurons.neurons.write_alignment import uniform_same_layer
+
+    generator = torch.Generator().manual_seed(seed)
+    sums = ClassSums.zeros(layers, hidden, per_layer)
+    sums.tokens += torch.tensor([40, 55, 30, 70, 45, 60])
+    sums.dialogues += 5
+    shift = torch.randn(layers, 6, hidden, generator=generator)
+    sums.hidden += shift * sums.tokens[None, :, None]
+    sums.squares += (shift ** 2 + 4.0) * sums.tokens[None, :, None]  # within-class variance 4 per dimension
+    sums.values += torch.randn(layers, 6, per_layer, generator=generator)
+    write = [torch.randn(per_layer, hidden, generator=generator) for _ in range(layers)]
+    neurons = synthetic_neurons(layers=layers, per_layer=per_layer, seed=seed)["ratios"]["0.01"]["neurons"]
+    selected = {e: neurons_by_layer(pairs) for e, pairs in neurons.items()}
+    computed = directions_summary(sums, write, torch.rand(layers, per_layer, generator=generator), selected, ratio=0.01,
+                                  draws=draws, seed=seed, control_draw=uniform_same_layer, control="uniform_same_layer")
+    truncated = {"max_length": 1024, "budget": 1023, "dialogues": 0, "tokens_cut": 0, "longest_cut": 0}
+    return directions_record(model="tiny-random", write_direction="down_proj column", truncated=truncated, **computed)

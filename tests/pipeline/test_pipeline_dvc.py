@@ -75,9 +75,9 @@ def test_exp_show_lists_the_accuracies_and_plots_render(project, env):
     assert plots, "dvc plots show --json returned nothing"
 
 
-def test_exp_run_top_rate_reruns_select_mask_eval_cards_steer_plot_only(project, env):
+def test_exp_run_top_rate_reruns_select_directions_mask_eval_cards_steer_plot_only(project, env):
     result = dvc(project, env, "exp", "run", "-S", "select.top_rate=0.02")
-    assert stages_run(result.stdout) == ["select", "mask-eval", "cards", "steer", "plot"], result.stdout
+    assert stages_run(result.stdout) == ["select", "directions", "mask-eval", "cards", "steer", "plot"], result.stdout
 
 
 def test_exp_run_steer_alphas_reruns_steer_and_plot_only(project, env):

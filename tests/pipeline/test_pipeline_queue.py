@@ -61,7 +61,7 @@ def test_queued_sweep_from_a_fresh_clone_runs_and_compares_by_name(project, env,
     names = re.search(r"sweep: 2 experiments: (.+)", swept.stdout)[1].split(", ")
     assert "sweep: all 2 experiments succeeded" in swept.stdout, swept.stdout
     assert stages_run(dvc(clone, env, "queue", "logs", names[0]).stdout) == []
-    assert stages_run(dvc(clone, env, "queue", "logs", names[1]).stdout) == ["select", "mask-eval", "cards", "steer", "plot"]
+    assert stages_run(dvc(clone, env, "queue", "logs", names[1]).stdout) == ["select", "directions", "mask-eval", "cards", "steer", "plot"]
 
     rows = {r["Experiment"]: r for r in csv.DictReader(io.StringIO(dvc(clone, env, "exp", "show", "--csv").stdout))}
     assert [rows[n]["select.top_rate"] for n in names] == ["0.01", "0.02"]

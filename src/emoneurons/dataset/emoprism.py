@@ -8,22 +8,25 @@ not the file name). Every
 key other than the known ones is taken as a judge column, unless `judge_columns` names them.
 Dialogues get the same trivial repairs as generated ones (whitespace, turns run together on one
 line); a record that is still not an A:/B: dialogue is an error, not a silent drop.
+
+The file is read twice, a record at a time (io/json_records.py), never whole: `read_emoprism` checks
+every record and learns the judge columns (the keys of all records), so bad input is one line
+before any work; `EmoPrism.batches` then gives the records as tables of a bounded number of rows.
 """
 
 from __future__ import annotations
 
-import gzip
-import json
 import re
-import zlib
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+from tqdm import tqdm
 
+from emoneurons.io.json_records import RecordReader
 from emoneurons.io.tables import DataError
 from emoneurons.io.suites import EXAMPLES
 from emoneurons.text.dialogue_format import dialogue_table, parse_dialogue
@@ -33,74 +36,7 @@ BACKEND = "emoprism"
 MODEL = "EmoPrism (Lee et al. 2025)"
 REQUIRED = ("topic", "dialogue", "theme")
 NOT_JUDGES = frozenset((*REQUIRED, "label", "id", "index"))
-
-
-def _json_lines(path: Path, text: str, whole: json.JSONDecodeError) -> list[Any]:
-    """The records of a JSON Lines file; when its first line is no JSON on its own the file was
-    meant as one JSON document, and the error names where that document breaks (a truncated file)."""
-    records = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as error:
-            if not records:
-                raise DataError(
-                    f"{path}: not valid JSON at line {whole.lineno}, column {whole.colno}: {whole.msg} "
-                    "(truncated? expected a JSON array of records or JSON Lines)"
-                ) from None
-            raise DataError(f"{path}: line {number}: not valid JSON ({error.msg}) in a JSON Lines file") from None
-    return records
-
-
-GZIP_MAGIC = b"\x1f\x8b"
-
-
-def _text(path: Path) -> str:
-    """The file's text, gunzipped first when its bytes start with gzip's magic number."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found (filter.emoprism names the released EmoPrism JSON)") from None
-    except OSError as error:
-        raise DataError(f"{path}: unreadable ({error})") from None
-    if raw.startswith(GZIP_MAGIC):
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as error:
-            raise DataError(f"{path}: a gzip file that does not decompress ({error}; truncated download?)") from None
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise DataError(f"{path}: not UTF-8 text at byte {error.start} (expected JSON, plain or gzip-compressed)") from None
-
-
-def _records(path: Path) -> list[dict[str, Any]]:
-    text = _text(path)
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as whole:
-        data = _json_lines(path, text, whole)
-    if isinstance(data, dict):
-        arrays = [v for v in data.values() if isinstance(v, list)]
-        if len(arrays) != 1:
-            raise DataError(f"{path}: a JSON object must hold exactly one array of records, found {len(arrays)}")
-        data = arrays[0]
-    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-        raise DataError(f"{path}: expected a list of records (objects with {', '.join(REQUIRED)}, judges, label)")
-    if not data:
-        raise DataError(f"{path}: 0 records")
-    return data
-
-
-def _each_valid(path: Path, column: str, values: list[Any], allowed: str) -> None:
-    """DataError naming the first records whose value is None (invalid), if any."""
-    bad = [i for i, value in enumerate(values) if value is None]
-    if bad:
-        shown = ", ".join(str(i) for i in bad[:EXAMPLES])
-        records = f"record{'s' if len(bad) > 1 else ''} {shown}{' ...' if len(bad) > EXAMPLES else ''} ({len(bad)} in all)"
-        raise DataError(f"{path}: {column!r} must be {allowed}; not so in {records}")
+RECORDS = f"expected a list of records (objects with {', '.join(REQUIRED)}, judges, label)"
 
 
 def _theme(value: Any) -> str | None:
@@ -116,19 +52,102 @@ def _label(value: Any) -> str | None:
     return parse_emotion(value) if isinstance(value, str) else None
 
 
+def _dialogue(value: Any) -> str | None:
+    return parse_dialogue(value) if isinstance(value, str) else None
+
+
 @dataclass
+class _Invalid:
+    """The records whose value of one key is invalid: the first few and how many."""
+
+    first: list[int] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, index: int) -> None:
+        self.count += 1
+        if len(self.first) <= EXAMPLES:
+            self.first.append(index)
+
+    def check(self, path: Path, column: str, allowed: str) -> None:
+        """DataError naming the first records whose value is invalid, if any."""
+        if self.count:
+            shown = ", ".join(str(i) for i in self.first[:EXAMPLES])
+            more = " ..." if self.count > EXAMPLES else ""
+            records = f"record{'s' if self.count > 1 else ''} {shown}{more} ({self.count} in all)"
+            raise DataError(f"{path}: {column!r} must be {allowed}; not so in {records}")
+
+
+@dataclass(frozen=True)
 class EmoPrism:
-    dialogues: pl.DataFrame  # data/dialogues.parquet's columns
-    judges: dict[str, list[str | None]]  # judge name -> label per dialogue (None: none of the six)
+    """A checked EmoPrism file: its judge columns, their names, and how many records."""
+
+    path: Path
+    judge_columns: tuple[str, ...]  # the file's keys holding the judges' answers
+    judges: tuple[str, ...]  # their names (the filter's judge_<name> columns)
+    records: int
     label_not_theme: int  # records whose released `label` differs from `theme`
+    repaired: bytes  # per record 1 when its dialogue needed repairs (the rest are taken as they are)
+
+    def batches(self, rows: int) -> Iterator[tuple[pl.DataFrame, dict[str, list[str | None]]]]:
+        """The records in file order, `rows` at a time: data/dialogues.parquet's columns and each
+        judge's label per dialogue (None: none of the six)."""
+        seen: Counter[tuple[str, str]] = Counter()  # ids hash (topic, theme, k); k numbers a pair's repeats in file order
+        table: list[tuple[str, str, int, str]] = []
+        labels: dict[str, list[str | None]] = {name: [] for name in self.judges}
+        for index, record in RecordReader(self.path):
+            pair = (_topic(record.get("topic")), _theme(record.get("theme")))
+            text = record["dialogue"]
+            table.append((*pair, seen[pair], parse_dialogue(text) if self.repaired[index] else text))  # type: ignore[arg-type]
+            seen[pair] += 1
+            for name, column in zip(self.judges, self.judge_columns):
+                labels[name].append(_label(record.get(column)))
+            if len(table) == rows:
+                yield dialogue_table(table, BACKEND, MODEL), labels
+                table, labels = [], {name: [] for name in self.judges}
+        if table:
+            yield dialogue_table(table, BACKEND, MODEL), labels
+
+    def table(self) -> tuple[pl.DataFrame, dict[str, list[str | None]]]:
+        """The whole file as one table and its labels (for small files: it holds every record)."""
+        parts = list(self.batches(max(self.records, 1)))
+        return parts[0] if parts else (dialogue_table([], BACKEND, MODEL), {name: [] for name in self.judges})
 
 
-def read_emoprism(path: str | Path, judge_columns: Sequence[str] | None = None) -> EmoPrism:
-    """The released records as dialogues and judge labels. DataError, one line naming the file,
-    on bad input, before anything is written."""
+def read_emoprism(path: str | Path, judge_columns: Sequence[str] | None = None, desc: str | None = None) -> EmoPrism:
+    """Check every record of the released file, one at a time, and learn its judge columns.
+    DataError, one line naming the file (and the record), on bad input, before anything is
+    written. `desc`: show the reading's progress (bytes of the file, an ETA) under that name."""
     path = Path(path)
-    records = _records(path)
-    keys = list(dict.fromkeys(k for r in records for k in r))
+    if not path.is_file():
+        raise DataError(f"{path}: file not found (filter.emoprism names the released EmoPrism JSON)")
+    # Shown on a terminal only (tqdm's disable=None): a log or a test's pipe gets the one-line error alone.
+    with tqdm(total=path.stat().st_size, desc=desc, unit="B", unit_scale=True, disable=None if desc else True) as progress:
+        return _checked(path, judge_columns, lambda done: progress.update(done - progress.n))
+
+
+def _checked(path: Path, judge_columns: Sequence[str] | None, progress: Callable[[int], None]) -> EmoPrism:
+    keys: dict[str, None] = {}
+    invalid = {column: _Invalid() for column in ("theme", "topic", "dialogue")}
+    repaired = bytearray()
+    records = differs = 0
+    for index, record in RecordReader(path, progress):
+        if not isinstance(record, dict):
+            raise DataError(f"{path}: record {index} is a {type(record).__name__}: {RECORDS}")
+        keys.update(dict.fromkeys(record))
+        theme = _theme(record.get("theme"))
+        if theme is None:
+            invalid["theme"].add(index)
+        if _topic(record.get("topic")) is None:
+            invalid["topic"].add(index)
+        text = record.get("dialogue")
+        dialogue = _dialogue(text)
+        if dialogue is None:
+            invalid["dialogue"].add(index)
+        repaired.append(dialogue is not None and dialogue != text)
+        differs += "label" in record and _label(record["label"]) != theme
+        records += 1
+    if not records:
+        raise DataError(f"{path}: 0 records")
     missing = [k for k in REQUIRED if k not in keys]
     if missing:
         raise DataError(f"{path}: no key {', '.join(map(repr, missing))} in the records (has {', '.join(keys)})")
@@ -141,21 +160,7 @@ def read_emoprism(path: str | Path, judge_columns: Sequence[str] | None = None) 
     names = [re.sub(r"[^a-z0-9_]+", "_", k.lower()).strip("_") or "judge" for k in judges]
     if len(set(names)) != len(names):
         raise DataError(f"{path}: judge columns {judges} collide as judge names {names}")
-
-    themes = [_theme(r.get("theme")) for r in records]
-    _each_valid(path, "theme", themes, f"one of {', '.join(EMOTIONS)}")
-    topics = [_topic(r.get("topic")) for r in records]
-    _each_valid(path, "topic", topics, "a non-empty string")
-    dialogues = [parse_dialogue(r["dialogue"]) if isinstance(r.get("dialogue"), str) else None for r in records]
-    _each_valid(path, "dialogue", dialogues, "an A:/B: dialogue")
-
-    # ids hash (topic, theme, k); k numbers the repeats of a pair in file order.
-    seen: Counter[tuple[str, str]] = Counter()
-    rows = []
-    for topic, theme, dialogue in zip(topics, themes, dialogues):
-        pair = (topic, theme)
-        rows.append((*pair, seen[pair], dialogue))
-        seen[pair] += 1
-    labels = {name: [_label(r.get(column)) for r in records] for name, column in zip(names, judges)}
-    differs = sum("label" in r and _label(r["label"]) != theme for r, theme in zip(records, themes))
-    return EmoPrism(dialogue_table(rows, BACKEND, MODEL), labels, differs)  # type: ignore[arg-type]
+    invalid["theme"].check(path, "theme", f"one of {', '.join(EMOTIONS)}")
+    invalid["topic"].check(path, "topic", "a non-empty string")
+    invalid["dialogue"].check(path, "dialogue", "an A:/B: dialogue")
+    return EmoPrism(path, tuple(judges), tuple(names), records, differs, bytes(repaired))

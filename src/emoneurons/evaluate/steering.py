@@ -118,16 +118,18 @@ def as_dialogue(prompt: str, reply: str) -> str:
 
 
 def classify_replies(lm: LoadedModel, train: pl.DataFrame, eval_params: EvalParams, dialogues: Sequence[str],
-                     batch_size: int) -> tuple[list[str | None], Tensor | None]:
+                     batch_size: int, of: int | None = None) -> tuple[list[str | None], Tensor | None]:
     """mask-eval's classifier (its shots, calibration and method), unmodified, on `dialogues`:
-    the predicted labels and the label log-probabilities [n, 6] (None with method generate)."""
+    the predicted labels and the label log-probabilities [n, 6] (None with method generate).
+    `of`: how many replies `dialogues` are the distinct ones of, for the progress bar."""
     shots = draw_shots(train, eval_params.shots, eval_params.seed, eval_params.shot_selection)
     prompt_format = resolve_prompt_format(lm.tokenizer, eval_params.prompt_format)
     prompt = classification_prompt(lm.tokenizer, shots, eval_params.shot_instruction, prompt_format)
     engine = MaskedClassifier(lm, prompt, dialogues, eval_params.method, batch_size=batch_size,
                               max_new_tokens=eval_params.max_new_tokens, label_format=eval_params.label_format,
                               reference=calibration_dialogues(train, eval_params, shots))
-    with tqdm(total=len(engine.batches), desc=f"classify {len(dialogues)} replies", unit="batch", file=sys.stderr) as bar:
+    desc = f"classify {len(dialogues)} replies" if of is None else f"classify {len(dialogues)} distinct replies of {of}"
+    with tqdm(total=len(engine.batches), desc=desc, unit="batch", file=sys.stderr) as bar:
         result = engine.classify(progress=bar)
     logp = None if result.scores is None else torch.log_softmax(result.scores.float(), dim=1)
     return result.predicted, logp
@@ -216,9 +218,9 @@ def run_steering(lm: LoadedModel, prompts: Sequence[str], plan: Sequence[SteerCo
     (`batch_size`: the classifier's, model.batch_size; generation uses steer.batch_size), and
     have each of `judges` label them too."""
     check_classifier_train(train, eval_params)
-    conditions = [({}, 1.0), *((c.neurons, c.alpha) for c in plan)]
+    conditions = [({}, 1.0), *((c.neurons, c.alpha) for c in plan)]  # the unmodified model first
     per_condition = steered_replies(lm, prompts, conditions, max_new_tokens=params.max_new_tokens, batch_size=params.batch_size,
-                                    desc=f"steer ({len(conditions)} conditions x {len(prompts)} prompts)",
+                                    desc=f"steer (unmodified + {len(plan)} conditions) x {len(prompts)} prompts",
                                     prompt_format=eval_params.prompt_format)
     replies = [reply for condition in per_condition for reply in condition]
     # Scored by the unmodified model (no hook is left on it), on the prompts the replies answered.
@@ -231,7 +233,7 @@ def run_steering(lm: LoadedModel, prompts: Sequence[str], plan: Sequence[SteerCo
     unique = list(dict.fromkeys(dialogues))
     position = {dialogue: i for i, dialogue in enumerate(unique)}
     rows = [position[dialogue] for dialogue in dialogues]
-    predicted, logp = classify_replies(lm, train, eval_params, unique, batch_size)
+    predicted, logp = classify_replies(lm, train, eval_params, unique, batch_size, of=len(dialogues))
     judged = {name: [labels[r] for r in rows] for name, labels in judge_replies(judges, unique).items()}
     return steering_record(prompts, plan, [predicted[r] for r in rows], None if logp is None else logp[rows],
                            replies, selected, judged, coherence, rule) | {"classified": len(unique)}

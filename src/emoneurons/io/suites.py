@@ -9,6 +9,7 @@ great_expectations is imported inside the functions because importing it takes s
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -51,12 +52,13 @@ def raise_failures(source: str, failures: Sequence[str]) -> None:
         raise DataCheckError(f"{source}: " + "; ".join(failures))
 
 
-def _row_label(df: pl.DataFrame) -> Callable[[int], str]:
-    """How a message points at row i of df: part, row number, id and line, when the table has them."""
+def _row_label(df: pl.DataFrame, first_row: int = 0) -> Callable[[int], str]:
+    """How a message points at row i of df: part, row number (counted from `first_row`: df is a
+    batch of a longer table), id and line, when the table has them."""
 
     def label(i: int) -> str:
         part = f"{df['part'][i]} " if "part" in df.columns else ""
-        row = df["row"][i] if "row" in df.columns else i
+        row = df["row"][i] if "row" in df.columns else first_row + i
         row_id = f" (id {df['id'][i]!r})" if "id" in df.columns else ""
         line = f" line {df['line'][i]}" if "line" in df.columns else ""
         return f"{part}row {row}{row_id}{line}"
@@ -68,7 +70,7 @@ def _row_examples(label: Callable[[int], str], rows: Sequence[int], values: Sequ
     return ", ".join(f"{label(int(row))}: {_shown(value)}" for row, value in list(zip(rows, values))[:EXAMPLES])
 
 
-def _describe(result: Any, df: pl.DataFrame) -> str:
+def _describe(result: Any, df: pl.DataFrame, first_row: int = 0) -> str:
     """One failed GX expectation result as 'column ...: expectation failed: what was seen'."""
     config = result.expectation_config
     column = _column_of(config.kwargs)
@@ -81,7 +83,7 @@ def _describe(result: Any, df: pl.DataFrame) -> str:
     if "unexpected_count" in found:
         values = found.get("partial_unexpected_list") or []
         rows = found.get("partial_unexpected_index_list") or []
-        examples = _row_examples(_row_label(df), rows, values) if rows else ", ".join(
+        examples = _row_examples(_row_label(df, first_row), rows, values) if rows else ", ".join(
             _shown(v) for v in values[:EXAMPLES]
         )
         unit = "lines" if "line" in df.columns else "rows"
@@ -139,9 +141,11 @@ def _column_of(kwargs: dict[str, Any]) -> str | None:
     return kwargs.get("column") or (f"{kwargs['column_A']}/{kwargs['column_B']}" if "column_A" in kwargs else None)
 
 
-def failed_expectations(df: pl.DataFrame, source: str, expectations: Sequence[Any], checked: Checked | None = None) -> list[str]:
+def failed_expectations(df: pl.DataFrame, source: str, expectations: Sequence[Any], checked: Checked | None = None,
+                        first_row: int = 0) -> list[str]:
     """Validate one table against a list of GX expectations; describe each failure in a phrase;
-    every expectation that ran goes into `checked`, in the suite's order."""
+    every expectation that ran goes into `checked`, in the suite's order. `first_row`: the number
+    of df's first row in the table it is a batch of (messages name rows by that count)."""
     gx = load_gx()
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -165,7 +169,7 @@ def failed_expectations(df: pl.DataFrame, source: str, expectations: Sequence[An
         config = result.expectation_config
         record_ran(checked, source, config.type, _column_of(config.kwargs), result.success)
     failed = sorted((r for r in results if not r.success), key=position)
-    return [_describe(r, df) for r in failed]
+    return [_describe(r, df, first_row) for r in failed]
 
 
 def _require_columns(df: pl.DataFrame, source: str, columns: Sequence[str]) -> None:
@@ -175,12 +179,12 @@ def _require_columns(df: pl.DataFrame, source: str, columns: Sequence[str]) -> N
         raise_failures(source, [failure_line(None, "expect_table_columns_to_match_set", detail)])
 
 
-def _turn_lines(df: pl.DataFrame) -> pl.DataFrame:
+def _turn_lines(df: pl.DataFrame, first_row: int = 0) -> pl.DataFrame:
     """One row per dialogue line (row, id, line number, text), so a bad line is shown as itself."""
     # The text column keeps the name `dialogue` so a failure names the table's column.
     return (
         df.select("id", pl.col("dialogue").str.split("\n"))
-        .with_row_index("row")
+        .with_row_index("row", offset=first_row)
         .explode("dialogue")
         .filter(pl.col("dialogue").is_not_null())
         .with_columns(line=pl.col("row").cum_count().over("row"))
@@ -230,21 +234,23 @@ def _dialogue_expectations(gx: Any) -> list[Any]:
     ]
 
 
-def _turn_failures(df: pl.DataFrame, source: str, checked: Checked | None = None) -> list[str]:
+def _turn_failures(df: pl.DataFrame, source: str, checked: Checked | None = None, first_row: int = 0) -> list[str]:
     turn = load_gx().expectations.ExpectColumnValuesToMatchRegex(column="dialogue", regex=TURN_REGEX)
-    return failed_expectations(_turn_lines(df), source, [turn], checked)
+    return failed_expectations(_turn_lines(df, first_row), source, [turn], checked)
 
 
-def check_dialogues(df: pl.DataFrame, source: str) -> Checked:
-    """id/topic/theme/dialogue/backend/model: unique ids, six emotions, every line 'A: ' or 'B: '."""
+def check_dialogues(df: pl.DataFrame, source: str, first_row: int = 0) -> Checked:
+    """id/topic/theme/dialogue/backend/model: unique ids, six emotions, every line 'A: ' or 'B: '.
+    `first_row`: df is a batch of a longer table, from that row (BatchChecks)."""
     gx = load_gx()
     checked: Checked = []
     _require_columns(df, source, DIALOGUE_COLUMNS)
-    raise_failures(source, failed_expectations(df, source, _dialogue_expectations(gx), checked) + _turn_failures(df, source, checked))
+    raise_failures(source, failed_expectations(df, source, _dialogue_expectations(gx), checked, first_row)
+                   + _turn_failures(df, source, checked, first_row))
     return checked
 
 
-def check_filtered(df: pl.DataFrame, judges: Sequence[str], source: str) -> Checked:
+def check_filtered(df: pl.DataFrame, judges: Sequence[str], source: str, first_row: int = 0) -> Checked:
     """The dialogue checks plus judge_<name> labels, n_agree and label == theme."""
     gx = load_gx()
     checked: Checked = []
@@ -264,9 +270,52 @@ def check_filtered(df: pl.DataFrame, judges: Sequence[str], source: str) -> Chec
             expect.ExpectColumnPairValuesToBeEqual(column_A="label", column_B="theme"),
         ],
         checked,
+        first_row,
     )
-    raise_failures(source, failures + _turn_failures(df, source, checked))
+    raise_failures(source, failures + _turn_failures(df, source, checked, first_row))
     return checked
+
+
+UNIQUE = "expect_column_values_to_be_unique"
+
+
+class BatchChecks:
+    """A table's suite run a batch at a time (`check(batch, source, first_row)`: check_dialogues,
+    check_filtered), with what a batch cannot see checked across batches: ids unique in the whole
+    table. Memory is a batch and the ids (16 bytes a row, in one polars column, no Python object
+    per row). The record lists each expectation once, as over the whole table (every batch passed
+    it: a failure raises at once)."""
+
+    def __init__(self, check: Callable[[pl.DataFrame, str, int], Checked], source: str) -> None:
+        self.check, self.source = check, source
+        self.rows = 0
+        self.ids: list[pl.Series] = []
+        self.checked: Checked | None = None
+
+    def add(self, batch: pl.DataFrame) -> None:
+        """Check one batch (an empty one adds nothing: the row-count check is the table's)."""
+        if batch.height == 0:
+            return
+        checked = self.check(batch, self.source, self.rows)
+        # GX's validation objects hold the batch in reference cycles: freed now, not whenever
+        # Python's cyclic collector next runs (which let RSS grow with the number of batches).
+        gc.collect()
+        self.checked = self.checked if self.checked is not None else checked
+        self.ids.append(batch["id"])
+        self.rows += batch.height
+
+    def finish(self) -> Checked:
+        """The ids checked across batches; the record. DataCheckError on an id in two batches."""
+        if self.checked is None:
+            raise ValueError(f"{self.source}: no rows were checked")
+        if len(self.ids) > 1:
+            ids = pl.concat(self.ids).to_frame("id").with_row_index("row")
+            repeated = ids.filter(pl.col("id").is_duplicated())
+            if repeated.height:
+                examples = _row_examples(_row_label(repeated), range(repeated.height), repeated["id"].to_list())
+                detail = f"{repeated.height} of {ids.height} rows, e.g. {examples}"
+                raise_failures(self.source, [failure_line("id", UNIQUE, detail)])
+        return self.checked
 
 
 def _test_share_failures(train: pl.DataFrame, test: pl.DataFrame, test_fraction: float, checked: Checked | None, source: str) -> list[str]:

@@ -1,15 +1,26 @@
-"""Stage artifacts in and out: parquet tables and JSON, one-line errors on read, atomic writes."""
+"""Stage artifacts in and out: parquet tables and JSON, one-line errors on read, atomic writes.
+
+A table of the paper's size (~300k dialogues, ~400 MB of text) is read and written a batch of
+rows at a time by the stages that stream (`table_batches`, `table_writer`): memory is one batch
+(and, reading, one of the file's row groups), not the table.
+"""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from emoneurons.io.atomic import atomic_path
+
+# Rows a streaming stage holds at once (filter, split): ~10 MB of dialogue text at EmoPrism's
+# ~1.2 KB a dialogue, a few hundred MB at most once a batch goes through the data checks.
+BATCH_ROWS = 8192
 
 
 class DataError(Exception):
@@ -22,16 +33,29 @@ def label_column(table: pl.DataFrame) -> str:
     return "label" if "label" in table.columns else "theme"
 
 
-def read_table(path: str | Path) -> pl.DataFrame:
-    """Read a parquet table; raise DataError naming the file when it is missing or unreadable."""
+def read_table(path: str | Path, columns: Sequence[str] | None = None) -> pl.DataFrame:
+    """Read a parquet table (only `columns`, when given: the rest is never read); raise DataError
+    naming the file when it is missing, unreadable or lacks one of `columns`."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        return pl.read_parquet(path)
+        if columns is not None:
+            _require(path, pl.read_parquet_schema(path).keys(), columns)
+        return pl.read_parquet(path, columns=list(columns) if columns is not None else None)
+    except DataError:
+        raise
     except Exception as error:  # polars raises several kinds for a bad file; all mean "unreadable"
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise DataError(f"{path}: not a readable parquet table ({first_line})") from None
+
+
+def _require(path: Path, names: Iterable[str], columns: Iterable[str]) -> None:
+    names = list(names)
+    missing = [c for c in dict.fromkeys(columns) if c not in names]
+    if missing:
+        raise DataError(f"{path}: no column{'s' * (len(missing) > 1)} {', '.join(map(repr, missing))} "
+                        f"(has {', '.join(names) or 'none'})")
 
 
 def read_json(path: str | Path) -> Any:
@@ -45,19 +69,101 @@ def read_json(path: str | Path) -> Any:
         raise DataError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
 
 
+def _write_parquet(df: pl.DataFrame, path: Path) -> None:
+    try:
+        df.write_parquet(path)
+    except pl.exceptions.PolarsError as error:
+        # polars wraps a failed write ("underlying IO error: File too large (os error 27)"):
+        # unwrapped into the OSError it was, so atomic_path reports it in one line.
+        found = re.search(r"IO error: (.+?) \(os error (\d+)\)", str(error))
+        if found is None:
+            raise
+        raise OSError(int(found.group(2)), found.group(1)) from None
+
+
 def write_table(df: pl.DataFrame, path: str | Path) -> None:
     """Write a parquet table atomically: the file appears whole or not at all (a failed write is
     an atomic.OutputError naming `path`)."""
     with atomic_path(path) as tmp:
+        _write_parquet(df, tmp)
+
+
+def table_rows(path: str | Path) -> int:
+    """The rows of a parquet table, from its footer (nothing else is read); DataError naming it."""
+    import pyarrow.parquet as pq
+
+    return _opened(Path(path), lambda p: pq.ParquetFile(p).metadata.num_rows)
+
+
+def _opened(path: Path, read: Callable[[Path], Any]) -> Any:
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        return read(path)
+    except Exception as error:  # pyarrow raises several kinds for a bad file; all mean "unreadable"
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DataError(f"{path}: not a readable parquet table ({first_line})") from None
+
+
+def table_batches(path: str | Path, rows: int = BATCH_ROWS, columns: Sequence[str] | None = None,
+                  required: Sequence[str] = ()) -> Iterator[pl.DataFrame]:
+    """A parquet table `rows` at a time, in file order (only `columns`, when given): memory is a
+    batch and the row group being read, whatever the table's size. DataError naming the file when
+    it is missing, unreadable or lacks one of `columns` or `required` (checked at the call, before
+    any batch is read)."""
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    handle = _opened(path, lambda p: pq.ParquetFile(p, buffer_size=1 << 20, pre_buffer=False))
+    _require(path, handle.schema_arrow.names, [*required, *(columns or ())])
+    return _batches(path, handle.iter_batches(batch_size=rows, columns=list(columns) if columns is not None else None))
+
+
+def _batches(path: Path, batches: Iterator[Any]) -> Iterator[pl.DataFrame]:
+    while True:
         try:
-            df.write_parquet(tmp)
-        except pl.exceptions.PolarsError as error:
-            # polars wraps a failed write ("underlying IO error: File too large (os error 27)"):
-            # unwrapped into the OSError it was, so atomic_path reports it in one line.
-            found = re.search(r"IO error: (.+?) \(os error (\d+)\)", str(error))
-            if found is None:
-                raise
-            raise OSError(int(found.group(2)), found.group(1)) from None
+            batch = next(batches)
+        except StopIteration:
+            return
+        except Exception as error:  # damage inside the file shows only when its pages are read
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise DataError(f"{path}: not a readable parquet table ({first_line})") from None
+        yield pl.from_arrow(batch)  # type: ignore[misc]
+
+
+@contextmanager
+def table_writer(path: str | Path) -> Iterator[Callable[[pl.DataFrame], None]]:
+    """A parquet table written a batch at a time, atomically: call the yielded function with each
+    batch (one schema); the file appears whole when the block ends, never on an error. Empty
+    batches add nothing (unless all are). One batch in all: the very file write_table writes;
+    more: one row group per batch."""
+    import pyarrow.parquet as pq
+
+    with atomic_path(path) as tmp:
+        first: list[pl.DataFrame] = []
+        writer: list[pq.ParquetWriter] = []
+
+        def write(batch: pl.DataFrame) -> None:
+            if not writer and (not first or first[0].height == 0):
+                first[:] = [batch]  # held until a second batch shows there are several
+                return
+            if batch.height == 0:
+                return
+            if not writer:
+                table = first.pop().to_arrow()
+                writer.append(pq.ParquetWriter(tmp, table.schema, compression="zstd"))
+                writer[0].write_table(table)
+            writer[0].write_table(batch.to_arrow().cast(writer[0].schema))
+
+        try:
+            yield write
+        finally:
+            if writer:
+                writer[0].close()
+        if not writer:
+            if not first:
+                raise ValueError(f"{path}: table_writer was given no batch")
+            _write_parquet(first[0], tmp)
 
 
 def read_counts(folder: str | Path):

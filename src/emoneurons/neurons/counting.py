@@ -276,7 +276,8 @@ def _feed_batches(lm: LoadedModel, items: Sequence[CountedText], batches: Sequen
     pad_id = pad_token_id(tokenizer)
     decoder = lm.model.model  # the decoder stack only: the lm_head's logits are not needed
     input_device = decoder.get_input_embeddings().weight.device
-    progress = tqdm(total=sum(len(items[i].ids) for b in batches for i in b), desc=desc or "count", unit="tok", leave=False)
+    # The finished bar stays and ends its line: the stage's summary that follows starts a line of its own.
+    progress = tqdm(total=sum(len(items[i].ids) for b in batches for i in b), desc=desc or "count", unit="tok")
     try:
         with torch.inference_mode():
             for indices in batches:

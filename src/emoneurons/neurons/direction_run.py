@@ -19,7 +19,8 @@ from emoneurons.model.architecture import gated_ffns, write_direction_source, wr
 from emoneurons.model.loading import load_model
 from emoneurons.neurons.directions import ClassSums, accumulate_class_sums, directions_summary
 from emoneurons.neurons.masking import neurons_by_layer
-from emoneurons.neurons.write_alignment import overall_activation_probability, uniform_same_layer
+from emoneurons.neurons.selection import overall_activation_probability
+from emoneurons.neurons.write_alignment import uniform_same_layer
 from emoneurons.params import CountText, DirectionsParams, ModelParams, Positions, PromptFormat
 from emoneurons.text.nrc_lexicon import cue_words
 from emoneurons.text.truncation import Truncation

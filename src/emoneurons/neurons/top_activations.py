@@ -163,7 +163,7 @@ def activity_by_layer(lm: LoadedModel, items: Sequence[CountedText], neurons: Se
                                       torch.zeros((vocab, len(cols)), dtype=torch.long, device=where))
     token_counts = torch.zeros(vocab, dtype=torch.long, device=device)
     gathered: dict[int, Tensor] = {}
-    progress = tqdm(total=len(items), desc=desc or "cards", unit="dialogue", leave=False, disable=not desc)
+    progress = tqdm(total=len(items), desc=desc or "cards", unit="dialogue", disable=not desc)
     try:
         with _gate_hooks(mlps, layers, gathered), torch.inference_mode():
             for members in length_batches([len(item.ids) for item in items], batch_size):

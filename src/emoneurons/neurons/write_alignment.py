@@ -29,6 +29,8 @@ import torch
 from torch import Tensor
 
 from emoneurons.emotions import EMOTIONS
+from emoneurons.neurons.masking import neurons_by_layer
+from emoneurons.neurons.matched_controls import activity_matched_neurons
 
 ALPHA = 0.05  # family-wise, over the six emotions
 
@@ -53,9 +55,19 @@ def uniform_same_layer(p_active: Tensor, chosen: Mapping[int, Tensor], *, exclud
     return drawn
 
 
-def overall_activation_probability(f: Tensor, T: Tensor) -> Tensor:
-    """P(active) [layers, neurons] float64 of each neuron over all counted train tokens (count's f, T)."""
-    return f.to(torch.float64).sum(-1) / float(T.sum())
+def activity_matched(bins: int) -> ControlDraw:
+    """The activity-matched draw (neurons/matched_controls.py: the same count per layer and the
+    same within-layer quantile bins of P(active), in `bins` bins) as a ControlDraw."""
+    def draw(p_active: Tensor, chosen: Mapping[int, Tensor], *, exclude: Mapping[int, Tensor],
+             generator: torch.Generator) -> dict[int, Tensor]:
+        drawn = activity_matched_neurons(p_active, _pairs(chosen), exclude=_pairs(exclude), bins=bins, generator=generator)
+        return neurons_by_layer(drawn)
+
+    return draw
+
+
+def _pairs(neurons: Mapping[int, Tensor]) -> list[tuple[int, int]]:
+    return [(int(layer), int(i)) for layer, idx in sorted(neurons.items()) for i in idx.tolist()]
 
 
 def draw_seed(seed: int, name: str) -> int:

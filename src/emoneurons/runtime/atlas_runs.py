@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from emoneurons.io.directions_file import DIRECTIONS_FILE, DirectionsFile, DirectionsFileError, parse_directions
 from emoneurons.io.eval_file import EvalFileError, parse_eval
 from emoneurons.params import ParamsError, parse_params
 from emoneurons.report.atlas.tables import ModelRun
@@ -176,7 +177,22 @@ def load_model_run(repo: str | Path, experiment: str) -> ModelRun:
     except EvalFileError as error:
         raise AtlasRunError(str(error)) from None
     return ModelRun(experiment, model, eval_file, records["neurons"], records["steer"], records["cards"],
-                    split_hash_of(_text_or_none(repo, experiment, "dvc.lock")))
+                    split_hash_of(_text_or_none(repo, experiment, "dvc.lock")), directions_of(repo, experiment))
+
+
+def directions_of(repo: str | Path, experiment: str) -> DirectionsFile | None:
+    """The experiment's directions.json, checked (None for an experiment from before the directions
+    stage); a malformed one is one line naming the experiment, the file and the key."""
+    text = _text_or_none(repo, experiment, DIRECTIONS_FILE)
+    if text is None:
+        return None
+    source = f"experiment {experiment}: {DIRECTIONS_FILE}"
+    try:
+        return parse_directions(json.loads(text), source)
+    except json.JSONDecodeError as error:
+        raise AtlasRunError(f"{source} is not valid JSON ({error.msg})") from None
+    except DirectionsFileError as error:
+        raise AtlasRunError(str(error)) from None
 
 
 def _text_or_none(repo: str | Path, experiment: str, path: str) -> str | None:

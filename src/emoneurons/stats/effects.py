@@ -32,6 +32,8 @@ ALPHA = 0.05
 # Sign flips per test: exact enumeration up to 14 dialogues, else this many random flips (smallest
 # p-value then 1 / (SIGN_FLIPS + 1), 6e-5: x 48 conditions still far below 0.05). ~50 ms a test.
 SIGN_FLIPS = 2**14
+# Dialogue x flip pairs per batch of the sign-flip test (~16 MB per array scipy makes of them).
+FLIP_ELEMENTS = 1 << 20
 SPECIFIC = "specific"
 NOT_DISTINGUISHABLE = "not distinguishable from random"
 NOT_ENOUGH_DATA = "not enough data"
@@ -98,8 +100,12 @@ def sign_flip_test(differences: Tensor, flips: int = SIGN_FLIPS, seed: int = 0) 
     nonzero = int(np.count_nonzero(d))
     if nonzero == 0:
         return 1.0, 1.0
+    # scipy draws all flips at once unless told a batch: flips x n x 2 indices and as many values
+    # (4 GB per test at 14k dialogues). Its batches permute the same random stream in the same
+    # order, so the p-value does not depend on the batch (tests/unit/stats/test_effects.py).
+    batch = max(1, FLIP_ELEMENTS // d.size)
     result = stats.permutation_test((d,), lambda x, axis=-1: np.mean(x, axis=axis), permutation_type="samples",
-                                    alternative="less", n_resamples=flips, vectorized=True,
+                                    alternative="less", n_resamples=flips, vectorized=True, batch=batch,
                                     random_state=np.random.default_rng(seed))
     exact = 2 ** d.size <= flips
     floor = 2.0**-nonzero if exact else max(2.0**-nonzero, 1 / (flips + 1))

@@ -25,11 +25,11 @@ def test_read_emoprism_normalises_labels_and_keeps_repeats_distinct(tmp_path):
     records.append(dict(records[1]))  # a second dialogue of the same (topic, theme)
     (tmp_path / "e.json").write_text(json.dumps(records))
     data = read_emoprism(tmp_path / "e.json")
-    assert list(data.judges) == ["gpt_4o_mini", "gemini_1_5_flash", "claude_3_haiku"]
-    assert data.judges["gemini_1_5_flash"][:2] == ["anger", "disgust"]
-    assert data.judges["claude_3_haiku"][:2] == ["anger", None]  # no emotion word: no label
-    df = data.dialogues
-    assert df.height == 13 and df["id"].n_unique() == 13
+    df, judges = data.table()
+    assert list(data.judges) == list(judges) == ["gpt_4o_mini", "gemini_1_5_flash", "claude_3_haiku"]
+    assert judges["gemini_1_5_flash"][:2] == ["anger", "disgust"]
+    assert judges["claude_3_haiku"][:2] == ["anger", None]  # no emotion word: no label
+    assert df.height == 13 and df["id"].n_unique() == 13 and data.records == 13
     assert df["dialogue"][0] == "A: Hello there.\nB: Hi, all good."
     assert set(df["backend"]) == {"emoprism"} and data.label_not_theme == 0
 
@@ -41,10 +41,10 @@ def test_the_released_gzip_file_is_read_as_it_is(tmp_path):
     (tmp_path / "e.json").write_text(json.dumps(records))
     (tmp_path / "emoprism.json.gz").write_bytes(gzip.compress(json.dumps(records).encode()))
     (tmp_path / "renamed.json").write_bytes(gzip.compress(json.dumps(records).encode()))
-    plain = read_emoprism(tmp_path / "e.json")
+    plain = read_emoprism(tmp_path / "e.json").table()
     for name in ("emoprism.json.gz", "renamed.json"):
-        zipped = read_emoprism(tmp_path / name)
-        assert zipped.dialogues.equals(plain.dialogues) and zipped.judges == plain.judges
+        zipped = read_emoprism(tmp_path / name).table()
+        assert zipped[0].equals(plain[0]) and zipped[1] == plain[1]
 
 
 def test_a_truncated_gzip_file_fails_in_one_line(tmp_path):
@@ -59,7 +59,7 @@ def test_json_lines_and_a_wrapping_object_are_read_too(tmp_path):
     records = sample_records()
     (tmp_path / "e.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
     (tmp_path / "w.json").write_text(json.dumps({"data": records}))
-    assert read_emoprism(tmp_path / "e.jsonl").dialogues.equals(read_emoprism(tmp_path / "w.json").dialogues)
+    assert read_emoprism(tmp_path / "e.jsonl").table()[0].equals(read_emoprism(tmp_path / "w.json").table()[0])
 
 
 @pytest.mark.parametrize(

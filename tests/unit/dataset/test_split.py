@@ -11,7 +11,7 @@ import pytest
 from helpers.repo_params import params_yaml
 
 from emoneurons.io.tables import DataError, read_table, write_table
-from emoneurons.dataset.split import held_out_count, stratified_split
+from emoneurons.dataset.split import TableSplit, held_out_count, stratified_split
 from emoneurons.emotions import EMOTIONS
 
 from helpers.stage_runner import REPO, run_stage_script
@@ -83,6 +83,21 @@ def test_split_draws_every_row_sometimes():
     for seed in range(60):
         seen |= set(stratified_split(_filtered(), 0.2, seed=seed)[1]["id"])
     assert seen == set(_filtered()["id"])
+
+
+def test_written_in_buckets_the_split_is_the_same_tables(tmp_path):
+    """TableSplit reads the table a few rows at a time and sorts through id-range buckets on disk:
+    the parts are the same tables stratified_split makes of the whole table, and no bucket is left."""
+    df = _filtered().sample(fraction=1.0, shuffle=True, seed=5)  # not in id order
+    write_table(df, tmp_path / "filtered.parquet")
+    (tmp_path / "out").mkdir()
+    split = TableSplit(tmp_path / "filtered.parquet", 0.2, seed=1, rows=7)
+    train_keys, test_keys = split.write(tmp_path / "out")
+    train, test = stratified_split(df, 0.2, seed=1)
+    assert read_table(tmp_path / "out" / "train.parquet").equals(train)
+    assert read_table(tmp_path / "out" / "test.parquet").equals(test)
+    assert train_keys.equals(train.select("id", "theme")) and test_keys.equals(test.select("id", "theme"))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["test.parquet", "train.parquet"]
 
 
 def test_split_rejects_an_emotion_with_one_dialogue():

@@ -309,12 +309,34 @@ def test_stage_has_the_filters_judges_label_the_replies(tmp_path, tiny_llama):
     assert changed >= 3  # steering visibly changes replies here: unsteered conditions could not pass
     _check_coherence(record, model_dir, params)
     assert ", judge lexicon " in result.stdout and ", log-lik/token " in result.stdout
+    _check_printed_counts(result, record)
     assert (tmp_path / "data" / "cache" / "llm" / "steer" / "README.txt").is_file()  # the stage's (persist) cache output
     # The data checks that ran on steer.json are saved beside it, all passed, the alphas among them.
     checks = json.loads((tmp_path / "reports" / "steer" / "checks.json").read_text())
     assert checks["ran"] == checks["passed"] == len(checks["expectations"]) >= 5
     assert {e["file"] for e in checks["expectations"]} == {"reports/steer/steer.json"}
     assert ("every alpha once per emotion and control draw", "alpha") in {(e["expectation"], e["column"]) for e in checks["expectations"]}
+
+
+def _check_printed_counts(result: subprocess.CompletedProcess, record: dict) -> None:
+    """The summary line and both progress bars count what steer.json holds: its conditions (the
+    unmodified model apart), its prompts, its replies, and its distinct (prompt, reply) pairs."""
+    import re
+
+    prompts = record["prompts"]
+    steps = [step for entry in record["emotions"].values() for step in entry["steered"] + entry["controls"]]
+    replies = [(p, r) for p, r in zip(prompts, record["unmodified"]["replies"])]
+    replies += [(p, r) for step in steps for p, r in zip(prompts, step["replies"])]
+    distinct = len({as_dialogue(p, r) for p, r in replies})
+    assert record["classified"] == distinct
+    headline = re.match(r"steer: \(unmodified \+ (\d+) conditions\) x (\d+) prompts = (\d+) replies, (\d+) distinct ones classified;",
+                        result.stdout)
+    assert headline, result.stdout
+    assert [int(n) for n in headline.groups()] == [len(steps), len(prompts), len(replies), distinct]
+    bar = re.findall(r"steer \(unmodified \+ (\d+) conditions\) x (\d+) prompts: 100%\|[^|]*\| (\d+)/(\d+)", result.stderr)
+    assert bar and [int(n) for n in bar[-1]] == [len(steps), len(prompts), len(replies), len(replies)], result.stderr
+    classify = re.findall(r"classify (\d+) distinct replies of (\d+)", result.stderr)
+    assert classify and [int(n) for n in classify[-1]] == [distinct, len(replies)], result.stderr
 
 
 def _check_coherence(record: dict, model_dir: Path, params: dict) -> None:

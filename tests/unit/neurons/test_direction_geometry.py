@@ -12,7 +12,8 @@ from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.direction_geometry import (
     NEGATIVE, emotion_directions, means_geometry, separation, standardized_means,
 )
-from emoneurons.neurons.write_alignment import draw_seed, emotion_alignment, uniform_same_layer, write_cosines
+from emoneurons.neurons.matched_controls import activity_matched_neurons, quantile_bins
+from emoneurons.neurons.write_alignment import activity_matched, draw_seed, emotion_alignment, uniform_same_layer, write_cosines
 
 LAYERS, HIDDEN, NEURONS = 3, 8, 20
 
@@ -123,6 +124,22 @@ def test_uniform_draw_keeps_layers_and_counts_and_leaves_the_set_out():
         assert {k: v.numel() for k, v in drawn.items()} == {0: 3, 2: 2}
         for layer, idx in drawn.items():
             assert len(set(idx.tolist())) == idx.numel() and not set(idx.tolist()) & set(chosen[layer].tolist())
+
+
+def test_matched_draw_is_the_matched_controls_draw_per_layer():
+    p_active = torch.rand(LAYERS, NEURONS, generator=torch.Generator().manual_seed(3)).double()
+    chosen = {0: torch.tensor([1, 4, 7]), 2: torch.tensor([0, 19])}
+    draw = activity_matched(bins=4)
+    a, b = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    for _ in range(20):
+        drawn = draw(p_active, chosen, exclude=chosen, generator=a)
+        expected = activity_matched_neurons(p_active, [(0, 1), (0, 4), (0, 7), (2, 0), (2, 19)],
+                                            exclude=[(0, 1), (0, 4), (0, 7), (2, 0), (2, 19)], bins=4, generator=b)
+        assert [(layer, int(i)) for layer, idx in drawn.items() for i in idx] == expected
+        for layer, idx in drawn.items():  # the same bins as the set, none of its own
+            bins = quantile_bins(p_active[layer], 4)
+            assert sorted(bins[idx].tolist()) == sorted(bins[chosen[layer]].tolist())
+            assert not set(idx.tolist()) & set(chosen[layer].tolist())
 
 
 def test_alignment_against_a_brute_force_null():

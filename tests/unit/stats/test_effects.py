@@ -126,6 +126,29 @@ def test_sign_flip_error_rate_and_power_at_the_default_size():
     assert rejections[-0.6] / 500 > 0.6
 
 
+def test_sign_flip_test_in_batches_is_the_single_draw_and_bounded(monkeypatch):
+    """The flips come a batch at a time: the same p-value bit for bit, and numpy's peak memory
+    (tracemalloc sees it) stays near one batch's, where all 16,384 flips of 1,000 dialogues at
+    once took over 500 MB."""
+    import tracemalloc
+
+    import emoneurons.stats.effects as effects
+
+    d = torch.randn(1000, generator=torch.Generator().manual_seed(2), dtype=torch.float64) - 0.05
+    tracemalloc.start()
+    try:
+        p, floor = sign_flip_test(d, seed=4)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 120 * 2**20, f"{peak / 2**20:.0f} MiB"
+    assert floor <= p <= 1
+    monkeypatch.setattr(effects, "FLIP_ELEMENTS", 10**12)  # all flips at once, as scipy does untold
+    whole = sign_flip_test(d[:200], seed=4)
+    monkeypatch.setattr(effects, "FLIP_ELEMENTS", 200 * 37)  # batches of 37 flips, the last one short
+    assert sign_flip_test(d[:200], seed=4) == whole
+
+
 def test_draw_rank_counts_ties_against_the_set_and_draws_needed_by_hand():
     from emoneurons.stats.effects import draw_rank, draws_needed
 

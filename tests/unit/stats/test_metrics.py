@@ -137,3 +137,15 @@ def test_a_constant_answer_is_not_clearly_above_chance():
     ci = accuracy_ci(correct, true_idx)
     overall = ci["overall"]
     assert not clearly_above_chance(tuple(overall), chance_level(n_per))
+
+
+def test_bootstrap_mean_interval_drawn_in_blocks_is_the_single_draw(monkeypatch):
+    """The resamples come a block at a time (memory flat in n); any block gives the same bits."""
+    import emoneurons.stats.metrics as metrics
+
+    values = torch.randn(3, 40, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    whole = bootstrap_mean_ci(values, 700, seed=5)
+    monkeypatch.setattr(metrics, "RESAMPLE_ELEMENTS", 3 * 40 * 7)  # blocks of 7 resamples, the last one short
+    assert torch.equal(bootstrap_mean_ci(values, 700, seed=5), whole)
+    monkeypatch.setattr(metrics, "RESAMPLE_ELEMENTS", 1)  # one resample a block
+    assert torch.equal(bootstrap_mean_ci(values[1], 700, seed=5), whole[1])

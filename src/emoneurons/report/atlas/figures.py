@@ -13,11 +13,12 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.report.figures.drawing import EFFECT_LABELS, SPECIFIC_MARKER, draw_heatmap, new_figure, panel_axes
+from emoneurons.report.figures.drawing import EFFECT_LABELS, SPECIFIC_MARKER, draw_bar, draw_heatmap, new_figure, panel_axes
 from emoneurons.report.style import (
     CHANCE_COLOR,
     CONTROL_COLOR,
     EMOTION_COLORS,
+    EMOTION_MARKERS,
     PANEL_GRID,
     UNMODIFIED_COLOR,
     run_hatch,
@@ -73,7 +74,7 @@ def atlas_effects_figure(baseline: Mapping[str, Mapping[str, Any]], verdicts: Ma
     for i, model in enumerate(models):
         row = baseline[model]
         value, (low, high) = 100 * row["accuracy"], (100 * v for v in row["ci95"])
-        left.bar(i, value, 0.6, color=UNMODIFIED_COLOR, hatch=run_hatch(i), edgecolor="white",
+        draw_bar(left, i, value, 0.6, color=UNMODIFIED_COLOR, hatch=run_hatch(i), edgecolor="white",
                  yerr=[[max(value - low, 0)], [max(high - value, 0)]], capsize=4, ecolor="black")
         left.plot([i - 0.4, i + 0.4], [100 * row["chance"]] * 2, color=CHANCE_COLOR, linestyle=":", linewidth=1.5)
     left.set_xticks(range(len(models)), models, rotation=20, ha="right")
@@ -88,7 +89,7 @@ def atlas_effects_figure(baseline: Mapping[str, Mapping[str, Any]], verdicts: Ma
             if math.isnan(row["effect"]):
                 continue
             x = slot + offset
-            right.bar(x, row["effect"], width, color=EMOTION_COLORS[row["emotion"]], hatch=run_hatch(i), edgecolor="white")
+            draw_bar(right, x, row["effect"], width, color=EMOTION_COLORS[row["emotion"]], hatch=run_hatch(i), edgecolor="white")
             if not math.isnan(row["control"]):
                 right.plot(x, row["control"], marker="D", markersize=5, color=CONTROL_COLOR, markeredgecolor="black",
                            linestyle="none", zorder=3)
@@ -158,7 +159,7 @@ def atlas_steering_figure(steering: Mapping[str, Sequence[Mapping[str, Any]]]) -
                     continue
                 x = EMOTIONS.index(row["emotion"]) + offset
                 value = 100 * row["share_shift"]
-                ax.bar(x, value, width, color=EMOTION_COLORS[row["emotion"]], hatch=run_hatch(i), edgecolor="white")
+                draw_bar(ax, x, value, width, color=EMOTION_COLORS[row["emotion"]], hatch=run_hatch(i), edgecolor="white")
                 if not math.isnan(row["control_shift"]):
                     ax.plot(x, 100 * row["control_shift"], marker="D", markersize=5, color=CONTROL_COLOR,
                             markeredgecolor="black", linestyle="none", zorder=3)
@@ -176,16 +177,90 @@ def atlas_steering_figure(steering: Mapping[str, Sequence[Mapping[str, Any]]]) -
     return figure
 
 
+def _z(row: Mapping[str, Any], emotion: str, key: str) -> float:
+    """(the neurons' mean - the control draws' mean) / their sd: how far the neurons sit among the draws."""
+    entry = row["alignment"].get(emotion)
+    if entry is None or not entry["control_sd"][key]:
+        return math.nan
+    return (entry["observed"][key] - entry["control_mean"][key]) / entry["control_sd"][key]
+
+
+def atlas_directions_figure(directions: Mapping[str, Mapping[str, Any]]) -> Figure:
+    """Top: separation by relative depth (one line style per model); per emotion and model, how far
+    the neurons' |cos| and signed cos with the emotion's direction sit above their control draws
+    (in the draws' standard deviations; ringed where p <= 0.05/6). Bottom: each model's six class
+    means on PC1/PC2 at its strongest layer, with the valence verdict."""
+    models = list(directions)
+    columns = math.lcm(3, len(models))
+    figure = new_figure(max(15, 5 * len(models)), 10)
+    grid = figure.add_gridspec(2, columns)
+    separation_ax = figure.add_subplot(grid[0, : columns // 3])
+    alignment_axes = [figure.add_subplot(grid[0, k * columns // 3: (k + 1) * columns // 3]) for k in (1, 2)]
+    for i, model in enumerate(models):
+        row = directions[model]
+        separation_ax.plot(row["depth"], row["separation"], color="black", markersize=3, label=model, **run_style(i))
+        separation_ax.plot(row["strongest_depth"], row["separation"][row["strongest_layer"]], marker="*", color="black",
+                           markersize=12, linestyle="none")
+    separation_ax.set_xlabel("relative depth (layer / layers)")
+    separation_ax.set_ylabel("between / within class variance\n(standardised dimensions)")
+    separation_ax.set_title("separation by depth (star: strongest)", fontsize=10)
+    separation_ax.grid(alpha=0.3)
+    width = 0.8 / max(len(models), 1)
+    for ax, (key, label) in zip(alignment_axes, (("abs_cos", "|cos|"), ("signed_cos", "signed cos"))):
+        for i, model in enumerate(models):
+            offset = (i - (len(models) - 1) / 2) * width
+            for slot, emotion in enumerate(EMOTIONS):
+                z = _z(directions[model], emotion, key)
+                if math.isnan(z):
+                    continue
+                draw_bar(ax, slot + offset, z, width, color=EMOTION_COLORS[emotion], hatch=run_hatch(i), edgecolor="white")
+                if directions[model]["alignment"][emotion]["aligned"][key]:
+                    ax.plot(slot + offset, z, **ALIGNED_MARKER)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(EMOTIONS)), EMOTIONS, rotation=35, ha="right")
+        _color_ticks(ax)
+        ax.set_ylabel(f"neurons' mean {label} minus the controls',\nin the controls' sd")
+        ax.set_title(f"write alignment: {label}", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    for k, model in enumerate(models):
+        ax = figure.add_subplot(grid[1, k * columns // len(models): (k + 1) * columns // len(models)])
+        row = directions[model]
+        for emotion in EMOTIONS:
+            point = row["coordinates"][emotion]
+            ax.scatter(point["pc1"], point["pc2"], color=EMOTION_COLORS[emotion], marker=EMOTION_MARKERS[emotion], s=50)
+        ax.axhline(0, color="#BFBFBF", linewidth=0.8)
+        ax.axvline(0, color="#BFBFBF", linewidth=0.8)
+        explained, valence = row["explained_variance"], row["valence"]
+        ax.set_xlabel(f"PC1 ({100 * explained['pc1']:.0f}%)")
+        ax.set_ylabel(f"PC2 ({100 * explained['pc2']:.0f}%)")
+        verdict = "valence" if valence["pc1_is_valence"] else "not valence"
+        ax.set_title(f"{model}: layer {row['strongest_layer']} of {row['layers']}, PC1 {verdict}", fontsize=10)
+        ax.grid(alpha=0.3)
+    handles = [*_model_handles(models),
+               *(Line2D([], [], color="black", label=f"{m} (line)", markersize=3, **run_style(i)) for i, m in enumerate(models)),
+               *(Line2D([], [], linestyle="none", color=EMOTION_COLORS[e], marker=EMOTION_MARKERS[e], label=e) for e in EMOTIONS),
+               Line2D([], [], label="above the controls (p <= 0.05/6)", **ALIGNED_MARKER)]
+    figure.legend(handles=handles, title="model (bar hatch, line style); emotion", loc="outside lower center", ncols=6)
+    figure.suptitle("Atlas: emotion directions in the residual stream and the neurons' write alignment")
+    return figure
+
+
+ALIGNED_MARKER = {"marker": "o", "markersize": 9, "markerfacecolor": "none", "markeredgecolor": "black", "linestyle": "none"}
 ATLAS_FIGURES = ("atlas_effects", "atlas_depth", "atlas_overlap", "atlas_steering")
+DIRECTIONS_FIGURE = "atlas_directions"  # drawn when a model's run has directions
 
 
 def atlas_figures(tables: Mapping[str, Any]) -> dict[str, Figure]:
     """Every atlas figure by name (atlas_effects is the main one)."""
     models = tables["models"]
     effect = next((e for e in tables["effect"].values() if e), None)
-    return {
+    figures = {
         "atlas_effects": atlas_effects_figure(tables["baseline"], tables["verdicts"], effect),
         "atlas_depth": atlas_depth_figure(tables["depth"], tables["depth_bins"]),
         "atlas_overlap": atlas_overlap_figure(tables["profile_overlap"]),
         "atlas_steering": atlas_steering_figure({m: tables["steering"][m] for m in models}),
     }
+    directions = {m: row for m in models if (row := tables["directions"].get(m)) is not None}
+    if directions:
+        figures[DIRECTIONS_FIGURE] = atlas_directions_figure(directions)
+    return figures

@@ -1,5 +1,6 @@
 """The atlas (`emoneurons atlas`): several models' runs of the same data and plan set side by side.
-Pure functions from each model's records (eval.json, neurons.json, steer.json, cards.json) to the
+Pure functions from each model's records (eval.json, neurons.json, steer.json, cards.json and,
+where the run has it, directions.json) to the
 tables the atlas writes and draws; the records are read at their experiments' revisions by
 runtime/atlas_runs.py, and the files written by report/atlas/write.py.
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from emoneurons.emotions import EMOTIONS
+from emoneurons.io.directions_file import DirectionsFile
 from emoneurons.io.eval_file import EvalFile, same_ratio
 from emoneurons.report.errors import ReportDataError
 from emoneurons.report.results.accuracy import baseline_clear, ci_of
@@ -37,6 +39,7 @@ class ModelRun:
     steer: Mapping[str, Any]
     cards: Mapping[str, Any]
     test_split: str | None = None  # data/split's hash in the run's dvc.lock: same hash, same test dialogues
+    directions: DirectionsFile | None = None  # directions.json (None: a run from before the directions stage)
 
 
 def depth_bin(layer: int, layers: int, bins: int = DEPTH_BINS) -> int:
@@ -171,6 +174,30 @@ def depth_table(run: ModelRun, bins: int = DEPTH_BINS) -> dict[str, Any]:
     return {"layers": int(run.neurons["layers"]), "counts": by_depth, "shares": depth_shares(by_depth)}
 
 
+def directions_row(directions: DirectionsFile | None) -> dict[str, Any] | None:
+    """One model's directions as the atlas compares them (None when off or absent): separation by
+    relative depth (layer / layers, as the neurons' depth), the class means' PCA and its valence
+    verdict at the strongest layer, and each emotion's write alignment against its control draws."""
+    if directions is None or not directions.enabled:
+        return None
+    layers, geometry, alignment = directions.layers, directions.geometry, directions.alignment
+    return {
+        "layers": layers,
+        "strongest_layer": directions.strongest_layer,
+        "strongest_depth": directions.strongest_layer / layers,
+        "depth": [layer / layers for layer in range(layers)],
+        "separation": list(directions.by_layer["separation"]),
+        "explained_variance": dict(geometry["explained_variance"]),
+        "coordinates": {e: dict(geometry["coordinates"][e]) for e in EMOTIONS},
+        "valence": dict(geometry["valence"]),
+        "control": alignment["control"], "draws": alignment["draws"], "ratio": alignment["ratio"],
+        "alignment": {e: {"neurons": a.neurons, "observed": dict(a.observed), "other_emotions": dict(a.other_emotions),
+                          "control_mean": dict(a.control_mean), "control_sd": dict(a.control_sd), "p": dict(a.p),
+                          "aligned": dict(a.aligned)}
+                      for e, a in (directions.emotions or {}).items()},
+    }
+
+
 def atlas_tables(runs: Sequence[ModelRun], bins: int = DEPTH_BINS) -> dict[str, Any]:
     """Everything the atlas shows, keyed by model (runs in the given order; models must differ)."""
     labels = [run.model for run in runs]
@@ -195,4 +222,5 @@ def atlas_tables(runs: Sequence[ModelRun], bins: int = DEPTH_BINS) -> dict[str, 
         "effect": {run.model: (run.eval.effects or {}).get("test_effect") for run in runs},
         "verdicts": {run.model: verdict_rows(run) for run in runs},
         "steering": {run.model: steering_rows(run.steer) for run in runs},
+        "directions": {run.model: directions_row(run.directions) for run in runs},
     }

@@ -13,7 +13,7 @@ from typing import Any
 from emoneurons.emotions import EMOTIONS
 from emoneurons.io.atomic import atomic_dir
 from emoneurons.io.tables import DataError
-from emoneurons.report.atlas.figures import ATLAS_FIGURES, atlas_figures
+from emoneurons.report.atlas.figures import DIRECTIONS_FIGURE, atlas_figures
 from emoneurons.report.atlas.tables import ModelRun, atlas_tables
 from emoneurons.report.document.blocks import Block, Heading, Image, Paragraph, Table
 from emoneurons.report.document.html import render_html
@@ -133,7 +133,55 @@ def atlas_blocks(tables: dict[str, Any]) -> list[Block]:
                     for m in models for r in tables["steering"][m]),
               "Steering shifts and coherence per model", (False, False, True, True, True, True, False, False)),
     ]
-    return blocks
+    return blocks + directions_blocks(tables)
+
+
+def _aligned(row: dict[str, Any], key: str) -> str:
+    return ", ".join(e for e in EMOTIONS if e in row["alignment"] and row["alignment"][e]["aligned"][key]) or "none"
+
+
+def directions_blocks(tables: dict[str, Any]) -> list[Block]:
+    """The emotion-directions section: only the models whose runs have directions (none: no section)."""
+    rows = {m: r for m in tables["models"] if (r := tables["directions"].get(m)) is not None}
+    if not rows:
+        return []
+    without = [m for m in tables["models"] if m not in rows]
+    models = list(rows)
+    return [
+        Heading("Emotion directions in the residual stream"),
+        Paragraph("Each model's emotion directions (class mean of the residual after each block over the emotion's train "
+                  "tokens minus the mean over all), compared where models can be: separation of the six emotions by "
+                  "relative depth (between- over within-class variance in standardised dimensions), the six class means' "
+                  "PCA at each model's strongest layer with the valence rule (PC1 is valence when happiness lies beyond all "
+                  "four negative emotions, farther from the nearest than they spread; margin >= 1), and how far each "
+                  "emotion's neurons' write directions align with its direction above control draws of the same number "
+                  "of neurons per layer (the single-model report's section, per model)"
+                  + (f"; no directions in the runs of {', '.join(without)} (directions.enabled: false, or run before "
+                     "the directions stage)." if without else ".")),
+        Image(DIRECTIONS_FIGURE, "Separation by relative depth, write alignment above the controls per emotion and model, "
+                                 "and each model's class means on PC1/PC2"),
+        Table(("model", "strongest layer (depth)", "PC1 / PC2", "PC1 valence (margin, r)", "controls",
+               "aligned (signed)", "aligned (|cos|)"),
+              tuple((m, f"{r['strongest_layer']} of {r['layers']} ({r['strongest_depth']:.2f})",
+                     f"{100 * r['explained_variance']['pc1']:.0f}% / {100 * r['explained_variance']['pc2']:.0f}%",
+                     f"{'**yes**' if r['valence']['pc1_is_valence'] else 'no'} ({number(r['valence']['margin'], 2)}, "
+                     f"{r['valence']['r']:+.2f})", f"{r['draws']} {r['control']}", _aligned(r, "signed_cos"), _aligned(r, "abs_cos"))
+                    for m, r in rows.items()),
+              "Per model: the strongest layer, the class means' PCA and its valence verdict, and the emotions whose neurons "
+              "write along their direction above the controls (p <= 0.05/6)", (False, True, True, False, False, False, False)),
+        Table(("emotion", *(f"{m}: {what}" for m in models for what in ("signed cos (controls)", "p"))),
+              tuple((e, *(cell for m in models for cell in _alignment_cells(rows[m], e))) for e in EMOTIONS),
+              "Per emotion and model: the neurons' mean signed cos with the emotion's direction, the control draws' mean "
+              "in brackets, and the one-sided p", (False, *(n for _ in models for n in (True, True)))),
+    ]
+
+
+def _alignment_cells(row: dict[str, Any], emotion: str) -> tuple[str, str]:
+    entry = row["alignment"].get(emotion)
+    if entry is None:
+        return ("no neurons", "n/a")
+    return (f"{number(entry['observed']['signed_cos'])} ({number(entry['control_mean']['signed_cos'])})",
+            p_value(entry["p"]["signed_cos"]))
 
 
 def _yes(flag: bool | None) -> str:
@@ -154,8 +202,8 @@ def write_atlas(runs: Sequence[ModelRun], out: str | Path) -> Path:
         raise AtlasError(f"atlas: an experiment's records lack {error}") from None
     out = Path(out)
     with atomic_dir(out) as tmp:
-        for name in ATLAS_FIGURES:
-            save_figure(figures[name], tmp / "figures", name)
+        for name, figure in figures.items():
+            save_figure(figure, tmp / "figures", name)
         (tmp / "atlas.json").write_text(json.dumps(_finite(tables), indent=1, allow_nan=False) + "\n")
         (tmp / "atlas.md").write_text(render_markdown(blocks))
         (tmp / "atlas.html").write_text(render_html(blocks, tmp / "figures", "emoneurons atlas"))

@@ -17,6 +17,7 @@ from matplotlib.patches import Patch
 from emoneurons.emotions import EMOTIONS
 from emoneurons.io.eval_file import EvalFile
 from emoneurons.report.figures.drawing import (
+    draw_bar,
     draw_heatmap,
     format_target_panel,
     label_panel_grid,
@@ -104,9 +105,9 @@ def compare_figure2(views: Mapping[str, Mapping[str, Any]]) -> Figure:
                 low, high = (as_percent(v) for v in condition["ci95"][target])
                 err = None if any(math.isnan(v) for v in (value, low, high)) else [
                     [max(value - low, 0)], [max(high - value, 0)]]
-                ax.bar(slot + offset, value, width, color=color, hatch=run_hatch(i),
-                       edgecolor="white", yerr=err, capsize=1.5, ecolor="black",
-                       error_kw={"linewidth": 0.8})
+                draw_bar(ax, slot + offset, value, width, color=color, hatch=run_hatch(i),
+                         edgecolor="white", yerr=err, capsize=1.5, ecolor="black",
+                         error_kw={"linewidth": 0.8})
                 if label in view["control"]:
                     ax.plot(slot + offset, as_percent(view["control"][label][target]), marker="D",
                             markersize=4, color=CONTROL_COLOR, markeredgecolor="black", zorder=3)

@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")  # never a window: stages and tests run headless
 
 import matplotlib.ticker  # noqa: E402
+from matplotlib import patheffects  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -26,6 +27,31 @@ from emoneurons.report.style import DPI, EMOTION_COLORS, PANEL_GRID  # noqa: E40
 EFFECT_LABELS = {"delta_masked": "Δ log p(masked emotion's label)", "masked_answer": "change in answering the masked emotion"}
 
 SPECIFIC_MARKER = {"marker": "*", "color": "black", "markersize": 13, "linestyle": "none"}
+
+ZERO_BAR_LINEWIDTH = 3.0  # points: how thick a bar of height 0 is drawn
+
+
+def draw_bar(ax: Axes, x: float, height: float, width: float, **style: Any) -> None:
+    """ax.bar, and a bar of height exactly 0 drawn too: a rectangle of height 0 draws nothing, so a
+    measured zero would read as a value missing. It is a line of the bar's width at 0 in the bar's
+    colour (outlined in its edge colour, if it has one), over the zero line and the axis."""
+    ax.bar(x, height, width, **style)
+    if height != 0:
+        return
+    edge = style.get("edgecolor")
+    outline = [] if edge in (None, "none") else [patheffects.Stroke(linewidth=ZERO_BAR_LINEWIDTH + 2, foreground=edge),
+                                                 patheffects.Normal()]
+    stub = ax.hlines(0, x - width / 2, x + width / 2, colors=style.get("color"), linewidth=ZERO_BAR_LINEWIDTH, zorder=2.6,
+                     clip_on=False, path_effects=outline, gid="zero-bar")
+    stub.set_in_layout(False)  # the layout is the same whether a bar is 0 or not
+
+
+def dodge_offsets(positions: Sequence[float], series: int, share: float = 0.5) -> list[float]:
+    """Sideways offsets of `series` lines drawn over the same x `positions`, spread over `share` of
+    the smallest gap between positions: points that coincide stay side by side, none hiding another."""
+    gaps = [b - a for a, b in zip(sorted(positions), sorted(positions)[1:]) if b > a]
+    step = share * (min(gaps) if gaps else 1.0) / max(series - 1, 1)
+    return [(k - (series - 1) / 2) * step for k in range(series)]
 
 
 def new_figure(width: float, height: float) -> Figure:

@@ -15,6 +15,7 @@ from emoneurons.emotions import EMOTIONS
 from emoneurons.report.figures.drawing import (
     EFFECT_LABELS,
     SPECIFIC_MARKER,
+    draw_bar,
     format_target_panel,
     label_panel_grid,
     new_figure,
@@ -37,19 +38,19 @@ def figure2_masking(view: Mapping[str, Any], subtitle: str = "") -> Figure:
     for ax, target in zip(axes, EMOTIONS):
         value = as_percent(base["accuracy"][target])
         low, high = (as_percent(v) for v in base["ci95"][target])
-        ax.bar(0, value, width * 1.6, color=UNMODIFIED_COLOR,
-               yerr=_yerr(value, low, high), capsize=3, ecolor="black")
+        draw_bar(ax, 0, value, width * 1.6, color=UNMODIFIED_COLOR,
+                 yerr=_yerr(value, low, high), capsize=3, ecolor="black")
         for slot, emotion in enumerate(EMOTIONS, start=1):
             if emotion in masked:
                 value = as_percent(masked[emotion]["accuracy"][target])
                 low, high = (as_percent(v) for v in masked[emotion]["ci95"][target])
-                ax.bar(slot - width / 2, value, width, color=EMOTION_COLORS[emotion],
-                       edgecolor="black" if emotion == target else "none",
-                       linewidth=1.5 if emotion == target else 0,
-                       yerr=_yerr(value, low, high), capsize=2, ecolor="black")
+                draw_bar(ax, slot - width / 2, value, width, color=EMOTION_COLORS[emotion],
+                         edgecolor="black" if emotion == target else "none",
+                         linewidth=1.5 if emotion == target else 0,
+                         yerr=_yerr(value, low, high), capsize=2, ecolor="black")
             if emotion in control:
-                ax.bar(slot + width / 2, as_percent(control[emotion][target]), width,
-                       color=CONTROL_COLOR, hatch=CONTROL_HATCH, edgecolor=EMOTION_COLORS[emotion])
+                draw_bar(ax, slot + width / 2, as_percent(control[emotion][target]), width,
+                         color=CONTROL_COLOR, hatch=CONTROL_HATCH, edgecolor=EMOTION_COLORS[emotion])
         ax.axhline(chance, color=CHANCE_COLOR, linestyle=":", linewidth=1)
         n = (view.get("n_per_emotion") or {}).get(target)
         format_target_panel(ax, target, f" (n = {n} test dialogues)" if n is not None else "")
@@ -104,11 +105,11 @@ def figure2_effect(rows: Sequence[Mapping[str, Any]], measure: str, subtitle: st
         if not found:
             continue
         row = found[0]
-        ax.bar(slot - width / 2, row["effect"], width, color=EMOTION_COLORS[emotion], label=f"{emotion} neurons masked")
+        draw_bar(ax, slot - width / 2, row["effect"], width, color=EMOTION_COLORS[emotion], label=f"{emotion} neurons masked")
         _effect_errorbar(ax, slot - width / 2, row["effect"], row["effect_ci"], color="black")
         if not math.isnan(row["control"]):
-            ax.bar(slot + width / 2, row["control"], width, color=CONTROL_COLOR, hatch=CONTROL_HATCH,
-                   edgecolor=EMOTION_COLORS[emotion], label="_control")
+            draw_bar(ax, slot + width / 2, row["control"], width, color=CONTROL_COLOR, hatch=CONTROL_HATCH,
+                     edgecolor=EMOTION_COLORS[emotion], label="_control")
             _effect_errorbar(ax, slot + width / 2, row["control"], row["control_ci"], color="dimgray")
         low = min(v for v in (row["effect"], row["effect_ci"][0], row["control"], 0.0) if not math.isnan(v))
         tops.append(low)

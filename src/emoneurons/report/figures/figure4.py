@@ -11,7 +11,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.report.figures.drawing import new_figure
+from emoneurons.report.figures.drawing import draw_bar, new_figure
 from emoneurons.report.results.accuracy import as_percent
 from emoneurons.report.results.sweeps import rows_matching
 from emoneurons.report.style import CONTROL_COLOR, EMOTION_COLORS, LAYER_RANGE_LABELS, LAYER_RANGES
@@ -33,8 +33,7 @@ def figure4_layer_sweep(rows: Sequence[Mapping[str, Any]], subtitle: str = "") -
         for group, layers in enumerate(present):
             masked = rows_matching(rows, masked=emotion, emotion=emotion, layers=layers, condition="mask")
             if masked:
-                ax.bar(group + offset, masked[0]["accuracy_change"], width,
-                       color=EMOTION_COLORS[emotion])
+                draw_bar(ax, group + offset, masked[0]["accuracy_change"], width, color=EMOTION_COLORS[emotion])
             control = rows_matching(rows, masked=emotion, emotion=emotion, layers=layers,
                                 condition="control")
             if control:
