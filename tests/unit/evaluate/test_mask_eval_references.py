@@ -241,6 +241,10 @@ def test_draw_level_null_ranks_the_mask_among_draws_computed_from_scratch(tiny_l
              for d in range(3)]
     assert entry["effect"] == pytest.approx(effect, abs=1e-5)
     assert entry["draws"] == pytest.approx(draws, abs=1e-5)
+    fear = plan["mask-fear-r0.2-all"]  # another label than the first: the masked one, not anger's
+    fear_draw = control_neurons("matched", fear, 2, params, per_layer, p_active)
+    assert record["conditions"][fear.id]["effect"] == pytest.approx(masked_label_effect(scores, base, fear.neurons, "fear"), abs=1e-5)
+    assert record["conditions"][fear.id]["draws"][2] == pytest.approx(masked_label_effect(scores, base, fear_draw, "fear"), abs=1e-5)
     rank = 1 + sum(d <= effect for d in draws)
     assert (entry["rank"], entry["p"]) == (rank, pytest.approx(rank / 4, abs=1e-6))
     # The normal prediction p by hand: t with K - 1 degrees of freedom, sd * sqrt(1 + 1/K).
@@ -284,3 +288,23 @@ def test_dose_response_is_the_graded_masks_effects_by_hand(tiny_llama, nulls):
         direction = (points[-1] > points[0]) - (points[-1] < points[0])
         against = sum(((b > a) - (b < a)) == -direction for a, b in zip(points, points[1:]))
         assert (entry["monotone"], entry["reversals"]) == (against == 0, against)
+
+
+def test_vs_matched_pairs_each_dialogue_with_the_matched_controls_by_hand(nulls):
+    evaluation, plan, params, *_ = nulls
+    by_id = {c["id"]: c for c in evaluation["conditions"]}
+    masks = [c for c in evaluation["conditions"] if c["kind"] == "mask" and not c["scale"]]
+    for key, prefix in (("vs_matched", "matched"), ("vs_control", "control")):
+        for condition in masks:
+            own = torch.tensor(condition["effect"]["delta_masked"]["per_dialogue"], dtype=torch.float64)
+            control = torch.tensor(by_id[f"{prefix}{condition['id'].removeprefix('mask')}-d0"]["effect"]["delta_masked"]["per_dialogue"],
+                                   dtype=torch.float64)
+            assert condition[key]["difference"] == pytest.approx(float((own - control).mean()), abs=2e-6)
+            assert condition[key]["control_mean"] == pytest.approx(float(control.mean()), abs=2e-6)
+        tested = sorted((c[key] for c in masks if c[key]["p"] is not None), key=lambda v: v["p"])
+        running = 0.0
+        for rank, record in enumerate(tested):  # Holm within this kind's family
+            running = max(running, min(1.0, (len(tested) - rank) * record["p"]))
+            assert record["p_holm"] == pytest.approx(running, abs=1e-5)
+    assert [c["vs_matched"]["difference"] for c in masks] != [c["vs_control"]["difference"] for c in masks]
+    assert not any("vs_matched" in c or "vs_control" in c for c in evaluation["conditions"] if c["scale"])  # graded: no test
