@@ -13,7 +13,15 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.report.figures.drawing import EFFECT_LABELS, SPECIFIC_MARKER, draw_bar, draw_heatmap, new_figure, panel_axes
+from emoneurons.report.figures.drawing import (
+    EFFECT_LABELS,
+    HOLLOW_MARKER,
+    SPECIFIC_MARKER,
+    draw_bar,
+    draw_heatmap,
+    new_figure,
+    panel_axes,
+)
 from emoneurons.report.style import (
     CHANCE_COLOR,
     CONTROL_COLOR,
@@ -96,7 +104,7 @@ def atlas_effects_figure(baseline: Mapping[str, Mapping[str, Any]], verdicts: Ma
             if row["verdict"] == "specific":
                 right.plot(x, row["effect"] - 0.04 * _span(verdicts), **SPECIFIC_MARKER)
             elif "specific" in (row.get("verdicts") or {}).values():  # only against another control kind
-                right.plot(x, row["effect"] - 0.04 * _span(verdicts), **(SPECIFIC_MARKER | {"markerfacecolor": "white"}))
+                right.plot(x, row["effect"] - 0.04 * _span(verdicts), **HOLLOW_MARKER)
     right.axhline(0, color="black", linewidth=0.8)
     right.set_xticks(range(len(EMOTIONS)), EMOTIONS)
     _color_ticks(right)
@@ -108,7 +116,7 @@ def atlas_effects_figure(baseline: Mapping[str, Mapping[str, Any]], verdicts: Ma
     nulls = sorted({r.get("null") or "uniform" for rows in verdicts.values() for r in rows})
     _legend_below(figure, models, Line2D([], [], label=f"specific (Holm-corrected test vs {'/'.join(nulls)} control)",
                                          **SPECIFIC_MARKER),
-                  Line2D([], [], label="specific only vs the other control kind", **(SPECIFIC_MARKER | {"markerfacecolor": "white"})))
+                  Line2D([], [], label="specific only vs the other control kind", **HOLLOW_MARKER))
     figure.suptitle("Atlas: unmodified accuracy beside chance, and the paired effect of each emotion's neurons")
     return figure
 

@@ -14,7 +14,9 @@ from matplotlib.patches import Patch
 from emoneurons.emotions import EMOTIONS
 from emoneurons.report.figures.drawing import (
     EFFECT_LABELS,
+    HOLLOW_MARKER,
     SPECIFIC_MARKER,
+    format_masked_emotion_axis,
     draw_bar,
     format_target_panel,
     label_panel_grid,
@@ -116,15 +118,8 @@ def figure2_effect(rows: Sequence[Mapping[str, Any]], measure: str, subtitle: st
         if row["verdict"] == "specific":
             ax.plot([slot - width / 2], [low], gid=f"specific-{emotion}", **SPECIFIC_MARKER)
         elif any(v == "specific" for v in (row.get("verdicts") or {}).values()):  # only against another control kind
-            ax.plot([slot - width / 2], [low], gid=f"specific-other-{emotion}", **(SPECIFIC_MARKER | {"markerfacecolor": "white"}))
-    ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS)
-    for label, emotion in zip(ax.get_xticklabels(), EMOTIONS):
-        label.set_color(EMOTION_COLORS[emotion])
-    ax.set_xlabel("masked emotion")
-    ax.set_ylabel(f"{EFFECT_LABELS.get(measure, measure)} vs unmodified")
-    ax.grid(axis="y", alpha=0.3)
-    ax.margins(y=0.15)
+            ax.plot([slot - width / 2], [low], gid=f"specific-other-{emotion}", **HOLLOW_MARKER)
+    format_masked_emotion_axis(ax, f"{EFFECT_LABELS.get(measure, measure)} vs unmodified")
     null = rows[0].get("null", "uniform")
     others = sorted({k for r in rows for k in (r.get("verdicts") or {}) if k != null})
     handles = [
@@ -133,7 +128,7 @@ def figure2_effect(rows: Sequence[Mapping[str, Any]], measure: str, subtitle: st
         Line2D([], [], color="black", marker="|", linestyle="none", markersize=10, label="95% CI (paired bootstrap)"),
         Line2D([], [], label=f"specific vs {null} controls (sign-flip test, Holm p ≤ 0.05)", **SPECIFIC_MARKER),
         *([Line2D([], [], label=f"specific only vs {', '.join(others)} controls",
-                  **(SPECIFIC_MARKER | {"markerfacecolor": "white"}))] if others else []),
+                  **HOLLOW_MARKER)] if others else []),
     ]
     figure.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=9)
     figure.suptitle(title + (f"\n{subtitle}" if subtitle else ""))

@@ -11,16 +11,16 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.report.figures.drawing import EFFECT_LABELS, SPECIFIC_MARKER, new_figure, panel_axes
+from emoneurons.report.figures.drawing import (
+    EFFECT_LABELS,
+    HOLLOW_MARKER,
+    SPECIFIC_MARKER,
+    format_masked_emotion_axis,
+    new_figure,
+    no_effects_figure,
+    panel_axes,
+)
 from emoneurons.report.style import CONTROL_COLOR, EMOTION_COLORS, PANEL_GRID
-
-
-def _placeholder(figure: Figure, title: str, text: str) -> Figure:
-    ax = figure.subplots()
-    ax.text(0.5, 0.5, text, ha="center", va="center")
-    ax.set_axis_off()
-    figure.suptitle(title)
-    return figure
 
 
 def draw_null_figure(rows: Sequence[Mapping[str, Any]], measure: str, subtitle: str = "") -> Figure:
@@ -30,7 +30,7 @@ def draw_null_figure(rows: Sequence[Mapping[str, Any]], measure: str, subtitle: 
     title = "The draw-level null: each emotion's neurons among many random control sets"
     figure = new_figure(12, 6)
     if not rows:
-        return _placeholder(figure, title, "no draw-level null in this run (eval.null_draws: 0)")
+        return no_effects_figure(figure, title, "no draw-level null in this run (eval.null_draws: 0)")
     ax = figure.subplots()
     kind = rows[0].get("kind") or "control"
     for slot, emotion in enumerate(EMOTIONS):
@@ -46,21 +46,14 @@ def draw_null_figure(rows: Sequence[Mapping[str, Any]], measure: str, subtitle: 
         if row["verdict"] == "specific":
             ax.plot([slot], [low], gid=f"specific-{emotion}", **SPECIFIC_MARKER)
         elif row["verdict_normal"] == "specific":
-            ax.plot([slot], [low], gid=f"specific-normal-{emotion}", **(SPECIFIC_MARKER | {"markerfacecolor": "white"}))
-    ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS)
-    for label, emotion in zip(ax.get_xticklabels(), EMOTIONS):
-        label.set_color(EMOTION_COLORS[emotion])
-    ax.set_xlabel("masked emotion")
-    ax.set_ylabel(f"{EFFECT_LABELS.get(measure, measure)} vs unmodified (mean over test dialogues)")
-    ax.grid(axis="y", alpha=0.3)
-    ax.margins(y=0.15)
+            ax.plot([slot], [low], gid=f"specific-normal-{emotion}", **HOLLOW_MARKER)
+    format_masked_emotion_axis(ax, f"{EFFECT_LABELS.get(measure, measure)} vs unmodified (mean over test dialogues)")
     handles = [
         Line2D([], [], color="gray", linewidth=8, label="the emotion's neurons masked"),
         Line2D([], [], color=CONTROL_COLOR, marker="o", markeredgecolor="black", linestyle="none",
                label=f"{kind} random sets, one dot per draw ({rows[0]['draws']} draws)"),
         Line2D([], [], label="specific: rank among the draws, Holm p ≤ 0.05", **SPECIFIC_MARKER),
-        Line2D([], [], label="specific by the normal prediction only", **(SPECIFIC_MARKER | {"markerfacecolor": "white"})),
+        Line2D([], [], label="specific by the normal prediction only", **HOLLOW_MARKER),
     ]
     figure.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=9)
     figure.suptitle(title + (f"\n{subtitle}" if subtitle else ""))
@@ -73,7 +66,7 @@ def dose_response_figure(rows: Sequence[Mapping[str, Any]], measure: str, subtit
     title = "Graded masking: each emotion's effect against the masking factor"
     figure = new_figure(15, 8.5)
     if not rows:
-        return _placeholder(figure, title, "no graded masking in this run (eval.scales: [])")
+        return no_effects_figure(figure, title, "no graded masking in this run (eval.scales: [])")
     axes = panel_axes(figure)
     kind = rows[0].get("kind") or "control"
     for ax, emotion in zip(axes, EMOTIONS):

@@ -95,12 +95,15 @@ def _matching_table(run: RunMetrics, null: str) -> list[Block]:
                   (False, True, True, True, False, True, True, False, False))]
 
 
+def _not_run(heading: str, why: str, figure: str) -> list[Block]:
+    """A part the run did not compute: its heading, why, and its figure (which says so too)."""
+    return [Heading(heading, 3), Paragraph(f"Not run here ({why})."), Image(figure, f"{heading}: not run")]
+
+
 def _draw_null_blocks(run: RunMetrics) -> list[Block]:
     rows = draw_null_rows(run.eval)
     if not rows:
-        return [Heading("The draw-level null", 3),
-                Paragraph("Not run here (eval.null_draws: 0, or an eval.json from before it)."),
-                Image("draw_null", "The draw-level null: not run")]
+        return _not_run("The draw-level null", "eval.null_draws: 0, or an eval.json from before it", "draw_null")
     record = run.eval.draw_null or {}
     lines = tuple(
         (r["masked"], f"{100 * r['ratio']:g}", str(r["layers"]), number(r["effect"]),
@@ -128,9 +131,8 @@ def _draw_null_blocks(run: RunMetrics) -> list[Block]:
 def _dose_blocks(run: RunMetrics) -> list[Block]:
     rows = dose_rows(run.eval)
     if not rows:
-        return [Heading("Graded masking: dose-response", 3),
-                Paragraph("Not run here (eval.scales: [], the default of `make run`; the atlas plan turns it on)."),
-                Image("dose_response", "Graded masking: not run")]
+        return _not_run("Graded masking: dose-response", "eval.scales: [], the default of `make run`; the atlas plan "
+                        "turns it on", "dose_response")
     scales = rows[0]["scales"]
     lines = tuple(
         (r["emotion"], count(r["n_neurons"]), *(f"{number(m)} ({number(c)})" for m, c in zip(r["mask"], r["control"])),
