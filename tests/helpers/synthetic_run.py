@@ -203,7 +203,8 @@ def add_nulls(eval_json: dict[str, Any], top_rate: float, control_draws: int, n:
     for i, (emotion, mask) in enumerate(rq2.items()):
         effect = mask["effect"]["delta_masked"]["mean"]
         half = round(effect / 2 if i % 2 == 0 else effect * 1.5, 6)  # odd emotions: not monotone
-        graded = _condition(f"{mask['id']}-s0.5", "mask", emotion, top_rate, "all", None, mask["n_neurons"], mask["confusion"], n)
+        wrong = [[0 if i == j else (n if j == (i + 1) % size else 0) for j in range(size)] for i in range(size)]  # every answer wrong
+        graded = _condition(f"{mask['id']}-s0.5", "mask", emotion, top_rate, "all", None, mask["n_neurons"], wrong, n)
         graded |= {"scale": 0.5, "effect": {"delta_masked": {"mean": half, "per_dialogue": [half] * n * size, "ci95": [half, half],
                                                              "per_emotion": {}}}}
         conditions.append(graded)

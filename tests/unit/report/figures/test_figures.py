@@ -309,6 +309,11 @@ def test_the_nulls_figures_draw_eval_jsons_draws_and_doses():
         assert (f"specific-{emotion}" in stars) == (mask["vs_matched"]["verdict"] == "specific")
         assert (f"specific-other-{emotion}" in stars) == (mask["vs_matched"]["verdict"] != "specific"
                                                            and mask["vs_control"]["verdict"] == "specific")
+    # Graded masks stay out of the accuracy sweeps (they would be averaged into the plain mask's).
+    plain_masks = {c.masked: c for c in evaluation.find("mask", ratio=0.01, layers="all")}
+    for row in accuracy_changes(evaluation):
+        if row["condition"] == "mask" and row["layers"] == "all" and row["ratio"] == 0.01:
+            assert row["accuracy"] == plain_masks[row["masked"]].accuracy[row["emotion"]]
     # Runs without them: one placeholder figure each.
     plain = build_figures(nulls["filter"], nulls["neurons"], parse_eval(synthetic_run(seed=1)["eval"]))
     assert "eval.null_draws: 0" in plain["draw_null"].axes[0].texts[0].get_text()
