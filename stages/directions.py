@@ -33,7 +33,8 @@ def main(
 ) -> None:
     try:
         settings = load_stage_params(params, ("model", "count.text", "count.positions", "count.skip_cue_tokens",
-                                              "eval.prompt_format", "select.top_rate", "directions"))
+                                              "eval.prompt_format", "eval.controls", "eval.activity_bins", "select.top_rate",
+                                              "directions"))
         options, top_rate = settings.directions, settings.select.top_rate
         if not options.enabled:
             with atomic_dir(out) as tmp:
@@ -47,8 +48,9 @@ def main(
         pin_threads()
         tokens = SummedTokens(text=settings.count.text, positions=settings.count.positions,
                               skip_cue_tokens=settings.count.skip_cue_tokens, prompt_format=settings.eval.prompt_format)
+        # The control draws: mask-eval's null (eval.controls' first kind), in its P(active) bins.
         result = run_directions(settings.model, tokens, options, train=dialogues, counts=counts, neurons=read_neurons(neurons),
-                                top_rate=top_rate)
+                                top_rate=top_rate, control=settings.eval.controls[0], activity_bins=settings.eval.activity_bins)
     except (ParamsError, DataError, NRCLexiconError, CueTokensError) as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
