@@ -4,7 +4,8 @@ run's 79 train dialogues (and more), with the tiny random Llama of the tests, an
     .venv/bin/python bench/bench_directions_scale.py [--dialogues 790,7900,20000] [--chunk 4096] [--threads 1]
 
 Per size: a train split of synthetic dialogues (bench_count.synthetic_dialogues) written to a
-parquet file, then streamed as the stage streams it (neurons/direction_run.py: train_chunks, then
+parquet file, then streamed as the stage streams it (neurons/direction_run.py: train_pieces over
+count_inputs.ParquetDialogues, then
 accumulate_class_sums per chunk into one ClassSums); printed: dialogues, summed tokens, wall time,
 tokens/s, and the process's RSS before the pass and its highest value after any chunk (VmRSS).
 """
@@ -27,13 +28,14 @@ import typer  # noqa: E402
 
 from bench_count import synthetic_dialogues, tiny_model  # noqa: E402
 from bench_count_scale import rss_mib  # noqa: E402
-from emoneurons.neurons.direction_run import CHUNK_DIALOGUES, train_chunks  # noqa: E402
+from emoneurons.neurons.count_inputs import PIECE_ROWS, ParquetDialogues  # noqa: E402
+from emoneurons.neurons.direction_run import train_pieces  # noqa: E402
 from emoneurons.neurons.directions import ClassSums, accumulate_class_sums  # noqa: E402
 
 
 def main(
     dialogues: str = typer.Option("790,7900,20000", help="train split sizes, comma-separated"),
-    chunk: int = typer.Option(CHUNK_DIALOGUES, help="dialogues per chunk (the stage's CHUNK_DIALOGUES)"),
+    chunk: int = typer.Option(PIECE_ROWS, help="dialogues per piece (the stage's: count_inputs.PIECE_ROWS)"),
     batch_size: int = typer.Option(16, help="sequences per batch (params: model.batch_size)"),
     threads: int = typer.Option(1, help="torch threads"),
 ) -> None:
@@ -49,7 +51,7 @@ def main(
             sums = ClassSums.for_model(lm)
             before = peak = rss_mib()
             wall = time.perf_counter()
-            for chunk_texts, chunk_emotions in train_chunks(path, chunk):
+            for chunk_texts, chunk_emotions in train_pieces(ParquetDialogues(path), chunk):
                 accumulate_class_sums(lm, chunk_texts, chunk_emotions, sums, text="dialogue", positions="all",
                                       batch_size=batch_size, max_length=1024, prompt_format="auto")
                 peak = max(peak, rss_mib())

@@ -29,13 +29,14 @@ import torch  # noqa: E402
 import typer  # noqa: E402
 
 from emoneurons.emotions import EMOTIONS  # noqa: E402
+from emoneurons.evaluate.calibration import calibration_dialogues  # noqa: E402
 from emoneurons.evaluate.classify import MaskedClassifier  # noqa: E402
 from emoneurons.evaluate.conditions import first_masked_layers, plan_conditions, unique_masks  # noqa: E402
-from emoneurons.evaluate.calibration import calibration_dialogues  # noqa: E402
 from emoneurons.evaluate.shots import draw_shots  # noqa: E402
-from emoneurons.text.classification_prompt import classification_prompt  # noqa: E402
+from emoneurons.io.neurons_file import parse_neurons
 from emoneurons.model.architecture import decoder_layers, model_adapter  # noqa: E402
 from emoneurons.params import load_params  # noqa: E402
+from emoneurons.text.classification_prompt import classification_prompt  # noqa: E402
 
 PARAMS = load_params(Path(__file__).resolve().parents[1] / "params.yaml")  # the default run's values
 
@@ -62,14 +63,14 @@ def synthetic_split(per_emotion: int, offset: int, repeats: int = 1) -> pl.DataF
 
 def synthetic_neurons(n_layers: int, per_layer: int, ratios: list[float], seed: int = 0) -> dict:
     generator = torch.Generator().manual_seed(seed)
-    out = {"layers": n_layers, "neurons_per_layer": per_layer, "ratios": {}}
+    out = {"top_rate": ratios[0], "layers": n_layers, "neurons_per_layer": per_layer, "ratios": {}}
     for ratio in ratios:
         total = round(ratio * n_layers * per_layer)
         neurons = {}
         for emotion in EMOTIONS:
             flat = torch.randperm(n_layers * per_layer, generator=generator)[: total // 3]
             neurons[emotion] = sorted([int(i) // per_layer, int(i) % per_layer] for i in flat)
-        out["ratios"][f"{ratio:g}"] = {"neurons": neurons}
+        out["ratios"][f"{ratio:g}"] = {"selected": len({tuple(p) for v in neurons.values() for p in v}), "neurons": neurons}
     return out
 
 
@@ -91,7 +92,7 @@ def bench(lm, label: str, batch_size: int, repeats: int = 1) -> None:
     neurons = synthetic_neurons(n_layers, per_layer, sorted({top_rate, *params.ratios}))
     # Matched controls draw by P(active): a synthetic one (their cost does not depend on which neurons).
     p_active = torch.rand(n_layers, per_layer, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    plan = plan_conditions(neurons, params, top_rate, n_layers, p_active)
+    plan = plan_conditions(parse_neurons(neurons), params, top_rate, n_layers, p_active)
     groups = unique_masks(plan)
     test, train = synthetic_split(2, offset=1, repeats=repeats), synthetic_split(5, offset=0, repeats=repeats)
     shots = draw_shots(train, params.shots, params.seed, params.shot_selection)
@@ -138,9 +139,8 @@ def main(tiny_only: bool = typer.Option(False, help="only the tiny random Llama"
          model: list[str] = typer.Option(["embedded", "embedded-gemma3"], help="model.id of an embedded model (repeatable)"),
          repeats: int = typer.Option(1, help="say each synthetic dialogue's lines this many times (longer prompts)")) -> None:
     default_threads = torch.get_num_threads()
-    from helpers import tiny_models  # tests/helpers/: the tiny model builders
-
     from emoneurons.model.loading import LoadedModel, load_model
+    from helpers import tiny_models  # tests/helpers/: the tiny model builders
 
     tokenizer = tiny_models.build_tokenizer()
     tiny = LoadedModel(tiny_models.build_tiny_llama(len(tokenizer), layers=6), tokenizer, "tiny")

@@ -36,6 +36,7 @@ from emoneurons.evaluate.conditions import control_neurons, mask_id, plan_condit
 from emoneurons.evaluate.draw_null import MeanEffect  # noqa: E402
 from emoneurons.evaluate.mask_pool import classify_masks  # noqa: E402
 from emoneurons.evaluate.masking_eval import _classifier  # noqa: E402
+from emoneurons.io.neurons_file import parse_neurons
 from emoneurons.io.tables import read_counts, read_json  # noqa: E402
 from emoneurons.neurons.selection import overall_activation_probability  # noqa: E402
 from emoneurons.params import load_params  # noqa: E402
@@ -72,7 +73,7 @@ def main(draws: int = typer.Option(10, help="control draws of each kind per emot
     p_active = overall_activation_probability(*read_counts(root / "data/counts"))
     percentile = within_layer_percentile(p_active)
     neurons_json = read_json(root / "data/neurons/neurons.json")
-    plan = {c.id: c for c in plan_conditions(neurons_json, eval_params.model_copy(update={"control_draws": 1}), top_rate,
+    plan = {c.id: c for c in plan_conditions(parse_neurons(neurons_json), eval_params.model_copy(update={"control_draws": 1}), top_rate,
                                              int(neurons_json["layers"]), p_active)}
     print(f"1. P(active) over all train tokens; neurons at select.top_rate {top_rate:g}, all layers "
           f"(layer mean over all neurons: {float(p_active.mean()):.3f})")

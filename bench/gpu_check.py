@@ -139,9 +139,9 @@ def _samples() -> tuple[list[str], list[str]]:
 
 def _tiny(dtype=None, device: str = "cpu"):
     import torch
-    from helpers.tiny_models import build_tiny_llama, build_tokenizer
 
     from emoneurons.model.loading import LoadedModel
+    from helpers.tiny_models import build_tiny_llama, build_tokenizer
 
     threads = torch.get_num_threads()
     tokenizer = build_tokenizer()
@@ -269,12 +269,13 @@ def _split(per_emotion: int, offset: int = 0):
 
 def check_mask_eval(device: str, folder: Path) -> dict:
     from emoneurons.evaluate.masking_eval import evaluate_masking
+    from emoneurons.io.neurons_file import parse_neurons
 
     lm_dev, lm_cpu = _loaded(device, folder), _loaded("cpu", folder)
     neurons = _neurons_json(lm_cpu)
     params = _params().eval.model_copy(update={"ratios": (0.02,), "layer_ranges": ("top",), "control_draws": 1,
                                                "bootstrap": 100})
-    runs = [evaluate_masking(lm, _split(3), _split(2, offset=10), neurons, params, 0.02, batch_size=4, progress=False,
+    runs = [evaluate_masking(lm, _split(3), _split(2, offset=10), parse_neurons(neurons), params, 0.02, batch_size=4, progress=False,
                              workers=1)[0] for lm in (lm_dev, lm_cpu)]
     by_id = [{c["id"]: c for c in run["conditions"]} for run in runs]
     masked = [c for c in by_id[1].values() if c.get("n_neurons")]
@@ -286,12 +287,13 @@ def check_mask_eval(device: str, folder: Path) -> dict:
 
 def check_steer(device: str, folder: Path) -> dict:
     from emoneurons.evaluate.steering import plan_steering, run_steering
+    from emoneurons.io.neurons_file import parse_neurons
 
     lm_dev, lm_cpu = _loaded(device, folder), _loaded("cpu", folder)
     neurons = _neurons_json(lm_cpu)
     settings = _params()
     steer = settings.steer.model_copy(update={"alphas": (0.0, 4.0), "control_draws": 1, "max_new_tokens": 6, "batch_size": 8})
-    plan = plan_steering(neurons, 0.02, steer)
+    plan = plan_steering(parse_neurons(neurons), 0.02, steer)
     selected = {e: len(pairs) for e, pairs in neurons["ratios"]["0.02"]["neurons"].items()}
     prompts = ["How was your weekend?", "Tell me about the weather today.", "What did you have for lunch?"]
     records = [run_steering(lm, prompts, plan, _split(3), settings.eval, steer, selected, batch_size=4) for lm in (lm_dev, lm_cpu)]

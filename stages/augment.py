@@ -9,23 +9,23 @@ from pathlib import Path
 import typer
 
 from emoneurons.backends.cache import prepare_cache_dir
-
-from emoneurons.io.atomic import write_json
 from emoneurons.backends.chat import ChatBackendError
 from emoneurons.backends.template import TEMPLATE
-from emoneurons.io.tables import DataError, write_table
-from emoneurons.io.suites import check_topics, checks_path, checks_record
-from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.dataset.topics import augment_topics, llm_proposer, read_seeds, template_proposer
+from emoneurons.io.artifacts import AUGMENT_CACHE, AUGMENT_REPORT, SEED_TOPICS, TOPICS
+from emoneurons.io.atomic import write_json
+from emoneurons.io.suites import check_topics, checks_path, checks_record
+from emoneurons.io.tables import DataError, write_table
+from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.runtime.stage_run import run_stage
 
 
 def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file (sections `augment`, `model`)"),
-    seeds: Path = typer.Option(Path("data/seeds/topics.txt"), help="seed topics, one a line"),
-    out: Path = typer.Option(Path("data/topics.parquet"), help="augmented topics"),
-    report: Path = typer.Option(Path("reports/augment.json"), help="augment metrics"),
-    cache: Path = typer.Option(Path("data/cache/llm/augment"), help="chat request cache (openai / hf backends)"),
+    seeds: Path = typer.Option(Path(SEED_TOPICS.path), help="seed topics, one a line"),
+    out: Path = typer.Option(Path(TOPICS.path), help="augmented topics"),
+    report: Path = typer.Option(Path(AUGMENT_REPORT.path), help="augment metrics"),
+    cache: Path = typer.Option(Path(AUGMENT_CACHE.path), help="chat request cache (openai / hf backends)"),
 ) -> None:
     start = time.perf_counter()
     try:
@@ -69,4 +69,4 @@ def main(
 
 
 if __name__ == "__main__":
-    run_stage(main, "augment", Path("data/cache/llm/augment"))
+    run_stage(main, "augment", Path(AUGMENT_CACHE.path))

@@ -8,32 +8,30 @@ from pathlib import Path
 
 import typer
 
+from emoneurons.io.artifacts import CARDS, CARDS_CHECKS, CARDS_PAGE, COUNTS, NEURONS, TRAIN
 from emoneurons.io.atomic import atomic_dir, write_json
-from emoneurons.io.neurons_file import selected_per_emotion
+from emoneurons.io.neurons_file import read_neurons
 from emoneurons.io.result_suites import check_cards
 from emoneurons.io.suites import checks_record
-from emoneurons.io.tables import DataError, label_column, read_counts, read_json, read_table
+from emoneurons.io.tables import DataError, label_column, read_counts, read_table
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.report.cards.cards_json import CardsDataError, build_cards, plan_cards
 from emoneurons.report.cards.page import render_cards_html
 from emoneurons.runtime.stage_run import run_stage
 
-# checks.json names the cards by their path in the pipeline whatever --out is (as count does).
-CARDS_FILE = "reports/cards/cards.json"
-
 
 def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file (sections model, cards; select.top_rate)"),
-    train: Path = typer.Option(Path("data/split/train.parquet"), help="the dialogues the contexts come from"),
-    counts: Path = typer.Option(Path("data/counts"), help="folder with counts.safetensors (P, entropy)"),
-    neurons: Path = typer.Option(Path("data/neurons/neurons.json"), help="selected neurons"),
-    out: Path = typer.Option(Path("reports/cards"), help="folder for index.html and cards.json"),
+    train: Path = typer.Option(Path(TRAIN.path), help="the dialogues the contexts come from"),
+    counts: Path = typer.Option(COUNTS.folder, help="folder with counts.safetensors (P, entropy)"),
+    neurons: Path = typer.Option(Path(NEURONS.path), help="selected neurons"),
+    out: Path = typer.Option(CARDS.folder, help="folder for index.html and cards.json"),
 ) -> None:
     try:
         settings = load_stage_params(params, ("model", "select.top_rate", "cards"))
         cards = settings.cards
         table = read_table(train)
-        selection = read_json(neurons)
+        selection = read_neurons(neurons)
         f, T = read_counts(counts)
         from emoneurons.neurons.selection import activation_probability, neuron_entropy
 
@@ -49,7 +47,7 @@ def main(
         activity = neuron_activity(lm, table["dialogue"].to_list(), chosen, k=cards.contexts,
                                    batch_size=settings.model.batch_size, max_length=settings.model.max_length, desc="cards")
         emotions = build_cards(plan, activity, P, entropy, lm.tokenizer, table["id"].to_list(), labels,
-                               selected_per_emotion(selection, settings.select.top_rate),
+                               selection.selection(settings.select.top_rate).per_emotion_counts(),
                                window=cards.window, top_tokens=cards.top_tokens, min_token_count=cards.min_token_count)
     except (ParamsError, DataError, CardsDataError) as error:
         print(error, file=sys.stderr)
@@ -63,14 +61,14 @@ def main(
               "truncated": activity.truncated.record(),  # dialogues cut to model.max_length, as count reports them
               "emotions": emotions}
     try:
-        checked = check_cards(record, layers=f.shape[0], neurons_per_layer=f.shape[1], source=CARDS_FILE)
+        checked = check_cards(record, layers=f.shape[0], neurons_per_layer=f.shape[1], source=CARDS.path)  # named by its pipeline path whatever --out is
     except DataError as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
     with atomic_dir(out) as tmp:
-        write_json(tmp / "cards.json", record)
-        write_json(tmp / "checks.json", checks_record(checked))
-        (tmp / "index.html").write_text(render_cards_html(record), encoding="utf-8")
+        write_json(CARDS.at(tmp), record)
+        write_json(CARDS_CHECKS.at(tmp), checks_record(checked))
+        CARDS_PAGE.at(tmp).write_text(render_cards_html(record), encoding="utf-8")
     if activity.truncated.dialogues:
         print(activity.truncated.describe(table.height, "cards"), file=sys.stderr)
     shown = ", ".join(f"{e} {len(v['cards'])}" for e, v in emotions.items())

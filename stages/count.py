@@ -6,51 +6,34 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import typer
 
+from emoneurons.emotions import EMOTIONS
+from emoneurons.io.artifacts import COUNT_CHECKS, COUNT_META, COUNTS, TRAIN
 from emoneurons.io.atomic import atomic_dir
+from emoneurons.io.suites import check_counts, checks_record
+from emoneurons.io.tables import DataError
+from emoneurons.model.architecture import UnsupportedModelError
+from emoneurons.model.loading import load_model
+from emoneurons.neurons.count_inputs import ParquetDialogues
+from emoneurons.neurons.counting import count_dialogues
+from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.runtime.checkpoint import DEFAULT_ROOT
 from emoneurons.runtime.compute import compute_record, pin_threads
 from emoneurons.runtime.distributed import relaunch_if_requested, start
-from emoneurons.io.suites import check_counts, checks_record
-from emoneurons.io.tables import DataError, read_table
-from emoneurons.emotions import EMOTIONS
-from emoneurons.neurons.counting import activation_counts
-from emoneurons.model.architecture import UnsupportedModelError
+from emoneurons.runtime.resume import CountSchedule, count_checkpoints
+from emoneurons.runtime.stage_run import run_stage
 from emoneurons.text.cue_removal import CueTokensError
 from emoneurons.text.nrc_lexicon import NRCLexiconError, cue_words
-from emoneurons.model.loading import load_model
-from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.text.prompt_format import resolve_prompt_format
-from emoneurons.runtime.resume import CountSchedule, count_checkpoints
 from emoneurons.text.truncation import Truncation
-from emoneurons.runtime.stage_run import run_stage
-
-# checks.json names the counts by their path in the pipeline whatever --out is, so counts written to
-# another folder (a resumed run, another launcher) are the same bytes.
-COUNTS_FILE = "data/counts/counts.safetensors"
-
-
-def train_dialogues(path: Path) -> tuple[list[str], list[str]]:
-    """(dialogues, emotions) from the train split; DataError on a missing column or unknown theme."""
-    df = read_table(path)
-    missing = [c for c in ("theme", "dialogue") if c not in df.columns]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {', '.join(missing)}")
-    themes = df["theme"].to_list()
-    unknown = sorted({t for t in themes if t not in EMOTIONS}, key=str)
-    if unknown:
-        raise DataError(f"{path}: column 'theme': unknown emotion {unknown[0]!r}; allowed: {', '.join(EMOTIONS)}")
-    absent = [e for e in EMOTIONS if e not in themes]
-    if absent:
-        raise DataError(f"{path}: no dialogues for emotion(s) {', '.join(absent)}: every emotion needs tokens")
-    return df["dialogue"].to_list(), themes
 
 
 def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file (sections `model`, `count`)"),
-    train: Path = typer.Option(Path("data/split/train.parquet"), help="train split"),
-    out: Path = typer.Option(Path("data/counts"), help="folder for counts.safetensors and meta.json"),
+    train: Path = typer.Option(Path(TRAIN.path), help="train split"),
+    out: Path = typer.Option(COUNTS.folder, help="folder for counts.safetensors and meta.json"),
     checkpoints: Path = typer.Option(DEFAULT_ROOT, help="folder for partial counts kept across a kill (not an out)"),
 ) -> None:
     from safetensors.torch import save_file
@@ -59,7 +42,7 @@ def main(
         settings = load_stage_params(params, ("model", "count", "eval.prompt_format"))
         pin_threads()  # float results depend on it: one count for the whole run, recorded in meta.json
         model_params, count = settings.model, settings.count
-        dialogues, emotions = train_dialogues(train)
+        dialogues = ParquetDialogues(train)  # its emotions read and checked now; the texts a piece at a time
         skip_cues = cue_words() if count.skip_cue_tokens else None  # a missing lexicon: before the model loads
         ranks = start(model_params.device)  # one process, or one of `accelerate launch`'s
         saved = count_checkpoints(checkpoints, model_params, count, settings.eval.prompt_format, train)
@@ -68,13 +51,15 @@ def main(
         lm = load_model(model_params.model_copy(update={"device": ranks.model_device(model_params.device)}),
                         padding_masks_only=True)  # counting passes 2D padding masks: flash-attention may run it
         cut: list[Truncation] = []
-        f, T = activation_counts(
-            lm, dialogues, emotions, positions=count.positions, text=count.text, activation=count.activation,
+        f, T = count_dialogues(
+            lm, dialogues, positions=count.positions, text=count.text, activation=count.activation,
             batch_size=model_params.batch_size, max_length=model_params.max_length, desc="count", truncation=cut,
             prompt_format=settings.eval.prompt_format, schedule=CountSchedule(ranks, saved, count.checkpoint_every),
             skip_cues=skip_cues,
         )
-        checked = check_counts(f, T, source=COUNTS_FILE) if ranks.main else None
+        # checks.json names the counts by their pipeline path whatever --out is, so counts written to
+        # another folder (a resumed run, another launcher) are the same bytes.
+        checked = check_counts(f, T, source=COUNTS.path) if ranks.main else None
     except (ParamsError, DataError, NRCLexiconError, CueTokensError) as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
@@ -92,7 +77,7 @@ def main(
         "skip_cue_tokens": count.skip_cue_tokens,  # NRC cue words' tokens left out of f and T
         # Which format the counted prompt had (text: prompt only; the bare dialogue has none).
         **({"prompt_format": resolve_prompt_format(lm.tokenizer, settings.eval.prompt_format)} if count.text == "prompt" else {}),
-        "dialogues": {e: emotions.count(e) for e in EMOTIONS},
+        "dialogues": dict(zip(EMOTIONS, np.bincount(dialogues.emotions(), minlength=len(EMOTIONS)).tolist())),
         "tokens": dict(zip(EMOTIONS, T.tolist())),
         "layers": f.shape[0],
         "neurons": f.shape[1],
@@ -101,9 +86,9 @@ def main(
     }
     # One folder renamed into place whole: the counts and their meta never disagree.
     with atomic_dir(out) as tmp:
-        save_file({"f": f, "T": T}, tmp / "counts.safetensors")
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        (tmp / "checks.json").write_text(json.dumps(checks_record(checked), indent=2) + "\n")
+        save_file({"f": f, "T": T}, COUNTS.at(tmp))
+        COUNT_META.at(tmp).write_text(json.dumps(meta, indent=2) + "\n")
+        COUNT_CHECKS.at(tmp).write_text(json.dumps(checks_record(checked), indent=2) + "\n")
     ranks.barrier()  # every rank is past its last save
     saved.remove()
     if cut[0].dialogues:

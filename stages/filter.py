@@ -11,25 +11,25 @@ from pathlib import Path
 import typer
 
 from emoneurons.backends.cache import prepare_cache_dir
-
-from emoneurons.io.atomic import write_json
 from emoneurons.backends.chat import ChatBackendError
 from emoneurons.backends.judges import judge_metrics, make_judges
 from emoneurons.dataset.emoprism import read_emoprism
-from emoneurons.io.tables import BATCH_ROWS, DataError, table_batches, table_rows
-from emoneurons.io.suites import checks_path, checks_record
 from emoneurons.dataset.filtering import filter_to_table
+from emoneurons.io.artifacts import DIALOGUES, EXTERNAL, FILTER_CACHE, FILTER_REPORT, FILTERED
+from emoneurons.io.atomic import write_json
+from emoneurons.io.suites import checks_path, checks_record
+from emoneurons.io.tables import BATCH_ROWS, DataError, table_batches, table_rows
 from emoneurons.params import ParamsError, load_stage_params, require_under
 from emoneurons.runtime.stage_run import run_stage
 
 
 def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file (sections `filter`, `model`)"),
-    dialogues: Path = typer.Option(Path("data/dialogues.parquet"), help="generated dialogues"),
-    out: Path = typer.Option(Path("data/filtered.parquet"), help="kept dialogues with judge labels"),
-    report: Path = typer.Option(Path("reports/filter.json"), help="filter metrics (Table 1)"),
-    cache: Path = typer.Option(Path("data/cache/llm/filter"), help="chat request cache (openai judges)"),
-    external: Path = typer.Option(Path("data/external"), help="folder of imported data sets (a dep in dvc.yaml); filter.emoprism.path must lie in it"),
+    dialogues: Path = typer.Option(Path(DIALOGUES.path), help="generated dialogues"),
+    out: Path = typer.Option(Path(FILTERED.path), help="kept dialogues with judge labels"),
+    report: Path = typer.Option(Path(FILTER_REPORT.path), help="filter metrics (Table 1)"),
+    cache: Path = typer.Option(Path(FILTER_CACHE.path), help="chat request cache (openai judges)"),
+    external: Path = typer.Option(Path(EXTERNAL.path), help="folder of imported data sets (a dep in dvc.yaml); filter.emoprism.path must lie in it"),
 ) -> None:
     start = time.perf_counter()
     try:
@@ -102,4 +102,4 @@ def _judged(dialogues: Path, cache: Path, specs, model, prompt_format: str) -> t
 
 
 if __name__ == "__main__":
-    run_stage(main, "filter", Path("data/cache/llm/filter"))
+    run_stage(main, "filter", Path(FILTER_CACHE.path))

@@ -9,23 +9,23 @@ from pathlib import Path
 import typer
 
 from emoneurons.backends.cache import prepare_cache_dir
-
-from emoneurons.io.atomic import write_json
 from emoneurons.backends.chat import ChatBackendError
 from emoneurons.backends.template import TEMPLATE
-from emoneurons.io.tables import DataError, read_table, write_table
-from emoneurons.io.suites import check_dialogues, checks_path, checks_record
 from emoneurons.dataset.dialogues import llm_dialogues, template_dialogues
+from emoneurons.io.artifacts import DIALOGUES, GENERATE_CACHE, GENERATE_REPORT, TOPICS
+from emoneurons.io.atomic import write_json
+from emoneurons.io.suites import check_dialogues, checks_path, checks_record
+from emoneurons.io.tables import DataError, read_table, write_table
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.runtime.stage_run import run_stage
 
 
 def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file (sections `generate`, `model`)"),
-    topics: Path = typer.Option(Path("data/topics.parquet"), help="augmented topics"),
-    out: Path = typer.Option(Path("data/dialogues.parquet"), help="generated dialogues"),
-    report: Path = typer.Option(Path("reports/generate.json"), help="generate metrics"),
-    cache: Path = typer.Option(Path("data/cache/llm/generate"), help="chat request cache (openai / hf backends)"),
+    topics: Path = typer.Option(Path(TOPICS.path), help="augmented topics"),
+    out: Path = typer.Option(Path(DIALOGUES.path), help="generated dialogues"),
+    report: Path = typer.Option(Path(GENERATE_REPORT.path), help="generate metrics"),
+    cache: Path = typer.Option(Path(GENERATE_CACHE.path), help="chat request cache (openai / hf backends)"),
 ) -> None:
     start = time.perf_counter()
     try:
@@ -86,4 +86,4 @@ def cut_off_note(backend) -> str:
 
 
 if __name__ == "__main__":
-    run_stage(main, "generate", Path("data/cache/llm/generate"))
+    run_stage(main, "generate", Path(GENERATE_CACHE.path))

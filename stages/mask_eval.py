@@ -9,38 +9,41 @@ from pathlib import Path
 import typer
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.io.atomic import write_json
-from emoneurons.io.eval_file import EVAL_FILE, parse_eval
-from emoneurons.runtime.checkpoint import DEFAULT_ROOT
-from emoneurons.runtime.distributed import relaunch_if_requested, start
-from emoneurons.io.tables import DataError, read_counts, read_json, read_table
-from emoneurons.neurons.selection import overall_activation_probability
-from emoneurons.io.result_suites import check_evaluation
-from emoneurons.io.suites import checks_path, checks_record
 from emoneurons.evaluate.conditions import PlanError, needs_activity, plan_conditions
+from emoneurons.evaluate.exp_metrics import exp_summary
 from emoneurons.evaluate.masking_eval import evaluate_masking
 from emoneurons.evaluate.shots import EvalDataError
-from emoneurons.evaluate.exp_metrics import exp_summary
+from emoneurons.io.artifacts import COUNTS, EVAL, HEADLINE, NEURONS, SUMMARY, TEST, TRAIN
+from emoneurons.io.atomic import write_json
+from emoneurons.io.eval_file import parse_eval
+from emoneurons.io.neurons_file import read_neurons
+from emoneurons.io.result_suites import check_evaluation
+from emoneurons.io.suites import checks_path, checks_record
+from emoneurons.io.tables import DataError, read_counts, read_table
 from emoneurons.model.architecture import UnsupportedModelError
-from emoneurons.text.nrc_lexicon import NRCLexiconError, cue_words
+from emoneurons.neurons.selection import overall_activation_probability
 from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.runtime.checkpoint import DEFAULT_ROOT
+from emoneurons.runtime.distributed import relaunch_if_requested, start
 from emoneurons.runtime.resume import ConditionSchedule, mask_eval_checkpoints
-from emoneurons.text.truncation import Truncation
 from emoneurons.runtime.stage_run import run_stage
+from emoneurons.text.nrc_lexicon import NRCLexiconError, cue_words
+from emoneurons.text.truncation import Truncation
 
 
 def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file (sections model, select, eval)"),
-    split: Path = typer.Option(Path("data/split"), help="folder with train.parquet and test.parquet"),
-    neurons: Path = typer.Option(Path("data/neurons/neurons.json"), help="selected neurons"),
-    counts: Path = typer.Option(Path("data/counts"), help="folder with counts.safetensors (P(active) for matched controls)"),
-    out: Path = typer.Option(Path("reports/metrics"), help="folder for eval.json, headline.json and summary.json"),
+    split: Path = typer.Option(TRAIN.folder, help="folder with train.parquet and test.parquet"),
+    neurons: Path = typer.Option(Path(NEURONS.path), help="selected neurons"),
+    counts: Path = typer.Option(COUNTS.folder, help="folder with counts.safetensors (P(active) for matched controls)"),
+    out: Path = typer.Option(EVAL.folder, help="folder for eval.json, headline.json and summary.json"),
     checkpoints: Path = typer.Option(DEFAULT_ROOT, help="folder for finished conditions kept across a kill (not an out)"),
 ) -> None:
     try:
         settings = load_stage_params(params, ("model", "select.top_rate", "eval"))
-        train, test = read_table(split / "train.parquet"), read_table(split / "test.parquet")
-        selection = read_json(neurons)
+        train_path, test_path = TRAIN.at(split), TEST.at(split)
+        train, test = read_table(train_path), read_table(test_path)
+        selection = read_neurons(neurons)
         p_active = None
         if needs_activity(settings.eval):
             p_active = overall_activation_probability(*read_counts(counts))
@@ -49,9 +52,9 @@ def main(
         from emoneurons.model.loading import load_model  # imports torch/transformers: after the cheap checks
 
         ranks = start(settings.model.device)  # one process, or one of `accelerate launch`'s
-        inputs = [split / "train.parquet", split / "test.parquet", neurons]
+        inputs = [train_path, test_path, neurons]
         if p_active is not None:
-            inputs.append(counts / "counts.safetensors")
+            inputs.append(COUNTS.at(counts))
         saved = mask_eval_checkpoints(checkpoints, settings.model, settings.select.top_rate, settings.eval, inputs)
         if ranks.main:
             saved.drop_stale()
@@ -59,7 +62,7 @@ def main(
         results = evaluate_masking(
             lm, train, test, selection, settings.eval, settings.select.top_rate, batch_size=settings.model.batch_size,
             max_length=settings.model.max_length, schedule=ConditionSchedule(ranks, saved),
-            train_name=str(split / "train.parquet"), test_name=str(split / "test.parquet"), p_active=p_active,
+            train_name=str(train_path), test_name=str(test_path), p_active=p_active,
         )
     except (ParamsError, DataError, PlanError, EvalDataError, NRCLexiconError) as error:
         print(error, file=sys.stderr)
@@ -72,18 +75,18 @@ def main(
         return
     evaluation, headline = results
     try:  # the results' own checks, before anything is written
-        planned = [c.id for c in plan_conditions(selection, settings.eval, settings.select.top_rate, int(selection["layers"]),
+        planned = [c.id for c in plan_conditions(selection, settings.eval, settings.select.top_rate, selection.layers,
                                                  p_active)]
         # eval.checks.json names the results by their path in the pipeline whatever --out is (as count does).
-        checked = check_evaluation(evaluation, planned, test.height, source=EVAL_FILE)
-        written = parse_eval(evaluation, EVAL_FILE)  # as plot and compare will read it
+        checked = check_evaluation(evaluation, planned, test.height, source=EVAL.path)
+        written = parse_eval(evaluation)  # as plot and compare will read it
     except DataError as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
-    write_json(checks_path(out / "eval.json"), checks_record(checked))
-    write_json(out / "eval.json", evaluation)
-    write_json(out / "headline.json", headline)
-    write_json(out / "summary.json", exp_summary(headline, selection, settings.select.top_rate))
+    write_json(checks_path(EVAL.at(out)), checks_record(checked))
+    write_json(EVAL.at(out), evaluation)
+    write_json(HEADLINE.at(out), headline)
+    write_json(SUMMARY.at(out), exp_summary(headline, selection, settings.select.top_rate))
     ranks.barrier()  # every rank is past its last save
     saved.remove()
     base = written.unmodified()

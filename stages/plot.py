@@ -7,9 +7,26 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from emoneurons.io.artifacts import (
+    CARDS,
+    COUNT_META,
+    DIRECTIONS,
+    EVAL,
+    FIGURES,
+    FILTER_REPORT,
+    NEURON_COUNTS,
+    NEURONS,
+    PLOTS,
+    REPORT,
+    REPORT_PAGE,
+    STEER,
+)
 from emoneurons.io.atomic import atomic_dir, atomic_path, output_errors
-from emoneurons.io.directions_file import DIRECTIONS_FILE, DirectionsFile, read_directions
-from emoneurons.io.eval_file import EVAL_FILE, read_eval
+from emoneurons.io.cards_file import CardsFile, read_cards
+from emoneurons.io.directions_file import DirectionsFile, read_directions
+from emoneurons.io.eval_file import read_eval
+from emoneurons.io.neurons_file import read_neurons
+from emoneurons.io.steer_file import SteerFile, read_steer
 from emoneurons.io.tables import DataError, read_json
 from emoneurons.params import ParamsError, load_params
 from emoneurons.runtime.stage_run import run_stage
@@ -20,27 +37,27 @@ if TYPE_CHECKING:  # imported at run time only once the inputs are there (see ma
 
 def main(
     params: Path = typer.Option(Path("params.yaml"), help="params.yaml (model name, digest)"),
-    filter_json: Path = typer.Option(Path("reports/filter.json")),
-    meta: Path = typer.Option(Path("data/counts/meta.json")),
-    neurons: Path = typer.Option(Path("data/neurons/neurons.json")),
-    eval_json: Path = typer.Option(Path(EVAL_FILE)),
-    neuron_metrics: Path = typer.Option(Path("reports/metrics/neurons.json")),
-    cards_json: Path = typer.Option(Path("reports/cards/cards.json")),
-    steer_json: Path = typer.Option(Path("reports/steer/steer.json")),
-    directions_json: Path = typer.Option(Path(DIRECTIONS_FILE)),
-    figures: Path = typer.Option(Path("reports/figures")),
-    plots: Path = typer.Option(Path("reports/plots")),
-    report: Path = typer.Option(Path("reports/report.md")),
-    html: Path = typer.Option(Path("reports/index.html")),
+    filter_json: Path = typer.Option(Path(FILTER_REPORT.path)),
+    meta: Path = typer.Option(Path(COUNT_META.path)),
+    neurons: Path = typer.Option(Path(NEURONS.path)),
+    eval_json: Path = typer.Option(Path(EVAL.path)),
+    neuron_metrics: Path = typer.Option(Path(NEURON_COUNTS.path)),
+    cards_json: Path = typer.Option(Path(CARDS.path)),
+    steer_json: Path = typer.Option(Path(STEER.path)),
+    directions_json: Path = typer.Option(Path(DIRECTIONS.path)),
+    figures: Path = typer.Option(Path(FIGURES.path)),
+    plots: Path = typer.Option(Path(PLOTS.path)),
+    report: Path = typer.Option(Path(REPORT.path)),
+    html: Path = typer.Option(Path(REPORT_PAGE.path)),
 ) -> None:
     try:
         raw = {"filter": read_json(filter_json), "meta": read_json(meta),
-               "neurons": read_json(neurons), "eval": read_eval(eval_json),
+               "neurons": read_neurons(neurons), "eval": read_eval(eval_json),
                "neuron_metrics": read_json(neuron_metrics)}
         # The cards and steer stages' outputs (always there under `dvc repro`); a plot run without
         # them, on metrics alone, leaves their section out.
-        cards = read_json(cards_json) if cards_json.exists() else None
-        steer = read_json(steer_json) if steer_json.exists() else None
+        cards = read_cards(cards_json) if cards_json.exists() else None
+        steer = read_steer(steer_json) if steer_json.exists() else None
         # The directions stage's summary (always there under `dvc repro`; off, or absent: no section).
         directions = read_directions(directions_json) if directions_json.exists() else None
         validated = load_params(params)
@@ -63,7 +80,7 @@ def main(
 
 
 def write_outputs(
-    run: RunMetrics, cards: dict | None, steer: dict | None, figures: Path, plots: Path, report: Path, html: Path,
+    run: RunMetrics, cards: CardsFile | None, steer: SteerFile | None, figures: Path, plots: Path, report: Path, html: Path,
     directions: DirectionsFile | None = None,
 ) -> None:
     """The figures, plots data, report.md and index.html of one run; the steering

@@ -11,25 +11,23 @@ from pathlib import Path
 
 import typer
 
+from emoneurons.emotions import EMOTIONS
+from emoneurons.io.artifacts import COUNTS, NEURON_COUNTS, NEURONS, NEURONS_CHECKS
 from emoneurons.io.atomic import atomic_dir, write_json
 from emoneurons.io.neurons_file import neurons_record, ratio_key
-from emoneurons.io.tables import DataError, read_counts
 from emoneurons.io.result_suites import check_neurons
 from emoneurons.io.suites import checks_record
-from emoneurons.emotions import EMOTIONS
+from emoneurons.io.tables import DataError, read_counts
 from emoneurons.neurons.selection import select_emotion_neurons
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.runtime.stage_run import run_stage
 
-# checks.json names the selection by its path in the pipeline whatever --out is (as count does).
-NEURONS_FILE = "data/neurons/neurons.json"
-
 
 def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file (sections `select`, `eval.ratios`)"),
-    counts: Path = typer.Option(Path("data/counts"), help="folder with counts.safetensors"),
-    out: Path = typer.Option(Path("data/neurons"), help="folder for neurons.json"),
-    metrics: Path = typer.Option(Path("reports/metrics/neurons.json"), help="per-emotion neuron counts"),
+    counts: Path = typer.Option(COUNTS.folder, help="folder with counts.safetensors"),
+    out: Path = typer.Option(NEURONS.folder, help="folder for neurons.json"),
+    metrics: Path = typer.Option(Path(NEURON_COUNTS.path), help="per-emotion neuron counts"),
 ) -> None:
     try:
         settings = load_stage_params(params, ("select", "eval.ratios"))
@@ -44,7 +42,7 @@ def main(
         }
         record = neurons_record(top_rate=select.top_rate, assign=select.assign, layers=f.shape[0], neurons_per_layer=f.shape[1],
                                 selections={ratio: selection.record() for ratio, selection in selections.items()})
-        checked = check_neurons(record, source=NEURONS_FILE)
+        checked = check_neurons(record, source=NEURONS.path)  # named by its pipeline path whatever --out is
     except (ParamsError, DataError) as error:  # DataError includes a failed data check
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
@@ -52,12 +50,14 @@ def main(
         print(f"{counts / 'counts.safetensors'}: {error}", file=sys.stderr)
         raise typer.Exit(1) from None
     with atomic_dir(out) as tmp:
-        write_json(tmp / "neurons.json", record)
-        write_json(tmp / "checks.json", checks_record(checked))
+        write_json(NEURONS.at(tmp), record)
+        write_json(NEURONS_CHECKS.at(tmp), checks_record(checked))
     main_selection = selections[select.top_rate]
     write_json(metrics, {**{f"neurons_{e}": main_selection.per_emotion[e] for e in EMOTIONS}, "selected": main_selection.selected})
     per_emotion = ", ".join(f"{e} {main_selection.per_emotion[e]}" for e in EMOTIONS)
-    print(f"select: {main_selection.selected} neurons at top_rate {select.top_rate:g} ({per_emotion}); ratios {', '.join(map(ratio_key, selections))}")
+    # A neuron can be selected for several emotions: the per-emotion counts add up to more than the distinct neurons.
+    print(f"select: {main_selection.selected} distinct neurons at top_rate {select.top_rate:g} (per emotion: {per_emotion}); "
+          f"ratios {', '.join(map(ratio_key, selections))}")
 
 
 if __name__ == "__main__":

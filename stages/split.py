@@ -9,11 +9,12 @@ from pathlib import Path
 import polars as pl
 import typer
 
-from emoneurons.io.atomic import atomic_dir
-from emoneurons.io.tables import DataError
 from emoneurons.dataset.split import TableSplit
-from emoneurons.io.suites import check_split, checks_record
 from emoneurons.emotions import EMOTIONS
+from emoneurons.io.artifacts import FILTERED, SPLIT_CHECKS, TEST, TRAIN
+from emoneurons.io.atomic import atomic_dir
+from emoneurons.io.suites import check_split, checks_record
+from emoneurons.io.tables import DataError
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.runtime.stage_run import run_stage
 
@@ -29,8 +30,8 @@ def _summary(train: pl.DataFrame, test: pl.DataFrame) -> str:
 
 def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file (section `split`)"),
-    filtered: Path = typer.Option(Path("data/filtered.parquet"), help="filtered dialogues"),
-    out: Path = typer.Option(Path("data/split"), help="folder for train.parquet and test.parquet"),
+    filtered: Path = typer.Option(Path(FILTERED.path), help="filtered dialogues"),
+    out: Path = typer.Option(TRAIN.folder, help="folder for train.parquet and test.parquet"),
 ) -> None:
     try:
         settings = load_stage_params(params, ("split",)).split
@@ -39,8 +40,8 @@ def main(
         with atomic_dir(out) as tmp:
             # The parts are written a batch at a time; the checks need only their ids and emotions.
             train, test = split.write(tmp)
-            checked = check_split(train, test, settings.test_fraction, sources=(str(out / "train.parquet"), str(out / "test.parquet")))
-            (tmp / "checks.json").write_text(json.dumps(checks_record(checked), indent=2) + "\n")
+            checked = check_split(train, test, settings.test_fraction, sources=(str(TRAIN.at(out)), str(TEST.at(out))))
+            SPLIT_CHECKS.at(tmp).write_text(json.dumps(checks_record(checked), indent=2) + "\n")
     except (ParamsError, DataError) as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None

@@ -11,25 +11,24 @@ import typer
 
 from emoneurons.backends.cache import prepare_cache_dir
 from emoneurons.backends.chat import ChatBackendError
+from emoneurons.io.artifacts import NEURONS, STEER, STEER_CACHE, STEER_CHECKS, STEER_PROMPTS, TRAIN
 from emoneurons.io.atomic import atomic_dir, write_json
-from emoneurons.io.neurons_file import selected_per_emotion
+from emoneurons.io.neurons_file import read_neurons
 from emoneurons.io.result_suites import check_steer
+from emoneurons.io.steer_file import parse_steer
 from emoneurons.io.suites import checks_record
-from emoneurons.io.tables import DataError, read_json, read_table
+from emoneurons.io.tables import DataError, read_table
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.runtime.stage_run import run_stage
-
-# checks.json names the results by their path in the pipeline whatever --out is (as count does).
-STEER_FILE = "reports/steer/steer.json"
 
 
 def main(
     params: Path = typer.Option(Path("params.yaml"), help="params file (sections model, steer; select.top_rate; eval's classifier keys; filter.judges)"),
-    prompts: Path = typer.Option(Path("data/steer/prompts.txt"), help="neutral prompts, one per line"),
-    train: Path = typer.Option(Path("data/split/train.parquet"), help="the classifier's in-context shots and calibration"),
-    neurons: Path = typer.Option(Path("data/neurons/neurons.json"), help="selected neurons"),
-    out: Path = typer.Option(Path("reports/steer"), help="folder for steer.json and the figure"),
-    cache: Path = typer.Option(Path("data/cache/llm/steer"), help="chat request cache (openai judges)"),
+    prompts: Path = typer.Option(Path(STEER_PROMPTS.path), help="neutral prompts, one per line"),
+    train: Path = typer.Option(Path(TRAIN.path), help="the classifier's in-context shots and calibration"),
+    neurons: Path = typer.Option(Path(NEURONS.path), help="selected neurons"),
+    out: Path = typer.Option(STEER.folder, help="folder for steer.json and the figure"),
+    cache: Path = typer.Option(Path(STEER_CACHE.path), help="chat request cache (openai judges)"),
 ) -> None:
     try:
         settings = load_stage_params(params, ("model", "select.top_rate", "steer", "eval", "filter.judges"))
@@ -51,7 +50,7 @@ def main(
         steer = settings.steer
         texts = read_prompts(prompts, steer.prompts)
         table = read_table(train)
-        selection = read_json(neurons)
+        selection = read_neurons(neurons)
         plan = plan_steering(selection, settings.select.top_rate, steer)
         check_classifier_train(table, settings.eval, train_name=str(train))
         from emoneurons.model.loading import load_model  # imports torch/transformers: after the cheap checks
@@ -63,7 +62,7 @@ def main(
 
         judges = make_judges(settings.filter.judges, settings.model, cache, settings.eval.prompt_format,
                              classify=classify, lm=lm)
-        selected = selected_per_emotion(selection, settings.select.top_rate)
+        selected = selection.selection(settings.select.top_rate).per_emotion_counts()
         record = run_steering(lm, texts, plan, table, settings.eval, steer, selected, batch_size=settings.model.batch_size,
                               judges=judges)
     except (DataError, SteerDataError, EvalDataError, ChatBackendError) as error:
@@ -74,14 +73,14 @@ def main(
     record = _with_settings(record, settings.eval, steer, settings.select.top_rate, settings.filter.judges, lm, texts)
     record |= judge_metrics(judges)
     try:
-        checked = check_steer(record, steer.alphas, steer.control_draws, source=STEER_FILE)
+        checked = check_steer(record, steer.alphas, steer.control_draws, source=STEER.path)  # named by its pipeline path whatever --out is
     except DataError as error:
         print(error, file=sys.stderr)
         raise typer.Exit(1) from None
     with atomic_dir(out) as tmp:
-        write_json(tmp / "steer.json", record)
-        write_json(tmp / "checks.json", checks_record(checked))
-        save_steering_figure(record, tmp)
+        write_json(STEER.at(tmp), record)
+        write_json(STEER_CHECKS.at(tmp), checks_record(checked))
+        save_steering_figure(parse_steer(record), tmp)
     print("; ".join([_headline(record), *_summary_lines(record)]))
 
 
@@ -121,4 +120,4 @@ def _with_settings(record: dict, ev, steer, top_rate: float, judges, lm, texts: 
 
 
 if __name__ == "__main__":
-    run_stage(main, "steer", Path("data/cache/llm/steer"))
+    run_stage(main, "steer", Path(STEER_CACHE.path))

@@ -25,7 +25,7 @@ from pydantic_core import PydanticCustomError
 from emoneurons.emotions import EMOTIONS
 
 Fraction = Annotated[float, Field(gt=0, lt=1)]
-Ratio = Annotated[float, Field(gt=0, le=0.5)]
+Ratio = Annotated[float, Field(gt=0, le=0.5)]  # a masking ratio; known by its ratio_key
 Count = Annotated[int, Field(ge=0)]
 Positive = Annotated[int, Field(gt=0)]
 # The enumerations, typed once: the modules that check a value take these, and their "allowed:"
@@ -54,6 +54,21 @@ NullMasks = Literal["rq2", "all"]  # the draw-level null for the six masks at se
 def allowed_values(kind: Any, sep: str = ", ") -> str:
     """The values of a Literal type, for an "allowed:" text ("gate, product")."""
     return sep.join(get_args(kind))
+
+
+def ratio_key(ratio: float) -> str:
+    """A masking ratio's identity, one notion for every file and stage: its key `f"{ratio:g}"` (six
+    significant digits), by which neurons.json's `ratios` and the condition ids are keyed (0.01 ->
+    "0.01"). A ratio that went through JSON or float formatting keeps its key; two ratios of params
+    with one key are refused (Params)."""
+    return f"{ratio:g}"
+
+
+def same_ratio(a: float | None, b: float | None) -> bool:
+    """Two masking ratios are the same one: their keys are equal (None is only the same as None)."""
+    if a is None or b is None:
+        return a is b
+    return ratio_key(a) == ratio_key(b)
 EMBEDDED_MODEL = "embedded"
 EMBEDDED_GEMMA3 = "embedded-gemma3"
 EMBEDDED_MODELS = (EMBEDDED_MODEL, EMBEDDED_GEMMA3)  # model/embedded.py: what each one is
@@ -346,6 +361,15 @@ class Params(_Strict):
     steer: SteerParams
     directions: DirectionsParams
 
+    @model_validator(mode="after")
+    def _ratios_are_distinct(self) -> Params:
+        ratios = sorted({self.select.top_rate, *self.eval.ratios})
+        for low, high in zip(ratios, ratios[1:]):
+            if ratio_key(low) == ratio_key(high):
+                raise ValueError(f"eval.ratios: {low!r} and {high!r} (select.top_rate and eval.ratios together) are one "
+                                 f"ratio, {ratio_key(low)} to six significant digits; give ratios that differ there")
+        return self
+
 
 _BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
 
@@ -412,6 +436,8 @@ def _one_line(error: ValidationError, source: str) -> str:
         loc += (first["ctx"]["key"],)
     key = ".".join(str(part) for part in loc)
     message = first["msg"].removeprefix("Value error, ")
+    if not key:  # a check across sections (Params' own validator) names its keys in the message
+        return f"{source}: {message}{tail}"
     if first["type"] == "literal_error":
         message = message.replace("Input should be", "allowed:")
     if first["type"] == "extra_forbidden":

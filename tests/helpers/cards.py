@@ -6,8 +6,10 @@ from __future__ import annotations
 import torch
 
 from emoneurons.emotions import EMOTIONS
+from emoneurons.io.neurons_file import parse_neurons
 from emoneurons.neurons.top_activations import neuron_activity
 from emoneurons.report.cards.cards_json import build_cards, plan_cards
+from helpers.synthetic_inputs import neurons_json
 
 CARD_DIALOGUES = [
     "A: I can't believe this happened!\nB: Oh no, that is terrible.",
@@ -32,8 +34,7 @@ def cards_record(tiny_llama, empty: str = "disgust") -> dict:
     P, entropy = card_counts(1)
     selected = {e: [[i % 4, 7 * i + j] for j in range(3)] for i, e in enumerate(EMOTIONS)}
     selected[empty] = []
-    neurons_json = {"layers": 4, "neurons_per_layer": 64, "ratios": {"0.01": {"neurons": selected}}}
-    plan = plan_cards(neurons_json, 0.01, P, entropy, 2)
+    plan = plan_cards(parse_neurons(neurons_json({0.01: selected}, 4, 64)), 0.01, P, entropy, 2)
     chosen = sorted({n for pairs in plan.values() for n in pairs})
     activity = neuron_activity(tiny_llama, CARD_DIALOGUES, chosen, k=3, batch_size=4)
     labels = [EMOTIONS[i % 6] for i in range(len(CARD_DIALOGUES))]

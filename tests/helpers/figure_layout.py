@@ -15,7 +15,9 @@ from matplotlib.text import Text
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.coherence import CoherenceRule, ReplyCoherence
 from emoneurons.evaluate.steering import plan_steering, steering_record
+from emoneurons.io.neurons_file import parse_neurons
 from helpers.repo_params import section
+from helpers.synthetic_inputs import neurons_json
 
 MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 SLACK = 0.5  # pixels: boxes that merely touch are not overlapping
@@ -85,8 +87,7 @@ def steer_json() -> dict:
     """A steer.json of the default's shape: five emotions steered at three alphas, one control draw."""
     selected = {e: [[i % 4, 3 * i], [3, 10 + i]] for i, e in enumerate(EMOTIONS)}
     selected["fear"] = []
-    neurons = {"layers": 4, "neurons_per_layer": 64, "ratios": {"0.01": {"neurons": selected}}}
-    plan = plan_steering(neurons, 0.01, section("steer", alphas=(0, 4, 8), control_draws=1))
+    plan = plan_steering(parse_neurons(neurons_json({0.01: selected}, 4, 64)), 0.01, section("steer", alphas=(0, 4, 8), control_draws=1))
     prompts = [f"prompt {i}" for i in range(30)]
     n = len(prompts) * (1 + len(plan))
     gen = torch.Generator().manual_seed(0)
@@ -100,7 +101,9 @@ def steer_json() -> dict:
     rule = CoherenceRule(ngram=2, logp_drop=2.0, repeat_rise=0.2)
     record = steering_record(prompts, plan, predicted, logp, ["reply"] * n, {e: len(v) for e, v in selected.items()},
                              coherence=coherence, rule=rule)
-    return {"model": MODEL, "prompts": prompts, **record}
+    return {"model": MODEL, "top_rate": 0.01, "alphas": [0, 4, 8], "max_new_tokens": 16, "control_draws": 1,
+            "prompts": prompts, "classifier": {"method": "score", "shots": 1, "label_format": "space", "calibrate": "train_prior"},
+            "judges": [], **record}
 
 
 def rendered_pixels(figure: Figure):

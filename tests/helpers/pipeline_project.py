@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 from filelock import FileLock
+
 from helpers.stage_runner import REPO, run_command
 
 ALL_STAGES = ["augment", "generate", "filter", "split", "count", "select", "directions", "mask-eval", "cards", "steer", "plot"]

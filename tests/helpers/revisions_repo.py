@@ -6,10 +6,8 @@ import json
 import subprocess
 from pathlib import Path
 
-from emoneurons.io.eval_file import EVAL_FILE
+from emoneurons.io.artifacts import EVAL, NEURONS
 from helpers.synthetic_run import synthetic_run
-
-NEURONS_PATH = "data/neurons/neurons.json"
 
 
 def git(repo: Path, *args: str) -> str:
@@ -25,7 +23,7 @@ def two_run_repo(root: Path) -> Path:
     git(root, "config", "user.name", "test")
     for seed, tag in ((0, "v1"), (5, "v2")):
         run = synthetic_run(seed=seed, layers=6 if seed else 8)
-        for rel, data in ((EVAL_FILE, run["eval"]), (NEURONS_PATH, run["neurons"])):
+        for rel, data in ((EVAL.path, run["eval"]), (NEURONS.path, run["neurons"])):
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             (root / rel).write_text(json.dumps(data))
         git(root, "add", "-A")

@@ -8,8 +8,15 @@ import torch
 
 from emoneurons.emotions import EMOTIONS
 
-
 LAYERS, PER_LAYER = 6, 64
+
+
+def neurons_json(selections: dict[float, dict[str, list[list[int]]]], layers: int, per_layer: int) -> dict:
+    """A neurons.json of the given neurons per ratio ({ratio: {emotion: [[layer, index], ...]}}), the
+    first ratio as top_rate."""
+    return {"top_rate": next(iter(selections)), "assign": "lape", "layers": layers, "neurons_per_layer": per_layer,
+            "ratios": {f"{ratio:g}": {"selected": len({tuple(p) for pairs in chosen.values() for p in pairs}), "neurons": chosen}
+                       for ratio, chosen in selections.items()}}
 
 
 def synthetic_neurons(ratios=(0.01, 0.02), layers=LAYERS, per_layer=PER_LAYER, seed=0) -> dict:
@@ -116,6 +123,6 @@ def synthetic_directions(layers: int = LAYERS, per_layer: int = PER_LAYER, hidde
     neurons = synthetic_neurons(layers=layers, per_layer=per_layer, seed=seed)["ratios"]["0.01"]["neurons"]
     selected = {e: neurons_by_layer(pairs) for e, pairs in neurons.items()}
     computed = directions_summary(sums, write, torch.rand(layers, per_layer, generator=generator), selected, ratio=0.01,
-                                  draws=draws, seed=seed, control_draw=uniform_same_layer, control="uniform_same_layer")
+                                  draws=draws, seed=seed, control_draw=uniform_same_layer, control="uniform")
     truncated = {"max_length": 1024, "budget": 1023, "dialogues": 0, "tokens_cut": 0, "longest_cut": 0}
     return directions_record(model="tiny-random", write_direction="down_proj column", truncated=truncated, **computed)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import inspect
 import re
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from helpers.stage_runner import REPO
+from helpers.stage_runner import REPO, stage_main
 sys.path.insert(0, str(REPO / "tools"))
 from dvc_deps import SRC, code_deps, generated, library_files  # noqa: E402  (tools/ is no package)
 
@@ -34,10 +35,8 @@ def test_every_stage_depends_on_exactly_the_code_it_runs():
 
 
 def _option_default(script: Path, name: str) -> str:
-    """The default of a stage's typer option `name` (`typer.Option(Path("x"), ...)`), read from its source."""
-    main = next(n for n in ast.parse(script.read_text()).body if isinstance(n, ast.FunctionDef) and n.name == "main")
-    option = main.args.defaults[[a.arg for a in main.args.args].index(name) - len(main.args.args) + len(main.args.defaults)]
-    return ast.literal_eval(option.args[0].args[0])
+    """The default of a stage's typer option `name` (`typer.Option(<path>, ...)`), from its main()."""
+    return str(inspect.signature(stage_main(script.stem)).parameters[name].default.default)
 
 
 def test_dvc_yaml_code_deps_are_what_make_deps_generates():

@@ -104,7 +104,7 @@ def test_empty_and_outside_the_six_judge_answers_are_reasked_then_no_label():
     ("damage", "message"),
     [
         (lambda text: text[: len(text) // 2], r"e\.json: record 6 \(from line \d+\), key '\w+': not valid JSON: .* at line \d+, column \d+ \(truncated: the file ends inside it\)"),
-        (lambda text: "\n".join(json.dumps(r) for r in json.loads(text)[:3]) + '\n{"topic": "x", "the', r"e\.json: record 3 \(line 4\): not valid JSON in a JSON Lines file: .* \(truncated: the file ends inside it\)"),
+        (lambda text: "\n".join(json.dumps(r) for r in json.loads(text)[:3]) + '\n{"topic": "x", "the', r"e\.json: record 3 \(line 4\), after key 'topic': not valid JSON in a JSON Lines file: .* \(truncated: the file ends inside it\)"),
         (lambda text: text.replace('"theme": "anger"', '"theme": anger', 1), r"e\.json: record 0 \(from line 2\), key 'theme': not valid JSON: Expecting value at line \d+, column \d+$"),
         (lambda text: json.dumps([{k: v for k, v in r.items() if k != "dialogue"} for r in json.loads(text)]), r"e\.json: no key 'dialogue' in the records"),
         (lambda text: text.replace('"theme": "fear"', '"theme": "fearful"', 1), r"e\.json: 'theme' must be one of anger, .*; not so in record 4 \(1 in all\)"),

@@ -12,16 +12,18 @@ import pytest
 import torch
 import typer
 import yaml
-from helpers.stage_runner import REPO, run_stage_script, stage_main
-from helpers.synthetic_inputs import synthetic_split
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.io.directions_file import DirectionsFileError, parse_directions, read_class_sums, read_directions
+from emoneurons.io.neurons_file import read_neurons
 from emoneurons.io.tables import read_counts
 from emoneurons.model.loading import LoadedModel
+from emoneurons.neurons.count_inputs import ParquetDialogues
 from emoneurons.neurons.direction_run import SummedTokens, run_directions
 from emoneurons.neurons.directions import ClassSums, accumulate_class_sums
 from emoneurons.params import load_params
+from helpers.stage_runner import REPO, run_stage_script, stage_main
+from helpers.synthetic_inputs import synthetic_split
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -63,16 +65,18 @@ def test_outputs_read_back_and_the_streamed_sums_are_one_pass(project, tiny_toke
     assert set(summary.emotions) <= set(EMOTIONS) and summary.emotions  # the emotions select gave neurons
     for alignment in summary.emotions.values():
         assert alignment.draws == 20 and 1 / 21 <= alignment.p["abs_cos"] <= 1
+    # the controls are mask-eval's null: eval.controls' first kind, in eval.activity_bins bins
+    assert (summary.alignment["control"], summary.alignment["activity_bins"]) == ("matched", 20)
     sums = read_class_sums(project / "data/directions")
     train = pl.read_parquet(project / "data/split/train.parquet")
     assert sums["tokens"].tolist() == [summary.summed["tokens"][e] for e in EMOTIONS]
     assert sums["dialogues"].tolist() == [train.filter(pl.col("theme") == e).height for e in EMOTIONS]
-    # The stage's chunks (here 5 dialogues each) add up to one call over the whole split.
+    # The stage's pieces (here 5 dialogues each) add up to one call over the whole split.
     params = load_params(project / "params.yaml")
     tokens = SummedTokens(text="dialogue", positions="all", skip_cue_tokens=False, prompt_format="auto")
-    chunked = run_directions(params.model, tokens, params.directions, train=project / "data/split/train.parquet",
-                             counts=read_counts(project / "data/counts"), top_rate=0.05,
-                             selection=json.loads((project / "data/neurons/neurons.json").read_text())["ratios"]["0.05"], chunk=5)
+    chunked = run_directions(params.model, tokens, params.directions, train=ParquetDialogues(project / "data/split/train.parquet"),
+                             counts=project / "data/counts", neurons=read_neurons(project / "data/neurons/neurons.json"),
+                             top_rate=0.05, control="matched", activity_bins=params.eval.activity_bins, chunk=5)
     lm = LoadedModel(model=chunked_model(project), tokenizer=tiny_tokenizer, name="tiny")
     whole = ClassSums.for_model(lm)
     accumulate_class_sums(lm, train["dialogue"].to_list(), train["theme"].to_list(), whole, text="dialogue",
@@ -104,8 +108,8 @@ def test_off_runs_no_model_and_says_so(project, tmp_path):
     ("change", "message"),
     [
         ("unknown_theme", "train.parquet: column 'theme': unknown emotion 'joy'; allowed: anger, disgust, fear, happiness, sadness, surprise"),
-        ("no_fear", "train.parquet: no dialogues for emotion(s) fear: every emotion needs a direction"),
-        ("no_dialogue_column", "train.parquet: missing column(s) dialogue"),
+        ("no_fear", "train.parquet: no dialogues for emotion(s) fear: every emotion needs tokens"),
+        ("no_dialogue_column", "train.parquet: no column 'dialogue' (has "),
         ("top_rate", "neurons.json: no selection at ratio 0.02 (has: 0.05); rerun select"),
     ],
 )
@@ -137,6 +141,28 @@ def test_bad_input_is_one_line_before_any_work(project, tmp_path, capsys, change
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], stderr
     assert not (tmp_path / "sums").exists() and not (tmp_path / "directions.json").exists()
+
+
+def test_counts_of_another_model_are_one_line(project, tmp_path, capsys):
+    """Counts of a 5-layer model: against select's neurons.json before the model loads; with a
+    neurons.json that agrees with them, against the (4-layer) model after it loads."""
+    from safetensors.torch import save_file
+
+    f, T = read_counts(project / "data/counts")
+    (tmp_path / "counts").mkdir()
+    save_file({"f": torch.zeros(f.shape[0] + 1, f.shape[1], 6, dtype=torch.int64), "T": T}, tmp_path / "counts/counts.safetensors")
+    neurons = json.loads((project / "data/neurons/neurons.json").read_text())
+    (tmp_path / "neurons.json").write_text(json.dumps({**neurons, "layers": 5}))
+    counts_file = tmp_path / "counts/counts.safetensors"
+    for selected, after in ((project / "data/neurons/neurons.json", f"{project / 'data/neurons/neurons.json'} was selected on [4, 64]"),
+                            (tmp_path / "neurons.json", "the model has [4, 64]")):
+        with pytest.raises(typer.Exit):
+            stage_main("directions")(params=project / "params.yaml", train=project / "data/split/train.parquet",
+                                     counts=tmp_path / "counts", neurons=selected, out=tmp_path / "sums",
+                                     summary=tmp_path / "directions.json")
+        lines = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("Loading weights")]
+        assert lines == [f"{counts_file}: counts are [5 layers, 64 neurons], {after}; rerun count and select for this model"]
+        assert not (tmp_path / "sums").exists() and not (tmp_path / "directions.json").exists()
 
 
 def test_a_malformed_summary_is_one_line_naming_the_key(project):

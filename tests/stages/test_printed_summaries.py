@@ -81,3 +81,29 @@ def test_cards_prints_as_many_cards_as_it_wrote_and_the_distinct_neurons(tmp_pat
     assert found[2] == ", ".join(f"{e} {len(record['emotions'][e]['cards'])}" for e in EMOTIONS)
     assert int(found[3]) == len({(card["layer"], card["index"]) for card in cards}) == 7
     assert int(found[4]) == record["dialogues"] == 12
+
+
+def test_select_prints_the_distinct_neurons_and_each_emotions_as_neurons_json_has_them(tmp_path, capsys):
+    """Counts where anger and disgust share their neurons: the per-emotion counts add up to more
+    than the distinct neurons, and the line says which is which."""
+    import torch
+    from safetensors.torch import save_file
+
+    from helpers.stage_runner import stage_main
+
+    f = torch.full((2, 50, 6), 30)
+    f[:, :10, :2] = 90  # anger's and disgust's: the same ten neurons per layer fire for both
+    (tmp_path / "counts").mkdir()
+    save_file({"f": f, "T": torch.full((6,), 100, dtype=torch.int64)}, tmp_path / "counts" / "counts.safetensors")
+    (tmp_path / "params.yaml").write_text(params_yaml({"select": {"top_rate": 0.1, "filter_rate": 0.5, "activation_bar_ratio": 0.5},
+                                                          "eval": {"ratios": [0.1, 0.2]}}))
+    stage_main("select_neurons")(params=tmp_path / "params.yaml", counts=tmp_path / "counts", out=tmp_path / "neurons",
+                                 metrics=tmp_path / "neurons-metrics.json")
+    record = json.loads((tmp_path / "neurons" / "neurons.json").read_text())["ratios"]["0.1"]
+    printed = capsys.readouterr().out.strip().splitlines()[-1]
+    found = re.fullmatch(r"select: (\d+) distinct neurons at top_rate 0.1 \(per emotion: (.*)\); ratios 0.1, 0.2", printed)
+    assert found, printed
+    distinct = {tuple(pair) for pairs in record["neurons"].values() for pair in pairs}
+    assert int(found[1]) == record["selected"] == len(distinct)
+    assert found[2] == ", ".join(f"{e} {len(record['neurons'][e])}" for e in EMOTIONS)
+    assert sum(len(v) for v in record["neurons"].values()) > len(distinct)  # shared neurons: the case the wording is for

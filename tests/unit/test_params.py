@@ -4,11 +4,10 @@
 import pytest
 import yaml
 
-from helpers.repo_params import params_dict, params_yaml
-
 from emoneurons.params import Params, ParamsError, load_params, parse_params
-
+from helpers.repo_params import params_dict, params_yaml
 from helpers.stage_runner import REPO
+
 PRESETS = sorted((REPO / "presets").glob("*.yaml"))
 
 
@@ -42,6 +41,10 @@ def test_repo_params_are_valid():
         ({"steer": {"alphas": []}}, "steer.alphas", "at least 1 item"),
         ({"cards": {"top_neurons": 0}}, "cards.top_neurons", "greater than 0"),
         ({"eval": {"prompt_format": "xml"}}, "eval.prompt_format", "'chat', 'plain' or 'auto'"),
+        # a ratio is known by its key (params.ratio_key): two that share one are one ratio
+        ({"eval": {"ratios": [0.03, 0.03000001]}}, "eval.ratios", "0.03 and 0.03000001 (select.top_rate and eval.ratios "
+                                                               "together) are one ratio, 0.03 to six significant digits"),
+        ({"select": {"top_rate": 0.02}, "eval": {"ratios": [0.0200000004]}}, "eval.ratios", "are one ratio, 0.02"),
     ],
 )
 def test_bad_values_fail_in_one_line_naming_the_key(raw, key, allowed):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import polars as pl
 
+from emoneurons.io.artifacts import TEST, TRAIN
 from emoneurons.io.tables import BATCH_ROWS, DataError, read_table, table_batches, table_writer
 
 
@@ -66,7 +67,7 @@ class TableSplit:
     def write(self, folder: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
         """`folder`/train.parquet and test.parquet (each atomically), both sorted by id; the (id,
         theme) columns of each part, in that order."""
-        with table_writer(folder / "train.parquet") as train, table_writer(folder / "test.parquet") as test:
+        with table_writer(TRAIN.at(folder)) as train, table_writer(TEST.at(folder)) as test:
             for part in _by_id(self.table, self.keys["id"], self.rows, folder / ".buckets"):
                 train(part.filter(~self.in_test))
                 test(part.filter(self.in_test))

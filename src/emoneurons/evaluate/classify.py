@@ -32,20 +32,24 @@ from typing import get_args
 import torch
 from torch import Tensor
 
-from emoneurons.model.batching import length_buckets, padded_ids, real_token_index
 from emoneurons.emotions import EMOTIONS, parse_emotion
 from emoneurons.evaluate.boundary_states import BoundaryStates
 from emoneurons.evaluate.layer_runner import (
-    additive_mask, key_validity, last_logprobs, prefixed_past, run_layers, shared_prefix_available,
+    additive_mask,
+    key_validity,
+    last_logprobs,
+    prefixed_past,
+    run_layers,
+    shared_prefix_available,
 )
 from emoneurons.evaluate.plain_classify import layered_engine_problem, plain_generate, plain_label_scores
-from emoneurons.text.chat_prompt import ChatPrompt, dialogue_ids, label_ids
 from emoneurons.model.architecture import decoder_layers, model_adapter
-from emoneurons.neurons.masking import mask_neurons, scale_neurons
+from emoneurons.model.batching import length_buckets, padded_ids, real_token_index
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import eos_token_ids, pad_token_id
+from emoneurons.neurons.masking import mask_neurons, scale_neurons
 from emoneurons.params import ClassifyMethod, allowed_values
-
+from emoneurons.text.chat_prompt import ChatPrompt, dialogue_ids, label_ids
 
 
 @dataclass(frozen=True)

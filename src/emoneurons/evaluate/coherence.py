@@ -25,8 +25,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from emoneurons.model.batching import length_buckets, padded_ids
 from emoneurons.model.architecture import model_adapter
+from emoneurons.model.batching import length_buckets, padded_ids
 from emoneurons.model.compat import cache_keyword
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import pad_token_id

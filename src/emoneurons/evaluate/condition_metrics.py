@@ -13,7 +13,12 @@ from emoneurons.io.eval_file import VS_KEY
 from emoneurons.params import EvalParams
 from emoneurons.stats.effects import ALPHA, RULE, SIGN_FLIPS, condition_effect, label_log_probs, specificity
 from emoneurons.stats.metrics import (
-    UNPARSEABLE, accuracy_ci, accuracy_per_emotion, confusion_matrix, overall_accuracy, unparseable_counts,
+    UNPARSEABLE,
+    accuracy_ci,
+    accuracy_per_emotion,
+    confusion_matrix,
+    overall_accuracy,
+    unparseable_counts,
 )
 
 

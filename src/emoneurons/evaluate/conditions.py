@@ -24,10 +24,10 @@ from torch import Tensor
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.io.eval_file import CONTROL_CONDITION_KIND
-from emoneurons.io.neurons_file import ratio_key, selection_at
+from emoneurons.io.neurons_file import NeuronsFile
 from emoneurons.neurons.masking import LAYER_RANGES, layer_span, neurons_by_layer, restrict_layers
 from emoneurons.neurons.matched_controls import activity_matched_neurons
-from emoneurons.params import ControlKind, EvalParams
+from emoneurons.params import ControlKind, EvalParams, ratio_key
 
 
 class PlanError(ValueError):
@@ -109,36 +109,35 @@ def control_neurons(kind: ControlKind, mask: Condition, draw: int, eval_params: 
     return neurons_by_layer(drawn) if drawn else {}
 
 
-def validate_plan(neurons_json: Mapping, eval_params: EvalParams, top_rate: float, n_layers: int,
+def validate_plan(neurons: NeuronsFile, eval_params: EvalParams, top_rate: float, n_layers: int,
                   p_active: Tensor | None = None) -> None:
     """Raise PlanError, or NoSelectionError for a missing ratio (one line), before any work when the
     plan cannot be run."""
     for ratio in (top_rate, *eval_params.ratios):
-        selection_at(neurons_json, ratio)
-    if int(neurons_json.get("layers", n_layers)) != n_layers:
-        raise PlanError(f"data/neurons/neurons.json: selected on a {neurons_json['layers']}-layer model, "
+        neurons.selection(ratio)
+    if neurons.layers != n_layers:
+        raise PlanError(f"{neurons.source}: selected on a {neurons.layers}-layer model, "
                         f"the model has {n_layers} layers; rerun count and select for this model")
-
     for name in eval_params.layer_ranges:
         if len(layer_span(n_layers, name)) == 0:
             raise PlanError(f"eval.layer_ranges: {name!r} is empty for a {n_layers}-layer model; "
                             f"allowed here: {', '.join(r for r in LAYER_RANGES if len(layer_span(n_layers, r)))}")
-    if p_active is not None and tuple(p_active.shape) != (n_layers, int(neurons_json["neurons_per_layer"])):
+    if p_active is not None and tuple(p_active.shape) != (n_layers, neurons.neurons_per_layer):
         raise PlanError(f"data/counts: counts of a {p_active.shape[0]} x {p_active.shape[1]} model, neurons.json's is "
-                        f"{n_layers} x {neurons_json['neurons_per_layer']}; rerun count and select for this model")
+                        f"{n_layers} x {neurons.neurons_per_layer}; rerun count and select for this model")
     if p_active is None and needs_activity(eval_params):
         raise PlanError("eval.controls: matched controls need P(active) from count's counts (data/counts)")
 
 
-def plan_conditions(neurons_json: Mapping, eval_params: EvalParams, top_rate: float, n_layers: int,
+def plan_conditions(neurons: NeuronsFile, eval_params: EvalParams, top_rate: float, n_layers: int,
                     p_active: Tensor | None = None) -> list[Condition]:
     """Every condition once by id, in report order: unmodified, RQ2, ratio sweep, layer sweep,
     the controls (each kind in eval.controls, draw by draw), then the graded RQ2 masks and their
     null-kind controls, scale by scale. Conditions with equal masks stay separate here (see `unique_masks`).
     `p_active` [layers, neurons]: P(active) over all train tokens (needed by matched controls)."""
-    validate_plan(neurons_json, eval_params, top_rate, n_layers, p_active)
-    per_layer = int(neurons_json["neurons_per_layer"])
-    sets = {key: {e: neurons_by_layer(pairs) for e, pairs in sel["neurons"].items()} for key, sel in neurons_json["ratios"].items()}
+    validate_plan(neurons, eval_params, top_rate, n_layers, p_active)
+    per_layer = neurons.neurons_per_layer
+    sets = {key: {e: neurons_by_layer(pairs) for e, pairs in sel.neurons.items()} for key, sel in neurons.ratios.items()}
     wanted: list[tuple[float, str]] = [(top_rate, "all")]
     wanted += [(ratio, "all") for ratio in eval_params.ratios]
     wanted += [(top_rate, name) for name in eval_params.layer_ranges]

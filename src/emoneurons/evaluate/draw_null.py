@@ -26,7 +26,14 @@ from emoneurons.evaluate.conditions import Condition, control_id, control_neuron
 from emoneurons.evaluate.mask_pool import classify_masks, mask_workers
 from emoneurons.model.loading import LoadedModel
 from emoneurons.params import ControlKind, EvalParams
-from emoneurons.stats.effects import ALPHA, DRAW_RULE, draw_level_null, draws_needed, label_log_probs, masked_answer_change
+from emoneurons.stats.effects import (
+    ALPHA,
+    DRAW_RULE,
+    draw_level_null,
+    draws_needed,
+    label_log_probs,
+    masked_answer_change,
+)
 from emoneurons.stats.metrics import UNPARSEABLE
 
 

@@ -7,11 +7,10 @@ records), so the table of a sweep fits a 120-column terminal."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.conditions import control_id, mask_id
-from emoneurons.io.neurons_file import selection_at
+from emoneurons.io.neurons_file import NeuronsFile
 
 
 def headline(conditions: Mapping[str, dict], top_rate: float, control_draws: int) -> dict[str, float]:
@@ -31,7 +30,7 @@ def headline(conditions: Mapping[str, dict], top_rate: float, control_draws: int
     return out
 
 
-def exp_summary(headline: Mapping[str, float], neurons: Mapping[str, Any], top_rate: float) -> dict[str, float | int]:
+def exp_summary(headline: Mapping[str, float], neurons: NeuronsFile, top_rate: float) -> dict[str, float | int]:
     """accuracy: the unmodified model's test accuracy; drop: the masked emotion's accuracy drop
     (its own neurons at `top_rate`, all layers), mean over the six emotions; control_drop: the same
     for random neurons (absent without controls); neurons: how many select chose at `top_rate`."""
@@ -42,5 +41,5 @@ def exp_summary(headline: Mapping[str, float], neurons: Mapping[str, Any], top_r
     controls = [headline[f"control_drop_{e}"] for e in EMOTIONS if f"control_drop_{e}" in headline]
     if controls:
         summary["control_drop"] = round(sum(controls) / len(controls), 4)
-    summary["neurons"] = int(selection_at(neurons, top_rate)["selected"])
+    summary["neurons"] = neurons.selection(top_rate).selected
     return summary

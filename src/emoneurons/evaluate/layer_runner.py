@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 
 from emoneurons.evaluate.shared_prefix_attention import REGISTERED, SHARED_PREFIX_ATTENTION, SHARED_PREFIX_CACHE
-from emoneurons.model.compat import attention_implementation, cache_keyword, layer_output
 from emoneurons.model.architecture import decoder_layers, model_adapter
+from emoneurons.model.compat import attention_implementation, cache_keyword, layer_output
 from emoneurons.model.hooks import around_mlp
 from emoneurons.model.loading import LoadedModel
 

@@ -13,7 +13,6 @@ import torch
 from emoneurons.evaluate.classify import Classification, Mask, MaskedClassifier
 from emoneurons.model.loading import LoadedModel
 
-
 # The forked workers' view of the parent's engine and masks (set just before the fork, read-only there).
 _SHARED: dict = {}
 

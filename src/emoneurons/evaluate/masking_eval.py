@@ -6,13 +6,11 @@ draw_null.py (the draw-level null), dose_response.py (graded masking's summary).
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
 from typing import Protocol
 
 import polars as pl
 import torch
 
-from emoneurons.text.cue_removal import cue_token_counts, removal_record
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.evaluate.calibration import calibration_dialogues
 from emoneurons.evaluate.classify import Mask, MaskedClassifier
@@ -21,17 +19,19 @@ from emoneurons.evaluate.conditions import Condition, first_masked_layers, plan_
 from emoneurons.evaluate.dose_response import dose_response_record
 from emoneurons.evaluate.draw_null import draw_null_record
 from emoneurons.evaluate.exp_metrics import headline
+from emoneurons.evaluate.keyword_control import keyword_control_record
 from emoneurons.evaluate.mask_pool import classify_masks, mask_workers
 from emoneurons.evaluate.prompt_budget import dialogue_budget
 from emoneurons.evaluate.shots import draw_shots, test_labels
 from emoneurons.io.eval_file import eval_record
+from emoneurons.io.neurons_file import NeuronsFile
 from emoneurons.model.architecture import decoder_layers
-from emoneurons.evaluate.keyword_control import keyword_control_record
 from emoneurons.model.loading import LoadedModel
-from emoneurons.text.nrc_lexicon import cue_words
 from emoneurons.params import EvalParams
 from emoneurons.stats.metrics import chance_level, clearly_above_chance
 from emoneurons.text.classification_prompt import classification_prompt
+from emoneurons.text.cue_removal import cue_token_counts, removal_record
+from emoneurons.text.nrc_lexicon import cue_words
 from emoneurons.text.prompt_format import resolve_prompt_format
 from emoneurons.text.truncation import Truncation, cut_dialogues
 
@@ -104,7 +104,7 @@ def evaluate_masking(
     lm: LoadedModel,
     train_df: pl.DataFrame,
     test_df: pl.DataFrame,
-    neurons_json: Mapping,
+    neurons: NeuronsFile,
     eval_params: EvalParams,
     top_rate: float,
     *,
@@ -126,7 +126,7 @@ def evaluate_masking(
     `p_active` [layers, neurons]: P(active) over all train tokens (selection.overall_activation_probability),
     which matched controls are drawn by; needed when eval.controls has `matched`."""
     labels = test_labels(test_df, test_name)
-    plan = plan_conditions(neurons_json, eval_params, top_rate, len(decoder_layers(lm.model)), p_active)
+    plan = plan_conditions(neurons, eval_params, top_rate, len(decoder_layers(lm.model)), p_active)
     engine, prompt_format, truncation = _classifier(lm, train_df, test_df, eval_params, plan, batch_size=batch_size,
                                                     max_length=max_length, train_name=train_name)
     # The unmodified mask (empty key) is first in the plan.
@@ -142,7 +142,7 @@ def evaluate_masking(
     n_per = torch.bincount(true_idx, minlength=len(EMOTIONS))
     chance = chance_level(n_per)
     conditions = [condition.record() | results[condition.id] | effects.get(condition.id, {}) for condition in plan]
-    draw_null = draw_null_record(lm, engine, plan, outputs, eval_params, top_rate, int(neurons_json["neurons_per_layer"]),
+    draw_null = draw_null_record(lm, engine, plan, outputs, eval_params, top_rate, neurons.neurons_per_layer,
                                  p_active, workers=workers, progress=progress)
     dose_response = dose_response_record({c["id"]: c for c in conditions}, eval_params, top_rate, summary["test_effect"])
     keyword_control = None

@@ -9,9 +9,9 @@ from collections.abc import Collection, Sequence
 import torch
 from torch import Tensor
 
-from emoneurons.model.batching import padded_ids
 from emoneurons.emotions import EMOTIONS
 from emoneurons.model.architecture import model_adapter
+from emoneurons.model.batching import padded_ids
 from emoneurons.model.loading import LoadedModel
 
 

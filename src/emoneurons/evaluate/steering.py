@@ -27,18 +27,18 @@ from tqdm import tqdm
 
 from emoneurons.backends.hf_generate import generate_batch
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
+from emoneurons.evaluate.calibration import calibration_dialogues
 from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.evaluate.coherence import CoherenceRule, ReplyCoherence, chat_reply_coherence, coherence_summary
 from emoneurons.evaluate.conditions import control_seed, random_like
-from emoneurons.evaluate.calibration import calibration_dialogues
 from emoneurons.evaluate.shots import draw_shots
-from emoneurons.io.neurons_file import selection_at
-from emoneurons.text.classification_prompt import classification_prompt
-from emoneurons.neurons.masking import neurons_by_layer, scale_neurons_per_row
+from emoneurons.io.neurons_file import NeuronsFile
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import eos_token_ids
-from emoneurons.text.prompt_format import prompt_text, resolve_prompt_format
+from emoneurons.neurons.masking import neurons_by_layer, scale_neurons_per_row
 from emoneurons.params import EvalParams, HFGenerationParams, SteerParams
+from emoneurons.text.classification_prompt import classification_prompt
+from emoneurons.text.prompt_format import prompt_text, resolve_prompt_format
 
 if TYPE_CHECKING:
     from emoneurons.backends.judges import Judge
@@ -74,19 +74,18 @@ class SteerCondition:
         return sum(int(idx.numel()) for idx in self.neurons.values())
 
 
-def plan_steering(neurons_json: Mapping[str, Any], top_rate: float, params: SteerParams) -> list[SteerCondition]:
+def plan_steering(neurons: NeuronsFile, top_rate: float, params: SteerParams) -> list[SteerCondition]:
     """Per emotion with selected neurons (the selection at `top_rate`): each alpha on its neurons,
     then each alpha on each of `control_draws` random sets (one set per draw, the same for every alpha)."""
-    selection = selection_at(neurons_json, top_rate)
-    per_layer = int(neurons_json["neurons_per_layer"])
+    selection = neurons.selection(top_rate)
     plan = []
     for emotion in EMOTIONS:
-        neurons = neurons_by_layer(selection["neurons"].get(emotion, []))
-        if not neurons:
+        by_layer = neurons_by_layer(selection.neurons.get(emotion, []))
+        if not by_layer:
             continue
-        plan += [SteerCondition(emotion, alpha, False, None, neurons) for alpha in params.alphas]
+        plan += [SteerCondition(emotion, alpha, False, None, by_layer) for alpha in params.alphas]
         for draw in range(params.control_draws):
-            drawn = random_like(neurons, per_layer, control_seed(params.seed, f"steer-{emotion}-d{draw}"))
+            drawn = random_like(by_layer, neurons.neurons_per_layer, control_seed(params.seed, f"steer-{emotion}-d{draw}"))
             plan += [SteerCondition(emotion, alpha, True, draw, drawn) for alpha in params.alphas]
     return plan
 

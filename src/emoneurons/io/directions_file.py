@@ -2,7 +2,8 @@
 report and the atlas read: separation by layer, the six class means' PCA and its valence verdict,
 each emotion's neurons' write alignment against control draws) and data/directions/ (the class
 sums it came from). The record the stage writes, its typed reading (checked on read, one line
-naming the file and the key) and the sums' reading; the shape is in docs/CONTRACTS.md."""
+naming the file and the key) and the sums' reading; the shape is in docs/CONTRACTS.md, the paths
+and who writes and reads them in io/artifacts.py."""
 
 from __future__ import annotations
 
@@ -13,16 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.io.tables import DataError, read_json
+from emoneurons.io.artifacts import DIRECTION_SUMS, DIRECTIONS
+from emoneurons.io.records import RecordError, json_object
+from emoneurons.io.tables import read_json
 
-DIRECTIONS_FILE = "reports/metrics/directions.json"
-SUMS_FOLDER = "data/directions"
-SUMS_NAME = "class_sums.safetensors"
 SUM_TENSORS = ("hidden", "squares", "values", "tokens", "dialogues")
 SUMMARIES = ("abs_cos", "signed_cos")
 
 
-class DirectionsFileError(DataError):
+class DirectionsFileError(RecordError):
     """directions.json or the class sums lack a key or hold a value of the wrong kind (one line)."""
 
 
@@ -120,8 +120,9 @@ def _emotion(entry: Any, where: str) -> EmotionAlignment:
     )
 
 
-def parse_directions(record: Any, source: str = DIRECTIONS_FILE) -> DirectionsFile:
+def parse_directions(record: Any, source: str = DIRECTIONS.path) -> DirectionsFile:
     """directions.json's parsed JSON, checked: DirectionsFileError naming `source` and the key."""
+    record = json_object(record, source)
     enabled = _get(record, "enabled", bool, source)
     if not enabled:
         return DirectionsFile(source=source, enabled=False)
@@ -156,18 +157,18 @@ def parse_directions(record: Any, source: str = DIRECTIONS_FILE) -> DirectionsFi
     )
 
 
-def read_directions(path: str | Path) -> DirectionsFile:
+def read_directions(path: str | Path = DIRECTIONS.path) -> DirectionsFile:
     """directions.json at `path`, read and checked (DataError naming the file when it is not JSON)."""
     return parse_directions(read_json(path), str(path))
 
 
-def read_class_sums(folder: str | Path) -> dict[str, Any]:
+def read_class_sums(folder: str | Path = DIRECTION_SUMS.folder) -> dict[str, Any]:
     """The class sums' tensors (SUM_TENSORS) in `folder`; DirectionsFileError naming the file when
     it is missing, unreadable or lacks one."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    path = Path(folder) / SUMS_NAME
+    path = DIRECTION_SUMS.at(folder)
     if not path.is_file():
         raise DirectionsFileError(f"{path}: file not found (run the directions stage with directions.enabled: true)")
     try:

@@ -1,8 +1,8 @@
 """reports/metrics/eval.json, mask-eval's output, in one place: the record mask-eval writes (its
 keys in their order), its typed reading (checked on read, one line naming the file and the key),
 and the lookup of a condition with its one "not in this run" error. The mask-eval stage, the plot
-stage, the report's views and sections and `emoneurons compare` all go through here; the shape is
-in docs/CONTRACTS.md. Files written before a key existed (compare reads old revisions) still read:
+stage, the report and `emoneurons compare` and `atlas` all go through here; the shape is in
+docs/CONTRACTS.md, the path and who writes and reads it in io/artifacts.py. Files written before a key existed (compare reads old revisions) still read:
 only `conditions` and each condition's id, kind and accuracy are required."""
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.io.tables import DataError, read_json
+from emoneurons.io.artifacts import EVAL
+from emoneurons.io.records import RecordError, field, json_object
+from emoneurons.io.tables import read_json
+from emoneurons.params import same_ratio
 
-EVAL_FILE = "reports/metrics/eval.json"
 CONDITION_KINDS = ("unmodified", "mask", "control", "matched")
 # Per control kind of eval.controls: the kind of its conditions and the masked condition's key
 # holding its test (uniform keeps the names it had before matched controls existed).
@@ -24,19 +26,8 @@ CONTROL_CONDITION_KIND: dict[str, str] = {"uniform": "control", "matched": "matc
 VS_KEY: dict[str, str] = {"uniform": "vs_control", "matched": "vs_matched"}
 
 
-class EvalFileError(DataError):
-    """eval.json lacks a key or holds a value of the wrong kind, said in one line naming both."""
-
-
-class NoConditionError(EvalFileError):
+class NoConditionError(RecordError):
     """A condition a reader asks for is not in this run's eval.json."""
-
-
-def same_ratio(a: Any, b: Any) -> bool:
-    """Two masking ratios are the same one (they went through JSON and float formatting)."""
-    if a is None or b is None:
-        return a is b
-    return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
 
 
 @dataclass(frozen=True)
@@ -138,8 +129,6 @@ _HEADER: dict[str, tuple[type, ...]] = {
 }
 _OPTIONAL: dict[str, tuple[type, ...]] = {"truncated": (dict,), "keyword_control": (dict,), "draw_null": (dict,),
                                           "dose_response": (dict,)}
-_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "an object",
-               list: "a list"}
 
 
 def eval_record(
@@ -169,68 +158,49 @@ def eval_record(
     return record
 
 
-def _kind_of(value: Any, kinds: tuple[type, ...]) -> bool:
-    if bool in kinds:
-        return isinstance(value, bool)
-    return isinstance(value, kinds) and not isinstance(value, bool)
-
-
-def _checked(record: Mapping[str, Any], key: str, kinds: tuple[type, ...], where: str, *, required: bool = False) -> Any:
-    """record[key] (None when absent or null and not required), of one of `kinds`."""
-    value = record.get(key)
-    if value is None:
-        if required:
-            raise EvalFileError(f"{where}: {key} is missing")
-        return None
-    if not _kind_of(value, kinds):
-        raise EvalFileError(f"{where}: {key}: {value!r} is not {' or '.join(_KIND_NAMES[k] for k in kinds)}")
-    return value
-
-
 def _condition(entry: Any, where: str) -> EvalCondition:
     if not isinstance(entry, Mapping):
-        raise EvalFileError(f"{where}: {entry!r} is not an object")
+        raise RecordError(f"{where}: {entry!r} is not an object")
     where = f"{where} ({entry['id']})" if isinstance(entry.get("id"), str) else where
-    kind = _checked(entry, "kind", (str,), where, required=True)
+    kind = field(entry, "kind", (str,), where, required=True)
     if kind not in CONDITION_KINDS:
-        raise EvalFileError(f"{where}: kind: {kind!r}: allowed: {', '.join(CONDITION_KINDS)}")
-    masked = _checked(entry, "masked", (str,), where, required=kind != "unmodified")
+        raise RecordError(f"{where}: kind: {kind!r}: allowed: {', '.join(CONDITION_KINDS)}")
+    masked = field(entry, "masked", (str,), where, required=kind != "unmodified")
     if masked is not None and masked not in EMOTIONS:
-        raise EvalFileError(f"{where}: masked: {masked!r}: allowed: {', '.join(EMOTIONS)}")
-    ratio = _checked(entry, "ratio", (int, float), where, required=kind != "unmodified")
+        raise RecordError(f"{where}: masked: {masked!r}: allowed: {', '.join(EMOTIONS)}")
+    ratio = field(entry, "ratio", (int, float), where, required=kind != "unmodified")
     return EvalCondition(
-        id=_checked(entry, "id", (str,), where, required=True), kind=kind, masked=masked,
+        id=field(entry, "id", (str,), where, required=True), kind=kind, masked=masked,
         ratio=None if ratio is None else float(ratio),
-        layers=_checked(entry, "layers", (str,), where, required=kind != "unmodified"),
-        n_neurons=_checked(entry, "n_neurons", (int,), where),
-        accuracy=_checked(entry, "accuracy", (dict,), where, required=True),
-        ci95=_checked(entry, "ci95", (dict,), where) or {},
-        confusion=_checked(entry, "confusion", (list,), where),
-        effect=_checked(entry, "effect", (dict,), where),
-        vs_control=_checked(entry, "vs_control", (dict,), where),
-        vs_matched=_checked(entry, "vs_matched", (dict,), where),
-        scale=None if (scale := _checked(entry, "scale", (int, float), where)) is None else float(scale),
-        draw=_checked(entry, "draw", (int,), where),
+        layers=field(entry, "layers", (str,), where, required=kind != "unmodified"),
+        n_neurons=field(entry, "n_neurons", (int,), where),
+        accuracy=field(entry, "accuracy", (dict,), where, required=True),
+        ci95=field(entry, "ci95", (dict,), where) or {},
+        confusion=field(entry, "confusion", (list,), where),
+        effect=field(entry, "effect", (dict,), where),
+        vs_control=field(entry, "vs_control", (dict,), where),
+        vs_matched=field(entry, "vs_matched", (dict,), where),
+        scale=None if (scale := field(entry, "scale", (int, float), where)) is None else float(scale),
+        draw=field(entry, "draw", (int,), where),
     )
 
 
-def parse_eval(record: Any, source: str = EVAL_FILE) -> EvalFile:
-    """eval.json's parsed JSON, checked: EvalFileError naming `source` and the key on the first
+def parse_eval(record: Any, source: str = EVAL.path) -> EvalFile:
+    """eval.json's parsed JSON, checked: RecordError naming `source` and the key on the first
     missing or ill-typed one."""
-    if not isinstance(record, Mapping):
-        raise EvalFileError(f"{source}: not a JSON object")
+    record = json_object(record, source)
     entries = record.get("conditions")
     if not isinstance(entries, list) or not entries:
-        raise EvalFileError(f"{source}: conditions is missing or empty")
+        raise RecordError(f"{source}: conditions is missing or empty")
     conditions = tuple(_condition(entry, f"{source}: conditions[{i}]") for i, entry in enumerate(entries))
     if not any(c.kind == "unmodified" for c in conditions):
-        raise EvalFileError(f"{source}: conditions: no condition of kind 'unmodified'")
-    fields = {key: _checked(record, key, kinds, source) for key, kinds in (_HEADER | _OPTIONAL).items()}
+        raise RecordError(f"{source}: conditions: no condition of kind 'unmodified'")
+    fields = {key: field(record, key, kinds, source) for key, kinds in (_HEADER | _OPTIONAL).items()}
     if fields["chance"] is not None:
         fields["chance"] = float(fields["chance"])
     return EvalFile(source=source, conditions=conditions, **fields)
 
 
-def read_eval(path: str | Path) -> EvalFile:
+def read_eval(path: str | Path = EVAL.path) -> EvalFile:
     """eval.json at `path`, read and checked (DataError naming the file when it is not JSON)."""
     return parse_eval(read_json(path), str(path))

@@ -70,8 +70,9 @@ class _Text:
             self.buf = self.buf[1:]
         return bool(data) or bool(text)
 
-    def ahead(self, n: int = PIECE // 2) -> None:
-        """At least `n` characters (or the rest of the file) unconsumed in the window."""
+    def ahead(self, n: int | None = None) -> None:
+        """At least `n` characters (half a piece unless given; or the rest of the file) unconsumed in the window."""
+        n = PIECE // 2 if n is None else n
         while len(self.buf) - self.pos < n and self.more():
             pass
 
@@ -104,7 +105,7 @@ class _Text:
 
     def _broken(self, error: json.JSONDecodeError, what: str, truncated: bool, json_lines: bool) -> DataError:
         key = _key_at(self.buf, self.pos, error.pos)
-        place = f"{what}, key {key!r}" if key is not None else what
+        place = f"{what}, {key}" if key is not None else what
         line, column = self.line_col(error.pos)
         reason = f"{error.msg.removesuffix(' at')} at line {line}, column {column}"
         ending = " (truncated: the file ends inside it)" if truncated else ""
@@ -113,31 +114,34 @@ class _Text:
 
 
 def _key_at(text: str, start: int, bad: int) -> str | None:
-    """The key of the object starting at `start` whose value holds position `bad` (None when the
-    object's own punctuation, not a value, is broken)."""
+    """Where in the object starting at `start` position `bad` lies: "key 'k'" inside the value of
+    key k, "after key 'k'" in the punctuation after it; None before the first key."""
     if not text.startswith("{", start):
         return None
-    pos = start + 1
+    pos, last = start + 1, None
     try:
-        while pos < bad:
+        while pos <= bad:
             pos = _SPACE.match(text, pos).end()
             key, pos = _DECODER.raw_decode(text, pos)
-            pos = _SPACE.match(text, pos).end()
-            if not text.startswith(":", pos):
+            if not isinstance(key, str):
                 return None
-            pos = _SPACE.match(text, pos + 1).end()
-            value_start = pos
-            try:
-                _, pos = _DECODER.raw_decode(text, pos)
-            except json.JSONDecodeError:
-                return key if isinstance(key, str) and value_start <= bad else None
-            if value_start <= bad < pos:
-                return key if isinstance(key, str) else None
             pos = _SPACE.match(text, pos).end()
-            if text.startswith(",", pos):
-                pos += 1
-    except (json.JSONDecodeError, AttributeError):
-        return None
+            if not text.startswith(":", pos) or bad <= pos:
+                return f"after key {last!r}" if last is not None else None
+            value_start = _SPACE.match(text, pos + 1).end()
+            try:
+                _, pos = _DECODER.raw_decode(text, value_start)
+            except json.JSONDecodeError:
+                return f"key {key!r}" if value_start <= bad else None
+            if value_start <= bad < pos:
+                return f"key {key!r}"
+            last = key
+            pos = _SPACE.match(text, pos).end()
+            if bad <= pos or not text.startswith(",", pos):
+                return f"after key {key!r}"
+            pos += 1
+    except json.JSONDecodeError:
+        return f"after key {last!r}" if last is not None else None
     return None
 
 
@@ -247,6 +251,10 @@ def _object_or_lines(text: _Text) -> Iterator[tuple[int, Any]]:
 
 def _holds_objects(text: _Text) -> bool:
     """Whether the array at the current position starts with an object (or is empty): the records."""
-    text.ahead(4096)
-    match = _SPACE.match(text.buf, text.pos + 1)
-    return text.buf[match.end():match.end() + 1] in ("{", "]")
+    ahead = 16
+    while True:
+        text.ahead(ahead)
+        first = _SPACE.match(text.buf, text.pos + 1).end()
+        if first < len(text.buf) or text.eof:
+            return text.buf[first:first + 1] in ("{", "]")
+        ahead *= 2

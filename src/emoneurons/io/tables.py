@@ -106,21 +106,34 @@ def _opened(path: Path, read: Callable[[Path], Any]) -> Any:
 
 
 def table_batches(path: str | Path, rows: int = BATCH_ROWS, columns: Sequence[str] | None = None,
-                  required: Sequence[str] = ()) -> Iterator[pl.DataFrame]:
-    """A parquet table `rows` at a time, in file order (only `columns`, when given): memory is a
-    batch and the row group being read, whatever the table's size. DataError naming the file when
-    it is missing, unreadable or lacks one of `columns` or `required` (checked at the call, before
-    any batch is read)."""
+                  required: Sequence[str] = (), start: int = 0, stop: int | None = None) -> Iterator[pl.DataFrame]:
+    """A parquet table `rows` at a time, in file order (only `columns`, when given; only the rows
+    [start, stop), reading only the row groups that hold them): memory is a batch and the row group
+    being read, whatever the table's size. DataError naming the file when it is missing,
+    unreadable or lacks one of `columns` or `required` (checked at the call, before any batch is read)."""
     import pyarrow.parquet as pq
 
     path = Path(path)
     handle = _opened(path, lambda p: pq.ParquetFile(p, buffer_size=1 << 20, pre_buffer=False))
     _require(path, handle.schema_arrow.names, [*required, *(columns or ())])
-    return _batches(path, handle.iter_batches(batch_size=rows, columns=list(columns) if columns is not None else None))
+    meta = handle.metadata
+    stop = meta.num_rows if stop is None else min(stop, meta.num_rows)
+    groups, first, at = [], None, 0
+    for group in range(meta.num_row_groups):
+        size = meta.row_group(group).num_rows
+        if at < stop and at + size > start:
+            groups.append(group)
+            first = at if first is None else first
+        at += size
+    if not groups:
+        return iter(())
+    batches = handle.iter_batches(batch_size=rows, row_groups=groups, columns=list(columns) if columns is not None else None)
+    return _batches(path, batches, first - start, stop - start)
 
 
-def _batches(path: Path, batches: Iterator[Any]) -> Iterator[pl.DataFrame]:
-    while True:
+def _batches(path: Path, batches: Iterator[Any], at: int, stop: int) -> Iterator[pl.DataFrame]:
+    """The batches' rows from position 0 to `stop`, counting rows from `at` (<= 0) at the first."""
+    while at < stop:
         try:
             batch = next(batches)
         except StopIteration:
@@ -128,7 +141,11 @@ def _batches(path: Path, batches: Iterator[Any]) -> Iterator[pl.DataFrame]:
         except Exception as error:  # damage inside the file shows only when its pages are read
             first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise DataError(f"{path}: not a readable parquet table ({first_line})") from None
-        yield pl.from_arrow(batch)  # type: ignore[misc]
+        table = pl.from_arrow(batch)
+        begin, end = max(-at, 0), min(stop - at, batch.num_rows)
+        at += batch.num_rows
+        if end > begin:
+            yield table if (begin, end) == (0, batch.num_rows) else table.slice(begin, end - begin)  # type: ignore[union-attr]
 
 
 @contextmanager

@@ -22,12 +22,15 @@ and in T alike: neurons selected from such counts cannot owe their P(e) to firin
 
 from __future__ import annotations
 
+import tempfile
 import warnings
-from collections.abc import Callable, Collection, Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Protocol, get_args
+from pathlib import Path
+from typing import Any, Protocol, get_args
 
+import numpy as np
 import torch
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
@@ -42,6 +45,7 @@ from emoneurons.model.hooks import on_down_proj_input, on_gate_output
 from emoneurons.neurons.masking import ffn_modules
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import pad_token_id
+from emoneurons.neurons.count_inputs import DialogueList, Dialogues, TokenStore
 from emoneurons.text.prompt_format import added_special_prefix
 from emoneurons.text.truncation import Truncation
 
@@ -61,6 +65,53 @@ class CountedText:
         return [p for p in range(self.start, self.end) if p not in self.skip]
 
 
+def _check_options(text: str, positions: str) -> None:
+    if text not in get_args(CountText) or positions not in get_args(Positions):
+        raise ValueError(f"text {text!r} / positions {positions!r}: allowed: {allowed_values(CountText, '|')}, {allowed_values(Positions, '|')}")
+
+
+def count_prefix(tokenizer: PreTrainedTokenizerBase, text: CountText, prompt_format: str = "auto") -> list[int]:
+    """The ids fed before every dialogue and never counted: the classification prompt's prefix
+    (text=prompt), or the special tokens the tokenizer adds before a text (BOS)."""
+    if text == "prompt":
+        return list(classification_prompt(tokenizer, prompt_format=prompt_format).prefix)
+    return added_special_prefix(tokenizer)
+
+
+def encode_dialogues(tokenizer: PreTrainedTokenizerBase, dialogues: Sequence[str],
+                     skip_cues: Collection[str] | None = None) -> tuple[list[list[int]], list[list[int]]]:
+    """Each dialogue's own token ids (no special tokens; one batched call, the same tokens as
+    prompts.dialogue_ids gives one dialogue at a time), and the positions among them of tokens
+    overlapping a cue word of `skip_cues` (needs a fast tokenizer, for the tokens' character offsets)."""
+    if not dialogues:
+        return [], []
+    if skip_cues is None:
+        return tokenizer(list(dialogues), add_special_tokens=False)["input_ids"], [[] for _ in dialogues]
+    if not getattr(tokenizer, "is_fast", False):
+        raise CueTokensError("count.skip_cue_tokens: true needs a fast tokenizer (token character offsets); "
+                             f"{type(tokenizer).__name__} has none; allowed with it: false")
+    encoded = tokenizer(list(dialogues), add_special_tokens=False, return_offsets_mapping=True)
+    cues = [cue_token_positions(o, cue_spans(d, skip_cues)) for d, o in zip(dialogues, encoded["offset_mapping"])]
+    return encoded["input_ids"], cues
+
+
+def counted_text(prefix: Sequence[int], own: Sequence[int], emotion: int, cues_at: Collection[int], *,
+                 positions: Positions, max_length: int) -> CountedText | None:
+    """One dialogue as CountedText: prefix and its own ids cut to max_length in all, from the end;
+    None when nothing of the dialogue is left to count."""
+    ids = [*prefix, *own]
+    if len(ids) > max_length:
+        ids = ids[:max_length]
+    end = len(ids)
+    start = min(len(prefix), end)
+    if start == end:  # nothing of the dialogue left to count
+        return None
+    if positions == "last":
+        start = end - 1
+    skip = frozenset(len(prefix) + p for p in cues_at) & frozenset(range(start, end))
+    return CountedText(tuple(ids), start, end, emotion, skip)
+
+
 def counting_inputs(
     tokenizer: PreTrainedTokenizerBase,
     dialogues: Sequence[str],
@@ -75,42 +126,22 @@ def counting_inputs(
     """Each dialogue as CountedText (prefix and dialogue cut to max_length tokens in all, from the
     end), and what the cut took. `prompt_format` (text=prompt): the classification prompt's format
     (text/prompt_format.py). `skip_cues`: cue words whose tokens are not counted (needs a fast tokenizer,
-    for the tokens' character offsets)."""
+    for the tokens' character offsets). Holds every dialogue's tokens: count itself goes through
+    count_dialogues, which keeps them on disk."""
     if len(dialogues) != len(emotions):
         raise ValueError(f"{len(dialogues)} dialogues but {len(emotions)} emotions")
     unknown = sorted({e for e in emotions if e not in EMOTION_INDEX})
     if unknown:
         raise ValueError(f"unknown emotion {unknown[0]!r}; allowed: {', '.join(EMOTIONS)}")
-    if text not in get_args(CountText) or positions not in get_args(Positions):
-        raise ValueError(f"text {text!r} / positions {positions!r}: allowed: {allowed_values(CountText, '|')}, {allowed_values(Positions, '|')}")
-    # The same prefix for every dialogue: the prompt's, or the tokenizer's BOS (constant).
-    if text == "prompt":
-        prefix = list(classification_prompt(tokenizer, prompt_format=prompt_format).prefix)
-    else:
-        prefix = added_special_prefix(tokenizer)
-    # One batched call, the same tokens as prompts.dialogue_ids gives one dialogue at a time.
-    encoded = tokenizer(list(dialogues), add_special_tokens=False)["input_ids"] if len(dialogues) else []
-    cue_positions: list[list[int]] = [[] for _ in encoded]
-    if skip_cues is not None and len(dialogues):
-        if not getattr(tokenizer, "is_fast", False):
-            raise CueTokensError("count.skip_cue_tokens: true needs a fast tokenizer (token character offsets); "
-                             f"{type(tokenizer).__name__} has none; allowed with it: false")
-        offsets = tokenizer(list(dialogues), add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        cue_positions = [cue_token_positions(o, cue_spans(d, skip_cues)) for d, o in zip(dialogues, offsets)]
+    _check_options(text, positions)
+    prefix = count_prefix(tokenizer, text, prompt_format)  # the same for every dialogue
+    encoded, cue_positions = encode_dialogues(tokenizer, dialogues, skip_cues)
     items, truncated = [], Truncation(max_length=max_length, budget=max(max_length - len(prefix), 0))
     for own, emotion, cues_at in zip(encoded, emotions, cue_positions):
-        ids = [*prefix, *own]
-        truncated.add(len(ids) - max_length)
-        if len(ids) > max_length:
-            ids = ids[:max_length]
-        end = len(ids)
-        start = min(len(prefix), end)
-        if start == end:  # nothing of the dialogue left to count
-            continue
-        if positions == "last":
-            start = end - 1
-        skip = frozenset(len(prefix) + p for p in cues_at) & frozenset(range(start, end))
-        items.append(CountedText(tuple(ids), start, end, EMOTION_INDEX[emotion], skip))
+        truncated.add(len(prefix) + len(own) - max_length)
+        item = counted_text(prefix, own, EMOTION_INDEX[emotion], cues_at, positions=positions, max_length=max_length)
+        if item is not None:
+            items.append(item)
     return items, truncated
 
 
@@ -237,51 +268,67 @@ class BatchSchedule(Protocol):
     """Which of the length-sorted batches this process runs, and what it keeps across runs and
     processes (resume.CountSchedule: shards over ranks, checkpoints, the sum over ranks)."""
 
+    def rows(self, n: int) -> tuple[int, int]:
+        """The rows [start, stop) of n dialogues this process tokenizes first (a contiguous share)."""
+
+    def merged(self, values: torch.Tensor) -> torch.Tensor:
+        """An int64 tensor summed over the processes (each fills in its own rows)."""
+
+    def store(self) -> Path | None:
+        """The folder where tokens are kept across a kill (None: a temporary one)."""
+
     def start(self, n_batches: int) -> tuple[list[int], tuple[torch.Tensor, torch.Tensor] | None]:
         """Batch indices still to run, and saved partial (counts [L, 6, N], T [6]) or None."""
 
     def finished(self, dialogues: list[int], snapshot: Callable[[], torch.Tensor], T: torch.Tensor) -> None:
-        """After each batch (`dialogues`: the indices of the dialogues it counted); snapshot() gives
+        """After each batch (`dialogues`: the rows of the dialogues it counted); snapshot() gives
         the counts so far as [L, 6, N]."""
 
     def combine(self, counts: torch.Tensor, T: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The final counts of this process combined with the others'."""
 
 
+class _OneProcess:
+    """The schedule of a count without one: every batch, this process alone, tokens in a temporary folder."""
+
+    def rows(self, n: int) -> tuple[int, int]:
+        return 0, n
+
+    def merged(self, values: torch.Tensor) -> torch.Tensor:
+        return values
+
+    def store(self) -> Path | None:
+        return None
+
+    def start(self, n_batches: int) -> tuple[list[int], None]:
+        return list(range(n_batches)), None
+
+    def finished(self, dialogues: list[int], snapshot: Callable[[], torch.Tensor], T: torch.Tensor) -> None:
+        pass
+
+    def combine(self, counts: torch.Tensor, T: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return counts, T
+
+
 def _stacked(whole: torch.Tensor | None, counts: Sequence[torch.Tensor]) -> torch.Tensor:
     return whole if whole is not None else torch.stack([c.cpu() for c in counts])
 
 
-def _counted_items(
-    tokenizer: PreTrainedTokenizerBase, dialogues: Sequence[str], emotions: Sequence[str], *, text: CountText, positions: Positions,
-    max_length: int, prompt_format: str, truncation: list[Truncation] | None, skip_cues: Collection[str] | None = None,
-) -> list[CountedText]:
-    """counting_inputs, with a warning when dialogues were cut (and what was cut into `truncation`)."""
-    items, truncated = counting_inputs(
-        tokenizer, dialogues, emotions, text=text, positions=positions, max_length=max_length, prompt_format=prompt_format,
-        skip_cues=skip_cues,
-    )
-    if truncation is not None:
-        truncation.append(truncated)
-    if truncated.dialogues:
-        warnings.warn(f"{truncated.dialogues} of {len(dialogues)} dialogues truncated to max_length={max_length} tokens", stacklevel=3)
-    return items
-
-
-def _feed_batches(lm: LoadedModel, items: Sequence[CountedText], batches: Sequence[list[int]], current: _BatchOnDevices,
-                  T: torch.Tensor, desc: str, finished: Callable[[list[int]], None]) -> None:
-    """Each batch of `items` through the decoder (the hooks count); T += its counted tokens;
-    finished(the batch's item indices) after each."""
+def _feed_batches(lm: LoadedModel, batches: Sequence[list[int]], load: Callable[[list[int]], list[CountedText]], tokens: int,
+                  current: _BatchOnDevices, T: torch.Tensor, desc: str, finished: Callable[[list[int]], None]) -> None:
+    """Each batch (its items: load(indices)) through the decoder (the hooks count); T += its counted
+    tokens; finished(the batch's indices) after each. `tokens`: what the batches feed in all (the bar's total)."""
     tokenizer = lm.tokenizer
     pad_id = pad_token_id(tokenizer)
     decoder = lm.model.model  # the decoder stack only: the lm_head's logits are not needed
     input_device = decoder.get_input_embeddings().weight.device
     # The finished bar stays and ends its line: the stage's summary that follows starts a line of its own.
-    progress = tqdm(total=sum(len(items[i].ids) for b in batches for i in b), desc=desc or "count", unit="tok")
+    progress = tqdm(total=tokens, desc=desc or "count", unit="tok")
     try:
         with torch.inference_mode():
             for indices in batches:
-                batch = padded_batch([items[i] for i in indices], pad_id, tokenizer.padding_side)
+                items = load(indices)
+                batch = padded_batch(items, pad_id, tokenizer.padding_side)
                 current.set(batch)
                 decoder(
                     input_ids=_to_device(batch.input_ids, input_device),
@@ -290,7 +337,7 @@ def _feed_batches(lm: LoadedModel, items: Sequence[CountedText], batches: Sequen
                     use_cache=False,
                 )
                 T += torch.tensor(batch.counted, dtype=torch.int64)
-                progress.update(sum(len(items[i].ids) for i in indices))
+                progress.update(sum(len(item.ids) for item in items))
                 finished(list(indices))
     finally:
         progress.close()
@@ -298,18 +345,24 @@ def _feed_batches(lm: LoadedModel, items: Sequence[CountedText], batches: Sequen
 
 def count_batches(lm: LoadedModel, items: Sequence[CountedText], batches: Sequence[list[int]], counts: Sequence[torch.Tensor],
                   T: torch.Tensor, *, activation: Activation, desc: str = "",
-                  finished: Callable[[int], None] = lambda batch_size: None) -> None:
+                  finished: Callable[[list[int]], None] = lambda indices: None) -> None:
     """Each batch of `items` through the decoder with counting hooks: counts[layer] ([6, N] int64,
-    on that layer's device: layer_counters) and T ([6], host) += the batch's; finished(rows) after each."""
+    on that layer's device: layer_counters) and T ([6], host) += the batch's; finished(indices) after each."""
     current = _BatchOnDevices()
+    tokens = sum(len(items[i].ids) for b in batches for i in b)
     with _counting_hooks(ffn_modules(lm.model), counts, activation, current):
-        _feed_batches(lm, items, batches, current, T, desc, finished)
+        _feed_batches(lm, batches, lambda indices: [items[i] for i in indices], tokens, current, T, desc, finished)
 
 
-def activation_counts(
+def activation_counts(lm: LoadedModel, dialogues: Sequence[str], emotions: Sequence[str], **options: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """count_dialogues over dialogues and their emotions given as lists (ValueError on a length
+    mismatch or an unknown emotion)."""
+    return count_dialogues(lm, DialogueList(dialogues, emotions), **options)
+
+
+def count_dialogues(
     lm: LoadedModel,
-    dialogues: Sequence[str],
-    emotions: Sequence[str],
+    source: Dialogues,
     *,
     positions: Positions = "all",
     text: CountText = "dialogue",
@@ -326,29 +379,109 @@ def activation_counts(
     """f int64 [layers, neurons, 6] (active counted tokens per emotion) and T int64 [6] (counted tokens).
     Dialogues past max_length are cut (warned); `truncation`, when given, receives what was cut.
     `skip_cues`: cue words whose tokens are fed but counted in neither f nor T.
-    `schedule`: run only some batches, resume from saved counts, combine with other processes."""
+    `schedule`: run only some batches, resume from saved counts, combine with other processes.
+
+    Memory does not grow with the dialogues: they are tokenized a piece at a time into a token
+    store on disk (count_inputs.py; the schedule's folder, else a temporary one), the batches are
+    made from their lengths alone (the same batches as from the tokens), and each batch's ids are
+    read back as it runs."""
     if activation not in get_args(Activation):
         raise ValueError(f"activation {activation!r}: allowed: {allowed_values(Activation)}")
+    _check_options(text, positions)
     mlps = ffn_modules(lm.model)  # UnsupportedModelError before any work
-    items = _counted_items(lm.tokenizer, dialogues, emotions, text=text, positions=positions, max_length=max_length,
-                           prompt_format=prompt_format, truncation=truncation, skip_cues=skip_cues)
-    whole, counts = layer_counters(mlps)
-    T = torch.zeros(len(EMOTIONS), dtype=torch.int64)
-    batches = length_batches([len(item.ids) for item in items], batch_size, max_padding)
-    todo = list(range(len(batches)))
-    if schedule is not None:
+    schedule = schedule if schedule is not None else _OneProcess()
+    tokenizer = lm.tokenizer
+    prefix = count_prefix(tokenizer, text, prompt_format)
+    budget = max(max_length - len(prefix), 0)
+    n, emotions = len(source), source.emotions()
+    recipe = {"prefix": prefix, "budget": budget, "rows": n, "vocab": len(tokenizer), "skip_cues": skip_cues is not None,
+              "cues": sorted(skip_cues) if skip_cues is not None else None}
+    with _store_folder(schedule.store()) as folder:
+        store = TokenStore(folder, _store_name(schedule), recipe, n)
+        first, last = schedule.rows(n)
+        if not store.load():
+            store.reset()
+            _tokenize(store, tokenizer, source, np.arange(first, last), budget, skip_cues, desc)
+            store.save()
+        mine = np.zeros(n, dtype=np.int64)
+        mine[first:last] = store.full[first:last]
+        full = schedule.merged(torch.from_numpy(mine)).numpy()  # every dialogue's token count, on every process
+        cut = _truncation(full, len(prefix), max_length, budget)
+        if truncation is not None:
+            truncation.append(cut)
+        if cut.dialogues:
+            warnings.warn(f"{cut.dialogues} of {n} dialogues truncated to max_length={max_length} tokens", stacklevel=2)
+        rows = np.flatnonzero(np.minimum(full, budget) > 0)  # the dialogues with tokens left to count
+        lengths = len(prefix) + np.minimum(full[rows], budget)
+        batches = length_batches(lengths.tolist(), batch_size, max_padding)
+
+        whole, counts = layer_counters(mlps)
+        T = torch.zeros(len(EMOTIONS), dtype=torch.int64)
         todo, saved = schedule.start(len(batches))
         if saved is not None:
             for layer_counts, saved_layer in zip(counts, saved[0]):
                 layer_counts.copy_(saved_layer)
             T += saved[1]
+        needed = rows[np.concatenate([np.asarray(batches[b], dtype=np.int64) for b in todo] or [np.zeros(0, np.int64)])]
+        missing = needed[store.offset[needed] < 0]
+        if len(missing):  # rows of this process's batches another process tokenized first
+            _tokenize(store, tokenizer, source, np.sort(missing), budget, skip_cues, desc)
+            store.save()
 
-    def finished(indices: list[int]) -> None:
-        if schedule is not None:
-            schedule.finished(indices, lambda: _stacked(whole, counts), T)
+        current = _BatchOnDevices()
+        with store.reader() as stored, _counting_hooks(mlps, counts, activation, current):
+            def load(indices: list[int]) -> list[CountedText]:
+                items = []
+                for i in indices:
+                    own, cues = stored.get(int(rows[i]))
+                    items.append(counted_text(prefix, own, int(emotions[rows[i]]), cues, positions=positions, max_length=max_length))
+                return items
 
-    count_batches(lm, items, [batches[b] for b in todo], counts, T, activation=activation, desc=desc, finished=finished)
-    stacked = _stacked(whole, counts)
-    if schedule is not None:
-        stacked, T = schedule.combine(stacked, T)
+            def finished(indices: list[int]) -> None:
+                schedule.finished([int(rows[i]) for i in indices], lambda: _stacked(whole, counts), T)
+
+            tokens = int(sum(lengths[i] for b in todo for i in batches[b]))
+            _feed_batches(lm, [batches[b] for b in todo], load, tokens, current, T, desc, finished)
+    stacked, T = schedule.combine(_stacked(whole, counts), T)
     return stacked.permute(0, 2, 1).contiguous().cpu(), T
+
+
+def _store_name(schedule: BatchSchedule) -> str:
+    """The token store's file names: one per process (`tokens-rank0-of-2`)."""
+    name = getattr(schedule, "name", "")
+    return f"tokens-{name.removesuffix('.safetensors')}" if name else "tokens"
+
+
+@contextmanager
+def _store_folder(folder: Path | None) -> Iterator[Path]:
+    if folder is not None:
+        yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix="emoneurons-count-") as tmp:
+        yield Path(tmp)
+
+
+def _tokenize(store: TokenStore, tokenizer: PreTrainedTokenizerBase, source: Dialogues, wanted: np.ndarray, budget: int,
+              skip_cues: Collection[str] | None, desc: str) -> None:
+    """The dialogues of rows `wanted` (sorted) tokenized a piece at a time into `store`, each cut to `budget` ids."""
+    if not len(wanted):
+        return
+    progress = tqdm(total=len(wanted), desc=f"{desc}: tokenize", unit=" dialogues", disable=not desc)
+    with progress:
+        for first, texts in source.texts(int(wanted[0]), int(wanted[-1]) + 1):
+            picked = wanted[(wanted >= first) & (wanted < first + len(texts))]
+            if not len(picked):
+                continue
+            chosen = [texts[row - first] for row in picked]
+            encoded, cue_positions = encode_dialogues(tokenizer, chosen, skip_cues)
+            store.add((int(row), own[:budget], len(own), [p for p in cues if p < budget])
+                      for row, own, cues in zip(picked, encoded, cue_positions))
+            progress.update(len(picked))
+
+
+def _truncation(full: np.ndarray, prefix: int, max_length: int, budget: int) -> Truncation:
+    """What model.max_length cut, from every dialogue's own token count (`full`)."""
+    cuts = prefix + full.astype(np.int64) - max_length
+    cut = cuts[cuts > 0]
+    return Truncation(max_length=max_length, budget=budget, dialogues=int(len(cut)), tokens_cut=int(cut.sum()),
+                      longest_cut=int(cut.max()) if len(cut) else 0)

@@ -7,24 +7,29 @@ then read back at its revision (runtime/revisions.py) for report/atlas/."""
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from emoneurons.io.directions_file import DIRECTIONS_FILE, DirectionsFile, DirectionsFileError, parse_directions
-from emoneurons.io.eval_file import EvalFileError, parse_eval
+from emoneurons.io.artifacts import CARDS, DIRECTIONS, EVAL, NEURONS, STEER, Artifact
+from emoneurons.io.cards_file import parse_cards
+from emoneurons.io.directions_file import DirectionsFile, parse_directions
+from emoneurons.io.eval_file import parse_eval
+from emoneurons.io.neurons_file import parse_neurons
+from emoneurons.io.records import RecordError, json_text
+from emoneurons.io.steer_file import parse_steer
 from emoneurons.params import ParamsError, parse_params
 from emoneurons.report.atlas.tables import ModelRun
 from emoneurons.runtime.dvc_runs import SweepError, queue_experiments, sweep
 from emoneurons.runtime.revisions import RevisionError, read_at_rev, resolve_rev
 
 DEFAULT_PLAN = Path("presets/atlas/plan.yaml")
-# What the atlas reads of each experiment (docs/CONTRACTS.md has their keys).
-RUN_FILES = {"eval": "reports/metrics/eval.json", "neurons": "data/neurons/neurons.json",
-             "steer": "reports/steer/steer.json", "cards": "reports/cards/cards.json"}
+# What the atlas reads of each experiment, in ModelRun's order, each by its typed reader; and
+# directions.json, read by directions_of where there is one (experiments from before it have none).
+ATLAS_RECORDS: dict[Artifact, Callable[[Any, str], Any]] = {
+    EVAL: parse_eval, NEURONS: parse_neurons, STEER: parse_steer, CARDS: parse_cards}
 
 
 class AtlasRunError(ValueError):
@@ -153,45 +158,43 @@ def run_atlas_experiments(
 
 
 def load_model_run(repo: str | Path, experiment: str) -> ModelRun:
-    """One experiment's records, its model.id (params.yaml) and its test split's hash (dvc.lock)."""
+    """One experiment's records (each by its typed reader, named `experiment <name>: <path>` in
+    errors), its model.id (params.yaml) and its test split's hash (dvc.lock)."""
     try:
         resolve_rev(repo, experiment)
     except RevisionError:
         raise AtlasRunError(f"experiment {experiment}: not found in {repo} (a failed experiment has no results; "
                             f"`dvc queue logs {experiment}` says why, `dvc exp show` lists those that ran)") from None
-    records = {}
-    for key, path in RUN_FILES.items():
+    records = []
+    for artifact, parse in ATLAS_RECORDS.items():
+        source = f"experiment {experiment}: {artifact.path}"
         try:
-            records[key] = json.loads(read_at_rev(repo, experiment, path))
+            text = read_at_rev(repo, experiment, artifact.path)
         except RevisionError:
-            raise AtlasRunError(f"experiment {experiment}: has no {path} (did its pipeline run to the end?)") from None
-        except json.JSONDecodeError as error:
-            raise AtlasRunError(f"experiment {experiment}: {path} is not valid JSON ({error.msg})") from None
+            raise AtlasRunError(f"experiment {experiment}: has no {artifact.path} (did its pipeline run to the end?)") from None
+        try:
+            records.append(parse(json_text(text, source), source))
+        except RecordError as error:
+            raise AtlasRunError(str(error)) from None
     try:
         params = yaml.safe_load(read_at_rev(repo, experiment, "params.yaml"))
         model = str(params["model"]["id"])
     except (RevisionError, yaml.YAMLError, KeyError, TypeError):
         raise AtlasRunError(f"experiment {experiment}: params.yaml has no model.id") from None
-    try:
-        eval_file = parse_eval(records["eval"], f"experiment {experiment}: {RUN_FILES['eval']}")
-    except EvalFileError as error:
-        raise AtlasRunError(str(error)) from None
-    return ModelRun(experiment, model, eval_file, records["neurons"], records["steer"], records["cards"],
-                    split_hash_of(_text_or_none(repo, experiment, "dvc.lock")), directions_of(repo, experiment))
+    return ModelRun(experiment, model, *records, split_hash_of(_text_or_none(repo, experiment, "dvc.lock")),
+                    directions_of(repo, experiment))
 
 
 def directions_of(repo: str | Path, experiment: str) -> DirectionsFile | None:
     """The experiment's directions.json, checked (None for an experiment from before the directions
     stage); a malformed one is one line naming the experiment, the file and the key."""
-    text = _text_or_none(repo, experiment, DIRECTIONS_FILE)
+    text = _text_or_none(repo, experiment, DIRECTIONS.path)
     if text is None:
         return None
-    source = f"experiment {experiment}: {DIRECTIONS_FILE}"
+    source = f"experiment {experiment}: {DIRECTIONS.path}"
     try:
-        return parse_directions(json.loads(text), source)
-    except json.JSONDecodeError as error:
-        raise AtlasRunError(f"{source} is not valid JSON ({error.msg})") from None
-    except DirectionsFileError as error:
+        return parse_directions(json_text(text, source), source)
+    except RecordError as error:
         raise AtlasRunError(str(error)) from None
 
 

@@ -1,6 +1,8 @@
 """What each process of count and mask-eval runs, and what it keeps across a kill.
 
-count: the length-sorted batches are dealt to the ranks (distributed.shard); every
+count: each rank tokenizes a contiguous share of the train dialogues first (their token counts,
+summed over the ranks, give every rank the same length-sorted batches), then the batches are
+dealt to the ranks (distributed.shard); every
 `count.checkpoint_every` finished batches a rank saves its partial integer counts and how many
 of its batches are done; at the end the counts are summed over ranks (exact, int64).
 mask-eval: the masked conditions are dealt to the ranks; each finished condition's predictions
@@ -50,6 +52,17 @@ class CountSchedule:
         self.dialogues = 0  # in this rank's done batches
         self.resumed = 0  # batches restored from a checkpoint (0: a fresh start)
         self.counted: list[int] = []  # the dialogues this process counted (not those restored)
+
+    def rows(self, n: int) -> tuple[int, int]:
+        """The contiguous share of the n train dialogues this rank tokenizes first (and reads alone)."""
+        return n * self.ranks.rank // self.ranks.world, n * (self.ranks.rank + 1) // self.ranks.world
+
+    def merged(self, values: torch.Tensor) -> torch.Tensor:
+        return self.ranks.sum(values)
+
+    def store(self) -> Path | None:
+        """The tokens are kept beside the counts: a resumed run does not tokenize again."""
+        return self.checkpoints.folder if self.checkpoints is not None else None
 
     def start(self, n_batches: int) -> tuple[list[int], tuple[torch.Tensor, torch.Tensor] | None]:
         """The batch indices still to run, and the saved partial (counts [L, 6, N], T [6]) or None."""

@@ -3,15 +3,19 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from emoneurons.io.eval_file import EVAL_FILE, EvalFileError, parse_eval
+from emoneurons.io.artifacts import EVAL, NEURONS, Artifact
+from emoneurons.io.eval_file import parse_eval
+from emoneurons.io.neurons_file import parse_neurons
+from emoneurons.io.records import RecordError, json_text
 from emoneurons.report.compare.figures import RunAtRev
 
-NEURONS_PATH = "data/neurons/neurons.json"
+# What `emoneurons compare` reads of each run, in RunAtRev's order, each by its typed reader.
+COMPARE_RECORDS: dict[Artifact, Callable[[Any, str], Any]] = {EVAL: parse_eval, NEURONS: parse_neurons}
 WORKSPACE = "workspace"  # the files on disk, as `dvc plots diff` calls them
 
 
@@ -64,16 +68,13 @@ def read_at_rev(repo: str | Path, rev: str, path: str) -> str:
 
 
 def load_run(repo: str | Path, rev: str) -> RunAtRev:
-    """The records `emoneurons compare` draws (eval.json, neurons.json) of the run at `rev`."""
-
-    def parsed(path: str) -> Any:
+    """The records `emoneurons compare` draws of the run at `rev`, each read by its typed reader and
+    named `<rev>: <path>` in errors."""
+    records = []
+    for artifact, parse in COMPARE_RECORDS.items():
+        source = f"{rev}: {artifact.path}"
         try:
-            return json.loads(read_at_rev(repo, rev, path))
-        except json.JSONDecodeError as error:
-            raise RevisionError(f"{rev}: {path} is not valid JSON ({error.msg})") from None
-
-    try:
-        evaluation = parse_eval(parsed(EVAL_FILE), f"{rev}: {EVAL_FILE}")
-    except EvalFileError as error:
-        raise RevisionError(str(error)) from None
-    return RunAtRev(rev, evaluation, parsed(NEURONS_PATH))
+            records.append(parse(json_text(read_at_rev(repo, rev, artifact.path), source), source))
+        except RecordError as error:
+            raise RevisionError(str(error)) from None
+    return RunAtRev(rev, *records)

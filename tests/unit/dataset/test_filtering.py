@@ -102,6 +102,52 @@ def test_min_agree_one_keeps_everything_and_nothing_kept_is_an_error():
     assert "j 0.0" in message and "k 0.5" in message
 
 
+def _judged(n: int, seed: int = 0) -> tuple[pl.DataFrame, dict[str, list[str | None]]]:
+    """n dialogues and three judges who mostly agree with the intended emotion, sometimes not at all."""
+    import random
+
+    rng = random.Random(seed)
+    themes = [EMOTIONS[rng.randrange(6)] for _ in range(n)]
+    labels = {name: [t if rng.random() < 0.7 else rng.choice([*EMOTIONS, None]) for t in themes] for name in ("a", "b", "c")}
+    return _dialogues(themes), labels
+
+
+def _batches(df: pl.DataFrame, labels: dict, rows: int):
+    for start in range(0, df.height, rows):
+        yield df.slice(start, rows), {name: judged[start:start + rows] for name, judged in labels.items()}
+
+
+def test_the_filter_in_batches_is_the_filter_of_the_whole_table(tmp_path):
+    """filter_to_table holds a batch at a time: its table, report and check record are those of the whole table at once."""
+    from emoneurons.dataset.filtering import filter_to_table
+    from emoneurons.io.suites import check_dialogues, check_filtered
+    from emoneurons.io.tables import read_table
+
+    df, labels = _judged(45)
+    kept, report = agreement_filter(df, labels, min_agree=3)
+    assert 0 < kept.height < df.height and report["kappa"]["fleiss"] is not None
+    got, checked = filter_to_table(_batches(df, labels, 16), df.height, list(labels), 3, tmp_path / "kept.parquet",
+                                   input_source="in.parquet")
+    assert read_table(tmp_path / "kept.parquet").equals(kept)
+    assert got == report  # Table 1, agreement, intervals, kappas: from counts, the same numbers
+    assert checked == check_dialogues(df, "in.parquet") + check_filtered(kept, list(labels), str(tmp_path / "kept.parquet"))
+
+
+def test_the_filter_in_batches_sees_an_id_repeated_in_another_batch_and_writes_nothing(tmp_path):
+    from emoneurons.dataset.filtering import filter_to_table
+    from emoneurons.io.suites import DataCheckError
+
+    df, labels = _judged(30)
+    df = df.with_columns(pl.when(pl.int_range(pl.len()) == 25).then(pl.lit("id3")).otherwise(pl.col("id")).alias("id"))
+    with pytest.raises(DataCheckError) as error:
+        filter_to_table(_batches(df, labels, 16), df.height, list(labels), 1, tmp_path / "kept.parquet", input_source="in.parquet")
+    assert str(error.value) == ("in.parquet: column 'id': expect_column_values_to_be_unique failed: 2 of 30 rows, "
+                                "e.g. row 3 (id 'id3'): 'id3', row 25 (id 'id3'): 'id3'")
+    with pytest.raises(DataError, match=r"kept 0 of 30 dialogues"):
+        filter_to_table(_batches(df, {"j": [None] * 30}, 8), df.height, ["j"], 2, tmp_path / "kept.parquet")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_cohen_kappa_textbook_example():
     # 50 items, yes/no: both yes 20, A yes/B no 5, A no/B yes 10, both no 15 -> p_o 0.7, p_e 0.5.
     a = ["yes"] * 25 + ["no"] * 25

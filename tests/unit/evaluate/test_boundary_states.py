@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from emoneurons.evaluate import boundary_states
-from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.evaluate.boundary_states import BoundaryStates, offload_target
+from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.text.classification_prompt import classification_prompt
 
 DIALOGUES = [

@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from emoneurons.emotions import EMOTIONS
-from helpers.tiny_models import biased_copy
-from emoneurons.model.batching import real_token_index
 from emoneurons.evaluate.classify import MaskedClassifier, classify
 from emoneurons.evaluate.layer_runner import additive_mask, run_layers
-from emoneurons.text.classification_prompt import classification_prompt
-from emoneurons.text.chat_prompt import dialogue_ids, label_ids
+from emoneurons.model.batching import real_token_index
 from emoneurons.neurons import reference
 from emoneurons.neurons.masking import mask_neurons
+from emoneurons.text.chat_prompt import dialogue_ids, label_ids
+from emoneurons.text.classification_prompt import classification_prompt
+from helpers.tiny_models import biased_copy
 
 DIALOGUES = [
     "A: I can't believe this happened!\nB: Oh no, that is terrible.",

@@ -9,13 +9,18 @@ import math
 
 import pytest
 import torch
-from helpers.tiny_models import build_family
 
-from helpers.references import reference_logp_per_token
 from emoneurons.evaluate.coherence import (
-    CoherenceRule, chat_reply_coherence, coherence_summary, repeated_ngram_share, reply_logp_per_token, reply_words,
+    CoherenceRule,
+    chat_reply_coherence,
+    coherence_summary,
+    repeated_ngram_share,
+    reply_logp_per_token,
+    reply_words,
     text_broke,
 )
+from helpers.references import reference_logp_per_token
+from helpers.tiny_models import build_family
 
 
 def _pairs(vocab: int) -> tuple[list[list[int]], list[list[int]]]:

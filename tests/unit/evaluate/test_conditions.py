@@ -5,24 +5,24 @@ from __future__ import annotations
 import polars as pl
 import pytest
 import torch
-from helpers.repo_params import params_with, section
-from helpers.synthetic_inputs import LAYERS, PER_LAYER, synthetic_neurons, synthetic_p_active, synthetic_split
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.io.neurons_file import NoSelectionError
-from emoneurons.evaluate.conditions import PlanError, first_masked_layers, plan_conditions, unique_masks
 from emoneurons.evaluate.calibration import calibration_dialogues
+from emoneurons.evaluate.conditions import PlanError, first_masked_layers, plan_conditions, unique_masks
 from emoneurons.evaluate.mask_pool import mask_workers
 from emoneurons.evaluate.masking_eval import evaluate_masking
 from emoneurons.evaluate.shots import EvalDataError, draw_shots
-from emoneurons.text.chat_prompt import CONTENT_FREE_DIALOGUE
+from emoneurons.io.neurons_file import NoSelectionError, parse_neurons
 from emoneurons.params import ParamsError
+from emoneurons.text.chat_prompt import CONTENT_FREE_DIALOGUE
+from helpers.repo_params import params_with, section
+from helpers.synthetic_inputs import LAYERS, PER_LAYER, synthetic_neurons, synthetic_p_active, synthetic_split
 
 
 def test_plan_ids_dedup_and_order():
     params = section("eval", ratios=(0.01, 0.02), layer_ranges=("bottom", "top", "all"), control_draws=2,
                      controls=("matched", "uniform"))
-    plan = plan_conditions(synthetic_neurons(), params, 0.01, LAYERS, synthetic_p_active())
+    plan = plan_conditions(parse_neurons(synthetic_neurons()), params, 0.01, LAYERS, synthetic_p_active())
     ids = [c.id for c in plan]
     assert len(ids) == len(set(ids))
     assert ids[0] == "unmodified"
@@ -43,25 +43,25 @@ def test_plan_ids_dedup_and_order():
 def test_controls_match_sizes_per_layer_and_are_seeded(cid):
     params = section("eval", ratios=(0.01, 0.02), layer_ranges=("all",), control_draws=1, controls=("matched", "uniform"))
     p_active = synthetic_p_active()
-    plan = {c.id: c for c in plan_conditions(synthetic_neurons(), params, 0.01, LAYERS, p_active)}
+    plan = {c.id: c for c in plan_conditions(parse_neurons(synthetic_neurons()), params, 0.01, LAYERS, p_active)}
     mask, control = plan["mask-fear-r0.02-all"], plan[cid]
     assert {l: len(i) for l, i in mask.neurons.items()} == {l: len(i) for l, i in control.neurons.items()}
     assert control.n_neurons == mask.n_neurons and control.mask_key != mask.mask_key
     for idx in control.neurons.values():
         assert len(set(idx.tolist())) == len(idx) and int(idx.max()) < PER_LAYER
-    again = {c.id: c for c in plan_conditions(synthetic_neurons(), params, 0.01, LAYERS, p_active)}
+    again = {c.id: c for c in plan_conditions(parse_neurons(synthetic_neurons()), params, 0.01, LAYERS, p_active)}
     assert again[cid].mask_key == control.mask_key
-    other = {c.id: c for c in plan_conditions(synthetic_neurons(), params.model_copy(update={"seed": 1}), 0.01, LAYERS, p_active)}
+    other = {c.id: c for c in plan_conditions(parse_neurons(synthetic_neurons()), params.model_copy(update={"seed": 1}), 0.01, LAYERS, p_active)}
     assert other[cid].mask_key != control.mask_key
     # Adding conditions, or another control kind, does not move an existing condition's draw.
     more = params.model_copy(update={"layer_ranges": ("top", "all"), "controls": ("uniform", "matched")})
-    assert {c.id: c for c in plan_conditions(synthetic_neurons(), more, 0.01, LAYERS, p_active)}[cid].mask_key == control.mask_key
+    assert {c.id: c for c in plan_conditions(parse_neurons(synthetic_neurons()), more, 0.01, LAYERS, p_active)}[cid].mask_key == control.mask_key
 
 
 def test_matched_controls_never_hit_the_set_and_match_its_activity_bins():
     params = section("eval", ratios=(0.01, 0.02), layer_ranges=("all",), control_draws=3, controls=("matched",), activity_bins=8)
     p_active = synthetic_p_active()
-    plan = {c.id: c for c in plan_conditions(synthetic_neurons(), params, 0.01, LAYERS, p_active)}
+    plan = {c.id: c for c in plan_conditions(parse_neurons(synthetic_neurons()), params, 0.01, LAYERS, p_active)}
     for emotion in EMOTIONS:
         mask = plan[f"mask-{emotion}-r0.02-all"]
         for draw in range(3):
@@ -73,15 +73,15 @@ def test_matched_controls_never_hit_the_set_and_match_its_activity_bins():
                 bin_of = {i: r * 8 // PER_LAYER for r, i in enumerate(ranked)}
                 assert sorted(bin_of[i] for i in idx.tolist()) == sorted(bin_of[i] for i in control.neurons[layer].tolist())
     with pytest.raises(PlanError, match="matched controls need P.active."):
-        plan_conditions(synthetic_neurons(), params, 0.01, LAYERS)
+        plan_conditions(parse_neurons(synthetic_neurons()), params, 0.01, LAYERS)
     with pytest.raises(PlanError, match="counts of a 6 x 32 model"):
-        plan_conditions(synthetic_neurons(), params, 0.01, LAYERS, synthetic_p_active(per_layer=32))
+        plan_conditions(parse_neurons(synthetic_neurons()), params, 0.01, LAYERS, synthetic_p_active(per_layer=32))
 
 
 def test_graded_masks_are_the_rq2_masks_scaled_with_their_controls_neurons():
     params = section("eval", ratios=(0.01, 0.02), layer_ranges=("top", "all"), control_draws=2, controls=("matched", "uniform"),
                      scales=(0.0, 0.5, 0.25))
-    plan = {c.id: c for c in plan_conditions(synthetic_neurons(), params, 0.01, LAYERS, synthetic_p_active())}
+    plan = {c.id: c for c in plan_conditions(parse_neurons(synthetic_neurons()), params, 0.01, LAYERS, synthetic_p_active())}
     graded = [c for c in plan.values() if c.scale]
     assert len(graded) == 2 * 6 * (1 + 2)  # two factors (0 is the plain mask), six emotions, two matched controls each
     for emotion in EMOTIONS:
@@ -101,7 +101,7 @@ def test_graded_masks_are_the_rq2_masks_scaled_with_their_controls_neurons():
 
 def test_equal_masks_are_computed_once():
     params = section("eval", ratios=(0.01,), layer_ranges=("top", "all"), control_draws=0, null_draws=0)
-    plan = plan_conditions(synthetic_neurons(ratios=(0.01,)), params, 0.01, LAYERS)
+    plan = plan_conditions(parse_neurons(synthetic_neurons(ratios=(0.01,))), params, 0.01, LAYERS)
     groups = unique_masks(plan)
     # Sadness lives in the top layers: its top-range mask is its all-layer mask.
     together = [[c.id for c in members] for members in groups.values() if len(members) > 1]
@@ -125,7 +125,7 @@ def test_equal_masks_are_computed_once():
 )
 def test_plan_problems_are_one_line(neurons, params, layers, error, needle):
     with pytest.raises(error) as error:
-        plan_conditions(neurons, params, 0.01, layers)
+        plan_conditions(parse_neurons(neurons), params, 0.01, layers)
     assert needle in str(error.value) and "\n" not in str(error.value)
 
 
@@ -158,7 +158,7 @@ def test_evaluate_masking_end_to_end_on_tiny_model(tiny_llama, one_thread):
     params = section("eval", ratios=(0.02, 0.04), layer_ranges=("top", "all"), control_draws=1, bootstrap=200,
                      controls=("matched", "uniform"), null_draws=0, scales=())
     evaluation, headline = evaluate_masking(
-        tiny_llama, synthetic_split(3), synthetic_split(2, offset=10), neurons, params, 0.02, batch_size=4, progress=False,
+        tiny_llama, synthetic_split(3), synthetic_split(2, offset=10), parse_neurons(neurons), params, 0.02, batch_size=4, progress=False,
         p_active=synthetic_p_active(n_layers, per_layer)
     )
     conditions = {c["id"]: c for c in evaluation["conditions"]}
@@ -202,9 +202,9 @@ def test_evaluate_masking_end_to_end_on_tiny_model(tiny_llama, one_thread):
 def test_evaluate_masking_rejects_a_split_missing_an_emotion(tiny_llama):
     test = synthetic_split(1).filter(pl.col("label") != "fear")
     with pytest.raises(EvalDataError, match="^test split: no fear dialogues"):
-        evaluate_masking(tiny_llama, synthetic_split(2), test, synthetic_neurons(), section("eval"), 0.01, progress=False)
+        evaluate_masking(tiny_llama, synthetic_split(2), test, parse_neurons(synthetic_neurons()), section("eval"), 0.01, progress=False)
     with pytest.raises(EvalDataError, match=r"^runs/a/test\.parquet: no dialogues to evaluate"):
-        evaluate_masking(tiny_llama, synthetic_split(2), test.head(0), synthetic_neurons(), section("eval"), 0.01, progress=False,
+        evaluate_masking(tiny_llama, synthetic_split(2), test.head(0), parse_neurons(synthetic_neurons()), section("eval"), 0.01, progress=False,
                          test_name="runs/a/test.parquet")
 
 
@@ -248,7 +248,7 @@ def test_paper_zero_shot_setting_stays_available(tiny_llama, one_thread):
                        layer_ranges=("all",), control_draws=0, bootstrap=50, max_new_tokens=2, null_draws=0)
     neurons = synthetic_neurons(ratios=(0.02,), layers=len(tiny_llama.model.model.layers),
                                 per_layer=tiny_llama.model.config.intermediate_size)
-    evaluation, _ = evaluate_masking(tiny_llama, synthetic_split(1), synthetic_split(1, offset=5), neurons, paper, 0.02, batch_size=4, progress=False)
+    evaluation, _ = evaluate_masking(tiny_llama, synthetic_split(1), synthetic_split(1, offset=5), parse_neurons(neurons), paper, 0.02, batch_size=4, progress=False)
     assert (evaluation["shots"], evaluation["calibrate"], evaluation["method"]) == (0, "none", "generate")
     assert len(evaluation["conditions"]) == 1 + 6
     # generate: accuracy with McNemar's exact test; the specificity test runs on the masked answer's change.
@@ -265,7 +265,7 @@ def test_forked_workers_give_the_same_evaluation_as_one_process(tiny_llama, one_
     neurons = synthetic_neurons(ratios=(0.02, 0.04), layers=n_layers, per_layer=tiny_llama.model.config.intermediate_size)
     params = section("eval", ratios=(0.02, 0.04), layer_ranges=("bottom", "top", "all"), control_draws=1, bootstrap=100,
                      controls=("uniform",), null_draws=2, scales=(0.5,))
-    runs = [evaluate_masking(tiny_llama, synthetic_split(3), synthetic_split(2, offset=10), neurons, params, 0.02, batch_size=4,
+    runs = [evaluate_masking(tiny_llama, synthetic_split(3), synthetic_split(2, offset=10), parse_neurons(neurons), params, 0.02, batch_size=4,
                              progress=False, workers=workers) for workers in (1, 2)]
     assert runs[0] == runs[1]
     assert mask_workers(tiny_llama, 40) == 1  # one thread (the fixture): nothing to split

@@ -16,8 +16,8 @@ import torch
 from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.evaluate.layer_runner import KVStore
 from emoneurons.evaluate.plain_classify import plain_label_scores
-from emoneurons.model.loading import LoadedModel
 from emoneurons.model.architecture import decoder_layers
+from emoneurons.model.loading import LoadedModel
 from emoneurons.neurons.masking import mask_neurons
 from emoneurons.text.chat_prompt import dialogue_ids, label_ids
 from emoneurons.text.classification_prompt import classification_prompt

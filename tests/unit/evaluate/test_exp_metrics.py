@@ -4,15 +4,17 @@ import pytest
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.exp_metrics import exp_summary
+from emoneurons.io.neurons_file import parse_neurons
 
-NEURONS = {"ratios": {"0.01": {"selected": 42}, "0.02": {"selected": 80}}}
+NEURONS = {"top_rate": 0.01, "layers": 2, "neurons_per_layer": 64,
+           "ratios": {"0.01": {"selected": 42, "neurons": {}}, "0.02": {"selected": 80, "neurons": {}}}}
 
 
 def test_summary_averages_the_drops_over_the_six_emotions():
     headline = {"accuracy_unmodified": 0.7}
     headline |= {f"drop_{e}": 0.1 * i for i, e in enumerate(EMOTIONS)}
     headline |= {f"control_drop_{e}": -0.05 if i % 2 else 0.05 for i, e in enumerate(EMOTIONS)}
-    summary = exp_summary(headline, NEURONS, 0.02)
+    summary = exp_summary(headline, parse_neurons(NEURONS), 0.02)
     assert list(summary) == ["accuracy", "drop", "control_drop", "neurons"]
     assert summary["accuracy"] == 0.7
     assert summary["drop"] == pytest.approx(0.25)  # (0 + .1 + .2 + .3 + .4 + .5) / 6
@@ -22,4 +24,4 @@ def test_summary_averages_the_drops_over_the_six_emotions():
 
 def test_summary_without_controls_has_no_control_column():
     headline = {"accuracy_unmodified": 0.5, **{f"drop_{e}": 0.0 for e in EMOTIONS}}
-    assert exp_summary(headline, NEURONS, 0.01) == {"accuracy": 0.5, "drop": 0.0, "neurons": 42}
+    assert exp_summary(headline, parse_neurons(NEURONS), 0.01) == {"accuracy": 0.5, "drop": 0.0, "neurons": 42}

@@ -7,18 +7,19 @@ from types import SimpleNamespace
 
 import polars as pl
 import pytest
-from helpers.repo_params import section
-from helpers.synthetic_inputs import synthetic_neurons, synthetic_p_active, synthetic_split
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.keyword_control import NEITHER, ONLY_WITH_WORDS, SURVIVES, keyword_verdict
 from emoneurons.evaluate.masking_eval import evaluate_masking
 from emoneurons.io.eval_file import parse_eval
+from emoneurons.io.neurons_file import parse_neurons
 from emoneurons.report.document.markdown import render_markdown
 from emoneurons.report.document.sections.keywords import keyword_section
 from emoneurons.stats.effects import NOT_DISTINGUISHABLE, NOT_ENOUGH_DATA, SPECIFIC
 from emoneurons.text.cue_removal import PLACEHOLDER, replace_cues
 from emoneurons.text.nrc_lexicon import cue_words
+from helpers.repo_params import section
+from helpers.synthetic_inputs import synthetic_neurons, synthetic_p_active, synthetic_split
 
 
 @pytest.mark.parametrize(("with_words", "without_words", "expected"), [
@@ -42,14 +43,14 @@ def test_the_cue_free_side_is_mask_eval_on_the_cue_free_dialogues(tiny_llama, on
     train, test = synthetic_split(3), synthetic_split(2, offset=10)
     # one test dialogue of cue words only: kept (and counted), never dropped
     test = test.with_columns(pl.when(pl.col("id") == "anger-10").then(pl.lit("Furious! Angry!")).otherwise(pl.col("dialogue")).alias("dialogue"))
-    evaluation, _ = evaluate_masking(tiny_llama, train, test, neurons, params.model_copy(update={"keyword_control": True}),
+    evaluation, _ = evaluate_masking(tiny_llama, train, test, parse_neurons(neurons), params.model_copy(update={"keyword_control": True}),
                                      0.04, batch_size=4, progress=False, workers=1, p_active=p_active)
     record = evaluation["keyword_control"]
     assert record["null"] == "matched"
     cues = cue_words()
     cue_free = test.with_columns(pl.Series("dialogue", [replace_cues(d, cues)[0] for d in test["dialogue"]]))
     assert cue_free["dialogue"][0] == f"{PLACEHOLDER}! {PLACEHOLDER}!"
-    reference, _ = evaluate_masking(tiny_llama, train, cue_free, neurons, params, 0.04, batch_size=4, progress=False, workers=1,
+    reference, _ = evaluate_masking(tiny_llama, train, cue_free, parse_neurons(neurons), params, 0.04, batch_size=4, progress=False, workers=1,
                                     p_active=p_active)
     ref = {c["id"]: c for c in reference["conditions"]}
     own = {c["id"]: c for c in evaluation["conditions"]}

@@ -9,17 +9,18 @@ import torch
 from scipy import stats as scipy_stats
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.evaluate.conditions import plan_conditions
 from emoneurons.evaluate.calibration import calibration_dialogues
+from emoneurons.evaluate.conditions import plan_conditions
 from emoneurons.evaluate.masking_eval import evaluate_masking
 from emoneurons.evaluate.shots import draw_shots
-from emoneurons.text.classification_prompt import classification_prompt
-from emoneurons.text.chat_prompt import dialogue_ids, label_ids
+from emoneurons.io.neurons_file import parse_neurons
 from emoneurons.neurons import reference
 from emoneurons.neurons.masking import mask_neurons
 from emoneurons.params import EvalParams
+from emoneurons.text.chat_prompt import dialogue_ids, label_ids
+from emoneurons.text.classification_prompt import classification_prompt
 from helpers.repo_params import section
-from helpers.synthetic_inputs import synthetic_p_active, synthetic_split, synthetic_neurons
+from helpers.synthetic_inputs import synthetic_neurons, synthetic_p_active, synthetic_split
 
 # Hand-written thirds (first third, second third, the rest), not computed by the code under test.
 RANGES = {
@@ -42,6 +43,7 @@ def boundary_neurons(layers: int, ratios=(0.01, 0.02), per_layer: int = 16) -> d
             for k, e in enumerate(EMOTIONS)}}
         for pairs in out["ratios"][f"{ratio:g}"]["neurons"].values():
             pairs[:] = sorted({tuple(p) for p in pairs})
+        out["ratios"][f"{ratio:g}"]["selected"] = len({tuple(p) for v in out["ratios"][f"{ratio:g}"]["neurons"].values() for p in v})
     return out
 
 
@@ -49,7 +51,7 @@ def boundary_neurons(layers: int, ratios=(0.01, 0.02), per_layer: int = 16) -> d
 def test_plan_neuron_sets_equal_neurons_json_lists(layers):
     neurons = boundary_neurons(layers)
     params = section("eval", ratios=(0.01, 0.02), layer_ranges=("bottom", "middle", "top", "all"), control_draws=0, null_draws=0)
-    plan = {c.id: c for c in plan_conditions(neurons, params, 0.01, layers)}
+    plan = {c.id: c for c in plan_conditions(parse_neurons(neurons), params, 0.01, layers)}
     ranges = RANGES[layers] | {"all": set(range(layers))}
     wanted = [(0.01, name) for name in ranges] + [(0.02, "all")]
     for ratio, name in wanted:
@@ -107,8 +109,8 @@ def evaluated(tiny_llama):
     params = section("eval", ratios=(0.2, 0.4), layer_ranges=("bottom", "middle", "top", "all"), control_draws=2, bootstrap=100,
                      controls=("uniform",), null_draws=0, scales=())
     train, test = synthetic_split(3), synthetic_split(2, offset=10)
-    evaluation, headline = evaluate_masking(tiny_llama, train, test, neurons, params, 0.2, batch_size=4, progress=False, workers=1)
-    plan = {c.id: c for c in plan_conditions(neurons, params, 0.2, n_layers)}
+    evaluation, headline = evaluate_masking(tiny_llama, train, test, parse_neurons(neurons), params, 0.2, batch_size=4, progress=False, workers=1)
+    plan = {c.id: c for c in plan_conditions(parse_neurons(neurons), params, 0.2, n_layers)}
     return evaluation, headline, plan, params, train, test
 
 
@@ -194,9 +196,9 @@ def nulls(tiny_llama):
                      controls=("matched", "uniform"), null_draws=3, scales=(0.5,), activity_bins=4)
     train, test = synthetic_split(3), synthetic_split(2, offset=10)
     p_active = synthetic_p_active(n_layers, per_layer)
-    evaluation, _ = evaluate_masking(tiny_llama, train, test, neurons, params, 0.2, batch_size=4, progress=False, workers=1,
+    evaluation, _ = evaluate_masking(tiny_llama, train, test, parse_neurons(neurons), params, 0.2, batch_size=4, progress=False, workers=1,
                                      p_active=p_active)
-    plan = {c.id: c for c in plan_conditions(neurons, params, 0.2, n_layers, p_active)}
+    plan = {c.id: c for c in plan_conditions(parse_neurons(neurons), params, 0.2, n_layers, p_active)}
     prior = reference_prior(tiny_llama, train, params)
 
     def scores(neurons: dict, scale: float = 0.0) -> torch.Tensor:

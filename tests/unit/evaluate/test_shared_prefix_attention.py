@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from emoneurons.evaluate import shared_prefix_attention as spa
-from emoneurons.evaluate.layer_runner import KVStore
-from emoneurons.text.classification_prompt import classification_prompt
 from emoneurons.evaluate.classify import MaskedClassifier
-from emoneurons.text.chat_prompt import dialogue_ids, label_ids
+from emoneurons.evaluate.layer_runner import KVStore
 from emoneurons.neurons import reference
 from emoneurons.neurons.masking import mask_neurons
+from emoneurons.text.chat_prompt import dialogue_ids, label_ids
+from emoneurons.text.classification_prompt import classification_prompt
 
 DIALOGUES = [
     "A: I can't believe this happened!\nB: Oh no, that is terrible.",

@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from helpers.repo_params import section
-from helpers.stage_runner import REPO, run_stage_script
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.conditions import control_seed, random_like
@@ -22,9 +20,13 @@ from emoneurons.evaluate.steering import (
     steered_replies,
     steering_record,
 )
-from emoneurons.io.neurons_file import NoSelectionError
+from emoneurons.io.neurons_file import NoSelectionError, parse_neurons
+from emoneurons.io.steer_file import parse_steer
 from emoneurons.neurons.masking import ffn_modules, mask_neurons, neurons_by_layer, scale_neurons, scale_neurons_per_row
 from emoneurons.report.steering.figure import save_steering_figure, steering_lines
+from helpers.repo_params import section
+from helpers.stage_runner import REPO, run_stage_script
+from helpers.synthetic_inputs import neurons_json
 
 NEURONS = {0: torch.tensor([1, 5, 9]), 2: torch.tensor([0, 63]), 3: torch.tensor([7])}
 
@@ -111,12 +113,12 @@ def test_steered_replies_are_greedy_and_do_not_depend_on_batching(tiny_llama):
 def _neurons_json(empty: str = "fear") -> dict:
     selected = {e: [[i % 4, 3 * i], [3, 10 + i]] for i, e in enumerate(EMOTIONS)}
     selected[empty] = []
-    return {"layers": 4, "neurons_per_layer": 64, "ratios": {"0.01": {"neurons": selected}}}
+    return neurons_json({0.01: selected}, 4, 64)
 
 
 def test_plan_steers_each_emotion_with_same_count_random_controls():
     params = section("steer", alphas=(0, 2, 8), control_draws=2, seed=3)
-    plan = plan_steering(_neurons_json(), 0.01, params)
+    plan = plan_steering(parse_neurons(_neurons_json()), 0.01, params)
     assert {c.emotion for c in plan} == set(EMOTIONS) - {"fear"}  # no neurons: nothing to steer
     anger = [c for c in plan if c.emotion == "anger"]
     assert [(c.alpha, c.control, c.draw) for c in anger] == [
@@ -128,12 +130,12 @@ def test_plan_steers_each_emotion_with_same_count_random_controls():
     expected = random_like(own, 64, control_seed(3, "steer-anger-d1"))
     assert all(torch.equal(anger[-1].neurons[k], expected[k]) for k in expected)
     with pytest.raises(NoSelectionError, match="no selection at ratio 0.05 "):
-        plan_steering(_neurons_json(), 0.05, params)
+        plan_steering(parse_neurons(_neurons_json()), 0.05, params)
 
 
 def test_record_reports_shares_and_log_p_shifts_against_the_unmodified_replies():
     params = section("steer", alphas=(0, 4), control_draws=1)
-    plan = plan_steering(_neurons_json(), 0.01, params)
+    plan = plan_steering(parse_neurons(_neurons_json()), 0.01, params)
     prompts = ["p1", "p2"]
     n = len(prompts) * (1 + len(plan))
     predicted = ["happiness"] * n
@@ -156,14 +158,15 @@ def test_record_reports_shares_and_log_p_shifts_against_the_unmodified_replies()
 
 def test_figure_has_a_line_per_emotion_through_alpha_one(tmp_path):
     params = section("steer", alphas=(0, 4), control_draws=1)
-    plan = plan_steering(_neurons_json(), 0.01, params)
+    plan = plan_steering(parse_neurons(_neurons_json()), 0.01, params)
     n = 2 * (1 + len(plan))
     record = steering_record(["a", "b"], plan, ["anger"] * n, torch.zeros(n, 6), ["x"] * n, {})
-    record |= {"model": "tiny", "prompts": ["a", "b"]}
-    lines = steering_lines(record, "share_shift")
+    record |= {"model": "tiny", "top_rate": 0.01, "alphas": [0, 4], "max_new_tokens": 4, "control_draws": 1,
+               "prompts": ["a", "b"], "classifier": {}}
+    lines = steering_lines(parse_steer(record), "share_shift")
     assert set(lines) == set(EMOTIONS) - {"fear"}
     assert [alpha for alpha, _ in lines["anger"]["steered"]] == [0.0, 1.0, 4.0]
-    png, svg = save_steering_figure(record, tmp_path)
+    png, svg = save_steering_figure(parse_steer(record), tmp_path)
     assert png.stat().st_size > 1000 and svg.read_text().startswith("<?xml")
 
 
@@ -197,8 +200,9 @@ def _steer_project(tmp_path, tiny_llama, per_emotion: int) -> dict:
     per emotion, a selection, params with the lexicon judge; returns the selection."""
     import json
 
-    from helpers.synthetic_inputs import synthetic_neurons, synthetic_split
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    from helpers.synthetic_inputs import synthetic_neurons, synthetic_split
 
     # The tiny model's shape with 15x its initial weight scale: the default's near-uniform logits
     # answer "\n\n" to everything, whatever is steered; these give replies that steering changes.
@@ -288,7 +292,7 @@ def test_stage_has_the_filters_judges_label_the_replies(tmp_path, tiny_llama):
     # to be as many per layer as the emotion's own, distinct, in range, and not the emotion's own.
     model_dir, limit = tmp_path / "tiny-llama", record["max_new_tokens"]
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    controls = {(c.emotion, c.alpha, c.draw): c.neurons for c in plan_steering(neurons, 0.05, section("steer", **params["steer"]))
+    controls = {(c.emotion, c.alpha, c.draw): c.neurons for c in plan_steering(parse_neurons(neurons), 0.05, section("steer", **params["steer"]))
                 if c.control}
     assert base["replies"] == weight_surgery_replies(model_dir, prompts, {}, 1.0, limit)
     changed = 0
@@ -344,11 +348,11 @@ def _check_coherence(record: dict, model_dir: Path, params: dict) -> None:
     model's log-likelihood per token of each reply is the plain forward's (test_coherence's reference)."""
     import math
 
-    from helpers.references import reference_logp_per_token
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from emoneurons.evaluate.coherence import repeated_ngram_share, reply_words
     from emoneurons.model.loading import LoadedModel
+    from helpers.references import reference_logp_per_token
 
     steer = params["steer"]
     assert record["coherence"] == {"ngram": steer["coherence_ngram"], "broke_logp_drop": steer["broke_logp_drop"],

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.io.eval_file import EvalFileError, NoConditionError, eval_record, parse_eval, read_eval
+from emoneurons.io.eval_file import NoConditionError, eval_record, parse_eval, read_eval
+from emoneurons.io.records import RecordError
 from emoneurons.io.tables import DataError
 
 ACCURACY = {**{e: 0.5 for e in EMOTIONS}, "overall": 0.5}
@@ -105,7 +106,7 @@ def test_a_broken_file_is_one_line_naming_the_file_and_the_key(tmp_path, change,
     path = tmp_path / "reports" / "metrics" / "eval.json"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(record))
-    with pytest.raises(EvalFileError) as info:
+    with pytest.raises(RecordError) as info:
         read_eval(path)
     assert str(info.value) == f"{tmp_path}/reports/metrics/{line}"
     assert isinstance(info.value, DataError)  # the stages report it like every other bad input

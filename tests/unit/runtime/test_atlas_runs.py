@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers.stage_runner import REPO
 from typer.testing import CliRunner
 
 from emoneurons.cli import app
@@ -26,6 +25,7 @@ from emoneurons.runtime.atlas_runs import (
     split_hash_of,
 )
 from emoneurons.runtime.dvc_runs import SweepError, this_environment_first
+from helpers.stage_runner import REPO
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 PLAN = yaml.safe_load((REPO / "presets" / "atlas" / "plan.yaml").read_text())

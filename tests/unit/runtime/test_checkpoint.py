@@ -4,13 +4,13 @@ file is a warning and a fresh start; a count resumed from a checkpoint equals an
 from __future__ import annotations
 
 import torch
-from helpers.repo_params import params_with
 
-from emoneurons.runtime.checkpoint import Checkpoints, run_key
-from emoneurons.runtime.distributed import Ranks
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.counting import activation_counts
+from emoneurons.runtime.checkpoint import Checkpoints, run_key
+from emoneurons.runtime.distributed import Ranks
 from emoneurons.runtime.resume import ConditionSchedule, CountSchedule, count_checkpoints
+from helpers.repo_params import params_with
 
 
 def _count_checkpoints(root, settings, train):

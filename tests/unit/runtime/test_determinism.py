@@ -4,6 +4,7 @@ what a rerun writes must not change when nothing it depends on changed."""
 from __future__ import annotations
 
 from pathlib import Path
+
 from helpers.stage_runner import run_stage_script
 
 
@@ -29,8 +30,8 @@ def test_threads_are_pinned_from_the_environment_or_torchs_start_up_choice(monke
     import pytest
     import torch
 
-    from emoneurons.runtime.compute import compute_record, pin_threads
     from emoneurons.params import ParamsError
+    from emoneurons.runtime.compute import compute_record, pin_threads
 
     before = torch.get_num_threads()
     try:

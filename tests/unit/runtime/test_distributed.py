@@ -19,8 +19,9 @@ import pytest
 import yaml
 
 from emoneurons.emotions import EMOTIONS
-
+from emoneurons.io.neurons_file import parse_neurons
 from helpers.stage_runner import REPO, stage_main
+
 pytestmark = pytest.mark.slow  # subprocesses and launchers: ~3 min of CPU together (8 min wall on 2 busy cores)
 BIN = Path(sys.executable).parent
 LAUNCH = [str(BIN / "accelerate"), "launch", "--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no"]
@@ -72,6 +73,7 @@ def env(tmp_path_factory) -> dict:
 def project(tmp_path_factory, env, tiny_tokenizer) -> Path:
     """Model folder, split, params; and the reference outputs of one uninterrupted process each."""
     import polars as pl
+
     from helpers.tiny_models import build_tiny_llama
 
     root = tmp_path_factory.mktemp("dp")
@@ -122,7 +124,7 @@ def masked_conditions(project: Path) -> int:
     params = load_params(project / "params.yaml")
     selection = json.loads((project / "neurons/neurons.json").read_text())
     p_active = overall_activation_probability(*read_counts(project / "ref/counts"))
-    return len(unique_masks(plan_conditions(selection, params.eval, params.select.top_rate, int(selection["layers"]), p_active))) - 1
+    return len(unique_masks(plan_conditions(parse_neurons(selection), params.eval, params.select.top_rate, int(selection["layers"]), p_active))) - 1
 
 
 def shard_records(folder: Path, stage_name: str, world: int) -> list[dict]:

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from emoneurons.runtime.dvc_runs import parse_queue_status, split_pull_warnings
-
 from helpers.stage_runner import REPO, run_command
+
 pytestmark = pytest.mark.slow
 
 # rate < 0 fails the first stage with a line of its own (the sweep's failing experiment); any rate

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from emoneurons.runtime.distributed import DEFAULT_PG_TIMEOUT_S, PG_TIMEOUT_ENV, process_group_timeout_s
 from emoneurons.params import ParamsError
+from emoneurons.runtime.distributed import DEFAULT_PG_TIMEOUT_S, PG_TIMEOUT_ENV, process_group_timeout_s
 
 RANK = """
 import sys, time

@@ -3,7 +3,6 @@ without cue tokens (count.skip_cue_tokens) and the `nrc` judge."""
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
@@ -11,13 +10,13 @@ import torch
 
 from emoneurons.backends.lexicon import LEXICON, lexicon_label
 from emoneurons.backends.nrc_judge import NRCJudge, nrc_label
-from emoneurons.text.cue_removal import PLACEHOLDER, cue_spans, cue_token_positions, removal_record, replace_cues
-from emoneurons.io.tables import DataError
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
+from emoneurons.io.tables import DataError
 from emoneurons.model.architecture import gated_ffns
 from emoneurons.neurons.counting import activation_counts
-from emoneurons.text.nrc_lexicon import NRCLexiconError, cue_words, load_lexicon, parse_lexicon
 from emoneurons.params import ParamsError
+from emoneurons.text.cue_removal import PLACEHOLDER, cue_spans, cue_token_positions, removal_record, replace_cues
+from emoneurons.text.nrc_lexicon import NRCLexiconError, cue_words, load_lexicon, parse_lexicon
 from emoneurons.text.prompt_format import added_special_prefix
 from helpers.repo_params import params_with
 from helpers.synthetic_inputs import COUNTING_DIALOGUES, COUNTING_LABELS

@@ -8,22 +8,24 @@ import copy
 import polars as pl
 import pytest
 import torch
-from helpers.repo_params import section
 
-from emoneurons.backends.hf_generate import HFChatBackend, sampling_fields
 from emoneurons.backends.cache import cache_key
 from emoneurons.backends.chat import ChatRequest
+from emoneurons.backends.hf_generate import HFChatBackend, sampling_fields
 from emoneurons.backends.judges import HFJudge, labelling_prompt
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.classify import classify
 from emoneurons.evaluate.masking_eval import evaluate_masking
-from emoneurons.text.classification_prompt import classification_prompt
-from emoneurons.text.chat_prompt import dialogue_ids, user_turn_prompt
-from emoneurons.neurons.counting import counting_inputs
+from emoneurons.io.neurons_file import parse_neurons
 from emoneurons.model.loading import LoadedModel
-from emoneurons.text.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
+from emoneurons.neurons.counting import counting_inputs
 from emoneurons.params import ParamsError
+from emoneurons.text.chat_prompt import dialogue_ids, user_turn_prompt
+from emoneurons.text.classification_prompt import classification_prompt
+from emoneurons.text.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
 from emoneurons.text.prompt_format import PromptFormatError, prompt_text, render_plain, resolve_prompt_format
+from helpers.repo_params import section
+from helpers.synthetic_inputs import neurons_json
 
 DIALOGUE = "A: That smell is revolting.\nB: I'm scared of the dark."
 SHOTS = [("A: What a wonderful day.", "happiness"), ("A: I miss her so much.", "sadness")]
@@ -106,11 +108,10 @@ def _split(per_emotion: int, offset: int = 0) -> pl.DataFrame:
 
 def test_mask_eval_on_a_base_model_uses_and_reports_the_plain_format(base_lm):
     layers, per_layer = len(base_lm.model.model.layers), base_lm.model.config.intermediate_size
-    neurons = {"top_rate": 0.02, "assign": "lape", "layers": layers, "neurons_per_layer": per_layer,
-               "ratios": {"0.02": {"neurons": {e: [[layers - 1, i]] for i, e in enumerate(EMOTIONS)}}}}
+    neurons = neurons_json({0.02: {e: [[layers - 1, i]] for i, e in enumerate(EMOTIONS)}}, layers, per_layer)
     params = section("eval", ratios=(0.02,), layer_ranges=("all",), control_draws=0, bootstrap=50, calibrate="none", shots=1, null_draws=0)
     train, test = _split(2), _split(1, offset=10)
-    evaluation, _ = evaluate_masking(base_lm, train, test, neurons, params, 0.02, batch_size=4, progress=False, workers=1)
+    evaluation, _ = evaluate_masking(base_lm, train, test, parse_neurons(neurons), params, 0.02, batch_size=4, progress=False, workers=1)
     assert evaluation["prompt_format"] == "plain" and evaluation["engine"] == "layered"
     from emoneurons.evaluate.shots import draw_shots
 
@@ -122,7 +123,7 @@ def test_mask_eval_on_a_base_model_uses_and_reports_the_plain_format(base_lm):
         confusion[EMOTIONS.index(true)][EMOTIONS.index(predicted)] += 1
     assert unmodified["confusion"] == confusion
     with pytest.raises(PromptFormatError):
-        evaluate_masking(base_lm, train, test, neurons, params.model_copy(update={"prompt_format": "chat"}), 0.02, progress=False)
+        evaluate_masking(base_lm, train, test, parse_neurons(neurons), params.model_copy(update={"prompt_format": "chat"}), 0.02, progress=False)
 
 
 def test_hf_judge_labels_with_the_plain_labelling_prompt(base_lm):

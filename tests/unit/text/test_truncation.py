@@ -4,17 +4,18 @@ past its budget, from the end) and reported by count (meta.json) and mask-eval (
 from __future__ import annotations
 
 import pytest
-from helpers.repo_params import section
-from helpers.synthetic_inputs import synthetic_split, synthetic_neurons
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.calibration import calibration_dialogues
 from emoneurons.evaluate.masking_eval import evaluate_masking
 from emoneurons.evaluate.prompt_budget import dialogue_budget
 from emoneurons.evaluate.shots import EvalDataError, draw_shots
-from emoneurons.text.classification_prompt import classification_prompt
+from emoneurons.io.neurons_file import parse_neurons
 from emoneurons.neurons.counting import counting_inputs
+from emoneurons.text.classification_prompt import classification_prompt
 from emoneurons.text.truncation import Truncation, cut_dialogues
+from helpers.repo_params import section
+from helpers.synthetic_inputs import synthetic_neurons, synthetic_split
 
 LONG = "A: " + "I am so angry about this, " * 30 + "really.\nB: Calm down."
 SHORT = "A: Hi.\nB: Hello."
@@ -62,7 +63,7 @@ def test_mask_eval_cuts_to_the_context_and_reports_it(tiny_llama):
                [*test["dialogue"].to_list(), *calibration_dialogues(train, params, shots)]]
     budget = sorted(lengths)[len(lengths) // 2]  # about half of them are cut
     run = lambda max_length: evaluate_masking(  # noqa: E731
-        tiny_llama, train, test, neurons, params, 0.02, batch_size=4, progress=False, workers=1, max_length=max_length
+        tiny_llama, train, test, parse_neurons(neurons), params, 0.02, batch_size=4, progress=False, workers=1, max_length=max_length
     )[0]
     cut = run(room + budget)
     assert cut["truncated"] == {

@@ -18,12 +18,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from emoneurons.emotions import EMOTIONS
+from emoneurons.io.cards_file import CardsFile
 from emoneurons.io.directions_file import DirectionsFile
-from emoneurons.io.eval_file import EvalFile, same_ratio
+from emoneurons.io.eval_file import EvalFile
+from emoneurons.io.neurons_file import NeuronsFile
+from emoneurons.io.steer_file import SteerFile
+from emoneurons.params import same_ratio
 from emoneurons.report.errors import ReportDataError
 from emoneurons.report.results.accuracy import baseline_clear, ci_of
 from emoneurons.report.results.effects import dose_rows, draw_null_rows, effect_rows, survives_matching
-from emoneurons.report.results.neuron_sets import per_layer_counts, top_rate_of
+from emoneurons.report.results.neuron_sets import per_layer_counts
 
 DEPTH_BINS = 5  # relative depth in fifths: 0-0.2 (first layers) ... 0.8-1 (last layers)
 
@@ -35,9 +39,9 @@ class ModelRun:
     experiment: str
     model: str  # params' model.id
     eval: EvalFile
-    neurons: Mapping[str, Any]
-    steer: Mapping[str, Any]
-    cards: Mapping[str, Any]
+    neurons: NeuronsFile
+    steer: SteerFile
+    cards: CardsFile
     test_split: str | None = None  # data/split's hash in the run's dvc.lock: same hash, same test dialogues
     directions: DirectionsFile | None = None  # directions.json (None: a run from before the directions stage)
 
@@ -77,10 +81,10 @@ def normalise_token(token: str) -> str:
     return token.replace("Ġ", " ").replace("▁", " ").strip().lower()
 
 
-def token_profile(cards_json: Mapping[str, Any], emotion: str) -> set[str]:
+def token_profile(cards: CardsFile, emotion: str) -> set[str]:
     """The tokens the emotion's cards list as their neurons' top tokens (normalised; empty ones dropped)."""
-    cards = (cards_json.get("emotions") or {}).get(emotion, {}).get("cards") or []
-    return {word for card in cards for entry in card.get("top_tokens") or [] if (word := normalise_token(entry["token"]))}
+    entry = cards.emotions.get(emotion)
+    return {word for token in (entry.top_tokens() if entry else []) if (word := normalise_token(token))}
 
 
 def jaccard(a: set[str], b: set[str]) -> float:
@@ -118,11 +122,11 @@ def baseline_row(run: ModelRun) -> dict[str, Any]:
 def verdict_rows(run: ModelRun) -> list[dict[str, Any]]:
     """Per emotion: the paired effect of its neurons (at select.top_rate, all layers), its random
     control's of the verdict's null kind, their difference, the Holm p and the verdict, as
-    mask-eval's corrected test wrote them (results.effect_rows, the single-model report's reading);
+    mask-eval's corrected test wrote them (results.effects.effect_rows, the single-model report's reading);
     beside them the verdict against every control kind, whether "specific" survives matching, the
     draw-level null's verdicts and graded masking's monotonicity where the run has them. An emotion
     without a masked condition there reads `not enough data`."""
-    top_rate = top_rate_of(run.neurons)
+    top_rate = run.neurons.top_rate
     rows = {r["masked"]: r for r in effect_rows(run.eval) if r["layers"] == "all" and same_ratio(r["ratio"], top_rate)}
     draws = {r["masked"]: r for r in draw_null_rows(run.eval) if r["layers"] == "all" and same_ratio(r["ratio"], top_rate)}
     doses = {r["emotion"]: r for r in dose_rows(run.eval)}
@@ -145,33 +149,30 @@ def verdict_rows(run: ModelRun) -> list[dict[str, Any]]:
     return out
 
 
-def steering_rows(steer_json: Mapping[str, Any]) -> list[dict[str, Any]]:
+def steering_rows(steer: SteerFile) -> list[dict[str, Any]]:
     """Per emotion and alpha: the share shift of the steered replies and of the control's (mean
     over draws), each with its replies' log-likelihood-per-token shift and whether the text broke
     (a control's when any draw broke). steer.json written before coherence: text_broke None."""
     out = []
     for emotion in EMOTIONS:
-        entry = (steer_json.get("emotions") or {}).get(emotion) or {}
-        for step in entry.get("steered") or []:
-            alpha = step["alpha"]
-            controls = [c for c in entry.get("controls") or [] if c["alpha"] == alpha]
-            coherence = step.get("coherence")
+        entry = steer.emotions.get(emotion)
+        for step in entry.steered if entry else ():
+            controls = entry.controls_at(step.alpha)
             out.append({
-                "emotion": emotion, "alpha": alpha, "n_neurons": entry.get("n_neurons"),
-                "share_shift": step["share_shift"],
-                "control_shift": _mean([c["share_shift"] for c in controls]),
-                "logp_per_token_shift": coherence.get("logp_per_token_shift") if coherence else None,
-                "control_logp_per_token_shift": _mean([(c.get("coherence") or {}).get("logp_per_token_shift", math.nan)
-                                                       for c in controls]),
-                "text_broke": bool(coherence.get("text_broke")) if coherence else None,
-                "control_broke": any((c.get("coherence") or {}).get("text_broke") for c in controls) if coherence else None,
+                "emotion": emotion, "alpha": step.alpha, "n_neurons": entry.n_neurons,
+                "share_shift": step.share_shift,
+                "control_shift": _mean([c.share_shift for c in controls]),
+                "logp_per_token_shift": step.value("coherence.logp_per_token_shift") if step.coherence else None,
+                "control_logp_per_token_shift": _mean([c.value("coherence.logp_per_token_shift") for c in controls]),
+                "text_broke": step.text_broke() if step.coherence else None,
+                "control_broke": any(c.text_broke() for c in controls) if step.coherence else None,
             })
     return out
 
 
 def depth_table(run: ModelRun, bins: int = DEPTH_BINS) -> dict[str, Any]:
-    by_depth = neurons_by_depth(per_layer_counts(run.neurons, top_rate_of(run.neurons)), bins)
-    return {"layers": int(run.neurons["layers"]), "counts": by_depth, "shares": depth_shares(by_depth)}
+    by_depth = neurons_by_depth(per_layer_counts(run.neurons, run.neurons.top_rate), bins)
+    return {"layers": run.neurons.layers, "counts": by_depth, "shares": depth_shares(by_depth)}
 
 
 def directions_row(directions: DirectionsFile | None) -> dict[str, Any] | None:

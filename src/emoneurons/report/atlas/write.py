@@ -15,6 +15,7 @@ from emoneurons.io.atomic import atomic_dir
 from emoneurons.io.tables import DataError
 from emoneurons.report.atlas.figures import DIRECTIONS_FIGURE, atlas_figures
 from emoneurons.report.atlas.tables import ModelRun, atlas_tables
+from emoneurons.report.directions.section import control_words
 from emoneurons.report.document.blocks import Block, Heading, Image, Paragraph, Table
 from emoneurons.report.document.html import render_html
 from emoneurons.report.document.markdown import render_markdown
@@ -165,7 +166,7 @@ def directions_blocks(tables: dict[str, Any]) -> list[Block]:
               tuple((m, f"{r['strongest_layer']} of {r['layers']} ({r['strongest_depth']:.2f})",
                      f"{100 * r['explained_variance']['pc1']:.0f}% / {100 * r['explained_variance']['pc2']:.0f}%",
                      f"{'**yes**' if r['valence']['pc1_is_valence'] else 'no'} ({number(r['valence']['margin'], 2)}, "
-                     f"{r['valence']['r']:+.2f})", f"{r['draws']} {r['control']}", _aligned(r, "signed_cos"), _aligned(r, "abs_cos"))
+                     f"{r['valence']['r']:+.2f})", f"{r['draws']} {control_words(r['control'])}", _aligned(r, "signed_cos"), _aligned(r, "abs_cos"))
                     for m, r in rows.items()),
               "Per model: the strongest layer, the class means' PCA and its valence verdict, and the emotions whose neurons "
               "write along their direction above the controls (p <= 0.05/6)", (False, True, True, False, False, False, False)),

@@ -12,7 +12,7 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
-from emoneurons.io.neurons_file import selection_at
+from emoneurons.io.neurons_file import NeuronsFile
 from emoneurons.neurons.top_activations import NeuronActivity, token_lift
 
 
@@ -34,13 +34,12 @@ def card_neurons(selected: Sequence[Sequence[int]], P: Tensor, entropy: Tensor, 
     return [(layer, index) for _, _, layer, index in keyed[:top]]
 
 
-def plan_cards(neurons_json: Mapping[str, Any], top_rate: float, P: Tensor, entropy: Tensor, top: int) -> dict[str, list[tuple[int, int]]]:
-    """Each emotion's card neurons at the selection at `top_rate` of data/neurons/neurons.json."""
-    selection = selection_at(neurons_json, top_rate)
-    layers, per_layer = P.shape[0], P.shape[1]
-    if (int(neurons_json.get("layers", layers)), int(neurons_json.get("neurons_per_layer", per_layer))) != (layers, per_layer):
-        raise CardsDataError("data/neurons/neurons.json and data/counts disagree on the model's shape; rerun count and select")
-    return {emotion: card_neurons(selection["neurons"].get(emotion, []), P, entropy, emotion, top) for emotion in EMOTIONS}
+def plan_cards(neurons: NeuronsFile, top_rate: float, P: Tensor, entropy: Tensor, top: int) -> dict[str, list[tuple[int, int]]]:
+    """Each emotion's card neurons at the selection at `top_rate` of neurons.json."""
+    selection = neurons.selection(top_rate)
+    if (neurons.layers, neurons.neurons_per_layer) != (P.shape[0], P.shape[1]):
+        raise CardsDataError(f"{neurons.source} and data/counts disagree on the model's shape; rerun count and select")
+    return {emotion: card_neurons(selection.neurons.get(emotion, []), P, entropy, emotion, top) for emotion in EMOTIONS}
 
 
 def _text(tokenizer: PreTrainedTokenizerBase, ids: Sequence[int]) -> str:

@@ -16,6 +16,7 @@ from matplotlib.patches import Patch
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.io.eval_file import EvalFile
+from emoneurons.io.neurons_file import NeuronsFile
 from emoneurons.report.figures.drawing import (
     draw_bar,
     draw_heatmap,
@@ -26,7 +27,7 @@ from emoneurons.report.figures.drawing import (
 )
 from emoneurons.report.results.accuracy import as_percent, rq2_view
 from emoneurons.report.results.confusions import failure_distribution, masked_confusions
-from emoneurons.report.results.neuron_sets import OVERLAP_DEFINITION, overlap_of, per_layer_counts, top_rate_of
+from emoneurons.report.results.neuron_sets import OVERLAP_DEFINITION, overlap_of, per_layer_counts
 from emoneurons.report.results.sweeps import (
     accuracy_changes,
     layer_sweep,
@@ -52,7 +53,7 @@ class RunAtRev:
 
     name: str
     eval: EvalFile
-    neurons: Mapping[str, Any]
+    neurons: NeuronsFile
 
 
 def _run_handles(names: Sequence[str], color: str = "black") -> list[Line2D]:
@@ -202,7 +203,7 @@ def compare_figures(runs: Sequence[RunAtRev]) -> dict[str, Figure]:
     """Every compared figure, by the name of the paper figure it overlays."""
     views, per_layer, ratio_rows, layer_rows, overlaps, failures = {}, {}, {}, {}, {}, {}
     for run in runs:
-        top_rate = top_rate_of(run.neurons)
+        top_rate = run.neurons.top_rate
         changes = accuracy_changes(run.eval)
         views[run.name] = rq2_view(run.eval, top_rate)
         per_layer[run.name] = per_layer_counts(run.neurons, top_rate)

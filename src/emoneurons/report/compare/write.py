@@ -8,7 +8,6 @@ from pathlib import Path
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.io.atomic import atomic_dir
-from emoneurons.io.neurons_file import selection_at
 from emoneurons.io.tables import DataError
 from emoneurons.report.compare.figures import RunAtRev, compare_figures
 from emoneurons.report.document.blocks import Heading, Image, Paragraph, Table
@@ -16,7 +15,6 @@ from emoneurons.report.document.markdown import render_markdown
 from emoneurons.report.document.number_formats import pct, pp
 from emoneurons.report.errors import ReportDataError
 from emoneurons.report.results.accuracy import rq2_view
-from emoneurons.report.results.neuron_sets import top_rate_of
 from emoneurons.report.style import save_figure
 
 
@@ -28,7 +26,7 @@ def compare_markdown(runs: Sequence[RunAtRev]) -> str:
     names = [run.name for run in runs]
     rows = []
     for run in runs:
-        top_rate = top_rate_of(run.neurons)
+        top_rate = run.neurons.top_rate
         view = rq2_view(run.eval, top_rate)
         base = view["unmodified"]["accuracy"]
         rows.append((
@@ -40,8 +38,8 @@ def compare_markdown(runs: Sequence[RunAtRev]) -> str:
         ))
     neuron_rows = []
     for run in runs:
-        selected = selection_at(run.neurons, top_rate_of(run.neurons))
-        neuron_rows.append((run.name, *(str(len(selected["neurons"].get(e, []))) for e in EMOTIONS)))
+        selected = run.neurons.selection(run.neurons.top_rate).neurons
+        neuron_rows.append((run.name, *(str(len(selected.get(e, []))) for e in EMOTIONS)))
     blocks = [
         Heading("Runs compared", 1),
         Paragraph("Runs: " + ", ".join(f"`{n}`" for n in names) + "."),

@@ -16,13 +16,12 @@ from emoneurons.report.document.sections.keywords import keyword_section
 from emoneurons.report.document.sections.paper import paper_section
 from emoneurons.report.document.sections.run import baseline_section, run_section, table1_section
 from emoneurons.report.document.sections.specificity import specificity_section
-from emoneurons.report.results.neuron_sets import top_rate_of
 from emoneurons.report.results.run import RunMetrics, model_name, params_digest
 from emoneurons.report.results.sweeps import accuracy_changes
 
 
 def build_report(run: RunMetrics) -> list[Block]:
-    top_rate = top_rate_of(run.neurons)
+    top_rate = run.neurons.top_rate
     changes = accuracy_changes(run.eval)
     blocks: list[Block] = [
         Heading("Emotion neurons: run report", 1),

@@ -11,10 +11,12 @@ from typing import Any
 import torch
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.io.eval_file import EvalFile, same_ratio
+from emoneurons.io.eval_file import EvalFile
+from emoneurons.io.neurons_file import NeuronsFile
+from emoneurons.params import same_ratio
 from emoneurons.report.results.accuracy import as_percent
 from emoneurons.report.results.confusions import confusion_of
-from emoneurons.report.results.neuron_sets import per_layer_counts, top_rate_of
+from emoneurons.report.results.neuron_sets import per_layer_counts
 from emoneurons.report.results.sweeps import (
     accuracy_changes,
     layer_sweep,
@@ -38,13 +40,13 @@ def confusion_rows(matrix: torch.Tensor) -> list[dict[str, str]]:
     return rows
 
 
-def plots_data(neurons_json: Mapping[str, Any], eval_json: EvalFile) -> dict[str, Any]:
+def plots_data(neurons: NeuronsFile, eval_json: EvalFile) -> dict[str, Any]:
     """The files of reports/plots/ by relative path: lists of row dicts (written as CSV when the
     name ends in .csv, as JSON otherwise). Long files hold every number; the *_wide/_target files
     have one column per emotion because DVC colours a plot by column, not by a column's values."""
-    top_rate = top_rate_of(neurons_json)
-    per_layer = per_layer_counts(neurons_json, top_rate)
-    layers = int(neurons_json["layers"])
+    top_rate = neurons.top_rate
+    per_layer = per_layer_counts(neurons, top_rate)
+    layers = neurons.layers
     changes = accuracy_changes(eval_json)
     sweep = ratio_sweep(changes)
     layer_rows = layer_sweep(changes, layer_sweep_ratio(changes, top_rate))

@@ -1,48 +1,35 @@
-"""Each emotion's selected neurons as neurons.json holds them (docs/CONTRACTS.md): the selection
-ratio, the neurons per layer, each emotion's set as a tensor and the overlap of two sets (Figure 14)."""
+"""Each emotion's selected neurons as neurons.json holds them (io/neurons_file.py): the neurons per
+layer at a ratio, each emotion's set as a tensor and the overlap of two sets (Figure 14)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import torch
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.io.neurons_file import selection_at
+from emoneurons.io.neurons_file import NeuronsFile
 from emoneurons.report.errors import ReportDataError
 
 OVERLAP_DEFINITION = "|A∩B| / |A∪B| (Jaccard index of the two neuron sets)"
 
 
-def top_rate_of(neurons_json: Mapping[str, Any]) -> float:
-    if "top_rate" not in neurons_json:
-        raise ReportDataError("neurons.json: top_rate is missing")
-    return float(neurons_json["top_rate"])
-
-
-def per_layer_counts(neurons_json: Mapping[str, Any], ratio: float) -> dict[str, list[int]]:
+def per_layer_counts(neurons: NeuronsFile, ratio: float) -> dict[str, list[int]]:
     """Emotion neurons per layer per emotion at one ratio (paper order, zeros where absent)."""
-    selected = selection_at(neurons_json, ratio)
-    layers = int(neurons_json["layers"])
-    per_layer = selected.get("per_layer") or {}
+    per_layer = neurons.selection(ratio).per_layer or {}
     counts = {}
     for emotion in EMOTIONS:
-        row = [int(n) for n in per_layer.get(emotion, [0] * layers)]
-        if len(row) != layers:
+        row = [int(n) for n in per_layer.get(emotion, [0] * neurons.layers)]
+        if len(row) != neurons.layers:
             raise ReportDataError(
-                f"neurons.json: per_layer.{emotion} has {len(row)} entries, expected {layers}"
+                f"{neurons.source}: per_layer.{emotion} has {len(row)} entries, expected {neurons.layers}"
             )
         counts[emotion] = row
     return counts
 
 
-def overlap_of(neurons_json: Mapping[str, Any], ratio: float) -> torch.Tensor:
-    selected = selection_at(neurons_json, ratio)
-    membership = neuron_membership(
-        selected.get("neurons") or {}, int(neurons_json["layers"]),
-        int(neurons_json["neurons_per_layer"]),
-    )
+def overlap_of(neurons: NeuronsFile, ratio: float) -> torch.Tensor:
+    membership = neuron_membership(neurons.selection(ratio).neurons, neurons.layers, neurons.neurons_per_layer)
     return overlap_ratio(membership)
 
 

@@ -9,17 +9,18 @@ from dataclasses import dataclass
 from typing import Any
 
 from emoneurons.io.eval_file import EvalFile
+from emoneurons.io.neurons_file import NeuronsFile
 from emoneurons.params import Params
 
 
 @dataclass(frozen=True)
 class RunMetrics:
-    """Everything the plot stage reads (docs/CONTRACTS.md), parsed from JSON (eval.json through
-    io/eval_file.py), plus the params."""
+    """Everything the plot stage reads (docs/CONTRACTS.md), parsed from JSON (neurons.json and
+    eval.json by their typed readers, io/artifacts.py), plus the params."""
 
     filter: Mapping[str, Any]
     meta: Mapping[str, Any]
-    neurons: Mapping[str, Any]
+    neurons: NeuronsFile
     eval: EvalFile
     neuron_metrics: Mapping[str, Any]
     params: Params

@@ -7,7 +7,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.io.eval_file import EvalCondition, EvalFile, same_ratio
+from emoneurons.io.eval_file import EvalCondition, EvalFile
+from emoneurons.params import same_ratio
 from emoneurons.report.results.accuracy import accuracy_of, control_mean
 from emoneurons.report.style import LAYER_RANGES
 

@@ -12,13 +12,15 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from helpers.figure_layout import layout_faults, steer_json
-from helpers.synthetic_run import synthetic_run
 from typer.testing import CliRunner
 
 from emoneurons.cli import app
 from emoneurons.emotions import EMOTIONS
+from emoneurons.io.artifacts import CARDS, EVAL, NEURONS, STEER, Artifact
+from emoneurons.io.cards_file import parse_cards
 from emoneurons.io.eval_file import parse_eval
+from emoneurons.io.neurons_file import parse_neurons
+from emoneurons.io.steer_file import parse_steer
 from emoneurons.report.atlas.figures import ATLAS_FIGURES, atlas_figures
 from emoneurons.report.atlas.tables import (
     ModelRun,
@@ -36,12 +38,14 @@ from emoneurons.report.atlas.tables import (
 )
 from emoneurons.report.atlas.write import AtlasError, write_atlas
 from emoneurons.report.errors import ReportDataError
-from emoneurons.runtime.atlas_runs import RUN_FILES
+from emoneurons.runtime.atlas_runs import ATLAS_RECORDS
+from helpers.figure_layout import layout_faults, steer_json
+from helpers.synthetic_run import synthetic_run
 
 
 def _cards(tokens: dict[str, list[str]]) -> dict:
     """cards.json with one card per emotion listing `tokens[emotion]` as its top tokens."""
-    return {"emotions": {e: {"selected": 1, "cards": [{"top_tokens": [{"token": t} for t in tokens.get(e, [])]}]}
+    return {"top_neurons": 1, "contexts": 5, "emotions": {e: {"selected": 1, "cards": [{"top_tokens": [{"token": t} for t in tokens.get(e, [])]}]}
                          for e in EMOTIONS}}
 
 
@@ -52,7 +56,8 @@ CARDS_B = _cards({"anger": ["▁Angry", "Ġmad", "the"], "fear": [" calm"], "sad
 def _run(name: str, model: str, seed: int, layers: int, steer: dict | None = None, cards: dict = CARDS_A,
          split: str | None = "abc.dir", nulls: bool = False) -> ModelRun:
     run = synthetic_run(seed=seed, layers=layers, nulls=nulls)
-    return ModelRun(name, model, parse_eval(run["eval"]), run["neurons"], steer or steer_json(), cards, split)
+    return ModelRun(name, model, parse_eval(run["eval"]), parse_neurons(run["neurons"]), parse_steer(steer or steer_json()),
+                    parse_cards(cards), split)
 
 
 # --------------------------------------------------------------------------------------------
@@ -75,11 +80,12 @@ def test_relative_depth_bins_by_hand():
 
 def test_token_profiles_and_their_overlap_by_hand():
     assert normalise_token("▁Angry") == normalise_token("Ġangry") == normalise_token(" angry ") == "angry"
-    a, b = token_profile(CARDS_A, "anger"), token_profile(CARDS_B, "anger")
+    a, b = token_profile(parse_cards(CARDS_A), "anger"), token_profile(parse_cards(CARDS_B), "anger")
     assert a == {"angry", "furious", "the"} and b == {"angry", "mad", "the"}
     assert jaccard(a, b) == 2 / 4  # {angry, the} of {angry, furious, mad, the}
     assert math.isnan(jaccard(set(), set()))
-    matrix = profile_overlap({e: token_profile(CARDS_A, e) for e in EMOTIONS}, {e: token_profile(CARDS_B, e) for e in EMOTIONS})
+    matrix = profile_overlap({e: token_profile(parse_cards(CARDS_A), e) for e in EMOTIONS},
+                             {e: token_profile(parse_cards(CARDS_B), e) for e in EMOTIONS})
     anger, fear, sadness = EMOTIONS.index("anger"), EMOTIONS.index("fear"), EMOTIONS.index("sadness")
     assert matrix[anger][anger] == 0.5 and matrix[fear][fear] == 0.0  # {scared} vs {calm}
     assert matrix[anger][sadness] == 0.0 and matrix[fear][anger] == 0.0
@@ -129,7 +135,7 @@ def test_verdicts_against_the_stronger_nulls_are_eval_jsons():
 
 def test_steering_rows_carry_the_coherence_flags():
     record = steer_json()
-    rows = steering_rows(record)
+    rows = steering_rows(parse_steer(record))
     assert {(r["emotion"], r["alpha"]) for r in rows} == {(e, a) for e in EMOTIONS if e != "fear" for a in (0, 4, 8)}
     anger8 = next(r for r in rows if r["emotion"] == "anger" and r["alpha"] == 8)
     step = next(s for s in record["emotions"]["anger"]["steered"] if s["alpha"] == 8)
@@ -141,7 +147,7 @@ def test_steering_rows_carry_the_coherence_flags():
     for entry in record["emotions"].values():
         for c in entry["steered"] + entry["controls"]:
             c.pop("coherence")
-    assert {r["text_broke"] for r in steering_rows(record)} == {None}  # before coherence: unknown, not "no"
+    assert {r["text_broke"] for r in steering_rows(parse_steer(record))} == {None}  # before coherence: unknown, not "no"
 
 
 def test_atlas_tables_baseline_and_the_same_data_check():
@@ -152,7 +158,7 @@ def test_atlas_tables_baseline_and_the_same_data_check():
     unmodified = runs[0].eval.unmodified()
     assert base["accuracy"] == unmodified.accuracy["overall"] and base["ci95"] == list(unmodified.ci95["overall"])
     assert tables["depth"]["embedded-gemma3"]["layers"] == 5
-    assert sum(tables["depth"]["embedded"]["counts"]["anger"]) == len(runs[0].neurons["ratios"]["0.01"]["neurons"]["anger"])
+    assert sum(tables["depth"]["embedded"]["counts"]["anger"]) == len(runs[0].neurons.selection(0.01).neurons["anger"])
     assert tables["profile_overlap"][0]["shared"]["anger"] == ["angry", "the"]
     other = _run("e2", "embedded-gemma3", 1, 5, split="other.dir")
     assert atlas_tables([runs[0], other])["same_test_split"] is False
@@ -211,17 +217,17 @@ def _git(repo: Path, *args: str) -> str:
 
 
 def _commit_run(repo: Path, name: str, model: str, seed: int, layers: int, cards: dict = CARDS_A,
-                skip: str | None = None, eval_without: str | None = None) -> str:
+                skip: Artifact | None = None, eval_without: str | None = None) -> str:
     run = synthetic_run(seed=seed, layers=layers)
     run["eval"].pop(eval_without, None)
-    records = {"eval": run["eval"], "neurons": run["neurons"], "steer": steer_json(), "cards": cards}
-    for key, path in RUN_FILES.items():
-        target = repo / path
+    records = {EVAL: run["eval"], NEURONS: run["neurons"], STEER: steer_json(), CARDS: cards}
+    for artifact in ATLAS_RECORDS:
+        target = repo / artifact.path
         target.parent.mkdir(parents=True, exist_ok=True)
-        if key == skip:
+        if artifact == skip:
             target.unlink(missing_ok=True)
         else:
-            target.write_text(json.dumps(records[key]))
+            target.write_text(json.dumps(records[artifact]))
     (repo / "params.yaml").write_text(f"model:\n  id: {model}\n")
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", name)
@@ -236,7 +242,7 @@ def repo(tmp_path_factory) -> tuple[Path, list[str]]:
     _git(repo, "config", "user.name", "t")
     revs = [_commit_run(repo, "e1", "embedded", 0, 8),
             _commit_run(repo, "e2", "embedded-gemma3", 1, 5, cards=CARDS_B),
-            _commit_run(repo, "e3", "other/model", 2, 5, skip="steer"),
+            _commit_run(repo, "e3", "other/model", 2, 5, skip=STEER),
             _commit_run(repo, "e4", "third/model", 3, 5, eval_without="conditions")]
     return repo, revs
 

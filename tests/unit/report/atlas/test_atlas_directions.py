@@ -10,25 +10,30 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
+from emoneurons.emotions import EMOTIONS
+from emoneurons.io.artifacts import CARDS as CARDS_FILE, DIRECTIONS, EVAL, NEURONS, STEER
+from emoneurons.io.cards_file import parse_cards
+from emoneurons.io.directions_file import parse_directions
+from emoneurons.io.eval_file import parse_eval
+from emoneurons.io.neurons_file import parse_neurons
+from emoneurons.io.steer_file import parse_steer
+from emoneurons.report.atlas.figures import ATLAS_FIGURES, DIRECTIONS_FIGURE, atlas_figures
+from emoneurons.report.atlas.tables import ModelRun, atlas_tables, directions_row
+from emoneurons.report.atlas.write import write_atlas
+from emoneurons.runtime.atlas_runs import ATLAS_RECORDS, AtlasRunError, load_model_run
 from helpers.figure_layout import layout_faults, steer_json
 from helpers.synthetic_inputs import synthetic_directions
 from helpers.synthetic_run import synthetic_run
 
-from emoneurons.emotions import EMOTIONS
-from emoneurons.io.directions_file import DIRECTIONS_FILE, parse_directions
-from emoneurons.io.eval_file import parse_eval
-from emoneurons.report.atlas.figures import ATLAS_FIGURES, DIRECTIONS_FIGURE, atlas_figures
-from emoneurons.report.atlas.tables import ModelRun, atlas_tables, directions_row
-from emoneurons.report.atlas.write import write_atlas
-from emoneurons.runtime.atlas_runs import RUN_FILES, AtlasRunError, load_model_run
-
-CARDS = {"emotions": {e: {"selected": 1, "cards": [{"top_tokens": [{"token": " x"}]}]} for e in EMOTIONS}}
+CARDS = {"top_neurons": 1, "contexts": 5, "emotions": {e: {"selected": 1, "cards": [{"top_tokens": [{"token": " x"}]}]} for e in EMOTIONS}}
 
 
 def _run(name: str, model: str, seed: int, layers: int, directions: dict | None) -> ModelRun:
     run = synthetic_run(seed=seed, layers=layers)
     parsed = None if directions is None else parse_directions(directions)
-    return ModelRun(name, model, parse_eval(run["eval"]), run["neurons"], steer_json(), CARDS, "abc.dir", parsed)
+    return ModelRun(name, model, parse_eval(run["eval"]), parse_neurons(run["neurons"]), parse_steer(steer_json()),
+                    parse_cards(CARDS), "abc.dir", parsed)
 
 
 def test_directions_row_by_hand():
@@ -68,11 +73,11 @@ def _git(repo: Path, *args: str) -> str:
 
 def _commit(repo: Path, directions: dict | str | None) -> str:
     run = synthetic_run(seed=0, layers=6)
-    records = {"eval": run["eval"], "neurons": run["neurons"], "steer": steer_json(), "cards": CARDS}
-    for key, path in RUN_FILES.items():
-        (repo / path).parent.mkdir(parents=True, exist_ok=True)
-        (repo / path).write_text(json.dumps(records[key]))
-    target = repo / DIRECTIONS_FILE
+    records = {EVAL: run["eval"], NEURONS: run["neurons"], STEER: steer_json(), CARDS_FILE: CARDS}
+    for artifact in ATLAS_RECORDS:
+        (repo / artifact.path).parent.mkdir(parents=True, exist_ok=True)
+        (repo / artifact.path).write_text(json.dumps(records[artifact]))
+    target = repo / DIRECTIONS.path
     if directions is None:
         target.unlink(missing_ok=True)
     else:
@@ -93,13 +98,13 @@ def test_the_runs_directions_are_read_at_the_revision(tmp_path):
     with_directions = _commit(repo, record)
     without = _commit(repo, None)
     assert load_model_run(repo, with_directions).directions == parse_directions(
-        record, f"experiment {with_directions}: {DIRECTIONS_FILE}")
+        record, f"experiment {with_directions}: {DIRECTIONS.path}")
     assert load_model_run(repo, without).directions is None
     broken = json.loads(json.dumps(record))
     broken["geometry"]["valence"].pop("pc1_is_valence")
     bad = _commit(repo, broken)
-    with pytest.raises(AtlasRunError, match=rf"^experiment {bad}: {DIRECTIONS_FILE}: geometry: valence: pc1_is_valence is missing"):
+    with pytest.raises(AtlasRunError, match=rf"^experiment {bad}: {DIRECTIONS.path}: geometry: valence: pc1_is_valence is missing"):
         load_model_run(repo, bad)
     garbled = _commit(repo, "{not json")
-    with pytest.raises(AtlasRunError, match=rf"^experiment {garbled}: {DIRECTIONS_FILE} is not valid JSON"):
+    with pytest.raises(AtlasRunError, match=rf"^experiment {garbled}: {DIRECTIONS.path}: not valid JSON"):
         load_model_run(repo, garbled)

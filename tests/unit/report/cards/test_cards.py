@@ -7,14 +7,15 @@ import re
 
 import pytest
 import torch
-from helpers.cards import CARD_DIALOGUES as DIALOGUES, card_counts, cards_record
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.io.neurons_file import NoSelectionError
+from emoneurons.io.neurons_file import NoSelectionError, parse_neurons
 from emoneurons.neurons.counting import added_special_prefix
 from emoneurons.neurons.top_activations import empty_top_k, merge_top_k, neuron_activity, token_lift
 from emoneurons.report.cards.cards_json import card_neurons, context_record, plan_cards
 from emoneurons.report.cards.page import render_cards_html
+from helpers.cards import CARD_DIALOGUES as DIALOGUES, card_counts, cards_record
+from helpers.synthetic_inputs import neurons_json
 
 NEURONS = [(0, 3), (0, 17), (2, 5), (3, 60), (3, 1)]
 
@@ -115,7 +116,7 @@ def test_cards_rank_by_the_emotions_share_of_p_then_low_entropy():
 def test_plan_names_a_missing_selection():
     P, entropy = card_counts()
     with pytest.raises(NoSelectionError, match="no selection at ratio 0.02 "):
-        plan_cards({"ratios": {"0.01": {"neurons": {}}}, "layers": 4, "neurons_per_layer": 64}, 0.02, P, entropy, 2)
+        plan_cards(parse_neurons(neurons_json({0.01: {}}, 4, 64)), 0.02, P, entropy, 2)
 
 
 def test_context_window_highlights_the_token_and_stays_inside_the_dialogue(tiny_tokenizer):

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.cards import cards_record
-from helpers.environment import missing_under_ci
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.report.cards.page import render_cards_html
 from emoneurons.report.style import EMOTION_COLORS
+from helpers.cards import cards_record
+from helpers.environment import missing_under_ci
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

@@ -7,15 +7,16 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from helpers.revisions_repo import two_run_repo
-from helpers.synthetic_run import png_size, synthetic_run
 from typer.testing import CliRunner
 
 from emoneurons.cli import app
 from emoneurons.io.eval_file import parse_eval
+from emoneurons.io.neurons_file import parse_neurons
 from emoneurons.report.compare.figures import RunAtRev, compare_figures
 from emoneurons.report.compare.write import CompareError, compare_markdown, write_comparison
 from emoneurons.report.style import DPI, save_figure
+from helpers.revisions_repo import two_run_repo
+from helpers.synthetic_run import png_size, synthetic_run
 
 COMPARED = ("figure1", "figure2", "figure3", "figure4", "figure14", "figure15")
 
@@ -26,7 +27,7 @@ def repo(tmp_path_factory) -> Path:
 
 
 def test_compare_drawing_from_synthetic_runs(tmp_path):
-    runs = [RunAtRev(name, parse_eval(r["eval"]), r["neurons"]) for name, r in (
+    runs = [RunAtRev(name, parse_eval(r["eval"]), parse_neurons(r["neurons"])) for name, r in (
         ("baseline", synthetic_run(seed=0)), ("top-2pct", synthetic_run(seed=1, top_rate=0.02)),
         ("deeper", synthetic_run(seed=2, layers=12)))]
     figures = compare_figures(runs)

@@ -10,12 +10,10 @@ import sys
 
 import pytest
 import yaml
-from helpers.repo_params import params_dict
-from helpers.stage_runner import REPO
-from helpers.synthetic_run import png_size, synthetic_run, write_run
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.io.eval_file import parse_eval
+from emoneurons.io.neurons_file import parse_neurons
 from emoneurons.params import parse_params
 from emoneurons.report.document.html import inline
 from emoneurons.report.document.markdown import render_markdown
@@ -23,6 +21,9 @@ from emoneurons.report.document.run_report import build_report
 from emoneurons.report.figures.paper_figures import FIGURE_NAMES
 from emoneurons.report.results.accuracy import baseline_clear
 from emoneurons.report.results.run import RunMetrics, params_digest
+from helpers.repo_params import params_dict
+from helpers.stage_runner import REPO
+from helpers.synthetic_run import png_size, synthetic_run, write_run
 
 # -P: stages/ holds select.py, which would shadow the standard library's `select` module if the
 # script's folder were put first on sys.path (plain `python stages/plot.py` does that).
@@ -30,7 +31,7 @@ STAGE = [sys.executable, "-P", str(REPO / "stages" / "plot.py")]
 
 
 def metrics_of(run: dict) -> RunMetrics:
-    return RunMetrics(filter=run["filter"], meta=run["meta"], neurons=run["neurons"],
+    return RunMetrics(filter=run["filter"], meta=run["meta"], neurons=parse_neurons(run["neurons"]),
                       eval=parse_eval(run["eval"]), neuron_metrics=run["neuron_metrics"],
                       params=parse_params(run["params"]))
 
@@ -209,7 +210,7 @@ def test_dvc_plots_definitions_render(tmp_path, run):
     subprocess.run([*dvc, "init", "-q"], cwd=tmp_path, check=True, env=env)
     plots_section = {"plots": yaml.safe_load((REPO / "dvc.yaml").read_text())["plots"]}
     (tmp_path / "dvc.yaml").write_text(yaml.safe_dump(plots_section))
-    write_plots_data(tmp_path / "reports" / "plots", plots_data(run["neurons"], parse_eval(run["eval"])))
+    write_plots_data(tmp_path / "reports" / "plots", plots_data(parse_neurons(run["neurons"]), parse_eval(run["eval"])))
     shown = subprocess.run([*dvc, "plots", "show", "--json"], cwd=tmp_path, capture_output=True,
                            text=True, env=env, timeout=120)
     assert shown.returncode == 0, shown.stderr

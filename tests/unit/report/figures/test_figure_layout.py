@@ -6,13 +6,15 @@ default run's model name (the longest subtitle the plot stage writes)."""
 from __future__ import annotations
 
 import pytest
-from helpers.figure_layout import MODEL, layout_faults, steer_json
-from helpers.synthetic_run import synthetic_run
 from matplotlib.figure import Figure
 
 from emoneurons.io.eval_file import parse_eval
+from emoneurons.io.neurons_file import parse_neurons
+from emoneurons.io.steer_file import parse_steer
 from emoneurons.report.figures.paper_figures import FIGURE_NAMES, build_figures
 from emoneurons.report.steering.figure import steering_figure
+from helpers.figure_layout import MODEL, layout_faults, steer_json
+from helpers.synthetic_run import synthetic_run
 
 
 def test_the_check_sees_overlapping_and_cut_text():
@@ -34,20 +36,20 @@ def test_the_check_sees_overlapping_and_cut_text():
 @pytest.mark.parametrize("name", FIGURE_NAMES)
 def test_paper_figure_text_does_not_overlap_or_leave_the_canvas(name):
     run = synthetic_run()
-    figure = build_figures(run["filter"], run["neurons"], parse_eval(run["eval"]), MODEL)[name]
+    figure = build_figures(run["filter"], parse_neurons(run["neurons"]), parse_eval(run["eval"]), MODEL)[name]
     assert layout_faults(figure) == []
 
 
 @pytest.mark.parametrize("name", ["figure2_effect", "draw_null", "dose_response"])
 def test_the_nulls_figures_text_does_not_overlap_or_leave_the_canvas(name):
     run = synthetic_run(nulls=True)
-    figure = build_figures(run["filter"], run["neurons"], parse_eval(run["eval"]), MODEL)[name]
+    figure = build_figures(run["filter"], parse_neurons(run["neurons"]), parse_eval(run["eval"]), MODEL)[name]
     assert layout_faults(figure) == []
 
 
 def test_steering_figure_text_does_not_overlap_or_leave_the_canvas():
     record = steer_json()
-    figure = steering_figure(record)
+    figure = steering_figure(parse_steer(record))
     assert len(figure.axes) == 4  # the coherence row is drawn
     broken = [(c["alpha"], c["share_shift"]) for e in record["emotions"].values() for c in e["steered"] + e["controls"]
               if c["coherence"]["text_broke"]]
@@ -56,4 +58,4 @@ def test_steering_figure_text_does_not_overlap_or_leave_the_canvas():
     assert sorted(rings) == sorted((8.0, 100 * y) for _, y in broken)  # each ringed in the share panel
     assert layout_faults(figure) == []
     record.pop("coherence")  # a steer.json from before coherence: the top row only
-    assert layout_faults(steering_figure(record)) == []
+    assert layout_faults(steering_figure(parse_steer(record))) == []

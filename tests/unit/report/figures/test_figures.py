@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 import torch
-from helpers.synthetic_run import png_size, synthetic_run
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.io.eval_file import EvalFileError, parse_eval
-from emoneurons.io.neurons_file import NoSelectionError
+from emoneurons.io.eval_file import parse_eval
+from emoneurons.io.neurons_file import NoSelectionError, parse_neurons
+from emoneurons.io.records import RecordError
 from emoneurons.report.errors import ReportDataError
 from emoneurons.report.figures.paper_figures import FIGURE_NAMES, build_figures
 from emoneurons.report.figures.plots_data import plots_data, write_plots_data
@@ -27,6 +27,7 @@ from emoneurons.report.results.effects import effect_rows
 from emoneurons.report.results.neuron_sets import neuron_membership, overlap_ratio
 from emoneurons.report.results.sweeps import accuracy_changes, layer_sweep, layer_sweep_ratio, ratio_sweep
 from emoneurons.report.style import DPI, EMOTION_COLORS, save_figure
+from helpers.synthetic_run import png_size, synthetic_run
 
 RATIOS = (0.01, 0.02, 0.03, 0.04, 0.05)
 RANGES = ("bottom", "middle", "top", "all")
@@ -142,7 +143,7 @@ def test_masked_confusions_marks_missing_conditions(run):
 
 
 def test_plots_data_rows(run, tmp_path):
-    files = plots_data(run["neurons"], parse_eval(run["eval"]))
+    files = plots_data(parse_neurons(run["neurons"]), parse_eval(run["eval"]))
     per_layer = run["neurons"]["ratios"]["0.01"]["per_layer"]
     long = files["per_layer.csv"]
     assert len(long) == 8 * 6
@@ -178,7 +179,7 @@ def _check_saved(directory: Path, name: str, figure) -> None:
 def rendered(run, tmp_path_factory) -> tuple[dict, Path]:
     """Every figure of the synthetic run, built and saved once for the module."""
     directory = tmp_path_factory.mktemp("figures")
-    figures = build_figures(run["filter"], run["neurons"], parse_eval(run["eval"]), "synthetic/tiny-llama")
+    figures = build_figures(run["filter"], parse_neurons(run["neurons"]), parse_eval(run["eval"]), "synthetic/tiny-llama")
     for name, figure in figures.items():
         save_figure(figure, directory, name)
     return figures, directory
@@ -214,7 +215,7 @@ def test_figures_use_one_colour_per_emotion(rendered):
 
 def test_figures_without_controls_or_layer_ranges(tmp_path):
     sparse = synthetic_run(seed=3, control_draws=0, ranges=("all",), ratios=(0.01, 0.02))
-    figures = build_figures(sparse["filter"], sparse["neurons"], parse_eval(sparse["eval"]))
+    figures = build_figures(sparse["filter"], parse_neurons(sparse["neurons"]), parse_eval(sparse["eval"]))
     for name in ("figure2", "figure3", "figure4"):  # the ones that draw controls / ranges
         figures[name].savefig(tmp_path / f"{name}.png", dpi=DPI)
         width, height = figures[name].get_size_inches()
@@ -223,8 +224,8 @@ def test_figures_without_controls_or_layer_ranges(tmp_path):
 
 def test_views_name_the_missing_key(run):
     with pytest.raises(NoSelectionError, match="no selection at ratio 0.07 "):
-        build_figures(run["filter"], {**run["neurons"], "top_rate": 0.07}, parse_eval(run["eval"]))
-    with pytest.raises(EvalFileError, match=r"^reports/metrics/eval.json: conditions: no condition of kind 'unmodified'$"):
+        build_figures(run["filter"], parse_neurons({**run["neurons"], "top_rate": 0.07}), parse_eval(run["eval"]))
+    with pytest.raises(RecordError, match=r"^reports/metrics/eval.json: conditions: no condition of kind 'unmodified'$"):
         parse_eval({"conditions": run["eval"]["conditions"][1:]})
 
 
@@ -285,7 +286,7 @@ def test_figure3_effect_plots_every_ratio_per_masked_emotion(rendered, run):
 def test_the_nulls_figures_draw_eval_jsons_draws_and_doses():
     nulls = synthetic_run(seed=1, nulls=True)
     evaluation = parse_eval(nulls["eval"])
-    figures = build_figures(nulls["filter"], nulls["neurons"], evaluation)
+    figures = build_figures(nulls["filter"], parse_neurons(nulls["neurons"]), evaluation)
     record = nulls["eval"]["draw_null"]["conditions"]
     ax = figures["draw_null"].axes[0]
     lines = {line.get_gid(): line for line in ax.get_lines() if line.get_gid()}
@@ -315,6 +316,6 @@ def test_the_nulls_figures_draw_eval_jsons_draws_and_doses():
         if row["condition"] == "mask" and row["layers"] == "all" and row["ratio"] == 0.01:
             assert row["accuracy"] == plain_masks[row["masked"]].accuracy[row["emotion"]]
     # Runs without them: one placeholder figure each.
-    plain = build_figures(nulls["filter"], nulls["neurons"], parse_eval(synthetic_run(seed=1)["eval"]))
+    plain = build_figures(nulls["filter"], parse_neurons(nulls["neurons"]), parse_eval(synthetic_run(seed=1)["eval"]))
     assert "eval.null_draws: 0" in plain["draw_null"].axes[0].texts[0].get_text()
     assert "eval.scales: []" in plain["dose_response"].axes[0].texts[0].get_text()

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import torch
-from helpers.repo_params import section
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.steering import plan_steering, steering_record
+from emoneurons.io.cards_file import parse_cards
+from emoneurons.io.neurons_file import parse_neurons
+from emoneurons.io.steer_file import parse_steer
 from emoneurons.report.document.blocks import Image, Table
 from emoneurons.report.document.html import inline, render_html
 from emoneurons.report.document.markdown import render_markdown
 from emoneurons.report.steering.section import beyond_ablation_blocks
+from helpers.repo_params import section
+from helpers.synthetic_inputs import neurons_json
 
 
 def _steer_json() -> dict:
     selected = {e: [[1, i], [3, 10 + i]] for i, e in enumerate(EMOTIONS)}
     selected["fear"] = []
-    neurons = {"layers": 4, "neurons_per_layer": 64, "ratios": {"0.01": {"neurons": selected}}}
-    plan = plan_steering(neurons, 0.01, section("steer", alphas=(0, 8), control_draws=1))
+    plan = plan_steering(parse_neurons(neurons_json({0.01: selected}, 4, 64)), 0.01, section("steer", alphas=(0, 8), control_draws=1))
     n = 2 * (1 + len(plan))
     predicted = ["happiness"] * n
     predicted[2 * 2 : 2 * 3] = ["anger", "happiness"]  # anger at alpha 8: one of two replies
@@ -34,7 +37,7 @@ def _cards_json() -> dict:
 
 
 def test_section_links_the_cards_and_tabulates_each_emotion_and_alpha(tmp_path):
-    blocks = beyond_ablation_blocks(_cards_json(), _steer_json())
+    blocks = beyond_ablation_blocks(parse_cards(_cards_json()), parse_steer(_steer_json()))
     markdown = render_markdown(blocks)
     assert "[Neuron cards](cards/index.html): 10 cards" in markdown and "no cards, for fear" in markdown
     table = next(b for b in blocks if isinstance(b, Table))
@@ -53,7 +56,7 @@ def test_links_only_to_relative_paths():
 
 def test_each_judge_gets_a_share_shift_column_and_its_control():
     steer = _steer_json()
-    plan = plan_steering({"layers": 4, "neurons_per_layer": 64, "ratios": {"0.01": {"neurons": {"anger": [[1, 0]]}}}}, 0.01,
+    plan = plan_steering(parse_neurons(neurons_json({0.01: {"anger": [[1, 0]]}}, 4, 64)), 0.01,
                          section("steer", alphas=(0, 8), control_draws=1))
     n = 2 * (1 + len(plan))
     lexicon = ["fear"] * n
@@ -61,7 +64,7 @@ def test_each_judge_gets_a_share_shift_column_and_its_control():
     record = steering_record(["a", "b"], plan, ["happiness"] * n, None, ["r"] * n, {"anger": 1}, {"lexicon": lexicon})
     steer["emotions"] = record["emotions"]
     steer["judges"] = [{"name": "lexicon", "backend": "lexicon"}]
-    blocks = beyond_ablation_blocks(_cards_json(), steer)
+    blocks = beyond_ablation_blocks(parse_cards(_cards_json()), parse_steer(steer))
     table = next(b for b in blocks if isinstance(b, Table))
     assert table.headers[-2:] == ("judge lexicon (pp)", "judge lexicon control (pp)")
     assert [row[-2:] for row in table.rows] == [("+0.0", "+0.0"), ("+100.0", "+0.0")]
@@ -74,7 +77,7 @@ def test_a_shift_whose_replies_broke_reads_text_broke_beside_its_coherence():
     steer = _steer_json()
     selected = {e: [[1, i], [3, 10 + i]] for i, e in enumerate(EMOTIONS)}
     selected["fear"] = []
-    plan = plan_steering({"layers": 4, "neurons_per_layer": 64, "ratios": {"0.01": {"neurons": selected}}}, 0.01,
+    plan = plan_steering(parse_neurons(neurons_json({0.01: selected}, 4, 64)), 0.01,
                          section("steer", alphas=(0, 8), control_draws=1))
     n = 2 * (1 + len(plan))
     predicted = ["happiness"] * n
@@ -85,7 +88,7 @@ def test_a_shift_whose_replies_broke_reads_text_broke_beside_its_coherence():
     record = steering_record(["a", "b"], plan, predicted, torch.zeros(n, 6), ["r"] * n, {e: len(v) for e, v in selected.items()},
                              coherence=ReplyCoherence(logp, repeated), rule=CoherenceRule(2, 2.0, 0.2))
     steer |= record
-    blocks = beyond_ablation_blocks(_cards_json(), steer)
+    blocks = beyond_ablation_blocks(parse_cards(_cards_json()), parse_steer(steer))
     table = next(b for b in blocks if isinstance(b, Table))
     assert table.headers[-4:] == ("Δ log-lik/token", "control Δ log-lik/token", "Δ repeated 2-grams (pp)", "control Δ repeated (pp)")
     anger8 = next(row for row in table.rows if row[:3] == ("anger", "2", "8"))

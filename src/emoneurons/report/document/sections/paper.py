@@ -38,7 +38,7 @@ def paper_section(run: RunMetrics, top_rate: float, changes: Sequence[Mapping[st
 def _neuron_count_blocks(run: RunMetrics, top_rate: float) -> list[Block]:
     """Neurons per emotion here and in the paper, as shares of the neurons selected, and their ranking."""
     per_layer = per_layer_counts(run.neurons, top_rate)
-    layers, width = int(run.neurons["layers"]), int(run.neurons["neurons_per_layer"])
+    layers, width = run.neurons.layers, run.neurons.neurons_per_layer
     selected_here = top_rate * layers * width
     eight, seventy = PAPER_MODELS["Llama-3.1-8B-Instruct"], PAPER_MODELS["Llama-3.1-70B-Instruct"]
     sel8 = 0.01 * eight["layers"] * eight["neurons_per_layer"]
@@ -113,7 +113,7 @@ def _not_comparable(run: RunMetrics, name: str, clear: bool) -> str:
     if "llama-3.1-8b" not in name.lower() and "llama-3.1-70b" not in name.lower():
         reasons.append(f"the model is `{name}`, not Llama-3.1-8B/70B-Instruct, so neuron counts, "
                        f"layers and accuracies belong to a different network")
-    layers, width = int(run.neurons["layers"]), int(run.neurons["neurons_per_layer"])
+    layers, width = run.neurons.layers, run.neurons.neurons_per_layer
     reasons.append(f"the scale differs: {layers * width:,} FFN neurons here against 458,752 (8B) "
                    f"and 2,293,760 (70B), and {count(run.eval.n_test)} test dialogues "
                    f"against about {PAPER_TEST_DIALOGUES:,}, so the CIs here are "

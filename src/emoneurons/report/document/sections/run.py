@@ -15,7 +15,7 @@ from emoneurons.report.results.run import RunMetrics, data_source, model_name, p
 def run_section(run: RunMetrics, top_rate: float) -> list[Block]:
     params, meta, ev, flt = run.params, run.meta, run.eval, run.filter
     train = sum(int(v) for v in (meta.get("dialogues") or {}).values())
-    layers, width = int(run.neurons["layers"]), int(run.neurons["neurons_per_layer"])
+    layers, width = run.neurons.layers, run.neurons.neurons_per_layer
     judges = ", ".join(flt.get("judges") or [j.name for j in params.filter.judges])
     tokens = ev.tokens or {}
     items = [
@@ -29,7 +29,7 @@ def run_section(run: RunMetrics, top_rate: float) -> list[Block]:
         f"Counting: activation `{meta.get('activation')}`, positions `{meta.get('positions')}`, "
         f"text `{meta.get('text')}`; tokens counted per emotion: "
         + ", ".join(f"{e} {count((meta.get('tokens') or {}).get(e))}" for e in EMOTIONS) + ".",
-        f"Selection: `{run.neurons.get('assign')}` assignment, top {100 * top_rate:g}% lowest-entropy "
+        f"Selection: `{run.neurons.assign}` assignment, top {100 * top_rate:g}% lowest-entropy "
         f"neurons ({count(run.neuron_metrics.get('selected'))} selected; a neuron may belong to "
         f"several emotions).",
         f"Evaluation: method `{ev.method}`, {ev.shots} shot(s) per emotion, "

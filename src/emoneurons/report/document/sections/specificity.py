@@ -6,11 +6,10 @@ and graded masking's dose-response."""
 from __future__ import annotations
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.io.eval_file import same_ratio
+from emoneurons.params import same_ratio
 from emoneurons.report.document.blocks import Block, Heading, Image, Paragraph, Table
 from emoneurons.report.document.number_formats import ci_plain, count, number, p_value
 from emoneurons.report.results.effects import dose_rows, draw_null_rows, effect_rows, survives_matching
-from emoneurons.report.results.neuron_sets import top_rate_of
 from emoneurons.report.results.run import RunMetrics
 from emoneurons.report.style import LAYER_RANGES
 
@@ -75,7 +74,7 @@ def specificity_section(run: RunMetrics) -> list[Block]:
 def _matching_table(run: RunMetrics, null: str) -> list[Block]:
     """Per emotion at select.top_rate on all layers: the test against each kind, and whether
     'specific' survives matching."""
-    top_rate = top_rate_of(run.neurons)
+    top_rate = run.neurons.top_rate
     by_kind = {k: {r["masked"]: r for r in effect_rows(run.eval, k) if r["layers"] == "all" and same_ratio(r["ratio"], top_rate)}
                for k in ("matched", "uniform") if k in run.eval.control_kinds}
     if len(by_kind) < 2:
