@@ -32,6 +32,7 @@ from torch import Tensor
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.masking import neurons_by_layer
 from emoneurons.neurons.matched_controls import activity_matched_neurons
+from emoneurons.params import ControlKind, allowed_values
 
 ALPHA = 0.05  # family-wise, over the six emotions
 
