@@ -8,7 +8,7 @@ LLAMA_CPP_VERSION := 0.3.36
 REMOTE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/emoneurons/dvc-remote
 # The Python the venv is made from (TORCH=system: the one whose torch to use).
 PYTHON ?= python3
-# Which torch set-up installs (README, "Set-up"): `lock`, the lock as it is (on Linux torch's CUDA
+# Which torch set-up installs (docs/SETUP.md): `lock`, the lock as it is (on Linux torch's CUDA
 # build from the package index with its CUDA libraries, ~3 GB; it runs with and without a GPU);
 # `cpu`, requirements-cpu.lock (the same versions, torch's CPU build, no CUDA libraries) with torch
 # from TORCH_CPU_WHEELS or TORCH_CPU_INDEX; `system`, a venv that sees $(PYTHON)'s own torch (and
@@ -169,7 +169,7 @@ deps: $(VENV)/.installed
 clean-venv:
 	rm -rf $(VENV) $(LOWER_VENV)
 
-# The GPU check (bench/gpu_check.py, README "GPU check"): on a lent H100/H200 in < 8 minutes, one
+# The GPU check (bench/gpu_check.py, docs/SCALE.md): on a lent H100/H200 in < 8 minutes, one
 # JSON of every figure. It runs on the machine's own Python and packages (the CUDA image has no
 # package index and no .venv): what that image lacks comes from the wheels `make gpu-wheels`
 # downloads here, at the lock's versions. DEVICE=cpu runs the same script on the CPU (a test does).

@@ -65,7 +65,7 @@ class Recorder:
 
 
 def main(
-    dialogues: int = typer.Option(20000, help="synthetic dialogues (>= 20,000 for the README's numbers)"),
+    dialogues: int = typer.Option(20000, help="synthetic dialogues (>= 20,000 for bench/RESULTS.md's numbers)"),
     batch_size: int = typer.Option(16, help="sequences per batch (params: model.batch_size)"),
     threads: int = typer.Option(1, help="torch threads"),
 ) -> None:

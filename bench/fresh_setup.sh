@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What a new user on a plain Linux x86_64 machine gets: a fresh clone of this branch, the README's
+# What a new user on a plain Linux x86_64 machine gets: a fresh clone of this branch, the documented
 # set-up (`make setup`), imports of torch, transformers and emoneurons, then `make run` to the end,
 # with this machine's help hidden: the CPU wheel folder (/opt/wheels), every pip setting
 # (/etc/pip.conf, /etc/xdg/pip with its constraints, ~/.config/pip, PIP_* variables), the local

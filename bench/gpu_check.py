@@ -1,4 +1,4 @@
-"""One command for whoever is lent a GPU: `make gpu-check` (issue 20, item 5). In one process, in
+"""One command for whoever is lent a GPU: `make gpu-check`. In one process, in
 under 8 minutes on one H100/H200 (a budget the script keeps: a check that would start after it is
 recorded as not run), it runs
 
@@ -92,7 +92,7 @@ def check_bench_8b(device: str) -> dict:
     targets = {"count_ratio_to_plain >= 0.98": figures["count_ratio_to_plain"] >= 0.98,
                "count_tokens_per_s >= 33000": figures["count_tokens_per_s"] >= 33000,
                "masked_ratio_to_plain >= 0.95": figures["masked_ratio_to_plain"] >= 0.95}
-    # The targets are the issue's, for the 8B shape on an H100/H200-class card; the check passes
+    # The targets are the project's, for the 8B shape on an H100/H200-class card; the check passes
     # when the bench ran (the figures are what this JSON is for), the targets are reported beside.
     return {"pass": True, "shape": "Llama-3.1-8B" if on_gpu else "tiny (cpu run)", **figures,
             "targets_met": targets if on_gpu else None}
@@ -270,13 +270,20 @@ def _split(per_emotion: int, offset: int = 0):
 def check_mask_eval(device: str, folder: Path) -> dict:
     from emoneurons.evaluate.masking_eval import evaluate_masking
     from emoneurons.io.neurons_file import parse_neurons
+    from emoneurons.neurons.counting import activation_counts
+    from emoneurons.neurons.selection import overall_activation_probability
 
     lm_dev, lm_cpu = _loaded(device, folder), _loaded("cpu", folder)
     neurons = _neurons_json(lm_cpu)
+    # params' eval.controls (matched first) draw by P(active): the train split's, counted on the CPU
+    train = _split(3)
+    f, T = activation_counts(lm_cpu, train["dialogue"].to_list(), train["label"].to_list(), positions="all",
+                             activation="gate", batch_size=4, max_length=512, max_padding=1.0)
+    p_active = overall_activation_probability(f, T)
     params = _params().eval.model_copy(update={"ratios": (0.02,), "layer_ranges": ("top",), "control_draws": 1,
                                                "bootstrap": 100})
-    runs = [evaluate_masking(lm, _split(3), _split(2, offset=10), parse_neurons(neurons), params, 0.02, batch_size=4, progress=False,
-                             workers=1)[0] for lm in (lm_dev, lm_cpu)]
+    runs = [evaluate_masking(lm, train, _split(2, offset=10), parse_neurons(neurons), params, 0.02, batch_size=4, progress=False,
+                             workers=1, p_active=p_active)[0] for lm in (lm_dev, lm_cpu)]
     by_id = [{c["id"]: c for c in run["conditions"]} for run in runs]
     masked = [c for c in by_id[1].values() if c.get("n_neurons")]
     differing = [i for i in by_id[1] if by_id[0].get(i, {}).get("confusion") != by_id[1][i]["confusion"]]
@@ -288,9 +295,16 @@ def check_mask_eval(device: str, folder: Path) -> dict:
 def check_steer(device: str, folder: Path) -> dict:
     from emoneurons.evaluate.steering import plan_steering, run_steering
     from emoneurons.io.neurons_file import parse_neurons
+    from emoneurons.neurons.counting import activation_counts
+    from emoneurons.neurons.selection import overall_activation_probability
 
     lm_dev, lm_cpu = _loaded(device, folder), _loaded("cpu", folder)
     neurons = _neurons_json(lm_cpu)
+    # params' eval.controls (matched first) draw by P(active): the train split's, counted on the CPU
+    train = _split(3)
+    f, T = activation_counts(lm_cpu, train["dialogue"].to_list(), train["label"].to_list(), positions="all",
+                             activation="gate", batch_size=4, max_length=512, max_padding=1.0)
+    p_active = overall_activation_probability(f, T)
     settings = _params()
     steer = settings.steer.model_copy(update={"alphas": (0.0, 4.0), "control_draws": 1, "max_new_tokens": 6, "batch_size": 8})
     plan = plan_steering(parse_neurons(neurons), 0.02, steer)

@@ -68,7 +68,7 @@ def one_thread():
 
 def pytest_unconfigure(config) -> None:
     """The very last lines of a run (after pytest's own count line): how many tests were skipped,
-    and each one's reason, so a skip is never silent (`make test`, README's test figure)."""
+    and each one's reason, so a skip is never silent (`make test`, bench/RESULTS.md's test figures)."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if reporter is None or hasattr(config, "workerinput"):  # an xdist worker: the controller reports
         return
@@ -79,7 +79,7 @@ def pytest_unconfigure(config) -> None:
         reporter.write_line(f"  {report.nodeid}: {reason.removeprefix('Skipped: ')}")
 
 
-# The modules that take minutes on 2 cores, longest first (their times: README's test section).
+# The modules that take minutes on 2 cores, longest first (their times: bench/RESULTS.md, "The test suite").
 # `make test` runs `--dist loadfile --no-loadscope-reorder`, so xdist hands the modules out in
 # this order and the quick ones fill in around them; by default it would order modules by their
 # number of tests and start the longest one last. test_pipeline_queue.py waits for the project

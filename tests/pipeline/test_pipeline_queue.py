@@ -1,4 +1,4 @@
-"""The pipeline's determinism and a queued sweep as the README runs it, each on its own copy of
+"""The pipeline's determinism and a queued sweep as docs/USING.md runs it, each on its own copy of
 the session's reproduced project (pipeline_project.py): a module of their own, so that they run
 beside test_pipeline_dvc.py's experiments on another xdist worker."""
 
@@ -52,7 +52,7 @@ def test_queued_sweep_from_a_fresh_clone_runs_and_compares_by_name(project, env,
     dvc(project, env, "push", "--all-commits")  # the committed run, for the clone to pull
     remote = run_command([sys.executable, "-m", "dvc", "remote", "list", "--local"], project, env).stdout.split()[1]
     clone = clone_and_pull(project, env, tmp_path / "clone", [["add", "-d", "--local", "test", remote]])
-    # The README's recipe. 0.01 is the committed run's value: its experiment is restored from the
+    # docs/USING.md's recipe. 0.01 is the committed run's value: its experiment is restored from the
     # pulled cache, not rerun.
     swept = run_command([sys.executable, "-m", "emoneurons.cli", "sweep", "-S", "select.top_rate=0.01,0.02", "-j", "2",
                  "--timeout", "900"], clone, env, check=False)

@@ -212,3 +212,13 @@ def test_the_docs_give_names_of_every_kind():
     kinds = Counter(r.kind for path in DOCS for r in references(read_doc(path)))
     assert all(kinds[kind] >= 3 for kind in ("make target", "emoneurons command", "emoneurons option", "params key",
                                               "path", "link")), kinds
+
+
+README_WORD_BUDGET = 1500
+
+
+def test_the_readme_is_a_front_door_within_its_word_budget():
+    """README.md says what it is, how to run it and what comes out, and links the guide: at most
+    1,500 words a reader reads (fenced code, link targets and markup not counted)."""
+    words = prose_words(read_doc(REPO / "README.md"))
+    assert words <= README_WORD_BUDGET, f"README.md: {words} words, over its budget of {README_WORD_BUDGET}; move detail to docs/"

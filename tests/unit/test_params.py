@@ -14,7 +14,7 @@ PRESETS = sorted((REPO / "presets").glob("*.yaml"))
 def test_repo_params_are_valid():
     params = load_params(REPO / "params.yaml")
     assert params.model.id == "embedded"
-    assert [j.name for j in params.filter.judges] == ["lexicon"]  # no embedded LLM judge at chance (README)
+    assert [j.name for j in params.filter.judges] == ["lexicon"]  # no embedded LLM judge at chance (docs/DESIGN.md)
     assert 1 <= params.filter.min_agree <= 1 + len(params.filter.judges)
 
 

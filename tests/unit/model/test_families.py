@@ -1,4 +1,4 @@
-"""Every family the README names, through count, masking and the mask-eval engine, each against a
+"""Every family docs/USING.md names, through count, masking and the mask-eval engine, each against a
 naive reference built from the model's own forward: tiny random models built in-process (no
 download), the in-process tokenizer of tests/helpers/tiny_models.py."""
 

@@ -7,6 +7,7 @@ the key, before the model is loaded."""
 from __future__ import annotations
 
 import importlib.util
+import json
 
 import pytest
 import torch
@@ -64,12 +65,17 @@ def test_cuda_without_a_gpu_is_one_line_naming_the_key(stage, tmp_path, monkeypa
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     params = yaml.safe_load((repo / "params.yaml").read_text())
     params["model"]["device"] = "cuda"
+    params["eval"]["controls"] = ["uniform"]  # matched would need count's counts too
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     (tmp_path / "split").mkdir()
     for name in ("train", "test"):
         pl.DataFrame({"dialogue": ["A: a long day. B: it was."] * 6, "theme": list(EMOTIONS),
                       "label": list(EMOTIONS)}).write_parquet(tmp_path / "split" / f"{name}.parquet")
-    (tmp_path / "neurons.json").write_text("{}")
+    # Valid inputs to the device's check (the model is what fails): a neurons.json of each ratio.
+    chosen = {"selected": 1, "neurons": {e: [[0, 0]] for e in EMOTIONS}}
+    (tmp_path / "neurons.json").write_text(json.dumps(
+        {"top_rate": params["select"]["top_rate"], "assign": "lape", "layers": 2, "neurons_per_layer": 8,
+         "ratios": {f"{r:g}": chosen for r in {*params["eval"]["ratios"], params["select"]["top_rate"]}}}))
     spec = importlib.util.spec_from_file_location(f"stage_{stage}", repo / "stages" / f"{stage}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
