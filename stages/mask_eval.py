@@ -8,25 +8,24 @@ from pathlib import Path
 
 import typer
 
-from emoneurons.evaluate.conditions import PlanError, needs_activity, plan_conditions
+from emoneurons.emotions import EMOTIONS
+from emoneurons.evaluate.conditions import needs_activity, plan_conditions
 from emoneurons.evaluate.exp_metrics import exp_summary
 from emoneurons.evaluate.masking_eval import evaluate_masking
-from emoneurons.evaluate.shots import EvalDataError
 from emoneurons.io.artifacts import COUNTS, EVAL, HEADLINE, NEURONS, SUMMARY, TEST, TRAIN
 from emoneurons.io.atomic import write_json
 from emoneurons.io.eval_file import parse_eval
 from emoneurons.io.neurons_file import read_neurons
 from emoneurons.io.result_suites import check_evaluation
 from emoneurons.io.suites import checks_path, checks_record
-from emoneurons.io.tables import DataError, read_counts, read_table, table_rows
-from emoneurons.model.architecture import UnsupportedModelError
+from emoneurons.io.tables import read_counts, read_table, table_rows
 from emoneurons.neurons.selection import overall_activation_probability
-from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.params import load_stage_params
 from emoneurons.runtime.checkpoint import DEFAULT_ROOT
 from emoneurons.runtime.distributed import relaunch_if_requested, start
 from emoneurons.runtime.resume import ConditionSchedule, mask_eval_checkpoints
-from emoneurons.runtime.stage_run import run_stage
-from emoneurons.text.nrc_lexicon import NRCLexiconError, cue_words
+from emoneurons.runtime.stage_run import model_from, run_stage
+from emoneurons.text.nrc_lexicon import cue_words
 from emoneurons.text.truncation import Truncation
 
 
@@ -38,8 +37,8 @@ def main(
     out: Path = typer.Option(EVAL.folder, help="folder for eval.json, headline.json and summary.json"),
     checkpoints: Path = typer.Option(DEFAULT_ROOT, help="folder for finished conditions kept across a kill (not an out)"),
 ) -> None:
-    try:
-        settings = load_stage_params(params, ("model", "select.top_rate", "eval"))
+    settings = load_stage_params(params, ("model", "select.top_rate", "eval"))
+    with model_from(params, settings.model.id):
         # The train split gives a few shots and calibration rows: it is read a batch at a time
         # (evaluate/shots.py), the test split whole (its dialogues are all classified).
         train_path, test_path = TRAIN.at(split), TEST.at(split)
@@ -66,25 +65,16 @@ def main(
             max_length=settings.model.max_length, schedule=ConditionSchedule(ranks, saved),
             train_name=str(train_path), test_name=str(test_path), p_active=p_active,
         )
-    except (ParamsError, DataError, PlanError, EvalDataError, NRCLexiconError) as error:
-        print(error, file=sys.stderr)
-        raise typer.Exit(1) from None
-    except UnsupportedModelError as error:
-        print(f"{params}: model.id {settings.model.id!r}: {error}", file=sys.stderr)
-        raise typer.Exit(1) from None
     if results is None:  # not rank 0: rank 0 alone writes; wait for it, then leave
         ranks.barrier()
         return
     evaluation, headline = results
-    try:  # the results' own checks, before anything is written
-        planned = [c.id for c in plan_conditions(selection, settings.eval, settings.select.top_rate, selection.layers,
-                                                 p_active)]
-        # eval.checks.json names the results by their path in the pipeline whatever --out is (as count does).
-        checked = check_evaluation(evaluation, planned, test.height, source=EVAL.path)
-        written = parse_eval(evaluation)  # as plot and compare will read it
-    except DataError as error:
-        print(error, file=sys.stderr)
-        raise typer.Exit(1) from None
+    # The results' own checks, before anything is written.
+    planned = [c.id for c in plan_conditions(selection, settings.eval, settings.select.top_rate, selection.layers,
+                                             p_active)]
+    # eval.checks.json names the results by their path in the pipeline whatever --out is (as count does).
+    checked = check_evaluation(evaluation, planned, test.height, source=EVAL.path)
+    written = parse_eval(evaluation)  # as plot and compare will read it
     write_json(checks_path(EVAL.at(out)), checks_record(checked))
     write_json(EVAL.at(out), evaluation)
     write_json(HEADLINE.at(out), headline)
@@ -97,6 +87,16 @@ def main(
     print(f"mask-eval: unmodified accuracy {base.accuracy['overall']:.3f} [95% CI {lo:.3f}, {hi:.3f}] "
           f"vs chance {written.chance:.3f}; {len(written.conditions)} conditions; tokens computed "
           f"{tokens['computed']} of naive {tokens['naive']} ({tokens['computed'] / max(tokens['naive'], 1):.2f})")
+    rq2 = [written.find("mask", e, settings.select.top_rate, "all") for e in EMOTIONS]
+    for kind in written.control_kinds:
+        verdicts = [f"{m[0].masked} {(m[0].versus(kind) or {}).get('verdict', 'n/a')}" for m in rq2 if m]
+        print(f"mask-eval vs {kind} controls (select.top_rate, all layers): " + ", ".join(verdicts))
+    if written.draw_null is not None:
+        record = written.draw_null
+        print(f"mask-eval draw-level null ({record['draws']} {record['kind']} draws; {record['draws_needed']} needed for the "
+              f"rank test over {record['corrected_over']}): " + ", ".join(
+                  f"{cid.removeprefix('mask-')} rank {e['rank']}, {e['verdict_normal']} (normal)"
+                  for cid, e in record["conditions"].items() if e["rank"] is not None))
     if written.keyword_control is not None:
         control = written.keyword_control
         removal = control["removal"]

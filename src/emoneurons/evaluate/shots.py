@@ -16,13 +16,14 @@ from typing import get_args
 import polars as pl
 
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
+from emoneurons.errors import EmoneuronsError
 from emoneurons.io.tables import label_column, rows_at, table_batches, table_columns
 from emoneurons.params import ShotSelection, allowed_values
 
 TrainSplit = pl.DataFrame | Path  # in memory, or a parquet file read a batch at a time
 
 
-class EvalDataError(ValueError):
+class EvalDataError(EmoneuronsError, ValueError):
     """The split cannot be evaluated (empty, an emotion missing, too few shots), in one line."""
 
 
