@@ -17,7 +17,7 @@ from emoneurons.io.tables import DataError, label_column, read_counts, read_tabl
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.report.cards.cards_json import CardsDataError, build_cards, plan_cards
 from emoneurons.report.cards.page import render_cards_html
-from emoneurons.runtime.stage_run import run_stage
+from emoneurons.runtime.stage_run import model_from, run_stage
 
 
 def main(
@@ -27,8 +27,8 @@ def main(
     neurons: Path = typer.Option(Path(NEURONS.path), help="selected neurons"),
     out: Path = typer.Option(CARDS.folder, help="folder for index.html and cards.json"),
 ) -> None:
-    try:
-        settings = load_stage_params(params, ("model", "select.top_rate", "cards"))
+    settings = load_stage_params(params, ("model", "select.top_rate", "cards"))
+    with model_from(params, settings.model.id):
         cards = settings.cards
         table = read_table(train)
         selection = read_neurons(neurons)
@@ -49,22 +49,12 @@ def main(
         emotions = build_cards(plan, activity, P, entropy, lm.tokenizer, table["id"].to_list(), labels,
                                selection.selection(settings.select.top_rate).per_emotion_counts(),
                                window=cards.window, top_tokens=cards.top_tokens, min_token_count=cards.min_token_count)
-    except (ParamsError, DataError, CardsDataError) as error:
-        print(error, file=sys.stderr)
-        raise typer.Exit(1) from None
-    except ValueError as error:  # counts P cannot be formed from (an emotion without tokens), a dialogue without tokens
-        print(f"cards: {error}", file=sys.stderr)
-        raise typer.Exit(1) from None
     record = {"model": lm.name, "top_rate": settings.select.top_rate, "top_neurons": cards.top_neurons,
               "contexts": cards.contexts, "window": cards.window, "min_token_count": cards.min_token_count,
               "split": "train", "dialogues": table.height, "tokens": activity.tokens,
               "truncated": activity.truncated.record(),  # dialogues cut to model.max_length, as count reports them
               "emotions": emotions}
-    try:
-        checked = check_cards(record, layers=f.shape[0], neurons_per_layer=f.shape[1], source=CARDS.path)  # named by its pipeline path whatever --out is
-    except DataError as error:
-        print(error, file=sys.stderr)
-        raise typer.Exit(1) from None
+    checked = check_cards(record, layers=f.shape[0], neurons_per_layer=f.shape[1], source=CARDS.path)  # named by its pipeline path whatever --out is
     with atomic_dir(out) as tmp:
         write_json(CARDS.at(tmp), record)
         write_json(CARDS_CHECKS.at(tmp), checks_record(checked))

@@ -13,19 +13,16 @@ from emoneurons.emotions import EMOTIONS
 from emoneurons.io.artifacts import COUNT_CHECKS, COUNT_META, COUNTS, TRAIN
 from emoneurons.io.atomic import atomic_dir
 from emoneurons.io.suites import check_counts, checks_record
-from emoneurons.io.tables import DataError
-from emoneurons.model.architecture import UnsupportedModelError
 from emoneurons.model.loading import load_model
 from emoneurons.neurons.count_inputs import ParquetDialogues
 from emoneurons.neurons.counting import count_dialogues
-from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.params import load_stage_params
 from emoneurons.runtime.checkpoint import DEFAULT_ROOT
 from emoneurons.runtime.compute import compute_record, pin_threads
 from emoneurons.runtime.distributed import relaunch_if_requested, start
 from emoneurons.runtime.resume import CountSchedule, count_checkpoints
-from emoneurons.runtime.stage_run import run_stage
-from emoneurons.text.cue_removal import CueTokensError
-from emoneurons.text.nrc_lexicon import NRCLexiconError, cue_words
+from emoneurons.runtime.stage_run import model_from, run_stage
+from emoneurons.text.nrc_lexicon import cue_words
 from emoneurons.text.prompt_format import resolve_prompt_format
 from emoneurons.text.truncation import Truncation
 
@@ -38,8 +35,8 @@ def main(
 ) -> None:
     from safetensors.torch import save_file
 
-    try:
-        settings = load_stage_params(params, ("model", "count", "eval.prompt_format"))
+    settings = load_stage_params(params, ("model", "count", "eval.prompt_format"))
+    with model_from(params, settings.model.id):
         pin_threads()  # float results depend on it: one count for the whole run, recorded in meta.json
         model_params, count = settings.model, settings.count
         dialogues = ParquetDialogues(train)  # its emotions read and checked now; the texts a piece at a time
@@ -60,12 +57,6 @@ def main(
         # checks.json names the counts by their pipeline path whatever --out is, so counts written to
         # another folder (a resumed run, another launcher) are the same bytes.
         checked = check_counts(f, T, source=COUNTS.path) if ranks.main else None
-    except (ParamsError, DataError, NRCLexiconError, CueTokensError) as error:
-        print(error, file=sys.stderr)
-        raise typer.Exit(1) from None
-    except UnsupportedModelError as error:
-        print(f"{params}: model.id {settings.model.id!r}: {error}", file=sys.stderr)
-        raise typer.Exit(1) from None
     if not ranks.main:  # rank 0 alone writes; the others wait for it, then leave
         ranks.barrier()
         return

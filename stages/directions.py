@@ -18,7 +18,7 @@ from emoneurons.model.architecture import UnsupportedModelError
 from emoneurons.neurons.count_inputs import ParquetDialogues
 from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.runtime.compute import compute_record, pin_threads
-from emoneurons.runtime.stage_run import run_stage
+from emoneurons.runtime.stage_run import model_from, run_stage
 from emoneurons.text.cue_removal import CueTokensError
 from emoneurons.text.nrc_lexicon import NRCLexiconError
 
@@ -31,10 +31,10 @@ def main(
     out: Path = typer.Option(DIRECTION_SUMS.folder, help="folder for class_sums.safetensors and meta.json"),
     summary: Path = typer.Option(Path(DIRECTIONS.path), help="the summary the report and the atlas read"),
 ) -> None:
-    try:
-        settings = load_stage_params(params, ("model", "count.text", "count.positions", "count.skip_cue_tokens",
-                                              "eval.prompt_format", "eval.controls", "eval.activity_bins", "select.top_rate",
-                                              "directions"))
+    settings = load_stage_params(params, ("model", "count.text", "count.positions", "count.skip_cue_tokens",
+                                          "eval.prompt_format", "eval.controls", "eval.activity_bins", "select.top_rate",
+                                          "directions"))
+    with model_from(params, settings.model.id):
         options, top_rate = settings.directions, settings.select.top_rate
         if not options.enabled:
             with atomic_dir(out) as tmp:
@@ -51,12 +51,6 @@ def main(
         # The control draws: mask-eval's null (eval.controls' first kind), in its P(active) bins.
         result = run_directions(settings.model, tokens, options, train=dialogues, counts=counts, neurons=read_neurons(neurons),
                                 top_rate=top_rate, control=settings.eval.controls[0], activity_bins=settings.eval.activity_bins)
-    except (ParamsError, DataError, NRCLexiconError, CueTokensError) as error:
-        print(error, file=sys.stderr)
-        raise typer.Exit(1) from None
-    except UnsupportedModelError as error:
-        print(f"{params}: model.id {settings.model.id!r}: {error}", file=sys.stderr)
-        raise typer.Exit(1) from None
     from safetensors.torch import save_file
 
     with atomic_dir(out) as tmp:

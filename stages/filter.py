@@ -11,14 +11,13 @@ from pathlib import Path
 import typer
 
 from emoneurons.backends.cache import prepare_cache_dir
-from emoneurons.backends.chat import ChatBackendError
 from emoneurons.backends.judges import judge_metrics, make_judges
 from emoneurons.dataset.emoprism import read_emoprism
 from emoneurons.dataset.filtering import filter_to_table
 from emoneurons.io.artifacts import DIALOGUES, EXTERNAL, FILTER_CACHE, FILTER_REPORT, FILTERED
 from emoneurons.io.atomic import write_json
 from emoneurons.io.suites import checks_path, checks_record
-from emoneurons.io.tables import BATCH_ROWS, DataError, table_batches, table_rows
+from emoneurons.io.tables import BATCH_ROWS, table_batches, table_rows
 from emoneurons.params import ParamsError, load_stage_params, require_under
 from emoneurons.runtime.stage_run import run_stage
 
@@ -32,36 +31,32 @@ def main(
     external: Path = typer.Option(Path(EXTERNAL.path), help="folder of imported data sets (a dep in dvc.yaml); filter.emoprism.path must lie in it"),
 ) -> None:
     start = time.perf_counter()
-    try:
-        settings = load_stage_params(params, ("filter", "model", "eval.prompt_format"))
-        require_under(external, "filter.emoprism.path", settings.filter.emoprism.path, params)
-        options = settings.filter
-        emoprism = None
-        if options.source == "emoprism":
-            # The whole file is read and checked first (one line on bad input, nothing written), then again in batches.
-            emoprism = read_emoprism(options.emoprism.path, options.emoprism.judge_columns, desc="filter: read and check")
-            labels, judges, total = emoprism.judges, [], emoprism.records
-            if not 1 <= options.min_agree <= 1 + len(labels):
-                raise ParamsError(
-                    f"filter.min_agree: must be between 1 and {1 + len(labels)} (the intended emotion plus "
-                    f"the {len(labels)} judge columns of {options.emoprism.path}), got {options.min_agree}"
-                )
-            prepare_cache_dir(cache)  # a DVC output even when unused; made only once the input passed
-            seconds = dict.fromkeys(labels, 0.0)
-            batches = emoprism.batches(BATCH_ROWS)
-        else:
-            batches, judges, seconds = _judged(dialogues, cache, options.judges, settings.model, settings.eval.prompt_format)
-            labels, total = [judge.name for judge in judges], table_rows(dialogues)
-        metrics, checked = filter_to_table(batches, total, labels, options.min_agree, out,
-                                           input_source=options.emoprism.path if emoprism is not None else None)
-        if emoprism is not None:
-            metrics["source"] = {"emoprism": options.emoprism.path, "label_not_theme": emoprism.label_not_theme}
-        metrics |= judge_metrics(judges)
-        write_json(checks_path(out), checks_record(checked))
-        write_json(report, metrics)
-    except (ParamsError, DataError, ChatBackendError) as error:
-        print(error, file=sys.stderr)
-        raise typer.Exit(1) from None
+    settings = load_stage_params(params, ("filter", "model", "eval.prompt_format"))
+    require_under(external, "filter.emoprism.path", settings.filter.emoprism.path, params)
+    options = settings.filter
+    emoprism = None
+    if options.source == "emoprism":
+        # The whole file is read and checked first (one line on bad input, nothing written), then again in batches.
+        emoprism = read_emoprism(options.emoprism.path, options.emoprism.judge_columns, desc="filter: read and check")
+        labels, judges, total = emoprism.judges, [], emoprism.records
+        if not 1 <= options.min_agree <= 1 + len(labels):
+            raise ParamsError(
+                f"filter.min_agree: must be between 1 and {1 + len(labels)} (the intended emotion plus "
+                f"the {len(labels)} judge columns of {options.emoprism.path}), got {options.min_agree}"
+            )
+        prepare_cache_dir(cache)  # a DVC output even when unused; made only once the input passed
+        seconds = dict.fromkeys(labels, 0.0)
+        batches = emoprism.batches(BATCH_ROWS)
+    else:
+        batches, judges, seconds = _judged(dialogues, cache, options.judges, settings.model, settings.eval.prompt_format)
+        labels, total = [judge.name for judge in judges], table_rows(dialogues)
+    metrics, checked = filter_to_table(batches, total, labels, options.min_agree, out,
+                                       input_source=options.emoprism.path if emoprism is not None else None)
+    if emoprism is not None:
+        metrics["source"] = {"emoprism": options.emoprism.path, "label_not_theme": emoprism.label_not_theme}
+    metrics |= judge_metrics(judges)
+    write_json(checks_path(out), checks_record(checked))
+    write_json(report, metrics)
     # Timings go to the console, not the metrics file, so a rerun does not change the metrics.
     agreement = ", ".join(
         f"{name} {value} ({seconds[name]}s)" for name, value in metrics["judge_agreement"].items()

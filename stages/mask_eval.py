@@ -26,7 +26,7 @@ from emoneurons.params import ParamsError, load_stage_params
 from emoneurons.runtime.checkpoint import DEFAULT_ROOT
 from emoneurons.runtime.distributed import relaunch_if_requested, start
 from emoneurons.runtime.resume import ConditionSchedule, mask_eval_checkpoints
-from emoneurons.runtime.stage_run import run_stage
+from emoneurons.runtime.stage_run import model_from, run_stage
 from emoneurons.text.nrc_lexicon import NRCLexiconError, cue_words
 from emoneurons.text.truncation import Truncation
 
@@ -39,8 +39,8 @@ def main(
     out: Path = typer.Option(EVAL.folder, help="folder for eval.json, headline.json and summary.json"),
     checkpoints: Path = typer.Option(DEFAULT_ROOT, help="folder for finished conditions kept across a kill (not an out)"),
 ) -> None:
-    try:
-        settings = load_stage_params(params, ("model", "select.top_rate", "eval"))
+    settings = load_stage_params(params, ("model", "select.top_rate", "eval"))
+    with model_from(params, settings.model.id):
         train_path, test_path = TRAIN.at(split), TEST.at(split)
         train, test = read_table(train_path), read_table(test_path)
         selection = read_neurons(neurons)
@@ -64,25 +64,16 @@ def main(
             max_length=settings.model.max_length, schedule=ConditionSchedule(ranks, saved),
             train_name=str(train_path), test_name=str(test_path), p_active=p_active,
         )
-    except (ParamsError, DataError, PlanError, EvalDataError, NRCLexiconError) as error:
-        print(error, file=sys.stderr)
-        raise typer.Exit(1) from None
-    except UnsupportedModelError as error:
-        print(f"{params}: model.id {settings.model.id!r}: {error}", file=sys.stderr)
-        raise typer.Exit(1) from None
     if results is None:  # not rank 0: rank 0 alone writes; wait for it, then leave
         ranks.barrier()
         return
     evaluation, headline = results
-    try:  # the results' own checks, before anything is written
-        planned = [c.id for c in plan_conditions(selection, settings.eval, settings.select.top_rate, selection.layers,
-                                                 p_active)]
-        # eval.checks.json names the results by their path in the pipeline whatever --out is (as count does).
-        checked = check_evaluation(evaluation, planned, test.height, source=EVAL.path)
-        written = parse_eval(evaluation)  # as plot and compare will read it
-    except DataError as error:
-        print(error, file=sys.stderr)
-        raise typer.Exit(1) from None
+    # The results' own checks, before anything is written.
+    planned = [c.id for c in plan_conditions(selection, settings.eval, settings.select.top_rate, selection.layers,
+                                             p_active)]
+    # eval.checks.json names the results by their path in the pipeline whatever --out is (as count does).
+    checked = check_evaluation(evaluation, planned, test.height, source=EVAL.path)
+    written = parse_eval(evaluation)  # as plot and compare will read it
     write_json(checks_path(EVAL.at(out)), checks_record(checked))
     write_json(EVAL.at(out), evaluation)
     write_json(HEADLINE.at(out), headline)

@@ -27,8 +27,8 @@ from emoneurons.io.directions_file import DirectionsFile, read_directions
 from emoneurons.io.eval_file import read_eval
 from emoneurons.io.neurons_file import read_neurons
 from emoneurons.io.steer_file import SteerFile, read_steer
-from emoneurons.io.tables import DataError, read_json
-from emoneurons.params import ParamsError, load_params
+from emoneurons.io.tables import read_json
+from emoneurons.params import load_params
 from emoneurons.runtime.stage_run import run_stage
 
 if TYPE_CHECKING:  # imported at run time only once the inputs are there (see main)
@@ -50,32 +50,22 @@ def main(
     report: Path = typer.Option(Path(REPORT.path)),
     html: Path = typer.Option(Path(REPORT_PAGE.path)),
 ) -> None:
-    try:
-        raw = {"filter": read_json(filter_json), "meta": read_json(meta),
-               "neurons": read_neurons(neurons), "eval": read_eval(eval_json),
-               "neuron_metrics": read_json(neuron_metrics)}
-        # The cards and steer stages' outputs (always there under `dvc repro`); a plot run without
-        # them, on metrics alone, leaves their section out.
-        cards = read_cards(cards_json) if cards_json.exists() else None
-        steer = read_steer(steer_json) if steer_json.exists() else None
-        # The directions stage's summary (always there under `dvc repro`; off, or absent: no section).
-        directions = read_directions(directions_json) if directions_json.exists() else None
-        validated = load_params(params)
-    except (ParamsError, DataError) as error:
-        typer.echo(f"plot: {error}", err=True)
-        raise typer.Exit(1) from None
+    raw = {"filter": read_json(filter_json), "meta": read_json(meta),
+           "neurons": read_neurons(neurons), "eval": read_eval(eval_json),
+           "neuron_metrics": read_json(neuron_metrics)}
+    # The cards and steer stages' outputs (always there under `dvc repro`); a plot run without
+    # them, on metrics alone, leaves their section out.
+    cards = read_cards(cards_json) if cards_json.exists() else None
+    steer = read_steer(steer_json) if steer_json.exists() else None
+    # The directions stage's summary (always there under `dvc repro`; off, or absent: no section).
+    directions = read_directions(directions_json) if directions_json.exists() else None
+    validated = load_params(params)
     # Imported only once the inputs are there: torch and matplotlib take seconds to load.
-    from emoneurons.report.errors import ReportDataError
+    from emoneurons.report.errors import metrics_keys_named
     from emoneurons.report.results.run import RunMetrics
 
-    try:
+    with metrics_keys_named():
         write_outputs(RunMetrics(**raw, params=validated), cards, steer, figures, plots, report, html, directions)
-    except (ReportDataError, DataError) as error:  # DataError: neurons.json has no selection at a ratio
-        typer.echo(f"plot: {error}", err=True)
-        raise typer.Exit(1) from None
-    except KeyError as error:
-        typer.echo(f"plot: a metrics file lacks the key {error} (see docs/CONTRACTS.md)", err=True)
-        raise typer.Exit(1) from None
     typer.echo(f"plot: wrote {figures}/, {plots}/, {report}, {html}", err=True)
 
 
@@ -126,4 +116,4 @@ def write_outputs(
 
 
 if __name__ == "__main__":
-    run_stage(main, "plot")
+    run_stage(main, "plot", name_errors=True)

@@ -6,7 +6,6 @@ for every `python stages/<name>.py` (Python puts the script's folder first on sy
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
@@ -17,9 +16,9 @@ from emoneurons.io.atomic import atomic_dir, write_json
 from emoneurons.io.neurons_file import neurons_record, ratio_key
 from emoneurons.io.result_suites import check_neurons
 from emoneurons.io.suites import checks_record
-from emoneurons.io.tables import DataError, read_counts
+from emoneurons.io.tables import read_counts
 from emoneurons.neurons.selection import select_emotion_neurons
-from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.params import load_stage_params
 from emoneurons.runtime.stage_run import run_stage
 
 
@@ -29,26 +28,19 @@ def main(
     out: Path = typer.Option(NEURONS.folder, help="folder for neurons.json"),
     metrics: Path = typer.Option(Path(NEURON_COUNTS.path), help="per-emotion neuron counts"),
 ) -> None:
-    try:
-        settings = load_stage_params(params, ("select", "eval.ratios"))
-        select, ratios = settings.select, sorted({settings.select.top_rate, *settings.eval.ratios})
-        f, T = read_counts(counts)
-        selections = {
-            ratio: select_emotion_neurons(
-                f, T, top_rate=ratio, filter_rate=select.filter_rate,
-                activation_bar_ratio=select.activation_bar_ratio, assign=select.assign,
-            )
-            for ratio in ratios
-        }
-        record = neurons_record(top_rate=select.top_rate, assign=select.assign, layers=f.shape[0], neurons_per_layer=f.shape[1],
-                                selections={ratio: selection.record() for ratio, selection in selections.items()})
-        checked = check_neurons(record, source=NEURONS.path)  # named by its pipeline path whatever --out is
-    except (ParamsError, DataError) as error:  # DataError includes a failed data check
-        print(error, file=sys.stderr)
-        raise typer.Exit(1) from None
-    except ValueError as error:  # counts that select cannot use (an emotion without tokens, a bad shape)
-        print(f"{counts / 'counts.safetensors'}: {error}", file=sys.stderr)
-        raise typer.Exit(1) from None
+    settings = load_stage_params(params, ("select", "eval.ratios"))
+    select, ratios = settings.select, sorted({settings.select.top_rate, *settings.eval.ratios})
+    f, T = read_counts(counts)
+    selections = {
+        ratio: select_emotion_neurons(
+            f, T, top_rate=ratio, filter_rate=select.filter_rate,
+            activation_bar_ratio=select.activation_bar_ratio, assign=select.assign,
+        )
+        for ratio in ratios
+    }
+    record = neurons_record(top_rate=select.top_rate, assign=select.assign, layers=f.shape[0], neurons_per_layer=f.shape[1],
+                            selections={ratio: selection.record() for ratio, selection in selections.items()})
+    checked = check_neurons(record, source=NEURONS.path)  # named by its pipeline path whatever --out is
     with atomic_dir(out) as tmp:
         write_json(NEURONS.at(tmp), record)
         write_json(NEURONS_CHECKS.at(tmp), checks_record(checked))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -14,8 +13,7 @@ from emoneurons.emotions import EMOTIONS
 from emoneurons.io.artifacts import FILTERED, SPLIT_CHECKS, TEST, TRAIN
 from emoneurons.io.atomic import atomic_dir
 from emoneurons.io.suites import check_split, checks_record
-from emoneurons.io.tables import DataError
-from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.params import load_stage_params
 from emoneurons.runtime.stage_run import run_stage
 
 
@@ -33,18 +31,14 @@ def main(
     filtered: Path = typer.Option(Path(FILTERED.path), help="filtered dialogues"),
     out: Path = typer.Option(TRAIN.folder, help="folder for train.parquet and test.parquet"),
 ) -> None:
-    try:
-        settings = load_stage_params(params, ("split",)).split
-        split = TableSplit(filtered, settings.test_fraction, settings.seed)  # drawn from the ids: bad input before any output
-        # One folder, renamed into place whole: an interrupted run leaves no half split.
-        with atomic_dir(out) as tmp:
-            # The parts are written a batch at a time; the checks need only their ids and emotions.
-            train, test = split.write(tmp)
-            checked = check_split(train, test, settings.test_fraction, sources=(str(TRAIN.at(out)), str(TEST.at(out))))
-            SPLIT_CHECKS.at(tmp).write_text(json.dumps(checks_record(checked), indent=2) + "\n")
-    except (ParamsError, DataError) as error:
-        print(error, file=sys.stderr)
-        raise typer.Exit(1) from None
+    settings = load_stage_params(params, ("split",)).split
+    split = TableSplit(filtered, settings.test_fraction, settings.seed)  # drawn from the ids: bad input before any output
+    # One folder, renamed into place whole: an interrupted run leaves no half split.
+    with atomic_dir(out) as tmp:
+        # The parts are written a batch at a time; the checks need only their ids and emotions.
+        train, test = split.write(tmp)
+        checked = check_split(train, test, settings.test_fraction, sources=(str(TRAIN.at(out)), str(TEST.at(out))))
+        SPLIT_CHECKS.at(tmp).write_text(json.dumps(checks_record(checked), indent=2) + "\n")
     print(_summary(train, test))
 
 

@@ -4,21 +4,19 @@ condition's replies with their coherence (reports/steer/steer.json + figure)."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import typer
 
 from emoneurons.backends.cache import prepare_cache_dir
-from emoneurons.backends.chat import ChatBackendError
 from emoneurons.io.artifacts import NEURONS, STEER, STEER_CACHE, STEER_CHECKS, STEER_PROMPTS, TRAIN
 from emoneurons.io.atomic import atomic_dir, write_json
 from emoneurons.io.neurons_file import read_neurons
 from emoneurons.io.result_suites import check_steer
 from emoneurons.io.steer_file import parse_steer
 from emoneurons.io.suites import checks_record
-from emoneurons.io.tables import DataError, read_table
-from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.io.tables import read_table
+from emoneurons.params import load_stage_params
 from emoneurons.runtime.stage_run import run_stage
 
 
@@ -30,53 +28,39 @@ def main(
     out: Path = typer.Option(STEER.folder, help="folder for steer.json and the figure"),
     cache: Path = typer.Option(Path(STEER_CACHE.path), help="chat request cache (openai judges)"),
 ) -> None:
-    try:
-        settings = load_stage_params(params, ("model", "select.top_rate", "steer", "eval", "filter.judges"))
-    except ParamsError as error:
-        print(error, file=sys.stderr)
-        raise typer.Exit(1) from None
+    settings = load_stage_params(params, ("model", "select.top_rate", "steer", "eval", "filter.judges"))
     # Imported only once the params are valid: torch and transformers take seconds to load.
     from emoneurons.backends.judges import judge_metrics, make_judges
-    from emoneurons.evaluate.shots import EvalDataError
     from emoneurons.evaluate.steering import (
-        SteerDataError,
         check_classifier_train,
         plan_steering,
         read_prompts,
         run_steering,
     )
 
-    try:
-        steer = settings.steer
-        texts = read_prompts(prompts, steer.prompts)
-        table = read_table(train)
-        selection = read_neurons(neurons)
-        plan = plan_steering(selection, settings.select.top_rate, steer)
-        check_classifier_train(table, settings.eval, train_name=str(train))
-        from emoneurons.model.loading import load_model  # imports torch/transformers: after the cheap checks
+    steer = settings.steer
+    texts = read_prompts(prompts, steer.prompts)
+    table = read_table(train)
+    selection = read_neurons(neurons)
+    plan = plan_steering(selection, settings.select.top_rate, steer)
+    check_classifier_train(table, settings.eval, train_name=str(train))
+    from emoneurons.model.loading import load_model  # imports torch/transformers: after the cheap checks
 
-        prepare_cache_dir(cache)  # a DVC output even when no judge asks a server; after the input checks
-        lm = load_model(settings.model)
-        # The filter's judges, built as the filter builds them; an hf judge shares the loaded model.
-        from emoneurons.evaluate.classify import classify
+    prepare_cache_dir(cache)  # a DVC output even when no judge asks a server; after the input checks
+    lm = load_model(settings.model)
+    # The filter's judges, built as the filter builds them; an hf judge shares the loaded model.
+    from emoneurons.evaluate.classify import classify
 
-        judges = make_judges(settings.filter.judges, settings.model, cache, settings.eval.prompt_format,
-                             classify=classify, lm=lm)
-        selected = selection.selection(settings.select.top_rate).per_emotion_counts()
-        record = run_steering(lm, texts, plan, table, settings.eval, steer, selected, batch_size=settings.model.batch_size,
-                              judges=judges)
-    except (DataError, SteerDataError, EvalDataError, ChatBackendError) as error:
-        print(error, file=sys.stderr)
-        raise typer.Exit(1) from None
+    judges = make_judges(settings.filter.judges, settings.model, cache, settings.eval.prompt_format,
+                         classify=classify, lm=lm)
+    selected = selection.selection(settings.select.top_rate).per_emotion_counts()
+    record = run_steering(lm, texts, plan, table, settings.eval, steer, selected, batch_size=settings.model.batch_size,
+                          judges=judges)
     from emoneurons.report.steering.figure import save_steering_figure
 
     record = _with_settings(record, settings.eval, steer, settings.select.top_rate, settings.filter.judges, lm, texts)
     record |= judge_metrics(judges)
-    try:
-        checked = check_steer(record, steer.alphas, steer.control_draws, source=STEER.path)  # named by its pipeline path whatever --out is
-    except DataError as error:
-        print(error, file=sys.stderr)
-        raise typer.Exit(1) from None
+    checked = check_steer(record, steer.alphas, steer.control_draws, source=STEER.path)  # named by its pipeline path whatever --out is
     with atomic_dir(out) as tmp:
         write_json(STEER.at(tmp), record)
         write_json(STEER_CHECKS.at(tmp), checks_record(checked))

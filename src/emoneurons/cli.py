@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from emoneurons.runtime.stage_run import one_line_errors
+
 # Help texts are Markdown: a docstring's first line is the command's line in the overview, and its
 # wrapped source lines join into paragraphs (rich mode would keep every line break of the source).
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="markdown",
@@ -22,6 +24,7 @@ def main() -> None:
 
 
 @app.command()
+@one_line_errors
 def compare(
     revs: list[str] = typer.Argument(
         ..., help="two or more git revisions or DVC experiment names ('workspace' = files on disk)"),
@@ -33,16 +36,12 @@ def compare(
     Each revision is a git revision, a DVC experiment name or `workspace` (the files on disk); its
     metrics files are read there and drawn over the others' (reports/compare/)."""
     from emoneurons.report.compare.write import CompareError, write_comparison
-    from emoneurons.runtime.revisions import RevisionError, load_run
+    from emoneurons.runtime.revisions import load_run
 
-    try:
-        if len(revs) < 2:
-            raise CompareError(f"compare needs at least two revisions, got {len(revs)}")
-        runs = [load_run(repo, rev) for rev in revs]
-        written = write_comparison(runs, out)
-    except (RevisionError, CompareError) as error:
-        typer.echo(str(error), err=True)
-        raise typer.Exit(1) from None
+    if len(revs) < 2:
+        raise CompareError(f"compare needs at least two revisions, got {len(revs)}")
+    runs = [load_run(repo, rev) for rev in revs]
+    written = write_comparison(runs, out)
     typer.echo(f"wrote {written}/compare.md and {written}/figures/")
 
 
@@ -58,6 +57,7 @@ def pull(repo: Path = typer.Option(Path("."), help="the project's git/DVC reposi
 
 
 @app.command()
+@one_line_errors
 def sweep(
     set_param: list[str] = typer.Option([], "--set-param", "-S", help="as dvc exp run -S: key=v1,v2,... (repeatable); "
                                         "experiments already queued run too"),
@@ -72,19 +72,15 @@ def sweep(
     `dvc queue logs`; exits 1 when any did not succeed."""
     from emoneurons.runtime.dvc_runs import SweepError, sweep as run_sweep
 
-    try:
-        final = run_sweep(set_param, jobs, repo, timeout=timeout)
-    except SweepError as error:
-        typer.echo(str(error), err=True)
-        raise typer.Exit(1) from None
+    final = run_sweep(set_param, jobs, repo, timeout=timeout)
     failed = [name for name, state in final.items() if state != "Success"]
     if failed:
-        typer.echo(f"sweep: {len(failed)} of {len(final)} experiments did not succeed: {', '.join(failed)}", err=True)
-        raise typer.Exit(1)
+        raise SweepError(f"sweep: {len(failed)} of {len(final)} experiments did not succeed: {', '.join(failed)}")
     typer.echo(f"sweep: all {len(final)} experiments succeeded; dvc exp show lists them")
 
 
 @app.command()
+@one_line_errors
 def atlas(
     models: str = typer.Option("", "--models", help="models to set side by side, comma-separated model.id values, "
                                "e.g. embedded,embedded-gemma3; one experiment each, queued and run"),
@@ -102,27 +98,23 @@ def atlas(
     One report, reports/atlas/ (atlas.html, atlas.md, atlas.json, figures/); per model: emotion
     neurons by relative depth, the overlap of their top tokens, the paired effects and verdicts,
     steering with coherence, accuracy beside chance."""
-    from emoneurons.report.atlas.write import AtlasError, write_atlas
+    from emoneurons.report.atlas.write import write_atlas
     from emoneurons.runtime.atlas_runs import DEFAULT_PLAN, AtlasRunError, load_model_run, run_atlas_experiments
 
     def names(text: str) -> list[str]:
         return [n.strip() for n in text.split(",") if n.strip()]
 
-    try:
-        if bool(models) == bool(from_experiments):
-            raise AtlasRunError("atlas: give --models (run them) or --from-experiments (rebuild), one of the two")
-        if from_experiments:
-            if set_param:
-                raise AtlasRunError("atlas: -S applies to experiments it runs; --from-experiments runs none")
-            experiments = names(from_experiments)
-        else:
-            experiments = list(run_atlas_experiments(names(models), set_param, repo, plan_path=plan or DEFAULT_PLAN, jobs=jobs,
-                                                     timeout=timeout).values())
-        runs = [load_model_run(repo, name) for name in experiments]
-        written = write_atlas(runs, out if out.is_absolute() else repo / out)
-    except (AtlasError, AtlasRunError) as error:
-        typer.echo(str(error), err=True)
-        raise typer.Exit(1) from None
+    if bool(models) == bool(from_experiments):
+        raise AtlasRunError("atlas: give --models (run them) or --from-experiments (rebuild), one of the two")
+    if from_experiments:
+        if set_param:
+            raise AtlasRunError("atlas: -S applies to experiments it runs; --from-experiments runs none")
+        experiments = names(from_experiments)
+    else:
+        experiments = list(run_atlas_experiments(names(models), set_param, repo, plan_path=plan or DEFAULT_PLAN, jobs=jobs,
+                                                 timeout=timeout).values())
+    runs = [load_model_run(repo, name) for name in experiments]
+    written = write_atlas(runs, out if out.is_absolute() else repo / out)
     typer.echo(f"atlas: {', '.join(f'{r.model} ({r.experiment})' for r in runs)}; wrote {written}/atlas.html, "
                "atlas.md, atlas.json and figures/")
 

@@ -23,6 +23,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from emoneurons.emotions import EMOTIONS
+from emoneurons.errors import EmoneuronsError
 
 Fraction = Annotated[float, Field(gt=0, lt=1)]
 Ratio = Annotated[float, Field(gt=0, le=0.5)]  # a masking ratio; known by its ratio_key
@@ -74,7 +75,7 @@ EMBEDDED_GEMMA3 = "embedded-gemma3"
 EMBEDDED_MODELS = (EMBEDDED_MODEL, EMBEDDED_GEMMA3)  # model/embedded.py: what each one is
 
 
-class ParamsError(ValueError):
+class ParamsError(EmoneuronsError, ValueError):
     """A params.yaml problem, said in one line that names the key and what is allowed."""
 
 

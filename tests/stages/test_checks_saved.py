@@ -11,6 +11,7 @@ import pytest
 from helpers.repo_params import params_yaml
 
 from emoneurons.io.suites import DataCheckError, check_dialogues, checks_path, checks_record
+from emoneurons.runtime.stage_run import stage_ending
 
 from helpers.stage_runner import REPO, run_stage_script
 
@@ -133,7 +134,6 @@ def test_select_stops_on_a_failed_check_naming_it_and_writes_nothing(tmp_path, m
     import dataclasses
 
     import torch
-    import typer
     import yaml
     from safetensors.torch import save_file
     from helpers.stage_runner import stage_main
@@ -156,10 +156,10 @@ def test_select_stops_on_a_failed_check_naming_it_and_writes_nothing(tmp_path, m
 
     main = stage_main("select_neurons")
     monkeypatch.setitem(main.__globals__, "select_emotion_neurons", past_the_width)
-    with pytest.raises(typer.Exit) as stopped:
+    with pytest.raises(SystemExit) as stopped, stage_ending("select"):
         main(params=tmp_path / "params.yaml", counts=tmp_path / "counts", out=tmp_path / "neurons",
              metrics=tmp_path / "neurons-metrics.json")
-    assert stopped.value.exit_code == 1
+    assert stopped.value.code == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("data/neurons/neurons.json: column 'index': expect_column_values_to_be_between failed")
     assert "(id 'ratio 0.25 anger (0, 4)')" in err and "\n" not in err

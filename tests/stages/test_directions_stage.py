@@ -10,7 +10,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 import torch
-import typer
 import yaml
 
 from emoneurons.emotions import EMOTIONS
@@ -22,6 +21,7 @@ from emoneurons.neurons.count_inputs import ParquetDialogues
 from emoneurons.neurons.direction_run import SummedTokens, run_directions
 from emoneurons.neurons.directions import ClassSums, accumulate_class_sums
 from emoneurons.params import load_params
+from emoneurons.runtime.stage_run import stage_ending
 from helpers.stage_runner import REPO, run_stage_script, stage_main
 from helpers.synthetic_inputs import synthetic_split
 
@@ -134,9 +134,9 @@ def test_bad_input_is_one_line_before_any_work(project, tmp_path, capsys, change
         result = run_stage_script("directions", *(f"--{k}={v}" for k, v in args.items()), cwd=tmp_path)
         returncode, stderr = result.returncode, result.stderr
     else:
-        with pytest.raises(typer.Exit) as exited:
+        with pytest.raises(SystemExit) as exited, stage_ending("directions"):
             stage_main("directions")(**args)
-        returncode, stderr = exited.value.exit_code, capsys.readouterr().err
+        returncode, stderr = exited.value.code, capsys.readouterr().err
     assert returncode == 1
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], stderr
@@ -156,7 +156,7 @@ def test_counts_of_another_model_are_one_line(project, tmp_path, capsys):
     counts_file = tmp_path / "counts/counts.safetensors"
     for selected, after in ((project / "data/neurons/neurons.json", f"{project / 'data/neurons/neurons.json'} was selected on [4, 64]"),
                             (tmp_path / "neurons.json", "the model has [4, 64]")):
-        with pytest.raises(typer.Exit):
+        with pytest.raises(SystemExit, match="^1$"), stage_ending("directions"):
             stage_main("directions")(params=project / "params.yaml", train=project / "data/split/train.parquet",
                                      counts=tmp_path / "counts", neurons=selected, out=tmp_path / "sums",
                                      summary=tmp_path / "directions.json")

@@ -13,11 +13,12 @@ from typing import Literal, Protocol
 from tqdm.auto import tqdm
 
 from emoneurons.backends.cache import ResponseCache, cache_key
+from emoneurons.errors import EmoneuronsError
 
 Role = Literal["system", "user", "assistant"]
 
 
-class ChatBackendError(RuntimeError):
+class ChatBackendError(EmoneuronsError, RuntimeError):
     """A hard backend failure (bad key, bad request, unknown model): retrying cannot help.
     Its message is one line that carries the server's own message."""
 

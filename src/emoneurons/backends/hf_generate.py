@@ -91,10 +91,10 @@ class HFChatBackend:
         params: HFGenerationParams,
         cache_dir: str | Path,
         *,
-        seed: int = 0,
-        batch_size: int = 16,
+        seed: int,
+        batch_size: int,
+        prompt_format: str,
         progress: bool = True,
-        prompt_format: str = "auto",
     ) -> None:
         """`prompt_format`: chat | plain | auto (eval.prompt_format, text/prompt_format.py)."""
         self.loaded = loaded

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from emoneurons.emotions import EMOTIONS
+from emoneurons.errors import EmoneuronsError
 from emoneurons.io.eval_file import CONTROL_CONDITION_KIND
 from emoneurons.io.neurons_file import NeuronsFile
 from emoneurons.neurons.masking import LAYER_RANGES, layer_span, neurons_by_layer, restrict_layers
@@ -30,7 +31,7 @@ from emoneurons.neurons.matched_controls import activity_matched_neurons
 from emoneurons.params import ControlKind, EvalParams, ratio_key
 
 
-class PlanError(ValueError):
+class PlanError(EmoneuronsError, ValueError):
     """neurons.json and the eval params do not fit together, said in one line."""
 
 

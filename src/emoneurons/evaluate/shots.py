@@ -9,11 +9,12 @@ from typing import get_args
 import polars as pl
 
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
+from emoneurons.errors import EmoneuronsError
 from emoneurons.io.tables import label_column
 from emoneurons.params import ShotSelection, allowed_values
 
 
-class EvalDataError(ValueError):
+class EvalDataError(EmoneuronsError, ValueError):
     """The split cannot be evaluated (empty, an emotion missing, too few shots), in one line."""
 
 

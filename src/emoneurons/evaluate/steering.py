@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from emoneurons.backends.hf_generate import generate_batch
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
+from emoneurons.errors import EmoneuronsError
 from emoneurons.evaluate.calibration import calibration_dialogues
 from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.evaluate.coherence import CoherenceRule, ReplyCoherence, chat_reply_coherence, coherence_summary
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from emoneurons.backends.judges import Judge
 
 
-class SteerDataError(ValueError):
+class SteerDataError(EmoneuronsError, ValueError):
     """The prompts file or the selection cannot be steered with, said in one line."""
 
 

@@ -16,6 +16,8 @@ from typing import Any
 
 import polars as pl
 
+from emoneurons.emotions import EMOTIONS
+from emoneurons.errors import EmoneuronsError
 from emoneurons.io.atomic import atomic_path
 
 # Rows a streaming stage holds at once (filter, split): ~10 MB of dialogue text at EmoPrism's
@@ -23,7 +25,7 @@ from emoneurons.io.atomic import atomic_path
 BATCH_ROWS = 8192
 
 
-class DataError(Exception):
+class DataError(EmoneuronsError):
     """A data problem, said in one line that names the file."""
 
 
@@ -185,7 +187,8 @@ def table_writer(path: str | Path) -> Iterator[Callable[[pl.DataFrame], None]]:
 
 def read_counts(folder: str | Path):
     """f int64 [layers, neurons, 6] and T [6] of the count stage's counts.safetensors in `folder`;
-    DataError naming the file when it is missing, unreadable or not that shape."""
+    DataError naming the file when it is missing, unreadable, not that shape or an emotion has no
+    counted tokens."""
     from safetensors import SafetensorError  # torch only when counts are read
     from safetensors.torch import load_file
 
@@ -198,4 +201,11 @@ def read_counts(folder: str | Path):
         raise DataError(f"{path}: not a readable safetensors file ({error})") from None
     if set(tensors) != {"f", "T"} or tensors["f"].dim() != 3:
         raise DataError(f"{path}: expected tensors f [layers, neurons, 6] and T [6], found {sorted(tensors)}")
-    return tensors["f"], tensors["T"]
+    f, T = tensors["f"], tensors["T"]
+    if f.shape[2] != len(EMOTIONS) or list(T.shape) != [len(EMOTIONS)]:
+        raise DataError(f"{path}: f must be [layers, neurons, 6] and T [6], got {list(f.shape)} and {list(T.shape)}")
+    # P = f/T, select's and the cards' starting point, needs every emotion counted.
+    empty = [e for e, t in zip(EMOTIONS, T.tolist()) if t <= 0]
+    if empty:
+        raise DataError(f"{path}: no counted tokens for emotion(s) {', '.join(empty)}: P = f/T is undefined")
+    return f, T

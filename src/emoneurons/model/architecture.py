@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from emoneurons.errors import EmoneuronsError
+
 # config.model_type -> the family's name. The families tests/unit/model/test_families.py runs through
 # counting, masking and the engine against the model's own forward; README lists exactly these.
 FAMILIES = {
@@ -34,7 +36,7 @@ ALLOWED = (
 )
 
 
-class UnsupportedModelError(ValueError):
+class UnsupportedModelError(EmoneuronsError, ValueError):
     """The model has no gated FFN to count or mask; one line naming the class and what is allowed."""
 
 

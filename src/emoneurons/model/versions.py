@@ -20,10 +20,12 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from emoneurons.errors import EmoneuronsError
+
 CHECKED = ("torch", "transformers")
 
 
-class UnsupportedVersionError(RuntimeError):
+class UnsupportedVersionError(EmoneuronsError, RuntimeError):
     """A torch or transformers outside the declared range, or missing: one line naming the package,
     the version found (and where) and the range."""
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from emoneurons.errors import EmoneuronsError
 from emoneurons.io.artifacts import CARDS, DIRECTIONS, EVAL, NEURONS, STEER, Artifact
 from emoneurons.io.cards_file import parse_cards
 from emoneurons.io.directions_file import DirectionsFile, parse_directions
@@ -32,7 +33,7 @@ ATLAS_RECORDS: dict[Artifact, Callable[[Any, str], Any]] = {
     EVAL: parse_eval, NEURONS: parse_neurons, STEER: parse_steer, CARDS: parse_cards}
 
 
-class AtlasRunError(ValueError):
+class AtlasRunError(EmoneuronsError, ValueError):
     """A model, plan or -S value the atlas refuses, a DVC step that failed, or an experiment whose
     records cannot be read (one line)."""
 

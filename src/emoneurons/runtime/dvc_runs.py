@@ -17,6 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from emoneurons.errors import EmoneuronsError
+
 # DVC's warning for an output that dvc.lock has no hash for: nothing to pull, the stage never ran here.
 _NO_HASH = re.compile(r"^WARNING: No file hash info found for '(?P<path>.+)'\. It won't be created\.$")
 _QUEUED = re.compile(r"Queued experiment '(?P<name>[^']+)' for future execution")
@@ -114,7 +116,7 @@ def queued_names(output: str) -> list[str]:
     return [m["name"] for m in _QUEUED.finditer(output)]
 
 
-class SweepError(RuntimeError):
+class SweepError(EmoneuronsError, RuntimeError):
     """A DVC command of the sweep failed, or the sweep ran past its time limit (one line)."""
 
 

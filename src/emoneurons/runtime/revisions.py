@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from emoneurons.errors import EmoneuronsError
 from emoneurons.io.artifacts import EVAL, NEURONS, Artifact
 from emoneurons.io.eval_file import parse_eval
 from emoneurons.io.neurons_file import parse_neurons
@@ -19,7 +20,7 @@ COMPARE_RECORDS: dict[Artifact, Callable[[Any, str], Any]] = {EVAL: parse_eval, 
 WORKSPACE = "workspace"  # the files on disk, as `dvc plots diff` calls them
 
 
-class RevisionError(ValueError):
+class RevisionError(EmoneuronsError, ValueError):
     """A revision or file that cannot be read; said in one line naming both."""
 
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Collection, Sequence
 
+from emoneurons.errors import EmoneuronsError
 from emoneurons.text.nrc_lexicon import WORD
 
 PLACEHOLDER = "something"
 
 
-class CueTokensError(ValueError):
+class CueTokensError(EmoneuronsError, ValueError):
     """Cue tokens cannot be found with this tokenizer (no character offsets), in one line."""
 
 

@@ -23,6 +23,7 @@ from importlib import resources
 from pathlib import Path
 
 from emoneurons.emotions import EMOTIONS
+from emoneurons.errors import EmoneuronsError
 
 # NRC category -> the project's emotion (the six the classifier answers with).
 NRC_TO_EMOTION: dict[str, str] = {
@@ -37,7 +38,7 @@ CITATION = ("Saif M. Mohammad and Peter D. Turney (2013). Crowdsourcing a Word-E
 WORD = re.compile(r"[A-Za-z]+")
 
 
-class NRCLexiconError(ValueError):
+class NRCLexiconError(EmoneuronsError, ValueError):
     """The lexicon file is missing or not the expected shape, in one line."""
 
 

@@ -41,7 +41,7 @@ def _requests(sample: int = 0) -> list[ChatRequest]:
 
 def _backend(loaded: LoadedModel, tmp_path, batch_size: int, **params) -> HFChatBackend:
     generation = section("generate.hf", **{"temperature": 0.0, "max_new_tokens": 6, **params})
-    return HFChatBackend(loaded, generation, tmp_path, seed=0, batch_size=batch_size, progress=False)
+    return HFChatBackend(loaded, generation, tmp_path, seed=0, batch_size=batch_size, prompt_format="auto", progress=False)
 
 
 def _texts(backend: HFChatBackend, requests: list[ChatRequest]) -> list[str]:

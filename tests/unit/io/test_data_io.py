@@ -53,3 +53,18 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path, monkeypatc
     monkeypatch.undo()
     assert read_table(path).equals(_frame())
     assert [p.name for p in tmp_path.iterdir()] == ["table.parquet"]
+
+
+@pytest.mark.parametrize(("f_shape", "T", "message"), [
+    ((2, 3, 6), [4, 5, 6, 7, 8, 0], r"counts\.safetensors: no counted tokens for emotion\(s\) surprise: P = f/T is undefined$"),
+    ((2, 3, 5), [4, 5, 6, 7, 8, 9], r"counts\.safetensors: f must be \[layers, neurons, 6\] and T \[6\], got \[2, 3, 5\]"),
+])
+def test_counts_select_cannot_use_are_one_line_naming_the_file(tmp_path, f_shape, T, message):
+    import torch
+    from safetensors.torch import save_file
+
+    from emoneurons.io.tables import read_counts
+
+    save_file({"f": torch.zeros(f_shape, dtype=torch.int64), "T": torch.tensor(T)}, tmp_path / "counts.safetensors")
+    with pytest.raises(DataError, match=message):
+        read_counts(tmp_path)

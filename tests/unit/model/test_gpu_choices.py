@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from emoneurons.model import loading as model
+from emoneurons.runtime.stage_run import stage_ending
 from helpers.stage_runner import REPO
 
 
@@ -55,7 +56,6 @@ def test_cpu_keeps_transformers_default(flash_importable):
 @pytest.mark.parametrize("stage", ["count", "mask_eval"])
 def test_cuda_without_a_gpu_is_one_line_naming_the_key(stage, tmp_path, monkeypatch, capsys):
     import polars as pl
-    import typer
     import yaml
 
     from emoneurons.emotions import EMOTIONS
@@ -81,9 +81,9 @@ def test_cuda_without_a_gpu_is_one_line_naming_the_key(stage, tmp_path, monkeypa
     spec.loader.exec_module(module)
     paths = ({"train": tmp_path / "split/train.parquet"} if stage == "count" else
              {"split": tmp_path / "split", "neurons": tmp_path / "neurons.json"})
-    with pytest.raises(typer.Exit) as exit_:
+    with pytest.raises(SystemExit) as exit_, stage_ending(stage):
         module.main(params=tmp_path / "params.yaml", out=tmp_path / "out", checkpoints=tmp_path / "ckpt", **paths)
-    assert exit_.value.exit_code == 1
+    assert exit_.value.code == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["model.device: 'cuda' but torch sees no CUDA GPU; use model.device: cpu (or auto)"]
     assert not (tmp_path / "out").exists()

@@ -38,7 +38,7 @@ def test_counts_from_the_split_read_in_pieces_equal_counts_from_lists(tiny_llama
     monkeypatch.setattr(count_inputs, "PIECE_ROWS", 3)  # pieces that end inside the row groups
     if options.get("text") == "prompt":  # room for the prompt's prefix and 20 tokens of each dialogue
         options = {**options, "max_length": len(counting.count_prefix(tiny_llama.tokenizer, "prompt")) + 20}
-    kwargs = dict(batch_size=4, **options)
+    kwargs = {"batch_size": 4, "max_length": 1024, **options}
     cut_lists, cut_pieces = [], []
     expected = activation_counts(tiny_llama, DIALOGUES, EMOTION_OF, truncation=cut_lists, **kwargs)
     f, T = count_dialogues(tiny_llama, ParquetDialogues(_train(tmp_path)), truncation=cut_pieces, **kwargs)

@@ -138,7 +138,7 @@ def test_hf_backend_renders_plain_with_bos_and_keys_the_format(base_lm, tiny_lla
     assert prompt_text(tiny_llama.tokenizer, messages, "plain") == render_plain(messages)
     assert "<|im_start|>" in prompt_text(tiny_llama.tokenizer, messages)
     generation = section("generate.hf", temperature=0.0, max_new_tokens=3)
-    backend = HFChatBackend(base_lm, generation, tmp_path, progress=False)
+    backend = HFChatBackend(base_lm, generation, tmp_path, seed=0, batch_size=16, prompt_format="auto", progress=False)
     assert backend.prompt_format == "plain"
     request = ChatRequest(messages=messages)
     [answer] = backend.complete([request])
@@ -156,7 +156,7 @@ def test_hf_backend_renders_plain_with_bos_and_keys_the_format(base_lm, tiny_lla
     chat_fields = sampling_fields(generation, 0, torch.float32, "chat")
     assert "prompt_format" not in chat_fields and sampling_fields(generation, 0, torch.float32, "plain") == chat_fields | {"prompt_format": "plain"}
     with pytest.raises(PromptFormatError):
-        HFChatBackend(base_lm, generation, tmp_path, progress=False, prompt_format="chat")
+        HFChatBackend(base_lm, generation, tmp_path, seed=0, batch_size=16, progress=False, prompt_format="chat")
 
 
 @pytest.mark.parametrize("model", ["tiny_llama", "base_lm"])  # chat template / plain
@@ -164,7 +164,7 @@ def test_the_hf_backend_sends_the_prompt_the_judges_and_classifier_render(reques
     """One renderer: the text the hf chat backend generates from is text/prompt_format's, the
     strings it sent before the fold, and its tokens are text/chat_prompt's around the dialogue."""
     lm = request.getfixturevalue(model)
-    backend = HFChatBackend(lm, section("generate.hf", temperature=0.0, max_new_tokens=1), tmp_path, progress=False)
+    backend = HFChatBackend(lm, section("generate.hf", temperature=0.0, max_new_tokens=1), tmp_path, seed=0, batch_size=16, prompt_format="auto", progress=False)
     sent: list[str] = []
     backend.generate = lambda prompts, seeds: (sent.extend(prompts), [("x", 1, 1, "stop")] * len(prompts))[1]
     user_text = lambda dialogue: f"Label this dialogue:\n{dialogue}"  # noqa: E731

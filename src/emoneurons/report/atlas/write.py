@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from emoneurons.emotions import EMOTIONS
+from emoneurons.errors import EmoneuronsError
 from emoneurons.io.atomic import atomic_dir
 from emoneurons.io.tables import DataError
 from emoneurons.report.atlas.figures import DIRECTIONS_FIGURE, atlas_figures
@@ -24,7 +25,7 @@ from emoneurons.report.errors import ReportDataError
 from emoneurons.report.style import save_figure
 
 
-class AtlasError(ValueError):
+class AtlasError(EmoneuronsError, ValueError):
     """An experiment or output the atlas cannot use, in one line naming it."""
 
 

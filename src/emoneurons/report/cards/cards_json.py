@@ -12,11 +12,12 @@ from torch import Tensor
 from transformers import PreTrainedTokenizerBase
 
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
+from emoneurons.errors import EmoneuronsError
 from emoneurons.io.neurons_file import NeuronsFile
 from emoneurons.neurons.top_activations import NeuronActivity, token_lift
 
 
-class CardsDataError(ValueError):
+class CardsDataError(EmoneuronsError, ValueError):
     """data/counts or data/neurons cannot make cards, said in one line."""
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from emoneurons.emotions import EMOTIONS
+from emoneurons.errors import EmoneuronsError
 from emoneurons.io.atomic import atomic_dir
 from emoneurons.io.tables import DataError
 from emoneurons.report.compare.figures import RunAtRev, compare_figures
@@ -18,7 +19,7 @@ from emoneurons.report.results.accuracy import rq2_view
 from emoneurons.report.style import save_figure
 
 
-class CompareError(ValueError):
+class CompareError(EmoneuronsError, ValueError):
     """Runs that cannot be compared, or a metrics file that lacks what compare draws (one line)."""
 
 

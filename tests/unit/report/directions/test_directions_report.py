@@ -9,7 +9,6 @@ import json
 import re
 
 import pytest
-import typer
 from helpers.figure_layout import layout_faults
 from helpers.stage_runner import stage_main
 from helpers.synthetic_inputs import synthetic_directions
@@ -21,6 +20,7 @@ from emoneurons.report.directions.figure import directions_figure
 from emoneurons.report.directions.section import directions_blocks
 from emoneurons.report.document.blocks import Image, Table
 from emoneurons.report.document.markdown import render_markdown
+from emoneurons.runtime.stage_run import stage_ending
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_plot_stops_in_one_line_on_a_malformed_summary(tmp_path, record, capsys)
     broken = json.loads(json.dumps(record))
     del broken["strongest_layer"]
     (tmp_path / "reports/metrics/directions.json").write_text(json.dumps(broken))
-    with pytest.raises(typer.Exit):
+    with pytest.raises(SystemExit, match="^1$"), stage_ending("plot", name_errors=True):
         _plot(tmp_path)
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == [f"plot: {tmp_path / 'reports/metrics/directions.json'}: strongest_layer is missing (see docs/CONTRACTS.md, directions.json)"]
