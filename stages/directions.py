@@ -32,7 +32,8 @@ def main(
     summary: Path = typer.Option(Path(DIRECTIONS.path), help="the summary the report and the atlas read"),
 ) -> None:
     settings = load_stage_params(params, ("model", "count.text", "count.positions", "count.skip_cue_tokens",
-                                          "eval.prompt_format", "select.top_rate", "directions"))
+                                          "eval.prompt_format", "eval.controls", "eval.activity_bins", "select.top_rate",
+                                          "directions"))
     with model_from(params, settings.model.id):
         options, top_rate = settings.directions, settings.select.top_rate
         if not options.enabled:
@@ -47,8 +48,9 @@ def main(
         pin_threads()
         tokens = SummedTokens(text=settings.count.text, positions=settings.count.positions,
                               skip_cue_tokens=settings.count.skip_cue_tokens, prompt_format=settings.eval.prompt_format)
+        # The control draws: mask-eval's null (eval.controls' first kind), in its P(active) bins.
         result = run_directions(settings.model, tokens, options, train=dialogues, counts=counts, neurons=read_neurons(neurons),
-                                top_rate=top_rate)
+                                top_rate=top_rate, control=settings.eval.controls[0], activity_bins=settings.eval.activity_bins)
     from safetensors.torch import save_file
 
     with atomic_dir(out) as tmp:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.conditions import PlanError, needs_activity, plan_conditions
 from emoneurons.evaluate.exp_metrics import exp_summary
 from emoneurons.evaluate.masking_eval import evaluate_masking
@@ -85,6 +86,16 @@ def main(
     print(f"mask-eval: unmodified accuracy {base.accuracy['overall']:.3f} [95% CI {lo:.3f}, {hi:.3f}] "
           f"vs chance {written.chance:.3f}; {len(written.conditions)} conditions; tokens computed "
           f"{tokens['computed']} of naive {tokens['naive']} ({tokens['computed'] / max(tokens['naive'], 1):.2f})")
+    rq2 = [written.find("mask", e, settings.select.top_rate, "all") for e in EMOTIONS]
+    for kind in written.control_kinds:
+        verdicts = [f"{m[0].masked} {(m[0].versus(kind) or {}).get('verdict', 'n/a')}" for m in rq2 if m]
+        print(f"mask-eval vs {kind} controls (select.top_rate, all layers): " + ", ".join(verdicts))
+    if written.draw_null is not None:
+        record = written.draw_null
+        print(f"mask-eval draw-level null ({record['draws']} {record['kind']} draws; {record['draws_needed']} needed for the "
+              f"rank test over {record['corrected_over']}): " + ", ".join(
+                  f"{cid.removeprefix('mask-')} rank {e['rank']}, {e['verdict_normal']} (normal)"
+                  for cid, e in record["conditions"].items() if e["rank"] is not None))
     if written.keyword_control is not None:
         control = written.keyword_control
         removal = control["removal"]

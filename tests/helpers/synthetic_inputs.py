@@ -123,6 +123,6 @@ def synthetic_directions(layers: int = LAYERS, per_layer: int = PER_LAYER, hidde
     neurons = synthetic_neurons(layers=layers, per_layer=per_layer, seed=seed)["ratios"]["0.01"]["neurons"]
     selected = {e: neurons_by_layer(pairs) for e, pairs in neurons.items()}
     computed = directions_summary(sums, write, torch.rand(layers, per_layer, generator=generator), selected, ratio=0.01,
-                                  draws=draws, seed=seed, control_draw=uniform_same_layer, control="uniform_same_layer")
+                                  draws=draws, seed=seed, control_draw=uniform_same_layer, control="uniform")
     truncated = {"max_length": 1024, "budget": 1023, "dialogues": 0, "tokens_cut": 0, "longest_cut": 0}
     return directions_record(model="tiny-random", write_direction="down_proj column", truncated=truncated, **computed)

@@ -48,10 +48,12 @@ def synthetic_run(
     seed: int = 0, layers: int = 8, neurons_per_layer: int = 500, n: int = 6,
     top_rate: float = 0.01, ratios: tuple[float, ...] = RATIOS, ranges: tuple[str, ...] = RANGES,
     control_draws: int = 2, baseline_correct: int = 5, model: str = "synthetic/tiny-llama",
-    backend: str = "template",
+    backend: str = "template", nulls: bool = False,
 ) -> dict[str, Any]:
     """A consistent fake run: filter.json, counts meta, neurons.json, eval.json, the neurons
-    metrics and params (as a dict), shaped as docs/CONTRACTS.md says."""
+    metrics and params (as a dict), shaped as docs/CONTRACTS.md says. `nulls`: with matched
+    controls as the verdict's null (vs_matched), a draw-level null and graded masking (see
+    `add_nulls`)."""
     gen = torch.Generator().manual_seed(seed)
     total = layers * neurons_per_layer
     selections = {}
@@ -150,8 +152,66 @@ def synthetic_run(
                           "eval": {"ratios": list(ratios), "layer_ranges": list(ranges),
                                    "control_draws": control_draws}})
     assert overall == eval_json["conditions"][0]["accuracy"]["overall"]
+    if nulls:
+        add_nulls(eval_json, top_rate, control_draws, n, gen)
     return {"filter": filter_json, "meta": meta, "neurons": neurons_json, "eval": eval_json,
             "neuron_metrics": neuron_metrics, "params": params}
+
+
+# Per emotion at top_rate, all layers: the matched verdict; the uniform one is the synthetic cycle's.
+MATCHED_VERDICTS = {"anger": "specific", "disgust": "not distinguishable from random", "fear": "specific",
+                    "happiness": "not distinguishable from random", "sadness": "not enough data", "surprise": "specific"}
+
+
+def add_nulls(eval_json: dict[str, Any], top_rate: float, control_draws: int, n: int, gen: torch.Generator) -> None:
+    """Matched controls beside the uniform ones (the verdict's null), a draw-level null of 9 draws
+    over the six RQ2 masks, and graded masking at 0.5 with its matched controls, in eval.json's shapes."""
+    conditions = eval_json["conditions"]
+    masks = [c for c in conditions if c["kind"] == "mask"]
+    size = len(EMOTIONS)
+    for k, mask in enumerate(masks):
+        tag = mask["id"].removeprefix("mask-")
+        for draw in range(control_draws):
+            matched = _condition(f"matched-{tag}-d{draw}", "matched", mask["masked"], mask["ratio"], mask["layers"], draw,
+                                 mask["n_neurons"], mask["confusion"], n)
+            mean = round(-0.1 - 0.01 * draw, 6)
+            matched["effect"] = {key: {"per_dialogue": [mean] * n * size, "mean": mean, "ci95": [mean - 0.1, mean + 0.1],
+                                       "per_emotion": {}} for key in ("delta_true", "delta_masked")}
+            matched["mcnemar"] = {"worse": 0, "better": 0, "p": 1.0}
+            conditions.append(matched)
+        rq2 = mask["layers"] == "all" and mask["ratio"] == top_rate
+        verdict = MATCHED_VERDICTS[mask["masked"]] if rq2 else ("specific", "not distinguishable from random")[k % 2]
+        mask["vs_matched"] = mask["vs_control"] | {"control_mean": -0.105, "p_holm": 0.02 if verdict == "specific" else 0.4,
+                                                   "verdict": verdict}
+        mask["scale"] = 0.0
+    eval_json["effects"] |= {"null": "matched", "controls": {"matched": {"key": "vs_matched", "corrected_over": len(masks)},
+                                                             "uniform": {"key": "vs_control", "corrected_over": len(masks)}}}
+    rq2 = {c["masked"]: c for c in masks if c["layers"] == "all" and c["ratio"] == top_rate}
+    draws = {}
+    for i, (emotion, mask) in enumerate(rq2.items()):
+        values = [round(-0.2 + 0.05 * d + 0.01 * i, 6) for d in range(9)]
+        effect = mask["effect"]["delta_masked"]["mean"]
+        rank = 1 + sum(v <= effect for v in values)
+        draws[mask["id"]] = {"effect": effect, "draws": values, "draws_mean": round(sum(values) / 9, 6), "draws_sd": 0.137,
+                             "rank": rank, "p": round(rank / 10, 6), "p_holm": min(1.0, 6 * rank / 10), "verdict": "not enough draws",
+                             "p_normal": 0.001 * (i + 1), "p_normal_holm": 0.006 * (i + 1),
+                             "verdict_normal": "specific" if 0.006 * (i + 1) <= 0.05 else "not distinguishable from random"}
+    eval_json["draw_null"] = {"kind": "matched", "draws": 9, "masks": "rq2", "alpha": 0.05, "correction": "holm",
+                              "corrected_over": 6, "draws_needed": 119, "rule": "synthetic draw rule", "runs": 48,
+                              "tokens_computed": 4321, "conditions": draws}
+    doses = {}
+    for i, (emotion, mask) in enumerate(rq2.items()):
+        effect = mask["effect"]["delta_masked"]["mean"]
+        half = round(effect / 2 if i % 2 == 0 else effect * 1.5, 6)  # odd emotions: not monotone
+        wrong = [[0 if i == j else (n if j == (i + 1) % size else 0) for j in range(size)] for i in range(size)]  # every answer wrong
+        graded = _condition(f"{mask['id']}-s0.5", "mask", emotion, top_rate, "all", None, mask["n_neurons"], wrong, n)
+        graded |= {"scale": 0.5, "effect": {"delta_masked": {"mean": half, "per_dialogue": [half] * n * size, "ci95": [half, half],
+                                                             "per_emotion": {}}}}
+        conditions.append(graded)
+        doses[emotion] = {"n_neurons": mask["n_neurons"], "mask": [effect, half], "control": [-0.105, -0.05],
+                          "monotone": i % 2 == 0, "reversals": i % 2}
+    eval_json["dose_response"] = {"scales": [0.0, 0.5], "effect": "delta_masked", "control_kind": "matched",
+                                  "emotions": doses, "rule": "synthetic dose rule"}
 
 
 RUN_PATHS = {

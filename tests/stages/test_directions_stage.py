@@ -65,6 +65,8 @@ def test_outputs_read_back_and_the_streamed_sums_are_one_pass(project, tiny_toke
     assert set(summary.emotions) <= set(EMOTIONS) and summary.emotions  # the emotions select gave neurons
     for alignment in summary.emotions.values():
         assert alignment.draws == 20 and 1 / 21 <= alignment.p["abs_cos"] <= 1
+    # the controls are mask-eval's null: eval.controls' first kind, in eval.activity_bins bins
+    assert (summary.alignment["control"], summary.alignment["activity_bins"]) == ("matched", 20)
     sums = read_class_sums(project / "data/directions")
     train = pl.read_parquet(project / "data/split/train.parquet")
     assert sums["tokens"].tolist() == [summary.summed["tokens"][e] for e in EMOTIONS]
@@ -74,7 +76,7 @@ def test_outputs_read_back_and_the_streamed_sums_are_one_pass(project, tiny_toke
     tokens = SummedTokens(text="dialogue", positions="all", skip_cue_tokens=False, prompt_format="auto")
     chunked = run_directions(params.model, tokens, params.directions, train=ParquetDialogues(project / "data/split/train.parquet"),
                              counts=project / "data/counts", neurons=read_neurons(project / "data/neurons/neurons.json"),
-                             top_rate=0.05, chunk=5)
+                             top_rate=0.05, control="matched", activity_bins=params.eval.activity_bins, chunk=5)
     lm = LoadedModel(model=chunked_model(project), tokenizer=tiny_tokenizer, name="tiny")
     whole = ClassSums.for_model(lm)
     accumulate_class_sums(lm, train["dialogue"].to_list(), train["theme"].to_list(), whole, text="dialogue",

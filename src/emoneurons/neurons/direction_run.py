@@ -24,8 +24,8 @@ from emoneurons.model.loading import load_model
 from emoneurons.neurons.directions import ClassSums, accumulate_class_sums, directions_summary
 from emoneurons.neurons.masking import neurons_by_layer
 from emoneurons.neurons.selection import overall_activation_probability
-from emoneurons.neurons.write_alignment import uniform_same_layer
-from emoneurons.params import CountText, DirectionsParams, ModelParams, Positions, PromptFormat
+from emoneurons.neurons.write_alignment import control_draw_of
+from emoneurons.params import ControlKind, CountText, DirectionsParams, ModelParams, Positions, PromptFormat
 from emoneurons.text.nrc_lexicon import cue_words
 from emoneurons.text.truncation import Truncation
 
@@ -77,11 +77,13 @@ class SummedTokens:
 
 
 def run_directions(model: ModelParams, tokens: SummedTokens, options: DirectionsParams, *, train: Dialogues,
-                   counts: Path, neurons: NeuronsFile, top_rate: float, chunk: int = PIECE_ROWS) -> DirectionsResult:
+                   counts: Path, neurons: NeuronsFile, top_rate: float, control: ControlKind, activity_bins: int,
+                   chunk: int = PIECE_ROWS) -> DirectionsResult:
     """The class sums over the train split (count's tokens; `train` read and checked already:
     count_inputs.ParquetDialogues), `chunk` dialogues at a time, then their summary with the
     neurons selected at `top_rate` (select's neurons.json, read; P(active) from count's folder `counts`)
-    against directions.control_draws draws. The inputs are checked against each other before the
+    against directions.control_draws draws of `control` (eval.controls' first kind, mask-eval's null;
+    matched: in `activity_bins` bins). The inputs are checked against each other before the
     model loads, and against the model after."""
     f, T = read_counts(counts)
     selection = neurons.selection(top_rate)
@@ -106,7 +108,8 @@ def run_directions(model: ModelParams, tokens: SummedTokens, options: Directions
     selected = {e: neurons_by_layer(pairs) for e, pairs in selection.neurons.items()}
     computed = directions_summary(sums, write_directions(lm.model), overall_activation_probability(f, T), selected,
                                   ratio=top_rate, draws=options.control_draws, seed=options.seed,
-                                  control_draw=uniform_same_layer, control="uniform_same_layer")
+                                  control_draw=control_draw_of(control, activity_bins), control=control,
+                                  activity_bins=activity_bins if control == "matched" else None)
     record = directions_record(model=lm.name, write_direction=write_direction_source(lm.model), truncated=cut.record(),
                                **computed)
     return DirectionsResult(sums=sums, record=record, model=lm.name, device=lm.device)

@@ -168,11 +168,12 @@ def accumulate_class_sums(
 
 def directions_summary(sums: ClassSums, write: Sequence[Tensor], p_active: Tensor,
                        selected: dict[str, dict[int, Tensor]], *, ratio: float, draws: int, seed: int,
-                       control_draw: ControlDraw, control: str) -> dict:
+                       control_draw: ControlDraw, control: str, activity_bins: int | None = None) -> dict:
     """directions.json's computed parts (io/directions_file.directions_record's keywords but model,
     write_direction and truncated): separation and the valence reading by layer, the PCA at the
     layer of strongest separation, and each emotion's write alignment against `draws` controls
-    (`selected`: each emotion's neurons at `ratio`; `control` names the control draw)."""
+    (`selected`: each emotion's neurons at `ratio`; `control` names the control draw, `activity_bins`
+    its P(active) bins when it is matched)."""
     separated = separation(sums.hidden, sums.squares, sums.tokens)
     strongest = int(separated.argmax())
     means = standardized_means(sums.hidden, sums.squares, sums.tokens)
@@ -193,6 +194,6 @@ def directions_summary(sums: ClassSums, write: Sequence[Tensor], p_active: Tenso
         },
         "strongest_layer": strongest,
         "geometry": by_layer[strongest].record(),
-        "alignment": {"ratio": ratio, "control": control, "draws": draws, "seed": seed, "alpha": ALPHA, "correction": "bonferroni",
+        "alignment": {"ratio": ratio, "control": control, "activity_bins": activity_bins, "draws": draws, "seed": seed, "alpha": ALPHA, "correction": "bonferroni",
                       "emotions": {e: a.record() for e, a in alignment.items()}},
     }

@@ -53,36 +53,42 @@ def _spill_order(bin_index: int, bins: int) -> list[int]:
 
 def _draw_layer(p_layer: torch.Tensor, chosen: list[int], excluded: set[int], bins: int,
                 generator: torch.Generator, layer: int) -> list[int]:
-    bin_of = quantile_bins(p_layer, bins).tolist()
-    blocked = excluded | set(chosen)
-    free: list[list[int]] = [[] for _ in range(bins)]
-    for index, b in enumerate(bin_of):
-        if index not in blocked:
-            free[b].append(index)
-    if sum(map(len, free)) < len(chosen):
-        raise ValueError(f"layer {layer}: {len(chosen)} neurons to match but only {sum(map(len, free))} of "
+    bin_of = quantile_bins(p_layer, bins)
+    free_mask = torch.ones(p_layer.numel(), dtype=torch.bool)
+    blocked = sorted(excluded | set(chosen))
+    free_mask[blocked] = False
+    available = int(free_mask.sum())
+    if available < len(chosen):
+        raise ValueError(f"layer {layer}: {len(chosen)} neurons to match but only {available} of "
                          f"{p_layer.numel()} are neither excluded nor chosen")
-    demand = [0] * bins
-    for index in chosen:
-        demand[bin_of[index]] += 1
+    # Each bin's free neurons in index order, listed only for the bins a draw touches (tensor ops,
+    # not a Python loop over the layer: a layer has up to tens of thousands of neurons).
+    pools: dict[int, list[int]] = {}
+
+    def pool(b: int) -> list[int]:
+        if b not in pools:
+            pools[b] = torch.nonzero(free_mask & (bin_of == b)).flatten().tolist()
+        return pools[b]
+
+    demand = torch.bincount(bin_of[chosen], minlength=bins).tolist()
     drawn: list[int] = []
     shortfall = [0] * bins
     for b in range(bins):
         if not demand[b]:
             continue
-        picked = _permuted(free[b], generator)[: demand[b]]
+        picked = _permuted(pool(b), generator)[: demand[b]]
         drawn += picked
-        free[b] = sorted(set(free[b]) - set(picked))
+        pools[b] = sorted(set(pools[b]) - set(picked))
         shortfall[b] = demand[b] - len(picked)
-    for b in range(bins):
+    for b in (b for b in range(bins) if shortfall[b]):
         for spill in _spill_order(b, bins):
             if not shortfall[b]:
                 break
-            if not free[spill]:
+            if not pool(spill):
                 continue
-            picked = _permuted(free[spill], generator)[: shortfall[b]]
+            picked = _permuted(pools[spill], generator)[: shortfall[b]]
             drawn += picked
-            free[spill] = sorted(set(free[spill]) - set(picked))
+            pools[spill] = sorted(set(pools[spill]) - set(picked))
             shortfall[b] -= len(picked)
     return drawn
 

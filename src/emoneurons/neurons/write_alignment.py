@@ -12,8 +12,9 @@ Beside it, `other_emotions`: the same neurons' summaries against each other emot
 (with their values' signs on that emotion's tokens), averaged over the five: is the alignment
 with their own emotion's direction, or with emotion directions at large?
 The null: `draws` control sets, each the same number of neurons per layer as S, drawn by a
-control draw (the same layers, the emotion's own neurons excluded; activity-matched when the
-matched draw is there), summarised the same way. p = (1 + draws whose summary >= S's) /
+control draw (the same layers, the emotion's own neurons excluded; `matched`: also the same
+within-layer quantile bins of P(active) as S, neurons/matched_controls.py, the null that matches
+what selection conditions on; `uniform`: uniformly), summarised the same way. p = (1 + draws whose summary >= S's) /
 (1 + draws), one-sided (more aligned than the controls); `aligned` when p <= alpha / 6
 (Bonferroni over the six emotions); the smallest p the draws can give is 1 / (1 + draws).
 """
@@ -31,6 +32,7 @@ from torch import Tensor
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.masking import neurons_by_layer
 from emoneurons.neurons.matched_controls import activity_matched_neurons
+from emoneurons.params import ControlKind, allowed_values
 
 ALPHA = 0.05  # family-wise, over the six emotions
 
@@ -64,6 +66,16 @@ def activity_matched(bins: int) -> ControlDraw:
         return neurons_by_layer(drawn)
 
     return draw
+
+
+def control_draw_of(kind: ControlKind, bins: int) -> ControlDraw:
+    """The draw of a control kind (params.ControlKind, mask-eval's names): `matched` in `bins`
+    P(active) quantile bins, or `uniform` over the same layers."""
+    if kind == "matched":
+        return activity_matched(bins)
+    if kind == "uniform":
+        return uniform_same_layer
+    raise ValueError(f"control kind {kind!r}: allowed: {allowed_values(ControlKind)}")
 
 
 def _pairs(neurons: Mapping[int, Tensor]) -> list[tuple[int, int]]:

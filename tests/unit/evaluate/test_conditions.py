@@ -269,3 +269,32 @@ def test_forked_workers_give_the_same_evaluation_as_one_process(tiny_llama, one_
                              progress=False, workers=workers) for workers in (1, 2)]
     assert runs[0] == runs[1]
     assert mask_workers(tiny_llama, 40) == 1  # one thread (the fixture): nothing to split
+
+
+def test_classify_masks_keeps_only_what_reduce_returns_in_and_out_of_workers(tiny_llama, one_thread):
+    """The draw-level null's extra runs come back as reduce(index, classification) only (one number
+    a draw, whatever the number of test dialogues), the same in forked workers as in process."""
+    from emoneurons.evaluate.classify import Mask, MaskedClassifier
+    from emoneurons.evaluate.draw_null import MeanEffect
+    from emoneurons.evaluate.mask_pool import classify_masks
+    from emoneurons.text.classification_prompt import classification_prompt
+
+    train, test = synthetic_split(3), synthetic_split(2, offset=10)
+    prompt = classification_prompt(tiny_llama.tokenizer, draw_shots(train, 1, seed=0))
+    engine = MaskedClassifier(tiny_llama, prompt, test["dialogue"].to_list(), "score", batch_size=4)
+    base = engine.classify()
+    effect = MeanEffect(base.predicted, base.scores)
+    masks = [Mask({1: torch.tensor([0, 3, 7])}), Mask({0: torch.tensor([2, 5])}, 0.5), Mask({2: torch.arange(20)})]
+
+    class Bar:
+        def update(self, n):
+            pass
+
+    def reduce(index, result):
+        return effect(result.predicted, result.scores, "anger")
+
+    by_hand = [effect(*(lambda r: (r.predicted, r.scores))(engine.classify(m.neurons, scale=m.scale)), "anger") for m in masks]
+    for workers in (1, 2):
+        kept = classify_masks(engine, masks, workers, Bar(), reduce=reduce)
+        assert all(isinstance(v, float) for v in kept) and kept == pytest.approx(by_hand, abs=1e-9)
+    assert len(set(by_hand)) == 3  # three different masks, three different effects

@@ -243,6 +243,10 @@ def test_draw_level_null_ranks_the_mask_among_draws_computed_from_scratch(tiny_l
              for d in range(3)]
     assert entry["effect"] == pytest.approx(effect, abs=1e-5)
     assert entry["draws"] == pytest.approx(draws, abs=1e-5)
+    fear = plan["mask-fear-r0.2-all"]  # another label than the first: the masked one, not anger's
+    fear_draw = control_neurons("matched", fear, 2, params, per_layer, p_active)
+    assert record["conditions"][fear.id]["effect"] == pytest.approx(masked_label_effect(scores, base, fear.neurons, "fear"), abs=1e-5)
+    assert record["conditions"][fear.id]["draws"][2] == pytest.approx(masked_label_effect(scores, base, fear_draw, "fear"), abs=1e-5)
     rank = 1 + sum(d <= effect for d in draws)
     assert (entry["rank"], entry["p"]) == (rank, pytest.approx(rank / 4, abs=1e-6))
     # The normal prediction p by hand: t with K - 1 degrees of freedom, sd * sqrt(1 + 1/K).
@@ -286,3 +290,76 @@ def test_dose_response_is_the_graded_masks_effects_by_hand(tiny_llama, nulls):
         direction = (points[-1] > points[0]) - (points[-1] < points[0])
         against = sum(((b > a) - (b < a)) == -direction for a, b in zip(points, points[1:]))
         assert (entry["monotone"], entry["reversals"]) == (against == 0, against)
+
+
+def test_vs_matched_pairs_each_dialogue_with_the_matched_controls_by_hand(nulls):
+    evaluation, plan, params, *_ = nulls
+    by_id = {c["id"]: c for c in evaluation["conditions"]}
+    masks = [c for c in evaluation["conditions"] if c["kind"] == "mask" and not c["scale"]]
+    for key, prefix in (("vs_matched", "matched"), ("vs_control", "control")):
+        for condition in masks:
+            own = torch.tensor(condition["effect"]["delta_masked"]["per_dialogue"], dtype=torch.float64)
+            control = torch.tensor(by_id[f"{prefix}{condition['id'].removeprefix('mask')}-d0"]["effect"]["delta_masked"]["per_dialogue"],
+                                   dtype=torch.float64)
+            assert condition[key]["difference"] == pytest.approx(float((own - control).mean()), abs=2e-6)
+            assert condition[key]["control_mean"] == pytest.approx(float(control.mean()), abs=2e-6)
+        tested = sorted((c[key] for c in masks if c[key]["p"] is not None), key=lambda v: v["p"])
+        running = 0.0
+        for rank, record in enumerate(tested):  # Holm within this kind's family
+            running = max(running, min(1.0, (len(tested) - rank) * record["p"]))
+            assert record["p_holm"] == pytest.approx(running, abs=1e-5)
+    assert [c["vs_matched"]["difference"] for c in masks] != [c["vs_control"]["difference"] for c in masks]
+    assert not any("vs_matched" in c or "vs_control" in c for c in evaluation["conditions"] if c["scale"])  # graded: no test
+
+
+def test_each_kinds_p_is_the_exact_sign_flip_enumeration(nulls):
+    """vs_matched's and vs_control's p: every one of the 2^n sign patterns of the per-dialogue
+    differences (mask minus its control of that kind) enumerated here, p = the share whose mean is
+    at or below the observed one (one-sided, mean < 0)."""
+    import itertools
+
+    evaluation, *_ = nulls
+    by_id = {c["id"]: c for c in evaluation["conditions"]}
+    masks = [c for c in evaluation["conditions"] if c["kind"] == "mask" and not c["scale"]]
+    n = len(masks[0]["effect"]["delta_masked"]["per_dialogue"])
+    flips = torch.tensor(list(itertools.product([1.0, -1.0], repeat=n)), dtype=torch.float64)
+    checked = 0
+    for key, prefix in (("vs_matched", "matched"), ("vs_control", "control")):
+        for condition in masks:
+            own = torch.tensor(condition["effect"]["delta_masked"]["per_dialogue"], dtype=torch.float64)
+            control = torch.tensor(by_id[f"{prefix}{condition['id'].removeprefix('mask')}-d0"]["effect"]["delta_masked"]["per_dialogue"],
+                                   dtype=torch.float64)
+            d = own - control
+            expected = float(((flips * d).mean(1) <= d.mean() + 1e-9).double().mean())
+            assert condition[key]["p"] == pytest.approx(expected, abs=1e-6), (key, condition["id"])  # eval.json keeps 6 decimals
+            checked += expected < 1
+    assert checked >= 6  # not only all-zero differences
+
+
+def test_the_draw_level_null_covers_the_rq2_masks_or_every_plain_mask():
+    """eval.null_masks: `rq2` the six masks at select.top_rate on all layers, `all` every plain
+    masked condition (no control, no graded mask), against the ids written out here."""
+    from emoneurons.evaluate.draw_null import covered_masks
+
+    neurons = parse_neurons(synthetic_neurons(ratios=(0.2, 0.4), layers=4, per_layer=32))
+    for masks, wanted in (("rq2", [f"mask-{e}-r0.2-all" for e in EMOTIONS]),
+                          ("all", [f"mask-{e}-r{r}-{layers}" for r, layers in (("0.2", "all"), ("0.4", "all"), ("0.2", "bottom"))
+                                   for e in EMOTIONS])):
+        params = section("eval", ratios=(0.2, 0.4), layer_ranges=("bottom", "all"), control_draws=1, controls=("uniform",),
+                         null_draws=5, null_masks=masks, scales=(0.5,))
+        plan = plan_conditions(neurons, params, 0.2, 4)
+        assert sorted(c.id for c in covered_masks(plan, params, 0.2)) == sorted(wanted)
+
+
+def test_the_draw_level_nulls_mean_effect_for_generate_is_the_masked_answers_change_by_hand():
+    """eval.method generate (no scores): a draw's effect is the mean over dialogues of +1 (starts
+    answering the masked emotion), -1 (stops), 0 (neither), an unparseable answer being neither."""
+    from emoneurons.evaluate.draw_null import MeanEffect
+
+    base = ["anger", "fear", None, "anger", "sadness"]
+    effect = MeanEffect(base, None)
+    drawn = ["fear", "anger", "anger", "anger", None]
+    for masked, expected in (("anger", 1 / 5), ("fear", 0.0), ("sadness", -1 / 5)):
+        by_hand = sum((d == masked) - (b == masked) for b, d in zip(base, drawn, strict=True)) / len(base)
+        assert by_hand == pytest.approx(expected)
+        assert effect(drawn, None, masked) == pytest.approx(by_hand)

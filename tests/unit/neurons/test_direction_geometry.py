@@ -13,7 +13,9 @@ from emoneurons.neurons.direction_geometry import (
     NEGATIVE, emotion_directions, means_geometry, separation, standardized_means,
 )
 from emoneurons.neurons.matched_controls import activity_matched_neurons, quantile_bins
-from emoneurons.neurons.write_alignment import activity_matched, draw_seed, emotion_alignment, uniform_same_layer, write_cosines
+from emoneurons.neurons.write_alignment import (
+    activity_matched, control_draw_of, draw_seed, emotion_alignment, uniform_same_layer, write_cosines,
+)
 
 LAYERS, HIDDEN, NEURONS = 3, 8, 20
 
@@ -60,7 +62,7 @@ def test_the_summary_by_layer_is_each_layers_own_geometry():
                      tokens=tokens, dialogues=torch.ones(6, dtype=torch.int64))
     write = [torch.randn(NEURONS, HIDDEN, dtype=torch.float64) for _ in range(LAYERS)]
     summary = directions_summary(sums, write, torch.rand(LAYERS, NEURONS), {}, ratio=0.01, draws=2, seed=0,
-                                 control_draw=uniform_same_layer, control="uniform_same_layer")
+                                 control_draw=uniform_same_layer, control="uniform")
     ratio = separation(hidden, squares, tokens)
     assert summary["strongest_layer"] == int(np.argmax(ratio.numpy()))
     standardized = standardized_means(hidden, squares, tokens)
@@ -163,6 +165,17 @@ def test_matched_draw_is_the_matched_controls_draw_per_layer():
             bins = quantile_bins(p_active[layer], 4)
             assert sorted(bins[idx].tolist()) == sorted(bins[chosen[layer]].tolist())
             assert not set(idx.tolist()) & set(chosen[layer].tolist())
+
+
+def test_control_kinds_are_mask_evals():
+    p_active = torch.rand(LAYERS, NEURONS, generator=torch.Generator().manual_seed(3)).double()
+    chosen = {1: torch.tensor([2, 5])}
+    matched = control_draw_of("matched", 4)(p_active, chosen, exclude=chosen, generator=torch.Generator().manual_seed(1))
+    again = activity_matched(4)(p_active, chosen, exclude=chosen, generator=torch.Generator().manual_seed(1))
+    assert {k: v.tolist() for k, v in matched.items()} == {k: v.tolist() for k, v in again.items()}
+    assert control_draw_of("uniform", 4) is uniform_same_layer
+    with pytest.raises(ValueError, match="control kind 'busy': allowed: matched, uniform"):
+        control_draw_of("busy", 4)
 
 
 def test_alignment_against_a_brute_force_null():

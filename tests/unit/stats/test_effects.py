@@ -4,9 +4,11 @@ brute-force enumeration; the test's error rate and power on simulated data."""
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
+from scipy import stats
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.stats.effects import (
@@ -145,3 +147,55 @@ def test_sign_flip_test_in_batches_is_the_single_draw_and_bounded(monkeypatch):
     whole = sign_flip_test(d[:200], seed=4)
     monkeypatch.setattr(effects, "FLIP_ELEMENTS", 200 * 37)  # batches of 37 flips, the last one short
     assert sign_flip_test(d[:200], seed=4) == whole
+
+
+def test_draw_rank_counts_ties_against_the_set_and_draws_needed_by_hand():
+    from emoneurons.stats.effects import draw_rank, draws_needed
+
+    assert draw_rank(-1.0, [0.1, 0.2, -0.5]) == (1, 0.25)  # below every draw: p = 1 / (K + 1)
+    assert draw_rank(0.2, [0.1, 0.2, -0.5]) == (4, 1.0)  # a tie counts against the set
+    assert draw_rank(0.0, [0.1, 0.2, -0.5]) == (2, 0.5)
+    # Holm's first step over m tests passes at m / (K + 1) <= 0.05: K = 119 for the six RQ2 masks.
+    assert [draws_needed(m) for m in (1, 6, 48)] == [19, 119, 959]
+    assert 6 / (119 + 1) <= 0.05 < 6 / (118 + 1)
+
+
+def test_normal_prediction_p_by_hand():
+    from emoneurons.stats.effects import normal_prediction_p
+
+    draws = [0.1, -0.2, 0.3, 0.0, 0.15]
+    mean = sum(draws) / 5
+    sd = math.sqrt(sum((d - mean) ** 2 for d in draws) / 4)
+    t = (-0.8 - mean) / (sd * math.sqrt(1 + 1 / 5))
+    assert normal_prediction_p(-0.8, draws) == pytest.approx(stats.t.cdf(t, 4), rel=1e-12)
+    assert normal_prediction_p(-0.8, draws) < 0.01 < normal_prediction_p(0.0, draws)
+    assert normal_prediction_p(-0.8, [0.1, 0.2]) is None and normal_prediction_p(-0.8, [0.1] * 4) is None
+
+
+def test_draw_level_null_holm_and_verdicts():
+    from emoneurons.stats.effects import NOT_ENOUGH_DRAWS, draw_level_null
+
+    low = [0.01 * k for k in range(119)]  # 119 draws, all above -1: rank 1, p = 1/120
+    tested = draw_level_null({"a": (-1.0, low), "b": (0.5, low), "c": (0.0, [])})
+    assert (tested["a"]["rank"], tested["a"]["p"]) == (1, pytest.approx(1 / 120, abs=1e-6))
+    assert tested["a"]["p_holm"] == pytest.approx(2 / 120, abs=1e-6)  # Holm over the two with draws
+    assert tested["a"]["verdict"] == SPECIFIC and tested["b"]["verdict"] == NOT_DISTINGUISHABLE
+    assert tested["c"]["verdict"] == NOT_ENOUGH_DATA and tested["c"]["rank"] is None
+    assert tested["a"]["verdict_normal"] == SPECIFIC and tested["a"]["p_normal"] < 1e-4
+    few = draw_level_null({f"m{i}": (-1.0, low[:10]) for i in range(6)})
+    assert all(r["verdict"] == NOT_ENOUGH_DRAWS and r["rank"] == 1 for r in few.values())  # 10 < 119 draws
+    assert all(r["verdict_normal"] == SPECIFIC for r in few.values())  # the normal prediction resolves it
+
+
+@pytest.mark.parametrize(("effects", "monotone", "reversals"), [
+    ([-0.8, -0.6, -0.3, -0.1], True, 0),   # weakens steadily towards 0 at factor 1
+    ([-0.8, -0.9, -0.3, -0.1], False, 1),  # 0.25 lowers the label more than zeroing
+    ([0.4, 0.2, 0.5, 0.1], False, 1),      # a raised label that does not fall steadily
+    ([0.0, 0.0, 0.0, 0.0], True, 0),
+    ([-0.8, -0.6, -0.3, 0.2], False, 1),   # overshoots at 0.75: falls back to the unmodified model's 0
+])
+def test_monotone_steps_with_the_unmodified_model_at_factor_one(effects, monotone, reversals):
+    from emoneurons.stats.effects import monotone_steps
+
+    assert monotone_steps([0.0, 0.25, 0.5, 0.75], effects) == {"monotone": monotone, "reversals": reversals}
+    assert monotone_steps([0.75, 0.0, 0.5, 0.25], [effects[3], effects[0], effects[2], effects[1]])["reversals"] == reversals

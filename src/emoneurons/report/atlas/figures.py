@@ -13,7 +13,15 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.report.figures.drawing import EFFECT_LABELS, SPECIFIC_MARKER, draw_bar, draw_heatmap, new_figure, panel_axes
+from emoneurons.report.figures.drawing import (
+    EFFECT_LABELS,
+    HOLLOW_MARKER,
+    SPECIFIC_MARKER,
+    draw_bar,
+    draw_heatmap,
+    new_figure,
+    panel_axes,
+)
 from emoneurons.report.style import (
     CHANCE_COLOR,
     CONTROL_COLOR,
@@ -95,6 +103,8 @@ def atlas_effects_figure(baseline: Mapping[str, Mapping[str, Any]], verdicts: Ma
                            linestyle="none", zorder=3)
             if row["verdict"] == "specific":
                 right.plot(x, row["effect"] - 0.04 * _span(verdicts), **SPECIFIC_MARKER)
+            elif "specific" in (row.get("verdicts") or {}).values():  # only against another control kind
+                right.plot(x, row["effect"] - 0.04 * _span(verdicts), **HOLLOW_MARKER)
     right.axhline(0, color="black", linewidth=0.8)
     right.set_xticks(range(len(EMOTIONS)), EMOTIONS)
     _color_ticks(right)
@@ -103,18 +113,21 @@ def atlas_effects_figure(baseline: Mapping[str, Mapping[str, Any]], verdicts: Ma
     right.set_title("each emotion's neurons masked vs the unmodified model, per test dialogue (mean)")
     right.grid(axis="y", alpha=0.3)
     right.margins(y=0.12)
-    _legend_below(figure, models, Line2D([], [], label="specific (Holm-corrected test vs control)", **SPECIFIC_MARKER))
+    nulls = sorted({r.get("null") or "uniform" for rows in verdicts.values() for r in rows})
+    _legend_below(figure, models, Line2D([], [], label=f"specific (Holm-corrected test vs {'/'.join(nulls)} control)",
+                                         **SPECIFIC_MARKER),
+                  Line2D([], [], label="specific only vs the other control kind", **HOLLOW_MARKER))
     figure.suptitle("Atlas: unmodified accuracy beside chance, and the paired effect of each emotion's neurons")
     return figure
 
 
-def _legend_below(figure: Figure, models: Sequence[str], marker: Line2D) -> None:
-    """The legend under the panels: each model's hatch, the random control's diamond, and `marker`."""
+def _legend_below(figure: Figure, models: Sequence[str], *markers: Line2D) -> None:
+    """The legend under the panels: each model's hatch, the random control's diamond, and `markers`."""
     handles = [*_model_handles(models),
                Line2D([], [], marker="D", color=CONTROL_COLOR, markeredgecolor="black", linestyle="none",
-                      label="random-neuron control"),
-               marker]
-    figure.legend(handles=handles, title="model (bar hatch)", loc="outside lower center", ncols=min(len(handles), 5))
+                      label="random-neuron control (the verdict's null)"),
+               *markers]
+    figure.legend(handles=handles, title="model (bar hatch)", loc="outside lower center", ncols=min(len(handles), 3))
 
 
 def _span(verdicts: Mapping[str, Sequence[Mapping[str, Any]]]) -> float:

@@ -26,7 +26,7 @@ from emoneurons.io.steer_file import SteerFile
 from emoneurons.params import same_ratio
 from emoneurons.report.errors import ReportDataError
 from emoneurons.report.results.accuracy import baseline_clear, ci_of
-from emoneurons.report.results.effects import effect_rows
+from emoneurons.report.results.effects import dose_rows, draw_null_rows, effect_rows, survives_matching
 from emoneurons.report.results.neuron_sets import per_layer_counts
 
 DEPTH_BINS = 5  # relative depth in fifths: 0-0.2 (first layers) ... 0.8-1 (last layers)
@@ -121,22 +121,31 @@ def baseline_row(run: ModelRun) -> dict[str, Any]:
 
 def verdict_rows(run: ModelRun) -> list[dict[str, Any]]:
     """Per emotion: the paired effect of its neurons (at select.top_rate, all layers), its random
-    control's, their difference, the Holm p and the verdict, as mask-eval's corrected test wrote
-    them (views.effect_rows, the single-model report's reading). An emotion without a masked
-    condition there reads `not enough data`."""
+    control's of the verdict's null kind, their difference, the Holm p and the verdict, as
+    mask-eval's corrected test wrote them (results.effects.effect_rows, the single-model report's reading);
+    beside them the verdict against every control kind, whether "specific" survives matching, the
+    draw-level null's verdicts and graded masking's monotonicity where the run has them. An emotion
+    without a masked condition there reads `not enough data`."""
     top_rate = run.neurons.top_rate
     rows = {r["masked"]: r for r in effect_rows(run.eval) if r["layers"] == "all" and same_ratio(r["ratio"], top_rate)}
+    draws = {r["masked"]: r for r in draw_null_rows(run.eval) if r["layers"] == "all" and same_ratio(r["ratio"], top_rate)}
+    doses = {r["emotion"]: r for r in dose_rows(run.eval)}
     out = []
     for emotion in EMOTIONS:
         row = rows.get(emotion)
+        drawn, dose = draws.get(emotion) or {}, doses.get(emotion) or {}
+        extra = {"null": run.eval.null, "draw_verdict": drawn.get("verdict"), "draw_verdict_normal": drawn.get("verdict_normal"),
+                 "draw_rank": drawn.get("rank"), "draws": drawn.get("draws"), "monotone": dose.get("monotone"),
+                 "reversals": dose.get("reversals")}
         if row is None:
             out.append({"emotion": emotion, "n_neurons": 0, "effect": math.nan, "control": math.nan,
                         "difference": math.nan, "difference_ci": [math.nan, math.nan], "p_holm": math.nan,
-                        "verdict": "not enough data"})
+                        "verdict": "not enough data", "verdicts": {}, "survives_matching": survives_matching({})} | extra)
             continue
         out.append({"emotion": emotion, "n_neurons": row["n_neurons"], "effect": row["effect"], "control": row["control"],
                     "difference": row["difference"], "difference_ci": list(row["difference_ci"]),
-                    "p_holm": row["p_holm"], "verdict": row["verdict"] or "not enough data"})
+                    "p_holm": row["p_holm"], "verdict": row["verdict"] or "not enough data", "verdicts": row["verdicts"],
+                    "survives_matching": survives_matching(row["verdicts"])} | extra)
     return out
 
 

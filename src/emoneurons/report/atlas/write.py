@@ -16,6 +16,7 @@ from emoneurons.io.atomic import atomic_dir
 from emoneurons.io.tables import DataError
 from emoneurons.report.atlas.figures import DIRECTIONS_FIGURE, atlas_figures
 from emoneurons.report.atlas.tables import ModelRun, atlas_tables
+from emoneurons.report.directions.section import control_words
 from emoneurons.report.document.blocks import Block, Heading, Image, Paragraph, Table
 from emoneurons.report.document.html import render_html
 from emoneurons.report.document.markdown import render_markdown
@@ -43,6 +44,37 @@ def _pp(value: float | None) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{100 * value:+.1f}"
 
 
+def _null_blocks(tables: dict[str, Any]) -> list[Block]:
+    """Per emotion and model, the verdicts against the stronger nulls: each control kind, whether
+    'specific' survives activity matching, the draw-level null, graded masking's monotonicity."""
+    models = tables["models"]
+
+    def draw_cell(r: dict[str, Any]) -> str:
+        if r.get("draw_verdict") is None:
+            return "n/a"
+        return f"{r['draw_verdict']} (rank {r['draw_rank']} of {r['draws'] + 1}); normal: {r['draw_verdict_normal']}"
+
+    def dose_cell(r: dict[str, Any]) -> str:
+        return "n/a" if r.get("monotone") is None else "monotone" if r["monotone"] else f"{r['reversals']} reversal(s)"
+
+    rows = tuple((e, *(cell for m in models for r in [tables["verdicts"][m][k]]
+                       for cell in (" / ".join(f"{kind}: {v}" for kind, v in r["verdicts"].items()) or "n/a",
+                                    r["survives_matching"], draw_cell(r), dose_cell(r))))
+                 for k, e in enumerate(EMOTIONS))
+    return [
+        Heading("Against the stronger nulls"),
+        Paragraph("A uniform draw from the same layers is mostly quiet neurons, while LAPE selects busy ones; the "
+                  "activity-matched control draws as many neurons per layer from the same P(active) quantile bins. "
+                  "The draw-level null ranks the neurons' mean effect among many control draws; graded masking "
+                  "multiplies the activations by a factor instead of zeroing them (docs/METHOD.md)."),
+        Table(("emotion", *(f"{m}: {what}" for m in models
+                            for what in ("verdict per control kind", "specific survives matching?", "draw-level null",
+                                         "dose-response"))),
+              rows, "Per emotion and model (select.top_rate, all layers): the verdicts against each null",
+              (False, *(False for _ in models for _ in range(4)))),
+    ]
+
+
 def atlas_blocks(tables: dict[str, Any]) -> list[Block]:
     """atlas.md and atlas.html: the tables and figures of the atlas."""
     models = tables["models"]
@@ -66,8 +98,9 @@ def atlas_blocks(tables: dict[str, Any]) -> list[Block]:
                                        f"**{r['verdict']}**")))
                     for k, e in enumerate(EMOTIONS)),
               "Per emotion and model: the paired effect of its neurons (select.top_rate, all layers) and of random neurons "
-              "from the same layers, and mask-eval's verdict (the single-model report's)",
+              "from the same layers (the verdict's null kind), and mask-eval's verdict (the single-model report's)",
               (False, *(n for _ in models for n in (True, True, True, True, False)))),
+        *_null_blocks(tables),
         Heading("Where the neurons sit"),
         Paragraph(f"Relative depth = layer / layers, in {tables['depth_bins']} bins (layer 0 in the first, the last "
                   "layer in the last); each bin's share of the emotion's neurons, since the models select different numbers."),
@@ -134,7 +167,7 @@ def directions_blocks(tables: dict[str, Any]) -> list[Block]:
               tuple((m, f"{r['strongest_layer']} of {r['layers']} ({r['strongest_depth']:.2f})",
                      f"{100 * r['explained_variance']['pc1']:.0f}% / {100 * r['explained_variance']['pc2']:.0f}%",
                      f"{'**yes**' if r['valence']['pc1_is_valence'] else 'no'} ({number(r['valence']['margin'], 2)}, "
-                     f"{r['valence']['r']:+.2f})", f"{r['draws']} {r['control']}", _aligned(r, "signed_cos"), _aligned(r, "abs_cos"))
+                     f"{r['valence']['r']:+.2f})", f"{r['draws']} {control_words(r['control'])}", _aligned(r, "signed_cos"), _aligned(r, "abs_cos"))
                     for m, r in rows.items()),
               "Per model: the strongest layer, the class means' PCA and its valence verdict, and the emotions whose neurons "
               "write along their direction above the controls (p <= 0.05/6)", (False, True, True, False, False, False, False)),

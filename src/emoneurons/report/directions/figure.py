@@ -17,6 +17,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 
 from emoneurons.emotions import EMOTIONS  # noqa: E402
 from emoneurons.io.directions_file import DirectionsFile  # noqa: E402
+from emoneurons.report.directions.section import control_words  # noqa: E402
 from emoneurons.report.style import CONTROL_COLOR, DPI, EMOTION_COLORS, EMOTION_MARKERS, save_figure  # noqa: E402
 
 ALIGNMENT_PANELS = (("abs_cos", "mean |cos(write, direction)|"),
@@ -65,7 +66,8 @@ def _alignment_panel(ax, directions: DirectionsFile, key: str, label: str, lette
     if key == "signed_cos":
         ax.axhline(0, color="#BFBFBF", linewidth=0.8)
     alignment = directions.alignment
-    ax.set_title(f"({letter}) neurons at {alignment['ratio']:g} vs {alignment['draws']} {alignment['control']} draws", fontsize=9)
+    ax.set_title(f"({letter}) neurons at {alignment['ratio']:g} vs {alignment['draws']} {control_words(alignment['control'])} draws",
+                 fontsize=9)
     ax.grid(alpha=0.3, axis="y")
     if not emotions:
         ax.text(0.5, 0.5, "no emotion has selected neurons", ha="center", va="center", transform=ax.transAxes)

@@ -10,6 +10,14 @@ from emoneurons.report.document.blocks import Block, Heading, Image, Paragraph, 
 from emoneurons.report.document.number_formats import count, number, p_value
 
 
+CONTROL_WORDS = {"matched": "activity-matched", "uniform": "uniform same-layer"}  # params.ControlKind in words
+
+
+def control_words(kind: str) -> str:
+    """A control kind as the report says it (an unknown kind as it is)."""
+    return CONTROL_WORDS.get(kind, kind)
+
+
 def _tokens(directions: DirectionsFile) -> str:
     tokens = directions.summed["tokens"]
     return ", ".join(f"{e} {count(tokens[e])}" for e in EMOTIONS)
@@ -58,7 +66,9 @@ def directions_blocks(directions: DirectionsFile) -> list[Block]:
             "direction at the neuron's layer: |cos| (aligned either way) and sign(value) x cos (the value's sign is the "
             "neuron's mean down_proj input on the emotion's tokens, so positive means it pushes the residual towards the "
             f"emotion there), averaged over the emotion's neurons at select.top_rate {alignment['ratio']:g}; against "
-            f"{alignment['draws']} {alignment['control']} draws of the same number of neurons per layer (never the "
+            f"{alignment['draws']} {control_words(alignment['control'])} draws of the same number of neurons per layer"
+            + (f" and the same quantile bins of P(active) ({alignment['activity_bins']} per layer)"
+               if alignment.get("activity_bins") else "") + " (never the "
             "emotion's own): their mean and middle 95%, and the one-sided p = (1 + draws at or above) / (1 + draws); "
             f"* marks p <= {alignment['alpha']:g}/6 (Bonferroni over the six emotions). 'Other emotions': the same neurons "
             "against the other five emotions' directions (mean). Above the controls (signed): "

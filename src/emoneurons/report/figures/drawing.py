@@ -27,6 +27,7 @@ from emoneurons.report.style import DPI, EMOTION_COLORS, PANEL_GRID  # noqa: E40
 EFFECT_LABELS = {"delta_masked": "Δ log p(masked emotion's label)", "masked_answer": "change in answering the masked emotion"}
 
 SPECIFIC_MARKER = {"marker": "*", "color": "black", "markersize": 13, "linestyle": "none"}
+HOLLOW_MARKER = SPECIFIC_MARKER | {"markerfacecolor": "white"}  # specific by a weaker or another test only
 
 ZERO_BAR_LINEWIDTH = 3.0  # points: how thick a bar of height 0 is drawn
 
@@ -81,12 +82,26 @@ def label_panel_grid(axes: Any) -> None:
         ax.set_xlabel("neurons masked")
 
 
-def no_effects_figure(figure: Figure, title: str) -> Figure:
+def no_effects_figure(figure: Figure, title: str,
+                      text: str = "no paired effects in this eval.json (written before they were measured)") -> Figure:
+    """A figure saying, in `text`, why there is nothing to draw."""
     ax = figure.subplots()
-    ax.text(0.5, 0.5, "no paired effects in this eval.json (written before they were measured)", ha="center", va="center")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
     ax.set_axis_off()
     figure.suptitle(title)
     return figure
+
+
+def format_masked_emotion_axis(ax: Any, ylabel: str) -> None:
+    """An effect panel over the six masked emotions: the zero line, coloured emotion ticks, labels, grid."""
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS)
+    for label, emotion in zip(ax.get_xticklabels(), EMOTIONS):
+        label.set_color(EMOTION_COLORS[emotion])
+    ax.set_xlabel("masked emotion")
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    ax.margins(y=0.15)
 
 
 def draw_heatmap(

@@ -14,7 +14,9 @@ from matplotlib.patches import Patch
 from emoneurons.emotions import EMOTIONS
 from emoneurons.report.figures.drawing import (
     EFFECT_LABELS,
+    HOLLOW_MARKER,
     SPECIFIC_MARKER,
+    format_masked_emotion_axis,
     draw_bar,
     format_target_panel,
     label_panel_grid,
@@ -84,10 +86,15 @@ def _effect_errorbar(ax: Any, x: float, value: float, ci: tuple[float, float], *
     ax.errorbar([x], [value], yerr=_yerr(value, *ci), linestyle="none", capsize=3, **style)
 
 
+CONTROL_LABELS = {"matched": "random neurons matched in P(active), same count per layer",
+                  "uniform": "random neurons, same count per layer"}
+
+
 def figure2_effect(rows: Sequence[Mapping[str, Any]], measure: str, subtitle: str = "") -> Figure:
     """Figure 2, continuous variant: per masked emotion, its test effect (mean over the test
-    dialogues, paired bootstrap 95% CI) beside its random controls' (hatched), a star where the
-    Holm-corrected sign-flip test finds the emotion's neurons specific."""
+    dialogues, paired bootstrap 95% CI) beside its random controls' of the verdict's null kind
+    (hatched), a star where the Holm-corrected sign-flip test finds the emotion's neurons specific
+    against them, a hollow star where only another kind's test does."""
     title = "Figure 2 (effect): each emotion's neurons masked vs random neurons, paired per dialogue"
     figure = new_figure(12, 6)
     if not rows:
@@ -110,19 +117,18 @@ def figure2_effect(rows: Sequence[Mapping[str, Any]], measure: str, subtitle: st
         tops.append(low)
         if row["verdict"] == "specific":
             ax.plot([slot - width / 2], [low], gid=f"specific-{emotion}", **SPECIFIC_MARKER)
-    ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xticks(range(len(EMOTIONS)), EMOTIONS)
-    for label, emotion in zip(ax.get_xticklabels(), EMOTIONS):
-        label.set_color(EMOTION_COLORS[emotion])
-    ax.set_xlabel("masked emotion")
-    ax.set_ylabel(f"{EFFECT_LABELS.get(measure, measure)} vs unmodified")
-    ax.grid(axis="y", alpha=0.3)
-    ax.margins(y=0.15)
+        elif any(v == "specific" for v in (row.get("verdicts") or {}).values()):  # only against another control kind
+            ax.plot([slot - width / 2], [low], gid=f"specific-other-{emotion}", **HOLLOW_MARKER)
+    format_masked_emotion_axis(ax, f"{EFFECT_LABELS.get(measure, measure)} vs unmodified")
+    null = rows[0].get("null", "uniform")
+    others = sorted({k for r in rows for k in (r.get("verdicts") or {}) if k != null})
     handles = [
         *[Patch(facecolor=EMOTION_COLORS[e], label=f"{e} neurons masked") for e in EMOTIONS],
-        Patch(facecolor=CONTROL_COLOR, hatch=CONTROL_HATCH, edgecolor="black", label="random neurons, same count per layer"),
+        Patch(facecolor=CONTROL_COLOR, hatch=CONTROL_HATCH, edgecolor="black", label=CONTROL_LABELS.get(null, null)),
         Line2D([], [], color="black", marker="|", linestyle="none", markersize=10, label="95% CI (paired bootstrap)"),
-        Line2D([], [], label="specific: Holm-corrected sign-flip test vs random, p ≤ 0.05", **SPECIFIC_MARKER),
+        Line2D([], [], label=f"specific vs {null} controls (sign-flip test, Holm p ≤ 0.05)", **SPECIFIC_MARKER),
+        *([Line2D([], [], label=f"specific only vs {', '.join(others)} controls",
+                  **HOLLOW_MARKER)] if others else []),
     ]
     figure.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=9)
     figure.suptitle(title + (f"\n{subtitle}" if subtitle else ""))

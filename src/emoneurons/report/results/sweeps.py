@@ -15,14 +15,15 @@ from emoneurons.report.style import LAYER_RANGES
 
 def accuracy_changes(eval_json: EvalFile) -> list[dict[str, Any]]:
     """Long rows, one per (condition, evaluated emotion): accuracy change in percentage points
-    against unmodified. Controls are averaged over their draws (condition "control").
+    against unmodified, plain masks only (not graded). Uniform controls are averaged over their
+    draws (condition "control").
 
     Row: {"ratio", "layers", "masked", "emotion", "condition": "mask"|"control",
           "accuracy", "accuracy_change"}"""
     base = accuracy_of(eval_json.unmodified())
     groups: dict[tuple, list[EvalCondition]] = {}
     for c in eval_json.conditions:
-        if c.kind not in ("mask", "control"):
+        if c.kind not in ("mask", "control") or c.scale:  # graded masks have their dose-response
             continue
         key = (c.kind, c.masked, float(c.ratio), c.layers)
         groups.setdefault(key, []).append(c)

@@ -54,8 +54,8 @@ CARDS_B = _cards({"anger": ["▁Angry", "Ġmad", "the"], "fear": [" calm"], "sad
 
 
 def _run(name: str, model: str, seed: int, layers: int, steer: dict | None = None, cards: dict = CARDS_A,
-         split: str | None = "abc.dir") -> ModelRun:
-    run = synthetic_run(seed=seed, layers=layers)
+         split: str | None = "abc.dir", nulls: bool = False) -> ModelRun:
+    run = synthetic_run(seed=seed, layers=layers, nulls=nulls)
     return ModelRun(name, model, parse_eval(run["eval"]), parse_neurons(run["neurons"]), parse_steer(steer or steer_json()),
                     parse_cards(cards), split)
 
@@ -110,6 +110,29 @@ def test_verdicts_are_mask_evals_at_the_selection_ratio_on_all_layers():
     assert anger["verdict"] == "not enough data" and math.isnan(anger["effect"])
 
 
+def test_verdicts_against_the_stronger_nulls_are_eval_jsons():
+    from helpers.synthetic_run import MATCHED_VERDICTS
+
+    run = _run("e1", "embedded", 0, 8, nulls=True)
+    by_id = {c.id: c for c in run.eval.conditions}
+    record = run.eval.draw_null["conditions"]
+    for row in verdict_rows(run):
+        tested = by_id[f"mask-{row['emotion']}-r0.01-all"]
+        assert row["null"] == "matched" and row["verdict"] == tested.vs_matched["verdict"] == MATCHED_VERDICTS[row["emotion"]]
+        assert row["control"] == tested.vs_matched["control_mean"]
+        assert row["verdicts"] == {"matched": tested.vs_matched["verdict"], "uniform": tested.vs_control["verdict"]}
+        entry = record[tested.id]
+        assert (row["draw_verdict"], row["draw_verdict_normal"], row["draw_rank"], row["draws"]) == \
+            (entry["verdict"], entry["verdict_normal"], entry["rank"], 9)
+        assert row["monotone"] == run.eval.dose_response["emotions"][row["emotion"]]["monotone"]
+    survives = {r["emotion"]: r["survives_matching"] for r in verdict_rows(run)}
+    assert survives["anger"] in ("yes", "specific against matched controls only")
+    # A run from before the nulls: its uniform verdict, nothing else to say.
+    old = verdict_rows(_run("e1", "embedded", 0, 8))[0]
+    assert old["null"] == "uniform" and old["draw_verdict"] is None and old["monotone"] is None
+    assert old["survives_matching"].startswith("n/a")
+
+
 def test_steering_rows_carry_the_coherence_flags():
     record = steer_json()
     rows = steering_rows(parse_steer(record))
@@ -148,7 +171,7 @@ def test_atlas_tables_baseline_and_the_same_data_check():
 
 
 def test_atlas_figures_text_does_not_overlap_or_leave_the_canvas():
-    runs = [_run("e1", "HuggingFaceTB/SmolLM2-135M-Instruct", 0, 30), _run("e2", "embedded-gemma3", 1, 18, cards=CARDS_B)]
+    runs = [_run("e1", "HuggingFaceTB/SmolLM2-135M-Instruct", 0, 30, nulls=True), _run("e2", "embedded-gemma3", 1, 18, cards=CARDS_B)]
     figures = atlas_figures(atlas_tables(runs))
     assert tuple(figures) == ATLAS_FIGURES
     for name, figure in figures.items():
@@ -175,6 +198,11 @@ def test_write_atlas_writes_strict_json_and_an_offline_page(tmp_path):
     markdown = (out / "atlas.md").read_text()
     assert all(f"figures/{n}.png" in markdown for n in ATLAS_FIGURES)
     assert "**specific**" in markdown and "**not distinguishable from random**" in markdown
+    assert "## Against the stronger nulls" in markdown
+    nulls = write_atlas([_run("e1", "embedded", 0, 8, nulls=True), runs[1]], tmp_path / "nulls")
+    text = (nulls / "atlas.md").read_text()
+    anger = next(line for line in text.split("## Against the stronger nulls")[1].splitlines() if line.startswith("| anger |"))
+    assert "matched: specific / uniform: " in anger and "rank " in anger and "monotone" in anger
     with pytest.raises(AtlasError, match="at least two models"):
         write_atlas(runs[:1], tmp_path / "one")
     assert not (tmp_path / "one").exists()

@@ -259,3 +259,38 @@ def test_report_shows_a_judge_at_chance():
     assert cell(judges, "smollm", "above chance") == "no" and cell(judges, "lexicon", "above chance") == "yes"
     assert cell(judges, "smollm", "95% CI (%)") == "[13.0, 27.0]"
     assert "**Warning: judge(s) `smollm` at chance**" in text
+
+
+def test_report_gives_the_verdict_against_each_null_and_whether_specific_survives_matching():
+    nulls = synthetic_run(seed=1, nulls=True)
+    text = render_markdown(build_report(metrics_of(nulls)))
+    masks = {c["id"]: c for c in nulls["eval"]["conditions"] if c["kind"] == "mask" and not c.get("scale")}
+    grid = table_after(text, "Verdict per emotion, ratio and layer range, against matched / uniform controls")
+    short = {"specific": "specific", "not distinguishable from random": "not distinguishable", "not enough data": "not enough data"}
+    for c in masks.values():
+        assert cell(grid, c["masked"], f"{100 * c['ratio']:g}% {c['layers']}") == \
+            f"{short[c['vs_matched']['verdict']]} / {short[c['vs_control']['verdict']]}"
+    survival = table_after(text, "Does 'specific' survive activity matching?")
+    for emotion in EMOTIONS:
+        mask = masks[f"mask-{emotion}-r0.01-all"]
+        matched, uniform = mask["vs_matched"]["verdict"], mask["vs_control"]["verdict"]
+        expected = ("yes" if uniform == "specific" else "specific against matched controls only") if matched == "specific" else \
+            "no: specific against uniform controls only" if uniform == "specific" else "not specific against either"
+        assert cell(survival, emotion, "specific survives matching?") == expected
+        assert cell(survival, emotion, "verdict") == matched
+    assert {row[-1] for row in survival[1:]} >= {"yes", "no: specific against uniform controls only"}  # both outcomes shown
+    detail = table_after(text, "Every masked condition against its random-neuron controls (matched")
+    assert detail[0][-2:] == ["verdict", "verdict vs uniform"]
+    draws = table_after(text, "Each covered condition's mean effect among its control draws' mean effects")
+    anger = nulls["eval"]["draw_null"]["conditions"]["mask-anger-r0.01-all"]
+    assert cell(draws, "anger", "rank") == f"{anger['rank']} of 10"
+    assert cell(draws, "anger", "draws: range") == f"[{min(anger['draws']):.3f}, {max(anger['draws']):.3f}]"
+    assert "48 extra masked runs" in text and "4,321 tokens computed" in text
+    doses = table_after(text, "Mean effect at each factor")
+    assert cell(doses, "anger", "monotone") == "yes" and cell(doses, "disgust", "monotone") == "no (1 reversal(s))"
+    assert "3 of 6 emotions' effects are monotone" in text
+    # A run without them says they did not run, and still links both figures.
+    plain = render_markdown(build_report(metrics_of(synthetic_run(seed=1))))
+    assert "Does 'specific' survive activity matching?" not in plain
+    assert "eval.null_draws: 0" in plain and "eval.scales: []" in plain
+    assert "(figures/draw_null.png)" in plain and "(figures/dose_response.png)" in plain

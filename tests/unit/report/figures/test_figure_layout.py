@@ -40,6 +40,13 @@ def test_paper_figure_text_does_not_overlap_or_leave_the_canvas(name):
     assert layout_faults(figure) == []
 
 
+@pytest.mark.parametrize("name", ["figure2_effect", "draw_null", "dose_response"])
+def test_the_nulls_figures_text_does_not_overlap_or_leave_the_canvas(name):
+    run = synthetic_run(nulls=True)
+    figure = build_figures(run["filter"], parse_neurons(run["neurons"]), parse_eval(run["eval"]), MODEL)[name]
+    assert layout_faults(figure) == []
+
+
 def test_steering_figure_text_does_not_overlap_or_leave_the_canvas():
     record = steer_json()
     figure = steering_figure(parse_steer(record))

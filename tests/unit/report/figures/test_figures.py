@@ -194,7 +194,8 @@ def test_every_figure_renders_png_and_svg(rendered):
         _check_saved(directory, name, figure)
         assert figure._suptitle is not None or any(ax.get_title() for ax in figure.axes)
         assert figure.legends or any(ax.get_legend() for ax in figure.axes) or name in (
-            "figure14", "figure15")  # heatmaps carry a colour bar instead
+            "figure14", "figure15") or (  # heatmaps carry a colour bar instead
+            name in ("draw_null", "dose_response") and "in this run" in figure.axes[0].texts[0].get_text())  # not run
     assert not list(directory.glob(".*"))  # the atomic saver leaves no temporaries
 
 
@@ -280,3 +281,41 @@ def test_figure3_effect_plots_every_ratio_per_masked_emotion(rendered, run):
         assert caps == pytest.approx(sorted([r["effect_ci"][0] for r in mine] + [r["effect_ci"][1] for r in mine]))
         specific = [x for x, r in zip(own_x, mine) if r["verdict"] == "specific"]  # on the effect's own point
         assert list(lines["specific"].get_xdata()) == pytest.approx(specific) if specific else "specific" not in lines
+
+
+def test_the_nulls_figures_draw_eval_jsons_draws_and_doses():
+    nulls = synthetic_run(seed=1, nulls=True)
+    evaluation = parse_eval(nulls["eval"])
+    figures = build_figures(nulls["filter"], parse_neurons(nulls["neurons"]), evaluation)
+    record = nulls["eval"]["draw_null"]["conditions"]
+    ax = figures["draw_null"].axes[0]
+    lines = {line.get_gid(): line for line in ax.get_lines() if line.get_gid()}
+    for emotion in EMOTIONS:
+        entry = record[f"mask-{emotion}-r0.01-all"]
+        assert list(lines[f"draws-{emotion}"].get_ydata()) == pytest.approx(entry["draws"])
+        # the rank verdict is "not enough draws" here: a hollow star where the normal prediction says specific
+        assert (f"specific-normal-{emotion}" in lines) == (entry["verdict_normal"] == "specific")
+        assert f"specific-{emotion}" not in lines
+    doses = nulls["eval"]["dose_response"]["emotions"]
+    for ax, emotion in zip(figures["dose_response"].axes, EMOTIONS):
+        lines = {line.get_gid(): line for line in ax.get_lines() if line.get_gid()}
+        assert list(lines[f"mask-{emotion}"].get_xdata()) == [0.0, 0.5, 1.0]
+        assert list(lines[f"mask-{emotion}"].get_ydata()) == pytest.approx([*doses[emotion]["mask"], 0.0])
+        assert list(lines[f"control-{emotion}"].get_ydata()) == pytest.approx([*doses[emotion]["control"], 0.0])
+    # Figure 2's effect panel: stars against the matched null, hollow where only the uniform test passes.
+    ax = figures["figure2_effect"].axes[0]
+    stars = {line.get_gid() for line in ax.get_lines() if line.get_marker() == "*"}
+    masks = {c["masked"]: c for c in nulls["eval"]["conditions"] if c["id"] == f"mask-{c['masked']}-r0.01-all"}
+    for emotion, mask in masks.items():
+        assert (f"specific-{emotion}" in stars) == (mask["vs_matched"]["verdict"] == "specific")
+        assert (f"specific-other-{emotion}" in stars) == (mask["vs_matched"]["verdict"] != "specific"
+                                                           and mask["vs_control"]["verdict"] == "specific")
+    # Graded masks stay out of the accuracy sweeps (they would be averaged into the plain mask's).
+    plain_masks = {c.masked: c for c in evaluation.find("mask", ratio=0.01, layers="all")}
+    for row in accuracy_changes(evaluation):
+        if row["condition"] == "mask" and row["layers"] == "all" and row["ratio"] == 0.01:
+            assert row["accuracy"] == plain_masks[row["masked"]].accuracy[row["emotion"]]
+    # Runs without them: one placeholder figure each.
+    plain = build_figures(nulls["filter"], parse_neurons(nulls["neurons"]), parse_eval(synthetic_run(seed=1)["eval"]))
+    assert "eval.null_draws: 0" in plain["draw_null"].axes[0].texts[0].get_text()
+    assert "eval.scales: []" in plain["dose_response"].axes[0].texts[0].get_text()
