@@ -29,13 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 import typer  # noqa: E402
+from scale_run import REPO, _dialogue, save_tiny_model  # noqa: E402
 
 from emoneurons.emotions import EMOTIONS  # noqa: E402
 from emoneurons.model.loading import load_model  # noqa: E402
 from emoneurons.neurons.counting import activation_counts  # noqa: E402
 from emoneurons.neurons.top_activations import neuron_activity  # noqa: E402
 from emoneurons.params import load_params  # noqa: E402
-from scale_run import REPO, _dialogue, save_tiny_model  # noqa: E402
 
 PARAMS = load_params(REPO / "params.yaml")
 

@@ -44,9 +44,9 @@ import typer
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["augment", "generate", "filter", "split", "count", "select", "mask-eval", "cards", "steer", "plot"]
+STAGES = ["augment", "generate", "filter", "split", "count", "select", "directions", "mask-eval", "cards", "steer", "plot"]
 SCRIPTS = {"augment": "augment", "generate": "generate", "filter": "filter", "split": "split", "count": "count",
-           "select": "select_neurons", "mask-eval": "mask_eval", "cards": "cards", "steer": "steer", "plot": "plot"}
+           "select": "select_neurons", "directions": "directions", "mask-eval": "mask_eval", "cards": "cards", "steer": "steer", "plot": "plot"}
 
 # The release's label counts (the paper's Table 1: 293,725 dialogues).
 RELEASE_COUNTS = {"anger": 49_015, "disgust": 49_232, "fear": 50_166, "happiness": 55_054, "sadness": 51_549,

@@ -17,12 +17,12 @@ import sys
 from pathlib import Path
 
 import polars as pl
+
+from emoneurons.emotions import EMOTIONS
 from helpers.repo_params import params_yaml
 from helpers.stage_runner import stage_script
 from helpers.synthetic_inputs import write_synthetic_counts
 from helpers.tiny_models import build_tiny_llama, build_tokenizer
-
-from emoneurons.emotions import EMOTIONS
 
 LAYERS, HIDDEN, FFN = 8, 32, 32
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers.repo_params import section
-from helpers.synthetic_inputs import synthetic_neurons, synthetic_split
 
 import emoneurons.evaluate.chunking as chunking
 from emoneurons.evaluate.chunking import chunked_rows
@@ -19,6 +17,8 @@ from emoneurons.model.batching import length_buckets
 from emoneurons.runtime.checkpoint import Checkpoints
 from emoneurons.runtime.distributed import Ranks
 from emoneurons.runtime.resume import ConditionSchedule
+from helpers.repo_params import section
+from helpers.synthetic_inputs import synthetic_neurons, synthetic_split
 
 
 def test_chunks_are_whole_length_sorted_batches_within_the_budget():
