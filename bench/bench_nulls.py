@@ -35,7 +35,7 @@ from emoneurons.evaluate.classify import Mask  # noqa: E402
 from emoneurons.evaluate.conditions import control_neurons, mask_id, plan_conditions  # noqa: E402
 from emoneurons.evaluate.draw_null import MeanEffect  # noqa: E402
 from emoneurons.evaluate.mask_pool import classify_masks  # noqa: E402
-from emoneurons.evaluate.masking_eval import _classifier  # noqa: E402
+from emoneurons.evaluate.masking_eval import _test_run  # noqa: E402
 from emoneurons.io.neurons_file import parse_neurons
 from emoneurons.io.tables import read_counts, read_json  # noqa: E402
 from emoneurons.neurons.selection import overall_activation_probability  # noqa: E402
@@ -94,8 +94,9 @@ def main(draws: int = typer.Option(10, help="control draws of each kind per emot
     lm = load_model(params.model)
     train, test = pl.read_parquet(root / "data/split/train.parquet"), pl.read_parquet(root / "data/split/test.parquet")
     masks = [plan[mask_id(e, top_rate, "all")] for e in EMOTIONS if plan[mask_id(e, top_rate, "all")].n_neurons]
-    engine, _, _ = _classifier(lm, train, test, eval_params, list(plan.values()), batch_size=params.model.batch_size,
-                               max_length=params.model.max_length, train_name="train")
+    run = _test_run(lm, train, test, eval_params, list(plan.values()), batch_size=params.model.batch_size,
+                    max_length=params.model.max_length, train_name="train")
+    engine = run.engine(range(test.height))  # every test dialogue in one engine (the default's size)
     start = time.perf_counter()
     base = engine.classify()
     unmodified_s = time.perf_counter() - start

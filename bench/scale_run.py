@@ -44,9 +44,9 @@ import typer
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ["augment", "generate", "filter", "split", "count", "select", "mask-eval", "cards", "steer", "plot"]
+STAGES = ["augment", "generate", "filter", "split", "count", "select", "directions", "mask-eval", "cards", "steer", "plot"]
 SCRIPTS = {"augment": "augment", "generate": "generate", "filter": "filter", "split": "split", "count": "count",
-           "select": "select_neurons", "mask-eval": "mask_eval", "cards": "cards", "steer": "steer", "plot": "plot"}
+           "select": "select_neurons", "directions": "directions", "mask-eval": "mask_eval", "cards": "cards", "steer": "steer", "plot": "plot"}
 
 # The release's label counts (the paper's Table 1: 293,725 dialogues).
 RELEASE_COUNTS = {"anger": 49_015, "disgust": 49_232, "fear": 50_166, "happiness": 55_054, "sadness": 51_549,
@@ -151,9 +151,15 @@ def save_tiny_model(folder: Path) -> None:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from emoneurons.model.loading import EMBEDDED_GGUF, embedded_model_dir
+    from emoneurons.model.loading import EMBEDDED_GGUF, _converted_dir, embedded_model_dir
 
-    tokenizer = AutoTokenizer.from_pretrained(str(embedded_model_dir()), gguf_file=EMBEDDED_GGUF)
+    # The dequantised copy model.id `embedded` leaves in the user cache has the tokenizer in seconds;
+    # read from the GGUF it takes a minute on a loaded machine. The same tokenizer either way.
+    converted = _converted_dir(str(embedded_model_dir()), EMBEDDED_GGUF)
+    if (converted / "tokenizer.json").exists():
+        tokenizer = AutoTokenizer.from_pretrained(str(converted))
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(str(embedded_model_dir()), gguf_file=EMBEDDED_GGUF)
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=256, num_hidden_layers=4,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,

@@ -29,6 +29,7 @@ def main(
     report: Path = typer.Option(Path(FILTER_REPORT.path), help="filter metrics (Table 1)"),
     cache: Path = typer.Option(Path(FILTER_CACHE.path), help="chat request cache (openai judges)"),
     external: Path = typer.Option(Path(EXTERNAL.path), help="folder of imported data sets (a dep in dvc.yaml); filter.emoprism.path must lie in it"),
+    batch_rows: int = typer.Option(BATCH_ROWS, min=1, help="dialogues held at once: memory against the data checks' cost per call (the rows written do not depend on it)"),
 ) -> None:
     start = time.perf_counter()
     settings = load_stage_params(params, ("filter", "model", "eval.prompt_format"))
@@ -46,9 +47,9 @@ def main(
             )
         prepare_cache_dir(cache)  # a DVC output even when unused; made only once the input passed
         seconds = dict.fromkeys(labels, 0.0)
-        batches = emoprism.batches(BATCH_ROWS)
+        batches = emoprism.batches(batch_rows)
     else:
-        batches, judges, seconds = _judged(dialogues, cache, options.judges, settings.model, settings.eval.prompt_format)
+        batches, judges, seconds = _judged(dialogues, cache, options.judges, settings.model, settings.eval.prompt_format, batch_rows)
         labels, total = [judge.name for judge in judges], table_rows(dialogues)
     metrics, checked = filter_to_table(batches, total, labels, options.min_agree, out,
                                        input_source=options.emoprism.path if emoprism is not None else None)
@@ -72,10 +73,10 @@ def main(
               "drops dialogues at random; remove it from filter.judges or use a better model", file=sys.stderr)
 
 
-def _judged(dialogues: Path, cache: Path, specs, model, prompt_format: str) -> tuple:
+def _judged(dialogues: Path, cache: Path, specs, model, prompt_format: str, rows: int) -> tuple:
     """The generated dialogues a batch at a time with each judge's labels (judges `specs`:
     filter.judges), the judges, and their seconds so far (filled in as the batches are labelled)."""
-    batches = table_batches(dialogues, required=("dialogue", "theme"))  # a missing column: one line, before any work
+    batches = table_batches(dialogues, rows, required=("dialogue", "theme"))  # a missing column: one line, before any work
     prepare_cache_dir(cache)  # only once the input passed: a rejected input leaves nothing behind
     classify = None
     if any(spec.backend == "hf" for spec in specs):

@@ -9,25 +9,23 @@ from pathlib import Path
 import typer
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.evaluate.conditions import PlanError, needs_activity, plan_conditions
+from emoneurons.evaluate.conditions import needs_activity, plan_conditions
 from emoneurons.evaluate.exp_metrics import exp_summary
 from emoneurons.evaluate.masking_eval import evaluate_masking
-from emoneurons.evaluate.shots import EvalDataError
 from emoneurons.io.artifacts import COUNTS, EVAL, HEADLINE, NEURONS, SUMMARY, TEST, TRAIN
 from emoneurons.io.atomic import write_json
 from emoneurons.io.eval_file import parse_eval
 from emoneurons.io.neurons_file import read_neurons
 from emoneurons.io.result_suites import check_evaluation
 from emoneurons.io.suites import checks_path, checks_record
-from emoneurons.io.tables import DataError, read_counts, read_table
-from emoneurons.model.architecture import UnsupportedModelError
+from emoneurons.io.tables import read_counts, read_table, table_rows
 from emoneurons.neurons.selection import overall_activation_probability
-from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.params import load_stage_params
 from emoneurons.runtime.checkpoint import DEFAULT_ROOT
 from emoneurons.runtime.distributed import relaunch_if_requested, start
 from emoneurons.runtime.resume import ConditionSchedule, mask_eval_checkpoints
 from emoneurons.runtime.stage_run import model_from, run_stage
-from emoneurons.text.nrc_lexicon import NRCLexiconError, cue_words
+from emoneurons.text.nrc_lexicon import cue_words
 from emoneurons.text.truncation import Truncation
 
 
@@ -41,8 +39,11 @@ def main(
 ) -> None:
     settings = load_stage_params(params, ("model", "select.top_rate", "eval"))
     with model_from(params, settings.model.id):
+        # The train split gives a few shots and calibration rows: it is read a batch at a time
+        # (evaluate/shots.py), the test split whole (its dialogues are all classified).
         train_path, test_path = TRAIN.at(split), TEST.at(split)
-        train, test = read_table(train_path), read_table(test_path)
+        train, test = train_path, read_table(test_path)
+        table_rows(train)  # missing or unreadable: one line now, before the model loads
         selection = read_neurons(neurons)
         p_active = None
         if needs_activity(settings.eval):

@@ -15,9 +15,9 @@ from emoneurons.io.neurons_file import read_neurons
 from emoneurons.io.result_suites import check_steer
 from emoneurons.io.steer_file import parse_steer
 from emoneurons.io.suites import checks_record
-from emoneurons.io.tables import read_table
+from emoneurons.io.tables import table_rows
 from emoneurons.params import load_stage_params
-from emoneurons.runtime.stage_run import run_stage
+from emoneurons.runtime.stage_run import model_from, run_stage
 
 
 def main(
@@ -40,10 +40,12 @@ def main(
 
     steer = settings.steer
     texts = read_prompts(prompts, steer.prompts)
-    table = read_table(train)
+    # The shots and calibration rows are read from the file a column or a row at a time
+    # (evaluate/shots.py): the train split is never held whole.
+    table_rows(train)  # missing or unreadable: one line now, before the model loads
     selection = read_neurons(neurons)
     plan = plan_steering(selection, settings.select.top_rate, steer)
-    check_classifier_train(table, settings.eval, train_name=str(train))
+    check_classifier_train(train, settings.eval, train_name=str(train))
     from emoneurons.model.loading import load_model  # imports torch/transformers: after the cheap checks
 
     prepare_cache_dir(cache)  # a DVC output even when no judge asks a server; after the input checks
@@ -54,8 +56,9 @@ def main(
     judges = make_judges(settings.filter.judges, settings.model, cache, settings.eval.prompt_format,
                          classify=classify, lm=lm)
     selected = selection.selection(settings.select.top_rate).per_emotion_counts()
-    record = run_steering(lm, texts, plan, table, settings.eval, steer, selected, batch_size=settings.model.batch_size,
-                          judges=judges)
+    with model_from(params, settings.model.id):
+        record = run_steering(lm, texts, plan, train, settings.eval, steer, selected, batch_size=settings.model.batch_size,
+                              judges=judges)
     from emoneurons.report.steering.figure import save_steering_figure
 
     record = _with_settings(record, settings.eval, steer, settings.select.top_rate, settings.filter.judges, lm, texts)

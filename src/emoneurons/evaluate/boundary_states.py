@@ -6,7 +6,8 @@ On a GPU they are kept in pinned host memory and copied back one batch at a time
 holds only the batch in flight: at the 8B preset (presets/paper-8b-1gpu.yaml with eval.method:
 score; batch 32 x at most 1024 tokens x hidden 4096 x 2 bytes) at most 256 MiB per boundary,
 where keeping them on the device took (test tokens) x 8 KiB per boundary, ~30 GB at 15k test
-dialogues. The host pays that instead (docs/DISTRIBUTED.md, "mask-eval's memory on a GPU"). Both
+dialogues. The host pays that instead, one chunk of the test dialogues at a time (chunking.py: at
+most 256 MiB; docs/DISTRIBUTED.md, "mask-eval's memory on a GPU"). Both
 copies are asynchronous on the current stream, whose order makes them safe; on the CPU the states
 stay where they are."""
 

@@ -70,6 +70,22 @@ def calibrate_scores(scores: Tensor, reference: Tensor) -> Tensor:
     return torch.log_softmax(scores, dim=1) - torch.log(prior)
 
 
+def tokens_after_row(labels: Sequence[Sequence[int]], method: ClassifyMethod, max_new_tokens: int) -> int:
+    """What a naive run feeds after a row's prompt: every multi-token label's tokens but its last
+    (score), or the answer's tokens but its last (generate)."""
+    return sum(len(ids) - 1 for ids in labels if len(ids) > 1) if method == "score" else max_new_tokens - 1
+
+
+def naive_tokens(prefix: int, rows: Sequence[int], reference: Sequence[int], after: int, *, masked_runs: int,
+                 recalibrate: bool) -> int:
+    """Full-model tokens of the unmodified run and `masked_runs` masked runs each from scratch:
+    every row's full prompt (`prefix` + its length + `after`) through all layers; the reference
+    rows (calibration) again under each mask only when recalibrated."""
+    test = sum(prefix + length + after for length in rows)
+    ref = sum(prefix + length + after for length in reference)
+    return test + ref + masked_runs * (test + (ref if recalibrate else 0))
+
+
 @dataclass(frozen=True)
 class Mask:
     """What one masked run does: the down_proj inputs {layer: indices} multiplied by `scale` on
@@ -159,9 +175,12 @@ class MaskedClassifier:
         self.prepared = False
         self.layer_tokens = 0
         # A naive run from scratch: the full prompt of every row it needs, through all layers.
-        extra = len(self.continuation) if method == "score" else max_new_tokens - 1
-        naive = [len(prompt.prefix) + len(r) + extra for r in rows]
-        self.naive_unmodified, self.naive_masked = sum(naive), sum(naive) if recalibrate else sum(naive[: self.n])
+        lengths = [len(r) for r in rows]
+        after = tokens_after_row(self.labels, method, max_new_tokens)
+        self.naive_unmodified = naive_tokens(len(prompt.prefix), lengths[: self.n], lengths[self.n :], after,
+                                             masked_runs=0, recalibrate=recalibrate)
+        self.naive_masked = self.naive_unmodified if recalibrate else naive_tokens(len(prompt.prefix), lengths[: self.n], [], after,
+                                                                                  masked_runs=0, recalibrate=False)
 
     def _set_labels(self, label_format: str) -> None:
         """The six labels' token ids, and the continuation pass's: tokens l_1..l_{m-1} of every

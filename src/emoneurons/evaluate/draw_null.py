@@ -5,16 +5,17 @@ their luck.
 
 Draw d is the same seeded set as control condition d of that kind
 (conditions.control_neurons), so the conditions' own draws are reused and only draws
-d >= eval.control_draws run here. Each extra run is reduced to its mean effect where it ran (in a
-forked worker), so what is held is one number per draw, whatever the number of test dialogues; the
-draws' neuron sets are drawn when their run starts, never all held at once. This pass runs on the
-process that writes eval.json, after every condition (not sharded or resumed).
+d >= eval.control_draws run here. They run on each chunk of the test dialogues right after its
+conditions (masking_eval.py), on the process that writes eval.json (not sharded), each run
+reduced where it ran (in a forked worker) to its effect summed over the chunk's dialogues, so what
+is held is one number per draw, whatever the number of test dialogues; the chunks' sums are saved
+with the chunk (resumed) and a draw's mean is their total over the test dialogues (in one chunk:
+the mean of the dialogues' effects, as torch's mean is their sum divided by their number). The
+draws' neuron sets are drawn when their run starts, never all held at once.
 """
 
 from __future__ import annotations
 
-import sys
-import time
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -23,8 +24,7 @@ from torch import Tensor
 from emoneurons.emotions import EMOTION_INDEX
 from emoneurons.evaluate.classify import Classification, Mask, MaskedClassifier
 from emoneurons.evaluate.conditions import Condition, control_id, control_neurons, is_rq2
-from emoneurons.evaluate.mask_pool import classify_masks, mask_workers
-from emoneurons.model.loading import LoadedModel
+from emoneurons.evaluate.mask_pool import classify_masks
 from emoneurons.params import ControlKind, EvalParams
 from emoneurons.stats.effects import (
     ALPHA,
@@ -44,19 +44,25 @@ def covered_masks(plan: Sequence[Condition], eval_params: EvalParams, top_rate: 
 
 
 class MeanEffect:
-    """A run's mean test effect against the unmodified run: Δ log p(masked label) (score) or the
-    change in answering the masked emotion (generate), averaged over the test dialogues; the same
-    per-dialogue effect as the conditions' `effects.test_effect`."""
+    """A run's test effect against the unmodified run: Δ log p(masked label) (score) or the change
+    in answering the masked emotion (generate), per test dialogue; the same per-dialogue effect as
+    the conditions' `effects.test_effect`. Called: its mean over the dialogues; `total`: its sum."""
 
     def __init__(self, unmodified_predicted: Sequence[str | None], unmodified_scores: Tensor | None) -> None:
         self.base_lp = None if unmodified_scores is None else label_log_probs(unmodified_scores)
         self.base_pred = _as_index(unmodified_predicted)
 
-    def __call__(self, predicted: Sequence[str | None], scores: Tensor | None, masked: str) -> float:
+    def _per_dialogue(self, predicted: Sequence[str | None], scores: Tensor | None, masked: str) -> Tensor:
         m = EMOTION_INDEX[masked]
         if self.base_lp is not None and scores is not None:
-            return float((label_log_probs(scores)[:, m] - self.base_lp[:, m]).mean())
-        return float(masked_answer_change(self.base_pred, _as_index(predicted), m).mean())
+            return label_log_probs(scores)[:, m] - self.base_lp[:, m]
+        return masked_answer_change(self.base_pred, _as_index(predicted), m)
+
+    def __call__(self, predicted: Sequence[str | None], scores: Tensor | None, masked: str) -> float:
+        return float(self._per_dialogue(predicted, scores, masked).mean())
+
+    def total(self, predicted: Sequence[str | None], scores: Tensor | None, masked: str) -> float:
+        return float(self._per_dialogue(predicted, scores, masked).sum())
 
 
 def _as_index(predicted: Sequence[str | None]) -> Tensor:
@@ -79,53 +85,47 @@ class _ExtraDraws(Sequence):
         return Mask(control_neurons(kind, mask, draw, self.eval_params, self.per_layer, self.p_active))
 
 
-def draw_null_record(
-    lm: LoadedModel, engine: MaskedClassifier, plan: Sequence[Condition], outputs: Mapping[str, tuple],
-    eval_params: EvalParams, top_rate: float, per_layer: int, p_active: Tensor | None, *,
-    workers: int | None, progress: bool,
-) -> dict | None:
-    """eval.json's `draw_null` against controls of the verdict's null kind (the first of
-    eval.controls); None when eval.null_draws is 0. `outputs`: per condition id, (predicted,
-    label scores) of its run, the unmodified one included."""
-    if not eval_params.null_draws:
-        return None
-    from tqdm import tqdm
+class NullDraws:
+    """The draw-level null's extra runs (draws d >= eval.control_draws of each covered mask, of the
+    verdict's null kind), run a chunk of the test dialogues at a time (`run_chunk`), and its record."""
 
-    kind, draws = eval_params.controls[0], eval_params.null_draws
-    effect = MeanEffect(*outputs["unmodified"])
-    masks = covered_masks(plan, eval_params, top_rate)
-    values: dict[str, list[float | None]] = {}
-    slots: list[tuple[ControlKind, Condition, int]] = []
-    for mask in masks:
-        values[mask.id] = [None] * draws if mask.n_neurons else []
-        for draw in range(draws if mask.n_neurons else 0):
-            if draw < eval_params.control_draws:
-                values[mask.id][draw] = effect(*outputs[control_id(mask.id, draw, kind)], mask.masked)
-            else:
-                slots.append((kind, mask, draw))
+    def __init__(self, plan: Sequence[Condition], eval_params: EvalParams, top_rate: float, per_layer: int,
+                 p_active: Tensor | None) -> None:
+        self.kind, self.draws, self.eval_params = eval_params.controls[0], eval_params.null_draws, eval_params
+        self.covered = covered_masks(plan, eval_params, top_rate)
+        self.slots: list[tuple[ControlKind, Condition, int]] = [
+            (self.kind, mask, draw) for mask in self.covered for draw in range(self.draws if mask.n_neurons else 0)
+            if draw >= eval_params.control_draws]
+        self.masks = _ExtraDraws(self.slots, eval_params, per_layer, p_active)
 
-    def reduce(index: int, result: Classification) -> tuple[float, int]:
-        return effect(result.predicted, result.scores, slots[index][1].masked), result.tokens_computed
+    def run_chunk(self, engine: MaskedClassifier, unmodified: tuple, workers: int, bar, step: int) -> tuple[list[float], int]:
+        """Every extra draw on one chunk (its engine after its unmodified run, whose (predicted,
+        scores) `unmodified` is): per draw its effect summed over the chunk's dialogues, and the
+        tokens computed."""
+        effect = MeanEffect(*unmodified[:2])
 
-    extra = _ExtraDraws(slots, eval_params, per_layer, p_active)
-    if workers is None:
-        workers = mask_workers(lm, len(extra))
-    started = time.perf_counter()
-    with tqdm(total=len(extra), desc=f"mask-eval draw-level null ({workers} worker{'s' * (workers > 1)})", unit="draw",
-              file=sys.stderr, disable=not progress) as bar:
-        reduced = classify_masks(engine, extra, workers, bar, reduce=reduce)
-    if progress and extra:
-        seconds = time.perf_counter() - started
-        print(f"mask-eval draw-level null: {len(extra)} control runs in {seconds:.1f} s ({seconds / len(extra):.2f} s a run, "
-              f"{workers} worker{'s' * (workers > 1)})", file=sys.stderr)
-    for (_, mask, draw), (mean, _) in zip(slots, reduced):
-        values[mask.id][draw] = mean
-    tested = draw_level_null({mask.id: (effect(*outputs[mask.id], mask.masked), values[mask.id]) for mask in masks})
-    m = sum(record["p"] is not None for record in tested.values())
-    return {
-        "kind": kind, "draws": draws, "masks": eval_params.null_masks, "alpha": ALPHA, "correction": "holm",
-        "corrected_over": m, "draws_needed": draws_needed(m) if m else None,
-        "rule": DRAW_RULE.format(m=m, needed=draws_needed(m) if m else "-", alpha=ALPHA),
-        "runs": len(extra), "tokens_computed": int(sum(tokens for _, tokens in reduced)),
-        "conditions": tested,
-    }
+        def reduce(index: int, result: Classification) -> tuple[float, int]:
+            return effect.total(result.predicted, result.scores, self.slots[index][1].masked), result.tokens_computed
+
+        reduced = classify_masks(engine, self.masks, workers, bar, reduce=reduce, step=step)
+        return [total for total, _ in reduced], int(sum(tokens for _, tokens in reduced))
+
+    def record(self, outputs: Mapping[str, tuple], totals: Sequence[float], tokens: int, n_test: int) -> dict:
+        """eval.json's `draw_null`: `outputs` per condition id, (predicted, label scores) of its run,
+        the unmodified one included; `totals` per extra draw its effect summed over all test dialogues."""
+        effect = MeanEffect(*outputs["unmodified"])
+        values: dict[str, list[float | None]] = {mask.id: [None] * self.draws if mask.n_neurons else [] for mask in self.covered}
+        for mask in self.covered:
+            for draw in range(min(self.draws, self.eval_params.control_draws) if mask.n_neurons else 0):
+                values[mask.id][draw] = effect(*outputs[control_id(mask.id, draw, self.kind)], mask.masked)
+        for (_, mask, draw), total in zip(self.slots, totals):
+            values[mask.id][draw] = total / n_test
+        tested = draw_level_null({mask.id: (effect(*outputs[mask.id], mask.masked), values[mask.id]) for mask in self.covered})
+        m = sum(record["p"] is not None for record in tested.values())
+        return {
+            "kind": self.kind, "draws": self.draws, "masks": self.eval_params.null_masks, "alpha": ALPHA, "correction": "holm",
+            "corrected_over": m, "draws_needed": draws_needed(m) if m else None,
+            "rule": DRAW_RULE.format(m=m, needed=draws_needed(m) if m else "-", alpha=ALPHA),
+            "runs": len(self.slots), "tokens_computed": tokens,
+            "conditions": tested,
+        }

@@ -46,10 +46,11 @@ def _worker_classify(index: int) -> tuple[int, Any]:
 def classify_masks(
     engine: MaskedClassifier, masks: Sequence[Mask], workers: int, bar, todo: Sequence[int] | None = None,
     on_result: Callable[[int, tuple], None] | None = None, reduce: Callable[[int, Classification], Any] | None = None,
+    step: int = 1,
 ) -> list:
     """(predicted, label scores, tokens computed) of each mask in `todo` (default: all; None for the
     others), after the unmodified run (whose kept states the forked workers inherit); the costliest
-    masks (lowest start layer) go first. on_result(index, that tuple) as each finishes.
+    masks (lowest start layer) go first. on_result(index, that tuple) and bar.update(step) as each finishes.
     `reduce`: what is kept of each run instead of that tuple, computed where the run ran (in the
     worker), so that only it crosses back and is held (the draw-level null keeps one number a draw)."""
     out: list = [None] * len(masks)
@@ -59,7 +60,7 @@ def classify_masks(
             out[index] = _run(engine, masks[index], index, reduce)
             if on_result is not None:
                 on_result(index, out[index])
-            bar.update(1)
+            bar.update(step)
         return out
     order = sorted(todo, key=lambda i: engine.start_layer(masks[i].neurons))
     threads = max(1, torch.get_num_threads() // workers)
@@ -70,7 +71,7 @@ def classify_masks(
                 out[index] = result
                 if on_result is not None:
                     on_result(index, out[index])
-                bar.update(1)
+                bar.update(step)
     finally:
         _SHARED.clear()
     return out

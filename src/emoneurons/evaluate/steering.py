@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import polars as pl
 import torch
 from torch import Tensor
 from tqdm import tqdm
@@ -32,7 +31,7 @@ from emoneurons.evaluate.calibration import calibration_dialogues
 from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.evaluate.coherence import CoherenceRule, ReplyCoherence, chat_reply_coherence, coherence_summary
 from emoneurons.evaluate.conditions import control_seed, random_like
-from emoneurons.evaluate.shots import draw_shots
+from emoneurons.evaluate.shots import TrainSplit, draw_shots
 from emoneurons.io.neurons_file import NeuronsFile
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import eos_token_ids
@@ -117,7 +116,7 @@ def as_dialogue(prompt: str, reply: str) -> str:
     return f"A: {prompt}\nB: {' '.join(reply.split()) or '...'}"
 
 
-def classify_replies(lm: LoadedModel, train: pl.DataFrame, eval_params: EvalParams, dialogues: Sequence[str],
+def classify_replies(lm: LoadedModel, train: TrainSplit, eval_params: EvalParams, dialogues: Sequence[str],
                      batch_size: int, of: int | None = None) -> tuple[list[str | None], Tensor | None]:
     """mask-eval's classifier (its shots, calibration and method), unmodified, on `dialogues`:
     the predicted labels and the label log-probabilities [n, 6] (None with method generate).
@@ -204,14 +203,14 @@ def judge_replies(judges: Sequence[Judge], dialogues: Sequence[str]) -> dict[str
     return {judge.name: list(judge.label(dialogues)) for judge in judges}
 
 
-def check_classifier_train(train: pl.DataFrame, eval_params: EvalParams, *, train_name: str = "train split") -> None:
+def check_classifier_train(train: TrainSplit, eval_params: EvalParams, *, train_name: str = "train split") -> None:
     """The classifier's shots and calibration rows drawn once: a train split too small for them is
     one line (EvalDataError, naming `train_name`) before any generation."""
     shots = draw_shots(train, eval_params.shots, eval_params.seed, eval_params.shot_selection, train_name=train_name)
     calibration_dialogues(train, eval_params, shots, train_name=train_name)
 
 
-def run_steering(lm: LoadedModel, prompts: Sequence[str], plan: Sequence[SteerCondition], train: pl.DataFrame,
+def run_steering(lm: LoadedModel, prompts: Sequence[str], plan: Sequence[SteerCondition], train: TrainSplit,
                  eval_params: EvalParams, params: SteerParams, selected: Mapping[str, int], *, batch_size: int,
                  judges: Sequence[Judge] = ()) -> dict[str, Any]:
     """Generate the unmodified replies and each condition's, classify them all in one pass

@@ -29,10 +29,12 @@ class DataError(EmoneuronsError):
     """A data problem, said in one line that names the file."""
 
 
-def label_column(table: pl.DataFrame) -> str:
-    """The column holding a split table's emotion: the judges' `label` (filter's output), or the
-    generator's intended `theme` where a table has no label (tests, EmoPrism-like tables)."""
-    return "label" if "label" in table.columns else "theme"
+def label_column(table: pl.DataFrame | Sequence[str]) -> str:
+    """The column holding a split table's emotion (a table, or its column names): the judges' `label`
+    (filter's output), or the generator's intended `theme` where a table has no label (tests,
+    EmoPrism-like tables)."""
+    columns = table.columns if isinstance(table, pl.DataFrame) else table
+    return "label" if "label" in columns else "theme"
 
 
 def read_table(path: str | Path, columns: Sequence[str] | None = None) -> pl.DataFrame:
@@ -88,6 +90,33 @@ def write_table(df: pl.DataFrame, path: str | Path) -> None:
     an atomic.OutputError naming `path`)."""
     with atomic_path(path) as tmp:
         _write_parquet(df, tmp)
+
+
+def table_columns(path: str | Path) -> list[str]:
+    """The column names of a parquet table, from its footer; DataError naming it."""
+    import pyarrow.parquet as pq
+
+    return list(_opened(Path(path), lambda p: pq.ParquetFile(p).schema_arrow.names))
+
+
+def rows_at(path: str | Path, rows: Sequence[int], columns: Sequence[str]) -> pl.DataFrame:
+    """Rows `rows` (indices, in that order) of a parquet table, only `columns`: one pass a batch at
+    a time that holds only those rows; DataError naming the file as table_batches says, or an
+    index past its end."""
+    wanted = sorted(set(rows))
+    found: list[pl.DataFrame] = []
+    start = 0
+    for batch in table_batches(path, columns=columns):
+        inside = [row - start for row in wanted if start <= row < start + batch.height]
+        if inside:
+            found.append(batch[inside].with_columns(pl.Series("__row", [start + i for i in inside])))
+        start += batch.height
+    past = [row for row in wanted if row >= start]
+    if past:
+        raise DataError(f"{path}: no row {past[0]} (it has {start})")
+    picked = pl.concat(found) if found else pl.DataFrame(schema={**{c: pl.String for c in columns}, "__row": pl.Int64})
+    order = {row: i for i, row in enumerate(picked["__row"].to_list())}
+    return picked[[order[row] for row in rows]].drop("__row")
 
 
 def table_rows(path: str | Path) -> int:

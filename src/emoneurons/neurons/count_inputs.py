@@ -24,7 +24,7 @@ from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.io.atomic import atomic_path
 from emoneurons.io.tables import DataError, read_table, table_batches
 
-PIECE_ROWS = 2048  # dialogues tokenized per call
+PIECE_ROWS = 2048  # dialogues read at a time (counting.PIECE_CHARS bounds what is tokenized at once)
 
 
 class Dialogues(Protocol):

@@ -472,11 +472,28 @@ def _tokenize(store: TokenStore, tokenizer: PreTrainedTokenizerBase, source: Dia
             picked = wanted[(wanted >= first) & (wanted < first + len(texts))]
             if not len(picked):
                 continue
-            chosen = [texts[row - first] for row in picked]
-            encoded, cue_positions = encode_dialogues(tokenizer, chosen, skip_cues)
-            store.add((int(row), own[:budget], len(own), [p for p in cues if p < budget])
-                      for row, own, cues in zip(picked, encoded, cue_positions))
-            progress.update(len(picked))
+            for part in _by_characters(picked, [len(texts[row - first]) for row in picked], PIECE_CHARS):
+                encoded, cue_positions = encode_dialogues(tokenizer, [texts[row - first] for row in part], skip_cues)
+                store.add((int(row), own[:budget], len(own), [p for p in cues if p < budget])
+                          for row, own, cues in zip(part, encoded, cue_positions))
+                progress.update(len(part))
+
+
+def _by_characters(rows: np.ndarray, sizes: list[int], most: int) -> Iterator[np.ndarray]:
+    """`rows` in consecutive parts of at most `most` characters (a longer dialogue alone)."""
+    begin, total = 0, 0
+    for end, size in enumerate(sizes):
+        if end > begin and total + size > most:
+            yield rows[begin:end]
+            begin, total = end, 0
+        total += size
+    if begin < len(rows):
+        yield rows[begin:]
+
+
+# Characters tokenized per call: the tokenizer's encodings (~150 bytes a token, ~4 characters a
+# token in English) of a call are what count holds most while it tokenizes, whatever the dialogues' lengths.
+PIECE_CHARS = 256_000
 
 
 def _truncation(full: np.ndarray, prefix: int, max_length: int, budget: int) -> Truncation:

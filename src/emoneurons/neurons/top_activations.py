@@ -7,11 +7,18 @@ Only running top-k and per-token counts are kept, each layer's neurons' on that 
 model spread over GPUs never mixes devices); the chosen neurons' gate values of a batch are read
 once in a forward hook and dropped. The counted tokens are those `count` counts with
 text=dialogue: the dialogue's own tokens, not the BOS the tokenizer adds before them.
+
+The dialogues come a piece at a time (PIECE_DIALOGUES; the cards stage reads the train split so,
+273k dialogues at EmoPrism's volume): a piece is tokenized, cut into length-sorted batches and
+run, and of its token ids only those of the dialogues in some neuron's running top-k are kept (at
+most k x neurons dialogues, for the cards' contexts). What the pass holds is one piece and the
+running state, whatever the number of dialogues; a piece's batches are the ones one pass over the
+piece alone makes, so a list of up to PIECE_DIALOGUES dialogues is batched as it always was.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
@@ -60,14 +67,19 @@ def merge_top_k(current: TopK, values: Tensor, dialogue: Tensor, position: Tenso
     return TopK(all_values.gather(0, order), all_dialogue.gather(0, order), all_position.gather(0, order))
 
 
+# Dialogues tokenized and batched together: their ids as Python ints take ~36 bytes a token (~35 MB
+# for 4,096 of EmoPrism's ~234-token dialogues); length bucketing is within a piece.
+PIECE_DIALOGUES = 4096
+
+
 @dataclass(frozen=True)
 class NeuronActivity:
     neurons: list[tuple[int, int]]  # (layer, index) per column
     top: TopK
     token_counts: Tensor  # [V] int64: counted occurrences of each token
     token_active: Tensor  # [V, n] int64: of those, how many with the neuron's gate > 0
-    fed: list[tuple[int, ...]]  # each dialogue's fed token ids (BOS + its own tokens)
-    start: list[int]  # where each dialogue's own tokens start in `fed`
+    fed: dict[int, tuple[int, ...]]  # the fed token ids (BOS + its own tokens) of each dialogue in `top`, by index
+    start: dict[int, int]  # where those dialogues' own tokens start in `fed`
     truncated: Truncation | None = field(default=None, compare=False)  # what model.max_length cut (reported, never silent)
 
     @property
@@ -121,8 +133,9 @@ class _BatchCopies:
 
 
 def _add_batch(lm: LoadedModel, items: Sequence[CountedText], members: list[int], layers: Mapping[int, _LayerRunning],
-               gathered: dict[int, Tensor], token_counts: Tensor) -> None:
-    """One batch of dialogues through the decoder, merged into each layer's running state."""
+               gathered: dict[int, Tensor], token_counts: Tensor, first: int = 0) -> None:
+    """One batch of dialogues through the decoder, merged into each layer's running state
+    (`items[i]` is dialogue first + i)."""
     tokenizer = lm.tokenizer
     pad_id = pad_token_id(tokenizer)
     batch_items = [items[i] for i in members]
@@ -136,7 +149,7 @@ def _add_batch(lm: LoadedModel, items: Sequence[CountedText], members: list[int]
     device = token_counts.device  # the embeddings'
     lm.model.model(input_ids=batch.input_ids.to(device), attention_mask=batch.attention_mask.to(device),
                    position_ids=batch.position_ids.to(device), use_cache=False)
-    copies = _BatchCopies(counted, torch.tensor(batch.offsets, dtype=torch.long), torch.tensor(members, dtype=torch.long),
+    copies = _BatchCopies(counted, torch.tensor(batch.offsets, dtype=torch.long), torch.tensor(members, dtype=torch.long) + first,
                           rows, batch.input_ids.reshape(-1)[rows])
     for layer, running in layers.items():
         gate = gathered[layer]  # [B, S, n_l]
@@ -149,59 +162,111 @@ def _add_batch(lm: LoadedModel, items: Sequence[CountedText], members: list[int]
     token_counts.index_add_(0, ids, torch.ones_like(ids))
 
 
+class _Pass:
+    """One pass's running state: per layer with chosen neurons its top-k and firing counts (on that
+    layer's device), the per-token counts (on the embeddings'), and the fed ids of the dialogues in
+    some running top-k."""
+
+    def __init__(self, lm: LoadedModel, neurons: Sequence[tuple[int, int]], k: int, batch_size: int) -> None:
+        self.lm, self.batch_size = lm, batch_size
+        self.mlps = ffn_modules(lm.model)
+        device = lm.model.model.get_input_embeddings().weight.device
+        vocab = lm.model.get_input_embeddings().weight.shape[0]
+        self.layers: dict[int, _LayerRunning] = {}
+        for layer, (idx, cols) in _columns(neurons).items():
+            where = at_layer(self.mlps, layer).down_proj.weight.device  # bounds checked before any hook
+            self.layers[layer] = _LayerRunning(idx.to(where), cols.tolist(), empty_top_k(k, len(cols), where),
+                                               torch.zeros((vocab, len(cols)), dtype=torch.long, device=where))
+        self.token_counts = torch.zeros(vocab, dtype=torch.long, device=device)
+        self.gathered: dict[int, Tensor] = {}
+        self.kept: dict[int, CountedText] = {}
+
+    def hooks(self) -> AbstractContextManager[None]:
+        return _gate_hooks(self.mlps, self.layers, self.gathered)
+
+    def add_piece(self, items: Sequence[CountedText], first: int, progress=None) -> None:
+        """`items` (dialogues first, first + 1, ...) through the decoder, merged into the running state."""
+        for members in length_batches([len(item.ids) for item in items], self.batch_size):
+            _add_batch(self.lm, items, members, self.layers, self.gathered, self.token_counts, first)
+            if progress is not None:
+                progress.update(len(members))
+
+    def keep_contexts(self, items: Sequence[CountedText], first: int) -> None:
+        """After `add_piece(items, first)`: the ids of the dialogues now in some top-k kept (those
+        of this piece added), the rest let go. One read of the top-k per piece and layer."""
+        ranked = {int(d) for running in self.layers.values() for d in running.top.dialogue.flatten().tolist() if d >= 0}
+        self.kept = {d: item for d, item in self.kept.items() if d in ranked}
+        self.kept |= {d: items[d - first] for d in ranked if first <= d < first + len(items)}
+
+
 def activity_by_layer(lm: LoadedModel, items: Sequence[CountedText], neurons: Sequence[tuple[int, int]], *, k: int,
                       batch_size: int = 16, desc: str = "") -> tuple[Tensor, dict[int, _LayerRunning]]:
-    """One pass over `items`: the per-token counts (on the embeddings' device) and, per layer with
-    chosen neurons, its running top-k and firing counts on that layer's device."""
-    mlps = ffn_modules(lm.model)
-    device = lm.model.model.get_input_embeddings().weight.device
-    vocab = lm.model.get_input_embeddings().weight.shape[0]
-    layers = {}
-    for layer, (idx, cols) in _columns(neurons).items():
-        where = at_layer(mlps, layer).down_proj.weight.device  # bounds checked before any hook
-        layers[layer] = _LayerRunning(idx.to(where), cols.tolist(), empty_top_k(k, len(cols), where),
-                                      torch.zeros((vocab, len(cols)), dtype=torch.long, device=where))
-    token_counts = torch.zeros(vocab, dtype=torch.long, device=device)
-    gathered: dict[int, Tensor] = {}
-    progress = tqdm(total=len(items), desc=desc or "cards", unit="dialogue", disable=not desc)
+    """One pass over `items` (as one piece): the per-token counts (on the embeddings' device) and,
+    per layer with chosen neurons, its running top-k and firing counts on that layer's device."""
+    search = _Pass(lm, neurons, k, batch_size)
+    progress = tqdm(total=len(items), desc=desc or "cards", unit="dialogue", leave=False, disable=not desc)
     try:
-        with _gate_hooks(mlps, layers, gathered), torch.inference_mode():
-            for members in length_batches([len(item.ids) for item in items], batch_size):
-                _add_batch(lm, items, members, layers, gathered, token_counts)
-                progress.update(len(members))
+        with search.hooks(), torch.inference_mode():
+            search.add_piece(items, 0, progress)
     finally:
         progress.close()
-    return token_counts, layers
+    return search.token_counts, search.layers
+
+
+def pieces_of(dialogues: Sequence[str]) -> Iterable[Sequence[str]]:
+    """A list of dialogues as consecutive pieces of PIECE_DIALOGUES."""
+    size = PIECE_DIALOGUES
+    return (dialogues[start : start + size] for start in range(0, len(dialogues), size))
 
 
 def neuron_activity(
     lm: LoadedModel,
-    dialogues: Sequence[str],
+    dialogues: Sequence[str] | Iterable[Sequence[str]],
     neurons: Sequence[tuple[int, int]],
     *,
     k: int,
     batch_size: int = 16,
     max_length: int = 1024,
     desc: str = "",
+    total: int | None = None,
 ) -> NeuronActivity:
-    """One pass over `dialogues`: the k dialogues with the largest gate activation of each neuron
-    and the per-token firing counts. Batching does not change the result."""
-    # The emotion is not used here; counting_inputs gives the fed ids and the counted span.
-    items, truncated = counting_inputs(lm.tokenizer, dialogues, ["anger"] * len(dialogues), text="dialogue", positions="all",
-                               max_length=max_length)
-    if len(items) != len(dialogues):  # it drops dialogues with no token of their own
-        raise ValueError(f"{len(dialogues) - len(items)} dialogue(s) have no tokens within max_length={max_length}")
-    token_counts, layers = activity_by_layer(lm, items, neurons, k=k, batch_size=batch_size, desc=desc)
+    """One pass over the dialogues: the k dialogues with the largest gate activation of each
+    neuron and the per-token firing counts. `dialogues`: a list (cut into pieces of
+    PIECE_DIALOGUES), or pieces of consecutive dialogues (`total` of them in all, for the progress
+    bar), as the cards stage reads the train split. Batching does not change the result."""
+    pieces = pieces_of(dialogues) if isinstance(dialogues, Sequence) and (not dialogues or isinstance(dialogues[0], str)) else dialogues
+    search = _Pass(lm, neurons, k, batch_size)
+    truncated: Truncation | None = None
+    first = 0
+    progress = tqdm(total=len(dialogues) if total is None and isinstance(dialogues, Sequence) else total, desc=desc or "cards",
+                    unit="dialogue", disable=not desc)
+    try:
+        with search.hooks(), torch.inference_mode():
+            for piece in pieces:
+                # The emotion is not used here; counting_inputs gives the fed ids and the counted span.
+                items, cut = counting_inputs(lm.tokenizer, piece, ["anger"] * len(piece), text="dialogue", positions="all",
+                                             max_length=max_length)
+                if len(items) != len(piece):  # it drops dialogues with no token of their own
+                    raise ValueError(f"{len(piece) - len(items)} dialogue(s) have no tokens within max_length={max_length}")
+                truncated = cut if truncated is None else truncated.merged(cut)
+                search.add_piece(items, first, progress)
+                search.keep_contexts(items, first)
+                first += len(piece)
+    finally:
+        progress.close()
     n = len(neurons)
     top = empty_top_k(k, n)
-    token_active = torch.zeros((token_counts.shape[0], n), dtype=torch.long)
-    for running in layers.values():  # each layer's columns into the output's, on the host
+    token_active = torch.zeros((search.token_counts.shape[0], n), dtype=torch.long)
+    for running in search.layers.values():  # each layer's columns into the output's, on the host
         top.values[:, running.columns] = running.top.values.cpu()
         top.dialogue[:, running.columns] = running.top.dialogue.cpu()
         top.position[:, running.columns] = running.top.position.cpu()
         token_active[:, running.columns] = running.token_active.cpu()
-    return NeuronActivity([(int(layer), int(index)) for layer, index in neurons], top, token_counts.cpu(), token_active,
-                          [item.ids for item in items], [item.start for item in items], truncated)
+    if truncated is None:  # no dialogue at all
+        truncated = counting_inputs(lm.tokenizer, [], [], text="dialogue", positions="all", max_length=max_length)[1]
+    return NeuronActivity([(int(layer), int(index)) for layer, index in neurons], top, search.token_counts.cpu(), token_active,
+                          {d: item.ids for d, item in sorted(search.kept.items())},
+                          {d: item.start for d, item in sorted(search.kept.items())}, truncated)
 
 
 @dataclass(frozen=True)

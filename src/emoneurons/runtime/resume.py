@@ -5,9 +5,10 @@ summed over the ranks, give every rank the same length-sorted batches), then the
 dealt to the ranks (distributed.shard); every
 `count.checkpoint_every` finished batches a rank saves its partial integer counts and how many
 of its batches are done; at the end the counts are summed over ranks (exact, int64).
-mask-eval: the masked conditions are dealt to the ranks; each finished condition's predictions
-are saved; rank 0 gathers all of them. The unmodified condition runs on every rank: the engine
-keeps its states as the start of every masked run (and its prior calibrates them).
+mask-eval: the masked conditions are dealt to the ranks; the test dialogues are run a chunk at a
+time (evaluate/chunking.py), and each finished condition's predictions on a chunk are saved; rank 0
+gathers all of them. The unmodified condition runs on every rank that has a chunk to run: the
+engine keeps its states as the start of every masked run (and its prior calibrates them).
 """
 
 from __future__ import annotations
@@ -106,40 +107,53 @@ class CountSchedule:
 
 class ConditionSchedule:
     """masking_eval.evaluate_masking's schedule of the masked conditions for one rank, with a
-    checkpoint per finished condition (any rank count can resume them: a condition's result
-    does not depend on which rank ran it). A condition's run (the tuple mask-eval keeps for it:
-    predictions, tokens, and whatever else it carries, tensors included) is saved whole."""
+    checkpoint per finished condition and chunk of the test dialogues (any rank count can resume
+    them: a run's result does not depend on which rank ran it), and rank 0's unmodified run and
+    draw-level null draws per chunk (a chunk whose runs are all saved is skipped). A run (the tuple mask-eval keeps for one
+    condition on one chunk: predictions, tokens, and whatever else it carries, tensors included) is
+    saved whole, with the key of the chunk's rows: a saved run of other rows is redone."""
 
     def __init__(self, ranks: Ranks, checkpoints: Checkpoints | None) -> None:
         self.ranks, self.checkpoints = ranks, checkpoints
         self.processes = ranks.world
-        self.resumed = 0
-        self.ran: list[int] = []  # the conditions this process ran (not those restored)
+        self.main = ranks.main
+        self.chunks: list[str] = []
+        self.ran: set[int] = set()  # the conditions this process ran on some chunk (not those restored)
         self.restored: list[int] = []
 
-    @staticmethod
-    def _name(index: int) -> str:
-        return f"condition-{index:05d}.pt"
+    # The main process's runs besides the masked conditions (masking_eval.UNMODIFIED, DRAWS).
+    MAIN_ONLY = {-1: "unmodified", -2: "draw-null"}
 
-    def start(self, n_masks: int) -> tuple[list[int], dict[int, tuple]]:
-        """This rank's masked conditions still to run, and the runs of those already done."""
-        todo, saved = [], {}
-        for index in self.ranks.shard(n_masks):
-            data = self.checkpoints.load_object(self._name(index)) if self.checkpoints else None
-            if data is not None and data.get("index") == index:
-                saved[index] = tuple(data["run"])
-            else:
-                todo.append(index)
-        self.resumed, self.restored = len(saved), sorted(saved)
-        if saved:
-            print(f"mask-eval: rank {self.ranks.rank} resumes {len(saved)} finished conditions from "
+    @classmethod
+    def _name(cls, index: int, chunk: int) -> str:
+        """A masked condition's file (index >= 0), or a MAIN_ONLY run's, of one chunk."""
+        return f"{cls.MAIN_ONLY[index] if index < 0 else f'condition-{index:05d}'}-chunk-{chunk:04d}.pt"
+
+    def start(self, n_masks: int, chunks: list[str]) -> tuple[list[int], dict[tuple[int, int], tuple]]:
+        """This rank's masked conditions, and the saved runs by (chunk, index) of those (and, on
+        rank 0, of the MAIN_ONLY runs: negative indices) whose chunk holds the rows of `chunks`
+        (each chunk's rows_key)."""
+        self.chunks = list(chunks)
+        mine = self.ranks.shard(n_masks)
+        saved = {}
+        for chunk, key in enumerate(self.chunks):
+            for index in (*mine, *(self.MAIN_ONLY if self.main else ())):
+                data = self.checkpoints.load_object(self._name(index, chunk)) if self.checkpoints else None
+                if data is not None and data.get("index") == index and data.get("rows") == key:
+                    saved[(chunk, index)] = tuple(data["run"])
+        masked = [index for _, index in saved if index >= 0]
+        self.restored = sorted(set(masked))
+        if masked:
+            runs = "" if len(self.chunks) == 1 else f" x chunks ({len(self.chunks)} chunks of the test dialogues)"
+            print(f"mask-eval: rank {self.ranks.rank} resumes {len(masked)} finished conditions{runs} from "
                   f"{self.checkpoints.folder}", file=sys.stderr)
-        return todo, saved
+        return mine, saved
 
-    def finished(self, index: int, run: tuple) -> None:
-        self.ran.append(index)
+    def finished(self, chunk: int, index: int, run: tuple) -> None:
+        if index >= 0:
+            self.ran.add(index)
         if self.checkpoints is not None:
-            self.checkpoints.save_object(self._name(index), {"index": index, "run": list(run)})
+            self.checkpoints.save_object(self._name(index, chunk), {"index": index, "rows": self.chunks[chunk], "run": list(run)})
 
     def combine(self, runs: dict[int, tuple]) -> dict[int, tuple] | None:
         """Every rank's runs merged on rank 0; None on the others (and this rank's share recorded)."""

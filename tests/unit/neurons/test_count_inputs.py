@@ -36,6 +36,7 @@ def _train(tmp_path, dialogues=DIALOGUES, themes=EMOTION_OF):
                          ids=["cut to 24", "prompt, last", "skip cues"])
 def test_counts_from_the_split_read_in_pieces_equal_counts_from_lists(tiny_llama, tmp_path, monkeypatch, options):
     monkeypatch.setattr(count_inputs, "PIECE_ROWS", 3)  # pieces that end inside the row groups
+    monkeypatch.setattr(counting, "PIECE_CHARS", 150)  # tokenized one or two dialogues at a time
     if options.get("text") == "prompt":  # room for the prompt's prefix and 20 tokens of each dialogue
         options = {**options, "max_length": len(counting.count_prefix(tiny_llama.tokenizer, "prompt")) + 20}
     kwargs = {"batch_size": 4, "max_length": 1024, **options}

@@ -48,14 +48,28 @@ def test_truncated_checkpoint_is_a_warning_and_a_fresh_start(tmp_path, capsys):
     data = (store.folder / "r.safetensors").read_bytes()
     (store.folder / "r.safetensors").write_bytes(data[: len(data) // 2])
     assert store.load_tensors("r.safetensors") is None
-    store.save_object("condition-00000.pt", {"index": 0, "run": [["anger"], torch.ones(3), 5]})
-    assert store.load_object("condition-00000.pt")["run"][2] == 5
-    data = (store.folder / "condition-00000.pt").read_bytes()
-    (store.folder / "condition-00000.pt").write_bytes(data[: len(data) // 2])
-    assert store.load_object("condition-00000.pt") is None
-    assert ConditionSchedule(Ranks(), store).start(1) == ([0], {})  # condition 0 is redone
+    store.save_object("condition-00000-chunk-0000.pt", {"index": 0, "rows": "k0", "run": [["anger"], torch.ones(3), 5]})
+    assert store.load_object("condition-00000-chunk-0000.pt")["run"][2] == 5
+    data = (store.folder / "condition-00000-chunk-0000.pt").read_bytes()
+    (store.folder / "condition-00000-chunk-0000.pt").write_bytes(data[: len(data) // 2])
+    assert store.load_object("condition-00000-chunk-0000.pt") is None
+    assert ConditionSchedule(Ranks(), store).start(1, ["k0"]) == ([0], {})  # condition 0 is redone
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("checkpoint: ") for line in err)
+
+
+def test_a_saved_condition_of_other_rows_is_redone(tmp_path, capsys):
+    """mask-eval's runs are saved per chunk of the test dialogues with the key of its rows: a
+    run saved for other rows (another chunking) is not taken for this chunk's."""
+    store = Checkpoints(tmp_path, "mask-eval", "k")
+    schedule = ConditionSchedule(Ranks(), store)
+    assert schedule.start(2, ["rows-a", "rows-b"]) == ([0, 1], {})
+    schedule.finished(1, 0, (["anger"], torch.ones(1, 6), 7))
+    schedule.finished(1, -1, (["fear"], None, 3))
+    mine, saved = ConditionSchedule(Ranks(), store).start(2, ["rows-a", "rows-b"])
+    assert mine == [0, 1] and sorted(saved) == [(1, -1), (1, 0)] and saved[(1, 0)][2] == 7
+    assert "resumes 1 finished conditions x chunks (2 chunks" in capsys.readouterr().err
+    assert ConditionSchedule(Ranks(), store).start(2, ["rows-a", "rows-c"])[1] == {}
 
 
 def test_count_resumed_from_a_checkpoint_equals_an_uninterrupted_count(tiny_llama, tmp_path, capsys):

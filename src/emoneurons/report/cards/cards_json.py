@@ -64,15 +64,16 @@ def build_cards(
     P: Tensor,
     entropy: Tensor,
     tokenizer: PreTrainedTokenizerBase,
-    dialogue_ids: Sequence[str],
-    labels: Sequence[str],
+    dialogue_ids: Mapping[int, str] | Sequence[str],
+    labels: Mapping[int, str] | Sequence[str],
     selected: Mapping[str, int],
     *,
     window: int,
     top_tokens: int,
     min_token_count: int,
 ) -> dict[str, Any]:
-    """The `emotions` part of cards.json: per emotion its cards (docs/CONTRACTS.md)."""
+    """The `emotions` part of cards.json: per emotion its cards (docs/CONTRACTS.md). `dialogue_ids`
+    and `labels`: by dialogue index, at least those of the dialogues in `activity.top`."""
     column = {neuron: c for c, neuron in enumerate(activity.neurons)}
     lifts = token_lift(activity.token_counts, activity.token_active, min_count=min_token_count, top=top_tokens)
     # P normalised over emotions, as entropy sees it.

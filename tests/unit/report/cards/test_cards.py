@@ -11,6 +11,7 @@ import torch
 from emoneurons.emotions import EMOTIONS
 from emoneurons.io.neurons_file import NoSelectionError, parse_neurons
 from emoneurons.neurons.counting import added_special_prefix
+from emoneurons.neurons import top_activations
 from emoneurons.neurons.top_activations import empty_top_k, merge_top_k, neuron_activity, token_lift
 from emoneurons.report.cards.cards_json import card_neurons, context_record, plan_cards
 from emoneurons.report.cards.page import render_cards_html
@@ -41,8 +42,11 @@ def brute_force(lm, dialogues, neurons):
     return out
 
 
-@pytest.mark.parametrize("batch_size", [1, 3, 16])
-def test_running_top_k_equals_brute_force_over_full_activations(tiny_llama, batch_size):
+@pytest.mark.parametrize("batch_size, piece", [(1, 4096), (3, 4096), (16, 4096), (3, 2), (16, 3)])
+def test_running_top_k_equals_brute_force_over_full_activations(tiny_llama, batch_size, piece, monkeypatch):
+    """In any batches, and with the dialogues in pieces (each tokenized and batched alone, only
+    the top dialogues' ids kept): the top-k, its dialogues' ids and the token counts of a brute-force pass."""
+    monkeypatch.setattr(top_activations, "PIECE_DIALOGUES", piece)
     k = 3
     activity = neuron_activity(tiny_llama, DIALOGUES, NEURONS, k=k, batch_size=batch_size)
     full = brute_force(tiny_llama, DIALOGUES, NEURONS)
@@ -57,6 +61,7 @@ def test_running_top_k_equals_brute_force_over_full_activations(tiny_llama, batc
             ids, start, _ = full[d]
             assert int(activity.top.position[rank, c]) == start + int(where[d, c])
             assert activity.fed[d] == tuple(ids) and activity.start[d] == start
+    assert set(activity.fed) == {int(d) for d in activity.top.dialogue.flatten()}  # only the top dialogues' ids
     # Per-token counts: every counted token, and how often each neuron's gate was > 0 on it.
     vocab = activity.token_counts.shape[0]
     counts = torch.zeros(vocab, dtype=torch.long)
@@ -139,7 +144,7 @@ def test_activity_reports_what_max_length_cut(tiny_llama):
     max_length = prefix + sorted(own)[len(own) // 2]
     activity = neuron_activity(tiny_llama, DIALOGUES, [(0, 1)], k=1, batch_size=4, max_length=max_length)
     cuts = [prefix + n - max_length for n in own if prefix + n > max_length]
-    assert cuts and all(len(fed) <= max_length for fed in activity.fed)
+    assert cuts and all(len(fed) <= max_length for fed in activity.fed.values())
     assert activity.truncated.record() == {"max_length": max_length, "budget": max_length - prefix, "dialogues": len(cuts),
                                            "tokens_cut": sum(cuts), "longest_cut": max(cuts)}
     assert neuron_activity(tiny_llama, DIALOGUES, [(0, 1)], k=1, batch_size=4).truncated.dialogues == 0
@@ -195,6 +200,12 @@ def test_built_cards_pass_the_cards_checks_and_a_neuron_past_the_layers_fails(ti
 
 @pytest.mark.parametrize("layer", [4, -1])  # -1 would otherwise read the last layer's neurons
 def test_a_card_neuron_outside_the_model_is_hooks_one_line_before_any_hook(tiny_llama, layer):
+    # Counted before and after: transformers leaves hooks of its own on the shared model once a test
+    # has asked it for output_hidden_states; none of them is the search's.
+    def hooks() -> int:
+        return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in tiny_llama.model.modules())
+
+    before = hooks()
     with pytest.raises(ValueError, match=rf"^layer {layer} is outside the model \(0..3\)$"):
         neuron_activity(tiny_llama, DIALOGUES, [(0, 1), (layer, 2)], k=1, batch_size=4)
-    assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in tiny_llama.model.modules()) == 0
+    assert hooks() == before
