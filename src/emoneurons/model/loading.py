@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from emoneurons.model.versions import check_supported_versions
 from emoneurons.model.embedded import GEMMA3_NAME, assembled_gemma3
+from emoneurons.model.versions import check_supported_versions
 from emoneurons.params import EMBEDDED_GEMMA3, EMBEDDED_MODEL, ModelParams, ParamsError
 
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

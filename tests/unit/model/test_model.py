@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers.repo_params import section
 
 from emoneurons.model.loading import EMBEDDED_GGUF, embedded_model_dir, load_model
+from helpers.repo_params import section
 
 
 def test_local_folder_loads_the_same_weights(tmp_path, tiny_llama):
