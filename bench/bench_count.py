@@ -24,8 +24,8 @@ import typer  # noqa: E402
 
 from emoneurons.emotions import EMOTIONS  # noqa: E402
 from emoneurons.model.batching import length_batches  # noqa: E402
-from emoneurons.neurons.counting import activation_counts, counting_inputs, padded_batch  # noqa: E402
 from emoneurons.model.loading import LoadedModel, load_model  # noqa: E402
+from emoneurons.neurons.counting import activation_counts, counting_inputs, padded_batch  # noqa: E402
 from emoneurons.params import load_params  # noqa: E402
 
 OPENERS = ["I can't believe", "Did you hear that", "Honestly,", "Look at this:", "Wait,", "You know what,"]

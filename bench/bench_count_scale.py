@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 import typer  # noqa: E402
-
 from bench_count import synthetic_dialogues, tiny_model  # noqa: E402
+
 from emoneurons.neurons.counting import activation_counts  # noqa: E402
 
 

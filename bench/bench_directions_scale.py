@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import polars as pl  # noqa: E402
 import torch  # noqa: E402
 import typer  # noqa: E402
-
 from bench_count import synthetic_dialogues, tiny_model  # noqa: E402
 from bench_count_scale import rss_mib  # noqa: E402
+
 from emoneurons.neurons.count_inputs import PIECE_ROWS, ParquetDialogues  # noqa: E402
 from emoneurons.neurons.direction_run import train_pieces  # noqa: E402
 from emoneurons.neurons.directions import ClassSums, accumulate_class_sums  # noqa: E402

@@ -34,12 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import torch  # noqa: E402
 import typer  # noqa: E402
-
 from bench_count import prepared_batches, synthetic_dialogues  # noqa: E402
+
 from emoneurons.evaluate.classify import MaskedClassifier  # noqa: E402
-from emoneurons.text.classification_prompt import classification_prompt  # noqa: E402
-from emoneurons.neurons.counting import activation_counts  # noqa: E402
 from emoneurons.model.loading import LoadedModel  # noqa: E402
+from emoneurons.neurons.counting import activation_counts  # noqa: E402
+from emoneurons.text.classification_prompt import classification_prompt  # noqa: E402
 
 # Llama-3.1-8B-Instruct's config.json (the parts that set compute and memory).
 LLAMA_31_8B = dict(
@@ -53,8 +53,12 @@ PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "GH200": 989.0, "A100": 312.0}  # d
 
 def build_model(tiny: bool, layers: int | None, device: str, dtype: torch.dtype) -> LoadedModel:
     threads = torch.get_num_threads()
-    from helpers.tiny_models import build_tiny_llama, build_tokenizer  # tests/helpers/: in-process tokenizer and tiny Llama
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    from helpers.tiny_models import (  # tests/helpers/: in-process tokenizer and tiny Llama
+        build_tiny_llama,
+        build_tokenizer,
+    )
 
     torch.set_num_threads(threads)  # as the caller had it, whatever the imports set
 

@@ -118,7 +118,7 @@ def bench(lm, label: str, batch_size: int, repeats: int = 1) -> None:
           f"{plain:6.2f} s, {full.tokens_computed / plain:.0f} tokens/s; engine / plain time {base_time / plain:.2f}")
     # One sample per start layer; the cost of a run is (layers computed / all layers) of a full one.
     starts: dict[int, list] = {}
-    for key, members in list(groups.items())[1:]:
+    for _key, members in list(groups.items())[1:]:
         starts.setdefault(engine.start_layer(members[0].neurons), []).append(members[0])
     seconds, tokens, naive_masked = {}, {}, 0
     for k, members in sorted(starts.items()):

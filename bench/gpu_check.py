@@ -295,16 +295,9 @@ def check_mask_eval(device: str, folder: Path) -> dict:
 def check_steer(device: str, folder: Path) -> dict:
     from emoneurons.evaluate.steering import plan_steering, run_steering
     from emoneurons.io.neurons_file import parse_neurons
-    from emoneurons.neurons.counting import activation_counts
-    from emoneurons.neurons.selection import overall_activation_probability
 
     lm_dev, lm_cpu = _loaded(device, folder), _loaded("cpu", folder)
     neurons = _neurons_json(lm_cpu)
-    # params' eval.controls (matched first) draw by P(active): the train split's, counted on the CPU
-    train = _split(3)
-    f, T = activation_counts(lm_cpu, train["dialogue"].to_list(), train["label"].to_list(), positions="all",
-                             activation="gate", batch_size=4, max_length=512, max_padding=1.0)
-    p_active = overall_activation_probability(f, T)
     settings = _params()
     steer = settings.steer.model_copy(update={"alphas": (0.0, 4.0), "control_draws": 1, "max_new_tokens": 6, "batch_size": 8})
     plan = plan_steering(parse_neurons(neurons), 0.02, steer)
@@ -357,7 +350,7 @@ def main(argv: list[str]) -> int:
 
     device = args.device
     record: dict = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"), "device": device,
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "device": device,
         "card": torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else platform.processor() or "cpu",
         "python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
         "transformers": transformers.__version__, "checks": {},

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -322,7 +322,7 @@ def run_fraction(out: Path, fraction: float, records: int, until: str, model_dir
     killed = repro(project, until, stage_env, folder / "repro.log", kill_count_after)
     result = {
         "fraction": fraction, "records": n, "bytes": data_file.stat().st_size, "until": until,
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit(),
         "machine_before": before, "machine_after": machine(), "wall_s": round(time.time() - began, 1),
         "stages": stage_figures(read_log(folder / "stages.jsonl"), project, n),
     }

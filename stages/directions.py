@@ -13,14 +13,10 @@ from emoneurons.io.artifacts import COUNTS, DIRECTION_META, DIRECTION_SUMS, DIRE
 from emoneurons.io.atomic import atomic_dir, atomic_path, write_json
 from emoneurons.io.directions_file import disabled_record
 from emoneurons.io.neurons_file import read_neurons
-from emoneurons.io.tables import DataError
-from emoneurons.model.architecture import UnsupportedModelError
 from emoneurons.neurons.count_inputs import ParquetDialogues
-from emoneurons.params import ParamsError, load_stage_params
+from emoneurons.params import load_stage_params
 from emoneurons.runtime.compute import compute_record, pin_threads
 from emoneurons.runtime.stage_run import model_from, run_stage
-from emoneurons.text.cue_removal import CueTokensError
-from emoneurons.text.nrc_lexicon import NRCLexiconError
 
 
 def main(

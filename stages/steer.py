@@ -17,7 +17,7 @@ from emoneurons.io.steer_file import parse_steer
 from emoneurons.io.suites import checks_record
 from emoneurons.io.tables import table_rows
 from emoneurons.params import load_stage_params
-from emoneurons.runtime.stage_run import run_stage
+from emoneurons.runtime.stage_run import model_from, run_stage
 
 
 def main(
@@ -56,8 +56,9 @@ def main(
     judges = make_judges(settings.filter.judges, settings.model, cache, settings.eval.prompt_format,
                          classify=classify, lm=lm)
     selected = selection.selection(settings.select.top_rate).per_emotion_counts()
-    record = run_steering(lm, texts, plan, train, settings.eval, steer, selected, batch_size=settings.model.batch_size,
-                          judges=judges)
+    with model_from(params, settings.model.id):
+        record = run_steering(lm, texts, plan, train, settings.eval, steer, selected, batch_size=settings.model.batch_size,
+                              judges=judges)
     from emoneurons.report.steering.figure import save_steering_figure
 
     record = _with_settings(record, settings.eval, steer, settings.select.top_rate, settings.filter.judges, lm, texts)

@@ -70,7 +70,8 @@ def sweep(
     DVC's queue worker can stop with tasks still Queued (treeverse/dvc#10562), so it is started
     again while any waits. Prints each experiment's final status and a failed one's
     `dvc queue logs`; exits 1 when any did not succeed."""
-    from emoneurons.runtime.dvc_runs import SweepError, sweep as run_sweep
+    from emoneurons.runtime.dvc_runs import SweepError
+    from emoneurons.runtime.dvc_runs import sweep as run_sweep
 
     final = run_sweep(set_param, jobs, repo, timeout=timeout)
     failed = [name for name, state in final.items() if state != "Success"]

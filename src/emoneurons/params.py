@@ -13,6 +13,7 @@ A preset (presets/*.yaml) is a complete params file by the same rule.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -92,6 +93,15 @@ class ModelParams(_Strict):
     device: str  # cpu | cuda | cuda:N | auto (accelerate device_map over all GPUs)
     batch_size: Positive
     max_length: Positive
+
+    @field_validator("device")
+    @classmethod
+    def _a_device(cls, value: str) -> str:
+        """The device's form; whether torch sees that GPU is known only where the model loads
+        (model/loading.py:device_and_dtype)."""
+        if not re.fullmatch(r"cpu|cuda|cuda:\d+|auto", value):
+            raise ValueError(f"{value!r} is not a device; allowed: cpu, cuda, cuda:N, auto")
+        return value
 
     @field_validator("id")
     @classmethod

@@ -25,7 +25,7 @@ def synthetic_neurons(ratios=(0.01, 0.02), layers=LAYERS, per_layer=PER_LAYER, s
     out = {"top_rate": ratios[0], "assign": "lape", "layers": layers, "neurons_per_layer": per_layer, "ratios": {}}
     for ratio in ratios:
         chosen = {}
-        for e, emotion in enumerate(EMOTIONS):
+        for _e, emotion in enumerate(EMOTIONS):
             n = max(2, round(ratio * layers * per_layer))
             flat = torch.randperm(layers * per_layer, generator=generator)[:n]
             # Sadness lives in the top layers only: its masks start above layer 0.

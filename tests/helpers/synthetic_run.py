@@ -188,7 +188,7 @@ def add_nulls(eval_json: dict[str, Any], top_rate: float, control_draws: int, n:
                                                              "uniform": {"key": "vs_control", "corrected_over": len(masks)}}}
     rq2 = {c["masked"]: c for c in masks if c["layers"] == "all" and c["ratio"] == top_rate}
     draws = {}
-    for i, (emotion, mask) in enumerate(rq2.items()):
+    for i, mask in enumerate(rq2.values()):
         values = [round(-0.2 + 0.05 * d + 0.01 * i, 6) for d in range(9)]
         effect = mask["effect"]["delta_masked"]["mean"]
         rank = 1 + sum(v <= effect for v in values)

@@ -19,11 +19,18 @@ from pathlib import Path
 
 import pytest
 import yaml
-from helpers.stage_runner import run_command
-from helpers.pipeline_project import (ALL_STAGES, SUMMARY_METRICS, clone_and_pull, dvc, pipeline_env, reproduced_project,
-                              stages_run)
 
 from emoneurons.emotions import EMOTIONS
+from helpers.pipeline_project import (
+    ALL_STAGES,
+    SUMMARY_METRICS,
+    clone_and_pull,
+    dvc,
+    pipeline_env,
+    reproduced_project,
+    stages_run,
+)
+from helpers.stage_runner import run_command
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,17 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from helpers.pipeline_project import (
+    ALL_STAGES,
+    SUMMARY_METRICS,
+    clone_and_pull,
+    dvc,
+    pipeline_env,
+    reproduced_project,
+    stages_run,
+)
 from helpers.stage_runner import run_command
-from helpers.pipeline_project import ALL_STAGES, SUMMARY_METRICS, clone_and_pull, dvc, pipeline_env, reproduced_project, stages_run
 
 pytestmark = pytest.mark.slow
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+
 from helpers.stage_runner import REPO
 
 BENCH = REPO / "bench" / "bench_gpu.py"

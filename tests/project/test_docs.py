@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
 from helpers.doc_references import (
     DOTTED,
     FILE_ENDINGS,

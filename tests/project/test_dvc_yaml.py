@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import ast
 import inspect
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from helpers.stage_runner import REPO, stage_main
+
 sys.path.insert(0, str(REPO / "tools"))
 from dvc_deps import SRC, code_deps, generated, library_files  # noqa: E402  (tools/ is no package)
 

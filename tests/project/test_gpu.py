@@ -9,12 +9,13 @@ import copy
 
 import pytest
 import torch
-from helpers.tiny_models import SIX_EMOTION_DIALOGUES as DIALOGUES, SIX_EMOTION_LABELS as LABELS
 
 from emoneurons.evaluate.classify import MaskedClassifier
 from emoneurons.model.loading import LoadedModel
 from emoneurons.neurons.counting import activation_counts
 from emoneurons.text.classification_prompt import classification_prompt
+from helpers.tiny_models import SIX_EMOTION_DIALOGUES as DIALOGUES
+from helpers.tiny_models import SIX_EMOTION_LABELS as LABELS
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (torch sees none)")]
 
@@ -86,9 +87,8 @@ def test_boundary_states_are_kept_in_pinned_host_memory(tiny_llama):
 
 
 def test_loading_with_model_device_cuda_lands_on_the_card(tmp_path, tiny_llama):
-    from helpers.repo_params import section
-
     from emoneurons.model.loading import load_model
+    from helpers.repo_params import section
 
     tiny_llama.model.save_pretrained(tmp_path / "m")
     tiny_llama.tokenizer.save_pretrained(tmp_path / "m")

@@ -12,9 +12,8 @@ import sys
 import zipfile
 
 from helpers.environment import own_make_env
-
-
 from helpers.stage_runner import REPO
+
 CHECKS = ["bench_8b", "attention_kernel", "engine", "count", "mask_eval", "steer"]
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from helpers.stage_runner import REPO
+
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
 
 

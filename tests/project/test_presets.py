@@ -3,7 +3,6 @@ paper's sizes, and keys only by environment variable name."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from emoneurons.params import load_params

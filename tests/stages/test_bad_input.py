@@ -7,22 +7,20 @@ import json
 from pathlib import Path
 
 import pytest
-from helpers.synthetic_inputs import sample_records
-from helpers.fakes import FakeOpenAIServer
 
 from emoneurons.backends.chat import ChatBackendError, ChatRequest
 from emoneurons.backends.judges import ChatJudge
 from emoneurons.backends.openai_backend import OpenAIChatBackend
 from emoneurons.dataset.emoprism import read_emoprism
+from emoneurons.dataset.topics import read_seeds
 from emoneurons.io.tables import DataError
+from emoneurons.params import ParamsError, parse_params
 from emoneurons.text.dialogue_format import MAX_REPLY_CHARS, check_reply
 from emoneurons.text.paper_prompts.label import label_prompt
-from emoneurons.params import ParamsError, parse_params
-from emoneurons.dataset.topics import read_seeds
-from helpers.fakes import FakeChat
+from helpers.fakes import FakeChat, FakeOpenAIServer
 from helpers.repo_params import params_dict, params_yaml, section
-
 from helpers.stage_runner import run_stage_script
+from helpers.synthetic_inputs import sample_records
 
 
 @pytest.mark.parametrize(

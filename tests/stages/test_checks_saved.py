@@ -8,11 +8,10 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from helpers.repo_params import params_yaml
 
 from emoneurons.io.suites import DataCheckError, check_dialogues, checks_path, checks_record
 from emoneurons.runtime.stage_run import stage_ending
-
+from helpers.repo_params import params_yaml
 from helpers.stage_runner import REPO, run_stage_script
 
 
@@ -52,11 +51,11 @@ def test_mask_eval_saves_what_it_checked_and_a_missing_condition_is_named(tmp_pa
     """mask-eval on the tiny random Llama: eval.checks.json beside eval.json, every check passed;
     the same results with one planned condition dropped fail, naming it."""
     import yaml
-    from helpers.tiny_models import build_tiny_llama
-    from helpers.synthetic_inputs import synthetic_split, synthetic_neurons, write_synthetic_counts
-    from helpers.stage_runner import stage_main
 
     from emoneurons.io.result_suites import check_evaluation
+    from helpers.stage_runner import stage_main
+    from helpers.synthetic_inputs import synthetic_neurons, synthetic_split, write_synthetic_counts
+    from helpers.tiny_models import build_tiny_llama
 
     model = build_tiny_llama(len(tiny_tokenizer))
     model.save_pretrained(tmp_path / "model")
@@ -95,10 +94,11 @@ def test_select_and_cards_save_what_they_checked(tmp_path, tiny_tokenizer):
     neurons.json and cards.json, every check passed."""
     import torch
     import yaml
-    from helpers.tiny_models import build_tiny_llama
     from safetensors.torch import save_file
-    from helpers.synthetic_inputs import synthetic_split
+
     from helpers.stage_runner import stage_main
+    from helpers.synthetic_inputs import synthetic_split
+    from helpers.tiny_models import build_tiny_llama
 
     model = build_tiny_llama(len(tiny_tokenizer))
     model.save_pretrained(tmp_path / "model")
@@ -136,9 +136,9 @@ def test_select_stops_on_a_failed_check_naming_it_and_writes_nothing(tmp_path, m
     import torch
     import yaml
     from safetensors.torch import save_file
-    from helpers.stage_runner import stage_main
 
     from emoneurons.neurons.selection import select_emotion_neurons
+    from helpers.stage_runner import stage_main
 
     T = torch.full((6,), 10, dtype=torch.int64)
     f = torch.zeros(2, 4, 6, dtype=torch.int64)

@@ -21,16 +21,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from helpers.synthetic_inputs import synthetic_split, synthetic_neurons, write_synthetic_counts
-from helpers.repo_params import params_dict, params_yaml
-from helpers.fakes import PromptServer
-from helpers.environment import missing_under_ci
 
 from emoneurons.backends.openai_backend import OpenAIChatBackend
 from emoneurons.dataset.dialogues import llm_dialogues
 from emoneurons.params import load_params
-
+from helpers.environment import missing_under_ci
+from helpers.fakes import PromptServer
+from helpers.repo_params import params_dict, params_yaml
 from helpers.stage_runner import REPO
+from helpers.synthetic_inputs import synthetic_neurons, synthetic_split, write_synthetic_counts
+
 pytestmark = pytest.mark.slow
 TOPICS = ["Dogs", "sushi", "knitting", "rain"]
 

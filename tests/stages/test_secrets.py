@@ -7,20 +7,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 from pathlib import Path
 
 import pytest
-from helpers.repo_params import params_dict, params_yaml
-from helpers.fakes import PromptServer
 
 from emoneurons.backends.chat import ChatBackendError, ChatRequest
 from emoneurons.backends.openai_backend import OpenAIChatBackend
-from emoneurons.emotions import EMOTIONS
 from emoneurons.params import load_params
-
+from helpers.fakes import PromptServer
+from helpers.repo_params import params_dict, params_yaml
 from helpers.stage_runner import run_stage_script
+
 KEY = "sk-planted-7f3a9c1e5b2d4086-SECRET"
 
 

@@ -10,10 +10,10 @@ import torch
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from emoneurons.text.dialogue_format import check_reply
+from emoneurons.dataset.topics import clean_topic, fold_duplicates, parse_seed_topics, topic_key
 from emoneurons.emotions import EMOTIONS, parse_emotion
 from emoneurons.neurons.selection import lape_quantile, neuron_entropy, select_emotion_neurons
-from emoneurons.dataset.topics import clean_topic, fold_duplicates, parse_seed_topics, topic_key
+from emoneurons.text.dialogue_format import check_reply
 
 FAST = settings(max_examples=60, deadline=None, database=None)  # no .hypothesis/ folder in the work tree
 

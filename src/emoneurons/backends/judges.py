@@ -26,9 +26,9 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from emoneurons.backends.chat import ChatBackend
-    from emoneurons.text.chat_prompt import ChatPrompt
     from emoneurons.model.loading import LoadedModel
     from emoneurons.params import JudgeParams, ModelParams
+    from emoneurons.text.chat_prompt import ChatPrompt
 
 
 class Judge(Protocol):

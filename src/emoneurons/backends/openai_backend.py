@@ -5,17 +5,17 @@ backoff and jitter (the only retry layer: the client itself never retries), and 
 from __future__ import annotations
 
 import asyncio
-from array import array
 import ipaddress
 import os
 import random
 import re
 import time
-from collections.abc import Iterator, Sequence
+from array import array
+from collections.abc import Coroutine, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Coroutine, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import openai
@@ -23,7 +23,13 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 
 from emoneurons.backends.cache import ResponseCache, cache_key, request_fields
 from emoneurons.backends.chat import (
-    ChatBackendError, ChatProgress, ChatRequest, Usage, fill_from_cache, is_cut_off, token_cost,
+    ChatBackendError,
+    ChatProgress,
+    ChatRequest,
+    Usage,
+    fill_from_cache,
+    is_cut_off,
+    token_cost,
 )
 from emoneurons.params import OpenAIParams
 
@@ -224,7 +230,7 @@ class OpenAIChatBackend:
             hard = [e for e in errors.exceptions if isinstance(e, ChatBackendError)]
             if hard:
                 raise hard[0] from None
-            raise errors.exceptions[0]
+            raise errors.exceptions[0] from None  # the task's own error, not the group wrapping it
         finally:
             await client.close()
         if unanswered:

@@ -26,11 +26,11 @@ from typing import Any
 import polars as pl
 from tqdm import tqdm
 
-from emoneurons.io.json_records import RecordReader
-from emoneurons.io.tables import DataError
-from emoneurons.io.suites import EXAMPLES
-from emoneurons.text.dialogue_format import dialogue_table, parse_dialogue
 from emoneurons.emotions import EMOTIONS, parse_emotion
+from emoneurons.io.json_records import RecordReader
+from emoneurons.io.suites import EXAMPLES
+from emoneurons.io.tables import DataError
+from emoneurons.text.dialogue_format import dialogue_table, parse_dialogue
 
 BACKEND = "emoprism"
 MODEL = "EmoPrism (Lee et al. 2025)"

@@ -16,9 +16,9 @@ from pathlib import Path
 import polars as pl
 from tqdm import tqdm
 
+from emoneurons.emotions import EMOTIONS
 from emoneurons.io.suites import BatchChecks, Checked, check_dialogues, check_filtered
 from emoneurons.io.tables import DataError, table_writer
-from emoneurons.emotions import EMOTIONS
 from emoneurons.stats.metrics import CHANCE, exact_binomial_ci
 
 

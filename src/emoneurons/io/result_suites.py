@@ -9,10 +9,15 @@ from typing import Any
 
 import polars as pl
 
-from emoneurons.io.suites import (
-    Checked, failed_expectations, failure_line, group_check, load_gx, raise_failures,
-)
 from emoneurons.emotions import EMOTIONS
+from emoneurons.io.suites import (
+    Checked,
+    failed_expectations,
+    failure_line,
+    group_check,
+    load_gx,
+    raise_failures,
+)
 
 NEURON_COLUMNS = ("ratio", "emotion", "layer", "index")
 

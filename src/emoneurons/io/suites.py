@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from emoneurons.io.tables import DataError
 from emoneurons.emotions import EMOTIONS
+from emoneurons.io.tables import DataError
 
 if TYPE_CHECKING:
     import torch

@@ -20,14 +20,14 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import cache
 
 from torch import Tensor, nn
 
 CACHE_KEYWORDS = ("cache", "past_key_values")  # newest first
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cache_keyword_of(layer_class: type) -> str:
     parameters = inspect.signature(layer_class.forward).parameters
     for name in CACHE_KEYWORDS:

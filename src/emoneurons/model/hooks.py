@@ -24,17 +24,22 @@ from typing import Any, TypeVar
 
 from torch import Tensor, nn
 
+from emoneurons.errors import EmoneuronsError
 from emoneurons.model.architecture import GatedFFN
 
-
 Module = TypeVar("Module")
+
+
+class LayerOutsideModelError(EmoneuronsError, ValueError):
+    """Neurons at a layer the model does not have (selected on another model): one line naming the
+    layer and the model's range."""
 
 
 def at_layer(per_layer: Sequence[Module], layer: int) -> Module:
     """Layer `layer`'s module (FFN or decoder block); a one-line error for a layer the model does
     not have (a negative index would silently hook a layer from the end)."""
     if not 0 <= layer < len(per_layer):
-        raise ValueError(f"layer {layer} is outside the model (0..{len(per_layer) - 1})")
+        raise LayerOutsideModelError(f"layer {layer} is outside the model (0..{len(per_layer) - 1})")
     return per_layer[layer]
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from emoneurons.model.versions import check_supported_versions
 from emoneurons.model.embedded import GEMMA3_NAME, assembled_gemma3
+from emoneurons.model.versions import check_supported_versions
 from emoneurons.params import EMBEDDED_GEMMA3, EMBEDDED_MODEL, ModelParams, ParamsError
 
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -67,14 +67,12 @@ def _converted_dir(source: str, gguf_file: str) -> Path:
 
 
 def device_and_dtype(device: str, dtype: str, cuda_devices: int | None = None) -> tuple[str, torch.dtype]:
-    """model.device checked against the GPUs torch sees (a one-line ParamsError naming the key),
-    and model.dtype with `auto` resolved: bfloat16 on CUDA (and `auto` with a GPU), float32 on the CPU."""
+    """model.device (its form checked by params.py) against the GPUs torch sees (a one-line
+    ParamsError naming the key), and model.dtype with `auto` resolved: bfloat16 on CUDA (and `auto`
+    with a GPU), float32 on the CPU."""
     cuda_devices = torch.cuda.device_count() if cuda_devices is None else cuda_devices
     if device.startswith("cuda"):
-        suffix = device.partition(":")[2]
-        if device != "cuda" and not suffix.isdigit():
-            raise ParamsError(f"model.device: {device!r} is not a device; allowed: cpu, cuda, cuda:N, auto")
-        index = int(suffix or 0)
+        index = int(device.partition(":")[2] or 0)
         if index >= cuda_devices:
             seen = f"{cuda_devices} CUDA GPU{'s' * (cuda_devices != 1)}" if cuda_devices else "no CUDA GPU"
             raise ParamsError(f"model.device: {device!r} but torch sees {seen}; use model.device: cpu (or auto)")

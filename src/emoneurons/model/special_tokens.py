@@ -7,7 +7,6 @@ from transformers import PreTrainedTokenizerBase
 
 from emoneurons.model.loading import LoadedModel
 
-
 # Special tokens that end a turn whatever the generation config says: a Gemma GGUF (the embedded
 # Gemma 3) carries only `<eos>` as its eos id, while the hub's generation config lists `<end_of_turn>` too.
 END_OF_TURN_TOKENS = ("<end_of_turn>",)

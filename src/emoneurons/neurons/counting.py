@@ -35,17 +35,17 @@ import torch
 from tqdm import tqdm
 from transformers import PreTrainedTokenizerBase
 
-from emoneurons.params import Activation, CountText, Positions, allowed_values
-from emoneurons.model.batching import length_batches, padded_ids
-from emoneurons.text.cue_removal import CueTokensError, cue_spans, cue_token_positions
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
-from emoneurons.text.classification_prompt import classification_prompt
 from emoneurons.model.architecture import GatedFFN
+from emoneurons.model.batching import length_batches, padded_ids
 from emoneurons.model.hooks import on_down_proj_input, on_gate_output
-from emoneurons.neurons.masking import ffn_modules
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import pad_token_id
 from emoneurons.neurons.count_inputs import DialogueList, Dialogues, TokenStore
+from emoneurons.neurons.masking import ffn_modules
+from emoneurons.params import Activation, CountText, Positions, allowed_values
+from emoneurons.text.classification_prompt import classification_prompt
+from emoneurons.text.cue_removal import CueTokensError, cue_spans, cue_token_positions
 from emoneurons.text.prompt_format import added_special_prefix
 from emoneurons.text.truncation import Truncation
 

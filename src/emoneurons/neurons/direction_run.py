@@ -14,13 +14,13 @@ from typing import Any
 import torch
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.io.directions_file import directions_record
 from emoneurons.io.artifacts import COUNTS
+from emoneurons.io.directions_file import directions_record
 from emoneurons.io.neurons_file import NeuronsFile
 from emoneurons.io.tables import DataError, read_counts
-from emoneurons.neurons.count_inputs import PIECE_ROWS, Dialogues
 from emoneurons.model.architecture import gated_ffns, write_direction_source, write_directions
 from emoneurons.model.loading import load_model
+from emoneurons.neurons.count_inputs import PIECE_ROWS, Dialogues
 from emoneurons.neurons.directions import ClassSums, accumulate_class_sums, directions_summary
 from emoneurons.neurons.masking import neurons_by_layer
 from emoneurons.neurons.selection import overall_activation_probability

@@ -14,9 +14,9 @@ from typing import get_args
 import torch
 from torch import nn
 
-from emoneurons.params import LayerRange
-from emoneurons.model.hooks import at_layer, on_down_proj_input
 from emoneurons.model.architecture import GatedFFN, gated_ffns
+from emoneurons.model.hooks import at_layer, on_down_proj_input
+from emoneurons.params import LayerRange
 
 __all__ = ["LAYER_RANGES", "ffn_modules", "layer_span", "mask_neurons",
            "neurons_by_layer", "restrict_layers"]

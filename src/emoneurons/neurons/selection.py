@@ -26,9 +26,8 @@ from typing import Any, get_args
 
 import torch
 
-from emoneurons.params import Assign, allowed_values
 from emoneurons.emotions import EMOTIONS
-
+from emoneurons.params import Assign, allowed_values
 
 
 @dataclass(frozen=True)

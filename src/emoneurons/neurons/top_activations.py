@@ -28,10 +28,10 @@ from tqdm import tqdm
 
 from emoneurons.model.batching import length_batches
 from emoneurons.model.hooks import at_layer, on_gate_output
-from emoneurons.neurons.counting import CountedText, counting_inputs, padded_batch
-from emoneurons.neurons.masking import ffn_modules
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import pad_token_id
+from emoneurons.neurons.counting import CountedText, counting_inputs, padded_batch
+from emoneurons.neurons.masking import ffn_modules
 from emoneurons.text.truncation import Truncation
 
 

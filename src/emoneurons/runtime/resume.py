@@ -18,9 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from emoneurons.params import CountParams, EvalParams, ModelParams
 from emoneurons.runtime.checkpoint import Checkpoints, run_key
 from emoneurons.runtime.distributed import Ranks
-from emoneurons.params import CountParams, EvalParams, ModelParams
 
 if TYPE_CHECKING:
     import torch

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from emoneurons.io.atomic import writer_tag
 from emoneurons.backends.cache import ResponseCache, cache_key, request_fields
+from emoneurons.io.atomic import writer_tag
 
 
 def _fields(**changes):

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 
-from helpers.repo_params import section
-from helpers.fakes import FakeOpenAIServer, http_response
-
 from emoneurons.backends.chat import ChatRequest
 from emoneurons.backends.judges import ChatJudge
 from emoneurons.backends.openai_backend import OpenAIChatBackend
 from emoneurons.dataset.dialogues import generate_request_text, llm_dialogues
 from emoneurons.text.paper_prompts.label import label_prompt
+from helpers.fakes import FakeOpenAIServer, http_response
+from helpers.repo_params import section
 
 WHOLE = "A: I can't believe you broke it again!\nB: I said I was sorry, calm down."
 CUT = "A: I can't believe you broke it again!\nB: I said I was"  # what a max_tokens stop looks like
@@ -94,12 +93,11 @@ def test_a_cut_off_label_is_asked_again_with_the_retry_prompt_then_none(tmp_path
 
 
 def test_an_hf_judge_never_takes_a_label_from_an_answer_cut_off_at_max_new_tokens(tiny_llama):
-    from helpers.tiny_models import biased_copy
-
     from emoneurons.backends.judges import HFJudge
-    from emoneurons.evaluate.classify import classify
     from emoneurons.emotions import parse_emotion
+    from emoneurons.evaluate.classify import classify
     from emoneurons.text.chat_prompt import label_ids
+    from helpers.tiny_models import biased_copy
 
     dialogues = ["A: I hate this.\nB: Me too.", "A: Boo!\nB: You scared me."]
     (anger,) = label_ids(tiny_llama.tokenizer, "space")[0]

@@ -7,13 +7,13 @@ import copy
 
 import pytest
 import torch
-from helpers.repo_params import section
 
 from emoneurons.backends.cache import cache_key
 from emoneurons.backends.chat import ChatRequest
 from emoneurons.backends.hf_generate import HFChatBackend, SeededSampler, top_p_filter
 from emoneurons.model.loading import LoadedModel
 from emoneurons.text.prompt_format import prompt_text
+from helpers.repo_params import section
 
 # Of very different lengths, so a batch needs real padding.
 PROMPTS = [

@@ -23,12 +23,12 @@ from pathlib import Path
 import polars as pl
 import pytest
 import yaml
-from helpers.repo_params import params_dict
 
-from emoneurons.text.dialogue_format import check_reply
 from emoneurons.model.loading import EMBEDDED_GGUF, embedded_model_dir
-
+from emoneurons.text.dialogue_format import check_reply
+from helpers.repo_params import params_dict
 from helpers.stage_runner import REPO
+
 SEEDS = REPO / "data" / "seeds" / "topics.txt"
 ANSWERED = '"POST /v1/chat/completions HTTP/1.1" 200'
 pytestmark = pytest.mark.slow

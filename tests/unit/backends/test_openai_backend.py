@@ -7,12 +7,12 @@ import json
 import time
 
 import pytest
-from helpers.fakes import FakeOpenAIServer, http_response
-from helpers.repo_params import section
 
 from emoneurons.backends.chat import ChatBackendError, ChatRequest
 from emoneurons.backends.factory import make_chat_backend
 from emoneurons.backends.openai_backend import OpenAIChatBackend, retry_after_seconds
+from helpers.fakes import FakeOpenAIServer
+from helpers.repo_params import section
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import tomllib
 from emoneurons.backends.template_dialogues import BANKS, SHAPES, template_dialogue
 from emoneurons.backends.template_topics import MODIFIERS, TOPIC_BANK, template_alternative
 from emoneurons.emotions import EMOTIONS
-
 from helpers.stage_runner import REPO
+
 DATA = REPO / "src/emoneurons/backends/template_data"
 
 

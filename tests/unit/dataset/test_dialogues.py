@@ -9,17 +9,17 @@ from collections import Counter
 
 import polars as pl
 import pytest
-from helpers.repo_params import params_yaml
 
 from emoneurons.backends.chat import ChatRequest
-from helpers.fakes import FakeChat
 from emoneurons.backends.template_dialogues import FORBIDDEN_WORDS, MIXED_SHARE, template_dialogue
-from emoneurons.text.dialogue_format import check_reply, dialogue_id, parse_dialogue
 from emoneurons.dataset.dialogues import dialogue_plan, llm_dialogues, template_dialogues
 from emoneurons.emotions import EMOTIONS
+from emoneurons.text.dialogue_format import check_reply, dialogue_id, parse_dialogue
 from emoneurons.text.paper_prompts.generate import GENERATE_PROMPT
-
+from helpers.fakes import FakeChat
+from helpers.repo_params import params_yaml
 from helpers.stage_runner import run_stage_script
+
 TOPICS = ["Dogs", "U.S. Senate", "potty training", "The Outlander Series", "Paris, France", "sushi", "I would like to discuss about financial independency"]
 TURN = re.compile(r"^(A|B): \S")
 
@@ -29,7 +29,7 @@ def _all_template(seed: int = 0, per_pair: int = 4) -> list[tuple[str, str, int,
 
 
 def test_template_dialogues_have_the_form_length_and_topic():
-    for topic, emotion, k, text, _ in _all_template():
+    for topic, _emotion, _k, text, _ in _all_template():
         lines = text.split("\n")
         assert 4 <= len(lines) <= 12, text
         assert all(TURN.match(line) for line in lines), text

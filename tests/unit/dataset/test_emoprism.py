@@ -11,12 +11,10 @@ import pytest
 
 from emoneurons.dataset.emoprism import read_emoprism
 from emoneurons.io.tables import DataError
-from emoneurons.emotions import EMOTIONS
 from emoneurons.params import ParamsError, parse_params, require_under
 from helpers.repo_params import params_dict, params_yaml
-from helpers.synthetic_inputs import emoprism_record as record, sample_records
-
 from helpers.stage_runner import run_stage_script
+from helpers.synthetic_inputs import sample_records
 
 
 def test_read_emoprism_normalises_labels_and_keeps_repeats_distinct(tmp_path):

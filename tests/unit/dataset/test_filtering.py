@@ -9,16 +9,21 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from helpers.repo_params import params_dict, params_yaml, section
 
 from emoneurons.backends.chat import ChatRequest
-from helpers.fakes import FakeChat
 from emoneurons.backends.judges import ChatJudge, HFJudge, LexiconJudge, make_judges, relabel_invalid
-from emoneurons.io.tables import DataError
+from emoneurons.dataset.filtering import (
+    agreement_filter,
+    cohen_kappa,
+    fleiss_kappa,
+    fleiss_kappa_of_labels,
+    judge_chance,
+)
 from emoneurons.emotions import EMOTIONS
+from emoneurons.io.tables import DataError
 from emoneurons.text.paper_prompts.label import LABEL_PROMPT, label_prompt
-from emoneurons.dataset.filtering import agreement_filter, cohen_kappa, fleiss_kappa, fleiss_kappa_of_labels, judge_chance
-
+from helpers.fakes import FakeChat
+from helpers.repo_params import params_dict, params_yaml, section
 from helpers.stage_runner import run_stage_script
 
 
@@ -211,8 +216,8 @@ def test_relabel_invalid_leaves_valid_labels_alone():
 
 
 def test_hf_judge_on_the_tiny_model(tiny_llama):
-    from emoneurons.evaluate.classify import classify
     from emoneurons.backends.judges import labelling_prompt
+    from emoneurons.evaluate.classify import classify
 
     dialogues = ["A: I can't believe this happened!\nB: Oh no, that is terrible.", "A: What a wonderful day.\nB: Yes!"]
     scored = HFJudge("tiny", tiny_llama, "score", batch_size=2, classify=classify).label(dialogues)

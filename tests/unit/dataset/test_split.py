@@ -8,13 +8,13 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from helpers.repo_params import params_yaml
 
-from emoneurons.io.tables import DataError, read_table, write_table
 from emoneurons.dataset.split import TableSplit, held_out_count, stratified_split
 from emoneurons.emotions import EMOTIONS
-
+from emoneurons.io.tables import DataError, read_table, write_table
+from helpers.repo_params import params_yaml
 from helpers.stage_runner import REPO, run_stage_script
+
 # Unequal sizes per emotion so stratification is visible: anger 10, disgust 11, ... surprise 35.
 SIZES = {emotion: 10 + 5 * i for i, emotion in enumerate(EMOTIONS)}
 SIZES["disgust"] = 11

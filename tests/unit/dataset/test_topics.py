@@ -9,13 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers.repo_params import params_yaml
 
 from emoneurons.backends.chat import ChatRequest
-from helpers.fakes import FakeChat
 from emoneurons.backends.template_topics import TOPIC_BANK, alternative_candidates, template_alternative, topic_category
-from emoneurons.io.tables import DataError
-from emoneurons.text.paper_prompts.augment import AUGMENT_PROMPT
 from emoneurons.dataset.topics import (
     EXISTING_SAMPLE,
     augment_topics,
@@ -28,8 +24,12 @@ from emoneurons.dataset.topics import (
     template_proposer,
     topic_key,
 )
-
+from emoneurons.io.tables import DataError
+from emoneurons.text.paper_prompts.augment import AUGMENT_PROMPT
+from helpers.fakes import FakeChat
+from helpers.repo_params import params_yaml
 from helpers.stage_runner import REPO, run_stage_script
+
 SEEDS = REPO / "data" / "seeds" / "topics.txt"
 
 

@@ -261,7 +261,7 @@ def test_draw_level_null_ranks_the_mask_among_draws_computed_from_scratch(tiny_l
     assert record["corrected_over"] == m == 6 and record["draws_needed"] == 119  # 1/(K+1) <= 0.05/6
     for key in ("p", "p_normal"):
         running = 0.0
-        for i, (cid, e) in enumerate(sorted(tested.items(), key=lambda item: item[1][key])):
+        for i, (_cid, e) in enumerate(sorted(tested.items(), key=lambda item: item[1][key])):
             running = max(running, min(1.0, (m - i) * e[key]))
             assert e[f"{key}_holm"] == pytest.approx(running, rel=1e-3, abs=1e-5)
     for e in tested.values():

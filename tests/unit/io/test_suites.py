@@ -8,10 +8,10 @@ import polars as pl
 import pytest
 import torch
 
-from emoneurons.io import result_suites, suites
-from emoneurons.io.tables import DataError
-from emoneurons.io.suites import DataCheckError
 from emoneurons.emotions import EMOTIONS
+from emoneurons.io import result_suites, suites
+from emoneurons.io.suites import DataCheckError
+from emoneurons.io.tables import DataError
 
 JUDGES = ("lexicon", "smollm")
 # The library names no stage path: the stages pass the file each table came from, as these do.
@@ -353,7 +353,8 @@ check_cards = partial(result_suites.check_cards, layers=2, neurons_per_layer=4, 
 
 
 def _cards() -> dict:
-    card = lambda layer, index, p: {"layer": layer, "index": index, "P": {"anger": p, "fear": 0.1}, "entropy": 1.0}
+    def card(layer, index, p):
+        return {"layer": layer, "index": index, "P": {"anger": p, "fear": 0.1}, "entropy": 1.0}
     return {"top_neurons": 2, "emotions": {**{e: {"selected": 0, "cards": []} for e in EMOTIONS},
                                            "anger": {"selected": 3, "cards": [card(1, 3, 0.9), card(0, 0, 0.5)]}}}
 

@@ -11,12 +11,12 @@ import importlib.util
 
 import pytest
 import torch
-from helpers.repo_params import section
 
 from emoneurons.model import embedded
 from emoneurons.model.embedded import GEMMA3_CHUNKS, GEMMA3_FILE, GEMMA3_SHA256, Chunk, EmbeddedModelError, assemble
 from emoneurons.model.loading import LoadedModel, _resolve
 from emoneurons.model.special_tokens import eos_token_ids, pad_token_id
+from helpers.repo_params import section
 
 
 def _sha256(path) -> str:

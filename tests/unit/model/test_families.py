@@ -8,20 +8,23 @@ import copy
 import warnings
 
 import pytest
-from helpers.repo_params import params_yaml
-from helpers.tiny_models import FAMILY_FFN as FFN, FAMILY_HIDDEN as HIDDEN, FAMILY_LAYERS as LAYERS, build_family
 import torch
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.classify import MaskedClassifier
-from emoneurons.text.classification_prompt import classification_prompt
-from emoneurons.text.chat_prompt import dialogue_ids, label_ids
-from emoneurons.neurons import reference
 from emoneurons.model.architecture import FAMILIES, UnsupportedModelError, gated_ffns
+from emoneurons.model.loading import LoadedModel
+from emoneurons.neurons import reference
 from emoneurons.neurons.counting import activation_counts
 from emoneurons.neurons.masking import mask_neurons
-from emoneurons.model.loading import LoadedModel
+from emoneurons.text.chat_prompt import dialogue_ids, label_ids
+from emoneurons.text.classification_prompt import classification_prompt
+from helpers.repo_params import params_yaml
 from helpers.stage_runner import run_stage_script
+from helpers.tiny_models import FAMILY_FFN as FFN
+from helpers.tiny_models import FAMILY_HIDDEN as HIDDEN
+from helpers.tiny_models import FAMILY_LAYERS as LAYERS
+from helpers.tiny_models import build_family
 
 DIALOGUES = [
     "A: I can't believe this happened!\nB: Oh no, that is terrible.",

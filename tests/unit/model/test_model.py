@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers.repo_params import section
 
 from emoneurons.model.loading import EMBEDDED_GGUF, embedded_model_dir, load_model
+from helpers.repo_params import section
 
 
 def test_local_folder_loads_the_same_weights(tmp_path, tiny_llama):
@@ -53,8 +53,9 @@ def test_cuda_device_without_a_gpu_is_one_line_naming_the_key():
         assert "\n" not in str(error.value)
     with pytest.raises(ParamsError, match="model.device: 'cuda:1' but torch sees 1 CUDA GPU;"):
         device_and_dtype("cuda:1", "auto", cuda_devices=1)
-    with pytest.raises(ParamsError, match="model.device: 'cuda:x' is not a device"):
-        device_and_dtype("cuda:x", "auto", cuda_devices=1)
+    for device in ("cuda:x", "mps", "gpu"):  # the form is params.py's to check, before any stage works
+        with pytest.raises(ParamsError, match=rf"^params.yaml: model.device: '{device}' is not a device; allowed: cpu, cuda, cuda:N, auto$"):
+            section("model", device=device)
 
 
 def test_auto_dtype_is_bfloat16_on_cuda_and_float32_on_the_cpu():

@@ -13,7 +13,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from helpers.environment import own_make_env
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
@@ -28,8 +27,9 @@ from emoneurons.model.versions import (
     supported_ranges,
     system_plan,
 )
-
+from helpers.environment import own_make_env
 from helpers.stage_runner import REPO
+
 LOCK = locked_pins((REPO / "requirements.lock").read_text())
 CPU_LOCK = locked_pins((REPO / "requirements-cpu.lock").read_text())
 # The plans below are computed against this range (pyproject.toml's today), so they stay fixed when it moves.

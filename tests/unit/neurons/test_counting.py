@@ -7,17 +7,17 @@ import copy
 import pytest
 import torch
 
-from helpers.synthetic_inputs import COUNTING_DIALOGUES as DIALOGUES, COUNTING_LABELS as LABELS
 from emoneurons.emotions import EMOTIONS
-from emoneurons.text.classification_prompt import classification_prompt
-from emoneurons.text.chat_prompt import dialogue_ids
-from emoneurons.neurons import reference
-from emoneurons.model.batching import length_batches
-from emoneurons.neurons.counting import activation_counts, counting_inputs, padded_batch
 from emoneurons.model.architecture import UnsupportedModelError
+from emoneurons.model.batching import length_batches
 from emoneurons.model.loading import LoadedModel
+from emoneurons.neurons import reference
+from emoneurons.neurons.counting import activation_counts, counting_inputs, padded_batch
+from emoneurons.text.chat_prompt import dialogue_ids
+from emoneurons.text.classification_prompt import classification_prompt
 from emoneurons.text.prompt_format import added_special_prefix
-
+from helpers.synthetic_inputs import COUNTING_DIALOGUES as DIALOGUES
+from helpers.synthetic_inputs import COUNTING_LABELS as LABELS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,11 +10,20 @@ import torch
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.neurons.direction_geometry import (
-    NEGATIVE, emotion_directions, means_geometry, separation, standardized_means,
+    NEGATIVE,
+    emotion_directions,
+    means_geometry,
+    separation,
+    standardized_means,
 )
 from emoneurons.neurons.matched_controls import activity_matched_neurons, quantile_bins
 from emoneurons.neurons.write_alignment import (
-    activity_matched, control_draw_of, draw_seed, emotion_alignment, uniform_same_layer, write_cosines,
+    activity_matched,
+    control_draw_of,
+    draw_seed,
+    emotion_alignment,
+    uniform_same_layer,
+    write_cosines,
 )
 
 LAYERS, HIDDEN, NEURONS = 3, 8, 20

@@ -9,12 +9,12 @@ import copy
 
 import pytest
 import torch
-from helpers.tiny_models import FAMILY_FFN, build_family
 
-from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
+from emoneurons.emotions import EMOTION_INDEX
 from emoneurons.model.architecture import FAMILIES, gated_ffns, write_directions
 from emoneurons.model.loading import LoadedModel
 from emoneurons.neurons.directions import ClassSums, accumulate_class_sums
+from helpers.tiny_models import FAMILY_FFN, build_family
 
 DIALOGUES = [
     "A: I can't believe this happened!\nB: Oh no, that is terrible.",

@@ -11,11 +11,11 @@ import torch
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.classify import MaskedClassifier
-from emoneurons.text.classification_prompt import classification_prompt
-from emoneurons.text.chat_prompt import dialogue_ids, label_ids
 from emoneurons.neurons import reference
 from emoneurons.neurons.counting import activation_counts
 from emoneurons.neurons.masking import neurons_by_layer
+from emoneurons.text.chat_prompt import dialogue_ids, label_ids
+from emoneurons.text.classification_prompt import classification_prompt
 
 DIALOGUES = [
     "A: I can't believe this happened!\nB: Oh no, that is terrible.",

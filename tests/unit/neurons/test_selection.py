@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-from helpers.repo_params import params_yaml
 import torch
 
 from emoneurons.emotions import EMOTIONS
@@ -19,7 +18,7 @@ from emoneurons.neurons.selection import (
     neuron_entropy,
     select_emotion_neurons,
 )
-
+from helpers.repo_params import params_yaml
 from helpers.stage_runner import REPO
 
 

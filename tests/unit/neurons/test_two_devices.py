@@ -10,8 +10,8 @@ import contextlib
 import pytest
 import torch
 
-from emoneurons.model.batching import length_batches
 from emoneurons.emotions import EMOTIONS
+from emoneurons.model.batching import length_batches
 from emoneurons.neurons.counting import activation_counts, count_batches, counting_inputs, layer_counters
 from emoneurons.neurons.masking import ffn_modules, mask_neurons, scale_neurons, scale_neurons_per_row
 from emoneurons.neurons.top_activations import activity_by_layer, neuron_activity

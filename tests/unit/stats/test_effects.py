@@ -10,10 +10,20 @@ import pytest
 import torch
 from scipy import stats
 
-from emoneurons.emotions import EMOTIONS
 from emoneurons.stats.effects import (
-    NOT_DISTINGUISHABLE, NOT_ENOUGH_DATA, SPECIFIC, benjamini_hochberg, effect_summary, holm, label_deltas,
-    label_log_probs, masked_answer_change, mcnemar_exact, sign_flip_test, specificity, verdict,
+    NOT_DISTINGUISHABLE,
+    NOT_ENOUGH_DATA,
+    SPECIFIC,
+    benjamini_hochberg,
+    effect_summary,
+    holm,
+    label_deltas,
+    label_log_probs,
+    masked_answer_change,
+    mcnemar_exact,
+    sign_flip_test,
+    specificity,
+    verdict,
 )
 
 

@@ -8,10 +8,19 @@ import pytest
 import torch
 
 from emoneurons.emotions import EMOTIONS
-
 from emoneurons.stats.metrics import (
-    CHANCE, accuracy_ci, accuracy_per_emotion, bootstrap_mean_ci, chance_level, clearly_above_chance, confusion_matrix,
-    degenerate, exact_binomial_ci, failure_distribution, overall_accuracy, unparseable_counts,
+    CHANCE,
+    accuracy_ci,
+    accuracy_per_emotion,
+    bootstrap_mean_ci,
+    chance_level,
+    clearly_above_chance,
+    confusion_matrix,
+    degenerate,
+    exact_binomial_ci,
+    failure_distribution,
+    overall_accuracy,
+    unparseable_counts,
 )
 
 TRUE = torch.tensor([0, 0, 0, 1, 1, 2, 3, 4, 5, 5])

@@ -9,7 +9,6 @@ from emoneurons.io.directions_file import DirectionsFile
 from emoneurons.report.document.blocks import Block, Heading, Image, Paragraph, Table
 from emoneurons.report.document.number_formats import count, number, p_value
 
-
 CONTROL_WORDS = {"matched": "activity-matched", "uniform": "uniform same-layer"}  # params.ControlKind in words
 
 

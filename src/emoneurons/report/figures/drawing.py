@@ -16,8 +16,8 @@ import matplotlib
 matplotlib.use("Agg")  # never a window: stages and tests run headless
 
 import matplotlib.ticker  # noqa: E402
-from matplotlib import patheffects  # noqa: E402
 import torch  # noqa: E402
+from matplotlib import patheffects  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 

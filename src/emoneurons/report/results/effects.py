@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from emoneurons.io.eval_file import CONTROL_CONDITION_KIND, EvalFile
-from emoneurons.stats.effects import SPECIFIC
 from emoneurons.report.results.accuracy import number_or_nan
+from emoneurons.stats.effects import SPECIFIC
 
 
 def _pair(values: Any) -> tuple[float, float]:

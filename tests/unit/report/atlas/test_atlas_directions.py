@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.io.artifacts import CARDS as CARDS_FILE, DIRECTIONS, EVAL, NEURONS, STEER
+from emoneurons.io.artifacts import CARDS as CARDS_FILE
+from emoneurons.io.artifacts import DIRECTIONS, EVAL, NEURONS, STEER
 from emoneurons.io.cards_file import parse_cards
 from emoneurons.io.directions_file import parse_directions
 from emoneurons.io.eval_file import parse_eval

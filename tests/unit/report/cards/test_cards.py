@@ -10,12 +10,13 @@ import torch
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.io.neurons_file import NoSelectionError, parse_neurons
-from emoneurons.neurons.counting import added_special_prefix
 from emoneurons.neurons import top_activations
+from emoneurons.neurons.counting import added_special_prefix
 from emoneurons.neurons.top_activations import empty_top_k, merge_top_k, neuron_activity, token_lift
 from emoneurons.report.cards.cards_json import card_neurons, context_record, plan_cards
 from emoneurons.report.cards.page import render_cards_html
-from helpers.cards import CARD_DIALOGUES as DIALOGUES, card_counts, cards_record
+from helpers.cards import CARD_DIALOGUES as DIALOGUES
+from helpers.cards import card_counts, cards_record
 from helpers.synthetic_inputs import neurons_json
 
 NEURONS = [(0, 3), (0, 17), (2, 5), (3, 60), (3, 1)]

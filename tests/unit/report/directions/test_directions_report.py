@@ -9,10 +9,6 @@ import json
 import re
 
 import pytest
-from helpers.figure_layout import layout_faults
-from helpers.stage_runner import stage_main
-from helpers.synthetic_inputs import synthetic_directions
-from helpers.synthetic_run import synthetic_run, write_run
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.io.directions_file import parse_directions
@@ -21,6 +17,10 @@ from emoneurons.report.directions.section import directions_blocks
 from emoneurons.report.document.blocks import Image, Table
 from emoneurons.report.document.markdown import render_markdown
 from emoneurons.runtime.stage_run import stage_ending
+from helpers.figure_layout import layout_faults
+from helpers.stage_runner import stage_main
+from helpers.synthetic_inputs import synthetic_directions
+from helpers.synthetic_run import synthetic_run, write_run
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-from helpers.figure_layout import colour_share, marker_clashes, rendered_pixels
-from helpers.synthetic_run import synthetic_run
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.io.eval_file import parse_eval
@@ -19,6 +17,8 @@ from emoneurons.report.results.accuracy import rq2_view
 from emoneurons.report.results.effects import effect_rows
 from emoneurons.report.results.sweeps import accuracy_changes, layer_sweep, layer_sweep_ratio, ratio_sweep
 from emoneurons.report.style import CONTROL_COLOR, EMOTION_COLORS
+from helpers.figure_layout import colour_share, marker_clashes, rendered_pixels
+from helpers.synthetic_run import synthetic_run
 
 VISIBLE = 0.3  # of the strip where the bar sits: a drawn bar covers about half of it (2 of 5 rows and more)
 
