@@ -245,7 +245,8 @@ def test_paper_zero_shot_setting_stays_available(tiny_llama, one_thread):
     with pytest.raises(ParamsError, match="eval: calibrate: .train_prior. needs method score"):
         params_with({"eval": {"method": "generate", "calibrate": "train_prior"}})
     paper = section("eval", method="generate", shots=0, calibrate="none", label_format="bare", ratios=(0.02,),
-                       layer_ranges=("all",), control_draws=0, bootstrap=50, max_new_tokens=2, null_draws=0)
+                       layer_ranges=("all",), control_draws=0, bootstrap=50, max_new_tokens=2, null_draws=0,
+                       controls=("matched", "uniform"))
     neurons = synthetic_neurons(ratios=(0.02,), layers=len(tiny_llama.model.model.layers),
                                 per_layer=tiny_llama.model.config.intermediate_size)
     evaluation, _ = evaluate_masking(tiny_llama, synthetic_split(1), synthetic_split(1, offset=5), parse_neurons(neurons), paper, 0.02, batch_size=4, progress=False)

@@ -32,8 +32,9 @@ PLAN = yaml.safe_load((REPO / "presets" / "atlas" / "plan.yaml").read_text())
 
 
 def test_plan_and_set_params_as_dvc_takes_them():
-    assert flatten(PLAN) == {"eval.ratios": [0.01], "eval.layer_ranges": ["all"], "eval.scales": [0.25, 0.5, 0.75],
-                             "steer.alphas": [8], "directions.enabled": True}
+    assert flatten(PLAN) == {"eval.ratios": [0.01], "eval.layer_ranges": ["all"], "eval.controls": ["matched", "uniform"],
+                             "eval.null_draws": 10, "eval.scales": [0.25, 0.5, 0.75], "steer.alphas": [8],
+                             "directions.enabled": True}
     assert [dvc_value(v) for v in ([0.01, 0.02], ["all"], None, True, "emoprism")] == [
         "[0.01,0.02]", "[all]", "null", "true", "emoprism"]
     assert parse_set_params(["filter.source=emoprism", "eval.ratios=[0.01,0.02]"]) == {
@@ -47,8 +48,9 @@ def test_every_model_gets_the_same_plan_and_its_own_model_id(tmp_path):
     (tmp_path / "data" / "external" / "emoprism.json").write_text("[]")
     overrides = model_overrides(["embedded", "embedded-gemma3"], PLAN, {"filter.source": "emoprism"}, PARAMS, tmp_path)
     for model, keys in overrides.items():
-        assert keys == {"eval.ratios": [0.01], "eval.layer_ranges": ["all"], "eval.scales": [0.25, 0.5, 0.75],
-                        "steer.alphas": [8], "directions.enabled": True, "filter.source": "emoprism", "model.id": model}
+        assert keys == {"eval.ratios": [0.01], "eval.layer_ranges": ["all"], "eval.controls": ["matched", "uniform"],
+                        "eval.null_draws": 10, "eval.scales": [0.25, 0.5, 0.75], "steer.alphas": [8],
+                        "directions.enabled": True, "filter.source": "emoprism", "model.id": model}
 
 
 @pytest.mark.parametrize(("models", "set_params", "line"), [
