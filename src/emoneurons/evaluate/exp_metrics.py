@@ -11,11 +11,14 @@ from collections.abc import Mapping
 from emoneurons.emotions import EMOTIONS
 from emoneurons.evaluate.conditions import control_id, mask_id
 from emoneurons.io.neurons_file import NeuronsFile
+from emoneurons.params import ControlKind
 
 
-def headline(conditions: Mapping[str, dict], top_rate: float, control_draws: int) -> dict[str, float]:
+def headline(conditions: Mapping[str, dict], top_rate: float, control_draws: int,
+             control_kind: ControlKind) -> dict[str, float]:
     """headline.json (docs/CONTRACTS.md): per emotion the unmodified and the masked accuracy (its own
-    neurons at `top_rate`, all layers), the drop and the control draws' mean drop."""
+    neurons at `top_rate`, all layers), the drop and the mean drop of its `control_kind` draws (the
+    verdict's null: eval.controls' first kind)."""
     base = conditions["unmodified"]["accuracy"]
     out = {"accuracy_unmodified": base["overall"]}
     out |= {f"accuracy_unmodified_{e}": base[e] for e in EMOTIONS}
@@ -25,7 +28,7 @@ def headline(conditions: Mapping[str, dict], top_rate: float, control_draws: int
         out[f"accuracy_masked_{e}"] = masked
         out[f"drop_{e}"] = round(base[e] - masked, 4)
         if control_draws:
-            drops = [base[e] - conditions[control_id(cid, d)]["accuracy"][e] for d in range(control_draws)]
+            drops = [base[e] - conditions[control_id(cid, d, control_kind)]["accuracy"][e] for d in range(control_draws)]
             out[f"control_drop_{e}"] = round(sum(drops) / len(drops), 4)
     return out
 

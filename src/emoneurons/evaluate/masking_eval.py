@@ -266,7 +266,7 @@ def evaluate_masking(
         truncated=None if test.truncation is None else test.truncation.record(), keyword_control=keyword_control,
         draw_null=draw_null, dose_response=dose_response,
     )
-    return evaluation, headline(results, top_rate, eval_params.control_draws)
+    return evaluation, headline(results, top_rate, eval_params.control_draws, eval_params.controls[0])
 
 
 def _scored(plan: list[Condition], groups: list[list[Condition]], runs: list[tuple], true_idx: torch.Tensor,

@@ -3,7 +3,8 @@
 import pytest
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.evaluate.exp_metrics import exp_summary
+from emoneurons.evaluate.conditions import control_id, mask_id
+from emoneurons.evaluate.exp_metrics import exp_summary, headline
 from emoneurons.io.neurons_file import parse_neurons
 
 NEURONS = {"top_rate": 0.01, "layers": 2, "neurons_per_layer": 64,
@@ -25,3 +26,20 @@ def test_summary_averages_the_drops_over_the_six_emotions():
 def test_summary_without_controls_has_no_control_column():
     headline = {"accuracy_unmodified": 0.5, **{f"drop_{e}": 0.0 for e in EMOTIONS}}
     assert exp_summary(headline, parse_neurons(NEURONS), 0.01) == {"accuracy": 0.5, "drop": 0.0, "neurons": 42}
+
+
+@pytest.mark.parametrize("kind", ["matched", "uniform"])
+def test_headline_control_drop_is_the_verdict_null_kinds(kind):
+    # Only the first kind of eval.controls may have been run (the default: matched alone).
+    other = {"matched": "uniform", "uniform": "matched"}[kind]
+    base = dict.fromkeys(EMOTIONS, 0.5) | {"overall": 0.5}
+    conditions = {"unmodified": {"accuracy": base}}
+    for e in EMOTIONS:
+        cid = mask_id(e, 0.01, "all")
+        conditions[cid] = {"accuracy": {e: 0.25}}
+        conditions[control_id(cid, 0, kind)] = {"accuracy": {e: 0.375}}
+        conditions[control_id(cid, 1, kind)] = {"accuracy": {e: 0.5}}
+        conditions |= {control_id(cid, d, other): {"accuracy": {e: 0.0}} for d in (0, 1)}  # a wrong kind's drop: 0.5
+    numbers = headline(conditions, 0.01, 2, kind)
+    assert all(numbers[f"control_drop_{e}"] == pytest.approx(0.0625) for e in EMOTIONS)
+    assert all(numbers[f"drop_{e}"] == pytest.approx(0.25) for e in EMOTIONS)
