@@ -9,7 +9,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.io.eval_file import EvalCondition, EvalFile
+from emoneurons.io.eval_file import CONTROL_CONDITION_KIND, EvalCondition, EvalFile
 
 
 def as_percent(value: float) -> float:
@@ -58,7 +58,8 @@ def control_mean(controls: Sequence[EvalCondition]) -> dict[str, float]:
 
 def rq2_view(eval_json: EvalFile, ratio: float) -> dict[str, Any]:
     """What Figure 2 draws: unmodified, each emotion's neurons masked (all layers, `ratio`), and the
-    random-neuron control of each; masked/control hold only the emotions that were evaluated.
+    random-neuron control of each (the verdict's null kind); masked/control hold only the emotions
+    that were evaluated.
 
     {"unmodified": {"accuracy": {e: a}, "ci95": {e: (lo, hi)}},
      "masked": {m: {"accuracy": ..., "ci95": ...}}, "control": {m: {e: mean accuracy}},
@@ -75,7 +76,7 @@ def rq2_view(eval_json: EvalFile, ratio: float) -> dict[str, Any]:
         masked = eval_json.find("mask", emotion, ratio, "all")
         if masked:
             view["masked"][emotion] = {"accuracy": accuracy_of(masked[0]), "ci95": ci_of(masked[0])}
-        controls = eval_json.find("control", emotion, ratio, "all")
+        controls = eval_json.find(CONTROL_CONDITION_KIND[eval_json.null], emotion, ratio, "all")
         if controls:
             view["control"][emotion] = control_mean(controls)
             view["control_draws"][emotion] = len(controls)

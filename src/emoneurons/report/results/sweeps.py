@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.io.eval_file import EvalCondition, EvalFile
+from emoneurons.io.eval_file import CONTROL_CONDITION_KIND, EvalCondition, EvalFile
 from emoneurons.params import same_ratio
 from emoneurons.report.results.accuracy import accuracy_of, control_mean
 from emoneurons.report.style import LAYER_RANGES
@@ -15,17 +15,18 @@ from emoneurons.report.style import LAYER_RANGES
 
 def accuracy_changes(eval_json: EvalFile) -> list[dict[str, Any]]:
     """Long rows, one per (condition, evaluated emotion): accuracy change in percentage points
-    against unmodified, plain masks only (not graded). Uniform controls are averaged over their
-    draws (condition "control").
+    against unmodified, plain masks only (not graded). The controls of the verdict's null kind
+    (`eval_json.null`: eval.controls' first) are averaged over their draws (condition "control").
 
     Row: {"ratio", "layers", "masked", "emotion", "condition": "mask"|"control",
           "accuracy", "accuracy_change"}"""
     base = accuracy_of(eval_json.unmodified())
+    control_kind = CONTROL_CONDITION_KIND[eval_json.null]
     groups: dict[tuple, list[EvalCondition]] = {}
     for c in eval_json.conditions:
-        if c.kind not in ("mask", "control") or c.scale:  # graded masks have their dose-response
+        if c.kind not in ("mask", control_kind) or c.scale:  # graded masks have their dose-response
             continue
-        key = (c.kind, c.masked, float(c.ratio), c.layers)
+        key = ("mask" if c.kind == "mask" else "control", c.masked, float(c.ratio), c.layers)
         groups.setdefault(key, []).append(c)
     rows = []
     order = {e: i for i, e in enumerate(EMOTIONS)}

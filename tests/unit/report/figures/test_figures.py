@@ -116,6 +116,26 @@ def test_rq2_view_matches_conditions(run):
     assert view["control"]["fear"]["fear"] == pytest.approx(expected)
 
 
+def test_the_accuracy_views_take_the_verdicts_null_kind():
+    # The default run draws matched controls only: Figure 2's bars and the sweeps' control rows are
+    # theirs. Beside uniform ones (the atlas) they stay the verdict's null's, not the uniform draws'.
+    record = synthetic_run(seed=1, nulls=True)
+    assert record["eval"]["effects"]["null"] == "matched"
+    for only_matched in (False, True):
+        if only_matched:
+            record["eval"]["conditions"] = [c for c in record["eval"]["conditions"] if c["kind"] != "control"]
+        evaluation = parse_eval(record["eval"])
+        draws = [c for c in record["eval"]["conditions"]
+                 if c["kind"] == "matched" and c["id"].startswith("matched-fear-r0.01-all-d")]
+        assert len(draws) == 2
+        view = rq2_view(evaluation, 0.01)
+        assert view["control_draws"]["fear"] == 2
+        assert view["control"]["fear"]["fear"] == pytest.approx(sum(d["accuracy"]["fear"] for d in draws) / 2)
+        row = next(r for r in accuracy_changes(evaluation) if r["condition"] == "control" and r["masked"] == "fear"
+                   and r["emotion"] == "fear" and r["ratio"] == 0.01 and r["layers"] == "all")
+        assert row["accuracy"] == pytest.approx(view["control"]["fear"]["fear"])
+
+
 def test_accuracy_changes_in_percentage_points(run):
     changes = accuracy_changes(parse_eval(run["eval"]))
     base = run["eval"]["conditions"][0]["accuracy"]
