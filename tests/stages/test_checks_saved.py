@@ -69,7 +69,7 @@ def test_mask_eval_saves_what_it_checked_and_a_missing_condition_is_named(tmp_pa
     params["model"].update(id=str(tmp_path / "model"), batch_size=6)
     params["select"]["top_rate"] = 0.02
     params["eval"].update(ratios=[0.02], layer_ranges=["all"], control_draws=1, bootstrap=50, calibration_per_emotion=1,
-                          null_draws=2)
+                          null_draws=2, controls=["matched", "uniform"])
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     write_synthetic_counts(tmp_path / "counts", model.config.num_hidden_layers, model.config.intermediate_size)
     stage_main("mask_eval")(params=tmp_path / "params.yaml", split=tmp_path / "split", neurons=tmp_path / "neurons.json",
