@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emoneurons.emotions import EMOTIONS
 from emoneurons.io.artifacts import CARDS
-from emoneurons.io.records import RecordError, field, json_object
+from emoneurons.io.records import emotions_field, field, json_object
 from emoneurons.io.tables import read_json
 
 
@@ -60,10 +59,7 @@ def parse_cards(record: Any, source: str = CARDS.path) -> CardsFile:
     """cards.json's parsed JSON, checked: RecordError naming `source` and the key on the first
     missing or ill-typed one."""
     record = json_object(record, source)
-    emotions = field(record, "emotions", (dict,), source, required=True)
-    for emotion in emotions:
-        if emotion not in EMOTIONS:
-            raise RecordError(f"{source}: emotions: {emotion!r}: allowed: {', '.join(EMOTIONS)}")
+    emotions = emotions_field(record, source)
     top_rate = field(record, "top_rate", (int, float), source)
     return CardsFile(
         source=source, model=field(record, "model", (str,), source),

@@ -9,6 +9,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from emoneurons.emotions import EMOTIONS
 from emoneurons.io.tables import DataError
 
 KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "an object",
@@ -52,3 +53,12 @@ def json_object(value: Any, where: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
         raise RecordError(f"{where}: not a JSON object")
     return value
+
+
+def emotions_field(record: Mapping[str, Any], where: str) -> Mapping[str, Any]:
+    """The record's required `emotions` object, each key one of EMOTIONS (RecordError naming `where`)."""
+    emotions = field(record, "emotions", (dict,), where, required=True)
+    for emotion in emotions:
+        if emotion not in EMOTIONS:
+            raise RecordError(f"{where}: emotions: {emotion!r}: allowed: {', '.join(EMOTIONS)}")
+    return emotions

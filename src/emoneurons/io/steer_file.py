@@ -11,9 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from emoneurons.emotions import EMOTIONS
 from emoneurons.io.artifacts import STEER
-from emoneurons.io.records import RecordError, field, json_object
+from emoneurons.io.records import RecordError, emotions_field, field, json_object
 from emoneurons.io.tables import read_json
 
 
@@ -109,10 +108,7 @@ def parse_steer(record: Any, source: str = STEER.path) -> SteerFile:
     """steer.json's parsed JSON, checked: RecordError naming `source` and the key on the first
     missing or ill-typed one."""
     record = json_object(record, source)
-    emotions = field(record, "emotions", (dict,), source, required=True)
-    for emotion in emotions:
-        if emotion not in EMOTIONS:
-            raise RecordError(f"{source}: emotions: {emotion!r}: allowed: {', '.join(EMOTIONS)}")
+    emotions = emotions_field(record, source)
     judges = field(record, "judges", (list,), source) or []
     for i, judge in enumerate(judges):
         field(json_object(judge, f"{source}: judges[{i}]"), "name", (str,), f"{source}: judges[{i}]", required=True)
