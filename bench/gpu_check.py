@@ -283,7 +283,7 @@ def check_mask_eval(device: str, folder: Path) -> dict:
     params = _params().eval.model_copy(update={"ratios": (0.02,), "layer_ranges": ("top",), "control_draws": 1,
                                                "bootstrap": 100})
     runs = [evaluate_masking(lm, train, _split(2, offset=10), parse_neurons(neurons), params, 0.02, batch_size=4, progress=False,
-                             workers=1, p_active=p_active)[0] for lm in (lm_dev, lm_cpu)]
+                             workers=1, p_active=p_active, max_length=None)[0] for lm in (lm_dev, lm_cpu)]
     by_id = [{c["id"]: c for c in run["conditions"]} for run in runs]
     masked = [c for c in by_id[1].values() if c.get("n_neurons")]
     differing = [i for i in by_id[1] if by_id[0].get(i, {}).get("confusion") != by_id[1][i]["confusion"]]

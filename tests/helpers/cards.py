@@ -36,7 +36,7 @@ def cards_record(tiny_llama, empty: str = "disgust") -> dict:
     selected[empty] = []
     plan = plan_cards(parse_neurons(neurons_json({0.01: selected}, 4, 64)), 0.01, P, entropy, 2)
     chosen = sorted({n for pairs in plan.values() for n in pairs})
-    activity = neuron_activity(tiny_llama, CARD_DIALOGUES, chosen, k=3, batch_size=4)
+    activity = neuron_activity(tiny_llama, CARD_DIALOGUES, chosen, k=3, batch_size=4, max_length=1024)
     labels = [EMOTIONS[i % 6] for i in range(len(CARD_DIALOGUES))]
     emotions = build_cards(plan, activity, P, entropy, tiny_llama.tokenizer, [f"d{i}" for i in range(len(CARD_DIALOGUES))], labels,
                            {e: len(v) for e, v in selected.items()}, window=4, top_tokens=3, min_token_count=1)

@@ -210,10 +210,10 @@ def evaluate_masking(
     eval_params: EvalParams,
     top_rate: float,
     *,
-    batch_size: int = 16,
+    batch_size: int,
+    max_length: int | None,
     progress: bool = True,
     workers: int | None = None,
-    max_length: int | None = None,
     schedule: MaskSchedule | None = None,
     train_name: str = "train split",
     test_name: str = "test split",
@@ -221,8 +221,8 @@ def evaluate_masking(
 ) -> tuple[dict, dict] | None:
     """Run every planned condition (each distinct mask once) and return (eval, headline) dicts.
     `workers`: processes for the masked conditions (None: `mask_workers`); results do not depend on it.
-    `max_length` (model.max_length): dialogues whose prompt would exceed it are cut by
-    truncation.cut_dialogues, reported in eval.json's `truncated`.
+    `batch_size`, `max_length` (model.batch_size, model.max_length; None: nothing is cut): dialogues
+    whose prompt would exceed max_length are cut by truncation.cut_dialogues, reported in eval.json's `truncated`.
     `schedule`: run only some masked conditions here (None returned on all but the process that
     combines them), resume finished ones. `train_name`, `test_name`: the tables' names in errors.
     `p_active` [layers, neurons]: P(active) over all train tokens (selection.overall_activation_probability),

@@ -200,7 +200,7 @@ class _Pass:
 
 
 def activity_by_layer(lm: LoadedModel, items: Sequence[CountedText], neurons: Sequence[tuple[int, int]], *, k: int,
-                      batch_size: int = 16, desc: str = "") -> tuple[Tensor, dict[int, _LayerRunning]]:
+                      batch_size: int, desc: str = "") -> tuple[Tensor, dict[int, _LayerRunning]]:
     """One pass over `items` (as one piece): the per-token counts (on the embeddings' device) and,
     per layer with chosen neurons, its running top-k and firing counts on that layer's device."""
     search = _Pass(lm, neurons, k, batch_size)
@@ -225,8 +225,8 @@ def neuron_activity(
     neurons: Sequence[tuple[int, int]],
     *,
     k: int,
-    batch_size: int = 16,
-    max_length: int = 1024,
+    batch_size: int,
+    max_length: int,
     desc: str = "",
     total: int | None = None,
 ) -> NeuronActivity:

@@ -62,7 +62,7 @@ def test_cards_follow_each_layers_device(tiny_llama, two_devices):
     with strict_devices():
         token_counts, layers = activity_by_layer(two_devices, items, neurons, k=2, batch_size=4)
     assert {layer: running.top.values.device.type for layer, running in layers.items()} == {0: "cpu", 1: "cpu", 2: "meta", 3: "meta"}
-    expected = neuron_activity(tiny_llama, DIALOGUES, neurons, k=2, batch_size=4)
+    expected = neuron_activity(tiny_llama, DIALOGUES, neurons, k=2, batch_size=4, max_length=1024)
     assert torch.equal(token_counts, expected.token_counts)
     for layer in range(CPU_LAYERS):
         running = layers[layer]

@@ -111,7 +111,7 @@ def test_mask_eval_on_a_base_model_uses_and_reports_the_plain_format(base_lm):
     neurons = neurons_json({0.02: {e: [[layers - 1, i]] for i, e in enumerate(EMOTIONS)}}, layers, per_layer)
     params = section("eval", ratios=(0.02,), layer_ranges=("all",), control_draws=0, bootstrap=50, calibrate="none", shots=1, null_draws=0)
     train, test = _split(2), _split(1, offset=10)
-    evaluation, _ = evaluate_masking(base_lm, train, test, parse_neurons(neurons), params, 0.02, batch_size=4, progress=False, workers=1)
+    evaluation, _ = evaluate_masking(base_lm, train, test, parse_neurons(neurons), params, 0.02, batch_size=4, progress=False, workers=1, max_length=None)
     assert evaluation["prompt_format"] == "plain" and evaluation["engine"] == "layered"
     from emoneurons.evaluate.shots import draw_shots
 
@@ -123,7 +123,7 @@ def test_mask_eval_on_a_base_model_uses_and_reports_the_plain_format(base_lm):
         confusion[EMOTIONS.index(true)][EMOTIONS.index(predicted)] += 1
     assert unmodified["confusion"] == confusion
     with pytest.raises(PromptFormatError):
-        evaluate_masking(base_lm, train, test, parse_neurons(neurons), params.model_copy(update={"prompt_format": "chat"}), 0.02, progress=False)
+        evaluate_masking(base_lm, train, test, parse_neurons(neurons), params.model_copy(update={"prompt_format": "chat"}), 0.02, progress=False, batch_size=16, max_length=None)
 
 
 def test_hf_judge_labels_with_the_plain_labelling_prompt(base_lm):

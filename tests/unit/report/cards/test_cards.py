@@ -49,7 +49,7 @@ def test_running_top_k_equals_brute_force_over_full_activations(tiny_llama, batc
     the top dialogues' ids kept): the top-k, its dialogues' ids and the token counts of a brute-force pass."""
     monkeypatch.setattr(top_activations, "PIECE_DIALOGUES", piece)
     k = 3
-    activity = neuron_activity(tiny_llama, DIALOGUES, NEURONS, k=k, batch_size=batch_size)
+    activity = neuron_activity(tiny_llama, DIALOGUES, NEURONS, k=k, batch_size=batch_size, max_length=1024)
     full = brute_force(tiny_llama, DIALOGUES, NEURONS)
     peaks = torch.stack([gate.max(dim=0).values for _, _, gate in full])  # [dialogues, n]
     where = torch.stack([gate.argmax(dim=0) for _, _, gate in full])
@@ -148,7 +148,7 @@ def test_activity_reports_what_max_length_cut(tiny_llama):
     assert cuts and all(len(fed) <= max_length for fed in activity.fed.values())
     assert activity.truncated.record() == {"max_length": max_length, "budget": max_length - prefix, "dialogues": len(cuts),
                                            "tokens_cut": sum(cuts), "longest_cut": max(cuts)}
-    assert neuron_activity(tiny_llama, DIALOGUES, [(0, 1)], k=1, batch_size=4).truncated.dialogues == 0
+    assert neuron_activity(tiny_llama, DIALOGUES, [(0, 1)], k=1, batch_size=4, max_length=1024).truncated.dialogues == 0
 
 
 def test_card_json_holds_each_emotions_top_neurons_with_contexts_and_tokens(tiny_llama):
@@ -208,5 +208,5 @@ def test_a_card_neuron_outside_the_model_is_hooks_one_line_before_any_hook(tiny_
 
     before = hooks()
     with pytest.raises(ValueError, match=rf"^layer {layer} is outside the model \(0..3\)$"):
-        neuron_activity(tiny_llama, DIALOGUES, [(0, 1), (layer, 2)], k=1, batch_size=4)
+        neuron_activity(tiny_llama, DIALOGUES, [(0, 1), (layer, 2)], k=1, batch_size=4, max_length=1024)
     assert hooks() == before
