@@ -53,7 +53,7 @@ def main(
             wall = time.perf_counter()
             for chunk_texts, chunk_emotions in train_pieces(ParquetDialogues(path), chunk):
                 accumulate_class_sums(lm, chunk_texts, chunk_emotions, sums, text="dialogue", positions="all",
-                                      batch_size=batch_size, max_length=1024, prompt_format="auto")
+                                      batch_size=batch_size, max_length=1024, prompt_format=None)
                 peak = max(peak, rss_mib())
             wall = time.perf_counter() - wall
             tokens = int(sums.tokens.sum())

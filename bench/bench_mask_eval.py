@@ -96,7 +96,7 @@ def bench(lm, label: str, batch_size: int, repeats: int = 1) -> None:
     groups = unique_masks(plan)
     test, train = synthetic_split(2, offset=1, repeats=repeats), synthetic_split(5, offset=0, repeats=repeats)
     shots = draw_shots(train, params.shots, params.seed, params.shot_selection)
-    prompt = classification_prompt(lm.tokenizer, shots, params.shot_instruction)
+    prompt = classification_prompt(lm.tokenizer, shots, params.shot_instruction, prompt_format="chat")
     engine = MaskedClassifier(lm, prompt, test["dialogue"].to_list(), params.method, batch_size=batch_size,
                               boundaries=first_masked_layers(plan), label_format=params.label_format,
                               reference=calibration_dialogues(train, params, shots), recalibrate=params.recalibrate)

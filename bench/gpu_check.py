@@ -157,7 +157,7 @@ def _classify(lm, method: str, masks: list) -> list:
     from emoneurons.text.classification_prompt import classification_prompt
 
     DIALOGUES, _ = _samples()
-    prompt = classification_prompt(lm.tokenizer, [(DIALOGUES[1], "happiness"), (DIALOGUES[2], "disgust")])
+    prompt = classification_prompt(lm.tokenizer, [(DIALOGUES[1], "happiness"), (DIALOGUES[2], "disgust")], prompt_format="chat")
     engine = MaskedClassifier(lm, prompt, DIALOGUES, method, batch_size=4, boundaries=[2], max_new_tokens=4)
     return [engine.classify(mask) for mask in [None, *masks]] + [engine.engine]
 
@@ -283,7 +283,7 @@ def check_mask_eval(device: str, folder: Path) -> dict:
     params = _params().eval.model_copy(update={"ratios": (0.02,), "layer_ranges": ("top",), "control_draws": 1,
                                                "bootstrap": 100})
     runs = [evaluate_masking(lm, train, _split(2, offset=10), parse_neurons(neurons), params, 0.02, batch_size=4, progress=False,
-                             workers=1, p_active=p_active, max_length=None)[0] for lm in (lm_dev, lm_cpu)]
+                             workers=1, p_active=p_active, max_length=None, prompt_format="chat")[0] for lm in (lm_dev, lm_cpu)]
     by_id = [{c["id"]: c for c in run["conditions"]} for run in runs]
     masked = [c for c in by_id[1].values() if c.get("n_neurons")]
     differing = [i for i in by_id[1] if by_id[0].get(i, {}).get("confusion") != by_id[1][i]["confusion"]]
@@ -303,7 +303,7 @@ def check_steer(device: str, folder: Path) -> dict:
     plan = plan_steering(parse_neurons(neurons), 0.02, steer)
     selected = {e: len(pairs) for e, pairs in neurons["ratios"]["0.02"]["neurons"].items()}
     prompts = ["How was your weekend?", "Tell me about the weather today.", "What did you have for lunch?"]
-    records = [run_steering(lm, prompts, plan, _split(3), settings.eval, steer, selected, batch_size=4) for lm in (lm_dev, lm_cpu)]
+    records = [run_steering(lm, prompts, plan, _split(3), settings.eval, steer, selected, batch_size=4, prompt_format="chat") for lm in (lm_dev, lm_cpu)]
 
     def replies(record: dict) -> list:
         out = list(record["unmodified"]["replies"])

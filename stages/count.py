@@ -47,11 +47,13 @@ def main(
             saved.drop_stale()
         lm = load_model(model_params.model_copy(update={"device": ranks.model_device(model_params.device)}),
                         padding_masks_only=True)  # counting passes 2D padding masks: flash-attention may run it
+        # eval.prompt_format, resolved for this model once: what is counted and what meta.json says
+        prompt_format = resolve_prompt_format(lm.tokenizer, settings.eval.prompt_format) if count.text == "prompt" else None
         cut: list[Truncation] = []
         f, T = count_dialogues(
             lm, dialogues, positions=count.positions, text=count.text, activation=count.activation,
             batch_size=model_params.batch_size, max_length=model_params.max_length, desc="count", truncation=cut,
-            prompt_format=settings.eval.prompt_format, schedule=CountSchedule(ranks, saved, count.checkpoint_every),
+            prompt_format=prompt_format, schedule=CountSchedule(ranks, saved, count.checkpoint_every),
             skip_cues=skip_cues,
         )
         # checks.json names the counts by their pipeline path whatever --out is, so counts written to
@@ -67,7 +69,7 @@ def main(
         "text": count.text,
         "skip_cue_tokens": count.skip_cue_tokens,  # NRC cue words' tokens left out of f and T
         # Which format the counted prompt had (text: prompt only; the bare dialogue has none).
-        **({"prompt_format": resolve_prompt_format(lm.tokenizer, settings.eval.prompt_format)} if count.text == "prompt" else {}),
+        **({"prompt_format": prompt_format} if prompt_format is not None else {}),
         "dialogues": dict(zip(EMOTIONS, np.bincount(dialogues.emotions(), minlength=len(EMOTIONS)).tolist())),
         "tokens": dict(zip(EMOTIONS, T.tolist())),
         "layers": f.shape[0],

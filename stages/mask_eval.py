@@ -26,6 +26,7 @@ from emoneurons.runtime.distributed import relaunch_if_requested, start
 from emoneurons.runtime.resume import ConditionSchedule, mask_eval_checkpoints
 from emoneurons.runtime.stage_run import model_from, run_stage
 from emoneurons.text.nrc_lexicon import cue_words
+from emoneurons.text.prompt_format import resolve_prompt_format
 from emoneurons.text.truncation import Truncation
 
 
@@ -60,8 +61,10 @@ def main(
         if ranks.main:
             saved.drop_stale()
         lm = load_model(settings.model.model_copy(update={"device": ranks.model_device(settings.model.device)}))
+        prompt_format = resolve_prompt_format(lm.tokenizer, settings.eval.prompt_format)  # once, for this model
         results = evaluate_masking(
-            lm, train, test, selection, settings.eval, settings.select.top_rate, batch_size=settings.model.batch_size,
+            lm, train, test, selection, settings.eval, settings.select.top_rate, prompt_format=prompt_format,
+            batch_size=settings.model.batch_size,
             max_length=settings.model.max_length, schedule=ConditionSchedule(ranks, saved),
             train_name=str(train_path), test_name=str(test_path), p_active=p_active,
         )

@@ -50,18 +50,22 @@ def main(
 
     prepare_cache_dir(cache)  # a DVC output even when no judge asks a server; after the input checks
     lm = load_model(settings.model)
+    from emoneurons.text.prompt_format import resolve_prompt_format
+
+    # eval.prompt_format resolved for this model once: the replies, the classifier, the hf judges and steer.json use it
+    prompt_format = resolve_prompt_format(lm.tokenizer, settings.eval.prompt_format)
     # The filter's judges, built as the filter builds them; an hf judge shares the loaded model.
     from emoneurons.evaluate.classify import classify
 
-    judges = make_judges(settings.filter.judges, settings.model, cache, settings.eval.prompt_format,
-                         classify=classify, lm=lm)
+    judges = make_judges(settings.filter.judges, settings.model, cache, prompt_format, classify=classify, lm=lm)
     selected = selection.selection(settings.select.top_rate).per_emotion_counts()
     with model_from(params, settings.model.id):
         record = run_steering(lm, texts, plan, train, settings.eval, steer, selected, batch_size=settings.model.batch_size,
-                              judges=judges)
+                              prompt_format=prompt_format, judges=judges)
     from emoneurons.report.steering.figure import save_steering_figure
 
-    record = _with_settings(record, settings.eval, steer, settings.select.top_rate, settings.filter.judges, lm, texts)
+    record = _with_settings(record, settings.eval, prompt_format, steer, settings.select.top_rate, settings.filter.judges, lm,
+                            texts)
     record |= judge_metrics(judges)
     checked = check_steer(record, steer.alphas, steer.control_draws, source=STEER.path)  # named by its pipeline path whatever --out is
     with atomic_dir(out) as tmp:
@@ -93,14 +97,12 @@ def _summary_lines(record: dict) -> list[str]:
     return lines
 
 
-def _with_settings(record: dict, ev, steer, top_rate: float, judges, lm, texts: list[str]) -> dict:
+def _with_settings(record: dict, ev, prompt_format: str, steer, top_rate: float, judges, lm, texts: list[str]) -> dict:
     """steer.json: the run's settings (model, alphas, prompts, classifier, judges), then `record`."""
-    from emoneurons.text.prompt_format import resolve_prompt_format
-
     return {"model": lm.name, "top_rate": top_rate, "alphas": list(steer.alphas),
             "max_new_tokens": steer.max_new_tokens, "control_draws": steer.control_draws, "prompts": texts,
             "classifier": {"method": ev.method, "shots": ev.shots, "label_format": ev.label_format, "calibrate": ev.calibrate,
-                           "prompt_format": resolve_prompt_format(lm.tokenizer, ev.prompt_format)},
+                           "prompt_format": prompt_format},
             "judges": [{"name": spec.name, "backend": spec.backend, **({"method": spec.method} if spec.backend == "hf" else {})}
                        for spec in judges],
             **record}

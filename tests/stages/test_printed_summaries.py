@@ -9,6 +9,7 @@ import json
 import re
 
 import polars as pl
+import pytest
 
 from emoneurons.emotions import EMOTIONS
 from helpers.repo_params import params_yaml
@@ -20,17 +21,21 @@ def log_lines(output: str) -> list[str]:
     return output.split("\n")
 
 
-def test_count_prints_its_counts_on_a_line_of_their_own(tmp_path, tiny_llama):
+@pytest.mark.parametrize("text", ["dialogue", "prompt"])
+def test_count_prints_its_counts_on_a_line_of_their_own(tmp_path, tiny_llama, text):
     tiny_llama.model.save_pretrained(tmp_path / "tiny")
     tiny_llama.tokenizer.save_pretrained(tmp_path / "tiny")
     (tmp_path / "data" / "split").mkdir(parents=True)
     dialogues = [f"A: {e}, {'really ' * k}{e}.\nB: Oh." for e in EMOTIONS for k in range(2)]
     pl.DataFrame({"theme": [e for e in EMOTIONS for _ in range(2)], "dialogue": dialogues}).write_parquet(
         tmp_path / "data/split/train.parquet")
-    (tmp_path / "params.yaml").write_text(params_yaml({"model": {"id": str(tmp_path / "tiny"), "batch_size": 4}}))
+    (tmp_path / "params.yaml").write_text(params_yaml({"model": {"id": str(tmp_path / "tiny"), "batch_size": 4},
+                                                       "count": {"text": text}}))
     result = run_stage_script("count", "--checkpoints", tmp_path / "ck", cwd=tmp_path, merged=True)
     assert result.returncode == 0, result.stdout
     meta = json.loads((tmp_path / "data/counts/meta.json").read_text())
+    # eval.prompt_format (auto) resolved once for the loaded model: what was counted inside and what meta.json says
+    assert meta.get("prompt_format") == {"dialogue": None, "prompt": "chat"}[text]
     summary = [line for line in log_lines(result.stdout) if "counted tokens" in line]
     assert len(summary) == 1 and summary[0].startswith("count: "), result.stdout  # not glued to the bar
     found = re.fullmatch(r"count: (\d+) dialogues, (\d+) counted tokens \((.*)\); f \[(\d+), (\d+), 6\]", summary[0])

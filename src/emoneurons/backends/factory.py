@@ -22,10 +22,10 @@ def make_chat_backend(
     model: ModelParams | None = None,
     cache_dir: Path,
     seed: int = 0,
-    prompt_format: str = "auto",
+    prompt_format: str | None = None,
 ) -> ChatBackend:
-    """The backend of `kind`: openai needs `openai`; hf needs `hf` and `model` (loaded here) and
-    renders prompts in `prompt_format` (eval.prompt_format: chat | plain | auto).
+    """The backend of `kind`: openai needs `openai`; hf needs `hf`, `model` (loaded here) and
+    `prompt_format` (eval.prompt_format: chat | plain | auto), resolved here for that model once.
     `seed` seeds hf sampling (request k samples with seed + k); openai sends no seed, since many
     compatible servers ignore or reject it, so its answers differ per `sample` index only."""
     if kind == "openai":
@@ -35,10 +35,13 @@ def make_chat_backend(
 
         return OpenAIChatBackend(openai, Path(cache_dir))
     if kind == "hf":
-        if hf is None or model is None:
-            raise ValueError("make_chat_backend('hf') needs hf=HFGenerationParams and model=ModelParams")
+        if hf is None or model is None or prompt_format is None:
+            raise ValueError("make_chat_backend('hf') needs hf=HFGenerationParams, model=ModelParams and prompt_format=")
         from emoneurons.backends.hf_generate import HFChatBackend
         from emoneurons.model.loading import load_model
+        from emoneurons.text.prompt_format import resolve_prompt_format
 
-        return HFChatBackend(load_model(model), hf, Path(cache_dir), seed=seed, batch_size=model.batch_size, prompt_format=prompt_format)
+        loaded = load_model(model)
+        return HFChatBackend(loaded, hf, Path(cache_dir), seed=seed, batch_size=model.batch_size,
+                             prompt_format=resolve_prompt_format(loaded.tokenizer, prompt_format))
     raise ValueError(f"unknown chat backend {kind!r}; allowed: openai, hf")

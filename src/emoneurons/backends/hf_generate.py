@@ -17,12 +17,12 @@ from emoneurons.backends.chat import CUT_OFF, ChatProgress, ChatRequest, Usage, 
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import eos_token_ids, pad_token_id
 from emoneurons.params import HFGenerationParams
-from emoneurons.text.prompt_format import prompt_text, resolve_prompt_format
+from emoneurons.text.prompt_format import ResolvedPromptFormat, prompt_text, resolved
 
 _SORT_WINDOW = 8  # batches' worth of requests sorted by length together, to cut padding
 
 
-def sampling_fields(params: HFGenerationParams, seed: int, dtype: torch.dtype, prompt_format: str = "chat") -> dict[str, Any]:
+def sampling_fields(params: HFGenerationParams, seed: int, dtype: torch.dtype, prompt_format: ResolvedPromptFormat) -> dict[str, Any]:
     """What decides an answer besides model and messages (cache key). Greedy ignores top_p and seed,
     so those are left out of a greedy key and changing them reuses greedy answers. The resolved
     prompt format enters the key only when plain, so chat-template answers keep their old keys."""
@@ -93,12 +93,13 @@ class HFChatBackend:
         *,
         seed: int,
         batch_size: int,
-        prompt_format: str,
+        prompt_format: ResolvedPromptFormat,
         progress: bool = True,
     ) -> None:
-        """`prompt_format`: chat | plain | auto (eval.prompt_format, text/prompt_format.py)."""
+        """`prompt_format`: chat | plain, eval.prompt_format resolved where `loaded` was loaded
+        (backends/factory.py, text/prompt_format.py)."""
         self.loaded = loaded
-        self.prompt_format = resolve_prompt_format(loaded.tokenizer, prompt_format)
+        self.prompt_format = resolved(prompt_format)
         self.params = params
         self.model = loaded.name
         self.usage = Usage()
@@ -153,7 +154,7 @@ class HFChatBackend:
 @torch.inference_mode()
 def generate_batch(
     loaded: LoadedModel, params: HFGenerationParams, prompts: Sequence[str], seeds: Sequence[int], eos_ids: Sequence[int],
-    prompt_format: str = "chat",
+    prompt_format: ResolvedPromptFormat,
 ) -> list[tuple[str, int, int, str]]:
     """(answer, prompt tokens, answer tokens, finish reason) per rendered prompt, in one left-padded
     batch; greedy when params.temperature is 0, else sampled with one seed per row. The finish

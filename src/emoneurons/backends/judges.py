@@ -21,6 +21,7 @@ from emoneurons.backends.lexicon import lexicon_labels
 from emoneurons.emotions import parse_emotion
 from emoneurons.params import JudgeBackend, allowed_values
 from emoneurons.text.paper_prompts.label import label_prompt
+from emoneurons.text.prompt_format import ResolvedPromptFormat, resolve_prompt_format, resolved
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -67,7 +68,7 @@ def relabel_invalid(
     return labels, len(missing)
 
 
-def labelling_prompt(tokenizer: PreTrainedTokenizerBase, retry: bool = False, prompt_format: str = "auto") -> ChatPrompt:
+def labelling_prompt(tokenizer: PreTrainedTokenizerBase, prompt_format: ResolvedPromptFormat, retry: bool = False) -> ChatPrompt:
     """Figure 7's labelling prompt (or its stricter retry) as one user turn."""
     from emoneurons.text.chat_prompt import user_turn_prompt
 
@@ -78,7 +79,7 @@ class HFJudge:
     """Classifies with a loaded model (shared between hf judges) and the labelling prompt."""
 
     def __init__(self, name: str, lm: LoadedModel, method: Literal["score", "generate"], batch_size: int,
-                 prompt_format: str = "auto", *, classify: Classify) -> None:
+                 prompt_format: ResolvedPromptFormat, *, classify: Classify) -> None:
         self.name, self.lm, self.method, self.batch_size = name, lm, method, batch_size
         self.classify = classify
         self.prompt_format = prompt_format
@@ -86,7 +87,7 @@ class HFJudge:
         self.cut_off = 0  # generate: answers stopped at max_new_tokens (no EOS), never taken as labels
 
     def _classify(self, dialogues: Sequence[str], retry: bool) -> list[str | None]:
-        prompt = labelling_prompt(self.lm.tokenizer, retry=retry, prompt_format=self.prompt_format)
+        prompt = labelling_prompt(self.lm.tokenizer, self.prompt_format, retry=retry)
         desc = f"judge {self.name}" + (" (retry prompt)" if retry else "")
         result = self.classify(self.lm, prompt, dialogues, self.method, batch_size=self.batch_size, desc=desc)
         if result.cut_off is None:  # score: no answer is generated
@@ -123,12 +124,14 @@ class ChatJudge:
         return labels
 
 
-def make_judges(specs: Sequence[JudgeParams], model_params: ModelParams, cache_dir: Path, prompt_format: str = "auto",
+def make_judges(specs: Sequence[JudgeParams], model_params: ModelParams, cache_dir: Path, prompt_format: str,
                 classify: Classify | None = None, lm: LoadedModel | None = None) -> list[Judge]:
-    """The judges of `specs` (filter.judges), in order; hf judges share one loaded model (`lm`
-    when given, e.g. the steer stage's, else loaded from `model_params`), prompt in
-    `prompt_format` (eval.prompt_format) and label with `classify` (evaluate.classify.classify)."""
+    """The judges of `specs` (filter.judges), in order; hf judges share one loaded model and label
+    with `classify` (evaluate.classify.classify). The model is `lm` when given (e.g. the steer
+    stage's), and `prompt_format` the format resolved where it was loaded (chat or plain); else it
+    is loaded here from `model_params`, and `prompt_format` (eval.prompt_format) resolved for it here."""
     judges: list[Judge] = []
+    hf_format: ResolvedPromptFormat | None = None  # the hf judges' model's format, once it is known
     for spec in specs:
         if spec.backend == "lexicon":
             judges.append(LexiconJudge(spec.name))
@@ -139,14 +142,16 @@ def make_judges(specs: Sequence[JudgeParams], model_params: ModelParams, cache_d
         elif spec.backend == "hf":
             if classify is None:
                 raise ValueError(f"make_judges: hf judge {spec.name!r} needs classify= (evaluate.classify.classify)")
-            if lm is None:
+            if hf_format is None and lm is None:
                 from emoneurons.model.loading import load_model
 
                 lm = load_model(model_params)
-            from emoneurons.text.prompt_format import resolve_prompt_format
-
-            resolve_prompt_format(lm.tokenizer, prompt_format)  # a format the tokenizer lacks: before any judging
-            judges.append(HFJudge(spec.name, lm, spec.method, model_params.batch_size, prompt_format, classify=classify))
+                # a format the tokenizer lacks: one line, before any judging
+                hf_format = resolve_prompt_format(lm.tokenizer, prompt_format)
+            elif hf_format is None:
+                hf_format = resolved(prompt_format)
+            assert lm is not None
+            judges.append(HFJudge(spec.name, lm, spec.method, model_params.batch_size, hf_format, classify=classify))
         elif spec.backend == "openai":
             from emoneurons.backends.factory import make_chat_backend
 

@@ -30,7 +30,7 @@ from emoneurons.model.batching import length_buckets, padded_ids
 from emoneurons.model.compat import cache_keyword
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import pad_token_id
-from emoneurons.text.prompt_format import prompt_text
+from emoneurons.text.prompt_format import ResolvedPromptFormat, prompt_text
 
 _WORD = re.compile(r"\w+(?:'\w+)*|[^\w\s]")
 
@@ -132,7 +132,7 @@ class ReplyCoherence:
     repeated_share: list[float]
 
 
-def chat_reply_coherence(lm: LoadedModel, prompts: Sequence[str], replies: Sequence[str], *, prompt_format: str,
+def chat_reply_coherence(lm: LoadedModel, prompts: Sequence[str], replies: Sequence[str], *, prompt_format: ResolvedPromptFormat,
                          ngram: int, batch_size: int) -> ReplyCoherence:
     """Both measures of each reply, reply i answering prompts[i]: the context is the prompt as
     generation rendered it (one user turn, the assistant's turn opened; the tokenizer's BOS only

@@ -37,7 +37,7 @@ from emoneurons.text.chat_prompt import ChatPrompt, label_ids
 from emoneurons.text.classification_prompt import classification_prompt
 from emoneurons.text.cue_removal import cue_token_counts, removal_record
 from emoneurons.text.nrc_lexicon import cue_words
-from emoneurons.text.prompt_format import resolve_prompt_format
+from emoneurons.text.prompt_format import ResolvedPromptFormat
 from emoneurons.text.truncation import Truncation, cut_dialogues
 
 
@@ -69,7 +69,7 @@ class _TestRun:
 
     lm: LoadedModel
     prompt: ChatPrompt
-    prompt_format: str
+    prompt_format: ResolvedPromptFormat
     dialogues: list[str]
     reference: list[str]
     chunks: list[list[int]]
@@ -100,12 +100,12 @@ class _TestRun:
 
 
 def _test_run(lm: LoadedModel, train: TrainSplit, test_df: pl.DataFrame, eval_params: EvalParams,
-              plan: list[Condition], *, batch_size: int, max_length: int | None, train_name: str) -> _TestRun:
+              plan: list[Condition], *, prompt_format: ResolvedPromptFormat, batch_size: int, max_length: int | None,
+              train_name: str) -> _TestRun:
     """The in-context shots' prompt, the calibration dialogues and the test dialogues (both cut
     to max_length when given), and the test rows' chunks."""
     shots = draw_shots(train, eval_params.shots, eval_params.seed, eval_params.shot_selection, train_name=train_name)
-    prompt_format = resolve_prompt_format(lm.tokenizer, eval_params.prompt_format)
-    prompt = classification_prompt(lm.tokenizer, shots, eval_params.shot_instruction, prompt_format)
+    prompt = classification_prompt(lm.tokenizer, shots, eval_params.shot_instruction, prompt_format=prompt_format)
     test_dialogues = test_df["dialogue"].to_list()
     reference = calibration_dialogues(train, eval_params, shots, train_name=train_name)
     truncation = None
@@ -210,6 +210,7 @@ def evaluate_masking(
     eval_params: EvalParams,
     top_rate: float,
     *,
+    prompt_format: ResolvedPromptFormat,
     batch_size: int,
     max_length: int | None,
     progress: bool = True,
@@ -221,6 +222,7 @@ def evaluate_masking(
 ) -> tuple[dict, dict] | None:
     """Run every planned condition (each distinct mask once) and return (eval, headline) dicts.
     `workers`: processes for the masked conditions (None: `mask_workers`); results do not depend on it.
+    `prompt_format`: eval.prompt_format resolved for `lm` where it was loaded (chat or plain).
     `batch_size`, `max_length` (model.batch_size, model.max_length; None: nothing is cut): dialogues
     whose prompt would exceed max_length are cut by truncation.cut_dialogues, reported in eval.json's `truncated`.
     `schedule`: run only some masked conditions here (None returned on all but the process that
@@ -229,8 +231,8 @@ def evaluate_masking(
     which matched controls are drawn by; needed when eval.controls has `matched`."""
     labels = test_labels(test_df, test_name)
     plan = plan_conditions(neurons, eval_params, top_rate, len(decoder_layers(lm.model)), p_active)
-    test = _test_run(lm, train, test_df, eval_params, plan, batch_size=batch_size, max_length=max_length,
-                     train_name=train_name)
+    test = _test_run(lm, train, test_df, eval_params, plan, prompt_format=prompt_format, batch_size=batch_size,
+                     max_length=max_length, train_name=train_name)
     # The unmodified mask (empty key) is first in the plan.
     groups = list(unique_masks(plan).values())
     draws = NullDraws(plan, eval_params, top_rate, neurons.neurons_per_layer, p_active) if eval_params.null_draws else None
@@ -253,7 +255,8 @@ def evaluate_masking(
     if eval_params.keyword_control:
         keyword_control = _keyword_control(
             lm, train, test_df, plan, groups, true_idx, eval_params, top_rate, conditions,
-            batch_size=batch_size, max_length=max_length, progress=progress, workers=workers, train_name=train_name)
+            prompt_format=prompt_format, batch_size=batch_size, max_length=max_length, progress=progress, workers=workers,
+            train_name=train_name)
     evaluation = eval_record(
         model=lm.name, method=eval_params.method, shots=eval_params.shots,
         shot_selection=eval_params.shot_selection, shot_instruction=eval_params.shot_instruction,
@@ -286,7 +289,8 @@ def _scored(plan: list[Condition], groups: list[list[Condition]], runs: list[tup
 
 def _keyword_control(lm: LoadedModel, train: TrainSplit, test_df: pl.DataFrame, plan: list[Condition],
                      groups: list[list[Condition]], true_idx: torch.Tensor, eval_params: EvalParams, top_rate: float,
-                     with_words: list[dict], *, batch_size: int, max_length: int | None, progress: bool,
+                     with_words: list[dict], *, prompt_format: ResolvedPromptFormat, batch_size: int,
+                     max_length: int | None, progress: bool,
                      workers: int | None, train_name: str) -> dict:
     """Every condition again on the test dialogues with their NRC cue words replaced (same shots,
     calibration and masks), in this process (not sharded or resumed), and keyword_control_record."""
@@ -298,8 +302,8 @@ def _keyword_control(lm: LoadedModel, train: TrainSplit, test_df: pl.DataFrame, 
         removal["tokens_lost"] = {"total": sum(lost), "per_dialogue": lost,
                                   "dialogues_by_tokens": {str(k): lost.count(k) for k in sorted(set(lost))}}
     cue_free = test_df.with_columns(pl.Series("dialogue", replaced, dtype=pl.String))
-    test = _test_run(lm, train, cue_free, eval_params, plan, batch_size=batch_size, max_length=max_length,
-                     train_name=train_name)
+    test = _test_run(lm, train, cue_free, eval_params, plan, prompt_format=prompt_format, batch_size=batch_size,
+                     max_length=max_length, train_name=train_name)
     ran = _run_masks(test, [Mask(members[0].neurons, members[0].scale) for members in groups[1:]], progress=progress,
                      workers=workers, schedule=None)
     assert ran is not None  # no schedule: this process runs every mask

@@ -38,7 +38,7 @@ from emoneurons.model.special_tokens import eos_token_ids
 from emoneurons.neurons.masking import neurons_by_layer, scale_neurons_per_row
 from emoneurons.params import EvalParams, HFGenerationParams, SteerParams
 from emoneurons.text.classification_prompt import classification_prompt
-from emoneurons.text.prompt_format import prompt_text, resolve_prompt_format
+from emoneurons.text.prompt_format import ResolvedPromptFormat, prompt_text
 
 if TYPE_CHECKING:
     from emoneurons.backends.judges import Judge
@@ -91,13 +91,12 @@ def plan_steering(neurons: NeuronsFile, top_rate: float, params: SteerParams) ->
 
 
 def steered_replies(lm: LoadedModel, prompts: Sequence[str], conditions: Sequence[tuple[Mapping[int, Tensor], float]], *,
-                    max_new_tokens: int, batch_size: int, desc: str = "", prompt_format: str = "auto") -> list[list[str]]:
+                    max_new_tokens: int, batch_size: int, prompt_format: ResolvedPromptFormat, desc: str = "") -> list[list[str]]:
     """Greedy replies to `prompts` (one user turn each) under each (neurons, alpha) of `conditions`;
     rows of several conditions share a batch (`scale_neurons_per_row`): generation on a CPU costs
     about the same per step for 8 rows as for 64. A reply that reaches max_new_tokens is kept as
     it is: steering classifies what the model says, short replies by design, not dataset dialogues."""
     generation = HFGenerationParams(temperature=0.0, top_p=1.0, max_new_tokens=max_new_tokens)  # greedy: top_p unused
-    prompt_format = resolve_prompt_format(lm.tokenizer, prompt_format)
     rendered = [prompt_text(lm.tokenizer, (("user", prompt),), prompt_format) for prompt in prompts]
     eos = eos_token_ids(lm)
     rows = [(c, p) for c in range(len(conditions)) for p in range(len(prompts))]
@@ -117,13 +116,12 @@ def as_dialogue(prompt: str, reply: str) -> str:
 
 
 def classify_replies(lm: LoadedModel, train: TrainSplit, eval_params: EvalParams, dialogues: Sequence[str],
-                     batch_size: int, of: int | None = None) -> tuple[list[str | None], Tensor | None]:
+                     batch_size: int, prompt_format: ResolvedPromptFormat, of: int | None = None) -> tuple[list[str | None], Tensor | None]:
     """mask-eval's classifier (its shots, calibration and method), unmodified, on `dialogues`:
     the predicted labels and the label log-probabilities [n, 6] (None with method generate).
     `of`: how many replies `dialogues` are the distinct ones of, for the progress bar."""
     shots = draw_shots(train, eval_params.shots, eval_params.seed, eval_params.shot_selection)
-    prompt_format = resolve_prompt_format(lm.tokenizer, eval_params.prompt_format)
-    prompt = classification_prompt(lm.tokenizer, shots, eval_params.shot_instruction, prompt_format)
+    prompt = classification_prompt(lm.tokenizer, shots, eval_params.shot_instruction, prompt_format=prompt_format)
     engine = MaskedClassifier(lm, prompt, dialogues, eval_params.method, batch_size=batch_size,
                               max_new_tokens=eval_params.max_new_tokens, label_format=eval_params.label_format,
                               reference=calibration_dialogues(train, eval_params, shots))
@@ -212,27 +210,28 @@ def check_classifier_train(train: TrainSplit, eval_params: EvalParams, *, train_
 
 def run_steering(lm: LoadedModel, prompts: Sequence[str], plan: Sequence[SteerCondition], train: TrainSplit,
                  eval_params: EvalParams, params: SteerParams, selected: Mapping[str, int], *, batch_size: int,
-                 judges: Sequence[Judge] = ()) -> dict[str, Any]:
+                 prompt_format: ResolvedPromptFormat, judges: Sequence[Judge] = ()) -> dict[str, Any]:
     """Generate the unmodified replies and each condition's, classify them all in one pass
     (`batch_size`: the classifier's, model.batch_size; generation uses steer.batch_size), and
-    have each of `judges` label them too."""
+    have each of `judges` label them too. `prompt_format`: eval.prompt_format resolved for `lm`
+    where it was loaded; generation, coherence and the classifier all use it."""
     check_classifier_train(train, eval_params)
     conditions = [({}, 1.0), *((c.neurons, c.alpha) for c in plan)]  # the unmodified model first
     per_condition = steered_replies(lm, prompts, conditions, max_new_tokens=params.max_new_tokens, batch_size=params.batch_size,
                                     desc=f"steer (unmodified + {len(plan)} conditions) x {len(prompts)} prompts",
-                                    prompt_format=eval_params.prompt_format)
+                                    prompt_format=prompt_format)
     replies = [reply for condition in per_condition for reply in condition]
     # Scored by the unmodified model (no hook is left on it), on the prompts the replies answered.
     rule = CoherenceRule(params.coherence_ngram, params.broke_logp_drop, params.broke_repeat_rise)
     coherence = chat_reply_coherence(lm, [prompts[i % len(prompts)] for i in range(len(replies))], replies,
-                                     prompt_format=resolve_prompt_format(lm.tokenizer, eval_params.prompt_format),
+                                     prompt_format=prompt_format,
                                      ngram=rule.ngram, batch_size=batch_size)
     dialogues = [as_dialogue(prompts[i % len(prompts)], reply) for i, reply in enumerate(replies)]
     # Scaling often leaves a reply as it was: each distinct (prompt, reply) is classified once.
     unique = list(dict.fromkeys(dialogues))
     position = {dialogue: i for i, dialogue in enumerate(unique)}
     rows = [position[dialogue] for dialogue in dialogues]
-    predicted, logp = classify_replies(lm, train, eval_params, unique, batch_size, of=len(dialogues))
+    predicted, logp = classify_replies(lm, train, eval_params, unique, batch_size, prompt_format, of=len(dialogues))
     judged = {name: [labels[r] for r in rows] for name, labels in judge_replies(judges, unique).items()}
     return steering_record(prompts, plan, [predicted[r] for r in rows], None if logp is None else logp[rows],
                            replies, selected, judged, coherence, rule) | {"classified": len(unique)}

@@ -46,7 +46,7 @@ from emoneurons.neurons.masking import ffn_modules
 from emoneurons.params import Activation, CountText, Positions, allowed_values
 from emoneurons.text.classification_prompt import classification_prompt
 from emoneurons.text.cue_removal import CueTokensError, cue_spans, cue_token_positions
-from emoneurons.text.prompt_format import added_special_prefix
+from emoneurons.text.prompt_format import ResolvedPromptFormat, added_special_prefix
 from emoneurons.text.truncation import Truncation
 
 
@@ -70,10 +70,13 @@ def _check_options(text: str, positions: str) -> None:
         raise ValueError(f"text {text!r} / positions {positions!r}: allowed: {allowed_values(CountText, '|')}, {allowed_values(Positions, '|')}")
 
 
-def count_prefix(tokenizer: PreTrainedTokenizerBase, text: CountText, prompt_format: str = "auto") -> list[int]:
+def count_prefix(tokenizer: PreTrainedTokenizerBase, text: CountText, prompt_format: ResolvedPromptFormat | None) -> list[int]:
     """The ids fed before every dialogue and never counted: the classification prompt's prefix
-    (text=prompt), or the special tokens the tokenizer adds before a text (BOS)."""
+    (text=prompt, in `prompt_format`: eval.prompt_format resolved where the model was loaded), or
+    the special tokens the tokenizer adds before a text (BOS; no format)."""
     if text == "prompt":
+        if prompt_format is None:
+            raise ValueError("count.text: prompt needs the resolved prompt format (chat or plain)")
         return list(classification_prompt(tokenizer, prompt_format=prompt_format).prefix)
     return added_special_prefix(tokenizer)
 
@@ -120,12 +123,12 @@ def counting_inputs(
     text: CountText,
     positions: Positions,
     max_length: int,
-    prompt_format: str = "auto",
+    prompt_format: ResolvedPromptFormat | None = None,
     skip_cues: Collection[str] | None = None,
 ) -> tuple[list[CountedText], Truncation]:
     """Each dialogue as CountedText (prefix and dialogue cut to max_length tokens in all, from the
-    end), and what the cut took. `prompt_format` (text=prompt): the classification prompt's format
-    (text/prompt_format.py). `skip_cues`: cue words whose tokens are not counted (needs a fast tokenizer,
+    end), and what the cut took. `prompt_format` (text=prompt): the classification prompt's format,
+    resolved where the model was loaded (text/prompt_format.py). `skip_cues`: cue words whose tokens are not counted (needs a fast tokenizer,
     for the tokens' character offsets). Holds every dialogue's tokens: count itself goes through
     count_dialogues, which keeps them on disk."""
     if len(dialogues) != len(emotions):
@@ -371,13 +374,14 @@ def count_dialogues(
     max_length: int,
     max_padding: float = 0.1,
     desc: str = "",
-    prompt_format: str = "auto",
+    prompt_format: ResolvedPromptFormat | None = None,
     truncation: list[Truncation] | None = None,
     schedule: BatchSchedule | None = None,
     skip_cues: Collection[str] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """f int64 [layers, neurons, 6] (active counted tokens per emotion) and T int64 [6] (counted tokens).
     Dialogues past max_length are cut (warned); `truncation`, when given, receives what was cut.
+    `prompt_format` (text=prompt): chat or plain, resolved where the model was loaded.
     `skip_cues`: cue words whose tokens are fed but counted in neither f nor T.
     `schedule`: run only some batches, resume from saved counts, combine with other processes.
 

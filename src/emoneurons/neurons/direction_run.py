@@ -27,6 +27,7 @@ from emoneurons.neurons.selection import overall_activation_probability
 from emoneurons.neurons.write_alignment import control_draw_of
 from emoneurons.params import ControlKind, CountText, DirectionsParams, ModelParams, Positions, PromptFormat
 from emoneurons.text.nrc_lexicon import cue_words
+from emoneurons.text.prompt_format import resolve_prompt_format
 from emoneurons.text.truncation import Truncation
 
 
@@ -91,6 +92,8 @@ def run_directions(model: ModelParams, tokens: SummedTokens, options: Directions
     _check_shapes(f, neurons.layers, neurons.neurons_per_layer, counts_file, f"{neurons.source} was selected on")
     skip_cues = cue_words() if tokens.skip_cue_tokens else None
     lm = load_model(model, padding_masks_only=True)
+    # eval.prompt_format, resolved for this model once (only the prompt has a format)
+    prompt_format = resolve_prompt_format(lm.tokenizer, tokens.prompt_format) if tokens.text == "prompt" else None
     ffns = gated_ffns(lm.model)
     _check_shapes(f, len(ffns), ffns[0].n_neurons, counts_file, "the model has")
     sums = ClassSums.for_model(lm)
@@ -98,7 +101,7 @@ def run_directions(model: ModelParams, tokens: SummedTokens, options: Directions
     for dialogues, emotions in train_pieces(train, chunk):
         part = accumulate_class_sums(
             lm, dialogues, emotions, sums, text=tokens.text, positions=tokens.positions,
-            batch_size=model.batch_size, max_length=model.max_length, prompt_format=tokens.prompt_format, skip_cues=skip_cues,
+            batch_size=model.batch_size, max_length=model.max_length, prompt_format=prompt_format, skip_cues=skip_cues,
         )
         if cut is None:
             cut = part

@@ -36,6 +36,7 @@ from emoneurons.neurons.counting import Batch, counting_inputs, padded_batch
 from emoneurons.neurons.direction_geometry import emotion_directions, means_geometry, separation, standardized_means
 from emoneurons.neurons.write_alignment import ALPHA, ControlDraw, emotion_alignment, write_cosines
 from emoneurons.params import CountText, Positions
+from emoneurons.text.prompt_format import ResolvedPromptFormat
 from emoneurons.text.truncation import Truncation
 
 # Rows (tokens) summed per matrix product: bounds the float64 copy of one layer's values
@@ -126,7 +127,7 @@ def accumulate_class_sums(
     positions: Positions,
     batch_size: int,
     max_length: int,
-    prompt_format: str,
+    prompt_format: ResolvedPromptFormat | None,
     skip_cues: Collection[str] | None = None,
     max_padding: float = 0.1,
     desc: str = "directions",

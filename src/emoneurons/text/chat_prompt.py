@@ -19,7 +19,7 @@ from transformers import PreTrainedTokenizerBase
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.params import LabelFormat, allowed_values
-from emoneurons.text.prompt_format import added_special_prefix, prompt_text, resolve_prompt_format
+from emoneurons.text.prompt_format import ResolvedPromptFormat, added_special_prefix, prompt_text, resolved
 
 DIALOGUE_SLOT = "\u0000DIALOGUE\u0000"
 
@@ -38,10 +38,11 @@ def dialogue_ids(tokenizer: PreTrainedTokenizerBase, dialogue: str) -> list[int]
     return tokenizer.encode(dialogue, add_special_tokens=False)
 
 
-def chat_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], prompt_format: str = "chat") -> ChatPrompt:
-    """`messages` (one of them holding DIALOGUE_SLOT once) rendered and split around the dialogue."""
-    plain = prompt_format == "plain"
-    text = prompt_text(tokenizer, [(m["role"], m["content"]) for m in messages], "plain" if plain else "chat")
+def chat_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]], prompt_format: ResolvedPromptFormat) -> ChatPrompt:
+    """`messages` (one of them holding DIALOGUE_SLOT once) rendered in `prompt_format` (chat or
+    plain, resolved where the model was loaded) and split around the dialogue."""
+    plain = resolved(prompt_format) == "plain"
+    text = prompt_text(tokenizer, [(m["role"], m["content"]) for m in messages], prompt_format)
     # Plain text gets what the tokenizer puts first (BOS); a rendered template already holds its
     # special tokens (BOS, headers) as text.
     special = tuple(added_special_prefix(tokenizer)) if plain else ()
@@ -53,11 +54,10 @@ def chat_prompt(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str
 
 
 def user_turn_prompt(
-    tokenizer: PreTrainedTokenizerBase, user_text: Callable[[str], str], prompt_format: str = "auto"
+    tokenizer: PreTrainedTokenizerBase, user_text: Callable[[str], str], prompt_format: ResolvedPromptFormat
 ) -> ChatPrompt:
     """One user turn whose text is `user_text(dialogue)` (the judges' labelling prompt): the
     caller brings the text, so the stages that never send it do not depend on it."""
-    prompt_format = resolve_prompt_format(tokenizer, prompt_format)
     return chat_prompt(tokenizer, [{"role": "user", "content": user_text(DIALOGUE_SLOT)}], prompt_format)
 
 

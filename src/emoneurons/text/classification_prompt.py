@@ -12,10 +12,10 @@ from transformers import PreTrainedTokenizerBase
 from emoneurons.params import ShotInstruction, allowed_values
 from emoneurons.text.chat_prompt import DIALOGUE_SLOT, ChatPrompt, chat_prompt
 from emoneurons.text.paper_prompts.classify import CLASSIFY_SYSTEM_PROMPT, CLASSIFY_USER_PROMPT
-from emoneurons.text.prompt_format import resolve_prompt_format
+from emoneurons.text.prompt_format import ResolvedPromptFormat, resolved
 
 
-def _with_system(tokenizer: PreTrainedTokenizerBase, system: str, prompt_format: str = "chat") -> list[dict[str, str]]:
+def _with_system(tokenizer: PreTrainedTokenizerBase, system: str, prompt_format: ResolvedPromptFormat) -> list[dict[str, str]]:
     # Some templates (Gemma) reject a system role: fold it into the first user turn there.
     if prompt_format == "plain":
         return [{"role": "system", "content": system}]
@@ -27,18 +27,17 @@ def _with_system(tokenizer: PreTrainedTokenizerBase, system: str, prompt_format:
 
 
 def classification_prompt(
-    tokenizer: PreTrainedTokenizerBase, shots: Sequence[tuple[str, str]] = (), instruction: str = "every",
-    prompt_format: str = "auto",
+    tokenizer: PreTrainedTokenizerBase, shots: Sequence[tuple[str, str]] = (), instruction: str = "every", *,
+    prompt_format: ResolvedPromptFormat,
 ) -> ChatPrompt:
     """Figure 5 (system + user prompt); `shots` are (dialogue, emotion) examples given first as
     user/assistant turns, the in-context setup that small models need (DESIGN.md). `instruction`:
     `every` example's user turn is Figure 5's user prompt around its dialogue, or only the `first`
     one's (the later examples are the bare dialogue; the question always has the whole prompt).
-    `prompt_format`: chat | plain | auto (text/prompt_format.py)."""
+    `prompt_format`: chat | plain, resolved where the model was loaded (text/prompt_format.py)."""
     if instruction not in get_args(ShotInstruction):
         raise ValueError(f"shot_instruction {instruction!r}: allowed: {allowed_values(ShotInstruction)}")
-    prompt_format = resolve_prompt_format(tokenizer, prompt_format)
-    messages = _with_system(tokenizer, CLASSIFY_SYSTEM_PROMPT, prompt_format)
+    messages = _with_system(tokenizer, CLASSIFY_SYSTEM_PROMPT, resolved(prompt_format))
     system_folded = not messages
     for i, (dialogue, emotion) in enumerate(shots):
         user = CLASSIFY_USER_PROMPT.format(prompt=dialogue) if instruction == "every" or i == 0 else dialogue

@@ -104,9 +104,9 @@ def test_an_hf_judge_never_takes_a_label_from_an_answer_cut_off_at_max_new_token
     # Says " anger anger anger ..." and never EOS: parses as anger, but it was stopped, not finished.
     steered = biased_copy(tiny_llama, anger)
     assert parse_emotion(tiny_llama.tokenizer.decode([anger] * 8)) == "anger"
-    judge = HFJudge("hf", steered, "generate", batch_size=2, classify=classify)
+    judge = HFJudge("hf", steered, "generate", batch_size=2, classify=classify, prompt_format="chat")
     assert judge.label(dialogues) == [None, None]
     assert (judge.reasked, judge.cut_off) == (2, 4)  # asked again with the retry prompt, then dropped
     # Says EOS at once: not cut off, an empty answer (no emotion) asked again, no cut-off counted.
-    silent = HFJudge("hf", biased_copy(tiny_llama, tiny_llama.tokenizer.eos_token_id), "generate", batch_size=2, classify=classify)
+    silent = HFJudge("hf", biased_copy(tiny_llama, tiny_llama.tokenizer.eos_token_id), "generate", batch_size=2, classify=classify, prompt_format="chat")
     assert silent.label(dialogues) == [None, None] and (silent.reasked, silent.cut_off) == (2, 0)

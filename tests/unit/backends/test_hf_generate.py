@@ -41,7 +41,7 @@ def _requests(sample: int = 0) -> list[ChatRequest]:
 
 def _backend(loaded: LoadedModel, tmp_path, batch_size: int, **params) -> HFChatBackend:
     generation = section("generate.hf", **{"temperature": 0.0, "max_new_tokens": 6, **params})
-    return HFChatBackend(loaded, generation, tmp_path, seed=0, batch_size=batch_size, prompt_format="auto", progress=False)
+    return HFChatBackend(loaded, generation, tmp_path, seed=0, batch_size=batch_size, prompt_format="chat", progress=False)
 
 
 def _texts(backend: HFChatBackend, requests: list[ChatRequest]) -> list[str]:
@@ -66,7 +66,7 @@ def test_greedy_answer_is_the_models_argmax_continuation(chat_model, tmp_path):
     backend = _backend(chat_model, tmp_path, batch_size=4, max_new_tokens=4)
     [answer] = _texts(backend, _requests()[1:2])
     tokenizer, model = chat_model.tokenizer, chat_model.model
-    ids = tokenizer(prompt_text(tokenizer, _requests()[1].messages), return_tensors="pt", add_special_tokens=False)["input_ids"]
+    ids = tokenizer(prompt_text(tokenizer, _requests()[1].messages, "chat"), return_tensors="pt", add_special_tokens=False)["input_ids"]
     for _ in range(4):  # plain argmax loop, no cache, no padding
         next_id = model(ids).logits[0, -1].argmax()
         ids = torch.cat([ids, next_id.view(1, 1)], dim=1)
@@ -125,7 +125,7 @@ def test_an_answer_that_runs_out_of_new_tokens_is_cut_off_not_accepted(chat_mode
     an answer that does end with one is accepted."""
     requests = _requests()[:2]
     cut = _backend(chat_model, tmp_path / "cut", batch_size=2, max_new_tokens=3)
-    texts = [text for text, _, _, _ in cut.generate([prompt_text(chat_model.tokenizer, r.messages) for r in requests], [0, 0])]
+    texts = [text for text, _, _, _ in cut.generate([prompt_text(chat_model.tokenizer, r.messages, "chat") for r in requests], [0, 0])]
     cut._eos_ids = [chat_model.tokenizer.pad_token_id]  # an id the greedy answers below never reach
     assert cut.complete(requests) == [None, None] and cut.last_cut_off == {0, 1}
     assert (cut.usage.truncated, cut.usage.completion_tokens) == (2, 6)

@@ -220,16 +220,16 @@ def test_hf_judge_on_the_tiny_model(tiny_llama):
     from emoneurons.evaluate.classify import classify
 
     dialogues = ["A: I can't believe this happened!\nB: Oh no, that is terrible.", "A: What a wonderful day.\nB: Yes!"]
-    scored = HFJudge("tiny", tiny_llama, "score", batch_size=2, classify=classify).label(dialogues)
+    scored = HFJudge("tiny", tiny_llama, "score", batch_size=2, classify=classify, prompt_format="chat").label(dialogues)
     assert len(scored) == 2 and all(label in EMOTIONS for label in scored)
-    expected = classify(tiny_llama, labelling_prompt(tiny_llama.tokenizer), dialogues, "score", batch_size=2).predicted
+    expected = classify(tiny_llama, labelling_prompt(tiny_llama.tokenizer, "chat"), dialogues, "score", batch_size=2).predicted
     assert scored == expected
 
-    judge = HFJudge("tiny", tiny_llama, "generate", batch_size=2, classify=classify)
+    judge = HFJudge("tiny", tiny_llama, "generate", batch_size=2, classify=classify, prompt_format="chat")
     labels = judge.label(dialogues)
-    first = classify(tiny_llama, labelling_prompt(tiny_llama.tokenizer), dialogues, "generate", batch_size=2).predicted
+    first = classify(tiny_llama, labelling_prompt(tiny_llama.tokenizer, "chat"), dialogues, "generate", batch_size=2).predicted
     assert judge.reasked == sum(label is None for label in first)
-    retry = classify(tiny_llama, labelling_prompt(tiny_llama.tokenizer, retry=True), dialogues, "generate", batch_size=2).predicted
+    retry = classify(tiny_llama, labelling_prompt(tiny_llama.tokenizer, "chat", retry=True), dialogues, "generate", batch_size=2).predicted
     assert labels == [a if a is not None else r for a, r in zip(first, retry)]
 
 
@@ -251,9 +251,9 @@ def test_make_judges_loads_the_model_once_and_wires_openai(monkeypatch, tiny_lla
         {"name": "b", "backend": "hf", "method": "generate"}, {"name": "gpt", "backend": "openai", "openai": params_dict()["augment"]["openai"]},
     ))
     with pytest.raises(ValueError, match="hf judge 'a' needs classify="):  # generation does not import evaluate: the stage passes it in
-        make_judges(params.judges, section("model", batch_size=3), tmp_path / "cache")
+        make_judges(params.judges, section("model", batch_size=3), tmp_path / "cache", prompt_format="auto")
     assert loads == []
-    judges = make_judges(params.judges, section("model", batch_size=3), tmp_path / "cache", classify=classify)
+    judges = make_judges(params.judges, section("model", batch_size=3), tmp_path / "cache", classify=classify, prompt_format="auto")
     assert [j.name for j in judges] == ["lex", "a", "b", "gpt"]
     assert isinstance(judges[0], LexiconJudge) and isinstance(judges[3], ChatJudge)
     assert len(loads) == 1 and judges[1].lm is judges[2].lm is tiny_llama

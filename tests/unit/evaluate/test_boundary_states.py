@@ -41,7 +41,7 @@ def test_an_offloaded_state_is_a_copy_read_back_on_its_own_device(monkeypatch):
 
 
 def _engine(lm):
-    return MaskedClassifier(lm, classification_prompt(lm.tokenizer), DIALOGUES, "score", batch_size=2, boundaries=[2],
+    return MaskedClassifier(lm, classification_prompt(lm.tokenizer, prompt_format="chat"), DIALOGUES, "score", batch_size=2, boundaries=[2],
                             label_format="bare")
 
 

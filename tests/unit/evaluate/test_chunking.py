@@ -53,7 +53,7 @@ def _neurons(lm) -> NeuronsFile:
 
 def _run(lm, **kwargs):
     return evaluate_masking(lm, synthetic_split(3), synthetic_split(3, offset=10), _neurons(lm), PARAMS, 0.02, batch_size=4,
-                            max_length=None, progress=False, workers=1, **kwargs)
+                            max_length=None, progress=False, workers=1, **kwargs, prompt_format="chat")
 
 
 def _without_tokens(evaluation: dict) -> dict:

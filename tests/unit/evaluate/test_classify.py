@@ -30,7 +30,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def prompt(tiny_llama):
-    return classification_prompt(tiny_llama.tokenizer, SHOTS)
+    return classification_prompt(tiny_llama.tokenizer, SHOTS, prompt_format="chat")
 
 
 def brute_force_scores(lm, prompt, dialogues) -> torch.Tensor:
@@ -298,9 +298,9 @@ def test_shot_instruction_first_wraps_only_the_first_example(tiny_llama):
 
     opening = CLASSIFY_USER_PROMPT.split("{prompt}")[0].strip()
     tokenizer = tiny_llama.tokenizer
-    every = classification_prompt(tokenizer, SHOTS, "every")
-    first = classification_prompt(tokenizer, SHOTS, "first")
-    assert every == classification_prompt(tokenizer, SHOTS)  # the default keeps the paper's prompt on every example
+    every = classification_prompt(tokenizer, SHOTS, "every", prompt_format="chat")
+    first = classification_prompt(tokenizer, SHOTS, "first", prompt_format="chat")
+    assert every == classification_prompt(tokenizer, SHOTS, prompt_format="chat")  # the default keeps the paper's prompt on every example
     decoded = {name: tokenizer.decode(p.prefix) for name, p in (("every", every), ("first", first))}
     # The prefix ends with the question's opening; the examples' turns come before it.
     assert decoded["every"].count(opening) == len(SHOTS) + 1
@@ -308,4 +308,4 @@ def test_shot_instruction_first_wraps_only_the_first_example(tiny_llama):
     assert all(dialogue in decoded["first"] for dialogue, _ in SHOTS)
     assert first.suffix == every.suffix and len(first.prefix) < len(every.prefix)
     with pytest.raises(ValueError, match="allowed: every, first"):
-        classification_prompt(tokenizer, SHOTS, "none")
+        classification_prompt(tokenizer, SHOTS, "none", prompt_format="chat")

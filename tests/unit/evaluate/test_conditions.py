@@ -159,7 +159,7 @@ def test_evaluate_masking_end_to_end_on_tiny_model(tiny_llama, one_thread):
                      controls=("matched", "uniform"), null_draws=0, scales=())
     evaluation, headline = evaluate_masking(
         tiny_llama, synthetic_split(3), synthetic_split(2, offset=10), parse_neurons(neurons), params, 0.02, batch_size=4, progress=False,
-        p_active=synthetic_p_active(n_layers, per_layer), max_length=None)
+        p_active=synthetic_p_active(n_layers, per_layer), max_length=None, prompt_format="chat")
     conditions = {c["id"]: c for c in evaluation["conditions"]}
     assert evaluation["n_test"] == 12 and evaluation["n_per_emotion"] == {e: 2 for e in EMOTIONS}
     assert list(conditions)[0] == "unmodified"
@@ -201,10 +201,10 @@ def test_evaluate_masking_end_to_end_on_tiny_model(tiny_llama, one_thread):
 def test_evaluate_masking_rejects_a_split_missing_an_emotion(tiny_llama):
     test = synthetic_split(1).filter(pl.col("label") != "fear")
     with pytest.raises(EvalDataError, match="^test split: no fear dialogues"):
-        evaluate_masking(tiny_llama, synthetic_split(2), test, parse_neurons(synthetic_neurons()), section("eval"), 0.01, progress=False, batch_size=16, max_length=None)
+        evaluate_masking(tiny_llama, synthetic_split(2), test, parse_neurons(synthetic_neurons()), section("eval"), 0.01, progress=False, batch_size=16, max_length=None, prompt_format="chat")
     with pytest.raises(EvalDataError, match=r"^runs/a/test\.parquet: no dialogues to evaluate"):
         evaluate_masking(tiny_llama, synthetic_split(2), test.head(0), parse_neurons(synthetic_neurons()), section("eval"), 0.01, progress=False,
-                         test_name="runs/a/test.parquet", batch_size=16, max_length=None)
+                         test_name="runs/a/test.parquet", batch_size=16, max_length=None, prompt_format="chat")
 
 
 def test_shortest_selection_picks_the_shortest_train_dialogue_per_emotion():
@@ -248,7 +248,7 @@ def test_paper_zero_shot_setting_stays_available(tiny_llama, one_thread):
                        controls=("matched", "uniform"))
     neurons = synthetic_neurons(ratios=(0.02,), layers=len(tiny_llama.model.model.layers),
                                 per_layer=tiny_llama.model.config.intermediate_size)
-    evaluation, _ = evaluate_masking(tiny_llama, synthetic_split(1), synthetic_split(1, offset=5), parse_neurons(neurons), paper, 0.02, batch_size=4, progress=False, max_length=None)
+    evaluation, _ = evaluate_masking(tiny_llama, synthetic_split(1), synthetic_split(1, offset=5), parse_neurons(neurons), paper, 0.02, batch_size=4, progress=False, max_length=None, prompt_format="chat")
     assert (evaluation["shots"], evaluation["calibrate"], evaluation["method"]) == (0, "none", "generate")
     assert len(evaluation["conditions"]) == 1 + 6
     # generate: accuracy with McNemar's exact test; the specificity test runs on the masked answer's change.
@@ -266,7 +266,7 @@ def test_forked_workers_give_the_same_evaluation_as_one_process(tiny_llama, one_
     params = section("eval", ratios=(0.02, 0.04), layer_ranges=("bottom", "top", "all"), control_draws=1, bootstrap=100,
                      controls=("uniform",), null_draws=2, scales=(0.5,))
     runs = [evaluate_masking(tiny_llama, synthetic_split(3), synthetic_split(2, offset=10), parse_neurons(neurons), params, 0.02, batch_size=4,
-                             progress=False, workers=workers, max_length=None) for workers in (1, 2)]
+                             progress=False, workers=workers, max_length=None, prompt_format="chat") for workers in (1, 2)]
     assert runs[0] == runs[1]
     assert mask_workers(tiny_llama, 40) == 1  # one thread (the fixture): nothing to split
 
@@ -280,7 +280,7 @@ def test_classify_masks_keeps_only_what_reduce_returns_in_and_out_of_workers(tin
     from emoneurons.text.classification_prompt import classification_prompt
 
     train, test = synthetic_split(3), synthetic_split(2, offset=10)
-    prompt = classification_prompt(tiny_llama.tokenizer, draw_shots(train, 1, seed=0))
+    prompt = classification_prompt(tiny_llama.tokenizer, draw_shots(train, 1, seed=0), prompt_format="chat")
     engine = MaskedClassifier(tiny_llama, prompt, test["dialogue"].to_list(), "score", batch_size=4)
     base = engine.classify()
     effect = MeanEffect(base.predicted, base.scores)

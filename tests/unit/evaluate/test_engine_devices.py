@@ -71,7 +71,7 @@ def _run(engine: MaskedClassifier, start: int, keep) -> list[tuple[list[int], to
 @pytest.mark.parametrize("shared_attention", [True, False], ids=["shared-prefix", "concatenated"])
 def test_engine_runs_a_model_whose_layers_sit_on_two_devices(tiny_tokenizer, hooks, shared_attention):
     lm, calls = _split_model(tiny_tokenizer, hooks)
-    prompt = classification_prompt(tiny_tokenizer, SHOTS)
+    prompt = classification_prompt(tiny_tokenizer, SHOTS, prompt_format="chat")
     assert any(len(ids) > 1 for ids in label_ids(tiny_tokenizer))  # the continuation pass runs too
     engine = MaskedClassifier(lm, prompt, DIALOGUES, "score", batch_size=2, boundaries=[1, 3],
                               shared_attention=shared_attention, reference=DIALOGUES[:1])
@@ -100,7 +100,7 @@ def test_plain_path_scores_on_a_model_whose_layers_sit_on_two_devices(tiny_token
     # The model's own forward moves the hidden states between devices through accelerate's hooks;
     # the label picking after it must follow the last layer's device.
     lm, calls = _split_model(tiny_tokenizer, hooks=True)
-    prompt = classification_prompt(tiny_tokenizer, SHOTS)
+    prompt = classification_prompt(tiny_tokenizer, SHOTS, prompt_format="chat")
     contexts = [prompt.ids(dialogue_ids(tiny_tokenizer, d)) for d in DIALOGUES]
     with torch.inference_mode():
         scores, fed = plain_label_scores(lm, contexts, label_ids(tiny_tokenizer), tiny_tokenizer.pad_token_id)
@@ -124,7 +124,7 @@ def _tensors(value) -> list[torch.Tensor]:
 def test_the_shared_prefix_reaches_each_layer_inside_the_store_which_device_hooks_do_not_copy(tiny_llama):
     from accelerate.utils import send_to_device
 
-    prompt = classification_prompt(tiny_llama.tokenizer, SHOTS)
+    prompt = classification_prompt(tiny_llama.tokenizer, SHOTS, prompt_format="chat")
     engine = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=3, shared_attention=True)
     with torch.inference_mode():
         prefix_kv, _ = engine._prefix(0)

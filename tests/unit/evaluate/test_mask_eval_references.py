@@ -69,7 +69,7 @@ def plain_scores(lm, params: EvalParams, train, dialogues, neurons: dict[int, to
     """[n, 6] raw label log-likelihoods: one full forward per (dialogue, label) under `mask_neurons`
     (`scale` > 0: the method page's own hook multiplying the activations by it), summed over tokens."""
     shots = draw_shots(train, params.shots, params.seed, params.shot_selection)
-    prompt = classification_prompt(lm.tokenizer, shots, params.shot_instruction)
+    prompt = classification_prompt(lm.tokenizer, shots, params.shot_instruction, prompt_format="chat")
     labels = label_ids(lm.tokenizer, params.label_format)
     rows = []
     edit = mask_neurons(lm.model, neurons) if not scale else reference.masked(lm.model, {k: v.tolist() for k, v in neurons.items()}, scale)
@@ -109,7 +109,7 @@ def evaluated(tiny_llama):
     params = section("eval", ratios=(0.2, 0.4), layer_ranges=("bottom", "middle", "top", "all"), control_draws=2, bootstrap=100,
                      controls=("uniform",), null_draws=0, scales=())
     train, test = synthetic_split(3), synthetic_split(2, offset=10)
-    evaluation, headline = evaluate_masking(tiny_llama, train, test, parse_neurons(neurons), params, 0.2, batch_size=4, progress=False, workers=1, max_length=None)
+    evaluation, headline = evaluate_masking(tiny_llama, train, test, parse_neurons(neurons), params, 0.2, batch_size=4, progress=False, workers=1, max_length=None, prompt_format="chat")
     plan = {c.id: c for c in plan_conditions(parse_neurons(neurons), params, 0.2, n_layers)}
     return evaluation, headline, plan, params, train, test
 
@@ -197,7 +197,7 @@ def nulls(tiny_llama):
     train, test = synthetic_split(3), synthetic_split(2, offset=10)
     p_active = synthetic_p_active(n_layers, per_layer)
     evaluation, _ = evaluate_masking(tiny_llama, train, test, parse_neurons(neurons), params, 0.2, batch_size=4, progress=False, workers=1,
-                                     p_active=p_active, max_length=None)
+                                     p_active=p_active, max_length=None, prompt_format="chat")
     plan = {c.id: c for c in plan_conditions(parse_neurons(neurons), params, 0.2, n_layers, p_active)}
     prior = reference_prior(tiny_llama, train, params)
 

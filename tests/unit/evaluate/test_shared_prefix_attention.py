@@ -105,7 +105,7 @@ def test_engine_with_math_kernel_equals_the_plain_forward(tiny_llama, monkeypatc
     math = spa.math_attention_with_lse
     monkeypatch.setattr(spa, "math_attention_with_lse", lambda *a, **k: calls.append(1) or math(*a, **k))
     tok = tiny_llama.tokenizer
-    prompt = classification_prompt(tok, SHOTS)
+    prompt = classification_prompt(tok, SHOTS, prompt_format="chat")
     contexts = [prompt.ids(dialogue_ids(tok, d)) for d in DIALOGUES]
     top = {2: torch.tensor([1, 7, 30]), 3: torch.tensor([4, 11])}
     with spa.forced_kernel("math"):

@@ -102,12 +102,12 @@ def test_steered_replies_are_greedy_and_do_not_depend_on_batching(tiny_llama):
     prompts = ["Tell me about your morning.", "What should I cook?", "Describe the weather."]
     big = {layer: torch.arange(64) for layer in range(4)}
     conditions = [({}, 1.0), (NEURONS, 1.0), (big, 8.0), (big, 0.0)]
-    batched = steered_replies(tiny_llama, prompts, conditions, max_new_tokens=6, batch_size=5)
+    batched = steered_replies(tiny_llama, prompts, conditions, max_new_tokens=6, batch_size=5, prompt_format="chat")
     assert len(batched) == 4 and all(len(replies) == 3 for replies in batched)
     assert batched[0] == batched[1]  # alpha 1 changes nothing
     assert batched[2] != batched[0]
-    assert batched == steered_replies(tiny_llama, prompts, conditions, max_new_tokens=6, batch_size=12)
-    assert batched[2:3] == steered_replies(tiny_llama, prompts, conditions[2:3], max_new_tokens=6, batch_size=3)
+    assert batched == steered_replies(tiny_llama, prompts, conditions, max_new_tokens=6, batch_size=12, prompt_format="chat")
+    assert batched[2:3] == steered_replies(tiny_llama, prompts, conditions[2:3], max_new_tokens=6, batch_size=3, prompt_format="chat")
 
 
 def _neurons_json(empty: str = "fear") -> dict:
@@ -272,6 +272,7 @@ def test_stage_has_the_filters_judges_label_the_replies(tmp_path, tiny_llama):
     assert result.returncode == 0, result.stderr
     record = json.loads((tmp_path / "reports" / "steer" / "steer.json").read_text())
     assert record["judges"] == [{"name": "lexicon", "backend": "lexicon"}]
+    assert record["classifier"]["prompt_format"] == "chat"  # eval.prompt_format auto, resolved once for the loaded model
     prompts = record["prompts"]
     base = record["unmodified"]
     base_labels = lexicon_labels([as_dialogue(p, r) for p, r in zip(prompts, base["replies"])])

@@ -74,14 +74,14 @@ def test_adapter_reads_gate_and_product_as_the_family_writes_them(family_lm):
 
 @torch.inference_mode()
 def test_counts_equal_naive_reference(family_lm):
-    prompt = classification_prompt(family_lm.tokenizer)
+    prompt = classification_prompt(family_lm.tokenizer, prompt_format="chat")
     for activation in ("gate", "product"):
         f_ref, T_ref = naive_counts(family_lm, prompt, activation)
         for side in ("left", "right"):  # one padded batch of all three dialogues
             tokenizer = copy.deepcopy(family_lm.tokenizer)
             tokenizer.padding_side = side
             lm = LoadedModel(model=family_lm.model, tokenizer=tokenizer, name=family_lm.name)
-            f, T = activation_counts(lm, DIALOGUES, LABELS, text="prompt", activation=activation, batch_size=3, max_length=1024, max_padding=1.0)
+            f, T = activation_counts(lm, DIALOGUES, LABELS, text="prompt", activation=activation, batch_size=3, max_length=1024, max_padding=1.0, prompt_format="chat")
             assert torch.equal(T, T_ref) and torch.equal(f, f_ref), (activation, side)
         assert 0 < int(f.sum()) < int(T.sum()) * LAYERS * FFN
 
@@ -101,7 +101,7 @@ def test_masking_equals_zeroed_down_proj_columns(family_lm):
 
 @torch.inference_mode()
 def test_engine_equals_model_forward_masked_and_unmodified(family_lm):
-    prompt = classification_prompt(family_lm.tokenizer, SHOTS)
+    prompt = classification_prompt(family_lm.tokenizer, SHOTS, prompt_format="chat")
     top = {2: torch.tensor([1, 7, 30])}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # every family here runs the layered engine, no fallback
@@ -133,7 +133,7 @@ def _gemma1(tokenizer) -> LoadedModel:
 @torch.inference_mode()
 def test_a_model_the_engine_cannot_serve_takes_the_exact_plain_path_and_says_so_once(tiny_tokenizer):
     lm, reason = _gemma1(tiny_tokenizer), "not one of the families"
-    prompt = classification_prompt(lm.tokenizer, SHOTS)
+    prompt = classification_prompt(lm.tokenizer, SHOTS, prompt_format="chat")
     top = {2: torch.tensor([1, 7, 30])}
     with pytest.warns(UserWarning, match=reason) as said:
         engine = MaskedClassifier(lm, prompt, DIALOGUES, "score", batch_size=2, boundaries=[2])
@@ -165,7 +165,7 @@ def test_engine_serves_sliding_window_layers_exactly(tiny_tokenizer, family, sha
     """Prompts longer than the window: the layered engine (shared-prefix attention, and the
     concatenated keys/values with explicit masks) equals the model's own forward, masked with layer
     reuse and unmodified, and its greedy answers equal the model's own generate."""
-    prompt = classification_prompt(tiny_tokenizer, SHOTS)
+    prompt = classification_prompt(tiny_tokenizer, SHOTS, prompt_format="chat")
     shortest = min(len(prompt.prefix) + len(dialogue_ids(tiny_tokenizer, d)) for d in DIALOGUES)
     assert 8 < len(prompt.prefix) < shortest - 4
     top = {2: torch.tensor([1, 7, 30])}
@@ -194,7 +194,7 @@ def test_engine_serves_sliding_window_layers_exactly(tiny_tokenizer, family, sha
 def test_the_window_changes_the_scores_so_the_engine_must_honour_it(tiny_tokenizer):
     """The same weights with a window wider than every prompt score differently from the sliding
     model: the test above would catch an engine that ignored the window."""
-    prompt = classification_prompt(tiny_tokenizer, SHOTS)
+    prompt = classification_prompt(tiny_tokenizer, SHOTS, prompt_format="chat")
     for family in sorted(SLIDING):
         wide, narrow = (build_family(tiny_tokenizer, family, sliding_window=w, **SLIDING[family]) for w in (512, 8))
         assert torch.equal(wide.model.lm_head.weight, narrow.model.lm_head.weight)
@@ -243,7 +243,7 @@ def test_plain_path_equals_the_layered_engine_for_score_and_generate(tiny_llama,
     model = copy.deepcopy(tiny_llama.model)
     model.lm_head.weight = torch.nn.Parameter(torch.randn(model.lm_head.weight.shape, generator=torch.Generator().manual_seed(1)))
     lm = LoadedModel(model=model, tokenizer=tiny_llama.tokenizer, name="tiny-random-llama-untied")
-    prompt = classification_prompt(lm.tokenizer, SHOTS)
+    prompt = classification_prompt(lm.tokenizer, SHOTS, prompt_format="chat")
     top = {3: torch.tensor([4, 11])}
     layered = [MaskedClassifier(lm, prompt, DIALOGUES, method, batch_size=2, max_new_tokens=4) for method in ("score", "generate")]
     monkeypatch.setattr(MaskedClassifier, "_fallback_reason", lambda self, rows: "forced for the test")

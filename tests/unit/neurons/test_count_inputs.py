@@ -31,14 +31,14 @@ def _train(tmp_path, dialogues=DIALOGUES, themes=EMOTION_OF):
     return path
 
 
-@pytest.mark.parametrize("options", [dict(max_length=24), dict(max_length=20, text="prompt", positions="last"),
+@pytest.mark.parametrize("options", [dict(max_length=24), dict(max_length=20, text="prompt", positions="last", prompt_format="chat"),
                                      dict(max_length=40, skip_cues={"furious", "scary"})],
                          ids=["cut to 24", "prompt, last", "skip cues"])
 def test_counts_from_the_split_read_in_pieces_equal_counts_from_lists(tiny_llama, tmp_path, monkeypatch, options):
     monkeypatch.setattr(count_inputs, "PIECE_ROWS", 3)  # pieces that end inside the row groups
     monkeypatch.setattr(counting, "PIECE_CHARS", 150)  # tokenized one or two dialogues at a time
     if options.get("text") == "prompt":  # room for the prompt's prefix and 20 tokens of each dialogue
-        options = {**options, "max_length": len(counting.count_prefix(tiny_llama.tokenizer, "prompt")) + 20}
+        options = {**options, "max_length": len(counting.count_prefix(tiny_llama.tokenizer, "prompt", "chat")) + 20}
     kwargs = {"batch_size": 4, "max_length": 1024, **options}
     cut_lists, cut_pieces = [], []
     expected = activation_counts(tiny_llama, DIALOGUES, EMOTION_OF, truncation=cut_lists, **kwargs)
@@ -46,7 +46,8 @@ def test_counts_from_the_split_read_in_pieces_equal_counts_from_lists(tiny_llama
     assert torch.equal(f, expected[0]) and torch.equal(T, expected[1]) and int(T.sum()) > 0
     # what model.max_length cut, from the stored lengths: what counting_inputs says tokenizing everything at once
     items, whole = counting_inputs(tiny_llama.tokenizer, DIALOGUES, EMOTION_OF, max_length=kwargs["max_length"],
-                                   text=options.get("text", "dialogue"), positions=options.get("positions", "all"))
+                                   text=options.get("text", "dialogue"), positions=options.get("positions", "all"),
+                                   prompt_format=options.get("prompt_format"))
     assert cut_pieces[0] == cut_lists[0] == whole
     assert whole.dialogues > 0  # some were cut
 

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 def naive_counts(lm: LoadedModel, dialogues, emotions, *, positions, text, activation):
     """The library's one-page reference (neurons/reference.py): one dialogue at a time, no padding."""
     tok = lm.tokenizer
-    prefix = classification_prompt(tok).prefix if text == "prompt" else added_special_prefix(tok)
+    prefix = classification_prompt(tok, prompt_format="chat").prefix if text == "prompt" else added_special_prefix(tok)
     own = [dialogue_ids(tok, d) for d in dialogues]
     return reference.count_activations(lm.model, own, emotions, prefix=prefix, positions=positions, activation=activation)
 
@@ -45,7 +45,7 @@ def test_counts_equal_naive_reference(tiny_llama, activation, text, positions):
         lm = with_padding_side(tiny_llama, padding_side)
         f, T = activation_counts(
             lm, DIALOGUES, LABELS, positions=positions, text=text, activation=activation, batch_size=3, max_length=512,
-            max_padding=1.0,  # batches of 3 whatever their lengths: padding in every batch
+            prompt_format="chat", max_padding=1.0,  # batches of 3 whatever their lengths: padding in every batch
         )
         assert f.dtype == torch.int64 and T.dtype == torch.int64
         assert f.shape == (4, 64, 6) and T.shape == (6,)

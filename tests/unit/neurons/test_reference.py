@@ -35,13 +35,13 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("activation,positions", [("gate", "all"), ("product", "last")])
 def test_method_end_to_end_equals_the_accelerators(tiny_llama, activation, positions):
     tok, model = tiny_llama.tokenizer, tiny_llama.model
-    prompt = classification_prompt(tok, SHOTS)
+    prompt = classification_prompt(tok, SHOTS, prompt_format="chat")
     own = [dialogue_ids(tok, d) for d in DIALOGUES]
     # 1. count, with the classification prompt's prefix fed first (count.text: prompt)
-    f_ref, T_ref = reference.count_activations(model, own, LABELS, prefix=classification_prompt(tok).prefix,
+    f_ref, T_ref = reference.count_activations(model, own, LABELS, prefix=classification_prompt(tok, prompt_format="chat").prefix,
                                                positions=positions, activation=activation)
     f, T = activation_counts(tiny_llama, DIALOGUES, LABELS, text="prompt", positions=positions, activation=activation,
-                             batch_size=3, max_length=1024, max_padding=1.0)
+                             batch_size=3, max_length=1024, max_padding=1.0, prompt_format="chat")
     assert torch.equal(f, f_ref) and torch.equal(T, T_ref)
     assert 0 < int(f.sum()) < int(T.sum()) * f.shape[0] * f.shape[1]  # neither none nor all active
     # 2. select

@@ -57,14 +57,13 @@ def test_mask_eval_cuts_to_the_context_and_reports_it(tiny_llama):
     neurons = synthetic_neurons(ratios=(0.02,), layers=len(tiny_llama.model.model.layers),
                                 per_layer=tiny_llama.model.config.intermediate_size)
     shots = draw_shots(train, params.shots, params.seed, params.shot_selection)
-    prompt = classification_prompt(tiny_llama.tokenizer, shots, params.shot_instruction)
+    prompt = classification_prompt(tiny_llama.tokenizer, shots, params.shot_instruction, prompt_format="chat")
     room = 4096 - dialogue_budget(tiny_llama, prompt, params, 4096)  # the prompt and the answer
     lengths = [len(_ids(tiny_llama.tokenizer, d)) for d in
                [*test["dialogue"].to_list(), *calibration_dialogues(train, params, shots)]]
     budget = sorted(lengths)[len(lengths) // 2]  # about half of them are cut
     run = lambda max_length: evaluate_masking(  # noqa: E731
-        tiny_llama, train, test, parse_neurons(neurons), params, 0.02, batch_size=4, progress=False, workers=1, max_length=max_length
-    )[0]
+        tiny_llama, train, test, parse_neurons(neurons), params, 0.02, batch_size=4, progress=False, workers=1, max_length=max_length, prompt_format="chat")[0]
     cut = run(room + budget)
     assert cut["truncated"] == {
         "max_length": room + budget, "budget": budget, "dialogues": sum(n > budget for n in lengths),
