@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from emoneurons.emotions import EMOTIONS
-from emoneurons.evaluate.conditions import needs_activity, plan_conditions
+from emoneurons.evaluate.conditions import needs_activity
 from emoneurons.evaluate.exp_metrics import exp_summary
 from emoneurons.evaluate.masking_eval import evaluate_masking
 from emoneurons.io.artifacts import COUNTS, EVAL, HEADLINE, NEURONS, SUMMARY, TEST, TRAIN
@@ -71,10 +71,9 @@ def main(
     if results is None:  # not rank 0: rank 0 alone writes; wait for it, then leave
         ranks.barrier()
         return
-    evaluation, headline = results
-    # The results' own checks, before anything is written.
-    planned = [c.id for c in plan_conditions(selection, settings.eval, settings.select.top_rate, selection.layers,
-                                             p_active)]
+    evaluation, headline, plan = results
+    # The results' own checks against the plan they ran, before anything is written.
+    planned = [c.id for c in plan]
     # eval.checks.json names the results by their path in the pipeline whatever --out is (as count does).
     checked = check_evaluation(evaluation, planned, test.height, source=EVAL.path)
     written = parse_eval(evaluation)  # as plot and compare will read it

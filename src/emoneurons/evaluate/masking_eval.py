@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import polars as pl
 import torch
@@ -39,6 +39,15 @@ from emoneurons.text.cue_removal import cue_token_counts, removal_record
 from emoneurons.text.nrc_lexicon import cue_words
 from emoneurons.text.prompt_format import ResolvedPromptFormat
 from emoneurons.text.truncation import Truncation, cut_dialogues
+
+
+class MaskEvaluation(NamedTuple):
+    """What evaluate_masking returns: eval.json's and headline.json's records, and the plan they
+    ran (every condition by id, planned once: the stage checks the records against it)."""
+
+    evaluation: dict
+    headline: dict
+    plan: list[Condition]
 
 
 class MaskSchedule(Protocol):
@@ -219,8 +228,9 @@ def evaluate_masking(
     train_name: str = "train split",
     test_name: str = "test split",
     p_active: torch.Tensor | None = None,
-) -> tuple[dict, dict] | None:
-    """Run every planned condition (each distinct mask once) and return (eval, headline) dicts.
+) -> MaskEvaluation | None:
+    """Plan the conditions once, run each (each distinct mask once) and return the eval and headline
+    records with the plan (MaskEvaluation).
     `workers`: processes for the masked conditions (None: `mask_workers`); results do not depend on it.
     `prompt_format`: eval.prompt_format resolved for `lm` where it was loaded (chat or plain).
     `batch_size`, `max_length` (model.batch_size, model.max_length; None: nothing is cut): dialogues
@@ -269,7 +279,7 @@ def evaluate_masking(
         truncated=None if test.truncation is None else test.truncation.record(), keyword_control=keyword_control,
         draw_null=draw_null, dose_response=dose_response,
     )
-    return evaluation, headline(results, top_rate, eval_params.control_draws, eval_params.controls[0])
+    return MaskEvaluation(evaluation, headline(results, top_rate, eval_params.control_draws, eval_params.controls[0]), plan)
 
 
 def _scored(plan: list[Condition], groups: list[list[Condition]], runs: list[tuple], true_idx: torch.Tensor,

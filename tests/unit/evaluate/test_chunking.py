@@ -73,7 +73,7 @@ def test_many_chunks_write_what_one_chunk_writes(tiny_llama, one_chunk, monkeypa
     verdict the same; tokens computed more (the prefix and calibration rows once per chunk), the
     naive count the same."""
     monkeypatch.setattr(chunking, "CHUNK_BYTES", 1)
-    evaluation, headline = _run(tiny_llama)
+    evaluation, headline, _ = _run(tiny_llama)
     assert _without_tokens(evaluation) == _without_tokens(one_chunk[0]) and headline == one_chunk[1]
     assert evaluation["tokens"]["naive"] == one_chunk[0]["tokens"]["naive"]
     assert evaluation["tokens"]["computed"] > one_chunk[0]["tokens"]["computed"]
@@ -113,7 +113,7 @@ def test_a_killed_chunked_run_resumes_chunk_by_chunk(tiny_llama, one_chunk, monk
     resumed = ConditionSchedule(Ranks(), checkpoints)
     original = resumed.finished
     resumed.finished = lambda chunk, index, run: (runs.append((chunk, index)), original(chunk, index, run))
-    evaluation, headline = _run(tiny_llama, schedule=resumed)
+    evaluation, headline, _ = _run(tiny_llama, schedule=resumed)
     assert _without_tokens(evaluation) == _without_tokens(one_chunk[0]) and headline == one_chunk[1]
     assert runs and min(chunk for chunk, _ in runs) == 2  # chunks 0 and 1 restored, not rerun
     # Chunks 0 and 1 whole, then chunk 2's unmodified run and two masks.

@@ -157,10 +157,15 @@ def test_evaluate_masking_end_to_end_on_tiny_model(tiny_llama, one_thread):
     neurons = synthetic_neurons(ratios=(0.02, 0.04), layers=n_layers, per_layer=per_layer)
     params = section("eval", ratios=(0.02, 0.04), layer_ranges=("top", "all"), control_draws=1, bootstrap=200,
                      controls=("matched", "uniform"), null_draws=0, scales=())
-    evaluation, headline = evaluate_masking(
+    p_active = synthetic_p_active(n_layers, per_layer)
+    evaluation, headline, plan = evaluate_masking(
         tiny_llama, synthetic_split(3), synthetic_split(2, offset=10), parse_neurons(neurons), params, 0.02, batch_size=4, progress=False,
-        p_active=synthetic_p_active(n_layers, per_layer), max_length=None, prompt_format="chat")
+        p_active=p_active, max_length=None, prompt_format="chat")
     conditions = {c["id"]: c for c in evaluation["conditions"]}
+    # The plan it ran, planned once and returned (the stage checks eval.json against it), is the plan
+    # of these inputs, condition by condition and in eval.json's order.
+    assert [(c, c.mask_key) for c in plan] == [(c, c.mask_key) for c in plan_conditions(parse_neurons(neurons), params, 0.02, n_layers, p_active)]
+    assert [c.id for c in plan] == list(conditions)
     assert evaluation["n_test"] == 12 and evaluation["n_per_emotion"] == {e: 2 for e in EMOTIONS}
     assert list(conditions)[0] == "unmodified"
     assert len(conditions) == 1 + 18 + 2 * 18
@@ -248,7 +253,7 @@ def test_paper_zero_shot_setting_stays_available(tiny_llama, one_thread):
                        controls=("matched", "uniform"))
     neurons = synthetic_neurons(ratios=(0.02,), layers=len(tiny_llama.model.model.layers),
                                 per_layer=tiny_llama.model.config.intermediate_size)
-    evaluation, _ = evaluate_masking(tiny_llama, synthetic_split(1), synthetic_split(1, offset=5), parse_neurons(neurons), paper, 0.02, batch_size=4, progress=False, max_length=None, prompt_format="chat")
+    evaluation, _, _ = evaluate_masking(tiny_llama, synthetic_split(1), synthetic_split(1, offset=5), parse_neurons(neurons), paper, 0.02, batch_size=4, progress=False, max_length=None, prompt_format="chat")
     assert (evaluation["shots"], evaluation["calibrate"], evaluation["method"]) == (0, "none", "generate")
     assert len(evaluation["conditions"]) == 1 + 6
     # generate: accuracy with McNemar's exact test; the specificity test runs on the masked answer's change.

@@ -43,14 +43,14 @@ def test_the_cue_free_side_is_mask_eval_on_the_cue_free_dialogues(tiny_llama, on
     train, test = synthetic_split(3), synthetic_split(2, offset=10)
     # one test dialogue of cue words only: kept (and counted), never dropped
     test = test.with_columns(pl.when(pl.col("id") == "anger-10").then(pl.lit("Furious! Angry!")).otherwise(pl.col("dialogue")).alias("dialogue"))
-    evaluation, _ = evaluate_masking(tiny_llama, train, test, parse_neurons(neurons), params.model_copy(update={"keyword_control": True}),
+    evaluation, _, _ = evaluate_masking(tiny_llama, train, test, parse_neurons(neurons), params.model_copy(update={"keyword_control": True}),
                                      0.04, batch_size=4, progress=False, workers=1, p_active=p_active, max_length=None, prompt_format="chat")
     record = evaluation["keyword_control"]
     assert record["null"] == "matched"
     cues = cue_words()
     cue_free = test.with_columns(pl.Series("dialogue", [replace_cues(d, cues)[0] for d in test["dialogue"]]))
     assert cue_free["dialogue"][0] == f"{PLACEHOLDER}! {PLACEHOLDER}!"
-    reference, _ = evaluate_masking(tiny_llama, train, cue_free, parse_neurons(neurons), params, 0.04, batch_size=4, progress=False, workers=1,
+    reference, _, _ = evaluate_masking(tiny_llama, train, cue_free, parse_neurons(neurons), params, 0.04, batch_size=4, progress=False, workers=1,
                                     p_active=p_active, max_length=None, prompt_format="chat")
     ref = {c["id"]: c for c in reference["conditions"]}
     own = {c["id"]: c for c in evaluation["conditions"]}

@@ -109,7 +109,7 @@ def evaluated(tiny_llama):
     params = section("eval", ratios=(0.2, 0.4), layer_ranges=("bottom", "middle", "top", "all"), control_draws=2, bootstrap=100,
                      controls=("uniform",), null_draws=0, scales=())
     train, test = synthetic_split(3), synthetic_split(2, offset=10)
-    evaluation, headline = evaluate_masking(tiny_llama, train, test, parse_neurons(neurons), params, 0.2, batch_size=4, progress=False, workers=1, max_length=None, prompt_format="chat")
+    evaluation, headline, _ = evaluate_masking(tiny_llama, train, test, parse_neurons(neurons), params, 0.2, batch_size=4, progress=False, workers=1, max_length=None, prompt_format="chat")
     plan = {c.id: c for c in plan_conditions(parse_neurons(neurons), params, 0.2, n_layers)}
     return evaluation, headline, plan, params, train, test
 
@@ -196,7 +196,7 @@ def nulls(tiny_llama):
                      controls=("matched", "uniform"), null_draws=3, scales=(0.5,), activity_bins=4)
     train, test = synthetic_split(3), synthetic_split(2, offset=10)
     p_active = synthetic_p_active(n_layers, per_layer)
-    evaluation, _ = evaluate_masking(tiny_llama, train, test, parse_neurons(neurons), params, 0.2, batch_size=4, progress=False, workers=1,
+    evaluation, _, _ = evaluate_masking(tiny_llama, train, test, parse_neurons(neurons), params, 0.2, batch_size=4, progress=False, workers=1,
                                      p_active=p_active, max_length=None, prompt_format="chat")
     plan = {c.id: c for c in plan_conditions(parse_neurons(neurons), params, 0.2, n_layers, p_active)}
     prior = reference_prior(tiny_llama, train, params)

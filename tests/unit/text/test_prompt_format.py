@@ -114,7 +114,7 @@ def test_mask_eval_on_a_base_model_uses_and_reports_the_plain_format(base_lm):
     params = section("eval", ratios=(0.02,), layer_ranges=("all",), control_draws=0, bootstrap=50, calibrate="none", shots=1, null_draws=0)
     train, test = _split(2), _split(1, offset=10)
     prompt_format = resolve_prompt_format(base_lm.tokenizer, params.prompt_format)  # as the stage does, once
-    evaluation, _ = evaluate_masking(base_lm, train, test, parse_neurons(neurons), params, 0.02, prompt_format=prompt_format, batch_size=4,
+    evaluation, _, _ = evaluate_masking(base_lm, train, test, parse_neurons(neurons), params, 0.02, prompt_format=prompt_format, batch_size=4,
                                      progress=False, workers=1, max_length=None)
     assert evaluation["prompt_format"] == "plain" and evaluation["engine"] == "layered"
     from emoneurons.evaluate.shots import draw_shots
