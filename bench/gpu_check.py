@@ -220,8 +220,8 @@ def check_count(device: str, folder: Path) -> dict:
     for positions in ("all", "last"):
         for activation in ("gate", "product"):
             kwargs = dict(positions=positions, activation=activation, batch_size=4, max_length=512, max_padding=1.0)
-            f_dev, T_dev = activation_counts(lm_dev, DIALOGUES, LABELS, **kwargs)
-            f_cpu, T_cpu = activation_counts(lm_cpu, DIALOGUES, LABELS, **kwargs)
+            f_dev, T_dev, _ = activation_counts(lm_dev, DIALOGUES, LABELS, **kwargs)
+            f_cpu, T_cpu, _ = activation_counts(lm_cpu, DIALOGUES, LABELS, **kwargs)
             cells = int((f_dev != f_cpu).sum())
             # float32 on two devices rounds differently: a gate value within rounding of 0 may flip
             passed = torch.equal(T_dev, T_cpu) and cells <= max(1, f_cpu.numel() // 10_000)
@@ -277,7 +277,7 @@ def check_mask_eval(device: str, folder: Path) -> dict:
     neurons = _neurons_json(lm_cpu)
     # params' eval.controls (matched first) draw by P(active): the train split's, counted on the CPU
     train = _split(3)
-    f, T = activation_counts(lm_cpu, train["dialogue"].to_list(), train["label"].to_list(), positions="all",
+    f, T, _ = activation_counts(lm_cpu, train["dialogue"].to_list(), train["label"].to_list(), positions="all",
                              activation="gate", batch_size=4, max_length=512, max_padding=1.0)
     p_active = overall_activation_probability(f, T)
     params = _params().eval.model_copy(update={"ratios": (0.02,), "layer_ranges": ("top",), "control_draws": 1,

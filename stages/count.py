@@ -24,7 +24,6 @@ from emoneurons.runtime.resume import CountSchedule, count_checkpoints
 from emoneurons.runtime.stage_run import model_from, run_stage
 from emoneurons.text.nrc_lexicon import cue_words
 from emoneurons.text.prompt_format import resolve_prompt_format
-from emoneurons.text.truncation import Truncation
 
 
 def main(
@@ -49,10 +48,9 @@ def main(
                         padding_masks_only=True)  # counting passes 2D padding masks: flash-attention may run it
         # eval.prompt_format, resolved for this model once: what is counted and what meta.json says
         prompt_format = resolve_prompt_format(lm.tokenizer, settings.eval.prompt_format) if count.text == "prompt" else None
-        cut: list[Truncation] = []
-        f, T = count_dialogues(
+        f, T, cut = count_dialogues(
             lm, dialogues, positions=count.positions, text=count.text, activation=count.activation,
-            batch_size=model_params.batch_size, max_length=model_params.max_length, desc="count", truncation=cut,
+            batch_size=model_params.batch_size, max_length=model_params.max_length, desc="count",
             prompt_format=prompt_format, schedule=CountSchedule(ranks, saved, count.checkpoint_every),
             skip_cues=skip_cues,
         )
@@ -74,7 +72,7 @@ def main(
         "tokens": dict(zip(EMOTIONS, T.tolist())),
         "layers": f.shape[0],
         "neurons": f.shape[1],
-        "truncated": cut[0].record(),  # dialogues cut to model.max_length (docs/CONTRACTS.md)
+        "truncated": cut.record(),  # dialogues cut to model.max_length (docs/CONTRACTS.md)
         "compute": compute_record(lm.device),  # threads, kernels, torch: what else the counts depend on
     }
     # One folder renamed into place whole: the counts and their meta never disagree.
@@ -84,8 +82,8 @@ def main(
         COUNT_CHECKS.at(tmp).write_text(json.dumps(checks_record(checked), indent=2) + "\n")
     ranks.barrier()  # every rank is past its last save
     saved.remove()
-    if cut[0].dialogues:
-        print(cut[0].describe(len(dialogues), "count"), file=sys.stderr)
+    if cut.dialogues:
+        print(cut.describe(len(dialogues), "count"), file=sys.stderr)
     tokens = ", ".join(f"{e} {t}" for e, t in zip(EMOTIONS, T.tolist()))
     print(f"count: {len(dialogues)} dialogues, {int(T.sum())} counted tokens ({tokens}); f {list(f.shape)}")
 

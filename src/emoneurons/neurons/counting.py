@@ -28,7 +28,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, get_args
+from typing import Any, NamedTuple, Protocol, get_args
 
 import numpy as np
 import torch
@@ -357,7 +357,16 @@ def count_batches(lm: LoadedModel, items: Sequence[CountedText], batches: Sequen
         _feed_batches(lm, batches, lambda indices: [items[i] for i in indices], tokens, current, T, desc, finished)
 
 
-def activation_counts(lm: LoadedModel, dialogues: Sequence[str], emotions: Sequence[str], **options: Any) -> tuple[torch.Tensor, torch.Tensor]:
+class ActivationCounts(NamedTuple):
+    """What count_dialogues returns: f int64 [layers, neurons, 6] (active counted tokens per
+    emotion), T int64 [6] (counted tokens), and what model.max_length cut from the dialogues."""
+
+    f: torch.Tensor
+    T: torch.Tensor
+    truncation: Truncation
+
+
+def activation_counts(lm: LoadedModel, dialogues: Sequence[str], emotions: Sequence[str], **options: Any) -> ActivationCounts:
     """count_dialogues over dialogues and their emotions given as lists (ValueError on a length
     mismatch or an unknown emotion)."""
     return count_dialogues(lm, DialogueList(dialogues, emotions), **options)
@@ -375,12 +384,11 @@ def count_dialogues(
     max_padding: float = 0.1,
     desc: str = "",
     prompt_format: ResolvedPromptFormat | None = None,
-    truncation: list[Truncation] | None = None,
     schedule: BatchSchedule | None = None,
     skip_cues: Collection[str] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """f int64 [layers, neurons, 6] (active counted tokens per emotion) and T int64 [6] (counted tokens).
-    Dialogues past max_length are cut (warned); `truncation`, when given, receives what was cut.
+) -> ActivationCounts:
+    """f int64 [layers, neurons, 6] (active counted tokens per emotion), T int64 [6] (counted
+    tokens) and what was cut: dialogues past max_length are cut (warned).
     `prompt_format` (text=prompt): chat or plain, resolved where the model was loaded.
     `skip_cues`: cue words whose tokens are fed but counted in neither f nor T.
     `schedule`: run only some batches, resume from saved counts, combine with other processes.
@@ -411,8 +419,6 @@ def count_dialogues(
         mine[first:last] = store.full[first:last]
         full = schedule.merged(torch.from_numpy(mine)).numpy()  # every dialogue's token count, on every process
         cut = _truncation(full, len(prefix), max_length, budget)
-        if truncation is not None:
-            truncation.append(cut)
         if cut.dialogues:
             warnings.warn(f"{cut.dialogues} of {n} dialogues truncated to max_length={max_length} tokens", stacklevel=2)
         rows = np.flatnonzero(np.minimum(full, budget) > 0)  # the dialogues with tokens left to count
@@ -447,7 +453,7 @@ def count_dialogues(
             tokens = int(sum(lengths[i] for b in todo for i in batches[b]))
             _feed_batches(lm, [batches[b] for b in todo], load, tokens, current, T, desc, finished)
     stacked, T = schedule.combine(_stacked(whole, counts), T)
-    return stacked.permute(0, 2, 1).contiguous().cpu(), T
+    return ActivationCounts(stacked.permute(0, 2, 1).contiguous().cpu(), T, cut)
 
 
 def _store_name(schedule: BatchSchedule) -> str:

@@ -40,15 +40,14 @@ def test_counts_from_the_split_read_in_pieces_equal_counts_from_lists(tiny_llama
     if options.get("text") == "prompt":  # room for the prompt's prefix and 20 tokens of each dialogue
         options = {**options, "max_length": len(counting.count_prefix(tiny_llama.tokenizer, "prompt", "chat")) + 20}
     kwargs = {"batch_size": 4, "max_length": 1024, **options}
-    cut_lists, cut_pieces = [], []
-    expected = activation_counts(tiny_llama, DIALOGUES, EMOTION_OF, truncation=cut_lists, **kwargs)
-    f, T = count_dialogues(tiny_llama, ParquetDialogues(_train(tmp_path)), truncation=cut_pieces, **kwargs)
+    expected = activation_counts(tiny_llama, DIALOGUES, EMOTION_OF, **kwargs)
+    f, T, cut_pieces = count_dialogues(tiny_llama, ParquetDialogues(_train(tmp_path)), **kwargs)
     assert torch.equal(f, expected[0]) and torch.equal(T, expected[1]) and int(T.sum()) > 0
     # what model.max_length cut, from the stored lengths: what counting_inputs says tokenizing everything at once
     items, whole = counting_inputs(tiny_llama.tokenizer, DIALOGUES, EMOTION_OF, max_length=kwargs["max_length"],
                                    text=options.get("text", "dialogue"), positions=options.get("positions", "all"),
                                    prompt_format=options.get("prompt_format"))
-    assert cut_pieces[0] == cut_lists[0] == whole
+    assert cut_pieces == expected.truncation == whole
     assert whole.dialogues > 0  # some were cut
 
 
@@ -78,14 +77,14 @@ def test_a_resumed_count_reads_its_tokens_back_instead_of_tokenizing(tiny_llama,
 
     monkeypatch.setattr(counting, "encode_dialogues", no_tokenizing)
     second = CountSchedule(Ranks(), store, every=2)
-    f, T = count_dialogues(tiny_llama, train, schedule=second, **kwargs)
+    f, T, _ = count_dialogues(tiny_llama, train, schedule=second, **kwargs)
     assert second.resumed == 4 and torch.equal(f, expected[0]) and torch.equal(T, expected[1])
     # other params under the same key (a test's shortcut; the stage's key holds model.max_length): the
     # store's recipe differs and it is rebuilt (the partial counts, of other batches, go too)
     monkeypatch.undo()
     (store.folder / first.name).unlink()
     third = CountSchedule(Ranks(), store, every=2)
-    f, T = count_dialogues(tiny_llama, train, schedule=third, batch_size=4, max_length=64)
+    f, T, _ = count_dialogues(tiny_llama, train, schedule=third, batch_size=4, max_length=64)
     assert torch.equal(f, count_dialogues(tiny_llama, train, batch_size=4, max_length=64)[0])
 
 

@@ -43,7 +43,7 @@ def test_counts_equal_naive_reference(tiny_llama, activation, text, positions):
     f_ref, T_ref = naive_counts(tiny_llama, DIALOGUES, LABELS, positions=positions, text=text, activation=activation)
     for padding_side in ("left", "right"):
         lm = with_padding_side(tiny_llama, padding_side)
-        f, T = activation_counts(
+        f, T, _ = activation_counts(
             lm, DIALOGUES, LABELS, positions=positions, text=text, activation=activation, batch_size=3, max_length=512,
             prompt_format="chat", max_padding=1.0,  # batches of 3 whatever their lengths: padding in every batch
         )
@@ -94,7 +94,7 @@ def test_bos_is_fed_but_not_counted(tiny_llama):
     assert tokenizer.encode("A: hi", add_special_tokens=True)[0] == tokenizer.bos_token_id
     assert added_special_prefix(tokenizer) == [tokenizer.bos_token_id]  # what the reference feeds first
     lm = LoadedModel(model=tiny_llama.model, tokenizer=tokenizer, name="tiny-bos")
-    f, T = activation_counts(lm, DIALOGUES, LABELS, positions="all", text="dialogue", activation="gate", batch_size=4, max_length=512)
+    f, T, _ = activation_counts(lm, DIALOGUES, LABELS, positions="all", text="dialogue", activation="gate", batch_size=4, max_length=512)
     f_ref, T_ref = naive_counts(lm, DIALOGUES, LABELS, positions="all", text="dialogue", activation="gate")
     own = [len(tokenizer.encode(d, add_special_tokens=False)) for d in DIALOGUES]
     assert T.tolist() == [sum(n for n, e in zip(own, LABELS) if e == emotion) for emotion in EMOTIONS]
@@ -106,7 +106,7 @@ def test_truncation_warns_and_counts_only_kept_tokens(tiny_llama):
     limit = 10
     assert sum(n > limit for n in lengths) >= 2
     with pytest.warns(UserWarning, match=rf"{sum(n > limit for n in lengths)} of 7 dialogues truncated"):
-        _, T = activation_counts(tiny_llama, DIALOGUES, LABELS, batch_size=4, max_length=limit)
+        _, T, _ = activation_counts(tiny_llama, DIALOGUES, LABELS, batch_size=4, max_length=limit)
     assert T.tolist() == [sum(min(n, limit) for n, e in zip(lengths, LABELS) if e == emotion) for emotion in EMOTIONS]
 
 

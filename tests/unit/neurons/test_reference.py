@@ -40,7 +40,7 @@ def test_method_end_to_end_equals_the_accelerators(tiny_llama, activation, posit
     # 1. count, with the classification prompt's prefix fed first (count.text: prompt)
     f_ref, T_ref = reference.count_activations(model, own, LABELS, prefix=classification_prompt(tok, prompt_format="chat").prefix,
                                                positions=positions, activation=activation)
-    f, T = activation_counts(tiny_llama, DIALOGUES, LABELS, text="prompt", positions=positions, activation=activation,
+    f, T, _ = activation_counts(tiny_llama, DIALOGUES, LABELS, text="prompt", positions=positions, activation=activation,
                              batch_size=3, max_length=1024, max_padding=1.0, prompt_format="chat")
     assert torch.equal(f, f_ref) and torch.equal(T, T_ref)
     assert 0 < int(f.sum()) < int(T.sum()) * f.shape[0] * f.shape[1]  # neither none nor all active

@@ -92,12 +92,12 @@ def test_count_resumed_from_a_checkpoint_equals_an_uninterrupted_count(tiny_llam
     except Killed:
         pass
     second = CountSchedule(Ranks(), store, every=3)
-    f, T = activation_counts(tiny_llama, DIALOGUES, EMOTION_OF, schedule=second, **kwargs)
+    f, T, _ = activation_counts(tiny_llama, DIALOGUES, EMOTION_OF, schedule=second, **kwargs)
     assert second.resumed == 3
     assert torch.equal(f, expected[0]) and torch.equal(T, expected[1])
     # a checkpoint of another batch layout (batch_size changed, same key) is not used
     third = CountSchedule(Ranks(), store, every=3)
-    f, T = activation_counts(tiny_llama, DIALOGUES, EMOTION_OF, schedule=third, batch_size=2, max_length=64)
+    f, T, _ = activation_counts(tiny_llama, DIALOGUES, EMOTION_OF, schedule=third, batch_size=2, max_length=64)
     assert third.resumed == 0 and torch.equal(f, expected[0]) and torch.equal(T, expected[1])
     assert "does not match this run's batches" in capsys.readouterr().err
 
@@ -113,7 +113,7 @@ def test_count_from_a_truncated_checkpoint_warns_once_and_counts_afresh(tiny_lla
     path.write_bytes(data[: len(data) - 7])  # the end of the counts is lost
     capsys.readouterr()
     fresh = CountSchedule(Ranks(), store, every=2)
-    f, T = activation_counts(tiny_llama, DIALOGUES, EMOTION_OF, schedule=fresh, **kwargs)
+    f, T, _ = activation_counts(tiny_llama, DIALOGUES, EMOTION_OF, schedule=fresh, **kwargs)
     assert fresh.resumed == 0 and torch.equal(f, expected[0]) and torch.equal(T, expected[1])
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("checkpoint: ")]
     assert len(err) == 1 and "unreadable" in err[0] and "starting afresh" in err[0]
