@@ -76,7 +76,7 @@ def main(
           f"{threads} thread(s), batch {settings.batch_size}")
     for repeat in range(repeats):
         start = time.perf_counter()
-        _, T, _ = activation_counts(lm, texts, emotions, **kwargs)
+        _, T, _ = activation_counts(lm, texts, emotions, text="dialogue", positions="all", activation="gate", **kwargs)
         rates["count"].append(int(T.sum()) / (time.perf_counter() - start))
         start = time.perf_counter()
         activity = neuron_activity(lm, texts, neurons, k=PARAMS.cards.contexts, **kwargs)

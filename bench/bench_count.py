@@ -83,7 +83,7 @@ def bench(lm: LoadedModel, dialogues: list[str], emotions: list[str], batch_size
     real = sum(int(b.attention_mask.sum()) for b in batches)
     processed = sum(b.attention_mask.numel() for b in batches)
     plain_times, count_times = [], []
-    activation_counts(lm, dialogues[:batch_size], emotions[:batch_size], batch_size=batch_size, max_length=1024, text=text)  # warm-up
+    activation_counts(lm, dialogues[:batch_size], emotions[:batch_size], batch_size=batch_size, max_length=1024, text=text, positions="all", activation="gate")  # warm-up
     for repeat in range(repeats):
         order = ("plain", "count") if repeat % 2 == 0 else ("count", "plain")  # interleaved, alternating first
         for kind in order:
@@ -91,7 +91,7 @@ def bench(lm: LoadedModel, dialogues: list[str], emotions: list[str], batch_size
             if kind == "plain":
                 plain_forward(lm, batches)
             else:
-                activation_counts(lm, dialogues, emotions, batch_size=batch_size, max_length=1024, text=text, desc="bench")
+                activation_counts(lm, dialogues, emotions, batch_size=batch_size, max_length=1024, text=text, desc="bench", positions="all", activation="gate")
             (plain_times if kind == "plain" else count_times).append(time.perf_counter() - start)
     plain_tps, count_tps = real / statistics.median(plain_times), real / statistics.median(count_times)
     print(

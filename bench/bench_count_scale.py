@@ -75,7 +75,7 @@ def main(
     before = rss_mib()
     recorder = Recorder()
     wall = time.perf_counter()
-    f, T, _ = activation_counts(lm, texts, emotions, batch_size=batch_size, max_length=1024, schedule=recorder, desc="scale")
+    f, T, _ = activation_counts(lm, texts, emotions, batch_size=batch_size, max_length=1024, schedule=recorder, desc="scale", text="dialogue", positions="all", activation="gate")
     wall = time.perf_counter() - wall
     total = int(T.sum())
     print(f"{lm.name}, {threads} thread(s), torch {torch.__version__}: {dialogues} dialogues, {total} counted tokens, "

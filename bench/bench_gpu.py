@@ -153,7 +153,7 @@ def measure(*, tiny: bool, layers: int | None, device: str, dtype: str, dialogue
                            position_ids=b.position_ids.to(where), use_cache=False)
 
     def count() -> None:
-        activation_counts(lm, texts, emotions, batch_size=batch_size, max_length=1 << 16, desc="bench")
+        activation_counts(lm, texts, emotions, batch_size=batch_size, max_length=1 << 16, desc="bench", text="dialogue", positions="all", activation="gate")
 
     plain()  # warm-up (kernels, allocator)
     plain_s, count_s = timed(plain, where), timed(count, where)

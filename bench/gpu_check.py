@@ -219,7 +219,7 @@ def check_count(device: str, folder: Path) -> dict:
     ok = True
     for positions in ("all", "last"):
         for activation in ("gate", "product"):
-            kwargs = dict(positions=positions, activation=activation, batch_size=4, max_length=512, max_padding=1.0)
+            kwargs = dict(text="dialogue", positions=positions, activation=activation, batch_size=4, max_length=512, max_padding=1.0)
             f_dev, T_dev, _ = activation_counts(lm_dev, DIALOGUES, LABELS, **kwargs)
             f_cpu, T_cpu, _ = activation_counts(lm_cpu, DIALOGUES, LABELS, **kwargs)
             cells = int((f_dev != f_cpu).sum())
@@ -278,7 +278,7 @@ def check_mask_eval(device: str, folder: Path) -> dict:
     # params' eval.controls (matched first) draw by P(active): the train split's, counted on the CPU
     train = _split(3)
     f, T, _ = activation_counts(lm_cpu, train["dialogue"].to_list(), train["label"].to_list(), positions="all",
-                             activation="gate", batch_size=4, max_length=512, max_padding=1.0)
+                             activation="gate", batch_size=4, max_length=512, max_padding=1.0, text="dialogue")
     p_active = overall_activation_probability(f, T)
     params = _params().eval.model_copy(update={"ratios": (0.02,), "layer_ranges": ("top",), "control_draws": 1,
                                                "bootstrap": 100})

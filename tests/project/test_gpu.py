@@ -71,7 +71,7 @@ def test_the_cuda_kernel_is_used_and_matches_sdpa():
 @pytest.mark.parametrize("positions", ["all", "last"])
 @pytest.mark.parametrize("activation", ["gate", "product"])
 def test_counts_on_cuda_equal_the_cpu(tiny_llama, positions, activation):
-    kwargs = dict(positions=positions, activation=activation, batch_size=3, max_length=512, max_padding=1.0)
+    kwargs = dict(text="dialogue", positions=positions, activation=activation, batch_size=3, max_length=512, max_padding=1.0)
     f, T, _ = activation_counts(on(tiny_llama, "cuda"), DIALOGUES, LABELS, **kwargs)
     f_cpu, T_cpu, _ = activation_counts(tiny_llama, DIALOGUES, LABELS, **kwargs)
     assert f.device.type == "cpu" and torch.equal(T, T_cpu)

@@ -41,3 +41,14 @@ def test_the_scan_sees_a_default() -> None:
     tree = ast.parse("def f(a, batch_size: int = 16, *, max_length: int = 1024, b=1, prompt_format='auto'): pass\n"
                      "def g(prompt_format=None, batch_size=None): pass")
     assert defaulted(tree) == [("f", "batch_size"), ("f", "max_length"), ("f", "prompt_format")]
+
+
+def test_count_takes_the_count_section_from_its_caller() -> None:
+    """count.text, count.positions and count.activation: count_dialogues has no value of its own."""
+    import inspect
+
+    from emoneurons.neurons.counting import count_dialogues
+
+    parameters = inspect.signature(count_dialogues).parameters
+    assert {name: parameters[name].default for name in ("text", "positions", "activation")} == dict.fromkeys(
+        ("text", "positions", "activation"), inspect.Parameter.empty)

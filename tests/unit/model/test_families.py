@@ -81,7 +81,7 @@ def test_counts_equal_naive_reference(family_lm):
             tokenizer = copy.deepcopy(family_lm.tokenizer)
             tokenizer.padding_side = side
             lm = LoadedModel(model=family_lm.model, tokenizer=tokenizer, name=family_lm.name)
-            f, T, _ = activation_counts(lm, DIALOGUES, LABELS, text="prompt", activation=activation, batch_size=3, max_length=1024, max_padding=1.0, prompt_format="chat")
+            f, T, _ = activation_counts(lm, DIALOGUES, LABELS, text="prompt", activation=activation, batch_size=3, max_length=1024, max_padding=1.0, prompt_format="chat", positions="all")
             assert torch.equal(T, T_ref) and torch.equal(f, f_ref), (activation, side)
         assert 0 < int(f.sum()) < int(T.sum()) * LAYERS * FFN
 

@@ -39,7 +39,7 @@ def test_counts_from_the_split_read_in_pieces_equal_counts_from_lists(tiny_llama
     monkeypatch.setattr(counting, "PIECE_CHARS", 150)  # tokenized one or two dialogues at a time
     if options.get("text") == "prompt":  # room for the prompt's prefix and 20 tokens of each dialogue
         options = {**options, "max_length": len(counting.count_prefix(tiny_llama.tokenizer, "prompt", "chat")) + 20}
-    kwargs = {"batch_size": 4, "max_length": 1024, **options}
+    kwargs = {"text": "dialogue", "positions": "all", "activation": "gate", "batch_size": 4, "max_length": 1024, **options}
     expected = activation_counts(tiny_llama, DIALOGUES, EMOTION_OF, **kwargs)
     f, T, cut_pieces = count_dialogues(tiny_llama, ParquetDialogues(_train(tmp_path)), **kwargs)
     assert torch.equal(f, expected[0]) and torch.equal(T, expected[1]) and int(T.sum()) > 0
@@ -52,7 +52,7 @@ def test_counts_from_the_split_read_in_pieces_equal_counts_from_lists(tiny_llama
 
 
 def test_a_resumed_count_reads_its_tokens_back_instead_of_tokenizing(tiny_llama, tmp_path, monkeypatch):
-    kwargs = dict(batch_size=4, max_length=20)
+    kwargs = dict(text="dialogue", positions="all", activation="gate", batch_size=4, max_length=20)
     train = ParquetDialogues(_train(tmp_path))
     expected = count_dialogues(tiny_llama, train, **kwargs)
     store = Checkpoints(tmp_path / "ck", "count", "k")
@@ -84,8 +84,8 @@ def test_a_resumed_count_reads_its_tokens_back_instead_of_tokenizing(tiny_llama,
     monkeypatch.undo()
     (store.folder / first.name).unlink()
     third = CountSchedule(Ranks(), store, every=2)
-    f, T, _ = count_dialogues(tiny_llama, train, schedule=third, batch_size=4, max_length=64)
-    assert torch.equal(f, count_dialogues(tiny_llama, train, batch_size=4, max_length=64)[0])
+    f, T, _ = count_dialogues(tiny_llama, train, schedule=third, batch_size=4, max_length=64, text="dialogue", positions="all", activation="gate")
+    assert torch.equal(f, count_dialogues(tiny_llama, train, batch_size=4, max_length=64, text="dialogue", positions="all", activation="gate")[0])
 
 
 def test_a_store_cut_short_or_of_another_recipe_is_not_read(tmp_path):

@@ -106,20 +106,20 @@ def test_truncation_warns_and_counts_only_kept_tokens(tiny_llama):
     limit = 10
     assert sum(n > limit for n in lengths) >= 2
     with pytest.warns(UserWarning, match=rf"{sum(n > limit for n in lengths)} of 7 dialogues truncated"):
-        _, T, _ = activation_counts(tiny_llama, DIALOGUES, LABELS, batch_size=4, max_length=limit)
+        _, T, _ = activation_counts(tiny_llama, DIALOGUES, LABELS, batch_size=4, max_length=limit, text="dialogue", positions="all", activation="gate")
     assert T.tolist() == [sum(min(n, limit) for n, e in zip(lengths, LABELS) if e == emotion) for emotion in EMOTIONS]
 
 
 def test_hooks_are_removed(tiny_llama):
-    activation_counts(tiny_llama, DIALOGUES[:2], LABELS[:2], activation="gate", batch_size=2, max_length=1024)
-    activation_counts(tiny_llama, DIALOGUES[:2], LABELS[:2], activation="product", batch_size=2, max_length=1024)
+    activation_counts(tiny_llama, DIALOGUES[:2], LABELS[:2], activation="gate", batch_size=2, max_length=1024, text="dialogue", positions="all")
+    activation_counts(tiny_llama, DIALOGUES[:2], LABELS[:2], activation="product", batch_size=2, max_length=1024, text="dialogue", positions="all")
     for layer in tiny_llama.model.model.layers:
         assert not layer.mlp.gate_proj._forward_hooks and not layer.mlp.down_proj._forward_pre_hooks
 
 
 def test_unknown_emotion_is_rejected(tiny_llama):
     with pytest.raises(ValueError, match="unknown emotion 'joy'"):
-        activation_counts(tiny_llama, ["A: hi"], ["joy"], batch_size=16, max_length=1024)
+        activation_counts(tiny_llama, ["A: hi"], ["joy"], batch_size=16, max_length=1024, text="dialogue", positions="all", activation="gate")
 
 
 def test_model_without_gated_ffn_fails_before_any_work():
@@ -128,7 +128,7 @@ def test_model_without_gated_ffn_fails_before_any_work():
     model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=16, n_head=2, vocab_size=50, n_positions=32)).eval()
     lm = LoadedModel(model=model, tokenizer=None, name="tiny-gpt2")  # never reached: no tokenizer needed
     with pytest.raises(UnsupportedModelError, match="GPT2LMHeadModel.*gate_proj"):
-        activation_counts(lm, ["A: hi"], ["anger"], batch_size=16, max_length=1024)
+        activation_counts(lm, ["A: hi"], ["anger"], batch_size=16, max_length=1024, text="dialogue", positions="all", activation="gate")
 
 
 def test_counts_stay_on_the_device_inside_the_loop(tiny_llama, tensor_reads):
@@ -137,7 +137,7 @@ def test_counts_stay_on_the_device_inside_the_loop(tiny_llama, tensor_reads):
     results = []
     for batch_size, max_padding in ((1, 0.1), (len(DIALOGUES), 1.0)):
         tensor_reads.clear()
-        results.append(activation_counts(tiny_llama, DIALOGUES, LABELS, batch_size=batch_size, max_length=1024, max_padding=max_padding))
+        results.append(activation_counts(tiny_llama, DIALOGUES, LABELS, batch_size=batch_size, max_length=1024, max_padding=max_padding, text="dialogue", positions="all", activation="gate"))
         reads.append(dict(tensor_reads))
     assert reads[0] == reads[1] and reads[0].get("cpu", 0) <= 2
     assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])

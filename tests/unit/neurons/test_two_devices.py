@@ -49,7 +49,7 @@ def test_counting_follows_each_layers_device(tiny_llama, two_devices, activation
     with strict_devices():
         count_batches(two_devices, items, batches, counts, T, activation=activation)
     f, T_all, _ = activation_counts(tiny_llama, DIALOGUES, LABELS, positions=positions, activation=activation, batch_size=3,
-                                 max_length=512, max_padding=1.0)
+                                 max_length=512, max_padding=1.0, text="dialogue")
     assert torch.equal(T, T_all)
     assert torch.equal(torch.stack(counts[:CPU_LAYERS]).permute(0, 2, 1), f[:CPU_LAYERS])
     assert 0 < int(f[:CPU_LAYERS].sum())

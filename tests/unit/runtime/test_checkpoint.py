@@ -73,7 +73,7 @@ def test_a_saved_condition_of_other_rows_is_redone(tmp_path, capsys):
 
 
 def test_count_resumed_from_a_checkpoint_equals_an_uninterrupted_count(tiny_llama, tmp_path, capsys):
-    kwargs = dict(batch_size=4, max_length=64)
+    kwargs = dict(text="dialogue", positions="all", activation="gate", batch_size=4, max_length=64)
     expected = activation_counts(tiny_llama, DIALOGUES, EMOTION_OF, **kwargs)
     store = Checkpoints(tmp_path, "count", "k")
     first = CountSchedule(Ranks(), store, every=3)
@@ -97,13 +97,13 @@ def test_count_resumed_from_a_checkpoint_equals_an_uninterrupted_count(tiny_llam
     assert torch.equal(f, expected[0]) and torch.equal(T, expected[1])
     # a checkpoint of another batch layout (batch_size changed, same key) is not used
     third = CountSchedule(Ranks(), store, every=3)
-    f, T, _ = activation_counts(tiny_llama, DIALOGUES, EMOTION_OF, schedule=third, batch_size=2, max_length=64)
+    f, T, _ = activation_counts(tiny_llama, DIALOGUES, EMOTION_OF, schedule=third, batch_size=2, max_length=64, text="dialogue", positions="all", activation="gate")
     assert third.resumed == 0 and torch.equal(f, expected[0]) and torch.equal(T, expected[1])
     assert "does not match this run's batches" in capsys.readouterr().err
 
 
 def test_count_from_a_truncated_checkpoint_warns_once_and_counts_afresh(tiny_llama, tmp_path, capsys):
-    kwargs = dict(batch_size=4, max_length=64)
+    kwargs = dict(text="dialogue", positions="all", activation="gate", batch_size=4, max_length=64)
     expected = activation_counts(tiny_llama, DIALOGUES, EMOTION_OF, **kwargs)
     store = Checkpoints(tmp_path, "count", "k")
     saving = CountSchedule(Ranks(), store, every=2)

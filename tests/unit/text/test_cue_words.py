@@ -123,8 +123,8 @@ def plain_counts_without_cues(lm, dialogues, emotions, cues):
 
 
 def test_counts_without_cue_tokens_equal_a_plain_reference(tiny_llama):
-    f_all, T_all, _ = activation_counts(tiny_llama, COUNTING_DIALOGUES, COUNTING_LABELS, batch_size=3, max_length=512, max_padding=1.0)
-    f, T, _ = activation_counts(tiny_llama, COUNTING_DIALOGUES, COUNTING_LABELS, batch_size=3, max_length=512, max_padding=1.0, skip_cues=CUES)
+    f_all, T_all, _ = activation_counts(tiny_llama, COUNTING_DIALOGUES, COUNTING_LABELS, batch_size=3, max_length=512, max_padding=1.0, text="dialogue", positions="all", activation="gate")
+    f, T, _ = activation_counts(tiny_llama, COUNTING_DIALOGUES, COUNTING_LABELS, batch_size=3, max_length=512, max_padding=1.0, skip_cues=CUES, text="dialogue", positions="all", activation="gate")
     f_ref, T_ref = plain_counts_without_cues(tiny_llama, COUNTING_DIALOGUES, COUNTING_LABELS, CUES)
     assert torch.equal(T, T_ref) and torch.equal(f, f_ref)
     assert (T < T_all).sum() >= 4  # the cue words' tokens are really left out (fear, happiness, ... have cues)
