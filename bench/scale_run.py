@@ -316,7 +316,10 @@ def run_fraction(out: Path, fraction: float, records: int, until: str, model_dir
     shim = shim_dir / "python"
     shim.write_text(SHIM.format(python=sys.executable, log=str(folder / "stages.jsonl")))
     shim.chmod(0o755)
-    stage_env = {**env, "PATH": f"{shim_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"}
+    # PYTHONPATH: the stages import the project's own copy of the library (ahead of the editable
+    # install's work tree), so editing the repository while a benchmark runs changes nothing in it.
+    stage_env = {**env, "PATH": f"{shim_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+                 "PYTHONPATH": str(project / "src")}
     before = machine()
     began = time.time()
     killed = repro(project, until, stage_env, folder / "repro.log", kill_count_after)
