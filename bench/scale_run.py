@@ -193,7 +193,8 @@ usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 with open({log!r}, "a") as log:
     log.write(json.dumps({{"event": "end", "argv": sys.argv[1:], "pid": child.pid, "rc": code,
                           "wall_s": round(time.time() - start, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
-                          "cpu_s": round(usage.ru_utime + usage.ru_stime, 1)}}) + "\\n")
+                          "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
+                          "load_avg_1min": round(os.getloadavg()[0], 2)}}) + "\\n")
 sys.exit(code if code >= 0 else 128 - code)
 '''
 
@@ -276,11 +277,17 @@ def stage_figures(entries: list[dict], project: Path, records: int) -> dict[str,
         if entry["event"] == "end" and stage is not None:
             runs = figures.get(stage, {}).get("runs", 0) + 1
             figures[stage] = {"wall_s": entry["wall_s"], "peak_rss_mib": entry["peak_rss_mib"], "cpu_s": entry["cpu_s"],
-                              "rc": entry["rc"], "runs": runs}
-    meta = project / "data" / "counts" / "meta.json"
-    if "count" in figures and meta.exists():
-        tokens = sum(json.loads(meta.read_text())["tokens"].values())
-        figures["count"].update(tokens=tokens, tokens_per_s=round(tokens / figures["count"]["wall_s"], 1))
+                              "load_avg_1min_at_end": entry.get("load_avg_1min"), "rc": entry["rc"], "runs": runs}
+    # The three full passes over the train split, each over the same tokens (count's): their rates
+    # per second of wall time and per CPU second (the steadier figure on a shared machine).
+    passes = {"count": (project / "data/counts/meta.json", lambda d: sum(d["tokens"].values())),
+              "directions": (project / "reports/metrics/directions.json", lambda d: sum(d["summed"]["tokens"].values())),
+              "cards": (project / "reports/cards/cards.json", lambda d: d["tokens"])}
+    for stage, (path, tokens_of) in passes.items():
+        if stage in figures and path.exists():
+            tokens = tokens_of(json.loads(path.read_text()))
+            figures[stage].update(tokens=tokens, tokens_per_s=round(tokens / figures[stage]["wall_s"], 1),
+                                  tokens_per_cpu_s=round(tokens / max(figures[stage]["cpu_s"], 0.1), 1))
     report = project / "reports" / "filter.json"
     if "filter" in figures and report.exists():
         figures["filter"].update(records=records, kept=json.loads(report.read_text())["kept"])
@@ -316,13 +323,16 @@ def run_fraction(out: Path, fraction: float, records: int, until: str, model_dir
     shim = shim_dir / "python"
     shim.write_text(SHIM.format(python=sys.executable, log=str(folder / "stages.jsonl")))
     shim.chmod(0o755)
-    stage_env = {**env, "PATH": f"{shim_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"}
-    before = machine()
+    # PYTHONPATH: the stages import the project's own copy of the library (ahead of the editable
+    # install's work tree), so editing the repository while a benchmark runs changes nothing in it.
+    stage_env = {**env, "PATH": f"{shim_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env['PATH']}",
+                 "PYTHONPATH": str(project / "src")}
+    before, revision = machine(), commit()  # the revision copied into the project, not the tree's at the end
     began = time.time()
     killed = repro(project, until, stage_env, folder / "repro.log", kill_count_after)
     result = {
         "fraction": fraction, "records": n, "bytes": data_file.stat().st_size, "until": until,
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "commit": commit(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "commit": revision,
         "machine_before": before, "machine_after": machine(), "wall_s": round(time.time() - began, 1),
         "stages": stage_figures(read_log(folder / "stages.jsonl"), project, n),
     }
@@ -359,7 +369,7 @@ def summary(out: Path) -> str:
             if s is None:
                 cells.append("")
                 continue
-            rate = f", {s['tokens_per_s']:,.0f} tok/s" if "tokens_per_s" in s else ""
+            rate = f", {s['tokens_per_s']:,.0f} tok/s ({s['tokens_per_cpu_s']:,.0f}/CPU s)" if "tokens_per_s" in s else ""
             cells.append(f"{s['wall_s']:.1f} s{rate}, {s['peak_rss_mib']:,.0f} MiB")
         if any(cells):
             lines.append(f"| {stage} | " + " | ".join(cells) + " |")

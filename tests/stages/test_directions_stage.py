@@ -87,6 +87,22 @@ def test_outputs_read_back_and_the_streamed_sums_are_one_pass(project, tiny_toke
     assert chunked.record["by_layer"]["separation"] == pytest.approx(summary.by_layer["separation"], rel=1e-4)
 
 
+def test_one_progress_bar_over_the_whole_split(project, capsys):
+    """Fed a piece at a time, the stage still shows one bar over all the train dialogues (its ETA
+    is for the stage, not for the piece): every bar line counts toward the split's size."""
+    import re
+
+    params = load_params(project / "params.yaml")
+    tokens = SummedTokens(text="dialogue", positions="all", skip_cue_tokens=False, prompt_format="auto")
+    train = ParquetDialogues(project / "data/split/train.parquet")
+    run_directions(params.model, tokens, params.directions, train=train, counts=project / "data/counts",
+                   neurons=read_neurons(project / "data/neurons/neurons.json"), top_rate=0.05, control="matched",
+                   activity_bins=params.eval.activity_bins, chunk=5)
+    bars = re.findall(r"directions: +\d+%\|[^|]*\| *(\d+)/(\d+)", capsys.readouterr().err)
+    assert bars and {total for _, total in bars} == {str(len(train))}
+    assert bars[-1][0] == str(len(train)) and len(train) > 5  # more than one piece, one bar to the end
+
+
 def chunked_model(project: Path):
     from transformers import AutoModelForCausalLM
 

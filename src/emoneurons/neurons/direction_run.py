@@ -6,12 +6,14 @@ Memory: one piece of dialogues and the fixed-size sums."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from emoneurons.emotions import EMOTIONS
 from emoneurons.io.artifacts import COUNTS
@@ -98,15 +100,16 @@ def run_directions(model: ModelParams, tokens: SummedTokens, options: Directions
     _check_shapes(f, len(ffns), ffns[0].n_neurons, counts_file, "the model has")
     sums = ClassSums.for_model(lm)
     cut: Truncation | None = None
-    for dialogues, emotions in train_pieces(train, chunk):
-        part = accumulate_class_sums(
-            lm, dialogues, emotions, sums, text=tokens.text, positions=tokens.positions,
-            batch_size=model.batch_size, max_length=model.max_length, prompt_format=prompt_format, skip_cues=skip_cues,
-        )
-        if cut is None:
-            cut = part
-        else:
-            cut.merge(part)
+    with tqdm(total=len(train), desc="directions", unit=" dialogues", file=sys.stderr) as progress:
+        for dialogues, emotions in train_pieces(train, chunk):
+            part = accumulate_class_sums(
+                lm, dialogues, emotions, sums, text=tokens.text, positions=tokens.positions, batch_size=model.batch_size,
+                max_length=model.max_length, prompt_format=prompt_format, skip_cues=skip_cues, progress=progress,
+            )
+            if cut is None:
+                cut = part
+            else:
+                cut.merge(part)
     assert cut is not None  # ParquetDialogues: every emotion has dialogues
     selected = {e: neurons_by_layer(pairs) for e, pairs in selection.neurons.items()}
     computed = directions_summary(sums, write_directions(lm.model), overall_activation_probability(f, T), selected,

@@ -130,10 +130,11 @@ def accumulate_class_sums(
     prompt_format: ResolvedPromptFormat | None,
     skip_cues: Collection[str] | None = None,
     max_padding: float = 0.1,
-    desc: str = "directions",
+    progress: tqdm | None = None,
 ) -> Truncation:
     """Add these dialogues' tokens (count's tokens: module docstring) to `sums`; returns what
-    model.max_length cut from them."""
+    model.max_length cut from them. `progress`, when given, advances by each batch's dialogues (one
+    bar over the whole split, its ETA included, when the split is fed a piece at a time)."""
     items, truncated = counting_inputs(lm.tokenizer, dialogues, emotions, text=text, positions=positions,
                                        max_length=max_length, prompt_format=prompt_format, skip_cues=skip_cues)
     blocks, ffns = decoder_layers(lm.model), gated_ffns(lm.model)
@@ -151,12 +152,14 @@ def accumulate_class_sums(
     input_device = decoder.get_input_embeddings().weight.device
     batches = length_batches([len(item.ids) for item in items], batch_size, max_padding)
     with torch.inference_mode(), on_block_output(blocks, block_hooks), on_down_proj_input(ffns, value_hooks):
-        for indices in tqdm(batches, desc=desc, unit="batch", leave=False):
+        for indices in batches:
             batch = padded_batch([items[i] for i in indices], pad_id, lm.tokenizer.padding_side)
             current.set(batch)
             decoder(input_ids=batch.input_ids.to(input_device), attention_mask=batch.attention_mask.to(input_device),
                     position_ids=batch.position_ids.to(input_device), use_cache=False)
             tokens += torch.tensor(batch.counted, dtype=torch.int64)
+            if progress is not None:
+                progress.update(len(indices))
     for layer in range(len(ffns)):
         sums.hidden[layer] += hidden[layer].cpu()
         sums.squares[layer] += squares[layer].cpu()

@@ -84,7 +84,7 @@ def batched_sums(lm: LoadedModel, *, side: str, positions: str = "all", chunks: 
     step = -(-len(DIALOGUES) // chunks)
     for start in range(0, len(DIALOGUES), step):  # the stage feeds the split chunk by chunk
         accumulate_class_sums(padded, DIALOGUES[start:start + step], LABELS[start:start + step], sums, text="dialogue",
-                              positions=positions, batch_size=3, max_length=1024, prompt_format="auto", max_padding=1.0)
+                              positions=positions, batch_size=3, max_length=1024, prompt_format=None, max_padding=1.0)
     return sums
 
 
