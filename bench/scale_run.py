@@ -151,15 +151,16 @@ def save_tiny_model(folder: Path) -> None:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    from emoneurons.model.loading import EMBEDDED_GGUF, _converted_dir, embedded_model_dir
+    from emoneurons.model.embedded import SMOLLM2_GGUF, smollm2_dir
+    from emoneurons.model.loading import _converted_dir
 
     # The dequantised copy model.id `embedded` leaves in the user cache has the tokenizer in seconds;
     # read from the GGUF it takes a minute on a loaded machine. The same tokenizer either way.
-    converted = _converted_dir(str(embedded_model_dir()), EMBEDDED_GGUF)
+    converted = _converted_dir(str(smollm2_dir()), SMOLLM2_GGUF)
     if (converted / "tokenizer.json").exists():
         tokenizer = AutoTokenizer.from_pretrained(str(converted))
     else:
-        tokenizer = AutoTokenizer.from_pretrained(str(embedded_model_dir()), gguf_file=EMBEDDED_GGUF)
+        tokenizer = AutoTokenizer.from_pretrained(str(smollm2_dir()), gguf_file=SMOLLM2_GGUF)
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=256, num_hidden_layers=4,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,

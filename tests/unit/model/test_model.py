@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from emoneurons.model.loading import EMBEDDED_GGUF, embedded_model_dir, load_model
+from emoneurons.model.embedded import SMOLLM2_GGUF, SMOLLM2_NAME, embedded_source, smollm2_dir
+from emoneurons.model.loading import _resolve, load_model
+from emoneurons.params import EMBEDDED_MODEL
 from helpers.repo_params import section
 
 
@@ -16,6 +18,16 @@ def test_local_folder_loads_the_same_weights(tmp_path, tiny_llama):
     ids = torch.tensor([tiny_llama.tokenizer.encode("A: what a day\nB: indeed")])
     assert torch.equal(loaded.model(ids).logits, tiny_llama.model(ids).logits)
     assert loaded.name == str(tmp_path / "m")
+
+
+def test_what_an_id_means_comes_from_embedded_py_for_embedded_names_only(tmp_path):
+    """params.py checks model.id against the embedded names; model/embedded.py says what each is,
+    and loading uses that: an embedded name is its package's file, any other id is itself."""
+    smollm2 = (str(smollm2_dir()), SMOLLM2_GGUF, SMOLLM2_NAME)
+    assert embedded_source(EMBEDDED_MODEL, None, tmp_path) == smollm2 == _resolve(section("model", id=EMBEDDED_MODEL))
+    assert _resolve(section("model", id="org/model")) == ("org/model", None, "org/model")
+    with pytest.raises(ValueError, match="not an embedded model"):
+        embedded_source("org/model", None, tmp_path)
 
 
 def test_missing_model_path_fails_clearly(tmp_path):
@@ -32,9 +44,9 @@ def test_embedded_gguf_copy_matches_direct_gguf_load(tmp_path, monkeypatch):
     monkeypatch.setenv("EMONEURONS_CACHE", str(tmp_path))
     loaded = load_model(section("model"))  # converts once, then loads from the copy
     assert any((tmp_path / "converted").glob("*/model.safetensors"))
-    source = embedded_model_dir()
-    direct = AutoModelForCausalLM.from_pretrained(source, gguf_file=EMBEDDED_GGUF, dtype=torch.float32).eval()
-    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=EMBEDDED_GGUF)
+    source = smollm2_dir()
+    direct = AutoModelForCausalLM.from_pretrained(source, gguf_file=SMOLLM2_GGUF, dtype=torch.float32).eval()
+    tokenizer = AutoTokenizer.from_pretrained(source, gguf_file=SMOLLM2_GGUF)
     text = "A: I can't believe you did that!\nB: I'm so sorry."
     assert tokenizer.encode(text) == loaded.tokenizer.encode(text)
     ids = torch.tensor([tokenizer.encode(text)])
