@@ -41,10 +41,12 @@ class Truncation:
     def record(self) -> dict[str, int]:
         return asdict(self)
 
-    def describe(self, total: int, stage: str) -> str:
-        """One line for the stage's log."""
+    def describe(self, total: int | None, stage: str) -> str:
+        """One line for the stage's log; `total`: the dialogues the rule saw (None where the stage
+        does not know it, as mask-eval, whose cut counts calibration dialogues beside the test ones)."""
+        of = f" of {total}" if total is not None else ""
         return (
-            f"{stage}: {self.dialogues} of {total} dialogues longer than their budget of {self.budget} tokens "
+            f"{stage}: {self.dialogues}{of} dialogues longer than their budget of {self.budget} tokens "
             f"(model.max_length {self.max_length}) were cut at the end: {self.tokens_cut} tokens in all, "
             f"at most {self.longest_cut} from one"
         )

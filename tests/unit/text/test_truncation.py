@@ -39,6 +39,8 @@ def test_cut_keeps_a_prefix_of_the_dialogue_within_budget_and_counts_the_cut(tin
     }
     line = truncation.describe(3, "count")
     assert "\n" not in line and f"{truncation.dialogues} of 3 dialogues" in line and "model.max_length 100" in line
+    # mask-eval's cut counts calibration dialogues beside the test ones: no "of <test dialogues>"
+    assert f"mask-eval: {truncation.dialogues} dialogues longer" in truncation.describe(None, "mask-eval")
 
 
 def test_counting_reports_what_max_length_cut(tiny_tokenizer):
