@@ -159,7 +159,7 @@ def measure(*, tiny: bool, layers: int | None, device: str, dtype: str, dialogue
     plain_s, count_s = timed(plain, where), timed(count, where)
     syncs = host_syncs(count, where)  # the aim: no host sync per batch (one more counting run)
     prompt = classification_prompt(lm.tokenizer, prompt_format="chat")
-    engine = MaskedClassifier(lm, prompt, texts, "score", batch_size=batch_size, max_new_tokens=1, boundaries=[0])
+    engine = MaskedClassifier(lm, prompt, texts, "score", batch_size=batch_size, max_new_tokens=1, boundaries=[0], label_format="bare", recalibrate=False)
     n_layers = lm.model.config.num_hidden_layers
     # A few neurons in every layer: the masked run recomputes every layer from the embeddings.
     mask = {layer: torch.tensor([0, 1, 2], device=where) for layer in range(n_layers)}

@@ -99,7 +99,7 @@ def bench(lm, label: str, batch_size: int, repeats: int = 1) -> None:
     prompt = classification_prompt(lm.tokenizer, shots, params.shot_instruction, prompt_format="chat")
     engine = MaskedClassifier(lm, prompt, test["dialogue"].to_list(), params.method, batch_size=batch_size,
                               boundaries=first_masked_layers(plan), label_format=params.label_format,
-                              reference=calibration_dialogues(train, params, shots), recalibrate=params.recalibrate)
+                              reference=calibration_dialogues(train, params, shots), recalibrate=params.recalibrate, max_new_tokens=8)
     lengths = [int(b.lengths.sum()) for b in engine.batches]
     print(f"[{label}] {n_layers} layers; prefix {len(prompt.prefix)} tokens, {len(test)} test dialogues "
           f"({sum(lengths)} dialogue+suffix tokens); plan: {len(plan)} conditions, {len(groups)} distinct masks")

@@ -158,7 +158,7 @@ def _classify(lm, method: str, masks: list) -> list:
 
     DIALOGUES, _ = _samples()
     prompt = classification_prompt(lm.tokenizer, [(DIALOGUES[1], "happiness"), (DIALOGUES[2], "disgust")], prompt_format="chat")
-    engine = MaskedClassifier(lm, prompt, DIALOGUES, method, batch_size=4, boundaries=[2], max_new_tokens=4)
+    engine = MaskedClassifier(lm, prompt, DIALOGUES, method, batch_size=4, boundaries=[2], max_new_tokens=4, label_format="bare", recalibrate=False)
     return [engine.classify(mask) for mask in [None, *masks]] + [engine.engine]
 
 

@@ -28,7 +28,7 @@ def on(lm: LoadedModel, device: str, dtype: torch.dtype = torch.float32) -> Load
 
 def scores(lm: LoadedModel, method: str = "score"):
     prompt = classification_prompt(lm.tokenizer, [(DIALOGUES[1], "happiness")], prompt_format="chat")
-    engine = MaskedClassifier(lm, prompt, DIALOGUES, method, batch_size=4, boundaries=[2], max_new_tokens=4)
+    engine = MaskedClassifier(lm, prompt, DIALOGUES, method, batch_size=4, boundaries=[2], max_new_tokens=4, label_format="bare", recalibrate=False)
     return engine, engine.classify(), engine.classify(MASK)
 
 

@@ -1,7 +1,8 @@
 """No library default for what params.yaml sets: a library function that takes a value params.yaml
-holds (model.batch_size, model.max_length, eval.prompt_format) gets it from its caller, so the
-pipeline's value is the only one. A prompt format may default to None (none given: a bare dialogue has
-no format), never to a format. neurons/reference.py, the tests' independent reference, is exempt."""
+holds (SET_BY_PARAMS) gets it from its caller, so the pipeline's value is the only one. A prompt
+format may default to None (none given: a bare dialogue has no format), never to a format; a seed
+to None where only one kind of backend uses it. neurons/reference.py, the tests' independent
+reference, is exempt."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ from pathlib import Path
 import emoneurons
 
 SOURCE = Path(emoneurons.__file__).parent
-SET_BY_PARAMS = ("batch_size", "max_length", "prompt_format")
+# params.yaml's keys that a library function takes under the same name (model.batch_size, model.max_length,
+# eval.prompt_format, eval.max_new_tokens, eval.label_format, eval.recalibrate, select.assign,
+# generate.max_turns, augment.max_retries, and the sections' seeds).
+SET_BY_PARAMS = ("batch_size", "max_length", "prompt_format", "max_new_tokens", "label_format", "recalibrate", "assign",
+                 "max_turns", "max_retries", "seed")
 EXEMPT = {"neurons/reference.py"}
 
 

@@ -21,7 +21,7 @@ def make_chat_backend(
     hf: HFGenerationParams | None = None,
     model: ModelParams | None = None,
     cache_dir: Path,
-    seed: int = 0,
+    seed: int | None = None,
     prompt_format: str | None = None,
 ) -> ChatBackend:
     """The backend of `kind`: openai needs `openai`; hf needs `hf`, `model` (loaded here) and
@@ -35,8 +35,8 @@ def make_chat_backend(
 
         return OpenAIChatBackend(openai, Path(cache_dir))
     if kind == "hf":
-        if hf is None or model is None or prompt_format is None:
-            raise ValueError("make_chat_backend('hf') needs hf=HFGenerationParams, model=ModelParams and prompt_format=")
+        if hf is None or model is None or prompt_format is None or seed is None:
+            raise ValueError("make_chat_backend('hf') needs hf=HFGenerationParams, model=ModelParams, prompt_format= and seed=")
         from emoneurons.backends.hf_generate import HFChatBackend
         from emoneurons.model.loading import load_model
         from emoneurons.text.prompt_format import resolve_prompt_format

@@ -32,6 +32,12 @@ if TYPE_CHECKING:
     from emoneurons.text.chat_prompt import ChatPrompt
 
 
+# An hf judge's own answer settings, not eval's (the judge labels dialogues for the filter, before
+# any eval setting applies): the first emotion word of a short greedy answer, or the bare label words scored.
+JUDGE_MAX_NEW_TOKENS = 8
+JUDGE_LABEL_FORMAT = "bare"
+
+
 class Judge(Protocol):
     name: str
 
@@ -89,7 +95,8 @@ class HFJudge:
     def _classify(self, dialogues: Sequence[str], retry: bool) -> list[str | None]:
         prompt = labelling_prompt(self.lm.tokenizer, self.prompt_format, retry=retry)
         desc = f"judge {self.name}" + (" (retry prompt)" if retry else "")
-        result = self.classify(self.lm, prompt, dialogues, self.method, batch_size=self.batch_size, desc=desc)
+        result = self.classify(self.lm, prompt, dialogues, self.method, batch_size=self.batch_size, desc=desc,
+                               max_new_tokens=JUDGE_MAX_NEW_TOKENS, label_format=JUDGE_LABEL_FORMAT)
         if result.cut_off is None:  # score: no answer is generated
             return result.predicted
         self.cut_off += sum(result.cut_off)

@@ -33,7 +33,7 @@ def _fill(line: str, topic: str, ctx: str, person: str) -> str:
 
 
 def template_dialogue(
-    topic: str, emotion: str, k: int, seed: int, max_turns: int = MAX_TURNS
+    topic: str, emotion: str, k: int, seed: int, max_turns: int
 ) -> tuple[str, str | None]:
     """The k-th template dialogue about `topic` conveying `emotion` in MIN_TURNS..max_turns turns,
     and the second emotion whose cues were mixed in (None for most; about MIXED_SHARE, seeded)."""

@@ -44,7 +44,7 @@ class GenerateStats:
 
 
 def template_dialogues(
-    topics: Sequence[str], emotions: Sequence[str], per_pair: int, seed: int, max_turns: int = 12
+    topics: Sequence[str], emotions: Sequence[str], per_pair: int, seed: int, max_turns: int
 ) -> tuple[pl.DataFrame, GenerateStats]:
     plan = dialogue_plan(topics, emotions, per_pair)
     stats = GenerateStats(planned=len(plan))

@@ -112,7 +112,7 @@ class AugmentStats:
 
 
 def augment_topics(
-    seeds: Sequence[str], n_seed: int, rounds: int, propose: Propose, max_retries: int = 3, source: str = "seeds"
+    seeds: Sequence[str], n_seed: int, rounds: int, propose: Propose, max_retries: int, source: str = "seeds"
 ) -> tuple[pl.DataFrame, AugmentStats]:
     """Seeds (near-duplicates folded, first `n_seed`) plus `rounds` rounds of alternatives: a table
     topic / round / parent (null for seeds), in the order topics were added, and the stats."""

@@ -121,11 +121,11 @@ class MaskedClassifier:
         method: ClassifyMethod,
         *,
         batch_size: int,
-        max_new_tokens: int = 8,
+        max_new_tokens: int,
         boundaries: Iterable[int] = (),
-        label_format: str = "bare",
+        label_format: str,
         reference: Sequence[str] = (),
-        recalibrate: bool = False,
+        recalibrate: bool,
         shared_attention: bool | None = None,
     ) -> None:
         """`reference`: dialogues (a content-free one, or train dialogues) whose mean label
@@ -439,16 +439,16 @@ def classify(
     method: ClassifyMethod,
     *,
     batch_size: int,
-    max_new_tokens: int = 8,
+    max_new_tokens: int,
     neurons: Mapping[int, Tensor] | None = None,
     desc: str = "",
-    label_format: str = "bare",
+    label_format: str,
     reference: Sequence[str] = (),
 ) -> Classification:
     """Classify `dialogues` with `prompt` (score: highest label log-likelihood; generate: first
     emotion word of the greedy answer, None when there is none), optionally with `neurons` masked."""
     engine = MaskedClassifier(lm, prompt, dialogues, method, batch_size=batch_size, max_new_tokens=max_new_tokens,
-                              label_format=label_format, reference=reference)
+                              label_format=label_format, reference=reference, recalibrate=False)
     if not desc:
         return engine.classify(neurons)
     from tqdm import tqdm

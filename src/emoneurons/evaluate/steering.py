@@ -124,7 +124,7 @@ def classify_replies(lm: LoadedModel, train: TrainSplit, eval_params: EvalParams
     prompt = classification_prompt(lm.tokenizer, shots, eval_params.shot_instruction, prompt_format=prompt_format)
     engine = MaskedClassifier(lm, prompt, dialogues, eval_params.method, batch_size=batch_size,
                               max_new_tokens=eval_params.max_new_tokens, label_format=eval_params.label_format,
-                              reference=calibration_dialogues(train, eval_params, shots))
+                              reference=calibration_dialogues(train, eval_params, shots), recalibrate=eval_params.recalibrate)
     desc = f"classify {len(dialogues)} replies" if of is None else f"classify {len(dialogues)} distinct replies of {of}"
     with tqdm(total=len(engine.batches), desc=desc, unit="batch", file=sys.stderr) as bar:
         result = engine.classify(progress=bar)

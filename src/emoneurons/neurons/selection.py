@@ -101,7 +101,7 @@ def select_emotion_neurons(
     top_rate: float,
     filter_rate: float,
     activation_bar_ratio: float,
-    assign: Assign = "lape",
+    assign: Assign,
 ) -> Selection:
     """LAPE identify: the top_rate lowest-entropy candidate neurons, assigned to emotions."""
     if assign not in get_args(Assign):

@@ -92,7 +92,7 @@ def mcnemar_exact(unmodified_correct: Tensor, condition_correct: Tensor) -> dict
     return {"worse": worse, "better": better, "p": _round(p, 6)}
 
 
-def sign_flip_test(differences: Tensor, flips: int = SIGN_FLIPS, seed: int = 0) -> tuple[float, float]:
+def sign_flip_test(differences: Tensor, *, seed: int, flips: int = SIGN_FLIPS) -> tuple[float, float]:
     """One-sided paired sign-flip test of mean(differences) < 0 (scipy's permutation_test, exact
     when 2^n <= flips): (p-value, the smallest p-value this test can give at these data's number
     of nonzero differences). (1, 1) when every difference is zero."""
@@ -177,7 +177,7 @@ def specificity(
             control = torch.stack([c.to(torch.float64) for c in control_effects[cid]]).mean(0)
             difference = effect - control
             ci = bootstrap_mean_ci(difference, n_resamples, seed)
-            raw[cid], floors[cid] = sign_flip_test(difference, flips, seed)
+            raw[cid], floors[cid] = sign_flip_test(difference, seed=seed, flips=flips)
             record |= {"control_mean": _round(control.mean(), 6), "difference": _round(difference.mean(), 6),
                        "difference_ci95": [_round(ci[0], 6), _round(ci[1], 6)], "p": _round(raw[cid], 6),
                        "p_floor": float(f"{floors[cid]:.3g}")}

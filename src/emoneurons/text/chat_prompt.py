@@ -65,7 +65,7 @@ def user_turn_prompt(
 CONTENT_FREE_DIALOGUE = "A: N/A\nB: N/A"
 
 
-def label_ids(tokenizer: PreTrainedTokenizerBase, label_format: str = "bare") -> list[list[int]]:
+def label_ids(tokenizer: PreTrainedTokenizerBase, label_format: str) -> list[list[int]]:
     """Each emotion's tokens as the first words of the assistant's answer, in EMOTIONS order;
     `space` scores the word with a leading space (whole-word tokens instead of "f"+"ear")."""
     if label_format not in get_args(LabelFormat):

@@ -17,7 +17,7 @@ DATA = REPO / "src/emoneurons/backends/template_data"
 
 
 def test_dialogues_are_the_ones_the_single_module_generated():
-    assert template_dialogue("Dogs", "fear", 0, 0) == (
+    assert template_dialogue("Dogs", "fear", 0, 0, 12) == (
         "A: Come look at this, it's about Dogs.\nB: What am I looking at?\nA: A stranger kept staring at me through the "
         "window during the weekend fair on Dogs, and then he was gone.\nB: What if he comes back? That's what scares me.\n"
         "A: Every time my phone buzzes I panic that it's them again.\nB: Please tell me you locked every door.\n"
@@ -31,7 +31,7 @@ def test_dialogues_are_the_ones_the_single_module_generated():
         for topic in ("Dogs", "Sushi", "Jazz", "making dog treats"):
             for emotion in EMOTIONS:
                 for k in range(2):
-                    text, mixed = template_dialogue(topic, emotion, k, seed)
+                    text, mixed = template_dialogue(topic, emotion, k, seed, 12)
                     digest.update(f"{text}\x00{mixed}\x01".encode())
     assert digest.hexdigest() == "ccb0fbbc483bfbb91f117c93bc34301e8e196d76bd9c542e07964ed6042b44f4"
 

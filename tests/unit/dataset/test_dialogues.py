@@ -25,7 +25,7 @@ TURN = re.compile(r"^(A|B): \S")
 
 
 def _all_template(seed: int = 0, per_pair: int = 4) -> list[tuple[str, str, int, str, str | None]]:
-    return [(t, e, k, *template_dialogue(t, e, k, seed)) for t, e, k in dialogue_plan(TOPICS, EMOTIONS, per_pair)]
+    return [(t, e, k, *template_dialogue(t, e, k, seed, 12)) for t, e, k in dialogue_plan(TOPICS, EMOTIONS, per_pair)]
 
 
 def test_template_dialogues_have_the_form_length_and_topic():
@@ -67,7 +67,7 @@ def test_template_dialogues_are_seeded_and_varied():
     assert len({t.split("\n")[0].replace(row[0], "{topic}") for t, row in zip(texts, same)}) >= 10
     assert len({t.count("\n") + 1 for t in texts}) >= 6
     # The k-th dialogues of a pair differ from each other.
-    assert template_dialogue("Dogs", "fear", 0, 0) != template_dialogue("Dogs", "fear", 1, 0)
+    assert template_dialogue("Dogs", "fear", 0, 0, 12) != template_dialogue("Dogs", "fear", 1, 0, 12)
 
 
 def test_a_small_seeded_share_mixes_in_a_second_emotion():
@@ -79,14 +79,14 @@ def test_a_small_seeded_share_mixes_in_a_second_emotion():
 
 
 def test_template_table_has_the_contract_columns_and_stable_ids():
-    df, stats = template_dialogues(TOPICS[:3], ["fear", "anger"], per_pair=2, seed=0)
+    df, stats = template_dialogues(TOPICS[:3], ["fear", "anger"], per_pair=2, seed=0, max_turns=12)
     assert df.columns == ["id", "topic", "theme", "dialogue", "backend", "model"]
     assert df.height == stats.planned == stats.generated == 12
     assert df["theme"].to_list()[:4] == ["anger", "anger", "fear", "fear"]  # the paper's order
     assert set(df["backend"]) == set(df["model"]) == {"template"}
     assert df["id"].n_unique() == 12
     assert df["id"][0] == dialogue_id("template", "template", "Dogs", "anger", 0)
-    again, _ = template_dialogues(TOPICS[:3], ["fear", "anger"], per_pair=2, seed=0)
+    again, _ = template_dialogues(TOPICS[:3], ["fear", "anger"], per_pair=2, seed=0, max_turns=12)
     assert again.equals(df)
 
 

@@ -222,14 +222,14 @@ def test_hf_judge_on_the_tiny_model(tiny_llama):
     dialogues = ["A: I can't believe this happened!\nB: Oh no, that is terrible.", "A: What a wonderful day.\nB: Yes!"]
     scored = HFJudge("tiny", tiny_llama, "score", batch_size=2, classify=classify, prompt_format="chat").label(dialogues)
     assert len(scored) == 2 and all(label in EMOTIONS for label in scored)
-    expected = classify(tiny_llama, labelling_prompt(tiny_llama.tokenizer, "chat"), dialogues, "score", batch_size=2).predicted
+    expected = classify(tiny_llama, labelling_prompt(tiny_llama.tokenizer, "chat"), dialogues, "score", batch_size=2, max_new_tokens=8, label_format="bare").predicted
     assert scored == expected
 
     judge = HFJudge("tiny", tiny_llama, "generate", batch_size=2, classify=classify, prompt_format="chat")
     labels = judge.label(dialogues)
-    first = classify(tiny_llama, labelling_prompt(tiny_llama.tokenizer, "chat"), dialogues, "generate", batch_size=2).predicted
+    first = classify(tiny_llama, labelling_prompt(tiny_llama.tokenizer, "chat"), dialogues, "generate", batch_size=2, max_new_tokens=8, label_format="bare").predicted
     assert judge.reasked == sum(label is None for label in first)
-    retry = classify(tiny_llama, labelling_prompt(tiny_llama.tokenizer, "chat", retry=True), dialogues, "generate", batch_size=2).predicted
+    retry = classify(tiny_llama, labelling_prompt(tiny_llama.tokenizer, "chat", retry=True), dialogues, "generate", batch_size=2, max_new_tokens=8, label_format="bare").predicted
     assert labels == [a if a is not None else r for a, r in zip(first, retry)]
 
 

@@ -83,7 +83,7 @@ def _counting_proposer(duplicate_for: dict[str, int]) -> tuple[Callable, list[li
 
 def test_rounds_double_the_pool():
     propose, calls = _counting_proposer({})
-    table, stats = augment_topics(["Dogs", "Cats", "dogs", "Birds"], 3, 2, propose)
+    table, stats = augment_topics(["Dogs", "Cats", "dogs", "Birds"], 3, 2, propose, max_retries=3)
     assert table.height == 12  # 3 -> 6 -> 12
     assert table["round"].to_list() == [0] * 3 + [1] * 3 + [2] * 6
     assert table["parent"].to_list()[:3] == [None] * 3
@@ -110,7 +110,7 @@ def test_two_answers_colliding_in_one_batch_keep_the_first():
     def propose(asks, pool):
         return ["Hamsters" if attempt == 0 else f"{topic} {attempt}" for topic, attempt in asks]
 
-    table, stats = augment_topics(["Dogs", "Cats"], 2, 1, propose)
+    table, stats = augment_topics(["Dogs", "Cats"], 2, 1, propose, max_retries=3)
     assert table["topic"].to_list() == ["Dogs", "Cats", "Hamsters", "Cats 1"]
     assert stats.duplicates_reasked == 1
 
@@ -154,7 +154,7 @@ def test_template_proposer_skips_topics_already_in_the_pool():
 
 def test_template_augment_on_real_seeds_grows_the_pool():
     seeds = parse_seed_topics(SEEDS.read_text())
-    table, stats = augment_topics(seeds, 40, 2, template_proposer(0))
+    table, stats = augment_topics(seeds, 40, 2, template_proposer(0), max_retries=3)
     first, second = stats.per_round[1], stats.per_round[2]
     # Each round asks one alternative per topic in the pool; only dropped ones are missing.
     assert stats.dropped == (40 - first) + (40 + first - second)
@@ -203,7 +203,7 @@ def test_llm_proposer_asks_the_papers_prompt_and_reasks_duplicates():
         return f"{topic} Club"
 
     backend = FakeChat(reply)
-    table, stats = augment_topics(["Dogs", "Cats"], 2, 1, llm_proposer(backend, seed=0))
+    table, stats = augment_topics(["Dogs", "Cats"], 2, 1, llm_proposer(backend, seed=0), max_retries=3)
     assert table["topic"].to_list() == ["Dogs", "Cats", "Dogs Club", "Cats Club"]
     assert [(r.messages[0][0], r.sample) for r in backend.requests] == [("user", 0), ("user", 0), ("user", 1)]
     prompt = backend.requests[0].messages[0][1]
@@ -262,7 +262,7 @@ def test_stage_writes_topics_and_report(tmp_path):
 def test_template_reaches_the_papers_scale():
     # 302 unique seeds x 2^4 = 4,832 topics if nothing were dropped (the paper: 315 -> 5,040).
     seeds = parse_seed_topics(SEEDS.read_text())
-    table, stats = augment_topics(seeds, 302, 4, template_proposer(0))
+    table, stats = augment_topics(seeds, 302, 4, template_proposer(0), max_retries=3)
     assert table.height == sum(stats.per_round) > 0.95 * 302 * 16
     assert table["topic"].map_elements(topic_key, return_dtype=str).n_unique() == table.height
     assert all(1 <= len(t.split()) <= 4 for t in table.filter(table["round"] > 0)["topic"])  # seeds may be longer

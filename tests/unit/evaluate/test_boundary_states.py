@@ -42,7 +42,7 @@ def test_an_offloaded_state_is_a_copy_read_back_on_its_own_device(monkeypatch):
 
 def _engine(lm):
     return MaskedClassifier(lm, classification_prompt(lm.tokenizer, prompt_format="chat"), DIALOGUES, "score", batch_size=2, boundaries=[2],
-                            label_format="bare")
+                            label_format="bare", max_new_tokens=8, recalibrate=False)
 
 
 def test_the_engine_keeps_no_boundary_state_on_the_models_device(tiny_llama, monkeypatch):

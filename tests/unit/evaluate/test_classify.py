@@ -36,16 +36,16 @@ def prompt(tiny_llama):
 def brute_force_scores(lm, prompt, dialogues) -> torch.Tensor:
     """Each label's summed log-likelihood from one uncached full forward per (dialogue, label) (neurons/reference.py)."""
     contexts = [prompt.ids(dialogue_ids(lm.tokenizer, d)) for d in dialogues]
-    return reference.predict(lm.model, contexts, label_ids(lm.tokenizer))[0]
+    return reference.predict(lm.model, contexts, label_ids(lm.tokenizer, "bare"))[0]
 
 
 def test_labels_of_tiny_tokenizer_include_multi_token_ones(tiny_llama):
-    lengths = [len(ids) for ids in label_ids(tiny_llama.tokenizer)]
+    lengths = [len(ids) for ids in label_ids(tiny_llama.tokenizer, "bare")]
     assert min(lengths) == 1 and max(lengths) > 2  # both paths of the scorer are exercised
 
 
 def test_score_equals_brute_force_per_label_forwards(tiny_llama, prompt):
-    result = classify(tiny_llama, prompt, DIALOGUES, "score", batch_size=2)
+    result = classify(tiny_llama, prompt, DIALOGUES, "score", batch_size=2, max_new_tokens=8, label_format="bare")
     expected = brute_force_scores(tiny_llama, prompt, DIALOGUES)
     torch.testing.assert_close(result.scores, expected, atol=1e-4, rtol=1e-4)
     assert result.predicted == [EMOTIONS[int(i)] for i in expected.argmax(1)]
@@ -53,7 +53,7 @@ def test_score_equals_brute_force_per_label_forwards(tiny_llama, prompt):
 
 
 def test_prefix_cached_last_logits_equal_full_forward(tiny_llama, prompt):
-    engine = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=3)
+    engine = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=3, max_new_tokens=8, label_format="bare", recalibrate=False)
     prefix_kv, _ = engine._prefix(0)
     for batch in engine.batches:
         last, _, _ = engine._dialogue(batch, 0, prefix_kv)
@@ -79,10 +79,10 @@ def test_layer_subranges_compose_to_the_full_forward(tiny_llama, prompt):
 
 def test_layer_reuse_equals_full_masked_forward_and_computes_less(tiny_llama, prompt):
     top = {2: torch.tensor([1, 7, 30]), 3: torch.tensor([4, 11])}
-    engine = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=2, boundaries=[2])
+    engine = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=2, boundaries=[2], max_new_tokens=8, label_format="bare", recalibrate=False)
     unmodified = engine.classify()
     reused = engine.classify(top)
-    fresh = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=2).classify(top)
+    fresh = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=2, max_new_tokens=8, label_format="bare", recalibrate=False).classify(top)
     with mask_neurons(tiny_llama.model, top):
         expected = brute_force_scores(tiny_llama, prompt, DIALOGUES)
     torch.testing.assert_close(reused.scores, expected, atol=1e-4, rtol=1e-4)
@@ -96,15 +96,15 @@ def test_layer_reuse_equals_full_masked_forward_and_computes_less(tiny_llama, pr
 
 def test_generate_parses_first_emotion_word_and_counts_unparseable(tiny_llama, prompt):
     tokenizer = tiny_llama.tokenizer
-    anger = label_ids(tokenizer)[0]
+    anger = label_ids(tokenizer, "bare")[0]
     assert len(anger) == 1
     # Steered to say "anger" first: one new token is exactly the label.
-    angry = classify(biased_copy(tiny_llama, anger[0]), prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=1)
+    angry = classify(biased_copy(tiny_llama, anger[0]), prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=1, label_format="bare")
     assert angry.answers == ["anger"] * len(DIALOGUES)
     assert angry.predicted == ["anger"] * len(DIALOGUES)
     # Steered to a token that spells no emotion: every answer is unparseable (None).
     other = tokenizer.encode("B", add_special_tokens=False)[0]
-    lost = classify(biased_copy(tiny_llama, other), prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=3)
+    lost = classify(biased_copy(tiny_llama, other), prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=3, label_format="bare")
     assert lost.answers == [tokenizer.decode([other] * 3)] * len(DIALOGUES)
     assert lost.predicted == [None] * len(DIALOGUES)
     assert lost.scores is None
@@ -112,14 +112,14 @@ def test_generate_parses_first_emotion_word_and_counts_unparseable(tiny_llama, p
 
 def test_generate_says_which_answers_were_cut_off_at_max_new_tokens(tiny_llama, prompt):
     tokenizer = tiny_llama.tokenizer
-    anger = label_ids(tokenizer)[0][0]
+    anger = label_ids(tokenizer, "bare")[0][0]
     # Steered to repeat "anger": no EOS within max_new_tokens, so every answer is cut off.
-    cut = classify(biased_copy(tiny_llama, anger), prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=3)
+    cut = classify(biased_copy(tiny_llama, anger), prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=3, label_format="bare")
     assert cut.cut_off == [True] * len(DIALOGUES)
     # Steered to EOS: every answer ended by the model itself.
-    ended = classify(biased_copy(tiny_llama, tokenizer.eos_token_id), prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=3)
+    ended = classify(biased_copy(tiny_llama, tokenizer.eos_token_id), prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=3, label_format="bare")
     assert ended.cut_off == [False] * len(DIALOGUES) and ended.answers == [""] * len(DIALOGUES)
-    assert classify(tiny_llama, prompt, DIALOGUES, "score", batch_size=2).cut_off is None
+    assert classify(tiny_llama, prompt, DIALOGUES, "score", batch_size=2, max_new_tokens=8, label_format="bare").cut_off is None
 
 
 def test_an_end_of_turn_id_the_generation_config_lists_ends_the_answer(tiny_llama, prompt):
@@ -130,16 +130,16 @@ def test_an_end_of_turn_id_the_generation_config_lists_ends_the_answer(tiny_llam
     tokenizer = tiny_llama.tokenizer
     turn_end = tokenizer.convert_tokens_to_ids("<|im_start|>")  # stands in for <end_of_turn>
     biased = biased_copy(tiny_llama, turn_end)
-    plain = classify(biased, prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=3)
+    plain = classify(biased, prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=3, label_format="bare")
     assert plain.cut_off == [True] * len(DIALOGUES)  # not an end id yet: runs to max_new_tokens
     biased.model.generation_config.eos_token_id = [tokenizer.eos_token_id, turn_end]
     assert eos_token_ids(biased) == sorted({tokenizer.eos_token_id, turn_end})
-    ended = classify(biased, prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=3)
+    ended = classify(biased, prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=3, label_format="bare")
     assert ended.cut_off == [False] * len(DIALOGUES) and ended.answers == [""] * len(DIALOGUES)
 
 
 def test_generate_equals_transformers_greedy_decoding(tiny_llama, prompt):
-    result = classify(tiny_llama, prompt, DIALOGUES, "generate", batch_size=3, max_new_tokens=4)
+    result = classify(tiny_llama, prompt, DIALOGUES, "generate", batch_size=3, max_new_tokens=4, label_format="bare")
     for dialogue, answer in zip(DIALOGUES, result.answers):
         ids = torch.tensor([prompt.ids(dialogue_ids(tiny_llama.tokenizer, dialogue))])
         out = tiny_llama.model.generate(
@@ -156,7 +156,7 @@ def test_space_labels_score_equals_brute_force(tiny_llama, prompt):
     labels = label_ids(tiny_llama.tokenizer, "space")
     assert labels == [tiny_llama.tokenizer.encode(" " + e, add_special_tokens=False) for e in EMOTIONS]
     assert labels != label_ids(tiny_llama.tokenizer, "bare")
-    result = classify(tiny_llama, prompt, DIALOGUES, "score", batch_size=2, label_format="space")
+    result = classify(tiny_llama, prompt, DIALOGUES, "score", batch_size=2, label_format="space", max_new_tokens=8)
     contexts = [prompt.ids(dialogue_ids(tiny_llama.tokenizer, d)) for d in DIALOGUES]
     expected = reference.predict(tiny_llama.model, contexts, labels)[0]
     torch.testing.assert_close(result.scores, expected, atol=1e-4, rtol=1e-4)
@@ -171,9 +171,9 @@ def test_calibration_divides_by_the_reference_rows(tiny_llama, prompt, recalibra
     reference = [CONTENT_FREE_DIALOGUE, DIALOGUES[1]]
     layer = len(tiny_llama.model.model.layers) - 1
     neurons = {layer: torch.arange(0, tiny_llama.model.config.intermediate_size, 2)}
-    plain = MaskedClassifier(tiny_llama, prompt, [*DIALOGUES, *reference], "score", batch_size=3, boundaries=[layer])
+    plain = MaskedClassifier(tiny_llama, prompt, [*DIALOGUES, *reference], "score", batch_size=3, boundaries=[layer], max_new_tokens=8, label_format="bare", recalibrate=False)
     calibrated = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=3, boundaries=[layer], reference=reference,
-                                  recalibrate=recalibrate)
+                                  recalibrate=recalibrate, max_new_tokens=8, label_format="bare")
     # A masked run first: with a fixed prior it runs the unmodified one itself to get that prior.
     for mask in (neurons, None, neurons):
         raw = plain.classify(mask).scores
@@ -193,21 +193,21 @@ def test_calibration_divides_by_the_reference_rows(tiny_llama, prompt, recalibra
     masked = calibrated.classify(neurons)
     assert torch.allclose(masked.reference_scores, unmodified_prior, atol=1e-5) != recalibrate
     # A fixed prior: a masked run computes the dialogues only, not the reference rows again.
-    bare_engine = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=3, boundaries=[layer])
+    bare_engine = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=3, boundaries=[layer], max_new_tokens=8, label_format="bare", recalibrate=False)
     bare_engine.classify()
     bare_masked = bare_engine.classify(neurons)
     assert (masked.tokens_computed == bare_masked.tokens_computed) != recalibrate
     assert (masked.tokens_naive == bare_masked.tokens_naive) != recalibrate
     # One content-free row: exactly its own (renormalised) label scores are subtracted.
-    single = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=3, reference=[CONTENT_FREE_DIALOGUE]).classify()
+    single = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=3, reference=[CONTENT_FREE_DIALOGUE], max_new_tokens=8, label_format="bare", recalibrate=False).classify()
     own = plain.classify().scores
     torch.testing.assert_close(
         single.scores, torch.log_softmax(own[: len(DIALOGUES)], 1) - torch.log_softmax(own[len(DIALOGUES) : len(DIALOGUES) + 1], 1),
         atol=1e-5, rtol=1e-5)
-    bare = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=3).classify()
+    bare = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=3, max_new_tokens=8, label_format="bare", recalibrate=False).classify()
     assert single.tokens_computed > bare.tokens_computed  # the reference row's tokens are counted
     with pytest.raises(ValueError, match="need method score"):
-        MaskedClassifier(tiny_llama, prompt, DIALOGUES, "generate", batch_size=3, reference=reference)
+        MaskedClassifier(tiny_llama, prompt, DIALOGUES, "generate", batch_size=3, reference=reference, max_new_tokens=8, label_format="bare", recalibrate=False)
 
 
 def test_shared_prefix_attention_equals_softmax_over_prefix_and_causal_own_keys():
@@ -241,7 +241,7 @@ def test_shared_prefix_attention_path_equals_concatenating_path(tiny_llama, prom
     runs = {}
     for shared in (True, False):
         engine = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=2, boundaries=[2], shared_attention=shared,
-                                  reference=DIALOGUES[:2])
+                                  reference=DIALOGUES[:2], max_new_tokens=8, label_format="bare", recalibrate=False)
         runs[shared] = [engine.classify(), engine.classify(top), engine.classify(low)]
     for fast, slow in zip(runs[True], runs[False]):
         torch.testing.assert_close(fast.scores, slow.scores, atol=1e-5, rtol=1e-5)
@@ -283,7 +283,7 @@ def test_label_scores_stay_on_the_device_inside_the_loop(tiny_llama, prompt, ten
     neurons = {1: torch.tensor([3, 9])}
     reads, scores = [], []
     for batch_size in (1, len(DIALOGUES)):
-        engine = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=batch_size, reference=DIALOGUES[:2])
+        engine = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=batch_size, reference=DIALOGUES[:2], max_new_tokens=8, label_format="bare", recalibrate=False)
         engine.classify()
         tensor_reads.clear()
         scores.append(engine.classify(neurons).scores)

@@ -286,7 +286,7 @@ def test_classify_masks_keeps_only_what_reduce_returns_in_and_out_of_workers(tin
 
     train, test = synthetic_split(3), synthetic_split(2, offset=10)
     prompt = classification_prompt(tiny_llama.tokenizer, draw_shots(train, 1, seed=0), prompt_format="chat")
-    engine = MaskedClassifier(tiny_llama, prompt, test["dialogue"].to_list(), "score", batch_size=4)
+    engine = MaskedClassifier(tiny_llama, prompt, test["dialogue"].to_list(), "score", batch_size=4, max_new_tokens=8, label_format="bare", recalibrate=False)
     base = engine.classify()
     effect = MeanEffect(base.predicted, base.scores)
     masks = [Mask({1: torch.tensor([0, 3, 7])}), Mask({0: torch.tensor([2, 5])}, 0.5), Mask({2: torch.arange(20)})]

@@ -72,9 +72,9 @@ def _run(engine: MaskedClassifier, start: int, keep) -> list[tuple[list[int], to
 def test_engine_runs_a_model_whose_layers_sit_on_two_devices(tiny_tokenizer, hooks, shared_attention):
     lm, calls = _split_model(tiny_tokenizer, hooks)
     prompt = classification_prompt(tiny_tokenizer, SHOTS, prompt_format="chat")
-    assert any(len(ids) > 1 for ids in label_ids(tiny_tokenizer))  # the continuation pass runs too
+    assert any(len(ids) > 1 for ids in label_ids(tiny_tokenizer, "bare"))  # the continuation pass runs too
     engine = MaskedClassifier(lm, prompt, DIALOGUES, "score", batch_size=2, boundaries=[1, 3],
-                              shared_attention=shared_attention, reference=DIALOGUES[:1])
+                              shared_attention=shared_attention, reference=DIALOGUES[:1], max_new_tokens=8, label_format="bare", recalibrate=False)
     assert engine.engine == "layered"
     parts = _run(engine, 0, engine.boundaries)
     passes = 1 + 2 * len(engine.batches)  # the prefix, then per batch the dialogue and continuation passes
@@ -103,7 +103,7 @@ def test_plain_path_scores_on_a_model_whose_layers_sit_on_two_devices(tiny_token
     prompt = classification_prompt(tiny_tokenizer, SHOTS, prompt_format="chat")
     contexts = [prompt.ids(dialogue_ids(tiny_tokenizer, d)) for d in DIALOGUES]
     with torch.inference_mode():
-        scores, fed = plain_label_scores(lm, contexts, label_ids(tiny_tokenizer), tiny_tokenizer.pad_token_id)
+        scores, fed = plain_label_scores(lm, contexts, label_ids(tiny_tokenizer, "bare"), tiny_tokenizer.pad_token_id)
     assert scores.device.type == "meta" and scores.shape == (3, 6) and fed > 0
     assert calls.count("lm_head") == 1 and calls.count("model.layers.3") == 1
 
@@ -125,7 +125,7 @@ def test_the_shared_prefix_reaches_each_layer_inside_the_store_which_device_hook
     from accelerate.utils import send_to_device
 
     prompt = classification_prompt(tiny_llama.tokenizer, SHOTS, prompt_format="chat")
-    engine = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=3, shared_attention=True)
+    engine = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=3, shared_attention=True, max_new_tokens=8, label_format="bare", recalibrate=False)
     with torch.inference_mode():
         prefix_kv, _ = engine._prefix(0)
     prefix_tensors = {id(t) for pair in prefix_kv.values() for t in pair}

@@ -109,13 +109,13 @@ def test_engine_with_math_kernel_equals_the_plain_forward(tiny_llama, monkeypatc
     contexts = [prompt.ids(dialogue_ids(tok, d)) for d in DIALOGUES]
     top = {2: torch.tensor([1, 7, 30]), 3: torch.tensor([4, 11])}
     with spa.forced_kernel("math"):
-        engine = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=3, boundaries=[2])
+        engine = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=3, boundaries=[2], max_new_tokens=8, label_format="bare", recalibrate=False)
         assert engine.shared_attention
         runs = [engine.classify(), engine.classify(top)]
     assert calls  # the math kernel ran
-    expected = [reference.predict(tiny_llama.model, contexts, label_ids(tok))[0]]
+    expected = [reference.predict(tiny_llama.model, contexts, label_ids(tok, "bare"))[0]]
     with mask_neurons(tiny_llama.model, top):
-        expected.append(reference.predict(tiny_llama.model, contexts, label_ids(tok))[0])
+        expected.append(reference.predict(tiny_llama.model, contexts, label_ids(tok, "bare"))[0])
     for run, scores in zip(runs, expected):
         torch.testing.assert_close(run.scores, scores, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(expected[0], expected[1], atol=1e-3)

@@ -58,7 +58,7 @@ def naive_counts(lm, prompt, activation):
 def brute_force_scores(lm, prompt, dialogues):
     """Each label's summed log-likelihood from one full forward of the model per (dialogue, label) (neurons/reference.py)."""
     contexts = [prompt.ids(dialogue_ids(lm.tokenizer, d)) for d in dialogues]
-    return reference.predict(lm.model, contexts, label_ids(lm.tokenizer))[0]
+    return reference.predict(lm.model, contexts, label_ids(lm.tokenizer, "bare"))[0]
 
 
 @torch.inference_mode()
@@ -105,7 +105,7 @@ def test_engine_equals_model_forward_masked_and_unmodified(family_lm):
     top = {2: torch.tensor([1, 7, 30])}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # every family here runs the layered engine, no fallback
-        engine = MaskedClassifier(family_lm, prompt, DIALOGUES, "score", batch_size=2, boundaries=[2])
+        engine = MaskedClassifier(family_lm, prompt, DIALOGUES, "score", batch_size=2, boundaries=[2], max_new_tokens=8, label_format="bare", recalibrate=False)
     assert engine.engine == "layered"
     unmodified = engine.classify()
     reused = engine.classify(top)
@@ -136,7 +136,7 @@ def test_a_model_the_engine_cannot_serve_takes_the_exact_plain_path_and_says_so_
     prompt = classification_prompt(lm.tokenizer, SHOTS, prompt_format="chat")
     top = {2: torch.tensor([1, 7, 30])}
     with pytest.warns(UserWarning, match=reason) as said:
-        engine = MaskedClassifier(lm, prompt, DIALOGUES, "score", batch_size=2, boundaries=[2])
+        engine = MaskedClassifier(lm, prompt, DIALOGUES, "score", batch_size=2, boundaries=[2], max_new_tokens=8, label_format="bare", recalibrate=False)
         unmodified, masked = engine.classify(), engine.classify(top)
     assert len(said) == 1 and "exact, slower" in str(said[0].message)
     assert engine.engine == "plain"
@@ -173,9 +173,9 @@ def test_engine_serves_sliding_window_layers_exactly(tiny_tokenizer, family, sha
         lm = build_family(tiny_tokenizer, family, sliding_window=window, **SLIDING[family])
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # no fallback to the plain path
-            engine = MaskedClassifier(lm, prompt, DIALOGUES, "score", batch_size=2, boundaries=[2], shared_attention=shared_attention)
+            engine = MaskedClassifier(lm, prompt, DIALOGUES, "score", batch_size=2, boundaries=[2], shared_attention=shared_attention, max_new_tokens=8, label_format="bare", recalibrate=False)
             generator = MaskedClassifier(lm, prompt, DIALOGUES, "generate", batch_size=2, max_new_tokens=4,
-                                         shared_attention=shared_attention)
+                                         shared_attention=shared_attention, label_format="bare", recalibrate=False)
         assert engine.engine == generator.engine == "layered"
         unmodified, reused = engine.classify(), engine.classify(top)
         torch.testing.assert_close(unmodified.scores, brute_force_scores(lm, prompt, DIALOGUES), atol=1e-4, rtol=1e-4)
@@ -245,10 +245,10 @@ def test_plain_path_equals_the_layered_engine_for_score_and_generate(tiny_llama,
     lm = LoadedModel(model=model, tokenizer=tiny_llama.tokenizer, name="tiny-random-llama-untied")
     prompt = classification_prompt(lm.tokenizer, SHOTS, prompt_format="chat")
     top = {3: torch.tensor([4, 11])}
-    layered = [MaskedClassifier(lm, prompt, DIALOGUES, method, batch_size=2, max_new_tokens=4) for method in ("score", "generate")]
+    layered = [MaskedClassifier(lm, prompt, DIALOGUES, method, batch_size=2, max_new_tokens=4, label_format="bare", recalibrate=False) for method in ("score", "generate")]
     monkeypatch.setattr(MaskedClassifier, "_fallback_reason", lambda self, rows: "forced for the test")
     with pytest.warns(UserWarning, match="forced for the test"):
-        plain = [MaskedClassifier(lm, prompt, DIALOGUES, method, batch_size=2, max_new_tokens=4) for method in ("score", "generate")]
+        plain = [MaskedClassifier(lm, prompt, DIALOGUES, method, batch_size=2, max_new_tokens=4, label_format="bare", recalibrate=False) for method in ("score", "generate")]
     assert [e.engine for e in layered] == ["layered"] * 2 and [e.engine for e in plain] == ["plain"] * 2
     for mask in (None, top):
         torch.testing.assert_close(plain[0].classify(mask).scores, layered[0].classify(mask).scores, atol=1e-4, rtol=1e-4)

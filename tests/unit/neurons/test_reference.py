@@ -51,10 +51,10 @@ def test_method_end_to_end_equals_the_accelerators(tiny_llama, activation, posit
     assert neurons  # something to mask
     # 3-4. mask and classify, calibration off
     contexts = [prompt.ids(ids) for ids in own]
-    labels = label_ids(tok)
+    labels = label_ids(tok, "bare")
     unmodified, predicted = reference.predict(model, contexts, labels)
     masked, masked_predicted = reference.predict(model, contexts, labels, neurons)
-    engine = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=4, boundaries=[2])
+    engine = MaskedClassifier(tiny_llama, prompt, DIALOGUES, "score", batch_size=4, boundaries=[2], max_new_tokens=8, label_format="bare", recalibrate=False)
     fast = engine.classify()
     fast_masked = engine.classify(neurons_by_layer(selection.neurons[emotion]))
     torch.testing.assert_close(fast.scores, unmodified, atol=1e-5, rtol=1e-5)

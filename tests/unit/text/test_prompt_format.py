@@ -120,7 +120,7 @@ def test_mask_eval_on_a_base_model_uses_and_reports_the_plain_format(base_lm):
     from emoneurons.evaluate.shots import draw_shots
 
     prompt = classification_prompt(base_lm.tokenizer, draw_shots(train, 1, 0, "shortest"), "first", prompt_format="plain")
-    expected = classify(base_lm, prompt, test["dialogue"].to_list(), "score", batch_size=4, label_format="space").predicted
+    expected = classify(base_lm, prompt, test["dialogue"].to_list(), "score", batch_size=4, label_format="space", max_new_tokens=8).predicted
     unmodified = next(c for c in evaluation["conditions"] if c["id"] == "unmodified")
     confusion = [[0] * len(EMOTIONS) for _ in EMOTIONS]  # one test row per emotion: the matrix is every prediction
     for predicted, true in zip(expected, test["label"].to_list()):
@@ -130,7 +130,7 @@ def test_mask_eval_on_a_base_model_uses_and_reports_the_plain_format(base_lm):
 
 def test_hf_judge_labels_with_the_plain_labelling_prompt(base_lm):
     dialogues = [DIALOGUE, "A: What a wonderful day."]
-    expected = classify(base_lm, labelling_prompt(base_lm.tokenizer, "plain"), dialogues, "score", batch_size=2).predicted
+    expected = classify(base_lm, labelling_prompt(base_lm.tokenizer, "plain"), dialogues, "score", batch_size=2, max_new_tokens=8, label_format="bare").predicted
     assert HFJudge("base", base_lm, "score", 2, "plain", classify=classify).label(dialogues) == expected
 
 
