@@ -45,7 +45,9 @@ def main(
         plan = plan_cards(selection, settings.select.top_rate, P, entropy, cards.top_neurons)
         from emoneurons.model.loading import load_model  # imports torch/transformers: after the cheap checks
         from emoneurons.neurons.top_activations import PIECE_DIALOGUES, neuron_activity
+        from emoneurons.runtime.compute import pin_threads
 
+        pin_threads()  # EMONEURONS_THREADS: a shared machine's runs take one thread each
         lm = load_model(settings.model)
         chosen = sorted({neuron for pairs in plan.values() for neuron in pairs})
         pieces = (batch["dialogue"].to_list() for batch in table_batches(train, rows=PIECE_DIALOGUES, columns=["dialogue"]))

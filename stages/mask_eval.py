@@ -52,6 +52,9 @@ def main(
         if settings.eval.keyword_control:
             cue_words()  # a missing or broken NRC lexicon: one line before the model loads
         from emoneurons.model.loading import load_model  # imports torch/transformers: after the cheap checks
+        from emoneurons.runtime.compute import pin_threads
+
+        pin_threads()  # EMONEURONS_THREADS: the torch threads, and so the forked workers (one a thread)
 
         ranks = start(settings.model.device)  # one process, or one of `accelerate launch`'s
         inputs = [train_path, test_path, neurons]

@@ -47,7 +47,9 @@ def main(
     plan = plan_steering(selection, settings.select.top_rate, steer)
     check_classifier_train(train, settings.eval, train_name=str(train))
     from emoneurons.model.loading import load_model  # imports torch/transformers: after the cheap checks
+    from emoneurons.runtime.compute import pin_threads
 
+    pin_threads()  # EMONEURONS_THREADS: a shared machine's runs take one thread each
     prepare_cache_dir(cache)  # a DVC output even when no judge asks a server; after the input checks
     lm = load_model(settings.model)
     from emoneurons.text.prompt_format import resolve_prompt_format

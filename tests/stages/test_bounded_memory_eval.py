@@ -124,3 +124,38 @@ def test_cards_memory_does_not_grow_with_the_train_dialogues(tmp_path):
     held = 3 * n * tokens * 36 / 2**20
     assert held > 40, held
     assert peaks[1] - peaks[0] < 0.25 * held, (peaks, held)
+
+
+def test_mask_eval_cards_and_steer_take_their_threads_from_the_environment(tmp_path):
+    """EMONEURONS_THREADS (docs/SCALE.md: one thread a run on a shared machine) sets mask-eval's
+    torch threads and so its forked workers, one a thread; a bad value is one line before any work,
+    in mask-eval, cards and steer as in count."""
+    from helpers.stage_runner import REPO, run_stage_script
+
+    model = _model(tmp_path / "model")
+    project = _mask_eval_project(tmp_path / "eval", model, 24)
+    line = "EMONEURONS_THREADS: 'lots' (allowed: a whole number >= 1, or unset for torch's own choice)"
+
+    def mask_eval(threads: str):
+        return run_stage_script("mask_eval", "--split", "split", "--neurons", "neurons.json", "--out", f"metrics{threads}",
+                                "--checkpoints", f"ck{threads}", cwd=project, env={**os.environ, "EMONEURONS_THREADS": threads})
+
+    bad = mask_eval("lots")
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [line]
+    assert not (project / "metricslots").exists() and not (project / "cklots").exists()
+    one = mask_eval("1")  # on 2 or more cores torch's own choice would fork 2 or more workers
+    assert one.returncode == 0, one.stderr[-2000:]
+    assert "(1 chunk, 1 worker)" in one.stderr, one.stderr[-2000:]
+
+    cards = _cards_project(tmp_path / "cards", model, 12)
+    bad = run_stage_script("cards", "--train", "split/train.parquet", "--counts", "counts", "--neurons", "neurons.json",
+                           "--out", "out", cwd=cards, env={**os.environ, "EMONEURONS_THREADS": "lots"})
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [line]
+    assert not (cards / "out").exists()
+
+    steer = _mask_eval_project(tmp_path / "steer", model, 24)
+    bad = run_stage_script("steer", "--params", "params.yaml", "--train", "split/train.parquet", "--neurons", "neurons.json",
+                           "--prompts", REPO / "data/steer/prompts.txt", "--out", "out", "--cache", "cache", cwd=steer,
+                           env={**os.environ, "EMONEURONS_THREADS": "lots"}, isolated=True)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [line]
+    assert not (steer / "out").exists() and not (steer / "cache").exists()
