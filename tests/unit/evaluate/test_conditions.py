@@ -276,9 +276,11 @@ def test_forked_workers_give_the_same_evaluation_as_one_process(tiny_llama, one_
     assert mask_workers(tiny_llama, 40) == 1  # one thread (the fixture): nothing to split
 
 
-def test_classify_masks_keeps_only_what_reduce_returns_in_and_out_of_workers(tiny_llama, one_thread):
+def test_classify_masks_keeps_only_what_reduce_returns_in_and_out_of_workers(tiny_llama, one_thread, monkeypatch):
     """The draw-level null's extra runs come back as reduce(index, classification) only (one number
-    a draw, whatever the number of test dialogues), the same in forked workers as in process."""
+    a draw, whatever the number of test dialogues), the same in forked workers as in process; the
+    parent hands back its freed heap before it forks (test_mask_pool.py), only then."""
+    from emoneurons.evaluate import mask_pool
     from emoneurons.evaluate.classify import Mask, MaskedClassifier
     from emoneurons.evaluate.draw_null import MeanEffect
     from emoneurons.evaluate.mask_pool import classify_masks
@@ -299,7 +301,10 @@ def test_classify_masks_keeps_only_what_reduce_returns_in_and_out_of_workers(tin
         return effect(result.predicted, result.scores, "anger")
 
     by_hand = [effect(*(lambda r: (r.predicted, r.scores))(engine.classify(m.neurons, scale=m.scale)), "anger") for m in masks]
+    released = []
+    monkeypatch.setattr(mask_pool, "release_freed_memory", lambda: released.append(True))
     for workers in (1, 2):
         kept = classify_masks(engine, masks, workers, Bar(), reduce=reduce)
         assert all(isinstance(v, float) for v in kept) and kept == pytest.approx(by_hand, abs=1e-9)
+        assert len(released) == workers - 1
     assert len(set(by_hand)) == 3  # three different masks, three different effects
