@@ -34,6 +34,8 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from scale_run import save_tiny_model, synthetic_records  # noqa: E402
 
+from emoneurons.emotions import EMOTIONS  # noqa: E402
+
 LAYERS, FFN = 4, 256
 
 
@@ -46,7 +48,7 @@ def _neurons() -> dict:
     """Emotion i's 10 neurons from layer 1 + i % 3 up: the all-layer masks start at layers 1, 2 and 3
     (three boundary layers' states kept), as the scale run's selection did."""
     neurons = {}
-    for i, emotion in enumerate(("anger", "disgust", "fear", "happiness", "sadness", "surprise")):
+    for i, emotion in enumerate(EMOTIONS):
         first = 1 + i % 3
         neurons[emotion] = [[layer, (7 * i + 11 * j) % FFN] for j, layer in enumerate(
             [first + k % (LAYERS - first) for k in range(10)])]

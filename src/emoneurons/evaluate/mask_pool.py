@@ -31,8 +31,8 @@ def release_freed_memory() -> None:
     """Hand the heap memory this process freed back to the system (gc, then glibc's malloc_trim;
     a no-op where there is no glibc). Before a fork: what the parent freed but glibc kept (reading
     the train split, the chunk before) is otherwise resident in the parent and counted again in
-    every forked worker's RSS: mask-eval's peak grew 789 -> 1,003 MiB from an 82k to a 274k train
-    split without it, 797 with it (bench/mask_eval_memory.py, bench/RESULTS.md)."""
+    every forked worker's RSS (measured, and what it does not explain: bench/RESULTS.md, "mask-eval's
+    memory against each split's size")."""
     import ctypes
     import gc
 
