@@ -6,10 +6,11 @@ DVC pipeline run on them in a scratch project, at several fractions of the volum
     .venv/bin/python bench/scale_run.py --fractions 0.01,0.03 --until count   # filter, split, count only
     .venv/bin/python bench/scale_run.py --records 4000 --fractions 1      # a quick check
     .venv/bin/python bench/scale_run.py --fractions 0.1 --kill-count-after 60   # SIGKILL count once, resume it
+    .venv/bin/python bench/scale_run.py --fractions 1 -S directions.enabled=false  # a params value on top of the run's
 
 Per fraction, in `--out/<fraction>/`: `emoprism.json` (the synthetic file, kept for reruns),
 `project/` (a git + DVC project holding the repository's tracked files, params.yaml set as below),
-`stages.jsonl` (one line per stage process: wall seconds, peak RSS, exit code), `repro.log` (dvc's
+`stages.jsonl` (one line per stage process: wall seconds, peak RSS, peak PSS of its process tree, exit code), `repro.log` (dvc's
 output) and `result.json` (the fraction's figures). A fraction whose result.json exists is not run
 again: a killed benchmark resumes where it stopped (DVC itself skips the stages already done), and
 the summary table at the end reads every result.json in `--out`.
@@ -17,7 +18,9 @@ the summary table at the end reads every result.json in `--out`.
 How a stage is measured: DVC runs each stage as `python stages/<name>.py`; a `python` put first on
 PATH runs the real interpreter as its child and records the child's wall time and peak resident
 set size (getrusage of its children: the stage process and anything it forked and waited for; the
-largest, not their sum). count's tokens/s are its counted tokens (data/counts/meta.json) per second
+largest, not their sum), and the peak over time of the PSS summed over the stage's process and
+its descendants, sampled every 0.2 s (/proc/<pid>/smaps_rollup: a page shared by mask-eval's forked
+workers counts once in the sum, where each worker's RSS counts it whole). count's tokens/s are its counted tokens (data/counts/meta.json) per second
 of the whole stage (model load and tokenizing included).
 
 The run's params (params.yaml with): filter.source emoprism (min_agree 3, the paper's rule),
@@ -173,27 +176,60 @@ def save_tiny_model(folder: Path) -> None:
     tmp.replace(folder)
 
 
-def run_params(model_dir: Path) -> dict:
+def run_params(model_dir: Path, settings: list[str] = ()) -> dict:
+    """params.yaml with the run's values (the module docstring), then each `key.path=value` of
+    `settings` (the value read as YAML, as `dvc exp run -S` reads it)."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["model"]["id"] = str(model_dir)
     params["filter"].update(source="emoprism", min_agree=3)
     params["split"]["test_fraction"] = 0.05
     params["eval"].update(ratios=[0.01], layer_ranges=["all"])
+    for setting in settings:
+        key, sep, value = setting.partition("=")
+        *path, last = key.split(".")
+        section = params
+        for name in path:
+            section = section.get(name) if isinstance(section, dict) else None
+        if not sep or not isinstance(section, dict) or last not in section:
+            raise typer.BadParameter(f"--set {setting!r}: expected key.path=value with a key params.yaml has")
+        section[last] = yaml.safe_load(value)
     return params
 
 
 SHIM = '''#!{python}
-"""`python` for the stages DVC runs: the real interpreter as a child, its wall time and peak RSS logged."""
-import json, os, resource, subprocess, sys, time
+"""`python` for the stages DVC runs: the real interpreter as a child, its wall time, peak RSS and
+peak PSS summed over its process tree logged."""
+import json, os, resource, subprocess, sys, threading, time
 start = time.time()
 child = subprocess.Popen([{python!r}, *sys.argv[1:]])
 with open({log!r}, "a") as log:
     log.write(json.dumps({{"event": "start", "argv": sys.argv[1:], "pid": child.pid, "time": start}}) + "\\n")
+peak_pss = [0]
+def tree(pid):
+    try:
+        kids = open(f"/proc/{{pid}}/task/{{pid}}/children").read().split()
+    except OSError:
+        return [pid]
+    return [pid] + [p for kid in kids for p in tree(int(kid))]
+def pss_kib(pid):
+    try:
+        for line in open(f"/proc/{{pid}}/smaps_rollup"):
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+def sample():  # RSS counts a page shared by forked workers once per process; PSS splits it among them
+    while child.poll() is None:
+        peak_pss[0] = max(peak_pss[0], sum(pss_kib(p) for p in tree(child.pid)))
+        time.sleep(0.2)
+threading.Thread(target=sample, daemon=True).start()
 code = child.wait()
 usage = resource.getrusage(resource.RUSAGE_CHILDREN)
 with open({log!r}, "a") as log:
     log.write(json.dumps({{"event": "end", "argv": sys.argv[1:], "pid": child.pid, "rc": code,
                           "wall_s": round(time.time() - start, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+                          "peak_pss_tree_mib": round(peak_pss[0] / 1024, 1),
                           "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
                           "load_avg_1min": round(os.getloadavg()[0], 2)}}) + "\\n")
 sys.exit(code if code >= 0 else 128 - code)
@@ -204,7 +240,7 @@ def _git(project: Path, *args: str, env: dict) -> None:
     subprocess.run(["git", *args], cwd=project, env=env, check=True, capture_output=True)
 
 
-def make_project(project: Path, model_dir: Path, data_file: Path, env: dict) -> None:
+def make_project(project: Path, model_dir: Path, data_file: Path, env: dict, settings: list[str] = ()) -> None:
     """A git + DVC project with the repository's tracked files (not tests/, bench/, docs/), the
     run's params.yaml and the synthetic file as data/external/emoprism.json."""
     if (project / ".git").is_dir():
@@ -219,7 +255,7 @@ def make_project(project: Path, model_dir: Path, data_file: Path, env: dict) -> 
             (tmp / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, tmp / name)
     (tmp / "dvc.lock").unlink(missing_ok=True)
-    (tmp / "params.yaml").write_text(yaml.safe_dump(run_params(model_dir), sort_keys=False))
+    (tmp / "params.yaml").write_text(yaml.safe_dump(run_params(model_dir, settings), sort_keys=False))
     os.link(data_file, tmp / "data" / "external" / "emoprism.json")  # a hard link: no second copy
     _git(tmp, "init", "-q", "-b", "main", env=env)
     _git(tmp, "add", "-A", ":!data/external/emoprism.json", env=env)
@@ -277,7 +313,8 @@ def stage_figures(entries: list[dict], project: Path, records: int) -> dict[str,
         stage = _stage_of(entry["argv"])
         if entry["event"] == "end" and stage is not None:
             runs = figures.get(stage, {}).get("runs", 0) + 1
-            figures[stage] = {"wall_s": entry["wall_s"], "peak_rss_mib": entry["peak_rss_mib"], "cpu_s": entry["cpu_s"],
+            figures[stage] = {"wall_s": entry["wall_s"], "peak_rss_mib": entry["peak_rss_mib"],
+                              "peak_pss_tree_mib": entry.get("peak_pss_tree_mib"), "cpu_s": entry["cpu_s"],
                               "load_avg_1min_at_end": entry.get("load_avg_1min"), "rc": entry["rc"], "runs": runs}
     # The three full passes over the train split, each over the same tokens (count's): their rates
     # per second of wall time and per CPU second (the steadier figure on a shared machine).
@@ -307,7 +344,7 @@ def commit() -> str:
 
 
 def run_fraction(out: Path, fraction: float, records: int, until: str, model_dir: Path, env: dict,
-                 kill_count_after: float | None, seed: int) -> dict:
+                 kill_count_after: float | None, seed: int, settings: list[str] = ()) -> dict:
     folder = out / (f"{fraction:g}" + ("-killed" if kill_count_after is not None else ""))
     folder.mkdir(parents=True, exist_ok=True)
     n = round(records * fraction)
@@ -318,7 +355,7 @@ def run_fraction(out: Path, fraction: float, records: int, until: str, model_dir
         print(f"{folder.name}: wrote {n:,} records ({data_file.stat().st_size / 2**20:.1f} MiB) in "
               f"{time.perf_counter() - began:.1f} s", flush=True)
     project = folder / "project"
-    make_project(project, model_dir, data_file, env)
+    make_project(project, model_dir, data_file, env, settings)
     shim_dir = folder / "shim"
     shim_dir.mkdir(exist_ok=True)
     shim = shim_dir / "python"
@@ -332,7 +369,7 @@ def run_fraction(out: Path, fraction: float, records: int, until: str, model_dir
     began = time.time()
     killed = repro(project, until, stage_env, folder / "repro.log", kill_count_after)
     result = {
-        "fraction": fraction, "records": n, "bytes": data_file.stat().st_size, "until": until,
+        "fraction": fraction, "records": n, "bytes": data_file.stat().st_size, "until": until, "set": list(settings),
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "commit": revision,
         "machine_before": before, "machine_after": machine(), "wall_s": round(time.time() - began, 1),
         "stages": stage_figures(read_log(folder / "stages.jsonl"), project, n),
@@ -371,7 +408,8 @@ def summary(out: Path) -> str:
                 cells.append("")
                 continue
             rate = f", {s['tokens_per_s']:,.0f} tok/s ({s['tokens_per_cpu_s']:,.0f}/CPU s)" if "tokens_per_s" in s else ""
-            cells.append(f"{s['wall_s']:.1f} s{rate}, {s['peak_rss_mib']:,.0f} MiB")
+            pss = f" (PSS of its processes {s['peak_pss_tree_mib']:,.0f})" if s.get("peak_pss_tree_mib") else ""
+            cells.append(f"{s['wall_s']:.1f} s{rate}, {s['peak_rss_mib']:,.0f} MiB{pss}")
         if any(cells):
             lines.append(f"| {stage} | " + " | ".join(cells) + " |")
     loads = ", ".join(f"{r['fraction']:g}: {r['machine_before']['load_avg'][0]}-{r['machine_after']['load_avg'][0]}" for r in results)
@@ -387,12 +425,15 @@ def main(
     kill_count_after: float = typer.Option(None, help="SIGKILL the count stage this many seconds after it starts, "
                                                       "then rerun (it resumes from its checkpoint)"),
     seed: int = typer.Option(0, help="seed of the synthetic records"),
+    settings: list[str] = typer.Option([], "--set", "-S", help="key.path=value on top of the run's params "
+                                       "(repeatable), e.g. -S directions.enabled=false"),
 ) -> None:
     if until not in STAGES:
         raise typer.BadParameter(f"--until {until!r}; allowed: {', '.join(STAGES)}")
     shares = [float(x) for x in fractions.split(",") if x.strip()]
     if not shares or not all(0 < x <= 1 for x in shares):
         raise typer.BadParameter(f"--fractions {fractions!r}: numbers in (0, 1]")
+    run_params(Path("model"), settings)  # a bad --set is one line before any work
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DVC_NO_ANALYTICS": "1",
@@ -406,7 +447,7 @@ def main(
             print(f"{folder.name}: done before (result.json); not run again", flush=True)
             continue
         print(f"{folder.name}: dvc repro {until} ...", flush=True)
-        result = run_fraction(out, fraction, records, until, model_dir, env, kill_count_after, seed)
+        result = run_fraction(out, fraction, records, until, model_dir, env, kill_count_after, seed, settings)
         stages = ", ".join(f"{name} {s['wall_s']:.0f} s / {s['peak_rss_mib']:.0f} MiB" for name, s in result["stages"].items())
         print(f"{folder.name}: {result['records']:,} records in {result['wall_s']:.0f} s: {stages}", flush=True)
     print(summary(out))

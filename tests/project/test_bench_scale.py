@@ -7,6 +7,10 @@ from __future__ import annotations
 import importlib.util
 import json
 
+import pytest
+import typer
+import yaml
+
 from helpers.stage_runner import REPO
 
 
@@ -35,16 +39,30 @@ def test_the_synthetic_file_has_the_release_schema_and_label_shares(tmp_path):
 def test_a_small_run_through_dvc_records_every_stage(tmp_path, capsys):
     bench = _bench()
     out = tmp_path / "runs"
-    bench.main(records=600, fractions="1", until="count", out=out, kill_count_after=None, seed=0)
+    bench.main(records=600, fractions="1", until="count", out=out, kill_count_after=None, seed=0,
+               settings=["split.seed=7"])
     result = json.loads((out / "1" / "result.json").read_text())
     stages = result["stages"]
     assert list(stages) == ["augment", "generate", "filter", "split", "count"]
     assert all(s["rc"] == 0 and s["peak_rss_mib"] > 50 and s["wall_s"] > 0 for s in stages.values())
+    # The sampled PSS of a stage's processes: below its peak RSS (shared library pages are split
+    # with other processes), and of the same order.
+    assert all(s["peak_rss_mib"] / 4 < s["peak_pss_tree_mib"] <= s["peak_rss_mib"] * 1.05 for s in stages.values())
+    assert result["set"] == ["split.seed=7"]
+    assert yaml.safe_load((out / "1" / "project" / "params.yaml").read_text())["split"]["seed"] == 7
     filtered = json.loads((out / "1" / "project" / "reports" / "filter.json").read_text())
     assert stages["filter"]["records"] == filtered["generated"] == 600 and stages["filter"]["kept"] == filtered["kept"]
     meta = json.loads((out / "1" / "project" / "data" / "counts" / "meta.json").read_text())
     assert stages["count"]["tokens"] == sum(meta["tokens"].values()) > 0 and stages["count"]["tokens_per_s"] > 0
     printed = capsys.readouterr().out
     assert "| filter | " in printed and "| count | " in printed and "tok/s" in printed
-    bench.main(records=600, fractions="1", until="count", out=out, kill_count_after=None, seed=0)
+    bench.main(records=600, fractions="1", until="count", out=out, kill_count_after=None, seed=0, settings=[])
     assert "1: done before (result.json); not run again" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("setting", ["split.sed=1", "split.seed", "nosuch.key=1"])
+def test_a_bad_setting_is_refused_before_any_work(tmp_path, setting):
+    with pytest.raises(typer.BadParameter, match="--set"):
+        _bench().main(records=600, fractions="1", until="count", out=tmp_path / "runs", kill_count_after=None, seed=0,
+                      settings=[setting])
+    assert not (tmp_path / "runs").exists()

@@ -84,3 +84,33 @@ def test_count_memory_does_not_grow_with_the_dialogues(tmp_path, tiny_llama):
     held = 3 * n * tokens * 36 / 2**20
     assert held > 40, held
     assert peaks[1] - peaks[0] < held, (peaks, held)
+
+
+_SPLIT_CHECK_PEAK = """
+import sys
+import polars as pl
+from emoneurons.dataset.split import held_out_ids
+from emoneurons.io.suites import check_split, load_gx
+load_gx()
+n = int(sys.argv[1])
+keys = pl.DataFrame({"id": [f"{(i * 2654435761) % 2**64:016x}" for i in range(n)],
+                     "theme": ["anger", "disgust", "fear", "happiness", "sadness", "surprise"] * (n // 6)})
+held = pl.col("id").is_in(held_out_ids(keys, 0.05, 0).implode())
+train, test = keys.filter(~held), keys.filter(held)
+def kib(field):
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field))
+open("/proc/self/clear_refs", "w").write("5")  # the peak (VmHWM) starts again from what is resident now
+resident = kib("VmRSS:")
+check_split(train, test, 0.05, sources=("train", "test"))
+print((kib("VmHWM:") - resident) / 1024)  # the checks' own peak above it, in MiB
+"""
+
+
+def test_split_checks_memory_does_not_grow_with_the_ids():
+    """split's data checks see every id (unique across both parts). With GX given the id strings,
+    its pandas copies of them grew the checks' own peak by ~80 MiB from 60k to 240k ids (54 -> 135
+    MiB above what was resident before them; ~300 MiB at 864k); given integer codes, by ~26 (27 -> 53)."""
+    env = {**os.environ, "GX_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": "1"}
+    added = [float(subprocess.run([sys.executable, "-c", _SPLIT_CHECK_PEAK, str(n)], env=env, capture_output=True,
+                                  text=True, check=True).stdout.split()[-1]) for n in (60_000, 240_000)]
+    assert added[1] - added[0] < 50, added
