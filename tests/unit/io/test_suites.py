@@ -196,6 +196,26 @@ def test_split_id_in_both_fails():
     assert "'ang0'" in message
 
 
+def test_split_null_id_fails_naming_the_row():
+    train, test = _parts()
+    train = train.with_columns(id=pl.when(pl.int_range(pl.len()) == 3).then(None).otherwise(pl.col("id")))
+    message = _failure(check_split, train, test, 0.2)
+    assert message.startswith("data/split/train.parquet: column 'id': expect_column_values_to_not_be_null")
+    assert "1 of 24 rows, e.g. row 3" in message, message
+
+
+def test_split_checks_record_what_ran_on_the_ids_themselves():
+    """GX runs on integer codes of the ids (memory); the record is the one the ids would give."""
+    train, test = _parts()
+    record = check_split(train, test, 0.2)
+    assert [(c["file"], c["expectation"], c["column"]) for c in record] == [
+        *[(f"data/split/{part}.parquet", kind, column) for part in ("train", "test") for kind, column in (
+            ("expect_table_row_count_to_be_between", None), ("expect_column_values_to_not_be_null", "id"),
+            ("expect_column_distinct_values_to_contain_set", "theme"))],
+        ("data/split/train.parquet + data/split/test.parquet", "expect_column_values_to_be_unique", "id"),
+        ("data/split/test.parquet", "test share 0.2 per emotion", "theme")]
+
+
 def test_split_emotion_missing_from_test_fails_naming_it():
     train, test = _parts()
     message = _failure(check_split, train, test.filter(pl.col("theme") != "surprise"), 0.2)
