@@ -319,11 +319,13 @@ def stage_figures(entries: list[dict], project: Path, records: int) -> dict[str,
     # The three full passes over the train split, each over the same tokens (count's): their rates
     # per second of wall time and per CPU second (the steadier figure on a shared machine).
     passes = {"count": (project / "data/counts/meta.json", lambda d: sum(d["tokens"].values())),
-              "directions": (project / "reports/metrics/directions.json", lambda d: sum(d["summed"]["tokens"].values())),
+              # directions.enabled false: no pass, and no "summed" in directions.json
+              "directions": (project / "reports/metrics/directions.json",
+                             lambda d: sum(d["summed"]["tokens"].values()) if "summed" in d else None),
               "cards": (project / "reports/cards/cards.json", lambda d: d["tokens"])}
     for stage, (path, tokens_of) in passes.items():
-        if stage in figures and path.exists():
-            tokens = tokens_of(json.loads(path.read_text()))
+        tokens = tokens_of(json.loads(path.read_text())) if stage in figures and path.exists() else None
+        if tokens is not None:
             figures[stage].update(tokens=tokens, tokens_per_s=round(tokens / figures[stage]["wall_s"], 1),
                                   tokens_per_cpu_s=round(tokens / max(figures[stage]["cpu_s"], 0.1), 1))
     report = project / "reports" / "filter.json"

@@ -66,3 +66,14 @@ def test_a_bad_setting_is_refused_before_any_work(tmp_path, setting):
         _bench().main(records=600, fractions="1", until="count", out=tmp_path / "runs", kill_count_after=None, seed=0,
                       settings=[setting])
     assert not (tmp_path / "runs").exists()
+
+
+def test_stage_figures_without_the_directions_pass(tmp_path):
+    """-S directions.enabled=false: directions.json has no sums, so no tokens/s for that stage."""
+    bench = _bench()
+    (tmp_path / "reports/metrics").mkdir(parents=True)
+    (tmp_path / "reports/metrics/directions.json").write_text(json.dumps({"enabled": False}))
+    entries = [{"event": "end", "argv": ["stages/directions.py"], "rc": 0, "wall_s": 1.7, "peak_rss_mib": 256.1,
+                "peak_pss_tree_mib": 213.8, "cpu_s": 1.8, "load_avg_1min": 2.0}]
+    figures = bench.stage_figures(entries, tmp_path, 100)
+    assert figures["directions"]["peak_pss_tree_mib"] == 213.8 and "tokens" not in figures["directions"]
