@@ -43,8 +43,28 @@ def release_freed_memory() -> None:
         pass
 
 
+# A forked worker's blocks from this size up get mappings of their own (glibc's M_MMAP_THRESHOLD, fixed),
+# given back to the system when freed. The parent's thresholds have risen by then (glibc raises them
+# as large blocks are freed), and a worker inherits them: its activations came from its heap and
+# stayed resident when freed, up to ~0.45 GiB of its own a worker. Mapped: ~40 MiB, for ~8% more
+# time in mask-eval (bench/RESULTS.md, "The pipeline at 30% and 100% ... with the processes' PSS").
+WORKER_MMAP_THRESHOLD = 1 << 20
+
+
+def map_large_blocks(threshold: int) -> bool:
+    """Have glibc serve blocks of `threshold` bytes and more from mappings of their own (returned to
+    the system when freed) instead of from the heap; False where there is no glibc."""
+    import ctypes
+
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(-3, threshold))  # -3: M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        return False
+
+
 def _worker_start(threads: int) -> None:
     torch.set_num_threads(threads)
+    map_large_blocks(WORKER_MMAP_THRESHOLD)
 
 
 def _run(engine: MaskedClassifier, mask: Mask, index: int, reduce: Callable[[int, Classification], Any] | None) -> Any:
