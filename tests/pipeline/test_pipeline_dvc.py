@@ -267,14 +267,20 @@ def s3_server(tmp_path):
                 time.sleep(0.5)
         yield {"endpoint": endpoint, "key": key, "secret": secret, "process": server}
     finally:
-        if server.poll() is None:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+        _stop(server)
         log.close()
+
+
+def _stop(server: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 20 s: `weed mini` has been seen on CI to take longer than
+    that to shut down its four servers, and the test needs it down, not tidy."""
+    if server.poll() is None:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def test_s3_remote_carries_a_run_and_an_experiment_to_fresh_clones(project, env, tmp_path, s3_server):
@@ -319,8 +325,7 @@ def test_s3_remote_carries_a_run_and_an_experiment_to_fresh_clones(project, env,
         ["git", "show", f"{ref}:reports/metrics/summary.json"], project, env).stdout
 
     # The remote goes down: `make run` still computes locally and says the push failed.
-    s3_server["process"].terminate()
-    s3_server["process"].wait(timeout=20)
+    _stop(s3_server["process"])
     with (clone / "stages/plot.py").open("a") as script:
         script.write("# edited: plot reruns\n")
     made = run_command(["make", "--no-print-directory", "pipeline"], clone, s3env, check=False)
