@@ -31,6 +31,7 @@ everything else as params.yaml has it.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import random
@@ -39,12 +40,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
 import yaml
+
+from emoneurons.params import ParamsError, parse_params
+from emoneurons.runtime.atlas_runs import AtlasRunError, parse_set_params, set_param
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ["augment", "generate", "filter", "split", "count", "select", "directions", "mask-eval", "cards", "steer", "plot"]
@@ -176,23 +180,23 @@ def save_tiny_model(folder: Path) -> None:
     tmp.replace(folder)
 
 
-def run_params(model_dir: Path, settings: list[str] = ()) -> dict:
+def run_params(model_dir: Path, settings: Sequence[str] = ()) -> dict:
     """params.yaml with the run's values (the module docstring), then each `key.path=value` of
-    `settings` (the value read as YAML, as `dvc exp run -S` reads it)."""
+    `settings` as `dvc exp run -S` reads it, validated as the stages validate params (a bad one:
+    typer.BadParameter, one line); model.id is `model_dir` unless a setting names one."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["model"]["id"] = str(model_dir)
     params["filter"].update(source="emoprism", min_agree=3)
     params["split"]["test_fraction"] = 0.05
     params["eval"].update(ratios=[0.01], layer_ranges=["all"])
-    for setting in settings:
-        key, sep, value = setting.partition("=")
-        *path, last = key.split(".")
-        section = params
-        for name in path:
-            section = section.get(name) if isinstance(section, dict) else None
-        if not sep or not isinstance(section, dict) or last not in section:
-            raise typer.BadParameter(f"--set {setting!r}: expected key.path=value with a key params.yaml has")
-        section[last] = yaml.safe_load(value)
+    try:
+        overrides = parse_set_params(settings)
+        for key, value in overrides.items():
+            set_param(params, key, value)
+        parse_params(copy.deepcopy(params), source="scale run")  # model.id still params.yaml's: the folder may not exist yet
+    except (AtlasRunError, ParamsError) as error:
+        raise typer.BadParameter(f"--set: {error}") from None
+    if "model.id" not in overrides:
+        params["model"]["id"] = str(model_dir)
     return params
 
 

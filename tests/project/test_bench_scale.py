@@ -60,7 +60,7 @@ def test_a_small_run_through_dvc_records_every_stage(tmp_path, capsys):
     assert "1: done before (result.json); not run again" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("setting", ["split.sed=1", "split.seed", "nosuch.key=1"])
+@pytest.mark.parametrize("setting", ["split.sed=1", "split.seed", "nosuch.key=1", "split.test_fraction=2", "eval.ratios=0.01,0.02"])
 def test_a_bad_setting_is_refused_before_any_work(tmp_path, setting):
     with pytest.raises(typer.BadParameter, match="--set"):
         _bench().main(records=600, fractions="1", until="count", out=tmp_path / "runs", kill_count_after=None, seed=0,

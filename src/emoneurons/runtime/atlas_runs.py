@@ -52,7 +52,7 @@ def flatten(plan: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def parse_set_params(pairs: Sequence[str]) -> dict[str, Any]:
     """`key=value` as `dvc exp run -S` takes them, the value read as YAML. A top-level comma
-    would make DVC sweep it; the atlas runs one experiment per model only."""
+    would make DVC sweep it; the atlas (and bench/scale_run.py) run one experiment each."""
     out = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
@@ -60,7 +60,7 @@ def parse_set_params(pairs: Sequence[str]) -> dict[str, Any]:
             raise AtlasRunError(f"-S {pair}: expected key=value")
         value = yaml.safe_load(text)
         if isinstance(value, str) and "," in value:
-            raise AtlasRunError(f"-S {pair}: a comma sweeps in DVC; the atlas takes one value per key (a list: [a,b])")
+            raise AtlasRunError(f"-S {pair}: a comma sweeps in DVC; one value per key here (a list: [a,b])")
         out[key] = value
     return out
 
@@ -76,7 +76,8 @@ def dvc_value(value: Any) -> str:
     return str(value)
 
 
-def _set(raw: dict, dotted: str, value: Any) -> None:
+def set_param(raw: dict, dotted: str, value: Any) -> None:
+    """raw[a][b] = value for `a.b` (sections made as needed; parse_params judges the key)."""
     node = raw
     *parents, last = dotted.split(".")
     for part in parents:
@@ -102,7 +103,7 @@ def model_overrides(models: Sequence[str], plan: Mapping[str, Any], set_params: 
         overrides = {**flatten(plan), **set_params, "model.id": model}
         raw = copy.deepcopy(dict(params_yaml))
         for key, value in overrides.items():
-            _set(raw, key, value)
+            set_param(raw, key, value)
         try:
             params = parse_params(raw, source=f"atlas, model {model}")
         except ParamsError as error:
