@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from emoneurons.emotions import EMOTIONS, parse_emotion
-from emoneurons.evaluate.boundary_states import BoundaryStates
+from emoneurons.evaluate.boundary_states import BoundaryStates, StateBlocks
 from emoneurons.evaluate.layer_runner import (
     additive_mask,
     key_validity,
@@ -395,17 +395,18 @@ class MaskedClassifier:
         prefix_kv, kept = self._prefix(start, keep=keep)
         if keep:
             self.prefix_boundary = kept
+        blocks = StateBlocks() if keep else None  # the CPU's states, packed (boundary_states.py)
         for batch in batches:
             last, dialogue_kv, kept = self._dialogue(batch, start, prefix_kv, keep=keep)
             first = last_logprobs(self.lm, last)  # [B, V]
             if keep:
-                batch.boundary = BoundaryStates(kept)  # on a GPU: in host memory, one batch back at a time
+                batch.boundary = BoundaryStates(kept, blocks)  # on a GPU: in host memory, one batch back at a time
             if self.method == "score":
                 label_scores = torch.stack([first[:, ids[0]] for ids in self.labels], dim=1)
                 if self.multi:
                     sums, kept = self._continuation(batch, start, prefix_kv, dialogue_kv, keep=keep)
                     if keep:
-                        batch.continuation_boundary = BoundaryStates(kept)
+                        batch.continuation_boundary = BoundaryStates(kept, blocks)
                     label_scores[:, self.multi] += sums
                 on_device.append((batch.rows, label_scores))
             else:
