@@ -31,7 +31,6 @@ everything else as params.yaml has it.
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import random
@@ -192,7 +191,7 @@ def run_params(model_dir: Path, settings: Sequence[str] = ()) -> dict:
         overrides = parse_set_params(settings)
         for key, value in overrides.items():
             set_param(params, key, value)
-        parse_params(copy.deepcopy(params), source="scale run")  # model.id still params.yaml's: the folder may not exist yet
+        parse_params(params, source="scale run")  # model.id still params.yaml's: the folder may not exist yet
     except (AtlasRunError, ParamsError) as error:
         raise typer.BadParameter(f"--set: {error}") from None
     if "model.id" not in overrides:

@@ -27,20 +27,29 @@ def mask_workers(lm: LoadedModel, n_masks: int) -> int:
     return max(1, min(torch.get_num_threads(), 8, n_masks))
 
 
+def _glibc():
+    """The C library, where it is glibc (with malloc_trim and mallopt); None elsewhere (musl, macOS)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None
+
+
 def release_freed_memory() -> None:
     """Hand the heap memory this process freed back to the system (gc, then glibc's malloc_trim;
     a no-op where there is no glibc). Before a fork: what the parent freed but glibc kept (reading
     the train split, the chunk before) is otherwise resident in the parent and counted again in
     every forked worker's RSS (measured, and what it does not explain: bench/RESULTS.md, "mask-eval's
     memory against each split's size")."""
-    import ctypes
     import gc
 
     gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim this way
-        pass
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
 
 
 # A forked worker's blocks from this size up get mappings of their own (glibc's M_MMAP_THRESHOLD, fixed),
@@ -54,12 +63,8 @@ WORKER_MMAP_THRESHOLD = 1 << 20
 def map_large_blocks(threshold: int) -> bool:
     """Have glibc serve blocks of `threshold` bytes and more from mappings of their own (returned to
     the system when freed) instead of from the heap; False where there is no glibc."""
-    import ctypes
-
-    try:
-        return bool(ctypes.CDLL("libc.so.6").mallopt(-3, threshold))  # -3: M_MMAP_THRESHOLD
-    except (OSError, AttributeError):  # not glibc (musl, macOS)
-        return False
+    libc = _glibc()
+    return libc is not None and bool(libc.mallopt(-3, threshold))  # -3: M_MMAP_THRESHOLD
 
 
 def _worker_start(threads: int) -> None:

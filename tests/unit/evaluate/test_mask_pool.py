@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 import pytest
@@ -30,8 +31,6 @@ def test_memory_freed_but_kept_by_the_heap_goes_back_to_the_system():
     released = _resident_mib()
     assert held - released > 100, (before, held, released)
     assert len(kept) == 4688
-
-
 
 
 _WORKER_BLOCKS = """
@@ -75,8 +74,6 @@ def test_a_forked_worker_gives_back_its_large_blocks():
     keeps them when freed (its thresholds rose); a worker started as mask-eval starts them maps its
     large blocks, which go back to the system when freed. In a fresh interpreter: blocks that fit in
     free space the heap already has are taken from it either way."""
-    import subprocess
-
     out = subprocess.run([sys.executable, "-c", _WORKER_BLOCKS], capture_output=True, text=True, check=True).stdout
     plain, started = map(float, out.split())
     assert plain > 60 and started < 10, (plain, started)
