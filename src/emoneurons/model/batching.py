@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -22,23 +23,54 @@ def length_buckets(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
+@dataclass(frozen=True)
+class BatchPlan:
+    """Batches as consecutive runs of one order of the sequences: batch b is
+    order[starts[b]:starts[b + 1]]. Two int64 arrays, ~16 bytes a sequence, where lists of Python
+    ints hold ~70 and their sort held ~180 more while it ran (count plans 273k train dialogues)."""
+
+    order: np.ndarray  # int64 [n]: sequence indices, longest first
+    starts: np.ndarray  # int64 [batches + 1]: where each batch starts in `order`, then n
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def __getitem__(self, b: int) -> np.ndarray:
+        return self.order[self.starts[b] : self.starts[b + 1]]
+
+    def members(self, batches: Sequence[int]) -> np.ndarray:
+        """The indices in `batches` (batch numbers), batch after batch."""
+        if not len(batches):
+            return np.zeros(0, dtype=np.int64)
+        return np.concatenate([self[b] for b in batches])
+
+
+def length_batch_plan(lengths: Sequence[int] | np.ndarray, batch_size: int, max_padding: float = 0.1) -> BatchPlan:
+    """Indices sorted by length (longest first, so memory problems show at once; ties in index
+    order), cut into batches of at most batch_size whose padding stays within max_padding of the
+    tokens each processes: a batch takes the next sequence while its padding would stay within."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    order = np.argsort(-lengths, kind="stable")
+    ordered = lengths[order]
+    starts = np.empty(len(order) + 1, dtype=np.int64)
+    members = np.arange(1, batch_size + 1)  # a batch's size with each next member in it
+    batches = start = 0
+    while start < len(order):
+        starts[batches] = start
+        batches += 1
+        window = ordered[start : start + batch_size]
+        processed = window[0] * members[: len(window)]  # tokens the batch would process: width x size
+        over = np.flatnonzero(processed - np.cumsum(window) > max_padding * processed)
+        start += max(int(over[0]) if len(over) else len(window), 1)
+    starts[batches] = len(order)
+    return BatchPlan(order, starts[: batches + 1].copy())
+
+
 def length_batches(lengths: Sequence[int], batch_size: int, max_padding: float = 0.1) -> list[list[int]]:
-    """Indices sorted by length (longest first, so memory problems show at once), cut into batches
-    of at most batch_size whose padding stays within max_padding of the tokens each processes."""
-    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
-    batches: list[list[int]] = []
-    real = 0
-    for i in order:
-        if batches and len(batches[-1]) < batch_size:
-            width = lengths[batches[-1][0]]  # the longest, first in the batch
-            processed = width * (len(batches[-1]) + 1)
-            if processed - (real + lengths[i]) <= max_padding * processed:
-                batches[-1].append(i)
-                real += lengths[i]
-                continue
-        batches.append([i])
-        real = lengths[i]
-    return batches
+    """length_batch_plan's batches as lists of indices (for a piece of dialogues; count, over a
+    whole split, keeps the plan)."""
+    plan = length_batch_plan(lengths, batch_size, max_padding)
+    return [plan[b].tolist() for b in range(len(plan))]
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +37,7 @@ from transformers import PreTrainedTokenizerBase
 
 from emoneurons.emotions import EMOTION_INDEX, EMOTIONS
 from emoneurons.model.architecture import GatedFFN
-from emoneurons.model.batching import length_batches, padded_ids
+from emoneurons.model.batching import length_batch_plan, padded_ids
 from emoneurons.model.hooks import on_down_proj_input, on_gate_output
 from emoneurons.model.loading import LoadedModel
 from emoneurons.model.special_tokens import pad_token_id
@@ -283,7 +283,7 @@ class BatchSchedule(Protocol):
     def start(self, n_batches: int) -> tuple[list[int], tuple[torch.Tensor, torch.Tensor] | None]:
         """Batch indices still to run, and saved partial (counts [L, 6, N], T [6]) or None."""
 
-    def finished(self, dialogues: list[int], snapshot: Callable[[], torch.Tensor], T: torch.Tensor) -> None:
+    def finished(self, dialogues: np.ndarray, snapshot: Callable[[], torch.Tensor], T: torch.Tensor) -> None:
         """After each batch (`dialogues`: the rows of the dialogues it counted); snapshot() gives
         the counts so far as [L, 6, N]."""
 
@@ -306,7 +306,7 @@ class _OneProcess:
     def start(self, n_batches: int) -> tuple[list[int], None]:
         return list(range(n_batches)), None
 
-    def finished(self, dialogues: list[int], snapshot: Callable[[], torch.Tensor], T: torch.Tensor) -> None:
+    def finished(self, dialogues: np.ndarray, snapshot: Callable[[], torch.Tensor], T: torch.Tensor) -> None:
         pass
 
     def combine(self, counts: torch.Tensor, T: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -317,8 +317,9 @@ def _stacked(whole: torch.Tensor | None, counts: Sequence[torch.Tensor]) -> torc
     return whole if whole is not None else torch.stack([c.cpu() for c in counts])
 
 
-def _feed_batches(lm: LoadedModel, batches: Sequence[list[int]], load: Callable[[list[int]], list[CountedText]], tokens: int,
-                  current: _BatchOnDevices, T: torch.Tensor, desc: str, finished: Callable[[list[int]], None]) -> None:
+def _feed_batches(lm: LoadedModel, batches: Iterable[Sequence[int]], load: Callable[[Sequence[int]], list[CountedText]],
+                  tokens: int, current: _BatchOnDevices, T: torch.Tensor, desc: str,
+                  finished: Callable[[Sequence[int]], None]) -> None:
     """Each batch (its items: load(indices)) through the decoder (the hooks count); T += its counted
     tokens; finished(the batch's indices) after each. `tokens`: what the batches feed in all (the bar's total)."""
     tokenizer = lm.tokenizer
@@ -341,7 +342,7 @@ def _feed_batches(lm: LoadedModel, batches: Sequence[list[int]], load: Callable[
                 )
                 T += torch.tensor(batch.counted, dtype=torch.int64)
                 progress.update(sum(len(item.ids) for item in items))
-                finished(list(indices))
+                finished(indices)
     finally:
         progress.close()
 
@@ -354,7 +355,8 @@ def count_batches(lm: LoadedModel, items: Sequence[CountedText], batches: Sequen
     current = _BatchOnDevices()
     tokens = sum(len(items[i].ids) for b in batches for i in b)
     with _counting_hooks(ffn_modules(lm.model), counts, activation, current):
-        _feed_batches(lm, batches, lambda indices: [items[i] for i in indices], tokens, current, T, desc, finished)
+        _feed_batches(lm, batches, lambda indices: [items[i] for i in indices], tokens, current, T, desc,
+                      lambda indices: finished(list(indices)))
 
 
 class ActivationCounts(NamedTuple):
@@ -395,8 +397,8 @@ def count_dialogues(
 
     Memory does not grow with the dialogues: they are tokenized a piece at a time into a token
     store on disk (count_inputs.py; the schedule's folder, else a temporary one), the batches are
-    made from their lengths alone (the same batches as from the tokens), and each batch's ids are
-    read back as it runs."""
+    made from their lengths alone (the same batches as from the tokens; a plan of two arrays, not a
+    Python object per dialogue), and each batch's ids are read back as it runs."""
     if activation not in get_args(Activation):
         raise ValueError(f"activation {activation!r}: allowed: {allowed_values(Activation)}")
     _check_options(text, positions)
@@ -423,16 +425,17 @@ def count_dialogues(
             warnings.warn(f"{cut.dialogues} of {n} dialogues truncated to max_length={max_length} tokens", stacklevel=2)
         rows = np.flatnonzero(np.minimum(full, budget) > 0)  # the dialogues with tokens left to count
         lengths = len(prefix) + np.minimum(full[rows], budget)
-        batches = length_batches(lengths.tolist(), batch_size, max_padding)
+        plan = length_batch_plan(lengths, batch_size, max_padding)
 
         whole, counts = layer_counters(mlps)
         T = torch.zeros(len(EMOTIONS), dtype=torch.int64)
-        todo, saved = schedule.start(len(batches))
+        todo, saved = schedule.start(len(plan))
         if saved is not None:
             for layer_counts, saved_layer in zip(counts, saved[0]):
                 layer_counts.copy_(saved_layer)
             T += saved[1]
-        needed = rows[np.concatenate([np.asarray(batches[b], dtype=np.int64) for b in todo] or [np.zeros(0, np.int64)])]
+        members = plan.members(todo)  # indices into rows of the dialogues this process counts
+        needed = rows[members]
         missing = needed[store.offset[needed] < 0]
         if len(missing):  # rows of this process's batches another process tokenized first
             _tokenize(store, tokenizer, source, np.sort(missing), budget, skip_cues, desc)
@@ -440,18 +443,18 @@ def count_dialogues(
 
         current = _BatchOnDevices()
         with store.reader() as stored, _counting_hooks(mlps, counts, activation, current):
-            def load(indices: list[int]) -> list[CountedText]:
+            def load(indices: Sequence[int]) -> list[CountedText]:
                 items = []
                 for i in indices:
                     own, cues = stored.get(int(rows[i]))
                     items.append(counted_text(prefix, own, int(emotions[rows[i]]), cues, positions=positions, max_length=max_length))
                 return items
 
-            def finished(indices: list[int]) -> None:
-                schedule.finished([int(rows[i]) for i in indices], lambda: _stacked(whole, counts), T)
+            def finished(indices: Sequence[int]) -> None:
+                schedule.finished(rows[indices], lambda: _stacked(whole, counts), T)
 
-            tokens = int(sum(lengths[i] for b in todo for i in batches[b]))
-            _feed_batches(lm, [batches[b] for b in todo], load, tokens, current, T, desc, finished)
+            tokens = int(lengths[members].sum())
+            _feed_batches(lm, (plan[b] for b in todo), load, tokens, current, T, desc, finished)
     stacked, T = schedule.combine(_stacked(whole, counts), T)
     return ActivationCounts(stacked.permute(0, 2, 1).contiguous().cpu(), T, cut)
 

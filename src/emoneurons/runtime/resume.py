@@ -18,6 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from emoneurons.params import CountParams, EvalParams, ModelParams
 from emoneurons.runtime.checkpoint import Checkpoints, run_key
 from emoneurons.runtime.distributed import Ranks
@@ -52,10 +54,11 @@ class CountSchedule:
         self.done = 0  # of this rank's batches
         self.dialogues = 0  # in this rank's done batches
         self.resumed = 0  # batches restored from a checkpoint (0: a fresh start)
-        self.counted: list[int] = []  # the dialogues this process counted (not those restored)
+        self.counted = np.zeros(0, dtype=bool)  # per train dialogue: this process counted it (not restored)
 
     def rows(self, n: int) -> tuple[int, int]:
         """The contiguous share of the n train dialogues this rank tokenizes first (and reads alone)."""
+        self.counted = np.zeros(n, dtype=bool)
         return n * self.ranks.rank // self.ranks.world, n * (self.ranks.rank + 1) // self.ranks.world
 
     def merged(self, values: torch.Tensor) -> torch.Tensor:
@@ -89,11 +92,11 @@ class CountSchedule:
                 return self.mine[self.done:], (tensors["counts"], tensors["T"])
         return self.mine, None
 
-    def finished(self, dialogues: list[int], snapshot: Callable[[], torch.Tensor], T: torch.Tensor) -> None:
+    def finished(self, dialogues: np.ndarray, snapshot: Callable[[], torch.Tensor], T: torch.Tensor) -> None:
         """After each batch: every `every` batches, save the partial counts (one host copy)."""
         self.done += 1
         self.dialogues += len(dialogues)
-        self.counted += dialogues
+        self.counted[dialogues] = True
         if self.checkpoints is not None and self.done % self.every == 0 and self.done < len(self.mine):
             self.checkpoints.save_tensors(self.name, {"counts": snapshot().cpu(), "T": T.cpu()},
                                           {"batches": self.total, "done": self.done, "dialogues": self.dialogues})
@@ -101,7 +104,7 @@ class CountSchedule:
     def combine(self, counts: torch.Tensor, T: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The counts summed over every rank (and this rank's share recorded, distributed.record_shard)."""
         self.ranks.record_shard("count", {"batches": self.total, "resumed_batches": self.resumed,
-                                          "counted_dialogues": sorted(self.counted)})
+                                          "counted_dialogues": np.flatnonzero(self.counted).tolist()})
         return self.ranks.sum(counts), self.ranks.sum(T)
 
 
