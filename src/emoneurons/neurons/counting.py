@@ -417,9 +417,7 @@ def count_dialogues(
             store.reset()
             _tokenize(store, tokenizer, source, np.arange(first, last), budget, skip_cues, desc)
             store.save()
-        mine = np.zeros(n, dtype=np.int64)
-        mine[first:last] = store.full[first:last]
-        full = schedule.merged(torch.from_numpy(mine)).numpy()  # every dialogue's token count, on every process
+        full = _token_counts(store, schedule, first, last)  # every dialogue's, on every process
         cut = _truncation(full, len(prefix), max_length, budget)
         if cut.dialogues:
             warnings.warn(f"{cut.dialogues} of {n} dialogues truncated to max_length={max_length} tokens", stacklevel=2)
@@ -434,12 +432,12 @@ def count_dialogues(
             for layer_counts, saved_layer in zip(counts, saved[0]):
                 layer_counts.copy_(saved_layer)
             T += saved[1]
-        members = plan.members(todo)  # indices into rows of the dialogues this process counts
-        needed = rows[members]
+        needed = rows[plan.members(todo)]
         missing = needed[store.offset[needed] < 0]
         if len(missing):  # rows of this process's batches another process tokenized first
             _tokenize(store, tokenizer, source, np.sort(missing), budget, skip_cues, desc)
             store.save()
+        del needed, missing  # through the batches count holds ~60 bytes a dialogue: the store's index, full, rows, lengths, the plan
 
         current = _BatchOnDevices()
         with store.reader() as stored, _counting_hooks(mlps, counts, activation, current):
@@ -453,10 +451,17 @@ def count_dialogues(
             def finished(indices: Sequence[int]) -> None:
                 schedule.finished(rows[indices], lambda: _stacked(whole, counts), T)
 
-            tokens = int(lengths[members].sum())
+            tokens = int(lengths[plan.members(todo)].sum())
             _feed_batches(lm, (plan[b] for b in todo), load, tokens, current, T, desc, finished)
     stacked, T = schedule.combine(_stacked(whole, counts), T)
     return ActivationCounts(stacked.permute(0, 2, 1).contiguous().cpu(), T, cut)
+
+
+def _token_counts(store: TokenStore, schedule: BatchSchedule, first: int, last: int) -> np.ndarray:
+    """Every dialogue's own token count (int64), from the store of each process's rows [first, last)."""
+    mine = np.zeros(len(store.full), dtype=np.int64)
+    mine[first:last] = store.full[first:last]
+    return schedule.merged(torch.from_numpy(mine)).numpy()
 
 
 def _store_name(schedule: BatchSchedule) -> str:
