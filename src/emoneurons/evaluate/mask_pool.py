@@ -52,12 +52,14 @@ def release_freed_memory() -> None:
         libc.malloc_trim(0)
 
 
-# A forked worker's blocks from this size up get mappings of their own (glibc's M_MMAP_THRESHOLD, fixed),
-# given back to the system when freed. The parent's thresholds have risen by then (glibc raises them
-# as large blocks are freed), and a worker inherits them: its activations came from its heap and
-# stayed resident when freed, up to ~0.45 GiB of its own a worker. Mapped: ~40 MiB, for ~8% more
-# time in mask-eval (bench/RESULTS.md, "The pipeline at 30% and 100% ... with the processes' PSS").
-WORKER_MMAP_THRESHOLD = 1 << 20
+# Blocks from this size up get mappings of their own (glibc's M_MMAP_THRESHOLD, fixed), given back
+# to the system when freed: in each forked worker, and (several chunks) in their parent from its first
+# unmodified run. glibc otherwise raises its thresholds as large blocks are freed, at points that
+# vary from run to run, and activations then come from the heap and stay resident when freed: up to
+# ~0.45 GiB of a worker's own (mapped: ~40 MiB, for ~8% more time in mask-eval: bench/RESULTS.md,
+# "The pipeline at 30% and 100% ... with the processes' PSS"), and 60-150 MiB of the parent's heap
+# above a chunk's states, a different amount each run ("mask-eval's parent").
+MMAP_THRESHOLD = 1 << 20
 
 
 def map_large_blocks(threshold: int) -> bool:
@@ -67,9 +69,20 @@ def map_large_blocks(threshold: int) -> bool:
     return libc is not None and bool(libc.mallopt(-3, threshold))  # -3: M_MMAP_THRESHOLD
 
 
+def map_parent_large_blocks(workers: int, chunks: int) -> bool:
+    """In a process about to run the unmodified runs of `chunks` chunks and fork `workers` for the
+    masks: its large blocks mapped from now on, as the workers' are (MMAP_THRESHOLD), when there are
+    workers (> 1) and more than one chunk (the states at chunking's cap, where the heap's swing was
+    up to ~0.2 GiB of the stage's peak). It costs time: the workers then find little free heap to
+    reuse and map their blocks afresh (mask-eval ~10% slower at EmoPrism's volume: bench/RESULTS.md,
+    "mask-eval's parent ... its large blocks mapped"), which one small chunk (the default run's) is
+    not worth. False when not done, or where there is no glibc."""
+    return workers > 1 and chunks > 1 and map_large_blocks(MMAP_THRESHOLD)
+
+
 def _worker_start(threads: int) -> None:
     torch.set_num_threads(threads)
-    map_large_blocks(WORKER_MMAP_THRESHOLD)
+    map_large_blocks(MMAP_THRESHOLD)
 
 
 def _run(engine: MaskedClassifier, mask: Mask, index: int, reduce: Callable[[int, Classification], Any] | None) -> Any:

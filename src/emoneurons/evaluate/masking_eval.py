@@ -24,7 +24,7 @@ from emoneurons.evaluate.dose_response import dose_response_record
 from emoneurons.evaluate.draw_null import NullDraws
 from emoneurons.evaluate.exp_metrics import headline
 from emoneurons.evaluate.keyword_control import keyword_control_record
-from emoneurons.evaluate.mask_pool import classify_masks, mask_workers
+from emoneurons.evaluate.mask_pool import classify_masks, map_parent_large_blocks, mask_workers
 from emoneurons.evaluate.prompt_budget import dialogue_budget
 from emoneurons.evaluate.shots import TrainSplit, draw_shots, test_labels
 from emoneurons.io.eval_file import eval_record
@@ -167,6 +167,7 @@ def _run_masks(test: _TestRun, masks: list[Mask], *, progress: bool, workers: in
     # Under a launcher each rank runs its share in process: no fork beside the process group.
     if workers is None:
         workers = mask_workers(test.lm, len(mine)) if schedule is None or schedule.processes == 1 else 1
+    map_parent_large_blocks(workers, len(test.chunks))  # before the first unmodified run: the same heap each run
     wanted = [UNMODIFIED] * main + mine
     chunks = len(test.chunks)
     cost = {index: 1 for index in wanted} | ({DRAWS: len(draws.masks)} if draws else {})
