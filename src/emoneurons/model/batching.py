@@ -53,13 +53,13 @@ def length_batch_plan(lengths: Sequence[int] | np.ndarray, batch_size: int, max_
     order = np.argsort(-lengths, kind="stable")
     ordered = lengths[order]
     starts = np.empty(len(order) + 1, dtype=np.int64)
-    members = np.arange(1, batch_size + 1)  # a batch's size with each next member in it
+    sizes = np.arange(1, batch_size + 1)  # a batch's size with each next member in it
     batches = start = 0
     while start < len(order):
         starts[batches] = start
         batches += 1
         window = ordered[start : start + batch_size]
-        processed = window[0] * members[: len(window)]  # tokens the batch would process: width x size
+        processed = window[0] * sizes[: len(window)]  # tokens the batch would process: width x size
         over = np.flatnonzero(processed - np.cumsum(window) > max_padding * processed)
         start += max(int(over[0]) if len(over) else len(window), 1)
     starts[batches] = len(order)
