@@ -432,12 +432,14 @@ def count_dialogues(
             for layer_counts, saved_layer in zip(counts, saved[0]):
                 layer_counts.copy_(saved_layer)
             T += saved[1]
-        needed = rows[plan.members(todo)]
+        members = plan.members(todo)  # indices into rows of the dialogues this process counts
+        tokens = int(lengths[members].sum())  # what its batches feed in all
+        needed = rows[members]
         missing = needed[store.offset[needed] < 0]
         if len(missing):  # rows of this process's batches another process tokenized first
             _tokenize(store, tokenizer, source, np.sort(missing), budget, skip_cues, desc)
             store.save()
-        del needed, missing  # through the batches count holds ~60 bytes a dialogue: the store's index, full, rows, lengths, the plan
+        del members, needed, missing  # through the batches count holds ~60 bytes a dialogue: the store's index, full, rows, lengths, the plan
 
         current = _BatchOnDevices()
         with store.reader() as stored, _counting_hooks(mlps, counts, activation, current):
@@ -451,7 +453,6 @@ def count_dialogues(
             def finished(indices: Sequence[int]) -> None:
                 schedule.finished(rows[indices], lambda: _stacked(whole, counts), T)
 
-            tokens = int(lengths[plan.members(todo)].sum())
             _feed_batches(lm, (plan[b] for b in todo), load, tokens, current, T, desc, finished)
     stacked, T = schedule.combine(_stacked(whole, counts), T)
     return ActivationCounts(stacked.permute(0, 2, 1).contiguous().cpu(), T, cut)

@@ -33,8 +33,11 @@ def test_memory_freed_but_kept_by_the_heap_goes_back_to_the_system():
     assert len(kept) == 4688
 
 
-_WORKER_BLOCKS = """
-import ctypes, multiprocessing
+# What both scripts below share: 64 written blocks of 1.5 MiB freed but the last (as a run's
+# activations come and go), after the process's thresholds rose to 8 MiB (and 16 MiB to trim), as
+# loading a model and reading the splits raise them.
+_BLOCKS = """
+import ctypes, multiprocessing, sys
 import emoneurons.evaluate.mask_pool as mask_pool
 
 def resident_mib():
@@ -48,7 +51,6 @@ def libc():
     return lib
 
 def kept_after_freeing(_):
-    # 64 written blocks of 1.5 MiB, freed but the last (as a masked run's activations come and go)
     lib, before = libc(), resident_mib()
     blocks = [lib.malloc(3 << 19) for _ in range(64)]
     for block in blocks:
@@ -58,7 +60,10 @@ def kept_after_freeing(_):
     return resident_mib() - before
 
 lib = libc()
-lib.free(lib.malloc(8 << 20))  # the parent's thresholds rise to 8 MiB (and 16 MiB to trim)
+lib.free(lib.malloc(8 << 20))
+"""
+
+_WORKER_BLOCKS = _BLOCKS + """
 context = multiprocessing.get_context("fork")
 with context.Pool(1) as pool:
     plain = pool.map(kept_after_freeing, [0])[0]
@@ -79,26 +84,9 @@ def test_a_forked_worker_gives_back_its_large_blocks():
     assert plain > 60 and started < 10, (plain, started)
 
 
-_PARENT_BLOCKS = """
-import ctypes, sys
-import emoneurons.evaluate.mask_pool as mask_pool
-
-def resident_mib():
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * 4096 / 2**20
-
-lib = ctypes.CDLL("libc.so.6")
-lib.malloc.restype, lib.free.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
-lib.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
-lib.free(lib.malloc(8 << 20))  # the thresholds rise to 8 MiB, as loading a model and reading the splits raise them
+_PARENT_BLOCKS = _BLOCKS + """
 mapped = mask_pool.map_parent_large_blocks(int(sys.argv[1]), int(sys.argv[2]))
-before = resident_mib()
-blocks = [lib.malloc(3 << 19) for _ in range(64)]  # a chunk's unmodified run: activations come and go
-for block in blocks:
-    lib.memset(block, 1, 3 << 19)
-for block in blocks[:-1]:
-    lib.free(block)
-print(mapped, resident_mib() - before)
+print(mapped, kept_after_freeing(0))  # a chunk's unmodified run in the parent
 """
 
 
